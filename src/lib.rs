@@ -1,0 +1,23 @@
+//! logzio-tokens: provision Logz.io sub-account API tokens in bulk from a YAML manifest.
+//!
+//! The stages, each in its own module, with dependencies pointing one way:
+//!
+//! - [`manifest`]: the YAML manifest, loaded and validated with source locations;
+//! - [`plan`]: a pure function of (manifest, recorded state) to the actions to take;
+//! - [`state`]: the results, secrets and journal files, written durably;
+//! - [`api`]: the Logz.io HTTP client and its error classification;
+//! - [`execution`]: concurrent, rate-limited, retried execution of a plan;
+//! - [`simulator`]: an in-repo stand-in for the Logz.io API, for tests, benchmarks and demos;
+//! - [`cli`]: the command line, output and progress.
+//!
+//! The core (`manifest`, `plan`, `state`, `region`, `secret`) knows nothing of HTTP, terminals or clap.
+
+pub mod api;
+pub mod cli;
+pub mod execution;
+pub mod manifest;
+pub mod plan;
+pub mod region;
+pub mod secret;
+pub mod simulator;
+pub mod state;

@@ -1,0 +1,127 @@
+//! The manifest: its model, loading from YAML, and validation with source locations.
+//!
+//! Stages: the YAML text is parsed into a located node tree ([`node`]), every rule is checked
+//! against that tree collecting *all* problems ([`validate`]), and only a manifest without a
+//! single problem becomes a [`Manifest`]. The serde types in [`schema`] describe the same shape
+//! for the JSON Schema that editors use; a test keeps the two in step.
+//!
+//! This module knows nothing of HTTP, terminals or the command line.
+
+pub mod diagnostic;
+mod env;
+mod load;
+mod node;
+pub mod schema;
+mod validate;
+
+use std::path::{Path, PathBuf};
+
+use crate::region::Region;
+
+pub use diagnostic::{Diagnostic, ManifestError};
+pub use load::{load, load_str};
+
+/// The manifest format version this build understands.
+pub const SUPPORTED_VERSION: u64 = 1;
+/// The longest token name accepted, in characters.
+pub const MAX_TOKEN_NAME_CHARS: usize = 128;
+/// The largest manifest file accepted, in bytes (a 100,000-account manifest is about 4 MB).
+pub const MAX_MANIFEST_BYTES: u64 = 64 * 1024 * 1024;
+
+/// A manifest that passed every check: what the user wants to exist.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Manifest {
+    /// The file it was read from (as given by the user).
+    pub path: PathBuf,
+    /// The format version (always [`SUPPORTED_VERSION`] once validated).
+    pub version: u64,
+    /// Where the API is, if the manifest says; the command line and environment can override it.
+    pub endpoint: Option<Endpoint>,
+    /// Optional execution settings; command-line options win over them.
+    pub settings: Settings,
+    /// The token names given to accounts that list none.
+    pub default_tokens: Vec<String>,
+    /// The accounts, in manifest order, each with its final list of token names
+    /// (its own list, or the defaults).
+    pub accounts: Vec<AccountEntry>,
+}
+
+impl Manifest {
+    /// The number of (account, token name) pairs the manifest asks for.
+    pub fn token_count(&self) -> usize {
+        self.accounts.iter().map(|a| a.tokens.len()).sum()
+    }
+
+    /// The directory holding the manifest, used for default state file paths.
+    pub fn dir(&self) -> &Path {
+        match self.path.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p,
+            _ => Path::new("."),
+        }
+    }
+}
+
+/// Where the API is served.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Endpoint {
+    /// A Logz.io region.
+    Region(Region),
+    /// A custom base URL (a proxy, a test server, the simulator).
+    Url(String),
+}
+
+/// Execution settings from the manifest's `settings` section.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Settings {
+    /// Most requests in flight.
+    pub concurrency: Option<u32>,
+    /// Most requests per second.
+    pub rate_per_second: Option<f64>,
+    /// Most attempts per token before it is reported as failed.
+    pub max_attempts: Option<u32>,
+    /// Per-request timeout, in seconds.
+    pub request_timeout_seconds: Option<f64>,
+}
+
+/// Inclusive bounds for each setting, shared by the validator, the CLI and the schema.
+pub mod limits {
+    /// `settings.concurrency` / `--concurrency`.
+    pub const CONCURRENCY: (u32, u32) = (1, 100);
+    /// `settings.rate_per_second` / `--rate`.
+    pub const RATE_PER_SECOND: (f64, f64) = (0.1, 1000.0);
+    /// `settings.max_attempts`.
+    pub const MAX_ATTEMPTS: (u32, u32) = (1, 20);
+    /// `settings.request_timeout_seconds`.
+    pub const REQUEST_TIMEOUT_SECONDS: (f64, f64) = (1.0, 600.0);
+}
+
+/// One account of the manifest.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccountEntry {
+    /// How the account is identified.
+    pub selector: AccountSelector,
+    /// The token names it must have (never empty, no duplicates).
+    pub tokens: Vec<String>,
+    /// Where the entry starts in the manifest (1-based).
+    pub line: u32,
+    /// Column of the entry (1-based).
+    pub column: u32,
+}
+
+/// How a manifest account is identified.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum AccountSelector {
+    /// By its numeric account id.
+    Id(u32),
+    /// By its account name, resolved through the sub-account list.
+    Name(String),
+}
+
+impl std::fmt::Display for AccountSelector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            AccountSelector::Id(id) => write!(f, "account {id}"),
+            AccountSelector::Name(n) => write!(f, "account named {n:?}"),
+        }
+    }
+}

@@ -1,0 +1,1 @@
+//! The integration tests: one binary, one module per concern, a shared harness in `util`.
