@@ -1,1 +1,162 @@
-//! state
+//! What the tool has recorded: the results file (token ids, no secrets), the secrets file
+//! (0600), the write-ahead journal that makes every received secret durable before anything
+//! else happens to it, and the lock that keeps two runs from interleaving.
+//!
+//! This module knows nothing of HTTP: it records what the executor tells it.
+
+mod atomic;
+pub mod journal;
+mod lock;
+mod paths;
+pub mod results;
+pub mod secrets;
+mod store;
+
+pub use atomic::{FileKind, write_atomic};
+pub use journal::{JournalRecord, Outcome};
+pub use lock::StateLock;
+pub use paths::StatePaths;
+pub use results::{Failure, PossibleOrphan, ResultsFile, TokenRecord};
+pub use secrets::{SecretRecord, SecretsFile};
+pub use store::{Recorder, RecorderHandle, Store};
+
+use std::path::PathBuf;
+
+/// A (sub account, token name) pair: one token the manifest wants.
+#[derive(
+    Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
+pub struct TokenKey {
+    /// The sub account's id.
+    pub account_id: u32,
+    /// The token's name.
+    pub token_name: String,
+}
+
+impl std::fmt::Display for TokenKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.account_id, self.token_name)
+    }
+}
+
+/// Errors reading or writing the state files. Each names the file and what to do.
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    /// A state file exists but cannot be read.
+    #[error("cannot read {kind} file {path}: {source}")]
+    Read {
+        /// Which file.
+        kind: &'static str,
+        /// Its path.
+        path: PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// A state file exists but is not in the expected format. Never treated as empty: that
+    /// would create every token again.
+    #[error(
+        "{kind} file {path} is corrupt: {detail}\n  = help: restore it from a backup or version control; \
+         it is never treated as empty, because that would create every token again"
+    )]
+    Corrupt {
+        /// Which file.
+        kind: &'static str,
+        /// Its path.
+        path: PathBuf,
+        /// What is wrong, with the line and column where known.
+        detail: String,
+    },
+    /// A state file cannot be written.
+    #[error(
+        "cannot write {kind} file {path}: {source}\n  = help: check that the directory exists, is writable and the disk is not full"
+    )]
+    Write {
+        /// Which file.
+        kind: &'static str,
+        /// Its path.
+        path: PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// The secrets file is unsafe to write (a symlink, or readable/writable by others).
+    #[error("refusing to write secrets to {path}: {reason}")]
+    Unsafe {
+        /// The path.
+        path: PathBuf,
+        /// Why.
+        reason: String,
+    },
+    /// Another run holds the lock on these state files.
+    #[error(
+        "another logzio-tokens run is using these state files (lock {path}{holder})\n  = help: wait for it to finish; if no run is active, the lock is released automatically when its process exits"
+    )]
+    Locked {
+        /// The lock file.
+        path: PathBuf,
+        /// Who holds it, as written in the lock file.
+        holder: String,
+    },
+    /// The results file was made against another API.
+    #[error(
+        "results file {path} was made against {recorded}, but this run targets {current}\n  = help: pass --results/--secrets for a separate pair of files per region or endpoint"
+    )]
+    OtherEndpoint {
+        /// The results file.
+        path: PathBuf,
+        /// The API URL it records.
+        recorded: String,
+        /// The API URL of this run.
+        current: String,
+    },
+    /// The recorder stopped (it hit a write error earlier, reported there).
+    #[error("the state recorder has stopped after an earlier error")]
+    RecorderGone,
+}
+
+/// The current time as RFC 3339 with millisecond precision, in UTC.
+pub fn now_rfc3339() -> String {
+    format_rfc3339(time::OffsetDateTime::now_utc())
+}
+
+/// Formats a time as RFC 3339 (`2026-11-23T20:00:00.123Z`), UTC.
+pub fn format_rfc3339(t: time::OffsetDateTime) -> String {
+    let t = t.to_offset(time::UtcOffset::UTC);
+    let fmt = time::macros::format_description!(
+        "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z"
+    );
+    t.format(&fmt)
+        .unwrap_or_else(|_| t.unix_timestamp().to_string())
+}
+
+/// Converts API epoch seconds (integer or decimal) to RFC 3339.
+pub fn epoch_to_rfc3339(epoch_seconds: f64) -> String {
+    let nanos = (epoch_seconds * 1e9) as i128;
+    match time::OffsetDateTime::from_unix_timestamp_nanos(nanos) {
+        Ok(t) => {
+            let fmt =
+                time::macros::format_description!("[year]-[month]-[day]T[hour]:[minute]:[second]Z");
+            t.format(&fmt).unwrap_or_else(|_| epoch_seconds.to_string())
+        }
+        Err(_) => epoch_seconds.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn epoch_conversion_accepts_integer_and_decimal() {
+        assert_eq!(epoch_to_rfc3339(1621858311.0), "2021-05-24T12:11:51Z");
+        assert_eq!(
+            epoch_to_rfc3339(1621858311.000000000),
+            "2021-05-24T12:11:51Z"
+        );
+    }
+
+    #[test]
+    fn rfc3339_has_milliseconds() {
+        let t = time::macros::datetime!(2026-11-23 20:00:00.5 UTC);
+        assert_eq!(format_rfc3339(t), "2026-11-23T20:00:00.500Z");
+    }
+}

@@ -1,0 +1,284 @@
+//! The write-ahead journal: one JSON object per line, appended and fsync'd by a single writer.
+//!
+//! Before each request an `intent` record; after it an outcome record (`created` with the
+//! secret, `ambiguous`, or `not_created`), durable before the executor does anything else with
+//! the response. A run that dies at any point leaves a journal from which the next run recovers
+//! every received secret; an intent without an outcome becomes a possible orphan.
+//! The journal holds secrets, so it is created 0600 and never followed through a symlink.
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+
+use serde::{Deserialize, Serialize, Serializer};
+
+use super::{StateError, TokenKey};
+use crate::secret::Secret;
+
+/// One line of the journal.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum JournalRecord {
+    /// A request is about to be sent.
+    Intent {
+        /// Sequence number, unique within the journal.
+        seq: u64,
+        /// The account id.
+        account_id: u32,
+        /// The token name.
+        token_name: String,
+        /// Which attempt for this item (1-based).
+        attempt: u32,
+        /// When (RFC 3339).
+        at: String,
+    },
+    /// The request of intent `seq` ended.
+    Outcome {
+        /// The intent's sequence number.
+        seq: u64,
+        /// The account id.
+        account_id: u32,
+        /// The token name.
+        token_name: String,
+        /// What happened.
+        #[serde(flatten)]
+        outcome: Outcome,
+        /// When (RFC 3339).
+        at: String,
+    },
+}
+
+/// How a request ended.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "result", rename_all = "snake_case")]
+pub enum Outcome {
+    /// A token was created and its secret received.
+    Created {
+        /// The token's id.
+        token_id: i64,
+        /// The secret.
+        #[serde(serialize_with = "expose_secret")]
+        token: Secret,
+        /// When Logz.io created it (RFC 3339).
+        created_at: String,
+    },
+    /// A token may have been created (timeout, connection lost, 5xx, cut-short body).
+    Ambiguous {
+        /// What happened.
+        detail: String,
+    },
+    /// Definitely no token (the request was refused or never reached the server).
+    NotCreated {
+        /// The HTTP status, if an answer came.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        http_status: Option<u16>,
+        /// What happened.
+        detail: String,
+    },
+}
+
+fn expose_secret<S: Serializer>(secret: &Secret, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(secret.expose())
+}
+
+impl JournalRecord {
+    /// The record as one line (with its newline).
+    pub fn to_line(&self) -> Vec<u8> {
+        let mut v = serde_json::to_vec(self).unwrap_or_default();
+        v.push(b'\n');
+        v
+    }
+}
+
+/// What a journal held: outcomes in order, and intents that never got one.
+#[derive(Debug, Default)]
+pub struct Replayed {
+    /// Every outcome record, in order.
+    pub outcomes: Vec<(TokenKey, Outcome, String)>,
+    /// Intents without an outcome: the run stopped while these requests were in flight.
+    pub interrupted: Vec<(TokenKey, String)>,
+    /// Whether the last line was cut short (a crash during a write); it is ignored.
+    pub truncated_tail: bool,
+    /// Number of records read.
+    pub records: usize,
+}
+
+/// Reads a journal. A missing file is an empty journal; a cut-short last line is tolerated;
+/// a malformed line elsewhere is corruption.
+pub fn replay(path: &Path) -> Result<Replayed, StateError> {
+    let file = match std::fs::File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Replayed::default()),
+        Err(source) => {
+            return Err(StateError::Read {
+                kind: "journal",
+                path: path.to_path_buf(),
+                source,
+            });
+        }
+    };
+    let mut out = Replayed::default();
+    let mut pending: HashMap<u64, (TokenKey, String)> = HashMap::new();
+    let mut order: Vec<u64> = Vec::new();
+    let mut lines = BufReader::new(file).split(b'\n').enumerate().peekable();
+    while let Some((idx, line)) = lines.next() {
+        let line = line.map_err(|source| StateError::Read {
+            kind: "journal",
+            path: path.to_path_buf(),
+            source,
+        })?;
+        if line.iter().all(u8::is_ascii_whitespace) {
+            continue;
+        }
+        let is_last = lines.peek().is_none();
+        let record: JournalRecord = match serde_json::from_slice(&line) {
+            Ok(r) => r,
+            Err(_) if is_last => {
+                out.truncated_tail = true;
+                break;
+            }
+            Err(e) => {
+                return Err(StateError::Corrupt {
+                    kind: "journal",
+                    path: path.to_path_buf(),
+                    detail: format!("line {}: {}", idx + 1, strip_place(&e)),
+                });
+            }
+        };
+        out.records += 1;
+        match record {
+            JournalRecord::Intent {
+                seq,
+                account_id,
+                token_name,
+                at,
+                ..
+            } => {
+                pending.insert(
+                    seq,
+                    (
+                        TokenKey {
+                            account_id,
+                            token_name,
+                        },
+                        at,
+                    ),
+                );
+                order.push(seq);
+            }
+            JournalRecord::Outcome {
+                seq,
+                account_id,
+                token_name,
+                outcome,
+                at,
+            } => {
+                pending.remove(&seq);
+                out.outcomes.push((
+                    TokenKey {
+                        account_id,
+                        token_name,
+                    },
+                    outcome,
+                    at,
+                ));
+            }
+        }
+    }
+    for seq in order {
+        if let Some(p) = pending.remove(&seq) {
+            out.interrupted.push(p);
+        }
+    }
+    Ok(out)
+}
+
+fn strip_place(e: &serde_json::Error) -> String {
+    let m = e.to_string();
+    match m.rfind(" at line ") {
+        Some(i) => m[..i].to_owned(),
+        None => m,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn intent(seq: u64) -> JournalRecord {
+        JournalRecord::Intent {
+            seq,
+            account_id: 7,
+            token_name: format!("t{seq}"),
+            attempt: 1,
+            at: "2026-01-01T00:00:00.000Z".into(),
+        }
+    }
+
+    #[test]
+    fn replay_pairs_intents_with_outcomes_and_tolerates_a_cut_tail() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("j");
+        let mut bytes = Vec::new();
+        bytes.extend(intent(1).to_line());
+        bytes.extend(intent(2).to_line());
+        bytes.extend(
+            JournalRecord::Outcome {
+                seq: 1,
+                account_id: 7,
+                token_name: "t1".into(),
+                outcome: Outcome::Created {
+                    token_id: 5,
+                    token: Secret::new("s3cr3t"),
+                    created_at: "2021-05-24T12:11:51Z".into(),
+                },
+                at: "2026-01-01T00:00:01.000Z".into(),
+            }
+            .to_line(),
+        );
+        let full = bytes.clone();
+        bytes.extend(&intent(3).to_line()[..10]);
+        std::fs::write(&p, &bytes).unwrap();
+        let r = replay(&p).unwrap();
+        assert!(r.truncated_tail);
+        assert_eq!(r.outcomes.len(), 1);
+        match &r.outcomes[0].1 {
+            Outcome::Created {
+                token, token_id, ..
+            } => {
+                assert_eq!(*token_id, 5);
+                assert_eq!(token.expose(), "s3cr3t");
+            }
+            o => panic!("unexpected {o:?}"),
+        }
+        assert_eq!(r.interrupted.len(), 1);
+        assert_eq!(r.interrupted[0].0.token_name, "t2");
+
+        // A bad line that is not the last one is corruption, never skipped.
+        let mut bad = b"{nope}\n".to_vec();
+        bad.extend(&full);
+        std::fs::write(&p, &bad).unwrap();
+        let err = replay(&p).unwrap_err().to_string();
+        assert!(err.contains("line 1"), "{err}");
+    }
+
+    #[test]
+    fn a_secret_is_written_in_the_line_but_never_in_debug() {
+        let o = Outcome::Created {
+            token_id: 1,
+            token: Secret::new("topsecret"),
+            created_at: String::new(),
+        };
+        assert!(!format!("{o:?}").contains("topsecret"));
+        let line = JournalRecord::Outcome {
+            seq: 1,
+            account_id: 1,
+            token_name: "a".into(),
+            outcome: o,
+            at: String::new(),
+        }
+        .to_line();
+        assert!(String::from_utf8(line).unwrap().contains("topsecret"));
+    }
+}

@@ -1,0 +1,85 @@
+//! Where the state files of a manifest live.
+
+use std::path::{Path, PathBuf};
+
+/// The paths of the results, secrets, journal and lock files of one manifest.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StatePaths {
+    /// The results file (token ids, no secrets).
+    pub results: PathBuf,
+    /// The secrets file (0600).
+    pub secrets: PathBuf,
+    /// The write-ahead journal, beside the results file (0600).
+    pub journal: PathBuf,
+    /// The advisory lock file, beside the results file.
+    pub lock: PathBuf,
+}
+
+impl StatePaths {
+    /// The contract's defaults: `<manifest dir>/<stem>.results.json` and `.secrets.json`,
+    /// overridden by `--results` / `--secrets`.
+    pub fn for_manifest(manifest: &Path, results: Option<&Path>, secrets: Option<&Path>) -> Self {
+        let dir = match manifest.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
+        let stem = manifest
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "manifest".to_owned());
+        let results = results
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| dir.join(format!("{stem}.results.json")));
+        let secrets = secrets
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| dir.join(format!("{stem}.secrets.json")));
+        let journal = sibling(&results, "journal");
+        let lock = sibling(&results, "lock");
+        StatePaths {
+            results,
+            secrets,
+            journal,
+            lock,
+        }
+    }
+}
+
+/// `x.results.json` -> `x.results.<ext>`; `x` -> `x.<ext>`.
+fn sibling(results: &Path, ext: &str) -> PathBuf {
+    if results.extension().is_some_and(|e| e == "json") {
+        results.with_extension(ext)
+    } else {
+        let mut s = results.as_os_str().to_owned();
+        s.push(".");
+        s.push(ext);
+        PathBuf::from(s)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_sit_beside_the_manifest() {
+        let p = StatePaths::for_manifest(Path::new("examples/quickstart.yaml"), None, None);
+        assert_eq!(p.results, Path::new("examples/quickstart.results.json"));
+        assert_eq!(p.secrets, Path::new("examples/quickstart.secrets.json"));
+        assert_eq!(p.journal, Path::new("examples/quickstart.results.journal"));
+        assert_eq!(p.lock, Path::new("examples/quickstart.results.lock"));
+        let bare = StatePaths::for_manifest(Path::new("m.yaml"), None, None);
+        assert_eq!(bare.results, Path::new("./m.results.json"));
+    }
+
+    #[test]
+    fn explicit_paths_win() {
+        let p = StatePaths::for_manifest(
+            Path::new("m.yaml"),
+            Some(Path::new("/s/r.json")),
+            Some(Path::new("/s/k")),
+        );
+        assert_eq!(p.results, Path::new("/s/r.json"));
+        assert_eq!(p.secrets, Path::new("/s/k"));
+        assert_eq!(p.journal, Path::new("/s/r.journal"));
+    }
+}

@@ -1,0 +1,288 @@
+//! The results file: which tokens exist, by account id and token name, with their ids. No
+//! secrets, so it is safe to keep in version control. Read and written through typed structs.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::{StateError, TokenKey};
+
+/// The results file format version this build reads and writes.
+pub const RESULTS_VERSION: u32 = 1;
+
+/// The results file: what exists, what failed in the last run, what may have been created
+/// without being recorded.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ResultsFile {
+    /// Format version; always 1.
+    pub version: u32,
+    /// The API base URL the tokens were created against. A run against another URL refuses to
+    /// use this file, so ids of one region are never mixed with another's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_url: Option<String>,
+    /// When the file was last written (RFC 3339, UTC).
+    pub updated_at: String,
+    /// Created tokens: account id -> token name -> the token's id. An entry exists only for a
+    /// token that was created and whose id is known.
+    #[serde(default)]
+    pub accounts: BTreeMap<u32, BTreeMap<String, TokenRecord>>,
+    /// Account names resolved to ids through the sub-account list, remembered so that an
+    /// offline `plan` can place accounts given by name.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub resolved_names: BTreeMap<String, u32>,
+    /// Items of the last run that did not get a token, with the reason.
+    #[serde(default)]
+    pub failures: Vec<Failure>,
+    /// Every (account, token name) for which a request may have created a token that is not
+    /// the one recorded. Kept across runs until cleared with `logzio-tokens orphans clear`.
+    #[serde(default)]
+    pub possible_orphans: Vec<PossibleOrphan>,
+}
+
+/// One created token.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TokenRecord {
+    /// The token's id at Logz.io.
+    pub token_id: i64,
+    /// When Logz.io created it (RFC 3339, UTC).
+    pub created_at: String,
+    /// How the record came to be, when not created by this tool: `imported`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
+}
+
+/// An item of the last run that did not get a token.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Failure {
+    /// The account id, when known (an account given by name may not have resolved).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub account_id: Option<u32>,
+    /// The account name, for accounts given by name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub account_name: Option<String>,
+    /// The token name.
+    pub token_name: String,
+    /// The HTTP status of the last answer, when there was one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub http_status: Option<u16>,
+    /// What went wrong.
+    pub error: String,
+}
+
+/// A request that may have created a token which is not the one recorded.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PossibleOrphan {
+    /// The account id.
+    pub account_id: u32,
+    /// The token name.
+    pub token_name: String,
+    /// How many requests for this item ended without a known outcome.
+    pub ambiguous_attempts: u32,
+    /// What happened the last time.
+    pub detail: String,
+    /// When it last happened (RFC 3339, UTC).
+    pub at: String,
+}
+
+impl ResultsFile {
+    /// An empty results file for a first run.
+    pub fn new(api_url: Option<String>) -> Self {
+        ResultsFile {
+            version: RESULTS_VERSION,
+            api_url,
+            updated_at: super::now_rfc3339(),
+            accounts: BTreeMap::new(),
+            resolved_names: BTreeMap::new(),
+            failures: Vec::new(),
+            possible_orphans: Vec::new(),
+        }
+    }
+
+    /// Reads the file; a missing file is a first run (an empty record). Anything unreadable or
+    /// malformed is an error, never "nothing exists".
+    pub fn load(path: &Path) -> Result<Option<ResultsFile>, StateError> {
+        let bytes = match std::fs::read(path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(source) => {
+                return Err(StateError::Read {
+                    kind: "results",
+                    path: path.to_path_buf(),
+                    source,
+                });
+            }
+        };
+        let file: ResultsFile =
+            serde_json::from_slice(&bytes).map_err(|e| StateError::Corrupt {
+                kind: "results",
+                path: path.to_path_buf(),
+                detail: json_error_detail(&e),
+            })?;
+        if file.version != RESULTS_VERSION {
+            return Err(StateError::Corrupt {
+                kind: "results",
+                path: path.to_path_buf(),
+                detail: format!(
+                    "version {} is not supported (this build reads version {RESULTS_VERSION})",
+                    file.version
+                ),
+            });
+        }
+        Ok(Some(file))
+    }
+
+    /// The recorded token for a key, if any.
+    pub fn get(&self, key: &TokenKey) -> Option<&TokenRecord> {
+        self.accounts
+            .get(&key.account_id)
+            .and_then(|m| m.get(&key.token_name))
+    }
+
+    /// Whether a token id is already recorded, and for which key.
+    pub fn find_token_id(&self, token_id: i64) -> Option<TokenKey> {
+        self.accounts.iter().find_map(|(acc, m)| {
+            m.iter()
+                .find(|(_, r)| r.token_id == token_id)
+                .map(|(name, _)| TokenKey {
+                    account_id: *acc,
+                    token_name: name.clone(),
+                })
+        })
+    }
+
+    /// Records a created token.
+    pub fn insert(&mut self, key: &TokenKey, record: TokenRecord) {
+        self.accounts
+            .entry(key.account_id)
+            .or_default()
+            .insert(key.token_name.clone(), record);
+    }
+
+    /// Notes an ambiguous outcome for a key. Idempotent for the same event (same `at`), so
+    /// replaying a journal twice does not count an event twice.
+    pub fn note_orphan(&mut self, key: &TokenKey, detail: &str, at: &str) {
+        if let Some(o) = self
+            .possible_orphans
+            .iter_mut()
+            .find(|o| o.account_id == key.account_id && o.token_name == key.token_name)
+        {
+            if at <= o.at.as_str() {
+                return;
+            }
+            o.ambiguous_attempts += 1;
+            o.detail = detail.to_owned();
+            o.at = at.to_owned();
+        } else {
+            self.possible_orphans.push(PossibleOrphan {
+                account_id: key.account_id,
+                token_name: key.token_name.clone(),
+                ambiguous_attempts: 1,
+                detail: detail.to_owned(),
+                at: at.to_owned(),
+            });
+        }
+    }
+
+    /// The number of recorded tokens.
+    pub fn token_count(&self) -> usize {
+        self.accounts.values().map(BTreeMap::len).sum()
+    }
+
+    /// Serializes with a fresh `updated_at`, pretty, with a trailing newline.
+    pub fn to_bytes(&mut self) -> Vec<u8> {
+        self.updated_at = super::now_rfc3339();
+        let mut v = serde_json::to_vec_pretty(self).unwrap_or_default();
+        v.push(b'\n');
+        v
+    }
+}
+
+/// `line 3 column 7: expected ...` from a serde_json error.
+pub(crate) fn json_error_detail(e: &serde_json::Error) -> String {
+    let msg = e.to_string();
+    // serde_json appends " at line L column C"; put the place first, as the rest of the tool does.
+    match msg.rfind(" at line ") {
+        Some(i) => format!("{}: {}", msg[i + 4..].trim(), &msg[..i]),
+        None => msg,
+    }
+}
+
+/// The JSON Schema of the results file.
+pub fn results_schema_text() -> String {
+    let schema = schemars::schema_for!(ResultsFile);
+    let mut s = serde_json::to_string_pretty(&schema).unwrap_or_default();
+    s.push('\n');
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn key(a: u32, n: &str) -> TokenKey {
+        TokenKey {
+            account_id: a,
+            token_name: n.into(),
+        }
+    }
+
+    #[test]
+    fn contract_example_parses() {
+        let text = r#"{
+  "version": 1,
+  "api_url": "https://api-eu.logz.io",
+  "updated_at": "2026-11-23T20:00:00Z",
+  "accounts": {
+    "160343": {
+      "ci":      { "token_id": 7386, "created_at": "2021-05-24T12:11:51Z" },
+      "grafana": { "token_id": 7387, "created_at": "2021-05-24T12:11:52Z" }
+    }
+  },
+  "failures": [
+    { "account_id": 160344, "token_name": "log-automation", "http_status": 404, "error": "sub account not found" }
+  ],
+  "possible_orphans": [
+    { "account_id": 160343, "token_name": "ci", "ambiguous_attempts": 1, "detail": "connection lost after the request was sent", "at": "2026-11-23T19:59:58Z" }
+  ]
+}"#;
+        let f: ResultsFile = serde_json::from_str(text).unwrap();
+        assert_eq!(f.get(&key(160343, "ci")).unwrap().token_id, 7386);
+        assert_eq!(f.failures[0].http_status, Some(404));
+        assert_eq!(f.possible_orphans[0].ambiguous_attempts, 1);
+        assert_eq!(f.find_token_id(7387), Some(key(160343, "grafana")));
+    }
+
+    #[test]
+    fn missing_is_first_run_and_corrupt_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("r.json");
+        assert!(ResultsFile::load(&p).unwrap().is_none());
+        std::fs::write(&p, "{\"version\": 1, \"accounts\": ").unwrap();
+        let err = ResultsFile::load(&p).unwrap_err().to_string();
+        assert!(
+            err.contains("is corrupt") && err.contains("line 1"),
+            "{err}"
+        );
+        std::fs::write(&p, "").unwrap();
+        assert!(ResultsFile::load(&p).is_err());
+    }
+
+    #[test]
+    fn orphan_notes_are_idempotent_per_event() {
+        let mut f = ResultsFile::new(None);
+        let k = key(1, "ci");
+        f.note_orphan(&k, "timeout", "2026-01-01T00:00:00.001Z");
+        f.note_orphan(&k, "timeout", "2026-01-01T00:00:00.001Z");
+        assert_eq!(f.possible_orphans[0].ambiguous_attempts, 1);
+        f.note_orphan(&k, "500", "2026-01-01T00:00:00.002Z");
+        assert_eq!(f.possible_orphans[0].ambiguous_attempts, 2);
+        assert_eq!(f.possible_orphans[0].detail, "500");
+    }
+}

@@ -1,0 +1,195 @@
+//! The secrets file: every token secret ever received, 0600 from the moment it exists.
+//! A run adds to it and never drops an entry: a secret replaced under the same name moves to
+//! `superseded` rather than disappearing.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use serde::{Deserialize, Serialize, Serializer};
+
+use super::{StateError, TokenKey};
+use crate::secret::Secret;
+
+/// The secrets file format version.
+pub const SECRETS_VERSION: u32 = 1;
+
+/// The secrets file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SecretsFile {
+    /// Format version; always 1.
+    pub version: u32,
+    /// account id -> token name -> the token's id and secret.
+    #[serde(default)]
+    pub accounts: BTreeMap<u32, BTreeMap<String, SecretRecord>>,
+    /// Secrets that were replaced under the same account and name (kept, never dropped).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub superseded: Vec<SupersededSecret>,
+}
+
+/// One token's secret.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SecretRecord {
+    /// The token's id.
+    pub token_id: i64,
+    /// The secret value.
+    #[serde(serialize_with = "expose_secret")]
+    pub token: Secret,
+}
+
+/// A secret that is no longer the current one for its name.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SupersededSecret {
+    /// The account id.
+    pub account_id: u32,
+    /// The token name.
+    pub token_name: String,
+    /// The token's id.
+    pub token_id: i64,
+    /// The secret value.
+    #[serde(serialize_with = "expose_secret")]
+    pub token: Secret,
+    /// Why it was moved here.
+    pub note: String,
+}
+
+/// The one place a created token's secret is written out.
+fn expose_secret<S: Serializer>(secret: &Secret, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(secret.expose())
+}
+
+impl<'de> Deserialize<'de> for Secret {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        String::deserialize(d).map(Secret::new)
+    }
+}
+
+impl Default for SecretsFile {
+    fn default() -> Self {
+        SecretsFile {
+            version: SECRETS_VERSION,
+            accounts: BTreeMap::new(),
+            superseded: Vec::new(),
+        }
+    }
+}
+
+impl SecretsFile {
+    /// Reads the file; missing means none yet. Unreadable or malformed is an error.
+    pub fn load(path: &Path) -> Result<Option<SecretsFile>, StateError> {
+        let bytes = match std::fs::read(path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(source) => {
+                return Err(StateError::Read {
+                    kind: "secrets",
+                    path: path.to_path_buf(),
+                    source,
+                });
+            }
+        };
+        let file: SecretsFile =
+            serde_json::from_slice(&bytes).map_err(|e| StateError::Corrupt {
+                kind: "secrets",
+                path: path.to_path_buf(),
+                // serde_json's messages never quote the input's string values, so no secret leaks here.
+                detail: super::results::json_error_detail(&e),
+            })?;
+        if file.version != SECRETS_VERSION {
+            return Err(StateError::Corrupt {
+                kind: "secrets",
+                path: path.to_path_buf(),
+                detail: format!("version {} is not supported", file.version),
+            });
+        }
+        Ok(Some(file))
+    }
+
+    /// Adds a secret. The same token id again is a no-op; a different one under the same name
+    /// moves the old secret to `superseded`.
+    pub fn insert(&mut self, key: &TokenKey, token_id: i64, token: Secret) {
+        let slot = self
+            .accounts
+            .entry(key.account_id)
+            .or_default()
+            .entry(key.token_name.clone());
+        match slot {
+            std::collections::btree_map::Entry::Vacant(v) => {
+                v.insert(SecretRecord { token_id, token });
+            }
+            std::collections::btree_map::Entry::Occupied(mut o) => {
+                if o.get().token_id == token_id {
+                    return;
+                }
+                let old = o.insert(SecretRecord { token_id, token });
+                self.superseded.push(SupersededSecret {
+                    account_id: key.account_id,
+                    token_name: key.token_name.clone(),
+                    token_id: old.token_id,
+                    token: old.token,
+                    note: format!("replaced by token {token_id}"),
+                });
+            }
+        }
+    }
+
+    /// Keeps a secret that must not become the current one (e.g. a duplicate id).
+    pub fn quarantine(&mut self, key: &TokenKey, token_id: i64, token: Secret, note: String) {
+        if self
+            .superseded
+            .iter()
+            .any(|s| s.token_id == token_id && s.token.same_as(&token))
+        {
+            return;
+        }
+        self.superseded.push(SupersededSecret {
+            account_id: key.account_id,
+            token_name: key.token_name.clone(),
+            token_id,
+            token,
+            note,
+        });
+    }
+
+    /// The secret recorded for a key.
+    pub fn get(&self, key: &TokenKey) -> Option<&SecretRecord> {
+        self.accounts
+            .get(&key.account_id)
+            .and_then(|m| m.get(&key.token_name))
+    }
+
+    /// Serializes, pretty, with a trailing newline.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut v = serde_json::to_vec_pretty(self).unwrap_or_default();
+        v.push(b'\n');
+        v
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn contract_example_round_trips_and_never_drops() {
+        let text = r#"{ "version": 1, "accounts": { "160343": { "ci": { "token_id": 7386, "token": "c498fbc3-x" } } } }"#;
+        let mut f: SecretsFile = serde_json::from_str(text).unwrap();
+        let k = TokenKey {
+            account_id: 160343,
+            token_name: "ci".into(),
+        };
+        assert_eq!(f.get(&k).unwrap().token.expose(), "c498fbc3-x");
+        f.insert(&k, 7386, Secret::new("c498fbc3-x"));
+        assert!(f.superseded.is_empty());
+        f.insert(&k, 9999, Secret::new("new"));
+        assert_eq!(f.get(&k).unwrap().token_id, 9999);
+        assert_eq!(f.superseded[0].token.expose(), "c498fbc3-x");
+        let out = String::from_utf8(f.to_bytes()).unwrap();
+        assert!(out.contains("c498fbc3-x") && out.contains("\"new\""));
+        // Debug never shows a secret.
+        assert!(!format!("{f:?}").contains("c498fbc3"));
+    }
+}

@@ -1,0 +1,642 @@
+//! The recorded state of one manifest, and the recorder thread that owns it during a run.
+//!
+//! [`Store::open`] takes the lock, reads the results and secrets files, replays any journal a
+//! previous run left (recovering every secret it received), and writes the merged files. During
+//! `apply`, a [`Recorder`] thread becomes the single owner of the store and the journal: the
+//! executor sends it intents and outcomes, and it acknowledges each only once it is fsync'd
+//! (many records share one fsync when they arrive together). Every few seconds it rewrites the
+//! results and secrets files atomically and starts a fresh journal.
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::oneshot;
+
+use super::atomic::{FileKind, open_secret_append, sync_dir, write_atomic};
+use super::journal::{self, JournalRecord, Outcome};
+use super::results::TokenRecord;
+use super::{Failure, ResultsFile, SecretsFile, StateError, StateLock, StatePaths, TokenKey};
+
+/// How often the results and secrets files are refreshed during a run.
+pub const SAVE_INTERVAL: Duration = Duration::from_secs(3);
+
+/// What a start-of-run replay of an earlier journal found.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Recovery {
+    /// Tokens whose secrets were in the journal but not yet in the files.
+    pub recovered_tokens: usize,
+    /// Requests that were in flight when the earlier run stopped (now possible orphans).
+    pub interrupted: usize,
+    /// Whether the journal's last line was cut short (ignored).
+    pub truncated_tail: bool,
+}
+
+/// The recorded state of a manifest, locked for this process.
+#[derive(Debug)]
+pub struct Store {
+    /// Where the files are.
+    pub paths: StatePaths,
+    /// The results (no secrets).
+    pub results: ResultsFile,
+    /// The secrets.
+    pub secrets: SecretsFile,
+    /// What the replay of an earlier journal recovered.
+    pub recovery: Recovery,
+    lock: Option<StateLock>,
+}
+
+impl Store {
+    /// Locks the state, reads it, replays any journal into it and, if the journal held anything,
+    /// saves the merged files and removes the journal. `api_url` is checked against the one the
+    /// results were made with.
+    pub fn open(paths: StatePaths, api_url: Option<&str>) -> Result<Store, StateError> {
+        let lock = StateLock::acquire(&paths.lock)?;
+        let mut store = Store::read(paths, api_url)?;
+        store.lock = Some(lock);
+        if store.paths.journal.exists() {
+            store.save()?;
+            std::fs::remove_file(&store.paths.journal).map_err(|source| StateError::Write {
+                kind: "journal",
+                path: store.paths.journal.clone(),
+                source,
+            })?;
+            let _ = sync_dir(parent(&store.paths.journal));
+        }
+        Ok(store)
+    }
+
+    /// Reads the state and replays any journal in memory, without locking or writing (for
+    /// `plan`, which must see what an interrupted run received).
+    pub fn read(paths: StatePaths, api_url: Option<&str>) -> Result<Store, StateError> {
+        let results = ResultsFile::load(&paths.results)?;
+        if let (Some(r), Some(current)) = (&results, api_url) {
+            if let Some(recorded) = &r.api_url {
+                if recorded.trim_end_matches('/') != current.trim_end_matches('/') {
+                    return Err(StateError::OtherEndpoint {
+                        path: paths.results.clone(),
+                        recorded: recorded.clone(),
+                        current: current.to_owned(),
+                    });
+                }
+            }
+        }
+        let mut results = results.unwrap_or_else(|| ResultsFile::new(api_url.map(str::to_owned)));
+        if results.api_url.is_none() {
+            results.api_url = api_url.map(str::to_owned);
+        }
+        let secrets = SecretsFile::load(&paths.secrets)?.unwrap_or_default();
+        let replayed = journal::replay(&paths.journal)?;
+        let mut store = Store {
+            paths,
+            results,
+            secrets,
+            recovery: Recovery::default(),
+            lock: None,
+        };
+        store.recovery.truncated_tail = replayed.truncated_tail;
+        let mut index = store.token_index();
+        for (key, outcome, at) in replayed.outcomes {
+            if let Applied::Recorded = store.apply(&key, outcome, &at, &mut index) {
+                store.recovery.recovered_tokens += 1;
+            }
+        }
+        for (key, at) in replayed.interrupted {
+            store.results.note_orphan(
+                &key,
+                "the run stopped while this request was in flight; a token may have been created",
+                &at,
+            );
+            store.recovery.interrupted += 1;
+        }
+        Ok(store)
+    }
+
+    /// Writes the secrets file, then the results file, each atomically.
+    pub fn save(&mut self) -> Result<(), StateError> {
+        write_atomic(
+            &self.paths.secrets,
+            &self.secrets.to_bytes(),
+            FileKind::Secret,
+            "secrets",
+        )?;
+        let bytes = self.results.to_bytes();
+        write_atomic(&self.paths.results, &bytes, FileKind::Public, "results")
+    }
+
+    /// Token id -> key, for spotting an id the API hands out twice.
+    fn token_index(&self) -> HashMap<i64, TokenKey> {
+        let mut index = HashMap::new();
+        for (acc, m) in &self.results.accounts {
+            for (name, r) in m {
+                index.insert(
+                    r.token_id,
+                    TokenKey {
+                        account_id: *acc,
+                        token_name: name.clone(),
+                    },
+                );
+            }
+        }
+        index
+    }
+
+    /// Applies one outcome to the state.
+    fn apply(
+        &mut self,
+        key: &TokenKey,
+        outcome: Outcome,
+        at: &str,
+        index: &mut HashMap<i64, TokenKey>,
+    ) -> Applied {
+        match outcome {
+            Outcome::Created {
+                token_id,
+                token,
+                created_at,
+            } => {
+                if let Some(other) = index.get(&token_id) {
+                    if other != key {
+                        // The API gave an id that is already recorded for another token: keep
+                        // the secret, but never let it overwrite or pose as another record.
+                        let other = other.clone();
+                        self.secrets.quarantine(
+                            key,
+                            token_id,
+                            token,
+                            format!("the API returned id {token_id}, already recorded for {other}"),
+                        );
+                        self.results.note_orphan(
+                            key,
+                            &format!("the API returned token id {token_id}, which is already recorded for {other}"),
+                            at,
+                        );
+                        return Applied::DuplicateId(other);
+                    }
+                }
+                let fresh = self.results.get(key).map(|r| r.token_id) != Some(token_id);
+                self.secrets.insert(key, token_id, token);
+                if fresh {
+                    index.insert(token_id, key.clone());
+                    self.results.insert(
+                        key,
+                        TokenRecord {
+                            token_id,
+                            created_at,
+                            source: None,
+                        },
+                    );
+                    Applied::Recorded
+                } else {
+                    Applied::AlreadyKnown
+                }
+            }
+            Outcome::Ambiguous { detail } => {
+                self.results.note_orphan(key, &detail, at);
+                Applied::Noted
+            }
+            Outcome::NotCreated { .. } => Applied::Noted,
+        }
+    }
+}
+
+fn parent(p: &std::path::Path) -> &std::path::Path {
+    match p.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => std::path::Path::new("."),
+    }
+}
+
+/// What recording an outcome did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Applied {
+    /// A new token was recorded.
+    Recorded,
+    /// The same token was already recorded (a replay).
+    AlreadyKnown,
+    /// The API returned an id already recorded for another key: not recorded, secret kept aside.
+    DuplicateId(TokenKey),
+    /// A non-creating outcome was noted.
+    Noted,
+}
+
+enum Msg {
+    Intent {
+        key: TokenKey,
+        attempt: u32,
+        ack: oneshot::Sender<Result<u64, StateError>>,
+    },
+    Outcome {
+        seq: u64,
+        key: TokenKey,
+        outcome: Outcome,
+        ack: oneshot::Sender<Result<Applied, StateError>>,
+    },
+    Failure(Failure),
+    ResolvedName(String, u32),
+    Finish(oneshot::Sender<Result<(), StateError>>),
+}
+
+/// A cheap, cloneable handle for sending records to the recorder.
+#[derive(Clone, Debug)]
+pub struct RecorderHandle {
+    tx: mpsc::Sender<Msg>,
+}
+
+impl std::fmt::Debug for Msg {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Msg")
+    }
+}
+
+impl RecorderHandle {
+    /// Journals the intent to send a request; returns once it is durable.
+    pub async fn intent(&self, key: &TokenKey, attempt: u32) -> Result<u64, StateError> {
+        let (ack, rx) = oneshot::channel();
+        self.tx
+            .send(Msg::Intent {
+                key: key.clone(),
+                attempt,
+                ack,
+            })
+            .map_err(|_| StateError::RecorderGone)?;
+        rx.await.map_err(|_| StateError::RecorderGone)?
+    }
+
+    /// Journals and applies an outcome; returns once it is durable.
+    pub async fn outcome(
+        &self,
+        seq: u64,
+        key: &TokenKey,
+        outcome: Outcome,
+    ) -> Result<Applied, StateError> {
+        let (ack, rx) = oneshot::channel();
+        self.tx
+            .send(Msg::Outcome {
+                seq,
+                key: key.clone(),
+                outcome,
+                ack,
+            })
+            .map_err(|_| StateError::RecorderGone)?;
+        rx.await.map_err(|_| StateError::RecorderGone)?
+    }
+
+    /// Records an item of this run that did not get a token (in the next save).
+    pub fn failure(&self, failure: Failure) {
+        let _ = self.tx.send(Msg::Failure(failure));
+    }
+
+    /// Remembers an account name's id (for offline plans).
+    pub fn resolved_name(&self, name: String, id: u32) {
+        let _ = self.tx.send(Msg::ResolvedName(name, id));
+    }
+}
+
+/// The recorder thread: the single writer of the journal and the state files during a run.
+#[derive(Debug)]
+pub struct Recorder {
+    handle: RecorderHandle,
+    thread: std::thread::JoinHandle<(Store, Result<(), StateError>)>,
+}
+
+impl Recorder {
+    /// Starts recording into `store`: creates a fresh journal (0600) and the thread.
+    /// The failures of the previous run are cleared: this run's replace them.
+    pub fn start(mut store: Store) -> Result<Recorder, StateError> {
+        let journal =
+            open_secret_append(&store.paths.journal).map_err(|source| StateError::Write {
+                kind: "journal",
+                path: store.paths.journal.clone(),
+                source,
+            })?;
+        let _ = sync_dir(parent(&store.paths.journal));
+        store.results.failures.clear();
+        let (tx, rx) = mpsc::channel();
+        let thread = std::thread::Builder::new()
+            .name("recorder".into())
+            .spawn(move || run(store, journal, rx))
+            .map_err(|source| StateError::Write {
+                kind: "journal",
+                path: std::path::PathBuf::from("<recorder thread>"),
+                source,
+            })?;
+        Ok(Recorder {
+            handle: RecorderHandle { tx },
+            thread,
+        })
+    }
+
+    /// A handle for the executor.
+    pub fn handle(&self) -> RecorderHandle {
+        self.handle.clone()
+    }
+
+    /// Saves everything, removes the journal when the save succeeded, and returns the store
+    /// with the outcome of the final save.
+    pub async fn finish(self) -> (Option<Store>, Result<(), StateError>) {
+        let (ack, rx) = oneshot::channel();
+        let sent = self.handle.tx.send(Msg::Finish(ack)).is_ok();
+        drop(self.handle);
+        if sent {
+            let _ = rx.await;
+        }
+        match tokio::task::spawn_blocking(move || self.thread.join()).await {
+            Ok(Ok((store, res))) => (Some(store), res),
+            _ => (None, Err(StateError::RecorderGone)),
+        }
+    }
+}
+
+fn run(
+    mut store: Store,
+    mut journal: std::fs::File,
+    rx: mpsc::Receiver<Msg>,
+) -> (Store, Result<(), StateError>) {
+    let mut index = store.token_index();
+    let mut seq: u64 = 0;
+    // Intents without an outcome yet, re-written into each fresh journal.
+    let mut pending: HashMap<u64, JournalRecord> = HashMap::new();
+    let mut broken: Option<String> = None;
+    let mut dirty = false;
+    let mut next_save = Instant::now() + SAVE_INTERVAL;
+    let mut batch: Vec<Msg> = Vec::new();
+    let mut buf: Vec<u8> = Vec::new();
+    let mut finish: Option<oneshot::Sender<Result<(), StateError>>> = None;
+    let jerr = |path: &std::path::Path, source| StateError::Write {
+        kind: "journal",
+        path: path.to_path_buf(),
+        source,
+    };
+
+    loop {
+        let wait = next_save.saturating_duration_since(Instant::now());
+        match rx.recv_timeout(wait.max(Duration::from_millis(1))) {
+            Ok(m) => batch.push(m),
+            Err(mpsc::RecvTimeoutError::Timeout) => {}
+            Err(mpsc::RecvTimeoutError::Disconnected) => break,
+        }
+        while batch.len() < 4096 {
+            match rx.try_recv() {
+                Ok(m) => batch.push(m),
+                Err(_) => break,
+            }
+        }
+
+        // 1. Journal every record of the batch with one write and one fsync.
+        buf.clear();
+        let now = super::now_rfc3339();
+        let mut seqs = Vec::with_capacity(batch.len());
+        for m in &batch {
+            match m {
+                Msg::Intent { key, attempt, .. } => {
+                    seq += 1;
+                    let rec = JournalRecord::Intent {
+                        seq,
+                        account_id: key.account_id,
+                        token_name: key.token_name.clone(),
+                        attempt: *attempt,
+                        at: now.clone(),
+                    };
+                    buf.extend(rec.to_line());
+                    pending.insert(seq, rec);
+                    seqs.push(seq);
+                }
+                Msg::Outcome {
+                    seq: s,
+                    key,
+                    outcome,
+                    ..
+                } => {
+                    pending.remove(s);
+                    buf.extend(
+                        JournalRecord::Outcome {
+                            seq: *s,
+                            account_id: key.account_id,
+                            token_name: key.token_name.clone(),
+                            outcome: outcome.clone(),
+                            at: now.clone(),
+                        }
+                        .to_line(),
+                    );
+                    seqs.push(*s);
+                }
+                _ => seqs.push(0),
+            }
+        }
+        let written = if buf.is_empty() {
+            Ok(())
+        } else {
+            journal
+                .write_all(&buf)
+                .and_then(|()| journal.sync_data())
+                .map_err(|e| jerr(&store.paths.journal, e))
+        };
+        let journal_ok = written.is_ok();
+        if let Err(e) = &written {
+            broken.get_or_insert_with(|| e.to_string());
+        }
+
+        // 2. Apply and acknowledge.
+        for (m, s) in batch.drain(..).zip(seqs) {
+            match m {
+                Msg::Intent { ack, .. } => {
+                    let res = match &broken {
+                        None => Ok(s),
+                        Some(why) => Err(StateError::Write {
+                            kind: "state",
+                            path: store.paths.journal.clone(),
+                            source: std::io::Error::other(why.clone()),
+                        }),
+                    };
+                    let _ = ack.send(res);
+                }
+                Msg::Outcome {
+                    key, outcome, ack, ..
+                } => {
+                    // Applied in memory even if the journal write failed: the final save may
+                    // still succeed, and the error tells the executor to stop.
+                    let applied = store.apply(&key, outcome, &now, &mut index);
+                    dirty = true;
+                    let res = if journal_ok {
+                        Ok(applied)
+                    } else {
+                        Err(StateError::Write {
+                            kind: "journal",
+                            path: store.paths.journal.clone(),
+                            source: std::io::Error::other(broken.clone().unwrap_or_default()),
+                        })
+                    };
+                    let _ = ack.send(res);
+                }
+                Msg::Failure(f) => {
+                    store.results.failures.push(f);
+                    dirty = true;
+                }
+                Msg::ResolvedName(name, id) => {
+                    if store.results.resolved_names.insert(name, id) != Some(id) {
+                        dirty = true;
+                    }
+                }
+                Msg::Finish(ack) => finish = Some(ack),
+            }
+        }
+
+        if finish.is_some() {
+            break;
+        }
+
+        // 3. Refresh the files every few seconds; then start a fresh journal holding only the
+        // intents still in flight. Skipped once anything failed: the journal stays as it is.
+        if dirty && broken.is_none() && Instant::now() >= next_save {
+            match checkpoint(&mut store, &mut journal, &pending) {
+                Ok(()) => dirty = false,
+                Err(e) => {
+                    broken = Some(e.to_string());
+                }
+            }
+        }
+        if Instant::now() >= next_save {
+            next_save = Instant::now() + SAVE_INTERVAL;
+        }
+    }
+
+    // Requests still in flight (abandoned by a second Ctrl-C or a drain timeout) are possible
+    // orphans now; the journal is kept so a later replay notes them too (idempotently).
+    for rec in pending.values() {
+        if let JournalRecord::Intent {
+            account_id,
+            token_name,
+            at,
+            ..
+        } = rec
+        {
+            store.results.note_orphan(
+                &TokenKey {
+                    account_id: *account_id,
+                    token_name: token_name.clone(),
+                },
+                "the run stopped while this request was in flight; a token may have been created",
+                at,
+            );
+        }
+    }
+    // Final save. The journal is removed only when the files hold everything it held.
+    let res = store.save().and_then(|()| {
+        if pending.is_empty() {
+            drop(journal);
+            std::fs::remove_file(&store.paths.journal)
+                .map_err(|e| jerr(&store.paths.journal, e))?;
+            let _ = sync_dir(parent(&store.paths.journal));
+        }
+        Ok(())
+    });
+    let res = match (&broken, res) {
+        (Some(why), Ok(())) => Err(StateError::Write {
+            kind: "state",
+            path: store.paths.results.clone(),
+            source: std::io::Error::other(why.clone()),
+        }),
+        (_, r) => r,
+    };
+    if let Some(ack) = finish {
+        let _ = ack.send(Ok(()));
+    }
+    (store, res)
+}
+
+/// Saves the files, then truncates the journal to the intents still in flight.
+fn checkpoint(
+    store: &mut Store,
+    journal: &mut std::fs::File,
+    pending: &HashMap<u64, JournalRecord>,
+) -> Result<(), StateError> {
+    store.save()?;
+    let jerr = |source| StateError::Write {
+        kind: "journal",
+        path: store.paths.journal.clone(),
+        source,
+    };
+    let mut keep: Vec<(&u64, &JournalRecord)> = pending.iter().collect();
+    keep.sort_by_key(|(s, _)| **s);
+    let mut buf = Vec::new();
+    for (_, r) in keep {
+        buf.extend(r.to_line());
+    }
+    // The journal is opened in append mode: truncating and appending keeps it a valid journal
+    // at every instant (a crash between the two leaves fewer intents, all of whose outcomes are
+    // already in the saved files, or all of the pending ones).
+    journal.set_len(0).map_err(jerr)?;
+    journal.write_all(&buf).map_err(jerr)?;
+    journal.sync_data().map_err(jerr)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use crate::secret::Secret;
+
+    fn key(n: &str) -> TokenKey {
+        TokenKey {
+            account_id: 42,
+            token_name: n.into(),
+        }
+    }
+
+    #[tokio::test]
+    async fn recorder_journals_saves_and_a_crash_loses_nothing_received() {
+        let dir = tempfile::tempdir().unwrap();
+        let paths = StatePaths::for_manifest(&dir.path().join("m.yaml"), None, None);
+        let store = Store::open(paths.clone(), Some("http://127.0.0.1:1")).unwrap();
+        let rec = Recorder::start(store).unwrap();
+        let h = rec.handle();
+        let s1 = h.intent(&key("a"), 1).await.unwrap();
+        let created = Outcome::Created {
+            token_id: 10,
+            token: Secret::new("sek-a"),
+            created_at: "2021-05-24T12:11:51Z".into(),
+        };
+        assert_eq!(
+            h.outcome(s1, &key("a"), created).await.unwrap(),
+            Applied::Recorded
+        );
+        let _s2 = h.intent(&key("b"), 1).await.unwrap();
+        // The journal now holds the secret and the dangling intent, 0600.
+        use std::os::unix::fs::MetadataExt;
+        assert_eq!(
+            std::fs::metadata(&paths.journal).unwrap().mode() & 0o777,
+            0o600
+        );
+        // Simulate a crash: read the state as the next run would, from the journal alone.
+        drop(h);
+        let replayed = Store::read(paths.clone(), None).unwrap();
+        assert_eq!(
+            replayed.secrets.get(&key("a")).unwrap().token.expose(),
+            "sek-a"
+        );
+        assert_eq!(replayed.recovery.interrupted, 1);
+        assert_eq!(replayed.results.possible_orphans[0].token_name, "b");
+        let (store, res) = rec.finish().await;
+        res.unwrap();
+        assert_eq!(store.unwrap().results.get(&key("a")).unwrap().token_id, 10);
+        // An intent without outcome keeps the journal so the next run reports it.
+        assert!(paths.journal.exists());
+        let again = Store::open(paths.clone(), Some("http://127.0.0.1:1")).unwrap();
+        assert!(!paths.journal.exists());
+        assert_eq!(again.results.possible_orphans.len(), 1);
+        assert_eq!(again.results.possible_orphans[0].ambiguous_attempts, 1);
+    }
+
+    #[test]
+    fn another_endpoint_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let paths = StatePaths::for_manifest(&dir.path().join("m.yaml"), None, None);
+        let mut s = Store::open(paths.clone(), Some("https://api-eu.logz.io")).unwrap();
+        s.save().unwrap();
+        drop(s);
+        let err = Store::open(paths, Some("https://api.logz.io")).unwrap_err();
+        assert!(err.to_string().contains("api-eu"), "{err}");
+    }
+}
