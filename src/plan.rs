@@ -1,1 +1,485 @@
-//! plan
+//! The plan: a pure function of (validated manifest, recorded results, optional live account
+//! information, account filter) to the actions `apply` would take. No I/O, no clock.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use serde::Serialize;
+
+use crate::manifest::{AccountSelector, Manifest};
+use crate::state::{ResultsFile, TokenKey};
+
+/// What is known about the owner's sub accounts from a live preflight.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LiveAccounts {
+    /// Every sub account of the owner: id -> name.
+    pub sub_accounts: BTreeMap<u32, String>,
+}
+
+impl LiveAccounts {
+    /// Resolves an account name: exactly one sub account must carry it.
+    pub fn resolve(&self, name: &str) -> NameResolution {
+        let matches: Vec<u32> = self
+            .sub_accounts
+            .iter()
+            .filter(|(_, n)| n.as_str() == name)
+            .map(|(id, _)| *id)
+            .collect();
+        match matches.as_slice() {
+            [] => NameResolution::NotFound {
+                similar: self.similar_names(name),
+            },
+            [id] => NameResolution::Resolved(*id),
+            _ => NameResolution::Ambiguous(matches),
+        }
+    }
+
+    fn similar_names(&self, name: &str) -> Vec<String> {
+        let lower = name.to_lowercase();
+        let mut v: Vec<String> = self
+            .sub_accounts
+            .values()
+            .filter(|n| {
+                let nl = n.to_lowercase();
+                nl == lower || nl.contains(&lower) || lower.contains(&nl)
+            })
+            .cloned()
+            .collect();
+        v.sort();
+        v.dedup();
+        v.truncate(5);
+        v
+    }
+}
+
+/// How an account name resolved.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "status", rename_all = "snake_case")]
+pub enum NameResolution {
+    /// Exactly one sub account has this name.
+    Resolved(u32),
+    /// None has it.
+    NotFound {
+        /// Names that look alike, to help the user.
+        similar: Vec<String>,
+    },
+    /// Several have it: the candidates' ids.
+    Ambiguous(Vec<u32>),
+}
+
+/// Which accounts a plan covers: `--account` / `--exclude-account` (by id or name).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AccountFilter {
+    /// When not empty, only these accounts.
+    pub include: Vec<String>,
+    /// Never these accounts.
+    pub exclude: Vec<String>,
+}
+
+impl AccountFilter {
+    fn admits(&self, id: Option<u32>, name: Option<&str>) -> bool {
+        let hit = |list: &[String]| {
+            list.iter().any(|s| {
+                id.is_some_and(|i| s.trim() == i.to_string()) || name.is_some_and(|n| s == n)
+            })
+        };
+        (self.include.is_empty() || hit(&self.include)) && !hit(&self.exclude)
+    }
+
+    /// Whether the filter limits anything.
+    pub fn is_active(&self) -> bool {
+        !self.include.is_empty() || !self.exclude.is_empty()
+    }
+}
+
+/// Why an account given by name has no id in this plan.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "reason", rename_all = "snake_case")]
+pub enum Unresolved {
+    /// No live account list was available (offline plan) and no earlier run resolved it.
+    NeedsLookup,
+    /// The live list has no sub account with this name.
+    NotFound {
+        /// Names that look alike.
+        similar: Vec<String>,
+    },
+    /// The live list has several sub accounts with this name.
+    Ambiguous {
+        /// Their ids.
+        candidates: Vec<u32>,
+    },
+}
+
+/// An account given by name that could not be placed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct UnresolvedAccount {
+    /// The name in the manifest.
+    pub name: String,
+    /// The token names it wants.
+    pub tokens: Vec<String>,
+    /// Why it is unresolved.
+    #[serde(flatten)]
+    pub why: Unresolved,
+}
+
+/// An account id that is not a sub account of the owner (live check).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct UnknownAccount {
+    /// The id.
+    pub account_id: u32,
+    /// The token names it wants.
+    pub tokens: Vec<String>,
+}
+
+/// A recorded token.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Recorded {
+    /// Account and name.
+    #[serde(flatten)]
+    pub key: TokenKey,
+    /// Its id.
+    pub token_id: i64,
+}
+
+/// What `apply` would do.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Plan {
+    /// Tokens to create, in manifest order.
+    pub create: Vec<TokenKey>,
+    /// Tokens already recorded (skipped).
+    pub present: Vec<Recorded>,
+    /// Tokens recorded but no longer in the manifest: the API cannot delete tokens, so these
+    /// are for removal by hand in the Logz.io UI (Settings > Tools > Manage Tokens > API tokens).
+    pub remove_by_hand: Vec<Recorded>,
+    /// Accounts given by name that could not be resolved.
+    pub unresolved: Vec<UnresolvedAccount>,
+    /// Account ids that are not sub accounts of the owner (only with a live check).
+    pub unknown_accounts: Vec<UnknownAccount>,
+    /// Accounts given by name, resolved: name -> id.
+    pub resolved_names: BTreeMap<String, u32>,
+    /// Possible orphans still listed in the results file.
+    pub possible_orphans: usize,
+    /// Whether the plan was checked against the live account list.
+    pub live: bool,
+}
+
+impl Plan {
+    /// Whether applying would change anything (create tokens).
+    pub fn has_changes(&self) -> bool {
+        !self.create.is_empty()
+    }
+
+    /// Whether some wanted tokens cannot be created as things stand.
+    pub fn has_blockers(&self) -> bool {
+        self.unresolved
+            .iter()
+            .any(|u| u.why != Unresolved::NeedsLookup)
+            || !self.unknown_accounts.is_empty()
+    }
+}
+
+/// Computes the plan. `live` is the preflight's account list when an API was reachable.
+pub fn plan(
+    manifest: &Manifest,
+    recorded: &ResultsFile,
+    live: Option<&LiveAccounts>,
+    filter: &AccountFilter,
+) -> Plan {
+    let mut out = Plan {
+        live: live.is_some(),
+        possible_orphans: recorded.possible_orphans.len(),
+        ..Plan::default()
+    };
+    // Desired tokens per resolved account id, in manifest order, without duplicates (an
+    // account may appear once by id and once by name).
+    let mut order: Vec<u32> = Vec::new();
+    let mut desired: HashMap<u32, Vec<String>> = HashMap::new();
+    let mut any_needs_lookup = false;
+
+    for entry in &manifest.accounts {
+        let (id, name) = match &entry.selector {
+            AccountSelector::Id(id) => (Some(*id), None),
+            AccountSelector::Name(n) => {
+                let resolution = match live {
+                    Some(l) => l.resolve(n),
+                    None => match recorded.resolved_names.get(n) {
+                        Some(id) => NameResolution::Resolved(*id),
+                        None => {
+                            if !filter.admits(None, Some(n)) {
+                                continue;
+                            }
+                            any_needs_lookup = true;
+                            out.unresolved.push(UnresolvedAccount {
+                                name: n.clone(),
+                                tokens: entry.tokens.clone(),
+                                why: Unresolved::NeedsLookup,
+                            });
+                            continue;
+                        }
+                    },
+                };
+                match resolution {
+                    NameResolution::Resolved(id) => (Some(id), Some(n.as_str())),
+                    NameResolution::NotFound { similar } => {
+                        if filter.admits(None, Some(n)) {
+                            out.unresolved.push(UnresolvedAccount {
+                                name: n.clone(),
+                                tokens: entry.tokens.clone(),
+                                why: Unresolved::NotFound { similar },
+                            });
+                        }
+                        continue;
+                    }
+                    NameResolution::Ambiguous(candidates) => {
+                        if filter.admits(None, Some(n)) {
+                            out.unresolved.push(UnresolvedAccount {
+                                name: n.clone(),
+                                tokens: entry.tokens.clone(),
+                                why: Unresolved::Ambiguous { candidates },
+                            });
+                        }
+                        continue;
+                    }
+                }
+            }
+        };
+        let Some(id) = id else { continue };
+        if !filter.admits(Some(id), name) {
+            continue;
+        }
+        if let Some(n) = name {
+            out.resolved_names.insert(n.to_owned(), id);
+        }
+        if let Some(l) = live {
+            if !l.sub_accounts.contains_key(&id) {
+                out.unknown_accounts.push(UnknownAccount {
+                    account_id: id,
+                    tokens: entry.tokens.clone(),
+                });
+                continue;
+            }
+        }
+        let list = desired.entry(id).or_insert_with(|| {
+            order.push(id);
+            Vec::new()
+        });
+        for t in &entry.tokens {
+            if !list.contains(t) {
+                list.push(t.clone());
+            }
+        }
+    }
+
+    for id in &order {
+        for name in &desired[id] {
+            let key = TokenKey {
+                account_id: *id,
+                token_name: name.clone(),
+            };
+            match recorded.get(&key) {
+                Some(r) => out.present.push(Recorded {
+                    key,
+                    token_id: r.token_id,
+                }),
+                None => out.create.push(key),
+            }
+        }
+    }
+
+    // Recorded tokens the manifest no longer wants. Accounts absent from the manifest are only
+    // judged when every account of the manifest could be placed (an unresolved name might be
+    // one of them) and when no filter narrows the manifest.
+    let judge_absent = !any_needs_lookup && out.unresolved.is_empty() && !filter.is_active();
+    let wanted_unknown: BTreeSet<u32> = out.unknown_accounts.iter().map(|u| u.account_id).collect();
+    for (acc, tokens) in &recorded.accounts {
+        let wanted = desired.get(acc);
+        if wanted.is_none() && (!judge_absent || wanted_unknown.contains(acc)) {
+            continue;
+        }
+        for (name, r) in tokens {
+            if !wanted.is_some_and(|w| w.contains(name)) {
+                out.remove_by_hand.push(Recorded {
+                    key: TokenKey {
+                        account_id: *acc,
+                        token_name: name.clone(),
+                    },
+                    token_id: r.token_id,
+                });
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use crate::manifest::{AccountEntry, Settings};
+    use crate::state::TokenRecord;
+    use proptest::prelude::*;
+
+    fn manifest(accounts: Vec<(AccountSelector, Vec<&str>)>) -> Manifest {
+        Manifest {
+            path: "m.yaml".into(),
+            version: 1,
+            endpoint: None,
+            settings: Settings::default(),
+            default_tokens: vec![],
+            accounts: accounts
+                .into_iter()
+                .enumerate()
+                .map(|(i, (selector, tokens))| AccountEntry {
+                    selector,
+                    tokens: tokens.into_iter().map(String::from).collect(),
+                    line: i as u32 + 1,
+                    column: 3,
+                })
+                .collect(),
+        }
+    }
+
+    fn record(r: &mut ResultsFile, acc: u32, name: &str, id: i64) {
+        r.insert(
+            &TokenKey {
+                account_id: acc,
+                token_name: name.into(),
+            },
+            TokenRecord {
+                token_id: id,
+                created_at: "2021-05-24T12:11:51Z".into(),
+                source: None,
+            },
+        );
+    }
+
+    #[test]
+    fn creates_skips_and_reports_removals() {
+        let m = manifest(vec![
+            (AccountSelector::Id(1), vec!["ci", "grafana"]),
+            (AccountSelector::Id(2), vec!["ci"]),
+        ]);
+        let mut r = ResultsFile::new(None);
+        record(&mut r, 1, "ci", 10);
+        record(&mut r, 1, "old", 11);
+        record(&mut r, 3, "gone", 12);
+        let p = plan(&m, &r, None, &AccountFilter::default());
+        let names: Vec<String> = p.create.iter().map(ToString::to_string).collect();
+        assert_eq!(names, ["1/grafana", "2/ci"]);
+        assert_eq!(p.present.len(), 1);
+        let removals: Vec<String> = p.remove_by_hand.iter().map(|r| r.key.to_string()).collect();
+        assert_eq!(removals, ["1/old", "3/gone"]);
+        assert!(p.has_changes());
+    }
+
+    #[test]
+    fn names_resolve_live_or_from_the_cache_or_stay_unresolved() {
+        let m = manifest(vec![
+            (AccountSelector::Name("pay".into()), vec!["ci"]),
+            (AccountSelector::Name("dup".into()), vec!["ci"]),
+            (AccountSelector::Name("nope".into()), vec!["ci"]),
+        ]);
+        let r = ResultsFile::new(None);
+        let offline = plan(&m, &r, None, &AccountFilter::default());
+        assert_eq!(offline.unresolved.len(), 3);
+        assert!(
+            offline
+                .unresolved
+                .iter()
+                .all(|u| u.why == Unresolved::NeedsLookup)
+        );
+        assert!(!offline.has_blockers());
+
+        let live = LiveAccounts {
+            sub_accounts: [(5, "pay".into()), (6, "dup".into()), (7, "dup".into())].into(),
+        };
+        let p = plan(&m, &r, Some(&live), &AccountFilter::default());
+        assert_eq!(p.create.len(), 1);
+        assert_eq!(p.create[0].account_id, 5);
+        assert_eq!(p.resolved_names["pay"], 5);
+        assert!(
+            matches!(&p.unresolved[0].why, Unresolved::Ambiguous { candidates } if candidates == &vec![6, 7])
+        );
+        assert!(matches!(&p.unresolved[1].why, Unresolved::NotFound { .. }));
+        assert!(p.has_blockers());
+
+        let mut cached = ResultsFile::new(None);
+        cached.resolved_names.insert("pay".into(), 5);
+        let p = plan(&m, &cached, None, &AccountFilter::default());
+        assert_eq!(p.create[0].account_id, 5);
+    }
+
+    #[test]
+    fn live_check_reports_unknown_ids_and_filters_apply() {
+        let m = manifest(vec![
+            (AccountSelector::Id(1), vec!["a"]),
+            (AccountSelector::Id(9), vec!["a"]),
+        ]);
+        let live = LiveAccounts {
+            sub_accounts: [(1, "one".into())].into(),
+        };
+        let r = ResultsFile::new(None);
+        let p = plan(&m, &r, Some(&live), &AccountFilter::default());
+        assert_eq!(p.unknown_accounts[0].account_id, 9);
+        assert_eq!(p.create.len(), 1);
+        let only9 = AccountFilter {
+            include: vec!["9".into()],
+            exclude: vec![],
+        };
+        let p = plan(&m, &r, None, &only9);
+        assert_eq!(p.create.len(), 1);
+        assert_eq!(p.create[0].account_id, 9);
+        let not1 = AccountFilter {
+            include: vec![],
+            exclude: vec!["1".into()],
+        };
+        assert_eq!(plan(&m, &r, None, &not1).create[0].account_id, 9);
+    }
+
+    fn arb_manifest() -> impl Strategy<Value = Manifest> {
+        prop::collection::vec((1u32..50, prop::collection::vec("[a-c]{1,2}", 1..4)), 1..20)
+            .prop_map(|accounts| {
+                let mut seen = BTreeSet::new();
+                let accounts = accounts
+                    .into_iter()
+                    .filter(|(id, _)| seen.insert(*id))
+                    .map(|(id, mut tokens)| {
+                        tokens.sort();
+                        tokens.dedup();
+                        (AccountSelector::Id(id), tokens)
+                    })
+                    .collect::<Vec<_>>();
+                Manifest {
+                    accounts: accounts
+                        .into_iter()
+                        .map(|(selector, tokens)| AccountEntry {
+                            selector,
+                            tokens,
+                            line: 1,
+                            column: 1,
+                        })
+                        .collect(),
+                    ..manifest(vec![])
+                }
+            })
+    }
+
+    proptest! {
+        #[test]
+        fn planning_is_deterministic_and_converges(m in arb_manifest(), pre in prop::collection::vec((1u32..50, "[a-c]{1,2}"), 0..10)) {
+            let mut r = ResultsFile::new(None);
+            for (i, (acc, name)) in pre.iter().enumerate() {
+                record(&mut r, *acc, name, i as i64 + 1);
+            }
+            let p1 = plan(&m, &r, None, &AccountFilter::default());
+            let p2 = plan(&m, &r, None, &AccountFilter::default());
+            prop_assert_eq!(&p1, &p2);
+            // Record every created token: planning again yields nothing to create.
+            for (i, k) in p1.create.iter().enumerate() {
+                record(&mut r, k.account_id, &k.token_name, 1000 + i as i64);
+            }
+            let p3 = plan(&m, &r, None, &AccountFilter::default());
+            prop_assert!(p3.create.is_empty());
+            prop_assert_eq!(p3.present.len(), m.token_count());
+        }
+    }
+}

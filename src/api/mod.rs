@@ -1,1 +1,13 @@
-//! api
+//! The Logz.io API: endpoints, typed calls, response parsing that matches reality, and the
+//! classification of every failure into what the executor can do about it.
+
+mod client;
+mod error;
+mod preflight;
+pub mod types;
+
+pub use crate::region::Region;
+pub use client::{ApiClient, ClientConfig, Endpoint};
+pub use error::{ApiError, ErrorClass, parse_retry_after};
+pub use preflight::{Preflight, preflight};
+pub use types::{CreatedToken, SubAccountInfo, WhoAmI};

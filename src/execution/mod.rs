@@ -1,1 +1,22 @@
-//! execution
+//! Executing a plan: a concurrency cap and an adaptive rate shared by every request, bounded
+//! retries with backoff, and every outcome made durable (through the state recorder) before
+//! it is acted on.
+
+mod backoff;
+mod pacer;
+mod runner;
+
+pub use backoff::Backoff;
+pub use pacer::{Pacer, PacerSnapshot};
+pub use runner::{
+    Cancel, ExecConfig, ItemEvent, ItemResult, Observer, RunReport, Stats, StopReason, execute,
+};
+
+/// Default concurrency: Logz.io users saw 429s at about ten parallel calls.
+pub const DEFAULT_CONCURRENCY: u32 = 8;
+/// Default rate ceiling, requests per second; the adaptive pacer starts below it.
+pub const DEFAULT_RATE_PER_SECOND: f64 = 20.0;
+/// Default attempts per token.
+pub const DEFAULT_MAX_ATTEMPTS: u32 = 6;
+/// Default per-request timeout, seconds.
+pub const DEFAULT_REQUEST_TIMEOUT_SECONDS: f64 = 30.0;

@@ -10,7 +10,7 @@ mod lock;
 mod paths;
 pub mod results;
 pub mod secrets;
-mod store;
+pub mod store;
 
 pub use atomic::{FileKind, write_atomic};
 pub use journal::{JournalRecord, Outcome};

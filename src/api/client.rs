@@ -1,0 +1,335 @@
+//! The HTTP client: one shared `reqwest` client per run, typed calls, bodies read as bytes
+//! (capped) and then parsed.
+
+use std::net::IpAddr;
+use std::time::{Duration, SystemTime};
+
+use reqwest::header::{HeaderMap, HeaderValue};
+use reqwest::{Method, StatusCode, Url};
+
+use super::error::{ApiError, parse_retry_after, region_mismatch};
+use super::types::{CreateTokenRequest, CreatedToken, ErrorBody, SubAccountInfo, WhoAmI};
+use crate::region::Region;
+use crate::secret::Secret;
+
+/// No legitimate answer of this API is larger than this; more is refused, not buffered.
+const MAX_BODY_BYTES: usize = 8 * 1024 * 1024;
+
+/// Where the API is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Endpoint {
+    /// A Logz.io region.
+    Region(Region),
+    /// A custom base URL.
+    Url(String),
+}
+
+impl Endpoint {
+    /// The base URL, without a trailing slash.
+    pub fn base_url(&self) -> String {
+        match self {
+            Endpoint::Region(r) => r.base_url().to_owned(),
+            Endpoint::Url(u) => u.trim_end_matches('/').to_owned(),
+        }
+    }
+}
+
+/// How to build an [`ApiClient`].
+#[derive(Debug, Clone)]
+pub struct ClientConfig {
+    /// Where the API is.
+    pub endpoint: Endpoint,
+    /// The owner account's API token.
+    pub token: Secret,
+    /// Per-request timeout (connect + send + answer).
+    pub request_timeout: Duration,
+    /// Connect timeout.
+    pub connect_timeout: Duration,
+    /// Idle connections kept per host (the concurrency).
+    pub pool_size: usize,
+}
+
+/// A Logz.io API client. Cheap to clone (the connection pool is shared).
+#[derive(Debug, Clone)]
+pub struct ApiClient {
+    http: reqwest::Client,
+    base: Url,
+    base_text: String,
+    token: Secret,
+    timeout: Duration,
+}
+
+impl ApiClient {
+    /// Builds the client, refusing plain http:// except for loopback hosts.
+    pub fn new(config: ClientConfig) -> Result<ApiClient, ApiError> {
+        let base_text = config.endpoint.base_url();
+        let base = check_base_url(&base_text)?;
+        // reqwest is built without a bundled crypto provider; use ring (installing it twice is harmless).
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            reqwest::header::ACCEPT,
+            HeaderValue::from_static("application/json"),
+        );
+        let http = reqwest::Client::builder()
+            .user_agent(concat!(
+                env!("CARGO_PKG_NAME"),
+                "/",
+                env!("CARGO_PKG_VERSION")
+            ))
+            .default_headers(headers)
+            .connect_timeout(config.connect_timeout)
+            .timeout(config.request_timeout)
+            .pool_max_idle_per_host(config.pool_size.max(1))
+            .pool_idle_timeout(Duration::from_secs(30))
+            .tcp_nodelay(true)
+            .gzip(true)
+            .https_only(base.scheme() == "https")
+            .build()
+            .map_err(|source| ApiError::Client { source })?;
+        Ok(ApiClient {
+            http,
+            base,
+            base_text,
+            token: config.token,
+            timeout: config.request_timeout,
+        })
+    }
+
+    /// The base URL in use.
+    pub fn base_url(&self) -> &str {
+        &self.base_text
+    }
+
+    /// `POST /v1/api-tokens/sub-account`: creates a token. Not idempotent.
+    pub async fn create_token(
+        &self,
+        account_id: u32,
+        name: &str,
+    ) -> Result<CreatedToken, ApiError> {
+        let body = serde_json::to_vec(&CreateTokenRequest { name, account_id }).unwrap_or_default();
+        let (status, bytes, url) = self
+            .call(Method::POST, "v1/api-tokens/sub-account", Some(body))
+            .await?;
+        let created: CreatedToken =
+            serde_json::from_slice(&bytes).map_err(|e| ApiError::Undecodable {
+                url,
+                status: status.as_u16(),
+                detail: describe_decode_error(&e, &bytes),
+            })?;
+        Ok(created)
+    }
+
+    /// `GET /v2/whoami`: the token's own account.
+    pub async fn whoami(&self) -> Result<WhoAmI, ApiError> {
+        self.get_json("v2/whoami").await
+    }
+
+    /// `GET /v1/account-management/time-based-accounts`: the owner and its sub accounts.
+    pub async fn list_accounts(&self) -> Result<Vec<SubAccountInfo>, ApiError> {
+        self.get_json("v1/account-management/time-based-accounts")
+            .await
+    }
+
+    async fn get_json<T: serde::de::DeserializeOwned>(&self, path: &str) -> Result<T, ApiError> {
+        let (status, bytes, url) = self.call(Method::GET, path, None).await?;
+        serde_json::from_slice(&bytes).map_err(|e| ApiError::Undecodable {
+            url,
+            status: status.as_u16(),
+            detail: describe_decode_error(&e, &bytes),
+        })
+    }
+
+    /// Sends one request, built afresh, and returns a success status with its body.
+    async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Vec<u8>>,
+    ) -> Result<(StatusCode, Vec<u8>, String), ApiError> {
+        let url = self.base.join(path).map_err(|e| ApiError::InvalidUrl {
+            url: format!("{}/{path}", self.base_text),
+            detail: e.to_string(),
+        })?;
+        let url_text = url.to_string();
+        let mut token =
+            HeaderValue::from_str(self.token.expose()).map_err(|_| ApiError::InvalidUrl {
+                url: url_text.clone(),
+                detail: "the API token contains characters that cannot be sent in a header".into(),
+            })?;
+        // Marked sensitive: never printed by the HTTP stack's own debug output.
+        token.set_sensitive(true);
+        let mut req = self.http.request(method, url).header("X-API-TOKEN", token);
+        if let Some(b) = body {
+            req = req
+                .header(reqwest::header::CONTENT_TYPE, "application/json")
+                .body(b);
+        }
+        let mut resp = req.send().await.map_err(|e| self.transport(e, &url_text))?;
+        let status = resp.status();
+        let retry_after = resp
+            .headers()
+            .get(reqwest::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| parse_retry_after(v, SystemTime::now()));
+        // Read the body as bytes, capped, then parse.
+        let mut bytes = Vec::new();
+        loop {
+            match resp.chunk().await {
+                Ok(Some(chunk)) => {
+                    if bytes.len() + chunk.len() > MAX_BODY_BYTES {
+                        return Err(ApiError::BodyTooLarge {
+                            url: url_text,
+                            status: status.as_u16(),
+                            limit: MAX_BODY_BYTES,
+                        });
+                    }
+                    bytes.extend_from_slice(&chunk);
+                }
+                Ok(None) => break,
+                Err(e) if e.is_timeout() => {
+                    return Err(ApiError::Timeout {
+                        url: url_text,
+                        timeout: self.timeout,
+                    });
+                }
+                Err(source) => {
+                    return Err(ApiError::BodyCutShort {
+                        url: url_text,
+                        status: status.as_u16(),
+                        source,
+                    });
+                }
+            }
+        }
+        if status.is_success() {
+            return Ok((status, bytes, url_text));
+        }
+        let message = ErrorBody::message_of(&bytes);
+        if let Some((account_region, server_region)) = region_mismatch(&message) {
+            let hint = Region::from_code(&account_region).map(|r| r.code().to_owned());
+            return Err(ApiError::RegionMismatch {
+                account_region,
+                server_region,
+                hint,
+            });
+        }
+        Err(ApiError::Status {
+            url: url_text,
+            status: status.as_u16(),
+            message,
+            retry_after,
+        })
+    }
+
+    /// Turns a transport error into what it means for the request.
+    fn transport(&self, e: reqwest::Error, url: &str) -> ApiError {
+        if e.is_connect() {
+            ApiError::Connect {
+                url: url.to_owned(),
+                source: e,
+            }
+        } else if e.is_timeout() {
+            ApiError::Timeout {
+                url: url.to_owned(),
+                timeout: self.timeout,
+            }
+        } else if e.is_builder() {
+            ApiError::InvalidUrl {
+                url: url.to_owned(),
+                detail: e.to_string(),
+            }
+        } else {
+            ApiError::ConnectionLost {
+                url: url.to_owned(),
+                source: e,
+            }
+        }
+    }
+}
+
+/// A decode error's description that never quotes the body (it may hold a secret).
+fn describe_decode_error(e: &serde_json::Error, bytes: &[u8]) -> String {
+    let looks_html = bytes
+        .iter()
+        .find(|b| !b.is_ascii_whitespace())
+        .is_some_and(|b| *b == b'<');
+    if looks_html {
+        return format!("HTML instead of JSON ({} bytes)", bytes.len());
+    }
+    if bytes.is_empty() {
+        return "empty body".into();
+    }
+    // serde_json's messages name fields and types, never string values.
+    format!("{e} ({} bytes)", bytes.len())
+}
+
+/// Parses a base URL and applies the http-only-on-loopback rule.
+pub(crate) fn check_base_url(text: &str) -> Result<Url, ApiError> {
+    let mut url = Url::parse(text).map_err(|e| ApiError::InvalidUrl {
+        url: text.to_owned(),
+        detail: e.to_string(),
+    })?;
+    match url.scheme() {
+        "https" => {}
+        "http" => {
+            let loopback = match url.host() {
+                Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+                Some(url::Host::Ipv4(ip)) => IpAddr::V4(ip).is_loopback(),
+                Some(url::Host::Ipv6(ip)) => IpAddr::V6(ip).is_loopback(),
+                None => false,
+            };
+            if !loopback {
+                return Err(ApiError::InsecureUrl {
+                    url: text.to_owned(),
+                });
+            }
+        }
+        other => {
+            return Err(ApiError::InvalidUrl {
+                url: text.to_owned(),
+                detail: format!("scheme {other}:// is not supported; use https://"),
+            });
+        }
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(ApiError::InvalidUrl {
+            url: "(a URL with credentials)".into(),
+            detail: "credentials in the URL are not supported; the token goes in LOGZIO_API_TOKEN"
+                .into(),
+        });
+    }
+    // Joining relative paths needs a trailing slash on the base path.
+    if !url.path().ends_with('/') {
+        let p = format!("{}/", url.path());
+        url.set_path(&p);
+    }
+    Ok(url)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn http_only_for_loopback() {
+        assert!(check_base_url("http://127.0.0.1:8080").is_ok());
+        assert!(check_base_url("http://localhost:1").is_ok());
+        assert!(check_base_url("http://[::1]:1").is_ok());
+        assert!(check_base_url("https://api-eu.logz.io").is_ok());
+        let err = check_base_url("http://api.logz.io").unwrap_err();
+        assert!(matches!(err, ApiError::InsecureUrl { .. }));
+        assert!(err.to_string().contains("https://"));
+        assert!(check_base_url("ftp://x").is_err());
+        assert!(check_base_url("https://user:pw@x").is_err());
+        assert_eq!(
+            check_base_url("https://proxy.example/logz")
+                .unwrap()
+                .join("v2/whoami")
+                .unwrap()
+                .as_str(),
+            "https://proxy.example/logz/v2/whoami"
+        );
+    }
+}

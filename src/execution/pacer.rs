@@ -1,0 +1,279 @@
+//! Adaptive rate control shared by every request of a run.
+//!
+//! The configured rate is a ceiling (enforced by `governor`). Below it, the effective rate
+//! starts low and doubles every [`GROWTH_STEP`] while requests succeed and the pacer is the
+//! bottleneck (slow start, as TCP's); the first 429 ends slow start and cuts the rate to just
+//! under what the server was measured to accept (multiplicative decrease, at most once per
+//! [`DECREASE_HOLDOFF`]); then the rate climbs back additively. A `Retry-After` pauses the
+//! whole run. Send slots are never handed out ahead of time: each waiter recomputes its slot
+//! from the current rate, so a decrease takes effect at the very next request.
+
+use std::collections::VecDeque;
+use std::num::NonZeroU32;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use tokio::sync::Notify;
+use tokio::time::Instant;
+
+/// How often the rate may grow.
+pub const GROWTH_STEP: Duration = Duration::from_millis(250);
+/// The shortest time between two decreases (one overshoot causes several 429s at once).
+pub const DECREASE_HOLDOFF: Duration = Duration::from_millis(1000);
+/// The window over which the accepted rate is measured.
+const WINDOW: Duration = Duration::from_secs(1);
+
+/// A snapshot for progress lines and summaries.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct PacerSnapshot {
+    /// The current effective rate, requests per second.
+    pub rate: f64,
+    /// The configured ceiling.
+    pub ceiling: f64,
+    /// Whether the pacer is still in slow start.
+    pub slow_start: bool,
+    /// Whether a `Retry-After` pause is in force.
+    pub cooling_down: bool,
+}
+
+#[derive(Debug)]
+struct State {
+    rate: f64,
+    ceiling: f64,
+    floor: f64,
+    slow_start: bool,
+    last_send: Option<Instant>,
+    cooldown_until: Option<Instant>,
+    last_growth: Instant,
+    last_decrease: Option<Instant>,
+    /// Whether a caller had to wait for its slot since the last growth step (the pacer, not
+    /// the concurrency cap, is what limits throughput).
+    pacing_bound: bool,
+    accepted: VecDeque<Instant>,
+    started: Instant,
+}
+
+/// The run's shared pacer.
+#[derive(Debug)]
+pub struct Pacer {
+    state: Mutex<State>,
+    changed: Notify,
+    gate: tokio::sync::Mutex<()>,
+    ceiling: DefaultDirectRateLimiter,
+    adaptive: bool,
+}
+
+impl Pacer {
+    /// A pacer with the given ceiling (requests per second). With `adaptive` off, the rate is
+    /// the ceiling from the start (429s still pause and cut it).
+    pub fn new(ceiling: f64, adaptive: bool) -> Pacer {
+        let ceiling = if ceiling.is_finite() && ceiling > 0.0 {
+            ceiling
+        } else {
+            1.0
+        };
+        let floor = (ceiling * 0.05).clamp(0.2, 5.0).min(ceiling);
+        let start = if adaptive {
+            ceiling.min(10.0).max(floor)
+        } else {
+            ceiling
+        };
+        let period = Duration::from_secs_f64(1.0 / ceiling);
+        let quota = Quota::with_period(period)
+            .unwrap_or_else(|| Quota::per_second(NonZeroU32::MIN))
+            .allow_burst(NonZeroU32::MIN);
+        let now = Instant::now();
+        Pacer {
+            state: Mutex::new(State {
+                rate: start,
+                ceiling,
+                floor,
+                slow_start: adaptive,
+                last_send: None,
+                cooldown_until: None,
+                last_growth: now,
+                last_decrease: None,
+                pacing_bound: false,
+                accepted: VecDeque::new(),
+                started: now,
+            }),
+            changed: Notify::new(),
+            gate: tokio::sync::Mutex::new(()),
+            ceiling: RateLimiter::direct(quota),
+            adaptive,
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        // A panic while holding this lock cannot leave the numbers invalid; keep going.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Waits for the next send slot at the current rate.
+    pub async fn acquire(&self) {
+        // One waiter at a time (FIFO): the others queue here and do not hold slots.
+        let _gate = self.gate.lock().await;
+        loop {
+            let now = Instant::now();
+            let due = {
+                let mut st = self.lock();
+                let interval = Duration::from_secs_f64(1.0 / st.rate);
+                let mut due = st.last_send.map_or(now, |t| t + interval);
+                if let Some(c) = st.cooldown_until {
+                    due = due.max(c);
+                }
+                if now >= due {
+                    // Absorb timer lateness without ever building a burst.
+                    st.last_send = Some(if now.duration_since(due) < interval {
+                        due
+                    } else {
+                        now
+                    });
+                    break;
+                }
+                st.pacing_bound = true;
+                due
+            };
+            tokio::select! {
+                () = tokio::time::sleep_until(due) => {}
+                () = self.changed.notified() => {}
+            }
+        }
+        self.ceiling.until_ready().await;
+    }
+
+    /// A request was accepted by the server (anything but a 429).
+    pub fn on_accepted(&self) {
+        let now = Instant::now();
+        let mut st = self.lock();
+        st.accepted.push_back(now);
+        while st
+            .accepted
+            .front()
+            .is_some_and(|t| now.duration_since(*t) > WINDOW)
+        {
+            st.accepted.pop_front();
+        }
+        if !self.adaptive || now.duration_since(st.last_growth) < GROWTH_STEP {
+            return;
+        }
+        let bound = std::mem::take(&mut st.pacing_bound);
+        st.last_growth = now;
+        if !bound || st.cooldown_until.is_some_and(|c| c > now) {
+            return;
+        }
+        let step = GROWTH_STEP.as_secs_f64();
+        st.rate = if st.slow_start {
+            st.rate * 2.0
+        } else {
+            // About +5% per second, at least +1 request/s per second.
+            st.rate + (st.rate * 0.05).max(1.0) * step
+        }
+        .min(st.ceiling);
+    }
+
+    /// The server answered 429: slow the whole run down.
+    pub fn on_rate_limited(&self, retry_after: Option<Duration>) {
+        let now = Instant::now();
+        {
+            let mut st = self.lock();
+            if let Some(d) = retry_after {
+                let until = now + d;
+                st.cooldown_until = Some(st.cooldown_until.map_or(until, |c| c.max(until)));
+            }
+            let recent = st
+                .last_decrease
+                .is_some_and(|t| now.duration_since(t) < DECREASE_HOLDOFF);
+            if !recent {
+                while st
+                    .accepted
+                    .front()
+                    .is_some_and(|t| now.duration_since(*t) > WINDOW)
+                {
+                    st.accepted.pop_front();
+                }
+                let span = now
+                    .duration_since(st.started)
+                    .min(WINDOW)
+                    .as_secs_f64()
+                    .max(0.05);
+                let measured = st.accepted.len() as f64 / span;
+                let cut = (st.rate * 0.9).min(measured * 0.97);
+                st.rate = cut.max(st.floor).min(st.ceiling);
+                st.slow_start = false;
+                st.last_decrease = Some(now);
+                st.last_growth = now;
+                st.pacing_bound = false;
+            }
+        }
+        self.changed.notify_waiters();
+    }
+
+    /// The current state, for progress and summaries.
+    pub fn snapshot(&self) -> PacerSnapshot {
+        let now = Instant::now();
+        let st = self.lock();
+        PacerSnapshot {
+            rate: st.rate,
+            ceiling: st.ceiling,
+            slow_start: st.slow_start,
+            cooling_down: st.cooldown_until.is_some_and(|c| c > now),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn slow_start_doubles_then_a_429_cuts_to_the_measured_rate() {
+        let p = Pacer::new(1000.0, true);
+        assert_eq!(p.snapshot().rate, 10.0);
+        // Send as fast as the pacer allows for 1.2 s of (virtual) time.
+        let start = Instant::now();
+        let mut sent = 0;
+        while Instant::now().duration_since(start) < Duration::from_millis(1200) {
+            p.acquire().await;
+            p.on_accepted();
+            sent += 1;
+        }
+        let r = p.snapshot().rate;
+        assert!(r >= 80.0, "rate after slow start {r}");
+        assert!(sent > 30, "sent {sent}");
+        p.on_rate_limited(None);
+        let after = p.snapshot();
+        assert!(!after.slow_start);
+        assert!(after.rate < r, "{} !< {r}", after.rate);
+        // A second 429 right away (same overshoot) does not cut again.
+        p.on_rate_limited(None);
+        assert_eq!(p.snapshot().rate, after.rate);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_decrease_takes_effect_at_the_next_request() {
+        let p = std::sync::Arc::new(Pacer::new(100.0, false));
+        p.acquire().await;
+        let t0 = Instant::now();
+        p.acquire().await;
+        let fast = Instant::now().duration_since(t0);
+        assert!(fast <= Duration::from_millis(11), "{fast:?}");
+        p.on_rate_limited(Some(Duration::from_secs(2)));
+        let t1 = Instant::now();
+        p.acquire().await;
+        assert!(Instant::now().duration_since(t1) >= Duration::from_secs(2));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn never_above_the_ceiling() {
+        let p = Pacer::new(50.0, true);
+        let start = Instant::now();
+        for _ in 0..200 {
+            p.acquire().await;
+            p.on_accepted();
+        }
+        let secs = Instant::now().duration_since(start).as_secs_f64();
+        assert!(200.0 / secs <= 50.0 * 1.05, "{} req/s", 200.0 / secs);
+    }
+}
