@@ -1,0 +1,727 @@
+//! The simulator's state and the one decision every API request goes through.
+//!
+//! [`Shared`] holds what never changes after start (owner token, limits, fault table) beside one
+//! mutex over what does ([`State`]: accounts, the tokens created so far, the seeded RNG, the
+//! counters and the rate bucket). An API request takes that lock exactly once, in
+//! [`Shared::admit`], which counts it, applies the limits, draws its fault, creates its token and
+//! renders its answer's body; the answer is written after the lock is released. Keeping it one
+//! lock keeps the per-request path short at benchmark rates, and makes the sequence of RNG draws,
+//! and so every fault, a function of the seed alone.
+
+use std::collections::HashSet;
+use std::fmt;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use serde::{Deserialize, Serialize};
+
+use super::config::{RetryAfterMode, SimConfig, SubAccount};
+use super::faults::{Fault, FaultTable};
+use super::limits::{InFlight, InFlightGuard, TokenBucket};
+
+/// The first token id handed out (ids then increase by one).
+const FIRST_TOKEN_ID: i64 = 7000;
+
+/// Retention the account lists report: the owner's and every sub account's.
+const OWNER_RETENTION_DAYS: u32 = 30;
+const SUB_ACCOUNT_RETENTION_DAYS: u32 = 7;
+
+/// A token the simulator created: its ground truth, secret included.
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
+pub struct CreatedToken {
+    /// The token id, as answered in `id`.
+    pub id: i64,
+    /// The sub account it was created for.
+    pub account_id: i64,
+    /// The token name from the request.
+    pub name: String,
+    /// The secret, as answered in `token`.
+    pub token: String,
+    /// `createdAt` as answered, in epoch seconds (the exact value of the number in the body).
+    pub created_at: f64,
+}
+
+// The secret is the simulator's own ground truth, but it still stays out of logs.
+impl fmt::Debug for CreatedToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CreatedToken")
+            .field("id", &self.id)
+            .field("account_id", &self.account_id)
+            .field("name", &self.name)
+            .field("token", &"[redacted]")
+            .field("created_at", &self.created_at)
+            .finish()
+    }
+}
+
+/// What the simulator has seen and done, for tests and benchmark reports.
+///
+/// `requests` counts API requests (not the `/__sim/` admin ones); each other counter counts one
+/// kind of answer or fault.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Counters {
+    /// API requests received (every answer, limited or not).
+    pub requests: u64,
+    /// Tokens created, including those behind ambiguous faults.
+    pub created: u64,
+    /// 429s from the server-side limits (rate or in flight).
+    pub limited_429: u64,
+    /// Injected 429s.
+    pub fault_429: u64,
+    /// Injected 503s.
+    pub fault_503: u64,
+    /// Injected 500s after the token was created.
+    pub error_500_after_create: u64,
+    /// Connections dropped before the token was created.
+    pub dropped_before_create: u64,
+    /// Connections dropped after the token was created.
+    pub dropped_after_create: u64,
+    /// 200 answers cut short after the token was created.
+    pub truncated_after_create: u64,
+    /// 200 answers delayed by the slow delay after the token was created.
+    pub slow_after_create: u64,
+    /// 400 answers (malformed requests, region mismatch).
+    pub bad_request_400: u64,
+    /// 401 answers (no token).
+    pub unauthorized_401: u64,
+    /// 403 answers (wrong token).
+    pub forbidden_403: u64,
+    /// 404 answers (unknown sub account or path).
+    pub not_found_404: u64,
+    /// 405 answers (known path, wrong method).
+    pub method_not_allowed_405: u64,
+    /// 413 answers (request body over the size cap).
+    pub payload_too_large_413: u64,
+    /// The most API requests ever handled at once.
+    pub max_in_flight_seen: u64,
+}
+
+/// A request that is answered with an error without reaching the account state.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Rejection {
+    /// 400 with this message.
+    BadRequest(String),
+    /// 400, the region-mismatch message.
+    RegionMismatch,
+    /// 401: no `X-API-TOKEN`.
+    Unauthorized,
+    /// 403: not the owner token.
+    Forbidden,
+    /// 404: no such path.
+    NoRoute,
+    /// 405: the path exists, with these methods.
+    MethodNotAllowed(&'static str),
+    /// 413: body over the cap.
+    PayloadTooLarge,
+}
+
+/// What an API request asks for, once routed, authenticated and validated (before the lock).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Call {
+    /// `POST /v1/api-tokens/sub-account` with a valid body.
+    Create {
+        /// `accountId`.
+        account_id: i64,
+        /// `name`.
+        name: String,
+    },
+    /// `GET /v1/account-management/time-based-accounts`.
+    TimeBasedAccounts,
+    /// `GET /v1/associated-accounts`.
+    AssociatedAccounts,
+    /// `GET /v2/whoami`.
+    WhoAmI,
+    /// Answered with an error.
+    Reject(Rejection),
+}
+
+/// What the server answers, decided under the lock.
+#[derive(Debug)]
+pub(crate) enum Decision {
+    /// 429 from a server-side limit; the client should wait this long.
+    Limited(Duration),
+    /// An error answer from before the state was consulted.
+    Reject(Rejection),
+    /// 404: the account is not a sub account of the owner. Carries a request id.
+    UnknownAccount {
+        /// The account id asked for.
+        account_id: i64,
+        /// The request's sequence number (for `requestId`).
+        request: u64,
+    },
+    /// A 200 with this JSON body (lists, whoami).
+    Json(Bytes),
+    /// Injected 429.
+    Fault429,
+    /// Injected 503.
+    Fault503,
+    /// Injected drop before creating.
+    DropBeforeCreate,
+    /// A token was created: its 200 body, and the fault (if any) that spoils the answer.
+    Created {
+        /// The 200 body.
+        body: Bytes,
+        /// `None`, or one of the faults that create.
+        fault: Option<Fault>,
+    },
+}
+
+/// A decided request: what to answer, how long to wait before answering, and (when admitted) its
+/// in-flight slot, to hold until the answer is written.
+#[derive(Debug)]
+pub(crate) struct Admission<'a> {
+    /// The answer.
+    pub(crate) decision: Decision,
+    /// Latency (and jitter, and the slow delay) to wait before answering.
+    pub(crate) delay: Duration,
+    /// The in-flight slot (`None` when limited).
+    pub(crate) slot: Option<InFlightGuard<'a>>,
+}
+
+/// The accounts the simulator serves.
+#[derive(Debug)]
+struct Accounts {
+    owner: SubAccount,
+    subs: Vec<SubAccount>,
+    sub_ids: HashSet<i64>,
+}
+
+/// Everything that changes while the simulator runs: behind one mutex.
+#[derive(Debug)]
+struct State {
+    accounts: Accounts,
+    tokens: Vec<CreatedToken>,
+    next_token_id: i64,
+    rng: StdRng,
+    counters: Counters,
+    bucket: Option<TokenBucket>,
+}
+
+/// The state shared by the accept loop, every connection and every [`SimHandle`].
+#[derive(Debug)]
+pub(crate) struct Shared {
+    addr: SocketAddr,
+    owner_token: String,
+    region_mismatch_message: Option<String>,
+    max_in_flight: Option<usize>,
+    retry_after: RetryAfterMode,
+    latency: Duration,
+    jitter_nanos: u64,
+    slow_delay: Duration,
+    faults: FaultTable,
+    in_flight: InFlight,
+    state: Mutex<State>,
+}
+
+impl Shared {
+    /// The shared state for a (validated) configuration, serving on `addr`.
+    pub(crate) fn new(config: &SimConfig, addr: SocketAddr) -> Self {
+        let sub_ids = config.sub_accounts.iter().map(|a| a.id).collect();
+        Shared {
+            addr,
+            owner_token: config.owner_token.clone(),
+            region_mismatch_message: config.region_mismatch.as_ref().map(|r| {
+                format!(
+                    "Account region {} differs from current server region {}",
+                    r.account_region, r.server_region
+                )
+            }),
+            max_in_flight: config.max_in_flight,
+            retry_after: config.retry_after,
+            latency: config.latency,
+            jitter_nanos: u64::try_from(config.jitter.as_nanos()).unwrap_or(u64::MAX),
+            slow_delay: config.slow_delay,
+            faults: FaultTable::new(&config.faults),
+            in_flight: InFlight::default(),
+            state: Mutex::new(State {
+                accounts: Accounts {
+                    owner: config.owner.clone(),
+                    subs: config.sub_accounts.clone(),
+                    sub_ids,
+                },
+                tokens: Vec::new(),
+                next_token_id: FIRST_TOKEN_ID,
+                rng: StdRng::seed_from_u64(config.seed),
+                counters: Counters::default(),
+                bucket: config
+                    .max_requests_per_second
+                    .map(|rate| TokenBucket::new(rate, Instant::now())),
+            }),
+        }
+    }
+
+    /// The address served on.
+    pub(crate) fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The owner token requests must carry.
+    pub(crate) fn owner_token(&self) -> &str {
+        &self.owner_token
+    }
+
+    /// The region-mismatch message, when the simulator plays another region.
+    pub(crate) fn region_mismatch_message(&self) -> Option<&str> {
+        self.region_mismatch_message.as_deref()
+    }
+
+    /// How 429s carry `Retry-After`.
+    pub(crate) fn retry_after_mode(&self) -> RetryAfterMode {
+        self.retry_after
+    }
+
+    // A panic elsewhere while holding the lock must not take the whole simulator down: the state
+    // is a set of counters and appends, consistent at every step, so a poisoned lock is still good.
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Decides an API request: counts it, applies the limits, and for an admitted request decides
+    /// (and for a create, performs) what it asked. The only place an API request takes the lock.
+    pub(crate) fn admit(&self, call: Call) -> Admission<'_> {
+        let mut guard = self.lock();
+        let state = &mut *guard;
+        state.counters.requests += 1;
+        let request = state.counters.requests;
+        let mut delay = self.latency;
+        if self.jitter_nanos > 0 {
+            delay += Duration::from_nanos(state.rng.random_range(0..self.jitter_nanos));
+        }
+
+        // Limits first, as a gateway would: a limited request reaches nothing and takes no token.
+        if let Some(max) = self.max_in_flight
+            && self.in_flight.current() >= max
+        {
+            state.counters.limited_429 += 1;
+            return Admission {
+                decision: Decision::Limited(Duration::from_secs(1)),
+                delay,
+                slot: None,
+            };
+        }
+        if let Some(bucket) = &mut state.bucket
+            && let Err(wait) = bucket.try_take(Instant::now())
+        {
+            state.counters.limited_429 += 1;
+            return Admission {
+                decision: Decision::Limited(wait),
+                delay,
+                slot: None,
+            };
+        }
+        // Entering under the lock makes "check, then enter" atomic against other requests;
+        // leaving needs no lock (the count only drops).
+        let (slot, now_in_flight) = self.in_flight.enter();
+        let now_in_flight = u64::try_from(now_in_flight).unwrap_or(u64::MAX);
+        state.counters.max_in_flight_seen = state.counters.max_in_flight_seen.max(now_in_flight);
+
+        let decision = match call {
+            Call::Reject(rejection) => {
+                let counter = match rejection {
+                    Rejection::BadRequest(_) | Rejection::RegionMismatch => {
+                        &mut state.counters.bad_request_400
+                    }
+                    Rejection::Unauthorized => &mut state.counters.unauthorized_401,
+                    Rejection::Forbidden => &mut state.counters.forbidden_403,
+                    Rejection::NoRoute => &mut state.counters.not_found_404,
+                    Rejection::MethodNotAllowed(_) => &mut state.counters.method_not_allowed_405,
+                    Rejection::PayloadTooLarge => &mut state.counters.payload_too_large_413,
+                };
+                *counter += 1;
+                Decision::Reject(rejection)
+            }
+            Call::TimeBasedAccounts => Decision::Json(state.accounts.time_based_json()),
+            Call::AssociatedAccounts => Decision::Json(state.accounts.associated_json()),
+            Call::WhoAmI => Decision::Json(state.accounts.whoami_json()),
+            Call::Create { account_id, name } => {
+                if state.accounts.sub_ids.contains(&account_id) {
+                    let fault = self.faults.choose(state.rng.random());
+                    match fault {
+                        Some(Fault::RateLimited) => {
+                            state.counters.fault_429 += 1;
+                            Decision::Fault429
+                        }
+                        Some(Fault::Unavailable) => {
+                            state.counters.fault_503 += 1;
+                            Decision::Fault503
+                        }
+                        Some(Fault::DropBeforeCreate) => {
+                            state.counters.dropped_before_create += 1;
+                            Decision::DropBeforeCreate
+                        }
+                        _ => {
+                            debug_assert!(fault.is_none_or(Fault::creates));
+                            let counter = match fault {
+                                Some(Fault::ErrorAfterCreate) => {
+                                    Some(&mut state.counters.error_500_after_create)
+                                }
+                                Some(Fault::DropAfterCreate) => {
+                                    Some(&mut state.counters.dropped_after_create)
+                                }
+                                Some(Fault::TruncateAfterCreate) => {
+                                    Some(&mut state.counters.truncated_after_create)
+                                }
+                                Some(Fault::SlowAfterCreate) => {
+                                    delay += self.slow_delay;
+                                    Some(&mut state.counters.slow_after_create)
+                                }
+                                _ => None,
+                            };
+                            if let Some(counter) = counter {
+                                *counter += 1;
+                            }
+                            let body = state.create(account_id, name);
+                            Decision::Created { body, fault }
+                        }
+                    }
+                } else {
+                    state.counters.not_found_404 += 1;
+                    Decision::UnknownAccount {
+                        account_id,
+                        request,
+                    }
+                }
+            }
+        };
+        drop(guard);
+        Admission {
+            decision,
+            delay,
+            slot: Some(slot),
+        }
+    }
+
+    /// Every token created so far, in creation order.
+    pub(crate) fn ground_truth(&self) -> Vec<CreatedToken> {
+        self.lock().tokens.clone()
+    }
+
+    /// A snapshot of the counters.
+    pub(crate) fn counters(&self) -> Counters {
+        self.lock().counters.clone()
+    }
+
+    /// Adds a sub account; `false` when the id is already known (owner included).
+    pub(crate) fn add_sub_account(&self, account: SubAccount) -> bool {
+        let mut state = self.lock();
+        let accounts = &mut state.accounts;
+        if account.id == accounts.owner.id || !accounts.sub_ids.insert(account.id) {
+            return false;
+        }
+        accounts.subs.push(account);
+        true
+    }
+}
+
+impl State {
+    /// Creates a token and renders its 200 body.
+    fn create(&mut self, account_id: i64, name: String) -> Bytes {
+        let id = self.next_token_id;
+        self.next_token_id += 1;
+        let token = uuid_v4(self.rng.random());
+        // Logz.io's reference shows `createdAt` both as `1621858311` and as
+        // `1621858311.000000000`: play both, so clients must accept both. The fraction is whole
+        // quarter seconds, so `created_at` is exact; note that a JSON parser without correct
+        // rounding (serde_json by default) may read `….250000000` one ulp low: clients must not
+        // truncate a parsed float to seconds blindly.
+        let since_epoch = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default();
+        let secs = since_epoch.as_secs();
+        let (created_at_text, created_at) = if self.rng.random_bool(0.5) {
+            (secs.to_string(), secs as f64)
+        } else {
+            let quarters = since_epoch.subsec_millis() / 250;
+            (
+                format!("{secs}.{:09}", quarters * 250_000_000),
+                secs as f64 + f64::from(quarters) * 0.25,
+            )
+        };
+        // Serializing a `str` cannot fail; the fallback keeps the body valid JSON regardless.
+        let name_json = serde_json::to_string(&name).unwrap_or_else(|_| "\"\"".to_owned());
+        let body = format!(
+            r#"{{"id":{id},"name":{name_json},"token":"{token}","createdAt":{created_at_text}}}"#
+        );
+        self.tokens.push(CreatedToken {
+            id,
+            account_id,
+            name,
+            token,
+            created_at,
+        });
+        self.counters.created += 1;
+        Bytes::from(body)
+    }
+}
+
+/// One entry of `GET /v1/account-management/time-based-accounts` (field names as in the
+/// official client's fixtures; plan fields null as they often are).
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct TimeBasedAccount<'a> {
+    account_id: i64,
+    account_name: &'a str,
+    is_owner: bool,
+    email: Option<&'a str>,
+    #[serde(rename = "maxDailyGB")]
+    max_daily_gb: Option<f64>,
+    #[serde(rename = "reservedDailyGB")]
+    reserved_daily_gb: Option<f64>,
+    is_flexible: bool,
+    retention_days: u32,
+    searchable: bool,
+    accessible: bool,
+    doc_size_setting: bool,
+    sharing_objects_accounts: [i64; 0],
+    utilization_settings: Option<()>,
+    #[serde(rename = "softLimitGB")]
+    soft_limit_gb: Option<f64>,
+}
+
+/// One entry of `GET /v1/associated-accounts`.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct AssociatedAccount<'a> {
+    account_id: i64,
+    account_name: &'a str,
+    #[serde(rename = "type")]
+    kind: &'static str,
+}
+
+/// The body of `GET /v2/whoami`.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct WhoAmI<'a> {
+    account_name: &'a str,
+    account_id: i64,
+}
+
+/// Serializes a body; these types cannot fail to serialize, and an empty array is the fallback.
+fn to_json(value: &impl Serialize) -> Bytes {
+    serde_json::to_vec(value)
+        .map(Bytes::from)
+        .unwrap_or_else(|_| Bytes::from_static(b"[]"))
+}
+
+impl Accounts {
+    fn all(&self) -> impl Iterator<Item = (&SubAccount, bool)> {
+        std::iter::once((&self.owner, true)).chain(self.subs.iter().map(|a| (a, false)))
+    }
+
+    fn time_based_json(&self) -> Bytes {
+        let list: Vec<_> = self
+            .all()
+            .map(|(account, is_owner)| TimeBasedAccount {
+                account_id: account.id,
+                account_name: &account.name,
+                is_owner,
+                email: None,
+                max_daily_gb: None,
+                reserved_daily_gb: None,
+                is_flexible: false,
+                retention_days: if is_owner {
+                    OWNER_RETENTION_DAYS
+                } else {
+                    SUB_ACCOUNT_RETENTION_DAYS
+                },
+                searchable: true,
+                accessible: true,
+                doc_size_setting: false,
+                sharing_objects_accounts: [],
+                utilization_settings: None,
+                soft_limit_gb: None,
+            })
+            .collect();
+        to_json(&list)
+    }
+
+    fn associated_json(&self) -> Bytes {
+        let list: Vec<_> = self
+            .all()
+            .map(|(account, is_owner)| AssociatedAccount {
+                account_id: account.id,
+                account_name: &account.name,
+                kind: if is_owner {
+                    "OWNER_ACCOUNT"
+                } else {
+                    "SUB_ACCOUNT"
+                },
+            })
+            .collect();
+        to_json(&list)
+    }
+
+    fn whoami_json(&self) -> Bytes {
+        to_json(&WhoAmI {
+            account_name: &self.owner.name,
+            account_id: self.owner.id,
+        })
+    }
+}
+
+/// Formats 128 random bits as a version-4, RFC 4122 variant UUID (lowercase, hyphenated).
+pub(crate) fn uuid_v4(bits: u128) -> String {
+    let v = (bits & !(0xF << 76)) | (0x4 << 76);
+    let v = (v & !(0x3 << 62)) | (0x2 << 62);
+    format!(
+        "{:08x}-{:04x}-{:04x}-{:04x}-{:012x}",
+        v >> 96,
+        (v >> 80) & 0xFFFF,
+        (v >> 64) & 0xFFFF,
+        (v >> 48) & 0xFFFF,
+        v & 0xFFFF_FFFF_FFFF
+    )
+}
+
+/// A cheap, cloneable handle to a running simulator's state, usable from any thread.
+#[derive(Clone)]
+pub struct SimHandle {
+    pub(crate) shared: Arc<Shared>,
+}
+
+impl fmt::Debug for SimHandle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SimHandle")
+            .field("addr", &self.shared.addr)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SimHandle {
+    /// The address the simulator serves on.
+    pub fn addr(&self) -> SocketAddr {
+        self.shared.addr()
+    }
+
+    /// The base URL to point a client at: `http://127.0.0.1:PORT`.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.shared.addr())
+    }
+
+    /// Every token created so far, in creation order, secrets included.
+    pub fn ground_truth(&self) -> Vec<CreatedToken> {
+        self.shared.ground_truth()
+    }
+
+    /// A snapshot of the counters.
+    pub fn counters(&self) -> Counters {
+        self.shared.counters()
+    }
+
+    /// Adds a sub account of the owner while running (it shows in the lists and accepts tokens
+    /// from the next request on). Returns `false`, changing nothing, when the id is already known.
+    pub fn add_sub_account(&self, account: SubAccount) -> bool {
+        self.shared.add_sub_account(account)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn shared(config: SimConfig) -> Shared {
+        Shared::new(&config, SocketAddr::from(([127, 0, 0, 1], 1)))
+    }
+
+    fn create(account_id: i64) -> Call {
+        Call::Create {
+            account_id,
+            name: "ci \"quoted\"".to_owned(),
+        }
+    }
+
+    #[test]
+    fn uuid_v4_shape() {
+        assert_eq!(uuid_v4(0), "00000000-0000-4000-8000-000000000000");
+        assert_eq!(uuid_v4(u128::MAX), "ffffffff-ffff-4fff-bfff-ffffffffffff");
+    }
+
+    #[test]
+    fn create_records_ground_truth_and_renders_the_body() {
+        let shared = shared(SimConfig::default());
+        let admission = shared.admit(create(160_343));
+        let Decision::Created { body, fault: None } = admission.decision else {
+            panic!("{:?}", admission.decision)
+        };
+        let json: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        let truth = shared.ground_truth();
+        assert_eq!(truth.len(), 1);
+        assert_eq!(json["id"], 7000);
+        assert_eq!(json["name"], "ci \"quoted\"");
+        assert_eq!(json["token"], truth[0].token.as_str());
+        // serde_json's default float parsing may be one ulp off: compare loosely.
+        assert!((json["createdAt"].as_f64().unwrap() - truth[0].created_at).abs() < 1e-3);
+        assert!(!format!("{:?}", truth[0]).contains(&truth[0].token));
+        let counters = shared.counters();
+        assert_eq!((counters.requests, counters.created), (1, 1));
+        assert_eq!(counters.max_in_flight_seen, 1);
+    }
+
+    #[test]
+    fn unknown_and_owner_accounts_are_not_found() {
+        let shared = shared(SimConfig::default());
+        for id in [1, 100_000] {
+            let admission = shared.admit(create(id));
+            assert!(matches!(
+                admission.decision,
+                Decision::UnknownAccount { account_id, .. } if account_id == id
+            ));
+        }
+        assert!(shared.ground_truth().is_empty());
+        assert_eq!(shared.counters().not_found_404, 2);
+        assert!(!shared.add_sub_account(SubAccount::new(100_000, "owner again")));
+        assert!(shared.add_sub_account(SubAccount::new(1, "new")));
+        let admission = shared.admit(create(1));
+        assert!(matches!(admission.decision, Decision::Created { .. }));
+    }
+
+    #[test]
+    fn in_flight_limit_holds_while_slots_are_held() {
+        let shared = shared(SimConfig {
+            max_in_flight: Some(1),
+            ..SimConfig::default()
+        });
+        let first = shared.admit(Call::WhoAmI);
+        assert!(first.slot.is_some());
+        let second = shared.admit(Call::WhoAmI);
+        assert!(matches!(second.decision, Decision::Limited(_)));
+        assert!(second.slot.is_none());
+        drop(first);
+        let third = shared.admit(Call::WhoAmI);
+        assert!(matches!(third.decision, Decision::Json(_)));
+        let counters = shared.counters();
+        assert_eq!((counters.requests, counters.limited_429), (3, 1));
+        assert_eq!(counters.max_in_flight_seen, 1);
+    }
+
+    #[test]
+    fn same_seed_same_secrets() {
+        let a = shared(SimConfig::default());
+        let b = shared(SimConfig::default());
+        let c = shared(SimConfig {
+            seed: 1,
+            ..SimConfig::default()
+        });
+        for sim in [&a, &b, &c] {
+            for _ in 0..3 {
+                drop(sim.admit(create(160_344)));
+            }
+        }
+        let secrets = |s: &Shared| {
+            s.ground_truth()
+                .into_iter()
+                .map(|t| t.token)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(secrets(&a), secrets(&b));
+        assert_ne!(secrets(&a), secrets(&c));
+        let ids: Vec<_> = a.ground_truth().iter().map(|t| t.id).collect();
+        assert_eq!(ids, [7000, 7001, 7002]);
+    }
+}
