@@ -249,14 +249,14 @@ pub fn plan(
         if let Some(n) = name {
             out.resolved_names.insert(n.to_owned(), id);
         }
-        if let Some(l) = live {
-            if !l.sub_accounts.contains_key(&id) {
-                out.unknown_accounts.push(UnknownAccount {
-                    account_id: id,
-                    tokens: entry.tokens.clone(),
-                });
-                continue;
-            }
+        if let Some(l) = live
+            && !l.sub_accounts.contains_key(&id)
+        {
+            out.unknown_accounts.push(UnknownAccount {
+                account_id: id,
+                tokens: entry.tokens.clone(),
+            });
+            continue;
         }
         let list = desired.entry(id).or_insert_with(|| {
             order.push(id);
@@ -482,4 +482,77 @@ mod tests {
             prop_assert_eq!(p3.present.len(), m.token_count());
         }
     }
+}
+
+/// A plan saved by `plan --out` for a later `apply PLAN_FILE`: no secrets, and checksums of
+/// what it was made from so that a stale plan is refused.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SavedPlan {
+    /// Always `logzio-tokens-plan`.
+    pub kind: String,
+    /// Format version (1).
+    pub version: u32,
+    /// The manifest it was made from, as given on the command line.
+    pub manifest: std::path::PathBuf,
+    /// SHA-256 of the manifest file's bytes.
+    pub manifest_sha256: String,
+    /// SHA-256 of the recorded tokens and orphans it was planned against.
+    pub state_sha256: String,
+    /// The endpoint identity (base URL, or `simulator`).
+    pub endpoint: String,
+    /// The tokens to create.
+    pub create: Vec<TokenKey>,
+    /// SHA-256 over all of the above: what a reviewer approves.
+    pub checksum: String,
+}
+
+/// The `kind` of a saved plan file.
+pub const SAVED_PLAN_KIND: &str = "logzio-tokens-plan";
+
+impl SavedPlan {
+    /// Builds a saved plan and its checksum.
+    pub fn new(
+        manifest: std::path::PathBuf,
+        manifest_bytes: &[u8],
+        recorded: &ResultsFile,
+        endpoint: String,
+        create: Vec<TokenKey>,
+    ) -> SavedPlan {
+        let mut p = SavedPlan {
+            kind: SAVED_PLAN_KIND.into(),
+            version: 1,
+            manifest,
+            manifest_sha256: sha256_hex(manifest_bytes),
+            state_sha256: state_digest(recorded),
+            endpoint,
+            create,
+            checksum: String::new(),
+        };
+        p.checksum = p.compute_checksum();
+        p
+    }
+
+    /// The checksum over every field but itself.
+    pub fn compute_checksum(&self) -> String {
+        let mut copy = self.clone();
+        copy.checksum = String::new();
+        sha256_hex(&serde_json::to_vec(&copy).unwrap_or_default())
+    }
+}
+
+/// SHA-256 of the recorded state that a plan depends on (tokens and orphans, not timestamps).
+pub fn state_digest(recorded: &ResultsFile) -> String {
+    let v = serde_json::json!({
+        "accounts": recorded.accounts,
+        "possible_orphans": recorded.possible_orphans,
+    });
+    sha256_hex(&serde_json::to_vec(&v).unwrap_or_default())
+}
+
+/// Lower-case hex SHA-256.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    let d = sha2::Sha256::digest(bytes);
+    d.iter().map(|b| format!("{b:02x}")).collect()
 }

@@ -96,6 +96,11 @@ impl ApiClient {
         })
     }
 
+    /// Checks a base URL the way [`ApiClient::new`] will (http:// only for loopback).
+    pub fn check_url(url: &str) -> Result<(), ApiError> {
+        check_base_url(url).map(|_| ())
+    }
+
     /// The base URL in use.
     pub fn base_url(&self) -> &str {
         &self.base_text

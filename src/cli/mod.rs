@@ -1,1 +1,85 @@
-//! cli
+//! The command line: arguments ([`args`]), their resolution ([`config`]), output and progress
+//! ([`output`], [`progress`]), logging, and one module per command. [`run`] is all `main` calls.
+
+pub mod args;
+pub mod commands;
+pub mod config;
+pub mod error;
+pub mod logging;
+pub mod output;
+pub mod progress;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+use args::{Cli, Command};
+use error::{CliError, Exit};
+use output::Printer;
+
+/// Parses the command line, runs the command, and returns the documented exit code.
+pub fn run() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = e.print();
+            return match e.kind() {
+                clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion => {
+                    Exit::Success.into()
+                }
+                _ => Exit::Usage.into(),
+            };
+        }
+    };
+    logging::init(cli.verbose, cli.quiet, cli.log_format);
+    let printer = Printer { quiet: cli.quiet };
+    let detailed = matches!(&cli.command, Command::Plan(p) if p.detailed_exitcode);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("logzio-tokens")
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            printer.error(&format!("cannot start the async runtime: {e}"));
+            return Exit::Fatal.into();
+        }
+    };
+    let result = runtime.block_on(dispatch(cli.command, &printer));
+    // Do not wait for stray tasks (a slow request abandoned at drain time).
+    runtime.shutdown_timeout(std::time::Duration::from_millis(200));
+    match result {
+        Ok(exit) => exit.into(),
+        Err(e) => {
+            report(&printer, &e);
+            if detailed {
+                Exit::ItemsFailed.into()
+            } else {
+                e.exit().into()
+            }
+        }
+    }
+}
+
+fn report(printer: &Printer, e: &CliError) {
+    match e {
+        // The manifest report is complete as it is (locations, snippets, count).
+        CliError::Manifest(m) => printer.error_raw(&m.to_string()),
+        other => printer.error(&other.to_string()),
+    }
+}
+
+async fn dispatch(command: Command, printer: &Printer) -> Result<Exit, CliError> {
+    match command {
+        Command::Validate { manifest } => commands::validate::run(&manifest, printer),
+        Command::Plan(a) => commands::plan::run(&a, printer).await,
+        Command::Apply(a) => commands::apply::run(&a, printer).await,
+        Command::Simulate(a) => commands::simulate::run(&a, printer).await,
+        Command::Schema { kind } => commands::misc::schema(kind, printer),
+        Command::Orphans(a) => commands::state_cmds::orphans(&a, printer),
+        Command::Import(a) => commands::state_cmds::import(&a, printer),
+        Command::Export(a) => commands::state_cmds::export(&a, printer),
+        Command::Completions { shell } => commands::misc::completions(shell),
+        Command::Man => commands::misc::man(),
+    }
+}

@@ -130,7 +130,9 @@ pub fn format_rfc3339(t: time::OffsetDateTime) -> String {
 
 /// Converts API epoch seconds (integer or decimal) to RFC 3339.
 pub fn epoch_to_rfc3339(epoch_seconds: f64) -> String {
-    let nanos = (epoch_seconds * 1e9) as i128;
+    // Round to milliseconds first: a decimal like 1621858311.000000000 may parse as
+    // 1621858310.9999998, which must not become the second before.
+    let nanos = (epoch_seconds * 1e3).round() as i128 * 1_000_000;
     match time::OffsetDateTime::from_unix_timestamp_nanos(nanos) {
         Ok(t) => {
             let fmt =

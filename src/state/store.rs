@@ -71,16 +71,15 @@ impl Store {
     /// `plan`, which must see what an interrupted run received).
     pub fn read(paths: StatePaths, api_url: Option<&str>) -> Result<Store, StateError> {
         let results = ResultsFile::load(&paths.results)?;
-        if let (Some(r), Some(current)) = (&results, api_url) {
-            if let Some(recorded) = &r.api_url {
-                if recorded.trim_end_matches('/') != current.trim_end_matches('/') {
-                    return Err(StateError::OtherEndpoint {
-                        path: paths.results.clone(),
-                        recorded: recorded.clone(),
-                        current: current.to_owned(),
-                    });
-                }
-            }
+        if let (Some(r), Some(current)) = (&results, api_url)
+            && let Some(recorded) = &r.api_url
+            && recorded.trim_end_matches('/') != current.trim_end_matches('/')
+        {
+            return Err(StateError::OtherEndpoint {
+                path: paths.results.clone(),
+                recorded: recorded.clone(),
+                current: current.to_owned(),
+            });
         }
         let mut results = results.unwrap_or_else(|| ResultsFile::new(api_url.map(str::to_owned)));
         if results.api_url.is_none() {
@@ -156,24 +155,24 @@ impl Store {
                 token,
                 created_at,
             } => {
-                if let Some(other) = index.get(&token_id) {
-                    if other != key {
-                        // The API gave an id that is already recorded for another token: keep
-                        // the secret, but never let it overwrite or pose as another record.
-                        let other = other.clone();
-                        self.secrets.quarantine(
-                            key,
-                            token_id,
-                            token,
-                            format!("the API returned id {token_id}, already recorded for {other}"),
-                        );
-                        self.results.note_orphan(
+                if let Some(other) = index.get(&token_id)
+                    && other != key
+                {
+                    // The API gave an id that is already recorded for another token: keep
+                    // the secret, but never let it overwrite or pose as another record.
+                    let other = other.clone();
+                    self.secrets.quarantine(
+                        key,
+                        token_id,
+                        token,
+                        format!("the API returned id {token_id}, already recorded for {other}"),
+                    );
+                    self.results.note_orphan(
                             key,
                             &format!("the API returned token id {token_id}, which is already recorded for {other}"),
                             at,
                         );
-                        return Applied::DuplicateId(other);
-                    }
+                    return Applied::DuplicateId(other);
                 }
                 let fresh = self.results.get(key).map(|r| r.token_id) != Some(token_id);
                 self.secrets.insert(key, token_id, token);

@@ -1,0 +1,347 @@
+//! The command line as clap sees it (the "low-level" arguments). [`super::config`] turns these
+//! into ready-to-use settings. No token is ever accepted as an argument value (it would show
+//! in `ps`): it comes from `LOGZIO_API_TOKEN` or `--api-token-file`.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// Provision Logz.io sub-account API tokens in bulk from a YAML manifest.
+///
+/// List your sub accounts and the token names each must have; `plan` shows what would be
+/// created, `apply` creates the missing tokens concurrently under a rate limit and records
+/// them: token ids in the results file, secrets in a separate owner-only file.
+#[derive(Debug, Parser)]
+#[command(
+    name = "logzio-tokens",
+    version,
+    propagate_version = true,
+    max_term_width = 100
+)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+    /// More log output on stderr (-v info, -vv debug, -vvv trace). RUST_LOG overrides.
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    pub verbose: u8,
+    /// Less output: only errors, and the data asked for on stdout.
+    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    pub quiet: bool,
+    /// Format of the log lines on stderr.
+    #[arg(long, value_enum, default_value_t = LogFormat::Text, global = true)]
+    pub log_format: LogFormat,
+}
+
+/// Log line format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Output format of `plan` and `apply` on stdout.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OutputFormat {
+    /// A readable summary (on stderr for apply's progress; the summary on stdout).
+    Text,
+    /// A versioned stream of JSON lines on stdout (no secrets).
+    Json,
+}
+
+/// The commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Load and check a manifest; print every problem with file:line:column; send nothing.
+    Validate {
+        /// The manifest file.
+        manifest: PathBuf,
+    },
+    /// Show what `apply` would do; with a token, check the accounts live (no write is sent).
+    Plan(PlanArgs),
+    /// Create the missing tokens and record them.
+    Apply(ApplyArgs),
+    /// Run the built-in Logz.io API simulator on a loopback port until stopped.
+    Simulate(SimulateArgs),
+    /// Print a JSON Schema (the same text as schemas/*.schema.json).
+    Schema {
+        /// Which schema.
+        #[arg(value_enum, default_value_t = SchemaKind::Manifest)]
+        kind: SchemaKind,
+    },
+    /// List or clear the possible orphans recorded in the results file.
+    Orphans(OrphansArgs),
+    /// Record tokens created outside this tool so that apply does not create them again.
+    Import(ImportArgs),
+    /// Write the secrets of the manifest's tokens to a file (0600) or, when asked, stdout.
+    Export(ExportArgs),
+    /// Print a shell completion script.
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff).
+    Man,
+}
+
+/// Which schema to print.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum SchemaKind {
+    /// The manifest.
+    Manifest,
+    /// The results file.
+    Results,
+}
+
+/// Where the API is and how to reach it.
+#[derive(Debug, Clone, Args)]
+pub struct ApiArgs {
+    /// Logz.io region: us (default), eu, uk, au, ca. Overrides the manifest.
+    #[arg(long, env = "LOGZIO_REGION", value_name = "CODE")]
+    pub region: Option<String>,
+    /// API base URL; overrides the region. http:// only for loopback hosts.
+    #[arg(long, env = "LOGZIO_API_URL", value_name = "URL")]
+    pub api_url: Option<String>,
+    /// Read the owner API token from this file (first line, trimmed) instead of LOGZIO_API_TOKEN.
+    #[arg(long, value_name = "PATH")]
+    pub api_token_file: Option<PathBuf>,
+    /// Start the built-in simulator in-process and run against it (no token needed; the
+    /// region, URL and token settings are ignored).
+    #[arg(long)]
+    pub simulate: bool,
+    /// Per-request timeout in seconds (overrides settings.request_timeout_seconds).
+    #[arg(long, value_name = "SECONDS")]
+    pub request_timeout: Option<f64>,
+}
+
+/// Where the state files are and which accounts to cover.
+#[derive(Debug, Clone, Args)]
+pub struct StateArgs {
+    /// Results file [default: <manifest dir>/<manifest stem>.results.json].
+    #[arg(long, value_name = "PATH")]
+    pub results: Option<PathBuf>,
+    /// Secrets file [default: <manifest dir>/<manifest stem>.secrets.json].
+    #[arg(long, value_name = "PATH")]
+    pub secrets: Option<PathBuf>,
+    /// Only this account (id or name); repeatable.
+    #[arg(long = "account", value_name = "ID|NAME")]
+    pub accounts: Vec<String>,
+    /// Never this account (id or name); repeatable.
+    #[arg(long = "exclude-account", value_name = "ID|NAME")]
+    pub exclude_accounts: Vec<String>,
+}
+
+/// `plan`.
+#[derive(Debug, Args)]
+pub struct PlanArgs {
+    /// The manifest file.
+    pub manifest: PathBuf,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub api: ApiArgs,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub state: StateArgs,
+    /// Show every token, per account, after the counts.
+    #[arg(long)]
+    pub detail: bool,
+    /// Print the plan as one JSON document on stdout (same as --output json).
+    #[arg(long)]
+    pub json: bool,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
+    pub output: OutputFormat,
+    /// Exit 0 when there is nothing to create, 2 when there is, 1 on error (Terraform's convention).
+    #[arg(long)]
+    pub detailed_exitcode: bool,
+    /// Write the plan to this file (no secrets) for a later `apply PLAN_FILE`.
+    #[arg(long, value_name = "PATH")]
+    pub out: Option<PathBuf>,
+}
+
+/// `apply`.
+#[derive(Debug, Args)]
+pub struct ApplyArgs {
+    /// The manifest file, or a plan file written by `plan --out`.
+    pub manifest: PathBuf,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub api: ApiArgs,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub state: StateArgs,
+    /// Most requests in flight (overrides settings.concurrency).
+    #[arg(long, value_name = "N")]
+    pub concurrency: Option<u32>,
+    /// Most requests per second (overrides settings.rate_per_second). The tool starts lower and
+    /// adapts to the server's limit below this ceiling.
+    #[arg(long, value_name = "N")]
+    pub rate: Option<f64>,
+    /// Most attempts per token (overrides settings.max_attempts).
+    #[arg(long, value_name = "N")]
+    pub max_attempts: Option<u32>,
+    /// Apply without asking; required when stdin is not a terminal.
+    #[arg(long, short = 'y')]
+    pub yes: bool,
+    /// Stop at the first token that fails for good.
+    #[arg(long)]
+    pub fail_fast: bool,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
+    pub output: OutputFormat,
+    /// No progress bar or progress lines.
+    #[arg(long)]
+    pub no_progress: bool,
+}
+
+/// `simulate`.
+#[derive(Debug, Args)]
+pub struct SimulateArgs {
+    /// Address to listen on (loopback only).
+    #[arg(long, default_value = "127.0.0.1:0")]
+    pub listen: std::net::SocketAddr,
+    /// The owner account's API token the simulator accepts.
+    #[arg(long, default_value = "sim-owner-token", hide_default_value = false)]
+    pub owner_token: String,
+    /// Sub accounts as a JSON file: [{"id": 1, "name": "a"}, ...] (default: a built-in set).
+    #[arg(long, value_name = "PATH")]
+    pub accounts: Option<PathBuf>,
+    /// Server-side limit, requests per second (answered with 429).
+    #[arg(long, value_name = "N")]
+    pub max_rps: Option<f64>,
+    /// Server-side limit on requests in flight (answered with 429).
+    #[arg(long, value_name = "N")]
+    pub max_in_flight: Option<usize>,
+    /// Whether limit 429s carry Retry-After.
+    #[arg(long, value_enum, default_value_t = RetryAfterArg::None)]
+    pub retry_after: RetryAfterArg,
+    /// Latency added to every answer, milliseconds.
+    #[arg(long, default_value_t = 0)]
+    pub latency_ms: u64,
+    /// Plus a random 0..N milliseconds.
+    #[arg(long, default_value_t = 0)]
+    pub jitter_ms: u64,
+    /// Seed for faults, jitter and secrets.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Probability of a 429 fault on a create call.
+    #[arg(long, default_value_t = 0.0, value_name = "P")]
+    pub fault_429: f64,
+    /// Probability of a 503.
+    #[arg(long, default_value_t = 0.0, value_name = "P")]
+    pub fault_503: f64,
+    /// Probability of a 500 after the token was created.
+    #[arg(long, default_value_t = 0.0, value_name = "P")]
+    pub fault_500_after_create: f64,
+    /// Probability of the connection being dropped before creating.
+    #[arg(long, default_value_t = 0.0, value_name = "P")]
+    pub fault_drop_before: f64,
+    /// Probability of the connection being dropped after creating.
+    #[arg(long, default_value_t = 0.0, value_name = "P")]
+    pub fault_drop_after: f64,
+    /// Probability of a 200 whose body is cut short.
+    #[arg(long, default_value_t = 0.0, value_name = "P")]
+    pub fault_truncate: f64,
+    /// Probability of an answer slower than the client's timeout, after creating.
+    #[arg(long, default_value_t = 0.0, value_name = "P")]
+    pub fault_slow: f64,
+    /// How long a slow answer takes, seconds.
+    #[arg(long, default_value_t = 120.0)]
+    pub slow_seconds: f64,
+    /// Play another region: every call answers "Account region A differs from current server region S".
+    #[arg(long, value_name = "ACCOUNT:SERVER")]
+    pub region_mismatch: Option<String>,
+    /// On exit, print the ground truth (every token created, with secrets) to this file (0600).
+    #[arg(long, value_name = "PATH")]
+    pub dump_on_exit: Option<PathBuf>,
+}
+
+/// Retry-After on limit 429s.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum RetryAfterArg {
+    /// No header.
+    None,
+    /// Delay in seconds.
+    Seconds,
+    /// An HTTP date.
+    HttpDate,
+}
+
+/// `orphans`.
+#[derive(Debug, Args)]
+pub struct OrphansArgs {
+    /// list (default) or clear.
+    #[arg(value_enum, default_value_t = OrphansAction::List)]
+    pub action: OrphansAction,
+    /// The manifest file.
+    pub manifest: PathBuf,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub state: StateArgs,
+}
+
+/// What to do with possible orphans.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OrphansAction {
+    /// Print them.
+    List,
+    /// Mark them as checked: remove them from the results file (after printing them).
+    Clear,
+}
+
+/// `import`.
+#[derive(Debug, Args)]
+pub struct ImportArgs {
+    /// The manifest file (the token must be one it asks for).
+    pub manifest: PathBuf,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub state: StateArgs,
+    /// The sub account's id.
+    #[arg(long = "account-id", value_name = "ID")]
+    pub account_id: u32,
+    /// The token's name.
+    #[arg(long = "token-name", value_name = "NAME")]
+    pub token_name: String,
+    /// The token's id at Logz.io.
+    #[arg(long = "token-id", value_name = "ID")]
+    pub token_id: i64,
+    /// Read the token's secret from this file (first line), to keep it in the secrets file.
+    #[arg(long, value_name = "PATH", conflicts_with = "secret_stdin")]
+    pub secret_file: Option<PathBuf>,
+    /// Read the token's secret from stdin (first line).
+    #[arg(long)]
+    pub secret_stdin: bool,
+}
+
+/// `export`.
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    /// The manifest file.
+    pub manifest: PathBuf,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub state: StateArgs,
+    /// Format.
+    #[arg(long, value_enum, default_value_t = ExportFormat::Json)]
+    pub format: ExportFormat,
+    /// Write to this file, created 0600.
+    #[arg(long, value_name = "PATH", required_unless_present = "stdout")]
+    pub out: Option<PathBuf>,
+    /// Write to stdout instead (you asked for secrets on your terminal or pipe).
+    #[arg(long, conflicts_with = "out")]
+    pub stdout: bool,
+}
+
+/// Export formats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ExportFormat {
+    /// `[{"account_id", "account_name"?, "token_name", "token_id", "token"}]`.
+    Json,
+    /// `account_id,token_name,token_id,token` with a header line.
+    Csv,
+    /// `LOGZIO_TOKEN_<ACCOUNT>_<NAME>=secret` lines.
+    Dotenv,
+}

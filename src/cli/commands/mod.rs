@@ -1,0 +1,234 @@
+//! One file per command; shared preparation (manifest, endpoint, preflight, plan) here.
+
+pub mod apply;
+pub mod misc;
+pub mod plan;
+pub mod simulate;
+pub mod state_cmds;
+pub mod validate;
+
+use std::path::Path;
+
+use super::args::{ApiArgs, StateArgs};
+use super::config::{self, ApiSetup};
+use super::error::CliError;
+use super::output::Printer;
+use crate::api::{ApiClient, ClientConfig, Endpoint, Preflight, preflight};
+use crate::manifest::{self, Manifest};
+use crate::plan::{self as planner, Plan};
+use crate::simulator::{SimConfig, Simulator};
+use crate::state::{StatePaths, Store};
+
+/// Everything `plan` and `apply` need before deciding anything.
+#[derive(Debug)]
+pub struct Prepared {
+    /// The manifest.
+    pub manifest: Manifest,
+    /// The endpoint and token.
+    pub api: ApiSetup,
+    /// The state files.
+    pub paths: StatePaths,
+    /// The client, when a token (or the simulator) is available.
+    pub client: Option<ApiClient>,
+    /// The in-process simulator, for `--simulate`.
+    pub simulator: Option<Simulator>,
+    /// What the preflight learned, when it ran.
+    pub live: Option<Preflight>,
+}
+
+/// Loads the manifest, resolves the endpoint, starts the simulator if asked, and runs the
+/// preflight when a token is available.
+pub async fn prepare(
+    manifest_path: &Path,
+    api_args: &ApiArgs,
+    state_args: &StateArgs,
+    pool_size: usize,
+) -> Result<Prepared, CliError> {
+    let manifest = manifest::load(manifest_path)?;
+    let mut api = config::resolve_api(api_args, &manifest)?;
+    let paths = config::state_paths(manifest_path, state_args, api.simulate);
+    let mut simulator = None;
+    if api.simulate {
+        let sim = Simulator::start(SimConfig::default())
+            .await
+            .map_err(|e| CliError::Fatal {
+                message: format!("could not start the built-in simulator: {e}"),
+            })?;
+        api.endpoint = Endpoint::Url(sim.url());
+        api.token = Some(crate::secret::Secret::new(
+            crate::simulator::DEFAULT_OWNER_TOKEN,
+        ));
+        tracing::info!(url = %sim.url(), "started the built-in simulator");
+        simulator = Some(sim);
+    }
+    let client = match &api.token {
+        Some(token) => Some(ApiClient::new(ClientConfig {
+            endpoint: api.endpoint.clone(),
+            token: token.clone(),
+            request_timeout: api.request_timeout,
+            connect_timeout: api.request_timeout.min(std::time::Duration::from_secs(10)),
+            pool_size,
+        })?),
+        None => None,
+    };
+    let live = match &client {
+        Some(c) => Some(preflight(c).await?),
+        None => None,
+    };
+    Ok(Prepared {
+        manifest,
+        api,
+        paths,
+        client,
+        simulator,
+        live,
+    })
+}
+
+impl Prepared {
+    /// The plan against a store's recorded results.
+    pub fn plan(&self, store: &Store, filter: &planner::AccountFilter) -> Plan {
+        planner::plan(
+            &self.manifest,
+            &store.results,
+            self.live.as_ref().map(|p| &p.accounts),
+            filter,
+        )
+    }
+}
+
+/// The plan summary for people: counts first.
+pub fn summary_lines(plan: &Plan, manifest: &Manifest, api: &ApiSetup) -> Vec<String> {
+    let accounts: std::collections::BTreeSet<u32> =
+        plan.create.iter().map(|k| k.account_id).collect();
+    let mut lines = vec![format!(
+        "Plan for {} against {} ({})",
+        manifest.path.display(),
+        if api.simulate {
+            "the built-in simulator".to_owned()
+        } else {
+            api.endpoint.base_url()
+        },
+        if plan.live {
+            "accounts checked live"
+        } else {
+            "offline: set LOGZIO_API_TOKEN to check accounts live"
+        }
+    )];
+    lines.push(format!(
+        "  {} to create in {} account{}",
+        count(plan.create.len(), "token"),
+        accounts.len(),
+        if accounts.len() == 1 { "" } else { "s" }
+    ));
+    lines.push(format!(
+        "  {} already recorded (skipped)",
+        count(plan.present.len(), "token")
+    ));
+    if !plan.remove_by_hand.is_empty() {
+        lines.push(format!(
+            "  {} recorded but no longer in the manifest: remove by hand in the Logz.io UI (the API cannot delete tokens)",
+            count(plan.remove_by_hand.len(), "token")
+        ));
+    }
+    for u in &plan.unresolved {
+        lines.push(format!(
+            "  account named {:?}: {}",
+            u.name,
+            describe_unresolved(&u.why)
+        ));
+    }
+    for u in &plan.unknown_accounts {
+        lines.push(format!(
+            "  account {} is not a sub account of this owner: its {} will fail",
+            u.account_id,
+            count(u.tokens.len(), "token")
+        ));
+    }
+    if plan.possible_orphans > 0 {
+        lines.push(format!(
+            "  {} listed in the results file (check them in the UI, then `logzio-tokens orphans clear`)",
+            count(plan.possible_orphans, "possible orphan")
+        ));
+    }
+    lines
+}
+
+/// Why an account name did not resolve, for people.
+pub fn describe_unresolved(why: &planner::Unresolved) -> String {
+    match why {
+        planner::Unresolved::NeedsLookup => {
+            "needs resolving through the sub-account list (needs a token)".into()
+        }
+        planner::Unresolved::NotFound { similar } => {
+            if similar.is_empty() {
+                "no sub account has this name".into()
+            } else {
+                format!(
+                    "no sub account has this name (similar: {})",
+                    similar.join(", ")
+                )
+            }
+        }
+        planner::Unresolved::Ambiguous { candidates } => format!(
+            "several sub accounts have this name (ids {}): list the one you mean by `id`",
+            candidates
+                .iter()
+                .map(u32::to_string)
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    }
+}
+
+/// "1 token", "3 tokens".
+pub fn count(n: usize, what: &str) -> String {
+    if n == 1 {
+        format!("1 {what}")
+    } else {
+        format!("{n} {what}s")
+    }
+}
+
+/// Prints a line per token, grouped by account.
+pub fn detail_lines(plan: &Plan) -> Vec<String> {
+    use std::collections::BTreeMap;
+    let mut by: BTreeMap<u32, Vec<String>> = BTreeMap::new();
+    for k in &plan.create {
+        by.entry(k.account_id)
+            .or_default()
+            .push(format!("    + {} (create)", k.token_name));
+    }
+    for r in &plan.present {
+        by.entry(r.key.account_id)
+            .or_default()
+            .push(format!("    = {} (token {})", r.key.token_name, r.token_id));
+    }
+    for r in &plan.remove_by_hand {
+        by.entry(r.key.account_id).or_default().push(format!(
+            "    - {} (token {}): not in the manifest; remove by hand in the UI",
+            r.key.token_name, r.token_id
+        ));
+    }
+    let names: BTreeMap<u32, &str> = plan
+        .resolved_names
+        .iter()
+        .map(|(n, id)| (*id, n.as_str()))
+        .collect();
+    let mut out = Vec::new();
+    for (acc, lines) in by {
+        match names.get(&acc) {
+            Some(n) => out.push(format!("  account {acc} ({n}):")),
+            None => out.push(format!("  account {acc}:")),
+        }
+        out.extend(lines);
+    }
+    out
+}
+
+/// Prints the lines through the printer.
+pub fn print_lines(printer: &Printer, lines: &[String]) {
+    for l in lines {
+        printer.info(l);
+    }
+}

@@ -1,0 +1,261 @@
+//! Commands over the recorded state: `orphans`, `import`, `export`.
+
+use std::io::BufRead;
+
+use crate::cli::args::{ExportArgs, ExportFormat, ImportArgs, OrphansAction, OrphansArgs};
+use crate::cli::error::{CliError, Exit};
+use crate::cli::output::Printer;
+use crate::manifest::{self, AccountSelector};
+use crate::secret::Secret;
+use crate::state::{FileKind, Store, TokenKey, TokenRecord, now_rfc3339, write_atomic};
+
+/// `orphans list|clear`.
+pub fn orphans(args: &OrphansArgs, printer: &Printer) -> Result<Exit, CliError> {
+    manifest::load(&args.manifest)?;
+    let paths = crate::cli::config::state_paths(&args.manifest, &args.state, false);
+    let filter = crate::cli::config::filter(&args.state);
+    let mut store = Store::open(paths, None)?;
+    let admits = |id: u32| {
+        (filter.include.is_empty() || filter.include.iter().any(|s| s.trim() == id.to_string()))
+            && !filter.exclude.iter().any(|s| s.trim() == id.to_string())
+    };
+    let (chosen, kept): (Vec<_>, Vec<_>) = store
+        .results
+        .possible_orphans
+        .iter()
+        .cloned()
+        .partition(|o| admits(o.account_id));
+    for o in &chosen {
+        printer.out(&format!(
+            "{}/{}: {} ambiguous request{}, last at {}: {}",
+            o.account_id,
+            o.token_name,
+            o.ambiguous_attempts,
+            if o.ambiguous_attempts == 1 { "" } else { "s" },
+            o.at,
+            o.detail
+        ));
+    }
+    match args.action {
+        OrphansAction::List => {
+            printer.info(&format!(
+                "{} in {}. Check each in the Logz.io UI (log into the sub account: Settings > Tools > Manage Tokens > API tokens); a token not recorded in the results is an orphan to delete there.",
+                super::count(chosen.len(), "possible orphan"),
+                store.paths.results.display()
+            ));
+        }
+        OrphansAction::Clear => {
+            store.results.possible_orphans = kept;
+            store.save()?;
+            printer.info(&format!(
+                "Cleared {} (marked as checked) in {}.",
+                super::count(chosen.len(), "possible orphan"),
+                store.paths.results.display()
+            ));
+        }
+    }
+    Ok(Exit::Success)
+}
+
+/// `import`: records a token created outside the tool.
+pub fn import(args: &ImportArgs, printer: &Printer) -> Result<Exit, CliError> {
+    let m = manifest::load(&args.manifest)?;
+    let paths = crate::cli::config::state_paths(&args.manifest, &args.state, false);
+    let mut store = Store::open(paths, None)?;
+    let wanted = m.accounts.iter().any(|a| {
+        let id_matches = match &a.selector {
+            AccountSelector::Id(id) => *id == args.account_id,
+            AccountSelector::Name(n) => {
+                store.results.resolved_names.get(n) == Some(&args.account_id)
+            }
+        };
+        id_matches && a.tokens.iter().any(|t| t == &args.token_name)
+    });
+    if !wanted {
+        return Err(CliError::usage(format!(
+            "the manifest {} does not ask for token {:?} in account {}; add it to the manifest first (accounts given by name must have been resolved by a plan or apply)",
+            args.manifest.display(),
+            args.token_name,
+            args.account_id
+        )));
+    }
+    if args.token_id <= 0 {
+        return Err(CliError::usage("--token-id must be a positive number"));
+    }
+    let key = TokenKey {
+        account_id: args.account_id,
+        token_name: args.token_name.clone(),
+    };
+    if let Some(existing) = store.results.get(&key)
+        && existing.token_id != args.token_id
+    {
+        return Err(CliError::usage(format!(
+            "{key} is already recorded with token id {}; remove that record first if it is wrong",
+            existing.token_id
+        )));
+    }
+    if let Some(other) = store.results.find_token_id(args.token_id)
+        && other != key
+    {
+        return Err(CliError::usage(format!(
+            "token id {} is already recorded for {other}",
+            args.token_id
+        )));
+    }
+    let secret = read_secret(args)?;
+    store.results.insert(
+        &key,
+        TokenRecord {
+            token_id: args.token_id,
+            created_at: now_rfc3339(),
+            source: Some("imported".into()),
+        },
+    );
+    if let Some(s) = secret {
+        store.secrets.insert(&key, args.token_id, s);
+    }
+    store.save()?;
+    printer.info(&format!(
+        "Recorded {key} as token {} (imported); apply will not create it again.",
+        args.token_id
+    ));
+    Ok(Exit::Success)
+}
+
+fn read_secret(args: &ImportArgs) -> Result<Option<Secret>, CliError> {
+    let line = if let Some(path) = &args.secret_file {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| CliError::usage(format!("cannot read {}: {e}", path.display())))?;
+        text.lines().next().unwrap_or_default().trim().to_owned()
+    } else if args.secret_stdin {
+        let mut line = String::new();
+        std::io::stdin()
+            .lock()
+            .read_line(&mut line)
+            .map_err(|e| CliError::usage(format!("cannot read the secret from stdin: {e}")))?;
+        line.trim().to_owned()
+    } else {
+        return Ok(None);
+    };
+    if line.is_empty() {
+        return Err(CliError::usage("the secret is empty"));
+    }
+    Ok(Some(Secret::new(line)))
+}
+
+/// `export`: the secrets of the manifest's tokens, to a 0600 file or (explicitly) stdout.
+pub fn export(args: &ExportArgs, printer: &Printer) -> Result<Exit, CliError> {
+    let m = manifest::load(&args.manifest)?;
+    let paths = crate::cli::config::state_paths(&args.manifest, &args.state, false);
+    let store = Store::read(paths, None)?;
+    let mut rows: Vec<(TokenKey, Option<String>, i64, &Secret)> = Vec::new();
+    let mut missing = 0usize;
+    for a in &m.accounts {
+        let (id, name) = match &a.selector {
+            AccountSelector::Id(id) => (Some(*id), None),
+            AccountSelector::Name(n) => (
+                store.results.resolved_names.get(n).copied(),
+                Some(n.clone()),
+            ),
+        };
+        let Some(id) = id else {
+            missing += a.tokens.len();
+            continue;
+        };
+        for t in &a.tokens {
+            let key = TokenKey {
+                account_id: id,
+                token_name: t.clone(),
+            };
+            match store.secrets.get(&key) {
+                Some(rec) => rows.push((key, name.clone(), rec.token_id, &rec.token)),
+                None => missing += 1,
+            }
+        }
+    }
+    // The one place secrets are rendered for export.
+    let text = match args.format {
+        ExportFormat::Json => {
+            let v: Vec<serde_json::Value> = rows
+                .iter()
+                .map(|(k, name, id, s)| {
+                    let mut o = serde_json::json!({
+                        "account_id": k.account_id,
+                        "token_name": k.token_name,
+                        "token_id": id,
+                        "token": s.expose(),
+                    });
+                    if let (Some(n), Some(obj)) = (name, o.as_object_mut()) {
+                        obj.insert("account_name".into(), n.clone().into());
+                    }
+                    o
+                })
+                .collect();
+            let mut t = serde_json::to_string_pretty(&v).unwrap_or_default();
+            t.push('\n');
+            t
+        }
+        ExportFormat::Csv => {
+            let mut t = String::from("account_id,token_name,token_id,token\n");
+            for (k, _, id, s) in &rows {
+                t.push_str(&format!(
+                    "{},{},{id},{}\n",
+                    k.account_id,
+                    csv_field(&k.token_name),
+                    csv_field(s.expose())
+                ));
+            }
+            t
+        }
+        ExportFormat::Dotenv => {
+            let mut t = String::new();
+            for (k, _, _, s) in &rows {
+                t.push_str(&format!("{}={}\n", dotenv_name(k), s.expose()));
+            }
+            t
+        }
+    };
+    if args.stdout {
+        use std::io::Write;
+        let _ = std::io::stdout().lock().write_all(text.as_bytes());
+    } else if let Some(out) = &args.out {
+        write_atomic(out, text.as_bytes(), FileKind::Secret, "export")?;
+        printer.info(&format!(
+            "Wrote {} to {} (mode 0600).",
+            super::count(rows.len(), "secret"),
+            out.display()
+        ));
+    }
+    if missing > 0 {
+        printer.warn(&format!(
+            "{} of the manifest have no recorded secret (not created yet, or created outside the tool)",
+            super::count(missing, "token")
+        ));
+    }
+    Ok(Exit::Success)
+}
+
+fn csv_field(s: &str) -> String {
+    if s.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    } else {
+        s.to_owned()
+    }
+}
+
+/// `LOGZIO_TOKEN_<ACCOUNT>_<NAME>` with the name upper-cased and anything else than
+/// letters and digits turned into `_`.
+pub fn dotenv_name(k: &TokenKey) -> String {
+    let name: String = k
+        .token_name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_uppercase()
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    format!("LOGZIO_TOKEN_{}_{name}", k.account_id)
+}

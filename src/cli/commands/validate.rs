@@ -1,0 +1,20 @@
+//! `validate`: load and check a manifest, print every problem, send nothing.
+
+use std::path::Path;
+
+use crate::cli::error::{CliError, Exit};
+use crate::cli::output::Printer;
+use crate::manifest;
+
+/// Runs `validate`.
+pub fn run(path: &Path, printer: &Printer) -> Result<Exit, CliError> {
+    let m = manifest::load(path)?;
+    let accounts = m.accounts.len();
+    printer.out(&format!(
+        "{}: valid: {} with {}",
+        path.display(),
+        super::count(accounts, "account"),
+        super::count(m.token_count(), "token")
+    ));
+    Ok(Exit::Success)
+}

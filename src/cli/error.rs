@@ -1,0 +1,76 @@
+//! The CLI's errors and the exit code each maps to (the contract's table).
+
+use std::process::ExitCode;
+
+use crate::api::ApiError;
+use crate::manifest::ManifestError;
+use crate::state::StateError;
+
+/// The documented exit codes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Exit {
+    /// Every desired token is recorded.
+    Success = 0,
+    /// Finished, but some items failed or stayed unresolved.
+    ItemsFailed = 1,
+    /// Usage, manifest or configuration error: nothing was sent.
+    Usage = 2,
+    /// Fatal runtime error: stopped early, all received secrets saved.
+    Fatal = 3,
+    /// Interrupted (Ctrl-C).
+    Interrupted = 130,
+}
+
+impl From<Exit> for ExitCode {
+    fn from(e: Exit) -> ExitCode {
+        ExitCode::from(e as u8)
+    }
+}
+
+/// An error that ends a command.
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    /// The manifest is invalid (its Display is the full located report).
+    #[error("{0}")]
+    Manifest(#[from] ManifestError),
+    /// A configuration or usage problem.
+    #[error("{message}")]
+    Usage {
+        /// What is wrong and what to do.
+        message: String,
+    },
+    /// The state files.
+    #[error(transparent)]
+    State(#[from] StateError),
+    /// An API error before any write (preflight).
+    #[error("{0}")]
+    Api(#[from] ApiError),
+    /// Another fatal runtime problem.
+    #[error("{message}")]
+    Fatal {
+        /// What happened.
+        message: String,
+    },
+}
+
+impl CliError {
+    /// A usage error.
+    pub fn usage(message: impl Into<String>) -> Self {
+        CliError::Usage {
+            message: message.into(),
+        }
+    }
+
+    /// The exit code for this error.
+    pub fn exit(&self) -> Exit {
+        match self {
+            CliError::Manifest(_) | CliError::Usage { .. } => Exit::Usage,
+            CliError::State(StateError::OtherEndpoint { .. }) => Exit::Usage,
+            CliError::State(_) | CliError::Fatal { .. } => Exit::Fatal,
+            CliError::Api(e) => match e {
+                ApiError::InsecureUrl { .. } | ApiError::InvalidUrl { .. } => Exit::Usage,
+                _ => Exit::Fatal,
+            },
+        }
+    }
+}

@@ -1,0 +1,161 @@
+//! Progress on stderr: an `indicatif` bar on a terminal, a plain line every few seconds
+//! otherwise. Log lines go through [`LogWriter`], which suspends the bar while writing, so
+//! they never tear it. Progress lines carry counts and rates only, never a secret.
+
+use std::io::Write;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+use crate::execution::{Pacer, Stats};
+
+static BAR: Mutex<Option<ProgressBar>> = Mutex::new(None);
+
+/// Runs `f` with the progress bar (if any) hidden, for writing to stderr.
+pub fn with_bar_suspended<R>(f: impl FnOnce() -> R) -> R {
+    let bar = BAR.lock().ok().and_then(|b| b.clone());
+    match bar {
+        Some(b) => b.suspend(f),
+        None => f(),
+    }
+}
+
+/// A `tracing` writer that keeps log lines from tearing the progress bar.
+#[derive(Debug, Default)]
+pub struct LogWriter {
+    buf: Vec<u8>,
+}
+
+impl Write for LogWriter {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        self.buf.extend_from_slice(data);
+        Ok(data.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Drop for LogWriter {
+    fn drop(&mut self) {
+        if !self.buf.is_empty() {
+            let buf = std::mem::take(&mut self.buf);
+            with_bar_suspended(|| {
+                let _ = std::io::stderr().lock().write_all(&buf);
+            });
+        }
+    }
+}
+
+/// How to show progress.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// An animated bar (stderr is a terminal).
+    Bar,
+    /// A plain line every few seconds.
+    Lines,
+    /// Nothing.
+    Off,
+}
+
+/// A running progress display; stops on [`Progress::finish`] or drop.
+#[derive(Debug)]
+pub struct Progress {
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+fn line(stats: &Stats, pacer: &Pacer, started: Instant) -> String {
+    let total = Stats::get(&stats.total);
+    let created = Stats::get(&stats.created);
+    let failed = Stats::get(&stats.failed);
+    let done = created + failed;
+    let elapsed = started.elapsed().as_secs_f64().max(0.001);
+    let rate = created as f64 / elapsed;
+    let eta = if rate > 0.0 && total > done {
+        format!("{:.0}s", (total - done) as f64 / rate)
+    } else {
+        "-".into()
+    };
+    let snap = pacer.snapshot();
+    format!(
+        "{done}/{total} done ({created} created, {failed} failed), {} in flight, {} retries, {} x 429, {:.1}/s achieved, limit {:.1}/s{}, ETA {eta}",
+        Stats::get(&stats.in_flight),
+        Stats::get(&stats.retries),
+        Stats::get(&stats.rate_limited),
+        rate,
+        snap.rate,
+        if snap.cooling_down {
+            " (pausing: Retry-After)"
+        } else {
+            ""
+        },
+    )
+}
+
+impl Progress {
+    /// Starts showing progress of a run.
+    pub fn start(mode: Mode, stats: Arc<Stats>, pacer: Arc<Pacer>) -> Progress {
+        let started = Instant::now();
+        let task = match mode {
+            Mode::Off => None,
+            Mode::Lines => Some(tokio::spawn(async move {
+                let mut tick = tokio::time::interval(Duration::from_secs(5));
+                tick.tick().await;
+                loop {
+                    tick.tick().await;
+                    let l = line(&stats, &pacer, started);
+                    let _ = writeln!(std::io::stderr().lock(), "progress: {l}");
+                }
+            })),
+            Mode::Bar => {
+                let total = Stats::get(&stats.total);
+                let bar = ProgressBar::with_draw_target(
+                    Some(total),
+                    ProgressDrawTarget::stderr_with_hz(8),
+                );
+                bar.set_style(
+                    ProgressStyle::with_template(
+                        "{spinner} [{elapsed_precise}] {wide_bar} {pos}/{len}\n  {msg}",
+                    )
+                    .unwrap_or_else(|_| ProgressStyle::default_bar()),
+                );
+                if let Ok(mut b) = BAR.lock() {
+                    *b = Some(bar.clone());
+                }
+                Some(tokio::spawn(async move {
+                    let mut tick = tokio::time::interval(Duration::from_millis(200));
+                    loop {
+                        tick.tick().await;
+                        let done = Stats::get(&stats.created) + Stats::get(&stats.failed);
+                        bar.set_position(done);
+                        bar.set_message(line(&stats, &pacer, started));
+                    }
+                }))
+            }
+        };
+        Progress { task }
+    }
+
+    /// Stops and clears the display.
+    pub fn finish(mut self) {
+        self.stop();
+    }
+
+    fn stop(&mut self) {
+        if let Some(t) = self.task.take() {
+            t.abort();
+        }
+        if let Ok(mut b) = BAR.lock()
+            && let Some(bar) = b.take()
+        {
+            bar.finish_and_clear();
+        }
+    }
+}
+
+impl Drop for Progress {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
