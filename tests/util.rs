@@ -1,0 +1,174 @@
+//! The shared test harness: a temp dir, a simulator on 127.0.0.1:0, the real binary, and
+//! waiting on conditions with deadlines (never sleeping to wait for something).
+
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use logzio_tokens::simulator::{BackgroundSimulator, SimConfig, Simulator};
+
+/// The owner token the simulator accepts by default.
+pub const OWNER_TOKEN: &str = "sim-owner-token";
+
+/// A test workspace: a temp dir and (optionally) a simulator.
+pub struct Env {
+    pub dir: tempfile::TempDir,
+    pub sim: Option<BackgroundSimulator>,
+}
+
+impl Env {
+    /// A workspace without a simulator.
+    pub fn new() -> Env {
+        Env {
+            dir: tempfile::tempdir().unwrap(),
+            sim: None,
+        }
+    }
+
+    /// A workspace with a simulator started from `config`.
+    pub fn with_sim(config: SimConfig) -> Env {
+        let sim = Simulator::start_background(config).expect("simulator starts");
+        Env {
+            dir: tempfile::tempdir().unwrap(),
+            sim: Some(sim),
+        }
+    }
+
+    /// The simulator.
+    pub fn sim(&self) -> &BackgroundSimulator {
+        self.sim.as_ref().expect("this Env has a simulator")
+    }
+
+    /// A path inside the workspace.
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    /// Writes a file in the workspace and returns its path.
+    pub fn write(&self, name: &str, text: &str) -> PathBuf {
+        let p = self.path(name);
+        std::fs::write(&p, text).unwrap();
+        p
+    }
+
+    /// The binary, with a clean environment: no LOGZIO_* or RUST_LOG from the outside, the
+    /// simulator's URL and owner token set when there is a simulator, run in the workspace.
+    pub fn cmd(&self) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_logzio-tokens"));
+        for (k, _) in std::env::vars() {
+            if k.starts_with("LOGZIO_") || k == "RUST_LOG" {
+                c.env_remove(k);
+            }
+        }
+        c.current_dir(self.dir.path());
+        c.stdin(Stdio::null());
+        if let Some(sim) = &self.sim {
+            c.env("LOGZIO_API_URL", sim.url());
+            c.env("LOGZIO_API_TOKEN", OWNER_TOKEN);
+        }
+        c
+    }
+
+    /// Runs the binary with `args` to completion (bounded by `timeout`).
+    pub fn run(&self, args: &[&str]) -> Run {
+        self.run_cmd(self.cmd().args(args), Duration::from_secs(120))
+    }
+
+    /// Runs a prepared command to completion, killing it after `timeout`.
+    pub fn run_cmd(&self, cmd: &mut Command, timeout: Duration) -> Run {
+        let child = cmd
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        Run::from(wait_with_timeout(child, timeout))
+    }
+
+    /// Reads a JSON file of the workspace.
+    pub fn json(&self, name: &str) -> serde_json::Value {
+        serde_json::from_slice(&std::fs::read(self.path(name)).unwrap()).unwrap()
+    }
+}
+
+/// A finished run of the binary.
+#[derive(Debug)]
+pub struct Run {
+    pub code: Option<i32>,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl From<Output> for Run {
+    fn from(o: Output) -> Run {
+        Run {
+            code: o.status.code(),
+            stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
+        }
+    }
+}
+
+impl Run {
+    /// Asserts the exit code, showing both streams when it differs.
+    pub fn expect_code(&self, code: i32) -> &Run {
+        assert_eq!(
+            self.code,
+            Some(code),
+            "exit code\n--- stdout\n{}\n--- stderr\n{}",
+            self.stdout,
+            self.stderr
+        );
+        self
+    }
+}
+
+/// Waits for a child, killing it after `timeout` (so a hung binary fails the test, not CI).
+pub fn wait_with_timeout(mut child: Child, timeout: Duration) -> Output {
+    let deadline = Instant::now() + timeout;
+    loop {
+        match child.try_wait() {
+            Ok(Some(_)) => return child.wait_with_output().unwrap(),
+            Ok(None) if Instant::now() >= deadline => {
+                let _ = child.kill();
+                let out = child.wait_with_output().unwrap();
+                panic!(
+                    "the binary did not finish within {timeout:?}\n--- stderr\n{}",
+                    String::from_utf8_lossy(&out.stderr)
+                );
+            }
+            Ok(None) => std::thread::sleep(Duration::from_millis(10)),
+            Err(e) => panic!("waiting for the binary: {e}"),
+        }
+    }
+}
+
+/// Polls `cond` until it holds or the deadline passes; returns whether it held.
+pub fn wait_until(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if cond() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// A manifest with `accounts` (ids) each wanting `tokens`.
+pub fn manifest_yaml(accounts: &[i64], tokens: &[&str]) -> String {
+    let mut s = String::from("version: 1\naccounts:\n");
+    for a in accounts {
+        s.push_str(&format!("  - id: {a}\n    tokens: [{}]\n", tokens.join(", ")));
+    }
+    s
+}
+
+/// File mode bits.
+pub fn mode(path: &Path) -> u32 {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(path).unwrap().mode() & 0o777
+}
