@@ -18,8 +18,9 @@ use std::path::{Path, PathBuf};
 
 use crate::region::Region;
 
-pub use diagnostic::{Diagnostic, ManifestError};
-pub use load::{load, load_str};
+pub use diagnostic::{Diagnostic, ManifestError, Note};
+pub use load::{load, load_bytes, load_str, read};
+pub use schema::{manifest_schema, manifest_schema_text};
 
 /// The manifest format version this build understands.
 pub const SUPPORTED_VERSION: u64 = 1;

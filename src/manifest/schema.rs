@@ -1,1 +1,322 @@
-//! schema
+//! The manifest's shape as serde + schemars types, the source of `schemas/manifest.schema.json`
+//! (the JSON Schema editors use to complete and check manifests), and the known keys of each
+//! section, which the validator uses for "unknown key" errors.
+//!
+//! The validator does not deserialize into these types (it walks a located tree so it can report
+//! every problem with its line and column); unit tests keep the key lists, the region codes and
+//! the limits here in step with the validator.
+
+use schemars::{JsonSchema, Schema, SchemaGenerator, generate::SchemaSettings, json_schema};
+
+use serde::Deserialize;
+
+use super::{MAX_TOKEN_NAME_CHARS, SUPPORTED_VERSION, limits};
+use crate::region::Region;
+
+/// The known keys of each section: the single list the validator checks against.
+pub(crate) mod keys {
+    /// Keys of the top-level mapping.
+    pub(crate) const ROOT: &[&str] = &[
+        "version", "region", "api_url", "defaults", "settings", "accounts",
+    ];
+    /// Keys of `defaults`.
+    pub(crate) const DEFAULTS: &[&str] = &["tokens"];
+    /// Keys of `settings`.
+    pub(crate) const SETTINGS: &[&str] = &[
+        "concurrency",
+        "rate_per_second",
+        "max_attempts",
+        "request_timeout_seconds",
+    ];
+    /// Keys of one account.
+    pub(crate) const ACCOUNT: &[&str] = &["id", "name", "tokens"];
+}
+
+/// The largest account id the API accepts (its ids are 32-bit signed integers).
+pub const MAX_ACCOUNT_ID: u32 = 2_147_483_647;
+
+/// A regular expression (ECMA-262) matching text without control characters.
+const NO_CONTROL_CHARACTERS: &str = r"^[^\u0000-\u001F\u007F-\u009F]*$";
+
+// On the optional fields: `with = "T"` describes them as `T`, not `T | null` (a key written
+// without a value is an error), and `skip_serializing_if` keeps schemars from adding a
+// `"default": null` that no editor needs.
+
+/// A logzio-tokens manifest: which Logz.io sub accounts get which API token names.
+///
+/// `logzio-tokens apply` creates the tokens that do not exist yet and records them; nothing is
+/// ever deleted.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(title = "logzio-tokens manifest", transform = region_or_api_url)]
+pub struct RawManifest {
+    /// The manifest format version. Always `1`.
+    #[schemars(range(min = SUPPORTED_VERSION, max = SUPPORTED_VERSION))]
+    pub version: u64,
+    /// The Logz.io region whose API serves the accounts (`us` when neither this, `api_url`,
+    /// `--region` nor `--api-url` says otherwise). Not together with `api_url`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "region_schema")]
+    pub region: Option<String>,
+    /// A custom API base URL, `http(s)://host[:port][/path]`, instead of a region (a proxy, a
+    /// test server, the simulator). Not together with `region`. `http://` is only accepted for
+    /// loopback hosts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "String", regex(pattern = r"^(https?://|\$\{)"))]
+    pub api_url: Option<String>,
+    /// Values for accounts that do not set their own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "RawDefaults")]
+    pub defaults: Option<RawDefaults>,
+    /// How to talk to the API. Command-line options win over these.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "RawSettings")]
+    pub settings: Option<RawSettings>,
+    /// The sub accounts and their token names, each identified by `id` or by `name`.
+    #[schemars(length(min = 1))]
+    pub accounts: Vec<RawAccount>,
+}
+
+/// Values for accounts that do not set their own.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(rename = "Defaults")]
+pub struct RawDefaults {
+    /// The token names of every account that has no `tokens` of its own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(
+        with = "Vec<String>",
+        extend("uniqueItems" = true),
+        inner(length(min = 1, max = MAX_TOKEN_NAME_CHARS), regex(pattern = NO_CONTROL_CHARACTERS))
+    )]
+    pub tokens: Option<Vec<String>>,
+}
+
+/// How to talk to the API. Command-line options win over these.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(rename = "Settings")]
+pub struct RawSettings {
+    /// The most requests in flight at once (default 8, below the ~10 parallel calls at which
+    /// Logz.io was seen answering 429; `--concurrency` overrides it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(
+        with = "u32",
+        range(min = limits::CONCURRENCY.0, max = limits::CONCURRENCY.1)
+    )]
+    pub concurrency: Option<u32>,
+    /// The most requests started per second (default 20; `--rate` overrides it). A ceiling: the
+    /// tool starts lower and adapts to the server's limit below it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(
+        with = "f64",
+        range(min = limits::RATE_PER_SECOND.0, max = limits::RATE_PER_SECOND.1)
+    )]
+    pub rate_per_second: Option<f64>,
+    /// The most attempts per token before it is reported as failed (default 6). A request whose
+    /// outcome is unknown is retried too, and listed in `possible_orphans`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(
+        with = "u32",
+        range(min = limits::MAX_ATTEMPTS.0, max = limits::MAX_ATTEMPTS.1)
+    )]
+    pub max_attempts: Option<u32>,
+    /// How long to wait for one response, in seconds (default 30).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(
+        with = "f64",
+        range(
+            min = limits::REQUEST_TIMEOUT_SECONDS.0,
+            max = limits::REQUEST_TIMEOUT_SECONDS.1
+        )
+    )]
+    pub request_timeout_seconds: Option<f64>,
+}
+
+/// One sub account: `id` or `name` (exactly one), and optionally its own token names.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(rename = "Account", transform = exactly_one_selector)]
+pub struct RawAccount {
+    /// The sub account's numeric id. Give `id` or `name`, not both.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "u32", range(min = 1, max = MAX_ACCOUNT_ID))]
+    pub id: Option<u32>,
+    /// The sub account's name, resolved to its id through the account list; it must match
+    /// exactly one account. Give `id` or `name`, not both.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(
+        with = "String",
+        length(min = 1),
+        regex(pattern = NO_CONTROL_CHARACTERS)
+    )]
+    pub name: Option<String>,
+    /// The token names this account must have; replaces `defaults.tokens` for it. Each name is
+    /// 1 to 128 characters without control characters, and unique within the account.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(
+        with = "Vec<String>",
+        length(min = 1),
+        extend("uniqueItems" = true),
+        inner(length(min = 1, max = MAX_TOKEN_NAME_CHARS), regex(pattern = NO_CONTROL_CHARACTERS))
+    )]
+    pub tokens: Option<Vec<String>>,
+}
+
+/// `region`: one of the codes of [`Region::ALL`].
+fn region_schema(_: &mut SchemaGenerator) -> Schema {
+    let codes: Vec<&str> = Region::ALL.iter().map(|r| r.code()).collect();
+    json_schema!({
+        "type": "string",
+        "enum": codes,
+    })
+}
+
+/// A manifest has at most one of `region` and `api_url`.
+fn region_or_api_url(schema: &mut Schema) {
+    schema.insert(
+        "not".to_owned(),
+        serde_json::json!({ "required": ["region", "api_url"] }),
+    );
+}
+
+/// An account has exactly one of `id` and `name`.
+fn exactly_one_selector(schema: &mut Schema) {
+    schema.insert(
+        "oneOf".to_owned(),
+        serde_json::json!([{ "required": ["id"] }, { "required": ["name"] }]),
+    );
+}
+
+/// The manifest's JSON Schema (draft 2020-12), with object keys sorted so the text is stable.
+///
+/// Optional keys are not nullable: `key:` with no value is an error, as the validator says.
+pub fn manifest_schema() -> serde_json::Value {
+    let generator = SchemaSettings::draft2020_12().into_generator();
+    let schema = generator.into_root_schema_for::<RawManifest>();
+    sorted(schema.to_value())
+}
+
+/// The committed text of `schemas/manifest.schema.json`: pretty JSON and a trailing newline.
+pub fn manifest_schema_text() -> String {
+    let value = manifest_schema();
+    let mut text = serde_json::to_string_pretty(&value).unwrap_or_default();
+    text.push('\n');
+    text
+}
+
+/// Rebuilds objects with sorted keys (whichever map type serde_json was built with) and joins
+/// the lines of each paragraph of a description (doc comments are wrapped at 100 columns).
+fn sorted(value: serde_json::Value) -> serde_json::Value {
+    use serde_json::Value;
+    match value {
+        Value::Object(map) => {
+            let mut entries: Vec<(String, Value)> = map.into_iter().collect();
+            entries.sort_by(|a, b| a.0.cmp(&b.0));
+            Value::Object(
+                entries
+                    .into_iter()
+                    .map(|(k, v)| match v {
+                        Value::String(text) if k == "description" => {
+                            let joined = text
+                                .split("\n\n")
+                                .map(|p| p.split('\n').map(str::trim).collect::<Vec<_>>().join(" "))
+                                .collect::<Vec<_>>()
+                                .join("\n\n");
+                            (k, Value::String(joined))
+                        }
+                        v => (k, sorted(v)),
+                    })
+                    .collect(),
+            )
+        }
+        Value::Array(items) => Value::Array(items.into_iter().map(sorted).collect()),
+        other => other,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    fn property_names(schema: &serde_json::Value) -> Vec<String> {
+        let mut names: Vec<String> = schema["properties"]
+            .as_object()
+            .unwrap()
+            .keys()
+            .cloned()
+            .collect();
+        names.sort();
+        names
+    }
+
+    fn sorted_keys(keys: &[&str]) -> Vec<String> {
+        let mut keys: Vec<String> = keys.iter().map(|k| (*k).to_owned()).collect();
+        keys.sort();
+        keys
+    }
+
+    #[test]
+    fn known_keys_match_the_schema() {
+        let schema = manifest_schema();
+        let defs = &schema["$defs"];
+        assert_eq!(property_names(&schema), sorted_keys(keys::ROOT));
+        assert_eq!(
+            property_names(&defs["Defaults"]),
+            sorted_keys(keys::DEFAULTS)
+        );
+        assert_eq!(
+            property_names(&defs["Settings"]),
+            sorted_keys(keys::SETTINGS)
+        );
+        assert_eq!(property_names(&defs["Account"]), sorted_keys(keys::ACCOUNT));
+        for section in [
+            &schema,
+            &defs["Defaults"],
+            &defs["Settings"],
+            &defs["Account"],
+        ] {
+            assert_eq!(section["additionalProperties"], false);
+        }
+    }
+
+    #[test]
+    fn schema_states_the_limits() {
+        let schema = manifest_schema();
+        let defs = &schema["$defs"];
+        assert_eq!(
+            schema["properties"]["region"]["enum"],
+            serde_json::json!(["us", "eu", "uk", "au", "ca"])
+        );
+        assert_eq!(
+            schema["required"],
+            serde_json::json!(["version", "accounts"])
+        );
+        assert_eq!(
+            defs["Account"]["properties"]["id"]["maximum"],
+            2_147_483_647
+        );
+        assert_eq!(defs["Account"]["properties"]["id"]["minimum"], 1);
+        let token = &defs["Account"]["properties"]["tokens"]["items"];
+        assert_eq!(token["maxLength"], 128);
+        assert_eq!(token["minLength"], 1);
+        assert_eq!(
+            defs["Settings"]["properties"]["rate_per_second"]["minimum"],
+            0.1
+        );
+        assert_eq!(
+            defs["Settings"]["properties"]["concurrency"]["maximum"],
+            100
+        );
+        assert!(schema.get("$id").is_none());
+        assert!(defs["Account"]["properties"]["id"]["description"].is_string());
+    }
+
+    #[test]
+    fn schema_text_is_stable() {
+        assert_eq!(manifest_schema_text(), manifest_schema_text());
+        assert!(manifest_schema_text().ends_with("}\n"));
+    }
+}
