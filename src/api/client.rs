@@ -12,6 +12,18 @@ use super::types::{CreateTokenRequest, CreatedToken, ErrorBody, SubAccountInfo, 
 use crate::region::Region;
 use crate::secret::Secret;
 
+/// The one write this tool makes.
+const CREATE_PATH: &str = "v1/api-tokens/sub-account";
+
+/// What a call is addressed to.
+#[derive(Debug, Clone, Copy)]
+enum Target<'a> {
+    /// `POST /v1/api-tokens/sub-account`.
+    Create,
+    /// Another path under the base URL.
+    Path(&'a str),
+}
+
 /// No legitimate answer of this API is larger than this; more is refused, not buffered.
 const MAX_BODY_BYTES: usize = 8 * 1024 * 1024;
 
@@ -55,6 +67,7 @@ pub struct ApiClient {
     http: reqwest::Client,
     base: Url,
     base_text: String,
+    create_url: Url,
     token: Secret,
     timeout: Duration,
 }
@@ -87,8 +100,13 @@ impl ApiClient {
             .https_only(base.scheme() == "https")
             .build()
             .map_err(|source| ApiError::Client { source })?;
+        let create_url = base.join(CREATE_PATH).map_err(|e| ApiError::InvalidUrl {
+            url: base_text.clone(),
+            detail: e.to_string(),
+        })?;
         Ok(ApiClient {
             http,
+            create_url,
             base,
             base_text,
             token: config.token,
@@ -113,15 +131,25 @@ impl ApiClient {
         name: &str,
     ) -> Result<CreatedToken, ApiError> {
         let body = serde_json::to_vec(&CreateTokenRequest { name, account_id }).unwrap_or_default();
-        let (status, bytes, url) = self
-            .call(Method::POST, "v1/api-tokens/sub-account", Some(body))
-            .await?;
+        let (status, bytes, url) = self.call(Method::POST, Target::Create, Some(body)).await?;
         let created: CreatedToken =
             serde_json::from_slice(&bytes).map_err(|e| ApiError::Undecodable {
-                url,
+                url: url.clone(),
                 status: status.as_u16(),
                 detail: describe_decode_error(&e, &bytes),
             })?;
+        // A 2xx without a usable id or secret is no created token we can record.
+        if created.token.expose().trim().is_empty() || created.id <= 0 {
+            return Err(ApiError::Undecodable {
+                url,
+                status: status.as_u16(),
+                detail: if created.id <= 0 {
+                    format!("the token id {} is not a positive number", created.id)
+                } else {
+                    "the `token` field is empty".into()
+                },
+            });
+        }
         Ok(created)
     }
 
@@ -137,7 +165,7 @@ impl ApiClient {
     }
 
     async fn get_json<T: serde::de::DeserializeOwned>(&self, path: &str) -> Result<T, ApiError> {
-        let (status, bytes, url) = self.call(Method::GET, path, None).await?;
+        let (status, bytes, url) = self.call(Method::GET, Target::Path(path), None).await?;
         serde_json::from_slice(&bytes).map_err(|e| ApiError::Undecodable {
             url,
             status: status.as_u16(),
@@ -149,13 +177,17 @@ impl ApiClient {
     async fn call(
         &self,
         method: Method,
-        path: &str,
+        target: Target<'_>,
         body: Option<Vec<u8>>,
     ) -> Result<(StatusCode, Vec<u8>, String), ApiError> {
-        let url = self.base.join(path).map_err(|e| ApiError::InvalidUrl {
-            url: format!("{}/{path}", self.base_text),
-            detail: e.to_string(),
-        })?;
+        let url = match target {
+            // The hot path: the create URL is parsed once, when the client is built.
+            Target::Create => self.create_url.clone(),
+            Target::Path(path) => self.base.join(path).map_err(|e| ApiError::InvalidUrl {
+                url: format!("{}/{path}", self.base_text),
+                detail: e.to_string(),
+            })?,
+        };
         let url_text = url.to_string();
         let mut token =
             HeaderValue::from_str(self.token.expose()).map_err(|_| ApiError::InvalidUrl {
@@ -265,8 +297,13 @@ fn describe_decode_error(e: &serde_json::Error, bytes: &[u8]) -> String {
     if bytes.is_empty() {
         return "empty body".into();
     }
-    // serde_json's messages name fields and types, never string values.
-    format!("{e} ({} bytes)", bytes.len())
+    // Never serde_json's message: it may quote a value of the body, which may be the secret.
+    let what = match e.classify() {
+        serde_json::error::Category::Io | serde_json::error::Category::Syntax => "not valid JSON",
+        serde_json::error::Category::Eof => "JSON cut short",
+        serde_json::error::Category::Data => "a field is missing or has the wrong type",
+    };
+    format!("{what} ({} bytes)", bytes.len())
 }
 
 /// Parses a base URL and applies the http-only-on-loopback rule.

@@ -269,26 +269,46 @@ pub enum RetryAfterArg {
     HttpDate,
 }
 
-/// `orphans`.
+/// `orphans [list|clear] MANIFEST`: without an action, lists.
 #[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
 pub struct OrphansArgs {
-    /// list (default) or clear.
-    #[arg(value_enum, default_value_t = OrphansAction::List)]
-    pub action: OrphansAction,
+    /// What to do (default: list).
+    #[command(subcommand)]
+    pub action: Option<OrphansAction>,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub list: OptionalTarget,
+}
+
+/// The target of `orphans MANIFEST` without an action.
+#[derive(Debug, Args)]
+pub struct OptionalTarget {
     /// The manifest file.
-    pub manifest: PathBuf,
+    #[arg(required = true)]
+    pub manifest: Option<PathBuf>,
     #[command(flatten)]
     #[allow(missing_docs)]
     pub state: StateArgs,
 }
 
 /// What to do with possible orphans.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+#[derive(Debug, Subcommand)]
 pub enum OrphansAction {
     /// Print them.
-    List,
-    /// Mark them as checked: remove them from the results file (after printing them).
-    Clear,
+    List(OrphansTarget),
+    /// Mark them as checked: print them, then remove them from the results file.
+    Clear(OrphansTarget),
+}
+
+/// Which state files `orphans` works on.
+#[derive(Debug, Args)]
+pub struct OrphansTarget {
+    /// The manifest file.
+    pub manifest: PathBuf,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub state: StateArgs,
 }
 
 /// `import`.
@@ -344,4 +364,14 @@ pub enum ExportFormat {
     Csv,
     /// `LOGZIO_TOKEN_<ACCOUNT>_<NAME>=secret` lines.
     Dotenv,
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_command_line_definition_is_consistent() {
+        super::Cli::command().debug_assert();
+    }
 }

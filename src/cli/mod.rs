@@ -34,9 +34,8 @@ pub fn run() -> ExitCode {
     logging::init(cli.verbose, cli.quiet, cli.log_format);
     let printer = Printer { quiet: cli.quiet };
     let detailed = matches!(&cli.command, Command::Plan(p) if p.detailed_exitcode);
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
+    let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
-        .thread_name("logzio-tokens")
         .build()
     {
         Ok(r) => r,

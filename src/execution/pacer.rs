@@ -21,8 +21,8 @@ use tokio::time::Instant;
 pub const GROWTH_STEP: Duration = Duration::from_millis(250);
 /// The shortest time between two decreases (one overshoot causes several 429s at once).
 pub const DECREASE_HOLDOFF: Duration = Duration::from_millis(1000);
-/// The window over which the accepted rate is measured.
-const WINDOW: Duration = Duration::from_secs(1);
+/// The longest window over which the accepted rate is measured (see `State::window`).
+const WINDOW: Duration = Duration::from_secs(2);
 
 /// A snapshot for progress lines and summaries.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -61,7 +61,18 @@ pub struct Pacer {
     changed: Notify,
     gate: tokio::sync::Mutex<()>,
     ceiling: DefaultDirectRateLimiter,
+    clock: governor::clock::DefaultClock,
     adaptive: bool,
+}
+
+impl State {
+    /// The measuring window: one growth step, or long enough to hold ~4 requests at the
+    /// current rate, at most [`WINDOW`].
+    fn window(&self) -> Duration {
+        Duration::from_secs_f64(
+            (4.0 / self.rate).clamp(GROWTH_STEP.as_secs_f64(), WINDOW.as_secs_f64()),
+        )
+    }
 }
 
 impl Pacer {
@@ -79,10 +90,13 @@ impl Pacer {
         } else {
             ceiling
         };
+        // The ceiling guards against a pacing bug ever exceeding the user's limit; it allows
+        // a tenth of a second's worth of burst so that it never fights the pacer's own timing.
         let period = Duration::from_secs_f64(1.0 / ceiling);
+        let burst = NonZeroU32::new((ceiling / 10.0).ceil() as u32).unwrap_or(NonZeroU32::MIN);
         let quota = Quota::with_period(period)
             .unwrap_or_else(|| Quota::per_second(NonZeroU32::MIN))
-            .allow_burst(NonZeroU32::MIN);
+            .allow_burst(burst);
         let now = Instant::now();
         Pacer {
             state: Mutex::new(State {
@@ -101,6 +115,7 @@ impl Pacer {
             changed: Notify::new(),
             gate: tokio::sync::Mutex::new(()),
             ceiling: RateLimiter::direct(quota),
+            clock: governor::clock::DefaultClock::default(),
             adaptive,
         }
     }
@@ -140,7 +155,11 @@ impl Pacer {
                 () = self.changed.notified() => {}
             }
         }
-        self.ceiling.until_ready().await;
+        // Waits on tokio's timer (governor's own `until_ready` would use a timer thread).
+        while let Err(not_until) = self.ceiling.check() {
+            let wait = not_until.wait_time_from(governor::clock::Clock::now(&self.clock));
+            tokio::time::sleep(wait).await;
+        }
     }
 
     /// A request was accepted by the server (anything but a 429).
@@ -186,20 +205,27 @@ impl Pacer {
                 .last_decrease
                 .is_some_and(|t| now.duration_since(t) < DECREASE_HOLDOFF);
             if !recent {
-                while st
-                    .accepted
-                    .front()
-                    .is_some_and(|t| now.duration_since(*t) > WINDOW)
-                {
-                    st.accepted.pop_front();
-                }
+                // What the server accepted recently: over a short window (a growth step, or a
+                // few requests at low rates), so that a slow-start ramp does not drag it down.
+                let window = st.window();
                 let span = now
                     .duration_since(st.started)
-                    .min(WINDOW)
+                    .min(window)
                     .as_secs_f64()
                     .max(0.05);
-                let measured = st.accepted.len() as f64 / span;
-                let cut = (st.rate * 0.9).min(measured * 0.97);
+                let accepted = st
+                    .accepted
+                    .iter()
+                    .rev()
+                    .take_while(|t| now.duration_since(**t) <= window)
+                    .count();
+                // Nothing accepted lately (the first request, or after a pause) says nothing
+                // about the server's capacity: then halve, as TCP does.
+                let cut = if accepted < 2 {
+                    st.rate * 0.5
+                } else {
+                    (st.rate * 0.9).min(accepted as f64 / span * 0.97)
+                };
                 st.rate = cut.max(st.floor).min(st.ceiling);
                 st.slow_start = false;
                 st.last_decrease = Some(now);
@@ -263,6 +289,14 @@ mod tests {
         let t1 = Instant::now();
         p.acquire().await;
         assert!(Instant::now().duration_since(t1) >= Duration::from_secs(2));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_429_with_nothing_accepted_halves_instead_of_collapsing() {
+        let p = Pacer::new(20.0, true);
+        p.acquire().await;
+        p.on_rate_limited(None);
+        assert_eq!(p.snapshot().rate, 5.0);
     }
 
     #[tokio::test(start_paused = true)]

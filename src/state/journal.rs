@@ -141,7 +141,13 @@ pub fn replay(path: &Path) -> Result<Replayed, StateError> {
                 return Err(StateError::Corrupt {
                     kind: "journal",
                     path: path.to_path_buf(),
-                    detail: format!("line {}: {}", idx + 1, strip_place(&e)),
+                    detail: format!(
+                        "line {}: {}",
+                        idx + 1,
+                        super::results::json_error_detail(&e)
+                            .split_once(": ")
+                            .map_or(String::new(), |(_, what)| what.to_owned())
+                    ),
                 });
             }
         };
@@ -191,14 +197,6 @@ pub fn replay(path: &Path) -> Result<Replayed, StateError> {
         }
     }
     Ok(out)
-}
-
-fn strip_place(e: &serde_json::Error) -> String {
-    let m = e.to_string();
-    match m.rfind(" at line ") {
-        Some(i) => m[..i].to_owned(),
-        None => m,
-    }
 }
 
 #[cfg(test)]

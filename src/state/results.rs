@@ -203,14 +203,19 @@ impl ResultsFile {
     }
 }
 
-/// `line 3 column 7: expected ...` from a serde_json error.
+/// Where and what kind of problem a serde_json error is, without its message: serde_json's
+/// messages quote the offending value (`invalid type: string "..."`), which in the secrets file
+/// or the journal may be a secret.
 pub(crate) fn json_error_detail(e: &serde_json::Error) -> String {
-    let msg = e.to_string();
-    // serde_json appends " at line L column C"; put the place first, as the rest of the tool does.
-    match msg.rfind(" at line ") {
-        Some(i) => format!("{}: {}", msg[i + 4..].trim(), &msg[..i]),
-        None => msg,
-    }
+    let what = match e.classify() {
+        serde_json::error::Category::Io => "it could not be read",
+        serde_json::error::Category::Syntax => "it is not valid JSON",
+        serde_json::error::Category::Eof => "it ends too early (cut short?)",
+        serde_json::error::Category::Data => {
+            "a value has the wrong type or a field is missing or unknown"
+        }
+    };
+    format!("line {} column {}: {what}", e.line(), e.column())
 }
 
 /// The JSON Schema of the results file.

@@ -1,20 +1,19 @@
-//! The recorded state of one manifest, and the recorder thread that owns it during a run.
+//! The recorded state of one manifest, and the recorder task that owns it during a run.
 //!
 //! [`Store::open`] takes the lock, reads the results and secrets files, replays any journal a
 //! previous run left (recovering every secret it received), and writes the merged files. During
-//! `apply`, a [`Recorder`] thread becomes the single owner of the store and the journal: the
-//! executor sends it intents and outcomes, and it acknowledges each only once it is fsync'd
-//! (many records share one fsync when they arrive together). Every few seconds it rewrites the
+//! `apply`, a [`Recorder`] task becomes the single owner of the store and the journal: the
+//! executor sends it intents and outcomes; it acknowledges an intent once it is written and an
+//! outcome once it is fsync'd (many records share one fsync when they arrive together). Every few seconds it rewrites the
 //! results and secrets files atomically and starts a fresh journal.
 
 use std::collections::HashMap;
 use std::io::Write;
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use tokio::sync::oneshot;
 
-use super::atomic::{FileKind, open_secret_append, sync_dir, write_atomic};
+use super::atomic::{FileKind, check_secret_target, open_secret_append, sync_dir, write_atomic};
 use super::journal::{self, JournalRecord, Outcome};
 use super::results::TokenRecord;
 use super::{Failure, ResultsFile, SecretsFile, StateError, StateLock, StatePaths, TokenKey};
@@ -53,6 +52,9 @@ impl Store {
     /// results were made with.
     pub fn open(paths: StatePaths, api_url: Option<&str>) -> Result<Store, StateError> {
         let lock = StateLock::acquire(&paths.lock)?;
+        // Refuse an unsafe secrets path now, before any request is sent. (A journal left by an
+        // earlier run is only read, then replaced by a fresh 0600 one.)
+        check_secret_target(&paths.secrets)?;
         let mut store = Store::read(paths, api_url)?;
         store.lock = Some(lock);
         if store.paths.journal.exists() {
@@ -237,10 +239,13 @@ enum Msg {
     Finish(oneshot::Sender<Result<(), StateError>>),
 }
 
+type Sender = tokio::sync::mpsc::UnboundedSender<Msg>;
+type Receiver = tokio::sync::mpsc::UnboundedReceiver<Msg>;
+
 /// A cheap, cloneable handle for sending records to the recorder.
 #[derive(Clone, Debug)]
 pub struct RecorderHandle {
-    tx: mpsc::Sender<Msg>,
+    tx: Sender,
 }
 
 impl std::fmt::Debug for Msg {
@@ -293,11 +298,15 @@ impl RecorderHandle {
     }
 }
 
-/// The recorder thread: the single writer of the journal and the state files during a run.
+/// The recorder task: the single writer of the journal and the state files during a run.
+///
+/// It runs on the caller's runtime. Journal writes go to the page cache (microseconds) and an
+/// fsync of a few tens of microseconds follows each batch holding an outcome, so doing them
+/// inline costs less than handing every record to another thread and back.
 #[derive(Debug)]
 pub struct Recorder {
     handle: RecorderHandle,
-    thread: std::thread::JoinHandle<(Store, Result<(), StateError>)>,
+    task: tokio::task::JoinHandle<(Store, Result<(), StateError>)>,
 }
 
 impl Recorder {
@@ -312,18 +321,11 @@ impl Recorder {
             })?;
         let _ = sync_dir(parent(&store.paths.journal));
         store.results.failures.clear();
-        let (tx, rx) = mpsc::channel();
-        let thread = std::thread::Builder::new()
-            .name("recorder".into())
-            .spawn(move || run(store, journal, rx))
-            .map_err(|source| StateError::Write {
-                kind: "journal",
-                path: std::path::PathBuf::from("<recorder thread>"),
-                source,
-            })?;
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        let task = tokio::spawn(run(store, journal, rx));
         Ok(Recorder {
             handle: RecorderHandle { tx },
-            thread,
+            task,
         })
     }
 
@@ -341,17 +343,17 @@ impl Recorder {
         if sent {
             let _ = rx.await;
         }
-        match tokio::task::spawn_blocking(move || self.thread.join()).await {
-            Ok(Ok((store, res))) => (Some(store), res),
-            _ => (None, Err(StateError::RecorderGone)),
+        match self.task.await {
+            Ok((store, res)) => (Some(store), res),
+            Err(_) => (None, Err(StateError::RecorderGone)),
         }
     }
 }
 
-fn run(
+async fn run(
     mut store: Store,
     mut journal: std::fs::File,
-    rx: mpsc::Receiver<Msg>,
+    mut rx: Receiver,
 ) -> (Store, Result<(), StateError>) {
     let mut index = store.token_index();
     let mut seq: u64 = 0;
@@ -359,7 +361,8 @@ fn run(
     let mut pending: HashMap<u64, JournalRecord> = HashMap::new();
     let mut broken: Option<String> = None;
     let mut dirty = false;
-    let mut next_save = Instant::now() + SAVE_INTERVAL;
+    let mut save_every = SAVE_INTERVAL;
+    let mut next_save = Instant::now() + save_every;
     let mut batch: Vec<Msg> = Vec::new();
     let mut buf: Vec<u8> = Vec::new();
     let mut finish: Option<oneshot::Sender<Result<(), StateError>>> = None;
@@ -371,10 +374,10 @@ fn run(
 
     loop {
         let wait = next_save.saturating_duration_since(Instant::now());
-        match rx.recv_timeout(wait.max(Duration::from_millis(1))) {
-            Ok(m) => batch.push(m),
-            Err(mpsc::RecvTimeoutError::Timeout) => {}
-            Err(mpsc::RecvTimeoutError::Disconnected) => break,
+        match tokio::time::timeout(wait.max(Duration::from_millis(1)), rx.recv()).await {
+            Ok(Some(m)) => batch.push(m),
+            Err(_) => {}
+            Ok(None) => break,
         }
         while batch.len() < 4096 {
             match rx.try_recv() {
@@ -389,6 +392,9 @@ fn run(
         let mut seqs = Vec::with_capacity(batch.len());
         for m in &batch {
             match m {
+                // Once the state is broken no request may start: its intent is not journaled
+                // (it would later pose as a possible orphan) and is refused below.
+                Msg::Intent { .. } if broken.is_some() => seqs.push(0),
                 Msg::Intent { key, attempt, .. } => {
                     seq += 1;
                     let rec = JournalRecord::Intent {
@@ -424,17 +430,34 @@ fn run(
                 _ => seqs.push(0),
             }
         }
+        // Intents are written before their request is sent (so they survive the process being
+        // killed: the kernel has them); outcomes are also fsync'd before they are acknowledged
+        // (so a received secret survives even a power loss). The fsync of an outcome covers
+        // every intent written before it.
+        let needs_sync = batch.iter().any(|m| matches!(m, Msg::Outcome { .. }));
         let written = if buf.is_empty() {
             Ok(())
         } else {
             journal
                 .write_all(&buf)
-                .and_then(|()| journal.sync_data())
+                .and_then(|()| {
+                    if needs_sync {
+                        journal.sync_data()
+                    } else {
+                        Ok(())
+                    }
+                })
                 .map_err(|e| jerr(&store.paths.journal, e))
         };
         let journal_ok = written.is_ok();
         if let Err(e) = &written {
             broken.get_or_insert_with(|| e.to_string());
+            // The intents of a failed write are refused: their requests are never sent.
+            for (m, s) in batch.iter().zip(&seqs) {
+                if matches!(m, Msg::Intent { .. }) {
+                    pending.remove(s);
+                }
+            }
         }
 
         // 2. Apply and acknowledge.
@@ -489,15 +512,18 @@ fn run(
         // 3. Refresh the files every few seconds; then start a fresh journal holding only the
         // intents still in flight. Skipped once anything failed: the journal stays as it is.
         if dirty && broken.is_none() && Instant::now() >= next_save {
+            let started = Instant::now();
             match checkpoint(&mut store, &mut journal, &pending) {
                 Ok(()) => dirty = false,
                 Err(e) => {
                     broken = Some(e.to_string());
                 }
             }
+            // Saving a large state takes a while; keep it to a few percent of the run.
+            save_every = SAVE_INTERVAL.max(started.elapsed() * 30);
         }
         if Instant::now() >= next_save {
-            next_save = Instant::now() + SAVE_INTERVAL;
+            next_save = Instant::now() + save_every;
         }
     }
 
@@ -545,16 +571,19 @@ fn run(
     (store, res)
 }
 
-/// Saves the files, then truncates the journal to the intents still in flight.
+/// Saves the files, then replaces the journal with one holding only the intents still in
+/// flight. The replacement is atomic (a new 0600 file, fsync'd, renamed over the old one), so a
+/// crash at any instant leaves either the old journal or the new one, never an empty one.
 fn checkpoint(
     store: &mut Store,
     journal: &mut std::fs::File,
     pending: &HashMap<u64, JournalRecord>,
 ) -> Result<(), StateError> {
     store.save()?;
+    let path = store.paths.journal.clone();
     let jerr = |source| StateError::Write {
         kind: "journal",
-        path: store.paths.journal.clone(),
+        path: path.clone(),
         source,
     };
     let mut keep: Vec<(&u64, &JournalRecord)> = pending.iter().collect();
@@ -563,12 +592,17 @@ fn checkpoint(
     for (_, r) in keep {
         buf.extend(r.to_line());
     }
-    // The journal is opened in append mode: truncating and appending keeps it a valid journal
-    // at every instant (a crash between the two leaves fewer intents, all of whose outcomes are
-    // already in the saved files, or all of the pending ones).
-    journal.set_len(0).map_err(jerr)?;
-    journal.write_all(&buf).map_err(jerr)?;
-    journal.sync_data().map_err(jerr)
+    let mut tmp_name = path.as_os_str().to_owned();
+    tmp_name.push(".next");
+    let tmp = std::path::PathBuf::from(tmp_name);
+    let _ = std::fs::remove_file(&tmp);
+    let mut next = open_secret_append(&tmp).map_err(jerr)?;
+    next.write_all(&buf).map_err(jerr)?;
+    next.sync_data().map_err(jerr)?;
+    std::fs::rename(&tmp, &path).map_err(jerr)?;
+    sync_dir(parent(&path)).map_err(jerr)?;
+    *journal = next;
+    Ok(())
 }
 
 #[cfg(test)]

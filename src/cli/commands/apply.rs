@@ -14,18 +14,24 @@ use crate::execution::{
     StopReason, execute,
 };
 use crate::plan::{SAVED_PLAN_KIND, SavedPlan, Unresolved, sha256_hex, state_digest};
-use crate::state::{Failure, Recorder, Store, TokenKey};
+use crate::state::{Failure, Recorder, Store};
 
 /// Runs `apply`.
 pub async fn run(args: &ApplyArgs, printer: &Printer) -> Result<Exit, CliError> {
     let json = args.output == OutputFormat::Json;
-    let saved = read_saved_plan(&args.manifest)?;
-    let manifest_path = saved
-        .as_ref()
-        .map_or(args.manifest.clone(), |p| p.manifest.clone());
+    // Read once: the manifest may come from a pipe. It may also be a plan saved by `plan --out`.
+    let first = crate::manifest::read(&args.manifest)?;
+    let saved = parse_saved_plan(&args.manifest, &first)?;
+    let (manifest_path, manifest_bytes) = match &saved {
+        Some(plan) => (
+            plan.manifest.clone(),
+            crate::manifest::read(&plan.manifest)?,
+        ),
+        None => (args.manifest.clone(), first),
+    };
 
     // Configuration first: nothing is sent before the whole manifest and every option is valid.
-    let manifest_probe = crate::manifest::load(&manifest_path)?;
+    let manifest_probe = super::load_manifest(&manifest_path, &manifest_bytes)?;
     let exec = crate::cli::config::resolve_exec(
         &manifest_probe,
         args.concurrency,
@@ -52,6 +58,7 @@ pub async fn run(args: &ApplyArgs, printer: &Printer) -> Result<Exit, CliError> 
 
     let prepared = super::prepare(
         &manifest_path,
+        manifest_probe,
         &args.api,
         &args.state,
         exec.concurrency as usize,
@@ -61,7 +68,13 @@ pub async fn run(args: &ApplyArgs, printer: &Printer) -> Result<Exit, CliError> 
     let mut plan = prepared.plan(&store, &filter);
 
     if let Some(saved) = &saved {
-        check_saved_plan(saved, &manifest_path, &store, &prepared.api.identity())?;
+        check_saved_plan(
+            saved,
+            &manifest_path,
+            &manifest_bytes,
+            &store,
+            &prepared.api.identity(),
+        )?;
         plan.create = saved
             .create
             .iter()
@@ -115,6 +128,26 @@ pub async fn run(args: &ApplyArgs, printer: &Printer) -> Result<Exit, CliError> 
         );
     } else {
         super::print_lines(printer, &summary);
+    }
+
+    // --fail-fast: a failure found before any write stops the run before it starts.
+    if args.fail_fast && !pre_failures.is_empty() {
+        let recorder = Recorder::start(store)?;
+        let handle = recorder.handle();
+        for f in &pre_failures {
+            handle.failure(f.clone());
+        }
+        drop(handle);
+        let (_, saved) = recorder.finish().await;
+        printer.error(&format!(
+            "stopped before sending anything (--fail-fast): {}",
+            pre_failures[0].error
+        ));
+        if let Some(sim) = prepared.simulator {
+            sim.shutdown().await;
+        }
+        saved?;
+        return Ok(Exit::ItemsFailed);
     }
 
     if !plan.create.is_empty() && !args.yes && !confirm(plan.create.len()).await {
@@ -382,29 +415,27 @@ async fn confirm(n: usize) -> bool {
 }
 
 /// First Ctrl-C (or SIGTERM): stop sending, drain, save. Second Ctrl-C: exit at once; the
-/// journal lets the next run recover everything received.
+/// journal lets the next run recover everything received. Both signal streams are registered
+/// before anything is printed, so no Ctrl-C is missed.
 async fn watch_signals(cancel: Cancel, stats: Arc<Stats>, printer: Printer) {
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
-    let first = async {
-        match term.as_mut() {
-            Some(t) => {
-                tokio::select! {
-                    _ = tokio::signal::ctrl_c() => {}
-                    _ = t.recv() => {}
-                }
-            }
-            None => {
-                let _ = tokio::signal::ctrl_c().await;
-            }
-        }
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut int), Ok(mut term)) = (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+    ) else {
+        tracing::warn!("cannot listen for Ctrl-C; it will stop the run without draining");
+        return;
     };
-    first.await;
+    tokio::select! {
+        _ = int.recv() => {}
+        _ = term.recv() => {}
+    }
     cancel.cancel();
     printer.info(&format!(
         "Stopping: no new requests; waiting for {} in flight (press Ctrl-C again to exit now; the journal keeps what was received)",
         Stats::get(&stats.in_flight)
     ));
-    let _ = tokio::signal::ctrl_c().await;
+    int.recv().await;
     std::process::exit(Exit::Interrupted as i32);
 }
 
@@ -438,16 +469,13 @@ impl Observer for JsonObserver {
     }
 }
 
-/// Reads `path` as a saved plan if it is one.
-fn read_saved_plan(path: &Path) -> Result<Option<SavedPlan>, CliError> {
-    let Ok(bytes) = std::fs::read(path) else {
-        return Ok(None);
-    };
+/// Parses `bytes` as a saved plan if they are one.
+fn parse_saved_plan(path: &Path, bytes: &[u8]) -> Result<Option<SavedPlan>, CliError> {
     let first = bytes.iter().find(|b| !b.is_ascii_whitespace());
     if first != Some(&b'{') {
         return Ok(None);
     }
-    let value: serde_json::Value = match serde_json::from_slice(&bytes) {
+    let value: serde_json::Value = match serde_json::from_slice(bytes) {
         Ok(v) => v,
         Err(_) => return Ok(None),
     };
@@ -468,18 +496,17 @@ fn read_saved_plan(path: &Path) -> Result<Option<SavedPlan>, CliError> {
 fn check_saved_plan(
     saved: &SavedPlan,
     manifest: &Path,
+    bytes: &[u8],
     store: &Store,
     endpoint: &str,
 ) -> Result<(), CliError> {
-    let bytes = std::fs::read(manifest)
-        .map_err(|e| CliError::usage(format!("cannot read {}: {e}", manifest.display())))?;
     let stale = |what: &str| {
         CliError::usage(format!(
             "stale plan: {what} changed since the plan was made (plan checksum {}); run `logzio-tokens plan --out` again and review it",
             saved.checksum
         ))
     };
-    if sha256_hex(&bytes) != saved.manifest_sha256 {
+    if sha256_hex(bytes) != saved.manifest_sha256 {
         return Err(stale(&format!("the manifest {}", manifest.display())));
     }
     if state_digest(&store.results) != saved.state_sha256 {
@@ -494,6 +521,5 @@ fn check_saved_plan(
             saved.endpoint
         )));
     }
-    let _ = TokenKey::clone;
     Ok(())
 }

@@ -36,15 +36,22 @@ pub struct Prepared {
     pub live: Option<Preflight>,
 }
 
-/// Loads the manifest, resolves the endpoint, starts the simulator if asked, and runs the
+/// Loads a manifest from bytes read once (a pipe can only be read once).
+pub fn load_manifest(path: &Path, bytes: &[u8]) -> Result<Manifest, CliError> {
+    Ok(manifest::load_bytes(path, bytes, &|name| {
+        std::env::var(name).ok()
+    })?)
+}
+
+/// Resolves the endpoint, starts the simulator if asked, and runs the
 /// preflight when a token is available.
 pub async fn prepare(
     manifest_path: &Path,
+    manifest: Manifest,
     api_args: &ApiArgs,
     state_args: &StateArgs,
     pool_size: usize,
 ) -> Result<Prepared, CliError> {
-    let manifest = manifest::load(manifest_path)?;
     let mut api = config::resolve_api(api_args, &manifest)?;
     let paths = config::state_paths(manifest_path, state_args, api.simulate);
     let mut simulator = None;

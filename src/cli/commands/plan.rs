@@ -8,7 +8,9 @@ use crate::state::{FileKind, Store, write_atomic};
 
 /// Runs `plan`.
 pub async fn run(args: &PlanArgs, printer: &Printer) -> Result<Exit, CliError> {
-    let prepared = super::prepare(&args.manifest, &args.api, &args.state, 4).await?;
+    let bytes = crate::manifest::read(&args.manifest)?;
+    let manifest = super::load_manifest(&args.manifest, &bytes)?;
+    let prepared = super::prepare(&args.manifest, manifest, &args.api, &args.state, 4).await?;
     let store = Store::read(prepared.paths.clone(), Some(&prepared.api.identity()))?;
     if store.recovery.recovered_tokens > 0 || store.recovery.interrupted > 0 {
         printer.warn(&format!(
@@ -53,9 +55,6 @@ pub async fn run(args: &PlanArgs, printer: &Printer) -> Result<Exit, CliError> {
     }
 
     if let Some(out) = &args.out {
-        let bytes = std::fs::read(&args.manifest).map_err(|e| {
-            CliError::usage(format!("cannot read {}: {e}", args.manifest.display()))
-        })?;
         let saved = SavedPlan::new(
             args.manifest.clone(),
             &bytes,

@@ -2,7 +2,9 @@
 
 use std::io::BufRead;
 
-use crate::cli::args::{ExportArgs, ExportFormat, ImportArgs, OrphansAction, OrphansArgs};
+use crate::cli::args::{
+    ExportArgs, ExportFormat, ImportArgs, OrphansAction, OrphansArgs, OrphansTarget,
+};
 use crate::cli::error::{CliError, Exit};
 use crate::cli::output::Printer;
 use crate::manifest::{self, AccountSelector};
@@ -11,9 +13,26 @@ use crate::state::{FileKind, Store, TokenKey, TokenRecord, now_rfc3339, write_at
 
 /// `orphans list|clear`.
 pub fn orphans(args: &OrphansArgs, printer: &Printer) -> Result<Exit, CliError> {
-    manifest::load(&args.manifest)?;
-    let paths = crate::cli::config::state_paths(&args.manifest, &args.state, false);
-    let filter = crate::cli::config::filter(&args.state);
+    let default_target;
+    let (target, clear) = match &args.action {
+        Some(OrphansAction::List(t)) => (t, false),
+        Some(OrphansAction::Clear(t)) => (t, true),
+        None => {
+            let Some(manifest) = args.list.manifest.clone() else {
+                return Err(CliError::usage(
+                    "usage: logzio-tokens orphans [list|clear] MANIFEST",
+                ));
+            };
+            default_target = OrphansTarget {
+                manifest,
+                state: args.list.state.clone(),
+            };
+            (&default_target, false)
+        }
+    };
+    manifest::load(&target.manifest)?;
+    let paths = crate::cli::config::state_paths(&target.manifest, &target.state, false);
+    let filter = crate::cli::config::filter(&target.state);
     let mut store = Store::open(paths, None)?;
     let admits = |id: u32| {
         (filter.include.is_empty() || filter.include.iter().any(|s| s.trim() == id.to_string()))
@@ -36,15 +55,15 @@ pub fn orphans(args: &OrphansArgs, printer: &Printer) -> Result<Exit, CliError> 
             o.detail
         ));
     }
-    match args.action {
-        OrphansAction::List => {
+    match clear {
+        false => {
             printer.info(&format!(
                 "{} in {}. Check each in the Logz.io UI (log into the sub account: Settings > Tools > Manage Tokens > API tokens); a token not recorded in the results is an orphan to delete there.",
                 super::count(chosen.len(), "possible orphan"),
                 store.paths.results.display()
             ));
         }
-        OrphansAction::Clear => {
+        true => {
             store.results.possible_orphans = kept;
             store.save()?;
             printer.info(&format!(

@@ -1,0 +1,324 @@
+//! The throughput benchmark: the real `logzio-tokens` binary against the in-repo simulator
+//! playing a server-side limit, side by side with the shell loop users write today.
+//!
+//! Run: `cargo bench --bench throughput` (env: `BENCH_TOKENS`, default 2000; `BENCH_LIMIT`,
+//! default 100 creates/s; `BENCH_LATENCY_MS`, default 30). Needs `/usr/bin/time` (package
+//! `time`) for CPU and peak RSS, and `curl` + `xargs` for the shell-loop comparison.
+//!
+//! Scenarios, each against a fresh simulator (limit: BENCH_LIMIT requests/s, 100 in flight,
+//! BENCH_LATENCY_MS latency, no Retry-After):
+//! 1. the tool told the right rate (`--rate LIMIT`);
+//! 2. the tool told a rate 10x too high (`--rate 10*LIMIT`): the adaptive pacer must find the limit;
+//! 3. `xargs -P 8 curl --fail --retry 5 --retry-all-errors`, one POST per token;
+//! 4. `validate` and `plan` of a 100,000-account manifest.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::print_stdout,
+    clippy::print_stderr
+)]
+
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use logzio_tokens::simulator::{BackgroundSimulator, SimConfig, Simulator, SubAccount};
+
+const OWNER: &str = "bench-owner-token";
+
+fn env_num(name: &str, default: f64) -> f64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn binary() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_logzio-tokens"))
+}
+
+fn simulator(accounts: usize, limit: f64, latency_ms: u64) -> BackgroundSimulator {
+    let config = SimConfig {
+        owner_token: OWNER.into(),
+        sub_accounts: (0..accounts)
+            .map(|i| SubAccount::new(200_000 + i as i64, format!("bench-{i}")))
+            .collect(),
+        max_requests_per_second: Some(limit),
+        max_in_flight: Some(100),
+        latency: Duration::from_millis(latency_ms),
+        ..SimConfig::default()
+    };
+    Simulator::start_background(config).expect("simulator")
+}
+
+fn manifest(dir: &Path, accounts: usize) -> PathBuf {
+    let mut s = String::from("version: 1\ndefaults:\n  tokens: [bench]\naccounts:\n");
+    for i in 0..accounts {
+        s.push_str(&format!("  - id: {}\n", 200_000 + i));
+    }
+    let p = dir.join("bench.yaml");
+    std::fs::write(&p, s).unwrap();
+    p
+}
+
+/// Wall seconds, user+sys CPU seconds and peak RSS (KiB) of a command, via /usr/bin/time.
+struct Usage {
+    wall: f64,
+    cpu: f64,
+    max_rss_kib: u64,
+    status: i32,
+    stdout: String,
+}
+
+fn timed(cmd: &mut Command, dir: &Path) -> Usage {
+    let out_file = dir.join("time.out");
+    let program = cmd.get_program().to_owned();
+    let args: Vec<_> = cmd.get_args().map(|a| a.to_owned()).collect();
+    let envs: Vec<_> = cmd
+        .get_envs()
+        .map(|(k, v)| (k.to_owned(), v.map(|v| v.to_owned())))
+        .collect();
+    let mut t = Command::new("/usr/bin/time");
+    t.arg("-f")
+        .arg("%e %U %S %M")
+        .arg("-o")
+        .arg(&out_file)
+        .arg(program)
+        .args(args);
+    for (k, v) in envs {
+        match v {
+            Some(v) => t.env(k, v),
+            None => t.env_remove(k),
+        };
+    }
+    let out = t
+        .stdin(Stdio::null())
+        .stderr(Stdio::inherit())
+        .output()
+        .expect("run /usr/bin/time");
+    let text = std::fs::read_to_string(&out_file).unwrap_or_default();
+    let last = text.lines().last().unwrap_or_default().to_owned();
+    let f: Vec<f64> = last
+        .split_whitespace()
+        .filter_map(|x| x.parse().ok())
+        .collect();
+    Usage {
+        wall: f.first().copied().unwrap_or(f64::NAN),
+        cpu: f.get(1).copied().unwrap_or(f64::NAN) + f.get(2).copied().unwrap_or(f64::NAN),
+        max_rss_kib: f.get(3).copied().unwrap_or(f64::NAN) as u64,
+        status: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+    }
+}
+
+struct ToolRun {
+    created: u64,
+    wall: f64,
+    exec_seconds: f64,
+    cpu: f64,
+    rss_mib: f64,
+    requests: u64,
+    limited: u64,
+    final_rate: f64,
+    lost: usize,
+}
+
+fn run_tool(tokens: usize, limit: f64, latency: u64, rate: f64) -> ToolRun {
+    let dir = tempfile::tempdir().unwrap();
+    let sim = simulator(tokens, limit, latency);
+    let m = manifest(dir.path(), tokens);
+    let mut cmd = Command::new(binary());
+    cmd.args([
+        "apply",
+        m.to_str().unwrap(),
+        "--yes",
+        "--output",
+        "json",
+        "--no-progress",
+    ])
+    .args(["--rate", &rate.to_string(), "--concurrency", "32"])
+    .env("LOGZIO_API_URL", sim.url())
+    .env("LOGZIO_API_TOKEN", OWNER)
+    .env_remove("RUST_LOG");
+    let u = timed(&mut cmd, dir.path());
+    assert_eq!(u.status, 0, "apply failed");
+    let summary: serde_json::Value = u
+        .stdout
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find(|v| v["type"] == "summary")
+        .expect("a summary line");
+    let counters = sim.counters();
+    // Every token the server created must be in the secrets file.
+    let secrets: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join("bench.secrets.json")).unwrap())
+            .unwrap();
+    let recorded: HashSet<String> = secrets["accounts"]
+        .as_object()
+        .unwrap()
+        .values()
+        .flat_map(|m| m.as_object().unwrap().values())
+        .map(|r| r["token"].as_str().unwrap().to_owned())
+        .collect();
+    let truth = sim.ground_truth();
+    let lost = truth
+        .iter()
+        .filter(|t| !recorded.contains(&t.token))
+        .count();
+    ToolRun {
+        created: summary["created"].as_u64().unwrap(),
+        wall: u.wall,
+        exec_seconds: summary["elapsed_seconds"].as_f64().unwrap(),
+        cpu: u.cpu,
+        rss_mib: u.max_rss_kib as f64 / 1024.0,
+        requests: counters.requests,
+        limited: counters.limited_429,
+        final_rate: summary["final_rate_per_second"].as_f64().unwrap(),
+        lost,
+    }
+}
+
+struct LoopRun {
+    wall: f64,
+    received: usize,
+    created: usize,
+    limited: u64,
+    requests: u64,
+    lost: usize,
+    duplicates: usize,
+    failed: usize,
+}
+
+fn run_shell_loop(tokens: usize, limit: f64, latency: u64) -> LoopRun {
+    let dir = tempfile::tempdir().unwrap();
+    let sim = simulator(tokens, limit, latency);
+    let ids: String = (0..tokens).map(|i| format!("{}\n", 200_000 + i)).collect();
+    std::fs::write(dir.path().join("ids.txt"), ids).unwrap();
+    // One output file per request: parallel curls writing to one stream interleave their bytes.
+    let script = format!(
+        "mkdir -p out && xargs -P 8 -I{{}} curl -s --fail --retry 5 --retry-all-errors -X POST \
+         -H 'X-API-TOKEN: {OWNER}' -H 'Content-Type: application/json' \
+         -d '{{\"name\":\"bench\",\"accountId\":{{}}}}' -o out/{{}}.json {}/v1/api-tokens/sub-account < ids.txt",
+        sim.url()
+    );
+    let start = Instant::now();
+    let _ = Command::new("bash")
+        .arg("-c")
+        .arg(&script)
+        .current_dir(dir.path())
+        .stderr(Stdio::null())
+        .status()
+        .expect("bash");
+    let wall = start.elapsed().as_secs_f64();
+    let received: HashSet<String> = std::fs::read_dir(dir.path().join("out"))
+        .map(|rd| {
+            rd.filter_map(Result::ok)
+                .filter_map(|e| std::fs::read(e.path()).ok())
+                .filter_map(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+                .filter_map(|v| v["token"].as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default();
+    let truth = sim.ground_truth();
+    let counters = sim.counters();
+    let mut per_account: HashMap<i64, usize> = HashMap::new();
+    for t in &truth {
+        *per_account.entry(t.account_id).or_default() += 1;
+    }
+    LoopRun {
+        wall,
+        received: received.len(),
+        created: truth.len(),
+        limited: counters.limited_429,
+        requests: counters.requests,
+        lost: truth
+            .iter()
+            .filter(|t| !received.contains(&t.token))
+            .count(),
+        duplicates: per_account.values().map(|n| n - 1).sum(),
+        failed: tokens - per_account.len(),
+    }
+}
+
+fn large_manifest() -> (Usage, Usage, usize) {
+    let dir = tempfile::tempdir().unwrap();
+    let m = manifest(dir.path(), 100_000);
+    let bytes = std::fs::metadata(&m).unwrap().len() as usize;
+    let v = timed(
+        Command::new(binary()).args(["validate", m.to_str().unwrap()]),
+        dir.path(),
+    );
+    assert_eq!(v.status, 0, "validate failed");
+    let p = timed(
+        Command::new(binary())
+            .args(["plan", m.to_str().unwrap()])
+            .env_remove("LOGZIO_API_TOKEN"),
+        dir.path(),
+    );
+    assert_eq!(p.status, 0, "plan failed");
+    (v, p, bytes)
+}
+
+fn main() {
+    // `cargo bench` passes --bench; nothing else is accepted.
+    let tokens = env_num("BENCH_TOKENS", 2000.0) as usize;
+    let limit = env_num("BENCH_LIMIT", 100.0);
+    let latency = env_num("BENCH_LATENCY_MS", 30.0) as u64;
+    eprintln!(
+        "benchmark: {tokens} tokens, server limit {limit}/s, 100 in flight, {latency} ms latency"
+    );
+
+    let right = run_tool(tokens, limit, latency, limit);
+    let high = run_tool(tokens, limit, latency, limit * 10.0);
+    let shell = run_shell_loop(tokens, limit, latency);
+    let (v, p, bytes) = large_manifest();
+
+    let eff = |r: &ToolRun| r.created as f64 / r.wall / limit;
+    println!(
+        "| scenario | tokens | wall s | creates/s | efficiency | 429 share | CPU µs/token | peak RSS MiB | lost secrets |"
+    );
+    println!("|---|---|---|---|---|---|---|---|---|");
+    for (name, r) in [
+        ("tool, --rate = limit", &right),
+        ("tool, --rate = 10x limit", &high),
+    ] {
+        println!(
+            "| {name} | {} | {:.2} | {:.1} | {:.3} | {:.2}% | {:.0} | {:.1} | {} |",
+            r.created,
+            r.wall,
+            r.created as f64 / r.wall,
+            eff(r),
+            100.0 * r.limited as f64 / r.requests.max(1) as f64,
+            1e6 * r.cpu / r.created.max(1) as f64,
+            r.rss_mib,
+            r.lost
+        );
+    }
+    println!(
+        "| xargs -P 8 curl --retry 5 | {} received of {} created | {:.2} | {:.1} | {:.3} | {:.2}% | - | - | {} (+{} duplicates, {} accounts without a token) |",
+        shell.received,
+        shell.created,
+        shell.wall,
+        shell.received as f64 / shell.wall,
+        shell.received as f64 / shell.wall / limit,
+        100.0 * shell.limited as f64 / shell.requests.max(1) as f64,
+        shell.lost,
+        shell.duplicates,
+        shell.failed
+    );
+    println!();
+    println!(
+        "tool, exec time only: right rate {:.2}s, 10x rate {:.2}s; effective rate at the end: {:.1}/s and {:.1}/s",
+        right.exec_seconds, high.exec_seconds, right.final_rate, high.final_rate
+    );
+    println!(
+        "100,000-account manifest ({:.1} MB): validate {:.2}s wall, {:.0} MiB peak; plan {:.2}s wall, {:.0} MiB peak",
+        bytes as f64 / 1e6,
+        v.wall,
+        v.max_rss_kib as f64 / 1024.0,
+        p.wall,
+        p.max_rss_kib as f64 / 1024.0
+    );
+}
