@@ -1,3 +1,7 @@
 //! The integration tests: one binary, one module per concern, a shared harness in `util`.
+mod apply;
+mod client;
+mod manifest;
+mod schema;
 mod simulator;
 mod util;
