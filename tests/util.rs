@@ -162,7 +162,10 @@ pub fn wait_until(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
 pub fn manifest_yaml(accounts: &[i64], tokens: &[&str]) -> String {
     let mut s = String::from("version: 1\naccounts:\n");
     for a in accounts {
-        s.push_str(&format!("  - id: {a}\n    tokens: [{}]\n", tokens.join(", ")));
+        s.push_str(&format!(
+            "  - id: {a}\n    tokens: [{}]\n",
+            tokens.join(", ")
+        ));
     }
     s
 }
