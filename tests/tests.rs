@@ -2,6 +2,7 @@
 mod apply;
 mod client;
 mod manifest;
+mod ops;
 mod schema;
 mod simulator;
 mod util;

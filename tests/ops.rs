@@ -1,0 +1,264 @@
+//! Operations: import, export, orphans, completions, the man page, and the deploy examples.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use logzio_tokens::simulator::{FaultRates, SimConfig};
+
+use crate::util::{Env, manifest_yaml, mode};
+
+fn state_args(env: &Env) -> Vec<String> {
+    vec![
+        "--results".into(),
+        env.path("r.json").display().to_string(),
+        "--secrets".into(),
+        env.path("s.json").display().to_string(),
+    ]
+}
+
+fn run(env: &Env, args: &[&str], extra: &[String]) -> crate::util::Run {
+    let mut all: Vec<&str> = args.to_vec();
+    all.extend(extra.iter().map(String::as_str));
+    env.run(&all)
+}
+
+#[test]
+fn import_prevents_re_creation_and_keeps_the_secret() {
+    let env = Env::with_sim(SimConfig::default());
+    env.write("m.yaml", &manifest_yaml(&[160_343, 160_344], &["ci"]));
+    env.write("old-secret", "imported-secret-value-1\n");
+    let st = state_args(&env);
+    run(
+        &env,
+        &[
+            "import",
+            "m.yaml",
+            "--account-id",
+            "160343",
+            "--token-name",
+            "ci",
+            "--token-id",
+            "51234",
+            "--secret-file",
+            "old-secret",
+        ],
+        &st,
+    )
+    .expect_code(0);
+    // Refused: a token the manifest does not ask for, and a second id for the same token.
+    let r = run(
+        &env,
+        &[
+            "import",
+            "m.yaml",
+            "--account-id",
+            "999",
+            "--token-name",
+            "ci",
+            "--token-id",
+            "1",
+        ],
+        &st,
+    );
+    assert_eq!(r.code, Some(2), "{}", r.stderr);
+    assert!(r.stderr.contains("does not ask for"), "{}", r.stderr);
+    let r = run(
+        &env,
+        &[
+            "import",
+            "m.yaml",
+            "--account-id",
+            "160343",
+            "--token-name",
+            "ci",
+            "--token-id",
+            "7",
+        ],
+        &st,
+    );
+    assert_eq!(r.code, Some(2), "{}", r.stderr);
+
+    run(&env, &["apply", "m.yaml", "--yes"], &st).expect_code(0);
+    // Only 160344/ci was created; the imported one was not created again.
+    let truth = env.sim().ground_truth();
+    assert_eq!(truth.len(), 1);
+    assert_eq!(truth[0].account_id, 160_344);
+    let results = env.json("r.json");
+    assert_eq!(results["accounts"]["160343"]["ci"]["token_id"], 51234);
+    assert_eq!(results["accounts"]["160343"]["ci"]["source"], "imported");
+    let secrets = env.json("s.json");
+    assert_eq!(
+        secrets["accounts"]["160343"]["ci"]["token"],
+        "imported-secret-value-1"
+    );
+    assert_eq!(mode(&env.path("s.json")), 0o600);
+}
+
+#[test]
+fn export_formats_parse_are_0600_and_hold_every_secret() {
+    let env = Env::with_sim(SimConfig::default());
+    env.write(
+        "m.yaml",
+        &manifest_yaml(&[160_343, 160_345], &["ci", "grafana"]),
+    );
+    let st = state_args(&env);
+    run(&env, &["apply", "m.yaml", "--yes"], &st).expect_code(0);
+    let truth = env.sim().ground_truth();
+    assert_eq!(truth.len(), 4);
+
+    run(
+        &env,
+        &["export", "m.yaml", "--format", "json", "--out", "e.json"],
+        &st,
+    )
+    .expect_code(0);
+    assert_eq!(mode(&env.path("e.json")), 0o600);
+    let rows = env.json("e.json");
+    let rows = rows.as_array().unwrap();
+    assert_eq!(rows.len(), 4);
+    for t in &truth {
+        assert!(rows.iter().any(|r| r["token"] == t.token.as_str()
+            && r["token_id"] == t.id
+            && r["account_id"] == t.account_id
+            && r["token_name"] == t.name.as_str()));
+    }
+
+    run(
+        &env,
+        &["export", "m.yaml", "--format", "csv", "--out", "e.csv"],
+        &st,
+    )
+    .expect_code(0);
+    assert_eq!(mode(&env.path("e.csv")), 0o600);
+    let csv = std::fs::read_to_string(env.path("e.csv")).unwrap();
+    let mut lines = csv.lines();
+    assert_eq!(lines.next(), Some("account_id,token_name,token_id,token"));
+    let body: Vec<&str> = lines.collect();
+    assert_eq!(body.len(), 4);
+    for t in &truth {
+        assert!(
+            body.contains(&format!("{},{},{},{}", t.account_id, t.name, t.id, t.token).as_str())
+        );
+    }
+
+    run(
+        &env,
+        &["export", "m.yaml", "--format", "dotenv", "--out", "e.env"],
+        &st,
+    )
+    .expect_code(0);
+    assert_eq!(mode(&env.path("e.env")), 0o600);
+    let dotenv = std::fs::read_to_string(env.path("e.env")).unwrap();
+    for t in &truth {
+        let var = format!(
+            "LOGZIO_TOKEN_{}_{}={}",
+            t.account_id,
+            t.name.to_uppercase().replace('-', "_"),
+            t.token
+        );
+        assert!(
+            dotenv.lines().any(|l| l == var),
+            "{var} missing from\n{dotenv}"
+        );
+    }
+
+    // stdout only when asked; without --out or --stdout it is a usage error.
+    let out = run(
+        &env,
+        &["export", "m.yaml", "--format", "json", "--stdout"],
+        &st,
+    );
+    out.expect_code(0);
+    assert!(out.stdout.contains(&truth[0].token));
+    let none = run(&env, &["export", "m.yaml"], &st);
+    assert_eq!(none.code, Some(2));
+    assert!(!none.stdout.contains(&truth[0].token));
+}
+
+#[test]
+fn orphans_are_listed_then_cleared() {
+    // Every create is answered 500 after the token was created: all are possible orphans.
+    let env = Env::with_sim(SimConfig {
+        faults: FaultRates {
+            error_after_create: 1.0,
+            ..FaultRates::default()
+        },
+        ..SimConfig::default()
+    });
+    env.write("m.yaml", &manifest_yaml(&[160_343], &["ci"]));
+    let st = state_args(&env);
+    let r = run(
+        &env,
+        &["apply", "m.yaml", "--yes", "--max-attempts", "2"],
+        &st,
+    );
+    assert_eq!(r.code, Some(1), "{}", r.stderr);
+    assert!(r.stderr.contains("possible orphan"), "{}", r.stderr);
+    let listed = run(&env, &["orphans", "list", "m.yaml"], &st);
+    listed.expect_code(0);
+    assert!(
+        listed.stdout.contains("160343/ci: 2 ambiguous requests"),
+        "{}",
+        listed.stdout
+    );
+    let bare = run(&env, &["orphans", "m.yaml"], &st);
+    assert_eq!(bare.stdout, listed.stdout);
+    run(&env, &["orphans", "clear", "m.yaml"], &st).expect_code(0);
+    assert_eq!(
+        env.json("r.json")["possible_orphans"],
+        serde_json::json!([])
+    );
+    let after = run(&env, &["orphans", "list", "m.yaml"], &st);
+    assert!(after.stdout.is_empty(), "{}", after.stdout);
+}
+
+#[test]
+fn completions_and_man_page_generate() {
+    let env = Env::new();
+    for (shell, marker) in [
+        ("bash", "complete -F _logzio__tokens"),
+        ("zsh", "#compdef logzio-tokens"),
+        ("fish", "complete -c logzio-tokens"),
+    ] {
+        let r = env.run(&["completions", shell]);
+        r.expect_code(0);
+        assert!(
+            r.stdout.contains(marker),
+            "{shell}: {}",
+            &r.stdout[..r.stdout.len().min(200)]
+        );
+        assert!(
+            r.stdout.contains("apply"),
+            "{shell} completions lack subcommands"
+        );
+    }
+    let man = env.run(&["man"]);
+    man.expect_code(0);
+    assert!(
+        man.stdout.starts_with(".ie") || man.stdout.contains(".TH"),
+        "{}",
+        &man.stdout[..100]
+    );
+    assert!(man.stdout.contains("logzio\\-tokens"));
+}
+
+#[test]
+fn deploy_examples_apply_non_interactively_with_the_token_from_a_secret() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/deploy");
+    for name in ["github-actions-nightly.yml", "k8s-cronjob.yaml"] {
+        let text = std::fs::read_to_string(dir.join(name)).unwrap();
+        let yaml: serde_json::Value = serde_saphyr::from_str(&text)
+            .unwrap_or_else(|e| panic!("{name} is not valid YAML: {e}"));
+        assert!(yaml.is_object(), "{name}");
+        let flat = text.replace(['\n', '-', ' '], "");
+        assert!(flat.contains("apply"), "{name}");
+        assert!(
+            flat.contains("yes") && flat.contains("outputjson"),
+            "{name}"
+        );
+        assert!(text.contains("LOGZIO_API_TOKEN"), "{name}");
+        assert!(
+            text.contains("secrets.LOGZIO_API_TOKEN") || text.contains("secretKeyRef"),
+            "{name}: the token must come from a secret store"
+        );
+    }
+}
