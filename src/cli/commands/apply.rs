@@ -200,7 +200,7 @@ pub async fn run(args: &ApplyArgs, printer: &Printer) -> Result<Exit, CliError> 
     };
     let present = plan.present.len();
     let report = execute(
-        plan.create.clone(),
+        std::mem::take(&mut plan.create),
         client,
         handle,
         config,
