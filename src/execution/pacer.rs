@@ -104,7 +104,8 @@ impl Pacer {
                 ceiling,
                 floor,
                 slow_start: adaptive,
-                last_send: None,
+                // As if a request had just been sent: the preflight's reads just went out.
+                last_send: Some(now),
                 cooldown_until: None,
                 last_growth: now,
                 last_decrease: None,

@@ -194,10 +194,17 @@ pub struct RunReport {
     pub final_rate: f64,
 }
 
+/// A 429 means the request was not processed, so it does not use up one of the item's
+/// attempts; these are bounded on their own, so that no loop is unbounded.
+pub const MAX_RATE_LIMITED_PER_ITEM: u32 = 30;
+
 #[derive(Debug, Clone)]
 struct Item {
     key: TokenKey,
+    /// Attempts made, not counting those answered 429.
     attempt: u32,
+    /// Attempts answered 429.
+    rate_limited: u32,
     last_error: Option<(Option<u16>, String)>,
 }
 
@@ -256,6 +263,7 @@ pub async fn execute(
         .map(|key| Item {
             key,
             attempt: 0,
+            rate_limited: 0,
             last_error: None,
         })
         .collect();
@@ -407,19 +415,17 @@ fn handle(
     match outcome {
         AttemptOutcome::Created => report.created += 1,
         AttemptOutcome::Retry { item, retry_after } => {
-            if item.attempt >= shared.max_attempts {
+            if item.attempt >= shared.max_attempts || item.rate_limited >= MAX_RATE_LIMITED_PER_ITEM
+            {
                 let (status, error) = item
                     .last_error
                     .clone()
                     .unwrap_or((None, "no more attempts".into()));
-                fail(
-                    report,
-                    shared,
-                    config,
-                    item,
-                    status,
-                    format!("{error} (after {} attempts)", shared.max_attempts),
+                let tries = format!(
+                    "{error} (after {} attempts, and {} more answered 429)",
+                    item.attempt, item.rate_limited
                 );
+                fail(report, shared, config, item, status, tries);
                 return;
             }
             Stats::add(&shared.stats.retries, 1);
@@ -557,6 +563,11 @@ async fn on_error(mut item: Item, seq: u64, e: ApiError, sh: &Shared) -> Attempt
     }
     tracing::debug!(token = %item.key, attempt = item.attempt, error = %detail, "attempt failed");
     item.last_error = Some((status, detail.clone()));
+    if e.is_rate_limited() {
+        // Not processed: this attempt does not count against max_attempts.
+        item.attempt = item.attempt.saturating_sub(1);
+        item.rate_limited += 1;
+    }
     match class {
         ErrorClass::Retryable | ErrorClass::Ambiguous => {
             if class == ErrorClass::Ambiguous {
