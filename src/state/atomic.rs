@@ -48,9 +48,10 @@ pub fn write_atomic(
     };
     // `tempfile` creates the file with O_EXCL; the mode is set at creation, so a secret file
     // is never readable by others, not even for an instant.
+    let prefix = temp_prefix(path);
     let mut tmp = tempfile::Builder::new()
-        .prefix(".logzio-tokens.")
-        .suffix(".tmp")
+        .prefix(&prefix)
+        .suffix(TEMP_SUFFIX)
         .permissions(fs::Permissions::from_mode(kind.mode()))
         .tempfile_in(dir)
         .map_err(werr)?;
@@ -59,6 +60,48 @@ pub fn write_atomic(
     tmp.persist(path).map_err(|e| werr(e.error))?;
     sync_dir(dir).map_err(werr)?;
     Ok(())
+}
+
+const TEMP_SUFFIX: &str = ".tmp";
+
+/// Temp files are named after their target (`.NAME.<random>.tmp`), so that the ones a killed
+/// write leaves behind can be found and removed.
+fn temp_prefix(path: &Path) -> String {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    format!(".{name}.")
+}
+
+/// Removes temp files a killed write of `path` left behind (a secrets temp file is a full copy
+/// of the secrets). Call it while holding the state lock.
+pub(crate) fn remove_stale_temps(path: &Path) -> std::io::Result<usize> {
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    let prefix = temp_prefix(path);
+    let mut removed = 0;
+    let entries = match fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+        Err(e) => return Err(e),
+    };
+    for entry in entries {
+        let entry = entry?;
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if name.starts_with(&prefix)
+            && name.ends_with(TEMP_SUFFIX)
+            && name.len() > prefix.len() + TEMP_SUFFIX.len()
+            && entry.file_type().is_ok_and(|t| t.is_file())
+        {
+            fs::remove_file(entry.path())?;
+            removed += 1;
+        }
+    }
+    Ok(removed)
 }
 
 /// Refuses to write secrets through a symlink or over a file others can read or write.
@@ -132,6 +175,18 @@ mod tests {
         write_atomic(&s, b"{\"a\":1}", FileKind::Secret, "secrets").unwrap();
         assert_eq!(fs::read(&s).unwrap(), b"{\"a\":1}");
         assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 2);
+    }
+
+    #[test]
+    fn stale_temp_files_of_a_target_are_removed_and_nothing_else() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("m.secrets.json");
+        fs::write(dir.path().join(".m.secrets.json.abc123.tmp"), b"{}").unwrap();
+        fs::write(dir.path().join(".other.json.abc123.tmp"), b"{}").unwrap();
+        fs::write(&target, b"{}").unwrap();
+        assert_eq!(remove_stale_temps(&target).unwrap(), 1);
+        assert!(dir.path().join(".other.json.abc123.tmp").exists());
+        assert!(target.exists());
     }
 
     #[test]

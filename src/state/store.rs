@@ -13,7 +13,9 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::oneshot;
 
-use super::atomic::{FileKind, check_secret_target, open_secret_append, sync_dir, write_atomic};
+use super::atomic::{
+    FileKind, check_secret_target, open_secret_append, remove_stale_temps, sync_dir, write_atomic,
+};
 use super::journal::{self, JournalRecord, Outcome};
 use super::results::TokenRecord;
 use super::{Failure, ResultsFile, SecretsFile, StateError, StateLock, StatePaths, TokenKey};
@@ -55,6 +57,18 @@ impl Store {
         // Refuse an unsafe secrets path now, before any request is sent. (A journal left by an
         // earlier run is only read, then replaced by a fresh 0600 one.)
         check_secret_target(&paths.secrets)?;
+        // Temp files a killed save left behind (a secrets temp file is a full copy of the
+        // secrets), and a journal replacement a killed checkpoint left behind.
+        for target in [&paths.secrets, &paths.results] {
+            remove_stale_temps(target).map_err(|source| StateError::Write {
+                kind: "state",
+                path: target.clone(),
+                source,
+            })?;
+        }
+        let mut next = paths.journal.as_os_str().to_owned();
+        next.push(".next");
+        let _ = std::fs::remove_file(std::path::PathBuf::from(next));
         let mut store = Store::read(paths, api_url)?;
         store.lock = Some(lock);
         if store.paths.journal.exists() {
