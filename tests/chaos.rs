@@ -1,0 +1,672 @@
+//! Chaos: many seeded runs of the real binary against a simulator that mixes every fault kind
+//! (429, 503, 500 after create, connection dropped before and after create, a cut-short body,
+//! an answer slower than the client's timeout), over several manifest shapes. After each
+//! scenario has converged (re-run until exit 0, at most five runs), the records are checked
+//! against the simulator's ground truth:
+//!
+//! - every desired token is recorded with the id the server gave it, and its secret is in the
+//!   secrets file;
+//! - every token the server created is recorded, or its (account, name) is a possible orphan;
+//! - a second token created for the same (account, name) is always listed as a possible orphan;
+//! - nothing recorded is wrong (an id the server never gave, or gave to another name);
+//! - a final re-run creates nothing.
+//!
+//! The helpers here (workloads, the invariant check, the convergence loop) are shared with
+//! `crash`.
+//!
+//! Each seed also varies the tool's concurrency and attempts, and the simulator's own limits
+//! (requests per second, requests in flight; 429s with no `Retry-After`, seconds, or a date).
+//!
+//! CI size: 4 seeds × 3 shapes × about 40 tokens, every scenario in its own thread and simulator.
+//! Soak (more seeds, more tokens), with a one-line summary of the figures on stderr:
+//!
+//! ```text
+//! LOGZIO_TOKENS_SOAK=1 cargo test --release --test integration chaos -- --nocapture
+//! ```
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stderr)]
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use logzio_tokens::simulator::{
+    Counters, CreatedToken, FaultRates, RetryAfterMode, SimConfig, SubAccount, default_sub_accounts,
+};
+use serde_json::Value;
+
+use crate::util::{Env, Run};
+
+/// Whether the bigger soak sizes were asked for (`LOGZIO_TOKENS_SOAK=1`).
+pub(crate) fn soak() -> bool {
+    std::env::var("LOGZIO_TOKENS_SOAK").is_ok_and(|v| !v.is_empty() && v != "0")
+}
+
+/// A (sub account id, token name) pair.
+pub(crate) type Key = (u32, String);
+
+/// A manifest and what it asks for.
+#[derive(Debug, Clone)]
+pub(crate) struct Workload {
+    /// A short name for messages.
+    pub shape: &'static str,
+    /// The manifest text.
+    pub manifest: String,
+    /// The (account, token) pairs it asks for.
+    pub desired: BTreeSet<Key>,
+    /// The simulator's sub accounts (the defaults plus any the workload needs).
+    pub sub_accounts: Vec<SubAccount>,
+}
+
+fn token_names(prefix: &str, n: usize) -> Vec<String> {
+    (0..n).map(|i| format!("{prefix}-{i:03}")).collect()
+}
+
+/// One account (by id) with `n` tokens.
+pub(crate) fn one_account_many_tokens(n: usize) -> Workload {
+    let names = token_names("tok", n);
+    let manifest = format!(
+        "version: 1\naccounts:\n  - id: 160343\n    tokens: [{}]\n",
+        names.join(", ")
+    );
+    Workload {
+        shape: "one-account",
+        manifest,
+        desired: names.into_iter().map(|t| (160_343, t)).collect(),
+        sub_accounts: default_sub_accounts(),
+    }
+}
+
+/// `n` accounts (by id) with the one default token each.
+pub(crate) fn many_accounts_one_token(n: usize) -> Workload {
+    let mut subs = default_sub_accounts();
+    let mut manifest = String::from("version: 1\ndefaults:\n  tokens: [log-shipping]\naccounts:\n");
+    let mut desired = BTreeSet::new();
+    for i in 0..n {
+        let id = 170_000 + u32::try_from(i).unwrap();
+        subs.push(SubAccount::new(i64::from(id), format!("team-{i:03}")));
+        manifest.push_str(&format!("  - id: {id}\n"));
+        desired.insert((id, "log-shipping".to_owned()));
+    }
+    Workload {
+        shape: "many-accounts",
+        manifest,
+        desired,
+        sub_accounts: subs,
+    }
+}
+
+/// Accounts given by `name:` (the six default ones and `extra` more), resolved by lookup,
+/// `per_account` tokens each.
+pub(crate) fn accounts_by_name(extra: usize, per_account: usize) -> Workload {
+    let mut subs = default_sub_accounts();
+    for i in 0..extra {
+        subs.push(SubAccount::new(180_000 + i as i64, format!("squad-{i:02}")));
+    }
+    let names = token_names("app", per_account);
+    let mut manifest = String::from("version: 1\naccounts:\n");
+    let mut desired = BTreeSet::new();
+    for a in &subs {
+        manifest.push_str(&format!(
+            "  - name: {}\n    tokens: [{}]\n",
+            a.name,
+            names.join(", ")
+        ));
+        for t in &names {
+            desired.insert((u32::try_from(a.id).unwrap(), t.clone()));
+        }
+    }
+    Workload {
+        shape: "by-name",
+        manifest,
+        desired,
+        sub_accounts: subs,
+    }
+}
+
+/// The fault mix of the chaos runs: every kind, as in the brief.
+pub(crate) fn chaos_faults() -> FaultRates {
+    FaultRates {
+        rate_limited: 0.10,
+        unavailable: 0.05,
+        error_after_create: 0.03,
+        drop_after_create: 0.03,
+        drop_before_create: 0.03,
+        truncate_after_create: 0.02,
+        slow_after_create: 0.02,
+    }
+}
+
+/// Where a scenario's files are.
+#[derive(Debug, Clone)]
+pub(crate) struct Files {
+    pub manifest: PathBuf,
+    pub results: PathBuf,
+    pub secrets: PathBuf,
+}
+
+impl Files {
+    /// Writes the manifest and makes the state directory (`state/`) in the workspace.
+    pub(crate) fn new(env: &Env, manifest: &str) -> Files {
+        let state = env.path("state");
+        std::fs::create_dir_all(&state).unwrap();
+        Files {
+            manifest: env.write("m.yaml", manifest),
+            results: state.join("r.json"),
+            secrets: state.join("s.json"),
+        }
+    }
+
+    /// The journal beside the results file.
+    pub(crate) fn journal(&self) -> PathBuf {
+        self.results.with_extension("journal")
+    }
+}
+
+/// `apply --yes` with explicit state paths, a 1-second request timeout (unless `extra` gives
+/// one), and `extra`.
+pub(crate) fn apply_cmd(env: &Env, files: &Files, extra: &[&str]) -> Command {
+    let mut c = env.cmd();
+    c.arg("apply")
+        .arg(&files.manifest)
+        .arg("--yes")
+        .arg("--results")
+        .arg(&files.results)
+        .arg("--secrets")
+        .arg(&files.secrets);
+    if !extra.contains(&"--request-timeout") {
+        c.args(["--request-timeout", "1"]);
+    }
+    c.args(extra);
+    c
+}
+
+/// A JSON file, or `None` when it does not exist.
+pub(crate) fn read_json(path: &Path) -> Option<Value> {
+    match std::fs::read(path) {
+        Ok(bytes) => Some(
+            serde_json::from_slice(&bytes)
+                .unwrap_or_else(|e| panic!("{} is not JSON: {e}", path.display())),
+        ),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(e) => panic!("reading {}: {e}", path.display()),
+    }
+}
+
+/// What the results and secrets files record.
+#[derive(Debug, Default)]
+pub(crate) struct Recorded {
+    /// key -> token id, from the results file.
+    pub tokens: BTreeMap<Key, i64>,
+    /// key -> (token id, secret), from the secrets file.
+    pub secrets: BTreeMap<Key, (i64, String)>,
+    /// The possible orphans' keys.
+    pub orphans: BTreeSet<Key>,
+}
+
+impl Recorded {
+    /// Reads both files (a missing file records nothing).
+    pub(crate) fn read(files: &Files) -> Recorded {
+        let mut r = Recorded::default();
+        if let Some(results) = read_json(&files.results) {
+            for (acc, tokens) in results["accounts"].as_object().unwrap() {
+                for (name, rec) in tokens.as_object().unwrap() {
+                    r.tokens.insert(
+                        (acc.parse().unwrap(), name.clone()),
+                        rec["token_id"].as_i64().unwrap(),
+                    );
+                }
+            }
+            for o in results["possible_orphans"].as_array().unwrap() {
+                r.orphans.insert((
+                    u32::try_from(o["account_id"].as_u64().unwrap()).unwrap(),
+                    o["token_name"].as_str().unwrap().to_owned(),
+                ));
+            }
+        }
+        if let Some(secrets) = read_json(&files.secrets) {
+            for (acc, tokens) in secrets["accounts"].as_object().unwrap() {
+                for (name, rec) in tokens.as_object().unwrap() {
+                    r.secrets.insert(
+                        (acc.parse().unwrap(), name.clone()),
+                        (
+                            rec["token_id"].as_i64().unwrap(),
+                            rec["token"].as_str().unwrap().to_owned(),
+                        ),
+                    );
+                }
+            }
+        }
+        r
+    }
+}
+
+fn key_of(t: &CreatedToken) -> Key {
+    (u32::try_from(t.account_id).unwrap(), t.name.clone())
+}
+
+/// What [`check_records`] demands beyond "nothing recorded is wrong".
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Expect {
+    /// Every desired token is recorded (after a converged run).
+    pub complete: bool,
+    /// Every token the server created is recorded or a possible orphan (false only for files
+    /// read right after a crash, before the journal was replayed).
+    pub lossless: bool,
+}
+
+/// After a run that ended normally: nothing lost, maybe not complete.
+pub(crate) const LOSSLESS: Expect = Expect {
+    complete: false,
+    lossless: true,
+};
+
+/// After convergence.
+pub(crate) const CONVERGED: Expect = Expect {
+    complete: true,
+    lossless: true,
+};
+
+/// Checks the records against the ground truth. Returns the problems found, each a sentence.
+pub(crate) fn check_records(
+    desired: &BTreeSet<Key>,
+    ground_truth: &[CreatedToken],
+    rec: &Recorded,
+    expect: Expect,
+) -> Vec<String> {
+    let mut problems = Vec::new();
+    let by_id: HashMap<i64, &CreatedToken> = ground_truth.iter().map(|t| (t.id, t)).collect();
+    let mut by_key: BTreeMap<Key, Vec<&CreatedToken>> = BTreeMap::new();
+    for t in ground_truth {
+        by_key.entry(key_of(t)).or_default().push(t);
+    }
+    // Nothing recorded is wrong.
+    for (key, id) in &rec.tokens {
+        match by_id.get(id) {
+            None => problems.push(format!(
+                "{key:?} is recorded with token id {id}, which the server never created"
+            )),
+            Some(t) if key_of(t) != *key => problems.push(format!(
+                "{key:?} is recorded with token id {id}, which the server created for {:?}",
+                key_of(t)
+            )),
+            Some(t) => match rec.secrets.get(key) {
+                None => problems.push(format!(
+                    "{key:?} is recorded (token {id}) but its secret is not in the secrets file"
+                )),
+                Some((sid, secret)) if *sid != *id || *secret != t.token => {
+                    problems.push(format!(
+                    "{key:?}: the secrets file holds token {sid} with a secret that is not the one the server gave for token {id}"
+                ));
+                }
+                Some(_) => {}
+            },
+        }
+    }
+    if expect.complete {
+        for key in desired {
+            if !rec.tokens.contains_key(key) {
+                problems.push(format!("desired token {key:?} is not recorded"));
+            }
+        }
+    }
+    // Nothing lost: each token the server created is recorded or reported.
+    for t in ground_truth {
+        let key = key_of(t);
+        if expect.lossless && rec.tokens.get(&key) != Some(&t.id) && !rec.orphans.contains(&key) {
+            problems.push(format!(
+                "the server created token {} for {key:?}, which is neither recorded nor a possible orphan",
+                t.id
+            ));
+        }
+        if !desired.contains(&key) {
+            problems.push(format!(
+                "the server created token {} for {key:?}, which the manifest does not ask for",
+                t.id
+            ));
+        }
+    }
+    for (key, tokens) in &by_key {
+        if expect.lossless && tokens.len() > 1 && !rec.orphans.contains(key) {
+            problems.push(format!(
+                "{} tokens were created for {key:?} (ids {:?}) but it is not a possible orphan",
+                tokens.len(),
+                tokens.iter().map(|t| t.id).collect::<Vec<_>>()
+            ));
+        }
+    }
+    problems
+}
+
+/// Checks a finished run's output for what must never appear.
+pub(crate) fn check_run_output(label: &str, run: &Run) -> Vec<String> {
+    let mut problems = Vec::new();
+    if run.stderr.contains("panicked") {
+        problems.push(format!("{label}: the binary panicked:\n{}", run.stderr));
+    }
+    problems
+}
+
+/// Runs apply until it exits 0 (at most `max_runs` times); every run before must exit 1 (some
+/// items failed, to be retried). Returns the runs; each problem goes into `problems`.
+pub(crate) fn converge(
+    env: &Env,
+    files: &Files,
+    extra: &[&str],
+    desired: &BTreeSet<Key>,
+    max_runs: usize,
+    label: &str,
+    problems: &mut Vec<String>,
+) -> Vec<Run> {
+    let mut runs = Vec::new();
+    for i in 1..=max_runs {
+        let run = env.run_cmd(&mut apply_cmd(env, files, extra), Duration::from_secs(300));
+        problems.extend(check_run_output(&format!("{label} run {i}"), &run));
+        let code = run.code;
+        let recorded = Recorded::read(files);
+        for p in check_records(desired, &env.sim().ground_truth(), &recorded, LOSSLESS) {
+            problems.push(format!("{label} after run {i}: {p}"));
+        }
+        runs.push(run);
+        match code {
+            Some(0) => return runs,
+            Some(1) => {}
+            other => {
+                problems.push(format!(
+                    "{label} run {i} exited {other:?} (expected 0, or 1 with items to retry)\n--- stderr\n{}",
+                    runs.last().unwrap().stderr
+                ));
+                return runs;
+            }
+        }
+    }
+    problems.push(format!(
+        "{label}: did not converge to exit 0 within {max_runs} runs\n--- last stderr\n{}",
+        runs.last().map_or("", |r| r.stderr.as_str())
+    ));
+    runs
+}
+
+/// After convergence: the records are complete and right, the secrets file is 0600, and one
+/// more run creates nothing.
+pub(crate) fn check_converged(
+    env: &Env,
+    files: &Files,
+    extra: &[&str],
+    desired: &BTreeSet<Key>,
+    label: &str,
+    problems: &mut Vec<String>,
+) {
+    let before = env.sim().ground_truth();
+    let recorded = Recorded::read(files);
+    for p in check_records(desired, &before, &recorded, CONVERGED) {
+        problems.push(format!("{label}: {p}"));
+    }
+    if files.secrets.exists() && crate::util::mode(&files.secrets) != 0o600 {
+        problems.push(format!(
+            "{label}: the secrets file is mode {:o}",
+            crate::util::mode(&files.secrets)
+        ));
+    }
+    let run = env.run_cmd(&mut apply_cmd(env, files, extra), Duration::from_secs(120));
+    problems.extend(check_run_output(&format!("{label} final re-run"), &run));
+    if run.code != Some(0) {
+        problems.push(format!(
+            "{label}: the final re-run exited {:?}\n{}",
+            run.code, run.stderr
+        ));
+    }
+    let after = env.sim().ground_truth();
+    if after.len() != before.len() {
+        problems.push(format!(
+            "{label}: the final re-run created {} tokens (it must create none)",
+            after.len() - before.len()
+        ));
+    }
+    if Recorded::read(files).tokens != recorded.tokens {
+        problems.push(format!(
+            "{label}: the final re-run changed the recorded tokens"
+        ));
+    }
+}
+
+/// Fault counters by kind.
+pub(crate) fn faults_of(c: &Counters) -> [(&'static str, u64); 8] {
+    [
+        ("429", c.fault_429),
+        ("503", c.fault_503),
+        ("500-after-create", c.error_500_after_create),
+        ("drop-before", c.dropped_before_create),
+        ("drop-after", c.dropped_after_create),
+        ("truncated", c.truncated_after_create),
+        ("slow", c.slow_after_create),
+        ("limit-429", c.limited_429),
+    ]
+}
+
+/// Figures for the one-line summary.
+#[derive(Debug, Default)]
+pub(crate) struct Tally {
+    pub scenarios: u64,
+    pub runs: u64,
+    pub tokens_desired: u64,
+    pub tokens_created: u64,
+    pub requests: u64,
+    pub faults: BTreeMap<&'static str, u64>,
+}
+
+impl Tally {
+    pub(crate) fn add_counters(&mut self, c: &Counters) {
+        self.requests += c.requests;
+        self.tokens_created += c.created;
+        for (k, v) in faults_of(c) {
+            *self.faults.entry(k).or_default() += v;
+        }
+    }
+
+    pub(crate) fn merge(&mut self, other: Tally) {
+        self.scenarios += other.scenarios;
+        self.runs += other.runs;
+        self.tokens_desired += other.tokens_desired;
+        self.tokens_created += other.tokens_created;
+        self.requests += other.requests;
+        for (k, v) in other.faults {
+            *self.faults.entry(k).or_default() += v;
+        }
+    }
+
+    pub(crate) fn line(&self, suite: &str, problems: usize) -> String {
+        let faults: Vec<String> = self
+            .faults
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
+        format!(
+            "{suite}: {} scenarios, {} runs of the binary, {} tokens desired, {} created by the server, {} API requests, faults injected [{}], {problems} problems found",
+            self.scenarios,
+            self.runs,
+            self.tokens_desired,
+            self.tokens_created,
+            self.requests,
+            faults.join(" ")
+        )
+    }
+}
+
+/// Runs `f` on every job, at most `width` at a time (each job is a process and a simulator,
+/// mostly waiting on the network), and returns the results in order.
+pub(crate) fn in_parallel<J: Sync, R: Send>(
+    jobs: &[J],
+    width: usize,
+    f: impl Fn(&J) -> R + Sync,
+) -> Vec<R> {
+    let mut out = Vec::with_capacity(jobs.len());
+    for chunk in jobs.chunks(width.max(1)) {
+        std::thread::scope(|s| {
+            let handles: Vec<_> = chunk.iter().map(|j| s.spawn(|| f(j))).collect();
+            for h in handles {
+                out.push(h.join().expect("a scenario thread panicked"));
+            }
+        });
+    }
+    out
+}
+
+/// One chaos scenario: a fresh simulator with the fault mix, a workload, converge, check.
+/// `variant` picks the concurrency and attempts, so some runs end with items failed for good
+/// (exit 1) and the re-runs must pick them up, and the simulator's own limits (answered with
+/// plain-text 429s, with or without `Retry-After`), which must not use up attempts.
+fn scenario(seed: u64, variant: usize, workload: &Workload) -> (Tally, Vec<String>) {
+    const VARIANTS: [[&str; 4]; 4] = [
+        ["--concurrency", "8", "--max-attempts", "6"],
+        ["--concurrency", "1", "--max-attempts", "2"],
+        ["--concurrency", "16", "--max-attempts", "3"],
+        ["--concurrency", "4", "--max-attempts", "2"],
+    ];
+    let extra = &VARIANTS[variant % VARIANTS.len()];
+    let (max_requests_per_second, max_in_flight, retry_after) = match variant % 4 {
+        0 => (None, None, RetryAfterMode::None),
+        1 => (Some(8.0), None, RetryAfterMode::Seconds),
+        2 => (None, Some(4), RetryAfterMode::HttpDate),
+        _ => (Some(15.0), Some(6), RetryAfterMode::None),
+    };
+    let config = SimConfig {
+        seed,
+        faults: chaos_faults(),
+        slow_delay: Duration::from_millis(2500),
+        sub_accounts: workload.sub_accounts.clone(),
+        max_requests_per_second,
+        max_in_flight,
+        retry_after,
+        ..SimConfig::default()
+    };
+    let env = Env::with_sim(config);
+    let files = Files::new(&env, &workload.manifest);
+    let label = format!("seed {seed} {} {}", workload.shape, extra.join(" "));
+    let mut problems = Vec::new();
+    let runs = converge(
+        &env,
+        &files,
+        extra,
+        &workload.desired,
+        5,
+        &label,
+        &mut problems,
+    );
+    if problems.is_empty() {
+        check_converged(
+            &env,
+            &files,
+            extra,
+            &workload.desired,
+            &label,
+            &mut problems,
+        );
+    }
+    let mut tally = Tally {
+        scenarios: 1,
+        runs: runs.len() as u64 + 1,
+        tokens_desired: workload.desired.len() as u64,
+        ..Tally::default()
+    };
+    tally.add_counters(&env.sim().counters());
+    (tally, problems)
+}
+
+#[test]
+fn seeded_fault_storms_converge_without_losing_or_duplicating_tokens() {
+    let (seeds, size): (u64, usize) = if soak() { (16, 150) } else { (4, 40) };
+    let workloads = [
+        one_account_many_tokens(size),
+        many_accounts_one_token(size),
+        // The six default accounts plus enough named ones for about `size` tokens, by name.
+        accounts_by_name(size / 4 - 6, 4),
+    ];
+    let mut tally = Tally::default();
+    let mut problems = Vec::new();
+    let jobs: Vec<(u64, &Workload)> = (0..seeds)
+        .flat_map(|i| workloads.iter().map(move |w| (i, w)))
+        .collect();
+    for (t, p) in in_parallel(&jobs, 12, |(i, w)| {
+        scenario(1000 + i * 7919, *i as usize, w)
+    }) {
+        tally.merge(t);
+        problems.extend(p);
+    }
+    eprintln!("{}", tally.line("chaos", problems.len()));
+    // Every fault kind was really played (else the test proves less than it claims).
+    for (kind, n) in &tally.faults {
+        if *kind != "limit-429" {
+            assert!(*n > 0, "no `{kind}` fault was injected in the whole suite");
+        }
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n\n"));
+}
+
+#[test]
+fn the_invariant_check_catches_what_it_must() {
+    // The checker itself: each kind of wrong record is reported.
+    let t = |id, acc: i64, name: &str, secret: &str| CreatedToken {
+        id,
+        account_id: acc,
+        name: name.into(),
+        token: secret.into(),
+        created_at: 0.0,
+    };
+    let desired: BTreeSet<Key> = [(1, "a".to_owned()), (1, "b".to_owned())].into();
+    let gt = vec![
+        t(10, 1, "a", "sa"),
+        t(11, 1, "a", "sa2"),
+        t(12, 1, "b", "sb"),
+    ];
+    let mut rec = Recorded::default();
+    rec.tokens.insert((1, "a".into()), 10);
+    rec.secrets.insert((1, "a".into()), (10, "sa".into()));
+    rec.tokens.insert((1, "b".into()), 12);
+    rec.secrets.insert((1, "b".into()), (12, "sb".into()));
+    // The duplicate for a, not listed.
+    let p = check_records(&desired, &gt, &rec, CONVERGED);
+    assert!(p.iter().any(|p| p.contains("neither recorded")), "{p:?}");
+    assert!(
+        p.iter().any(|p| p.contains("2 tokens were created")),
+        "{p:?}"
+    );
+    rec.orphans.insert((1, "a".into()));
+    assert!(check_records(&desired, &gt, &rec, CONVERGED).is_empty());
+    // A wrong secret, a wrong id, a missing desired token.
+    rec.secrets.insert((1, "b".into()), (12, "nope".into()));
+    assert_eq!(check_records(&desired, &gt, &rec, CONVERGED).len(), 1);
+    rec.secrets.insert((1, "b".into()), (12, "sb".into()));
+    rec.tokens.insert((1, "b".into()), 11);
+    assert!(!check_records(&desired, &gt, &rec, CONVERGED).is_empty());
+    rec.tokens.remove(&(1, "b".into()));
+    let p = check_records(&desired, &gt, &rec, CONVERGED);
+    assert!(p.iter().any(|p| p.contains("not recorded")), "{p:?}");
+    assert!(check_records(&desired, &gt, &rec, LOSSLESS).len() < p.len());
+}
+
+/// Regression: a 429 used to cost an attempt, and the first create followed the preflight
+/// reads unpaced, so against a server-side limit with `--max-attempts 1` nothing was created.
+#[test]
+fn a_rate_limited_server_never_makes_an_item_fail_for_good() {
+    // A server that allows 15 requests per second (a burst of 1.5): the preflight's two reads
+    // use the burst, so the first create is answered 429 — "not processed, try later", which
+    // must not use up the item's attempts.
+    let env = Env::with_sim(SimConfig {
+        max_requests_per_second: Some(15.0),
+        ..SimConfig::default()
+    });
+    let files = Files::new(&env, &crate::util::manifest_yaml(&[160_343], &["ci"]));
+    let out = env.run_cmd(
+        &mut apply_cmd(&env, &files, &["--max-attempts", "1"]),
+        Duration::from_secs(60),
+    );
+    assert_eq!(
+        out.code,
+        Some(0),
+        "a 429 made the item fail for good\n{}",
+        out.stderr
+    );
+    assert_eq!(env.sim().ground_truth().len(), 1);
+}
