@@ -28,7 +28,6 @@ mod state;
 
 use std::fmt;
 use std::io;
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 use tokio::net::TcpListener;
@@ -88,26 +87,6 @@ impl Simulator {
     /// (tests that drive the real binary). Returns once the port is bound.
     pub fn start_background(config: SimConfig) -> io::Result<BackgroundSimulator> {
         BackgroundSimulator::start(config)
-    }
-
-    /// The base URL to point a client at: `http://127.0.0.1:PORT`.
-    pub fn url(&self) -> String {
-        self.handle.url()
-    }
-
-    /// The address served on.
-    pub fn addr(&self) -> SocketAddr {
-        self.handle.addr()
-    }
-
-    /// Every token created so far, in creation order, secrets included.
-    pub fn ground_truth(&self) -> Vec<CreatedToken> {
-        self.handle.ground_truth()
-    }
-
-    /// A snapshot of the counters.
-    pub fn counters(&self) -> Counters {
-        self.handle.counters()
     }
 
     /// A cheap, cloneable handle to the state, usable from any thread (and after shutdown).
@@ -196,26 +175,6 @@ impl BackgroundSimulator {
         }
     }
 
-    /// The base URL to point a client at: `http://127.0.0.1:PORT`.
-    pub fn url(&self) -> String {
-        self.handle.url()
-    }
-
-    /// The address served on.
-    pub fn addr(&self) -> SocketAddr {
-        self.handle.addr()
-    }
-
-    /// Every token created so far, in creation order, secrets included.
-    pub fn ground_truth(&self) -> Vec<CreatedToken> {
-        self.handle.ground_truth()
-    }
-
-    /// A snapshot of the counters.
-    pub fn counters(&self) -> Counters {
-        self.handle.counters()
-    }
-
     /// A cheap, cloneable handle to the state, usable from any thread (and after shutdown).
     pub fn handle(&self) -> SimHandle {
         self.handle.clone()
@@ -235,6 +194,22 @@ impl BackgroundSimulator {
         {
             tracing::warn!("simulator: the background thread panicked");
         }
+    }
+}
+
+// Both kinds of simulator read their state (`url()`, `addr()`, `ground_truth()`, `counters()`)
+// through the shared handle.
+impl std::ops::Deref for Simulator {
+    type Target = SimHandle;
+    fn deref(&self) -> &SimHandle {
+        &self.handle
+    }
+}
+
+impl std::ops::Deref for BackgroundSimulator {
+    type Target = SimHandle;
+    fn deref(&self) -> &SimHandle {
+        &self.handle
     }
 }
 

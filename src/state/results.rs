@@ -107,23 +107,9 @@ impl ResultsFile {
     /// Reads the file; a missing file is a first run (an empty record). Anything unreadable or
     /// malformed is an error, never "nothing exists".
     pub fn load(path: &Path) -> Result<Option<ResultsFile>, StateError> {
-        let bytes = match std::fs::read(path) {
-            Ok(b) => b,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(source) => {
-                return Err(StateError::Read {
-                    kind: "results",
-                    path: path.to_path_buf(),
-                    source,
-                });
-            }
+        let Some(file) = load_json::<ResultsFile>(path, "results")? else {
+            return Ok(None);
         };
-        let file: ResultsFile =
-            serde_json::from_slice(&bytes).map_err(|e| StateError::Corrupt {
-                kind: "results",
-                path: path.to_path_buf(),
-                detail: json_error_detail(&e),
-            })?;
         if file.version != RESULTS_VERSION {
             return Err(StateError::Corrupt {
                 kind: "results",
@@ -201,6 +187,32 @@ impl ResultsFile {
         v.push(b'\n');
         v
     }
+}
+
+/// Reads a JSON state file: `None` when it does not exist (a first run); an error, never
+/// "nothing", when it cannot be read or parsed.
+pub(crate) fn load_json<T: serde::de::DeserializeOwned>(
+    path: &Path,
+    kind: &'static str,
+) -> Result<Option<T>, StateError> {
+    let bytes = match std::fs::read(path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(source) => {
+            return Err(StateError::Read {
+                kind,
+                path: path.to_path_buf(),
+                source,
+            });
+        }
+    };
+    serde_json::from_slice(&bytes)
+        .map(Some)
+        .map_err(|e| StateError::Corrupt {
+            kind,
+            path: path.to_path_buf(),
+            detail: json_error_detail(&e),
+        })
 }
 
 /// Where and what kind of problem a serde_json error is, without its message: serde_json's

@@ -79,24 +79,9 @@ impl Default for SecretsFile {
 impl SecretsFile {
     /// Reads the file; missing means none yet. Unreadable or malformed is an error.
     pub fn load(path: &Path) -> Result<Option<SecretsFile>, StateError> {
-        let bytes = match std::fs::read(path) {
-            Ok(b) => b,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(source) => {
-                return Err(StateError::Read {
-                    kind: "secrets",
-                    path: path.to_path_buf(),
-                    source,
-                });
-            }
+        let Some(file) = super::results::load_json::<SecretsFile>(path, "secrets")? else {
+            return Ok(None);
         };
-        let file: SecretsFile =
-            serde_json::from_slice(&bytes).map_err(|e| StateError::Corrupt {
-                kind: "secrets",
-                path: path.to_path_buf(),
-                // serde_json's messages never quote the input's string values, so no secret leaks here.
-                detail: super::results::json_error_detail(&e),
-            })?;
         if file.version != SECRETS_VERSION {
             return Err(StateError::Corrupt {
                 kind: "secrets",
