@@ -313,14 +313,21 @@ fn print_summary(
     secrets: &str,
 ) {
     let secs = report.elapsed.as_secs_f64();
-    printer.info(&format!(
-        "Created {} in {:.1}s ({:.1}/s; rate limit at the end {:.1}/s); {} already present.",
-        super::count(report.created as usize, "token"),
-        secs,
-        report.created as f64 / secs.max(0.001),
-        report.final_rate,
-        present
-    ));
+    if report.attempts == 0 && report.failures.is_empty() && pre_failures.is_empty() {
+        printer.info(&format!(
+            "Nothing to create: {} of the manifest already recorded.",
+            super::count(present, "token")
+        ));
+    } else {
+        printer.info(&format!(
+            "Created {} in {:.1}s ({:.1}/s; rate limit at the end {:.1}/s); {} already present.",
+            super::count(report.created as usize, "token"),
+            secs,
+            report.created as f64 / secs.max(0.001),
+            report.final_rate,
+            present
+        ));
+    }
     match &report.stop {
         StopReason::Fatal(m) => printer.error(&format!("stopped: {m}")),
         StopReason::State(m) => printer.error(&format!("stopped: cannot write the state: {m}")),
