@@ -197,7 +197,12 @@ pub fn plan(
 
     for entry in &manifest.accounts {
         let (id, name) = match &entry.selector {
-            AccountSelector::Id(id) => (Some(*id), None),
+            // An account given by id is known by its live name too (for --account NAME).
+            AccountSelector::Id(id) => (
+                Some(*id),
+                live.and_then(|l| l.sub_accounts.get(id))
+                    .map(String::as_str),
+            ),
             AccountSelector::Name(n) => {
                 let resolution = match live {
                     Some(l) => l.resolve(n),
@@ -246,8 +251,8 @@ pub fn plan(
         if !filter.admits(Some(id), name) {
             continue;
         }
-        if let Some(n) = name {
-            out.resolved_names.insert(n.to_owned(), id);
+        if let (AccountSelector::Name(n), Some(_)) = (&entry.selector, name) {
+            out.resolved_names.insert(n.clone(), id);
         }
         if let Some(l) = live
             && !l.sub_accounts.contains_key(&id)

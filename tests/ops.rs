@@ -262,3 +262,62 @@ fn deploy_examples_apply_non_interactively_with_the_token_from_a_secret() {
         );
     }
 }
+
+#[test]
+fn account_targeting_limits_plan_and_apply() {
+    let env = Env::with_sim(SimConfig::default());
+    env.write(
+        "m.yaml",
+        &manifest_yaml(&[160_343, 160_344, 160_345], &["ci"]),
+    );
+    let st = state_args(&env);
+    // plan --account: only that account's token is planned.
+    let plan = run(
+        &env,
+        &["plan", "m.yaml", "--json", "--account", "160344"],
+        &st,
+    );
+    plan.expect_code(0);
+    let v: serde_json::Value = serde_json::from_str(plan.stdout.trim()).unwrap();
+    let create = v["create"].as_array().unwrap();
+    assert_eq!(create.len(), 1, "{v}");
+    assert_eq!(create[0]["account_id"], 160_344);
+    // apply --exclude-account (by id).
+    run(
+        &env,
+        &["apply", "m.yaml", "--yes", "--exclude-account", "160343"],
+        &st,
+    )
+    .expect_code(0);
+    let mut created: Vec<i64> = env
+        .sim()
+        .ground_truth()
+        .iter()
+        .map(|t| t.account_id)
+        .collect();
+    created.sort_unstable();
+    assert_eq!(created, vec![160_344, 160_345]);
+    // A name selects an account given by id, through the live sub-account list.
+    run(
+        &env,
+        &["apply", "m.yaml", "--yes", "--account", "search-prod"],
+        &st,
+    )
+    .expect_code(0);
+    assert_eq!(
+        env.sim().ground_truth().len(),
+        2,
+        "160345 is already recorded"
+    );
+    run(
+        &env,
+        &["apply", "m.yaml", "--yes", "--account", "payments-prod"],
+        &st,
+    )
+    .expect_code(0);
+    let truth = env.sim().ground_truth();
+    assert_eq!(truth.len(), 3);
+    assert_eq!(truth[2].account_id, 160_343);
+    // Accounts given by id are not written to `resolved_names` (that is for names).
+    assert!(env.json("r.json").get("resolved_names").is_none());
+}
