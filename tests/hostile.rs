@@ -148,11 +148,11 @@ const STATE_CASES: &[(&str, Option<&str>)] = &[
     ("state_secrets_wrong_types.json", Some("line 1")),
     ("state_secrets_null.json", Some("line 1")),
     ("state_secrets_secret_in_token_id.json", Some("line 1")),
-    ("state_journal_bad_middle_line.journal", Some("line 3")),
-    ("state_journal_wrong_types.journal", Some("line 3")),
-    ("state_journal_binary_middle.journal", Some("line 2")),
-    ("state_journal_unknown_kind.journal", Some("line 2")),
-    ("state_journal_secret_in_token_id.journal", Some("line 2")),
+    ("state_journal_bad_middle_line.jsonl", Some("line 3")),
+    ("state_journal_wrong_types.jsonl", Some("line 3")),
+    ("state_journal_binary_middle.jsonl", Some("line 2")),
+    ("state_journal_unknown_kind.jsonl", Some("line 2")),
+    ("state_journal_secret_in_token_id.jsonl", Some("line 2")),
 ];
 
 fn corpus_dir() -> PathBuf {
@@ -575,7 +575,7 @@ fn a_corrupt_secrets_file_or_journal_never_shows_a_secret_in_the_message() {
             "5b0c2f3e-7d1a-4f7e-9a2b-leakcheck0001",
         ),
         (
-            "state_journal_secret_in_token_id.journal",
+            "state_journal_secret_in_token_id.jsonl",
             "6c1d3a4f-8e2b-4a8f-8b3c-leakcheck0002",
         ),
     ] {
