@@ -321,3 +321,29 @@ fn account_targeting_limits_plan_and_apply() {
     // Accounts given by id are not written to `resolved_names` (that is for names).
     assert!(env.json("r.json").get("resolved_names").is_none());
 }
+
+#[test]
+fn plan_takes_the_contracts_shared_options_and_checks_them_as_apply_does() {
+    let env = Env::new();
+    env.write("m.yaml", &manifest_yaml(&[160_343], &["ci"]));
+    let r = env.run(&[
+        "plan",
+        "m.yaml",
+        "--json",
+        "--concurrency",
+        "4",
+        "--rate",
+        "5",
+    ]);
+    r.expect_code(0);
+    let v: serde_json::Value = serde_json::from_str(r.stdout.trim()).unwrap();
+    assert_eq!(v["execution"]["concurrency"], 4);
+    assert_eq!(v["execution"]["rate_per_second"], 5.0);
+    let bad = env.run(&["plan", "m.yaml", "--concurrency", "0"]);
+    assert_eq!(bad.code, Some(2), "{}", bad.stderr);
+    assert!(
+        bad.stderr.contains("--concurrency 0 is out of range"),
+        "{}",
+        bad.stderr
+    );
+}

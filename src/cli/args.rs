@@ -133,6 +133,21 @@ pub struct StateArgs {
     pub exclude_accounts: Vec<String>,
 }
 
+/// How requests are sent (shared by plan, which checks and shows them, and apply).
+#[derive(Debug, Clone, Args)]
+pub struct ExecArgs {
+    /// Most requests in flight (overrides settings.concurrency).
+    #[arg(long, value_name = "N")]
+    pub concurrency: Option<u32>,
+    /// Most requests per second (overrides settings.rate_per_second). The tool starts lower and
+    /// adapts to the server's limit below this ceiling.
+    #[arg(long, value_name = "N")]
+    pub rate: Option<f64>,
+    /// Most attempts per token (overrides settings.max_attempts).
+    #[arg(long, value_name = "N")]
+    pub max_attempts: Option<u32>,
+}
+
 /// `plan`.
 #[derive(Debug, Args)]
 pub struct PlanArgs {
@@ -144,6 +159,9 @@ pub struct PlanArgs {
     #[command(flatten)]
     #[allow(missing_docs)]
     pub state: StateArgs,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub exec: ExecArgs,
     /// Show every token, per account, after the counts.
     #[arg(long)]
     pub detail: bool,
@@ -172,16 +190,9 @@ pub struct ApplyArgs {
     #[command(flatten)]
     #[allow(missing_docs)]
     pub state: StateArgs,
-    /// Most requests in flight (overrides settings.concurrency).
-    #[arg(long, value_name = "N")]
-    pub concurrency: Option<u32>,
-    /// Most requests per second (overrides settings.rate_per_second). The tool starts lower and
-    /// adapts to the server's limit below this ceiling.
-    #[arg(long, value_name = "N")]
-    pub rate: Option<f64>,
-    /// Most attempts per token (overrides settings.max_attempts).
-    #[arg(long, value_name = "N")]
-    pub max_attempts: Option<u32>,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub exec: ExecArgs,
     /// Apply without asking; required when stdin is not a terminal.
     #[arg(long, short = 'y')]
     pub yes: bool,

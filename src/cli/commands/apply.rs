@@ -34,9 +34,9 @@ pub async fn run(args: &ApplyArgs, printer: &Printer) -> Result<Exit, CliError> 
     let manifest_probe = super::load_manifest(&manifest_path, &manifest_bytes)?;
     let exec = crate::cli::config::resolve_exec(
         &manifest_probe,
-        args.concurrency,
-        args.rate,
-        args.max_attempts,
+        args.exec.concurrency,
+        args.exec.rate,
+        args.exec.max_attempts,
     )?;
     let api_probe = crate::cli::config::resolve_api(&args.api, &manifest_probe)?;
     if api_probe.token.is_none() && !api_probe.simulate {

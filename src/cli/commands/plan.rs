@@ -10,6 +10,13 @@ use crate::state::{FileKind, Store, write_atomic};
 pub async fn run(args: &PlanArgs, printer: &Printer) -> Result<Exit, CliError> {
     let bytes = crate::manifest::read(&args.manifest)?;
     let manifest = super::load_manifest(&args.manifest, &bytes)?;
+    // Checked here as apply would, so a plan never passes options that apply then refuses.
+    let exec = crate::cli::config::resolve_exec(
+        &manifest,
+        args.exec.concurrency,
+        args.exec.rate,
+        args.exec.max_attempts,
+    )?;
     let prepared = super::prepare(&args.manifest, manifest, &args.api, &args.state, 4).await?;
     let store = Store::read(prepared.paths.clone(), Some(&prepared.api.identity()))?;
     if store.recovery.recovered_tokens > 0 || store.recovery.interrupted > 0 {
@@ -32,6 +39,14 @@ pub async fn run(args: &PlanArgs, printer: &Printer) -> Result<Exit, CliError> {
             );
             o.insert("endpoint".into(), prepared.api.identity().into());
             o.insert(
+                "execution".into(),
+                serde_json::json!({
+                    "concurrency": exec.concurrency,
+                    "rate_per_second": exec.rate,
+                    "max_attempts": exec.max_attempts,
+                }),
+            );
+            o.insert(
                 "summary".into(),
                 serde_json::json!({
                     "create": plan.create.len(),
@@ -46,6 +61,10 @@ pub async fn run(args: &PlanArgs, printer: &Printer) -> Result<Exit, CliError> {
         json_line(printer, v);
     } else {
         let mut lines = super::summary_lines(&plan, &prepared.manifest, &prepared.api);
+        lines.push(format!(
+            "  apply would send at most {} requests at once, at most {}/s (adapting below that), {} attempts per token",
+            exec.concurrency, exec.rate, exec.max_attempts
+        ));
         if args.detail {
             lines.extend(super::detail_lines(&plan));
         }
