@@ -76,7 +76,8 @@ pub struct AccountFilter {
 }
 
 impl AccountFilter {
-    fn admits(&self, id: Option<u32>, name: Option<&str>) -> bool {
+    /// Whether an account (by id and/or name) is covered.
+    pub fn admits(&self, id: Option<u32>, name: Option<&str>) -> bool {
         let hit = |list: &[String]| {
             list.iter().any(|s| {
                 id.is_some_and(|i| s.trim() == i.to_string()) || name.is_some_and(|n| s == n)
@@ -177,6 +178,27 @@ impl Plan {
     }
 }
 
+/// An account name's id: from the live list when there is one, else from an earlier run's
+/// resolution recorded in the results file.
+fn resolve_name(
+    name: &str,
+    live: Option<&LiveAccounts>,
+    recorded: &ResultsFile,
+) -> Result<u32, Unresolved> {
+    match live {
+        Some(l) => match l.resolve(name) {
+            NameResolution::Resolved(id) => Ok(id),
+            NameResolution::NotFound { similar } => Err(Unresolved::NotFound { similar }),
+            NameResolution::Ambiguous(candidates) => Err(Unresolved::Ambiguous { candidates }),
+        },
+        None => recorded
+            .resolved_names
+            .get(name)
+            .copied()
+            .ok_or(Unresolved::NeedsLookup),
+    }
+}
+
 /// Computes the plan. `live` is the preflight's account list when an API was reachable.
 pub fn plan(
     manifest: &Manifest,
@@ -199,59 +221,29 @@ pub fn plan(
         let (id, name) = match &entry.selector {
             // An account given by id is known by its live name too (for --account NAME).
             AccountSelector::Id(id) => (
-                Some(*id),
+                *id,
                 live.and_then(|l| l.sub_accounts.get(id))
                     .map(String::as_str),
             ),
-            AccountSelector::Name(n) => {
-                let resolution = match live {
-                    Some(l) => l.resolve(n),
-                    None => match recorded.resolved_names.get(n) {
-                        Some(id) => NameResolution::Resolved(*id),
-                        None => {
-                            if !filter.admits(None, Some(n)) {
-                                continue;
-                            }
-                            any_needs_lookup = true;
-                            out.unresolved.push(UnresolvedAccount {
-                                name: n.clone(),
-                                tokens: entry.tokens.clone(),
-                                why: Unresolved::NeedsLookup,
-                            });
-                            continue;
-                        }
-                    },
-                };
-                match resolution {
-                    NameResolution::Resolved(id) => (Some(id), Some(n.as_str())),
-                    NameResolution::NotFound { similar } => {
-                        if filter.admits(None, Some(n)) {
-                            out.unresolved.push(UnresolvedAccount {
-                                name: n.clone(),
-                                tokens: entry.tokens.clone(),
-                                why: Unresolved::NotFound { similar },
-                            });
-                        }
-                        continue;
+            AccountSelector::Name(n) => match resolve_name(n, live, recorded) {
+                Ok(id) => (id, Some(n.as_str())),
+                Err(why) => {
+                    if filter.admits(None, Some(n)) {
+                        any_needs_lookup |= why == Unresolved::NeedsLookup;
+                        out.unresolved.push(UnresolvedAccount {
+                            name: n.clone(),
+                            tokens: entry.tokens.clone(),
+                            why,
+                        });
                     }
-                    NameResolution::Ambiguous(candidates) => {
-                        if filter.admits(None, Some(n)) {
-                            out.unresolved.push(UnresolvedAccount {
-                                name: n.clone(),
-                                tokens: entry.tokens.clone(),
-                                why: Unresolved::Ambiguous { candidates },
-                            });
-                        }
-                        continue;
-                    }
+                    continue;
                 }
-            }
+            },
         };
-        let Some(id) = id else { continue };
         if !filter.admits(Some(id), name) {
             continue;
         }
-        if let (AccountSelector::Name(n), Some(_)) = (&entry.selector, name) {
+        if let AccountSelector::Name(n) = &entry.selector {
             out.resolved_names.insert(n.clone(), id);
         }
         if let Some(l) = live

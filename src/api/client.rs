@@ -68,7 +68,9 @@ pub struct ApiClient {
     base: Url,
     base_text: String,
     create_url: Url,
-    token: Secret,
+    /// The `X-API-TOKEN` value, built once from the owner token and marked sensitive, so the
+    /// HTTP stack's debug output (and this type's `Debug`) never show it.
+    token: HeaderValue,
     timeout: Duration,
 }
 
@@ -104,12 +106,16 @@ impl ApiClient {
             url: base_text.clone(),
             detail: e.to_string(),
         })?;
+        // The one place the owner token leaves its secret type: into the header it is sent in.
+        let mut token =
+            HeaderValue::from_str(config.token.expose()).map_err(|_| ApiError::InvalidToken)?;
+        token.set_sensitive(true);
         Ok(ApiClient {
             http,
             create_url,
             base,
             base_text,
-            token: config.token,
+            token,
             timeout: config.request_timeout,
         })
     }
@@ -189,14 +195,10 @@ impl ApiClient {
             })?,
         };
         let url_text = url.to_string();
-        let mut token =
-            HeaderValue::from_str(self.token.expose()).map_err(|_| ApiError::InvalidUrl {
-                url: url_text.clone(),
-                detail: "the API token contains characters that cannot be sent in a header".into(),
-            })?;
-        // Marked sensitive: never printed by the HTTP stack's own debug output.
-        token.set_sensitive(true);
-        let mut req = self.http.request(method, url).header("X-API-TOKEN", token);
+        let mut req = self
+            .http
+            .request(method, url)
+            .header("X-API-TOKEN", self.token.clone());
         if let Some(b) = body {
             req = req
                 .header(reqwest::header::CONTENT_TYPE, "application/json")
@@ -353,6 +355,22 @@ pub(crate) fn check_base_url(text: &str) -> Result<Url, ApiError> {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+
+    #[test]
+    fn the_client_never_shows_the_token_and_refuses_one_that_cannot_be_sent() {
+        let config = |token: &str| ClientConfig {
+            endpoint: Endpoint::Url("http://127.0.0.1:1".into()),
+            token: Secret::new(token),
+            request_timeout: Duration::from_secs(1),
+            connect_timeout: Duration::from_secs(1),
+            pool_size: 1,
+        };
+        let client = ApiClient::new(config("owner-tok-9f8e7d")).unwrap();
+        assert!(!format!("{client:?}").contains("owner-tok-9f8e7d"));
+        let err = ApiClient::new(config("bad\ntoken")).unwrap_err();
+        assert!(matches!(err, ApiError::InvalidToken));
+        assert!(!err.to_string().contains("bad"));
+    }
 
     #[test]
     fn http_only_for_loopback() {

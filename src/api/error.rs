@@ -120,6 +120,11 @@ pub enum ApiError {
         /// Why.
         detail: String,
     },
+    /// The owner token holds characters that cannot go in an HTTP header.
+    #[error(
+        "the API token contains characters that cannot be sent in an HTTP header (a line break or a control character?); check LOGZIO_API_TOKEN or the token file"
+    )]
+    InvalidToken,
     /// The HTTP client could not be built.
     #[error("could not set up the HTTP client: {source}")]
     Client {
@@ -161,6 +166,7 @@ impl ApiError {
             ApiError::RegionMismatch { .. }
             | ApiError::InsecureUrl { .. }
             | ApiError::InvalidUrl { .. }
+            | ApiError::InvalidToken
             | ApiError::Client { .. } => ErrorClass::FatalRun,
         }
     }

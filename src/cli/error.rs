@@ -68,7 +68,9 @@ impl CliError {
             CliError::State(StateError::OtherEndpoint { .. }) => Exit::Usage,
             CliError::State(_) | CliError::Fatal { .. } => Exit::Fatal,
             CliError::Api(e) => match e {
-                ApiError::InsecureUrl { .. } | ApiError::InvalidUrl { .. } => Exit::Usage,
+                ApiError::InsecureUrl { .. }
+                | ApiError::InvalidUrl { .. }
+                | ApiError::InvalidToken => Exit::Usage,
                 _ => Exit::Fatal,
             },
         }

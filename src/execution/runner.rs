@@ -23,10 +23,6 @@ use crate::state::{Failure, RecorderHandle, StateError, TokenKey, epoch_to_rfc33
 pub struct ExecConfig {
     /// Most requests in flight.
     pub concurrency: usize,
-    /// Rate ceiling, requests per second.
-    pub rate_per_second: f64,
-    /// Start low and adapt (on by default); off sends at the ceiling from the start.
-    pub adaptive: bool,
     /// Most attempts per token.
     pub max_attempts: u32,
     /// Stop at the first item that fails for good.

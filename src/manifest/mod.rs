@@ -14,7 +14,7 @@ mod node;
 pub mod schema;
 mod validate;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use crate::region::Region;
 
@@ -51,14 +51,6 @@ impl Manifest {
     /// The number of (account, token name) pairs the manifest asks for.
     pub fn token_count(&self) -> usize {
         self.accounts.iter().map(|a| a.tokens.len()).sum()
-    }
-
-    /// The directory holding the manifest, used for default state file paths.
-    pub fn dir(&self) -> &Path {
-        match self.path.parent() {
-            Some(p) if !p.as_os_str().is_empty() => p,
-            _ => Path::new("."),
-        }
     }
 }
 

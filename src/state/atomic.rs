@@ -37,10 +37,7 @@ pub fn write_atomic(
     if kind == FileKind::Secret {
         check_secret_target(path)?;
     }
-    let dir = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
-    };
+    let dir = parent_dir(path);
     let werr = |source| StateError::Write {
         kind: label,
         path: path.to_path_buf(),
@@ -77,10 +74,7 @@ fn temp_prefix(path: &Path) -> String {
 /// Removes temp files a killed write of `path` left behind (a secrets temp file is a full copy
 /// of the secrets). Call it while holding the state lock.
 pub(crate) fn remove_stale_temps(path: &Path) -> std::io::Result<usize> {
-    let dir = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
-    };
+    let dir = parent_dir(path);
     let prefix = temp_prefix(path);
     let mut removed = 0;
     let entries = match fs::read_dir(dir) {
@@ -102,6 +96,14 @@ pub(crate) fn remove_stale_temps(path: &Path) -> std::io::Result<usize> {
         }
     }
     Ok(removed)
+}
+
+/// The directory a file is in (`.` for a bare file name).
+pub(crate) fn parent_dir(path: &Path) -> &Path {
+    match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    }
 }
 
 /// Refuses to write secrets through a symlink or over a file others can read or write.

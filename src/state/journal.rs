@@ -141,13 +141,7 @@ pub fn replay(path: &Path) -> Result<Replayed, StateError> {
                 return Err(StateError::Corrupt {
                     kind: "journal",
                     path: path.to_path_buf(),
-                    detail: format!(
-                        "line {}: {}",
-                        idx + 1,
-                        super::results::json_error_detail(&e)
-                            .split_once(": ")
-                            .map_or(String::new(), |(_, what)| what.to_owned())
-                    ),
+                    detail: format!("line {}: {}", idx + 1, super::results::json_error_kind(&e)),
                 });
             }
         };

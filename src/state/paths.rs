@@ -19,10 +19,7 @@ impl StatePaths {
     /// The contract's defaults: `<manifest dir>/<stem>.results.json` and `.secrets.json`,
     /// overridden by `--results` / `--secrets`.
     pub fn for_manifest(manifest: &Path, results: Option<&Path>, secrets: Option<&Path>) -> Self {
-        let dir = match manifest.parent() {
-            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-            _ => PathBuf::from("."),
-        };
+        let dir = super::atomic::parent_dir(manifest);
         let stem = manifest
             .file_stem()
             .map(|s| s.to_string_lossy().into_owned())

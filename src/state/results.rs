@@ -215,19 +215,28 @@ pub(crate) fn load_json<T: serde::de::DeserializeOwned>(
         })
 }
 
-/// Where and what kind of problem a serde_json error is, without its message: serde_json's
-/// messages quote the offending value (`invalid type: string "..."`), which in the secrets file
-/// or the journal may be a secret.
-pub(crate) fn json_error_detail(e: &serde_json::Error) -> String {
-    let what = match e.classify() {
+/// What kind of problem a serde_json error is, without its message: serde_json's messages
+/// quote the offending value (`invalid type: string "..."`), which in the secrets file or the
+/// journal may be a secret.
+pub(crate) fn json_error_kind(e: &serde_json::Error) -> &'static str {
+    match e.classify() {
         serde_json::error::Category::Io => "it could not be read",
         serde_json::error::Category::Syntax => "it is not valid JSON",
         serde_json::error::Category::Eof => "it ends too early (cut short?)",
         serde_json::error::Category::Data => {
             "a value has the wrong type or a field is missing or unknown"
         }
-    };
-    format!("line {} column {}: {what}", e.line(), e.column())
+    }
+}
+
+/// `line L column C: <kind>` for a serde_json error (never its message; see [`json_error_kind`]).
+pub(crate) fn json_error_detail(e: &serde_json::Error) -> String {
+    format!(
+        "line {} column {}: {}",
+        e.line(),
+        e.column(),
+        json_error_kind(e)
+    )
 }
 
 /// The JSON Schema of the results file.

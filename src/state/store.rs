@@ -14,7 +14,8 @@ use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
 
 use super::atomic::{
-    FileKind, check_secret_target, open_secret_append, remove_stale_temps, sync_dir, write_atomic,
+    FileKind, check_secret_target, open_secret_append, parent_dir, remove_stale_temps, sync_dir,
+    write_atomic,
 };
 use super::journal::{self, JournalRecord, Outcome};
 use super::results::TokenRecord;
@@ -78,7 +79,7 @@ impl Store {
                 path: store.paths.journal.clone(),
                 source,
             })?;
-            let _ = sync_dir(parent(&store.paths.journal));
+            let _ = sync_dir(parent_dir(&store.paths.journal));
         }
         Ok(store)
     }
@@ -216,13 +217,6 @@ impl Store {
     }
 }
 
-fn parent(p: &std::path::Path) -> &std::path::Path {
-    match p.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d,
-        _ => std::path::Path::new("."),
-    }
-}
-
 /// What recording an outcome did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Applied {
@@ -333,7 +327,7 @@ impl Recorder {
                 path: store.paths.journal.clone(),
                 source,
             })?;
-        let _ = sync_dir(parent(&store.paths.journal));
+        let _ = sync_dir(parent_dir(&store.paths.journal));
         store.results.failures.clear();
         let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
         let task = tokio::spawn(run(store, journal, rx));
@@ -480,11 +474,7 @@ async fn run(
                 Msg::Intent { ack, .. } => {
                     let res = match &broken {
                         None => Ok(s),
-                        Some(why) => Err(StateError::Write {
-                            kind: "state",
-                            path: store.paths.journal.clone(),
-                            source: std::io::Error::other(why.clone()),
-                        }),
+                        Some(why) => Err(broken_state(&store.paths.journal, why)),
                     };
                     let _ = ack.send(res);
                 }
@@ -498,11 +488,10 @@ async fn run(
                     let res = if journal_ok {
                         Ok(applied)
                     } else {
-                        Err(StateError::Write {
-                            kind: "journal",
-                            path: store.paths.journal.clone(),
-                            source: std::io::Error::other(broken.clone().unwrap_or_default()),
-                        })
+                        Err(broken_state(
+                            &store.paths.journal,
+                            broken.as_deref().unwrap_or_default(),
+                        ))
                     };
                     let _ = ack.send(res);
                 }
@@ -567,22 +556,27 @@ async fn run(
             drop(journal);
             std::fs::remove_file(&store.paths.journal)
                 .map_err(|e| jerr(&store.paths.journal, e))?;
-            let _ = sync_dir(parent(&store.paths.journal));
+            let _ = sync_dir(parent_dir(&store.paths.journal));
         }
         Ok(())
     });
     let res = match (&broken, res) {
-        (Some(why), Ok(())) => Err(StateError::Write {
-            kind: "state",
-            path: store.paths.results.clone(),
-            source: std::io::Error::other(why.clone()),
-        }),
+        (Some(why), Ok(())) => Err(broken_state(&store.paths.results, why)),
         (_, r) => r,
     };
     if let Some(ack) = finish {
         let _ = ack.send(Ok(()));
     }
     (store, res)
+}
+
+/// The error every later record gets once a write of the state failed (`why` says which).
+fn broken_state(path: &std::path::Path, why: &str) -> StateError {
+    StateError::Write {
+        kind: "state",
+        path: path.to_path_buf(),
+        source: std::io::Error::other(why.to_owned()),
+    }
 }
 
 /// Saves the files, then replaces the journal with one holding only the intents still in
@@ -614,7 +608,7 @@ fn checkpoint(
     next.write_all(&buf).map_err(jerr)?;
     next.sync_data().map_err(jerr)?;
     std::fs::rename(&tmp, &path).map_err(jerr)?;
-    sync_dir(parent(&path)).map_err(jerr)?;
+    sync_dir(parent_dir(&path)).map_err(jerr)?;
     *journal = next;
     Ok(())
 }

@@ -59,7 +59,7 @@ pub async fn run(args: &ApplyArgs, printer: &Printer) -> Result<Exit, CliError> 
     let prepared = super::prepare(
         &manifest_path,
         manifest_probe,
-        &args.api,
+        api_probe,
         &args.state,
         exec.concurrency as usize,
     )
@@ -191,8 +191,6 @@ pub async fn run(args: &ApplyArgs, printer: &Printer) -> Result<Exit, CliError> 
     };
     let config = ExecConfig {
         concurrency: exec.concurrency as usize,
-        rate_per_second: exec.rate,
-        adaptive: true,
         max_attempts: exec.max_attempts,
         fail_fast: args.fail_fast,
         backoff: Backoff::default(),

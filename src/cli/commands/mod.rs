@@ -9,7 +9,7 @@ pub mod validate;
 
 use std::path::Path;
 
-use super::args::{ApiArgs, StateArgs};
+use super::args::StateArgs;
 use super::config::{self, ApiSetup};
 use super::error::CliError;
 use super::output::Printer;
@@ -43,16 +43,16 @@ pub fn load_manifest(path: &Path, bytes: &[u8]) -> Result<Manifest, CliError> {
     })?)
 }
 
-/// Resolves the endpoint, starts the simulator if asked, and runs the
-/// preflight when a token is available.
+/// Starts the simulator if asked, builds the client, and runs the preflight when a token is
+/// available. `api` comes from [`config::resolve_api`], called once per command (it may read
+/// the token file).
 pub async fn prepare(
     manifest_path: &Path,
     manifest: Manifest,
-    api_args: &ApiArgs,
+    mut api: ApiSetup,
     state_args: &StateArgs,
     pool_size: usize,
 ) -> Result<Prepared, CliError> {
-    let mut api = config::resolve_api(api_args, &manifest)?;
     let paths = config::state_paths(manifest_path, state_args, api.simulate);
     let mut simulator = None;
     if api.simulate {

@@ -17,7 +17,8 @@ pub async fn run(args: &PlanArgs, printer: &Printer) -> Result<Exit, CliError> {
         args.exec.rate,
         args.exec.max_attempts,
     )?;
-    let prepared = super::prepare(&args.manifest, manifest, &args.api, &args.state, 4).await?;
+    let api = crate::cli::config::resolve_api(&args.api, &manifest)?;
+    let prepared = super::prepare(&args.manifest, manifest, api, &args.state, 4).await?;
     let store = Store::read(prepared.paths.clone(), Some(&prepared.api.identity()))?;
     if store.recovery.recovered_tokens > 0 || store.recovery.interrupted > 0 {
         printer.warn(&format!(

@@ -34,10 +34,14 @@ pub fn orphans(args: &OrphansArgs, printer: &Printer) -> Result<Exit, CliError> 
     let paths = crate::cli::config::state_paths(&target.manifest, &target.state, false);
     let filter = crate::cli::config::filter(&target.state);
     let mut store = Store::open(paths, None)?;
-    let admits = |id: u32| {
-        (filter.include.is_empty() || filter.include.iter().any(|s| s.trim() == id.to_string()))
-            && !filter.exclude.iter().any(|s| s.trim() == id.to_string())
-    };
+    // Accounts are known by id, and by name where a run resolved one.
+    let names: std::collections::HashMap<u32, &str> = store
+        .results
+        .resolved_names
+        .iter()
+        .map(|(n, id)| (*id, n.as_str()))
+        .collect();
+    let admits = |id: u32| filter.admits(Some(id), names.get(&id).copied());
     let (chosen, kept): (Vec<_>, Vec<_>) = store
         .results
         .possible_orphans
