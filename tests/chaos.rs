@@ -431,6 +431,24 @@ pub(crate) fn check_converged(
     }
 }
 
+/// [`converge`], then, when it converged without a problem, [`check_converged`]. Returns the
+/// runs `converge` made.
+pub(crate) fn converge_and_check(
+    env: &Env,
+    files: &Files,
+    extra: &[&str],
+    desired: &BTreeSet<Key>,
+    max_runs: usize,
+    label: &str,
+    problems: &mut Vec<String>,
+) -> Vec<Run> {
+    let runs = converge(env, files, extra, desired, max_runs, label, problems);
+    if problems.is_empty() {
+        check_converged(env, files, extra, desired, label, problems);
+    }
+    runs
+}
+
 /// Fault counters by kind.
 pub(crate) fn faults_of(c: &Counters) -> [(&'static str, u64); 8] {
     [
@@ -545,7 +563,7 @@ fn scenario(seed: u64, variant: usize, workload: &Workload) -> (Tally, Vec<Strin
     let files = Files::new(&env, &workload.manifest);
     let label = format!("seed {seed} {} {}", workload.shape, extra.join(" "));
     let mut problems = Vec::new();
-    let runs = converge(
+    let runs = converge_and_check(
         &env,
         &files,
         extra,
@@ -554,16 +572,6 @@ fn scenario(seed: u64, variant: usize, workload: &Workload) -> (Tally, Vec<Strin
         &label,
         &mut problems,
     );
-    if problems.is_empty() {
-        check_converged(
-            &env,
-            &files,
-            extra,
-            &workload.desired,
-            &label,
-            &mut problems,
-        );
-    }
     let mut tally = Tally {
         scenarios: 1,
         runs: runs.len() as u64 + 1,

@@ -28,8 +28,8 @@ use rand::{Rng, SeedableRng};
 use serde_json::Value;
 
 use crate::chaos::{
-    Expect, Files, Key, Recorded, Tally, Workload, apply_cmd, check_converged, check_records,
-    converge, in_parallel, many_accounts_one_token, one_account_many_tokens, soak,
+    Expect, Files, Key, Recorded, Tally, Workload, apply_cmd, check_records, converge,
+    converge_and_check, in_parallel, many_accounts_one_token, one_account_many_tokens, soak,
 };
 use crate::util::{Env, mode, wait_until};
 
@@ -190,7 +190,7 @@ fn kill_then_resume(
             &format!("{label} kill {} ({at:?})", i + 1),
         ));
     }
-    let runs = converge(
+    let runs = converge_and_check(
         &env,
         &files,
         extra,
@@ -199,16 +199,6 @@ fn kill_then_resume(
         &format!("{label} resume"),
         &mut problems,
     );
-    if problems.is_empty() {
-        check_converged(
-            &env,
-            &files,
-            extra,
-            &workload.desired,
-            &label,
-            &mut problems,
-        );
-    }
     stats.leftovers = leftover_temp_files(files.results.parent().unwrap(), &mut problems) as u64;
     let mut tally = Tally {
         scenarios: 1,
@@ -516,20 +506,12 @@ fn a_state_directory_that_stops_being_writable_stops_the_run_and_keeps_every_sec
     // exactly the missing tokens (no faults: no duplicate).
     let mut problems = Vec::new();
     let label = "after the directory was fixed";
-    converge(
+    converge_and_check(
         &env,
         &files,
         &UNWRITABLE_EXTRA,
         &workload.desired,
         3,
-        label,
-        &mut problems,
-    );
-    check_converged(
-        &env,
-        &files,
-        &UNWRITABLE_EXTRA,
-        &workload.desired,
         label,
         &mut problems,
     );
@@ -672,20 +654,12 @@ fn sigint_stops_sending_drains_and_saves_everything_received() {
     );
     assert!(problems.is_empty(), "{}", problems.join("\n"));
     let mut problems = Vec::new();
-    converge(
+    converge_and_check(
         &env,
         &files,
         &extra,
         &workload.desired,
         5,
-        "after SIGINT",
-        &mut problems,
-    );
-    check_converged(
-        &env,
-        &files,
-        &extra,
-        &workload.desired,
         "after SIGINT",
         &mut problems,
     );
@@ -761,7 +735,7 @@ fn a_second_sigint_exits_at_once_and_the_next_run_loses_nothing() {
     assert!(problems.is_empty(), "{}", problems.join("\n"));
     let mut problems = Vec::new();
     let label = "after two SIGINTs";
-    converge(
+    converge_and_check(
         &env,
         &files,
         &extra,
@@ -770,16 +744,6 @@ fn a_second_sigint_exits_at_once_and_the_next_run_loses_nothing() {
         label,
         &mut problems,
     );
-    if problems.is_empty() {
-        check_converged(
-            &env,
-            &files,
-            &extra,
-            &workload.desired,
-            label,
-            &mut problems,
-        );
-    }
     assert!(problems.is_empty(), "{}", problems.join("\n\n"));
 }
 
