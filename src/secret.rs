@@ -23,9 +23,22 @@ impl Secret {
         self.0.expose_secret()
     }
 
+    /// Writes the value, for `#[serde(serialize_with = "Secret::serialize_exposed")]` on the
+    /// fields of the secrets file and the journal: the one place a secret is written out.
+    /// `Secret` itself does not implement `Serialize`, so no other type can write one by accident.
+    pub fn serialize_exposed<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.expose())
+    }
+
     /// Whether two secrets hold the same value (without exposing either to the caller).
     pub fn same_as(&self, other: &Secret) -> bool {
         self.expose() == other.expose()
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Secret {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        String::deserialize(d).map(Secret::new)
     }
 }
 

@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 
-use serde::{Deserialize, Serialize, Serializer};
+use serde::{Deserialize, Serialize};
 
 use super::{StateError, TokenKey};
 use crate::secret::Secret;
@@ -57,7 +57,7 @@ pub enum Outcome {
         /// The token's id.
         token_id: i64,
         /// The secret.
-        #[serde(serialize_with = "expose_secret")]
+        #[serde(serialize_with = "Secret::serialize_exposed")]
         token: Secret,
         /// When Logz.io created it (RFC 3339).
         created_at: String,
@@ -75,10 +75,6 @@ pub enum Outcome {
         /// What happened.
         detail: String,
     },
-}
-
-fn expose_secret<S: Serializer>(secret: &Secret, s: S) -> Result<S::Ok, S::Error> {
-    s.serialize_str(secret.expose())
 }
 
 impl JournalRecord {

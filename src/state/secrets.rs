@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use serde::{Deserialize, Serialize, Serializer};
+use serde::{Deserialize, Serialize};
 
 use super::{StateError, TokenKey};
 use crate::secret::Secret;
@@ -34,7 +34,7 @@ pub struct SecretRecord {
     /// The token's id.
     pub token_id: i64,
     /// The secret value.
-    #[serde(serialize_with = "expose_secret")]
+    #[serde(serialize_with = "Secret::serialize_exposed")]
     pub token: Secret,
 }
 
@@ -49,21 +49,10 @@ pub struct SupersededSecret {
     /// The token's id.
     pub token_id: i64,
     /// The secret value.
-    #[serde(serialize_with = "expose_secret")]
+    #[serde(serialize_with = "Secret::serialize_exposed")]
     pub token: Secret,
     /// Why it was moved here.
     pub note: String,
-}
-
-/// The one place a created token's secret is written out.
-fn expose_secret<S: Serializer>(secret: &Secret, s: S) -> Result<S::Ok, S::Error> {
-    s.serialize_str(secret.expose())
-}
-
-impl<'de> Deserialize<'de> for Secret {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        String::deserialize(d).map(Secret::new)
-    }
 }
 
 impl Default for SecretsFile {
