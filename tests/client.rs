@@ -152,6 +152,70 @@ async fn connect_failure_is_retryable() {
     assert_eq!(e.class(), ErrorClass::Retryable);
 }
 
+/// Answers every request on `listener` with `answer`, after reading the whole request.
+async fn serve_raw(listener: tokio::net::TcpListener, answer: String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    while let Ok((mut socket, _)) = listener.accept().await {
+        let answer = answer.clone();
+        tokio::spawn(async move {
+            let mut got = Vec::new();
+            let mut buf = [0u8; 4096];
+            loop {
+                let Ok(n) = socket.read(&mut buf).await else {
+                    return;
+                };
+                if n == 0 {
+                    return;
+                }
+                got.extend_from_slice(&buf[..n]);
+                let text = String::from_utf8_lossy(&got).to_ascii_lowercase();
+                if let Some(end) = text.find("\r\n\r\n") {
+                    let length = text
+                        .lines()
+                        .find_map(|l| l.strip_prefix("content-length:"))
+                        .and_then(|v| v.trim().parse::<usize>().ok())
+                        .unwrap_or(0);
+                    if got.len() >= end + 4 + length {
+                        let _ = socket.write_all(answer.as_bytes()).await;
+                        got.clear();
+                    }
+                }
+            }
+        });
+    }
+}
+
+#[tokio::test]
+async fn a_redirect_is_not_followed_and_the_token_goes_nowhere_else() {
+    // Where the redirect points: nothing may ever connect here.
+    let elsewhere = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    elsewhere.set_nonblocking(true).unwrap();
+    let target = format!(
+        "http://127.0.0.1:{}/v1/api-tokens/sub-account",
+        elsewhere.local_addr().unwrap().port()
+    );
+    let api = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", api.local_addr().unwrap());
+    tokio::spawn(serve_raw(
+        api,
+        format!(
+            "HTTP/1.1 307 Temporary Redirect\r\nlocation: {target}\r\ncontent-length: 0\r\n\r\n"
+        ),
+    ));
+    let c = client_for(&url, OWNER, Duration::from_secs(5));
+    let e = create_err(&c, SUB, "ci").await;
+    assert_eq!(e.http_status(), Some(307), "{e:?}");
+    assert!(e.to_string().contains("redirect"), "{e}");
+    // A create answered with a redirect may have created a token: possible orphan, retried.
+    assert_eq!(e.class(), ErrorClass::Ambiguous);
+    // Following it would have connected before the call returned.
+    assert_eq!(
+        elsewhere.accept().map_err(|e| e.kind()).err(),
+        Some(std::io::ErrorKind::WouldBlock),
+        "the client followed the redirect"
+    );
+}
+
 #[tokio::test]
 async fn rate_limit_429_is_retryable_with_retry_after_in_seconds() {
     // A bucket of one request every two seconds: the second request is refused.

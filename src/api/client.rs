@@ -98,7 +98,12 @@ impl ApiClient {
             .pool_max_idle_per_host(config.pool_size.max(1))
             .pool_idle_timeout(Duration::from_secs(30))
             .tcp_nodelay(true)
-            .gzip(true)
+            // A redirect is not followed: the owner token would go with it (reqwest strips only
+            // the standard credential headers), and a POST would turn into a GET.
+            .redirect(reqwest::redirect::Policy::none())
+            // Retries of a create (not idempotent) are the executor's alone, each journaled;
+            // no retry layer below it may re-send, nor keep a copy of each request to do so.
+            .retry(reqwest::retry::never().max_retries_per_request(0))
             .https_only(base.scheme() == "https")
             .build()
             .map_err(|source| ApiError::Client { source })?;

@@ -143,6 +143,9 @@ fn hint_for(status: u16) -> &'static str {
         }
         404 => " (the sub account was not found under this owner: check the id and the region)",
         429 => " (rate limited by Logz.io)",
+        300..=399 => {
+            " (a redirect, which is not followed: the owner token would go with it; check --region or --api-url)"
+        }
         _ => "",
     }
 }
