@@ -448,29 +448,81 @@ struct JsonObserver {
     printer: Printer,
 }
 
+/// An `item` or `ambiguous` line of `--output json`, written once per token: serialized
+/// straight from borrowed fields (fields in the order the other lines print theirs).
+#[derive(serde::Serialize)]
+struct ItemLine<'a> {
+    account_id: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    attempts: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    detail: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<&'a str>,
+    /// Present (possibly null) on failed items only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    http_status: Option<Option<u16>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    result: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    token_id: Option<i64>,
+    token_name: &'a str,
+    #[serde(rename = "type")]
+    kind: &'static str,
+    v: u32,
+}
+
 impl Observer for JsonObserver {
     fn event(&self, event: &ItemEvent) {
-        let v = match event {
+        let line = match event {
             ItemEvent::Done {
                 key,
                 attempts,
                 result,
-            } => match result {
-                ItemResult::Created { token_id } => serde_json::json!({
-                    "type": "item", "account_id": key.account_id, "token_name": key.token_name,
-                    "result": "created", "token_id": token_id, "attempts": attempts,
-                }),
-                ItemResult::Failed { http_status, error } => serde_json::json!({
-                    "type": "item", "account_id": key.account_id, "token_name": key.token_name,
-                    "result": "failed", "http_status": http_status, "error": error, "attempts": attempts,
-                }),
+            } => {
+                let (result, token_id, http_status, error) = match result {
+                    ItemResult::Created { token_id } => ("created", Some(*token_id), None, None),
+                    ItemResult::Failed { http_status, error } => {
+                        ("failed", None, Some(*http_status), Some(error.as_str()))
+                    }
+                };
+                ItemLine {
+                    attempts: Some(*attempts),
+                    error,
+                    http_status,
+                    result: Some(result),
+                    token_id,
+                    kind: "item",
+                    ..ItemLine::of(key)
+                }
+            }
+            ItemEvent::Ambiguous { key, detail } => ItemLine {
+                detail: Some(detail),
+                kind: "ambiguous",
+                ..ItemLine::of(key)
             },
-            ItemEvent::Ambiguous { key, detail } => serde_json::json!({
-                "type": "ambiguous", "account_id": key.account_id, "token_name": key.token_name, "detail": detail,
-            }),
             ItemEvent::Retry { .. } => return,
         };
-        json_line(&self.printer, v);
+        if let Ok(text) = serde_json::to_string(&line) {
+            self.printer.out(&text);
+        }
+    }
+}
+
+impl<'a> ItemLine<'a> {
+    fn of(key: &'a crate::state::TokenKey) -> Self {
+        ItemLine {
+            account_id: key.account_id,
+            attempts: None,
+            detail: None,
+            error: None,
+            http_status: None,
+            result: None,
+            token_id: None,
+            token_name: &key.token_name,
+            kind: "",
+            v: 1,
+        }
     }
 }
 
