@@ -21,8 +21,15 @@ use super::journal::{self, JournalRecord, Outcome};
 use super::results::TokenRecord;
 use super::{Failure, ResultsFile, SecretsFile, StateError, StateLock, StatePaths, TokenKey};
 
-/// How often the results and secrets files are refreshed during a run.
+/// How often, at most, the results and secrets files are refreshed during a run.
 pub const SAVE_INTERVAL: Duration = Duration::from_secs(3);
+/// How long the files may go without a refresh while a run records outcomes.
+pub const MAX_SAVE_INTERVAL: Duration = Duration::from_secs(60);
+/// A refresh rewrites every recorded token, so it waits for at least this fraction of that
+/// number of new outcomes (or [`MAX_SAVE_INTERVAL`]): the cost of saves per created token
+/// stays constant as the state grows, instead of growing with it. The journal holds
+/// everything in between, so nothing waits on a save.
+const SAVE_AFTER_GROWTH: usize = 4;
 
 /// What a start-of-run replay of an earlier journal found.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -371,6 +378,8 @@ async fn run(
     let mut dirty = false;
     let mut save_every = SAVE_INTERVAL;
     let mut next_save = Instant::now() + save_every;
+    let mut last_save = Instant::now();
+    let mut outcomes_since_save = 0usize;
     let mut batch: Vec<Msg> = Vec::new();
     let mut buf: Vec<u8> = Vec::new();
     let mut finish: Option<oneshot::Sender<Result<(), StateError>>> = None;
@@ -485,6 +494,7 @@ async fn run(
                     // still succeed, and the error tells the executor to stop.
                     let applied = store.apply(&key, outcome, &now, &mut index);
                     dirty = true;
+                    outcomes_since_save += 1;
                     let res = if journal_ok {
                         Ok(applied)
                     } else {
@@ -514,10 +524,16 @@ async fn run(
 
         // 3. Refresh the files every few seconds; then start a fresh journal holding only the
         // intents still in flight. Skipped once anything failed: the journal stays as it is.
-        if dirty && broken.is_none() && Instant::now() >= next_save {
+        let grown = outcomes_since_save >= index.len() / SAVE_AFTER_GROWTH
+            || last_save.elapsed() >= MAX_SAVE_INTERVAL;
+        if dirty && broken.is_none() && Instant::now() >= next_save && grown {
             let started = Instant::now();
             match checkpoint(&mut store, &mut journal, &pending) {
-                Ok(()) => dirty = false,
+                Ok(()) => {
+                    dirty = false;
+                    outcomes_since_save = 0;
+                    last_save = Instant::now();
+                }
                 Err(e) => {
                     broken = Some(e.to_string());
                 }
