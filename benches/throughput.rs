@@ -12,7 +12,9 @@
 //! 3. `xargs -P 8 curl --fail --retry 5 --retry-all-errors`, one POST per token;
 //! 4. the tool and the shell loop again under seeded faults (500 after creating, dropped after
 //!    creating, cut-short 200s, 503s): what each keeps, reports and silently loses;
-//! 5. `validate` and `plan` of a 100,000-account manifest.
+//! 5. `validate` and `plan` of a 100,000-account manifest;
+//! 6. a reference for the CPU figures: one `curl` process making the same creates over
+//!    kept-alive connections and keeping nothing, which is what an HTTP request costs here.
 
 #![allow(
     clippy::unwrap_used,
@@ -287,6 +289,53 @@ fn run_shell_loop(tokens: usize, limit: f64, latency: u64, faults: FaultRates) -
     }
 }
 
+/// What an HTTP request costs on this machine, whatever makes it: one `curl` process sending
+/// every create over kept-alive connections, 4 at a time, keeping no record (no journal, no
+/// fsync, no state), against a simulator with the same latency and no rate limit.
+struct CurlReference {
+    created: usize,
+    wall: f64,
+    cpu: f64,
+}
+
+fn run_curl_reference(tokens: usize, latency: u64) -> CurlReference {
+    let dir = tempfile::tempdir().unwrap();
+    let sim = simulator_with(tokens, 1e6, latency, FaultRates::default());
+    let url = format!("{}/v1/api-tokens/sub-account", sim.url());
+    // One block per request, separated by `next` (which also resets per-transfer options).
+    let blocks: Vec<String> = (0..tokens)
+        .map(|i| {
+            format!(
+                "url = \"{url}\"\nrequest = \"POST\"\nsilent\nshow-error\n\
+                 header = \"X-API-TOKEN: {OWNER}\"\nheader = \"Content-Type: application/json\"\n\
+                 data = \"{{\\\"name\\\":\\\"bench\\\",\\\"accountId\\\":{}}}\"\n\
+                 output = \"/dev/null\"\n",
+                200_000 + i
+            )
+        })
+        .collect();
+    let config = blocks.join("next\n");
+    let cfg = dir.path().join("curl.cfg");
+    std::fs::write(&cfg, config).unwrap();
+    let u = timed(
+        Command::new("curl")
+            .args([
+                "--parallel",
+                "--parallel-max",
+                "4",
+                "--no-progress-meter",
+                "-K",
+            ])
+            .arg(&cfg),
+        dir.path(),
+    );
+    CurlReference {
+        created: sim.ground_truth().len(),
+        wall: u.wall,
+        cpu: u.cpu,
+    }
+}
+
 fn large_manifest() -> (Usage, Usage, usize) {
     let dir = tempfile::tempdir().unwrap();
     let m = manifest(dir.path(), 100_000);
@@ -321,6 +370,7 @@ fn main() {
     let faulty_tool = run_tool(tokens, limit, latency, limit, some_faults());
     let faulty_shell = run_shell_loop(tokens, limit, latency, some_faults());
     let (v, p, bytes) = large_manifest();
+    let curl = run_curl_reference(tokens, latency);
 
     let eff = |r: &ToolRun| r.created as f64 / r.wall / limit;
     println!(
@@ -384,6 +434,12 @@ fn main() {
     println!(
         "tool, exec time only: right rate {:.2}s, 10x rate {:.2}s; effective rate at the end: {:.1}/s and {:.1}/s",
         right.exec_seconds, high.exec_seconds, right.final_rate, high.final_rate
+    );
+    println!(
+        "reference, one curl process, 4 in parallel over kept-alive connections, no record kept, no rate limit: {} requests in {:.2}s, CPU {:.0} µs per request",
+        curl.created,
+        curl.wall,
+        1e6 * curl.cpu / curl.created.max(1) as f64
     );
     println!(
         "100,000-account manifest ({:.1} MB): validate {:.2}s wall, {:.0} MiB peak; plan {:.2}s wall, {:.0} MiB peak",
