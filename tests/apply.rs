@@ -504,16 +504,22 @@ fn mixed_faults_converge_with_every_token_recorded_or_reported() {
     }
 }
 
-#[test]
-fn crashes_at_any_point_lose_no_token() {
-    let case = Case::new(
+/// 25 token names in each of the accounts (150 tokens), answered after 20 ms: a run long
+/// enough to be interrupted part-way.
+fn slow_case_of_150() -> Case {
+    Case::new(
         SimConfig {
             latency: Duration::from_millis(20),
             ..SimConfig::default()
         },
         &ACCOUNTS,
         &names(25),
-    );
+    )
+}
+
+#[test]
+fn crashes_at_any_point_lose_no_token() {
+    let case = slow_case_of_150();
     assert_eq!(case.desired.len(), 150);
     let args = ["--rate", "100"];
     for point in [5, 40, 100] {
@@ -553,14 +559,7 @@ fn crashes_at_any_point_lose_no_token() {
 
 #[test]
 fn ctrl_c_drains_saves_and_exits_130() {
-    let case = Case::new(
-        SimConfig {
-            latency: Duration::from_millis(20),
-            ..SimConfig::default()
-        },
-        &ACCOUNTS,
-        &names(25),
-    );
+    let case = slow_case_of_150();
     let child = spawn(case.apply_cmd(&["--rate", "50"]));
     assert!(wait_until(RUN_LIMIT, || case.truth_len() >= 10));
     interrupt(child.pid());

@@ -163,16 +163,6 @@ fn corpus(path: &str) -> PathBuf {
     corpus_dir().join(path)
 }
 
-/// Runs the binary with a timeout; `None` when it had to be killed.
-fn run_bounded(cmd: &mut Command, timeout: Duration) -> Run {
-    let child = cmd
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    Run::from(wait_with_timeout(child, timeout))
-}
-
 /// The `FILE:LINE:COLUMN:` places in a stderr, for `file`.
 fn places(stderr: &str, file: &str) -> Vec<(u32, u32)> {
     let mut out = Vec::new();
@@ -337,7 +327,7 @@ fn refuse_generated(env: &Env, path: &Path, needle: &str) {
         } else {
             cmd.iter().chain(state.iter()).copied().collect()
         };
-        let run = run_bounded(env.cmd().args(&args), Duration::from_secs(60));
+        let run = env.run_cmd(env.cmd().args(&args), Duration::from_secs(60));
         assert_eq!(run.code, Some(2), "{args:?}\n{}", run.stderr);
         assert!(
             run.stderr.contains(p),
