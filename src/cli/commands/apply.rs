@@ -492,14 +492,12 @@ impl Observer for JsonObserver {
                     http_status,
                     result: Some(result),
                     token_id,
-                    kind: "item",
-                    ..ItemLine::of(key)
+                    ..ItemLine::of(key, "item")
                 }
             }
             ItemEvent::Ambiguous { key, detail } => ItemLine {
                 detail: Some(detail),
-                kind: "ambiguous",
-                ..ItemLine::of(key)
+                ..ItemLine::of(key, "ambiguous")
             },
             ItemEvent::Retry { .. } => return,
         };
@@ -510,7 +508,8 @@ impl Observer for JsonObserver {
 }
 
 impl<'a> ItemLine<'a> {
-    fn of(key: &'a crate::state::TokenKey) -> Self {
+    /// A line of `kind` about `key`, with no other field yet.
+    fn of(key: &'a crate::state::TokenKey, kind: &'static str) -> Self {
         ItemLine {
             account_id: key.account_id,
             attempts: None,
@@ -520,7 +519,7 @@ impl<'a> ItemLine<'a> {
             result: None,
             token_id: None,
             token_name: &key.token_name,
-            kind: "",
+            kind,
             v: 1,
         }
     }
