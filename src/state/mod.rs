@@ -8,6 +8,7 @@ mod atomic;
 pub mod journal;
 mod lock;
 mod paths;
+pub mod recorder;
 pub mod results;
 pub mod secrets;
 pub mod store;
@@ -16,9 +17,10 @@ pub use atomic::{FileKind, write_atomic};
 pub use journal::{JournalRecord, Outcome};
 pub use lock::StateLock;
 pub use paths::StatePaths;
+pub use recorder::{Recorder, RecorderHandle};
 pub use results::{Failure, PossibleOrphan, ResultsFile, TokenRecord};
 pub use secrets::{SecretRecord, SecretsFile};
-pub use store::{Recorder, RecorderHandle, Store};
+pub use store::Store;
 
 use std::path::PathBuf;
 

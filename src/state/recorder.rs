@@ -1,0 +1,545 @@
+//! The recorder: during `apply`, the single writer of the journal and the state files.
+//!
+//! The executor sends it intents and outcomes through a [`RecorderHandle`]. It acknowledges an
+//! intent once it is written (the kernel has it, so it survives the process being killed) and
+//! an outcome once it is fsync'd (so a received secret survives even a power loss); records
+//! that arrive together share one write and one fsync. Every few seconds it rewrites the
+//! results and secrets files atomically and starts a fresh journal holding only the intents
+//! still in flight. Once any write fails, no new request may start, and the journal is kept as
+//! it is for the next run to replay.
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::time::{Duration, Instant};
+
+use tokio::sync::oneshot;
+
+use super::atomic::{open_secret_append, parent_dir, sync_dir};
+use super::journal::{JournalRecord, Outcome};
+use super::store::{Applied, Store};
+use super::{Failure, StateError, TokenKey};
+
+/// How often, at most, the results and secrets files are refreshed during a run.
+pub const SAVE_INTERVAL: Duration = Duration::from_secs(3);
+/// How long the files may go without a refresh while a run records outcomes.
+pub const MAX_SAVE_INTERVAL: Duration = Duration::from_secs(60);
+/// A refresh rewrites every recorded token, so it waits for at least this fraction of that
+/// number of new outcomes (or [`MAX_SAVE_INTERVAL`]): the cost of saves per created token
+/// stays constant as the state grows, instead of growing with it. The journal holds
+/// everything in between, so nothing waits on a save.
+const SAVE_AFTER_GROWTH: usize = 4;
+/// Most messages taken into one batch (one write, at most one fsync).
+const MAX_BATCH: usize = 4096;
+
+enum Msg {
+    Intent {
+        key: TokenKey,
+        attempt: u32,
+        ack: oneshot::Sender<Result<u64, StateError>>,
+    },
+    Outcome {
+        seq: u64,
+        key: TokenKey,
+        outcome: Outcome,
+        ack: oneshot::Sender<Result<Applied, StateError>>,
+    },
+    Failure(Failure),
+    ResolvedName(String, u32),
+    Finish(oneshot::Sender<Result<(), StateError>>),
+}
+
+impl std::fmt::Debug for Msg {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Msg")
+    }
+}
+
+type Sender = tokio::sync::mpsc::UnboundedSender<Msg>;
+type Receiver = tokio::sync::mpsc::UnboundedReceiver<Msg>;
+
+/// A cheap, cloneable handle for sending records to the recorder.
+#[derive(Clone, Debug)]
+pub struct RecorderHandle {
+    tx: Sender,
+}
+
+impl RecorderHandle {
+    /// Journals the intent to send a request; returns once it is durable.
+    pub async fn intent(&self, key: &TokenKey, attempt: u32) -> Result<u64, StateError> {
+        let (ack, rx) = oneshot::channel();
+        self.tx
+            .send(Msg::Intent {
+                key: key.clone(),
+                attempt,
+                ack,
+            })
+            .map_err(|_| StateError::RecorderGone)?;
+        rx.await.map_err(|_| StateError::RecorderGone)?
+    }
+
+    /// Journals and applies an outcome; returns once it is durable.
+    pub async fn outcome(
+        &self,
+        seq: u64,
+        key: &TokenKey,
+        outcome: Outcome,
+    ) -> Result<Applied, StateError> {
+        let (ack, rx) = oneshot::channel();
+        self.tx
+            .send(Msg::Outcome {
+                seq,
+                key: key.clone(),
+                outcome,
+                ack,
+            })
+            .map_err(|_| StateError::RecorderGone)?;
+        rx.await.map_err(|_| StateError::RecorderGone)?
+    }
+
+    /// Records an item of this run that did not get a token (in the next save).
+    pub fn failure(&self, failure: Failure) {
+        let _ = self.tx.send(Msg::Failure(failure));
+    }
+
+    /// Remembers an account name's id (for offline plans).
+    pub fn resolved_name(&self, name: String, id: u32) {
+        let _ = self.tx.send(Msg::ResolvedName(name, id));
+    }
+}
+
+/// The recorder task: the single writer of the journal and the state files during a run.
+///
+/// It runs on the caller's runtime. Journal writes go to the page cache (microseconds) and an
+/// fsync of a few tens of microseconds follows each batch holding an outcome, so doing them
+/// inline costs less than handing every record to another thread and back.
+#[derive(Debug)]
+pub struct Recorder {
+    handle: RecorderHandle,
+    task: tokio::task::JoinHandle<(Store, Result<(), StateError>)>,
+}
+
+impl Recorder {
+    /// Starts recording into `store`: creates a fresh journal (0600) and the task.
+    /// The failures of the previous run are cleared: this run's replace them.
+    pub fn start(mut store: Store) -> Result<Recorder, StateError> {
+        let journal =
+            open_secret_append(&store.paths.journal).map_err(|source| StateError::Write {
+                kind: "journal",
+                path: store.paths.journal.clone(),
+                source,
+            })?;
+        let _ = sync_dir(parent_dir(&store.paths.journal));
+        store.results.failures.clear();
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        let task = tokio::spawn(Task::new(store, journal).run(rx));
+        Ok(Recorder {
+            handle: RecorderHandle { tx },
+            task,
+        })
+    }
+
+    /// A handle for the executor.
+    pub fn handle(&self) -> RecorderHandle {
+        self.handle.clone()
+    }
+
+    /// Saves everything, removes the journal when the save succeeded, and returns the store
+    /// with the outcome of the final save.
+    pub async fn finish(self) -> (Option<Store>, Result<(), StateError>) {
+        let (ack, rx) = oneshot::channel();
+        let sent = self.handle.tx.send(Msg::Finish(ack)).is_ok();
+        drop(self.handle);
+        if sent {
+            let _ = rx.await;
+        }
+        match self.task.await {
+            Ok((store, res)) => (Some(store), res),
+            Err(_) => (None, Err(StateError::RecorderGone)),
+        }
+    }
+}
+
+/// When the next refresh of the state files is due.
+#[derive(Debug)]
+struct SaveClock {
+    every: Duration,
+    next: Instant,
+    last: Instant,
+    outcomes_since: usize,
+}
+
+impl SaveClock {
+    fn new() -> Self {
+        let now = Instant::now();
+        SaveClock {
+            every: SAVE_INTERVAL,
+            next: now + SAVE_INTERVAL,
+            last: now,
+            outcomes_since: 0,
+        }
+    }
+
+    /// Whether a refresh is due, for a state of `tokens` recorded tokens.
+    fn due(&self, tokens: usize) -> bool {
+        let grown = self.outcomes_since >= tokens / SAVE_AFTER_GROWTH
+            || self.last.elapsed() >= MAX_SAVE_INTERVAL;
+        Instant::now() >= self.next && grown
+    }
+
+    fn saved(&mut self, took: Duration) {
+        self.outcomes_since = 0;
+        self.last = Instant::now();
+        // Saving a large state takes a while; keep it to a few percent of the run.
+        self.every = SAVE_INTERVAL.max(took * 30);
+    }
+
+    fn tick(&mut self) {
+        if Instant::now() >= self.next {
+            self.next = Instant::now() + self.every;
+        }
+    }
+}
+
+/// The recorder task's state.
+#[derive(Debug)]
+struct Task {
+    store: Store,
+    journal: std::fs::File,
+    /// Token id -> key, for spotting an id the API hands out twice.
+    index: HashMap<i64, TokenKey>,
+    seq: u64,
+    /// Intents without an outcome yet, re-written into each fresh journal.
+    pending: HashMap<u64, JournalRecord>,
+    /// Why the state cannot be written any more, once a write failed.
+    broken: Option<String>,
+    /// Whether the files lag behind what was recorded.
+    dirty: bool,
+    saves: SaveClock,
+    finish: Option<oneshot::Sender<Result<(), StateError>>>,
+}
+
+impl Task {
+    fn new(store: Store, journal: std::fs::File) -> Task {
+        Task {
+            index: store.token_index(),
+            store,
+            journal,
+            seq: 0,
+            pending: HashMap::new(),
+            broken: None,
+            dirty: false,
+            saves: SaveClock::new(),
+            finish: None,
+        }
+    }
+
+    async fn run(mut self, mut rx: Receiver) -> (Store, Result<(), StateError>) {
+        let mut batch: Vec<Msg> = Vec::new();
+        let mut buf: Vec<u8> = Vec::new();
+        while self.next_batch(&mut rx, &mut batch).await {
+            let now = super::now_rfc3339();
+            let (seqs, journal_ok) = self.journal_batch(&batch, &mut buf, &now);
+            self.apply_and_ack(&mut batch, seqs, journal_ok, &now);
+            if self.finish.is_some() {
+                break;
+            }
+            self.maybe_checkpoint();
+        }
+        self.finish()
+    }
+
+    /// Waits for the next message (or the next save), then takes whatever else is queued.
+    /// False once every handle is gone.
+    async fn next_batch(&mut self, rx: &mut Receiver, batch: &mut Vec<Msg>) -> bool {
+        let wait = self.saves.next.saturating_duration_since(Instant::now());
+        match tokio::time::timeout(wait.max(Duration::from_millis(1)), rx.recv()).await {
+            Ok(Some(m)) => batch.push(m),
+            Err(_) => {}
+            Ok(None) => return false,
+        }
+        while batch.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(m) => batch.push(m),
+                Err(_) => break,
+            }
+        }
+        true
+    }
+
+    /// Journals every record of the batch with one write and (when it holds an outcome) one
+    /// fsync. Returns each message's sequence number (0 for none) and whether the write held.
+    fn journal_batch(&mut self, batch: &[Msg], buf: &mut Vec<u8>, now: &str) -> (Vec<u64>, bool) {
+        buf.clear();
+        let mut seqs = Vec::with_capacity(batch.len());
+        for m in batch {
+            match m {
+                // Once the state is broken no request may start: its intent is not journaled
+                // (it would later pose as a possible orphan) and is refused when acknowledged.
+                Msg::Intent { .. } if self.broken.is_some() => seqs.push(0),
+                Msg::Intent { key, attempt, .. } => {
+                    self.seq += 1;
+                    let rec = JournalRecord::Intent {
+                        seq: self.seq,
+                        account_id: key.account_id,
+                        token_name: key.token_name.clone(),
+                        attempt: *attempt,
+                        at: now.to_owned(),
+                    };
+                    buf.extend(rec.to_line());
+                    self.pending.insert(self.seq, rec);
+                    seqs.push(self.seq);
+                }
+                Msg::Outcome {
+                    seq, key, outcome, ..
+                } => {
+                    self.pending.remove(seq);
+                    buf.extend(
+                        JournalRecord::Outcome {
+                            seq: *seq,
+                            account_id: key.account_id,
+                            token_name: key.token_name.clone(),
+                            outcome: outcome.clone(),
+                            at: now.to_owned(),
+                        }
+                        .to_line(),
+                    );
+                    seqs.push(*seq);
+                }
+                _ => seqs.push(0),
+            }
+        }
+        // Intents are written before their request is sent (so they survive the process being
+        // killed: the kernel has them); outcomes are also fsync'd before they are acknowledged
+        // (so a received secret survives even a power loss). The fsync of an outcome covers
+        // every intent written before it.
+        let needs_sync = batch.iter().any(|m| matches!(m, Msg::Outcome { .. }));
+        if buf.is_empty() {
+            return (seqs, true);
+        }
+        let written = self.journal.write_all(buf).and_then(|()| {
+            if needs_sync {
+                self.journal.sync_data()
+            } else {
+                Ok(())
+            }
+        });
+        if let Err(e) = written {
+            let e = self.journal_error(e);
+            self.broken.get_or_insert_with(|| e.to_string());
+            // The intents of a failed write are refused: their requests are never sent.
+            for (m, s) in batch.iter().zip(&seqs) {
+                if matches!(m, Msg::Intent { .. }) {
+                    self.pending.remove(s);
+                }
+            }
+            return (seqs, false);
+        }
+        (seqs, true)
+    }
+
+    /// Applies each message to the store and acknowledges it.
+    fn apply_and_ack(&mut self, batch: &mut Vec<Msg>, seqs: Vec<u64>, journal_ok: bool, now: &str) {
+        for (m, s) in batch.drain(..).zip(seqs) {
+            match m {
+                Msg::Intent { ack, .. } => {
+                    let res = match &self.broken {
+                        None => Ok(s),
+                        Some(why) => Err(broken_state(&self.store.paths.journal, why)),
+                    };
+                    let _ = ack.send(res);
+                }
+                Msg::Outcome {
+                    key, outcome, ack, ..
+                } => {
+                    // Applied in memory even if the journal write failed: the final save may
+                    // still succeed, and the error tells the executor to stop.
+                    let applied = self.store.apply(&key, outcome, now, &mut self.index);
+                    self.dirty = true;
+                    self.saves.outcomes_since += 1;
+                    let res = if journal_ok {
+                        Ok(applied)
+                    } else {
+                        Err(broken_state(
+                            &self.store.paths.journal,
+                            self.broken.as_deref().unwrap_or_default(),
+                        ))
+                    };
+                    let _ = ack.send(res);
+                }
+                Msg::Failure(f) => {
+                    self.store.results.failures.push(f);
+                    self.dirty = true;
+                }
+                Msg::ResolvedName(name, id) => {
+                    if self.store.results.resolved_names.insert(name, id) != Some(id) {
+                        self.dirty = true;
+                    }
+                }
+                Msg::Finish(ack) => self.finish = Some(ack),
+            }
+        }
+    }
+
+    /// Refreshes the files when due, then starts a fresh journal holding only the intents
+    /// still in flight. Skipped once anything failed: the journal stays as it is.
+    fn maybe_checkpoint(&mut self) {
+        if self.dirty && self.broken.is_none() && self.saves.due(self.index.len()) {
+            let started = Instant::now();
+            match self.checkpoint() {
+                Ok(()) => {
+                    self.dirty = false;
+                    self.saves.saved(started.elapsed());
+                }
+                Err(e) => self.broken = Some(e.to_string()),
+            }
+        }
+        self.saves.tick();
+    }
+
+    /// Saves the files, then replaces the journal with one holding only the intents still in
+    /// flight. The replacement is atomic (a new 0600 file, fsync'd, renamed over the old one),
+    /// so a crash at any instant leaves either the old journal or the new one, never an empty
+    /// one.
+    fn checkpoint(&mut self) -> Result<(), StateError> {
+        self.store.save()?;
+        let path = self.store.paths.journal.clone();
+        let mut keep: Vec<(&u64, &JournalRecord)> = self.pending.iter().collect();
+        keep.sort_by_key(|(s, _)| **s);
+        let mut buf = Vec::new();
+        for (_, r) in keep {
+            buf.extend(r.to_line());
+        }
+        let mut tmp_name = path.as_os_str().to_owned();
+        tmp_name.push(".next");
+        let tmp = std::path::PathBuf::from(tmp_name);
+        let _ = std::fs::remove_file(&tmp);
+        let replaced = (|| {
+            let mut next = open_secret_append(&tmp)?;
+            next.write_all(&buf)?;
+            next.sync_data()?;
+            std::fs::rename(&tmp, &path)?;
+            sync_dir(parent_dir(&path))?;
+            Ok(next)
+        })();
+        self.journal = replaced.map_err(|e| self.journal_error(e))?;
+        Ok(())
+    }
+
+    /// Notes the requests still in flight as possible orphans, saves, and removes the journal
+    /// when the files hold everything it held.
+    fn finish(mut self) -> (Store, Result<(), StateError>) {
+        // Requests still in flight (abandoned by a second Ctrl-C or a drain timeout) are
+        // possible orphans now; the journal is kept so a later replay notes them too
+        // (idempotently).
+        for rec in self.pending.values() {
+            if let JournalRecord::Intent {
+                account_id,
+                token_name,
+                at,
+                ..
+            } = rec
+            {
+                self.store.results.note_orphan(
+                    &TokenKey {
+                        account_id: *account_id,
+                        token_name: token_name.clone(),
+                    },
+                    "the run stopped while this request was in flight; a token may have been created",
+                    at,
+                );
+            }
+        }
+        let journal_path = self.store.paths.journal.clone();
+        let res = self.store.save().and_then(|()| {
+            if self.pending.is_empty() {
+                std::fs::remove_file(&journal_path).map_err(|e| self.journal_error(e))?;
+                let _ = sync_dir(parent_dir(&journal_path));
+            }
+            Ok(())
+        });
+        let res = match (&self.broken, res) {
+            (Some(why), Ok(())) => Err(broken_state(&self.store.paths.results, why)),
+            (_, r) => r,
+        };
+        if let Some(ack) = self.finish.take() {
+            let _ = ack.send(Ok(()));
+        }
+        (self.store, res)
+    }
+
+    fn journal_error(&self, source: std::io::Error) -> StateError {
+        StateError::Write {
+            kind: "journal",
+            path: self.store.paths.journal.clone(),
+            source,
+        }
+    }
+}
+
+/// The error every later record gets once a write of the state failed (`why` says which).
+fn broken_state(path: &std::path::Path, why: &str) -> StateError {
+    StateError::Write {
+        kind: "state",
+        path: path.to_path_buf(),
+        source: std::io::Error::other(why.to_owned()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use crate::secret::Secret;
+    use crate::state::StatePaths;
+
+    fn key(n: &str) -> TokenKey {
+        TokenKey {
+            account_id: 42,
+            token_name: n.into(),
+        }
+    }
+
+    #[tokio::test]
+    async fn recorder_journals_saves_and_a_crash_loses_nothing_received() {
+        let dir = tempfile::tempdir().unwrap();
+        let paths = StatePaths::for_manifest(&dir.path().join("m.yaml"), None, None);
+        let store = Store::open(paths.clone(), Some("http://127.0.0.1:1")).unwrap();
+        let rec = Recorder::start(store).unwrap();
+        let h = rec.handle();
+        let s1 = h.intent(&key("a"), 1).await.unwrap();
+        let created = Outcome::Created {
+            token_id: 10,
+            token: Secret::new("sek-a"),
+            created_at: "2021-05-24T12:11:51Z".into(),
+        };
+        assert_eq!(
+            h.outcome(s1, &key("a"), created).await.unwrap(),
+            Applied::Recorded
+        );
+        let _s2 = h.intent(&key("b"), 1).await.unwrap();
+        // The journal now holds the secret and the dangling intent, 0600.
+        use std::os::unix::fs::MetadataExt;
+        assert_eq!(
+            std::fs::metadata(&paths.journal).unwrap().mode() & 0o777,
+            0o600
+        );
+        // Simulate a crash: read the state as the next run would, from the journal alone.
+        drop(h);
+        let replayed = Store::read(paths.clone(), None).unwrap();
+        assert_eq!(
+            replayed.secrets.get(&key("a")).unwrap().token.expose(),
+            "sek-a"
+        );
+        assert_eq!(replayed.recovery.interrupted, 1);
+        assert_eq!(replayed.results.possible_orphans[0].token_name, "b");
+        let (store, res) = rec.finish().await;
+        res.unwrap();
+        assert_eq!(store.unwrap().results.get(&key("a")).unwrap().token_id, 10);
+        // An intent without outcome keeps the journal so the next run reports it.
+        assert!(paths.journal.exists());
+        let again = Store::open(paths.clone(), Some("http://127.0.0.1:1")).unwrap();
+        assert!(!paths.journal.exists());
+        assert_eq!(again.results.possible_orphans.len(), 1);
+        assert_eq!(again.results.possible_orphans[0].ambiguous_attempts, 1);
+    }
+}
