@@ -2,14 +2,17 @@
 //! retries with backoff, and every outcome made durable (through the state recorder) before
 //! it is acted on.
 
+mod attempt;
 mod backoff;
 mod pacer;
 mod runner;
 
+pub use attempt::{RecordOutcomes, SendCreate};
 pub use backoff::Backoff;
 pub use pacer::{Pacer, PacerSnapshot};
 pub use runner::{
-    Cancel, ExecConfig, ItemEvent, ItemResult, Observer, RunReport, Stats, StopReason, execute,
+    Cancel, ExecConfig, ItemEvent, ItemResult, Observer, RunReport, Services, Stats, StopReason,
+    execute,
 };
 
 /// Default concurrency: Logz.io users saw 429s at about ten parallel calls.

@@ -3,7 +3,7 @@
 //! for its backoff holds no slot. Every loop is bounded: attempts per item, the drain time.
 
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, VecDeque};
+use std::collections::{BinaryHeap, HashMap, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -12,11 +12,9 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
-use super::{Backoff, Pacer};
-use crate::api::{ApiClient, ApiError, ErrorClass};
-use crate::state::journal::Outcome;
-use crate::state::store::Applied;
-use crate::state::{Failure, RecorderHandle, StateError, TokenKey, epoch_to_rfc3339, now_rfc3339};
+use super::attempt::{AttemptOutcome, Item, Shared, attempt};
+use super::{Backoff, Pacer, RecordOutcomes, SendCreate};
+use crate::state::{Failure, TokenKey};
 
 /// How a run executes.
 #[derive(Debug, Clone)]
@@ -55,7 +53,7 @@ pub struct Stats {
 }
 
 impl Stats {
-    fn add(c: &AtomicU64, n: u64) {
+    pub(super) fn add(c: &AtomicU64, n: u64) {
         c.fetch_add(n, Ordering::Relaxed);
     }
     /// Reads a counter.
@@ -90,7 +88,7 @@ impl Cancel {
     pub fn is_cancelled(&self) -> bool {
         *self.rx.borrow()
     }
-    async fn cancelled(&mut self) {
+    pub(super) async fn cancelled(&mut self) {
         let _ = self.rx.wait_for(|c| *c).await;
     }
 }
@@ -194,194 +192,298 @@ pub struct RunReport {
 /// attempts; these are bounded on their own, so that no loop is unbounded.
 pub const MAX_RATE_LIMITED_PER_ITEM: u32 = 30;
 
-#[derive(Debug, Clone)]
-struct Item {
-    key: TokenKey,
-    /// Attempts made, not counting those answered 429.
-    attempt: u32,
-    /// Attempts answered 429.
-    rate_limited: u32,
-    last_error: Option<(Option<u16>, String)>,
+/// What a run talks to: the API (through `creator`), the state (through `recorder`), and the
+/// live displays. In a run these are the API client and the recorder handle; in tests, fakes.
+#[derive(Debug)]
+pub struct Services<C, R> {
+    /// Sends the create calls.
+    pub creator: C,
+    /// Makes every intent and outcome durable.
+    pub recorder: R,
+    /// The rate shared by every request.
+    pub pacer: Arc<Pacer>,
+    /// Live counters.
+    pub stats: Arc<Stats>,
+    /// Receives item events (JSON output).
+    pub observer: Option<Arc<dyn Observer>>,
+    /// Ctrl-C.
+    pub cancel: Cancel,
 }
 
-enum AttemptOutcome {
-    Created,
-    Retry {
-        item: Item,
-        retry_after: Option<Duration>,
-    },
-    Failed(Item, Option<u16>, String),
-    Fatal(String),
-    State(StateError),
-}
-
-struct Shared {
-    client: ApiClient,
-    recorder: RecorderHandle,
-    pacer: Arc<Pacer>,
-    stats: Arc<Stats>,
-    observer: Option<Arc<dyn Observer>>,
-    max_attempts: u32,
-}
-
-impl Shared {
-    fn emit(&self, e: ItemEvent) {
-        if let Some(o) = &self.observer {
-            o.event(&e);
-        }
+impl std::fmt::Debug for dyn Observer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Observer")
     }
 }
 
 /// Runs the plan's creates. Returns when every item is done or the run stopped.
-#[allow(clippy::too_many_arguments)]
-pub async fn execute(
+pub async fn execute<C: SendCreate, R: RecordOutcomes>(
     items: Vec<TokenKey>,
-    client: ApiClient,
-    recorder: RecorderHandle,
     config: ExecConfig,
-    pacer: Arc<Pacer>,
-    stats: Arc<Stats>,
-    observer: Option<Arc<dyn Observer>>,
-    mut cancel: Cancel,
+    services: Services<C, R>,
 ) -> RunReport {
-    let started = Instant::now();
-    Stats::add(&stats.total, items.len() as u64);
-    let shared = Arc::new(Shared {
-        client,
-        recorder,
-        pacer: pacer.clone(),
-        stats: stats.clone(),
-        observer,
-        max_attempts: config.max_attempts.max(1),
-    });
-    let mut queue: VecDeque<Item> = items
-        .into_iter()
-        .map(|key| Item {
-            key,
-            attempt: 0,
-            rate_limited: 0,
-            last_error: None,
-        })
-        .collect();
-    let mut retries: BinaryHeap<Reverse<(Instant, u64)>> = BinaryHeap::new();
-    let mut retry_items: std::collections::HashMap<u64, Item> = std::collections::HashMap::new();
-    let mut retry_seq = 0u64;
-    let mut inflight: JoinSet<AttemptOutcome> = JoinSet::new();
-    let mut report = RunReport {
-        stop: StopReason::Completed,
-        created: 0,
-        failures: Vec::new(),
-        not_attempted: 0,
-        attempts: 0,
-        retries: 0,
-        rate_limited: 0,
-        ambiguous: 0,
-        abandoned: 0,
-        elapsed: Duration::ZERO,
-        final_rate: 0.0,
-    };
-    let concurrency = config.concurrency.max(1);
+    Dispatcher::new(items, config, services).run().await
+}
 
-    loop {
-        if report.stop != StopReason::Completed {
-            break;
+/// Retries waiting for their backoff: a timer heap; they hold no concurrency slot.
+#[derive(Debug, Default)]
+struct RetryHeap {
+    due: BinaryHeap<Reverse<(Instant, u64)>>,
+    items: HashMap<u64, Item>,
+    seq: u64,
+}
+
+impl RetryHeap {
+    fn push(&mut self, at: Instant, item: Item) {
+        self.seq += 1;
+        self.due.push(Reverse((at, self.seq)));
+        self.items.insert(self.seq, item);
+    }
+
+    /// When the earliest retry is due.
+    fn next_due(&self) -> Option<Instant> {
+        self.due.peek().map(|Reverse((t, _))| *t)
+    }
+
+    fn pop(&mut self) -> Option<Item> {
+        let Reverse((_, id)) = self.due.pop()?;
+        self.items.remove(&id)
+    }
+
+    fn is_empty(&self) -> bool {
+        self.items.is_empty()
+    }
+}
+
+/// The dispatcher of one run: owns the queue of items not yet tried, the retry heap and the
+/// attempts in flight, and builds the report.
+struct Dispatcher<C, R> {
+    shared: Arc<Shared<C, R>>,
+    config: ExecConfig,
+    cancel: Cancel,
+    queue: VecDeque<Item>,
+    retries: RetryHeap,
+    inflight: JoinSet<AttemptOutcome>,
+    report: RunReport,
+    started: Instant,
+}
+
+impl<C: SendCreate, R: RecordOutcomes> Dispatcher<C, R> {
+    fn new(items: Vec<TokenKey>, config: ExecConfig, services: Services<C, R>) -> Self {
+        Stats::add(&services.stats.total, items.len() as u64);
+        let shared = Arc::new(Shared {
+            creator: services.creator,
+            recorder: services.recorder,
+            pacer: services.pacer,
+            stats: services.stats,
+            observer: services.observer,
+        });
+        Dispatcher {
+            shared,
+            cancel: services.cancel,
+            queue: items.into_iter().map(Item::new).collect(),
+            retries: RetryHeap::default(),
+            inflight: JoinSet::new(),
+            report: RunReport {
+                stop: StopReason::Completed,
+                created: 0,
+                failures: Vec::new(),
+                not_attempted: 0,
+                attempts: 0,
+                retries: 0,
+                rate_limited: 0,
+                ambiguous: 0,
+                abandoned: 0,
+                elapsed: Duration::ZERO,
+                final_rate: 0.0,
+            },
+            config: ExecConfig {
+                concurrency: config.concurrency.max(1),
+                max_attempts: config.max_attempts.max(1),
+                ..config
+            },
+            started: Instant::now(),
         }
-        if cancel.is_cancelled() {
-            report.stop = StopReason::Interrupted;
-            break;
-        }
-        let now = Instant::now();
-        let due_retry = retries.peek().is_some_and(|Reverse((t, _))| *t <= now);
-        let has_work = due_retry || !queue.is_empty();
-        if inflight.len() < concurrency && has_work {
-            // Wait for a send slot, but stay responsive to Ctrl-C and finished attempts.
+    }
+
+    async fn run(mut self) -> RunReport {
+        self.dispatch().await;
+        self.drain().await;
+        self.into_report()
+    }
+
+    /// Sends items while there is work and no stop: each waits for a concurrency slot and a
+    /// send slot, staying responsive to Ctrl-C and to finished attempts.
+    async fn dispatch(&mut self) {
+        while self.report.stop == StopReason::Completed {
+            if self.cancel.is_cancelled() {
+                self.report.stop = StopReason::Interrupted;
+                return;
+            }
+            let due_retry = self.retries.next_due().is_some_and(|t| t <= Instant::now());
+            let has_slot = self.inflight.len() < self.config.concurrency;
+            if has_slot && (due_retry || !self.queue.is_empty()) {
+                tokio::select! {
+                    biased;
+                    () = self.cancel.cancelled() => continue,
+                    Some(res) = self.inflight.join_next(), if !self.inflight.is_empty() => {
+                        self.handle(res);
+                        continue;
+                    }
+                    () = self.shared.pacer.acquire() => {}
+                }
+                let item = if due_retry {
+                    self.retries.pop()
+                } else {
+                    self.queue.pop_front()
+                };
+                if let Some(mut item) = item {
+                    item.attempt += 1;
+                    let sh = self.shared.clone();
+                    self.inflight.spawn(async move { attempt(item, sh).await });
+                }
+                continue;
+            }
+            if self.inflight.is_empty() && self.queue.is_empty() && self.retries.is_empty() {
+                return;
+            }
+            let next_due = self.retries.next_due();
             tokio::select! {
                 biased;
-                () = cancel.cancelled() => continue,
-                Some(res) = inflight.join_next(), if !inflight.is_empty() => {
-                    handle(res, &mut report, &mut retries, &mut retry_items, &mut retry_seq, &config, &shared);
-                    continue;
+                () = self.cancel.cancelled() => {}
+                Some(res) = self.inflight.join_next(), if !self.inflight.is_empty() => {
+                    self.handle(res);
                 }
-                () = shared.pacer.acquire() => {}
+                () = sleep_until_opt(next_due), if next_due.is_some() && has_slot => {}
             }
-            let item = if due_retry {
-                match retries.pop() {
-                    Some(Reverse((_, id))) => retry_items.remove(&id),
-                    None => None,
-                }
-            } else {
-                queue.pop_front()
-            };
-            if let Some(mut item) = item {
-                item.attempt += 1;
-                let sh = shared.clone();
-                inflight.spawn(async move { attempt(item, sh).await });
-            }
-            continue;
-        }
-        if inflight.is_empty() && queue.is_empty() && retries.is_empty() {
-            break;
-        }
-        let next_due = retries.peek().map(|Reverse((t, _))| *t);
-        tokio::select! {
-            biased;
-            () = cancel.cancelled() => {}
-            Some(res) = inflight.join_next(), if !inflight.is_empty() => {
-                handle(res, &mut report, &mut retries, &mut retry_items, &mut retry_seq, &config, &shared);
-            }
-            () = sleep_until_opt(next_due), if next_due.is_some() && inflight.len() < concurrency => {}
         }
     }
 
-    // Stopping early: no new requests; wait (bounded) for those in flight.
-    let deadline = Instant::now() + config.drain_timeout;
-    while !inflight.is_empty() {
-        match tokio::time::timeout_at(deadline, inflight.join_next()).await {
-            Ok(Some(res)) => {
-                let before = report.stop.clone();
-                handle(
-                    res,
-                    &mut report,
-                    &mut retries,
-                    &mut retry_items,
-                    &mut retry_seq,
-                    &config,
-                    &shared,
-                );
-                // A retry scheduled while draining is not sent; an earlier stop reason stays.
-                if before != StopReason::Completed {
-                    report.stop = before;
+    /// Stopping (early or not): no new requests; waits, bounded, for those in flight.
+    async fn drain(&mut self) {
+        let deadline = Instant::now() + self.config.drain_timeout;
+        while !self.inflight.is_empty() {
+            match tokio::time::timeout_at(deadline, self.inflight.join_next()).await {
+                Ok(Some(res)) => {
+                    let before = self.report.stop.clone();
+                    self.handle(res);
+                    // A retry scheduled while draining is not sent; an earlier stop reason stays.
+                    if before != StopReason::Completed {
+                        self.report.stop = before;
+                    }
                 }
-            }
-            Ok(None) => break,
-            Err(_) => {
-                report.abandoned = inflight.len() as u64;
-                inflight.abort_all();
-                break;
+                Ok(None) => break,
+                Err(_) => {
+                    self.report.abandoned = self.inflight.len() as u64;
+                    self.inflight.abort_all();
+                    break;
+                }
             }
         }
     }
-    report.not_attempted = queue.len() as u64 + retry_items.len() as u64;
-    for item in retry_items.into_values() {
-        // Items waiting for a retry when the run stopped: record why they have no token.
-        let (status, error) = item
-            .last_error
-            .unwrap_or((None, "not retried: the run stopped".into()));
-        report.failures.push(Failure {
+
+    fn into_report(self) -> RunReport {
+        let mut report = self.report;
+        report.not_attempted = self.queue.len() as u64 + self.retries.items.len() as u64;
+        for item in self.retries.items.into_values() {
+            // Items waiting for a retry when the run stopped: record why they have no token.
+            let (status, error) = item
+                .last_error
+                .unwrap_or((None, "not retried: the run stopped".into()));
+            report.failures.push(Failure {
+                account_id: Some(item.key.account_id),
+                account_name: None,
+                token_name: item.key.token_name,
+                http_status: status,
+                error: format!("{error} (not retried: the run stopped)"),
+            });
+        }
+        let stats = &self.shared.stats;
+        report.attempts = Stats::get(&stats.attempts);
+        report.retries = Stats::get(&stats.retries);
+        report.rate_limited = Stats::get(&stats.rate_limited);
+        report.ambiguous = Stats::get(&stats.ambiguous);
+        report.elapsed = self.started.elapsed();
+        report.final_rate = self.shared.pacer.snapshot().rate;
+        report
+    }
+
+    /// Acts on a finished attempt.
+    fn handle(&mut self, res: Result<AttemptOutcome, tokio::task::JoinError>) {
+        let outcome = match res {
+            Ok(o) => o,
+            Err(e) => {
+                // A panicking attempt task is a bug; its intent stays in the journal (possible
+                // orphan).
+                tracing::error!(error = %e, "an attempt task failed");
+                return;
+            }
+        };
+        match outcome {
+            AttemptOutcome::Created => self.report.created += 1,
+            AttemptOutcome::Retry { item, retry_after } => self.retry(item, retry_after),
+            AttemptOutcome::Failed(item, status, error) => self.fail(item, status, error),
+            AttemptOutcome::Fatal(msg) => {
+                if !matches!(
+                    self.report.stop,
+                    StopReason::Fatal(_) | StopReason::State(_)
+                ) {
+                    self.report.stop = StopReason::Fatal(msg);
+                }
+            }
+            AttemptOutcome::State(e) => {
+                if !matches!(self.report.stop, StopReason::State(_)) {
+                    self.report.stop = StopReason::State(e.to_string());
+                }
+            }
+        }
+    }
+
+    /// Schedules another attempt, or fails the item when its attempts are used up.
+    fn retry(&mut self, item: Item, retry_after: Option<Duration>) {
+        if item.attempt >= self.config.max_attempts
+            || item.rate_limited >= MAX_RATE_LIMITED_PER_ITEM
+        {
+            let (status, error) = item
+                .last_error
+                .clone()
+                .unwrap_or((None, "no more attempts".into()));
+            let tries = format!(
+                "{error} (after {} attempts, and {} more answered 429)",
+                item.attempt, item.rate_limited
+            );
+            self.fail(item, status, tries);
+            return;
+        }
+        Stats::add(&self.shared.stats.retries, 1);
+        let delay = self.config.backoff.delay(item.attempt + 1, retry_after);
+        self.retries.push(Instant::now() + delay, item);
+    }
+
+    /// Records an item that failed for good.
+    fn fail(&mut self, item: Item, status: Option<u16>, error: String) {
+        Stats::add(&self.shared.stats.failed, 1);
+        let failure = Failure {
             account_id: Some(item.key.account_id),
             account_name: None,
-            token_name: item.key.token_name,
+            token_name: item.key.token_name.clone(),
             http_status: status,
-            error: format!("{error} (not retried: the run stopped)"),
+            error: error.clone(),
+        };
+        self.shared.recorder.failure(failure.clone());
+        self.report.failures.push(failure);
+        self.shared.emit(ItemEvent::Done {
+            key: item.key,
+            attempts: item.attempt,
+            result: ItemResult::Failed {
+                http_status: status,
+                error,
+            },
         });
+        if self.config.fail_fast && self.report.stop == StopReason::Completed {
+            self.report.stop = StopReason::FailFast;
+        }
     }
-    report.attempts = Stats::get(&stats.attempts);
-    report.retries = Stats::get(&stats.retries);
-    report.rate_limited = Stats::get(&stats.rate_limited);
-    report.ambiguous = Stats::get(&stats.ambiguous);
-    report.elapsed = started.elapsed();
-    report.final_rate = pacer.snapshot().rate;
-    report
 }
 
 async fn sleep_until_opt(t: Option<Instant>) {
@@ -391,199 +493,340 @@ async fn sleep_until_opt(t: Option<Instant>) {
     }
 }
 
-fn handle(
-    res: Result<AttemptOutcome, tokio::task::JoinError>,
-    report: &mut RunReport,
-    retries: &mut BinaryHeap<Reverse<(Instant, u64)>>,
-    retry_items: &mut std::collections::HashMap<u64, Item>,
-    retry_seq: &mut u64,
-    config: &ExecConfig,
-    shared: &Shared,
-) {
-    let outcome = match res {
-        Ok(o) => o,
-        Err(e) => {
-            // A panicking attempt task is a bug; its intent stays in the journal (possible orphan).
-            tracing::error!(error = %e, "an attempt task failed");
-            return;
-        }
-    };
-    match outcome {
-        AttemptOutcome::Created => report.created += 1,
-        AttemptOutcome::Retry { item, retry_after } => {
-            if item.attempt >= shared.max_attempts || item.rate_limited >= MAX_RATE_LIMITED_PER_ITEM
-            {
-                let (status, error) = item
-                    .last_error
-                    .clone()
-                    .unwrap_or((None, "no more attempts".into()));
-                let tries = format!(
-                    "{error} (after {} attempts, and {} more answered 429)",
-                    item.attempt, item.rate_limited
-                );
-                fail(report, shared, config, item, status, tries);
-                return;
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use std::collections::HashMap;
+    use std::sync::Mutex;
+
+    use super::*;
+    use crate::api::{ApiError, CreatedToken};
+    use crate::secret::Secret;
+    use crate::state::StateError;
+    use crate::state::journal::Outcome;
+    use crate::state::store::Applied;
+
+    /// What a fake server answers to one create call.
+    #[derive(Clone, Copy, Debug)]
+    enum Answer {
+        Created,
+        Status(u16),
+        Timeout,
+        /// Never answers (until the test's drain timeout).
+        Hang,
+    }
+
+    /// A scripted API: each token name gets its answers in order, then `Created`.
+    #[derive(Default)]
+    struct FakeApi {
+        script: Mutex<HashMap<String, VecDeque<Answer>>>,
+        calls: Mutex<Vec<String>>,
+        next_id: AtomicU64,
+        /// Signalled at every call.
+        called: tokio::sync::Notify,
+        in_flight: AtomicU64,
+        peak: AtomicU64,
+    }
+
+    impl FakeApi {
+        fn with(script: &[(&str, &[Answer])]) -> Arc<FakeApi> {
+            let api = FakeApi::default();
+            for (name, answers) in script {
+                api.script
+                    .lock()
+                    .unwrap()
+                    .insert((*name).to_owned(), answers.iter().cloned().collect());
             }
-            Stats::add(&shared.stats.retries, 1);
-            let delay = config.backoff.delay(item.attempt + 1, retry_after);
-            *retry_seq += 1;
-            retries.push(Reverse((Instant::now() + delay, *retry_seq)));
-            retry_items.insert(*retry_seq, item);
+            Arc::new(api)
         }
-        AttemptOutcome::Failed(item, status, error) => {
-            fail(report, shared, config, item, status, error);
+        fn calls(&self, name: &str) -> usize {
+            self.calls
+                .lock()
+                .unwrap()
+                .iter()
+                .filter(|n| *n == name)
+                .count()
         }
-        AttemptOutcome::Fatal(msg) => {
-            if !matches!(report.stop, StopReason::Fatal(_) | StopReason::State(_)) {
-                report.stop = StopReason::Fatal(msg);
-            }
-        }
-        AttemptOutcome::State(e) => {
-            if !matches!(report.stop, StopReason::State(_)) {
-                report.stop = StopReason::State(e.to_string());
+    }
+
+    impl SendCreate for Arc<FakeApi> {
+        async fn create(&self, key: &TokenKey) -> Result<CreatedToken, ApiError> {
+            self.calls.lock().unwrap().push(key.token_name.clone());
+            self.called.notify_one();
+            let now = self.in_flight.fetch_add(1, Ordering::Relaxed) + 1;
+            self.peak.fetch_max(now, Ordering::Relaxed);
+            // Answers take a while (paused clock: no real wait), so that calls overlap.
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            self.in_flight.fetch_sub(1, Ordering::Relaxed);
+            let answer = self
+                .script
+                .lock()
+                .unwrap()
+                .get_mut(&key.token_name)
+                .and_then(VecDeque::pop_front)
+                .unwrap_or(Answer::Created);
+            let url = "http://127.0.0.1:1/v1/api-tokens/sub-account".to_owned();
+            match answer {
+                Answer::Created => {
+                    let id = self.next_id.fetch_add(1, Ordering::Relaxed) as i64 + 100;
+                    Ok(CreatedToken {
+                        id,
+                        name: Some(key.token_name.clone()),
+                        token: Secret::new(format!("secret-{}", key.token_name)),
+                        created_at: Some(1_621_858_311.0),
+                    })
+                }
+                Answer::Status(status) => Err(ApiError::Status {
+                    url,
+                    status,
+                    message: "scripted".into(),
+                    retry_after: None,
+                }),
+                Answer::Timeout => Err(ApiError::Timeout {
+                    url,
+                    timeout: Duration::from_secs(30),
+                }),
+                Answer::Hang => std::future::pending().await,
             }
         }
     }
-}
 
-fn fail(
-    report: &mut RunReport,
-    shared: &Shared,
-    config: &ExecConfig,
-    item: Item,
-    status: Option<u16>,
-    error: String,
-) {
-    Stats::add(&shared.stats.failed, 1);
-    let failure = Failure {
-        account_id: Some(item.key.account_id),
-        account_name: None,
-        token_name: item.key.token_name.clone(),
-        http_status: status,
-        error: error.clone(),
-    };
-    shared.recorder.failure(failure.clone());
-    report.failures.push(failure);
-    shared.emit(ItemEvent::Done {
-        key: item.key,
-        attempts: item.attempt,
-        result: ItemResult::Failed {
-            http_status: status,
-            error,
-        },
-    });
-    if config.fail_fast && report.stop == StopReason::Completed {
-        report.stop = StopReason::FailFast;
+    /// An in-memory recorder that can refuse intents after a number of them.
+    #[derive(Default)]
+    struct FakeRecorder {
+        intents: Mutex<Vec<(TokenKey, u32)>>,
+        outcomes: Mutex<Vec<(TokenKey, Outcome)>>,
+        failures: Mutex<Vec<Failure>>,
+        refuse_after: Option<usize>,
     }
-}
 
-/// One attempt: journal the intent, send, journal the outcome, then decide.
-async fn attempt(mut item: Item, sh: Arc<Shared>) -> AttemptOutcome {
-    let seq = match sh.recorder.intent(&item.key, item.attempt).await {
-        Ok(s) => s,
-        Err(e) => return AttemptOutcome::State(e),
-    };
-    Stats::add(&sh.stats.attempts, 1);
-    Stats::add(&sh.stats.in_flight, 1);
-    let res = sh
-        .client
-        .create_token(item.key.account_id, &item.key.token_name)
-        .await;
-    sh.stats.in_flight.fetch_sub(1, Ordering::Relaxed);
-    match res {
-        Ok(created) => {
-            sh.pacer.on_accepted();
-            let created_at = created
-                .created_at
-                .map(epoch_to_rfc3339)
-                .unwrap_or_else(now_rfc3339);
-            let token_id = created.id;
-            let outcome = Outcome::Created {
-                token_id,
-                token: created.token,
-                created_at,
+    impl RecordOutcomes for Arc<FakeRecorder> {
+        async fn intent(&self, key: &TokenKey, attempt: u32) -> Result<u64, StateError> {
+            let mut intents = self.intents.lock().unwrap();
+            if self.refuse_after.is_some_and(|n| intents.len() >= n) {
+                return Err(StateError::RecorderGone);
+            }
+            intents.push((key.clone(), attempt));
+            Ok(intents.len() as u64)
+        }
+        async fn outcome(
+            &self,
+            _seq: u64,
+            key: &TokenKey,
+            outcome: Outcome,
+        ) -> Result<Applied, StateError> {
+            let applied = match outcome {
+                Outcome::Created { .. } => Applied::Recorded,
+                _ => Applied::Noted,
             };
-            match sh.recorder.outcome(seq, &item.key, outcome).await {
-                Ok(Applied::DuplicateId(other)) => {
-                    let detail = format!(
-                        "the API returned token id {token_id}, already recorded for {other}; the secret was kept aside"
-                    );
-                    Stats::add(&sh.stats.ambiguous, 1);
-                    sh.emit(ItemEvent::Ambiguous {
-                        key: item.key.clone(),
-                        detail: detail.clone(),
-                    });
-                    item.last_error = Some((None, detail));
-                    AttemptOutcome::Retry {
-                        item,
-                        retry_after: None,
-                    }
-                }
-                Ok(_) => {
-                    Stats::add(&sh.stats.created, 1);
-                    sh.emit(ItemEvent::Done {
-                        key: item.key,
-                        attempts: item.attempt,
-                        result: ItemResult::Created { token_id },
-                    });
-                    AttemptOutcome::Created
-                }
-                Err(e) => AttemptOutcome::State(e),
-            }
+            self.outcomes.lock().unwrap().push((key.clone(), outcome));
+            Ok(applied)
         }
-        Err(e) => on_error(item, seq, e, &sh).await,
+        fn failure(&self, failure: Failure) {
+            self.failures.lock().unwrap().push(failure);
+        }
     }
-}
 
-async fn on_error(mut item: Item, seq: u64, e: ApiError, sh: &Shared) -> AttemptOutcome {
-    let class = e.class();
-    let status = e.http_status();
-    let detail = e.short();
-    if e.is_rate_limited() {
-        Stats::add(&sh.stats.rate_limited, 1);
-        sh.pacer.on_rate_limited(e.retry_after());
-    } else if status.is_some() {
-        sh.pacer.on_accepted();
+    fn keys(names: &[&str]) -> Vec<TokenKey> {
+        names
+            .iter()
+            .map(|n| TokenKey {
+                account_id: 7,
+                token_name: (*n).to_owned(),
+            })
+            .collect()
     }
-    let outcome = match class {
-        ErrorClass::Ambiguous => Outcome::Ambiguous {
-            detail: detail.clone(),
-        },
-        _ => Outcome::NotCreated {
-            http_status: status,
-            detail: detail.clone(),
-        },
-    };
-    if let Err(se) = sh.recorder.outcome(seq, &item.key, outcome).await {
-        return AttemptOutcome::State(se);
-    }
-    tracing::debug!(token = %item.key, attempt = item.attempt, error = %detail, "attempt failed");
-    item.last_error = Some((status, detail.clone()));
-    if e.is_rate_limited() {
-        // Not processed: this attempt does not count against max_attempts.
-        item.attempt = item.attempt.saturating_sub(1);
-        item.rate_limited += 1;
-    }
-    match class {
-        ErrorClass::Retryable | ErrorClass::Ambiguous => {
-            if class == ErrorClass::Ambiguous {
-                Stats::add(&sh.stats.ambiguous, 1);
-                sh.emit(ItemEvent::Ambiguous {
-                    key: item.key.clone(),
-                    detail: detail.clone(),
-                });
-            }
-            sh.emit(ItemEvent::Retry {
-                key: item.key.clone(),
-                attempt: item.attempt,
-                reason: detail,
-            });
-            AttemptOutcome::Retry {
-                retry_after: e.retry_after(),
-                item,
-            }
+
+    fn config(concurrency: usize) -> ExecConfig {
+        ExecConfig {
+            concurrency,
+            max_attempts: 3,
+            fail_fast: false,
+            backoff: Backoff::default(),
+            drain_timeout: Duration::from_secs(5),
         }
-        ErrorClass::FatalItem => AttemptOutcome::Failed(item, status, detail),
-        ErrorClass::FatalRun => AttemptOutcome::Fatal(e.to_string()),
+    }
+
+    async fn run(
+        names: &[&str],
+        config: ExecConfig,
+        api: &Arc<FakeApi>,
+        rec: &Arc<FakeRecorder>,
+        cancel: Cancel,
+    ) -> RunReport {
+        let services = Services {
+            creator: api.clone(),
+            recorder: rec.clone(),
+            pacer: Arc::new(Pacer::new(1000.0, false)),
+            stats: Arc::new(Stats::default()),
+            observer: None,
+            cancel,
+        };
+        execute(keys(names), config, services).await
+    }
+
+    fn created(rec: &FakeRecorder, name: &str) -> usize {
+        rec.outcomes
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(k, o)| k.token_name == name && matches!(o, Outcome::Created { .. }))
+            .count()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_retryable_error_is_retried_and_every_outcome_recorded() {
+        let api = FakeApi::with(&[("a", &[Answer::Status(503), Answer::Status(503)])]);
+        let rec = Arc::new(FakeRecorder::default());
+        let r = run(&["a", "b"], config(2), &api, &rec, Cancel::default()).await;
+        assert_eq!(r.stop, StopReason::Completed);
+        assert_eq!((r.created, r.attempts, r.retries), (2, 4, 2));
+        assert_eq!(api.calls("a"), 3);
+        assert_eq!(created(&rec, "a"), 1);
+        // Every attempt's intent has an outcome.
+        assert_eq!(rec.intents.lock().unwrap().len(), 4);
+        assert_eq!(rec.outcomes.lock().unwrap().len(), 4);
+        assert!(r.failures.is_empty());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn attempts_are_bounded_and_a_429_does_not_use_one_up() {
+        let api = FakeApi::with(&[
+            ("limited", &[Answer::Status(429); 5]),
+            ("broken", &[Answer::Status(503); 10]),
+        ]);
+        let rec = Arc::new(FakeRecorder::default());
+        let r = run(
+            &["limited", "broken"],
+            config(2),
+            &api,
+            &rec,
+            Cancel::default(),
+        )
+        .await;
+        // Five 429s, then created: 429s are not processed requests.
+        assert_eq!(created(&rec, "limited"), 1);
+        assert_eq!(api.calls("limited"), 6);
+        // Three attempts (max_attempts), then failed for good with the reason.
+        assert_eq!(api.calls("broken"), 3);
+        assert_eq!(r.failures.len(), 1);
+        assert_eq!(r.failures[0].http_status, Some(503));
+        assert!(
+            r.failures[0].error.contains("after 3 attempts"),
+            "{:?}",
+            r.failures
+        );
+        assert_eq!(rec.failures.lock().unwrap().len(), 1);
+        assert_eq!(r.rate_limited, 5);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_ambiguous_answer_is_journaled_reported_and_retried() {
+        let api = FakeApi::with(&[("a", &[Answer::Timeout])]);
+        let rec = Arc::new(FakeRecorder::default());
+        let r = run(&["a"], config(1), &api, &rec, Cancel::default()).await;
+        assert_eq!((r.created, r.ambiguous), (1, 1));
+        let outcomes = rec.outcomes.lock().unwrap();
+        assert!(matches!(outcomes[0].1, Outcome::Ambiguous { .. }));
+        assert!(matches!(outcomes[1].1, Outcome::Created { .. }));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn fail_fast_stops_at_the_first_item_that_fails_for_good() {
+        let api = FakeApi::with(&[("a", &[Answer::Status(404)])]);
+        let rec = Arc::new(FakeRecorder::default());
+        let cfg = ExecConfig {
+            fail_fast: true,
+            ..config(1)
+        };
+        let r = run(&["a", "b", "c"], cfg, &api, &rec, Cancel::default()).await;
+        assert_eq!(r.stop, StopReason::FailFast);
+        assert_eq!(r.created, 0);
+        assert_eq!(r.not_attempted, 2);
+        assert_eq!(api.calls("b") + api.calls("c"), 0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_fatal_answer_stops_the_run() {
+        let api = FakeApi::with(&[("a", &[Answer::Status(401)])]);
+        let rec = Arc::new(FakeRecorder::default());
+        let r = run(&["a", "b", "c"], config(1), &api, &rec, Cancel::default()).await;
+        assert!(
+            matches!(r.stop, StopReason::Fatal(ref m) if m.contains("401")),
+            "{:?}",
+            r.stop
+        );
+        assert_eq!(r.not_attempted, 2);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn no_request_is_sent_once_the_state_cannot_be_written() {
+        let api = FakeApi::with(&[]);
+        let rec = Arc::new(FakeRecorder {
+            refuse_after: Some(1),
+            ..FakeRecorder::default()
+        });
+        let r = run(&["a", "b", "c"], config(1), &api, &rec, Cancel::default()).await;
+        assert!(matches!(r.stop, StopReason::State(_)), "{:?}", r.stop);
+        assert_eq!(api.calls.lock().unwrap().len(), 1);
+        assert_eq!(r.created, 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn ctrl_c_drains_what_is_in_flight_and_sends_nothing_new() {
+        // "slow" is answered only after a while; Ctrl-C comes while it is in flight.
+        let api = FakeApi::with(&[("slow", &[Answer::Status(503)])]);
+        let rec = Arc::new(FakeRecorder::default());
+        let cancel = Cancel::default();
+        let stopper = cancel.clone();
+        let api2 = api.clone();
+        let watcher = tokio::spawn(async move {
+            // Cancel as soon as the first request was sent.
+            api2.called.notified().await;
+            stopper.cancel();
+        });
+        let r = run(&["slow", "b", "c"], config(1), &api, &rec, cancel).await;
+        watcher.await.unwrap();
+        assert_eq!(r.stop, StopReason::Interrupted);
+        // The one in flight ended and was recorded; its retry and the rest were not sent.
+        assert_eq!(rec.outcomes.lock().unwrap().len(), 1);
+        assert_eq!(api.calls.lock().unwrap().len(), 1);
+        assert_eq!(r.not_attempted, 3);
+        assert_eq!(r.abandoned, 0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_request_that_never_ends_is_abandoned_after_the_drain_timeout() {
+        let api = FakeApi::with(&[("hang", &[Answer::Hang])]);
+        let rec = Arc::new(FakeRecorder::default());
+        let cancel = Cancel::default();
+        let stopper = cancel.clone();
+        let api2 = api.clone();
+        tokio::spawn(async move {
+            api2.called.notified().await;
+            stopper.cancel();
+        });
+        let started = Instant::now();
+        let r = run(&["hang", "b"], config(1), &api, &rec, cancel).await;
+        assert_eq!(r.stop, StopReason::Interrupted);
+        assert_eq!(r.abandoned, 1);
+        // Bounded by the drain timeout (paused clock: exact).
+        assert!(started.elapsed() >= Duration::from_secs(5));
+        assert!(started.elapsed() < Duration::from_secs(6));
+        // Its intent has no outcome: the journal makes it a possible orphan.
+        assert_eq!(rec.intents.lock().unwrap().len(), 1);
+        assert!(rec.outcomes.lock().unwrap().is_empty());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn never_more_in_flight_than_the_concurrency() {
+        let api = FakeApi::with(&[]);
+        let rec = Arc::new(FakeRecorder::default());
+        let names: Vec<String> = (0..50).map(|i| format!("t{i}")).collect();
+        let names: Vec<&str> = names.iter().map(String::as_str).collect();
+        let r = run(&names, config(3), &api, &rec, Cancel::default()).await;
+        assert_eq!(r.created, 50);
+        // The concurrency was used, and never exceeded.
+        assert_eq!(api.peak.load(Ordering::Relaxed), 3);
     }
 }

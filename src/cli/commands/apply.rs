@@ -10,8 +10,8 @@ use crate::cli::error::{CliError, Exit};
 use crate::cli::output::{Printer, json_line};
 use crate::cli::progress::{Mode, Progress};
 use crate::execution::{
-    Backoff, Cancel, ExecConfig, ItemEvent, ItemResult, Observer, Pacer, RunReport, Stats,
-    StopReason, execute,
+    Backoff, Cancel, ExecConfig, ItemEvent, ItemResult, Observer, Pacer, RunReport, Services,
+    Stats, StopReason, execute,
 };
 use crate::plan::{SAVED_PLAN_KIND, SavedPlan, Unresolved, sha256_hex, state_digest};
 use crate::state::{Failure, Recorder, Store};
@@ -197,17 +197,15 @@ pub async fn run(args: &ApplyArgs, printer: &Printer) -> Result<Exit, CliError> 
         drain_timeout: prepared.api.request_timeout + Duration::from_secs(5),
     };
     let present = plan.present.len();
-    let report = execute(
-        std::mem::take(&mut plan.create),
-        client,
-        handle,
-        config,
+    let services = Services {
+        creator: client,
+        recorder: handle,
         pacer,
         stats,
         observer,
         cancel,
-    )
-    .await;
+    };
+    let report = execute(std::mem::take(&mut plan.create), config, services).await;
     progress.finish();
     signals.abort();
     let (store, saved_res) = recorder.finish().await;

@@ -1,0 +1,242 @@
+//! One attempt at one token: journal the intent, send, journal the outcome, then decide what
+//! the dispatcher does next. What an attempt calls is behind two small traits, so that the
+//! executor runs against fakes in its unit tests.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use super::Pacer;
+use super::runner::{ItemEvent, ItemResult, Observer, Stats};
+use crate::api::{ApiClient, ApiError, CreatedToken, ErrorClass};
+use crate::state::journal::Outcome;
+use crate::state::store::Applied;
+use crate::state::{Failure, RecorderHandle, StateError, TokenKey, epoch_to_rfc3339, now_rfc3339};
+
+/// Sends the create call for a token (the API client in a run).
+pub trait SendCreate: Send + Sync + 'static {
+    /// Creates the token `key`. Not idempotent.
+    fn create(&self, key: &TokenKey)
+    -> impl Future<Output = Result<CreatedToken, ApiError>> + Send;
+}
+
+impl SendCreate for ApiClient {
+    fn create(
+        &self,
+        key: &TokenKey,
+    ) -> impl Future<Output = Result<CreatedToken, ApiError>> + Send {
+        self.create_token(key.account_id, &key.token_name)
+    }
+}
+
+/// Makes intents and outcomes durable (the recorder in a run).
+pub trait RecordOutcomes: Send + Sync + 'static {
+    /// Journals the intent to send attempt `attempt` of `key`; returns its sequence number once
+    /// it is durable. An error means the request must not be sent.
+    fn intent(
+        &self,
+        key: &TokenKey,
+        attempt: u32,
+    ) -> impl Future<Output = Result<u64, StateError>> + Send;
+
+    /// Journals and applies the outcome of intent `seq`; returns once it is durable.
+    fn outcome(
+        &self,
+        seq: u64,
+        key: &TokenKey,
+        outcome: Outcome,
+    ) -> impl Future<Output = Result<Applied, StateError>> + Send;
+
+    /// Records an item of this run that did not get a token.
+    fn failure(&self, failure: Failure);
+}
+
+impl RecordOutcomes for RecorderHandle {
+    fn intent(
+        &self,
+        key: &TokenKey,
+        attempt: u32,
+    ) -> impl Future<Output = Result<u64, StateError>> + Send {
+        RecorderHandle::intent(self, key, attempt)
+    }
+
+    fn outcome(
+        &self,
+        seq: u64,
+        key: &TokenKey,
+        outcome: Outcome,
+    ) -> impl Future<Output = Result<Applied, StateError>> + Send {
+        RecorderHandle::outcome(self, seq, key, outcome)
+    }
+
+    fn failure(&self, failure: Failure) {
+        RecorderHandle::failure(self, failure);
+    }
+}
+
+/// An item of the plan and what its attempts so far taught.
+#[derive(Debug, Clone)]
+pub(super) struct Item {
+    pub(super) key: TokenKey,
+    /// Attempts made, not counting those answered 429.
+    pub(super) attempt: u32,
+    /// Attempts answered 429.
+    pub(super) rate_limited: u32,
+    pub(super) last_error: Option<(Option<u16>, String)>,
+}
+
+impl Item {
+    pub(super) fn new(key: TokenKey) -> Item {
+        Item {
+            key,
+            attempt: 0,
+            rate_limited: 0,
+            last_error: None,
+        }
+    }
+}
+
+/// How an attempt ended, for the dispatcher.
+pub(super) enum AttemptOutcome {
+    Created,
+    Retry {
+        item: Item,
+        retry_after: Option<Duration>,
+    },
+    Failed(Item, Option<u16>, String),
+    Fatal(String),
+    State(StateError),
+}
+
+/// What every attempt of a run shares.
+pub(super) struct Shared<C, R> {
+    pub(super) creator: C,
+    pub(super) recorder: R,
+    pub(super) pacer: Arc<Pacer>,
+    pub(super) stats: Arc<Stats>,
+    pub(super) observer: Option<Arc<dyn Observer>>,
+}
+
+impl<C, R> Shared<C, R> {
+    pub(super) fn emit(&self, e: ItemEvent) {
+        if let Some(o) = &self.observer {
+            o.event(&e);
+        }
+    }
+}
+
+/// One attempt: journal the intent, send, journal the outcome, then decide.
+pub(super) async fn attempt<C: SendCreate, R: RecordOutcomes>(
+    mut item: Item,
+    sh: Arc<Shared<C, R>>,
+) -> AttemptOutcome {
+    let seq = match sh.recorder.intent(&item.key, item.attempt).await {
+        Ok(s) => s,
+        Err(e) => return AttemptOutcome::State(e),
+    };
+    Stats::add(&sh.stats.attempts, 1);
+    Stats::add(&sh.stats.in_flight, 1);
+    let res = sh.creator.create(&item.key).await;
+    sh.stats.in_flight.fetch_sub(1, Ordering::Relaxed);
+    let created = match res {
+        Ok(created) => created,
+        Err(e) => return on_error(item, seq, e, &sh).await,
+    };
+    sh.pacer.on_accepted();
+    let created_at = created
+        .created_at
+        .map(epoch_to_rfc3339)
+        .unwrap_or_else(now_rfc3339);
+    let token_id = created.id;
+    let outcome = Outcome::Created {
+        token_id,
+        token: created.token,
+        created_at,
+    };
+    match sh.recorder.outcome(seq, &item.key, outcome).await {
+        Ok(Applied::DuplicateId(other)) => {
+            let detail = format!(
+                "the API returned token id {token_id}, already recorded for {other}; the secret was kept aside"
+            );
+            Stats::add(&sh.stats.ambiguous, 1);
+            sh.emit(ItemEvent::Ambiguous {
+                key: item.key.clone(),
+                detail: detail.clone(),
+            });
+            item.last_error = Some((None, detail));
+            AttemptOutcome::Retry {
+                item,
+                retry_after: None,
+            }
+        }
+        Ok(_) => {
+            Stats::add(&sh.stats.created, 1);
+            sh.emit(ItemEvent::Done {
+                key: item.key,
+                attempts: item.attempt,
+                result: ItemResult::Created { token_id },
+            });
+            AttemptOutcome::Created
+        }
+        Err(e) => AttemptOutcome::State(e),
+    }
+}
+
+async fn on_error<C, R: RecordOutcomes>(
+    mut item: Item,
+    seq: u64,
+    e: ApiError,
+    sh: &Shared<C, R>,
+) -> AttemptOutcome {
+    let class = e.class();
+    let status = e.http_status();
+    let detail = e.short();
+    if e.is_rate_limited() {
+        Stats::add(&sh.stats.rate_limited, 1);
+        sh.pacer.on_rate_limited(e.retry_after());
+    } else if status.is_some() {
+        sh.pacer.on_accepted();
+    }
+    let outcome = match class {
+        ErrorClass::Ambiguous => Outcome::Ambiguous {
+            detail: detail.clone(),
+        },
+        _ => Outcome::NotCreated {
+            http_status: status,
+            detail: detail.clone(),
+        },
+    };
+    if let Err(se) = sh.recorder.outcome(seq, &item.key, outcome).await {
+        return AttemptOutcome::State(se);
+    }
+    tracing::debug!(token = %item.key, attempt = item.attempt, error = %detail, "attempt failed");
+    item.last_error = Some((status, detail.clone()));
+    if e.is_rate_limited() {
+        // Not processed: this attempt does not count against max_attempts.
+        item.attempt = item.attempt.saturating_sub(1);
+        item.rate_limited += 1;
+    }
+    match class {
+        ErrorClass::Retryable | ErrorClass::Ambiguous => {
+            if class == ErrorClass::Ambiguous {
+                Stats::add(&sh.stats.ambiguous, 1);
+                sh.emit(ItemEvent::Ambiguous {
+                    key: item.key.clone(),
+                    detail: detail.clone(),
+                });
+            }
+            sh.emit(ItemEvent::Retry {
+                key: item.key.clone(),
+                attempt: item.attempt,
+                reason: detail,
+            });
+            AttemptOutcome::Retry {
+                retry_after: e.retry_after(),
+                item,
+            }
+        }
+        ErrorClass::FatalItem => AttemptOutcome::Failed(item, status, detail),
+        ErrorClass::FatalRun => AttemptOutcome::Fatal(e.to_string()),
+    }
+}
