@@ -10,13 +10,14 @@
 //! - [`simulator`]: an in-repo stand-in for the Logz.io API, for tests, benchmarks and demos;
 //! - [`cli`]: the command line, output and progress.
 //!
-//! The core (`manifest`, `plan`, `state`, `region`, `secret`) knows nothing of HTTP, terminals or clap.
+//! The core (`manifest`, `plan`, `state`, `region`, `recipient`, `secret`) knows nothing of HTTP, terminals or clap.
 
 pub mod api;
 pub mod cli;
 pub mod execution;
 pub mod manifest;
 pub mod plan;
+pub mod recipient;
 pub mod region;
 pub mod secret;
 pub mod simulator;

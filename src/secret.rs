@@ -30,6 +30,18 @@ impl Secret {
         s.serialize_str(self.expose())
     }
 
+    /// [`Secret::serialize_exposed`] for an optional field (skip `None` with
+    /// `skip_serializing_if`).
+    pub fn serialize_exposed_opt<S: serde::Serializer>(
+        v: &Option<Secret>,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
+        match v {
+            Some(secret) => secret.serialize_exposed(s),
+            None => s.serialize_none(),
+        }
+    }
+
     /// Whether two secrets hold the same value (without exposing either to the caller).
     pub fn same_as(&self, other: &Secret) -> bool {
         self.expose() == other.expose()

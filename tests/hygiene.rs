@@ -470,7 +470,8 @@ fn debug_output_never_shows_a_secret() {
     }
     let outcome = logzio_tokens::state::Outcome::Created {
         token_id: 1,
-        token: s.clone(),
+        token: Some(s.clone()),
+        sealed: None,
         created_at: String::new(),
     };
     assert!(!format!("{outcome:?}").contains(secret));

@@ -151,7 +151,8 @@ pub(super) async fn attempt<C: SendCreate, R: RecordOutcomes>(
     let token_id = created.id;
     let outcome = Outcome::Created {
         token_id,
-        token: created.token,
+        token: Some(created.token),
+        sealed: None,
         created_at,
     };
     match sh.recorder.outcome(seq, &item.key, outcome).await {

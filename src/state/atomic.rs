@@ -99,7 +99,7 @@ pub(crate) fn remove_stale_temps(path: &Path) -> std::io::Result<usize> {
 }
 
 /// The directory a file is in (`.` for a bare file name).
-pub(crate) fn parent_dir(path: &Path) -> &Path {
+pub fn parent_dir(path: &Path) -> &Path {
     match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => Path::new("."),

@@ -52,13 +52,22 @@ pub enum JournalRecord {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "result", rename_all = "snake_case")]
 pub enum Outcome {
-    /// A token was created and its secret received.
+    /// A token was created and its secret received. The secret is `token` in plaintext mode
+    /// and `sealed` (an armored age file holding a one-token secrets document) when the run
+    /// seals its secrets; a record read back has exactly one of the two.
     Created {
         /// The token's id.
         token_id: i64,
         /// The secret.
-        #[serde(serialize_with = "Secret::serialize_exposed")]
-        token: Secret,
+        #[serde(
+            default,
+            skip_serializing_if = "Option::is_none",
+            serialize_with = "Secret::serialize_exposed_opt"
+        )]
+        token: Option<Secret>,
+        /// The secret, sealed to the run's recipients.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        sealed: Option<String>,
         /// When Logz.io created it (RFC 3339).
         created_at: String,
     },
@@ -218,7 +227,8 @@ mod tests {
                 token_name: "t1".into(),
                 outcome: Outcome::Created {
                     token_id: 5,
-                    token: Secret::new("s3cr3t"),
+                    token: Some(Secret::new("s3cr3t")),
+                    sealed: None,
                     created_at: "2021-05-24T12:11:51Z".into(),
                 },
                 at: "2026-01-01T00:00:01.000Z".into(),
@@ -236,7 +246,7 @@ mod tests {
                 token, token_id, ..
             } => {
                 assert_eq!(*token_id, 5);
-                assert_eq!(token.expose(), "s3cr3t");
+                assert_eq!(token.as_ref().unwrap().expose(), "s3cr3t");
             }
             o => panic!("unexpected {o:?}"),
         }
@@ -255,7 +265,8 @@ mod tests {
     fn a_secret_is_written_in_the_line_but_never_in_debug() {
         let o = Outcome::Created {
             token_id: 1,
-            token: Secret::new("topsecret"),
+            token: Some(Secret::new("topsecret")),
+            sealed: None,
             created_at: String::new(),
         };
         assert!(!format!("{o:?}").contains("topsecret"));

@@ -10,17 +10,19 @@ mod lock;
 mod paths;
 pub mod recorder;
 pub mod results;
+pub mod sealed;
 pub mod secrets;
 pub mod store;
 
-pub use atomic::{FileKind, write_atomic};
+pub use atomic::{FileKind, parent_dir, write_atomic};
 pub use journal::{JournalRecord, Outcome};
 pub use lock::StateLock;
 pub use paths::StatePaths;
 pub use recorder::{Recorder, RecorderHandle};
 pub use results::{Failure, PossibleOrphan, ResultsFile, TokenRecord};
+pub use sealed::{Identities, Recipients};
 pub use secrets::{SecretRecord, SecretsFile};
-pub use store::Store;
+pub use store::{Sealing, Store};
 
 use std::path::PathBuf;
 

@@ -13,6 +13,8 @@ pub struct StatePaths {
     pub journal: PathBuf,
     /// The advisory lock file, beside the results file.
     pub lock: PathBuf,
+    /// The directory of sealed secrets files, beside the results file: `<stem>.sealed/`.
+    pub sealed: PathBuf,
 }
 
 impl StatePaths {
@@ -32,13 +34,33 @@ impl StatePaths {
             .unwrap_or_else(|| dir.join(format!("{stem}.secrets.json")));
         let journal = sibling(&results, "journal");
         let lock = sibling(&results, "lock");
+        let sealed = sealed_dir(&results);
         StatePaths {
             results,
             secrets,
             journal,
             lock,
+            sealed,
         }
     }
+
+    /// Moves the sealed directory (`--sealed-dir`).
+    pub fn with_sealed_dir(mut self, dir: Option<&Path>) -> Self {
+        if let Some(d) = dir {
+            self.sealed = d.to_path_buf();
+        }
+        self
+    }
+}
+
+/// `x.results.json` -> `x.sealed`; anything else -> `<name>.sealed`.
+fn sealed_dir(results: &Path) -> PathBuf {
+    let name = results
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let stem = name.strip_suffix(".results.json").unwrap_or(&name);
+    super::atomic::parent_dir(results).join(format!("{stem}.sealed"))
 }
 
 /// `x.results.json` -> `x.results.<ext>`; `x` -> `x.<ext>`.
@@ -64,6 +86,7 @@ mod tests {
         assert_eq!(p.secrets, Path::new("examples/quickstart.secrets.json"));
         assert_eq!(p.journal, Path::new("examples/quickstart.results.journal"));
         assert_eq!(p.lock, Path::new("examples/quickstart.results.lock"));
+        assert_eq!(p.sealed, Path::new("examples/quickstart.sealed"));
         let bare = StatePaths::for_manifest(Path::new("m.yaml"), None, None);
         assert_eq!(bare.results, Path::new("./m.results.json"));
     }

@@ -7,6 +7,10 @@
 //! results and secrets files atomically and starts a fresh journal holding only the intents
 //! still in flight. Once any write fails, no new request may start, and the journal is kept as
 //! it is for the next run to replay.
+//!
+//! With recipients set, a received secret is sealed inside its journal record, the state
+//! refreshes write the results file only, and the journal stays until the run's one sealed
+//! file is written at the end: no plaintext secret reaches the disk.
 
 use std::collections::HashMap;
 use std::io::Write;
@@ -17,7 +21,7 @@ use tokio::sync::oneshot;
 use super::atomic::{open_secret_append, parent_dir, sync_dir};
 use super::journal::{JournalRecord, Outcome};
 use super::store::{Applied, Store};
-use super::{Failure, StateError, TokenKey};
+use super::{Failure, SecretsFile, StateError, TokenKey};
 
 /// How often, at most, the results and secrets files are refreshed during a run.
 pub const SAVE_INTERVAL: Duration = Duration::from_secs(3);
@@ -271,6 +275,7 @@ impl Task {
     fn journal_batch(&mut self, batch: &[Msg], buf: &mut Vec<u8>, now: &str) -> (Vec<u64>, bool) {
         buf.clear();
         let mut seqs = Vec::with_capacity(batch.len());
+        let mut seal_failed: Option<std::io::Error> = None;
         for m in batch {
             match m {
                 // Once the state is broken no request may start: its intent is not journaled
@@ -293,16 +298,21 @@ impl Task {
                     seq, key, outcome, ..
                 } => {
                     self.pending.remove(seq);
-                    buf.extend(
-                        JournalRecord::Outcome {
-                            seq: *seq,
-                            account_id: key.account_id,
-                            token_name: key.token_name.clone(),
-                            outcome: outcome.clone(),
-                            at: now.to_owned(),
+                    match self.journaled(key, outcome) {
+                        Ok(outcome) => buf.extend(
+                            JournalRecord::Outcome {
+                                seq: *seq,
+                                account_id: key.account_id,
+                                token_name: key.token_name.clone(),
+                                outcome,
+                                at: now.to_owned(),
+                            }
+                            .to_line(),
+                        ),
+                        Err(e) => {
+                            seal_failed.get_or_insert(e);
                         }
-                        .to_line(),
-                    );
+                    }
                     seqs.push(*seq);
                 }
                 _ => seqs.push(0),
@@ -313,15 +323,15 @@ impl Task {
         // (so a received secret survives even a power loss). The fsync of an outcome covers
         // every intent written before it.
         let needs_sync = batch.iter().any(|m| matches!(m, Msg::Outcome { .. }));
-        if buf.is_empty() {
+        if buf.is_empty() && seal_failed.is_none() {
             return (seqs, true);
         }
         let written = self.journal.write_all(buf).and_then(|()| {
             if needs_sync {
-                self.journal.sync_data()
-            } else {
-                Ok(())
+                self.journal.sync_data()?;
             }
+            // A secret that could not be sealed is not in the journal: fail like a write.
+            seal_failed.map_or(Ok(()), Err)
         });
         if let Err(e) = written {
             let e = self.journal_error(e);
@@ -335,6 +345,35 @@ impl Task {
             return (seqs, false);
         }
         (seqs, true)
+    }
+
+    /// The outcome as the journal holds it: with recipients set, a received secret is sealed
+    /// (as a one-token secrets document) before it reaches the disk.
+    fn journaled(&self, key: &TokenKey, outcome: &Outcome) -> std::io::Result<Outcome> {
+        let (
+            Some(sealing),
+            Outcome::Created {
+                token_id,
+                token: Some(token),
+                created_at,
+                ..
+            },
+        ) = (self.store.sealing(), outcome)
+        else {
+            return Ok(outcome.clone());
+        };
+        let mut doc = SecretsFile::default();
+        doc.insert(key, *token_id, token.clone());
+        let armored = sealing
+            .recipients
+            .seal_secrets(&doc)
+            .map_err(std::io::Error::other)?;
+        Ok(Outcome::Created {
+            token_id: *token_id,
+            token: None,
+            sealed: Some(String::from_utf8_lossy(&armored).into_owned()),
+            created_at: created_at.clone(),
+        })
     }
 
     /// Applies each message to the store and acknowledges it.
@@ -402,6 +441,11 @@ impl Task {
     /// one.
     fn checkpoint(&mut self) -> Result<(), StateError> {
         self.store.save()?;
+        if self.store.sealing().is_some() {
+            // The journal holds this run's sealed secrets until its sealed file is written
+            // at the end; it is not replaced.
+            return Ok(());
+        }
         let path = self.store.paths.journal.clone();
         let mut keep: Vec<(&u64, &JournalRecord)> = self.pending.iter().collect();
         keep.sort_by_key(|(s, _)| **s);
@@ -451,6 +495,9 @@ impl Task {
         }
         let journal_path = self.store.paths.journal.clone();
         let res = self.store.save().and_then(|()| {
+            if let Some(path) = self.store.seal_run()? {
+                tracing::info!(file = %path.display(), "sealed this run's secrets");
+            }
             if self.pending.is_empty() {
                 std::fs::remove_file(&journal_path).map_err(|e| self.journal_error(e))?;
                 let _ = sync_dir(parent_dir(&journal_path));
@@ -509,7 +556,8 @@ mod tests {
         let s1 = h.intent(&key("a"), 1).await.unwrap();
         let created = Outcome::Created {
             token_id: 10,
-            token: Secret::new("sek-a"),
+            token: Some(Secret::new("sek-a")),
+            sealed: None,
             created_at: "2021-05-24T12:11:51Z".into(),
         };
         assert_eq!(
@@ -541,5 +589,126 @@ mod tests {
         assert!(!paths.journal.exists());
         assert_eq!(again.results.possible_orphans.len(), 1);
         assert_eq!(again.results.possible_orphans[0].ambiguous_attempts, 1);
+    }
+
+    fn identity(dir: &std::path::Path) -> (crate::state::Recipients, crate::state::Identities) {
+        use age::secrecy::ExposeSecret;
+        let key = age::x25519::Identity::generate();
+        let file = dir.join("key.txt");
+        std::fs::write(&file, format!("{}\n", key.to_string().expose_secret())).unwrap();
+        (
+            crate::state::Recipients::new(vec![key.to_public()]).unwrap(),
+            crate::state::Identities::load(&file).unwrap(),
+        )
+    }
+
+    /// Every byte of every file under `dir`, as text.
+    fn all_bytes(dir: &std::path::Path) -> String {
+        let mut out = String::new();
+        for e in std::fs::read_dir(dir).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                out.push_str(&all_bytes(&p));
+            } else {
+                out.push_str(&String::from_utf8_lossy(&std::fs::read(&p).unwrap()));
+            }
+        }
+        out
+    }
+
+    fn rec_paths_journal(dir: &std::path::Path) -> std::path::PathBuf {
+        dir.join("m.results.journal")
+    }
+
+    fn created(id: i64, secret: &str) -> Outcome {
+        Outcome::Created {
+            token_id: id,
+            token: Some(Secret::new(secret)),
+            sealed: None,
+            created_at: "2021-05-24T12:11:51Z".into(),
+        }
+    }
+
+    #[tokio::test]
+    async fn with_recipients_no_plaintext_reaches_the_disk_and_a_run_leaves_one_sealed_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let keys = tempfile::tempdir().unwrap();
+        let (recipients, ids) = identity(keys.path());
+        let paths = StatePaths::for_manifest(&dir.path().join("m.yaml"), None, None);
+        let mut store = Store::open(paths.clone(), Some("http://127.0.0.1:1")).unwrap();
+        store.seal_to(recipients);
+        let rec = Recorder::start(store).unwrap();
+        let h = rec.handle();
+        for (i, name) in ["a", "b", "c"].iter().enumerate() {
+            let s = h.intent(&key(name), 1).await.unwrap();
+            let secret = format!("plaintext-secret-{name}");
+            h.outcome(s, &key(name), created(10 + i as i64, &secret))
+                .await
+                .unwrap();
+        }
+        // Mid-run: the journal holds the outcomes, sealed.
+        let mid = all_bytes(dir.path());
+        assert!(mid.contains("BEGIN AGE ENCRYPTED FILE"), "{mid}");
+        assert!(!mid.contains("plaintext-secret"));
+        drop(h);
+        let (store, res) = rec.finish().await;
+        res.unwrap();
+        let store = store.unwrap();
+        assert_eq!(store.results.get(&key("b")).unwrap().token_id, 11);
+        // After the run: no secrets file, no journal, one sealed file; no plaintext anywhere.
+        assert!(!paths.secrets.exists());
+        assert!(!paths.journal.exists());
+        let files = crate::state::sealed::list(&paths.sealed).unwrap();
+        assert_eq!(files.len(), 1);
+        assert!(!all_bytes(dir.path()).contains("plaintext-secret"));
+        let doc = ids.open(&files[0]).unwrap();
+        assert_eq!(
+            doc.get(&key("c")).unwrap().token.expose(),
+            "plaintext-secret-c"
+        );
+        // export's view: every secret, through the identity.
+        drop(store);
+        let again = Store::open(paths.clone(), Some("http://127.0.0.1:1")).unwrap();
+        let all = again.all_secrets(Some(&ids)).unwrap();
+        assert_eq!(
+            all.get(&key("a")).unwrap().token.expose(),
+            "plaintext-secret-a"
+        );
+        assert!(again.all_secrets(None).is_err());
+    }
+
+    #[tokio::test]
+    async fn a_crash_with_recipients_is_recovered_into_sealed_files_without_the_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let keys = tempfile::tempdir().unwrap();
+        let (recipients, ids) = identity(keys.path());
+        let paths = StatePaths::for_manifest(&dir.path().join("m.yaml"), None, None);
+        let mut store = Store::open(paths.clone(), Some("http://127.0.0.1:1")).unwrap();
+        store.seal_to(recipients);
+        let rec = Recorder::start(store).unwrap();
+        let h = rec.handle();
+        let s1 = h.intent(&key("a"), 1).await.unwrap();
+        h.outcome(s1, &key("a"), created(10, "plaintext-secret-a"))
+            .await
+            .unwrap();
+        let _s2 = h.intent(&key("b"), 1).await.unwrap();
+        // The process dies here: what the next run finds is the journal as it is now (copied
+        // to another directory, since this process still holds the lock on the first).
+        let dir2 = tempfile::tempdir().unwrap();
+        let paths = StatePaths::for_manifest(&dir2.path().join("m.yaml"), None, None);
+        std::fs::copy(rec_paths_journal(dir.path()), &paths.journal).unwrap();
+        drop(h);
+        let next = Store::open(paths.clone(), Some("http://127.0.0.1:1")).unwrap();
+        assert_eq!(next.results.get(&key("a")).unwrap().token_id, 10);
+        assert_eq!(next.results.possible_orphans[0].token_name, "b");
+        assert!(!paths.journal.exists());
+        assert!(!paths.secrets.exists());
+        assert!(!all_bytes(dir2.path()).contains("plaintext-secret"));
+        assert_eq!(crate::state::sealed::list(&paths.sealed).unwrap().len(), 1);
+        let all = next.all_secrets(Some(&ids)).unwrap();
+        assert_eq!(
+            all.get(&key("a")).unwrap().token.expose(),
+            "plaintext-secret-a"
+        );
     }
 }

@@ -127,6 +127,49 @@ impl SecretsFile {
         });
     }
 
+    /// Adds every secret of `other` (a later document): a different token under the same
+    /// name replaces the current one, which moves to `superseded`; nothing is dropped.
+    pub fn merge(&mut self, other: SecretsFile) {
+        for (account_id, tokens) in other.accounts {
+            for (token_name, rec) in tokens {
+                let key = TokenKey {
+                    account_id,
+                    token_name,
+                };
+                self.insert(&key, rec.token_id, rec.token);
+            }
+        }
+        for s in other.superseded {
+            let known = self
+                .superseded
+                .iter()
+                .any(|x| x.token_id == s.token_id && x.token.same_as(&s.token));
+            if !known {
+                self.superseded.push(s);
+            }
+        }
+    }
+
+    /// Makes the token whose id `recorded` names the current one for its name, where it is
+    /// among the superseded ones (the results file says which token is current).
+    pub fn prefer_ids(&mut self, recorded: impl Fn(&TokenKey) -> Option<i64>) {
+        let mut i = 0;
+        while i < self.superseded.len() {
+            let s = &self.superseded[i];
+            let key = TokenKey {
+                account_id: s.account_id,
+                token_name: s.token_name.clone(),
+            };
+            let current = self.get(&key).map(|r| r.token_id);
+            if recorded(&key) == Some(s.token_id) && current != Some(s.token_id) {
+                let s = self.superseded.remove(i);
+                self.insert(&key, s.token_id, s.token);
+                continue;
+            }
+            i += 1;
+        }
+    }
+
     /// The secret recorded for a key.
     pub fn get(&self, key: &TokenKey) -> Option<&SecretRecord> {
         self.accounts

@@ -5,12 +5,14 @@
 //! `apply` the store is owned by the recorder task (`super::recorder`), its single writer.
 
 use std::collections::HashMap;
+use std::path::PathBuf;
 
 use super::atomic::{
     FileKind, check_secret_target, parent_dir, remove_stale_temps, sync_dir, write_atomic,
 };
 use super::journal::{self, Outcome};
 use super::results::TokenRecord;
+use super::sealed::{self, Identities, Recipients, SealError};
 use super::{ResultsFile, SecretsFile, StateError, StateLock, StatePaths, TokenKey};
 
 /// What a start-of-run replay of an earlier journal found.
@@ -35,7 +37,23 @@ pub struct Store {
     pub secrets: SecretsFile,
     /// What the replay of an earlier journal recovered.
     pub recovery: Recovery,
+    /// Set when this run seals its secrets instead of writing them in plaintext.
+    sealing: Option<Sealing>,
+    /// The secrets received in this run, when it seals them: held in memory only, written
+    /// as one sealed file at the end.
+    run_secrets: SecretsFile,
+    /// Sealed secrets replayed from an earlier run's journal (armored age files).
+    pub recovered_sealed: Vec<String>,
     lock: Option<StateLock>,
+}
+
+/// Where and to whom a run seals its secrets.
+#[derive(Debug, Clone)]
+pub struct Sealing {
+    /// The recipients.
+    pub recipients: Recipients,
+    /// This run's id, in its sealed file's name.
+    pub run_id: String,
 }
 
 impl Store {
@@ -62,6 +80,7 @@ impl Store {
         let mut store = Store::read(paths, api_url)?;
         store.lock = Some(lock);
         if store.paths.journal.exists() {
+            store.write_recovered_sealed()?;
             store.save()?;
             std::fs::remove_file(&store.paths.journal).map_err(|source| StateError::Write {
                 kind: "journal",
@@ -98,6 +117,9 @@ impl Store {
             results,
             secrets,
             recovery: Recovery::default(),
+            sealing: None,
+            run_secrets: SecretsFile::default(),
+            recovered_sealed: Vec::new(),
             lock: None,
         };
         store.recovery.truncated_tail = replayed.truncated_tail;
@@ -118,16 +140,108 @@ impl Store {
         Ok(store)
     }
 
-    /// Writes the secrets file, then the results file, each atomically.
+    /// Writes the secrets file, then the results file, each atomically. A run that seals its
+    /// secrets writes no plaintext secrets file: its secrets go to [`Store::seal_run`].
     pub fn save(&mut self) -> Result<(), StateError> {
-        write_atomic(
-            &self.paths.secrets,
-            &self.secrets.to_bytes(),
-            FileKind::Secret,
-            "secrets",
-        )?;
+        // An empty secrets file is not created: a state whose secrets are all sealed has none.
+        let wanted = !self.secrets.accounts.is_empty()
+            || !self.secrets.superseded.is_empty()
+            || self.paths.secrets.exists();
+        if self.sealing.is_none() && wanted {
+            let plain = zeroize::Zeroizing::new(self.secrets.to_bytes());
+            write_atomic(&self.paths.secrets, &plain, FileKind::Secret, "secrets")?;
+        }
         let bytes = self.results.to_bytes();
         write_atomic(&self.paths.results, &bytes, FileKind::Public, "results")
+    }
+
+    /// From now on, secrets received are sealed to `recipients` and never written in
+    /// plaintext. Call before the recorder starts.
+    pub fn seal_to(&mut self, recipients: Recipients) {
+        self.sealing = Some(Sealing {
+            recipients,
+            run_id: sealed::new_run_id(),
+        });
+    }
+
+    /// The recipients this run seals to, if it does.
+    pub fn sealing(&self) -> Option<&Sealing> {
+        self.sealing.as_ref()
+    }
+
+    /// Where secrets received now go: this run's sealed document, or the secrets file.
+    fn secret_sink(&mut self) -> &mut SecretsFile {
+        if self.sealing.is_some() {
+            &mut self.run_secrets
+        } else {
+            &mut self.secrets
+        }
+    }
+
+    /// Writes the secrets this run received as one new sealed file (none when it received
+    /// none, or does not seal). Returns its path. Each call writes a new file and then
+    /// forgets what it wrote, so nothing is written twice.
+    pub fn seal_run(&mut self) -> Result<Option<PathBuf>, StateError> {
+        let Some(sealing) = &self.sealing else {
+            return Ok(None);
+        };
+        if self.run_secrets.accounts.is_empty() && self.run_secrets.superseded.is_empty() {
+            return Ok(None);
+        }
+        let armored = sealing
+            .recipients
+            .seal_secrets(&self.run_secrets)
+            .map_err(|e| sealed_write_error(&self.paths.sealed, e))?;
+        let name = sealed::file_name(time::OffsetDateTime::now_utc(), &sealing.run_id);
+        let path = sealed::write_new(&self.paths.sealed, &name, &armored)?;
+        self.run_secrets = SecretsFile::default();
+        Ok(Some(path))
+    }
+
+    /// Every secret recorded for this state: the plaintext secrets file, then every sealed
+    /// file (oldest first) and any sealed record of an interrupted run's journal, opened with
+    /// `identities`. Where two hold different tokens under one name, the one the results file
+    /// records is current and the other goes to `superseded`; where the results file has no
+    /// say, the later one wins. Sealed secrets without `identities` are an error naming the
+    /// file.
+    pub fn all_secrets(&self, identities: Option<&Identities>) -> Result<SecretsFile, SealError> {
+        let mut all = self.secrets.clone();
+        let files = sealed::list(&self.paths.sealed)?;
+        let mut docs = Vec::with_capacity(files.len() + self.recovered_sealed.len());
+        if (!files.is_empty() || !self.recovered_sealed.is_empty()) && identities.is_none() {
+            let path = files
+                .first()
+                .cloned()
+                .unwrap_or_else(|| self.paths.journal.clone());
+            return Err(SealError::Decrypt {
+                path,
+                detail: "the secrets are sealed and no identity was given".into(),
+            });
+        }
+        if let Some(ids) = identities {
+            for path in &files {
+                docs.push(ids.open(path)?);
+            }
+            for blob in &self.recovered_sealed {
+                docs.push(ids.open_bytes(&self.paths.journal, blob.as_bytes())?);
+            }
+        }
+        for doc in docs {
+            all.merge(doc);
+        }
+        all.prefer_ids(|key| self.results.get(key).map(|r| r.token_id));
+        Ok(all)
+    }
+
+    /// Writes the sealed secrets replayed from an earlier run's journal, each as its own new
+    /// sealed file (they cannot be merged without the private key).
+    fn write_recovered_sealed(&mut self) -> Result<(), StateError> {
+        let now = time::OffsetDateTime::now_utc();
+        for blob in std::mem::take(&mut self.recovered_sealed) {
+            let name = sealed::file_name(now, &format!("{}-recovered", sealed::new_run_id()));
+            sealed::write_new(&self.paths.sealed, &name, blob.as_bytes())?;
+        }
+        Ok(())
     }
 
     /// Token id -> key, for spotting an id the API hands out twice.
@@ -159,20 +273,29 @@ impl Store {
             Outcome::Created {
                 token_id,
                 token,
+                sealed,
                 created_at,
             } => {
+                if let Some(blob) = sealed {
+                    // Sealed in an earlier run's journal: kept as it is, written out as a
+                    // sealed file by `open` (a duplicate id is sorted out by `export`, which
+                    // prefers the id the results file records).
+                    self.recovered_sealed.push(blob);
+                }
                 if let Some(other) = index.get(&token_id)
                     && other != key
                 {
                     // The API gave an id that is already recorded for another token: keep
                     // the secret, but never let it overwrite or pose as another record.
                     let other = other.clone();
-                    self.secrets.quarantine(
-                        key,
-                        token_id,
-                        token,
-                        format!("the API returned id {token_id}, already recorded for {other}"),
-                    );
+                    if let Some(token) = token {
+                        self.secret_sink().quarantine(
+                            key,
+                            token_id,
+                            token,
+                            format!("the API returned id {token_id}, already recorded for {other}"),
+                        );
+                    }
                     self.results.note_orphan(
                             key,
                             &format!("the API returned token id {token_id}, which is already recorded for {other}"),
@@ -181,7 +304,9 @@ impl Store {
                     return Applied::DuplicateId(other);
                 }
                 let fresh = self.results.get(key).map(|r| r.token_id) != Some(token_id);
-                self.secrets.insert(key, token_id, token);
+                if let Some(token) = token {
+                    self.secret_sink().insert(key, token_id, token);
+                }
                 if fresh {
                     index.insert(token_id, key.clone());
                     self.results.insert(
@@ -203,6 +328,14 @@ impl Store {
             }
             Outcome::NotCreated { .. } => Applied::Noted,
         }
+    }
+}
+
+fn sealed_write_error(dir: &std::path::Path, e: sealed::SealError) -> StateError {
+    StateError::Write {
+        kind: "sealed",
+        path: dir.to_path_buf(),
+        source: std::io::Error::other(e.to_string()),
     }
 }
 

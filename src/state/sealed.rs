@@ -1,0 +1,366 @@
+//! Sealed secrets: secrets encrypted to public age (X25519) recipients, so that the machine a
+//! run happens on needs no private key and a secret outlives that machine's disk.
+//!
+//! The format is age-encryption.org/v1, ASCII-armored, so every sealed file decrypts with the
+//! reference `age` CLI. A sealed file's plaintext is the same JSON document as the secrets
+//! file. Each run writes one new file, `<UTC time>-<run id>.age`, and never rewrites it: the
+//! directory only grows, so concurrent branches merge in git without conflicts. While a run is
+//! under way, each received secret is sealed on its own inside its journal record; recovery
+//! after a crash writes those records out as sealed files without decrypting them.
+
+use std::fs::{self, OpenOptions};
+use std::io::{Read, Write};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+
+use age::x25519;
+
+use super::atomic::{parent_dir, sync_dir};
+use super::{SecretsFile, StateError};
+pub use crate::recipient::{RecipientError, parse_recipient, parse_recipients_file};
+
+/// The age recipients the secrets of a run are sealed to. These are public keys: printing
+/// them is harmless.
+#[derive(Clone)]
+pub struct Recipients(Vec<x25519::Recipient>);
+
+impl std::fmt::Debug for Recipients {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list()
+            .entries(self.0.iter().map(|r| r.to_string()))
+            .finish()
+    }
+}
+
+/// Errors sealing or unsealing.
+#[derive(Debug, thiserror::Error)]
+pub enum SealError {
+    /// Encryption failed (never expected with X25519 recipients).
+    #[error("cannot seal a secret: {0}")]
+    Encrypt(String),
+    /// A sealed file could not be decrypted with the identities given.
+    #[error(
+        "cannot decrypt sealed file {path}: {detail}\n  = help: pass the age identity (private key) file whose public key is one of the manifest's recipients, with --identity or LOGZIO_TOKENS_IDENTITY_FILE"
+    )]
+    Decrypt {
+        /// The file.
+        path: PathBuf,
+        /// What went wrong.
+        detail: String,
+    },
+    /// The identity file cannot be used.
+    #[error("cannot use identity file {path}: {detail}")]
+    Identity {
+        /// The file.
+        path: PathBuf,
+        /// What went wrong (never the key).
+        detail: String,
+    },
+    /// A decrypted document is not a secrets document.
+    #[error("sealed file {path} decrypted, but does not hold a secrets document: {detail}")]
+    Content {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        detail: String,
+    },
+    /// Reading a file failed.
+    #[error("cannot read {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
+}
+
+impl Recipients {
+    /// Recipients from parsed keys; `None` when there are none (plaintext mode).
+    pub fn new(keys: Vec<x25519::Recipient>) -> Option<Recipients> {
+        let mut keys = keys;
+        keys.dedup_by(|a, b| a.to_string() == b.to_string());
+        (!keys.is_empty()).then_some(Recipients(keys))
+    }
+
+    /// How many recipients.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Always false: an empty set is `None`.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// Encrypts `plaintext` to every recipient, ASCII-armored. The plaintext is a secrets
+    /// document, so this is one of the places a secret is written (into the ciphertext).
+    pub fn seal(&self, plaintext: &[u8]) -> Result<Vec<u8>, SealError> {
+        let enc = age::Encryptor::with_recipients(self.0.iter().map(|r| r as &dyn age::Recipient))
+            .map_err(|e| SealError::Encrypt(e.to_string()))?;
+        let mut out = Vec::with_capacity(plaintext.len() * 4 / 3 + 512);
+        let armor =
+            age::armor::ArmoredWriter::wrap_output(&mut out, age::armor::Format::AsciiArmor)
+                .map_err(|e| SealError::Encrypt(e.to_string()))?;
+        let mut w = enc
+            .wrap_output(armor)
+            .map_err(|e| SealError::Encrypt(e.to_string()))?;
+        w.write_all(plaintext)
+            .map_err(|e| SealError::Encrypt(e.to_string()))?;
+        w.finish()
+            .and_then(|armor| armor.finish())
+            .map_err(|e| SealError::Encrypt(e.to_string()))?;
+        Ok(out)
+    }
+
+    /// Seals a secrets document.
+    pub fn seal_secrets(&self, doc: &SecretsFile) -> Result<Vec<u8>, SealError> {
+        let plain = zeroize::Zeroizing::new(doc.to_bytes());
+        self.seal(&plain)
+    }
+}
+
+/// The age identities (private keys) that open sealed files, for `export --identity`.
+pub struct Identities(Vec<Box<dyn age::Identity + Send + Sync>>);
+
+impl std::fmt::Debug for Identities {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Identities([{} redacted])", self.0.len())
+    }
+}
+
+/// The largest identity file read.
+const MAX_IDENTITY_FILE: u64 = 64 * 1024;
+/// The largest sealed file read.
+const MAX_SEALED_FILE: u64 = 256 * 1024 * 1024;
+
+impl Identities {
+    /// Reads an identity file as `age-keygen` writes it.
+    pub fn load(path: &Path) -> Result<Identities, SealError> {
+        let ierr = |detail: String| SealError::Identity {
+            path: path.to_path_buf(),
+            detail,
+        };
+        let bytes = read_bounded(path, MAX_IDENTITY_FILE).map_err(|e| match e {
+            SealError::Read { source, .. } => ierr(source.to_string()),
+            other => other,
+        })?;
+        let file = age::IdentityFile::from_buffer(&bytes[..]).map_err(|_| {
+            ierr("not an age identity file (as `age-keygen -o FILE` writes it)".into())
+        })?;
+        let ids = file
+            .into_identities()
+            .map_err(|_| ierr("it holds an identity this tool cannot use".into()))?;
+        if ids.is_empty() {
+            return Err(ierr("it holds no identity".into()));
+        }
+        Ok(Identities(ids))
+    }
+
+    /// Decrypts a sealed file into the secrets document it holds.
+    pub fn open(&self, path: &Path) -> Result<SecretsFile, SealError> {
+        let bytes = read_bounded(path, MAX_SEALED_FILE)?;
+        self.open_bytes(path, &bytes)
+    }
+
+    /// Decrypts sealed `bytes` (read from `path`, named in errors).
+    pub fn open_bytes(&self, path: &Path, bytes: &[u8]) -> Result<SecretsFile, SealError> {
+        let derr = |detail: String| SealError::Decrypt {
+            path: path.to_path_buf(),
+            detail,
+        };
+        let reader = age::armor::ArmoredReader::new(bytes);
+        let dec = age::Decryptor::new(reader).map_err(|e| derr(e.to_string()))?;
+        let mut r = dec
+            .decrypt(self.0.iter().map(|i| i.as_ref() as &dyn age::Identity))
+            .map_err(|e| derr(e.to_string()))?;
+        let mut plain = zeroize::Zeroizing::new(Vec::new());
+        r.read_to_end(&mut plain).map_err(|e| derr(e.to_string()))?;
+        let doc: SecretsFile = serde_json::from_slice(&plain).map_err(|e| SealError::Content {
+            path: path.to_path_buf(),
+            detail: super::results::json_error_kind(&e).to_owned(),
+        })?;
+        Ok(doc)
+    }
+}
+
+fn read_bounded(path: &Path, limit: u64) -> Result<Vec<u8>, SealError> {
+    let rerr = |source| SealError::Read {
+        path: path.to_path_buf(),
+        source,
+    };
+    let file = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(path)
+        .map_err(rerr)?;
+    let meta = file.metadata().map_err(rerr)?;
+    if !meta.is_file() {
+        return Err(rerr(std::io::Error::other("not a regular file")));
+    }
+    let mut bytes = Vec::new();
+    file.take(limit + 1).read_to_end(&mut bytes).map_err(rerr)?;
+    if bytes.len() as u64 > limit {
+        return Err(rerr(std::io::Error::other(format!(
+            "larger than {limit} bytes"
+        ))));
+    }
+    Ok(bytes)
+}
+
+/// A new run id: 8 hex digits.
+pub fn new_run_id() -> String {
+    format!("{:08x}", rand::random::<u32>())
+}
+
+/// The name of a run's sealed file: `20261129T210306Z-1a2b3c4d.age`.
+pub fn file_name(at: time::OffsetDateTime, run_id: &str) -> String {
+    let at = at.to_offset(time::UtcOffset::UTC);
+    let fmt = time::macros::format_description!("[year][month][day]T[hour][minute][second]Z");
+    let stamp = at
+        .format(&fmt)
+        .unwrap_or_else(|_| at.unix_timestamp().to_string());
+    format!("{stamp}-{run_id}.age")
+}
+
+/// Writes a new sealed file `dir/name`, never over an existing one (O_EXCL, no symlink
+/// followed), durably (file and directory fsync'd). The directory is created when missing.
+pub fn write_new(dir: &Path, name: &str, armored: &[u8]) -> Result<PathBuf, StateError> {
+    let path = dir.join(name);
+    let werr = |source| StateError::Write {
+        kind: "sealed",
+        path: path.clone(),
+        source,
+    };
+    fs::create_dir_all(dir).map_err(werr)?;
+    let mut f = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o644)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(&path)
+        .map_err(werr)?;
+    f.write_all(armored).map_err(werr)?;
+    f.sync_all().map_err(werr)?;
+    sync_dir(dir).map_err(werr)?;
+    let _ = sync_dir(parent_dir(dir));
+    Ok(path)
+}
+
+/// The sealed files of a directory, oldest first (by name: names start with the UTC time).
+/// A missing directory has none.
+pub fn list(dir: &Path) -> Result<Vec<PathBuf>, SealError> {
+    let entries = match fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(source) => {
+            return Err(SealError::Read {
+                path: dir.to_path_buf(),
+                source,
+            });
+        }
+    };
+    let mut out = Vec::new();
+    for entry in entries {
+        let entry = entry.map_err(|source| SealError::Read {
+            path: dir.to_path_buf(),
+            source,
+        })?;
+        let path = entry.path();
+        if path.extension().is_some_and(|e| e == "age")
+            && entry.file_type().is_ok_and(|t| t.is_file())
+        {
+            out.push(path);
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use crate::secret::Secret;
+    use crate::state::TokenKey;
+    use age::secrecy::ExposeSecret;
+
+    fn doc(name: &str, id: i64, secret: &str) -> SecretsFile {
+        let mut d = SecretsFile::default();
+        d.insert(
+            &TokenKey {
+                account_id: 7,
+                token_name: name.into(),
+            },
+            id,
+            Secret::new(secret),
+        );
+        d
+    }
+
+    #[test]
+    fn sealed_documents_round_trip_and_hold_no_plaintext() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = x25519::Identity::generate();
+        let recipients = Recipients::new(vec![key.to_public()]).unwrap();
+        let armored = recipients
+            .seal_secrets(&doc("ci", 5, "very-secret-value"))
+            .unwrap();
+        let text = String::from_utf8(armored.clone()).unwrap();
+        assert!(text.starts_with("-----BEGIN AGE ENCRYPTED FILE-----"));
+        assert!(!text.contains("very-secret-value"));
+        let path = write_new(
+            dir.path(),
+            &file_name(time::OffsetDateTime::now_utc(), "ab12cd34"),
+            &armored,
+        )
+        .unwrap();
+        // Never over an existing file.
+        assert!(
+            write_new(
+                dir.path(),
+                path.file_name().unwrap().to_str().unwrap(),
+                b"x"
+            )
+            .is_err()
+        );
+        let idfile = dir.path().join("key.txt");
+        fs::write(
+            &idfile,
+            format!("# created: now\n{}\n", key.to_string().expose_secret()),
+        )
+        .unwrap();
+        let ids = Identities::load(&idfile).unwrap();
+        let back = ids.open(&path).unwrap();
+        let k = TokenKey {
+            account_id: 7,
+            token_name: "ci".into(),
+        };
+        assert_eq!(back.get(&k).unwrap().token.expose(), "very-secret-value");
+        assert_eq!(list(dir.path()).unwrap(), vec![path.clone()]);
+
+        // A wrong identity names the file.
+        let other = dir.path().join("other.txt");
+        fs::write(
+            &other,
+            format!(
+                "{}\n",
+                x25519::Identity::generate().to_string().expose_secret()
+            ),
+        )
+        .unwrap();
+        let err = Identities::load(&other)
+            .unwrap()
+            .open(&path)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains(&path.display().to_string()), "{err}");
+        assert!(!format!("{ids:?}").contains("AGE-SECRET"));
+    }
+
+    #[test]
+    fn file_names_sort_by_time() {
+        let t = time::macros::datetime!(2026-11-29 21:03:06 UTC);
+        assert_eq!(file_name(t, "1a2b3c4d"), "20261129T210306Z-1a2b3c4d.age");
+        assert_eq!(new_run_id().len(), 8);
+    }
+}
