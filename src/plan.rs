@@ -321,6 +321,7 @@ mod tests {
             version: 1,
             endpoint: None,
             settings: Settings::default(),
+            recipients: Vec::new(),
             default_tokens: vec![],
             accounts: accounts
                 .into_iter()

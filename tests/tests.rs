@@ -8,5 +8,6 @@ mod hygiene;
 mod manifest;
 mod ops;
 mod schema;
+mod sealed;
 mod simulator;
 mod util;

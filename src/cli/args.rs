@@ -131,6 +131,21 @@ pub struct StateArgs {
     /// Never this account (id or name); repeatable.
     #[arg(long = "exclude-account", value_name = "ID|NAME")]
     pub exclude_accounts: Vec<String>,
+    /// Directory of sealed secrets files [default: <stem>.sealed beside the results file].
+    #[arg(long, value_name = "DIR")]
+    pub sealed_dir: Option<PathBuf>,
+}
+
+/// Sealing: the age recipients secrets are encrypted to (added to the manifest's).
+#[derive(Debug, Clone, Args)]
+pub struct SealArgs {
+    /// Seal every secret to this age recipient (age1…, a public key); repeatable. No
+    /// plaintext secret is then written to disk.
+    #[arg(long = "recipient", value_name = "KEY")]
+    pub recipients: Vec<String>,
+    /// Seal to the recipients listed in this file (age's -R format).
+    #[arg(long, value_name = "PATH")]
+    pub recipients_file: Option<PathBuf>,
 }
 
 /// How requests are sent (shared by plan, which checks and shows them, and apply).
@@ -159,6 +174,9 @@ pub struct PlanArgs {
     #[command(flatten)]
     #[allow(missing_docs)]
     pub state: StateArgs,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub seal: SealArgs,
     #[command(flatten)]
     #[allow(missing_docs)]
     pub exec: ExecArgs,
@@ -190,6 +208,9 @@ pub struct ApplyArgs {
     #[command(flatten)]
     #[allow(missing_docs)]
     pub state: StateArgs,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub seal: SealArgs,
     #[command(flatten)]
     #[allow(missing_docs)]
     pub exec: ExecArgs,
@@ -330,6 +351,9 @@ pub struct ImportArgs {
     #[command(flatten)]
     #[allow(missing_docs)]
     pub state: StateArgs,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub seal: SealArgs,
     /// The sub account's id.
     #[arg(long = "account-id", value_name = "ID")]
     pub account_id: u32,
@@ -364,6 +388,10 @@ pub struct ExportArgs {
     /// Write to stdout instead (you asked for secrets on your terminal or pipe).
     #[arg(long, conflicts_with = "out")]
     pub stdout: bool,
+    /// The age identity file (private key, as `age-keygen` writes it) that opens the sealed
+    /// secrets files.
+    #[arg(long, value_name = "KEYFILE", env = "LOGZIO_TOKENS_IDENTITY_FILE")]
+    pub identity: Option<PathBuf>,
 }
 
 /// Export formats.

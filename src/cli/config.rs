@@ -6,7 +6,7 @@ use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::time::Duration;
 
-use super::args::{ApiArgs, StateArgs};
+use super::args::{ApiArgs, SealArgs, StateArgs};
 use super::error::CliError;
 use crate::api::{Endpoint, Region};
 use crate::execution::{
@@ -16,7 +16,7 @@ use crate::execution::{
 use crate::manifest::{self, Manifest, limits};
 use crate::plan::AccountFilter;
 use crate::secret::Secret;
-use crate::state::StatePaths;
+use crate::state::{Recipients, StatePaths};
 
 /// The identity recorded in results files made against the built-in simulator.
 pub const SIMULATOR_IDENTITY: &str = "simulator";
@@ -195,6 +195,24 @@ pub fn state_paths(manifest: &Path, args: &StateArgs, simulate: bool) -> StatePa
         return StatePaths::for_manifest(&fake, None, None);
     }
     StatePaths::for_manifest(manifest, args.results.as_deref(), args.secrets.as_deref())
+        .with_sealed_dir(args.sealed_dir.as_deref())
+}
+
+/// The recipients secrets are sealed to: the manifest's and the command line's together.
+/// `None` for plaintext secrets.
+pub fn recipients(manifest: &Manifest, args: &SealArgs) -> Result<Option<Recipients>, CliError> {
+    let mut keys = Vec::new();
+    for text in manifest.recipients.iter().chain(&args.recipients) {
+        let key = crate::recipient::parse_recipient(text)
+            .map_err(|e| CliError::usage(format!("--recipient: {e}")))?;
+        keys.push(key);
+    }
+    if let Some(path) = &args.recipients_file {
+        let more = crate::recipient::read_recipients_file(path)
+            .map_err(|e| CliError::usage(format!("--recipients-file: {e}")))?;
+        keys.extend(more);
+    }
+    Ok(Recipients::new(keys))
 }
 
 /// The account filter.

@@ -32,6 +32,9 @@ pub struct Diagnostic {
     pub notes: Vec<Note>,
     /// What to do about it, if there is something useful to say.
     pub help: Option<String>,
+    /// The source line is not shown (it holds something that must not be echoed, such as a
+    /// private key).
+    pub hide_source: bool,
 }
 
 /// A secondary place mentioned by a [`Diagnostic`].
@@ -56,7 +59,15 @@ impl Diagnostic {
             label: None,
             notes: Vec::new(),
             help: None,
+            hide_source: false,
         }
+    }
+
+    /// Shows no snippet of the source line (it holds a value that must not be echoed).
+    #[must_use]
+    pub fn hiding_source(mut self) -> Self {
+        self.hide_source = true;
+        self
     }
 
     /// Adds the text shown after the carets.
@@ -288,7 +299,7 @@ fn render_one(out: &mut String, path: &Path, lines: &Lines<'_>, d: &Diagnostic) 
     );
     let number = d.line.to_string();
     let gutter = " ".repeat(number.len() + 2);
-    if let Some(source) = lines.line(d.line) {
+    if let Some(source) = lines.line(d.line).filter(|_| !d.hide_source) {
         let (shown, caret_col) = snippet(source, d.column);
         let _ = writeln!(out, "{gutter}|");
         let _ = writeln!(out, " {number} | {shown}");

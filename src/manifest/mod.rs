@@ -40,6 +40,9 @@ pub struct Manifest {
     pub endpoint: Option<Endpoint>,
     /// Optional execution settings; command-line options win over them.
     pub settings: Settings,
+    /// The age recipients secrets are sealed to (from `secrets.recipients` and
+    /// `secrets.recipients_file`), each checked; empty for plaintext secrets.
+    pub recipients: Vec<String>,
     /// The token names given to accounts that list none.
     pub default_tokens: Vec<String>,
     /// The accounts, in manifest order, each with its final list of token names

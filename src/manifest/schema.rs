@@ -17,7 +17,7 @@ use crate::region::Region;
 pub(crate) mod keys {
     /// Keys of the top-level mapping.
     pub(crate) const ROOT: &[&str] = &[
-        "version", "region", "api_url", "defaults", "settings", "accounts",
+        "version", "region", "api_url", "defaults", "settings", "secrets", "accounts",
     ];
     /// Keys of `defaults`.
     pub(crate) const DEFAULTS: &[&str] = &["tokens"];
@@ -28,6 +28,8 @@ pub(crate) mod keys {
         "max_attempts",
         "request_timeout_seconds",
     ];
+    /// Keys of `secrets`.
+    pub(crate) const SECRETS: &[&str] = &["recipients", "recipients_file"];
     /// Keys of one account.
     pub(crate) const ACCOUNT: &[&str] = &["id", "name", "tokens"];
 }
@@ -72,9 +74,35 @@ pub struct RawManifest {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(with = "RawSettings")]
     pub settings: Option<RawSettings>,
+    /// Where the secrets of created tokens go. Without recipients they are written in plaintext
+    /// to the secrets file (0600), which lives only on the machine that ran `apply`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "RawSecrets")]
+    pub secrets: Option<RawSecrets>,
     /// The sub accounts and their token names, each identified by `id` or by `name`.
     #[schemars(length(min = 1))]
     pub accounts: Vec<RawAccount>,
+}
+
+/// Sealing: every secret is encrypted to these age recipients (public keys) and written to a
+/// new file in `<stem>.sealed/` per run; no plaintext secret is written to disk. Only the
+/// holder of a matching private key can read them (`logzio-tokens export --identity KEYFILE`).
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(rename = "Secrets")]
+pub struct RawSecrets {
+    /// age X25519 recipients (`age1…`, as `age-keygen` prints them).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(
+        with = "Vec<String>",
+        inner(regex(pattern = r"^(age1[0-9a-z]+|\$\{.*)$"))
+    )]
+    pub recipients: Option<Vec<String>>,
+    /// A file of recipients in age's `-R` format (one a line, `#` comments), relative to the
+    /// manifest.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "String", length(min = 1))]
+    pub recipients_file: Option<String>,
 }
 
 /// Values for accounts that do not set their own.

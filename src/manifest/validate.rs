@@ -30,6 +30,7 @@ pub(crate) fn validate(
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<Manifest, Vec<Diagnostic>> {
     let mut checker = Checker {
+        path,
         lines: Lines::new(text),
         env,
         diagnostics: Vec::new(),
@@ -42,6 +43,7 @@ pub(crate) fn validate(
             version: SUPPORTED_VERSION,
             endpoint: parts.endpoint,
             settings: parts.settings,
+            recipients: parts.recipients,
             default_tokens: parts.default_tokens,
             accounts: parts.accounts,
         }),
@@ -56,6 +58,7 @@ pub(crate) fn validate(
 struct Parts {
     endpoint: Option<Endpoint>,
     settings: Settings,
+    recipients: Vec<String>,
     default_tokens: Vec<String>,
     accounts: Vec<AccountEntry>,
 }
@@ -66,14 +69,16 @@ enum Section {
     Root,
     Defaults,
     Settings,
+    Secrets,
     Account,
 }
 
 impl Section {
-    const ALL: [Section; 4] = [
+    const ALL: [Section; 5] = [
         Section::Root,
         Section::Defaults,
         Section::Settings,
+        Section::Secrets,
         Section::Account,
     ];
 
@@ -82,6 +87,7 @@ impl Section {
             Section::Root => keys::ROOT,
             Section::Defaults => keys::DEFAULTS,
             Section::Settings => keys::SETTINGS,
+            Section::Secrets => keys::SECRETS,
             Section::Account => keys::ACCOUNT,
         }
     }
@@ -92,6 +98,7 @@ impl Section {
             Section::Root => "at the top level",
             Section::Defaults => "in `defaults`",
             Section::Settings => "in `settings`",
+            Section::Secrets => "in `secrets`",
             Section::Account => "in an account",
         }
     }
@@ -102,6 +109,7 @@ impl Section {
             Section::Root => "at the top level",
             Section::Defaults => "under `defaults:`",
             Section::Settings => "under `settings:`",
+            Section::Secrets => "under `secrets:`",
             Section::Account => "in an account",
         }
     }
@@ -149,6 +157,8 @@ enum OwnTokens<'n> {
 }
 
 struct Checker<'a> {
+    /// The manifest's path, for files named relative to it.
+    path: &'a Path,
     lines: Lines<'a>,
     env: &'a dyn Fn(&str) -> Option<String>,
     diagnostics: Vec<Diagnostic>,
@@ -360,6 +370,10 @@ impl<'a> Checker<'a> {
             None => Some(Settings::default()),
             Some(node) => self.settings(node),
         };
+        let recipients = match fields.value("secrets") {
+            None => Some(Vec::new()),
+            Some(node) => self.secrets(node),
+        };
         let accounts = match fields.get("accounts") {
             None => {
                 self.report(
@@ -384,6 +398,7 @@ impl<'a> Checker<'a> {
         Some(Parts {
             endpoint: endpoint?,
             settings: settings?,
+            recipients: recipients?,
             default_tokens,
             accounts: accounts?,
         })
@@ -568,6 +583,94 @@ impl<'a> Checker<'a> {
             max_attempts,
             request_timeout_seconds,
         })
+    }
+
+    /// `secrets:`: the recipients, inline and from `recipients_file`, each checked.
+    fn secrets(&mut self, node: &Node) -> Option<Vec<String>> {
+        let NodeValue::Map(pairs) = &node.value else {
+            let d = self
+                .wrong_type(node, "`secrets`", "a mapping")
+                .with_help("write `secrets:` with `recipients: [age1...]` under it");
+            self.report(d);
+            return None;
+        };
+        let fields = self.fields(pairs, Section::Secrets);
+        let mut out = Vec::new();
+        let mut ok = true;
+        if let Some(list) = fields.value("recipients") {
+            let NodeValue::Seq(items) = &list.value else {
+                let d = self
+                    .wrong_type(list, "`secrets.recipients`", "a list of age recipients")
+                    .with_help("write a list, even for one key: `recipients: [age1...]`");
+                self.report(d);
+                return None;
+            };
+            for item in items {
+                let NodeValue::Str(raw) = &item.value else {
+                    let d = self.wrong_type(item, "a recipient", "a string");
+                    self.report(d);
+                    ok = false;
+                    continue;
+                };
+                let Some(text) = self.expand(item, raw) else {
+                    ok = false;
+                    continue;
+                };
+                match crate::recipient::parse_recipient(&text.value) {
+                    Ok(r) => out.push(r.to_string()),
+                    Err(e) => {
+                        let message = if text.from_env {
+                            "invalid recipient (expanded value not shown): not an age X25519 \
+                             recipient"
+                                .to_owned()
+                        } else {
+                            format!("invalid recipient: {e}")
+                        };
+                        let mut d = item.diagnostic(message).with_help(
+                            "a recipient is an age public key, `age1…`; make a key pair with \
+                             `age-keygen -o key.txt` and give the public key it prints",
+                        );
+                        if e == crate::recipient::RecipientError::PrivateKey || text.from_env {
+                            d = d.hiding_source();
+                        }
+                        self.report(d);
+                        ok = false;
+                    }
+                }
+            }
+        }
+        if let Some(file) = fields.value("recipients_file") {
+            match self.recipients_file(file) {
+                Some(keys) => out.extend(keys),
+                None => ok = false,
+            }
+        }
+        ok.then_some(out)
+    }
+
+    /// Reads and checks `secrets.recipients_file` (relative to the manifest).
+    fn recipients_file(&mut self, node: &Node) -> Option<Vec<String>> {
+        let NodeValue::Str(raw) = &node.value else {
+            let d = self.wrong_type(node, "`secrets.recipients_file`", "a path");
+            self.report(d);
+            return None;
+        };
+        let text = self.expand(node, raw)?;
+        let dir = match self.path.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p,
+            _ => Path::new("."),
+        };
+        let path = dir.join(&text.value);
+        match crate::recipient::read_recipients_file(&path) {
+            Ok(keys) => Some(keys.iter().map(ToString::to_string).collect()),
+            Err(e) => {
+                self.report(
+                    node.diagnostic(e.to_string())
+                        .with_help("the file lists age recipients, one a line (age's -R format)"),
+                );
+                None
+            }
+        }
     }
 
     fn integer_setting(&mut self, node: &Node, key: &str, (min, max): (u32, u32)) -> Option<u32> {

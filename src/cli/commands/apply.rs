@@ -51,10 +51,21 @@ pub async fn run(args: &ApplyArgs, printer: &Printer) -> Result<Exit, CliError> 
         ));
     }
 
+    let recipients = crate::cli::config::recipients(&manifest_probe, &args.seal)?;
     let paths = crate::cli::config::state_paths(&manifest_path, &args.state, api_probe.simulate);
     // Lock and recover before talking to the API: a second run fails here, having sent nothing.
-    let store = Store::open(paths, Some(&api_probe.identity()))?;
+    let mut store = Store::open(paths, Some(&api_probe.identity()))?;
     report_recovery(printer, &store);
+    match recipients {
+        Some(r) => store.seal_to(r),
+        None if std::env::var_os("CI").is_some_and(|v| v == "true") && !api_probe.simulate => {
+            printer.warn(&format!(
+                "secrets will be written in plaintext to {}, which lives only on this machine: on a CI runner it is lost with the runner. Seal them to an age recipient (`secrets: {{ recipients: [age1…] }}` in the manifest, or --recipient) so they can be committed and read later with `export --identity`.",
+                store.paths.secrets.display()
+            ));
+        }
+        None => {}
+    }
 
     let prepared = super::prepare(
         &manifest_path,
@@ -220,12 +231,17 @@ pub async fn run(args: &ApplyArgs, printer: &Printer) -> Result<Exit, CliError> 
     let (results_path, secrets_path) = store.as_ref().map_or_else(
         || (String::new(), String::new()),
         |s| {
-            (
-                s.paths.results.display().to_string(),
-                s.paths.secrets.display().to_string(),
-            )
+            let secrets = match s.sealing() {
+                Some(_) => s.paths.sealed.display().to_string(),
+                None => s.paths.secrets.display().to_string(),
+            };
+            (s.paths.results.display().to_string(), secrets)
         },
     );
+    let sealed_to = store
+        .as_ref()
+        .and_then(|s| s.sealing())
+        .map(|s| s.recipients.len());
     if json {
         json_line(
             printer,
@@ -255,8 +271,11 @@ pub async fn run(args: &ApplyArgs, printer: &Printer) -> Result<Exit, CliError> 
             present,
             &pre_failures,
             orphans,
-            &results_path,
-            &secrets_path,
+            &Written {
+                results: &results_path,
+                secrets: &secrets_path,
+                sealed_to,
+            },
         );
     }
     if let Err(e) = &saved_res {
@@ -299,15 +318,29 @@ fn stop_text(stop: &StopReason) -> String {
     }
 }
 
+/// Where the state went, for the summary.
+#[derive(Debug, Clone, Copy)]
+struct Written<'a> {
+    results: &'a str,
+    /// The secrets file, or the sealed directory.
+    secrets: &'a str,
+    /// How many recipients the secrets were sealed to, when sealed.
+    sealed_to: Option<usize>,
+}
+
 fn print_summary(
     printer: &Printer,
     report: &RunReport,
     present: usize,
     pre_failures: &[Failure],
     orphans: usize,
-    results: &str,
-    secrets: &str,
+    written: &Written<'_>,
 ) {
+    let Written {
+        results,
+        secrets,
+        sealed_to,
+    } = *written;
     let secs = report.elapsed.as_secs_f64();
     if report.attempts == 0 && report.failures.is_empty() && pre_failures.is_empty() {
         printer.info(&format!(
@@ -380,7 +413,13 @@ fn print_summary(
     ));
     if !results.is_empty() {
         printer.info(&format!("Results: {results}"));
-        printer.info(&format!("Secrets: {secrets} (mode 0600)"));
+        match sealed_to {
+            Some(n) => printer.info(&format!(
+                "Secrets: sealed to {} in {secrets} (read them with `export --identity`)",
+                super::count(n, "recipient")
+            )),
+            None => printer.info(&format!("Secrets: {secrets} (mode 0600)")),
+        }
     }
 }
 

@@ -18,6 +18,7 @@ pub async fn run(args: &PlanArgs, printer: &Printer) -> Result<Exit, CliError> {
         args.exec.max_attempts,
     )?;
     let api = crate::cli::config::resolve_api(&args.api, &manifest)?;
+    let recipients = crate::cli::config::recipients(&manifest, &args.seal)?;
     let prepared = super::prepare(&args.manifest, manifest, api, &args.state, 4).await?;
     let store = Store::read(prepared.paths.clone(), Some(&prepared.api.identity()))?;
     if store.recovery.recovered_tokens > 0 || store.recovery.interrupted > 0 {
@@ -62,6 +63,17 @@ pub async fn run(args: &PlanArgs, printer: &Printer) -> Result<Exit, CliError> {
         json_line(printer, v);
     } else {
         let mut lines = super::summary_lines(&plan, &prepared.manifest, &prepared.api);
+        lines.push(match &recipients {
+            Some(r) => format!(
+                "  secrets would be sealed to {} in {}",
+                super::count(r.len(), "recipient"),
+                prepared.paths.sealed.display()
+            ),
+            None => format!(
+                "  secrets would be written in plaintext to {} (0600)",
+                prepared.paths.secrets.display()
+            ),
+        });
         lines.push(format!(
             "  apply would send at most {} requests at once, at most {}/s (adapting below that), {} attempts per token",
             exec.concurrency, exec.rate, exec.max_attempts

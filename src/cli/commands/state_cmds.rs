@@ -83,6 +83,7 @@ pub fn orphans(args: &OrphansArgs, printer: &Printer) -> Result<Exit, CliError> 
 /// `import`: records a token created outside the tool.
 pub fn import(args: &ImportArgs, printer: &Printer) -> Result<Exit, CliError> {
     let m = manifest::load(&args.manifest)?;
+    let recipients = crate::cli::config::recipients(&m, &args.seal)?;
     let paths = crate::cli::config::state_paths(&args.manifest, &args.state, false);
     let mut store = Store::open(paths, None)?;
     let wanted = m.accounts.iter().any(|a| {
@@ -134,10 +135,34 @@ pub fn import(args: &ImportArgs, printer: &Printer) -> Result<Exit, CliError> {
             source: Some("imported".into()),
         },
     );
-    if let Some(s) = secret {
-        store.secrets.insert(&key, args.token_id, s);
-    }
+    let sealed = match (secret, recipients) {
+        (Some(s), Some(r)) => {
+            // Sealed: the secret goes to a new sealed file only, never in plaintext to disk.
+            let mut doc = crate::state::SecretsFile::default();
+            doc.insert(&key, args.token_id, s);
+            let armored = r.seal_secrets(&doc).map_err(|e| CliError::Fatal {
+                message: e.to_string(),
+            })?;
+            let name = crate::state::sealed::file_name(
+                time::OffsetDateTime::now_utc(),
+                &crate::state::sealed::new_run_id(),
+            );
+            Some(crate::state::sealed::write_new(
+                &store.paths.sealed,
+                &name,
+                &armored,
+            )?)
+        }
+        (Some(s), None) => {
+            store.secrets.insert(&key, args.token_id, s);
+            None
+        }
+        (None, _) => None,
+    };
     store.save()?;
+    if let Some(path) = sealed {
+        printer.info(&format!("Sealed the secret in {}.", path.display()));
+    }
     printer.info(&format!(
         "Recorded {key} as token {} (imported); apply will not create it again.",
         args.token_id
@@ -171,6 +196,19 @@ pub fn export(args: &ExportArgs, printer: &Printer) -> Result<Exit, CliError> {
     let m = manifest::load(&args.manifest)?;
     let paths = crate::cli::config::state_paths(&args.manifest, &args.state, false);
     let store = Store::read(paths, None)?;
+    let identities = match &args.identity {
+        Some(path) => Some(
+            crate::state::Identities::load(path).map_err(|e| CliError::Fatal {
+                message: e.to_string(),
+            })?,
+        ),
+        None => None,
+    };
+    let secrets = store
+        .all_secrets(identities.as_ref())
+        .map_err(|e| CliError::Fatal {
+            message: e.to_string(),
+        })?;
     let mut rows: Vec<(TokenKey, Option<String>, i64, &Secret)> = Vec::new();
     let mut missing = 0usize;
     for a in &m.accounts {
@@ -190,7 +228,7 @@ pub fn export(args: &ExportArgs, printer: &Printer) -> Result<Exit, CliError> {
                 account_id: id,
                 token_name: t.clone(),
             };
-            match store.secrets.get(&key) {
+            match secrets.get(&key) {
                 Some(rec) => rows.push((key, name.clone(), rec.token_id, &rec.token)),
                 None => missing += 1,
             }
