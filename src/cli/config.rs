@@ -13,7 +13,7 @@ use crate::execution::{
     DEFAULT_CONCURRENCY, DEFAULT_MAX_ATTEMPTS, DEFAULT_RATE_PER_SECOND,
     DEFAULT_REQUEST_TIMEOUT_SECONDS,
 };
-use crate::manifest::{self, Manifest, limits};
+use crate::manifest::{Manifest, limits};
 use crate::plan::AccountFilter;
 use crate::secret::Secret;
 use crate::state::StatePaths;
@@ -57,11 +57,7 @@ pub fn resolve_api(args: &ApiArgs, manifest: &Manifest) -> Result<ApiSetup, CliE
             ))
         })?)
     } else {
-        match &manifest.endpoint {
-            Some(manifest::Endpoint::Region(r)) => Endpoint::Region(*r),
-            Some(manifest::Endpoint::Url(u)) => Endpoint::Url(u.clone()),
-            None => Endpoint::Region(Region::Us),
-        }
+        manifest.endpoint.clone().unwrap_or_default()
     };
     if let Endpoint::Url(u) = &endpoint {
         // Same rule as the client, reported before anything else happens.
