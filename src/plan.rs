@@ -15,6 +15,15 @@ pub struct LiveAccounts {
     pub sub_accounts: BTreeMap<u32, String>,
 }
 
+impl FromIterator<(u32, String)> for LiveAccounts {
+    /// The view from a listing of (id, name) pairs.
+    fn from_iter<I: IntoIterator<Item = (u32, String)>>(iter: I) -> Self {
+        LiveAccounts {
+            sub_accounts: iter.into_iter().collect(),
+        }
+    }
+}
+
 impl LiveAccounts {
     /// Resolves an account name: exactly one sub account must carry it.
     pub fn resolve(&self, name: &str) -> NameResolution {

@@ -2,11 +2,10 @@
 //! retries with backoff, and every outcome made durable (through the state recorder) before
 //! it is acted on.
 
-mod backoff;
 mod pacer;
 mod runner;
 
-pub use backoff::Backoff;
+pub use crate::backoff::Backoff;
 pub use pacer::{Pacer, PacerSnapshot};
 pub use runner::{
     Cancel, ExecConfig, ItemEvent, ItemResult, Observer, RunReport, Stats, StopReason, execute,

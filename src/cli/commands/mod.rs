@@ -15,7 +15,7 @@ use super::error::CliError;
 use super::output::Printer;
 use crate::api::{ApiClient, ClientConfig, Endpoint, Preflight, preflight};
 use crate::manifest::{self, Manifest};
-use crate::plan::{self as planner, Plan};
+use crate::plan::{self as planner, LiveAccounts, Plan};
 use crate::simulator::{SimConfig, Simulator};
 use crate::state::{StatePaths, Store};
 
@@ -32,8 +32,8 @@ pub struct Prepared {
     pub client: Option<ApiClient>,
     /// The in-process simulator, for `--simulate`.
     pub simulator: Option<Simulator>,
-    /// What the preflight learned, when it ran.
-    pub live: Option<Preflight>,
+    /// The owner's sub accounts, when the preflight ran.
+    pub live: Option<LiveAccounts>,
 }
 
 /// Loads a manifest from bytes read once (a pipe can only be read once).
@@ -79,7 +79,7 @@ pub async fn prepare(
         None => None,
     };
     let live = match &client {
-        Some(c) => Some(preflight(c).await?),
+        Some(c) => Some(live_accounts(&preflight(c).await?)),
         None => None,
     };
     Ok(Prepared {
@@ -92,15 +92,20 @@ pub async fn prepare(
     })
 }
 
+/// The plan's view of the preflight's listing. An id outside 32 bits cannot be in a manifest,
+/// so it is left out.
+fn live_accounts(found: &Preflight) -> LiveAccounts {
+    found
+        .sub_accounts
+        .iter()
+        .filter_map(|a| Some((u32::try_from(a.account_id).ok()?, a.account_name.clone())))
+        .collect()
+}
+
 impl Prepared {
     /// The plan against a store's recorded results.
     pub fn plan(&self, store: &Store, filter: &planner::AccountFilter) -> Plan {
-        planner::plan(
-            &self.manifest,
-            &store.results,
-            self.live.as_ref().map(|p| &p.accounts),
-            filter,
-        )
+        planner::plan(&self.manifest, &store.results, self.live.as_ref(), filter)
     }
 }
 
