@@ -4,7 +4,10 @@
 
 use std::path::PathBuf;
 
+use clap::builder::PossibleValue;
 use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::region::Region;
 
 /// Provision Logz.io sub-account API tokens in bulk from a YAML manifest.
 ///
@@ -98,9 +101,17 @@ pub enum SchemaKind {
 /// Where the API is and how to reach it.
 #[derive(Debug, Clone, Args)]
 pub struct ApiArgs {
-    /// Logz.io region: us (default), eu, uk, au, ca. Overrides the manifest.
-    #[arg(long, env = "LOGZIO_REGION", value_name = "CODE")]
-    pub region: Option<String>,
+    /// Logz.io region: us (default), eu, uk, au, ca. Overrides the manifest. [env: LOGZIO_REGION]
+    // The variable is read in `config` rather than by clap, which would refuse an empty one:
+    // an empty LOGZIO_REGION means "not set", as it always has.
+    #[arg(
+        long,
+        value_name = "CODE",
+        value_enum,
+        ignore_case = true,
+        hide_possible_values = true
+    )]
+    pub region: Option<Region>,
     /// API base URL; overrides the region. http:// only for loopback hosts.
     #[arg(long, env = "LOGZIO_API_URL", value_name = "URL")]
     pub api_url: Option<String>,
@@ -375,6 +386,17 @@ pub enum ExportFormat {
     Csv,
     /// `LOGZIO_TOKEN_<ACCOUNT>_<NAME>=secret` lines.
     Dotenv,
+}
+
+/// `--region` and `LOGZIO_REGION` take a region's code; clap lists the valid ones on a typo.
+impl ValueEnum for Region {
+    fn value_variants<'a>() -> &'a [Self] {
+        &Region::ALL
+    }
+
+    fn to_possible_value(&self) -> Option<PossibleValue> {
+        Some(PossibleValue::new(self.code()))
+    }
 }
 
 #[cfg(test)]

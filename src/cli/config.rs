@@ -49,13 +49,8 @@ impl ApiSetup {
 pub fn resolve_api(args: &ApiArgs, manifest: &Manifest) -> Result<ApiSetup, CliError> {
     let endpoint = if let Some(url) = args.api_url.as_deref().filter(|u| !u.trim().is_empty()) {
         Endpoint::Url(url.trim().to_owned())
-    } else if let Some(code) = args.region.as_deref().filter(|c| !c.trim().is_empty()) {
-        Endpoint::Region(Region::from_code(code).ok_or_else(|| {
-            CliError::usage(format!(
-                "unknown region `{code}` (from --region or LOGZIO_REGION); valid regions: {}",
-                Region::codes_list()
-            ))
-        })?)
+    } else if let Some(region) = region_arg(args.region)? {
+        Endpoint::Region(region)
     } else {
         manifest.endpoint.clone().unwrap_or_default()
     };
@@ -81,6 +76,27 @@ pub fn resolve_api(args: &ApiArgs, manifest: &Manifest) -> Result<ApiSetup, CliE
         simulate: args.simulate,
         request_timeout: Duration::from_secs_f64(timeout),
     })
+}
+
+/// `--region`, else a non-empty `LOGZIO_REGION`, read with the same parser (clap's).
+fn region_arg(flag: Option<Region>) -> Result<Option<Region>, CliError> {
+    if flag.is_some() {
+        return Ok(flag);
+    }
+    match std::env::var("LOGZIO_REGION") {
+        Ok(code) if !code.trim().is_empty() => {
+            <Region as clap::ValueEnum>::from_str(code.trim(), true)
+                .map(Some)
+                .map_err(|_| {
+                    CliError::usage(format!(
+                        "unknown region `{}` in LOGZIO_REGION; valid regions: {}",
+                        code.trim(),
+                        Region::codes_list()
+                    ))
+                })
+        }
+        _ => Ok(None),
+    }
 }
 
 /// The owner token from `--api-token-file` or `LOGZIO_API_TOKEN`.

@@ -152,7 +152,7 @@ pub async fn run(args: &ApplyArgs, printer: &Printer) -> Result<Exit, CliError> 
 
     if !plan.create.is_empty() && !args.yes && !confirm(plan.create.len()).await {
         printer.info("Nothing was sent.");
-        return Ok(Exit::Usage);
+        return Ok(Exit::Declined);
     }
 
     let recorder = Recorder::start(store)?;
@@ -233,7 +233,7 @@ pub async fn run(args: &ApplyArgs, printer: &Printer) -> Result<Exit, CliError> 
             printer,
             serde_json::json!({
                 "type": "summary",
-                "exit_code": exit as u8,
+                "exit_code": exit.code(),
                 "stop": stop_text(&report.stop),
                 "created": report.created,
                 "already_present": present,
@@ -441,7 +441,7 @@ async fn watch_signals(cancel: Cancel, stats: Arc<Stats>, printer: Printer) {
         Stats::get(&stats.in_flight)
     ));
     int.recv().await;
-    std::process::exit(Exit::Interrupted as i32);
+    std::process::exit(i32::from(Exit::Interrupted.code()));
 }
 
 struct JsonObserver {

@@ -98,7 +98,7 @@ pub async fn run(args: &PlanArgs, printer: &Printer) -> Result<Exit, CliError> {
     }
     Ok(if args.detailed_exitcode {
         if plan.has_changes() {
-            Exit::Usage // 2 = changes present, in Terraform's convention
+            Exit::ChangesPresent
         } else {
             Exit::Success
         }
