@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use clap::builder::PossibleValue;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+use crate::plan::AccountRef;
 use crate::region::Region;
 
 /// Provision Logz.io sub-account API tokens in bulk from a YAML manifest.
@@ -138,10 +139,10 @@ pub struct StateArgs {
     pub secrets: Option<PathBuf>,
     /// Only this account (id or name); repeatable.
     #[arg(long = "account", value_name = "ID|NAME")]
-    pub accounts: Vec<String>,
+    pub accounts: Vec<AccountRef>,
     /// Never this account (id or name); repeatable.
     #[arg(long = "exclude-account", value_name = "ID|NAME")]
-    pub exclude_accounts: Vec<String>,
+    pub exclude_accounts: Vec<AccountRef>,
 }
 
 /// How requests are sent (shared by plan, which checks and shows them, and apply).

@@ -94,8 +94,10 @@ fn line(stats: &Stats, pacer: &Pacer, started: Instant) -> String {
 }
 
 impl Progress {
-    /// Starts showing progress of a run.
-    pub fn start(mode: Mode, stats: Arc<Stats>, pacer: Arc<Pacer>) -> Progress {
+    /// Starts showing progress of a run of `total` tokens. The total is the plan's, given here:
+    /// the executor counts its items only once it runs, and a bar drawn before that would
+    /// count toward 0 (it did: `227/0`, drawn full from the first second).
+    pub fn start(mode: Mode, total: u64, stats: Arc<Stats>, pacer: Arc<Pacer>) -> Progress {
         let started = Instant::now();
         let task = match mode {
             Mode::Off => None,
@@ -109,14 +111,14 @@ impl Progress {
                 }
             })),
             Mode::Bar => {
-                let total = Stats::get(&stats.total);
                 let bar = ProgressBar::with_draw_target(
                     Some(total),
                     ProgressDrawTarget::stderr_with_hz(8),
                 );
+                // No colour in the template: the bar reads the same with NO_COLOR.
                 bar.set_style(
                     ProgressStyle::with_template(
-                        "{spinner} [{elapsed_precise}] {wide_bar} {pos}/{len}\n  {msg}",
+                        "{spinner} [{elapsed_precise}] {wide_bar} {pos}/{len} tokens, {per_sec}, ETA {eta}\n  {msg}",
                     )
                     .unwrap_or_else(|_| ProgressStyle::default_bar()),
                 );
@@ -128,6 +130,7 @@ impl Progress {
                     loop {
                         tick.tick().await;
                         let done = Stats::get(&stats.created) + Stats::get(&stats.failed);
+                        bar.set_length(total.max(Stats::get(&stats.total)));
                         bar.set_position(done);
                         bar.set_message(line(&stats, &pacer, started));
                     }
