@@ -78,6 +78,11 @@ pub fn count(n: usize, what: &str) -> String {
     }
 }
 
+/// [`count`] for a noun whose plural is not `-s`: "1 retry", "2 retries".
+pub fn count_as(n: u64, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
+}
+
 /// "has" for one, "have" for any other count.
 pub fn has(n: usize) -> &'static str {
     if n == 1 { "has" } else { "have" }
@@ -99,6 +104,8 @@ mod tests {
         assert_eq!(count(2, "token"), "2 tokens");
         assert_eq!(format!("{} {}", count(1, "token"), has(1)), "1 token has");
         assert_eq!(format!("{} {}", count(3, "token"), has(3)), "3 tokens have");
+        assert_eq!(count_as(1, "retry", "retries"), "1 retry");
+        assert_eq!(count_as(4, "retry", "retries"), "4 retries");
         assert_eq!(was(1), "was");
         assert_eq!(was(0), "were");
     }

@@ -79,9 +79,9 @@ fn line(stats: &Stats, pacer: &Pacer, started: Instant) -> String {
     };
     let snap = pacer.snapshot();
     format!(
-        "{done}/{total} done ({created} created, {failed} failed), {} in flight, {} retries, {} x 429, {:.1}/s achieved, limit {:.1}/s{}, ETA {eta}",
+        "{done}/{total} done ({created} created, {failed} failed), {} in flight, {}, {} x 429, {:.1}/s achieved, limit {:.1}/s{}, ETA {eta}",
         Stats::get(&stats.in_flight),
-        Stats::get(&stats.retries),
+        super::output::count_as(Stats::get(&stats.retries), "retry", "retries"),
         Stats::get(&stats.rate_limited),
         rate,
         snap.rate,

@@ -8,7 +8,7 @@ use super::Connection;
 use crate::cli::args::ApplyArgs;
 use crate::cli::config::ApplySettings;
 use crate::cli::error::{CliError, Exit};
-use crate::cli::output::{Printer, count};
+use crate::cli::output::{Printer, count, count_as, was};
 use crate::cli::progress::{Mode, Progress};
 use crate::cli::report::{ItemLine, Message, PlanCounts, SummaryLine, V1};
 use crate::execution::{
@@ -309,9 +309,11 @@ fn report_recovery(printer: &Printer, store: &Store) {
     let r = &store.recovery;
     if r.recovered_tokens > 0 || r.interrupted > 0 {
         printer.warn(&format!(
-            "recovered an interrupted run from its journal: {} recorded, {} that were in flight listed as possible orphans{}",
+            "recovered an interrupted run from its journal: {} recorded, {} that {} in flight listed as {}{}",
             count(r.recovered_tokens, "received token"),
             count(r.interrupted, "request"),
+            was(r.interrupted),
+            if r.interrupted == 1 { "a possible orphan" } else { "possible orphans" },
             if r.truncated_tail {
                 " (its last line was cut short and ignored)"
             } else {
@@ -437,8 +439,11 @@ impl Outcome<'_> {
         ));
         }
         printer.info(&format!(
-            "Requests: {} sent, {} retries, {} answered 429, {} ambiguous.",
-            report.attempts, report.retries, report.rate_limited, report.ambiguous
+            "Requests: {} sent, {}, {} answered 429, {} ambiguous.",
+            report.attempts,
+            count_as(report.retries, "retry", "retries"),
+            report.rate_limited,
+            report.ambiguous
         ));
         if !results.is_empty() {
             printer.info(&format!("Results: {results}"));
