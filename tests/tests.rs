@@ -9,4 +9,5 @@ mod manifest;
 mod ops;
 mod schema;
 mod simulator;
+mod terminal;
 mod util;
