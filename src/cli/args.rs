@@ -160,11 +160,9 @@ pub struct ExecArgs {
     pub max_attempts: Option<u32>,
 }
 
-/// `plan`.
-#[derive(Debug, Args)]
-pub struct PlanArgs {
-    /// The manifest file.
-    pub manifest: PathBuf,
+/// The options `plan` and `apply` share: the API, the state files, how requests are sent.
+#[derive(Debug, Clone, Args)]
+pub struct RunArgs {
     #[command(flatten)]
     #[allow(missing_docs)]
     pub api: ApiArgs,
@@ -174,6 +172,16 @@ pub struct PlanArgs {
     #[command(flatten)]
     #[allow(missing_docs)]
     pub exec: ExecArgs,
+}
+
+/// `plan`.
+#[derive(Debug, Args)]
+pub struct PlanArgs {
+    /// The manifest file.
+    pub manifest: PathBuf,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub run: RunArgs,
     /// Show every token, per account, after the counts.
     #[arg(long)]
     pub detail: bool,
@@ -198,13 +206,7 @@ pub struct ApplyArgs {
     pub manifest: PathBuf,
     #[command(flatten)]
     #[allow(missing_docs)]
-    pub api: ApiArgs,
-    #[command(flatten)]
-    #[allow(missing_docs)]
-    pub state: StateArgs,
-    #[command(flatten)]
-    #[allow(missing_docs)]
-    pub exec: ExecArgs,
+    pub run: RunArgs,
     /// Apply without asking; required when stdin is not a terminal.
     #[arg(long, short = 'y')]
     pub yes: bool,

@@ -9,7 +9,7 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use super::args::{ApiArgs, ApplyArgs, ExecArgs, OutputFormat, PlanArgs, StateArgs};
+use super::args::{ApiArgs, ApplyArgs, ExecArgs, OutputFormat, PlanArgs, RunArgs, StateArgs};
 use super::error::CliError;
 use crate::api::{Endpoint, Region};
 use crate::execution::{
@@ -61,13 +61,13 @@ fn resolve_api(args: &ApiArgs, manifest: &Manifest) -> Result<ApiSetup, CliError
         // Same rule as the client, reported before anything else happens.
         crate::api::ApiClient::check_url(u)?;
     }
-    let timeout = match args.request_timeout {
-        Some(t) => check_range("--request-timeout", t, limits::REQUEST_TIMEOUT_SECONDS)?,
-        None => manifest
-            .settings
-            .request_timeout_seconds
-            .unwrap_or(DEFAULT_REQUEST_TIMEOUT_SECONDS),
-    };
+    let timeout = setting(
+        "--request-timeout",
+        args.request_timeout,
+        manifest.settings.request_timeout_seconds,
+        DEFAULT_REQUEST_TIMEOUT_SECONDS,
+        limits::REQUEST_TIMEOUT_SECONDS,
+    )?;
     let token = if args.simulate {
         None
     } else {
@@ -148,48 +148,47 @@ pub struct ExecSettings {
 
 /// Resolves concurrency, rate and attempts.
 fn resolve_exec(manifest: &Manifest, args: &ExecArgs) -> Result<ExecSettings, CliError> {
-    let concurrency = match args.concurrency {
-        Some(c) => check_range_u32("--concurrency", c, limits::CONCURRENCY)?,
-        None => manifest.settings.concurrency.unwrap_or(DEFAULT_CONCURRENCY),
-    };
-    let rate = match args.rate {
-        Some(r) => check_range("--rate", r, limits::RATE_PER_SECOND)?,
-        None => manifest
-            .settings
-            .rate_per_second
-            .unwrap_or(DEFAULT_RATE_PER_SECOND),
-    };
-    let max_attempts = match args.max_attempts {
-        Some(a) => check_range_u32("--max-attempts", a, limits::MAX_ATTEMPTS)?,
-        None => manifest
-            .settings
-            .max_attempts
-            .unwrap_or(DEFAULT_MAX_ATTEMPTS),
-    };
+    let from = &manifest.settings;
     Ok(ExecSettings {
-        concurrency,
-        rate,
-        max_attempts,
+        concurrency: setting(
+            "--concurrency",
+            args.concurrency,
+            from.concurrency,
+            DEFAULT_CONCURRENCY,
+            limits::CONCURRENCY,
+        )?,
+        rate: setting(
+            "--rate",
+            args.rate,
+            from.rate_per_second,
+            DEFAULT_RATE_PER_SECOND,
+            limits::RATE_PER_SECOND,
+        )?,
+        max_attempts: setting(
+            "--max-attempts",
+            args.max_attempts,
+            from.max_attempts,
+            DEFAULT_MAX_ATTEMPTS,
+            limits::MAX_ATTEMPTS,
+        )?,
     })
 }
 
-fn check_range(name: &str, v: f64, (lo, hi): (f64, f64)) -> Result<f64, CliError> {
-    if v.is_finite() && v >= lo && v <= hi {
-        Ok(v)
-    } else {
-        Err(CliError::usage(format!(
-            "{name} {v} is out of range: it must be between {lo} and {hi}"
-        )))
-    }
-}
-
-fn check_range_u32(name: &str, v: u32, (lo, hi): (u32, u32)) -> Result<u32, CliError> {
-    if (lo..=hi).contains(&v) {
-        Ok(v)
-    } else {
-        Err(CliError::usage(format!(
-            "{name} {v} is out of range: it must be between {lo} and {hi}"
-        )))
+/// A setting: the command line's value, checked against `range` (NaN and infinities fail it),
+/// else the manifest's (checked by the validator against the same range), else the default.
+fn setting<T: PartialOrd + std::fmt::Display + Copy>(
+    flag: &str,
+    arg: Option<T>,
+    manifest: Option<T>,
+    default: T,
+    (lo, hi): (T, T),
+) -> Result<T, CliError> {
+    match arg {
+        Some(v) if v >= lo && v <= hi => Ok(v),
+        Some(v) => Err(CliError::usage(format!(
+            "{flag} {v} is out of range: it must be between {lo} and {hi}"
+        ))),
+        None => Ok(manifest.unwrap_or(default)),
     }
 }
 
@@ -240,14 +239,12 @@ impl RunSettings {
     fn resolve(
         manifest_path: PathBuf,
         manifest_bytes: Vec<u8>,
-        api: &ApiArgs,
-        state: &StateArgs,
-        exec: &ExecArgs,
+        args: &RunArgs,
     ) -> Result<RunSettings, CliError> {
         let manifest = load_manifest(&manifest_path, &manifest_bytes)?;
-        let exec = resolve_exec(&manifest, exec)?;
-        let api = resolve_api(api, &manifest)?;
-        let paths = state_paths(&manifest_path, state, api.simulate);
+        let exec = resolve_exec(&manifest, &args.exec)?;
+        let api = resolve_api(&args.api, &manifest)?;
+        let paths = state_paths(&manifest_path, &args.state, api.simulate);
         Ok(RunSettings {
             manifest_path,
             manifest_bytes,
@@ -255,7 +252,7 @@ impl RunSettings {
             api,
             exec,
             paths,
-            filter: filter(state),
+            filter: filter(&args.state),
         })
     }
 }
@@ -288,13 +285,7 @@ impl PlanSettings {
     pub fn resolve(args: &PlanArgs) -> Result<PlanSettings, CliError> {
         let bytes = manifest::read(&args.manifest)?;
         Ok(PlanSettings {
-            run: RunSettings::resolve(
-                args.manifest.clone(),
-                bytes,
-                &args.api,
-                &args.state,
-                &args.exec,
-            )?,
+            run: RunSettings::resolve(args.manifest.clone(), bytes, &args.run)?,
             detail: args.detail,
             json: args.json || args.output == OutputFormat::Json,
             detailed_exitcode: args.detailed_exitcode,
@@ -331,13 +322,7 @@ impl ApplySettings {
             Some(plan) => (plan.manifest.clone(), manifest::read(&plan.manifest)?),
             None => (args.manifest.clone(), first),
         };
-        let run = RunSettings::resolve(
-            manifest_path,
-            manifest_bytes,
-            &args.api,
-            &args.state,
-            &args.exec,
-        )?;
+        let run = RunSettings::resolve(manifest_path, manifest_bytes, &args.run)?;
         if run.api.token.is_none() && !run.api.simulate {
             return Err(CliError::usage(
                 "no API token: set LOGZIO_API_TOKEN (or pass --api-token-file PATH) to the main account's API token; \
