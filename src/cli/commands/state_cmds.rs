@@ -11,7 +11,9 @@ use crate::cli::output::{Printer, count, has};
 use crate::manifest::AccountSelector;
 use crate::plan::AccountBook;
 use crate::secret::Secret;
-use crate::state::{FileKind, Store, TokenKey, TokenRecord, now_rfc3339, write_atomic};
+use crate::state::{
+    FileKind, Store, TokenKey, TokenRecord, TokenSource, now_rfc3339, write_atomic,
+};
 
 /// `orphans list|clear`.
 pub fn orphans(args: &OrphansArgs, printer: &Printer) -> Result<Exit, CliError> {
@@ -123,7 +125,7 @@ pub fn import(args: &ImportArgs, printer: &Printer) -> Result<Exit, CliError> {
         TokenRecord {
             token_id: args.token_id,
             created_at: now_rfc3339(),
-            source: Some("imported".into()),
+            source: Some(TokenSource::Imported),
         },
     );
     if let Some(s) = secret {
