@@ -6,7 +6,7 @@ use std::io::Write;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressState, ProgressStyle};
 
 use crate::execution::{Pacer, Stats};
 
@@ -118,9 +118,12 @@ impl Progress {
                 // No colour in the template: the bar reads the same with NO_COLOR.
                 bar.set_style(
                     ProgressStyle::with_template(
-                        "{spinner} [{elapsed_precise}] {wide_bar} {pos}/{len} tokens, {per_sec}, ETA {eta}\n  {msg}",
+                        "{spinner} [{elapsed_precise}] {wide_bar} {pos}/{len} tokens, {rate}, ETA {eta}\n  {msg}",
                     )
-                    .unwrap_or_else(|_| ProgressStyle::default_bar()),
+                    .unwrap_or_else(|_| ProgressStyle::default_bar())
+                    .with_key("rate", |state: &ProgressState, w: &mut dyn std::fmt::Write| {
+                        let _ = write!(w, "{:.1}/s", state.per_sec());
+                    }),
                 );
                 if let Ok(mut b) = BAR.lock() {
                     *b = Some(bar.clone());
