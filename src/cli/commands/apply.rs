@@ -56,38 +56,19 @@ pub async fn run(args: &ApplyArgs, printer: &Printer) -> Result<Exit, CliError> 
     let stats = Arc::new(Stats::default());
     let pacer = Arc::new(Pacer::new(run.exec.rate, true));
     let cancel = Cancel::default();
-    let signals = tokio::spawn(watch_signals(cancel.clone(), stats.clone(), *printer));
-    let progress = Progress::start(
-        progress_mode(&settings, printer, &plan),
-        plan.create.len() as u64,
-        stats.clone(),
-        pacer.clone(),
-    );
-    let observer: Option<Arc<dyn Observer>> = if settings.json {
-        Some(Arc::new(JsonObserver { printer: *printer }))
-    } else {
-        None
-    };
-    let config = ExecConfig {
-        concurrency: run.exec.concurrency as usize,
-        max_attempts: run.exec.max_attempts,
-        fail_fast: settings.fail_fast,
-        backoff: Backoff::default(),
-        drain_timeout: run.api.request_timeout + Duration::from_secs(5),
-    };
+    let beside = Beside::start(&settings, printer, &plan, &stats, &pacer, &cancel);
     let report = execute(
         std::mem::take(&mut plan.create),
         client,
         handle,
-        config,
+        exec_config(&settings),
         pacer,
         stats,
-        observer,
+        observer(&settings, printer),
         cancel,
     )
     .await;
-    progress.finish();
-    signals.abort();
+    beside.stop();
     let (store, saved_res) = recorder.finish().await;
     conn.close().await;
 
@@ -210,6 +191,58 @@ fn show_plan(printer: &Printer, settings: &ApplySettings, plan: &Plan, failed_be
             printer,
             &super::summary_lines(plan, &run.manifest, &run.api),
         );
+    }
+}
+
+/// What runs beside the executor and stops with it: Ctrl-C handling and the progress display.
+struct Beside {
+    signals: tokio::task::JoinHandle<()>,
+    progress: Progress,
+}
+
+impl Beside {
+    fn start(
+        settings: &ApplySettings,
+        printer: &Printer,
+        plan: &Plan,
+        stats: &Arc<Stats>,
+        pacer: &Arc<Pacer>,
+        cancel: &Cancel,
+    ) -> Beside {
+        Beside {
+            signals: tokio::spawn(watch_signals(cancel.clone(), stats.clone(), *printer)),
+            progress: Progress::start(
+                progress_mode(settings, printer, plan),
+                plan.create.len() as u64,
+                stats.clone(),
+                pacer.clone(),
+            ),
+        }
+    }
+
+    /// Clears the bar (before the summary is printed) and stops listening for Ctrl-C.
+    fn stop(self) {
+        self.progress.finish();
+        self.signals.abort();
+    }
+}
+
+fn exec_config(settings: &ApplySettings) -> ExecConfig {
+    ExecConfig {
+        concurrency: settings.run.exec.concurrency as usize,
+        max_attempts: settings.run.exec.max_attempts,
+        fail_fast: settings.fail_fast,
+        backoff: Backoff::default(),
+        drain_timeout: settings.run.api.request_timeout + Duration::from_secs(5),
+    }
+}
+
+/// With `--output json`, an observer that prints each token's line.
+fn observer(settings: &ApplySettings, printer: &Printer) -> Option<Arc<dyn Observer>> {
+    if settings.json {
+        Some(Arc::new(JsonObserver { printer: *printer }))
+    } else {
+        None
     }
 }
 
