@@ -94,3 +94,23 @@ impl CliError {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::Exit;
+
+    #[test]
+    fn each_ending_maps_to_its_documented_code() {
+        for (exit, code) in [
+            (Exit::Success, 0),
+            (Exit::ItemsFailed, 1),
+            (Exit::Usage, 2),
+            (Exit::ChangesPresent, 2),
+            (Exit::Declined, 2),
+            (Exit::Fatal, 3),
+            (Exit::Interrupted, 130),
+        ] {
+            assert_eq!(exit.code(), code, "{exit:?}");
+        }
+    }
+}
