@@ -814,12 +814,12 @@ fn json_output_is_versioned_lines_without_secrets() {
         assert_eq!(l["v"], 1, "{l}");
         let t = l["type"].as_str().unwrap_or_default();
         assert!(
-            ["plan", "item", "ambiguous", "summary"].contains(&t),
+            ["plan_counts", "item", "ambiguous", "summary"].contains(&t),
             "unexpected type: {l}"
         );
         *types.entry(t.to_owned()).or_default() += 1;
     }
-    assert_eq!(types.get("plan"), Some(&1));
+    assert_eq!(types.get("plan_counts"), Some(&1));
     assert_eq!(types.get("summary"), Some(&1));
     assert_eq!(
         lines.last().unwrap()["type"],

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use logzio_tokens::api::{
     ApiClient, ApiError, ClientConfig, CreatedToken, Endpoint, ErrorClass, preflight,
 };
-use logzio_tokens::plan::NameResolution;
+use logzio_tokens::plan::{LiveAccounts, NameResolution};
 use logzio_tokens::secret::Secret;
 use logzio_tokens::simulator::{
     FaultRates, RegionMismatch, RetryAfterMode, SimConfig, Simulator, SubAccount,
@@ -532,11 +532,10 @@ async fn preflight_learns_the_owner_and_its_sub_accounts() {
     let p = preflight(&client(&sim)).await.unwrap();
     assert_eq!(p.owner.account_id, 100_000);
     assert_eq!(p.owner.account_name, "acme-main");
-    let subs: Vec<(u32, &str)> = p
-        .accounts
+    let subs: Vec<(i64, &str)> = p
         .sub_accounts
         .iter()
-        .map(|(id, n)| (*id, n.as_str()))
+        .map(|a| (a.account_id, a.account_name.as_str()))
         .collect();
     assert_eq!(
         subs,
@@ -566,7 +565,14 @@ async fn names_resolve_to_exactly_one_sub_account() {
         ..config()
     })
     .await;
-    let live = preflight(&client(&sim)).await.unwrap().accounts;
+    // The plan's view of the listing, as the CLI builds it.
+    let live: LiveAccounts = preflight(&client(&sim))
+        .await
+        .unwrap()
+        .sub_accounts
+        .into_iter()
+        .map(|a| (u32::try_from(a.account_id).unwrap(), a.account_name))
+        .collect();
     assert_eq!(live.resolve("payments-prod"), NameResolution::Resolved(1));
     assert_eq!(live.resolve("twin"), NameResolution::Ambiguous(vec![2, 3]));
     match live.resolve("payments") {

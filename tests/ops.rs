@@ -347,3 +347,31 @@ fn plan_takes_the_contracts_shared_options_and_checks_them_as_apply_does() {
         bad.stderr
     );
 }
+
+/// Regression: "1 token of the manifest have no recorded secret".
+#[test]
+fn messages_that_count_agree_with_the_count() {
+    let env = Env::new();
+    let st = state_args(&env);
+    for (accounts, expected) in [
+        (
+            &[160_343][..],
+            "1 token of the manifest has no recorded secret",
+        ),
+        (
+            &[160_343, 160_344][..],
+            "2 tokens of the manifest have no recorded secret",
+        ),
+    ] {
+        env.write("m.yaml", &manifest_yaml(accounts, &["ci"]));
+        let out = env.path("out.json");
+        let _ = std::fs::remove_file(&out);
+        let export = run(
+            &env,
+            &["export", "m.yaml", "--out", out.to_str().unwrap()],
+            &st,
+        );
+        export.expect_code(0);
+        assert!(export.stderr.contains(expected), "{}", export.stderr);
+    }
+}

@@ -10,4 +10,5 @@ mod ops;
 mod schema;
 mod sealed;
 mod simulator;
+mod terminal;
 mod util;

@@ -1,12 +1,12 @@
 //! The HTTP client: one shared `reqwest` client per run, typed calls, bodies read as bytes
 //! (capped) and then parsed.
 
-use std::net::IpAddr;
 use std::time::{Duration, SystemTime};
 
 use reqwest::header::{HeaderMap, HeaderValue};
 use reqwest::{Method, StatusCode, Url};
 
+use super::endpoint::{Endpoint, check_base_url};
 use super::error::{ApiError, parse_retry_after, region_mismatch};
 use super::types::{CreateTokenRequest, CreatedToken, ErrorBody, SubAccountInfo, WhoAmI};
 use crate::region::Region;
@@ -26,25 +26,6 @@ enum Target<'a> {
 
 /// No legitimate answer of this API is larger than this; more is refused, not buffered.
 const MAX_BODY_BYTES: usize = 8 * 1024 * 1024;
-
-/// Where the API is.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Endpoint {
-    /// A Logz.io region.
-    Region(Region),
-    /// A custom base URL.
-    Url(String),
-}
-
-impl Endpoint {
-    /// The base URL, without a trailing slash.
-    pub fn base_url(&self) -> String {
-        match self {
-            Endpoint::Region(r) => r.base_url().to_owned(),
-            Endpoint::Url(u) => u.trim_end_matches('/').to_owned(),
-        }
-    }
-}
 
 /// How to build an [`ApiClient`].
 #[derive(Debug, Clone)]
@@ -311,49 +292,6 @@ fn describe_decode_error(e: &serde_json::Error, bytes: &[u8]) -> String {
         serde_json::error::Category::Data => "a field is missing or has the wrong type",
     };
     format!("{what} ({} bytes)", bytes.len())
-}
-
-/// Parses a base URL and applies the http-only-on-loopback rule.
-pub(crate) fn check_base_url(text: &str) -> Result<Url, ApiError> {
-    let mut url = Url::parse(text).map_err(|e| ApiError::InvalidUrl {
-        url: text.to_owned(),
-        detail: e.to_string(),
-    })?;
-    match url.scheme() {
-        "https" => {}
-        "http" => {
-            let loopback = match url.host() {
-                Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
-                Some(url::Host::Ipv4(ip)) => IpAddr::V4(ip).is_loopback(),
-                Some(url::Host::Ipv6(ip)) => IpAddr::V6(ip).is_loopback(),
-                None => false,
-            };
-            if !loopback {
-                return Err(ApiError::InsecureUrl {
-                    url: text.to_owned(),
-                });
-            }
-        }
-        other => {
-            return Err(ApiError::InvalidUrl {
-                url: text.to_owned(),
-                detail: format!("scheme {other}:// is not supported; use https://"),
-            });
-        }
-    }
-    if !url.username().is_empty() || url.password().is_some() {
-        return Err(ApiError::InvalidUrl {
-            url: "(a URL with credentials)".into(),
-            detail: "credentials in the URL are not supported; the token goes in LOGZIO_API_TOKEN"
-                .into(),
-        });
-    }
-    // Joining relative paths needs a trailing slash on the base path.
-    if !url.path().ends_with('/') {
-        let p = format!("{}/", url.path());
-        url.set_path(&p);
-    }
-    Ok(url)
 }
 
 #[cfg(test)]

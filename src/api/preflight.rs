@@ -1,18 +1,18 @@
 //! The preflight run by `plan` and `apply` before any write: the token works and is for this
-//! region (`whoami`), and the owner's sub accounts, to check ids and resolve names.
+//! region (`whoami`), and the owner's sub accounts, to check ids and resolve names. What the
+//! plan makes of the listing is the plan's business: this returns it as the API gave it, less
+//! the owner account.
 
-use std::time::Duration;
-
-use super::{ApiClient, ApiError, ErrorClass, WhoAmI};
-use crate::plan::LiveAccounts;
+use super::{ApiClient, ApiError, ErrorClass, SubAccountInfo, WhoAmI};
+use crate::backoff::Backoff;
 
 /// What the preflight learned.
 #[derive(Debug, Clone)]
 pub struct Preflight {
     /// The owner account the token belongs to.
     pub owner: WhoAmI,
-    /// The owner's sub accounts.
-    pub accounts: LiveAccounts,
+    /// The owner's sub accounts (the owner itself left out), in the API's order.
+    pub sub_accounts: Vec<SubAccountInfo>,
 }
 
 /// Attempts for each read; reads are idempotent, so any transient failure is retried.
@@ -21,17 +21,12 @@ const READ_ATTEMPTS: u32 = 4;
 /// Checks the token and region, then lists the sub accounts.
 pub async fn preflight(client: &ApiClient) -> Result<Preflight, ApiError> {
     let owner = with_retries(|| client.whoami()).await?;
-    let list = with_retries(|| client.list_accounts()).await?;
-    let mut accounts = LiveAccounts::default();
-    for a in list {
-        if a.is_owner || a.account_id == owner.account_id {
-            continue;
-        }
-        if let Ok(id) = u32::try_from(a.account_id) {
-            accounts.sub_accounts.insert(id, a.account_name);
-        }
-    }
-    Ok(Preflight { owner, accounts })
+    let mut sub_accounts = with_retries(|| client.list_accounts()).await?;
+    sub_accounts.retain(|a| !a.is_owner && a.account_id != owner.account_id);
+    Ok(Preflight {
+        owner,
+        sub_accounts,
+    })
 }
 
 async fn with_retries<T, F, Fut>(mut f: F) -> Result<T, ApiError>
@@ -39,6 +34,7 @@ where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Result<T, ApiError>>,
 {
+    let policy = Backoff::READS;
     let mut attempt = 1;
     loop {
         match f().await {
@@ -47,11 +43,9 @@ where
                 if attempt < READ_ATTEMPTS
                     && matches!(e.class(), ErrorClass::Retryable | ErrorClass::Ambiguous) =>
             {
-                let backoff = e
-                    .retry_after()
-                    .unwrap_or(Duration::from_millis(250 * 2u64.pow(attempt)));
+                let delay = policy.delay(attempt + 1, e.retry_after()).min(policy.cap);
                 tracing::debug!(attempt, error = %e, "preflight read failed; retrying");
-                tokio::time::sleep(backoff.min(Duration::from_secs(10))).await;
+                tokio::time::sleep(delay).await;
                 attempt += 1;
             }
             Err(e) => return Err(e),

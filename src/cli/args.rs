@@ -4,7 +4,11 @@
 
 use std::path::PathBuf;
 
+use clap::builder::PossibleValue;
 use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::plan::AccountRef;
+use crate::region::Region;
 
 /// Provision Logz.io sub-account API tokens in bulk from a YAML manifest.
 ///
@@ -98,9 +102,17 @@ pub enum SchemaKind {
 /// Where the API is and how to reach it.
 #[derive(Debug, Clone, Args)]
 pub struct ApiArgs {
-    /// Logz.io region: us (default), eu, uk, au, ca. Overrides the manifest.
-    #[arg(long, env = "LOGZIO_REGION", value_name = "CODE")]
-    pub region: Option<String>,
+    /// Logz.io region: us (default), eu, uk, au, ca. Overrides the manifest. [env: LOGZIO_REGION]
+    // The variable is read in `config` rather than by clap, which would refuse an empty one:
+    // an empty LOGZIO_REGION means "not set", as it always has.
+    #[arg(
+        long,
+        value_name = "CODE",
+        value_enum,
+        ignore_case = true,
+        hide_possible_values = true
+    )]
+    pub region: Option<Region>,
     /// API base URL; overrides the region. http:// only for loopback hosts.
     #[arg(long, env = "LOGZIO_API_URL", value_name = "URL")]
     pub api_url: Option<String>,
@@ -127,10 +139,10 @@ pub struct StateArgs {
     pub secrets: Option<PathBuf>,
     /// Only this account (id or name); repeatable.
     #[arg(long = "account", value_name = "ID|NAME")]
-    pub accounts: Vec<String>,
+    pub accounts: Vec<AccountRef>,
     /// Never this account (id or name); repeatable.
     #[arg(long = "exclude-account", value_name = "ID|NAME")]
-    pub exclude_accounts: Vec<String>,
+    pub exclude_accounts: Vec<AccountRef>,
     /// Directory of sealed secrets files [default: <stem>.sealed beside the results file].
     #[arg(long, value_name = "DIR")]
     pub sealed_dir: Option<PathBuf>,
@@ -163,11 +175,9 @@ pub struct ExecArgs {
     pub max_attempts: Option<u32>,
 }
 
-/// `plan`.
-#[derive(Debug, Args)]
-pub struct PlanArgs {
-    /// The manifest file.
-    pub manifest: PathBuf,
+/// The options `plan` and `apply` share: the API, the state files, how requests are sent.
+#[derive(Debug, Clone, Args)]
+pub struct RunArgs {
     #[command(flatten)]
     #[allow(missing_docs)]
     pub api: ApiArgs,
@@ -180,6 +190,16 @@ pub struct PlanArgs {
     #[command(flatten)]
     #[allow(missing_docs)]
     pub exec: ExecArgs,
+}
+
+/// `plan`.
+#[derive(Debug, Args)]
+pub struct PlanArgs {
+    /// The manifest file.
+    pub manifest: PathBuf,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub run: RunArgs,
     /// Show every token, per account, after the counts.
     #[arg(long)]
     pub detail: bool,
@@ -204,16 +224,7 @@ pub struct ApplyArgs {
     pub manifest: PathBuf,
     #[command(flatten)]
     #[allow(missing_docs)]
-    pub api: ApiArgs,
-    #[command(flatten)]
-    #[allow(missing_docs)]
-    pub state: StateArgs,
-    #[command(flatten)]
-    #[allow(missing_docs)]
-    pub seal: SealArgs,
-    #[command(flatten)]
-    #[allow(missing_docs)]
-    pub exec: ExecArgs,
+    pub run: RunArgs,
     /// Apply without asking; required when stdin is not a terminal.
     #[arg(long, short = 'y')]
     pub yes: bool,
@@ -403,6 +414,17 @@ pub enum ExportFormat {
     Csv,
     /// `LOGZIO_TOKEN_<ACCOUNT>_<NAME>=secret` lines.
     Dotenv,
+}
+
+/// `--region` and `LOGZIO_REGION` take a region's code; clap lists the valid ones on a typo.
+impl ValueEnum for Region {
+    fn value_variants<'a>() -> &'a [Self] {
+        &Region::ALL
+    }
+
+    fn to_possible_value(&self) -> Option<PossibleValue> {
+        Some(PossibleValue::new(self.code()))
+    }
 }
 
 #[cfg(test)]

@@ -1,12 +1,17 @@
-//! Turning arguments, environment and manifest settings into ready-to-use parts (the
-//! "high-level" arguments): command-line options win over the manifest, the manifest over the
-//! defaults.
+//! Turning arguments, environment and manifest settings into ready-to-use settings (the
+//! "high-level" arguments, as ripgrep's `HiArgs` to [`super::args`]' `LowArgs`): each command
+//! resolves its arguments once, here, into one value ([`PlanSettings`], [`ApplySettings`],
+//! [`StateSettings`]) and hands that down. Command-line options win over the manifest, the
+//! manifest over the defaults; every check that can fail before anything is sent fails here.
 
+use std::io::IsTerminal;
 use std::os::unix::fs::MetadataExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use super::args::{ApiArgs, SealArgs, StateArgs};
+use super::args::{
+    ApiArgs, ApplyArgs, ExecArgs, OutputFormat, PlanArgs, RunArgs, SealArgs, StateArgs,
+};
 use super::error::CliError;
 use crate::api::{Endpoint, Region};
 use crate::execution::{
@@ -14,7 +19,7 @@ use crate::execution::{
     DEFAULT_REQUEST_TIMEOUT_SECONDS,
 };
 use crate::manifest::{self, Manifest, limits};
-use crate::plan::AccountFilter;
+use crate::plan::{AccountFilter, SavedPlan};
 use crate::secret::Secret;
 use crate::state::{Recipients, StatePaths};
 
@@ -46,34 +51,25 @@ impl ApiSetup {
 }
 
 /// Resolves the endpoint, token and timeout.
-pub fn resolve_api(args: &ApiArgs, manifest: &Manifest) -> Result<ApiSetup, CliError> {
+fn resolve_api(args: &ApiArgs, manifest: &Manifest) -> Result<ApiSetup, CliError> {
     let endpoint = if let Some(url) = args.api_url.as_deref().filter(|u| !u.trim().is_empty()) {
         Endpoint::Url(url.trim().to_owned())
-    } else if let Some(code) = args.region.as_deref().filter(|c| !c.trim().is_empty()) {
-        Endpoint::Region(Region::from_code(code).ok_or_else(|| {
-            CliError::usage(format!(
-                "unknown region `{code}` (from --region or LOGZIO_REGION); valid regions: {}",
-                Region::codes_list()
-            ))
-        })?)
+    } else if let Some(region) = region_arg(args.region)? {
+        Endpoint::Region(region)
     } else {
-        match &manifest.endpoint {
-            Some(manifest::Endpoint::Region(r)) => Endpoint::Region(*r),
-            Some(manifest::Endpoint::Url(u)) => Endpoint::Url(u.clone()),
-            None => Endpoint::Region(Region::Us),
-        }
+        manifest.endpoint.clone().unwrap_or_default()
     };
     if let Endpoint::Url(u) = &endpoint {
         // Same rule as the client, reported before anything else happens.
         crate::api::ApiClient::check_url(u)?;
     }
-    let timeout = match args.request_timeout {
-        Some(t) => check_range("--request-timeout", t, limits::REQUEST_TIMEOUT_SECONDS)?,
-        None => manifest
-            .settings
-            .request_timeout_seconds
-            .unwrap_or(DEFAULT_REQUEST_TIMEOUT_SECONDS),
-    };
+    let timeout = setting(
+        "--request-timeout",
+        args.request_timeout,
+        manifest.settings.request_timeout_seconds,
+        DEFAULT_REQUEST_TIMEOUT_SECONDS,
+        limits::REQUEST_TIMEOUT_SECONDS,
+    )?;
     let token = if args.simulate {
         None
     } else {
@@ -85,6 +81,27 @@ pub fn resolve_api(args: &ApiArgs, manifest: &Manifest) -> Result<ApiSetup, CliE
         simulate: args.simulate,
         request_timeout: Duration::from_secs_f64(timeout),
     })
+}
+
+/// `--region`, else a non-empty `LOGZIO_REGION`, read with the same parser (clap's).
+fn region_arg(flag: Option<Region>) -> Result<Option<Region>, CliError> {
+    if flag.is_some() {
+        return Ok(flag);
+    }
+    match std::env::var("LOGZIO_REGION") {
+        Ok(code) if !code.trim().is_empty() => {
+            <Region as clap::ValueEnum>::from_str(code.trim(), true)
+                .map(Some)
+                .map_err(|_| {
+                    CliError::usage(format!(
+                        "unknown region `{}` in LOGZIO_REGION; valid regions: {}",
+                        code.trim(),
+                        Region::codes_list()
+                    ))
+                })
+        }
+        _ => Ok(None),
+    }
 }
 
 /// The owner token from `--api-token-file` or `LOGZIO_API_TOKEN`.
@@ -132,67 +149,62 @@ pub struct ExecSettings {
 }
 
 /// Resolves concurrency, rate and attempts.
-pub fn resolve_exec(
-    manifest: &Manifest,
-    concurrency: Option<u32>,
-    rate: Option<f64>,
-    max_attempts: Option<u32>,
-) -> Result<ExecSettings, CliError> {
-    let concurrency = match concurrency {
-        Some(c) => check_range_u32("--concurrency", c, limits::CONCURRENCY)?,
-        None => manifest.settings.concurrency.unwrap_or(DEFAULT_CONCURRENCY),
-    };
-    let rate = match rate {
-        Some(r) => check_range("--rate", r, limits::RATE_PER_SECOND)?,
-        None => manifest
-            .settings
-            .rate_per_second
-            .unwrap_or(DEFAULT_RATE_PER_SECOND),
-    };
-    let max_attempts = match max_attempts {
-        Some(a) => check_range_u32("--max-attempts", a, limits::MAX_ATTEMPTS)?,
-        None => manifest
-            .settings
-            .max_attempts
-            .unwrap_or(DEFAULT_MAX_ATTEMPTS),
-    };
+fn resolve_exec(manifest: &Manifest, args: &ExecArgs) -> Result<ExecSettings, CliError> {
+    let from = &manifest.settings;
     Ok(ExecSettings {
-        concurrency,
-        rate,
-        max_attempts,
+        concurrency: setting(
+            "--concurrency",
+            args.concurrency,
+            from.concurrency,
+            DEFAULT_CONCURRENCY,
+            limits::CONCURRENCY,
+        )?,
+        rate: setting(
+            "--rate",
+            args.rate,
+            from.rate_per_second,
+            DEFAULT_RATE_PER_SECOND,
+            limits::RATE_PER_SECOND,
+        )?,
+        max_attempts: setting(
+            "--max-attempts",
+            args.max_attempts,
+            from.max_attempts,
+            DEFAULT_MAX_ATTEMPTS,
+            limits::MAX_ATTEMPTS,
+        )?,
     })
 }
 
-fn check_range(name: &str, v: f64, (lo, hi): (f64, f64)) -> Result<f64, CliError> {
-    if v.is_finite() && v >= lo && v <= hi {
-        Ok(v)
-    } else {
-        Err(CliError::usage(format!(
-            "{name} {v} is out of range: it must be between {lo} and {hi}"
-        )))
-    }
-}
-
-fn check_range_u32(name: &str, v: u32, (lo, hi): (u32, u32)) -> Result<u32, CliError> {
-    if (lo..=hi).contains(&v) {
-        Ok(v)
-    } else {
-        Err(CliError::usage(format!(
-            "{name} {v} is out of range: it must be between {lo} and {hi}"
-        )))
+/// A setting: the command line's value, checked against `range` (NaN and infinities fail it),
+/// else the manifest's (checked by the validator against the same range), else the default.
+fn setting<T: PartialOrd + std::fmt::Display + Copy>(
+    flag: &str,
+    arg: Option<T>,
+    manifest: Option<T>,
+    default: T,
+    (lo, hi): (T, T),
+) -> Result<T, CliError> {
+    match arg {
+        Some(v) if v >= lo && v <= hi => Ok(v),
+        Some(v) => Err(CliError::usage(format!(
+            "{flag} {v} is out of range: it must be between {lo} and {hi}"
+        ))),
+        None => Ok(manifest.unwrap_or(default)),
     }
 }
 
 /// The state file paths. Runs against the simulator get their own files by default, so a demo
 /// never mixes with real records.
-pub fn state_paths(manifest: &Path, args: &StateArgs, simulate: bool) -> StatePaths {
+fn state_paths(manifest: &Path, args: &StateArgs, simulate: bool) -> StatePaths {
     if simulate && args.results.is_none() && args.secrets.is_none() {
         let stem = manifest
             .file_stem()
             .map(|s| s.to_string_lossy().into_owned())
             .unwrap_or_else(|| "manifest".into());
         let fake = manifest.with_file_name(format!("{stem}.simulated.yaml"));
-        return StatePaths::for_manifest(&fake, None, None);
+        return StatePaths::for_manifest(&fake, None, None)
+            .with_sealed_dir(args.sealed_dir.as_deref());
     }
     StatePaths::for_manifest(manifest, args.results.as_deref(), args.secrets.as_deref())
         .with_sealed_dir(args.sealed_dir.as_deref())
@@ -216,9 +228,170 @@ pub fn recipients(manifest: &Manifest, args: &SealArgs) -> Result<Option<Recipie
 }
 
 /// The account filter.
-pub fn filter(args: &StateArgs) -> AccountFilter {
+fn filter(args: &StateArgs) -> AccountFilter {
     AccountFilter {
         include: args.accounts.clone(),
         exclude: args.exclude_accounts.clone(),
+    }
+}
+
+/// What `plan` and `apply` both need, resolved once.
+#[derive(Debug)]
+pub struct RunSettings {
+    /// The manifest file (for `apply PLAN_FILE`, the one the plan names).
+    pub manifest_path: PathBuf,
+    /// The manifest's bytes, read once: it may come from a pipe, and a saved plan holds their
+    /// digest.
+    pub manifest_bytes: Vec<u8>,
+    /// The validated manifest.
+    pub manifest: Manifest,
+    /// Where and how to reach the API.
+    pub api: ApiSetup,
+    /// Concurrency, rate and attempts.
+    pub exec: ExecSettings,
+    /// The state files.
+    pub paths: StatePaths,
+    /// `--account` / `--exclude-account`.
+    pub filter: AccountFilter,
+    /// The recipients secrets are sealed to (manifest and command line); `None`: plaintext.
+    pub recipients: Option<Recipients>,
+}
+
+impl RunSettings {
+    /// Configuration first: nothing is sent before the whole manifest and every option is valid.
+    fn resolve(
+        manifest_path: PathBuf,
+        manifest_bytes: Vec<u8>,
+        args: &RunArgs,
+    ) -> Result<RunSettings, CliError> {
+        let manifest = load_manifest(&manifest_path, &manifest_bytes)?;
+        let exec = resolve_exec(&manifest, &args.exec)?;
+        let api = resolve_api(&args.api, &manifest)?;
+        let paths = state_paths(&manifest_path, &args.state, api.simulate);
+        let recipients = recipients(&manifest, &args.seal)?;
+        Ok(RunSettings {
+            manifest_path,
+            manifest_bytes,
+            manifest,
+            api,
+            exec,
+            paths,
+            filter: filter(&args.state),
+            recipients,
+        })
+    }
+}
+
+/// Loads a manifest from bytes read once.
+fn load_manifest(path: &Path, bytes: &[u8]) -> Result<Manifest, CliError> {
+    Ok(manifest::load_bytes(path, bytes, &|name| {
+        std::env::var(name).ok()
+    })?)
+}
+
+/// `plan`, resolved.
+#[derive(Debug)]
+pub struct PlanSettings {
+    /// Shared with apply: checked here as apply would, so a plan never passes options that
+    /// apply then refuses.
+    pub run: RunSettings,
+    /// Every token, per account, after the counts.
+    pub detail: bool,
+    /// One JSON document on stdout instead of text.
+    pub json: bool,
+    /// Terraform's exit codes.
+    pub detailed_exitcode: bool,
+    /// Where to save the plan.
+    pub out: Option<PathBuf>,
+}
+
+impl PlanSettings {
+    /// Resolves `plan`'s arguments.
+    pub fn resolve(args: &PlanArgs) -> Result<PlanSettings, CliError> {
+        let bytes = manifest::read(&args.manifest)?;
+        Ok(PlanSettings {
+            run: RunSettings::resolve(args.manifest.clone(), bytes, &args.run)?,
+            detail: args.detail,
+            json: args.json || args.output == OutputFormat::Json,
+            detailed_exitcode: args.detailed_exitcode,
+            out: args.out.clone(),
+        })
+    }
+}
+
+/// `apply`, resolved.
+#[derive(Debug)]
+pub struct ApplySettings {
+    /// The manifest (the saved plan's, for `apply PLAN_FILE`), endpoint, state files.
+    pub run: RunSettings,
+    /// The plan given instead of a manifest, checksum verified.
+    pub saved_plan: Option<SavedPlan>,
+    /// No prompt.
+    pub yes: bool,
+    /// Stop at the first token that fails for good.
+    pub fail_fast: bool,
+    /// JSON lines on stdout instead of text.
+    pub json: bool,
+    /// No progress display.
+    pub no_progress: bool,
+}
+
+impl ApplySettings {
+    /// Resolves `apply`'s arguments; refuses a run without a token or a way to confirm.
+    pub fn resolve(args: &ApplyArgs) -> Result<ApplySettings, CliError> {
+        // Read once: the manifest may come from a pipe. It may also be a plan saved by `plan --out`.
+        let first = manifest::read(&args.manifest)?;
+        let saved_plan =
+            SavedPlan::parse(&args.manifest, &first).map_err(|e| CliError::usage(e.to_string()))?;
+        let (manifest_path, manifest_bytes) = match &saved_plan {
+            Some(plan) => (plan.manifest.clone(), manifest::read(&plan.manifest)?),
+            None => (args.manifest.clone(), first),
+        };
+        let run = RunSettings::resolve(manifest_path, manifest_bytes, &args.run)?;
+        if run.api.token.is_none() && !run.api.simulate {
+            return Err(CliError::usage(
+                "no API token: set LOGZIO_API_TOKEN (or pass --api-token-file PATH) to the main account's API token; \
+                 to try the tool without one, add --simulate",
+            ));
+        }
+        if !args.yes && !std::io::stdin().is_terminal() {
+            return Err(CliError::usage(
+                "refusing to apply without confirmation: stdin is not a terminal; pass --yes to apply non-interactively",
+            ));
+        }
+        Ok(ApplySettings {
+            run,
+            saved_plan,
+            yes: args.yes,
+            fail_fast: args.fail_fast,
+            json: args.output == OutputFormat::Json,
+            no_progress: args.no_progress,
+        })
+    }
+}
+
+/// `orphans`, `import` and `export`, resolved: they read the manifest and the state files,
+/// and never reach the API.
+#[derive(Debug)]
+pub struct StateSettings {
+    /// The manifest file.
+    pub manifest_path: PathBuf,
+    /// The validated manifest.
+    pub manifest: Manifest,
+    /// The state files.
+    pub paths: StatePaths,
+    /// `--account` / `--exclude-account`.
+    pub filter: AccountFilter,
+}
+
+impl StateSettings {
+    /// Resolves the manifest and state arguments of a state command.
+    pub fn resolve(manifest_path: &Path, state: &StateArgs) -> Result<StateSettings, CliError> {
+        Ok(StateSettings {
+            manifest_path: manifest_path.to_owned(),
+            manifest: manifest::load(manifest_path)?,
+            paths: state_paths(manifest_path, state, false),
+            filter: filter(state),
+        })
     }
 }

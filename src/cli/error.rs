@@ -6,24 +6,42 @@ use crate::api::ApiError;
 use crate::manifest::ManifestError;
 use crate::state::StateError;
 
-/// The documented exit codes.
+/// How a command ended. Several endings share a documented code ([`Exit::code`]); each has
+/// its own variant so that code reads as what happened.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Exit {
-    /// Every desired token is recorded.
-    Success = 0,
+    /// Every desired token is recorded (or, for `plan --detailed-exitcode`, nothing to create).
+    Success,
     /// Finished, but some items failed or stayed unresolved.
-    ItemsFailed = 1,
+    ItemsFailed,
     /// Usage, manifest or configuration error: nothing was sent.
-    Usage = 2,
+    Usage,
+    /// `plan --detailed-exitcode`: there are tokens to create (Terraform's "changes present").
+    ChangesPresent,
+    /// The person at the prompt did not confirm: nothing was sent.
+    Declined,
     /// Fatal runtime error: stopped early, all received secrets saved.
-    Fatal = 3,
+    Fatal,
     /// Interrupted (Ctrl-C).
-    Interrupted = 130,
+    Interrupted,
+}
+
+impl Exit {
+    /// The documented process exit code (README, "Exit codes").
+    pub fn code(self) -> u8 {
+        match self {
+            Exit::Success => 0,
+            Exit::ItemsFailed => 1,
+            Exit::Usage | Exit::ChangesPresent | Exit::Declined => 2,
+            Exit::Fatal => 3,
+            Exit::Interrupted => 130,
+        }
+    }
 }
 
 impl From<Exit> for ExitCode {
     fn from(e: Exit) -> ExitCode {
-        ExitCode::from(e as u8)
+        ExitCode::from(e.code())
     }
 }
 
@@ -73,6 +91,26 @@ impl CliError {
                 | ApiError::InvalidToken => Exit::Usage,
                 _ => Exit::Fatal,
             },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Exit;
+
+    #[test]
+    fn each_ending_maps_to_its_documented_code() {
+        for (exit, code) in [
+            (Exit::Success, 0),
+            (Exit::ItemsFailed, 1),
+            (Exit::Usage, 2),
+            (Exit::ChangesPresent, 2),
+            (Exit::Declined, 2),
+            (Exit::Fatal, 3),
+            (Exit::Interrupted, 130),
+        ] {
+            assert_eq!(exit.code(), code, "{exit:?}");
         }
     }
 }

@@ -31,9 +31,13 @@ pub fn init(verbose: u8, quiet: bool, format: LogFormat) {
         .with_writer(LogWriter::default)
         .with_target(verbose >= 2);
     let _ = match format {
-        LogFormat::Text => builder
-            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-            .try_init(),
+        LogFormat::Text => builder.with_ansi(colour()).try_init(),
         LogFormat::Json => builder.json().try_init(),
     };
+}
+
+/// Colour only on a terminal, and never when `NO_COLOR` is set to anything (no-color.org).
+fn colour() -> bool {
+    std::io::IsTerminal::is_terminal(&std::io::stderr())
+        && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
 }

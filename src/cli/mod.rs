@@ -1,5 +1,6 @@
-//! The command line: arguments ([`args`]), their resolution ([`config`]), output and progress
-//! ([`output`], [`progress`]), logging, and one module per command. [`run`] is all `main` calls.
+//! The command line: arguments ([`args`]), their resolution into one settings value per
+//! command ([`config`]), output ([`output`] for people, [`report`] for machines), progress,
+//! logging, and one module per command. [`run`] is all `main` calls.
 
 pub mod args;
 pub mod commands;
@@ -8,6 +9,7 @@ pub mod error;
 pub mod logging;
 pub mod output;
 pub mod progress;
+pub mod report;
 
 use std::process::ExitCode;
 
@@ -78,7 +80,7 @@ async fn dispatch(command: Command, printer: &Printer) -> Result<Exit, CliError>
         Command::Orphans(a) => commands::state_cmds::orphans(&a, printer),
         Command::Import(a) => commands::state_cmds::import(&a, printer),
         Command::Export(a) => commands::state_cmds::export(&a, printer),
-        Command::Completions { shell } => commands::misc::completions(shell),
-        Command::Man => commands::misc::man(),
+        Command::Completions { shell } => commands::misc::completions(shell, printer),
+        Command::Man => commands::misc::man(printer),
     }
 }

@@ -6,7 +6,7 @@ use std::io::Write;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressState, ProgressStyle};
 
 use crate::execution::{Pacer, Stats};
 
@@ -79,9 +79,9 @@ fn line(stats: &Stats, pacer: &Pacer, started: Instant) -> String {
     };
     let snap = pacer.snapshot();
     format!(
-        "{done}/{total} done ({created} created, {failed} failed), {} in flight, {} retries, {} x 429, {:.1}/s achieved, limit {:.1}/s{}, ETA {eta}",
+        "{done}/{total} done ({created} created, {failed} failed), {} in flight, {}, {} x 429, {:.1}/s achieved, limit {:.1}/s{}, ETA {eta}",
         Stats::get(&stats.in_flight),
-        Stats::get(&stats.retries),
+        super::output::count_as(Stats::get(&stats.retries), "retry", "retries"),
         Stats::get(&stats.rate_limited),
         rate,
         snap.rate,
@@ -94,8 +94,10 @@ fn line(stats: &Stats, pacer: &Pacer, started: Instant) -> String {
 }
 
 impl Progress {
-    /// Starts showing progress of a run.
-    pub fn start(mode: Mode, stats: Arc<Stats>, pacer: Arc<Pacer>) -> Progress {
+    /// Starts showing progress of a run of `total` tokens. The total is the plan's, given here:
+    /// the executor counts its items only once it runs, and a bar drawn before that would
+    /// count toward 0 (it did: `227/0`, drawn full from the first second).
+    pub fn start(mode: Mode, total: u64, stats: Arc<Stats>, pacer: Arc<Pacer>) -> Progress {
         let started = Instant::now();
         let task = match mode {
             Mode::Off => None,
@@ -109,16 +111,19 @@ impl Progress {
                 }
             })),
             Mode::Bar => {
-                let total = Stats::get(&stats.total);
                 let bar = ProgressBar::with_draw_target(
                     Some(total),
                     ProgressDrawTarget::stderr_with_hz(8),
                 );
+                // No colour in the template: the bar reads the same with NO_COLOR.
                 bar.set_style(
                     ProgressStyle::with_template(
-                        "{spinner} [{elapsed_precise}] {wide_bar} {pos}/{len}\n  {msg}",
+                        "{spinner} [{elapsed_precise}] {wide_bar} {pos}/{len} tokens, {rate}, ETA {eta}\n  {msg}",
                     )
-                    .unwrap_or_else(|_| ProgressStyle::default_bar()),
+                    .unwrap_or_else(|_| ProgressStyle::default_bar())
+                    .with_key("rate", |state: &ProgressState, w: &mut dyn std::fmt::Write| {
+                        let _ = write!(w, "{:.1}/s", state.per_sec());
+                    }),
                 );
                 if let Ok(mut b) = BAR.lock() {
                     *b = Some(bar.clone());
@@ -128,6 +133,7 @@ impl Progress {
                     loop {
                         tick.tick().await;
                         let done = Stats::get(&stats.created) + Stats::get(&stats.failed);
+                        bar.set_length(total.max(Stats::get(&stats.total)));
                         bar.set_position(done);
                         bar.set_message(line(&stats, &pacer, started));
                     }

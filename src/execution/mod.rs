@@ -3,12 +3,11 @@
 //! it is acted on.
 
 mod attempt;
-mod backoff;
 mod pacer;
 mod runner;
 
+pub use crate::backoff::Backoff;
 pub use attempt::{RecordOutcomes, SendCreate};
-pub use backoff::Backoff;
 pub use pacer::{Pacer, PacerSnapshot};
 pub use runner::{
     Cancel, ExecConfig, ItemEvent, ItemResult, Observer, RunReport, Services, Stats, StopReason,

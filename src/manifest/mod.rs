@@ -5,7 +5,8 @@
 //! single problem becomes a [`Manifest`]. The serde types in [`schema`] describe the same shape
 //! for the JSON Schema that editors use; a test keeps the two in step.
 //!
-//! This module knows nothing of HTTP, terminals or the command line.
+//! This module knows nothing of HTTP, terminals or the command line; the base-URL rule it
+//! checks `api_url` against is [`crate::api::endpoint`]'s, the one the client applies.
 
 pub mod diagnostic;
 mod env;
@@ -16,8 +17,7 @@ mod validate;
 
 use std::path::PathBuf;
 
-use crate::region::Region;
-
+pub use crate::api::endpoint::Endpoint;
 pub use diagnostic::{Diagnostic, ManifestError, Note};
 pub use load::{load, load_bytes, load_str, read};
 pub use schema::{manifest_schema, manifest_schema_text};
@@ -55,15 +55,6 @@ impl Manifest {
     pub fn token_count(&self) -> usize {
         self.accounts.iter().map(|a| a.tokens.len()).sum()
     }
-}
-
-/// Where the API is served.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Endpoint {
-    /// A Logz.io region.
-    Region(Region),
-    /// A custom base URL (a proxy, a test server, the simulator).
-    Url(String),
 }
 
 /// Execution settings from the manifest's `settings` section.

@@ -139,28 +139,28 @@ fn admin(shared: &Shared, method: &Method, what: &str) -> Response<Body> {
     }
 }
 
-/// The API endpoints.
+/// A route: the API call a method and path name (the client calls the same paths).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Endpoint {
+enum Route {
     CreateToken,
     TimeBasedAccounts,
     AssociatedAccounts,
     WhoAmI,
 }
 
-/// Which endpoint a method and path name.
-fn route(method: &Method, path: &str) -> Result<Endpoint, Rejection> {
-    let (endpoint, allowed, allow) = match path {
-        "/v1/api-tokens/sub-account" => (Endpoint::CreateToken, Method::POST, "POST"),
+/// Which route a method and path name.
+fn route(method: &Method, path: &str) -> Result<Route, Rejection> {
+    let (which, allowed, allow) = match path {
+        "/v1/api-tokens/sub-account" => (Route::CreateToken, Method::POST, "POST"),
         "/v1/account-management/time-based-accounts" => {
-            (Endpoint::TimeBasedAccounts, Method::GET, "GET")
+            (Route::TimeBasedAccounts, Method::GET, "GET")
         }
-        "/v1/associated-accounts" => (Endpoint::AssociatedAccounts, Method::GET, "GET"),
-        "/v2/whoami" => (Endpoint::WhoAmI, Method::GET, "GET"),
+        "/v1/associated-accounts" => (Route::AssociatedAccounts, Method::GET, "GET"),
+        "/v2/whoami" => (Route::WhoAmI, Method::GET, "GET"),
         _ => return Err(Rejection::NoRoute),
     };
     if *method == allowed {
-        Ok(endpoint)
+        Ok(which)
     } else {
         Err(Rejection::MethodNotAllowed(allow))
     }
@@ -168,8 +168,8 @@ fn route(method: &Method, path: &str) -> Result<Endpoint, Rejection> {
 
 /// Routes, reads, authenticates and validates a request: everything that needs no shared state.
 async fn read_call(shared: &Shared, request: Request<Incoming>) -> Call {
-    let endpoint = match route(request.method(), request.uri().path()) {
-        Ok(endpoint) => endpoint,
+    let which = match route(request.method(), request.uri().path()) {
+        Ok(which) => which,
         Err(rejection) => return Call::Reject(rejection),
     };
     let token_matches = match request.headers().get(TOKEN_HEADER) {
@@ -191,11 +191,11 @@ async fn read_call(shared: &Shared, request: Request<Incoming>) -> Call {
     if shared.region_mismatch_message().is_some() {
         return Call::Reject(Rejection::RegionMismatch);
     }
-    match endpoint {
-        Endpoint::CreateToken => parse_create(&body),
-        Endpoint::TimeBasedAccounts => Call::TimeBasedAccounts,
-        Endpoint::AssociatedAccounts => Call::AssociatedAccounts,
-        Endpoint::WhoAmI => Call::WhoAmI,
+    match which {
+        Route::CreateToken => parse_create(&body),
+        Route::TimeBasedAccounts => Call::TimeBasedAccounts,
+        Route::AssociatedAccounts => Call::AssociatedAccounts,
+        Route::WhoAmI => Call::WhoAmI,
     }
 }
 
@@ -399,9 +399,9 @@ mod tests {
     fn routes() {
         assert_eq!(
             route(&Method::POST, "/v1/api-tokens/sub-account"),
-            Ok(Endpoint::CreateToken)
+            Ok(Route::CreateToken)
         );
-        assert_eq!(route(&Method::GET, "/v2/whoami"), Ok(Endpoint::WhoAmI));
+        assert_eq!(route(&Method::GET, "/v2/whoami"), Ok(Route::WhoAmI));
         assert_eq!(
             route(&Method::GET, "/v1/api-tokens/sub-account"),
             Err(Rejection::MethodNotAllowed("POST"))

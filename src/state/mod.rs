@@ -117,6 +117,32 @@ pub enum StateError {
     RecorderGone,
 }
 
+/// How a recorded token came to be, when not created by this tool (`source` in the results
+/// file; absent for tokens this tool created).
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, schemars::JsonSchema,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum TokenSource {
+    /// Recorded by `logzio-tokens import`: created outside the tool.
+    Imported,
+}
+
+/// Orders two RFC 3339 timestamps by the instant they name, not by their text (`…:58Z` and
+/// `…:58.000Z` are the same instant; as text the first sorts after `…:58.500Z`). A timestamp
+/// that does not parse sorts by its text, after every one that does.
+pub fn rfc3339_cmp(a: &str, b: &str) -> std::cmp::Ordering {
+    let parse = |s: &str| {
+        time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339).ok()
+    };
+    match (parse(a), parse(b)) {
+        (Some(x), Some(y)) => x.cmp(&y),
+        (Some(_), None) => std::cmp::Ordering::Less,
+        (None, Some(_)) => std::cmp::Ordering::Greater,
+        (None, None) => a.cmp(b),
+    }
+}
+
 /// The current time as RFC 3339 with millisecond precision, in UTC.
 pub fn now_rfc3339() -> String {
     format_rfc3339(time::OffsetDateTime::now_utc())
@@ -158,6 +184,24 @@ mod tests {
             epoch_to_rfc3339(1621858311.000000000),
             "2021-05-24T12:11:51Z"
         );
+    }
+
+    #[test]
+    fn timestamps_compare_as_instants() {
+        use std::cmp::Ordering::*;
+        assert_eq!(
+            rfc3339_cmp("2026-11-23T19:59:58Z", "2026-11-23T19:59:58.000Z"),
+            Equal
+        );
+        assert_eq!(
+            rfc3339_cmp("2026-11-23T19:59:58Z", "2026-11-23T19:59:58.500Z"),
+            Less
+        );
+        assert_eq!(
+            rfc3339_cmp("2026-11-23T21:00:00+01:00", "2026-11-23T19:59:59Z"),
+            Greater
+        );
+        assert_eq!(rfc3339_cmp("garbage", "2026-11-23T19:59:58Z"), Greater);
     }
 
     #[test]

@@ -52,7 +52,7 @@ pub struct TokenRecord {
     pub created_at: String,
     /// How the record came to be, when not created by this tool: `imported`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub source: Option<String>,
+    pub source: Option<super::TokenSource>,
 }
 
 /// An item of the last run that did not get a token.
@@ -158,7 +158,7 @@ impl ResultsFile {
             .iter_mut()
             .find(|o| o.account_id == key.account_id && o.token_name == key.token_name)
         {
-            if at <= o.at.as_str() {
+            if super::rfc3339_cmp(at, &o.at).is_le() {
                 return;
             }
             o.ambiguous_attempts += 1;

@@ -1,169 +1,45 @@
-//! `apply`: preflight, plan, confirm, execute under the recorder, summarise.
+//! `apply`: resolve, lock and recover, connect, plan, confirm, execute under the recorder,
+//! summarise. [`run`] is the recipe; each step is a function below it.
 
-use std::io::IsTerminal;
-use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::cli::args::{ApplyArgs, OutputFormat};
+use super::Connection;
+use crate::cli::args::ApplyArgs;
+use crate::cli::config::ApplySettings;
 use crate::cli::error::{CliError, Exit};
-use crate::cli::output::{Printer, json_line};
+use crate::cli::output::{Printer, count, count_as, was};
 use crate::cli::progress::{Mode, Progress};
+use crate::cli::report::{ItemLine, Message, PlanCounts, SummaryLine, V1};
 use crate::execution::{
     Backoff, Cancel, ExecConfig, ItemEvent, ItemResult, Observer, Pacer, RunReport, Services,
     Stats, StopReason, execute,
 };
-use crate::plan::{SAVED_PLAN_KIND, SavedPlan, Unresolved, sha256_hex, state_digest};
+use crate::plan::{Plan, Unresolved};
 use crate::state::{Failure, Recorder, Store};
 
 /// Runs `apply`.
 pub async fn run(args: &ApplyArgs, printer: &Printer) -> Result<Exit, CliError> {
-    let json = args.output == OutputFormat::Json;
-    // Read once: the manifest may come from a pipe. It may also be a plan saved by `plan --out`.
-    let first = crate::manifest::read(&args.manifest)?;
-    let saved = parse_saved_plan(&args.manifest, &first)?;
-    let (manifest_path, manifest_bytes) = match &saved {
-        Some(plan) => (
-            plan.manifest.clone(),
-            crate::manifest::read(&plan.manifest)?,
-        ),
-        None => (args.manifest.clone(), first),
-    };
-
-    // Configuration first: nothing is sent before the whole manifest and every option is valid.
-    let manifest_probe = super::load_manifest(&manifest_path, &manifest_bytes)?;
-    let exec = crate::cli::config::resolve_exec(
-        &manifest_probe,
-        args.exec.concurrency,
-        args.exec.rate,
-        args.exec.max_attempts,
-    )?;
-    let api_probe = crate::cli::config::resolve_api(&args.api, &manifest_probe)?;
-    if api_probe.token.is_none() && !api_probe.simulate {
-        return Err(CliError::usage(
-            "no API token: set LOGZIO_API_TOKEN (or pass --api-token-file PATH) to the main account's API token; \
-             to try the tool without one, add --simulate",
-        ));
-    }
-    if !args.yes && !std::io::stdin().is_terminal() {
-        return Err(CliError::usage(
-            "refusing to apply without confirmation: stdin is not a terminal; pass --yes to apply non-interactively",
-        ));
-    }
-
-    let recipients = crate::cli::config::recipients(&manifest_probe, &args.seal)?;
-    let paths = crate::cli::config::state_paths(&manifest_path, &args.state, api_probe.simulate);
+    let settings = ApplySettings::resolve(args)?;
+    let run = &settings.run;
     // Lock and recover before talking to the API: a second run fails here, having sent nothing.
-    let mut store = Store::open(paths, Some(&api_probe.identity()))?;
+    let mut store = Store::open(run.paths.clone(), Some(&run.api.identity()))?;
     report_recovery(printer, &store);
-    match recipients {
-        Some(r) => store.seal_to(r),
-        None if std::env::var_os("CI").is_some_and(|v| v == "true") && !api_probe.simulate => {
-            printer.warn(&format!(
-                "secrets will be written in plaintext to {}, which lives only on this machine: on a CI runner it is lost with the runner. Seal them to an age recipient (`secrets: {{ recipients: [age1…] }}` in the manifest, or --recipient) so they can be committed and read later with `export --identity`.",
-                store.paths.secrets.display()
-            ));
-        }
-        None => {}
-    }
-
-    let prepared = super::prepare(
-        &manifest_path,
-        manifest_probe,
-        api_probe,
-        &args.state,
-        exec.concurrency as usize,
-    )
-    .await?;
-    let filter = crate::cli::config::filter(&args.state);
-    let mut plan = prepared.plan(&store, &filter);
-
-    if let Some(saved) = &saved {
-        check_saved_plan(
-            saved,
-            &manifest_path,
-            &manifest_bytes,
-            &store,
-            &prepared.api.identity(),
-        )?;
-        plan.create = saved
-            .create
-            .iter()
-            .filter(|k| store.results.get(k).is_none())
-            .cloned()
-            .collect();
-    }
-
+    seal_or_warn(printer, &settings, &mut store);
+    let conn = Connection::open(run, run.exec.concurrency as usize).await?;
+    let mut plan = plan_of(&settings, &conn, &store)?;
     // Accounts that cannot get tokens are this run's failures, reported by name, before any write.
-    let mut pre_failures = Vec::new();
-    for u in &plan.unresolved {
-        let why = super::describe_unresolved(&u.why);
-        if u.why == Unresolved::NeedsLookup {
-            continue;
-        }
-        for t in &u.tokens {
-            pre_failures.push(Failure {
-                account_id: None,
-                account_name: Some(u.name.clone()),
-                token_name: t.clone(),
-                http_status: None,
-                error: format!("account named {:?}: {why}", u.name),
-            });
-        }
-    }
-    for u in &plan.unknown_accounts {
-        for t in &u.tokens {
-            pre_failures.push(Failure {
-                account_id: Some(u.account_id),
-                account_name: None,
-                token_name: t.clone(),
-                http_status: Some(404),
-                error: "not a sub account of this owner account (checked before any write)".into(),
-            });
-        }
-    }
-
-    let summary = super::summary_lines(&plan, &prepared.manifest, &prepared.api);
-    if json {
-        json_line(
-            printer,
-            serde_json::json!({
-                "type": "plan",
-                "manifest": prepared.manifest.path.display().to_string(),
-                "endpoint": prepared.api.identity(),
-                "create": plan.create.len(),
-                "present": plan.present.len(),
-                "remove_by_hand": plan.remove_by_hand.len(),
-                "failed_before_start": pre_failures.len(),
-            }),
-        );
-    } else {
-        super::print_lines(printer, &summary);
-    }
+    let pre_failures = failures_before_start(&plan);
+    show_plan(printer, &settings, &plan, pre_failures.len());
 
     // --fail-fast: a failure found before any write stops the run before it starts.
-    if args.fail_fast && !pre_failures.is_empty() {
-        let recorder = Recorder::start(store)?;
-        let handle = recorder.handle();
-        for f in &pre_failures {
-            handle.failure(f.clone());
-        }
-        drop(handle);
-        let (_, saved) = recorder.finish().await;
-        printer.error(&format!(
-            "stopped before sending anything (--fail-fast): {}",
-            pre_failures[0].error
-        ));
-        if let Some(sim) = prepared.simulator {
-            sim.shutdown().await;
-        }
-        saved?;
-        return Ok(Exit::ItemsFailed);
+    if settings.fail_fast && !pre_failures.is_empty() {
+        return stop_before_start(printer, store, &pre_failures, conn).await;
     }
 
-    if !plan.create.is_empty() && !args.yes && !confirm(plan.create.len()).await {
+    if !plan.create.is_empty() && !settings.yes && !confirm(plan.create.len()).await {
         printer.info("Nothing was sent.");
-        return Ok(Exit::Usage);
+        return Ok(Exit::Declined);
     }
 
     let recorder = Recorder::start(store)?;
@@ -175,108 +51,42 @@ pub async fn run(args: &ApplyArgs, printer: &Printer) -> Result<Exit, CliError> 
         handle.failure(f.clone());
     }
 
+    let client = conn.client.clone().ok_or_else(|| CliError::Fatal {
+        message: "internal error: no API client".into(),
+    })?;
     let stats = Arc::new(Stats::default());
-    let pacer = Arc::new(Pacer::new(exec.rate, true));
+    let pacer = Arc::new(Pacer::new(run.exec.rate, true));
     let cancel = Cancel::default();
-    let signals = tokio::spawn(watch_signals(cancel.clone(), stats.clone(), *printer));
-    let mode = if args.no_progress || printer.quiet || plan.create.is_empty() {
-        Mode::Off
-    } else if printer.stderr_is_terminal() && !json {
-        Mode::Bar
-    } else {
-        Mode::Lines
-    };
-    let progress = Progress::start(mode, stats.clone(), pacer.clone());
-    let observer: Option<Arc<dyn Observer>> = if json {
-        Some(Arc::new(JsonObserver { printer: *printer }))
-    } else {
-        None
-    };
-    let client = match &prepared.client {
-        Some(c) => c.clone(),
-        None => {
-            return Err(CliError::Fatal {
-                message: "internal error: no API client".into(),
-            });
-        }
-    };
-    let config = ExecConfig {
-        concurrency: exec.concurrency as usize,
-        max_attempts: exec.max_attempts,
-        fail_fast: args.fail_fast,
-        backoff: Backoff::default(),
-        drain_timeout: prepared.api.request_timeout + Duration::from_secs(5),
-    };
-    let present = plan.present.len();
+    let beside = Beside::start(&settings, printer, &plan, &stats, &pacer, &cancel);
     let services = Services {
         creator: client,
         recorder: handle,
         pacer,
         stats,
-        observer,
+        observer: observer(&settings, printer),
         cancel,
     };
-    let report = execute(std::mem::take(&mut plan.create), config, services).await;
-    progress.finish();
-    signals.abort();
+    let report = execute(
+        std::mem::take(&mut plan.create),
+        exec_config(&settings),
+        services,
+    )
+    .await;
+    beside.stop();
     let (store, saved_res) = recorder.finish().await;
-    if let Some(sim) = prepared.simulator {
-        sim.shutdown().await;
-    }
+    conn.close().await;
 
-    let exit = exit_code(&report, &pre_failures, &saved_res);
-    let orphans = store
-        .as_ref()
-        .map_or(0, |s| s.results.possible_orphans.len());
-    let (results_path, secrets_path) = store.as_ref().map_or_else(
-        || (String::new(), String::new()),
-        |s| {
-            let secrets = match s.sealing() {
-                Some(_) => s.paths.sealed.display().to_string(),
-                None => s.paths.secrets.display().to_string(),
-            };
-            (s.paths.results.display().to_string(), secrets)
-        },
-    );
-    let sealed_to = store
-        .as_ref()
-        .and_then(|s| s.sealing())
-        .map(|s| s.recipients.len());
-    if json {
-        json_line(
-            printer,
-            serde_json::json!({
-                "type": "summary",
-                "exit_code": exit as u8,
-                "stop": stop_text(&report.stop),
-                "created": report.created,
-                "already_present": present,
-                "failed": report.failures.len() + pre_failures.len(),
-                "not_attempted": report.not_attempted,
-                "possible_orphans": orphans,
-                "attempts": report.attempts,
-                "retries": report.retries,
-                "rate_limited": report.rate_limited,
-                "ambiguous": report.ambiguous,
-                "elapsed_seconds": report.elapsed.as_secs_f64(),
-                "final_rate_per_second": report.final_rate,
-                "results_file": results_path,
-                "secrets_file": secrets_path,
-            }),
-        );
+    let outcome = Outcome {
+        exit: exit_code(&report, &pre_failures, &saved_res),
+        report: &report,
+        present: plan.present.len(),
+        pre_failures: &pre_failures,
+        store: store.as_ref(),
+    };
+    if settings.json {
+        outcome.emit(printer);
     } else {
-        print_summary(
-            printer,
-            &report,
-            present,
-            &pre_failures,
-            orphans,
-            &Written {
-                results: &results_path,
-                secrets: &secrets_path,
-                sealed_to,
-            },
-        );
+        outcome.print(printer);
     }
     if let Err(e) = &saved_res {
         printer.error(&format!(
@@ -286,7 +96,242 @@ pub async fn run(args: &ApplyArgs, printer: &Printer) -> Result<Exit, CliError> 
                 .map_or(String::new(), |s| s.paths.journal.display().to_string())
         ));
     }
-    Ok(exit)
+    Ok(outcome.exit)
+}
+
+/// With recipients, this run seals its secrets; without, on CI (`CI=true`), one warning that
+/// the plaintext secrets file lives only on this machine.
+fn seal_or_warn(printer: &Printer, settings: &ApplySettings, store: &mut Store) {
+    let run = &settings.run;
+    match &run.recipients {
+        Some(r) => store.seal_to(r.clone()),
+        None if std::env::var_os("CI").is_some_and(|v| v == "true") && !run.api.simulate => {
+            printer.warn(&format!(
+                "secrets will be written in plaintext to {}, which lives only on this machine: on a CI runner it is lost with the runner. Seal them to an age recipient (`secrets: {{ recipients: [age1…] }}` in the manifest, or --recipient) so they can be committed and read later with `export --identity`.",
+                store.paths.secrets.display()
+            ));
+        }
+        None => {}
+    }
+}
+
+/// `--fail-fast` with failures found before any write: record them, send nothing.
+async fn stop_before_start(
+    printer: &Printer,
+    store: Store,
+    pre_failures: &[Failure],
+    conn: Connection,
+) -> Result<Exit, CliError> {
+    let recorder = Recorder::start(store)?;
+    let handle = recorder.handle();
+    for f in pre_failures {
+        handle.failure(f.clone());
+    }
+    drop(handle);
+    let (_, saved) = recorder.finish().await;
+    if let Some(first) = pre_failures.first() {
+        printer.error(&format!(
+            "stopped before sending anything (--fail-fast): {}",
+            first.error
+        ));
+    }
+    conn.close().await;
+    saved?;
+    Ok(Exit::ItemsFailed)
+}
+
+/// The plan against the recorded state; for `apply PLAN_FILE`, the saved plan's tokens not
+/// recorded yet, once the plan is shown current.
+fn plan_of(settings: &ApplySettings, conn: &Connection, store: &Store) -> Result<Plan, CliError> {
+    let run = &settings.run;
+    let mut plan = conn.plan(run, store);
+    if let Some(saved) = &settings.saved_plan {
+        saved
+            .check_current(
+                &run.manifest_path,
+                &run.manifest_bytes,
+                &store.results,
+                &store.paths.results,
+                &run.api.identity(),
+            )
+            .map_err(|e| CliError::usage(e.to_string()))?;
+        plan.create = saved.remaining(&store.results);
+    }
+    Ok(plan)
+}
+
+/// The tokens of accounts found unusable before any write (a name that resolves to no sub
+/// account or to several, an id that is not a sub account of this owner).
+fn failures_before_start(plan: &Plan) -> Vec<Failure> {
+    let mut out = Vec::new();
+    for u in &plan.unresolved {
+        if u.why == Unresolved::NeedsLookup {
+            continue;
+        }
+        let why = super::describe_unresolved(&u.why);
+        for t in &u.tokens {
+            out.push(Failure {
+                account_id: None,
+                account_name: Some(u.name.clone()),
+                token_name: t.clone(),
+                http_status: None,
+                error: format!("account named {:?}: {why}", u.name),
+            });
+        }
+    }
+    for u in &plan.unknown_accounts {
+        for t in &u.tokens {
+            out.push(Failure {
+                account_id: Some(u.account_id),
+                account_name: None,
+                token_name: t.clone(),
+                http_status: Some(404),
+                error: "not a sub account of this owner account (checked before any write)".into(),
+            });
+        }
+    }
+    out
+}
+
+fn show_plan(printer: &Printer, settings: &ApplySettings, plan: &Plan, failed_before_start: usize) {
+    let run = &settings.run;
+    if settings.json {
+        Message::PlanCounts(PlanCounts {
+            create: plan.create.len(),
+            endpoint: &run.api.identity(),
+            failed_before_start,
+            manifest: run.manifest.path.display().to_string(),
+            present: plan.present.len(),
+            remove_by_hand: plan.remove_by_hand.len(),
+            v: V1,
+        })
+        .emit(printer);
+    } else {
+        super::print_lines(
+            printer,
+            &super::summary_lines(plan, &run.manifest, &run.api),
+        );
+    }
+}
+
+/// What runs beside the executor and stops with it: Ctrl-C handling and the progress display.
+struct Beside {
+    signals: tokio::task::JoinHandle<()>,
+    progress: Progress,
+}
+
+impl Beside {
+    fn start(
+        settings: &ApplySettings,
+        printer: &Printer,
+        plan: &Plan,
+        stats: &Arc<Stats>,
+        pacer: &Arc<Pacer>,
+        cancel: &Cancel,
+    ) -> Beside {
+        Beside {
+            signals: tokio::spawn(watch_signals(cancel.clone(), stats.clone(), *printer)),
+            progress: Progress::start(
+                progress_mode(settings, printer, plan),
+                plan.create.len() as u64,
+                stats.clone(),
+                pacer.clone(),
+            ),
+        }
+    }
+
+    /// Clears the bar (before the summary is printed) and stops listening for Ctrl-C.
+    fn stop(self) {
+        self.progress.finish();
+        self.signals.abort();
+    }
+}
+
+fn exec_config(settings: &ApplySettings) -> ExecConfig {
+    ExecConfig {
+        concurrency: settings.run.exec.concurrency as usize,
+        max_attempts: settings.run.exec.max_attempts,
+        fail_fast: settings.fail_fast,
+        backoff: Backoff::default(),
+        drain_timeout: settings.run.api.request_timeout + Duration::from_secs(5),
+    }
+}
+
+/// With `--output json`, an observer that prints each token's line.
+fn observer(settings: &ApplySettings, printer: &Printer) -> Option<Arc<dyn Observer>> {
+    if settings.json {
+        Some(Arc::new(JsonObserver { printer: *printer }))
+    } else {
+        None
+    }
+}
+
+fn progress_mode(settings: &ApplySettings, printer: &Printer, plan: &Plan) -> Mode {
+    if settings.no_progress || printer.quiet || plan.create.is_empty() {
+        Mode::Off
+    } else if printer.stderr_is_terminal() && !settings.json {
+        Mode::Bar
+    } else {
+        Mode::Lines
+    }
+}
+
+/// How a run ended, for the summary.
+struct Outcome<'a> {
+    exit: Exit,
+    report: &'a RunReport,
+    /// Tokens already recorded before the run.
+    present: usize,
+    pre_failures: &'a [Failure],
+    store: Option<&'a Store>,
+}
+
+impl Outcome<'_> {
+    fn orphans(&self) -> usize {
+        self.store.map_or(0, |s| s.results.possible_orphans.len())
+    }
+
+    fn files(&self) -> (String, String) {
+        self.store.map_or_else(
+            || (String::new(), String::new()),
+            |s| {
+                // Sealed: where the run's sealed file went.
+                let secrets = match s.sealing() {
+                    Some(_) => &s.paths.sealed,
+                    None => &s.paths.secrets,
+                };
+                (
+                    s.paths.results.display().to_string(),
+                    secrets.display().to_string(),
+                )
+            },
+        )
+    }
+
+    /// The `summary` line of `--output json`.
+    fn emit(&self, printer: &Printer) {
+        let r = self.report;
+        let (results, secrets) = self.files();
+        Message::Summary(SummaryLine {
+            already_present: self.present,
+            ambiguous: r.ambiguous,
+            attempts: r.attempts,
+            created: r.created,
+            elapsed_seconds: r.elapsed.as_secs_f64(),
+            exit_code: self.exit.code(),
+            failed: r.failures.len() + self.pre_failures.len(),
+            final_rate_per_second: r.final_rate,
+            not_attempted: r.not_attempted,
+            possible_orphans: self.orphans(),
+            rate_limited: r.rate_limited,
+            results_file: &results,
+            retries: r.retries,
+            secrets_file: &secrets,
+            stop: stop_text(&r.stop),
+            v: V1,
+        })
+        .emit(printer);
+    }
 }
 
 fn exit_code(
@@ -318,118 +363,15 @@ fn stop_text(stop: &StopReason) -> String {
     }
 }
 
-/// Where the state went, for the summary.
-#[derive(Debug, Clone, Copy)]
-struct Written<'a> {
-    results: &'a str,
-    /// The secrets file, or the sealed directory.
-    secrets: &'a str,
-    /// How many recipients the secrets were sealed to, when sealed.
-    sealed_to: Option<usize>,
-}
-
-fn print_summary(
-    printer: &Printer,
-    report: &RunReport,
-    present: usize,
-    pre_failures: &[Failure],
-    orphans: usize,
-    written: &Written<'_>,
-) {
-    let Written {
-        results,
-        secrets,
-        sealed_to,
-    } = *written;
-    let secs = report.elapsed.as_secs_f64();
-    if report.attempts == 0 && report.failures.is_empty() && pre_failures.is_empty() {
-        printer.info(&format!(
-            "Nothing to create: {} of the manifest already recorded.",
-            super::count(present, "token")
-        ));
-    } else {
-        printer.info(&format!(
-            "Created {} in {:.1}s ({:.1}/s; rate limit at the end {:.1}/s); {} already present.",
-            super::count(report.created as usize, "token"),
-            secs,
-            report.created as f64 / secs.max(0.001),
-            report.final_rate,
-            present
-        ));
-    }
-    match &report.stop {
-        StopReason::Fatal(m) => printer.error(&format!("stopped: {m}")),
-        StopReason::State(m) => printer.error(&format!("stopped: cannot write the state: {m}")),
-        StopReason::FailFast => printer.info("Stopped at the first failure (--fail-fast)."),
-        StopReason::Interrupted => printer
-            .info("Interrupted: requests in flight were drained and everything received is saved."),
-        StopReason::Completed => {}
-    }
-    let failures: Vec<&Failure> = pre_failures.iter().chain(report.failures.iter()).collect();
-    if !failures.is_empty() {
-        printer.info(&format!("Failed: {}", failures.len()));
-        let mut groups: std::collections::BTreeMap<String, Vec<String>> = Default::default();
-        for f in &failures {
-            let who = match (f.account_id, &f.account_name) {
-                (Some(id), _) => format!("{id}/{}", f.token_name),
-                (None, Some(n)) => format!("{n}/{}", f.token_name),
-                (None, None) => f.token_name.clone(),
-            };
-            groups.entry(f.error.clone()).or_default().push(who);
-        }
-        for (why, who) in groups {
-            let shown: Vec<&String> = who.iter().take(10).collect();
-            let more = if who.len() > 10 {
-                format!(" and {} more", who.len() - 10)
-            } else {
-                String::new()
-            };
-            printer.info(&format!(
-                "  {why} ({}): {}{more}",
-                who.len(),
-                shown
-                    .iter()
-                    .map(|s| s.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ));
-        }
-    }
-    if report.not_attempted > 0 {
-        printer.info(&format!(
-            "Not attempted: {} (run apply again to continue)",
-            report.not_attempted
-        ));
-    }
-    if orphans > 0 {
-        printer.warn(&format!(
-            "{} listed: a request may have created a token that is not recorded. Check them in the Logz.io UI (Settings > Tools > Manage Tokens), then run `logzio-tokens orphans clear MANIFEST`.",
-            super::count(orphans, "possible orphan")
-        ));
-    }
-    printer.info(&format!(
-        "Requests: {} sent, {} retries, {} answered 429, {} ambiguous.",
-        report.attempts, report.retries, report.rate_limited, report.ambiguous
-    ));
-    if !results.is_empty() {
-        printer.info(&format!("Results: {results}"));
-        match sealed_to {
-            Some(n) => printer.info(&format!(
-                "Secrets: sealed to {} in {secrets} (read them with `export --identity`)",
-                super::count(n, "recipient")
-            )),
-            None => printer.info(&format!("Secrets: {secrets} (mode 0600)")),
-        }
-    }
-}
-
 fn report_recovery(printer: &Printer, store: &Store) {
     let r = &store.recovery;
     if r.recovered_tokens > 0 || r.interrupted > 0 {
         printer.warn(&format!(
-            "recovered an interrupted run from its journal: {} recorded, {} that were in flight listed as possible orphans{}",
-            super::count(r.recovered_tokens, "received token"),
-            super::count(r.interrupted, "request"),
+            "recovered an interrupted run from its journal: {} recorded, {} that {} in flight listed as {}{}",
+            count(r.recovered_tokens, "received token"),
+            count(r.interrupted, "request"),
+            was(r.interrupted),
+            if r.interrupted == 1 { "a possible orphan" } else { "possible orphans" },
             if r.truncated_tail {
                 " (its last line was cut short and ignored)"
             } else {
@@ -442,7 +384,7 @@ fn report_recovery(printer: &Printer, store: &Store) {
 async fn confirm(n: usize) -> bool {
     let question = format!(
         "Create {}? Tokens cannot be deleted through the API. Type 'yes' to continue: ",
-        super::count(n, "token")
+        count(n, "token")
     );
     tokio::task::spawn_blocking(move || {
         use std::io::Write;
@@ -478,35 +420,105 @@ async fn watch_signals(cancel: Cancel, stats: Arc<Stats>, printer: Printer) {
         Stats::get(&stats.in_flight)
     ));
     int.recv().await;
-    std::process::exit(Exit::Interrupted as i32);
+    std::process::exit(i32::from(Exit::Interrupted.code()));
 }
 
+impl Outcome<'_> {
+    /// The summary for people, on stderr.
+    fn print(&self, printer: &Printer) {
+        let (report, present, pre_failures) = (self.report, self.present, self.pre_failures);
+        let orphans = self.orphans();
+        let (results, secrets) = self.files();
+        let secs = report.elapsed.as_secs_f64();
+        if report.attempts == 0 && report.failures.is_empty() && pre_failures.is_empty() {
+            printer.info(&format!(
+                "Nothing to create: {} of the manifest already recorded.",
+                count(present, "token")
+            ));
+        } else {
+            printer.info(&format!(
+            "Created {} in {:.1}s ({:.1}/s; rate limit at the end {:.1}/s); {} already present.",
+            count(report.created as usize, "token"),
+            secs,
+            report.created as f64 / secs.max(0.001),
+            report.final_rate,
+            present
+        ));
+        }
+        match &report.stop {
+            StopReason::Fatal(m) => printer.error(&format!("stopped: {m}")),
+            StopReason::State(m) => printer.error(&format!("stopped: cannot write the state: {m}")),
+            StopReason::FailFast => printer.info("Stopped at the first failure (--fail-fast)."),
+            StopReason::Interrupted => printer.info(
+                "Interrupted: requests in flight were drained and everything received is saved.",
+            ),
+            StopReason::Completed => {}
+        }
+        let failures: Vec<&Failure> = pre_failures.iter().chain(report.failures.iter()).collect();
+        if !failures.is_empty() {
+            printer.info(&format!("Failed: {}", failures.len()));
+            let mut groups: std::collections::BTreeMap<String, Vec<String>> = Default::default();
+            for f in &failures {
+                let who = match (f.account_id, &f.account_name) {
+                    (Some(id), _) => format!("{id}/{}", f.token_name),
+                    (None, Some(n)) => format!("{n}/{}", f.token_name),
+                    (None, None) => f.token_name.clone(),
+                };
+                groups.entry(f.error.clone()).or_default().push(who);
+            }
+            for (why, who) in groups {
+                let shown: Vec<&String> = who.iter().take(10).collect();
+                let more = if who.len() > 10 {
+                    format!(" and {} more", who.len() - 10)
+                } else {
+                    String::new()
+                };
+                printer.info(&format!(
+                    "  {why} ({}): {}{more}",
+                    who.len(),
+                    shown
+                        .iter()
+                        .map(|s| s.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ));
+            }
+        }
+        if report.not_attempted > 0 {
+            printer.info(&format!(
+                "Not attempted: {} (run apply again to continue)",
+                report.not_attempted
+            ));
+        }
+        if orphans > 0 {
+            printer.warn(&format!(
+            "{} listed: a request may have created a token that is not recorded. Check them in the Logz.io UI (Settings > Tools > Manage Tokens), then run `logzio-tokens orphans clear MANIFEST`.",
+            count(orphans, "possible orphan")
+        ));
+        }
+        printer.info(&format!(
+            "Requests: {} sent, {}, {} answered 429, {} ambiguous.",
+            report.attempts,
+            count_as(report.retries, "retry", "retries"),
+            report.rate_limited,
+            report.ambiguous
+        ));
+        if !results.is_empty() {
+            printer.info(&format!("Results: {results}"));
+            match self.store.and_then(Store::sealing) {
+                Some(sealing) => printer.info(&format!(
+                    "Secrets: sealed to {} in {secrets} (read them with `export --identity`)",
+                    count(sealing.recipients.len(), "recipient")
+                )),
+                None => printer.info(&format!("Secrets: {secrets} (mode 0600)")),
+            }
+        }
+    }
+}
+
+/// `--output json`: an `item` or `ambiguous` line per token as its outcome becomes final.
 struct JsonObserver {
     printer: Printer,
-}
-
-/// An `item` or `ambiguous` line of `--output json`, written once per token: serialized
-/// straight from borrowed fields (fields in the order the other lines print theirs).
-#[derive(serde::Serialize)]
-struct ItemLine<'a> {
-    account_id: u32,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    attempts: Option<u32>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    detail: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    error: Option<&'a str>,
-    /// Present (possibly null) on failed items only.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    http_status: Option<Option<u16>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    result: Option<&'static str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    token_id: Option<i64>,
-    token_name: &'a str,
-    #[serde(rename = "type")]
-    kind: &'static str,
-    v: u32,
 }
 
 impl Observer for JsonObserver {
@@ -523,96 +535,21 @@ impl Observer for JsonObserver {
                         ("failed", None, Some(*http_status), Some(error.as_str()))
                     }
                 };
-                ItemLine {
+                Message::Item(ItemLine {
                     attempts: Some(*attempts),
                     error,
                     http_status,
                     result: Some(result),
                     token_id,
-                    ..ItemLine::of(key, "item")
-                }
+                    ..ItemLine::of(key)
+                })
             }
-            ItemEvent::Ambiguous { key, detail } => ItemLine {
+            ItemEvent::Ambiguous { key, detail } => Message::Ambiguous(ItemLine {
                 detail: Some(detail),
-                ..ItemLine::of(key, "ambiguous")
-            },
+                ..ItemLine::of(key)
+            }),
             ItemEvent::Retry { .. } => return,
         };
-        if let Ok(text) = serde_json::to_string(&line) {
-            self.printer.out(&text);
-        }
+        line.emit(&self.printer);
     }
-}
-
-impl<'a> ItemLine<'a> {
-    /// A line of `kind` about `key`, with no other field yet.
-    fn of(key: &'a crate::state::TokenKey, kind: &'static str) -> Self {
-        ItemLine {
-            account_id: key.account_id,
-            attempts: None,
-            detail: None,
-            error: None,
-            http_status: None,
-            result: None,
-            token_id: None,
-            token_name: &key.token_name,
-            kind,
-            v: 1,
-        }
-    }
-}
-
-/// Parses `bytes` as a saved plan if they are one.
-fn parse_saved_plan(path: &Path, bytes: &[u8]) -> Result<Option<SavedPlan>, CliError> {
-    let first = bytes.iter().find(|b| !b.is_ascii_whitespace());
-    if first != Some(&b'{') {
-        return Ok(None);
-    }
-    let value: serde_json::Value = match serde_json::from_slice(bytes) {
-        Ok(v) => v,
-        Err(_) => return Ok(None),
-    };
-    if value.get("kind").and_then(|k| k.as_str()) != Some(SAVED_PLAN_KIND) {
-        return Ok(None);
-    }
-    let plan: SavedPlan = serde_json::from_value(value)
-        .map_err(|e| CliError::usage(format!("plan file {} is malformed: {e}", path.display())))?;
-    if plan.compute_checksum() != plan.checksum {
-        return Err(CliError::usage(format!(
-            "plan file {} was modified after it was written (checksum mismatch); make a new one with `plan --out`",
-            path.display()
-        )));
-    }
-    Ok(Some(plan))
-}
-
-fn check_saved_plan(
-    saved: &SavedPlan,
-    manifest: &Path,
-    bytes: &[u8],
-    store: &Store,
-    endpoint: &str,
-) -> Result<(), CliError> {
-    let stale = |what: &str| {
-        CliError::usage(format!(
-            "stale plan: {what} changed since the plan was made (plan checksum {}); run `logzio-tokens plan --out` again and review it",
-            saved.checksum
-        ))
-    };
-    if sha256_hex(bytes) != saved.manifest_sha256 {
-        return Err(stale(&format!("the manifest {}", manifest.display())));
-    }
-    if state_digest(&store.results) != saved.state_sha256 {
-        return Err(stale(&format!(
-            "the recorded results ({})",
-            store.paths.results.display()
-        )));
-    }
-    if saved.endpoint != endpoint {
-        return Err(stale(&format!(
-            "the endpoint (plan: {}, now: {endpoint})",
-            saved.endpoint
-        )));
-    }
-    Ok(())
 }

@@ -16,17 +16,24 @@ pub fn schema(kind: SchemaKind, printer: &Printer) -> Result<Exit, CliError> {
     Ok(Exit::Success)
 }
 
-/// Prints a completion script.
-pub fn completions(shell: clap_complete::Shell) -> Result<Exit, CliError> {
+/// Prints a completion script. Built in memory first: clap_complete panics on a failed write,
+/// and a reader that stops early (`| head`) is no failure.
+pub fn completions(shell: clap_complete::Shell, printer: &Printer) -> Result<Exit, CliError> {
     let mut cmd = Cli::command();
-    clap_complete::generate(shell, &mut cmd, "logzio-tokens", &mut std::io::stdout());
+    let mut text = Vec::new();
+    clap_complete::generate(shell, &mut cmd, "logzio-tokens", &mut text);
+    printer.out_bytes(&text).map_err(|e| CliError::Fatal {
+        message: format!("cannot write the completion script: {e}"),
+    })?;
     Ok(Exit::Success)
 }
 
 /// Prints the man page.
-pub fn man() -> Result<Exit, CliError> {
+pub fn man(printer: &Printer) -> Result<Exit, CliError> {
     let man = clap_mangen::Man::new(Cli::command());
-    man.render(&mut std::io::stdout())
+    let mut text = Vec::new();
+    man.render(&mut text)
+        .and_then(|()| printer.out_bytes(&text))
         .map_err(|e| CliError::Fatal {
             message: format!("cannot write the man page: {e}"),
         })?;

@@ -7,101 +7,96 @@ pub mod simulate;
 pub mod state_cmds;
 pub mod validate;
 
-use std::path::Path;
-
-use super::args::StateArgs;
-use super::config::{self, ApiSetup};
+use super::config::{ApiSetup, RunSettings};
 use super::error::CliError;
-use super::output::Printer;
+use super::output::{Printer, count};
 use crate::api::{ApiClient, ClientConfig, Endpoint, Preflight, preflight};
-use crate::manifest::{self, Manifest};
-use crate::plan::{self as planner, Plan};
+use crate::manifest::Manifest;
+use crate::plan::{self as planner, AccountBook, LiveAccounts, Plan};
 use crate::simulator::{SimConfig, Simulator};
-use crate::state::{StatePaths, Store};
+use crate::state::Store;
 
-/// Everything `plan` and `apply` need before deciding anything.
+/// The API side of `plan` and `apply`: the in-process simulator when asked, the client when a
+/// token (or the simulator) is there, and the sub accounts the preflight found.
 #[derive(Debug)]
-pub struct Prepared {
-    /// The manifest.
-    pub manifest: Manifest,
-    /// The endpoint and token.
-    pub api: ApiSetup,
-    /// The state files.
-    pub paths: StatePaths,
+pub struct Connection {
     /// The client, when a token (or the simulator) is available.
     pub client: Option<ApiClient>,
     /// The in-process simulator, for `--simulate`.
     pub simulator: Option<Simulator>,
-    /// What the preflight learned, when it ran.
-    pub live: Option<Preflight>,
+    /// The owner's sub accounts, when the preflight ran.
+    pub live: Option<LiveAccounts>,
 }
 
-/// Loads a manifest from bytes read once (a pipe can only be read once).
-pub fn load_manifest(path: &Path, bytes: &[u8]) -> Result<Manifest, CliError> {
-    Ok(manifest::load_bytes(path, bytes, &|name| {
-        std::env::var(name).ok()
-    })?)
-}
-
-/// Starts the simulator if asked, builds the client, and runs the preflight when a token is
-/// available. `api` comes from [`config::resolve_api`], called once per command (it may read
-/// the token file).
-pub async fn prepare(
-    manifest_path: &Path,
-    manifest: Manifest,
-    mut api: ApiSetup,
-    state_args: &StateArgs,
-    pool_size: usize,
-) -> Result<Prepared, CliError> {
-    let paths = config::state_paths(manifest_path, state_args, api.simulate);
-    let mut simulator = None;
-    if api.simulate {
-        let sim = Simulator::start(SimConfig::default())
-            .await
-            .map_err(|e| CliError::Fatal {
-                message: format!("could not start the built-in simulator: {e}"),
-            })?;
-        api.endpoint = Endpoint::Url(sim.url());
-        api.token = Some(crate::secret::Secret::new(
-            crate::simulator::DEFAULT_OWNER_TOKEN,
-        ));
-        tracing::info!(url = %sim.url(), "started the built-in simulator");
-        simulator = Some(sim);
+impl Connection {
+    /// Starts the simulator if asked, builds the client, and runs the preflight when a token
+    /// is available.
+    pub async fn open(run: &RunSettings, pool_size: usize) -> Result<Connection, CliError> {
+        let api = &run.api;
+        let mut endpoint = api.endpoint.clone();
+        let mut token = api.token.clone();
+        let mut simulator = None;
+        if api.simulate {
+            let sim =
+                Simulator::start(SimConfig::default())
+                    .await
+                    .map_err(|e| CliError::Fatal {
+                        message: format!("could not start the built-in simulator: {e}"),
+                    })?;
+            endpoint = Endpoint::Url(sim.url());
+            token = Some(crate::secret::Secret::new(
+                crate::simulator::DEFAULT_OWNER_TOKEN,
+            ));
+            tracing::info!(url = %sim.url(), "started the built-in simulator");
+            simulator = Some(sim);
+        }
+        let client = match token {
+            Some(token) => Some(ApiClient::new(ClientConfig {
+                endpoint,
+                token,
+                request_timeout: api.request_timeout,
+                connect_timeout: api.request_timeout.min(std::time::Duration::from_secs(10)),
+                pool_size,
+            })?),
+            None => None,
+        };
+        let live = match &client {
+            Some(c) => Some(live_accounts(&preflight(c).await?)),
+            None => None,
+        };
+        Ok(Connection {
+            client,
+            simulator,
+            live,
+        })
     }
-    let client = match &api.token {
-        Some(token) => Some(ApiClient::new(ClientConfig {
-            endpoint: api.endpoint.clone(),
-            token: token.clone(),
-            request_timeout: api.request_timeout,
-            connect_timeout: api.request_timeout.min(std::time::Duration::from_secs(10)),
-            pool_size,
-        })?),
-        None => None,
-    };
-    let live = match &client {
-        Some(c) => Some(preflight(c).await?),
-        None => None,
-    };
-    Ok(Prepared {
-        manifest,
-        api,
-        paths,
-        client,
-        simulator,
-        live,
-    })
-}
 
-impl Prepared {
-    /// The plan against a store's recorded results.
-    pub fn plan(&self, store: &Store, filter: &planner::AccountFilter) -> Plan {
+    /// The plan of `run` against a store's recorded results.
+    pub fn plan(&self, run: &RunSettings, store: &Store) -> Plan {
         planner::plan(
-            &self.manifest,
+            &run.manifest,
             &store.results,
-            self.live.as_ref().map(|p| &p.accounts),
-            filter,
+            self.live.as_ref(),
+            &run.filter,
         )
     }
+
+    /// Stops the simulator, if one runs.
+    pub async fn close(self) {
+        if let Some(sim) = self.simulator {
+            sim.shutdown().await;
+        }
+    }
+}
+
+/// The plan's view of the preflight's listing. An id outside 32 bits cannot be in a manifest,
+/// so it is left out.
+fn live_accounts(found: &Preflight) -> LiveAccounts {
+    found
+        .sub_accounts
+        .iter()
+        .filter_map(|a| Some((u32::try_from(a.account_id).ok()?, a.account_name.clone())))
+        .collect()
 }
 
 /// The plan summary for people: counts first.
@@ -188,15 +183,6 @@ pub fn describe_unresolved(why: &planner::Unresolved) -> String {
     }
 }
 
-/// "1 token", "3 tokens".
-pub fn count(n: usize, what: &str) -> String {
-    if n == 1 {
-        format!("1 {what}")
-    } else {
-        format!("{n} {what}s")
-    }
-}
-
 /// Prints a line per token, grouped by account.
 pub fn detail_lines(plan: &Plan) -> Vec<String> {
     use std::collections::BTreeMap;
@@ -217,14 +203,10 @@ pub fn detail_lines(plan: &Plan) -> Vec<String> {
             r.key.token_name, r.token_id
         ));
     }
-    let names: BTreeMap<u32, &str> = plan
-        .resolved_names
-        .iter()
-        .map(|(n, id)| (*id, n.as_str()))
-        .collect();
+    let names = AccountBook::new(None, &plan.resolved_names);
     let mut out = Vec::new();
     for (acc, lines) in by {
-        match names.get(&acc) {
+        match names.name(acc) {
             Some(n) => out.push(format!("  account {acc} ({n}):")),
             None => out.push(format!("  account {acc}:")),
         }

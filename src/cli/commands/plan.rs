@@ -1,116 +1,40 @@
 //! `plan`: what `apply` would do, offline or checked against the live account list.
 
-use crate::cli::args::{OutputFormat, PlanArgs};
+use super::Connection;
+use crate::cli::args::PlanArgs;
+use crate::cli::config::PlanSettings;
 use crate::cli::error::{CliError, Exit};
-use crate::cli::output::{Printer, json_line};
-use crate::plan::SavedPlan;
+use crate::cli::output::{Printer, count};
+use crate::cli::report::{Execution, Message, PlanDocument, PlanSummary, V1};
+use crate::plan::{Plan, SavedPlan};
 use crate::state::{FileKind, Store, write_atomic};
 
 /// Runs `plan`.
 pub async fn run(args: &PlanArgs, printer: &Printer) -> Result<Exit, CliError> {
-    let bytes = crate::manifest::read(&args.manifest)?;
-    let manifest = super::load_manifest(&args.manifest, &bytes)?;
-    // Checked here as apply would, so a plan never passes options that apply then refuses.
-    let exec = crate::cli::config::resolve_exec(
-        &manifest,
-        args.exec.concurrency,
-        args.exec.rate,
-        args.exec.max_attempts,
-    )?;
-    let api = crate::cli::config::resolve_api(&args.api, &manifest)?;
-    let recipients = crate::cli::config::recipients(&manifest, &args.seal)?;
-    let prepared = super::prepare(&args.manifest, manifest, api, &args.state, 4).await?;
-    let store = Store::read(prepared.paths.clone(), Some(&prepared.api.identity()))?;
+    let settings = PlanSettings::resolve(args)?;
+    let run = &settings.run;
+    let conn = Connection::open(run, 4).await?;
+    let store = Store::read(run.paths.clone(), Some(&run.api.identity()))?;
     if store.recovery.recovered_tokens > 0 || store.recovery.interrupted > 0 {
         printer.warn(&format!(
             "a journal from an interrupted run holds {} and {} in flight; the next apply records them",
-            super::count(store.recovery.recovered_tokens, "received token"),
-            super::count(store.recovery.interrupted, "request")
+            count(store.recovery.recovered_tokens, "received token"),
+            count(store.recovery.interrupted, "request")
         ));
     }
-    let filter = crate::cli::config::filter(&args.state);
-    let plan = prepared.plan(&store, &filter);
-
-    if args.json || args.output == OutputFormat::Json {
-        let mut v = serde_json::to_value(&plan).unwrap_or_default();
-        if let Some(o) = v.as_object_mut() {
-            o.insert("type".into(), "plan".into());
-            o.insert(
-                "manifest".into(),
-                prepared.manifest.path.display().to_string().into(),
-            );
-            o.insert("endpoint".into(), prepared.api.identity().into());
-            o.insert(
-                "execution".into(),
-                serde_json::json!({
-                    "concurrency": exec.concurrency,
-                    "rate_per_second": exec.rate,
-                    "max_attempts": exec.max_attempts,
-                }),
-            );
-            o.insert(
-                "summary".into(),
-                serde_json::json!({
-                    "create": plan.create.len(),
-                    "present": plan.present.len(),
-                    "remove_by_hand": plan.remove_by_hand.len(),
-                    "unresolved": plan.unresolved.len(),
-                    "unknown_accounts": plan.unknown_accounts.len(),
-                    "possible_orphans": plan.possible_orphans,
-                }),
-            );
-        }
-        json_line(printer, v);
+    let plan = conn.plan(run, &store);
+    if settings.json {
+        show_json(printer, &settings, &plan);
     } else {
-        let mut lines = super::summary_lines(&plan, &prepared.manifest, &prepared.api);
-        lines.push(match &recipients {
-            Some(r) => format!(
-                "  secrets would be sealed to {} in {}",
-                super::count(r.len(), "recipient"),
-                prepared.paths.sealed.display()
-            ),
-            None => format!(
-                "  secrets would be written in plaintext to {} (0600)",
-                prepared.paths.secrets.display()
-            ),
-        });
-        lines.push(format!(
-            "  apply would send at most {} requests at once, at most {}/s (adapting below that), {} attempts per token",
-            exec.concurrency, exec.rate, exec.max_attempts
-        ));
-        if args.detail {
-            lines.extend(super::detail_lines(&plan));
-        }
-        for l in lines {
-            printer.out(&l);
-        }
+        show_text(printer, &settings, &plan);
     }
-
-    if let Some(out) = &args.out {
-        let saved = SavedPlan::new(
-            args.manifest.clone(),
-            &bytes,
-            &store.results,
-            prepared.api.identity(),
-            plan.create.clone(),
-        );
-        let mut text = serde_json::to_vec_pretty(&saved).unwrap_or_default();
-        text.push(b'\n');
-        write_atomic(out, &text, FileKind::Public, "plan")?;
-        printer.info(&format!(
-            "Saved the plan to {} (checksum {}); apply it with `logzio-tokens apply {}`",
-            out.display(),
-            saved.checksum,
-            out.display()
-        ));
+    if let Some(out) = &settings.out {
+        save(printer, &settings, &store, &plan, out)?;
     }
-
-    if let Some(sim) = prepared.simulator {
-        sim.shutdown().await;
-    }
-    Ok(if args.detailed_exitcode {
+    conn.close().await;
+    Ok(if settings.detailed_exitcode {
         if plan.has_changes() {
-            Exit::Usage // 2 = changes present, in Terraform's convention
+            Exit::ChangesPresent
         } else {
             Exit::Success
         }
@@ -119,4 +43,77 @@ pub async fn run(args: &PlanArgs, printer: &Printer) -> Result<Exit, CliError> {
     } else {
         Exit::Success
     })
+}
+
+fn show_json(printer: &Printer, settings: &PlanSettings, plan: &Plan) {
+    let run = &settings.run;
+    Message::Plan(PlanDocument {
+        plan,
+        manifest: run.manifest.path.display().to_string(),
+        endpoint: run.api.identity(),
+        execution: Execution {
+            concurrency: run.exec.concurrency,
+            rate_per_second: run.exec.rate,
+            max_attempts: run.exec.max_attempts,
+        },
+        summary: PlanSummary::of(plan),
+        v: V1,
+    })
+    .emit(printer);
+}
+
+fn show_text(printer: &Printer, settings: &PlanSettings, plan: &Plan) {
+    let run = &settings.run;
+    let mut lines = super::summary_lines(plan, &run.manifest, &run.api);
+    lines.push(match &run.recipients {
+        Some(r) => format!(
+            "  secrets would be sealed to {} in {}",
+            count(r.len(), "recipient"),
+            run.paths.sealed.display()
+        ),
+        None => format!(
+            "  secrets would be written in plaintext to {} (0600)",
+            run.paths.secrets.display()
+        ),
+    });
+    lines.push(format!(
+        "  apply would send at most {} at once, at most {}/s (adapting below that), {} per token",
+        count(run.exec.concurrency as usize, "request"),
+        run.exec.rate,
+        count(run.exec.max_attempts as usize, "attempt")
+    ));
+    if settings.detail {
+        lines.extend(super::detail_lines(plan));
+    }
+    for l in lines {
+        printer.out(&l);
+    }
+}
+
+/// `--out`: the plan file a reviewer approves and `apply PLAN_FILE` checks.
+fn save(
+    printer: &Printer,
+    settings: &PlanSettings,
+    store: &Store,
+    plan: &Plan,
+    out: &std::path::Path,
+) -> Result<(), CliError> {
+    let run = &settings.run;
+    let saved = SavedPlan::new(
+        run.manifest_path.clone(),
+        &run.manifest_bytes,
+        &store.results,
+        run.api.identity(),
+        plan.create.clone(),
+    );
+    let mut text = serde_json::to_vec_pretty(&saved).unwrap_or_default();
+    text.push(b'\n');
+    write_atomic(out, &text, FileKind::Public, "plan")?;
+    printer.info(&format!(
+        "Saved the plan to {} (checksum {}); apply it with `logzio-tokens apply {}`",
+        out.display(),
+        saved.checksum,
+        out.display()
+    ));
+    Ok(())
 }

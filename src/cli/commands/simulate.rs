@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use crate::cli::args::{RetryAfterArg, SimulateArgs};
 use crate::cli::error::{CliError, Exit};
-use crate::cli::output::Printer;
+use crate::cli::output::{Printer, count, count_as};
 use crate::simulator::{
     FaultRates, RegionMismatch, RetryAfterMode, SimConfig, Simulator, SubAccount,
 };
@@ -85,9 +85,9 @@ pub async fn run(args: &SimulateArgs, printer: &Printer) -> Result<Exit, CliErro
     let counters = sim.counters();
     sim.shutdown().await;
     printer.info(&format!(
-        "Stopped. {} requests, {} tokens created.",
-        counters.requests,
-        truth.len()
+        "Stopped. {}, {} created.",
+        count_as(counters.requests, "request", "requests"),
+        count(truth.len(), "token")
     ));
     if let Some(path) = &args.dump_on_exit {
         let mut bytes = serde_json::to_vec_pretty(&serde_json::json!({

@@ -5,11 +5,15 @@ use std::io::BufRead;
 use crate::cli::args::{
     ExportArgs, ExportFormat, ImportArgs, OrphansAction, OrphansArgs, OrphansTarget,
 };
+use crate::cli::config::StateSettings;
 use crate::cli::error::{CliError, Exit};
-use crate::cli::output::Printer;
-use crate::manifest::{self, AccountSelector};
+use crate::cli::output::{Printer, count, has};
+use crate::manifest::AccountSelector;
+use crate::plan::AccountBook;
 use crate::secret::Secret;
-use crate::state::{FileKind, Store, TokenKey, TokenRecord, now_rfc3339, write_atomic};
+use crate::state::{
+    FileKind, Store, TokenKey, TokenRecord, TokenSource, now_rfc3339, write_atomic,
+};
 
 /// `orphans list|clear`.
 pub fn orphans(args: &OrphansArgs, printer: &Printer) -> Result<Exit, CliError> {
@@ -30,31 +34,26 @@ pub fn orphans(args: &OrphansArgs, printer: &Printer) -> Result<Exit, CliError> 
             (&default_target, false)
         }
     };
-    manifest::load(&target.manifest)?;
-    let paths = crate::cli::config::state_paths(&target.manifest, &target.state, false);
-    let filter = crate::cli::config::filter(&target.state);
-    let mut store = Store::open(paths, None)?;
+    let settings = StateSettings::resolve(&target.manifest, &target.state)?;
+    let mut store = Store::open(settings.paths, None)?;
     // Accounts are known by id, and by name where a run resolved one.
-    let names: std::collections::HashMap<u32, &str> = store
-        .results
-        .resolved_names
-        .iter()
-        .map(|(n, id)| (*id, n.as_str()))
-        .collect();
-    let admits = |id: u32| filter.admits(Some(id), names.get(&id).copied());
+    let book = AccountBook::new(None, &store.results.resolved_names);
     let (chosen, kept): (Vec<_>, Vec<_>) = store
         .results
         .possible_orphans
         .iter()
         .cloned()
-        .partition(|o| admits(o.account_id));
+        .partition(|o| {
+            settings
+                .filter
+                .admits(Some(o.account_id), book.name(o.account_id))
+        });
     for o in &chosen {
         printer.out(&format!(
-            "{}/{}: {} ambiguous request{}, last at {}: {}",
+            "{}/{}: {}, last at {}: {}",
             o.account_id,
             o.token_name,
-            o.ambiguous_attempts,
-            if o.ambiguous_attempts == 1 { "" } else { "s" },
+            count(o.ambiguous_attempts as usize, "ambiguous request"),
             o.at,
             o.detail
         ));
@@ -63,7 +62,7 @@ pub fn orphans(args: &OrphansArgs, printer: &Printer) -> Result<Exit, CliError> 
         false => {
             printer.info(&format!(
                 "{} in {}. Check each in the Logz.io UI (log into the sub account: Settings > Tools > Manage Tokens > API tokens); a token not recorded in the results is an orphan to delete there.",
-                super::count(chosen.len(), "possible orphan"),
+                count(chosen.len(), "possible orphan"),
                 store.paths.results.display()
             ));
         }
@@ -72,7 +71,7 @@ pub fn orphans(args: &OrphansArgs, printer: &Printer) -> Result<Exit, CliError> 
             store.save()?;
             printer.info(&format!(
                 "Cleared {} (marked as checked) in {}.",
-                super::count(chosen.len(), "possible orphan"),
+                count(chosen.len(), "possible orphan"),
                 store.paths.results.display()
             ));
         }
@@ -82,18 +81,13 @@ pub fn orphans(args: &OrphansArgs, printer: &Printer) -> Result<Exit, CliError> 
 
 /// `import`: records a token created outside the tool.
 pub fn import(args: &ImportArgs, printer: &Printer) -> Result<Exit, CliError> {
-    let m = manifest::load(&args.manifest)?;
-    let recipients = crate::cli::config::recipients(&m, &args.seal)?;
-    let paths = crate::cli::config::state_paths(&args.manifest, &args.state, false);
-    let mut store = Store::open(paths, None)?;
-    let wanted = m.accounts.iter().any(|a| {
-        let id_matches = match &a.selector {
-            AccountSelector::Id(id) => *id == args.account_id,
-            AccountSelector::Name(n) => {
-                store.results.resolved_names.get(n) == Some(&args.account_id)
-            }
-        };
-        id_matches && a.tokens.iter().any(|t| t == &args.token_name)
+    let settings = StateSettings::resolve(&args.manifest, &args.state)?;
+    let recipients = crate::cli::config::recipients(&settings.manifest, &args.seal)?;
+    let mut store = Store::open(settings.paths, None)?;
+    let book = AccountBook::new(None, &store.results.resolved_names);
+    let wanted = settings.manifest.accounts.iter().any(|a| {
+        book.id(&a.selector) == Ok(args.account_id)
+            && a.tokens.iter().any(|t| t == &args.token_name)
     });
     if !wanted {
         return Err(CliError::usage(format!(
@@ -132,7 +126,7 @@ pub fn import(args: &ImportArgs, printer: &Printer) -> Result<Exit, CliError> {
         TokenRecord {
             token_id: args.token_id,
             created_at: now_rfc3339(),
-            source: Some("imported".into()),
+            source: Some(TokenSource::Imported),
         },
     );
     let sealed = match (secret, recipients) {
@@ -193,9 +187,9 @@ fn read_secret(args: &ImportArgs) -> Result<Option<Secret>, CliError> {
 
 /// `export`: the secrets of the manifest's tokens, to a 0600 file or (explicitly) stdout.
 pub fn export(args: &ExportArgs, printer: &Printer) -> Result<Exit, CliError> {
-    let m = manifest::load(&args.manifest)?;
-    let paths = crate::cli::config::state_paths(&args.manifest, &args.state, false);
-    let store = Store::read(paths, None)?;
+    let settings = StateSettings::resolve(&args.manifest, &args.state)?;
+    let store = Store::read(settings.paths, None)?;
+    let book = AccountBook::new(None, &store.results.resolved_names);
     let identities = match &args.identity {
         Some(path) => Some(
             crate::state::Identities::load(path).map_err(|e| CliError::Fatal {
@@ -211,15 +205,12 @@ pub fn export(args: &ExportArgs, printer: &Printer) -> Result<Exit, CliError> {
         })?;
     let mut rows: Vec<(TokenKey, Option<String>, i64, &Secret)> = Vec::new();
     let mut missing = 0usize;
-    for a in &m.accounts {
-        let (id, name) = match &a.selector {
-            AccountSelector::Id(id) => (Some(*id), None),
-            AccountSelector::Name(n) => (
-                store.results.resolved_names.get(n).copied(),
-                Some(n.clone()),
-            ),
+    for a in &settings.manifest.accounts {
+        let name = match &a.selector {
+            AccountSelector::Id(_) => None,
+            AccountSelector::Name(n) => Some(n.clone()),
         };
-        let Some(id) = id else {
+        let Ok(id) = book.id(&a.selector) else {
             missing += a.tokens.len();
             continue;
         };
@@ -277,20 +268,24 @@ pub fn export(args: &ExportArgs, printer: &Printer) -> Result<Exit, CliError> {
         }
     };
     if args.stdout {
-        use std::io::Write;
-        let _ = std::io::stdout().lock().write_all(text.as_bytes());
+        printer
+            .out_bytes(text.as_bytes())
+            .map_err(|e| CliError::Fatal {
+                message: format!("cannot write the secrets to stdout: {e}"),
+            })?;
     } else if let Some(out) = &args.out {
         write_atomic(out, text.as_bytes(), FileKind::Secret, "export")?;
         printer.info(&format!(
             "Wrote {} to {} (mode 0600).",
-            super::count(rows.len(), "secret"),
+            count(rows.len(), "secret"),
             out.display()
         ));
     }
     if missing > 0 {
         printer.warn(&format!(
-            "{} of the manifest have no recorded secret (not created yet, or created outside the tool)",
-            super::count(missing, "token")
+            "{} of the manifest {} no recorded secret (not created yet, or created outside the tool)",
+            count(missing, "token"),
+            has(missing)
         ));
     }
     Ok(Exit::Success)

@@ -3,7 +3,7 @@
 use std::path::Path;
 
 use crate::cli::error::{CliError, Exit};
-use crate::cli::output::Printer;
+use crate::cli::output::{Printer, count};
 use crate::manifest;
 
 /// Runs `validate`.
@@ -13,8 +13,8 @@ pub fn run(path: &Path, printer: &Printer) -> Result<Exit, CliError> {
     printer.out(&format!(
         "{}: valid: {} with {}",
         path.display(),
-        super::count(accounts, "account"),
-        super::count(m.token_count(), "token")
+        count(accounts, "account"),
+        count(m.token_count(), "token")
     ));
     Ok(Exit::Success)
 }

@@ -1,5 +1,11 @@
 //! The plan: a pure function of (validated manifest, recorded results, optional live account
 //! information, account filter) to the actions `apply` would take. No I/O, no clock.
+//!
+//! [`accounts`] holds where names and ids meet (the live list, the filter, the one lookup);
+//! [`saved`] the plan file that `plan --out` writes and `apply PLAN_FILE` checks.
+
+pub mod accounts;
+pub mod saved;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
@@ -8,89 +14,8 @@ use serde::Serialize;
 use crate::manifest::{AccountSelector, Manifest};
 use crate::state::{ResultsFile, TokenKey};
 
-/// What is known about the owner's sub accounts from a live preflight.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct LiveAccounts {
-    /// Every sub account of the owner: id -> name.
-    pub sub_accounts: BTreeMap<u32, String>,
-}
-
-impl LiveAccounts {
-    /// Resolves an account name: exactly one sub account must carry it.
-    pub fn resolve(&self, name: &str) -> NameResolution {
-        let matches: Vec<u32> = self
-            .sub_accounts
-            .iter()
-            .filter(|(_, n)| n.as_str() == name)
-            .map(|(id, _)| *id)
-            .collect();
-        match matches.as_slice() {
-            [] => NameResolution::NotFound {
-                similar: self.similar_names(name),
-            },
-            [id] => NameResolution::Resolved(*id),
-            _ => NameResolution::Ambiguous(matches),
-        }
-    }
-
-    fn similar_names(&self, name: &str) -> Vec<String> {
-        let lower = name.to_lowercase();
-        let mut v: Vec<String> = self
-            .sub_accounts
-            .values()
-            .filter(|n| {
-                let nl = n.to_lowercase();
-                nl == lower || nl.contains(&lower) || lower.contains(&nl)
-            })
-            .cloned()
-            .collect();
-        v.sort();
-        v.dedup();
-        v.truncate(5);
-        v
-    }
-}
-
-/// How an account name resolved.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(tag = "status", rename_all = "snake_case")]
-pub enum NameResolution {
-    /// Exactly one sub account has this name.
-    Resolved(u32),
-    /// None has it.
-    NotFound {
-        /// Names that look alike, to help the user.
-        similar: Vec<String>,
-    },
-    /// Several have it: the candidates' ids.
-    Ambiguous(Vec<u32>),
-}
-
-/// Which accounts a plan covers: `--account` / `--exclude-account` (by id or name).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct AccountFilter {
-    /// When not empty, only these accounts.
-    pub include: Vec<String>,
-    /// Never these accounts.
-    pub exclude: Vec<String>,
-}
-
-impl AccountFilter {
-    /// Whether an account (by id and/or name) is covered.
-    pub fn admits(&self, id: Option<u32>, name: Option<&str>) -> bool {
-        let hit = |list: &[String]| {
-            list.iter().any(|s| {
-                id.is_some_and(|i| s.trim() == i.to_string()) || name.is_some_and(|n| s == n)
-            })
-        };
-        (self.include.is_empty() || hit(&self.include)) && !hit(&self.exclude)
-    }
-
-    /// Whether the filter limits anything.
-    pub fn is_active(&self) -> bool {
-        !self.include.is_empty() || !self.exclude.is_empty()
-    }
-}
+pub use accounts::{AccountBook, AccountFilter, AccountRef, LiveAccounts, NameResolution};
+pub use saved::{SAVED_PLAN_KIND, SavedPlan, SavedPlanError};
 
 /// Why an account given by name has no id in this plan.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -178,27 +103,6 @@ impl Plan {
     }
 }
 
-/// An account name's id: from the live list when there is one, else from an earlier run's
-/// resolution recorded in the results file.
-fn resolve_name(
-    name: &str,
-    live: Option<&LiveAccounts>,
-    recorded: &ResultsFile,
-) -> Result<u32, Unresolved> {
-    match live {
-        Some(l) => match l.resolve(name) {
-            NameResolution::Resolved(id) => Ok(id),
-            NameResolution::NotFound { similar } => Err(Unresolved::NotFound { similar }),
-            NameResolution::Ambiguous(candidates) => Err(Unresolved::Ambiguous { candidates }),
-        },
-        None => recorded
-            .resolved_names
-            .get(name)
-            .copied()
-            .ok_or(Unresolved::NeedsLookup),
-    }
-}
-
 /// Computes the plan. `live` is the preflight's account list when an API was reachable.
 pub fn plan(
     manifest: &Manifest,
@@ -216,16 +120,13 @@ pub fn plan(
     let mut order: Vec<u32> = Vec::new();
     let mut desired: HashMap<u32, Vec<String>> = HashMap::new();
     let mut any_needs_lookup = false;
+    let book = AccountBook::new(live, &recorded.resolved_names);
 
     for entry in &manifest.accounts {
         let (id, name) = match &entry.selector {
-            // An account given by id is known by its live name too (for --account NAME).
-            AccountSelector::Id(id) => (
-                *id,
-                live.and_then(|l| l.sub_accounts.get(id))
-                    .map(String::as_str),
-            ),
-            AccountSelector::Name(n) => match resolve_name(n, live, recorded) {
+            // An account given by id is known by its name too (for --account NAME).
+            AccountSelector::Id(id) => (*id, book.name(*id)),
+            AccountSelector::Name(n) => match book.id(&entry.selector) {
                 Ok(id) => (id, Some(n.as_str())),
                 Err(why) => {
                     if filter.admits(None, Some(n)) {
@@ -480,77 +381,4 @@ mod tests {
             prop_assert_eq!(p3.present.len(), m.token_count());
         }
     }
-}
-
-/// A plan saved by `plan --out` for a later `apply PLAN_FILE`: no secrets, and checksums of
-/// what it was made from so that a stale plan is refused.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct SavedPlan {
-    /// Always `logzio-tokens-plan`.
-    pub kind: String,
-    /// Format version (1).
-    pub version: u32,
-    /// The manifest it was made from, as given on the command line.
-    pub manifest: std::path::PathBuf,
-    /// SHA-256 of the manifest file's bytes.
-    pub manifest_sha256: String,
-    /// SHA-256 of the recorded tokens and orphans it was planned against.
-    pub state_sha256: String,
-    /// The endpoint identity (base URL, or `simulator`).
-    pub endpoint: String,
-    /// The tokens to create.
-    pub create: Vec<TokenKey>,
-    /// SHA-256 over all of the above: what a reviewer approves.
-    pub checksum: String,
-}
-
-/// The `kind` of a saved plan file.
-pub const SAVED_PLAN_KIND: &str = "logzio-tokens-plan";
-
-impl SavedPlan {
-    /// Builds a saved plan and its checksum.
-    pub fn new(
-        manifest: std::path::PathBuf,
-        manifest_bytes: &[u8],
-        recorded: &ResultsFile,
-        endpoint: String,
-        create: Vec<TokenKey>,
-    ) -> SavedPlan {
-        let mut p = SavedPlan {
-            kind: SAVED_PLAN_KIND.into(),
-            version: 1,
-            manifest,
-            manifest_sha256: sha256_hex(manifest_bytes),
-            state_sha256: state_digest(recorded),
-            endpoint,
-            create,
-            checksum: String::new(),
-        };
-        p.checksum = p.compute_checksum();
-        p
-    }
-
-    /// The checksum over every field but itself.
-    pub fn compute_checksum(&self) -> String {
-        let mut copy = self.clone();
-        copy.checksum = String::new();
-        sha256_hex(&serde_json::to_vec(&copy).unwrap_or_default())
-    }
-}
-
-/// SHA-256 of the recorded state that a plan depends on (tokens and orphans, not timestamps).
-pub fn state_digest(recorded: &ResultsFile) -> String {
-    let v = serde_json::json!({
-        "accounts": recorded.accounts,
-        "possible_orphans": recorded.possible_orphans,
-    });
-    sha256_hex(&serde_json::to_vec(&v).unwrap_or_default())
-}
-
-/// Lower-case hex SHA-256.
-pub fn sha256_hex(bytes: &[u8]) -> String {
-    use sha2::Digest;
-    let d = sha2::Sha256::digest(bytes);
-    d.iter().map(|b| format!("{b:02x}")).collect()
 }

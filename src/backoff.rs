@@ -1,4 +1,8 @@
 //! Retry delays: exponential backoff with full jitter and a cap; `Retry-After` wins when given.
+//!
+//! One policy for every retry loop: the executor's (creates) and the API preflight's (reads).
+//! It sits at the crate root, beside `region` and `secret`, because both `api` and `execution`
+//! use it and `api` must not import the executor above it.
 
 use std::time::Duration;
 
@@ -23,6 +27,13 @@ impl Default for Backoff {
 }
 
 impl Backoff {
+    /// The policy for the preflight's idempotent reads: the same base, a shorter cap (a person
+    /// is waiting for `plan`).
+    pub const READS: Backoff = Backoff {
+        base: Duration::from_millis(250),
+        cap: Duration::from_secs(10),
+    };
+
     /// The delay before attempt `next_attempt` (2 for the first retry). A server-given
     /// `retry_after` (already capped) is honoured, plus a little jitter so that the requests it
     /// stopped do not all return in the same instant.

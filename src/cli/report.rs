@@ -1,0 +1,275 @@
+//! Machine output: every JSON document or line written to stdout is one [`Message`], tagged by
+//! `type` and versioned by `"v": 1`. One type name has one shape:
+//!
+//! - `plan`: `plan --json`'s document, the whole plan with its lists;
+//! - `plan_counts`: the first line of `apply --output json`, what the run is about to do, as
+//!   counts (earlier builds called this line `plan` too, with `create` a count);
+//! - `item` / `ambiguous`: one line per token as its outcome becomes final;
+//! - `summary`: the last line of `apply --output json`.
+//!
+//! No message holds a secret: none of these types has a field that could.
+
+use serde::{Serialize, Serializer};
+
+use super::output::Printer;
+use crate::plan::Plan;
+use crate::state::TokenKey;
+
+/// One message on stdout.
+#[derive(Debug, Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Message<'a> {
+    /// `plan --json`.
+    Plan(PlanDocument<'a>),
+    /// `apply --output json`, first line.
+    PlanCounts(PlanCounts<'a>),
+    /// A token's final outcome.
+    Item(ItemLine<'a>),
+    /// A request whose outcome is unknown (a possible orphan).
+    Ambiguous(ItemLine<'a>),
+    /// `apply --output json`, last line.
+    Summary(SummaryLine<'a>),
+}
+
+impl Message<'_> {
+    /// Writes the message as one line on stdout.
+    pub fn emit(&self, printer: &Printer) {
+        if let Ok(text) = serde_json::to_string(self) {
+            printer.out(&text);
+        }
+    }
+}
+
+/// The format version, written as `"v": 1` last in every message.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct V1;
+
+impl Serialize for V1 {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u32(1)
+    }
+}
+
+/// `plan --json`: the plan's own fields, then where it applies and how apply would send.
+#[derive(Debug, Serialize)]
+pub struct PlanDocument<'a> {
+    /// `create`, `present`, `remove_by_hand`, `unresolved`, `unknown_accounts`,
+    /// `resolved_names`, `possible_orphans` (a count), `live`.
+    #[serde(flatten)]
+    pub plan: &'a Plan,
+    /// The manifest, as given.
+    pub manifest: String,
+    /// The endpoint identity (base URL, or `simulator`).
+    pub endpoint: String,
+    /// How apply would send.
+    pub execution: Execution,
+    /// The lists' lengths.
+    pub summary: PlanSummary,
+    /// Always 1.
+    pub v: V1,
+}
+
+/// `execution` of a plan document.
+#[derive(Debug, Serialize)]
+pub struct Execution {
+    /// Most requests in flight.
+    pub concurrency: u32,
+    /// Rate ceiling.
+    pub rate_per_second: f64,
+    /// Attempts per token.
+    pub max_attempts: u32,
+}
+
+/// `summary` of a plan document: counts.
+#[derive(Debug, Serialize)]
+pub struct PlanSummary {
+    /// Tokens to create.
+    pub create: usize,
+    /// Tokens already recorded.
+    pub present: usize,
+    /// Recorded tokens the manifest no longer wants.
+    pub remove_by_hand: usize,
+    /// Accounts given by name without an id.
+    pub unresolved: usize,
+    /// Ids that are not sub accounts of the owner.
+    pub unknown_accounts: usize,
+    /// Possible orphans listed in the results file.
+    pub possible_orphans: usize,
+}
+
+impl PlanSummary {
+    /// The counts of a plan.
+    pub fn of(plan: &Plan) -> PlanSummary {
+        PlanSummary {
+            create: plan.create.len(),
+            present: plan.present.len(),
+            remove_by_hand: plan.remove_by_hand.len(),
+            unresolved: plan.unresolved.len(),
+            unknown_accounts: plan.unknown_accounts.len(),
+            possible_orphans: plan.possible_orphans,
+        }
+    }
+}
+
+/// `plan_counts`: apply's first line.
+#[derive(Debug, Serialize)]
+pub struct PlanCounts<'a> {
+    /// Tokens to create.
+    pub create: usize,
+    /// The endpoint identity.
+    pub endpoint: &'a str,
+    /// Tokens of accounts found unusable before any write (reported as failed).
+    pub failed_before_start: usize,
+    /// The manifest, as given.
+    pub manifest: String,
+    /// Tokens already recorded.
+    pub present: usize,
+    /// Recorded tokens the manifest no longer wants.
+    pub remove_by_hand: usize,
+    /// Always 1.
+    pub v: V1,
+}
+
+/// An `item` or `ambiguous` line, written once per token: serialized straight from borrowed
+/// fields, since a large run writes one per token.
+#[derive(Debug, Serialize)]
+pub struct ItemLine<'a> {
+    /// The sub account.
+    pub account_id: u32,
+    /// Attempts made (`item` only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub attempts: Option<u32>,
+    /// What made the outcome unknown (`ambiguous` only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub detail: Option<&'a str>,
+    /// Why it failed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<&'a str>,
+    /// Present (possibly null) on failed items only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub http_status: Option<Option<u16>>,
+    /// `created` or `failed` (`item` only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub result: Option<&'static str>,
+    /// The created token's id.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub token_id: Option<i64>,
+    /// The token's name.
+    pub token_name: &'a str,
+    /// Always 1.
+    pub v: V1,
+}
+
+impl<'a> ItemLine<'a> {
+    /// A line about `key`, with no other field yet.
+    pub fn of(key: &'a TokenKey) -> Self {
+        ItemLine {
+            account_id: key.account_id,
+            attempts: None,
+            detail: None,
+            error: None,
+            http_status: None,
+            result: None,
+            token_id: None,
+            token_name: &key.token_name,
+            v: V1,
+        }
+    }
+}
+
+/// `summary`: apply's last line.
+#[derive(Debug, Serialize)]
+pub struct SummaryLine<'a> {
+    /// Tokens already recorded before the run.
+    pub already_present: usize,
+    /// Requests whose outcome was unknown.
+    pub ambiguous: u64,
+    /// Requests sent.
+    pub attempts: u64,
+    /// Tokens created and recorded.
+    pub created: u64,
+    /// Wall time of the run.
+    pub elapsed_seconds: f64,
+    /// The process exit code.
+    pub exit_code: u8,
+    /// Tokens that failed (before the start and during the run).
+    pub failed: usize,
+    /// The pacer's rate at the end.
+    pub final_rate_per_second: f64,
+    /// Tokens not attempted (a stop before they were sent).
+    pub not_attempted: u64,
+    /// Possible orphans listed in the results file after the run.
+    pub possible_orphans: usize,
+    /// Answers 429.
+    pub rate_limited: u64,
+    /// The results file.
+    pub results_file: &'a str,
+    /// Retries sent.
+    pub retries: u64,
+    /// The secrets file.
+    pub secrets_file: &'a str,
+    /// Why the run stopped: `completed`, `fail-fast`, `interrupted`, `fatal: ...`, `state: ...`.
+    pub stop: String,
+    /// Always 1.
+    pub v: V1,
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn json(m: &Message<'_>) -> serde_json::Value {
+        serde_json::from_str(&serde_json::to_string(m).unwrap()).unwrap()
+    }
+
+    #[test]
+    fn each_type_name_has_its_own_shape_and_a_version() {
+        let key = TokenKey {
+            account_id: 7,
+            token_name: "ci".into(),
+        };
+        let item = json(&Message::Item(ItemLine {
+            attempts: Some(1),
+            result: Some("created"),
+            token_id: Some(9),
+            ..ItemLine::of(&key)
+        }));
+        assert_eq!(
+            item,
+            serde_json::json!({"type": "item", "account_id": 7, "attempts": 1,
+                "result": "created", "token_id": 9, "token_name": "ci", "v": 1})
+        );
+        let plan = Plan {
+            create: vec![key.clone()],
+            ..Plan::default()
+        };
+        let doc = json(&Message::Plan(PlanDocument {
+            plan: &plan,
+            manifest: "m.yaml".into(),
+            endpoint: "simulator".into(),
+            execution: Execution {
+                concurrency: 8,
+                rate_per_second: 20.0,
+                max_attempts: 6,
+            },
+            summary: PlanSummary::of(&plan),
+            v: V1,
+        }));
+        assert_eq!(doc["type"], "plan");
+        assert_eq!(doc["create"][0]["token_name"], "ci", "a list in `plan`");
+        assert_eq!(doc["summary"]["create"], 1);
+        assert_eq!(doc["v"], 1);
+        let counts = json(&Message::PlanCounts(PlanCounts {
+            create: 1,
+            endpoint: "simulator",
+            failed_before_start: 0,
+            manifest: "m.yaml".into(),
+            present: 0,
+            remove_by_hand: 0,
+            v: V1,
+        }));
+        assert_eq!(counts["type"], "plan_counts");
+        assert_eq!(counts["create"], 1, "a count in `plan_counts`");
+    }
+}

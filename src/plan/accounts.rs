@@ -1,0 +1,232 @@
+//! Accounts: the live sub-account list, the `--account` filter, and [`AccountBook`], the one
+//! place where a manifest entry becomes an account id and an id gets the name people know.
+
+use std::collections::{BTreeMap, HashMap};
+
+use serde::Serialize;
+
+use super::Unresolved;
+use crate::manifest::AccountSelector;
+
+/// What is known about the owner's sub accounts from a live preflight.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LiveAccounts {
+    /// Every sub account of the owner: id -> name.
+    pub sub_accounts: BTreeMap<u32, String>,
+}
+
+impl FromIterator<(u32, String)> for LiveAccounts {
+    /// The view from a listing of (id, name) pairs.
+    fn from_iter<I: IntoIterator<Item = (u32, String)>>(iter: I) -> Self {
+        LiveAccounts {
+            sub_accounts: iter.into_iter().collect(),
+        }
+    }
+}
+
+impl LiveAccounts {
+    /// Resolves an account name: exactly one sub account must carry it.
+    pub fn resolve(&self, name: &str) -> NameResolution {
+        let matches: Vec<u32> = self
+            .sub_accounts
+            .iter()
+            .filter(|(_, n)| n.as_str() == name)
+            .map(|(id, _)| *id)
+            .collect();
+        match matches.as_slice() {
+            [] => NameResolution::NotFound {
+                similar: self.similar_names(name),
+            },
+            [id] => NameResolution::Resolved(*id),
+            _ => NameResolution::Ambiguous(matches),
+        }
+    }
+
+    fn similar_names(&self, name: &str) -> Vec<String> {
+        let lower = name.to_lowercase();
+        let mut v: Vec<String> = self
+            .sub_accounts
+            .values()
+            .filter(|n| {
+                let nl = n.to_lowercase();
+                nl == lower || nl.contains(&lower) || lower.contains(&nl)
+            })
+            .cloned()
+            .collect();
+        v.sort();
+        v.dedup();
+        v.truncate(5);
+        v
+    }
+}
+
+/// How an account name resolved.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "status", rename_all = "snake_case")]
+pub enum NameResolution {
+    /// Exactly one sub account has this name.
+    Resolved(u32),
+    /// None has it.
+    NotFound {
+        /// Names that look alike, to help the user.
+        similar: Vec<String>,
+    },
+    /// Several have it: the candidates' ids.
+    Ambiguous(Vec<u32>),
+}
+
+/// An account as `--account` / `--exclude-account` name it: an id or a name. Text that reads
+/// as an account id is also kept as text, since a sub account may be named `1234`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccountRef {
+    /// As given (trimmed).
+    text: String,
+    /// The text read as an account id, when it is one.
+    id: Option<u32>,
+}
+
+impl From<&str> for AccountRef {
+    fn from(s: &str) -> Self {
+        let text = s.trim().to_owned();
+        let id = text.parse().ok();
+        AccountRef { text, id }
+    }
+}
+
+impl std::str::FromStr for AccountRef {
+    type Err = std::convert::Infallible;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(AccountRef::from(s))
+    }
+}
+
+impl AccountRef {
+    /// Whether this names the account with this id and/or name.
+    fn names(&self, id: Option<u32>, name: Option<&str>) -> bool {
+        (self.id.is_some() && self.id == id) || name == Some(self.text.as_str())
+    }
+}
+
+/// Which accounts a plan covers: `--account` / `--exclude-account` (by id or name).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AccountFilter {
+    /// When not empty, only these accounts.
+    pub include: Vec<AccountRef>,
+    /// Never these accounts.
+    pub exclude: Vec<AccountRef>,
+}
+
+impl AccountFilter {
+    /// Whether an account (by id and/or name) is covered.
+    pub fn admits(&self, id: Option<u32>, name: Option<&str>) -> bool {
+        let hit = |list: &[AccountRef]| list.iter().any(|r| r.names(id, name));
+        (self.include.is_empty() || hit(&self.include)) && !hit(&self.exclude)
+    }
+
+    /// Whether the filter limits anything.
+    pub fn is_active(&self) -> bool {
+        !self.include.is_empty() || !self.exclude.is_empty()
+    }
+}
+
+/// Where account names and ids meet, for one command: the live sub-account list when the
+/// preflight ran, else the names earlier runs resolved (the results file's `resolved_names`).
+/// Every command that turns a manifest entry into an id, or an id into the name a person
+/// knows it by, asks here.
+#[derive(Debug)]
+pub struct AccountBook<'a> {
+    live: Option<&'a LiveAccounts>,
+    recorded: &'a BTreeMap<String, u32>,
+    /// `recorded` the other way round, built once.
+    recorded_by_id: HashMap<u32, &'a str>,
+}
+
+impl<'a> AccountBook<'a> {
+    /// A book over the live list, if any, and the recorded names.
+    pub fn new(live: Option<&'a LiveAccounts>, recorded: &'a BTreeMap<String, u32>) -> Self {
+        let recorded_by_id = match live {
+            Some(_) => HashMap::new(),
+            None => recorded.iter().map(|(n, id)| (*id, n.as_str())).collect(),
+        };
+        AccountBook {
+            live,
+            recorded,
+            recorded_by_id,
+        }
+    }
+
+    /// The id of a manifest entry's account.
+    pub fn id(&self, selector: &AccountSelector) -> Result<u32, Unresolved> {
+        let name = match selector {
+            AccountSelector::Id(id) => return Ok(*id),
+            AccountSelector::Name(n) => n,
+        };
+        match self.live {
+            Some(l) => match l.resolve(name) {
+                NameResolution::Resolved(id) => Ok(id),
+                NameResolution::NotFound { similar } => Err(Unresolved::NotFound { similar }),
+                NameResolution::Ambiguous(candidates) => Err(Unresolved::Ambiguous { candidates }),
+            },
+            None => self
+                .recorded
+                .get(name)
+                .copied()
+                .ok_or(Unresolved::NeedsLookup),
+        }
+    }
+
+    /// The name an account id is known by: its live name, else the name a run resolved to it.
+    pub fn name(&self, id: u32) -> Option<&'a str> {
+        match self.live {
+            Some(l) => l.sub_accounts.get(&id).map(String::as_str),
+            None => self.recorded_by_id.get(&id).copied(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn refs(list: &[&str]) -> Vec<AccountRef> {
+        list.iter().map(|s| AccountRef::from(*s)).collect()
+    }
+
+    #[test]
+    fn a_filter_matches_ids_as_numbers_and_names_as_text() {
+        let f = AccountFilter {
+            include: refs(&[" 0160343 ", "payments"]),
+            exclude: vec![],
+        };
+        assert!(f.admits(Some(160_343), None));
+        assert!(f.admits(None, Some("payments")));
+        assert!(!f.admits(Some(1), Some("other")));
+        let numeric_name = AccountFilter {
+            include: vec![],
+            exclude: refs(&["1234"]),
+        };
+        assert!(!numeric_name.admits(Some(9), Some("1234")));
+        assert!(numeric_name.admits(Some(9), Some("12345")));
+    }
+
+    #[test]
+    fn the_book_reads_the_live_list_else_the_recorded_names() {
+        let recorded: BTreeMap<String, u32> = [("pay".to_owned(), 7)].into();
+        let offline = AccountBook::new(None, &recorded);
+        assert_eq!(offline.id(&AccountSelector::Name("pay".into())), Ok(7));
+        assert_eq!(
+            offline.id(&AccountSelector::Name("new".into())),
+            Err(Unresolved::NeedsLookup)
+        );
+        assert_eq!(offline.id(&AccountSelector::Id(3)), Ok(3));
+        assert_eq!(offline.name(7), Some("pay"));
+        let live: LiveAccounts = [(8, "pay".to_owned()), (9, "x".to_owned())]
+            .into_iter()
+            .collect();
+        let online = AccountBook::new(Some(&live), &recorded);
+        assert_eq!(online.id(&AccountSelector::Name("pay".into())), Ok(8));
+        assert_eq!(online.name(9), Some("x"));
+        assert_eq!(online.name(7), None);
+    }
+}
