@@ -747,69 +747,8 @@ fn a_second_sigint_exits_at_once_and_the_next_run_loses_nothing() {
     assert!(problems.is_empty(), "{}", problems.join("\n\n"));
 }
 
-#[test]
-fn a_copy_of_the_secrets_left_by_an_interrupted_save_does_not_outlive_the_next_run() {
-    // Kill right at the final writes, many runs at once (the load widens the write window),
-    // until kills have left temp files behind; finish those runs and look for secret copies.
-    let workload = one_account_many_tokens(200);
-    let extra = ["--rate", "1000", "--concurrency", "16"];
-    let mut checked = 0;
-    for round in 0..4u64 {
-        let seeds: Vec<u64> = (0..8).map(|i| 21_000 + round * 8 + i).collect();
-        let problems: Vec<Option<Vec<String>>> = in_parallel(&seeds, 8, |seed| {
-            let env = Env::with_sim(SimConfig {
-                seed: *seed,
-                ..SimConfig::default()
-            });
-            let files = Files::new(&env, &workload.manifest);
-            run_and_kill(&env, &files, &extra, KillAt::AllCreated(200));
-            let dir = files.results.parent().unwrap().to_path_buf();
-            if leftover_temp_files(&dir, &mut Vec::new()) == 0 {
-                return None;
-            }
-            let mut problems = Vec::new();
-            converge(
-                &env,
-                &files,
-                &extra,
-                &workload.desired,
-                3,
-                "resume",
-                &mut problems,
-            );
-            let secrets: Vec<String> = env
-                .sim()
-                .ground_truth()
-                .into_iter()
-                .map(|t| t.token)
-                .collect();
-            for entry in std::fs::read_dir(&dir).unwrap() {
-                let path = entry.unwrap().path();
-                if path == files.secrets || path == files.journal() {
-                    continue;
-                }
-                let text = String::from_utf8_lossy(&std::fs::read(&path).unwrap()).into_owned();
-                if secrets.iter().any(|s| text.contains(s.as_str())) {
-                    problems.push(format!(
-                        "{} still holds copies of the secrets after the next run finished",
-                        path.display()
-                    ));
-                }
-            }
-            Some(problems)
-        });
-        for p in problems.into_iter().flatten() {
-            checked += 1;
-            assert!(p.is_empty(), "{}", p.join("\n"));
-        }
-        if checked > 0 {
-            return;
-        }
-    }
-    eprintln!("crash: no kill left a temp file behind; nothing was checked");
-}
-
-/// Regression (found by the test above under --release): a save killed between creating its
+/// Regression (found under --release by a randomized kill test, replaced by this deterministic
+/// one because most of its runs left no temp file to check): a save killed between creating its
 /// temp file and renaming it left a hidden full copy of the secrets that no run removed. The
 /// next run must remove it. Deterministic: the leftovers are made by hand, as a kill leaves them.
 #[test]

@@ -49,7 +49,13 @@ fn case_files() -> Vec<String> {
 }
 
 fn updating() -> bool {
-    std::env::var_os("UPDATE_CASES").is_some_and(|v| v == "1")
+    let updating = std::env::var_os("UPDATE_CASES").is_some_and(|v| v == "1");
+    // Rewriting the expected files makes every case pass: never in CI.
+    assert!(
+        !(updating && std::env::var_os("CI").is_some_and(|v| v == "true")),
+        "UPDATE_CASES=1 rewrites the expected output and cannot fail; it is refused under CI=true"
+    );
+    updating
 }
 
 fn load_case(file: &str) -> Result<Manifest, ManifestError> {

@@ -893,8 +893,11 @@ async fn in_flight_limit_answers_429_and_shutdown_is_prompt_with_slow_answers_pe
 
 #[tokio::test]
 async fn latency_delays_every_api_answer() {
+    // A latency far above what a loopback call costs on a loaded machine, so the admin call's
+    // bound below cannot be missed by a slow CI run.
+    let latency = Duration::from_millis(1500);
     let sim = start(SimConfig {
-        latency: Duration::from_millis(150),
+        latency,
         jitter: Duration::from_millis(50),
         ..SimConfig::default()
     })
@@ -903,11 +906,11 @@ async fn latency_delays_every_api_answer() {
     let began = Instant::now();
     let answer = get(&client, &sim.url(), "/v2/whoami").await;
     assert_eq!(answer.status, StatusCode::OK);
-    assert!(began.elapsed() >= Duration::from_millis(150));
+    assert!(began.elapsed() >= latency);
     // Admin calls are not delayed (nor counted).
     let began = Instant::now();
     get(&client, &sim.url(), "/__sim/counters").await;
-    assert!(began.elapsed() < Duration::from_millis(150));
+    assert!(began.elapsed() < latency);
     sim.shutdown().await;
 }
 

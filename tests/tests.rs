@@ -3,6 +3,7 @@ mod apply;
 mod chaos;
 mod client;
 mod crash;
+mod exits;
 mod hostile;
 mod hygiene;
 mod manifest;
