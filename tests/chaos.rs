@@ -345,6 +345,34 @@ pub(crate) fn check_run_output(label: &str, run: &Run) -> Vec<String> {
     if run.stderr.contains("panicked") {
         problems.push(format!("{label}: the binary panicked:\n{}", run.stderr));
     }
+    if run.stderr.contains("internal error") {
+        problems.push(format!("{label}: an internal error:\n{}", run.stderr));
+    }
+    // Only the documented exit codes (a signal leaves none).
+    if !matches!(run.code, Some(0 | 1 | 3 | 130)) {
+        problems.push(format!(
+            "{label}: exit code {:?} is not one apply documents",
+            run.code
+        ));
+    }
+    // A run that finished says what it did: the summary's requests line, or nothing to create.
+    if matches!(run.code, Some(0 | 1))
+        && !run.stderr.contains("Requests: ")
+        && !run.stderr.contains("Nothing to create")
+    {
+        problems.push(format!("{label}: no summary on stderr:\n{}", run.stderr));
+    }
+    // Never the owner token, nor terminal control sequences when stderr is not a terminal.
+    if run.stderr.contains(crate::util::OWNER_TOKEN)
+        || run.stdout.contains(crate::util::OWNER_TOKEN)
+    {
+        problems.push(format!("{label}: the owner token was printed"));
+    }
+    if run.stderr.contains('\u{1b}') {
+        problems.push(format!(
+            "{label}: escape sequences on a non-terminal stderr"
+        ));
+    }
     problems
 }
 
