@@ -13,11 +13,14 @@
 //! The core (`manifest`, `plan`, `state`, `region`, `secret`) knows nothing of HTTP, terminals or clap.
 
 pub mod api;
+pub mod bounded;
 pub mod cli;
 pub mod execution;
+pub mod hardening;
 pub mod manifest;
 pub mod plan;
 pub mod region;
 pub mod secret;
 pub mod simulator;
 pub mod state;
+pub mod text;
