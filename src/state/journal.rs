@@ -67,6 +67,17 @@ pub enum Outcome {
         /// What happened.
         detail: String,
     },
+    /// A token was created and its secret received, but it cannot be recorded as the item's
+    /// (no usable id): the secret is kept aside and the item is a possible orphan.
+    KeptAside {
+        /// The id as the API gave it, or 0.
+        token_id: i64,
+        /// The secret.
+        #[serde(serialize_with = "Secret::serialize_exposed")]
+        token: Secret,
+        /// What was wrong.
+        detail: String,
+    },
     /// Definitely no token (the request was refused or never reached the server).
     NotCreated {
         /// The HTTP status, if an answer came.

@@ -219,6 +219,16 @@ impl Store {
                 self.results.note_orphan(key, &detail, at);
                 Applied::Noted
             }
+            Outcome::KeptAside {
+                token_id,
+                token,
+                detail,
+            } => {
+                self.secrets
+                    .quarantine(key, token_id, token, detail.clone());
+                self.results.note_orphan(key, &detail, at);
+                Applied::Noted
+            }
             Outcome::NotCreated { .. } => Applied::Noted,
         }
     }
