@@ -364,6 +364,9 @@ pub struct ExportArgs {
     /// Write to stdout instead (you asked for secrets on your terminal or pipe).
     #[arg(long, conflicts_with = "out")]
     pub stdout: bool,
+    /// Replace the --out file if it exists (otherwise an existing file is refused).
+    #[arg(long, requires = "out")]
+    pub force: bool,
 }
 
 /// Export formats.
@@ -373,7 +376,7 @@ pub enum ExportFormat {
     Json,
     /// `account_id,token_name,token_id,token` with a header line.
     Csv,
-    /// `LOGZIO_TOKEN_<ACCOUNT>_<NAME>=secret` lines.
+    /// `LOGZIO_TOKEN_<ACCOUNT>_<NAME>='secret'` lines (secrets a shell could misread are refused).
     Dotenv,
 }
 

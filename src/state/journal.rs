@@ -113,16 +113,11 @@ pub struct Replayed {
 /// Reads a journal. A missing file is an empty journal; a cut-short last line is tolerated;
 /// a malformed line elsewhere is corruption.
 pub fn replay(path: &Path) -> Result<Replayed, StateError> {
-    let file = match std::fs::File::open(path) {
-        Ok(f) => f,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Replayed::default()),
-        Err(source) => {
-            return Err(StateError::Read {
-                kind: "journal",
-                path: path.to_path_buf(),
-                source,
-            });
-        }
+    // Not through a symlink, not a FIFO or device, ours and 0600, of a bounded size.
+    let Some(file) =
+        super::atomic::open_own_secret_file(path, "journal", crate::bounded::MAX_JOURNAL_BYTES)?
+    else {
+        return Ok(Replayed::default());
     };
     let mut out = Replayed::default();
     let mut pending: HashMap<u64, (TokenKey, String)> = HashMap::new();
@@ -205,6 +200,13 @@ mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
 
+    /// The journal as this tool creates it: 0600 (anything else is refused).
+    fn write_0600(p: &Path, bytes: &[u8]) {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::write(p, bytes).unwrap();
+        std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
+
     fn intent(seq: u64) -> JournalRecord {
         JournalRecord::Intent {
             seq,
@@ -238,7 +240,7 @@ mod tests {
         );
         let full = bytes.clone();
         bytes.extend(&intent(3).to_line()[..10]);
-        std::fs::write(&p, &bytes).unwrap();
+        write_0600(&p, &bytes);
         let r = replay(&p).unwrap();
         assert!(r.truncated_tail);
         assert_eq!(r.outcomes.len(), 1);
@@ -257,7 +259,7 @@ mod tests {
         // A bad line that is not the last one is corruption, never skipped.
         let mut bad = b"{nope}\n".to_vec();
         bad.extend(&full);
-        std::fs::write(&p, &bad).unwrap();
+        write_0600(&p, &bad);
         let err = replay(&p).unwrap_err().to_string();
         assert!(err.contains("line 1"), "{err}");
     }

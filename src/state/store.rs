@@ -61,6 +61,12 @@ impl Store {
     /// saves the merged files and removes the journal. `api_url` is checked against the one the
     /// results were made with.
     pub fn open(paths: StatePaths, api_url: Option<&str>) -> Result<Store, StateError> {
+        super::atomic::check_state_place(&[
+            &paths.results,
+            &paths.secrets,
+            &paths.journal,
+            &paths.lock,
+        ])?;
         let lock = StateLock::acquire(&paths.lock)?;
         // Refuse an unsafe secrets path now, before any request is sent. (A journal left by an
         // earlier run is only read, then replaced by a fresh 0600 one.)
