@@ -18,3 +18,23 @@ pub fn disable_core_dumps() -> std::io::Result<()> {
     rustix::process::set_dumpable_behavior(rustix::process::DumpableBehavior::NotDumpable)?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    // The integration test `adversarial::no_core_file_can_be_written_by_a_running_command`
+    // checks the limit of the real binary; this checks the flag, which /proc does not show.
+    #[test]
+    #[cfg(target_os = "linux")]
+    fn the_process_is_no_longer_dumpable() {
+        disable_core_dumps().unwrap();
+        assert_eq!(
+            rustix::process::dumpable_behavior().unwrap(),
+            rustix::process::DumpableBehavior::NotDumpable
+        );
+        let limit = rustix::process::getrlimit(rustix::process::Resource::Core);
+        assert_eq!((limit.current, limit.maximum), (Some(0), Some(0)));
+    }
+}
