@@ -146,7 +146,8 @@ impl Store {
     pub fn save(&mut self) -> Result<(), StateError> {
         write_atomic(
             &self.paths.secrets,
-            &self.secrets.to_bytes(),
+            // Zeroed once written.
+            &zeroize::Zeroizing::new(self.secrets.to_bytes()),
             FileKind::Secret,
             "secrets",
         )?;
@@ -397,7 +398,8 @@ async fn run(
     let mut last_save = Instant::now();
     let mut outcomes_since_save = 0usize;
     let mut batch: Vec<Msg> = Vec::new();
-    let mut buf: Vec<u8> = Vec::new();
+    // Journal records hold secrets: the buffer is zeroed when the recorder ends.
+    let mut buf = zeroize::Zeroizing::new(Vec::<u8>::new());
     let mut finish: Option<oneshot::Sender<Result<(), StateError>>> = None;
     let jerr = |path: &std::path::Path, source| StateError::Write {
         kind: "journal",
@@ -628,7 +630,7 @@ fn checkpoint(
     };
     let mut keep: Vec<(&u64, &JournalRecord)> = pending.iter().collect();
     keep.sort_by_key(|(s, _)| **s);
-    let mut buf = Vec::new();
+    let mut buf = zeroize::Zeroizing::new(Vec::new());
     for (_, r) in keep {
         buf.extend(r.to_line());
     }
