@@ -1,7 +1,7 @@
 //! Adversarial: the attacks of an adversarial review (issue 16), each reproduced against the
 //! real binary — by a hostile server, a hostile local user (planted, linked or special files in
 //! the state directory), a hostile manifest, or a careless operator — and each pinned to what
-//! the tool does now. Every test here failed on the code before the fixes (see the README).
+//! the tool does now. Every test here but the CONNECT one failed on the code before the fixes.
 //!
 //! The hostile server is a raw HTTP/1.1 responder in this file: the simulator only misbehaves
 //! in the documented ways. Tests that need a file of another user run `chown`, which needs
