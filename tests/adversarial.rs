@@ -784,6 +784,29 @@ fn a_results_file_with_a_key_twice_is_refused_not_half_read() {
     assert_eq!(server.creates(), 0);
 }
 
+#[test]
+fn a_journal_record_with_a_key_twice_is_refused() {
+    let env = Env::new();
+    // Which `token` would win depends on the parser; neither is accepted.
+    let j = env.write(
+        "r.journal",
+        &format!(
+            "{}\n",
+            r#"{"kind":"outcome","seq":1,"account_id":160343,"token_name":"ci","result":"created","token_id":5,"token":"first-77","token":"second-88","created_at":"2021-05-24T12:11:51Z","at":"2026-01-01T00:00:01.000Z"}"#
+        ),
+    );
+    set_mode(&j, 0o600);
+    let server = hostile(|req| {
+        (req.create > 0)
+            .then(|| created(9001, "x-secret"))
+            .flatten()
+    });
+    let run = apply(&env, &server.url, &["ci"], &[]);
+    assert_eq!(run.code, Some(3), "{}", run.stderr);
+    assert!(run.stderr.contains("twice"), "{}", run.stderr);
+    assert_eq!(server.creates(), 0);
+}
+
 // --- 9. unbounded or blocking input -------------------------------------------------------------
 
 #[test]

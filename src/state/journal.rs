@@ -133,6 +133,16 @@ pub fn replay(path: &Path) -> Result<Replayed, StateError> {
             continue;
         }
         let is_last = lines.peek().is_none();
+        // A record with a key twice (two `token`s) is not a cut-short line: corruption.
+        if let Err(super::results::DuplicateKey::At { .. }) =
+            super::results::reject_duplicate_keys(&line)
+        {
+            return Err(StateError::Corrupt {
+                kind: "journal",
+                path: path.to_path_buf(),
+                detail: format!("line {}: a key appears twice in one record", idx + 1),
+            });
+        }
         let record: JournalRecord = match serde_json::from_slice(&line) {
             Ok(r) => r,
             Err(_) if is_last => {
