@@ -10,7 +10,9 @@
 //!   write the clipboard —, DCS and the like), other control characters and bidirectional
 //!   overrides, removed from text before it is printed.
 
-use std::borrow::Cow;
+use std::borrow::{Borrow, Cow};
+use std::collections::{BTreeMap, HashSet};
+use std::hash::{Hash, Hasher};
 use std::sync::{Arc, Mutex};
 
 use crate::secret::Secret;
@@ -24,9 +26,29 @@ const MIN_SCRUBBED_LEN: usize = 4;
 
 /// The secrets of this run (the owner token, and every created token's secret once received),
 /// to be removed from server-provided text. Cheap to clone; clones share what they learned.
+///
+/// Scrubbing costs a hash lookup per character per distinct secret length (one or two: tokens
+/// are UUIDs), not a search per secret, so it stays cheap however many tokens a run creates.
 #[derive(Clone, Default)]
 pub struct Scrubber {
-    secrets: Arc<Mutex<Vec<Secret>>>,
+    known: Arc<Mutex<BTreeMap<usize, HashSet<Known>>>>,
+}
+
+/// A secret, hashed and compared by its value, so that a slice of text can be looked up.
+#[derive(Clone, PartialEq, Eq)]
+struct Known(Secret);
+
+impl Hash for Known {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        // As `str` hashes, so that `Borrow<str>` lookups agree.
+        self.0.expose().hash(state);
+    }
+}
+
+impl Borrow<str> for Known {
+    fn borrow(&self) -> &str {
+        self.0.expose()
+    }
 }
 
 impl std::fmt::Debug for Scrubber {
@@ -45,25 +67,46 @@ impl Scrubber {
 
     /// Remembers one more secret to scrub.
     pub fn learn(&self, secret: &Secret) {
-        if secret.expose().len() < MIN_SCRUBBED_LEN {
+        let len = secret.expose().len();
+        if len < MIN_SCRUBBED_LEN {
             return;
         }
-        if let Ok(mut v) = self.secrets.lock() {
-            v.push(secret.clone());
+        if let Ok(mut known) = self.known.lock() {
+            known.entry(len).or_default().insert(Known(secret.clone()));
         }
     }
 
     /// `text` with every known secret replaced by [`REDACTED`].
     pub fn scrub(&self, text: &str) -> String {
-        let Ok(secrets) = self.secrets.lock() else {
+        let Ok(known) = self.known.lock() else {
             // A poisoned lock: nothing trustworthy is known, so say nothing of the text.
             return REDACTED.to_owned();
         };
         let mut out = text.to_owned();
-        for s in secrets.iter() {
-            let v = s.expose();
-            if out.len() >= v.len() && out.contains(v) {
-                out = out.replace(v, REDACTED);
+        // Longest first, so that a secret inside a longer one cannot break the longer one up.
+        for (&len, set) in known.iter().rev() {
+            if out.len() < len {
+                continue;
+            }
+            let mut next = String::with_capacity(out.len());
+            let mut copied = 0;
+            let mut i = 0;
+            while i + len <= out.len() {
+                if out.is_char_boundary(i)
+                    && out.is_char_boundary(i + len)
+                    && set.contains(&out[i..i + len])
+                {
+                    next.push_str(&out[copied..i]);
+                    next.push_str(REDACTED);
+                    i += len;
+                    copied = i;
+                } else {
+                    i += 1;
+                }
+            }
+            if copied > 0 {
+                next.push_str(&out[copied..]);
+                out = next;
             }
         }
         out
@@ -193,5 +236,30 @@ mod tests {
             "bad token [redacted] (new [redacted]) ab"
         );
         assert!(!format!("{s:?}").contains("owner"));
+        // Next to each other, at the ends, beside multi-byte text, twice.
+        assert_eq!(
+            s.scrub("owner-tok-1234owner-tok-1234é c498fbc3-a3ac"),
+            "[redacted][redacted]é [redacted]"
+        );
+        assert_eq!(s.scrub("owner-tok-123"), "owner-tok-123");
+    }
+
+    #[test]
+    fn scrubbing_stays_cheap_with_many_secrets() {
+        let s = Scrubber::default();
+        for i in 0..20_000 {
+            s.learn(&Secret::new(format!("{i:08}-a3ac-4676-ad09-689854b5cbbd")));
+        }
+        let message = format!("bad request {}", "x".repeat(300));
+        let started = std::time::Instant::now();
+        for _ in 0..100 {
+            assert_eq!(s.scrub(&message), message);
+        }
+        // A search per secret would take seconds here; a lookup per character, milliseconds.
+        assert!(started.elapsed() < std::time::Duration::from_secs(2));
+        assert_eq!(
+            s.scrub("x 00012345-a3ac-4676-ad09-689854b5cbbd y"),
+            "x [redacted] y"
+        );
     }
 }
