@@ -757,6 +757,35 @@ fn an_export_that_cannot_be_written_fails_and_an_existing_file_is_kept() {
     assert!(read(&existing).contains("secret-ci-1"));
 }
 
+#[test]
+fn export_never_hands_out_secrets_from_a_file_another_user_planted() {
+    // A symlink to a secrets file of the attacker's choosing.
+    let env = Env::new();
+    recorded(&env, "planted-ci-1", "planted-evil-2");
+    std::fs::rename(env.path("s.json"), env.path("theirs.json")).unwrap();
+    std::os::unix::fs::symlink(env.path("theirs.json"), env.path("s.json")).unwrap();
+    env.write("ci.yaml", &manifest_yaml(&[i64::from(SUB)], &["ci"]));
+    let run = env.run_cmd(
+        &mut export_cmd(&env, "ci.yaml", &["--stdout"]),
+        Duration::from_secs(30),
+    );
+    assert_eq!(run.code, Some(3), "{}", run.stderr);
+    assert!(!run.stdout.contains("planted-ci-1"), "{}", run.stdout);
+    // A secrets file of another user, 0600.
+    let env = Env::new();
+    recorded(&env, "planted-ci-1", "planted-evil-2");
+    env.write("ci.yaml", &manifest_yaml(&[i64::from(SUB)], &["ci"]));
+    if give_away(&env.path("s.json")) {
+        let run = env.run_cmd(
+            &mut export_cmd(&env, "ci.yaml", &["--stdout"]),
+            Duration::from_secs(30),
+        );
+        assert_eq!(run.code, Some(3), "{}", run.stderr);
+        assert!(run.stderr.contains("another user"), "{}", run.stderr);
+        assert!(!run.stdout.contains("planted-ci-1"), "{}", run.stdout);
+    }
+}
+
 // --- 8. duplicate keys in state files --------------------------------------------------------------
 
 #[test]

@@ -212,6 +212,34 @@ pub(crate) fn load_json<T: serde::de::DeserializeOwned>(
             });
         }
     };
+    parse_state_json(&bytes, path, kind).map(Some)
+}
+
+/// Reads a secret-bearing JSON state file (the secrets file) only if it can be trusted: not
+/// through a symlink, a regular file, ours, 0600, bounded (a file another user planted could
+/// hand out secrets of theirs, through `export`, as ours).
+pub(crate) fn load_own_secret_json<T: serde::de::DeserializeOwned>(
+    path: &Path,
+    kind: &'static str,
+) -> Result<Option<T>, StateError> {
+    let limit = crate::bounded::MAX_STATE_FILE_BYTES;
+    let Some(file) = super::atomic::open_own_secret_file(path, kind, limit)? else {
+        return Ok(None);
+    };
+    let bytes = crate::bounded::read_capped(file, limit).map_err(|source| StateError::Read {
+        kind,
+        path: path.to_path_buf(),
+        source,
+    })?;
+    parse_state_json(&bytes, path, kind).map(Some)
+}
+
+/// Parses a JSON state file, refusing a key twice in any object.
+fn parse_state_json<T: serde::de::DeserializeOwned>(
+    bytes: &[u8],
+    path: &Path,
+    kind: &'static str,
+) -> Result<T, StateError> {
     let corrupt = |detail: String| StateError::Corrupt {
         kind,
         path: path.to_path_buf(),
@@ -219,15 +247,13 @@ pub(crate) fn load_json<T: serde::de::DeserializeOwned>(
     };
     // serde keeps the last of two equal keys: a results file with an account twice would lose
     // the first one's tokens, and apply would create them again. Refused, as in the manifest.
-    reject_duplicate_keys(&bytes).map_err(|e| match e {
+    reject_duplicate_keys(bytes).map_err(|e| match e {
         DuplicateKey::At { line, column } => corrupt(format!(
             "line {line} column {column}: a key appears twice in the same object"
         )),
         DuplicateKey::Json(e) => corrupt(json_error_detail(&e)),
     })?;
-    serde_json::from_slice(&bytes)
-        .map(Some)
-        .map_err(|e| corrupt(json_error_detail(&e)))
+    serde_json::from_slice(bytes).map_err(|e| corrupt(json_error_detail(&e)))
 }
 
 /// Why [`reject_duplicate_keys`] refused a document.
