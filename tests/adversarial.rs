@@ -447,6 +447,20 @@ fn https_goes_through_a_proxy_only_as_a_connect_tunnel() {
         );
     }
     assert!(!run.stderr.contains(OWNER));
+
+    // NO_PROXY is honoured.
+    let before = proxy.requests().len();
+    let mut c = env.cmd();
+    proxy_env(&mut c, &proxy.url);
+    c.env("NO_PROXY", "api.adversarial.invalid")
+        .env("LOGZIO_API_TOKEN", OWNER)
+        .env("LOGZIO_API_URL", "https://api.adversarial.invalid")
+        .arg("plan")
+        .arg(&manifest)
+        .args(["--results", "r.json", "--secrets", "s.json"]);
+    let run = env.run_cmd(&mut c, Duration::from_secs(90));
+    assert_ne!(run.code, Some(0), "{}", run.stderr);
+    assert_eq!(proxy.requests().len(), before, "NO_PROXY was ignored");
 }
 
 // --- 3. server text: echoed secrets, terminal control sequences --------------------------------
