@@ -1,5 +1,9 @@
 //! Atomic, durable file replacement: temp file in the same directory, fsync, rename, fsync
 //! the directory. A reader sees the old file or the new one, never half of either.
+//!
+//! And where secrets may go: secret-bearing files are created 0600 with `O_EXCL` and never
+//! through a symlink, read back only when they are ours and 0600, and only in a place no other
+//! user can write (ssh's StrictModes). What another user could plant or swap is refused.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
