@@ -15,8 +15,10 @@
 
 pub mod api;
 pub mod backoff;
+pub mod bounded;
 pub mod cli;
 pub mod execution;
+pub mod hardening;
 pub mod manifest;
 pub mod plan;
 pub mod recipient;
@@ -24,3 +26,4 @@ pub mod region;
 pub mod secret;
 pub mod simulator;
 pub mod state;
+pub mod text;

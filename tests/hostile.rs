@@ -599,6 +599,15 @@ fn a_journal_cut_short_at_its_last_line_is_recovered() {
     );
     journal.push_str(r#"{"kind":"intent","seq":2,"account_id":160343,"tok"#);
     std::fs::write(env.path("r.journal"), journal).unwrap();
+    {
+        // As the tool creates it: a journal others could have written is refused.
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(
+            env.path("r.journal"),
+            std::fs::Permissions::from_mode(0o600),
+        )
+        .unwrap();
+    }
     let run = env.run_cmd(
         env.cmd()
             .args(["apply", manifest.to_str().unwrap(), "--yes"])

@@ -726,29 +726,13 @@ fn a_misbehaving_api_never_makes_the_tool_record_something_wrong() {
         v.extend(br#""}"#);
         v
     };
+    // A secret with an unusable id (missing, zero, negative, not a number) is kept aside
+    // without a retry: adversarial.rs covers those.
     let cases: Vec<(&str, Answer, Option<&str>)> = vec![
         (
             "no id or token",
             ("200 OK", "application/json", br#"{"name":"bad"}"#.to_vec()),
             None,
-        ),
-        (
-            "token without id",
-            (
-                "200 OK",
-                "application/json",
-                br#"{"token":"lonely-secret-77a1"}"#.to_vec(),
-            ),
-            Some("lonely-secret-77a1"),
-        ),
-        (
-            "id as a string",
-            (
-                "200 OK",
-                "application/json",
-                br#"{"id":"7386","token":"stringly-secret-19c2"}"#.to_vec(),
-            ),
-            Some("stringly-secret-19c2"),
         ),
         (
             "null",
@@ -783,24 +767,6 @@ fn a_misbehaving_api_never_makes_the_tool_record_something_wrong() {
             "huge",
             ("200 OK", "application/json", huge),
             Some("huge-secret-0d3c"),
-        ),
-        (
-            "id zero",
-            (
-                "200 OK",
-                "application/json",
-                br#"{"id": 0, "token": "zero-id-secret-4c1e"}"#.to_vec(),
-            ),
-            Some("zero-id-secret-4c1e"),
-        ),
-        (
-            "negative id",
-            (
-                "200 OK",
-                "application/json",
-                br#"{"id": -7386, "token": "negative-id-secret-8d2f"}"#.to_vec(),
-            ),
-            Some("negative-id-secret-8d2f"),
         ),
     ];
     for (label, answer, leak) in cases {

@@ -150,7 +150,7 @@ fn export_formats_parse_are_0600_and_hold_every_secret() {
     let dotenv = std::fs::read_to_string(env.path("e.env")).unwrap();
     for t in &truth {
         let var = format!(
-            "LOGZIO_TOKEN_{}_{}={}",
+            "LOGZIO_TOKEN_{}_{}='{}'",
             t.account_id,
             t.name.to_uppercase().replace('-', "_"),
             t.token

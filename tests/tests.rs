@@ -1,4 +1,5 @@
 //! The integration tests: one binary, one module per concern, a shared harness in `util`.
+mod adversarial;
 mod apply;
 mod chaos;
 mod client;

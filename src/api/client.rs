@@ -5,12 +5,16 @@ use std::time::{Duration, SystemTime};
 
 use reqwest::header::{HeaderMap, HeaderValue};
 use reqwest::{Method, StatusCode, Url};
+use zeroize::Zeroizing;
 
 use super::endpoint::{Endpoint, check_base_url};
 use super::error::{ApiError, parse_retry_after, region_mismatch};
-use super::types::{CreateTokenRequest, CreatedToken, ErrorBody, SubAccountInfo, WhoAmI};
+use super::types::{
+    CreateAnswer, CreateTokenRequest, CreatedToken, ErrorBody, SubAccountInfo, WhoAmI,
+};
 use crate::region::Region;
 use crate::secret::Secret;
+use crate::text::Scrubber;
 
 /// The one write this tool makes.
 const CREATE_PATH: &str = "v1/api-tokens/sub-account";
@@ -53,6 +57,9 @@ pub struct ApiClient {
     /// HTTP stack's debug output (and this type's `Debug`) never show it.
     token: HeaderValue,
     timeout: Duration,
+    /// The owner token and every secret received: scrubbed from all text a server sends, so
+    /// that an echo of them reaches no log, error, results file or output line.
+    scrubber: Scrubber,
 }
 
 impl ApiClient {
@@ -67,7 +74,17 @@ impl ApiClient {
             reqwest::header::ACCEPT,
             HeaderValue::from_static("application/json"),
         );
-        let http = reqwest::Client::builder()
+        let builder = reqwest::Client::builder();
+        // A loopback API (the simulator, a local proxy) is never reached through a proxy: with
+        // HTTP_PROXY set, plain http:// would carry the owner token to it in cleartext. For
+        // https, HTTPS_PROXY / ALL_PROXY / NO_PROXY are honoured, and a proxy is only a CONNECT
+        // tunnel: TLS runs end to end, the proxy sees neither the token nor the secrets.
+        let builder = if super::endpoint::is_loopback(&base) {
+            builder.no_proxy()
+        } else {
+            builder
+        };
+        let http = builder
             .user_agent(concat!(
                 env!("CARGO_PKG_NAME"),
                 "/",
@@ -103,6 +120,7 @@ impl ApiClient {
             base_text,
             token,
             timeout: config.request_timeout,
+            scrubber: Scrubber::with(&config.token),
         })
     }
 
@@ -124,36 +142,62 @@ impl ApiClient {
     ) -> Result<CreatedToken, ApiError> {
         let body = serde_json::to_vec(&CreateTokenRequest { name, account_id }).unwrap_or_default();
         let (status, bytes, url) = self.call(Method::POST, Target::Create, Some(body)).await?;
-        let created: CreatedToken =
-            serde_json::from_slice(&bytes).map_err(|e| ApiError::Undecodable {
-                url: url.clone(),
-                status: status.as_u16(),
-                detail: describe_decode_error(&e, &bytes),
-            })?;
-        // A 2xx without a usable id or secret is no created token we can record.
-        if created.token.expose().trim().is_empty() || created.id <= 0 {
-            return Err(ApiError::Undecodable {
+        // Lenient: a secret in the answer is kept whatever else is odd about it.
+        let answer = CreateAnswer::parse(&bytes).map_err(|e| ApiError::Undecodable {
+            url: url.clone(),
+            status: status.as_u16(),
+            detail: describe_decode_error(&e, &bytes),
+        })?;
+        match answer {
+            CreateAnswer::Created(created) => {
+                self.scrubber.learn(&created.token);
+                Ok(created)
+            }
+            CreateAnswer::SecretWithoutId {
+                token,
+                raw_id,
+                problem,
+            } => {
+                self.scrubber.learn(&token);
+                Err(ApiError::SecretWithoutId {
+                    url,
+                    status: status.as_u16(),
+                    detail: problem.to_owned(),
+                    token,
+                    raw_id,
+                })
+            }
+            CreateAnswer::NoSecret(problem) => Err(ApiError::Undecodable {
                 url,
                 status: status.as_u16(),
-                detail: if created.id <= 0 {
-                    format!("the token id {} is not a positive number", created.id)
-                } else {
-                    "the `token` field is empty".into()
-                },
-            });
+                detail: format!("{problem} ({} bytes)", bytes.len()),
+            }),
         }
-        Ok(created)
     }
 
     /// `GET /v2/whoami`: the token's own account.
     pub async fn whoami(&self) -> Result<WhoAmI, ApiError> {
-        self.get_json("v2/whoami").await
+        let mut who: WhoAmI = self.get_json("v2/whoami").await?;
+        who.account_name = self.server_text(&who.account_name);
+        Ok(who)
     }
 
     /// `GET /v1/account-management/time-based-accounts`: the owner and its sub accounts.
     pub async fn list_accounts(&self) -> Result<Vec<SubAccountInfo>, ApiError> {
-        self.get_json("v1/account-management/time-based-accounts")
-            .await
+        let mut list: Vec<SubAccountInfo> = self
+            .get_json("v1/account-management/time-based-accounts")
+            .await?;
+        for a in &mut list {
+            a.account_name = self.server_text(&a.account_name);
+        }
+        Ok(list)
+    }
+
+    /// Server-provided text made safe to log, print and store: the secrets of this run
+    /// scrubbed, terminal control sequences removed. Ordinary text comes back unchanged.
+    fn server_text(&self, text: &str) -> String {
+        let clean = crate::text::for_terminal(text);
+        self.scrubber.scrub(&clean)
     }
 
     async fn get_json<T: serde::de::DeserializeOwned>(&self, path: &str) -> Result<T, ApiError> {
@@ -171,7 +215,7 @@ impl ApiClient {
         method: Method,
         target: Target<'_>,
         body: Option<Vec<u8>>,
-    ) -> Result<(StatusCode, Vec<u8>, String), ApiError> {
+    ) -> Result<(StatusCode, Zeroizing<Vec<u8>>, String), ApiError> {
         let url = match target {
             // The hot path: the create URL is parsed once, when the client is built.
             Target::Create => self.create_url.clone(),
@@ -197,8 +241,22 @@ impl ApiClient {
             .get(reqwest::header::RETRY_AFTER)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| parse_retry_after(v, SystemTime::now()));
-        // Read the body as bytes, capped, then parse.
-        let mut bytes = Vec::new();
+        if status.is_redirection() {
+            let location_host = resp
+                .headers()
+                .get(reqwest::header::LOCATION)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| resp.url().join(v).ok())
+                .and_then(|u| u.host_str().map(|h| crate::text::one_line(h, 255)));
+            return Err(ApiError::Redirect {
+                url: url_text,
+                status: status.as_u16(),
+                location_host,
+            });
+        }
+        // Read the body as bytes, capped, then parse. A create's body holds a secret: the
+        // buffer is zeroed when dropped.
+        let mut bytes = Zeroizing::new(Vec::new());
         loop {
             match resp.chunk().await {
                 Ok(Some(chunk)) => {
@@ -230,7 +288,7 @@ impl ApiClient {
         if status.is_success() {
             return Ok((status, bytes, url_text));
         }
-        let message = ErrorBody::message_of(&bytes);
+        let message = self.scrubber.scrub(&ErrorBody::message_of(&bytes));
         if let Some((account_region, server_region)) = region_mismatch(&message) {
             let hint = Region::from_code(&account_region).map(|r| r.code().to_owned());
             return Err(ApiError::RegionMismatch {

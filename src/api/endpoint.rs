@@ -143,7 +143,7 @@ pub fn parse_base_url(text: &str) -> Result<Url, UrlProblem> {
 }
 
 /// Whether the URL's host is `localhost` or a loopback address.
-fn is_loopback(url: &Url) -> bool {
+pub(crate) fn is_loopback(url: &Url) -> bool {
     match url.host() {
         Some(Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
         Some(Host::Ipv4(ip)) => IpAddr::V4(ip).is_loopback(),

@@ -104,6 +104,35 @@ pub enum ApiError {
         /// What was wrong (never the body itself, which may hold a secret).
         detail: String,
     },
+    /// A redirect, which is never followed: the owner token would go with it, and a POST would
+    /// turn into a GET. Every call of the run would get it, so the run stops.
+    #[error(
+        "HTTP {status} from {url}: a redirect to {}, which is not followed (the owner token would go with it)\n  = help: check --region or --api-url; if the API moved, point --api-url at the new address yourself",
+        match location_host { Some(h) => format!("host {h}"), None => "no location".to_owned() }
+    )]
+    Redirect {
+        /// The URL called.
+        url: String,
+        /// The 3xx status.
+        status: u16,
+        /// The host the `Location` header names (never the whole URL: it may carry a query).
+        location_host: Option<String>,
+    },
+    /// A 2xx that holds a secret but no usable token id: the token exists at Logz.io, but cannot
+    /// be recorded as the item's. The secret is kept aside (never dropped, never retried over).
+    #[error("HTTP {status} from {url} holds a token secret, but {detail}")]
+    SecretWithoutId {
+        /// The URL called.
+        url: String,
+        /// The status.
+        status: u16,
+        /// What is wrong with the id.
+        detail: String,
+        /// The secret received (redacted in `Debug`; never in the message).
+        token: crate::secret::Secret,
+        /// The id as the API gave it, when it was an integer at all.
+        raw_id: Option<i64>,
+    },
     /// A plain-http URL for a host that is not loopback.
     #[error(
         "refusing plain http:// for {url}: tokens would cross the network unencrypted; use https:// (http:// is allowed only for loopback hosts)"
@@ -143,9 +172,6 @@ fn hint_for(status: u16) -> &'static str {
         }
         404 => " (the sub account was not found under this owner: check the id and the region)",
         429 => " (rate limited by Logz.io)",
-        300..=399 => {
-            " (a redirect, which is not followed: the owner token would go with it; check --region or --api-url)"
-        }
         _ => "",
     }
 }
@@ -166,7 +192,10 @@ impl ApiError {
                 }
             }
             ApiError::Status { status, .. } => status_class(*status),
-            ApiError::RegionMismatch { .. }
+            // Not retried: the secret is kept aside and the item reported as a possible orphan.
+            ApiError::SecretWithoutId { .. } => ErrorClass::FatalItem,
+            ApiError::Redirect { .. }
+            | ApiError::RegionMismatch { .. }
             | ApiError::InsecureUrl { .. }
             | ApiError::InvalidUrl { .. }
             | ApiError::InvalidToken
@@ -180,6 +209,8 @@ impl ApiError {
             ApiError::BodyCutShort { status, .. }
             | ApiError::BodyTooLarge { status, .. }
             | ApiError::Status { status, .. }
+            | ApiError::Redirect { status, .. }
+            | ApiError::SecretWithoutId { status, .. }
             | ApiError::Undecodable { status, .. } => Some(*status),
             _ => None,
         }
@@ -189,6 +220,15 @@ impl ApiError {
     pub fn retry_after(&self) -> Option<Duration> {
         match self {
             ApiError::Status { retry_after, .. } => *retry_after,
+            _ => None,
+        }
+    }
+
+    /// A secret that arrived in an answer that cannot be recorded as a created token, with the
+    /// id to file it under (the API's, when it gave an integer; else 0). It must be kept.
+    pub fn kept_secret(&self) -> Option<(&crate::secret::Secret, i64)> {
+        match self {
+            ApiError::SecretWithoutId { token, raw_id, .. } => Some((token, raw_id.unwrap_or(0))),
             _ => None,
         }
     }
@@ -215,6 +255,17 @@ impl ApiError {
             ApiError::Undecodable { status, detail, .. } => {
                 format!("HTTP {status} with an unexpected body: {detail}")
             }
+            ApiError::SecretWithoutId { status, detail, .. } => format!(
+                "HTTP {status} with a token secret but {detail}: the secret was kept aside in the secrets file"
+            ),
+            ApiError::Redirect {
+                status,
+                location_host,
+                ..
+            } => format!(
+                "HTTP {status} redirect to {}, not followed",
+                location_host.as_deref().unwrap_or("no location")
+            ),
             other => other.to_string(),
         }
     }

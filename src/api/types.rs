@@ -1,6 +1,6 @@
 //! The API's request and response bodies, parsed leniently where the API is inconsistent.
 
-use serde::{Deserialize, Deserializer, Serialize};
+use serde::{Deserialize, Serialize};
 
 use crate::secret::Secret;
 
@@ -15,33 +15,118 @@ pub struct CreateTokenRequest<'a> {
 }
 
 /// A created token, as returned once by the API.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone)]
 pub struct CreatedToken {
-    /// The token's id (the spec says int32; kept as i64).
+    /// The token's id (the spec says int32; kept as i64). Always positive.
     pub id: i64,
     /// The token's name as the API recorded it.
-    #[serde(default)]
     pub name: Option<String>,
     /// The secret value.
     pub token: Secret,
-    /// Epoch seconds, an integer or a decimal.
-    #[serde(rename = "createdAt", deserialize_with = "epoch_seconds", default)]
+    /// Epoch seconds, an integer or a decimal; `None` when missing or out of range.
     pub created_at: Option<f64>,
 }
 
-fn epoch_seconds<'de, D: Deserializer<'de>>(d: D) -> Result<Option<f64>, D::Error> {
-    // serde_json gives integers and decimals alike as a number; a string form is accepted too.
-    #[derive(Deserialize)]
-    #[serde(untagged)]
-    enum N {
-        F(f64),
-        S(String),
+impl<'de> Deserialize<'de> for CreatedToken {
+    /// The same lenient reading as the client's; an answer without a secret or a usable id is
+    /// an error here.
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        match CreateAnswer::from_value(serde_json::Value::deserialize(d)?) {
+            CreateAnswer::Created(c) => Ok(c),
+            CreateAnswer::SecretWithoutId { problem, .. } | CreateAnswer::NoSecret(problem) => {
+                Err(serde::de::Error::custom(problem))
+            }
+        }
     }
-    Ok(match Option::<N>::deserialize(d)? {
-        Some(N::F(f)) => Some(f),
-        Some(N::S(s)) => s.trim().parse().ok(),
-        None => None,
-    })
+}
+
+/// What a 2xx answer to a create holds, read leniently: the secret is what matters, and a
+/// schema drift in any other field must never cost it.
+#[derive(Debug)]
+pub(crate) enum CreateAnswer {
+    /// Everything needed to record the token.
+    Created(CreatedToken),
+    /// A secret, but no usable id: the token exists, yet cannot be recorded as the item's.
+    SecretWithoutId {
+        /// The secret.
+        token: Secret,
+        /// The id as the API gave it, when it was an integer at all.
+        raw_id: Option<i64>,
+        /// What is wrong with the id (never quotes the body).
+        problem: &'static str,
+    },
+    /// No secret in the answer (never quotes the body).
+    NoSecret(&'static str),
+}
+
+/// The latest `createdAt` believed: the end of year 9999. Larger values (`1e308`) are not
+/// a time, and would overflow into 1969 if converted.
+const MAX_EPOCH_SECONDS: f64 = 253_402_300_799.0;
+
+impl CreateAnswer {
+    /// Reads a create answer's body. Only `token` must be a non-empty string; `id` may be a
+    /// number or a string of digits; `name` and `createdAt` are dropped when odd.
+    pub(crate) fn parse(bytes: &[u8]) -> Result<CreateAnswer, serde_json::Error> {
+        Ok(CreateAnswer::from_value(serde_json::from_slice(bytes)?))
+    }
+
+    fn from_value(value: serde_json::Value) -> CreateAnswer {
+        let serde_json::Value::Object(mut obj) = value else {
+            return CreateAnswer::NoSecret("the body is not a JSON object");
+        };
+        let token = match obj.remove("token") {
+            Some(serde_json::Value::String(t)) if !t.trim().is_empty() => Secret::new(t),
+            Some(serde_json::Value::String(_)) => {
+                return CreateAnswer::NoSecret("the `token` field is empty");
+            }
+            Some(_) => return CreateAnswer::NoSecret("the `token` field is not a string"),
+            None => return CreateAnswer::NoSecret("the `token` field is missing"),
+        };
+        let (id, raw_id, problem) = match obj.get("id") {
+            None | Some(serde_json::Value::Null) => (None, None, "the token id is missing"),
+            Some(serde_json::Value::Number(n)) => match n.as_i64() {
+                Some(i) if i > 0 => (Some(i), Some(i), ""),
+                Some(i) => (None, Some(i), "the token id is not a positive number"),
+                None => (None, None, "the token id is not an integer"),
+            },
+            Some(serde_json::Value::String(s)) => match s.trim().parse::<i64>() {
+                Ok(i) if i > 0 && s.trim().bytes().all(|b| b.is_ascii_digit()) => {
+                    (Some(i), Some(i), "")
+                }
+                Ok(i) => (None, Some(i), "the token id is not a positive number"),
+                Err(_) => (None, None, "the token id is not a number"),
+            },
+            Some(_) => (None, None, "the token id is not a number"),
+        };
+        let Some(id) = id else {
+            return CreateAnswer::SecretWithoutId {
+                token,
+                raw_id,
+                problem,
+            };
+        };
+        let name = match obj.get("name") {
+            Some(serde_json::Value::String(n)) => Some(n.clone()),
+            _ => None,
+        };
+        let created_at = obj.get("createdAt").and_then(epoch_seconds);
+        CreateAnswer::Created(CreatedToken {
+            id,
+            name,
+            token,
+            created_at,
+        })
+    }
+}
+
+/// Epoch seconds from a number (integer or decimal) or a numeric string, within 0..=year 9999.
+fn epoch_seconds(v: &serde_json::Value) -> Option<f64> {
+    let f = match v {
+        serde_json::Value::Number(n) => n.as_f64()?,
+        serde_json::Value::String(s) => s.trim().parse::<f64>().ok()?,
+        _ => return None,
+    };
+    (f.is_finite() && (0.0..=MAX_EPOCH_SECONDS).contains(&f)).then_some(f)
 }
 
 /// `GET /v2/whoami`.
@@ -102,14 +187,8 @@ impl ErrorBody {
             }
             _ => String::from_utf8_lossy(body).trim().to_owned(),
         };
-        // Keep messages to one readable line.
-        let one_line: String = text.split_whitespace().collect::<Vec<_>>().join(" ");
-        if one_line.chars().count() > 300 {
-            let cut: String = one_line.chars().take(300).collect();
-            format!("{cut}…")
-        } else {
-            one_line
-        }
+        // One readable line, without terminal control sequences.
+        crate::text::one_line(&text, 300)
     }
 }
 
@@ -118,22 +197,72 @@ mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
 
+    fn created(body: &str) -> CreatedToken {
+        match CreateAnswer::parse(body.as_bytes()).unwrap() {
+            CreateAnswer::Created(c) => c,
+            other => panic!("not created: {other:?}"),
+        }
+    }
+
     #[test]
     fn created_at_integer_decimal_or_missing() {
-        let a: CreatedToken = serde_json::from_str(
-            r#"{"id": 7386, "name": "n", "token": "c498", "createdAt": 1621858311}"#,
-        )
-        .unwrap();
+        let a = created(r#"{"id": 7386, "name": "n", "token": "c498", "createdAt": 1621858311}"#);
         assert_eq!(a.created_at, Some(1621858311.0));
-        let b: CreatedToken = serde_json::from_str(
+        let b = created(
             r#"{"id": 7386, "name": "n", "token": "c498", "createdAt": 1621858311.000000000}"#,
-        )
-        .unwrap();
+        );
         assert_eq!(b.created_at, Some(1621858311.0));
-        let c: CreatedToken = serde_json::from_str(r#"{"id": 1, "token": "x"}"#).unwrap();
+        let c = created(r#"{"id": 1, "token": "x"}"#);
         assert_eq!(c.created_at, None);
         assert!(!format!("{a:?}").contains("c498"));
-        assert!(serde_json::from_str::<CreatedToken>(r#"{"id": 1}"#).is_err());
+        assert!(matches!(
+            CreateAnswer::parse(br#"{"id": 1}"#).unwrap(),
+            CreateAnswer::NoSecret(_)
+        ));
+    }
+
+    #[test]
+    fn a_secret_is_kept_whatever_else_drifted() {
+        // Odd name and createdAt: still a created token.
+        let c = created(r#"{"id": "7386", "name": 12, "token": "s-1", "createdAt": true}"#);
+        assert_eq!((c.id, c.name, c.created_at), (7386, None, None));
+        // An out-of-range time is unknown, not 1969.
+        for t in ["1e308", "-5", "\"1e308\"", "253402300800"] {
+            let c = created(&format!(r#"{{"id": 1, "token": "s", "createdAt": {t}}}"#));
+            assert_eq!(c.created_at, None, "{t}");
+        }
+        // An unusable id: the secret is still there, set aside.
+        for (body, raw) in [
+            (r#"{"token": "s-2"}"#, None),
+            (r#"{"id": -7, "token": "s-2"}"#, Some(-7)),
+            (r#"{"id": 0, "token": "s-2"}"#, Some(0)),
+            (r#"{"id": "x7", "token": "s-2"}"#, None),
+            (r#"{"id": 1.5, "token": "s-2"}"#, None),
+            (r#"{"id": {}, "token": "s-2"}"#, None),
+            (r#"{"id": "-7", "token": "s-2"}"#, Some(-7)),
+        ] {
+            match CreateAnswer::parse(body.as_bytes()).unwrap() {
+                CreateAnswer::SecretWithoutId { token, raw_id, .. } => {
+                    assert_eq!(token.expose(), "s-2", "{body}");
+                    assert_eq!(raw_id, raw, "{body}");
+                }
+                other => panic!("{body}: {other:?}"),
+            }
+        }
+        for body in [
+            r#"[]"#,
+            r#"{"id": 1, "token": 5}"#,
+            r#"{"id": 1, "token": " "}"#,
+        ] {
+            assert!(
+                matches!(
+                    CreateAnswer::parse(body.as_bytes()).unwrap(),
+                    CreateAnswer::NoSecret(_)
+                ),
+                "{body}"
+            );
+        }
+        assert!(CreateAnswer::parse(b"{").is_err());
     }
 
     #[test]

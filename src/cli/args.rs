@@ -403,6 +403,9 @@ pub struct ExportArgs {
     /// secrets files.
     #[arg(long, value_name = "KEYFILE", env = "LOGZIO_TOKENS_IDENTITY_FILE")]
     pub identity: Option<PathBuf>,
+    /// Replace the --out file if it exists (otherwise an existing file is refused).
+    #[arg(long, requires = "out")]
+    pub force: bool,
 }
 
 /// Export formats.
@@ -412,7 +415,7 @@ pub enum ExportFormat {
     Json,
     /// `account_id,token_name,token_id,token` with a header line.
     Csv,
-    /// `LOGZIO_TOKEN_<ACCOUNT>_<NAME>=secret` lines.
+    /// `LOGZIO_TOKEN_<ACCOUNT>_<NAME>='secret'` lines (secrets a shell could misread are refused).
     Dotenv,
 }
 

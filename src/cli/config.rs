@@ -107,12 +107,21 @@ fn region_arg(flag: Option<Region>) -> Result<Option<Region>, CliError> {
 /// The owner token from `--api-token-file` or `LOGZIO_API_TOKEN`.
 fn read_token(file: Option<&Path>) -> Result<Option<Secret>, CliError> {
     if let Some(path) = file {
-        let text = std::fs::read_to_string(path).map_err(|e| {
-            CliError::usage(format!(
-                "cannot read the API token file {}: {e}",
-                path.display()
-            ))
-        })?;
+        // A regular file, read only up to its first line's end and a size cap (`/dev/zero`
+        // or a FIFO would exhaust memory or hang).
+        let first = crate::bounded::open_regular(path, crate::bounded::Symlinks::Follow)
+            .and_then(|f| {
+                crate::bounded::read_first_line(
+                    std::io::BufReader::new(f),
+                    crate::bounded::MAX_SECRET_BYTES,
+                )
+            })
+            .map_err(|e| {
+                CliError::usage(format!(
+                    "cannot read the API token file {}: {e}",
+                    path.display()
+                ))
+            })?;
         if let Ok(meta) = std::fs::metadata(path)
             && meta.mode() & 0o077 != 0
         {
@@ -122,7 +131,7 @@ fn read_token(file: Option<&Path>) -> Result<Option<Secret>, CliError> {
                 meta.mode() & 0o7777
             );
         }
-        let first = text.lines().next().unwrap_or_default().trim();
+        let first = first.trim();
         if first.is_empty() {
             return Err(CliError::usage(format!(
                 "the API token file {} is empty; its first line must hold the owner account's API token",

@@ -21,6 +21,8 @@ use output::Printer;
 
 /// Parses the command line, runs the command, and returns the documented exit code.
 pub fn run() -> ExitCode {
+    // Before anything reads a secret: a core dump would hold every one of them.
+    let dumps_off = crate::hardening::disable_core_dumps();
     let cli = match Cli::try_parse() {
         Ok(c) => c,
         Err(e) => {
@@ -35,6 +37,11 @@ pub fn run() -> ExitCode {
     };
     logging::init(cli.verbose, cli.quiet, cli.log_format);
     let printer = Printer { quiet: cli.quiet };
+    if let Err(e) = dumps_off {
+        tracing::warn!(
+            "could not turn core dumps off ({e}); a crash could write secrets to a core file"
+        );
+    }
     let detailed = matches!(&cli.command, Command::Plan(p) if p.detailed_exitcode);
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()

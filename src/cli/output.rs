@@ -8,6 +8,9 @@
 
 use std::io::{IsTerminal, Write};
 
+// Whatever a server or a state file put in a line, no terminal control sequence is printed.
+use crate::text::for_terminal;
+
 /// Where output goes and how much of it.
 #[derive(Debug, Clone, Copy)]
 pub struct Printer {
@@ -19,7 +22,7 @@ impl Printer {
     /// A line of data on stdout.
     pub fn out(&self, line: &str) {
         let mut o = std::io::stdout().lock();
-        let _ = writeln!(o, "{line}");
+        let _ = writeln!(o, "{}", for_terminal(line));
         let _ = o.flush();
     }
 
@@ -37,7 +40,7 @@ impl Printer {
     pub fn info(&self, text: &str) {
         if !self.quiet {
             super::progress::with_bar_suspended(|| {
-                let _ = writeln!(std::io::stderr().lock(), "{text}");
+                let _ = writeln!(std::io::stderr().lock(), "{}", for_terminal(text));
             });
         }
     }
@@ -50,7 +53,7 @@ impl Printer {
     /// An error on stderr (always shown).
     pub fn error(&self, text: &str) {
         super::progress::with_bar_suspended(|| {
-            let _ = writeln!(std::io::stderr().lock(), "error: {text}");
+            let _ = writeln!(std::io::stderr().lock(), "error: {}", for_terminal(text));
         });
     }
 
@@ -64,7 +67,11 @@ impl Printer {
     /// Text on stderr exactly as given (already formatted reports).
     pub fn error_raw(&self, text: &str) {
         super::progress::with_bar_suspended(|| {
-            let _ = writeln!(std::io::stderr().lock(), "{}", text.trim_end());
+            let _ = writeln!(
+                std::io::stderr().lock(),
+                "{}",
+                for_terminal(text.trim_end())
+            );
         });
     }
 }

@@ -199,11 +199,18 @@ async fn on_error<C, R: RecordOutcomes>(
     } else if status.is_some() {
         sh.pacer.on_accepted();
     }
-    let outcome = match class {
-        ErrorClass::Ambiguous => Outcome::Ambiguous {
+    let outcome = match (class, e.kept_secret()) {
+        // A secret in an answer that cannot be recorded: journaled and kept aside, never dropped.
+        (_, Some((token, token_id))) => Outcome::KeptAside {
+            token_id,
+            token: Some(token.clone()),
+            sealed: None,
             detail: detail.clone(),
         },
-        _ => Outcome::NotCreated {
+        (ErrorClass::Ambiguous, None) => Outcome::Ambiguous {
+            detail: detail.clone(),
+        },
+        (_, None) => Outcome::NotCreated {
             http_status: status,
             detail: detail.clone(),
         },

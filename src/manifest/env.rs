@@ -5,6 +5,9 @@
 //!   default is literal text up to the first `}`.
 //! - `$${` is a literal `${`; any other `$` is literal.
 //! - Names are `[A-Za-z_][A-Za-z0-9_]*`; anything else inside `${...}` is an error.
+//! - The tool's own secret variables (`LOGZIO_API_TOKEN`, and the `LOGZIO_TOKEN_*` that
+//!   `export --format dotenv` writes) are refused, with or without a default: a manifest's
+//!   values are printed, stored and sent, so `tokens: [${LOGZIO_API_TOKEN}]` would leak it.
 //!
 //! Expansion happens after YAML parsing and only in string values, so it never changes a value's
 //! type: `id: ${ID}` is a string, whatever `ID` holds. The values read here can be sensitive: they
@@ -31,6 +34,17 @@ pub(crate) struct EnvProblem {
     pub(crate) message: String,
     /// What to do.
     pub(crate) help: String,
+}
+
+/// The environment variables this tool reads secrets from, and the prefix of those its dotenv
+/// export writes: never expanded into a manifest (names are printed, stored and sent).
+pub(crate) const OWN_SECRET_VARIABLES: &[&str] = &["LOGZIO_API_TOKEN"];
+/// The prefix of the variables `export --format dotenv` writes, each holding a token secret.
+pub(crate) const EXPORTED_SECRET_PREFIX: &str = "LOGZIO_TOKEN_";
+
+/// Whether `name` is one of this tool's secret variables.
+pub(crate) fn is_own_secret(name: &str) -> bool {
+    OWN_SECRET_VARIABLES.contains(&name) || name.starts_with(EXPORTED_SECRET_PREFIX)
 }
 
 /// Is `name` a valid variable name?
@@ -124,6 +138,14 @@ fn resolve(
         return Err((
             format!("invalid variable name in `{reference}`"),
             FORMS.to_owned(),
+        ));
+    }
+    if is_own_secret(name) {
+        return Err((
+            format!("`{reference}` names a secret of this tool, which a manifest may not read"),
+            format!(
+                "`{name}` holds a secret (the owner token, or an exported token); a manifest's values are printed, stored and sent, so the secret would leak: write the value you mean instead"
+            ),
         ));
     }
     let default = if operator.is_empty() {
@@ -222,6 +244,27 @@ mod tests {
                     "unclosed `${`: the variable reference has no closing `}`".into()
                 ),
             ]
+        );
+    }
+
+    #[test]
+    fn the_tools_own_secrets_are_never_expanded() {
+        let env = |name: &str| (name != "UNSET").then(|| "owner-tok-5e1d".to_owned());
+        for input in [
+            "${LOGZIO_API_TOKEN}",
+            "ci-${LOGZIO_API_TOKEN:-x}",
+            "${LOGZIO_TOKEN_160343_CI}",
+        ] {
+            let problems = expand(input, &env).unwrap_err();
+            assert_eq!(problems.len(), 1, "{input}");
+            let text = format!("{} {}", problems[0].message, problems[0].help);
+            assert!(text.contains("secret"), "{text}");
+            assert!(!text.contains("owner-tok"), "{text}");
+        }
+        // Other LOGZIO_ variables (not secrets) still expand.
+        assert_eq!(
+            expand("${LOGZIO_REGION}", &env).unwrap().value,
+            "owner-tok-5e1d"
         );
     }
 

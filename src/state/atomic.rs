@@ -1,5 +1,9 @@
 //! Atomic, durable file replacement: temp file in the same directory, fsync, rename, fsync
 //! the directory. A reader sees the old file or the new one, never half of either.
+//!
+//! And where secrets may go: secret-bearing files are created 0600 with `O_EXCL` and never
+//! through a symlink, read back only when they are ours and 0600, and only in a place no other
+//! user can write (ssh's StrictModes). What another user could plant or swap is refused.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
@@ -34,6 +38,30 @@ pub fn write_atomic(
     kind: FileKind,
     label: &'static str,
 ) -> Result<(), StateError> {
+    write_atomic_as(path, bytes, kind, label, true)
+}
+
+/// Writes `path` atomically and durably, only if it does not exist yet (checked by the rename
+/// itself, so nothing that appears meanwhile is replaced).
+pub fn write_atomic_new(
+    path: &Path,
+    bytes: &[u8],
+    kind: FileKind,
+    label: &'static str,
+) -> Result<(), StateError> {
+    write_atomic_as(path, bytes, kind, label, false)
+}
+
+fn write_atomic_as(
+    path: &Path,
+    bytes: &[u8],
+    kind: FileKind,
+    label: &'static str,
+    replace: bool,
+) -> Result<(), StateError> {
+    if !replace && fs::symlink_metadata(path).is_ok() {
+        return Err(exists(path, label));
+    }
     if kind == FileKind::Secret {
         check_secret_target(path)?;
     }
@@ -54,9 +82,27 @@ pub fn write_atomic(
         .map_err(werr)?;
     tmp.write_all(bytes).map_err(werr)?;
     tmp.as_file().sync_all().map_err(werr)?;
-    tmp.persist(path).map_err(|e| werr(e.error))?;
+    if replace {
+        tmp.persist(path).map_err(|e| werr(e.error))?;
+    } else {
+        tmp.persist_noclobber(path).map_err(|e| {
+            if e.error.kind() == std::io::ErrorKind::AlreadyExists {
+                exists(path, label)
+            } else {
+                werr(e.error)
+            }
+        })?;
+    }
     sync_dir(dir).map_err(werr)?;
     Ok(())
+}
+
+/// The error for a file that exists where a new one was to be written.
+fn exists(path: &Path, label: &'static str) -> StateError {
+    StateError::Exists {
+        kind: label,
+        path: path.to_path_buf(),
+    }
 }
 
 const TEMP_SUFFIX: &str = ".tmp";
@@ -122,6 +168,15 @@ pub(crate) fn check_secret_target(path: &Path) -> Result<(), StateError> {
                     reason: "it is not a regular file".into(),
                 });
             }
+            if meta.uid() != euid() {
+                return Err(StateError::Unsafe {
+                    path: path.to_path_buf(),
+                    reason: format!(
+                        "it belongs to another user (uid {}), who could read what is written",
+                        meta.uid()
+                    ),
+                });
+            }
             if meta.mode() & 0o077 != 0 {
                 return Err(StateError::Unsafe {
                     path: path.to_path_buf(),
@@ -143,15 +198,151 @@ pub(crate) fn check_secret_target(path: &Path) -> Result<(), StateError> {
     }
 }
 
-/// Opens (creating if needed) an append-only file with mode 0600, refusing symlinks.
+/// Creates a new append-only file with mode 0600. Never opens one that exists (another user
+/// may have planted it, 0666, to receive the secrets) and never follows a symlink.
 pub(crate) fn open_secret_append(path: &Path) -> std::io::Result<File> {
     OpenOptions::new()
-        .create(true)
+        .create_new(true)
         .append(true)
         .read(true)
         .mode(0o600)
         .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
         .open(path)
+        .map_err(|e| {
+            if e.kind() == std::io::ErrorKind::AlreadyExists {
+                std::io::Error::new(
+                    e.kind(),
+                    "the file appeared while this run was starting (someone else created it?); \
+                     it is not written to: check who made it and remove it, then run again",
+                )
+            } else {
+                e
+            }
+        })
+}
+
+/// The effective user id of this process.
+pub(crate) fn euid() -> u32 {
+    rustix::process::geteuid().as_raw()
+}
+
+/// Opens a secret-bearing file this tool wrote (the journal) for reading, if it exists, and
+/// only if it can be trusted: a regular file (not through a symlink, not a FIFO or device),
+/// owned by this user, readable by no one else, at most `limit` bytes. A file that fails
+/// these checks may have been planted with crafted records, or made to leak what is read.
+pub(crate) fn open_own_secret_file(
+    path: &Path,
+    kind: &'static str,
+    limit: u64,
+) -> Result<Option<File>, StateError> {
+    let untrusted = |reason: String| StateError::Untrusted {
+        kind,
+        path: path.to_path_buf(),
+        reason,
+    };
+    let file = match crate::bounded::open_regular(path, crate::bounded::Symlinks::Refuse) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) if e.kind() == std::io::ErrorKind::InvalidInput => {
+            return Err(untrusted(e.to_string()));
+        }
+        Err(source) => {
+            return Err(StateError::Read {
+                kind,
+                path: path.to_path_buf(),
+                source,
+            });
+        }
+    };
+    let meta = file.metadata().map_err(|source| StateError::Read {
+        kind,
+        path: path.to_path_buf(),
+        source,
+    })?;
+    if meta.uid() != euid() {
+        return Err(untrusted(format!(
+            "it belongs to another user (uid {}), who may have written it",
+            meta.uid()
+        )));
+    }
+    if meta.mode() & 0o077 != 0 {
+        return Err(untrusted(format!(
+            "its mode is {:04o}; this tool creates it 0600, so someone else made or changed it",
+            meta.mode() & 0o7777
+        )));
+    }
+    if meta.len() > limit {
+        return Err(untrusted(format!(
+            "it is larger than {limit} bytes, more than any run writes"
+        )));
+    }
+    Ok(Some(file))
+}
+
+/// ssh's StrictModes for the state: every directory that holds a state file, and each of its
+/// ancestors, belongs to this user or root and cannot be written by others (unless it is
+/// sticky, like /tmp, where others cannot remove or rename what is ours; a group-writable
+/// directory is accepted only for this user's own group). And every state file that exists
+/// belongs to this user. Otherwise another user could plant or swap the files secrets go to.
+pub(crate) fn check_state_place(files: &[&Path]) -> Result<(), StateError> {
+    let me = euid();
+    let my_group = rustix::process::getegid().as_raw();
+    let mut seen: Vec<std::path::PathBuf> = Vec::new();
+    for file in files {
+        if let Ok(meta) = fs::symlink_metadata(file)
+            && meta.uid() != me
+        {
+            return Err(StateError::Untrusted {
+                kind: "state file",
+                path: file.to_path_buf(),
+                reason: format!(
+                    "it belongs to another user (uid {}), who may have planted it",
+                    meta.uid()
+                ),
+            });
+        }
+        // A directory that does not exist yet is reported by the write that needs it.
+        let Ok(dir) = fs::canonicalize(parent_dir(file)) else {
+            continue;
+        };
+        for d in dir.ancestors() {
+            if seen.iter().any(|s| s == d) {
+                break;
+            }
+            seen.push(d.to_path_buf());
+            let Ok(meta) = fs::metadata(d) else {
+                continue;
+            };
+            let mode = meta.mode();
+            let sticky = mode & 0o1000 != 0;
+            let reason = if meta.uid() != me && meta.uid() != 0 {
+                Some(format!("it belongs to another user (uid {})", meta.uid()))
+            } else if mode & 0o002 != 0 && !sticky {
+                Some(format!(
+                    "its mode is {:04o}: every user can write it",
+                    mode & 0o7777
+                ))
+            } else if mode & 0o020 != 0 && !sticky && meta.gid() != my_group {
+                Some(format!(
+                    "its mode is {:04o}: the users of group {} can write it",
+                    mode & 0o7777,
+                    meta.gid()
+                ))
+            } else {
+                None
+            };
+            if let Some(reason) = reason {
+                return Err(StateError::Untrusted {
+                    kind: "state directory",
+                    path: d.to_path_buf(),
+                    reason: format!(
+                        "{reason}, so they could swap the files secrets are written to. Keep the state in a directory only you can write (`chmod go-w`), or a sticky one"
+                    ),
+                });
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Makes a rename or a file creation in `dir` durable.
@@ -177,6 +368,66 @@ mod tests {
         write_atomic(&s, b"{\"a\":1}", FileKind::Secret, "secrets").unwrap();
         assert_eq!(fs::read(&s).unwrap(), b"{\"a\":1}");
         assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 2);
+    }
+
+    #[test]
+    fn a_new_file_is_never_written_over_an_existing_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("out.env");
+        write_atomic_new(&p, b"one", FileKind::Secret, "export").unwrap();
+        let err = write_atomic_new(&p, b"two", FileKind::Secret, "export").unwrap_err();
+        assert!(err.to_string().contains("--force"), "{err}");
+        assert_eq!(fs::read(&p).unwrap(), b"one");
+        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn a_planted_journal_is_never_opened_for_secrets() {
+        let dir = tempfile::tempdir().unwrap();
+        let j = dir.path().join("m.results.journal");
+        fs::write(&j, b"").unwrap();
+        fs::set_permissions(&j, fs::Permissions::from_mode(0o666)).unwrap();
+        assert!(open_secret_append(&j).is_err());
+        let link = dir.path().join("link.journal");
+        std::os::unix::fs::symlink(&j, &link).unwrap();
+        assert!(open_secret_append(&link).is_err());
+        fs::remove_file(&j).unwrap();
+        // The symlink dangles now: still not followed to create its target.
+        assert!(open_secret_append(&link).is_err());
+        assert!(!j.exists());
+    }
+
+    #[test]
+    fn a_secret_file_read_back_must_be_ours_and_0600() {
+        let dir = tempfile::tempdir().unwrap();
+        let j = dir.path().join("j");
+        assert!(open_own_secret_file(&j, "journal", 100).unwrap().is_none());
+        fs::write(&j, b"{}").unwrap();
+        fs::set_permissions(&j, fs::Permissions::from_mode(0o644)).unwrap();
+        let err = open_own_secret_file(&j, "journal", 100).unwrap_err();
+        assert!(err.to_string().contains("0644"), "{err}");
+        fs::set_permissions(&j, fs::Permissions::from_mode(0o600)).unwrap();
+        assert!(open_own_secret_file(&j, "journal", 100).unwrap().is_some());
+        let err = open_own_secret_file(&j, "journal", 1).unwrap_err();
+        assert!(err.to_string().contains("larger"), "{err}");
+        let link = dir.path().join("l");
+        std::os::unix::fs::symlink(&j, &link).unwrap();
+        let err = open_own_secret_file(&link, "journal", 100).unwrap_err();
+        assert!(err.to_string().contains("symbolic link"), "{err}");
+    }
+
+    #[test]
+    fn a_directory_others_can_write_is_refused_unless_sticky() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = dir.path().join("state");
+        fs::create_dir(&state).unwrap();
+        let f = state.join("m.results.json");
+        check_state_place(&[&f]).unwrap();
+        fs::set_permissions(&state, fs::Permissions::from_mode(0o777)).unwrap();
+        let err = check_state_place(&[&f]).unwrap_err();
+        assert!(err.to_string().contains("every user can write it"), "{err}");
+        fs::set_permissions(&state, fs::Permissions::from_mode(0o1777)).unwrap();
+        check_state_place(&[&f]).unwrap();
     }
 
     #[test]

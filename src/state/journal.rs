@@ -76,6 +76,25 @@ pub enum Outcome {
         /// What happened.
         detail: String,
     },
+    /// A token was created and its secret received, but it cannot be recorded as the item's
+    /// (no usable id): the secret is kept aside and the item is a possible orphan.
+    KeptAside {
+        /// The id as the API gave it, or 0.
+        token_id: i64,
+        /// The secret (plaintext mode).
+        #[serde(
+            default,
+            skip_serializing_if = "Option::is_none",
+            serialize_with = "Secret::serialize_exposed_opt"
+        )]
+        token: Option<Secret>,
+        /// The secret, sealed to the run's recipients (a secrets document listing it under
+        /// `superseded`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        sealed: Option<String>,
+        /// What was wrong.
+        detail: String,
+    },
     /// Definitely no token (the request was refused or never reached the server).
     NotCreated {
         /// The HTTP status, if an answer came.
@@ -111,16 +130,11 @@ pub struct Replayed {
 /// Reads a journal. A missing file is an empty journal; a cut-short last line is tolerated;
 /// a malformed line elsewhere is corruption.
 pub fn replay(path: &Path) -> Result<Replayed, StateError> {
-    let file = match std::fs::File::open(path) {
-        Ok(f) => f,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Replayed::default()),
-        Err(source) => {
-            return Err(StateError::Read {
-                kind: "journal",
-                path: path.to_path_buf(),
-                source,
-            });
-        }
+    // Not through a symlink, not a FIFO or device, ours and 0600, of a bounded size.
+    let Some(file) =
+        super::atomic::open_own_secret_file(path, "journal", crate::bounded::MAX_JOURNAL_BYTES)?
+    else {
+        return Ok(Replayed::default());
     };
     let mut out = Replayed::default();
     let mut pending: HashMap<u64, (TokenKey, String)> = HashMap::new();
@@ -136,6 +150,16 @@ pub fn replay(path: &Path) -> Result<Replayed, StateError> {
             continue;
         }
         let is_last = lines.peek().is_none();
+        // A record with a key twice (two `token`s) is not a cut-short line: corruption.
+        if let Err(super::results::DuplicateKey::At { .. }) =
+            super::results::reject_duplicate_keys(&line)
+        {
+            return Err(StateError::Corrupt {
+                kind: "journal",
+                path: path.to_path_buf(),
+                detail: format!("line {}: a key appears twice in one record", idx + 1),
+            });
+        }
         let record: JournalRecord = match serde_json::from_slice(&line) {
             Ok(r) => r,
             Err(_) if is_last => {
@@ -203,6 +227,13 @@ mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
 
+    /// The journal as this tool creates it: 0600 (anything else is refused).
+    fn write_0600(p: &Path, bytes: &[u8]) {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::write(p, bytes).unwrap();
+        std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
+
     fn intent(seq: u64) -> JournalRecord {
         JournalRecord::Intent {
             seq,
@@ -237,7 +268,7 @@ mod tests {
         );
         let full = bytes.clone();
         bytes.extend(&intent(3).to_line()[..10]);
-        std::fs::write(&p, &bytes).unwrap();
+        write_0600(&p, &bytes);
         let r = replay(&p).unwrap();
         assert!(r.truncated_tail);
         assert_eq!(r.outcomes.len(), 1);
@@ -256,7 +287,7 @@ mod tests {
         // A bad line that is not the last one is corruption, never skipped.
         let mut bad = b"{nope}\n".to_vec();
         bad.extend(&full);
-        std::fs::write(&p, &bad).unwrap();
+        write_0600(&p, &bad);
         let err = replay(&p).unwrap_err().to_string();
         assert!(err.contains("line 1"), "{err}");
     }

@@ -5,7 +5,7 @@
 
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, Write};
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use super::StateError;
@@ -21,18 +21,44 @@ impl StateLock {
     /// Takes the lock at `path` without waiting, or says who holds it.
     pub fn acquire(path: &Path) -> Result<StateLock, StateError> {
         let werr = |source| StateError::Write {
-            kind: "lock",
+            kind: "lock file",
             path: path.to_path_buf(),
             source,
         };
+        // Never through a symlink (its target would be truncated below), never a FIFO or a
+        // device (the open would block, or write somewhere else), never a file of another user
+        // or with other names (hard links): the lock file is truncated each time it is taken.
         let mut file = OpenOptions::new()
             .read(true)
             .write(true)
             .create(true)
             .truncate(false)
             .mode(0o644)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
             .open(path)
-            .map_err(werr)?;
+            .map_err(|e| {
+                if e.raw_os_error() == Some(libc::ELOOP) {
+                    unsafe_lock(path, "it is a symbolic link")
+                } else {
+                    werr(e)
+                }
+            })?;
+        let meta = file.metadata().map_err(werr)?;
+        if !meta.is_file() {
+            return Err(unsafe_lock(path, "it is not a regular file"));
+        }
+        if meta.nlink() > 1 {
+            return Err(unsafe_lock(
+                path,
+                "it has other names (hard links), so writing it would change another file",
+            ));
+        }
+        if meta.uid() != super::atomic::euid() {
+            return Err(unsafe_lock(
+                path,
+                &format!("it belongs to another user (uid {})", meta.uid()),
+            ));
+        }
         match file.try_lock() {
             Ok(()) => {}
             Err(std::fs::TryLockError::WouldBlock) => {
@@ -71,6 +97,15 @@ impl StateLock {
     }
 }
 
+/// The error for a lock file that must not be used.
+fn unsafe_lock(path: &Path, why: &str) -> StateError {
+    StateError::Untrusted {
+        kind: "lock file",
+        path: path.to_path_buf(),
+        reason: format!("{why}, and a lock file is rewritten each time it is taken"),
+    }
+}
+
 impl Drop for StateLock {
     fn drop(&mut self) {
         let _ = self.file.set_len(0);
@@ -97,5 +132,21 @@ mod tests {
         );
         drop(first);
         StateLock::acquire(&p).unwrap();
+    }
+
+    #[test]
+    fn a_symlinked_or_hard_linked_lock_never_truncates_its_target() {
+        let dir = tempfile::tempdir().unwrap();
+        let precious = dir.path().join("precious");
+        std::fs::write(&precious, b"keep me").unwrap();
+        let link = dir.path().join("s.lock");
+        std::os::unix::fs::symlink(&precious, &link).unwrap();
+        let err = StateLock::acquire(&link).unwrap_err();
+        assert!(err.to_string().contains("symbolic link"), "{err}");
+        let hard = dir.path().join("h.lock");
+        std::fs::hard_link(&precious, &hard).unwrap();
+        let err = StateLock::acquire(&hard).unwrap_err();
+        assert!(err.to_string().contains("hard links"), "{err}");
+        assert_eq!(std::fs::read(&precious).unwrap(), b"keep me");
     }
 }

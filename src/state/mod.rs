@@ -5,6 +5,7 @@
 //! This module knows nothing of HTTP: it records what the executor tells it.
 
 mod atomic;
+pub mod export;
 pub mod journal;
 mod lock;
 mod paths;
@@ -14,7 +15,7 @@ pub mod sealed;
 pub mod secrets;
 pub mod store;
 
-pub use atomic::{FileKind, parent_dir, write_atomic};
+pub use atomic::{FileKind, parent_dir, write_atomic, write_atomic_new};
 pub use journal::{JournalRecord, Outcome};
 pub use lock::StateLock;
 pub use paths::StatePaths;
@@ -89,6 +90,28 @@ pub enum StateError {
         path: PathBuf,
         /// Why.
         reason: String,
+    },
+    /// A state file or directory that another user made, could have made, or could change.
+    #[error(
+        "refusing to use {kind} {path}: {reason}\n  = help: check who made it and what it holds; move it away if it is not yours, then run again"
+    )]
+    Untrusted {
+        /// What it is ("journal file", "state directory").
+        kind: &'static str,
+        /// Its path.
+        path: PathBuf,
+        /// Why.
+        reason: String,
+    },
+    /// A file that is only ever written new exists already.
+    #[error(
+        "refusing to replace {kind} file {path}: it exists already\n  = help: pass --force to replace it, or choose another path"
+    )]
+    Exists {
+        /// Which file.
+        kind: &'static str,
+        /// Its path.
+        path: PathBuf,
     },
     /// Another run holds the lock on these state files.
     #[error(

@@ -239,7 +239,8 @@ impl Task {
 
     async fn run(mut self, mut rx: Receiver) -> (Store, Result<(), StateError>) {
         let mut batch: Vec<Msg> = Vec::new();
-        let mut buf: Vec<u8> = Vec::new();
+        // Journal records hold secrets: the buffer is zeroed when the recorder ends.
+        let mut buf = zeroize::Zeroizing::new(Vec::<u8>::new());
         while self.next_batch(&mut rx, &mut batch).await {
             let now = super::now_rfc3339();
             let (seqs, journal_ok) = self.journal_batch(&batch, &mut buf, &now);
@@ -350,30 +351,48 @@ impl Task {
     /// The outcome as the journal holds it: with recipients set, a received secret is sealed
     /// (as a one-token secrets document) before it reaches the disk.
     fn journaled(&self, key: &TokenKey, outcome: &Outcome) -> std::io::Result<Outcome> {
-        let (
-            Some(sealing),
+        let Some(sealing) = self.store.sealing() else {
+            return Ok(outcome.clone());
+        };
+        let seal = |doc: &SecretsFile| {
+            sealing
+                .recipients
+                .seal_secrets(doc)
+                .map(|armored| Some(String::from_utf8_lossy(&armored).into_owned()))
+                .map_err(std::io::Error::other)
+        };
+        let mut doc = SecretsFile::default();
+        match outcome {
             Outcome::Created {
                 token_id,
                 token: Some(token),
                 created_at,
                 ..
-            },
-        ) = (self.store.sealing(), outcome)
-        else {
-            return Ok(outcome.clone());
-        };
-        let mut doc = SecretsFile::default();
-        doc.insert(key, *token_id, token.clone());
-        let armored = sealing
-            .recipients
-            .seal_secrets(&doc)
-            .map_err(std::io::Error::other)?;
-        Ok(Outcome::Created {
-            token_id: *token_id,
-            token: None,
-            sealed: Some(String::from_utf8_lossy(&armored).into_owned()),
-            created_at: created_at.clone(),
-        })
+            } => {
+                doc.insert(key, *token_id, token.clone());
+                Ok(Outcome::Created {
+                    token_id: *token_id,
+                    token: None,
+                    sealed: seal(&doc)?,
+                    created_at: created_at.clone(),
+                })
+            }
+            Outcome::KeptAside {
+                token_id,
+                token: Some(token),
+                detail,
+                ..
+            } => {
+                doc.quarantine(key, *token_id, token.clone(), detail.clone());
+                Ok(Outcome::KeptAside {
+                    token_id: *token_id,
+                    token: None,
+                    sealed: seal(&doc)?,
+                    detail: detail.clone(),
+                })
+            }
+            other => Ok(other.clone()),
+        }
     }
 
     /// Applies each message to the store and acknowledges it.
@@ -449,7 +468,7 @@ impl Task {
         let path = self.store.paths.journal.clone();
         let mut keep: Vec<(&u64, &JournalRecord)> = self.pending.iter().collect();
         keep.sort_by_key(|(s, _)| **s);
-        let mut buf = Vec::new();
+        let mut buf = zeroize::Zeroizing::new(Vec::new());
         for (_, r) in keep {
             buf.extend(r.to_line());
         }
@@ -646,6 +665,15 @@ mod tests {
                 .await
                 .unwrap();
         }
+        // A secret in an answer that could not be recorded is kept aside, sealed too.
+        let s = h.intent(&key("odd"), 1).await.unwrap();
+        let kept = Outcome::KeptAside {
+            token_id: 0,
+            token: Some(Secret::new("plaintext-secret-kept-aside")),
+            sealed: None,
+            detail: "the id is unusable".into(),
+        };
+        h.outcome(s, &key("odd"), kept).await.unwrap();
         // Mid-run: the journal holds the outcomes, sealed.
         let mid = all_bytes(dir.path());
         assert!(mid.contains("BEGIN AGE ENCRYPTED FILE"), "{mid}");
@@ -673,6 +701,11 @@ mod tests {
         assert_eq!(
             all.get(&key("a")).unwrap().token.expose(),
             "plaintext-secret-a"
+        );
+        assert!(
+            all.superseded
+                .iter()
+                .any(|s| s.token.expose() == "plaintext-secret-kept-aside")
         );
         assert!(again.all_secrets(None).is_err());
     }

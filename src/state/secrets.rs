@@ -68,7 +68,9 @@ impl Default for SecretsFile {
 impl SecretsFile {
     /// Reads the file; missing means none yet. Unreadable or malformed is an error.
     pub fn load(path: &Path) -> Result<Option<SecretsFile>, StateError> {
-        let Some(file) = super::results::load_json::<SecretsFile>(path, "secrets")? else {
+        // Ours and 0600 only, never through a symlink; a key twice is corruption.
+        let Some(file) = super::results::load_own_secret_json::<SecretsFile>(path, "secrets")?
+        else {
             return Ok(None);
         };
         if file.version != SECRETS_VERSION {

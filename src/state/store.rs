@@ -61,6 +61,12 @@ impl Store {
     /// saves the merged files and removes the journal. `api_url` is checked against the one the
     /// results were made with.
     pub fn open(paths: StatePaths, api_url: Option<&str>) -> Result<Store, StateError> {
+        super::atomic::check_state_place(&[
+            &paths.results,
+            &paths.secrets,
+            &paths.journal,
+            &paths.lock,
+        ])?;
         let lock = StateLock::acquire(&paths.lock)?;
         // Refuse an unsafe secrets path now, before any request is sent. (A journal left by an
         // earlier run is only read, then replaced by a fresh 0600 one.)
@@ -323,6 +329,22 @@ impl Store {
                 }
             }
             Outcome::Ambiguous { detail } => {
+                self.results.note_orphan(key, &detail, at);
+                Applied::Noted
+            }
+            Outcome::KeptAside {
+                token_id,
+                token,
+                sealed,
+                detail,
+            } => {
+                if let Some(token) = token {
+                    self.secret_sink()
+                        .quarantine(key, token_id, token, detail.clone());
+                }
+                if let Some(blob) = sealed {
+                    self.recovered_sealed.push(blob);
+                }
                 self.results.note_orphan(key, &detail, at);
                 Applied::Noted
             }

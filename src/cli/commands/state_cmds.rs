@@ -1,6 +1,6 @@
 //! Commands over the recorded state: `orphans`, `import`, `export`.
 
-use std::io::BufRead;
+use crate::bounded::{MAX_SECRET_BYTES, read_first_line};
 
 use crate::cli::args::{
     ExportArgs, ExportFormat, ImportArgs, OrphansAction, OrphansArgs, OrphansTarget,
@@ -11,8 +11,10 @@ use crate::cli::output::{Printer, count, has};
 use crate::manifest::AccountSelector;
 use crate::plan::AccountBook;
 use crate::secret::Secret;
+use crate::state::export;
 use crate::state::{
     FileKind, Store, TokenKey, TokenRecord, TokenSource, now_rfc3339, write_atomic,
+    write_atomic_new,
 };
 
 /// `orphans list|clear`.
@@ -165,17 +167,18 @@ pub fn import(args: &ImportArgs, printer: &Printer) -> Result<Exit, CliError> {
 }
 
 fn read_secret(args: &ImportArgs) -> Result<Option<Secret>, CliError> {
+    // Regular files only and a size cap, for the file and for stdin alike.
     let line = if let Some(path) = &args.secret_file {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| CliError::usage(format!("cannot read {}: {e}", path.display())))?;
-        text.lines().next().unwrap_or_default().trim().to_owned()
+        crate::bounded::open_regular(path, crate::bounded::Symlinks::Follow)
+            .and_then(|f| read_first_line(std::io::BufReader::new(f), MAX_SECRET_BYTES))
+            .map_err(|e| CliError::usage(format!("cannot read {}: {e}", path.display())))?
+            .trim()
+            .to_owned()
     } else if args.secret_stdin {
-        let mut line = String::new();
-        std::io::stdin()
-            .lock()
-            .read_line(&mut line)
-            .map_err(|e| CliError::usage(format!("cannot read the secret from stdin: {e}")))?;
-        line.trim().to_owned()
+        read_first_line(std::io::stdin().lock(), MAX_SECRET_BYTES)
+            .map_err(|e| CliError::usage(format!("cannot read the secret from stdin: {e}")))?
+            .trim()
+            .to_owned()
     } else {
         return Ok(None);
     };
@@ -203,7 +206,7 @@ pub fn export(args: &ExportArgs, printer: &Printer) -> Result<Exit, CliError> {
         .map_err(|e| CliError::Fatal {
             message: e.to_string(),
         })?;
-    let mut rows: Vec<(TokenKey, Option<String>, i64, &Secret)> = Vec::new();
+    let mut rows: Vec<export::Row<'_>> = Vec::new();
     let mut missing = 0usize;
     for a in &settings.manifest.accounts {
         let name = match &a.selector {
@@ -220,53 +223,24 @@ pub fn export(args: &ExportArgs, printer: &Printer) -> Result<Exit, CliError> {
                 token_name: t.clone(),
             };
             match secrets.get(&key) {
-                Some(rec) => rows.push((key, name.clone(), rec.token_id, &rec.token)),
+                Some(rec) => rows.push(export::Row {
+                    key,
+                    account_name: name.clone(),
+                    token_id: rec.token_id,
+                    token: &rec.token,
+                }),
                 None => missing += 1,
             }
         }
     }
-    // The one place secrets are rendered for export.
-    let text = match args.format {
-        ExportFormat::Json => {
-            let v: Vec<serde_json::Value> = rows
-                .iter()
-                .map(|(k, name, id, s)| {
-                    let mut o = serde_json::json!({
-                        "account_id": k.account_id,
-                        "token_name": k.token_name,
-                        "token_id": id,
-                        "token": s.expose(),
-                    });
-                    if let (Some(n), Some(obj)) = (name, o.as_object_mut()) {
-                        obj.insert("account_name".into(), n.clone().into());
-                    }
-                    o
-                })
-                .collect();
-            let mut t = serde_json::to_string_pretty(&v).unwrap_or_default();
-            t.push('\n');
-            t
-        }
-        ExportFormat::Csv => {
-            let mut t = String::from("account_id,token_name,token_id,token\n");
-            for (k, _, id, s) in &rows {
-                t.push_str(&format!(
-                    "{},{},{id},{}\n",
-                    k.account_id,
-                    csv_field(&k.token_name),
-                    csv_field(s.expose())
-                ));
-            }
-            t
-        }
-        ExportFormat::Dotenv => {
-            let mut t = String::new();
-            for (k, _, _, s) in &rows {
-                t.push_str(&format!("{}={}\n", dotenv_name(k), s.expose()));
-            }
-            t
-        }
+    let format = match args.format {
+        ExportFormat::Json => export::Format::Json,
+        ExportFormat::Csv => export::Format::Csv,
+        ExportFormat::Dotenv => export::Format::Dotenv,
     };
+    let text = export::render(format, &rows).map_err(|e| CliError::Fatal {
+        message: e.to_string(),
+    })?;
     if args.stdout {
         printer
             .out_bytes(text.as_bytes())
@@ -274,7 +248,11 @@ pub fn export(args: &ExportArgs, printer: &Printer) -> Result<Exit, CliError> {
                 message: format!("cannot write the secrets to stdout: {e}"),
             })?;
     } else if let Some(out) = &args.out {
-        write_atomic(out, text.as_bytes(), FileKind::Secret, "export")?;
+        if args.force {
+            write_atomic(out, text.as_bytes(), FileKind::Secret, "export")?;
+        } else {
+            write_atomic_new(out, text.as_bytes(), FileKind::Secret, "export")?;
+        }
         printer.info(&format!(
             "Wrote {} to {} (mode 0600).",
             count(rows.len(), "secret"),
@@ -289,29 +267,4 @@ pub fn export(args: &ExportArgs, printer: &Printer) -> Result<Exit, CliError> {
         ));
     }
     Ok(Exit::Success)
-}
-
-fn csv_field(s: &str) -> String {
-    if s.contains([',', '"', '\n', '\r']) {
-        format!("\"{}\"", s.replace('"', "\"\""))
-    } else {
-        s.to_owned()
-    }
-}
-
-/// `LOGZIO_TOKEN_<ACCOUNT>_<NAME>` with the name upper-cased and anything else than
-/// letters and digits turned into `_`.
-pub fn dotenv_name(k: &TokenKey) -> String {
-    let name: String = k
-        .token_name
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() {
-                c.to_ascii_uppercase()
-            } else {
-                '_'
-            }
-        })
-        .collect();
-    format!("LOGZIO_TOKEN_{}_{name}", k.account_id)
 }
