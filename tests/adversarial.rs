@@ -973,3 +973,43 @@ fn a_created_at_out_of_range_is_unknown_not_1969() {
     // Unknown: the time the tool recorded it, this century.
     assert!(at.starts_with("20"), "{at}");
 }
+
+/// Item 6: an `api_url` whose host is not a Logz.io API host (a typo, or a look-alike) gets a
+/// warning naming the host before the owner token is sent anywhere; Logz.io hosts and loopback
+/// get none.
+#[test]
+fn an_api_url_that_is_not_a_logzio_host_is_named_in_a_warning() {
+    let env = Env::new();
+    env.write("m.yaml", &manifest_yaml(&[160_343], &["ci"]));
+    let run = env.run_cmd(
+        env.cmd()
+            .args(["plan", "m.yaml"])
+            .env("LOGZIO_API_URL", "https://api.logz.io.attacker.invalid")
+            .env("LOGZIO_API_TOKEN", "owner-token-for-the-warning-test"),
+        Duration::from_secs(60),
+    );
+    assert!(
+        run.stderr.contains(
+            "warning: the API URL's host api.logz.io.attacker.invalid is not a Logz.io API host"
+        ),
+        "{}",
+        run.stderr
+    );
+    assert!(!run.stderr.contains("owner-token-for-the-warning-test"));
+    // (Logz.io's own hosts are checked by the endpoint module's unit test: a test never
+    // calls the real service.)
+    for url in ["http://127.0.0.1:9", "http://localhost:9"] {
+        let run = env.run_cmd(
+            env.cmd()
+                .args(["plan", "m.yaml"])
+                .env("LOGZIO_API_URL", url)
+                .env("LOGZIO_API_TOKEN", "x"),
+            Duration::from_secs(60),
+        );
+        assert!(
+            !run.stderr.contains("is not a Logz.io API host"),
+            "{url}: {}",
+            run.stderr
+        );
+    }
+}

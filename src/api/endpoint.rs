@@ -142,6 +142,20 @@ pub fn parse_base_url(text: &str) -> Result<Url, UrlProblem> {
     Ok(url)
 }
 
+/// The host of a custom base URL that is neither a Logz.io API host (`api*.logz.io`) nor
+/// loopback: the owner token would go to a third party, which deserves a warning naming it.
+pub fn foreign_host(base_url: &str) -> Option<String> {
+    let url = Url::parse(base_url).ok()?;
+    if is_loopback(&url) {
+        return None;
+    }
+    let host = url.host_str()?.to_ascii_lowercase();
+    let logzio = host
+        .strip_suffix(".logz.io")
+        .is_some_and(|sub| sub == "api" || sub.starts_with("api-"));
+    (!logzio).then_some(host)
+}
+
 /// Whether the URL's host is `localhost` or a loopback address.
 pub(crate) fn is_loopback(url: &Url) -> bool {
     match url.host() {
@@ -236,5 +250,25 @@ mod tests {
             check_base_url("http://example.com"),
             Err(ApiError::InsecureUrl { .. })
         ));
+    }
+
+    #[test]
+    fn a_host_that_is_not_logzio_is_named() {
+        assert_eq!(foreign_host("https://api-eu.logz.io/"), None);
+        assert_eq!(foreign_host("https://api.logz.io"), None);
+        assert_eq!(foreign_host("http://127.0.0.1:8080"), None);
+        assert_eq!(foreign_host("http://localhost:1/x/"), None);
+        assert_eq!(
+            foreign_host("https://api.logz.io.evil.example"),
+            Some("api.logz.io.evil.example".to_owned())
+        );
+        assert_eq!(
+            foreign_host("https://proxy.corp.example/logzio/"),
+            Some("proxy.corp.example".to_owned())
+        );
+        assert_eq!(
+            foreign_host("https://app.logz.io"),
+            Some("app.logz.io".to_owned())
+        );
     }
 }

@@ -40,6 +40,22 @@ pub struct ApiSetup {
 }
 
 impl ApiSetup {
+    /// A warning when the owner token goes to a host that is not a Logz.io API host (a proxy
+    /// or a typo), naming the host; none for regions, loopback and the simulator.
+    pub fn foreign_host_warning(&self) -> Option<String> {
+        if self.simulate {
+            return None;
+        }
+        let Endpoint::Url(url) = &self.endpoint else {
+            return None;
+        };
+        crate::api::endpoint::foreign_host(url).map(|host| {
+            format!(
+                "the API URL's host {host} is not a Logz.io API host (api*.logz.io): the owner token is sent to it; check that it is your proxy"
+            )
+        })
+    }
+
     /// The name the results file records for this endpoint.
     pub fn identity(&self) -> String {
         if self.simulate {

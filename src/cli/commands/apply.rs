@@ -26,6 +26,9 @@ pub async fn run(args: &ApplyArgs, printer: &Printer) -> Result<Exit, CliError> 
     let mut store = Store::open(run.paths.clone(), Some(&run.api.identity()))?;
     report_recovery(printer, &store);
     seal_or_warn(printer, &settings, &mut store);
+    if let Some(warning) = run.api.foreign_host_warning() {
+        printer.warn(&warning);
+    }
     let conn = Connection::open(run, run.exec.concurrency as usize).await?;
     let mut plan = plan_of(&settings, &conn, &store)?;
     // Accounts that cannot get tokens are this run's failures, reported by name, before any write.

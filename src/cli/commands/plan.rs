@@ -13,6 +13,9 @@ use crate::state::{FileKind, Store, write_atomic};
 pub async fn run(args: &PlanArgs, printer: &Printer) -> Result<Exit, CliError> {
     let settings = PlanSettings::resolve(args)?;
     let run = &settings.run;
+    if let Some(warning) = run.api.foreign_host_warning() {
+        printer.warn(&warning);
+    }
     let conn = Connection::open(run, 4).await?;
     let store = Store::read(run.paths.clone(), Some(&run.api.identity()))?;
     if store.recovery.recovered_tokens > 0 || store.recovery.interrupted > 0 {
