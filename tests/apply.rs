@@ -817,6 +817,7 @@ fn json_output_is_versioned_lines_without_secrets() {
             ["plan_counts", "item", "ambiguous", "summary"].contains(&t),
             "unexpected type: {l}"
         );
+        assert_line_shape(t, l);
         *types.entry(t.to_owned()).or_default() += 1;
     }
     assert_eq!(types.get("plan_counts"), Some(&1));
@@ -842,6 +843,98 @@ fn json_output_is_versioned_lines_without_secrets() {
     let rec = case.check(true);
     assert_eq!(summary["possible_orphans"], rec.orphans.len());
     assert_no_secret(&case, "stdout", &run.stdout);
+}
+
+/// Each line type has exactly its documented fields, each of its documented JSON type
+/// (scripts rely on the shape, not only on the counts).
+fn assert_line_shape(kind: &str, line: &Value) {
+    use Value as V;
+    let num = |v: &V| v.is_number();
+    let int = |v: &V| v.is_u64() || v.is_i64();
+    let text = |v: &V| v.is_string();
+    let int_or_null = |v: &V| v.is_u64() || v.is_null();
+    type Fields = Vec<(&'static str, fn(&V) -> bool)>;
+    let (required, optional): (Fields, Fields) = match kind {
+        "plan_counts" => (
+            vec![
+                ("create", int),
+                ("endpoint", text),
+                ("failed_before_start", int),
+                ("manifest", text),
+                ("present", int),
+                ("remove_by_hand", int),
+            ],
+            vec![],
+        ),
+        "item" => (
+            vec![
+                ("account_id", int),
+                ("attempts", int),
+                ("result", text),
+                ("token_name", text),
+            ],
+            vec![
+                ("token_id", int),
+                ("http_status", int_or_null),
+                ("error", text),
+            ],
+        ),
+        "ambiguous" => (
+            vec![("account_id", int), ("detail", text), ("token_name", text)],
+            vec![],
+        ),
+        "summary" => (
+            vec![
+                ("already_present", int),
+                ("ambiguous", int),
+                ("attempts", int),
+                ("created", int),
+                ("elapsed_seconds", num),
+                ("exit_code", int),
+                ("failed", int),
+                ("final_rate_per_second", num),
+                ("not_attempted", int),
+                ("possible_orphans", int),
+                ("rate_limited", int),
+                ("results_file", text),
+                ("retries", int),
+                ("secrets_file", text),
+                ("stop", text),
+            ],
+            vec![],
+        ),
+        other => panic!("unknown line type {other}"),
+    };
+    let obj = line.as_object().unwrap();
+    for (field, check) in &required {
+        let v = obj
+            .get(*field)
+            .unwrap_or_else(|| panic!("{kind} line without `{field}`: {line}"));
+        assert!(
+            check(v),
+            "{kind} line: `{field}` has the wrong type: {line}"
+        );
+    }
+    for (field, v) in obj {
+        if field == "type" || field == "v" || required.iter().any(|(f, _)| f == field) {
+            continue;
+        }
+        let check = optional
+            .iter()
+            .find(|(f, _)| f == field)
+            .unwrap_or_else(|| panic!("{kind} line has an undocumented field `{field}`: {line}"));
+        assert!(
+            (check.1)(v),
+            "{kind} line: `{field}` has the wrong type: {line}"
+        );
+    }
+    if kind == "item" {
+        match line["result"].as_str() {
+            Some("created") => assert!(line["token_id"].is_i64() || line["token_id"].is_u64()),
+            Some("failed") => assert!(line["error"].is_string(), "{line}"),
+            other => panic!("item result {other:?}: {line}"),
+        }
+    }
 }
 
 #[test]

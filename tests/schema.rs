@@ -40,27 +40,51 @@ fn the_schema_command_prints_the_committed_files() {
 }
 
 #[test]
-fn a_results_file_written_by_the_tool_validates_against_its_schema() {
-    use logzio_tokens::state::{ResultsFile, TokenKey, TokenRecord};
-    let mut r = ResultsFile::new(Some("https://api-eu.logz.io".into()));
-    let key = TokenKey {
-        account_id: 160343,
-        token_name: "ci".into(),
-    };
-    r.insert(
-        &key,
-        TokenRecord {
-            token_id: 7386,
-            created_at: "2021-05-24T12:11:51Z".into(),
-            source: None,
+fn results_files_written_by_real_runs_validate_against_the_schema() {
+    use logzio_tokens::simulator::{FaultRates, SimConfig};
+    // Runs that fill every part of the file: created tokens, an account given by name
+    // (resolved_names), an unknown account (failures), ambiguous faults (possible_orphans),
+    // and an imported token (source).
+    let env = crate::util::Env::with_sim(SimConfig {
+        seed: 3,
+        faults: FaultRates {
+            error_after_create: 0.3,
+            drop_after_create: 0.1,
+            ..FaultRates::default()
         },
+        ..SimConfig::default()
+    });
+    let accounts = "version: 1\naccounts:\n  - id: 160343\n    tokens: [a, b, c, d, e, f]\n  - name: payments-staging\n    tokens: [ci]\n  - id: 999999\n    tokens: [x]\n  - id: 160345\n    tokens: [imported]\n";
+    env.write("m.yaml", accounts);
+    let secret = env.write("s.txt", "imported-secret");
+    env.run(&[
+        "import",
+        "m.yaml",
+        "--account-id",
+        "160345",
+        "--token-name",
+        "imported",
+        "--token-id",
+        "424242",
+        "--secret-file",
+        secret.to_str().unwrap(),
+    ])
+    .expect_code(0);
+    let run = env.run(&["apply", "m.yaml", "--yes"]);
+    assert_eq!(run.code, Some(1), "{}", run.stderr);
+    let instance = env.json("m.results.json");
+    // The run really filled the optional parts the schema describes.
+    for part in ["resolved_names", "failures", "possible_orphans"] {
+        assert!(
+            instance[part].as_object().is_some_and(|o| !o.is_empty())
+                || instance[part].as_array().is_some_and(|a| !a.is_empty()),
+            "the run left `{part}` empty: {instance}"
+        );
+    }
+    assert_eq!(
+        instance["accounts"]["160345"]["imported"]["source"],
+        "imported"
     );
-    r.note_orphan(
-        &key,
-        "connection lost after the request was sent",
-        "2026-11-23T19:59:58.000Z",
-    );
-    let instance: serde_json::Value = serde_json::from_slice(&r.to_bytes()).unwrap();
     let schema: serde_json::Value =
         serde_json::from_str(&committed("results.schema.json")).unwrap();
     let validator = jsonschema::validator_for(&schema).unwrap();
