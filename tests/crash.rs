@@ -15,7 +15,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stderr)]
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::Read as _;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -59,6 +59,8 @@ struct KillStats {
     missed: u64,
     /// Temp files left by writes the kills interrupted.
     leftovers: u64,
+    /// Secrets killed runs' journals held as received (each checked after the resume).
+    journal_secrets: u64,
 }
 
 fn spawn(env: &Env, files: &Files, extra: &[&str]) -> Child {
@@ -106,6 +108,31 @@ fn run_and_kill(env: &Env, files: &Files, extra: &[&str], at: KillAt) -> bool {
     child.kill().unwrap(); // SIGKILL
     child.wait().unwrap();
     true
+}
+
+/// The created outcomes a journal holds: (key, token id) -> secret. A cut-short last line
+/// (the kill came mid-write) holds nothing yet.
+fn received_in_journal(journal: &Path) -> BTreeMap<(Key, i64), String> {
+    let mut out = BTreeMap::new();
+    let Ok(text) = std::fs::read_to_string(journal) else {
+        return out;
+    };
+    for line in text.lines() {
+        let Ok(v) = serde_json::from_str::<Value>(line) else {
+            continue;
+        };
+        if v["kind"] == "outcome" && v["result"] == "created" {
+            let key = (
+                v["account_id"].as_u64().unwrap() as u32,
+                v["token_name"].as_str().unwrap().to_owned(),
+            );
+            out.insert(
+                (key, v["token_id"].as_i64().unwrap()),
+                v["token"].as_str().unwrap().to_owned(),
+            );
+        }
+    }
+    out
 }
 
 /// After a kill: whatever is on disk parses, and nothing recorded is wrong.
@@ -177,12 +204,15 @@ fn kill_then_resume(
     let label = format!("seed {seed} {}", workload.shape);
     let mut problems = Vec::new();
     let mut stats = KillStats::default();
+    // Every secret a killed run's journal holds as received, by (key, token id).
+    let mut received: BTreeMap<(Key, i64), String> = BTreeMap::new();
     for (i, at) in kills.iter().enumerate() {
         if run_and_kill(&env, &files, extra, *at) {
             stats.kills += 1;
         } else {
             stats.missed += 1;
         }
+        received.extend(received_in_journal(&files.journal()));
         problems.extend(check_after_kill(
             &env,
             &files,
@@ -199,6 +229,18 @@ fn kill_then_resume(
         &format!("{label} resume"),
         &mut problems,
     );
+    // A secret the journal held as received is recorded after the resume, under its key, with
+    // the same id and secret: it never turns into a possible orphan and a duplicate.
+    let after = Recorded::read(&files);
+    for ((key, id), secret) in &received {
+        let recorded = after.secrets.get(key);
+        if recorded != Some(&(*id, secret.clone())) {
+            problems.push(format!(
+                "{label}: the journal held token {id} of {key:?} as received, but after the resume the secrets file has {recorded:?}"
+            ));
+        }
+    }
+    stats.journal_secrets = received.len() as u64;
     stats.leftovers = leftover_temp_files(files.results.parent().unwrap(), &mut problems) as u64;
     let mut tally = Tally {
         scenarios: 1,
@@ -226,6 +268,7 @@ fn run_all(suite: &str, seeds: Vec<CrashSeed>) {
         stats.kills += k.kills;
         stats.missed += k.missed;
         stats.leftovers += k.leftovers;
+        stats.journal_secrets += k.journal_secrets;
         problems.extend(p);
     }
     eprintln!(
@@ -236,6 +279,10 @@ fn run_all(suite: &str, seeds: Vec<CrashSeed>) {
         stats.leftovers
     );
     assert!(stats.kills > 0, "no kill landed: the test proved nothing");
+    assert!(
+        stats.journal_secrets > 0,
+        "no killed run's journal held a received secret: the journal check proved nothing"
+    );
     assert!(problems.is_empty(), "{}", problems.join("\n\n"));
 }
 
