@@ -1,6 +1,7 @@
 //! The integration tests: one binary, one module per concern, a shared harness in `util`.
 mod adversarial;
 mod apply;
+mod ceiling;
 mod chaos;
 mod client;
 mod crash;

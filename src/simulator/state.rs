@@ -200,6 +200,8 @@ struct State {
     rng: StdRng,
     counters: Counters,
     bucket: Option<TokenBucket>,
+    /// When each API request arrived, in order (for tests of the client's rate).
+    arrivals: Vec<Instant>,
 }
 
 /// The state shared by the accept loop, every connection and every [`SimHandle`].
@@ -251,6 +253,7 @@ impl Shared {
                 bucket: config
                     .max_requests_per_second
                     .map(|rate| TokenBucket::new(rate, Instant::now())),
+                arrivals: Vec::new(),
             }),
         }
     }
@@ -287,6 +290,7 @@ impl Shared {
         let mut guard = self.lock();
         let state = &mut *guard;
         state.counters.requests += 1;
+        state.arrivals.push(Instant::now());
         let request = state.counters.requests;
         let mut delay = self.latency;
         if self.jitter_nanos > 0 {
@@ -606,6 +610,11 @@ impl SimHandle {
     /// Every token created so far, in creation order, secrets included.
     pub fn ground_truth(&self) -> Vec<CreatedToken> {
         self.shared.ground_truth()
+    }
+
+    /// When each API request arrived (limited or not), in order.
+    pub fn arrivals(&self) -> Vec<Instant> {
+        self.shared.lock().arrivals.clone()
     }
 
     /// A snapshot of the counters.
