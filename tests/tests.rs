@@ -7,6 +7,7 @@ mod hostile;
 mod hygiene;
 mod manifest;
 mod ops;
+mod rate;
 mod schema;
 mod simulator;
 mod util;

@@ -10,7 +10,7 @@ use super::args::{ApiArgs, StateArgs};
 use super::error::CliError;
 use crate::api::{Endpoint, Region};
 use crate::execution::{
-    DEFAULT_CONCURRENCY, DEFAULT_MAX_ATTEMPTS, DEFAULT_RATE_PER_SECOND,
+    DEFAULT_CONCURRENCY, DEFAULT_MAX_AMBIGUOUS, DEFAULT_MAX_ATTEMPTS, DEFAULT_RATE_PER_SECOND,
     DEFAULT_REQUEST_TIMEOUT_SECONDS,
 };
 use crate::manifest::{self, Manifest, limits};
@@ -129,6 +129,8 @@ pub struct ExecSettings {
     pub rate: f64,
     /// Attempts per token.
     pub max_attempts: u32,
+    /// Ambiguous attempts per token.
+    pub max_ambiguous: u32,
 }
 
 /// Resolves concurrency, rate and attempts.
@@ -137,6 +139,7 @@ pub fn resolve_exec(
     concurrency: Option<u32>,
     rate: Option<f64>,
     max_attempts: Option<u32>,
+    max_ambiguous: Option<u32>,
 ) -> Result<ExecSettings, CliError> {
     let concurrency = match concurrency {
         Some(c) => check_range_u32("--concurrency", c, limits::CONCURRENCY)?,
@@ -156,10 +159,18 @@ pub fn resolve_exec(
             .max_attempts
             .unwrap_or(DEFAULT_MAX_ATTEMPTS),
     };
+    let max_ambiguous = match max_ambiguous {
+        Some(a) => check_range_u32("--max-ambiguous", a, limits::MAX_AMBIGUOUS)?,
+        None => manifest
+            .settings
+            .max_ambiguous
+            .unwrap_or(DEFAULT_MAX_AMBIGUOUS),
+    };
     Ok(ExecSettings {
         concurrency,
         rate,
         max_attempts,
+        max_ambiguous,
     })
 }
 

@@ -2,12 +2,15 @@
 //! retries with backoff, and every outcome made durable (through the state recorder) before
 //! it is acted on.
 
+mod ambiguity;
 mod backoff;
+mod controller;
 mod pacer;
 mod runner;
 
+pub use ambiguity::DEFAULT_MAX_AMBIGUOUS;
 pub use backoff::Backoff;
-pub use pacer::{Pacer, PacerSnapshot};
+pub use pacer::{Answer, Pacer, PacerSnapshot, Ticket};
 pub use runner::{
     Cancel, ExecConfig, ItemEvent, ItemResult, Observer, RunReport, Stats, StopReason, execute,
 };

@@ -12,7 +12,8 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
-use super::{Backoff, Pacer};
+use super::ambiguity::{Breaker, breaker_message};
+use super::{Answer, Backoff, Pacer, Ticket};
 use crate::api::{ApiClient, ApiError, ErrorClass};
 use crate::state::journal::Outcome;
 use crate::state::store::Applied;
@@ -25,6 +26,8 @@ pub struct ExecConfig {
     pub concurrency: usize,
     /// Most attempts per token.
     pub max_attempts: u32,
+    /// Most ambiguous attempts per token (each may have created one that is not recorded).
+    pub max_ambiguous: u32,
     /// Stop at the first item that fails for good.
     pub fail_fast: bool,
     /// Retry delays.
@@ -161,6 +164,8 @@ pub enum StopReason {
     FailFast,
     /// Ctrl-C.
     Interrupted,
+    /// Too many recent answers were ambiguous: the service answers errors after creating.
+    AmbiguityBreaker(String),
 }
 
 /// What a run did.
@@ -182,6 +187,8 @@ pub struct RunReport {
     pub rate_limited: u64,
     /// Ambiguous outcomes.
     pub ambiguous: u64,
+    /// Items not re-sent because they used up their ambiguous attempts.
+    pub ambiguity_exhausted: u64,
     /// Requests abandoned in flight when the drain timed out.
     pub abandoned: u64,
     /// Wall time.
@@ -201,6 +208,8 @@ struct Item {
     attempt: u32,
     /// Attempts answered 429.
     rate_limited: u32,
+    /// Attempts whose outcome was ambiguous.
+    ambiguous: u32,
     last_error: Option<(Option<u16>, String)>,
 }
 
@@ -222,6 +231,8 @@ struct Shared {
     stats: Arc<Stats>,
     observer: Option<Arc<dyn Observer>>,
     max_attempts: u32,
+    max_ambiguous: u32,
+    breaker: std::sync::Mutex<Breaker>,
 }
 
 impl Shared {
@@ -229,6 +240,19 @@ impl Shared {
         if let Some(o) = &self.observer {
             o.event(&e);
         }
+    }
+
+    fn breaker(&self) -> std::sync::MutexGuard<'_, Breaker> {
+        self.breaker.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Why the run must stop sending, when the ambiguity breaker opened.
+    fn breaker_stop(&self) -> Option<String> {
+        let b = self.breaker();
+        b.is_open().then(|| {
+            let (ambiguous, of) = b.recent();
+            breaker_message(ambiguous, of)
+        })
     }
 }
 
@@ -253,6 +277,8 @@ pub async fn execute(
         stats: stats.clone(),
         observer,
         max_attempts: config.max_attempts.max(1),
+        max_ambiguous: config.max_ambiguous.max(1),
+        breaker: std::sync::Mutex::new(Breaker::default()),
     });
     let mut queue: VecDeque<Item> = items
         .into_iter()
@@ -260,6 +286,7 @@ pub async fn execute(
             key,
             attempt: 0,
             rate_limited: 0,
+            ambiguous: 0,
             last_error: None,
         })
         .collect();
@@ -276,6 +303,7 @@ pub async fn execute(
         retries: 0,
         rate_limited: 0,
         ambiguous: 0,
+        ambiguity_exhausted: 0,
         abandoned: 0,
         elapsed: Duration::ZERO,
         final_rate: 0.0,
@@ -290,20 +318,24 @@ pub async fn execute(
             report.stop = StopReason::Interrupted;
             break;
         }
+        if let Some(why) = shared.breaker_stop() {
+            report.stop = StopReason::AmbiguityBreaker(why);
+            break;
+        }
         let now = Instant::now();
         let due_retry = retries.peek().is_some_and(|Reverse((t, _))| *t <= now);
         let has_work = due_retry || !queue.is_empty();
         if inflight.len() < concurrency && has_work {
             // Wait for a send slot, but stay responsive to Ctrl-C and finished attempts.
-            tokio::select! {
+            let ticket = tokio::select! {
                 biased;
                 () = cancel.cancelled() => continue,
                 Some(res) = inflight.join_next(), if !inflight.is_empty() => {
                     handle(res, &mut report, &mut retries, &mut retry_items, &mut retry_seq, &config, &shared);
                     continue;
                 }
-                () = shared.pacer.acquire() => {}
-            }
+                t = shared.pacer.acquire() => t,
+            };
             let item = if due_retry {
                 match retries.pop() {
                     Some(Reverse((_, id))) => retry_items.remove(&id),
@@ -315,7 +347,7 @@ pub async fn execute(
             if let Some(mut item) = item {
                 item.attempt += 1;
                 let sh = shared.clone();
-                inflight.spawn(async move { attempt(item, sh).await });
+                inflight.spawn(async move { attempt(item, sh, ticket).await });
             }
             continue;
         }
@@ -411,6 +443,17 @@ fn handle(
     match outcome {
         AttemptOutcome::Created => report.created += 1,
         AttemptOutcome::Retry { item, retry_after } => {
+            if item.ambiguous >= shared.max_ambiguous {
+                // Each re-send may leave one more token only a person can delete.
+                let (status, _) = item.last_error.clone().unwrap_or((None, String::new()));
+                let why = format!(
+                    "not sent again after {} ambiguous attempts (each may have created a token; see the possible orphans)",
+                    item.ambiguous
+                );
+                report.ambiguity_exhausted += 1;
+                fail(report, shared, config, item, status, why);
+                return;
+            }
             if item.attempt >= shared.max_attempts || item.rate_limited >= MAX_RATE_LIMITED_PER_ITEM
             {
                 let (status, error) = item
@@ -478,7 +521,7 @@ fn fail(
 }
 
 /// One attempt: journal the intent, send, journal the outcome, then decide.
-async fn attempt(mut item: Item, sh: Arc<Shared>) -> AttemptOutcome {
+async fn attempt(mut item: Item, sh: Arc<Shared>, ticket: Ticket) -> AttemptOutcome {
     let seq = match sh.recorder.intent(&item.key, item.attempt).await {
         Ok(s) => s,
         Err(e) => return AttemptOutcome::State(e),
@@ -492,7 +535,7 @@ async fn attempt(mut item: Item, sh: Arc<Shared>) -> AttemptOutcome {
     sh.stats.in_flight.fetch_sub(1, Ordering::Relaxed);
     match res {
         Ok(created) => {
-            sh.pacer.on_accepted();
+            sh.pacer.on_answer(ticket, Answer::Served, None);
             let created_at = created
                 .created_at
                 .map(epoch_to_rfc3339)
@@ -509,6 +552,8 @@ async fn attempt(mut item: Item, sh: Arc<Shared>) -> AttemptOutcome {
                         "the API returned token id {token_id}, already recorded for {other}; the secret was kept aside"
                     );
                     Stats::add(&sh.stats.ambiguous, 1);
+                    sh.breaker().record(true);
+                    item.ambiguous += 1;
                     sh.emit(ItemEvent::Ambiguous {
                         key: item.key.clone(),
                         detail: detail.clone(),
@@ -520,6 +565,7 @@ async fn attempt(mut item: Item, sh: Arc<Shared>) -> AttemptOutcome {
                     }
                 }
                 Ok(_) => {
+                    sh.breaker().record(false);
                     Stats::add(&sh.stats.created, 1);
                     sh.emit(ItemEvent::Done {
                         key: item.key,
@@ -531,19 +577,33 @@ async fn attempt(mut item: Item, sh: Arc<Shared>) -> AttemptOutcome {
                 Err(e) => AttemptOutcome::State(e),
             }
         }
-        Err(e) => on_error(item, seq, e, &sh).await,
+        Err(e) => on_error(item, seq, e, &sh, ticket).await,
     }
 }
 
-async fn on_error(mut item: Item, seq: u64, e: ApiError, sh: &Shared) -> AttemptOutcome {
+async fn on_error(
+    mut item: Item,
+    seq: u64,
+    e: ApiError,
+    sh: &Shared,
+    ticket: Ticket,
+) -> AttemptOutcome {
     let class = e.class();
     let status = e.http_status();
     let detail = e.short();
     if e.is_rate_limited() {
         Stats::add(&sh.stats.rate_limited, 1);
-        sh.pacer.on_rate_limited(e.retry_after());
-    } else if status.is_some() {
-        sh.pacer.on_accepted();
+        sh.pacer.on_answer(ticket, Answer::Limited, e.retry_after());
+    } else {
+        // 5xx and timeouts are not a rate signal: they have their own backoff, and ambiguous
+        // ones their own budget.
+        let answer = if status.is_some() {
+            Answer::Served
+        } else {
+            Answer::Lost
+        };
+        sh.pacer.on_answer(ticket, answer, None);
+        sh.breaker().record(class == ErrorClass::Ambiguous);
     }
     let outcome = match class {
         ErrorClass::Ambiguous => Outcome::Ambiguous {
@@ -568,6 +628,7 @@ async fn on_error(mut item: Item, seq: u64, e: ApiError, sh: &Shared) -> Attempt
         ErrorClass::Retryable | ErrorClass::Ambiguous => {
             if class == ErrorClass::Ambiguous {
                 Stats::add(&sh.stats.ambiguous, 1);
+                item.ambiguous += 1;
                 sh.emit(ItemEvent::Ambiguous {
                     key: item.key.clone(),
                     detail: detail.clone(),

@@ -16,7 +16,7 @@ pub use atomic::{FileKind, write_atomic};
 pub use journal::{JournalRecord, Outcome};
 pub use lock::StateLock;
 pub use paths::StatePaths;
-pub use results::{Failure, PossibleOrphan, ResultsFile, TokenRecord};
+pub use results::{Failure, LearnedRate, PossibleOrphan, ResultsFile, TokenRecord};
 pub use secrets::{SecretRecord, SecretsFile};
 pub use store::{Recorder, RecorderHandle, Store};
 

@@ -251,6 +251,7 @@ enum Msg {
     },
     Failure(Failure),
     ResolvedName(String, u32),
+    LearnedRate(Option<super::LearnedRate>),
     Finish(oneshot::Sender<Result<(), StateError>>),
 }
 
@@ -310,6 +311,11 @@ impl RecorderHandle {
     /// Remembers an account name's id (for offline plans).
     pub fn resolved_name(&self, name: String, id: u32) {
         let _ = self.tx.send(Msg::ResolvedName(name, id));
+    }
+
+    /// Remembers the server's rate limit as this run found it (for the next run's start).
+    pub fn learned_rate(&self, rate: Option<super::LearnedRate>) {
+        let _ = self.tx.send(Msg::LearnedRate(rate));
     }
 }
 
@@ -511,6 +517,12 @@ async fn run(
                 }
                 Msg::ResolvedName(name, id) => {
                     if store.results.resolved_names.insert(name, id) != Some(id) {
+                        dirty = true;
+                    }
+                }
+                Msg::LearnedRate(rate) => {
+                    if store.results.learned_rate != rate {
+                        store.results.learned_rate = rate;
                         dirty = true;
                     }
                 }

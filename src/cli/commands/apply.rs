@@ -14,7 +14,7 @@ use crate::execution::{
     StopReason, execute,
 };
 use crate::plan::{SAVED_PLAN_KIND, SavedPlan, Unresolved, sha256_hex, state_digest};
-use crate::state::{Failure, Recorder, Store};
+use crate::state::{Failure, LearnedRate, Recorder, Store, now_rfc3339};
 
 /// Runs `apply`.
 pub async fn run(args: &ApplyArgs, printer: &Printer) -> Result<Exit, CliError> {
@@ -37,6 +37,7 @@ pub async fn run(args: &ApplyArgs, printer: &Printer) -> Result<Exit, CliError> 
         args.exec.concurrency,
         args.exec.rate,
         args.exec.max_attempts,
+        args.exec.max_ambiguous,
     )?;
     let api_probe = crate::cli::config::resolve_api(&args.api, &manifest_probe)?;
     if api_probe.token.is_none() && !api_probe.simulate {
@@ -155,6 +156,14 @@ pub async fn run(args: &ApplyArgs, printer: &Printer) -> Result<Exit, CliError> 
         return Ok(Exit::Usage);
     }
 
+    // Start just under the limit the last run against this endpoint found.
+    let endpoint = prepared.api.identity();
+    let learned_before = store
+        .results
+        .learned_rate
+        .as_ref()
+        .filter(|l| l.endpoint == endpoint)
+        .map(|l| l.per_second);
     let recorder = Recorder::start(store)?;
     let handle = recorder.handle();
     for (name, id) in &plan.resolved_names {
@@ -165,7 +174,8 @@ pub async fn run(args: &ApplyArgs, printer: &Printer) -> Result<Exit, CliError> 
     }
 
     let stats = Arc::new(Stats::default());
-    let pacer = Arc::new(Pacer::new(exec.rate, true));
+    let pacer = Arc::new(Pacer::with_learned(exec.rate, true, learned_before));
+    let learned_into = (pacer.clone(), handle.clone());
     let cancel = Cancel::default();
     let signals = tokio::spawn(watch_signals(cancel.clone(), stats.clone(), *printer));
     let mode = if args.no_progress || printer.quiet || plan.create.is_empty() {
@@ -192,6 +202,7 @@ pub async fn run(args: &ApplyArgs, printer: &Printer) -> Result<Exit, CliError> 
     let config = ExecConfig {
         concurrency: exec.concurrency as usize,
         max_attempts: exec.max_attempts,
+        max_ambiguous: exec.max_ambiguous,
         fail_fast: args.fail_fast,
         backoff: Backoff::default(),
         drain_timeout: prepared.api.request_timeout + Duration::from_secs(5),
@@ -210,6 +221,17 @@ pub async fn run(args: &ApplyArgs, printer: &Printer) -> Result<Exit, CliError> 
     .await;
     progress.finish();
     signals.abort();
+    let (pacer, handle) = learned_into;
+    let learned = pacer.learned_rate(learned_before);
+    if learned != learned_before {
+        handle.learned_rate(learned.map(|per_second| LearnedRate {
+            per_second,
+            endpoint: endpoint.clone(),
+            at: now_rfc3339(),
+        }));
+    }
+    drop(handle);
+    let limit = pacer.snapshot().limit;
     let (store, saved_res) = recorder.finish().await;
     if let Some(sim) = prepared.simulator {
         sim.shutdown().await;
@@ -246,6 +268,10 @@ pub async fn run(args: &ApplyArgs, printer: &Printer) -> Result<Exit, CliError> 
                 "ambiguous": report.ambiguous,
                 "elapsed_seconds": report.elapsed.as_secs_f64(),
                 "final_rate_per_second": report.final_rate,
+                "learned_limit_per_second": limit,
+                "max_ambiguous": exec.max_ambiguous,
+                "ambiguity_exhausted": report.ambiguity_exhausted,
+                "ambiguity_breaker": matches!(report.stop, StopReason::AmbiguityBreaker(_)),
                 "results_file": results_path,
                 "secrets_file": secrets_path,
             }),
@@ -254,6 +280,7 @@ pub async fn run(args: &ApplyArgs, printer: &Printer) -> Result<Exit, CliError> 
         print_summary(
             printer,
             &report,
+            (limit, exec.max_ambiguous),
             present,
             &pre_failures,
             orphans,
@@ -281,6 +308,7 @@ fn exit_code(
         StopReason::Interrupted => Exit::Interrupted,
         StopReason::Fatal(_) | StopReason::State(_) => Exit::Fatal,
         _ if saved.is_err() => Exit::Fatal,
+        StopReason::AmbiguityBreaker(_) => Exit::ItemsFailed,
         _ if !report.failures.is_empty()
             || !pre_failures.is_empty()
             || report.not_attempted > 0 =>
@@ -298,12 +326,15 @@ fn stop_text(stop: &StopReason) -> String {
         StopReason::State(m) => format!("state: {m}"),
         StopReason::FailFast => "fail-fast".into(),
         StopReason::Interrupted => "interrupted".into(),
+        StopReason::AmbiguityBreaker(m) => format!("ambiguity breaker: {m}"),
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 fn print_summary(
     printer: &Printer,
     report: &RunReport,
+    (limit, max_ambiguous): (Option<f64>, u32),
     present: usize,
     pre_failures: &[Failure],
     orphans: usize,
@@ -318,11 +349,14 @@ fn print_summary(
         ));
     } else {
         printer.info(&format!(
-            "Created {} in {:.1}s ({:.1}/s; rate limit at the end {:.1}/s); {} already present.",
+            "Created {} in {:.1}s ({:.1}/s; rate at the end {:.1}/s, {}); {} already present.",
             super::count(report.created as usize, "token"),
             secs,
             report.created as f64 / secs.max(0.001),
             report.final_rate,
+            limit.map_or("no server limit met".into(), |l| format!(
+                "server limit learned {l:.1}/s"
+            )),
             present
         ));
     }
@@ -332,7 +366,14 @@ fn print_summary(
         StopReason::FailFast => printer.info("Stopped at the first failure (--fail-fast)."),
         StopReason::Interrupted => printer
             .info("Interrupted: requests in flight were drained and everything received is saved."),
+        StopReason::AmbiguityBreaker(m) => printer.error(&format!("stopped: {m}")),
         StopReason::Completed => {}
+    }
+    if report.ambiguity_exhausted > 0 {
+        printer.warn(&format!(
+            "{} not sent again after {max_ambiguous} ambiguous attempts (--max-ambiguous): each may have left a token only a person can delete",
+            super::count(report.ambiguity_exhausted as usize, "token")
+        ));
     }
     let failures: Vec<&Failure> = pre_failures.iter().chain(report.failures.iter()).collect();
     if !failures.is_empty() {

@@ -16,6 +16,7 @@ pub async fn run(args: &PlanArgs, printer: &Printer) -> Result<Exit, CliError> {
         args.exec.concurrency,
         args.exec.rate,
         args.exec.max_attempts,
+        args.exec.max_ambiguous,
     )?;
     let api = crate::cli::config::resolve_api(&args.api, &manifest)?;
     let prepared = super::prepare(&args.manifest, manifest, api, &args.state, 4).await?;
@@ -45,6 +46,7 @@ pub async fn run(args: &PlanArgs, printer: &Printer) -> Result<Exit, CliError> {
                     "concurrency": exec.concurrency,
                     "rate_per_second": exec.rate,
                     "max_attempts": exec.max_attempts,
+                    "max_ambiguous": exec.max_ambiguous,
                 }),
             );
             o.insert(
@@ -63,8 +65,9 @@ pub async fn run(args: &PlanArgs, printer: &Printer) -> Result<Exit, CliError> {
     } else {
         let mut lines = super::summary_lines(&plan, &prepared.manifest, &prepared.api);
         lines.push(format!(
-            "  apply would send at most {} requests at once, at most {}/s (adapting below that), {} attempts per token",
-            exec.concurrency, exec.rate, exec.max_attempts
+            "  apply would send at most {} requests at once, at most {}/s (adapting below that), {} attempts per token, \
+             of which at most {} ambiguous (each may leave a token to delete by hand)",
+            exec.concurrency, exec.rate, exec.max_attempts, exec.max_ambiguous
         ));
         if args.detail {
             lines.extend(super::detail_lines(&plan));
