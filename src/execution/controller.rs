@@ -16,11 +16,16 @@
 //!   and the cruise round stays significant against the re-estimated background, the 429s
 //!   depended on the rate: a limit, and the rate settles 2% under the accepted rate. If not,
 //!   they were background noise, and the rate is restored.
-//! - Gross overload (at least 6 429s and at least half the round) cuts at once to just under
-//!   the accepted rate (at most 8× down): a start far above the limit collapses in one round.
+//! - Gross overload (at least 6 429s in at least 12 answers, and at least half of them) cuts
+//!   at once to just under the accepted rate (at most 8× down): a start far above the limit
+//!   collapses in a round or two.
 //! - Below the ceiling, the controller probes upward now and then (0.5 s after finding a
 //!   limit by overload, 2.5 s after a confirmed one, doubling after each probe that met the
-//!   limit, at most 16×): rounds at 1.25× the rate, growing ×1.25 per clean round up to 2×.
+//!   limit, at most 16×): rounds at 1.25× the rate, growing ×1.25 per clean round up to 2×. A
+//!   probe is clean only after 0.5 s at its rate (a token bucket's burst hides the limit from
+//!   shorter rounds); one that met the limit goes back to the last clean rate, or lower when
+//!   the share of 429s after its first one (once the burst is spent) says the server accepts
+//!   less: a clean rate may have passed on a burst too.
 //! - Never above the ceiling. Answers that are not 429 and not HTTP answers at all (timeouts,
 //!   dropped connections) say nothing about the rate and are ignored; 5xx count as served.
 //!
@@ -61,6 +66,10 @@ const PROBE_BACKOFF_MAX: u32 = 16;
 /// burst hides the limit from a shorter round (a tenth of a second's burst drains in 0.4 s at
 /// 1.25× the limit).
 const PROBE_MIN_TIME: Duration = Duration::from_millis(500);
+/// Answers before a gross overload cuts: enough to measure the accepted rate within ~10%.
+const GROSS_MEASURE: u32 = 12;
+/// Answers from a probe's first 429 on that measure the limit before the probe ends.
+const PROBE_MEASURE: u32 = 12;
 /// A rate learned on an earlier run is probed as if this many probes had met it.
 const LEARNED_PROBE_FAILURES: u32 = 2;
 
@@ -123,6 +132,10 @@ pub struct Controller {
     /// Answers and 429s of the current round.
     answers: u32,
     limited: u32,
+    /// Answers and 429s of the current round from its first 429 on: once a token bucket's
+    /// burst is spent, the share of 429s measures the limit.
+    answers_after: u32,
+    limited_after: u32,
     /// Background evidence: 429s and answers in rounds judged free of a limit.
     bg_x: f64,
     bg_n: f64,
@@ -155,6 +168,8 @@ impl Controller {
             epoch_last: None,
             answers: 0,
             limited: 0,
+            answers_after: 0,
+            limited_after: 0,
             bg_x: 0.0,
             bg_n: 0.0,
             limit: None,
@@ -227,10 +242,14 @@ impl Controller {
                 self.limited += 1;
             }
         }
+        if self.limited > 0 {
+            self.answers_after += 1;
+            self.limited_after += u32::from(answer == Answer::Limited);
+        }
         let (x, n) = (self.limited, self.answers);
         let p = self.background();
         let f = f64::from(x) / f64::from(n);
-        if x >= 6 && f >= (p + 0.3).max(0.5) {
+        if x >= 6 && n >= GROSS_MEASURE && f >= (p + 0.3).max(0.5) {
             // Gross overload: no need to wait for the round's end.
             let accepted = self.accepted_rate(x, n);
             self.limit = Some(accepted);
@@ -246,8 +265,10 @@ impl Controller {
         if let Phase::Probe { from } = self.phase
             && excess(x, size, p)
         {
-            // Already significant whatever the rest of the round brings.
-            self.probe_failed(from, now);
+            // Significant whatever the rest of the round brings: failed, once measured.
+            if self.answers_after >= PROBE_MEASURE {
+                self.probe_failed(from, now);
+            }
             return;
         }
         let probing_long_enough = match self.phase {
@@ -313,8 +334,7 @@ impl Controller {
                     self.set_rate(down);
                 } else {
                     self.add_background(x, n);
-                    self.answers = 0;
-                    self.limited = 0;
+                    self.reset_round();
                     self.maybe_probe(now);
                 }
             }
@@ -348,8 +368,7 @@ impl Controller {
                     self.limit = None;
                     self.next_probe = None;
                     self.phase = Phase::Cruise;
-                    self.answers = 0;
-                    self.limited = 0;
+                    self.reset_round();
                 } else {
                     if self.limit.is_some_and(|l| l < self.rate) {
                         self.limit = Some(self.rate);
@@ -363,16 +382,32 @@ impl Controller {
         }
     }
 
-    /// A probe met the limit: back to the last clean rate. (The accepted rate measured in
-    /// the probe round is no guide: a token bucket's burst inflates it.)
+    /// A probe met the limit: back to the last clean rate, or just under the rate the server
+    /// accepted once the probe's 429s began (before that, a token bucket's burst inflates it)
+    /// when that is lower.
     fn probe_failed(&mut self, from: f64, now: Instant) {
         self.rounds += 1;
-        self.limit = Some(from / PACING_MARGIN);
+        // The first 429 is what started the count: leave it out.
+        let (x, n) = (
+            self.limited_after.saturating_sub(1),
+            self.answers_after.saturating_sub(1),
+        );
+        // Back to the last clean rate, unless what the server accepted says that one only
+        // passed on a burst (a share of 429s measured on a dozen answers is coarse: never
+        // more than a fifth lower).
+        let rate = if n >= PROBE_MEASURE / 2 {
+            let accepted =
+                self.send_rate() * (1.0 - f64::from(x) / f64::from(n)) / (1.0 - self.background());
+            (accepted * PACING_MARGIN).clamp(from * STEP_DOWN, from)
+        } else {
+            from
+        };
+        self.limit = Some(rate / PACING_MARGIN);
         self.probe_failures += 1;
         self.probe_gain = PROBE_GAIN;
         self.next_probe = Some(now + self.probe_interval());
         self.phase = Phase::Cruise;
-        self.set_rate(from);
+        self.set_rate(rate);
     }
 
     fn maybe_probe(&mut self, now: Instant) {
@@ -390,8 +425,14 @@ impl Controller {
         self.epoch_sends = 0;
         self.epoch_first = None;
         self.epoch_last = None;
+        self.reset_round();
+    }
+
+    fn reset_round(&mut self) {
         self.answers = 0;
         self.limited = 0;
+        self.answers_after = 0;
+        self.limited_after = 0;
     }
 }
 
@@ -690,13 +731,13 @@ mod tests {
         let mut c = Controller::new(100.0, None, now);
         let old: Vec<Ticket> = (0..20).map(|_| c.on_send(now)).collect();
         // Gross overload on the first round: a cut.
-        for t in &old[..10] {
+        for t in &old[..12] {
             c.on_answer(*t, Answer::Limited, now);
         }
         let cut = c.rate();
         assert!(cut < 100.0);
         // The rest of the old sends' 429s change nothing.
-        for t in &old[10..] {
+        for t in &old[12..] {
             c.on_answer(*t, Answer::Limited, now);
         }
         assert_eq!(c.rate(), cut);

@@ -138,12 +138,9 @@ impl Pacer {
                     // A Retry-After pause is never cut short.
                     Some(until) => until.max(slot),
                     None if now >= slot => {
-                        // Absorb timer lateness without ever building a burst.
-                        st.last_send = Some(if now.duration_since(slot) < interval {
-                            slot
-                        } else {
-                            now
-                        });
+                        // Keep the schedule through a late wake-up (a busy machine): the
+                        // slots missed go at once, at most `early`'s worth, as a group would.
+                        st.last_send = Some(slot.max(now - early));
                         break st.ctl.on_send(now);
                     }
                     None if now + early >= slot => {
