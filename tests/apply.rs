@@ -865,7 +865,12 @@ fn no_secret_shows_even_at_the_highest_verbosity() {
             &ACCOUNTS,
             &["ci".into(), "grafana".into()],
         );
-        let mut cmd = case.apply_cmd(if verbose { &["-vvv"] } else { &[] });
+        // 30% of the creates answer ambiguously here: allow more than the default 2 per token.
+        let mut cmd = case.apply_cmd(if verbose {
+            &["-vvv", "--max-ambiguous", "6"]
+        } else {
+            &["--max-ambiguous", "6"]
+        });
         if let Some(filter) = rust_log {
             cmd.env("RUST_LOG", filter);
         }

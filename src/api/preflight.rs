@@ -18,15 +18,10 @@ pub struct Preflight {
 /// Attempts for each read; reads are idempotent, so any transient failure is retried.
 const READ_ATTEMPTS: u32 = 4;
 
-/// Checks the token and region, and lists the sub accounts. Both reads go at once (one round
-/// trip less before the first create); whoami's error wins, as it names the cause best.
+/// Checks the token and region, then lists the sub accounts.
 pub async fn preflight(client: &ApiClient) -> Result<Preflight, ApiError> {
-    let (owner, list) = tokio::join!(
-        with_retries(|| client.whoami()),
-        with_retries(|| client.list_accounts())
-    );
-    let owner = owner?;
-    let list = list?;
+    let owner = with_retries(|| client.whoami()).await?;
+    let list = with_retries(|| client.list_accounts()).await?;
     let mut accounts = LiveAccounts::default();
     for a in list {
         if a.is_owner || a.account_id == owner.account_id {
