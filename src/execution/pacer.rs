@@ -140,7 +140,7 @@ impl Pacer {
                     None if now >= slot => {
                         // Keep the schedule through a late wake-up (a busy machine): the
                         // slots missed go at once, at most `early`'s worth, as a group would.
-                        st.last_send = Some(slot.max(now - early));
+                        st.last_send = Some(now.checked_sub(early).map_or(slot, |e| slot.max(e)));
                         break st.ctl.on_send(now);
                     }
                     None if now + early >= slot => {
