@@ -1,20 +1,25 @@
 //! The throughput benchmark: the real `logzio-tokens` binary against the in-repo simulator
-//! playing a server-side limit, side by side with the shell loop users write today.
+//! playing a server-side limit, side by side with the shell loop users write today, and every
+//! target of the rate controller (issue 12) measured in the same run and printed side by side.
 //!
 //! Run: `cargo bench --bench throughput` (env: `BENCH_TOKENS`, default 2000; `BENCH_LIMIT`,
 //! default 100 creates/s; `BENCH_LATENCY_MS`, default 30). Needs `/usr/bin/time` (package
 //! `time`) for CPU and peak RSS, and `curl` + `xargs` for the shell-loop comparison.
 //!
-//! Scenarios, each against a fresh simulator (limit: BENCH_LIMIT requests/s, 100 in flight,
-//! BENCH_LATENCY_MS latency, no Retry-After):
-//! 1. the tool told the right rate (`--rate LIMIT`);
-//! 2. the tool told a rate 10x too high (`--rate 10*LIMIT`): the adaptive pacer must find the limit;
-//! 3. `xargs -P 8 curl --fail --retry 5 --retry-all-errors`, one POST per token;
-//! 4. the tool and the shell loop again under seeded faults (500 after creating, dropped after
-//!    creating, cut-short 200s, 503s): what each keeps, reports and silently loses;
-//! 5. `validate` and `plan` of a 100,000-account manifest;
-//! 6. a reference for the CPU figures: one `curl` process making the same creates over
-//!    kept-alive connections and keeping nothing, which is what an HTTP request costs here.
+//! Scenarios, each against a fresh simulator (limit: BENCH_LIMIT requests/s as a token bucket
+//! with a tenth of a second of burst, 100 in flight, BENCH_LATENCY_MS latency, no Retry-After)
+//! unless said:
+//! 1. the tool told the right rate (`--rate LIMIT`), at 400 tokens and at BENCH_TOKENS;
+//! 2. the tool told a rate 10x too high: a first run, then a next run (other token names, the
+//!    same results file and simulator) that starts from the learned rate;
+//! 3. random 429s: 300 tokens, no server limit, 3 ms, 8 in flight, `--rate 200`: 8% 429 + 5%
+//!    503 against the same job without faults; and the limit plus 5% random 429s, told 10x;
+//! 4. `xargs -P 8 curl --fail --retry 5 --retry-all-errors`, one POST per token, at 400 tokens
+//!    and at BENCH_TOKENS; and both again under seeded faults (500 after creating, dropped
+//!    after creating, cut-short 200s, 503s): what each keeps, reports and silently loses;
+//! 5. a reference for the CPU figures: one `curl` process making the same creates over
+//!    kept-alive connections and keeping nothing, which is what an HTTP request costs here;
+//! 6. `validate` and `plan` of a 100,000-account manifest.
 
 #![allow(
     clippy::unwrap_used,
@@ -65,7 +70,7 @@ fn simulator_with(
         sub_accounts: (0..accounts)
             .map(|i| SubAccount::new(200_000 + i as i64, format!("bench-{i}")))
             .collect(),
-        max_requests_per_second: Some(limit),
+        max_requests_per_second: limit.is_finite().then_some(limit),
         max_in_flight: Some(100),
         latency: Duration::from_millis(latency_ms),
         faults,
@@ -76,7 +81,12 @@ fn simulator_with(
 }
 
 fn manifest(dir: &Path, accounts: usize) -> PathBuf {
-    let mut s = String::from("version: 1\ndefaults:\n  tokens: [bench]\naccounts:\n");
+    manifest_with(dir, accounts, "bench")
+}
+
+/// `bench.yaml`: each of `accounts` accounts gets the tokens of `tokens` (a YAML list's inside).
+fn manifest_with(dir: &Path, accounts: usize, tokens: &str) -> PathBuf {
+    let mut s = format!("version: 1\ndefaults:\n  tokens: [{tokens}]\naccounts:\n");
     for i in 0..accounts {
         s.push_str(&format!("  - id: {}\n", 200_000 + i));
     }
@@ -144,16 +154,61 @@ struct ToolRun {
     requests: u64,
     limited: u64,
     final_rate: f64,
+    learned: Option<f64>,
     lost: usize,
     orphans_listed: usize,
     server_tokens: usize,
     kept: usize,
 }
 
-fn run_tool(tokens: usize, limit: f64, latency: u64, rate: f64, faults: FaultRates) -> ToolRun {
+impl ToolRun {
+    /// Created tokens per second of wall time (process start to exit), as a share of `limit`.
+    fn efficiency(&self, limit: f64) -> f64 {
+        self.created as f64 / self.wall / limit
+    }
+    /// 429s (server limit and injected) among the requests the simulator saw.
+    fn share_429(&self) -> f64 {
+        self.limited as f64 / self.requests.max(1) as f64
+    }
+    fn cpu_per_token_us(&self) -> f64 {
+        1e6 * self.cpu / self.created.max(1) as f64
+    }
+}
+
+/// How a tool run is set up.
+struct Setup {
+    tokens: usize,
+    limit: f64,
+    latency: u64,
+    rate: f64,
+    concurrency: u32,
+    faults: FaultRates,
+}
+
+impl Setup {
+    fn new(tokens: usize, limit: f64, latency: u64, rate: f64) -> Setup {
+        Setup {
+            tokens,
+            limit,
+            latency,
+            rate,
+            concurrency: 32,
+            faults: FaultRates::default(),
+        }
+    }
+}
+
+fn run_tool(s: &Setup) -> ToolRun {
     let dir = tempfile::tempdir().unwrap();
-    let sim = simulator_with(tokens, limit, latency, faults);
-    let m = manifest(dir.path(), tokens);
+    let sim = simulator_with(s.tokens, s.limit, s.latency, s.faults);
+    let m = manifest(dir.path(), s.tokens);
+    run_tool_in(dir.path(), &sim, &m, s)
+}
+
+/// Runs apply of `manifest` (state files beside it) against `sim`; request counts are this
+/// run's, the loss accounting covers everything the simulator ever created.
+fn run_tool_in(dir: &Path, sim: &BackgroundSimulator, m: &Path, s: &Setup) -> ToolRun {
+    let before = sim.counters();
     let mut cmd = Command::new(binary());
     cmd.args([
         "apply",
@@ -163,11 +218,12 @@ fn run_tool(tokens: usize, limit: f64, latency: u64, rate: f64, faults: FaultRat
         "json",
         "--no-progress",
     ])
-    .args(["--rate", &rate.to_string(), "--concurrency", "32"])
+    .args(["--rate", &s.rate.to_string()])
+    .args(["--concurrency", &s.concurrency.to_string()])
     .env("LOGZIO_API_URL", sim.url())
     .env("LOGZIO_API_TOKEN", OWNER)
     .env_remove("RUST_LOG");
-    let u = timed(&mut cmd, dir.path());
+    let u = timed(&mut cmd, dir);
     assert!(u.status == 0 || u.status == 1, "apply failed: {}", u.status);
     let summary: serde_json::Value = u
         .stdout
@@ -176,9 +232,10 @@ fn run_tool(tokens: usize, limit: f64, latency: u64, rate: f64, faults: FaultRat
         .find(|v| v["type"] == "summary")
         .expect("a summary line");
     let counters = sim.counters();
-    // Every token the server created must be in the secrets file.
+    let stem = m.file_stem().unwrap().to_str().unwrap();
+    // Every token the server created must be in a secrets file, or listed as a possible orphan.
     let secrets: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(dir.path().join("bench.secrets.json")).unwrap())
+        serde_json::from_slice(&std::fs::read(dir.join(format!("{stem}.secrets.json"))).unwrap())
             .unwrap();
     let recorded: HashSet<String> = secrets["accounts"]
         .as_object()
@@ -187,11 +244,8 @@ fn run_tool(tokens: usize, limit: f64, latency: u64, rate: f64, faults: FaultRat
         .flat_map(|m| m.as_object().unwrap().values())
         .map(|r| r["token"].as_str().unwrap().to_owned())
         .collect();
-    let truth = sim.ground_truth();
-    // Lost: a token the server created that is neither recorded with its secret nor reported
-    // by name as a possible orphan.
     let results: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(dir.path().join("bench.results.json")).unwrap())
+        serde_json::from_slice(&std::fs::read(dir.join(format!("{stem}.results.json"))).unwrap())
             .unwrap();
     let orphans: HashSet<(i64, String)> = results["possible_orphans"]
         .as_array()
@@ -204,7 +258,10 @@ fn run_tool(tokens: usize, limit: f64, latency: u64, rate: f64, faults: FaultRat
             )
         })
         .collect();
+    let truth = sim.ground_truth();
     let kept = truth.iter().filter(|t| recorded.contains(&t.token)).count();
+    // Lost: a token the server created that is neither recorded with its secret nor reported
+    // by name as a possible orphan.
     let lost = truth
         .iter()
         .filter(|t| {
@@ -217,14 +274,29 @@ fn run_tool(tokens: usize, limit: f64, latency: u64, rate: f64, faults: FaultRat
         exec_seconds: summary["elapsed_seconds"].as_f64().unwrap(),
         cpu: u.cpu,
         rss_mib: u.max_rss_kib as f64 / 1024.0,
-        requests: counters.requests,
-        limited: counters.limited_429,
+        requests: counters.requests - before.requests,
+        limited: (counters.limited_429 + counters.fault_429)
+            - (before.limited_429 + before.fault_429),
         final_rate: summary["final_rate_per_second"].as_f64().unwrap(),
+        learned: results["learned_rate"]["per_second"].as_f64(),
         lost,
         orphans_listed: orphans.len(),
         server_tokens: truth.len(),
         kept,
     }
+}
+
+/// A first run told 10x the limit, then a next run of as many other tokens against the same
+/// simulator and results file: it starts from the rate the first run learned.
+fn run_tool_twice(s: &Setup) -> (ToolRun, ToolRun) {
+    let dir = tempfile::tempdir().unwrap();
+    let sim = simulator_with(s.tokens, s.limit, s.latency, s.faults);
+    let first = manifest_with(dir.path(), s.tokens, "bench");
+    let a = run_tool_in(dir.path(), &sim, &first, s);
+    // The same manifest with a second token per account: only those are created.
+    let next = manifest_with(dir.path(), s.tokens, "bench, next");
+    let b = run_tool_in(dir.path(), &sim, &next, s);
+    (a, b)
 }
 
 struct LoopRun {
@@ -360,51 +432,99 @@ fn main() {
     let tokens = env_num("BENCH_TOKENS", 2000.0) as usize;
     let limit = env_num("BENCH_LIMIT", 100.0);
     let latency = env_num("BENCH_LATENCY_MS", 30.0) as u64;
+    let small = 400;
     eprintln!(
         "benchmark: {tokens} tokens, server limit {limit}/s, 100 in flight, {latency} ms latency"
     );
 
-    let right = run_tool(tokens, limit, latency, limit, FaultRates::default());
-    let high = run_tool(tokens, limit, latency, limit * 10.0, FaultRates::default());
+    // 1. Told the right rate.
+    let right_small = run_tool(&Setup::new(small, limit, latency, limit));
+    let right = run_tool(&Setup::new(tokens, limit, latency, limit));
+    // 2. Told 10x too high: a first run, then the next one from the learned rate.
+    let (high, high_next) = run_tool_twice(&Setup::new(tokens, limit, latency, limit * 10.0));
+    // 3. Random 429s: no server limit, 3 ms, 8 in flight; then the limit with 5% on top.
+    let noise = |faults| Setup {
+        concurrency: 8,
+        faults,
+        ..Setup::new(300, f64::INFINITY, 3, 200.0)
+    };
+    let clean = run_tool(&noise(FaultRates::default()));
+    let noisy = run_tool(&noise(FaultRates {
+        rate_limited: 0.08,
+        unavailable: 0.05,
+        ..FaultRates::default()
+    }));
+    let limit_noise = run_tool(&Setup {
+        faults: FaultRates {
+            rate_limited: 0.05,
+            ..FaultRates::default()
+        },
+        ..Setup::new(tokens, limit, latency, limit * 10.0)
+    });
+    // 4. The shell loop, clean and under faults, and the tool under the same faults.
+    let shell_small = run_shell_loop(small, limit, latency, FaultRates::default());
     let shell = run_shell_loop(tokens, limit, latency, FaultRates::default());
-    let faulty_tool = run_tool(tokens, limit, latency, limit, some_faults());
+    let faulty_tool = run_tool(&Setup {
+        faults: some_faults(),
+        ..Setup::new(tokens, limit, latency, limit)
+    });
     let faulty_shell = run_shell_loop(tokens, limit, latency, some_faults());
-    let (v, p, bytes) = large_manifest();
+    // 5. and 6.
     let curl = run_curl_reference(tokens, latency);
+    let (v, p, bytes) = large_manifest();
 
-    let eff = |r: &ToolRun| r.created as f64 / r.wall / limit;
     println!(
-        "| scenario | tokens | wall s | creates/s | efficiency | 429 share | CPU µs/token | peak RSS MiB | lost secrets |"
+        "| scenario | tokens | wall s | creates/s | efficiency | 429 share | rate at the end | learned limit | CPU µs/token | peak RSS MiB | lost secrets |"
     );
-    println!("|---|---|---|---|---|---|---|---|---|");
-    for (name, r) in [
-        ("tool, --rate = limit", &right),
-        ("tool, --rate = 10x limit", &high),
-    ] {
+    println!("|---|---|---|---|---|---|---|---|---|---|---|");
+    let row = |name: &str, r: &ToolRun, lim: f64| {
         println!(
-            "| {name} | {} | {:.2} | {:.1} | {:.3} | {:.2}% | {:.0} | {:.1} | {} |",
+            "| {name} | {} | {:.2} | {:.1} | {} | {:.2}% | {:.1}/s | {} | {:.0} | {:.1} | {} |",
             r.created,
             r.wall,
             r.created as f64 / r.wall,
-            eff(r),
-            100.0 * r.limited as f64 / r.requests.max(1) as f64,
-            1e6 * r.cpu / r.created.max(1) as f64,
+            if lim.is_finite() {
+                format!("{:.3}", r.efficiency(lim))
+            } else {
+                "-".into()
+            },
+            100.0 * r.share_429(),
+            r.final_rate,
+            r.learned.map_or("-".into(), |l| format!("{l:.1}/s")),
+            r.cpu_per_token_us(),
             r.rss_mib,
             r.lost
         );
-    }
-    println!(
-        "| xargs -P 8 curl --retry 5 | {} received of {} created | {:.2} | {:.1} | {:.3} | {:.2}% | - | - | {} (+{} duplicates, {} accounts without a token) |",
-        shell.received,
-        shell.created,
-        shell.wall,
-        shell.received as f64 / shell.wall,
-        shell.received as f64 / shell.wall / limit,
-        100.0 * shell.limited as f64 / shell.requests.max(1) as f64,
-        shell.lost,
-        shell.duplicates,
-        shell.failed
+    };
+    row("tool, --rate = limit", &right_small, limit);
+    row("tool, --rate = limit", &right, limit);
+    row("tool, --rate = 10x limit, first run", &high, limit);
+    row("tool, --rate = 10x limit, next run", &high_next, limit);
+    row(
+        "tool, limit + 5% random 429s, --rate = 10x",
+        &limit_noise,
+        limit,
     );
+    row(
+        "tool, no limit, 3 ms, 8 in flight, --rate 200",
+        &clean,
+        f64::INFINITY,
+    );
+    row("same + 8% random 429s + 5% 503s", &noisy, f64::INFINITY);
+    for (r, n) in [(&shell_small, small), (&shell, tokens)] {
+        println!(
+            "| xargs -P 8 curl --retry 5 | {} received of {} created ({n} wanted) | {:.2} | {:.1} | {:.3} | {:.2}% | - | - | - | - | {} (+{} duplicates, {} accounts without a token) |",
+            r.received,
+            r.created,
+            r.wall,
+            r.received as f64 / r.wall,
+            r.received as f64 / r.wall / limit,
+            100.0 * r.limited as f64 / r.requests.max(1) as f64,
+            r.lost,
+            r.duplicates,
+            r.failed
+        );
+    }
     println!();
     println!(
         "Under faults (2% 500-after-create, 2% dropped after creating, 1% cut-short 200, 2% 503; same seed):"
@@ -431,15 +551,14 @@ fn main() {
         faulty_shell.failed
     );
     println!();
+    let curl_us = 1e6 * curl.cpu / curl.created.max(1) as f64;
     println!(
-        "tool, exec time only: right rate {:.2}s, 10x rate {:.2}s; effective rate at the end: {:.1}/s and {:.1}/s",
-        right.exec_seconds, high.exec_seconds, right.final_rate, high.final_rate
+        "reference, one curl process, 4 in parallel over kept-alive connections, no record kept, no rate limit: {} requests in {:.2}s, CPU {curl_us:.0} µs per request",
+        curl.created, curl.wall,
     );
     println!(
-        "reference, one curl process, 4 in parallel over kept-alive connections, no record kept, no rate limit: {} requests in {:.2}s, CPU {:.0} µs per request",
-        curl.created,
-        curl.wall,
-        1e6 * curl.cpu / curl.created.max(1) as f64
+        "tool, exec time only (no process start or preflight): right rate {:.2}s at {small} and {:.2}s at {tokens}",
+        right_small.exec_seconds, right.exec_seconds
     );
     println!(
         "100,000-account manifest ({:.1} MB): validate {:.2}s wall, {:.0} MiB peak; plan {:.2}s wall, {:.0} MiB peak",
@@ -448,5 +567,98 @@ fn main() {
         v.max_rss_kib as f64 / 1024.0,
         p.wall,
         p.max_rss_kib as f64 / 1024.0
+    );
+
+    println!();
+    println!("Targets (issue 12):");
+    println!("| # | target | measured | goal | met |");
+    println!("|---|---|---|---|---|");
+    let target = |n: &str, what: &str, got: f64, goal: &str, met: bool| {
+        println!(
+            "| {n} | {what} | {got:.3} | {goal} | {} |",
+            if met { "yes" } else { "NO" }
+        );
+    };
+    let e = right_small.efficiency(limit);
+    target(
+        "1",
+        &format!("told right, {small}: efficiency"),
+        e,
+        ">= 0.97",
+        e >= 0.97,
+    );
+    let e = right.efficiency(limit);
+    target(
+        "1",
+        &format!("told right, {tokens}: efficiency"),
+        e,
+        ">= 0.97",
+        e >= 0.97,
+    );
+    let e = high.efficiency(limit);
+    target(
+        "2",
+        "told 10x, first run: efficiency",
+        e,
+        ">= 0.93",
+        e >= 0.93,
+    );
+    let x = high.share_429();
+    target(
+        "2",
+        "told 10x, first run: 429 share",
+        x,
+        "<= 0.05",
+        x <= 0.05,
+    );
+    let x = high_next.share_429();
+    target(
+        "2",
+        "told 10x, next run: 429 share",
+        x,
+        "<= 0.01",
+        x <= 0.01,
+    );
+    let ratio = noisy.wall / clean.wall;
+    target(
+        "3",
+        "8% 429 + 5% 503, 3 ms: noisy / clean wall",
+        ratio,
+        "<= 2.0",
+        ratio <= 2.0,
+    );
+    let e = limit_noise.efficiency(limit);
+    target(
+        "3",
+        "limit + 5% random 429s: efficiency",
+        e,
+        ">= 0.90",
+        e >= 0.90,
+    );
+    let ratio = shell_small.wall / right_small.wall;
+    target(
+        "4",
+        &format!("shell / tool wall, clean, {small}"),
+        ratio,
+        ">= 1.15",
+        ratio >= 1.15,
+    );
+    let ratio = faulty_shell.wall / faulty_tool.wall;
+    target(
+        "4",
+        &format!("shell / tool wall, seeded faults, {tokens}"),
+        ratio,
+        ">= 1.5",
+        ratio >= 1.5,
+    );
+    let lost = (right.lost + high.lost + high_next.lost + faulty_tool.lost + noisy.lost) as f64;
+    target("4", "tool: secrets lost, all runs", lost, "0", lost == 0.0);
+    let ratio = right.cpu_per_token_us() / curl_us;
+    target(
+        "5",
+        &format!("tool CPU per token / curl's, {tokens}"),
+        ratio,
+        "<= 1.3",
+        ratio <= 1.3,
     );
 }

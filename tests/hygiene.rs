@@ -132,6 +132,9 @@ fn the_most_verbose_runs_never_show_a_secret() {
                     "--yes".into(),
                     "--request-timeout".into(),
                     "1".into(),
+                    // At this fault mix some tokens need more than the default 2 ambiguous tries.
+                    "--max-ambiguous".into(),
+                    "6".into(),
                     "--output".into(),
                     "json".into(),
                 ],
@@ -144,6 +147,9 @@ fn the_most_verbose_runs_never_show_a_secret() {
                     "--yes".into(),
                     "--request-timeout".into(),
                     "1".into(),
+                    // At this fault mix some tokens need more than the default 2 ambiguous tries.
+                    "--max-ambiguous".into(),
+                    "6".into(),
                 ],
             ),
             (

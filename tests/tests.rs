@@ -10,6 +10,7 @@ mod hostile;
 mod hygiene;
 mod manifest;
 mod ops;
+mod rate;
 mod schema;
 mod sealed;
 mod simulator;

@@ -173,6 +173,11 @@ pub struct ExecArgs {
     /// Most attempts per token (overrides settings.max_attempts).
     #[arg(long, value_name = "N")]
     pub max_attempts: Option<u32>,
+    /// Most ambiguous attempts per token (overrides settings.max_ambiguous; default 2). Each
+    /// may have created a token that is not recorded; after this many the token is not sent
+    /// again and is reported unresolved with its possible orphans.
+    #[arg(long, value_name = "N")]
+    pub max_ambiguous: Option<u32>,
 }
 
 /// The options `plan` and `apply` share: the API, the state files, how requests are sent.

@@ -15,7 +15,7 @@ use super::args::{
 use super::error::CliError;
 use crate::api::{Endpoint, Region};
 use crate::execution::{
-    DEFAULT_CONCURRENCY, DEFAULT_MAX_ATTEMPTS, DEFAULT_RATE_PER_SECOND,
+    DEFAULT_CONCURRENCY, DEFAULT_MAX_AMBIGUOUS, DEFAULT_MAX_ATTEMPTS, DEFAULT_RATE_PER_SECOND,
     DEFAULT_REQUEST_TIMEOUT_SECONDS,
 };
 use crate::manifest::{self, Manifest, limits};
@@ -171,6 +171,8 @@ pub struct ExecSettings {
     pub rate: f64,
     /// Attempts per token.
     pub max_attempts: u32,
+    /// Ambiguous attempts per token.
+    pub max_ambiguous: u32,
 }
 
 /// Resolves concurrency, rate and attempts.
@@ -197,6 +199,13 @@ fn resolve_exec(manifest: &Manifest, args: &ExecArgs) -> Result<ExecSettings, Cl
             from.max_attempts,
             DEFAULT_MAX_ATTEMPTS,
             limits::MAX_ATTEMPTS,
+        )?,
+        max_ambiguous: setting(
+            "--max-ambiguous",
+            args.max_ambiguous,
+            from.max_ambiguous,
+            DEFAULT_MAX_AMBIGUOUS,
+            limits::MAX_AMBIGUOUS,
         )?,
     })
 }

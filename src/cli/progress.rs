@@ -79,12 +79,13 @@ fn line(stats: &Stats, pacer: &Pacer, started: Instant) -> String {
     };
     let snap = pacer.snapshot();
     format!(
-        "{done}/{total} done ({created} created, {failed} failed), {} in flight, {}, {} x 429, {:.1}/s achieved, limit {:.1}/s{}, ETA {eta}",
+        "{done}/{total} done ({created} created, {failed} failed), {} in flight, {}, {} x 429, {:.1}/s achieved, rate {:.1}/s, server limit {}{}, ETA {eta}",
         Stats::get(&stats.in_flight),
         super::output::count_as(Stats::get(&stats.retries), "retry", "retries"),
         Stats::get(&stats.rate_limited),
         rate,
         snap.rate,
+        snap.limit.map_or("not met".into(), |l| format!("{l:.1}/s")),
         if snap.cooling_down {
             " (pausing: Retry-After)"
         } else {

@@ -78,6 +78,8 @@ pub struct Execution {
     pub rate_per_second: f64,
     /// Attempts per token.
     pub max_attempts: u32,
+    /// Ambiguous attempts per token.
+    pub max_ambiguous: u32,
 }
 
 /// `summary` of a plan document: counts.
@@ -196,6 +198,14 @@ pub struct SummaryLine<'a> {
     pub failed: usize,
     /// The pacer's rate at the end.
     pub final_rate_per_second: f64,
+    /// The server's limit as this run measured it (null when it met none).
+    pub learned_limit_per_second: Option<f64>,
+    /// Ambiguous attempts allowed per token.
+    pub max_ambiguous: u32,
+    /// Tokens not sent again because they used up their ambiguous attempts.
+    pub ambiguity_exhausted: u64,
+    /// Whether the run stopped because too many recent answers were ambiguous.
+    pub ambiguity_breaker: bool,
     /// Tokens not attempted (a stop before they were sent).
     pub not_attempted: u64,
     /// Possible orphans listed in the results file after the run.
@@ -252,6 +262,7 @@ mod tests {
                 concurrency: 8,
                 rate_per_second: 20.0,
                 max_attempts: 6,
+                max_ambiguous: 2,
             },
             summary: PlanSummary::of(&plan),
             v: V1,

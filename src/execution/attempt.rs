@@ -7,8 +7,9 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use super::Pacer;
+use super::ambiguity::{Breaker, breaker_message};
 use super::runner::{ItemEvent, ItemResult, Observer, Stats};
+use super::{Answer, Pacer, Ticket};
 use crate::api::{ApiClient, ApiError, CreatedToken, ErrorClass};
 use crate::state::journal::Outcome;
 use crate::state::store::Applied;
@@ -83,6 +84,8 @@ pub(super) struct Item {
     pub(super) attempt: u32,
     /// Attempts answered 429.
     pub(super) rate_limited: u32,
+    /// Attempts whose outcome was ambiguous.
+    pub(super) ambiguous: u32,
     pub(super) last_error: Option<(Option<u16>, String)>,
 }
 
@@ -92,6 +95,7 @@ impl Item {
             key,
             attempt: 0,
             rate_limited: 0,
+            ambiguous: 0,
             last_error: None,
         }
     }
@@ -116,6 +120,8 @@ pub(super) struct Shared<C, R> {
     pub(super) pacer: Arc<Pacer>,
     pub(super) stats: Arc<Stats>,
     pub(super) observer: Option<Arc<dyn Observer>>,
+    /// The run-wide share of ambiguous answers.
+    pub(super) breaker: std::sync::Mutex<Breaker>,
 }
 
 impl<C, R> Shared<C, R> {
@@ -124,12 +130,26 @@ impl<C, R> Shared<C, R> {
             o.event(&e);
         }
     }
+
+    fn breaker(&self) -> std::sync::MutexGuard<'_, Breaker> {
+        self.breaker.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Why the run must stop sending, when the ambiguity breaker opened.
+    pub(super) fn breaker_stop(&self) -> Option<String> {
+        let b = self.breaker();
+        b.is_open().then(|| {
+            let (ambiguous, of) = b.recent();
+            breaker_message(ambiguous, of)
+        })
+    }
 }
 
 /// One attempt: journal the intent, send, journal the outcome, then decide.
 pub(super) async fn attempt<C: SendCreate, R: RecordOutcomes>(
     mut item: Item,
     sh: Arc<Shared<C, R>>,
+    ticket: Ticket,
 ) -> AttemptOutcome {
     let seq = match sh.recorder.intent(&item.key, item.attempt).await {
         Ok(s) => s,
@@ -141,9 +161,9 @@ pub(super) async fn attempt<C: SendCreate, R: RecordOutcomes>(
     sh.stats.in_flight.fetch_sub(1, Ordering::Relaxed);
     let created = match res {
         Ok(created) => created,
-        Err(e) => return on_error(item, seq, e, &sh).await,
+        Err(e) => return on_error(item, seq, e, &sh, ticket).await,
     };
-    sh.pacer.on_accepted();
+    sh.pacer.on_answer(ticket, Answer::Served, None);
     let created_at = created
         .created_at
         .map(epoch_to_rfc3339)
@@ -161,6 +181,8 @@ pub(super) async fn attempt<C: SendCreate, R: RecordOutcomes>(
                 "the API returned token id {token_id}, already recorded for {other}; the secret was kept aside"
             );
             Stats::add(&sh.stats.ambiguous, 1);
+            sh.breaker().record(true);
+            item.ambiguous += 1;
             sh.emit(ItemEvent::Ambiguous {
                 key: item.key.clone(),
                 detail: detail.clone(),
@@ -172,6 +194,7 @@ pub(super) async fn attempt<C: SendCreate, R: RecordOutcomes>(
             }
         }
         Ok(_) => {
+            sh.breaker().record(false);
             Stats::add(&sh.stats.created, 1);
             sh.emit(ItemEvent::Done {
                 key: item.key,
@@ -189,15 +212,24 @@ async fn on_error<C, R: RecordOutcomes>(
     seq: u64,
     e: ApiError,
     sh: &Shared<C, R>,
+    ticket: Ticket,
 ) -> AttemptOutcome {
     let class = e.class();
     let status = e.http_status();
     let detail = e.short();
     if e.is_rate_limited() {
         Stats::add(&sh.stats.rate_limited, 1);
-        sh.pacer.on_rate_limited(e.retry_after());
-    } else if status.is_some() {
-        sh.pacer.on_accepted();
+        sh.pacer.on_answer(ticket, Answer::Limited, e.retry_after());
+    } else {
+        // 5xx and timeouts are not a rate signal: they have their own backoff, and ambiguous
+        // ones their own budget.
+        let answer = if status.is_some() {
+            Answer::Served
+        } else {
+            Answer::Lost
+        };
+        sh.pacer.on_answer(ticket, answer, None);
+        sh.breaker().record(class == ErrorClass::Ambiguous);
     }
     let outcome = match (class, e.kept_secret()) {
         // A secret in an answer that cannot be recorded: journaled and kept aside, never dropped.
@@ -229,6 +261,7 @@ async fn on_error<C, R: RecordOutcomes>(
         ErrorClass::Retryable | ErrorClass::Ambiguous => {
             if class == ErrorClass::Ambiguous {
                 Stats::add(&sh.stats.ambiguous, 1);
+                item.ambiguous += 1;
                 sh.emit(ItemEvent::Ambiguous {
                     key: item.key.clone(),
                     detail: detail.clone(),

@@ -2,13 +2,16 @@
 //! retries with backoff, and every outcome made durable (through the state recorder) before
 //! it is acted on.
 
+mod ambiguity;
 mod attempt;
+mod controller;
 mod pacer;
 mod runner;
 
 pub use crate::backoff::Backoff;
+pub use ambiguity::DEFAULT_MAX_AMBIGUOUS;
 pub use attempt::{RecordOutcomes, SendCreate};
-pub use pacer::{Pacer, PacerSnapshot};
+pub use pacer::{Answer, Pacer, PacerSnapshot, Ticket};
 pub use runner::{
     Cancel, ExecConfig, ItemEvent, ItemResult, Observer, RunReport, Services, Stats, StopReason,
     execute,

@@ -1,17 +1,14 @@
-//! Adaptive rate control shared by every request of a run.
+//! The send pacer shared by every request of a run: it hands out send slots at the rate the
+//! [controller](super::controller) decides, under a ceiling enforced by `governor`.
 //!
-//! The configured rate is a ceiling (enforced by `governor`). Below it, the effective rate
-//! starts low and doubles every [`GROWTH_STEP`] while requests succeed and the pacer is the
-//! bottleneck (slow start, as TCP's); the first 429 ends slow start and cuts the rate to just
-//! under what the server was measured to accept (multiplicative decrease, at most once per
-//! [`DECREASE_HOLDOFF`]); then the rate climbs back additively. A `Retry-After` pauses the
-//! whole run. Send slots are not handed out ahead of time: each waiter recomputes its slot
-//! from the current rate, so a decrease takes effect at the very next request. The one
-//! allowance is that a send may take its own slot a little early (at most [`GROUP`] slots and
-//! [`MAX_EARLY`] ahead), so that sends leave in small groups and the process wakes up once
-//! per group.
+//! The rate starts at the configured ceiling, or just under the rate learned on an earlier run
+//! against the same endpoint; from then on it follows the controller's per-round evidence
+//! (see there). A `Retry-After` pauses the whole run. Send slots are not handed out ahead of
+//! time: each waiter recomputes its slot from the current rate, so a decrease takes effect at
+//! the very next request. The one allowance is that a send may take its own slot a little
+//! early (at most [`GROUP`] slots and [`MAX_EARLY`] ahead), so that sends leave in small groups
+//! and the process wakes up once per group.
 
-use std::collections::VecDeque;
 use std::num::NonZeroU32;
 use std::sync::Mutex;
 use std::time::Duration;
@@ -23,16 +20,13 @@ use governor::{Quota, RateLimiter};
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
-/// How often the rate may grow.
-pub const GROWTH_STEP: Duration = Duration::from_millis(250);
-/// The shortest time between two decreases (one overshoot causes several 429s at once).
-pub const DECREASE_HOLDOFF: Duration = Duration::from_millis(1000);
+pub use super::controller::{Answer, Ticket};
+use super::controller::{Controller, Learned};
+
 /// The most send slots taken in one go (see [`Pacer::acquire`]).
 pub const GROUP: u32 = 4;
 /// The most a send may go ahead of its slot.
 pub const MAX_EARLY: Duration = Duration::from_millis(40);
-/// The longest window over which the accepted rate is measured (see `State::window`).
-const WINDOW: Duration = Duration::from_secs(2);
 
 /// A snapshot for progress lines and summaries.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -41,27 +35,19 @@ pub struct PacerSnapshot {
     pub rate: f64,
     /// The configured ceiling.
     pub ceiling: f64,
-    /// Whether the pacer is still in slow start.
-    pub slow_start: bool,
+    /// The server's limit as estimated now, when one was met (or learned on an earlier run).
+    pub limit: Option<f64>,
+    /// The estimated share of 429s that do not depend on the rate.
+    pub background_429: f64,
     /// Whether a `Retry-After` pause is in force.
     pub cooling_down: bool,
 }
 
 #[derive(Debug)]
 struct State {
-    rate: f64,
-    ceiling: f64,
-    floor: f64,
-    slow_start: bool,
+    ctl: Controller,
     last_send: Option<Instant>,
     cooldown_until: Option<Instant>,
-    last_growth: Instant,
-    last_decrease: Option<Instant>,
-    /// Whether a caller had to wait for its slot since the last growth step (the pacer, not
-    /// the concurrency cap, is what limits throughput).
-    pacing_bound: bool,
-    accepted: VecDeque<Instant>,
-    started: Instant,
 }
 
 /// The run's shared pacer.
@@ -89,31 +75,19 @@ impl Clock for TokioClock {
     }
 }
 
-impl State {
-    /// The measuring window: one growth step, or long enough to hold ~4 requests at the
-    /// current rate, at most [`WINDOW`].
-    fn window(&self) -> Duration {
-        Duration::from_secs_f64(
-            (4.0 / self.rate).clamp(GROWTH_STEP.as_secs_f64(), WINDOW.as_secs_f64()),
-        )
-    }
-}
-
 impl Pacer {
-    /// A pacer with the given ceiling (requests per second). With `adaptive` off, the rate is
-    /// the ceiling from the start (429s still pause and cut it).
+    /// A pacer with the given ceiling (requests per second), starting at it. With `adaptive`
+    /// off, the rate stays at the ceiling (a `Retry-After` still pauses it).
     pub fn new(ceiling: f64, adaptive: bool) -> Pacer {
-        let ceiling = if ceiling.is_finite() && ceiling > 0.0 {
-            ceiling
-        } else {
-            1.0
-        };
-        let floor = (ceiling * 0.05).clamp(0.2, 5.0).min(ceiling);
-        let start = if adaptive {
-            ceiling.min(10.0).max(floor)
-        } else {
-            ceiling
-        };
+        Pacer::with_learned(ceiling, adaptive, None)
+    }
+
+    /// A pacer that starts just under `learned` (the server's limit as learned on an earlier
+    /// run against the same endpoint) when that is below the ceiling.
+    pub fn with_learned(ceiling: f64, adaptive: bool, learned: Option<f64>) -> Pacer {
+        let now = Instant::now();
+        let ctl = Controller::new(ceiling, learned.filter(|_| adaptive), now);
+        let ceiling = ctl.ceiling();
         // The ceiling guards against a pacing bug ever exceeding the user's limit; it allows
         // a tenth of a second's worth of burst so that it never fights the pacer's own timing.
         let period = Duration::from_secs_f64(1.0 / ceiling);
@@ -121,21 +95,12 @@ impl Pacer {
         let quota = Quota::with_period(period)
             .unwrap_or_else(|| Quota::per_second(NonZeroU32::MIN))
             .allow_burst(burst);
-        let now = Instant::now();
         Pacer {
             state: Mutex::new(State {
-                rate: start,
-                ceiling,
-                floor,
-                slow_start: adaptive,
+                ctl,
                 // As if a request had just been sent: the preflight's reads just went out.
                 last_send: Some(now),
                 cooldown_until: None,
-                last_growth: now,
-                last_decrease: None,
-                pacing_bound: false,
-                accepted: VecDeque::new(),
-                started: now,
             }),
             changed: Notify::new(),
             gate: tokio::sync::Mutex::new(()),
@@ -150,7 +115,8 @@ impl Pacer {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Waits for the next send slot at the current rate.
+    /// Waits for the next send slot at the current rate; the ticket goes back with the
+    /// answer ([`Pacer::on_answer`]).
     ///
     /// A send whose slot is near (at most [`GROUP`]` - 1` slots and [`MAX_EARLY`] ahead) goes
     /// at once, so that sends leave in small groups and the process wakes once per group
@@ -158,39 +124,30 @@ impl Pacer {
     /// microseconds, that is most of the CPU a request costs. The average rate is unchanged
     /// (an early send takes its own slot, not a new one), and a pause or a decrease still
     /// holds from the very next slot.
-    pub async fn acquire(&self) {
+    pub async fn acquire(&self) -> Ticket {
         // One waiter at a time (FIFO): the others queue here and do not hold slots.
         let _gate = self.gate.lock().await;
-        loop {
+        let ticket = loop {
             let now = Instant::now();
             let due = {
                 let mut st = self.lock();
-                let interval = Duration::from_secs_f64(1.0 / st.rate);
+                let interval = Duration::from_secs_f64(1.0 / st.ctl.rate());
                 let slot = st.last_send.map_or(now, |t| t + interval);
                 let early = interval.mul_f64(f64::from(GROUP - 1)).min(MAX_EARLY);
                 match st.cooldown_until.filter(|c| *c > now) {
                     // A Retry-After pause is never cut short.
-                    Some(until) => {
-                        st.pacing_bound = true;
-                        until.max(slot)
-                    }
+                    Some(until) => until.max(slot),
                     None if now >= slot => {
-                        // Absorb timer lateness without ever building a burst.
-                        st.last_send = Some(if now.duration_since(slot) < interval {
-                            slot
-                        } else {
-                            now
-                        });
-                        break;
+                        // Keep the schedule through a late wake-up (a busy machine): the
+                        // slots missed go at once, at most `early`'s worth, as a group would.
+                        st.last_send = Some(now.checked_sub(early).map_or(slot, |e| slot.max(e)));
+                        break st.ctl.on_send(now);
                     }
                     None if now + early >= slot => {
                         st.last_send = Some(slot);
-                        break;
+                        break st.ctl.on_send(now);
                     }
-                    None => {
-                        st.pacing_bound = true;
-                        slot
-                    }
+                    None => slot,
                 }
             };
             // Sleeping to the slot itself (not to `slot - early`) is what forms the groups:
@@ -199,86 +156,70 @@ impl Pacer {
                 () = tokio::time::sleep_until(due) => {}
                 () = self.changed.notified() => {}
             }
-        }
+        };
         // The ceiling runs on tokio's clock and waits on tokio's timer.
         while let Err(not_until) = self.ceiling.check() {
             let wait = not_until.wait_time_from(self.clock.now());
             tokio::time::sleep(wait).await;
         }
+        ticket
     }
 
-    /// A request was accepted by the server (anything but a 429).
-    pub fn on_accepted(&self) {
+    /// The answer to the send of `ticket`. A 429's `Retry-After` pauses the whole run.
+    pub fn on_answer(&self, ticket: Ticket, answer: Answer, retry_after: Option<Duration>) {
         let now = Instant::now();
-        let mut st = self.lock();
-        st.accepted.push_back(now);
-        while st
-            .accepted
-            .front()
-            .is_some_and(|t| now.duration_since(*t) > WINDOW)
-        {
-            st.accepted.pop_front();
-        }
-        if !self.adaptive || now.duration_since(st.last_growth) < GROWTH_STEP {
-            return;
-        }
-        let bound = std::mem::take(&mut st.pacing_bound);
-        st.last_growth = now;
-        if !bound || st.cooldown_until.is_some_and(|c| c > now) {
-            return;
-        }
-        let step = GROWTH_STEP.as_secs_f64();
-        st.rate = if st.slow_start {
-            st.rate * 2.0
-        } else {
-            // About +5% per second, at least +1 request/s per second.
-            st.rate + (st.rate * 0.05).max(1.0) * step
-        }
-        .min(st.ceiling);
-    }
-
-    /// The server answered 429: slow the whole run down.
-    pub fn on_rate_limited(&self, retry_after: Option<Duration>) {
-        let now = Instant::now();
-        {
+        let changed = {
             let mut st = self.lock();
-            if let Some(d) = retry_after {
+            let mut changed = false;
+            if let Some(d) = retry_after.filter(|_| answer == Answer::Limited) {
                 let until = now + d;
                 st.cooldown_until = Some(st.cooldown_until.map_or(until, |c| c.max(until)));
+                changed = true;
             }
-            let recent = st
-                .last_decrease
-                .is_some_and(|t| now.duration_since(t) < DECREASE_HOLDOFF);
-            if !recent {
-                // What the server accepted recently: over a short window (a growth step, or a
-                // few requests at low rates), so that a slow-start ramp does not drag it down.
-                let window = st.window();
-                let span = now
-                    .duration_since(st.started)
-                    .min(window)
-                    .as_secs_f64()
-                    .max(0.05);
-                let accepted = st
-                    .accepted
-                    .iter()
-                    .rev()
-                    .take_while(|t| now.duration_since(**t) <= window)
-                    .count();
-                // Nothing accepted lately (the first request, or after a pause) says nothing
-                // about the server's capacity: then halve, as TCP does.
-                let cut = if accepted < 2 {
-                    st.rate * 0.5
-                } else {
-                    (st.rate * 0.9).min(accepted as f64 / span * 0.97)
-                };
-                st.rate = cut.max(st.floor).min(st.ceiling);
-                st.slow_start = false;
-                st.last_decrease = Some(now);
-                st.last_growth = now;
-                st.pacing_bound = false;
+            if self.adaptive {
+                let before = st.ctl.rate();
+                st.ctl.on_answer(ticket, answer, now);
+                changed |= st.ctl.rate() != before;
             }
+            changed
+        };
+        if changed {
+            self.changed.notify_waiters();
         }
-        self.changed.notify_waiters();
+    }
+
+    /// A request was answered by the server with anything but a 429 (for callers without a
+    /// ticket: counted against the current rate).
+    pub fn on_accepted(&self) {
+        let ticket = self.current();
+        self.on_answer(ticket, Answer::Served, None);
+    }
+
+    /// The server answered 429 (for callers without a ticket).
+    pub fn on_rate_limited(&self, retry_after: Option<Duration>) {
+        let ticket = self.current();
+        self.on_answer(ticket, Answer::Limited, retry_after);
+    }
+
+    /// A ticket for the current rate, without a send.
+    fn current(&self) -> Ticket {
+        self.lock().ctl.ticket()
+    }
+
+    /// What to record as the server's limit for the next run against this endpoint, given
+    /// what was recorded before: the limit met in this run; nothing when this run went at its
+    /// ceiling unhindered and the old limit was below it; the old value when this run saw too
+    /// little to tell.
+    pub fn learned_rate(&self, previous: Option<f64>) -> Option<f64> {
+        let st = self.lock();
+        if !self.adaptive {
+            return previous;
+        }
+        match st.ctl.learned() {
+            Learned::Limit(l) => Some(l),
+            Learned::NoneBelowCeiling => previous.filter(|p| *p > st.ctl.ceiling()),
+            Learned::Unknown => previous,
+        }
     }
 
     /// The current state, for progress and summaries.
@@ -286,9 +227,10 @@ impl Pacer {
         let now = Instant::now();
         let st = self.lock();
         PacerSnapshot {
-            rate: st.rate,
-            ceiling: st.ceiling,
-            slow_start: st.slow_start,
+            rate: st.ctl.rate(),
+            ceiling: st.ctl.ceiling(),
+            limit: st.ctl.limit(),
+            background_429: st.ctl.background(),
             cooling_down: st.cooldown_until.is_some_and(|c| c > now),
         }
     }
@@ -299,40 +241,58 @@ mod tests {
     use super::*;
 
     #[tokio::test(start_paused = true)]
-    async fn slow_start_doubles_then_a_429_cuts_to_the_measured_rate() {
-        let p = Pacer::new(1000.0, true);
-        assert_eq!(p.snapshot().rate, 10.0);
-        // Send as fast as the pacer allows for 1.2 s of (virtual) time.
+    async fn told_the_right_rate_it_sends_at_it_from_the_first_second() {
+        let p = Pacer::new(100.0, true);
+        assert_eq!(p.snapshot().rate, 100.0);
         let start = Instant::now();
-        let mut sent = 0;
-        while Instant::now().duration_since(start) < Duration::from_millis(1200) {
-            p.acquire().await;
-            p.on_accepted();
-            sent += 1;
+        for _ in 0..100 {
+            let t = p.acquire().await;
+            p.on_answer(t, Answer::Served, None);
         }
-        let r = p.snapshot().rate;
-        assert!(r >= 80.0, "rate after slow start {r}");
-        assert!(sent > 30, "sent {sent}");
-        p.on_rate_limited(None);
-        let after = p.snapshot();
-        assert!(!after.slow_start);
-        assert!(after.rate < r, "{} !< {r}", after.rate);
-        // A second 429 right away (same overshoot) does not cut again.
-        p.on_rate_limited(None);
-        assert_eq!(p.snapshot().rate, after.rate);
+        let secs = Instant::now().duration_since(start).as_secs_f64();
+        assert!((0.95..=1.0).contains(&secs), "100 sends took {secs} s");
     }
 
     #[tokio::test(start_paused = true)]
-    async fn a_decrease_takes_effect_at_the_next_request() {
-        let p = std::sync::Arc::new(Pacer::new(100.0, false));
-        p.acquire().await;
+    async fn a_first_round_of_429s_collapses_the_rate_at_the_next_send() {
+        let p = Pacer::new(1000.0, true);
+        let mut tickets = Vec::new();
+        for _ in 0..20 {
+            tickets.push(p.acquire().await);
+        }
+        // The server accepted 2 of the first 20: far above its limit.
+        for (i, t) in tickets.into_iter().enumerate() {
+            let a = if i < 2 {
+                Answer::Served
+            } else {
+                Answer::Limited
+            };
+            p.on_answer(t, a, None);
+        }
+        let s = p.snapshot();
+        assert!(s.rate <= 300.0, "{s:?}");
+        assert!(s.limit.is_some());
+        // The next sends go at the new rate (a group of up to 4 may leave together).
         let t0 = Instant::now();
-        p.acquire().await;
+        for _ in 0..20 {
+            let _ = p.acquire().await;
+        }
+        let span = Instant::now().duration_since(t0).as_secs_f64();
+        assert!(span >= 16.0 / s.rate, "{span}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_retry_after_pauses_every_send() {
+        let p = std::sync::Arc::new(Pacer::new(100.0, false));
+        let _ = p.acquire().await;
+        let t0 = Instant::now();
+        let t = p.acquire().await;
         let fast = Instant::now().duration_since(t0);
         assert!(fast <= Duration::from_millis(11), "{fast:?}");
-        p.on_rate_limited(Some(Duration::from_secs(2)));
+        p.on_answer(t, Answer::Limited, Some(Duration::from_secs(2)));
+        assert!(p.snapshot().cooling_down);
         let t1 = Instant::now();
-        p.acquire().await;
+        let _ = p.acquire().await;
         assert!(Instant::now().duration_since(t1) >= Duration::from_secs(2));
     }
 
@@ -342,7 +302,7 @@ mod tests {
         let start = Instant::now();
         let mut times = Vec::new();
         for _ in 0..400 {
-            p.acquire().await;
+            let _ = p.acquire().await;
             times.push(Instant::now());
         }
         // 400 slots 10 ms apart; the last may go up to 30 ms early.
@@ -380,22 +340,39 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
-    async fn a_429_with_nothing_accepted_halves_instead_of_collapsing() {
-        let p = Pacer::new(20.0, true);
-        p.acquire().await;
-        p.on_rate_limited(None);
-        assert_eq!(p.snapshot().rate, 5.0);
-    }
-
-    #[tokio::test(start_paused = true)]
     async fn never_above_the_ceiling() {
         let p = Pacer::new(50.0, true);
         let start = Instant::now();
         for _ in 0..200 {
-            p.acquire().await;
-            p.on_accepted();
+            let t = p.acquire().await;
+            p.on_answer(t, Answer::Served, None);
         }
         let secs = Instant::now().duration_since(start).as_secs_f64();
         assert!(200.0 / secs <= 50.0 * 1.05, "{} req/s", 200.0 / secs);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_learned_rate_is_where_it_starts_and_what_it_remembers() {
+        let p = Pacer::with_learned(1000.0, true, Some(100.0));
+        let s = p.snapshot();
+        assert_eq!(s.rate, 98.0);
+        assert_eq!(s.limit, Some(100.0));
+        assert_eq!(p.learned_rate(Some(100.0)), Some(100.0));
+        // A learned rate above the ceiling: the ceiling.
+        let p = Pacer::with_learned(50.0, true, Some(100.0));
+        assert_eq!(p.snapshot().rate, 50.0);
+        // Nothing seen: the old value stays.
+        assert_eq!(p.learned_rate(Some(100.0)), Some(100.0));
+        assert_eq!(p.learned_rate(None), None);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn timeouts_and_server_errors_are_not_a_rate_signal() {
+        let p = Pacer::new(100.0, true);
+        for _ in 0..200 {
+            let t = p.acquire().await;
+            p.on_answer(t, Answer::Lost, None);
+        }
+        assert_eq!(p.snapshot().rate, 100.0);
     }
 }

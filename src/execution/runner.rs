@@ -12,6 +12,7 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
+use super::ambiguity::Breaker;
 use super::attempt::{AttemptOutcome, Item, Shared, attempt};
 use super::{Backoff, Pacer, RecordOutcomes, SendCreate};
 use crate::state::{Failure, TokenKey};
@@ -23,6 +24,8 @@ pub struct ExecConfig {
     pub concurrency: usize,
     /// Most attempts per token.
     pub max_attempts: u32,
+    /// Most ambiguous attempts per token (each may have created one that is not recorded).
+    pub max_ambiguous: u32,
     /// Stop at the first item that fails for good.
     pub fail_fast: bool,
     /// Retry delays.
@@ -159,6 +162,8 @@ pub enum StopReason {
     FailFast,
     /// Ctrl-C.
     Interrupted,
+    /// Too many recent answers were ambiguous: the service answers errors after creating.
+    AmbiguityBreaker(String),
 }
 
 /// What a run did.
@@ -180,6 +185,8 @@ pub struct RunReport {
     pub rate_limited: u64,
     /// Ambiguous outcomes.
     pub ambiguous: u64,
+    /// Items not re-sent because they used up their ambiguous attempts.
+    pub ambiguity_exhausted: u64,
     /// Requests abandoned in flight when the drain timed out.
     pub abandoned: u64,
     /// Wall time.
@@ -277,6 +284,7 @@ impl<C: SendCreate, R: RecordOutcomes> Dispatcher<C, R> {
             pacer: services.pacer,
             stats: services.stats,
             observer: services.observer,
+            breaker: std::sync::Mutex::new(Breaker::default()),
         });
         Dispatcher {
             shared,
@@ -293,6 +301,7 @@ impl<C: SendCreate, R: RecordOutcomes> Dispatcher<C, R> {
                 retries: 0,
                 rate_limited: 0,
                 ambiguous: 0,
+                ambiguity_exhausted: 0,
                 abandoned: 0,
                 elapsed: Duration::ZERO,
                 final_rate: 0.0,
@@ -300,6 +309,7 @@ impl<C: SendCreate, R: RecordOutcomes> Dispatcher<C, R> {
             config: ExecConfig {
                 concurrency: config.concurrency.max(1),
                 max_attempts: config.max_attempts.max(1),
+                max_ambiguous: config.max_ambiguous.max(1),
                 ..config
             },
             started: Instant::now(),
@@ -320,18 +330,22 @@ impl<C: SendCreate, R: RecordOutcomes> Dispatcher<C, R> {
                 self.report.stop = StopReason::Interrupted;
                 return;
             }
+            if let Some(why) = self.shared.breaker_stop() {
+                self.report.stop = StopReason::AmbiguityBreaker(why);
+                return;
+            }
             let due_retry = self.retries.next_due().is_some_and(|t| t <= Instant::now());
             let has_slot = self.inflight.len() < self.config.concurrency;
             if has_slot && (due_retry || !self.queue.is_empty()) {
-                tokio::select! {
+                let ticket = tokio::select! {
                     biased;
                     () = self.cancel.cancelled() => continue,
                     Some(res) = self.inflight.join_next(), if !self.inflight.is_empty() => {
                         self.handle(res);
                         continue;
                     }
-                    () = self.shared.pacer.acquire() => {}
-                }
+                    t = self.shared.pacer.acquire() => t,
+                };
                 let item = if due_retry {
                     self.retries.pop()
                 } else {
@@ -340,7 +354,8 @@ impl<C: SendCreate, R: RecordOutcomes> Dispatcher<C, R> {
                 if let Some(mut item) = item {
                     item.attempt += 1;
                     let sh = self.shared.clone();
-                    self.inflight.spawn(async move { attempt(item, sh).await });
+                    self.inflight
+                        .spawn(async move { attempt(item, sh, ticket).await });
                 }
                 continue;
             }
@@ -441,6 +456,17 @@ impl<C: SendCreate, R: RecordOutcomes> Dispatcher<C, R> {
 
     /// Schedules another attempt, or fails the item when its attempts are used up.
     fn retry(&mut self, item: Item, retry_after: Option<Duration>) {
+        if item.ambiguous >= self.config.max_ambiguous {
+            // Each re-send may leave one more token only a person can delete.
+            let (status, _) = item.last_error.clone().unwrap_or((None, String::new()));
+            let why = format!(
+                "not sent again after {} ambiguous attempts (each may have created a token; see the possible orphans)",
+                item.ambiguous
+            );
+            self.report.ambiguity_exhausted += 1;
+            self.fail(item, status, why);
+            return;
+        }
         if item.attempt >= self.config.max_attempts
             || item.rate_limited >= MAX_RATE_LIMITED_PER_ITEM
         {
@@ -641,6 +667,7 @@ mod tests {
         ExecConfig {
             concurrency,
             max_attempts: 3,
+            max_ambiguous: 2,
             fail_fast: false,
             backoff: Backoff::default(),
             drain_timeout: Duration::from_secs(5),

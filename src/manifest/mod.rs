@@ -66,6 +66,8 @@ pub struct Settings {
     pub rate_per_second: Option<f64>,
     /// Most attempts per token before it is reported as failed.
     pub max_attempts: Option<u32>,
+    /// Most ambiguous attempts per token (each may have created one that is not recorded).
+    pub max_ambiguous: Option<u32>,
     /// Per-request timeout, in seconds.
     pub request_timeout_seconds: Option<f64>,
 }
@@ -78,6 +80,8 @@ pub mod limits {
     pub const RATE_PER_SECOND: (f64, f64) = (0.1, 1000.0);
     /// `settings.max_attempts`.
     pub const MAX_ATTEMPTS: (u32, u32) = (1, 20);
+    /// `settings.max_ambiguous` / `--max-ambiguous`.
+    pub const MAX_AMBIGUOUS: (u32, u32) = (1, 20);
     /// `settings.request_timeout_seconds`.
     pub const REQUEST_TIMEOUT_SECONDS: (f64, f64) = (1.0, 600.0);
 }

@@ -26,6 +26,7 @@ pub(crate) mod keys {
         "concurrency",
         "rate_per_second",
         "max_attempts",
+        "max_ambiguous",
         "request_timeout_seconds",
     ];
     /// Keys of `secrets`.
@@ -149,6 +150,17 @@ pub struct RawSettings {
         range(min = limits::MAX_ATTEMPTS.0, max = limits::MAX_ATTEMPTS.1)
     )]
     pub max_attempts: Option<u32>,
+    /// The most attempts per token whose outcome is ambiguous (default 2; `--max-ambiguous`
+    /// overrides it). Each may have created a token that is not recorded, which only a person
+    /// can find and delete in the UI; after this many the token is not sent again and ends
+    /// unresolved, its possible orphans listed. A missing token costs a re-run; an orphan costs
+    /// a person.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(
+        with = "u32",
+        range(min = limits::MAX_AMBIGUOUS.0, max = limits::MAX_AMBIGUOUS.1)
+    )]
+    pub max_ambiguous: Option<u32>,
     /// How long to wait for one response, in seconds (default 30).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(

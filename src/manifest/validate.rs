@@ -565,6 +565,7 @@ impl<'a> Checker<'a> {
         };
         let concurrency = integer(self, "concurrency", limits::CONCURRENCY);
         let max_attempts = integer(self, "max_attempts", limits::MAX_ATTEMPTS);
+        let max_ambiguous = integer(self, "max_ambiguous", limits::MAX_AMBIGUOUS);
         let mut number = |this: &mut Self, key: &str, range: (f64, f64)| {
             let value = fields.value(key)?;
             let parsed = this.number_setting(value, key, range);
@@ -581,6 +582,7 @@ impl<'a> Checker<'a> {
             concurrency,
             rate_per_second,
             max_attempts,
+            max_ambiguous,
             request_timeout_seconds,
         })
     }

@@ -49,6 +49,7 @@ enum Msg {
     },
     Failure(Failure),
     ResolvedName(String, u32),
+    LearnedRate(Option<super::LearnedRate>),
     Finish(oneshot::Sender<Result<(), StateError>>),
 }
 
@@ -108,6 +109,11 @@ impl RecorderHandle {
     /// Remembers an account name's id (for offline plans).
     pub fn resolved_name(&self, name: String, id: u32) {
         let _ = self.tx.send(Msg::ResolvedName(name, id));
+    }
+
+    /// Remembers the server's rate limit as this run found it (for the next run's start).
+    pub fn learned_rate(&self, rate: Option<super::LearnedRate>) {
+        let _ = self.tx.send(Msg::LearnedRate(rate));
     }
 }
 
@@ -430,6 +436,12 @@ impl Task {
                 }
                 Msg::ResolvedName(name, id) => {
                     if self.store.results.resolved_names.insert(name, id) != Some(id) {
+                        self.dirty = true;
+                    }
+                }
+                Msg::LearnedRate(rate) => {
+                    if self.store.results.learned_rate != rate {
+                        self.store.results.learned_rate = rate;
                         self.dirty = true;
                     }
                 }

@@ -40,6 +40,22 @@ pub struct ResultsFile {
     /// the one recorded. Kept across runs until cleared with `logzio-tokens orphans clear`.
     #[serde(default)]
     pub possible_orphans: Vec<PossibleOrphan>,
+    /// The server's rate limit as the last run against `api_url` found it; the next run starts
+    /// just under it instead of at its ceiling. Not a secret.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub learned_rate: Option<LearnedRate>,
+}
+
+/// A rate limit learned by a run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LearnedRate {
+    /// Requests per second the server accepted.
+    pub per_second: f64,
+    /// The endpoint it applies to (the results file's `api_url`).
+    pub endpoint: String,
+    /// When it was learned (RFC 3339, UTC).
+    pub at: String,
 }
 
 /// One created token.
@@ -101,6 +117,7 @@ impl ResultsFile {
             resolved_names: BTreeMap::new(),
             failures: Vec::new(),
             possible_orphans: Vec::new(),
+            learned_rate: None,
         }
     }
 

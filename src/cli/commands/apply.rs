@@ -16,7 +16,7 @@ use crate::execution::{
     Stats, StopReason, execute,
 };
 use crate::plan::{Plan, Unresolved};
-use crate::state::{Failure, Recorder, Store};
+use crate::state::{Failure, LearnedRate, Recorder, Store, now_rfc3339};
 
 /// Runs `apply`.
 pub async fn run(args: &ApplyArgs, printer: &Printer) -> Result<Exit, CliError> {
@@ -45,6 +45,14 @@ pub async fn run(args: &ApplyArgs, printer: &Printer) -> Result<Exit, CliError> 
         return Ok(Exit::Declined);
     }
 
+    // Start just under the limit the last run against this endpoint found.
+    let endpoint = run.api.identity();
+    let learned_before = store
+        .results
+        .learned_rate
+        .as_ref()
+        .filter(|l| l.endpoint == endpoint)
+        .map(|l| l.per_second);
     let recorder = Recorder::start(store)?;
     let handle = recorder.handle();
     for (name, id) in &plan.resolved_names {
@@ -58,7 +66,8 @@ pub async fn run(args: &ApplyArgs, printer: &Printer) -> Result<Exit, CliError> 
         message: "internal error: no API client".into(),
     })?;
     let stats = Arc::new(Stats::default());
-    let pacer = Arc::new(Pacer::new(run.exec.rate, true));
+    let pacer = Arc::new(Pacer::with_learned(run.exec.rate, true, learned_before));
+    let learned_into = (pacer.clone(), handle.clone());
     let cancel = Cancel::default();
     let beside = Beside::start(&settings, printer, &plan, &stats, &pacer, &cancel);
     let services = Services {
@@ -76,6 +85,17 @@ pub async fn run(args: &ApplyArgs, printer: &Printer) -> Result<Exit, CliError> 
     )
     .await;
     beside.stop();
+    let (pacer, handle) = learned_into;
+    let learned = pacer.learned_rate(learned_before);
+    if learned != learned_before {
+        handle.learned_rate(learned.map(|per_second| LearnedRate {
+            per_second,
+            endpoint: endpoint.clone(),
+            at: now_rfc3339(),
+        }));
+    }
+    drop(handle);
+    let limit = pacer.snapshot().limit;
     let (store, saved_res) = recorder.finish().await;
     conn.close().await;
 
@@ -85,6 +105,8 @@ pub async fn run(args: &ApplyArgs, printer: &Printer) -> Result<Exit, CliError> 
         present: plan.present.len(),
         pre_failures: &pre_failures,
         store: store.as_ref(),
+        limit,
+        max_ambiguous: run.exec.max_ambiguous,
     };
     if settings.json {
         outcome.emit(printer);
@@ -254,6 +276,7 @@ fn exec_config(settings: &ApplySettings) -> ExecConfig {
     ExecConfig {
         concurrency: settings.run.exec.concurrency as usize,
         max_attempts: settings.run.exec.max_attempts,
+        max_ambiguous: settings.run.exec.max_ambiguous,
         fail_fast: settings.fail_fast,
         backoff: Backoff::default(),
         drain_timeout: settings.run.api.request_timeout + Duration::from_secs(5),
@@ -287,6 +310,10 @@ struct Outcome<'a> {
     present: usize,
     pre_failures: &'a [Failure],
     store: Option<&'a Store>,
+    /// The server's limit as this run measured it, if it met one.
+    limit: Option<f64>,
+    /// Ambiguous attempts allowed per token.
+    max_ambiguous: u32,
 }
 
 impl Outcome<'_> {
@@ -324,6 +351,10 @@ impl Outcome<'_> {
             exit_code: self.exit.code(),
             failed: r.failures.len() + self.pre_failures.len(),
             final_rate_per_second: r.final_rate,
+            learned_limit_per_second: self.limit,
+            max_ambiguous: self.max_ambiguous,
+            ambiguity_exhausted: r.ambiguity_exhausted,
+            ambiguity_breaker: matches!(r.stop, StopReason::AmbiguityBreaker(_)),
             not_attempted: r.not_attempted,
             possible_orphans: self.orphans(),
             rate_limited: r.rate_limited,
@@ -346,6 +377,7 @@ fn exit_code(
         StopReason::Interrupted => Exit::Interrupted,
         StopReason::Fatal(_) | StopReason::State(_) => Exit::Fatal,
         _ if saved.is_err() => Exit::Fatal,
+        StopReason::AmbiguityBreaker(_) => Exit::ItemsFailed,
         _ if !report.failures.is_empty()
             || !pre_failures.is_empty()
             || report.not_attempted > 0 =>
@@ -363,6 +395,7 @@ fn stop_text(stop: &StopReason) -> String {
         StopReason::State(m) => format!("state: {m}"),
         StopReason::FailFast => "fail-fast".into(),
         StopReason::Interrupted => "interrupted".into(),
+        StopReason::AmbiguityBreaker(m) => format!("ambiguity breaker: {m}"),
     }
 }
 
@@ -440,13 +473,16 @@ impl Outcome<'_> {
             ));
         } else {
             printer.info(&format!(
-            "Created {} in {:.1}s ({:.1}/s; rate limit at the end {:.1}/s); {} already present.",
-            count(report.created as usize, "token"),
-            secs,
-            report.created as f64 / secs.max(0.001),
-            report.final_rate,
-            present
-        ));
+                "Created {} in {:.1}s ({:.1}/s; rate at the end {:.1}/s, {}); {} already present.",
+                count(report.created as usize, "token"),
+                secs,
+                report.created as f64 / secs.max(0.001),
+                report.final_rate,
+                self.limit.map_or("no server limit met".into(), |l| format!(
+                    "server limit learned {l:.1}/s"
+                )),
+                present
+            ));
         }
         match &report.stop {
             StopReason::Fatal(m) => printer.error(&format!("stopped: {m}")),
@@ -455,7 +491,15 @@ impl Outcome<'_> {
             StopReason::Interrupted => printer.info(
                 "Interrupted: requests in flight were drained and everything received is saved.",
             ),
+            StopReason::AmbiguityBreaker(m) => printer.error(&format!("stopped: {m}")),
             StopReason::Completed => {}
+        }
+        if report.ambiguity_exhausted > 0 {
+            printer.warn(&format!(
+                "{} not sent again after {} ambiguous attempts (--max-ambiguous): each may have left a token only a person can delete",
+                count(report.ambiguity_exhausted as usize, "token"),
+                self.max_ambiguous
+            ));
         }
         let failures: Vec<&Failure> = pre_failures.iter().chain(report.failures.iter()).collect();
         if !failures.is_empty() {

@@ -58,6 +58,7 @@ fn show_json(printer: &Printer, settings: &PlanSettings, plan: &Plan) {
             concurrency: run.exec.concurrency,
             rate_per_second: run.exec.rate,
             max_attempts: run.exec.max_attempts,
+            max_ambiguous: run.exec.max_ambiguous,
         },
         summary: PlanSummary::of(plan),
         v: V1,
@@ -80,10 +81,12 @@ fn show_text(printer: &Printer, settings: &PlanSettings, plan: &Plan) {
         ),
     });
     lines.push(format!(
-        "  apply would send at most {} at once, at most {}/s (adapting below that), {} per token",
+        "  apply would send at most {} at once, at most {}/s (adapting below that), {} per token, \
+         of which at most {} ambiguous (each may leave a token to delete by hand)",
         count(run.exec.concurrency as usize, "request"),
         run.exec.rate,
-        count(run.exec.max_attempts as usize, "attempt")
+        count(run.exec.max_attempts as usize, "attempt"),
+        run.exec.max_ambiguous
     ));
     if settings.detail {
         lines.extend(super::detail_lines(plan));
