@@ -109,7 +109,7 @@ pub(super) enum AttemptOutcome {
         retry_after: Option<Duration>,
     },
     Failed(Item, Option<u16>, String),
-    Fatal(String),
+    Fatal(ApiError),
     State(StateError),
 }
 
@@ -278,6 +278,6 @@ async fn on_error<C, R: RecordOutcomes>(
             }
         }
         ErrorClass::FatalItem => AttemptOutcome::Failed(item, status, detail),
-        ErrorClass::FatalRun => AttemptOutcome::Fatal(e.to_string()),
+        ErrorClass::FatalRun => AttemptOutcome::Fatal(e),
     }
 }

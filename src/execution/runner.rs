@@ -15,7 +15,8 @@ use tokio::time::Instant;
 use super::ambiguity::Breaker;
 use super::attempt::{AttemptOutcome, Item, Shared, attempt};
 use super::{Backoff, Pacer, RecordOutcomes, SendCreate};
-use crate::state::{Failure, TokenKey};
+use crate::api::ApiError;
+use crate::state::{Failure, StateError, TokenKey};
 
 /// How a run executes.
 #[derive(Debug, Clone)]
@@ -70,6 +71,13 @@ impl Stats {
 pub struct Cancel {
     tx: Arc<watch::Sender<bool>>,
     rx: watch::Receiver<bool>,
+}
+
+impl StopReason {
+    /// Whether the run went to its end (no stop reason).
+    pub fn is_completed(&self) -> bool {
+        matches!(self, StopReason::Completed)
+    }
 }
 
 impl Default for Cancel {
@@ -149,15 +157,16 @@ pub trait Observer: Send + Sync {
     fn event(&self, event: &ItemEvent);
 }
 
-/// Why a run stopped.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Why a run stopped. The errors stay typed (shared, since a report is cloned); the CLI
+/// renders them once.
+#[derive(Debug, Clone)]
 pub enum StopReason {
     /// Every item was tried to the end.
     Completed,
-    /// An error that stops the run (401, 403, wrong region).
-    Fatal(String),
+    /// An error that stops the run (401, 403, wrong region, a redirect).
+    Fatal(Arc<ApiError>),
     /// The state could not be written.
-    State(String),
+    State(Arc<StateError>),
     /// `--fail-fast` and an item failed.
     FailFast,
     /// Ctrl-C.
@@ -325,7 +334,7 @@ impl<C: SendCreate, R: RecordOutcomes> Dispatcher<C, R> {
     /// Sends items while there is work and no stop: each waits for a concurrency slot and a
     /// send slot, staying responsive to Ctrl-C and to finished attempts.
     async fn dispatch(&mut self) {
-        while self.report.stop == StopReason::Completed {
+        while self.report.stop.is_completed() {
             if self.cancel.is_cancelled() {
                 self.report.stop = StopReason::Interrupted;
                 return;
@@ -383,7 +392,7 @@ impl<C: SendCreate, R: RecordOutcomes> Dispatcher<C, R> {
                     let before = self.report.stop.clone();
                     self.handle(res);
                     // A retry scheduled while draining is not sent; an earlier stop reason stays.
-                    if before != StopReason::Completed {
+                    if !before.is_completed() {
                         self.report.stop = before;
                     }
                 }
@@ -443,12 +452,12 @@ impl<C: SendCreate, R: RecordOutcomes> Dispatcher<C, R> {
                     self.report.stop,
                     StopReason::Fatal(_) | StopReason::State(_)
                 ) {
-                    self.report.stop = StopReason::Fatal(msg);
+                    self.report.stop = StopReason::Fatal(Arc::new(msg));
                 }
             }
             AttemptOutcome::State(e) => {
                 if !matches!(self.report.stop, StopReason::State(_)) {
-                    self.report.stop = StopReason::State(e.to_string());
+                    self.report.stop = StopReason::State(Arc::new(e));
                 }
             }
         }
@@ -506,7 +515,7 @@ impl<C: SendCreate, R: RecordOutcomes> Dispatcher<C, R> {
                 error,
             },
         });
-        if self.config.fail_fast && self.report.stop == StopReason::Completed {
+        if self.config.fail_fast && self.report.stop.is_completed() {
             self.report.stop = StopReason::FailFast;
         }
     }
@@ -706,7 +715,7 @@ mod tests {
         let api = FakeApi::with(&[("a", &[Answer::Status(503), Answer::Status(503)])]);
         let rec = Arc::new(FakeRecorder::default());
         let r = run(&["a", "b"], config(2), &api, &rec, Cancel::default()).await;
-        assert_eq!(r.stop, StopReason::Completed);
+        assert!(r.stop.is_completed(), "{:?}", r.stop);
         assert_eq!((r.created, r.attempts, r.retries), (2, 4, 2));
         assert_eq!(api.calls("a"), 3);
         assert_eq!(created(&rec, "a"), 1);
@@ -767,7 +776,7 @@ mod tests {
             ..config(1)
         };
         let r = run(&["a", "b", "c"], cfg, &api, &rec, Cancel::default()).await;
-        assert_eq!(r.stop, StopReason::FailFast);
+        assert!(matches!(r.stop, StopReason::FailFast), "{:?}", r.stop);
         assert_eq!(r.created, 0);
         assert_eq!(r.not_attempted, 2);
         assert_eq!(api.calls("b") + api.calls("c"), 0);
@@ -779,7 +788,7 @@ mod tests {
         let rec = Arc::new(FakeRecorder::default());
         let r = run(&["a", "b", "c"], config(1), &api, &rec, Cancel::default()).await;
         assert!(
-            matches!(r.stop, StopReason::Fatal(ref m) if m.contains("401")),
+            matches!(r.stop, StopReason::Fatal(ref e) if e.http_status() == Some(401)),
             "{:?}",
             r.stop
         );
@@ -814,7 +823,7 @@ mod tests {
         });
         let r = run(&["slow", "b", "c"], config(1), &api, &rec, cancel).await;
         watcher.await.unwrap();
-        assert_eq!(r.stop, StopReason::Interrupted);
+        assert!(matches!(r.stop, StopReason::Interrupted), "{:?}", r.stop);
         // The one in flight ended and was recorded; its retry and the rest were not sent.
         assert_eq!(rec.outcomes.lock().unwrap().len(), 1);
         assert_eq!(api.calls.lock().unwrap().len(), 1);
@@ -835,7 +844,7 @@ mod tests {
         });
         let started = Instant::now();
         let r = run(&["hang", "b"], config(1), &api, &rec, cancel).await;
-        assert_eq!(r.stop, StopReason::Interrupted);
+        assert!(matches!(r.stop, StopReason::Interrupted), "{:?}", r.stop);
         assert_eq!(r.abandoned, 1);
         // Bounded by the drain timeout (paused clock: exact).
         assert!(started.elapsed() >= Duration::from_secs(5));
