@@ -3,6 +3,7 @@ mod apply;
 mod chaos;
 mod client;
 mod crash;
+mod diskfull;
 mod hostile;
 mod hygiene;
 mod manifest;

@@ -10,6 +10,7 @@ mod lock;
 mod paths;
 pub mod recorder;
 pub mod results;
+mod room;
 pub mod sealed;
 pub mod secrets;
 pub mod store;
