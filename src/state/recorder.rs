@@ -646,7 +646,9 @@ impl Task {
 
 /// Whether `e` says the filesystem has no room left (for this user).
 pub(crate) fn is_out_of_space(e: &std::io::Error) -> bool {
+    use std::io::ErrorKind;
     matches!(e.raw_os_error(), Some(libc::ENOSPC | libc::EDQUOT))
+        || matches!(e.kind(), ErrorKind::StorageFull | ErrorKind::QuotaExceeded)
 }
 
 /// The error every later record gets once a write of the state failed (`why` says which).

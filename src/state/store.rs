@@ -147,12 +147,19 @@ impl Store {
         let wanted = !self.secrets.accounts.is_empty()
             || !self.secrets.superseded.is_empty()
             || self.paths.secrets.exists();
-        if self.sealing.is_none() && wanted {
-            let plain = zeroize::Zeroizing::new(self.secrets.to_bytes());
-            write_atomic(&self.paths.secrets, &plain, FileKind::Secret, "secrets")?;
-        }
+        let plain = zeroize::Zeroizing::new(if self.sealing.is_none() && wanted {
+            self.secrets.to_bytes()
+        } else {
+            Vec::new()
+        });
         let bytes = self.results.to_bytes();
+        let sizes = [("secrets", plain.len()), ("results", bytes.len())];
+        if !plain.is_empty() {
+            write_atomic(&self.paths.secrets, &plain, FileKind::Secret, "secrets")
+                .map_err(|e| room_needed(e, &sizes))?;
+        }
         write_atomic(&self.paths.results, &bytes, FileKind::Public, "results")
+            .map_err(|e| room_needed(e, &sizes))
     }
 
     /// From now on, secrets received are sealed to `recipients` and never written in
@@ -193,7 +200,8 @@ impl Store {
             .seal_secrets(&self.run_secrets)
             .map_err(|e| sealed_write_error(&self.paths.sealed, e))?;
         let name = sealed::file_name(time::OffsetDateTime::now_utc(), &sealing.run_id);
-        let path = sealed::write_new(&self.paths.sealed, &name, &armored)?;
+        let path = sealed::write_new(&self.paths.sealed, &name, &armored)
+            .map_err(|e| room_needed(e, &[("sealed", armored.len())]))?;
         self.run_secrets = SecretsFile::default();
         Ok(Some(path))
     }
@@ -328,6 +336,42 @@ impl Store {
             }
             Outcome::NotCreated { .. } => Applied::Noted,
         }
+    }
+}
+
+/// A save that failed for want of room says how much it needs (each file is written whole
+/// beside the one it replaces) and how much the filesystem has left.
+fn room_needed(e: StateError, sizes: &[(&str, usize)]) -> StateError {
+    let StateError::Write { kind, path, source } = e else {
+        return e;
+    };
+    if !super::recorder::is_out_of_space(&source) {
+        return StateError::Write { kind, path, source };
+    }
+    let kib = |n: u64| n.div_ceil(1024);
+    let total: usize = sizes.iter().map(|(_, n)| n).sum();
+    let parts: Vec<String> = sizes
+        .iter()
+        .filter(|(_, n)| *n > 0)
+        .map(|(what, n)| format!("{what} {} KiB", kib(*n as u64)))
+        .collect();
+    let free = rustix::fs::statvfs(parent_dir(&path))
+        .map(|v| {
+            format!(
+                "{} KiB are free",
+                kib(v.f_bavail.saturating_mul(v.f_frsize))
+            )
+        })
+        .unwrap_or_else(|_| "the free space is unknown".into());
+    let detail = format!(
+        "{source}; the save needs about {} KiB free ({}), {free} on that filesystem",
+        kib(total as u64),
+        parts.join(" + ")
+    );
+    StateError::Write {
+        kind,
+        path,
+        source: std::io::Error::new(source.kind(), detail),
     }
 }
 
