@@ -1,9 +1,9 @@
 //! The recorder: during `apply`, the single writer of the journal and the state files.
 //!
-//! The executor sends it intents and outcomes through a [`RecorderHandle`]. It acknowledges an
-//! intent once it is written (the kernel has it, so it survives the process being killed) and
-//! an outcome once it is fsync'd (so a received secret survives even a power loss); records
-//! that arrive together share one write and one fsync. Every few seconds it rewrites the
+//! The executor sends it intents and outcomes through a [`RecorderHandle`]. It acknowledges
+//! each once it is written and fsync'd (an intent survives a power loss or a filesystem turned
+//! read-only, so a request sent is always known; a received secret too); records that arrive
+//! together share one write and one fsync. Every few seconds it rewrites the
 //! results and secrets files atomically and starts a fresh journal holding only the intents
 //! still in flight. Once any write fails, no new request may start, and the journal is kept as
 //! it is for the next run to replay.
@@ -362,18 +362,17 @@ impl Task {
             }
         }
         self.journal_intents(batch, &mut seqs, buf, now);
-        // Intents are written before their request is sent (so they survive the process being
-        // killed: the kernel has them); outcomes are also fsync'd before they are acknowledged
-        // (so a received secret survives even a power loss). The fsync of an outcome covers
-        // every intent written before it.
-        let needs_sync = batch.iter().any(|m| matches!(m, Msg::Outcome { .. }));
+        // Every record is fsync'd before it is acknowledged: an outcome so that a received
+        // secret survives a power loss, and an intent so that a request sent is on the disk
+        // before its answer can exist. Written but not fsync'd, an intent survives the process
+        // being killed, but not a power loss, nor a filesystem the kernel turns read-only
+        // after a disk error (its dirty pages are dropped): a token created then would be
+        // neither recorded nor listed as a possible orphan. One fsync covers the batch.
         if buf.is_empty() && seal_failed.is_none() {
             return (seqs, true);
         }
         let written = self.journal.write_all(buf).and_then(|()| {
-            if needs_sync {
-                self.journal.sync_data()?;
-            }
+            self.journal.sync_data()?;
             // A secret that could not be sealed is not in the journal: fail like a write.
             seal_failed.map_or(Ok(()), Err)
         });
