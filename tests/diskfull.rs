@@ -303,3 +303,303 @@ fn a_small_disk_filled_by_the_run_itself_costs_nothing() {
 fn a_sealed_run_on_a_disk_that_fills_costs_nothing() {
     disk_full("sealed", 1024, Some(100), true);
 }
+
+/// An ext4 image loop-mounted with `errors=remount-ro`, so that the test can make the kernel
+/// turn it read-only under a running process (`trigger_fs_error`), as it does on a disk error.
+/// A plain `mount -o remount,ro` is refused (busy) while apply holds its journal open for
+/// writing, so that is how a state directory really becomes read-only mid-run.
+struct Ext4 {
+    image: PathBuf,
+    dir: PathBuf,
+}
+
+impl Ext4 {
+    fn mount(image: &Path, dir: &Path) -> Result<Ext4, String> {
+        let sh = |cmd: &mut Command| -> Result<(), String> {
+            let out = cmd
+                .output()
+                .map_err(|e| format!("cannot run {cmd:?}: {e}"))?;
+            if out.status.success() {
+                Ok(())
+            } else {
+                Err(format!(
+                    "{cmd:?} failed: {}",
+                    String::from_utf8_lossy(&out.stderr).trim()
+                ))
+            }
+        };
+        std::fs::File::create(image)
+            .and_then(|f| f.set_len(16 << 20))
+            .map_err(|e| e.to_string())?;
+        sh(Command::new("mkfs.ext4").args(["-q", "-F"]).arg(image))?;
+        sh(Command::new("mount")
+            .args(["-o", "loop,errors=remount-ro"])
+            .arg(image)
+            .arg(dir))?;
+        Ok(Ext4 {
+            image: image.to_path_buf(),
+            dir: dir.to_path_buf(),
+        })
+    }
+
+    /// The kernel's own "remount read-only after an error".
+    fn turn_read_only(&self) {
+        let out = Command::new("findmnt")
+            .args(["-no", "SOURCE"])
+            .arg(&self.dir)
+            .output()
+            .unwrap();
+        let source = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+        let dev = Path::new(&source).file_name().unwrap().to_owned();
+        let trigger = Path::new("/sys/fs/ext4").join(dev).join("trigger_fs_error");
+        std::fs::write(&trigger, b"1").unwrap();
+    }
+
+    /// Unmounts, repairs and mounts again, read-write.
+    fn repair(&self) {
+        assert!(
+            Command::new("umount")
+                .arg(&self.dir)
+                .status()
+                .unwrap()
+                .success()
+        );
+        let _ = Command::new("e2fsck")
+            .args(["-fy"])
+            .arg(&self.image)
+            .output();
+        assert!(
+            Command::new("mount")
+                .args(["-o", "loop"])
+                .arg(&self.image)
+                .arg(&self.dir)
+                .status()
+                .unwrap()
+                .success()
+        );
+    }
+}
+
+impl Drop for Ext4 {
+    fn drop(&mut self) {
+        let ok = Command::new("umount")
+            .arg(&self.dir)
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        if !ok {
+            let _ = Command::new("umount").arg("-l").arg(&self.dir).status();
+        }
+    }
+}
+
+/// The journal's created outcomes (token id -> secret) and the keys of its intents without an
+/// outcome.
+fn read_journal(path: &Path) -> (Vec<(i64, String)>, BTreeSet<Key>) {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let mut created = Vec::new();
+    let mut pending = std::collections::BTreeMap::new();
+    for line in text.lines().filter(|l| !l.trim().is_empty()) {
+        let Ok(v) = serde_json::from_str::<serde_json::Value>(line) else {
+            continue; // a line cut short by the failed write
+        };
+        let key: Key = (
+            u32::try_from(v["account_id"].as_u64().unwrap()).unwrap(),
+            v["token_name"].as_str().unwrap().to_owned(),
+        );
+        if v["kind"] == "intent" {
+            pending.insert(v["seq"].as_u64().unwrap(), key);
+        } else {
+            pending.remove(&v["seq"].as_u64().unwrap());
+            if v["result"] == "created" {
+                created.push((
+                    v["token_id"].as_i64().unwrap(),
+                    v["token"].as_str().unwrap().to_owned(),
+                ));
+            }
+        }
+    }
+    (created, pending.into_values().collect())
+}
+
+#[test]
+fn a_state_directory_turned_read_only_mid_run_stops_it_and_loses_nothing_silently() {
+    let tokens = 400;
+    let workload = one_account_many_tokens(tokens);
+    let env = Env::with_sim(SimConfig {
+        latency: Duration::from_millis(15),
+        seed: 17,
+        ..SimConfig::default()
+    });
+    let files = Files::new(&env, &workload.manifest);
+    let state = files.results.parent().unwrap().to_path_buf();
+    let extra = ["--rate", "400"];
+    let fs = match Ext4::mount(&env.path("state.img"), &state) {
+        Ok(fs) => fs,
+        Err(why) => {
+            let msg = format!(
+                "diskfull::read_only DID NOT RUN: it needs to loop-mount an ext4 image (root, mkfs.ext4, a loop device), and {why}"
+            );
+            assert!(
+                std::env::var("CI").map_or(true, |v| v != "true"),
+                "{msg}; CI must run it as root"
+            );
+            eprintln!("{msg}");
+            return;
+        }
+    };
+    let created = || usize::try_from(env.sim().counters().created).unwrap();
+    let mut child = apply_cmd(&env, &files, &extra)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    assert!(wait_until(Duration::from_secs(60), || created() >= 100
+        || child.try_wait().unwrap().is_some()));
+    let at = created();
+    fs.turn_read_only();
+    let run = Run::from(crate::util::wait_with_timeout(
+        child,
+        Duration::from_secs(120),
+    ));
+    let stopped = env.sim().ground_truth().len();
+    run.expect_code(3);
+    assert!(!run.stderr.contains("panicked"), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("Read-only file system") && run.stderr.contains("read-only"),
+        "the message must say the state became read-only:\n{}",
+        run.stderr
+    );
+    assert!(
+        stopped < tokens,
+        "the run went on after the state became read-only"
+    );
+    // Every token created is in the journal or the secrets file with its secret, or its
+    // intent is in the journal (a possible orphan for the next run): nothing is lost silently.
+    let (journaled, in_flight) = read_journal(&files.journal());
+    let saved = Recorded::read(&files);
+    for t in env.sim().ground_truth() {
+        let key: Key = (u32::try_from(t.account_id).unwrap(), t.name.clone());
+        let kept = journaled.iter().any(|(id, s)| *id == t.id && *s == t.token)
+            || saved.secrets.get(&key) == Some(&(t.id, t.token.clone()));
+        assert!(
+            kept || in_flight.contains(&key),
+            "token {} of {key:?} is neither kept nor listed as in flight",
+            t.id
+        );
+    }
+    fs.repair();
+    for i in 1..=3 {
+        let run = env.run_cmd(
+            &mut apply_cmd(&env, &files, &extra),
+            Duration::from_secs(120),
+        );
+        match run.code {
+            Some(0) => break,
+            Some(1) if i < 3 => {}
+            _ => panic!("resume run {i} exited {:?}\n{}", run.code, run.stderr),
+        }
+    }
+    let gt = env.sim().ground_truth();
+    let recorded = Recorded::read(&files);
+    let problems = check_records(&workload.desired, &gt, &recorded, CONVERGED);
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+    let keys: BTreeSet<Key> = gt
+        .iter()
+        .map(|t| (u32::try_from(t.account_id).unwrap(), t.name.clone()))
+        .collect();
+    let duplicates = gt.len() - keys.len();
+    eprintln!(
+        "diskfull::read_only: {tokens} tokens, read-only at {at} created, run 1 stopped at {stopped}; {} requests in flight then; after the resume: {} possible orphans, {duplicates} duplicates",
+        in_flight.len(),
+        recorded.orphans.len()
+    );
+    // Only requests in flight at that instant (at most the concurrency, 8) may be possible
+    // orphans, and only those may have been created again. (The journal read above is the page
+    // cache's view; an outcome written there whose fsync failed is not on the disk.)
+    assert!(
+        recorded.orphans.len() <= 8,
+        "more possible orphans than requests in flight"
+    );
+    assert!(duplicates <= recorded.orphans.len());
+    drop(fs);
+}
+
+#[test]
+fn a_results_file_replaced_during_a_run_is_not_clobbered_and_nothing_is_lost() {
+    let tokens = 200;
+    let workload = one_account_many_tokens(tokens);
+    let env = Env::with_sim(SimConfig {
+        latency: Duration::from_millis(5),
+        seed: 19,
+        ..SimConfig::default()
+    });
+    let files = Files::new(&env, &workload.manifest);
+    let extra = ["--rate", "40"];
+    let mut child = apply_cmd(&env, &files, &extra)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The run's first periodic save, then another program replaces the file (its own copy,
+    // written elsewhere and renamed over it, as editors and checkouts do).
+    assert!(
+        wait_until(Duration::from_secs(60), || files.results.exists()),
+        "no periodic save happened"
+    );
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "the run ended too soon"
+    );
+    let mut v: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&files.results).unwrap()).unwrap();
+    v["updated_at"] = serde_json::json!("2000-01-01T00:00:00.000Z");
+    let theirs = serde_json::to_vec_pretty(&v).unwrap();
+    let tmp = files.results.with_extension("theirs");
+    std::fs::write(&tmp, &theirs).unwrap();
+    std::fs::rename(&tmp, &files.results).unwrap();
+    let at = env.sim().ground_truth().len();
+    let run = Run::from(crate::util::wait_with_timeout(
+        child,
+        Duration::from_secs(120),
+    ));
+    run.expect_code(3);
+    assert!(
+        run.stderr
+            .contains("replaced or changed by another program"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(
+        std::fs::read(&files.results).unwrap(),
+        theirs,
+        "the other program's file was overwritten"
+    );
+    assert!(
+        files.journal().exists(),
+        "the journal must keep the run's records"
+    );
+    let stopped = env.sim().ground_truth().len();
+    for i in 1..=3 {
+        let run = env.run_cmd(
+            &mut apply_cmd(&env, &files, &extra),
+            Duration::from_secs(120),
+        );
+        match run.code {
+            Some(0) => break,
+            Some(1) if i < 3 => {}
+            _ => panic!("resume run {i} exited {:?}\n{}", run.code, run.stderr),
+        }
+    }
+    let gt = env.sim().ground_truth();
+    let recorded = Recorded::read(&files);
+    let problems = check_records(&workload.desired, &gt, &recorded, CONVERGED);
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+    eprintln!(
+        "diskfull::replaced: {tokens} tokens, results file replaced at {at} created, run 1 stopped at {stopped}; after the resume: {} possible orphans, {} duplicates",
+        recorded.orphans.len(),
+        gt.len() - tokens
+    );
+    assert!(recorded.orphans.is_empty());
+    assert_eq!(gt.len(), tokens, "a token was created twice");
+}

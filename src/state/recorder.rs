@@ -638,9 +638,25 @@ impl Task {
         StateError::Write {
             kind: "journal",
             path: self.store.paths.journal.clone(),
-            source,
+            source: explain_read_only(source),
         }
     }
+}
+
+/// Adds what to do to an error that says the state's filesystem turned read-only (a remount,
+/// or the kernel's own after a disk error).
+pub(crate) fn explain_read_only(e: std::io::Error) -> std::io::Error {
+    let read_only =
+        e.raw_os_error() == Some(libc::EROFS) || e.kind() == std::io::ErrorKind::ReadOnlyFilesystem;
+    if !read_only {
+        return e;
+    }
+    std::io::Error::new(
+        e.kind(),
+        format!(
+            "{e}; the state directory's filesystem became read-only during the run (remounted, or turned read-only by the kernel after a disk error): no new request is sent; make it writable again (after a filesystem check), then run apply again: it recovers every answer the journal holds and lists the requests that were in flight as possible orphans"
+        ),
+    )
 }
 
 /// Whether `e` says the filesystem has no room left (for this user).
