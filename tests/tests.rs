@@ -5,6 +5,7 @@ mod ceiling;
 mod chaos;
 mod client;
 mod crash;
+mod diskfull;
 mod exits;
 mod hostile;
 mod hygiene;

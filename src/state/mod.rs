@@ -11,6 +11,7 @@ mod lock;
 mod paths;
 pub mod recorder;
 pub mod results;
+mod room;
 pub mod sealed;
 pub mod secrets;
 pub mod store;
@@ -134,6 +135,19 @@ pub enum StateError {
         recorded: String,
         /// The API URL of this run.
         current: String,
+    },
+    /// A state file was replaced or edited by another program while this process had it
+    /// open; it is not overwritten.
+    #[error(
+        "{kind} file {path} was replaced or changed by another program during this run; it was not overwritten\n  = help: everything this run recorded is in the journal {journal}; find out what changed the file (another run on another machine, a checkout, an editor), then run apply again: it merges the journal into the file as it is then"
+    )]
+    ChangedUnderfoot {
+        /// Which file.
+        kind: &'static str,
+        /// Its path.
+        path: PathBuf,
+        /// The journal that keeps this run's records.
+        journal: PathBuf,
     },
     /// The recorder stopped (it hit a write error earlier, reported there).
     #[error("the state recorder has stopped after an earlier error")]

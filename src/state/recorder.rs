@@ -1,12 +1,16 @@
 //! The recorder: during `apply`, the single writer of the journal and the state files.
 //!
-//! The executor sends it intents and outcomes through a [`RecorderHandle`]. It acknowledges an
-//! intent once it is written (the kernel has it, so it survives the process being killed) and
-//! an outcome once it is fsync'd (so a received secret survives even a power loss); records
-//! that arrive together share one write and one fsync. Every few seconds it rewrites the
+//! The executor sends it intents and outcomes through a [`RecorderHandle`]. It acknowledges
+//! each once it is written and fsync'd (an intent survives a power loss or a filesystem turned
+//! read-only, so a request sent is always known; a received secret too); records that arrive
+//! together share one write and one fsync. Every few seconds it rewrites the
 //! results and secrets files atomically and starts a fresh journal holding only the intents
 //! still in flight. Once any write fails, no new request may start, and the journal is kept as
 //! it is for the next run to replay.
+//!
+//! An intent is acknowledged only once the journal holds the disk room for it and for the
+//! outcome of every request in flight (`super::room`): when the disk fills, no new request is
+//! sent, and the answers on their way still land in the journal.
 //!
 //! With recipients set, a received secret is sealed inside its journal record, the state
 //! refreshes write the results file only, and the journal stays until the run's one sealed
@@ -20,6 +24,7 @@ use tokio::sync::oneshot;
 
 use super::atomic::{open_secret_append, parent_dir, sync_dir};
 use super::journal::{JournalRecord, Outcome};
+use super::room::Room;
 use super::store::{Applied, Store};
 use super::{Failure, SecretsFile, StateError, TokenKey};
 
@@ -34,6 +39,9 @@ pub const MAX_SAVE_INTERVAL: Duration = Duration::from_secs(60);
 const SAVE_AFTER_GROWTH: usize = 4;
 /// Most messages taken into one batch (one write, at most one fsync).
 const MAX_BATCH: usize = 4096;
+/// The longest secret the journal room held for an outcome allows for without spilling past
+/// it (the API's secrets are 36-character UUIDs).
+const SECRET_ROOM: usize = 256;
 
 enum Msg {
     Intent {
@@ -218,8 +226,16 @@ struct Task {
     /// Token id -> key, for spotting an id the API hands out twice.
     index: HashMap<i64, TokenKey>,
     seq: u64,
-    /// Intents without an outcome yet, re-written into each fresh journal.
-    pending: HashMap<u64, JournalRecord>,
+    /// Intents without an outcome yet (re-written into each fresh journal), with the journal
+    /// room held for their outcomes.
+    pending: HashMap<u64, (JournalRecord, u64)>,
+    /// The journal room held beyond its records.
+    room: Room,
+    /// The sum of the room held for the outcomes of `pending`.
+    held: u64,
+    /// The room an outcome needs beyond six bytes per byte of its token name (measured on a
+    /// record with a [`SECRET_ROOM`]-byte secret, sealed when the run seals).
+    outcome_room: u64,
     /// Why the state cannot be written any more, once a write failed.
     broken: Option<String>,
     /// Whether the files lag behind what was recorded.
@@ -230,17 +246,56 @@ struct Task {
 
 impl Task {
     fn new(store: Store, journal: std::fs::File) -> Task {
-        Task {
+        let written = journal.metadata().map_or(0, |m| m.len());
+        let mut task = Task {
             index: store.token_index(),
             store,
             journal,
             seq: 0,
             pending: HashMap::new(),
+            room: Room::new(written),
+            held: 0,
+            outcome_room: 0,
             broken: None,
             dirty: false,
             saves: SaveClock::new(),
             finish: None,
+        };
+        task.outcome_room = task.measure_outcome_room();
+        task
+    }
+
+    /// The size of the largest outcome record of a token with an empty name: a created token
+    /// with a [`SECRET_ROOM`]-byte secret, sealed as the run seals (age's armor grows with the
+    /// number of recipients), plus a margin.
+    fn measure_outcome_room(&self) -> u64 {
+        let key = TokenKey {
+            account_id: u32::MAX,
+            token_name: String::new(),
+        };
+        let outcome = Outcome::Created {
+            token_id: i64::MIN,
+            token: Some(crate::secret::Secret::new("x".repeat(SECRET_ROOM))),
+            sealed: None,
+            created_at: "2026-11-29T23:59:59.999999999+00:00".into(),
+        };
+        let outcome = self.journaled(&key, &outcome).unwrap_or(outcome);
+        let line = JournalRecord::Outcome {
+            seq: u64::MAX,
+            account_id: key.account_id,
+            token_name: key.token_name,
+            outcome,
+            at: "2026-11-29T23:59:59.999999999+00:00".into(),
         }
+        .to_line();
+        line.len() as u64 + 256
+    }
+
+    /// The journal room held for the outcome of a request for `key`. A name byte is in the
+    /// record once (at most two bytes escaped) and, when sealed, once more inside the sealed
+    /// document (escaped, then base64 and its line breaks: under three bytes).
+    fn room_for(&self, key: &TokenKey) -> u64 {
+        self.outcome_room + 6 * key.token_name.len() as u64
     }
 
     async fn run(mut self, mut rx: Receiver) -> (Store, Result<(), StateError>) {
@@ -279,79 +334,126 @@ impl Task {
 
     /// Journals every record of the batch with one write and (when it holds an outcome) one
     /// fsync. Returns each message's sequence number (0 for none) and whether the write held.
+    ///
+    /// Outcomes go first: their room was held when their intents were written. Intents go in
+    /// only when the journal can hold the room for them and for every outcome still to come;
+    /// otherwise the state is broken ("stop sending") and they are refused.
     fn journal_batch(&mut self, batch: &[Msg], buf: &mut Vec<u8>, now: &str) -> (Vec<u64>, bool) {
         buf.clear();
-        let mut seqs = Vec::with_capacity(batch.len());
+        let mut seqs = vec![0; batch.len()];
         let mut seal_failed: Option<std::io::Error> = None;
-        for m in batch {
-            match m {
-                // Once the state is broken no request may start: its intent is not journaled
-                // (it would later pose as a possible orphan) and is refused when acknowledged.
-                Msg::Intent { .. } if self.broken.is_some() => seqs.push(0),
-                Msg::Intent { key, attempt, .. } => {
-                    self.seq += 1;
-                    let rec = JournalRecord::Intent {
-                        seq: self.seq,
-                        account_id: key.account_id,
-                        token_name: key.token_name.clone(),
-                        attempt: *attempt,
-                        at: now.to_owned(),
-                    };
-                    buf.extend(rec.to_line());
-                    self.pending.insert(self.seq, rec);
-                    seqs.push(self.seq);
+        for (m, slot) in batch.iter().zip(seqs.iter_mut()) {
+            if let Msg::Outcome {
+                seq, key, outcome, ..
+            } = m
+            {
+                if let Some((_, room)) = self.pending.remove(seq) {
+                    self.held -= room;
                 }
-                Msg::Outcome {
-                    seq, key, outcome, ..
-                } => {
-                    self.pending.remove(seq);
-                    match self.journaled(key, outcome) {
-                        Ok(outcome) => buf.extend(
-                            JournalRecord::Outcome {
-                                seq: *seq,
-                                account_id: key.account_id,
-                                token_name: key.token_name.clone(),
-                                outcome,
-                                at: now.to_owned(),
-                            }
-                            .to_line(),
-                        ),
-                        Err(e) => {
-                            seal_failed.get_or_insert(e);
+                match self.journaled(key, outcome) {
+                    Ok(outcome) => buf.extend(
+                        JournalRecord::Outcome {
+                            seq: *seq,
+                            account_id: key.account_id,
+                            token_name: key.token_name.clone(),
+                            outcome,
+                            at: now.to_owned(),
                         }
+                        .to_line(),
+                    ),
+                    Err(e) => {
+                        seal_failed.get_or_insert(e);
                     }
-                    seqs.push(*seq);
                 }
-                _ => seqs.push(0),
+                *slot = *seq;
             }
         }
-        // Intents are written before their request is sent (so they survive the process being
-        // killed: the kernel has them); outcomes are also fsync'd before they are acknowledged
-        // (so a received secret survives even a power loss). The fsync of an outcome covers
-        // every intent written before it.
-        let needs_sync = batch.iter().any(|m| matches!(m, Msg::Outcome { .. }));
+        self.journal_intents(batch, &mut seqs, buf, now);
+        // Every record is fsync'd before it is acknowledged: an outcome so that a received
+        // secret survives a power loss, and an intent so that a request sent is on the disk
+        // before its answer can exist. Written but not fsync'd, an intent survives the process
+        // being killed, but not a power loss, nor a filesystem the kernel turns read-only
+        // after a disk error (its dirty pages are dropped): a token created then would be
+        // neither recorded nor listed as a possible orphan. One fsync covers the batch.
         if buf.is_empty() && seal_failed.is_none() {
             return (seqs, true);
         }
         let written = self.journal.write_all(buf).and_then(|()| {
-            if needs_sync {
-                self.journal.sync_data()?;
-            }
+            self.journal.sync_data()?;
             // A secret that could not be sealed is not in the journal: fail like a write.
             seal_failed.map_or(Ok(()), Err)
         });
         if let Err(e) = written {
+            self.room = Room::new(self.journal.metadata().map_or(0, |m| m.len()));
             let e = self.journal_error(e);
             self.broken.get_or_insert_with(|| e.to_string());
             // The intents of a failed write are refused: their requests are never sent.
             for (m, s) in batch.iter().zip(&seqs) {
-                if matches!(m, Msg::Intent { .. }) {
-                    self.pending.remove(s);
+                if matches!(m, Msg::Intent { .. })
+                    && let Some((_, room)) = self.pending.remove(s)
+                {
+                    self.held -= room;
                 }
             }
             return (seqs, false);
         }
+        self.room.wrote(buf.len() as u64);
         (seqs, true)
+    }
+
+    /// Adds the batch's intents to `buf` once the journal holds the room for them, for their
+    /// outcomes and for those of every request already in flight. When it cannot (the disk is
+    /// full), the state is broken and the intents are left out: their requests are never sent.
+    fn journal_intents(&mut self, batch: &[Msg], seqs: &mut [u64], buf: &mut Vec<u8>, now: &str) {
+        // Once the state is broken no request may start: its intent is not journaled (it
+        // would later pose as a possible orphan) and is refused when acknowledged.
+        if self.broken.is_some() {
+            return;
+        }
+        let mut lines = Vec::new();
+        let mut new = Vec::new();
+        let mut rooms = 0;
+        for (i, m) in batch.iter().enumerate() {
+            if let Msg::Intent { key, attempt, .. } = m {
+                let rec = JournalRecord::Intent {
+                    seq: self.seq + 1 + new.len() as u64,
+                    account_id: key.account_id,
+                    token_name: key.token_name.clone(),
+                    attempt: *attempt,
+                    at: now.to_owned(),
+                };
+                lines.extend(rec.to_line());
+                let room = self.room_for(key);
+                rooms += room;
+                new.push((i, rec, room));
+            }
+        }
+        let need = (buf.len() + lines.len()) as u64 + self.held + rooms;
+        if new.is_empty() {
+            // Nothing new is sent; an outcome bigger than its room may have used the spare
+            // room of others: take more if the disk has it.
+            let _ = self.room.hold(&self.journal, need);
+            return;
+        }
+        if let Err(e) = self.room.hold(&self.journal, need) {
+            let why = format!(
+                "cannot hold {} KiB of room in journal file {} for the {} requests in flight and the {} about to be sent: {e}; no new request was sent, and the answers in flight were written to room held before",
+                need.div_ceil(1024),
+                self.store.paths.journal.display(),
+                self.pending.len(),
+                new.len()
+            );
+            tracing::warn!("{why}");
+            self.broken = Some(why);
+            return;
+        }
+        buf.extend(lines);
+        self.held += rooms;
+        for (i, rec, room) in new {
+            self.seq += 1;
+            seqs[i] = self.seq;
+            self.pending.insert(self.seq, (rec, room));
+        }
     }
 
     /// The outcome as the journal holds it: with recipients set, a received secret is sealed
@@ -478,26 +580,44 @@ impl Task {
             return Ok(());
         }
         let path = self.store.paths.journal.clone();
-        let mut keep: Vec<(&u64, &JournalRecord)> = self.pending.iter().collect();
+        let mut keep: Vec<(&u64, &JournalRecord)> =
+            self.pending.iter().map(|(s, (r, _))| (s, r)).collect();
         keep.sort_by_key(|(s, _)| **s);
         let mut buf = zeroize::Zeroizing::new(Vec::new());
         for (_, r) in keep {
             buf.extend(r.to_line());
         }
+        let held = self.held;
         let mut tmp_name = path.as_os_str().to_owned();
         tmp_name.push(".next");
         let tmp = std::path::PathBuf::from(tmp_name);
         let _ = std::fs::remove_file(&tmp);
+        // The new journal holds the room for the outcomes in flight before it replaces the old
+        // one; when the disk cannot give it, the old journal (and its room) stays.
+        let mut room = Room::new(0);
         let replaced = (|| {
             let mut next = open_secret_append(&tmp)?;
+            room.hold(&next, buf.len() as u64 + held)?;
             next.write_all(&buf)?;
             next.sync_data()?;
             std::fs::rename(&tmp, &path)?;
             sync_dir(parent_dir(&path))?;
             Ok(next)
         })();
-        self.journal = replaced.map_err(|e| self.journal_error(e))?;
-        Ok(())
+        match replaced {
+            Ok(next) => {
+                room.wrote(buf.len() as u64);
+                self.journal = next;
+                self.room = room;
+                Ok(())
+            }
+            Err(e) if is_out_of_space(&e) => {
+                let _ = std::fs::remove_file(&tmp);
+                tracing::debug!(error = %e, "no room for a fresh journal; the current one stays");
+                Ok(())
+            }
+            Err(e) => Err(self.journal_error(e)),
+        }
     }
 
     /// Notes the requests still in flight as possible orphans, saves, and removes the journal
@@ -506,7 +626,7 @@ impl Task {
         // Requests still in flight (abandoned by a second Ctrl-C or a drain timeout) are
         // possible orphans now; the journal is kept so a later replay notes them too
         // (idempotently).
-        for rec in self.pending.values() {
+        for (rec, _) in self.pending.values() {
             if let JournalRecord::Intent {
                 account_id,
                 token_name,
@@ -549,9 +669,32 @@ impl Task {
         StateError::Write {
             kind: "journal",
             path: self.store.paths.journal.clone(),
-            source,
+            source: explain_read_only(source),
         }
     }
+}
+
+/// Adds what to do to an error that says the state's filesystem turned read-only (a remount,
+/// or the kernel's own after a disk error).
+pub(crate) fn explain_read_only(e: std::io::Error) -> std::io::Error {
+    let read_only =
+        e.raw_os_error() == Some(libc::EROFS) || e.kind() == std::io::ErrorKind::ReadOnlyFilesystem;
+    if !read_only {
+        return e;
+    }
+    std::io::Error::new(
+        e.kind(),
+        format!(
+            "{e}; the state directory's filesystem became read-only during the run (remounted, or turned read-only by the kernel after a disk error): no new request is sent; make it writable again (after a filesystem check), then run apply again: it recovers every answer the journal holds and lists the requests that were in flight as possible orphans"
+        ),
+    )
+}
+
+/// Whether `e` says the filesystem has no room left (for this user).
+pub(crate) fn is_out_of_space(e: &std::io::Error) -> bool {
+    use std::io::ErrorKind;
+    matches!(e.raw_os_error(), Some(libc::ENOSPC | libc::EDQUOT))
+        || matches!(e.kind(), ErrorKind::StorageFull | ErrorKind::QuotaExceeded)
 }
 
 /// The error every later record gets once a write of the state failed (`why` says which).

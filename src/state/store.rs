@@ -45,6 +45,35 @@ pub struct Store {
     /// Sealed secrets replayed from an earlier run's journal (armored age files).
     pub recovered_sealed: Vec<String>,
     lock: Option<StateLock>,
+    /// The results and secrets files as this process last read or wrote them: a file that
+    /// differs at the next save was changed by another program and is not overwritten.
+    seen: [Option<Stamp>; 2],
+}
+
+/// What identifies the version of a file this process read or wrote: another program that
+/// replaces it (a new inode) or edits it (size, modification time) changes its stamp.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Stamp {
+    dev: u64,
+    ino: u64,
+    len: u64,
+    mtime: i64,
+    mtime_nsec: i64,
+}
+
+impl Stamp {
+    /// The file's stamp, or `None` when there is no file.
+    fn of(path: &std::path::Path) -> Option<Stamp> {
+        use std::os::unix::fs::MetadataExt;
+        let m = std::fs::symlink_metadata(path).ok()?;
+        Some(Stamp {
+            dev: m.dev(),
+            ino: m.ino(),
+            len: m.size(),
+            mtime: m.mtime(),
+            mtime_nsec: m.mtime_nsec(),
+        })
+    }
 }
 
 /// Where and to whom a run seals its secrets.
@@ -101,6 +130,7 @@ impl Store {
     /// Reads the state and replays any journal in memory, without locking or writing (for
     /// `plan`, which must see what an interrupted run received).
     pub fn read(paths: StatePaths, api_url: Option<&str>) -> Result<Store, StateError> {
+        let seen = [Stamp::of(&paths.results), Stamp::of(&paths.secrets)];
         let results = ResultsFile::load(&paths.results)?;
         if let (Some(r), Some(current)) = (&results, api_url)
             && let Some(recorded) = &r.api_url
@@ -127,6 +157,7 @@ impl Store {
             run_secrets: SecretsFile::default(),
             recovered_sealed: Vec::new(),
             lock: None,
+            seen,
         };
         store.recovery.truncated_tail = replayed.truncated_tail;
         let mut index = store.token_index();
@@ -153,12 +184,44 @@ impl Store {
         let wanted = !self.secrets.accounts.is_empty()
             || !self.secrets.superseded.is_empty()
             || self.paths.secrets.exists();
-        if self.sealing.is_none() && wanted {
-            let plain = zeroize::Zeroizing::new(self.secrets.to_bytes());
-            write_atomic(&self.paths.secrets, &plain, FileKind::Secret, "secrets")?;
-        }
+        let plain = zeroize::Zeroizing::new(if self.sealing.is_none() && wanted {
+            self.secrets.to_bytes()
+        } else {
+            Vec::new()
+        });
         let bytes = self.results.to_bytes();
+        let sizes = [("secrets", plain.len()), ("results", bytes.len())];
+        self.check_unchanged(0, "results")?;
+        if !plain.is_empty() {
+            self.check_unchanged(1, "secrets")?;
+            write_atomic(&self.paths.secrets, &plain, FileKind::Secret, "secrets")
+                .map_err(|e| room_needed(e, &sizes))?;
+            self.seen[1] = Stamp::of(&self.paths.secrets);
+        }
         write_atomic(&self.paths.results, &bytes, FileKind::Public, "results")
+            .map_err(|e| room_needed(e, &sizes))?;
+        self.seen[0] = Stamp::of(&self.paths.results);
+        Ok(())
+    }
+
+    /// Refuses to overwrite the results (`which` 0) or secrets (1) file when it is not the
+    /// version this process last read or wrote: another program replaced or edited it, and
+    /// overwriting would throw its change away. Nothing is lost by refusing: the journal keeps
+    /// what this run recorded, and the next run merges it into the file as it is then.
+    fn check_unchanged(&self, which: usize, kind: &'static str) -> Result<(), StateError> {
+        let path = if which == 0 {
+            &self.paths.results
+        } else {
+            &self.paths.secrets
+        };
+        if Stamp::of(path) == self.seen[which] {
+            return Ok(());
+        }
+        Err(StateError::ChangedUnderfoot {
+            kind,
+            path: path.clone(),
+            journal: self.paths.journal.clone(),
+        })
     }
 
     /// From now on, secrets received are sealed to `recipients` and never written in
@@ -199,7 +262,8 @@ impl Store {
             .seal_secrets(&self.run_secrets)
             .map_err(|e| sealed_write_error(&self.paths.sealed, e))?;
         let name = sealed::file_name(time::OffsetDateTime::now_utc(), &sealing.run_id);
-        let path = sealed::write_new(&self.paths.sealed, &name, &armored)?;
+        let path = sealed::write_new(&self.paths.sealed, &name, &armored)
+            .map_err(|e| room_needed(e, &[("sealed", armored.len())]))?;
         self.run_secrets = SecretsFile::default();
         Ok(Some(path))
     }
@@ -350,6 +414,43 @@ impl Store {
             }
             Outcome::NotCreated { .. } => Applied::Noted,
         }
+    }
+}
+
+/// A save that failed for want of room says how much it needs (each file is written whole
+/// beside the one it replaces) and how much the filesystem has left.
+fn room_needed(e: StateError, sizes: &[(&str, usize)]) -> StateError {
+    let StateError::Write { kind, path, source } = e else {
+        return e;
+    };
+    let source = super::recorder::explain_read_only(source);
+    if !super::recorder::is_out_of_space(&source) {
+        return StateError::Write { kind, path, source };
+    }
+    let kib = |n: u64| n.div_ceil(1024);
+    let total: usize = sizes.iter().map(|(_, n)| n).sum();
+    let parts: Vec<String> = sizes
+        .iter()
+        .filter(|(_, n)| *n > 0)
+        .map(|(what, n)| format!("{what} {} KiB", kib(*n as u64)))
+        .collect();
+    let free = rustix::fs::statvfs(parent_dir(&path))
+        .map(|v| {
+            format!(
+                "{} KiB are free",
+                kib(v.f_bavail.saturating_mul(v.f_frsize))
+            )
+        })
+        .unwrap_or_else(|_| "the free space is unknown".into());
+    let detail = format!(
+        "{source}; the save needs about {} KiB free ({}), {free} on that filesystem",
+        kib(total as u64),
+        parts.join(" + ")
+    );
+    StateError::Write {
+        kind,
+        path,
+        source: std::io::Error::new(source.kind(), detail),
     }
 }
 
