@@ -5,6 +5,7 @@
 //! through a symlink, read back only when they are ours and 0600, and only in a place no other
 //! user can write (ssh's StrictModes). What another user could plant or swap is refused.
 
+use super::StateFile;
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
@@ -36,7 +37,7 @@ pub fn write_atomic(
     path: &Path,
     bytes: &[u8],
     kind: FileKind,
-    label: &'static str,
+    label: StateFile,
 ) -> Result<(), StateError> {
     write_atomic_as(path, bytes, kind, label, true)
 }
@@ -47,7 +48,7 @@ pub fn write_atomic_new(
     path: &Path,
     bytes: &[u8],
     kind: FileKind,
-    label: &'static str,
+    label: StateFile,
 ) -> Result<(), StateError> {
     write_atomic_as(path, bytes, kind, label, false)
 }
@@ -56,7 +57,7 @@ fn write_atomic_as(
     path: &Path,
     bytes: &[u8],
     kind: FileKind,
-    label: &'static str,
+    label: StateFile,
     replace: bool,
 ) -> Result<(), StateError> {
     if !replace && fs::symlink_metadata(path).is_ok() {
@@ -98,7 +99,7 @@ fn write_atomic_as(
 }
 
 /// The error for a file that exists where a new one was to be written.
-fn exists(path: &Path, label: &'static str) -> StateError {
+fn exists(path: &Path, label: StateFile) -> StateError {
     StateError::Exists {
         kind: label,
         path: path.to_path_buf(),
@@ -191,7 +192,7 @@ pub(crate) fn check_secret_target(path: &Path) -> Result<(), StateError> {
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
         Err(source) => Err(StateError::Write {
-            kind: "secrets",
+            kind: StateFile::Secrets,
             path: path.to_path_buf(),
             source,
         }),
@@ -232,7 +233,7 @@ pub(crate) fn euid() -> u32 {
 /// these checks may have been planted with crafted records, or made to leak what is read.
 pub(crate) fn open_own_secret_file(
     path: &Path,
-    kind: &'static str,
+    kind: StateFile,
     limit: u64,
 ) -> Result<Option<File>, StateError> {
     let untrusted = |reason: String| StateError::Untrusted {
@@ -293,7 +294,7 @@ pub(crate) fn check_state_place(files: &[&Path]) -> Result<(), StateError> {
             && meta.uid() != me
         {
             return Err(StateError::Untrusted {
-                kind: "state file",
+                kind: StateFile::StateFile,
                 path: file.to_path_buf(),
                 reason: format!(
                     "it belongs to another user (uid {}), who may have planted it",
@@ -333,7 +334,7 @@ pub(crate) fn check_state_place(files: &[&Path]) -> Result<(), StateError> {
             };
             if let Some(reason) = reason {
                 return Err(StateError::Untrusted {
-                    kind: "state directory",
+                    kind: StateFile::StateDirectory,
                     path: d.to_path_buf(),
                     reason: format!(
                         "{reason}, so they could swap the files secrets are written to. Keep the state in a directory only you can write (`chmod go-w`), or a sticky one"
@@ -359,13 +360,13 @@ mod tests {
     fn secret_files_are_0600_and_public_files_0644() {
         let dir = tempfile::tempdir().unwrap();
         let s = dir.path().join("s.json");
-        write_atomic(&s, b"{}", FileKind::Secret, "secrets").unwrap();
+        write_atomic(&s, b"{}", FileKind::Secret, StateFile::Secrets).unwrap();
         assert_eq!(fs::metadata(&s).unwrap().mode() & 0o777, 0o600);
         let p = dir.path().join("p.json");
-        write_atomic(&p, b"{}", FileKind::Public, "results").unwrap();
+        write_atomic(&p, b"{}", FileKind::Public, StateFile::Results).unwrap();
         assert_eq!(fs::metadata(&p).unwrap().mode() & 0o777, 0o644);
         // Replacing keeps the content whole and leaves no temp file behind.
-        write_atomic(&s, b"{\"a\":1}", FileKind::Secret, "secrets").unwrap();
+        write_atomic(&s, b"{\"a\":1}", FileKind::Secret, StateFile::Secrets).unwrap();
         assert_eq!(fs::read(&s).unwrap(), b"{\"a\":1}");
         assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 2);
     }
@@ -374,8 +375,8 @@ mod tests {
     fn a_new_file_is_never_written_over_an_existing_one() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("out.env");
-        write_atomic_new(&p, b"one", FileKind::Secret, "export").unwrap();
-        let err = write_atomic_new(&p, b"two", FileKind::Secret, "export").unwrap_err();
+        write_atomic_new(&p, b"one", FileKind::Secret, StateFile::Export).unwrap();
+        let err = write_atomic_new(&p, b"two", FileKind::Secret, StateFile::Export).unwrap_err();
         assert!(err.to_string().contains("--force"), "{err}");
         assert_eq!(fs::read(&p).unwrap(), b"one");
         assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1);
@@ -401,18 +402,26 @@ mod tests {
     fn a_secret_file_read_back_must_be_ours_and_0600() {
         let dir = tempfile::tempdir().unwrap();
         let j = dir.path().join("j");
-        assert!(open_own_secret_file(&j, "journal", 100).unwrap().is_none());
+        assert!(
+            open_own_secret_file(&j, StateFile::Journal, 100)
+                .unwrap()
+                .is_none()
+        );
         fs::write(&j, b"{}").unwrap();
         fs::set_permissions(&j, fs::Permissions::from_mode(0o644)).unwrap();
-        let err = open_own_secret_file(&j, "journal", 100).unwrap_err();
+        let err = open_own_secret_file(&j, StateFile::Journal, 100).unwrap_err();
         assert!(err.to_string().contains("0644"), "{err}");
         fs::set_permissions(&j, fs::Permissions::from_mode(0o600)).unwrap();
-        assert!(open_own_secret_file(&j, "journal", 100).unwrap().is_some());
-        let err = open_own_secret_file(&j, "journal", 1).unwrap_err();
+        assert!(
+            open_own_secret_file(&j, StateFile::Journal, 100)
+                .unwrap()
+                .is_some()
+        );
+        let err = open_own_secret_file(&j, StateFile::Journal, 1).unwrap_err();
         assert!(err.to_string().contains("larger"), "{err}");
         let link = dir.path().join("l");
         std::os::unix::fs::symlink(&j, &link).unwrap();
-        let err = open_own_secret_file(&link, "journal", 100).unwrap_err();
+        let err = open_own_secret_file(&link, StateFile::Journal, 100).unwrap_err();
         assert!(err.to_string().contains("symbolic link"), "{err}");
     }
 
@@ -449,14 +458,14 @@ mod tests {
         fs::write(&target, b"x").unwrap();
         let link = dir.path().join("link.json");
         std::os::unix::fs::symlink(&target, &link).unwrap();
-        let err = write_atomic(&link, b"{}", FileKind::Secret, "secrets").unwrap_err();
+        let err = write_atomic(&link, b"{}", FileKind::Secret, StateFile::Secrets).unwrap_err();
         assert!(err.to_string().contains("symbolic link"), "{err}");
         assert_eq!(fs::read(&target).unwrap(), b"x");
 
         let loose = dir.path().join("loose.json");
         fs::write(&loose, b"{}").unwrap();
         fs::set_permissions(&loose, fs::Permissions::from_mode(0o666)).unwrap();
-        let err = write_atomic(&loose, b"{}", FileKind::Secret, "secrets").unwrap_err();
+        let err = write_atomic(&loose, b"{}", FileKind::Secret, StateFile::Secrets).unwrap_err();
         assert!(err.to_string().contains("0666"), "{err}");
     }
 }

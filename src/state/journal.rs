@@ -6,6 +6,7 @@
 //! every received secret; an intent without an outcome becomes a possible orphan.
 //! The journal holds secrets, so it is created 0600 and never followed through a symlink.
 
+use super::StateFile;
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
 use std::path::Path;
@@ -131,8 +132,11 @@ pub struct Replayed {
 /// a malformed line elsewhere is corruption.
 pub fn replay(path: &Path) -> Result<Replayed, StateError> {
     // Not through a symlink, not a FIFO or device, ours and 0600, of a bounded size.
-    let Some(file) =
-        super::atomic::open_own_secret_file(path, "journal", crate::bounded::MAX_JOURNAL_BYTES)?
+    let Some(file) = super::atomic::open_own_secret_file(
+        path,
+        StateFile::Journal,
+        crate::bounded::MAX_JOURNAL_BYTES,
+    )?
     else {
         return Ok(Replayed::default());
     };
@@ -142,7 +146,7 @@ pub fn replay(path: &Path) -> Result<Replayed, StateError> {
     let mut lines = BufReader::new(file).split(b'\n').enumerate().peekable();
     while let Some((idx, line)) = lines.next() {
         let line = line.map_err(|source| StateError::Read {
-            kind: "journal",
+            kind: StateFile::Journal,
             path: path.to_path_buf(),
             source,
         })?;
@@ -155,7 +159,7 @@ pub fn replay(path: &Path) -> Result<Replayed, StateError> {
             super::results::reject_duplicate_keys(&line)
         {
             return Err(StateError::Corrupt {
-                kind: "journal",
+                kind: StateFile::Journal,
                 path: path.to_path_buf(),
                 detail: format!("line {}: a key appears twice in one record", idx + 1),
             });
@@ -168,7 +172,7 @@ pub fn replay(path: &Path) -> Result<Replayed, StateError> {
             }
             Err(e) => {
                 return Err(StateError::Corrupt {
-                    kind: "journal",
+                    kind: StateFile::Journal,
                     path: path.to_path_buf(),
                     detail: format!("line {}: {}", idx + 1, super::results::json_error_kind(&e)),
                 });

@@ -3,6 +3,7 @@
 //! `flock` on a lock file beside the results file: released by the kernel when the process
 //! exits, even on `kill -9`, so a crash never leaves a stale lock behind.
 
+use super::StateFile;
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, Write};
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
@@ -21,7 +22,7 @@ impl StateLock {
     /// Takes the lock at `path` without waiting, or says who holds it.
     pub fn acquire(path: &Path) -> Result<StateLock, StateError> {
         let werr = |source| StateError::Write {
-            kind: "lock file",
+            kind: StateFile::Lock,
             path: path.to_path_buf(),
             source,
         };
@@ -100,7 +101,7 @@ impl StateLock {
 /// The error for a lock file that must not be used.
 fn unsafe_lock(path: &Path, why: &str) -> StateError {
     StateError::Untrusted {
-        kind: "lock file",
+        kind: StateFile::Lock,
         path: path.to_path_buf(),
         reason: format!("{why}, and a lock file is rewritten each time it is taken"),
     }

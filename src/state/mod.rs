@@ -45,6 +45,51 @@ impl std::fmt::Display for TokenKey {
     }
 }
 
+/// Which state file an error is about; `Display` gives the word the messages use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StateFile {
+    /// The results file.
+    Results,
+    /// The secrets file.
+    Secrets,
+    /// The write-ahead journal.
+    Journal,
+    /// The lock file.
+    Lock,
+    /// The state as a whole (once a write failed, every later record is refused).
+    State,
+    /// One of the state files, found changed or foreign.
+    StateFile,
+    /// A directory holding state files.
+    StateDirectory,
+    /// A sealed secrets file.
+    Sealed,
+    /// A saved plan.
+    Plan,
+    /// An export.
+    Export,
+    /// The simulator's ground truth dump.
+    GroundTruth,
+}
+
+impl std::fmt::Display for StateFile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            StateFile::Results => "results",
+            StateFile::Secrets => "secrets",
+            StateFile::Journal => "journal",
+            StateFile::Lock => "lock file",
+            StateFile::State => "state",
+            StateFile::StateFile => "state file",
+            StateFile::StateDirectory => "state directory",
+            StateFile::Sealed => "sealed",
+            StateFile::Plan => "plan",
+            StateFile::Export => "export",
+            StateFile::GroundTruth => "ground truth",
+        })
+    }
+}
+
 /// Errors reading or writing the state files. Each names the file and what to do.
 #[derive(Debug, thiserror::Error)]
 pub enum StateError {
@@ -52,7 +97,7 @@ pub enum StateError {
     #[error("cannot read {kind} file {path}: {source}")]
     Read {
         /// Which file.
-        kind: &'static str,
+        kind: StateFile,
         /// Its path.
         path: PathBuf,
         /// The OS error.
@@ -66,7 +111,7 @@ pub enum StateError {
     )]
     Corrupt {
         /// Which file.
-        kind: &'static str,
+        kind: StateFile,
         /// Its path.
         path: PathBuf,
         /// What is wrong, with the line and column where known.
@@ -78,7 +123,7 @@ pub enum StateError {
     )]
     Write {
         /// Which file.
-        kind: &'static str,
+        kind: StateFile,
         /// Its path.
         path: PathBuf,
         /// The OS error.
@@ -98,7 +143,7 @@ pub enum StateError {
     )]
     Untrusted {
         /// What it is ("journal file", "state directory").
-        kind: &'static str,
+        kind: StateFile,
         /// Its path.
         path: PathBuf,
         /// Why.
@@ -110,7 +155,7 @@ pub enum StateError {
     )]
     Exists {
         /// Which file.
-        kind: &'static str,
+        kind: StateFile,
         /// Its path.
         path: PathBuf,
     },
@@ -143,7 +188,7 @@ pub enum StateError {
     )]
     ChangedUnderfoot {
         /// Which file.
-        kind: &'static str,
+        kind: StateFile,
         /// Its path.
         path: PathBuf,
         /// The journal that keeps this run's records.

@@ -16,6 +16,7 @@
 //! refreshes write the results file only, and the journal stays until the run's one sealed
 //! file is written at the end: no plaintext secret reaches the disk.
 
+use super::StateFile;
 use std::collections::HashMap;
 use std::io::Write;
 use std::time::{Duration, Instant};
@@ -142,7 +143,7 @@ impl Recorder {
     pub fn start(mut store: Store) -> Result<Recorder, StateError> {
         let journal =
             open_secret_append(&store.paths.journal).map_err(|source| StateError::Write {
-                kind: "journal",
+                kind: StateFile::Journal,
                 path: store.paths.journal.clone(),
                 source,
             })?;
@@ -667,7 +668,7 @@ impl Task {
 
     fn journal_error(&self, source: std::io::Error) -> StateError {
         StateError::Write {
-            kind: "journal",
+            kind: StateFile::Journal,
             path: self.store.paths.journal.clone(),
             source: explain_read_only(source),
         }
@@ -700,7 +701,7 @@ pub(crate) fn is_out_of_space(e: &std::io::Error) -> bool {
 /// The error every later record gets once a write of the state failed (`why` says which).
 fn broken_state(path: &std::path::Path, why: &str) -> StateError {
     StateError::Write {
-        kind: "state",
+        kind: StateFile::State,
         path: path.to_path_buf(),
         source: std::io::Error::other(why.to_owned()),
     }

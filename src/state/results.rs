@@ -1,6 +1,7 @@
 //! The results file: which tokens exist, by account id and token name, with their ids. No
 //! secrets, so it is safe to keep in version control. Read and written through typed structs.
 
+use super::StateFile;
 use std::collections::BTreeMap;
 use std::path::Path;
 
@@ -124,12 +125,12 @@ impl ResultsFile {
     /// Reads the file; a missing file is a first run (an empty record). Anything unreadable or
     /// malformed is an error, never "nothing exists".
     pub fn load(path: &Path) -> Result<Option<ResultsFile>, StateError> {
-        let Some(file) = load_json::<ResultsFile>(path, "results")? else {
+        let Some(file) = load_json::<ResultsFile>(path, StateFile::Results)? else {
             return Ok(None);
         };
         if file.version != RESULTS_VERSION {
             return Err(StateError::Corrupt {
-                kind: "results",
+                kind: StateFile::Results,
                 path: path.to_path_buf(),
                 detail: format!(
                     "version {} is not supported (this build reads version {RESULTS_VERSION})",
@@ -210,7 +211,7 @@ impl ResultsFile {
 /// "nothing", when it cannot be read or parsed.
 pub(crate) fn load_json<T: serde::de::DeserializeOwned>(
     path: &Path,
-    kind: &'static str,
+    kind: StateFile,
 ) -> Result<Option<T>, StateError> {
     // A regular file only (a FIFO would block while the lock is held, `/dev/zero` never
     // ends), of a bounded size, zeroed when dropped (the secrets file is read here too).
@@ -237,7 +238,7 @@ pub(crate) fn load_json<T: serde::de::DeserializeOwned>(
 /// hand out secrets of theirs, through `export`, as ours).
 pub(crate) fn load_own_secret_json<T: serde::de::DeserializeOwned>(
     path: &Path,
-    kind: &'static str,
+    kind: StateFile,
 ) -> Result<Option<T>, StateError> {
     let limit = crate::bounded::MAX_STATE_FILE_BYTES;
     let Some(file) = super::atomic::open_own_secret_file(path, kind, limit)? else {
@@ -255,7 +256,7 @@ pub(crate) fn load_own_secret_json<T: serde::de::DeserializeOwned>(
 fn parse_state_json<T: serde::de::DeserializeOwned>(
     bytes: &[u8],
     path: &Path,
-    kind: &'static str,
+    kind: StateFile,
 ) -> Result<T, StateError> {
     let corrupt = |detail: String| StateError::Corrupt {
         kind,

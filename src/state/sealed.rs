@@ -8,6 +8,7 @@
 //! under way, each received secret is sealed on its own inside its journal record; recovery
 //! after a crash writes those records out as sealed files without decrypting them.
 
+use super::StateFile;
 use std::fs::{self, OpenOptions};
 use std::io::{Read, Write};
 use std::os::unix::fs::OpenOptionsExt;
@@ -227,7 +228,7 @@ pub fn file_name(at: time::OffsetDateTime, run_id: &str) -> String {
 pub fn write_new(dir: &Path, name: &str, armored: &[u8]) -> Result<PathBuf, StateError> {
     let path = dir.join(name);
     let werr = |source| StateError::Write {
-        kind: "sealed",
+        kind: StateFile::Sealed,
         path: path.clone(),
         source,
     };

@@ -2,6 +2,7 @@
 //! A run adds to it and never drops an entry: a secret replaced under the same name moves to
 //! `superseded` rather than disappearing.
 
+use super::StateFile;
 use std::collections::BTreeMap;
 use std::path::Path;
 
@@ -69,13 +70,14 @@ impl SecretsFile {
     /// Reads the file; missing means none yet. Unreadable or malformed is an error.
     pub fn load(path: &Path) -> Result<Option<SecretsFile>, StateError> {
         // Ours and 0600 only, never through a symlink; a key twice is corruption.
-        let Some(file) = super::results::load_own_secret_json::<SecretsFile>(path, "secrets")?
+        let Some(file) =
+            super::results::load_own_secret_json::<SecretsFile>(path, StateFile::Secrets)?
         else {
             return Ok(None);
         };
         if file.version != SECRETS_VERSION {
             return Err(StateError::Corrupt {
-                kind: "secrets",
+                kind: StateFile::Secrets,
                 path: path.to_path_buf(),
                 detail: format!("version {} is not supported", file.version),
             });

@@ -4,6 +4,7 @@
 //! previous run left (recovering every secret it received), and writes the merged files. During
 //! `apply` the store is owned by the recorder task (`super::recorder`), its single writer.
 
+use super::StateFile;
 use std::collections::HashMap;
 use std::path::PathBuf;
 
@@ -104,7 +105,7 @@ impl Store {
         // secrets), and a journal replacement a killed checkpoint left behind.
         for target in [&paths.secrets, &paths.results] {
             remove_stale_temps(target).map_err(|source| StateError::Write {
-                kind: "state",
+                kind: StateFile::State,
                 path: target.clone(),
                 source,
             })?;
@@ -118,7 +119,7 @@ impl Store {
             store.write_recovered_sealed()?;
             store.save()?;
             std::fs::remove_file(&store.paths.journal).map_err(|source| StateError::Write {
-                kind: "journal",
+                kind: StateFile::Journal,
                 path: store.paths.journal.clone(),
                 source,
             })?;
@@ -191,15 +192,25 @@ impl Store {
         });
         let bytes = self.results.to_bytes();
         let sizes = [("secrets", plain.len()), ("results", bytes.len())];
-        self.check_unchanged(0, "results")?;
+        self.check_unchanged(0, StateFile::Results)?;
         if !plain.is_empty() {
-            self.check_unchanged(1, "secrets")?;
-            write_atomic(&self.paths.secrets, &plain, FileKind::Secret, "secrets")
-                .map_err(|e| room_needed(e, &sizes))?;
+            self.check_unchanged(1, StateFile::Secrets)?;
+            write_atomic(
+                &self.paths.secrets,
+                &plain,
+                FileKind::Secret,
+                StateFile::Secrets,
+            )
+            .map_err(|e| room_needed(e, &sizes))?;
             self.seen[1] = Stamp::of(&self.paths.secrets);
         }
-        write_atomic(&self.paths.results, &bytes, FileKind::Public, "results")
-            .map_err(|e| room_needed(e, &sizes))?;
+        write_atomic(
+            &self.paths.results,
+            &bytes,
+            FileKind::Public,
+            StateFile::Results,
+        )
+        .map_err(|e| room_needed(e, &sizes))?;
         self.seen[0] = Stamp::of(&self.paths.results);
         Ok(())
     }
@@ -208,7 +219,7 @@ impl Store {
     /// version this process last read or wrote: another program replaced or edited it, and
     /// overwriting would throw its change away. Nothing is lost by refusing: the journal keeps
     /// what this run recorded, and the next run merges it into the file as it is then.
-    fn check_unchanged(&self, which: usize, kind: &'static str) -> Result<(), StateError> {
+    fn check_unchanged(&self, which: usize, kind: StateFile) -> Result<(), StateError> {
         let path = if which == 0 {
             &self.paths.results
         } else {
@@ -456,7 +467,7 @@ fn room_needed(e: StateError, sizes: &[(&str, usize)]) -> StateError {
 
 fn sealed_write_error(dir: &std::path::Path, e: sealed::SealError) -> StateError {
     StateError::Write {
-        kind: "sealed",
+        kind: StateFile::Sealed,
         path: dir.to_path_buf(),
         source: std::io::Error::other(e.to_string()),
     }

@@ -7,6 +7,7 @@ use crate::cli::error::{CliError, Exit};
 use crate::cli::output::{Printer, count};
 use crate::cli::report::{Execution, Message, PlanDocument, PlanSummary, V1};
 use crate::plan::{Plan, SavedPlan};
+use crate::state::StateFile;
 use crate::state::{FileKind, Store, write_atomic};
 
 /// Runs `plan`.
@@ -114,7 +115,7 @@ fn save(
     );
     let mut text = serde_json::to_vec_pretty(&saved).unwrap_or_default();
     text.push(b'\n');
-    write_atomic(out, &text, FileKind::Public, "plan")?;
+    write_atomic(out, &text, FileKind::Public, StateFile::Plan)?;
     printer.info(&format!(
         "Saved the plan to {} (checksum {}); apply it with `logzio-tokens apply {}`",
         out.display(),

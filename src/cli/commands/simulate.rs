@@ -1,5 +1,6 @@
 //! `simulate`: the built-in API simulator, standalone, until Ctrl-C or SIGTERM.
 
+use crate::state::StateFile;
 use std::time::Duration;
 
 use crate::cli::args::{RetryAfterArg, SimulateArgs};
@@ -96,7 +97,7 @@ pub async fn run(args: &SimulateArgs, printer: &Printer) -> Result<Exit, CliErro
         }))
         .unwrap_or_default();
         bytes.push(b'\n');
-        write_atomic(path, &bytes, FileKind::Secret, "ground truth")?;
+        write_atomic(path, &bytes, FileKind::Secret, StateFile::GroundTruth)?;
     }
     Ok(Exit::Success)
 }

@@ -1,6 +1,7 @@
 //! Commands over the recorded state: `orphans`, `import`, `export`.
 
 use crate::bounded::{MAX_SECRET_BYTES, read_first_line};
+use crate::state::StateFile;
 
 use crate::cli::args::{
     ExportArgs, ExportFormat, ImportArgs, OrphansAction, OrphansArgs, OrphansTarget,
@@ -249,9 +250,9 @@ pub fn export(args: &ExportArgs, printer: &Printer) -> Result<Exit, CliError> {
             })?;
     } else if let Some(out) = &args.out {
         if args.force {
-            write_atomic(out, text.as_bytes(), FileKind::Secret, "export")?;
+            write_atomic(out, text.as_bytes(), FileKind::Secret, StateFile::Export)?;
         } else {
-            write_atomic_new(out, text.as_bytes(), FileKind::Secret, "export")?;
+            write_atomic_new(out, text.as_bytes(), FileKind::Secret, StateFile::Export)?;
         }
         printer.info(&format!(
             "Wrote {} to {} (mode 0600).",
