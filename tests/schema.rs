@@ -53,6 +53,7 @@ fn a_results_file_written_by_the_tool_validates_against_its_schema() {
             token_id: 7386,
             created_at: "2021-05-24T12:11:51Z".into(),
             source: None,
+            ..TokenRecord::default()
         },
     );
     r.note_orphan(

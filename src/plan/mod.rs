@@ -247,6 +247,7 @@ mod tests {
                 token_id: id,
                 created_at: "2021-05-24T12:11:51Z".into(),
                 source: None,
+                ..TokenRecord::default()
             },
         );
     }

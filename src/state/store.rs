@@ -315,6 +315,7 @@ impl Store {
                             token_id,
                             created_at,
                             source: None,
+                            ..TokenRecord::default()
                         },
                     );
                     Applied::Recorded
