@@ -12,3 +12,4 @@ mod sealed;
 mod simulator;
 mod terminal;
 mod util;
+mod verify;

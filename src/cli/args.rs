@@ -81,6 +81,9 @@ pub enum Command {
     Import(ImportArgs),
     /// Write the secrets of the manifest's tokens to a file (0600) or, when asked, stdout.
     Export(ExportArgs),
+    /// Probe every recorded token of the manifest with its own secret (GET /v2/whoami) and
+    /// record which still work; exit 1 when any is revoked, for another account, or unknown.
+    Verify(VerifyArgs),
     /// Print a shell completion script.
     Completions {
         /// The shell.
@@ -403,6 +406,32 @@ pub struct ExportArgs {
     /// secrets files.
     #[arg(long, value_name = "KEYFILE", env = "LOGZIO_TOKENS_IDENTITY_FILE")]
     pub identity: Option<PathBuf>,
+}
+
+/// `verify`.
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    /// The manifest file.
+    pub manifest: PathBuf,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub api: ApiArgs,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub state: StateArgs,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub exec: ExecArgs,
+    /// The age identity file that opens the sealed secrets files (needed when secrets are
+    /// sealed: each token is probed with its own secret).
+    #[arg(long, value_name = "KEYFILE", env = "LOGZIO_TOKENS_IDENTITY_FILE")]
+    pub identity: Option<PathBuf>,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
+    pub output: OutputFormat,
+    /// No progress bar or progress lines.
+    #[arg(long)]
+    pub no_progress: bool,
 }
 
 /// Export formats.

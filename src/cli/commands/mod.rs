@@ -6,6 +6,7 @@ pub mod plan;
 pub mod simulate;
 pub mod state_cmds;
 pub mod validate;
+pub mod verify;
 
 use super::config::{ApiSetup, RunSettings};
 use super::error::CliError;
