@@ -207,6 +207,63 @@ fn verify_reports_and_marks_exactly_the_deleted_tokens_among_2000() {
     let before = env.sim().counters().created;
     run(&env, "apply", &[]).expect_code(0);
     assert_eq!(env.sim().counters().created, before);
+    // plan shows them as their own group.
+    let plan = run(&env, "plan", &["--json"]);
+    plan.expect_code(0);
+    let doc: Value = serde_json::from_str(&plan.stdout).unwrap();
+    assert_eq!(doc["summary"]["revoked"], deleted.len());
+    assert_eq!(doc["summary"]["create"], 0);
+    assert!(
+        run(&env, "plan", &[])
+            .stdout
+            .contains(&format!("{} tokens revoked", deleted.len()))
+    );
+
+    // --recreate-revoked creates exactly those, under the same names.
+    run(&env, "apply", &["--recreate-revoked"]).expect_code(0);
+    let after = env.sim().ground_truth();
+    assert_eq!(after.len(), 2000 + deleted.len());
+    let wanted: BTreeSet<(i64, String)> = truth
+        .iter()
+        .filter(|t| deleted.contains(&t.id))
+        .map(|t| (t.account_id, t.name.clone()))
+        .collect();
+    let made: BTreeSet<(i64, String)> = after[2000..]
+        .iter()
+        .map(|t| (t.account_id, t.name.clone()))
+        .collect();
+    assert_eq!(made, wanted);
+    // The results point at the new ids; the old ones are kept, seen revoked, so not listed
+    // for removal by hand; the old secrets are kept under the secrets file's `superseded`.
+    let results = env.json("m.results.json");
+    let superseded = ids(results["superseded"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["token_id"].as_i64().unwrap()));
+    assert_eq!(superseded, deleted);
+    assert!(
+        results["superseded"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|s| s["status"] == "revoked")
+    );
+    for t in &after[2000..] {
+        let rec = &results["accounts"][t.account_id.to_string()][&t.name];
+        assert_eq!(rec["token_id"], t.id);
+    }
+    let secrets = env.json("m.secrets.json");
+    let old_secrets = ids(secrets["superseded"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["token_id"].as_i64().unwrap()));
+    assert_eq!(old_secrets, deleted);
+    // All valid again; a second run creates nothing more.
+    run(&env, "verify", &[]).expect_code(0);
+    run(&env, "apply", &["--recreate-revoked"]).expect_code(0);
+    assert_eq!(env.sim().ground_truth().len(), 2000 + deleted.len());
 }
 
 #[test]

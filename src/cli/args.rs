@@ -240,6 +240,10 @@ pub struct ApplyArgs {
     /// No progress bar or progress lines.
     #[arg(long)]
     pub no_progress: bool,
+    /// Create a new token under the same name for each token `verify` saw revoked (the old
+    /// id is kept in the results file's `superseded`). Same as settings.recreate_revoked.
+    #[arg(long)]
+    pub recreate_revoked: bool,
 }
 
 /// `simulate`.

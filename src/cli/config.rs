@@ -334,6 +334,8 @@ pub struct ApplySettings {
     pub json: bool,
     /// No progress display.
     pub no_progress: bool,
+    /// Recreate tokens verify saw revoked (`--recreate-revoked` or the manifest's setting).
+    pub recreate_revoked: bool,
 }
 
 impl ApplySettings {
@@ -360,12 +362,14 @@ impl ApplySettings {
             ));
         }
         Ok(ApplySettings {
-            run,
             saved_plan,
             yes: args.yes,
             fail_fast: args.fail_fast,
             json: args.output == OutputFormat::Json,
             no_progress: args.no_progress,
+            recreate_revoked: args.recreate_revoked
+                || run.manifest.settings.recreate_revoked == Some(true),
+            run,
         })
     }
 }

@@ -157,6 +157,10 @@ pub struct PlanSummary {
     pub present: usize,
     /// Recorded tokens the manifest no longer wants.
     pub remove_by_hand: usize,
+    /// Recorded tokens verify saw revoked.
+    pub revoked: usize,
+    /// Replaced tokens still working, to remove by hand.
+    pub replaced_to_remove: usize,
     /// Accounts given by name without an id.
     pub unresolved: usize,
     /// Ids that are not sub accounts of the owner.
@@ -172,6 +176,8 @@ impl PlanSummary {
             create: plan.create.len(),
             present: plan.present.len(),
             remove_by_hand: plan.remove_by_hand.len(),
+            revoked: plan.revoked.len(),
+            replaced_to_remove: plan.replaced_to_remove.len(),
             unresolved: plan.unresolved.len(),
             unknown_accounts: plan.unknown_accounts.len(),
             possible_orphans: plan.possible_orphans,

@@ -68,6 +68,10 @@ pub struct Settings {
     pub max_attempts: Option<u32>,
     /// Per-request timeout, in seconds.
     pub request_timeout_seconds: Option<f64>,
+    /// Recreate tokens `verify` saw revoked.
+    pub recreate_revoked: Option<bool>,
+    /// Rotate tokens older than this many days (accounts and `defaults` may override it).
+    pub rotate_after_days: Option<u32>,
 }
 
 /// Inclusive bounds for each setting, shared by the validator, the CLI and the schema.
@@ -80,6 +84,8 @@ pub mod limits {
     pub const MAX_ATTEMPTS: (u32, u32) = (1, 20);
     /// `settings.request_timeout_seconds`.
     pub const REQUEST_TIMEOUT_SECONDS: (f64, f64) = (1.0, 600.0);
+    /// `rotate_after_days` (settings, defaults, account): up to 100 years.
+    pub const ROTATE_AFTER_DAYS: (u32, u32) = (1, 36_500);
 }
 
 /// One account of the manifest.

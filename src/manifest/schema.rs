@@ -27,6 +27,8 @@ pub(crate) mod keys {
         "rate_per_second",
         "max_attempts",
         "request_timeout_seconds",
+        "recreate_revoked",
+        "rotate_after_days",
     ];
     /// Keys of `secrets`.
     pub(crate) const SECRETS: &[&str] = &["recipients", "recipients_file"];
@@ -159,6 +161,19 @@ pub struct RawSettings {
         )
     )]
     pub request_timeout_seconds: Option<f64>,
+    /// Recreate tokens that `verify` saw revoked (deleted in the UI) on every apply, as
+    /// `--recreate-revoked` does (default false: an admin may have deleted one on purpose).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "bool")]
+    pub recreate_revoked: Option<bool>,
+    /// Create a successor for every recorded token older than this many days (the replaced
+    /// ones are listed for removal by hand). `defaults` and each account may set their own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(
+        with = "u32",
+        range(min = limits::ROTATE_AFTER_DAYS.0, max = limits::ROTATE_AFTER_DAYS.1)
+    )]
+    pub rotate_after_days: Option<u32>,
 }
 
 /// One sub account: `id` or `name` (exactly one), and optionally its own token names.

@@ -565,6 +565,21 @@ impl<'a> Checker<'a> {
         };
         let concurrency = integer(self, "concurrency", limits::CONCURRENCY);
         let max_attempts = integer(self, "max_attempts", limits::MAX_ATTEMPTS);
+        let rotate_after_days = integer(self, "rotate_after_days", limits::ROTATE_AFTER_DAYS);
+        let recreate_revoked = match fields.value("recreate_revoked") {
+            None => None,
+            Some(node) => match &node.value {
+                NodeValue::Bool(b) => Some(*b),
+                _ => {
+                    let d = self
+                        .wrong_type(node, "`recreate_revoked`", "true or false")
+                        .with_help("write `recreate_revoked: true` or remove the line");
+                    self.report(d);
+                    ok = false;
+                    None
+                }
+            },
+        };
         let mut number = |this: &mut Self, key: &str, range: (f64, f64)| {
             let value = fields.value(key)?;
             let parsed = this.number_setting(value, key, range);
@@ -582,6 +597,8 @@ impl<'a> Checker<'a> {
             rate_per_second,
             max_attempts,
             request_timeout_seconds,
+            recreate_revoked,
+            rotate_after_days,
         })
     }
 

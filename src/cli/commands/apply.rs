@@ -156,6 +156,10 @@ fn plan_of(settings: &ApplySettings, conn: &Connection, store: &Store) -> Result
             )
             .map_err(|e| CliError::usage(e.to_string()))?;
         plan.create = saved.remaining(&store.results);
+    } else if settings.recreate_revoked {
+        // A new token under the same name; the recorder moves the old id to `superseded`.
+        plan.create
+            .extend(std::mem::take(&mut plan.revoked).into_iter().map(|r| r.key));
     }
     Ok(plan)
 }

@@ -134,6 +134,29 @@ pub fn summary_lines(plan: &Plan, manifest: &Manifest, api: &ApiSetup) -> Vec<St
             count(plan.remove_by_hand.len(), "token")
         ));
     }
+    if !plan.revoked.is_empty() {
+        lines.push(format!(
+            "  {} revoked (verify saw them answer 403): not recreated unasked; `apply --recreate-revoked` creates new ones under the same names",
+            count(plan.revoked.len(), "token")
+        ));
+    }
+    if !plan.replaced_to_remove.is_empty() {
+        let ids: Vec<String> = plan
+            .replaced_to_remove
+            .iter()
+            .map(|r| {
+                format!(
+                    "{}/{} (id {})",
+                    r.key.account_id, r.key.token_name, r.token_id
+                )
+            })
+            .collect();
+        lines.push(format!(
+            "  {} replaced but still working: remove by hand in the Logz.io UI: {}",
+            count(plan.replaced_to_remove.len(), "token"),
+            ids.join(", ")
+        ));
+    }
     for u in &plan.unresolved {
         lines.push(format!(
             "  account named {:?}: {}",
@@ -197,6 +220,18 @@ pub fn detail_lines(plan: &Plan) -> Vec<String> {
         by.entry(r.key.account_id)
             .or_default()
             .push(format!("    = {} (token {})", r.key.token_name, r.token_id));
+    }
+    for r in &plan.revoked {
+        by.entry(r.key.account_id).or_default().push(format!(
+            "    ! {} (token {}): revoked; `apply --recreate-revoked` replaces it",
+            r.key.token_name, r.token_id
+        ));
+    }
+    for r in &plan.replaced_to_remove {
+        by.entry(r.key.account_id).or_default().push(format!(
+            "    - {} (token {}): replaced; remove by hand in the UI",
+            r.key.token_name, r.token_id
+        ));
     }
     for r in &plan.remove_by_hand {
         by.entry(r.key.account_id).or_default().push(format!(

@@ -150,13 +150,14 @@ fn probes_of(
         by_id.entry(s.token_id).or_insert(&s.token);
     }
     let plan = planner::plan(&run.manifest, &store.results, None, &run.filter);
+    // Revoked ones too: a token seen revoked once is probed again (it is recorded as it is).
+    let recorded: Vec<&planner::Recorded> = plan.present.iter().chain(&plan.revoked).collect();
     let replaced = store.results.superseded_to_remove().filter(|s| {
-        plan.present
+        recorded
             .iter()
             .any(|p| p.key.account_id == s.account_id && p.key.token_name == s.token_name)
     });
-    let wanted = plan
-        .present
+    let wanted = recorded
         .iter()
         .map(|p| (p.key.clone(), p.token_id, false))
         .chain(replaced.map(|s| {
