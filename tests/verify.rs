@@ -339,3 +339,137 @@ fn no_secret_in_any_output_at_any_verbosity() {
         }
     }
 }
+
+/// Backdates the recorded tokens `(account, name)` to 2020, as if created long ago.
+fn backdate(env: &Env, which: &[(i64, &str)]) -> BTreeSet<i64> {
+    let mut v = env.json("m.results.json");
+    let mut old = BTreeSet::new();
+    for (account, name) in which {
+        let rec = &mut v["accounts"][account.to_string()][*name];
+        rec["created_at"] = Value::from("2020-01-01T00:00:00Z");
+        old.insert(rec["token_id"].as_i64().unwrap());
+    }
+    std::fs::write(
+        env.path("m.results.json"),
+        serde_json::to_vec_pretty(&v).unwrap(),
+    )
+    .unwrap();
+    old
+}
+
+fn superseded(env: &Env) -> Vec<Value> {
+    env.json("m.results.json")["superseded"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+}
+
+#[test]
+fn rotation_by_age_replaces_exactly_the_old_ones_and_verify_clears_deleted_ones() {
+    let (env, _) = setup(SimConfig::default(), 3);
+    run(&env, "apply", &[]).expect_code(0);
+    let old = backdate(
+        &env,
+        &[
+            (160_343, "t000"),
+            (160_343, "t001"),
+            (160_344, "t000"),
+            (160_346, "t002"),
+        ],
+    );
+    let before = env.sim().ground_truth();
+
+    let apply = run(&env, "apply", &["--rotate-older-than", "90d"]);
+    apply.expect_code(0);
+    assert!(
+        apply.stderr.contains("4 tokens replaced but still working"),
+        "{}",
+        apply.stderr
+    );
+    let after = env.sim().ground_truth();
+    let made: BTreeSet<(i64, String)> = after[before.len()..]
+        .iter()
+        .map(|t| (t.account_id, t.name.clone()))
+        .collect();
+    let wanted: BTreeSet<(i64, String)> = before
+        .iter()
+        .filter(|t| old.contains(&t.id))
+        .map(|t| (t.account_id, t.name.clone()))
+        .collect();
+    assert_eq!(made, wanted, "successors for exactly the old ones");
+    let listed = ids(superseded(&env)
+        .iter()
+        .map(|s| s["token_id"].as_i64().unwrap()));
+    assert_eq!(listed, old, "the replaced ids are kept");
+
+    // plan lists them for removal by hand; a second rotation creates nothing.
+    let plan = run(&env, "plan", &["--json"]);
+    let doc: Value = serde_json::from_str(&plan.stdout).unwrap();
+    assert_eq!(doc["summary"]["replaced_to_remove"], 4);
+    assert_eq!(doc["summary"]["create"], 0);
+    let text = run(&env, "plan", &[]);
+    for id in &old {
+        assert!(
+            text.stdout.contains(&format!("(id {id})")),
+            "{}",
+            text.stdout
+        );
+    }
+    run(&env, "apply", &["--rotate-older-than", "90d"]).expect_code(0);
+    assert_eq!(env.sim().ground_truth().len(), after.len());
+
+    // An admin deletes two of the old tokens: verify sees them 403 and takes them off.
+    let gone: BTreeSet<i64> = old.iter().take(2).copied().collect();
+    for id in &gone {
+        assert!(env.sim().delete_token(*id));
+    }
+    let verify = run(&env, "verify", &["--output", "json"]);
+    verify.expect_code(0);
+    let summary = lines(&verify).pop().unwrap();
+    assert_eq!(summary["remove_by_hand"], 2);
+    assert_eq!(summary["valid"], 12);
+    let still: BTreeSet<i64> = superseded(&env)
+        .iter()
+        .filter(|s| s["status"] != "revoked")
+        .map(|s| s["token_id"].as_i64().unwrap())
+        .collect();
+    assert_eq!(still, old.difference(&gone).copied().collect());
+    let doc: Value = serde_json::from_str(&run(&env, "plan", &["--json"]).stdout).unwrap();
+    assert_eq!(doc["summary"]["replaced_to_remove"], 2);
+    assert_no_secret_in(&env, &verify, "verify after rotation");
+}
+
+#[test]
+fn rotate_after_days_per_account_wins_over_defaults_over_settings() {
+    let env = Env::with_sim(SimConfig::default());
+    env.write(
+        "m.yaml",
+        "version: 1\n\
+         settings:\n  rotate_after_days: 10\n\
+         defaults:\n  tokens: [a, b]\n  rotate_after_days: 5000\n\
+         accounts:\n\
+         \x20 - id: 160343\n\
+         \x20 - id: 160344\n    rotate_after_days: 30\n",
+    );
+    run(&env, "apply", &[]).expect_code(0);
+    let old = backdate(
+        &env,
+        &[
+            (160_343, "a"),
+            (160_343, "b"),
+            (160_344, "a"),
+            (160_344, "b"),
+        ],
+    );
+    let before = env.sim().ground_truth().len();
+    run(&env, "apply", &[]).expect_code(0);
+    let after = env.sim().ground_truth();
+    let made: BTreeSet<i64> = after[before..].iter().map(|t| t.account_id).collect();
+    assert_eq!(after.len(), before + 2);
+    assert_eq!(made, BTreeSet::from([160_344]));
+    let listed = ids(superseded(&env)
+        .iter()
+        .map(|s| s["token_id"].as_i64().unwrap()));
+    assert_eq!(listed.len(), 2);
+    assert!(listed.is_subset(&old));
+}

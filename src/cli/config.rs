@@ -336,6 +336,8 @@ pub struct ApplySettings {
     pub no_progress: bool,
     /// Recreate tokens verify saw revoked (`--recreate-revoked` or the manifest's setting).
     pub recreate_revoked: bool,
+    /// `--rotate-older-than`: overrides every `rotate_after_days` of the manifest.
+    pub rotate_older_than: Option<Duration>,
 }
 
 impl ApplySettings {
@@ -369,6 +371,7 @@ impl ApplySettings {
             no_progress: args.no_progress,
             recreate_revoked: args.recreate_revoked
                 || run.manifest.settings.recreate_revoked == Some(true),
+            rotate_older_than: args.rotate_older_than,
             run,
         })
     }

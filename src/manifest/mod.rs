@@ -45,6 +45,8 @@ pub struct Manifest {
     pub recipients: Vec<String>,
     /// The token names given to accounts that list none.
     pub default_tokens: Vec<String>,
+    /// `defaults.rotate_after_days`.
+    pub default_rotate_after_days: Option<u32>,
     /// The accounts, in manifest order, each with its final list of token names
     /// (its own list, or the defaults).
     pub accounts: Vec<AccountEntry>,
@@ -54,6 +56,15 @@ impl Manifest {
     /// The number of (account, token name) pairs the manifest asks for.
     pub fn token_count(&self) -> usize {
         self.accounts.iter().map(|a| a.tokens.len()).sum()
+    }
+
+    /// The rotation age of an account's tokens, in days: its own, else `defaults`', else
+    /// `settings`'; `None`: never rotated by age.
+    pub fn rotate_after_days(&self, entry: &AccountEntry) -> Option<u32> {
+        entry
+            .rotate_after_days
+            .or(self.default_rotate_after_days)
+            .or(self.settings.rotate_after_days)
     }
 }
 
@@ -95,6 +106,8 @@ pub struct AccountEntry {
     pub selector: AccountSelector,
     /// The token names it must have (never empty, no duplicates).
     pub tokens: Vec<String>,
+    /// Its own `rotate_after_days`.
+    pub rotate_after_days: Option<u32>,
     /// Where the entry starts in the manifest (1-based).
     pub line: u32,
     /// Column of the entry (1-based).

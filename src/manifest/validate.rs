@@ -45,6 +45,7 @@ pub(crate) fn validate(
             settings: parts.settings,
             recipients: parts.recipients,
             default_tokens: parts.default_tokens,
+            default_rotate_after_days: parts.default_rotate_after_days,
             accounts: parts.accounts,
         }),
         _ => {
@@ -60,6 +61,7 @@ struct Parts {
     settings: Settings,
     recipients: Vec<String>,
     default_tokens: Vec<String>,
+    default_rotate_after_days: Option<u32>,
     accounts: Vec<AccountEntry>,
 }
 
@@ -366,6 +368,19 @@ impl<'a> Checker<'a> {
             None => Defaults::Absent,
             Some(node) => self.defaults(node),
         };
+        // `defaults.rotate_after_days` (its key is checked with the rest of `defaults`).
+        let default_rotate_after_days = fields
+            .value("defaults")
+            .and_then(|node| match &node.value {
+                NodeValue::Map(pairs) => pairs
+                    .iter()
+                    .find(
+                        |(k, _)| matches!(&k.value, NodeValue::Str(s) if s == "rotate_after_days"),
+                    )
+                    .map(|(_, v)| v),
+                _ => None,
+            })
+            .and_then(|v| self.integer_setting(v, "rotate_after_days", limits::ROTATE_AFTER_DAYS));
         let settings = match fields.value("settings") {
             None => Some(Settings::default()),
             Some(node) => self.settings(node),
@@ -400,6 +415,7 @@ impl<'a> Checker<'a> {
             settings: settings?,
             recipients: recipients?,
             default_tokens,
+            default_rotate_after_days,
             accounts: accounts?,
         })
     }
@@ -877,12 +893,16 @@ impl<'a> Checker<'a> {
                 }
             },
         };
+        let rotate_after_days = fields
+            .value("rotate_after_days")
+            .and_then(|v| self.integer_setting(v, "rotate_after_days", limits::ROTATE_AFTER_DAYS));
         if !ok {
             return None;
         }
         Some(AccountEntry {
             selector: selector?.0,
             tokens: tokens?,
+            rotate_after_days,
             line: item.line,
             column: item.column,
         })

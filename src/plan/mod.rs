@@ -252,12 +252,14 @@ mod tests {
             settings: Settings::default(),
             recipients: Vec::new(),
             default_tokens: vec![],
+            default_rotate_after_days: None,
             accounts: accounts
                 .into_iter()
                 .enumerate()
                 .map(|(i, (selector, tokens))| AccountEntry {
                     selector,
                     tokens: tokens.into_iter().map(String::from).collect(),
+                    rotate_after_days: None,
                     line: i as u32 + 1,
                     column: 3,
                 })
@@ -382,6 +384,7 @@ mod tests {
                         .map(|(selector, tokens)| AccountEntry {
                             selector,
                             tokens,
+                            rotate_after_days: None,
                             line: 1,
                             column: 1,
                         })

@@ -156,12 +156,57 @@ fn plan_of(settings: &ApplySettings, conn: &Connection, store: &Store) -> Result
             )
             .map_err(|e| CliError::usage(e.to_string()))?;
         plan.create = saved.remaining(&store.results);
-    } else if settings.recreate_revoked {
-        // A new token under the same name; the recorder moves the old id to `superseded`.
-        plan.create
-            .extend(std::mem::take(&mut plan.revoked).into_iter().map(|r| r.key));
+    } else {
+        if settings.recreate_revoked {
+            // A new token under the same name; the recorder moves the old id to `superseded`.
+            plan.create
+                .extend(std::mem::take(&mut plan.revoked).into_iter().map(|r| r.key));
+        }
+        rotate(settings, store, &mut plan);
     }
     Ok(plan)
+}
+
+/// Moves every present token older than its rotation age into `create`: its successor is
+/// created under the same name, and the old id goes to `superseded` (to remove by hand).
+fn rotate(settings: &ApplySettings, store: &Store, plan: &mut Plan) {
+    let manifest = &settings.run.manifest;
+    let age_of = |account_id: u32| -> Option<Duration> {
+        if let Some(age) = settings.rotate_older_than {
+            return Some(age);
+        }
+        let entry = manifest.accounts.iter().find(|a| match &a.selector {
+            crate::manifest::AccountSelector::Id(id) => *id == account_id,
+            crate::manifest::AccountSelector::Name(n) => {
+                plan.resolved_names.get(n) == Some(&account_id)
+            }
+        })?;
+        manifest
+            .rotate_after_days(entry)
+            .map(|days| Duration::from_secs(u64::from(days) * 86_400))
+    };
+    let now = time::OffsetDateTime::now_utc();
+    let (old, keep): (Vec<_>, Vec<_>) =
+        std::mem::take(&mut plan.present)
+            .into_iter()
+            .partition(|r| {
+                let Some(age) = age_of(r.key.account_id) else {
+                    return false;
+                };
+                let Some(created) = store.results.get(&r.key).and_then(|rec| {
+                    time::OffsetDateTime::parse(
+                        &rec.created_at,
+                        &time::format_description::well_known::Rfc3339,
+                    )
+                    .ok()
+                }) else {
+                    // An unreadable creation time is not "old": never rotate on a guess.
+                    return false;
+                };
+                (now - created).whole_seconds() >= i64::try_from(age.as_secs()).unwrap_or(i64::MAX)
+            });
+    plan.present = keep;
+    plan.create.extend(old.into_iter().map(|r| r.key));
 }
 
 /// The tokens of accounts found unusable before any write (a name that resolves to no sub
@@ -507,6 +552,15 @@ impl Outcome<'_> {
             report.rate_limited,
             report.ambiguous
         ));
+        let replaced = self
+            .store
+            .map_or(0, |s| s.results.superseded_to_remove().count());
+        if replaced > 0 {
+            printer.info(&format!(
+                "{} replaced but still working: remove them by hand in the Logz.io UI (the API cannot delete tokens); `plan` lists them, and `verify` takes off the list those it sees deleted.",
+                count(replaced, "token")
+            ));
+        }
         if !results.is_empty() {
             printer.info(&format!("Results: {results}"));
             match self.store.and_then(Store::sealing) {
