@@ -473,3 +473,17 @@ fn rotate_after_days_per_account_wins_over_defaults_over_settings() {
     assert_eq!(listed.len(), 2);
     assert!(listed.is_subset(&old));
 }
+
+#[test]
+fn the_nightly_example_verifies_after_applying() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("examples/deploy/github-actions-nightly.yml");
+    let text = std::fs::read_to_string(path).unwrap();
+    let apply = text.find("logzio-tokens apply").unwrap();
+    let verify = text.find("logzio-tokens verify").unwrap();
+    assert!(verify > apply, "verify runs after apply");
+    // The step's exit status is verify's: drift (exit 1) fails the job.
+    let step = &text[verify..];
+    assert!(step.contains("exit $code"));
+    assert!(step.contains("--identity"));
+}
