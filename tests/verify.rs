@@ -487,3 +487,58 @@ fn the_nightly_example_verifies_after_applying() {
     assert!(step.contains("exit $code"));
     assert!(step.contains("--identity"));
 }
+
+#[test]
+fn sealed_secrets_are_verified_with_the_identity_and_recreated_sealed() {
+    use age::secrecy::ExposeSecret;
+    let env = Env::with_sim(SimConfig::default());
+    let id = age::x25519::Identity::generate();
+    let key = env.write("key.txt", &format!("{}\n", id.to_string().expose_secret()));
+    env.write(
+        "m.yaml",
+        &format!(
+            "{}secrets:\n  recipients:\n    - {}\n",
+            manifest_yaml(&ACCOUNTS[..2], &["a", "b"]),
+            id.to_public()
+        ),
+    );
+    run(&env, "apply", &[]).expect_code(0);
+    let truth = env.sim().ground_truth();
+    assert!(env.sim().delete_token(truth[1].id));
+
+    // Without the identity the secrets cannot be read: a fatal error that says what to pass.
+    let without = run(&env, "verify", &[]);
+    without.expect_code(3);
+    assert!(without.stderr.contains("--identity"), "{}", without.stderr);
+
+    let key = key.to_str().unwrap();
+    let verify = run(&env, "verify", &["--identity", key, "--output", "json"]);
+    verify.expect_code(1);
+    let summary = lines(&verify).pop().unwrap();
+    assert_eq!(
+        (summary["valid"].as_u64(), summary["revoked"].as_u64()),
+        (Some(3), Some(1))
+    );
+    assert_eq!(
+        recorded_with_status(&env, "revoked"),
+        BTreeSet::from([truth[1].id])
+    );
+
+    // Recreated while sealing: the new secret is sealed too, and verify finds it valid.
+    run(&env, "apply", &["--recreate-revoked"]).expect_code(0);
+    assert_eq!(env.sim().ground_truth().len(), 5);
+    run(&env, "verify", &["--identity", key]).expect_code(0);
+    for t in env.sim().ground_truth() {
+        for entry in std::fs::read_dir(env.dir.path()).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_file() {
+                let text = String::from_utf8_lossy(&std::fs::read(&path).unwrap()).into_owned();
+                assert!(
+                    !text.contains(&t.token) || path.ends_with("key.txt"),
+                    "{} holds a secret in plaintext",
+                    path.display()
+                );
+            }
+        }
+    }
+}
