@@ -234,24 +234,31 @@ impl ResultsFile {
         }
     }
 
-    /// Notes what `verify` saw of a token id, current or superseded. `false` when the id is
-    /// recorded nowhere (the file changed since the probe was planned).
-    pub fn set_status(&mut self, token_id: i64, status: TokenStatus, at: &str) -> bool {
-        for tokens in self.accounts.values_mut() {
-            if let Some(r) = tokens.values_mut().find(|r| r.token_id == token_id) {
-                r.status = Some(status);
+    /// Notes what `verify` saw of each token id in `seen`, current or superseded, in one pass.
+    /// Returns how many were found (an id recorded nowhere is skipped: the file changed since
+    /// the probe was planned).
+    pub fn set_statuses(
+        &mut self,
+        seen: &std::collections::HashMap<i64, TokenStatus>,
+        at: &str,
+    ) -> usize {
+        let mut found = 0;
+        let records = self.accounts.values_mut().flat_map(BTreeMap::values_mut);
+        for r in records {
+            if let Some(status) = seen.get(&r.token_id) {
+                r.status = Some(*status);
                 r.checked_at = Some(at.to_owned());
-                return true;
+                found += 1;
             }
         }
-        match self.superseded.iter_mut().find(|s| s.token_id == token_id) {
-            Some(s) => {
-                s.status = Some(status);
+        for s in &mut self.superseded {
+            if let Some(status) = seen.get(&s.token_id) {
+                s.status = Some(*status);
                 s.checked_at = Some(at.to_owned());
-                true
+                found += 1;
             }
-            None => false,
         }
+        found
     }
 
     /// The replaced tokens still to be removed by hand (not seen deleted).
@@ -421,7 +428,11 @@ mod tests {
         f.insert(&k, rec(10));
         f.insert(&k, rec(10));
         assert!(f.superseded.is_empty());
-        assert!(f.set_status(10, TokenStatus::Valid, "2026-01-02T00:00:00Z"));
+        let seen = |id, status| std::collections::HashMap::from([(id, status)]);
+        assert_eq!(
+            f.set_statuses(&seen(10, TokenStatus::Valid), "2026-01-02T00:00:00Z"),
+            1
+        );
         f.insert(&k, rec(11));
         assert_eq!(f.get(&k).unwrap().token_id, 11);
         assert_eq!(f.get(&k).unwrap().status, None);
@@ -432,9 +443,15 @@ mod tests {
         );
         assert_eq!(f.superseded[0].status, Some(TokenStatus::Valid));
         assert_eq!(f.superseded_to_remove().count(), 1);
-        assert!(f.set_status(10, TokenStatus::Revoked, "2026-01-03T00:00:00Z"));
+        assert_eq!(
+            f.set_statuses(&seen(10, TokenStatus::Revoked), "2026-01-03T00:00:00Z"),
+            1
+        );
         assert_eq!(f.superseded_to_remove().count(), 0);
-        assert!(!f.set_status(99, TokenStatus::Valid, "2026-01-03T00:00:00Z"));
+        assert_eq!(
+            f.set_statuses(&seen(99, TokenStatus::Valid), "2026-01-03T00:00:00Z"),
+            0
+        );
         // Written and read back: the new fields round-trip, old files (without them) still load.
         let back: ResultsFile = serde_json::from_slice(&f.clone().to_bytes()).unwrap();
         assert_eq!(back.superseded, f.superseded);

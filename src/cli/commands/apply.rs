@@ -1,6 +1,7 @@
 //! `apply`: resolve, lock and recover, connect, plan, confirm, execute under the recorder,
 //! summarise. [`run`] is the recipe; each step is a function below it.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -171,19 +172,23 @@ fn plan_of(settings: &ApplySettings, conn: &Connection, store: &Store) -> Result
 /// created under the same name, and the old id goes to `superseded` (to remove by hand).
 fn rotate(settings: &ApplySettings, store: &Store, plan: &mut Plan) {
     let manifest = &settings.run.manifest;
-    let age_of = |account_id: u32| -> Option<Duration> {
-        if let Some(age) = settings.rotate_older_than {
-            return Some(age);
-        }
-        let entry = manifest.accounts.iter().find(|a| match &a.selector {
-            crate::manifest::AccountSelector::Id(id) => *id == account_id,
-            crate::manifest::AccountSelector::Name(n) => {
-                plan.resolved_names.get(n) == Some(&account_id)
-            }
-        })?;
-        manifest
-            .rotate_after_days(entry)
-            .map(|days| Duration::from_secs(u64::from(days) * 86_400))
+    // Each account's rotation age, once: its own, else `defaults`', else `settings`'.
+    let by_account: HashMap<u32, Duration> = manifest
+        .accounts
+        .iter()
+        .filter_map(|a| {
+            let id = match &a.selector {
+                crate::manifest::AccountSelector::Id(id) => *id,
+                crate::manifest::AccountSelector::Name(n) => *plan.resolved_names.get(n)?,
+            };
+            let days = manifest.rotate_after_days(a)?;
+            Some((id, Duration::from_secs(u64::from(days) * 86_400)))
+        })
+        .collect();
+    let age_of = |account_id: u32| {
+        settings
+            .rotate_older_than
+            .or_else(|| by_account.get(&account_id).copied())
     };
     let now = time::OffsetDateTime::now_utc();
     let (old, keep): (Vec<_>, Vec<_>) =

@@ -94,10 +94,14 @@ pub async fn run(args: &VerifyArgs, printer: &Printer) -> Result<Exit, CliError>
     progress.finish();
     signals.abort();
 
-    let at = crate::state::now_rfc3339();
-    for v in &report.verdicts {
-        store.results.set_status(v.token_id, v.status, &at);
-    }
+    let seen: HashMap<i64, TokenStatus> = report
+        .verdicts
+        .iter()
+        .map(|v| (v.token_id, v.status))
+        .collect();
+    store
+        .results
+        .set_statuses(&seen, &crate::state::now_rfc3339());
     let saved = store.save();
     let summary = Summary::of(&report, saved.is_err());
     if settings.json {
@@ -152,11 +156,15 @@ fn probes_of(
     let plan = planner::plan(&run.manifest, &store.results, None, &run.filter);
     // Revoked ones too: a token seen revoked once is probed again (it is recorded as it is).
     let recorded: Vec<&planner::Recorded> = plan.present.iter().chain(&plan.revoked).collect();
-    let replaced = store.results.superseded_to_remove().filter(|s| {
-        recorded
-            .iter()
-            .any(|p| p.key.account_id == s.account_id && p.key.token_name == s.token_name)
-    });
+    // Replaced tokens of the same (account, name) as a token of the manifest being verified.
+    let names: std::collections::HashSet<(u32, &str)> = recorded
+        .iter()
+        .map(|p| (p.key.account_id, p.key.token_name.as_str()))
+        .collect();
+    let replaced = store
+        .results
+        .superseded_to_remove()
+        .filter(|s| names.contains(&(s.account_id, s.token_name.as_str())));
     let wanted = recorded
         .iter()
         .map(|p| (p.key.clone(), p.token_id, false))
