@@ -1,7 +1,6 @@
 //! `apply`: resolve, lock and recover, connect, plan, confirm, execute under the recorder,
 //! summarise. [`run`] is the recipe; each step is a function below it.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -158,60 +157,15 @@ fn plan_of(settings: &ApplySettings, conn: &Connection, store: &Store) -> Result
             .map_err(|e| CliError::usage(e.to_string()))?;
         plan.create = saved.remaining(&store.results);
     } else {
-        if settings.recreate_revoked {
-            // A new token under the same name; the recorder moves the old id to `superseded`.
-            plan.create
-                .extend(std::mem::take(&mut plan.revoked).into_iter().map(|r| r.key));
-        }
-        rotate(settings, store, &mut plan);
+        super::add_replacements(
+            &mut plan,
+            &run.manifest,
+            &store.results,
+            settings.recreate_revoked,
+            settings.rotate_older_than,
+        );
     }
     Ok(plan)
-}
-
-/// Moves every present token older than its rotation age into `create`: its successor is
-/// created under the same name, and the old id goes to `superseded` (to remove by hand).
-fn rotate(settings: &ApplySettings, store: &Store, plan: &mut Plan) {
-    let manifest = &settings.run.manifest;
-    // Each account's rotation age, once: its own, else `defaults`', else `settings`'.
-    let by_account: HashMap<u32, Duration> = manifest
-        .accounts
-        .iter()
-        .filter_map(|a| {
-            let id = match &a.selector {
-                crate::manifest::AccountSelector::Id(id) => *id,
-                crate::manifest::AccountSelector::Name(n) => *plan.resolved_names.get(n)?,
-            };
-            let days = manifest.rotate_after_days(a)?;
-            Some((id, Duration::from_secs(u64::from(days) * 86_400)))
-        })
-        .collect();
-    let age_of = |account_id: u32| {
-        settings
-            .rotate_older_than
-            .or_else(|| by_account.get(&account_id).copied())
-    };
-    let now = time::OffsetDateTime::now_utc();
-    let (old, keep): (Vec<_>, Vec<_>) =
-        std::mem::take(&mut plan.present)
-            .into_iter()
-            .partition(|r| {
-                let Some(age) = age_of(r.key.account_id) else {
-                    return false;
-                };
-                let Some(created) = store.results.get(&r.key).and_then(|rec| {
-                    time::OffsetDateTime::parse(
-                        &rec.created_at,
-                        &time::format_description::well_known::Rfc3339,
-                    )
-                    .ok()
-                }) else {
-                    // An unreadable creation time is not "old": never rotate on a guess.
-                    return false;
-                };
-                (now - created).whole_seconds() >= i64::try_from(age.as_secs()).unwrap_or(i64::MAX)
-            });
-    plan.present = keep;
-    plan.create.extend(old.into_iter().map(|r| r.key));
 }
 
 /// The tokens of accounts found unusable before any write (a name that resolves to no sub
