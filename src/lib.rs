@@ -7,6 +7,7 @@
 //! - [`state`]: the results, secrets and journal files, written durably;
 //! - [`api`]: the Logz.io HTTP client and its error classification;
 //! - [`execution`]: concurrent, rate-limited, retried execution of a plan;
+//! - [`verify`]: probing recorded tokens against the live service;
 //! - [`simulator`]: an in-repo stand-in for the Logz.io API, for tests, benchmarks and demos;
 //! - [`cli`]: the command line, output and progress.
 //!
@@ -27,3 +28,4 @@ pub mod secret;
 pub mod simulator;
 pub mod state;
 pub mod text;
+pub mod verify;

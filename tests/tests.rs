@@ -17,3 +17,4 @@ mod sealed;
 mod simulator;
 mod terminal;
 mod util;
+mod verify;

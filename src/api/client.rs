@@ -182,6 +182,26 @@ impl ApiClient {
         Ok(who)
     }
 
+    /// `GET /v2/whoami` with another token than the owner's (a sub-account token to verify),
+    /// on the same connection pool. A 401/403 comes back as [`ApiError::Status`] with that
+    /// status: for a probe it means the token no longer works, not that the run must stop.
+    pub async fn whoami_as(&self, token: &Secret) -> Result<WhoAmI, ApiError> {
+        // A server that echoes the probed token in an error has it scrubbed like any other.
+        self.scrubber.learn(token);
+        // The probed token leaves its secret type only into the header it is sent in.
+        let mut header =
+            HeaderValue::from_str(token.expose()).map_err(|_| ApiError::InvalidToken)?;
+        header.set_sensitive(true);
+        let (status, bytes, url) = self
+            .call_as(&header, Method::GET, Target::Path("v2/whoami"), None)
+            .await?;
+        serde_json::from_slice(&bytes).map_err(|e| ApiError::Undecodable {
+            url,
+            status: status.as_u16(),
+            detail: describe_decode_error(&e, &bytes),
+        })
+    }
+
     /// `GET /v1/account-management/time-based-accounts`: the owner and its sub accounts.
     pub async fn list_accounts(&self) -> Result<Vec<SubAccountInfo>, ApiError> {
         let mut list: Vec<SubAccountInfo> = self
@@ -209,9 +229,21 @@ impl ApiClient {
         })
     }
 
-    /// Sends one request, built afresh, and returns a success status with its body.
+    /// Sends one request with the owner token (see [`ApiClient::call_as`]).
     async fn call(
         &self,
+        method: Method,
+        target: Target<'_>,
+        body: Option<Vec<u8>>,
+    ) -> Result<(StatusCode, Zeroizing<Vec<u8>>, String), ApiError> {
+        self.call_as(&self.token, method, target, body).await
+    }
+
+    /// Sends one request, built afresh, with `token` as `X-API-TOKEN`, and returns a success
+    /// status with its body.
+    async fn call_as(
+        &self,
+        token: &HeaderValue,
         method: Method,
         target: Target<'_>,
         body: Option<Vec<u8>>,
@@ -228,7 +260,7 @@ impl ApiClient {
         let mut req = self
             .http
             .request(method, url)
-            .header("X-API-TOKEN", self.token.clone());
+            .header("X-API-TOKEN", token.clone());
         if let Some(b) = body {
             req = req
                 .header(reqwest::header::CONTENT_TYPE, "application/json")

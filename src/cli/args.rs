@@ -81,6 +81,9 @@ pub enum Command {
     Import(ImportArgs),
     /// Write the secrets of the manifest's tokens to a file (0600) or, when asked, stdout.
     Export(ExportArgs),
+    /// Probe every recorded token of the manifest with its own secret (GET /v2/whoami) and
+    /// record which still work; exit 1 when any is revoked, for another account, or unknown.
+    Verify(VerifyArgs),
     /// Print a shell completion script.
     Completions {
         /// The shell.
@@ -242,6 +245,43 @@ pub struct ApplyArgs {
     /// No progress bar or progress lines.
     #[arg(long)]
     pub no_progress: bool,
+    /// Create a new token under the same name for each token `verify` saw revoked (the old
+    /// id is kept in the results file's `superseded`). Same as settings.recreate_revoked.
+    #[arg(long)]
+    pub recreate_revoked: bool,
+    /// Create a successor for every recorded token older than this (`90d`, `12h`, `30m`,
+    /// `1s`); the replaced ones are listed for removal by hand. Overrides rotate_after_days.
+    #[arg(long, value_name = "DURATION", value_parser = parse_age)]
+    pub rotate_older_than: Option<std::time::Duration>,
+}
+
+/// A token age: a whole number and a unit, `s`, `m`, `h`, `d` or `w` (`90d`, `12h`).
+pub fn parse_age(text: &str) -> Result<std::time::Duration, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .ok_or_else(|| format!("`{text}` has no unit: write e.g. `90d`, `12h` or `1s`"))?;
+    let (number, unit) = text.split_at(split);
+    let n: u64 = number
+        .parse()
+        .map_err(|_| format!("`{text}` does not start with a whole number: write e.g. `90d`"))?;
+    let seconds = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3_600,
+        "d" => 86_400,
+        "w" => 604_800,
+        _ => {
+            return Err(format!(
+                "unknown unit `{unit}` in `{text}`: use s, m, h, d or w (e.g. `90d`)"
+            ));
+        }
+    };
+    match n.checked_mul(seconds) {
+        Some(0) => Err("the age must be more than zero".into()),
+        Some(secs) => Ok(std::time::Duration::from_secs(secs)),
+        None => Err(format!("`{text}` is too long")),
+    }
 }
 
 /// `simulate`.
@@ -413,6 +453,32 @@ pub struct ExportArgs {
     pub force: bool,
 }
 
+/// `verify`.
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    /// The manifest file.
+    pub manifest: PathBuf,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub api: ApiArgs,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub state: StateArgs,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub exec: ExecArgs,
+    /// The age identity file that opens the sealed secrets files (needed when secrets are
+    /// sealed: each token is probed with its own secret).
+    #[arg(long, value_name = "KEYFILE", env = "LOGZIO_TOKENS_IDENTITY_FILE")]
+    pub identity: Option<PathBuf>,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
+    pub output: OutputFormat,
+    /// No progress bar or progress lines.
+    #[arg(long)]
+    pub no_progress: bool,
+}
+
 /// Export formats.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum ExportFormat {
@@ -442,5 +508,28 @@ mod tests {
     #[test]
     fn the_command_line_definition_is_consistent() {
         super::Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn ages_take_a_number_and_a_unit() {
+        use std::time::Duration;
+        assert_eq!(
+            super::parse_age("90d"),
+            Ok(Duration::from_secs(90 * 86_400))
+        );
+        assert_eq!(super::parse_age("12h"), Ok(Duration::from_secs(12 * 3_600)));
+        assert_eq!(super::parse_age("1s"), Ok(Duration::from_secs(1)));
+        assert_eq!(super::parse_age("2w"), Ok(Duration::from_secs(14 * 86_400)));
+        for bad in [
+            "90",
+            "d",
+            "0d",
+            "1.5d",
+            "9y",
+            "-1d",
+            "99999999999999999999d",
+        ] {
+            assert!(super::parse_age(bad).is_err(), "{bad}");
+        }
     }
 }

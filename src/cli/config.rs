@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::args::{
-    ApiArgs, ApplyArgs, ExecArgs, OutputFormat, PlanArgs, RunArgs, SealArgs, StateArgs,
+    ApiArgs, ApplyArgs, ExecArgs, OutputFormat, PlanArgs, RunArgs, SealArgs, StateArgs, VerifyArgs,
 };
 use super::error::CliError;
 use crate::api::{Endpoint, Region};
@@ -368,6 +368,10 @@ pub struct ApplySettings {
     pub json: bool,
     /// No progress display.
     pub no_progress: bool,
+    /// Recreate tokens verify saw revoked (`--recreate-revoked` or the manifest's setting).
+    pub recreate_revoked: bool,
+    /// `--rotate-older-than`: overrides every `rotate_after_days` of the manifest.
+    pub rotate_older_than: Option<Duration>,
 }
 
 impl ApplySettings {
@@ -394,10 +398,54 @@ impl ApplySettings {
             ));
         }
         Ok(ApplySettings {
-            run,
             saved_plan,
             yes: args.yes,
             fail_fast: args.fail_fast,
+            json: args.output == OutputFormat::Json,
+            no_progress: args.no_progress,
+            recreate_revoked: args.recreate_revoked
+                || run.manifest.settings.recreate_revoked == Some(true),
+            rotate_older_than: args.rotate_older_than,
+            run,
+        })
+    }
+}
+
+/// `verify`, resolved.
+#[derive(Debug)]
+pub struct VerifySettings {
+    /// The manifest, endpoint, state files, concurrency and rate (its recipients unused).
+    pub run: RunSettings,
+    /// The age identity file for sealed secrets.
+    pub identity: Option<PathBuf>,
+    /// JSON lines on stdout instead of text.
+    pub json: bool,
+    /// No progress display.
+    pub no_progress: bool,
+}
+
+impl VerifySettings {
+    /// Resolves `verify`'s arguments. The owner token is not needed: each token is probed
+    /// with its own secret.
+    pub fn resolve(args: &VerifyArgs) -> Result<VerifySettings, CliError> {
+        if args.api.simulate {
+            return Err(CliError::usage(
+                "verify probes the tokens an API issued; --simulate would start a new simulator that knows none of them. Point --api-url at the simulator that created them instead",
+            ));
+        }
+        let bytes = manifest::read(&args.manifest)?;
+        let run_args = RunArgs {
+            api: args.api.clone(),
+            state: args.state.clone(),
+            seal: SealArgs {
+                recipients: Vec::new(),
+                recipients_file: None,
+            },
+            exec: args.exec.clone(),
+        };
+        Ok(VerifySettings {
+            run: RunSettings::resolve(args.manifest.clone(), bytes, &run_args)?,
+            identity: args.identity.clone(),
             json: args.output == OutputFormat::Json,
             no_progress: args.no_progress,
         })

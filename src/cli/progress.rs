@@ -65,7 +65,10 @@ pub struct Progress {
     task: Option<tokio::task::JoinHandle<()>>,
 }
 
-fn line(stats: &Stats, pacer: &Pacer, started: Instant) -> String {
+/// What the two outcome counters are called: `created`/`failed` for apply.
+pub type Labels = (&'static str, &'static str);
+
+fn line(stats: &Stats, pacer: &Pacer, started: Instant, (good, bad): Labels) -> String {
     let total = Stats::get(&stats.total);
     let created = Stats::get(&stats.created);
     let failed = Stats::get(&stats.failed);
@@ -79,7 +82,7 @@ fn line(stats: &Stats, pacer: &Pacer, started: Instant) -> String {
     };
     let snap = pacer.snapshot();
     format!(
-        "{done}/{total} done ({created} created, {failed} failed), {} in flight, {}, {} x 429, {:.1}/s achieved, rate {:.1}/s, server limit {}{}, ETA {eta}",
+        "{done}/{total} done ({created} {good}, {failed} {bad}), {} in flight, {}, {} x 429, {:.1}/s achieved, rate {:.1}/s, server limit {}{}, ETA {eta}",
         Stats::get(&stats.in_flight),
         super::output::count_as(Stats::get(&stats.retries), "retry", "retries"),
         Stats::get(&stats.rate_limited),
@@ -99,6 +102,18 @@ impl Progress {
     /// the executor counts its items only once it runs, and a bar drawn before that would
     /// count toward 0 (it did: `227/0`, drawn full from the first second).
     pub fn start(mode: Mode, total: u64, stats: Arc<Stats>, pacer: Arc<Pacer>) -> Progress {
+        Progress::start_labelled(mode, total, stats, pacer, ("created", "failed"))
+    }
+
+    /// [`Progress::start`] with other names for the two outcome counters (verify's
+    /// `valid`/`not valid`).
+    pub fn start_labelled(
+        mode: Mode,
+        total: u64,
+        stats: Arc<Stats>,
+        pacer: Arc<Pacer>,
+        labels: Labels,
+    ) -> Progress {
         let started = Instant::now();
         let task = match mode {
             Mode::Off => None,
@@ -107,7 +122,7 @@ impl Progress {
                 tick.tick().await;
                 loop {
                     tick.tick().await;
-                    let l = line(&stats, &pacer, started);
+                    let l = line(&stats, &pacer, started, labels);
                     let _ = writeln!(std::io::stderr().lock(), "progress: {l}");
                 }
             })),
@@ -136,7 +151,7 @@ impl Progress {
                         let done = Stats::get(&stats.created) + Stats::get(&stats.failed);
                         bar.set_length(total.max(Stats::get(&stats.total)));
                         bar.set_position(done);
-                        bar.set_message(line(&stats, &pacer, started));
+                        bar.set_message(line(&stats, &pacer, started, labels));
                     }
                 }))
             }

@@ -5,7 +5,9 @@
 //! - `plan_counts`: the first line of `apply --output json`, what the run is about to do, as
 //!   counts (earlier builds called this line `plan` too, with `create` a count);
 //! - `item` / `ambiguous`: one line per token as its outcome becomes final;
-//! - `summary`: the last line of `apply --output json`.
+//! - `summary`: the last line of `apply --output json`;
+//! - `verified` / `unverifiable`: one line per token `verify` probed, or could not (no secret);
+//! - `verify_summary`: the last line of `verify --output json`.
 //!
 //! No message holds a secret: none of these types has a field that could.
 
@@ -29,6 +31,72 @@ pub enum Message<'a> {
     Ambiguous(ItemLine<'a>),
     /// `apply --output json`, last line.
     Summary(SummaryLine<'a>),
+    /// `verify --output json`: a probed token's verdict.
+    Verified(VerifiedLine<'a>),
+    /// `verify --output json`: a recorded token without a known secret.
+    Unverifiable(VerifiedLine<'a>),
+    /// `verify --output json`, last line.
+    VerifySummary(VerifySummaryLine<'a>),
+}
+
+/// A `verified` or `unverifiable` line.
+#[derive(Debug, Serialize)]
+pub struct VerifiedLine<'a> {
+    /// The sub account.
+    pub account_id: u32,
+    /// Requests sent (`verified` only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub attempts: Option<u32>,
+    /// For `wrong_account`, whose token it is; for `unknown`, why.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub detail: Option<&'a str>,
+    /// The last HTTP status, when an answer came.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub http_status: Option<u16>,
+    /// `valid`, `revoked`, `wrong_account` or `unknown` (`verified` only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub status: Option<&'static str>,
+    /// Whether the token is a replaced one (the results file's `superseded`).
+    pub superseded: bool,
+    /// The token's id.
+    pub token_id: i64,
+    /// The token's name.
+    pub token_name: &'a str,
+    /// Always 1.
+    pub v: V1,
+}
+
+/// `verify_summary`: verify's last line.
+#[derive(Debug, Serialize)]
+pub struct VerifySummaryLine<'a> {
+    /// Tokens probed to a verdict.
+    pub checked: usize,
+    /// Wall time.
+    pub elapsed_seconds: f64,
+    /// The process exit code.
+    pub exit_code: u8,
+    /// Tokens not probed because the run stopped.
+    pub not_checked: usize,
+    /// Answers 429.
+    pub rate_limited: u64,
+    /// Replaced tokens still to be removed by hand after this run.
+    pub remove_by_hand: usize,
+    /// The results file.
+    pub results_file: &'a str,
+    /// Current tokens that answered 401/403.
+    pub revoked: usize,
+    /// Why the run stopped: `completed`, `interrupted`, `fatal: ...`.
+    pub stop: String,
+    /// Current tokens still failing after the retries.
+    pub unknown: usize,
+    /// Recorded tokens without a known secret.
+    pub unverifiable: usize,
+    /// Current tokens that answered for their account.
+    pub valid: usize,
+    /// Current tokens that answered for another account.
+    pub wrong_account: usize,
+    /// Always 1.
+    pub v: V1,
 }
 
 impl Message<'_> {
@@ -91,6 +159,10 @@ pub struct PlanSummary {
     pub present: usize,
     /// Recorded tokens the manifest no longer wants.
     pub remove_by_hand: usize,
+    /// Recorded tokens verify saw revoked.
+    pub revoked: usize,
+    /// Replaced tokens still working, to remove by hand.
+    pub replaced_to_remove: usize,
     /// Accounts given by name without an id.
     pub unresolved: usize,
     /// Ids that are not sub accounts of the owner.
@@ -106,6 +178,8 @@ impl PlanSummary {
             create: plan.create.len(),
             present: plan.present.len(),
             remove_by_hand: plan.remove_by_hand.len(),
+            revoked: plan.revoked.len(),
+            replaced_to_remove: plan.replaced_to_remove.len(),
             unresolved: plan.unresolved.len(),
             unknown_accounts: plan.unknown_accounts.len(),
             possible_orphans: plan.possible_orphans,

@@ -45,6 +45,8 @@ pub struct Manifest {
     pub recipients: Vec<String>,
     /// The token names given to accounts that list none.
     pub default_tokens: Vec<String>,
+    /// `defaults.rotate_after_days`.
+    pub default_rotate_after_days: Option<u32>,
     /// The accounts, in manifest order, each with its final list of token names
     /// (its own list, or the defaults).
     pub accounts: Vec<AccountEntry>,
@@ -54,6 +56,15 @@ impl Manifest {
     /// The number of (account, token name) pairs the manifest asks for.
     pub fn token_count(&self) -> usize {
         self.accounts.iter().map(|a| a.tokens.len()).sum()
+    }
+
+    /// The rotation age of an account's tokens, in days: its own, else `defaults`', else
+    /// `settings`'; `None`: never rotated by age.
+    pub fn rotate_after_days(&self, entry: &AccountEntry) -> Option<u32> {
+        entry
+            .rotate_after_days
+            .or(self.default_rotate_after_days)
+            .or(self.settings.rotate_after_days)
     }
 }
 
@@ -70,6 +81,10 @@ pub struct Settings {
     pub max_ambiguous: Option<u32>,
     /// Per-request timeout, in seconds.
     pub request_timeout_seconds: Option<f64>,
+    /// Recreate tokens `verify` saw revoked.
+    pub recreate_revoked: Option<bool>,
+    /// Rotate tokens older than this many days (accounts and `defaults` may override it).
+    pub rotate_after_days: Option<u32>,
 }
 
 /// Inclusive bounds for each setting, shared by the validator, the CLI and the schema.
@@ -84,6 +99,8 @@ pub mod limits {
     pub const MAX_AMBIGUOUS: (u32, u32) = (1, 20);
     /// `settings.request_timeout_seconds`.
     pub const REQUEST_TIMEOUT_SECONDS: (f64, f64) = (1.0, 600.0);
+    /// `rotate_after_days` (settings, defaults, account): up to 100 years.
+    pub const ROTATE_AFTER_DAYS: (u32, u32) = (1, 36_500);
 }
 
 /// One account of the manifest.
@@ -93,6 +110,8 @@ pub struct AccountEntry {
     pub selector: AccountSelector,
     /// The token names it must have (never empty, no duplicates).
     pub tokens: Vec<String>,
+    /// Its own `rotate_after_days`.
+    pub rotate_after_days: Option<u32>,
     /// Where the entry starts in the manifest (1-based).
     pub line: u32,
     /// Column of the entry (1-based).

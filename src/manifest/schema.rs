@@ -20,7 +20,7 @@ pub(crate) mod keys {
         "version", "region", "api_url", "defaults", "settings", "secrets", "accounts",
     ];
     /// Keys of `defaults`.
-    pub(crate) const DEFAULTS: &[&str] = &["tokens"];
+    pub(crate) const DEFAULTS: &[&str] = &["tokens", "rotate_after_days"];
     /// Keys of `settings`.
     pub(crate) const SETTINGS: &[&str] = &[
         "concurrency",
@@ -28,11 +28,13 @@ pub(crate) mod keys {
         "max_attempts",
         "max_ambiguous",
         "request_timeout_seconds",
+        "recreate_revoked",
+        "rotate_after_days",
     ];
     /// Keys of `secrets`.
     pub(crate) const SECRETS: &[&str] = &["recipients", "recipients_file"];
     /// Keys of one account.
-    pub(crate) const ACCOUNT: &[&str] = &["id", "name", "tokens"];
+    pub(crate) const ACCOUNT: &[&str] = &["id", "name", "tokens", "rotate_after_days"];
 }
 
 /// The largest account id the API accepts (its ids are 32-bit signed integers).
@@ -119,6 +121,14 @@ pub struct RawDefaults {
         inner(length(min = 1, max = MAX_TOKEN_NAME_CHARS), regex(pattern = NO_CONTROL_CHARACTERS))
     )]
     pub tokens: Option<Vec<String>>,
+    /// Create a successor for every recorded token older than this many days (overrides
+    /// `settings.rotate_after_days`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(
+        with = "u32",
+        range(min = limits::ROTATE_AFTER_DAYS.0, max = limits::ROTATE_AFTER_DAYS.1)
+    )]
+    pub rotate_after_days: Option<u32>,
 }
 
 /// How to talk to the API. Command-line options win over these.
@@ -171,6 +181,19 @@ pub struct RawSettings {
         )
     )]
     pub request_timeout_seconds: Option<f64>,
+    /// Recreate tokens that `verify` saw revoked (deleted in the UI) on every apply, as
+    /// `--recreate-revoked` does (default false: an admin may have deleted one on purpose).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "bool")]
+    pub recreate_revoked: Option<bool>,
+    /// Create a successor for every recorded token older than this many days (the replaced
+    /// ones are listed for removal by hand). `defaults` and each account may set their own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(
+        with = "u32",
+        range(min = limits::ROTATE_AFTER_DAYS.0, max = limits::ROTATE_AFTER_DAYS.1)
+    )]
+    pub rotate_after_days: Option<u32>,
 }
 
 /// One sub account: `id` or `name` (exactly one), and optionally its own token names.
@@ -201,6 +224,14 @@ pub struct RawAccount {
         inner(length(min = 1, max = MAX_TOKEN_NAME_CHARS), regex(pattern = NO_CONTROL_CHARACTERS))
     )]
     pub tokens: Option<Vec<String>>,
+    /// Create a successor for every recorded token older than this many days (overrides
+    /// `settings.rotate_after_days` and `defaults.rotate_after_days` for this account).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(
+        with = "u32",
+        range(min = limits::ROTATE_AFTER_DAYS.0, max = limits::ROTATE_AFTER_DAYS.1)
+    )]
+    pub rotate_after_days: Option<u32>,
 }
 
 /// `region`: one of the codes of [`Region::ALL`].

@@ -45,6 +45,7 @@ pub(crate) fn validate(
             settings: parts.settings,
             recipients: parts.recipients,
             default_tokens: parts.default_tokens,
+            default_rotate_after_days: parts.default_rotate_after_days,
             accounts: parts.accounts,
         }),
         _ => {
@@ -60,6 +61,7 @@ struct Parts {
     settings: Settings,
     recipients: Vec<String>,
     default_tokens: Vec<String>,
+    default_rotate_after_days: Option<u32>,
     accounts: Vec<AccountEntry>,
 }
 
@@ -366,6 +368,19 @@ impl<'a> Checker<'a> {
             None => Defaults::Absent,
             Some(node) => self.defaults(node),
         };
+        // `defaults.rotate_after_days` (its key is checked with the rest of `defaults`).
+        let default_rotate_after_days = fields
+            .value("defaults")
+            .and_then(|node| match &node.value {
+                NodeValue::Map(pairs) => pairs
+                    .iter()
+                    .find(
+                        |(k, _)| matches!(&k.value, NodeValue::Str(s) if s == "rotate_after_days"),
+                    )
+                    .map(|(_, v)| v),
+                _ => None,
+            })
+            .and_then(|v| self.integer_setting(v, "rotate_after_days", limits::ROTATE_AFTER_DAYS));
         let settings = match fields.value("settings") {
             None => Some(Settings::default()),
             Some(node) => self.settings(node),
@@ -400,6 +415,7 @@ impl<'a> Checker<'a> {
             settings: settings?,
             recipients: recipients?,
             default_tokens,
+            default_rotate_after_days,
             accounts: accounts?,
         })
     }
@@ -566,6 +582,21 @@ impl<'a> Checker<'a> {
         let concurrency = integer(self, "concurrency", limits::CONCURRENCY);
         let max_attempts = integer(self, "max_attempts", limits::MAX_ATTEMPTS);
         let max_ambiguous = integer(self, "max_ambiguous", limits::MAX_AMBIGUOUS);
+        let rotate_after_days = integer(self, "rotate_after_days", limits::ROTATE_AFTER_DAYS);
+        let recreate_revoked = match fields.value("recreate_revoked") {
+            None => None,
+            Some(node) => match &node.value {
+                NodeValue::Bool(b) => Some(*b),
+                _ => {
+                    let d = self
+                        .wrong_type(node, "`recreate_revoked`", "true or false")
+                        .with_help("write `recreate_revoked: true` or remove the line");
+                    self.report(d);
+                    ok = false;
+                    None
+                }
+            },
+        };
         let mut number = |this: &mut Self, key: &str, range: (f64, f64)| {
             let value = fields.value(key)?;
             let parsed = this.number_setting(value, key, range);
@@ -584,6 +615,8 @@ impl<'a> Checker<'a> {
             max_attempts,
             max_ambiguous,
             request_timeout_seconds,
+            recreate_revoked,
+            rotate_after_days,
         })
     }
 
@@ -862,12 +895,16 @@ impl<'a> Checker<'a> {
                 }
             },
         };
+        let rotate_after_days = fields
+            .value("rotate_after_days")
+            .and_then(|v| self.integer_setting(v, "rotate_after_days", limits::ROTATE_AFTER_DAYS));
         if !ok {
             return None;
         }
         Some(AccountEntry {
             selector: selector?.0,
             tokens: tokens?,
+            rotate_after_days,
             line: item.line,
             column: item.column,
         })

@@ -12,7 +12,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use serde::Serialize;
 
 use crate::manifest::{AccountSelector, Manifest};
-use crate::state::{ResultsFile, TokenKey};
+use crate::state::{ResultsFile, TokenKey, TokenStatus};
 
 pub use accounts::{AccountBook, AccountFilter, AccountRef, LiveAccounts, NameResolution};
 pub use saved::{SAVED_PLAN_KIND, SavedPlan, SavedPlanError};
@@ -73,6 +73,12 @@ pub struct Plan {
     pub create: Vec<TokenKey>,
     /// Tokens already recorded (skipped).
     pub present: Vec<Recorded>,
+    /// Recorded tokens that `verify` saw revoked (401/403): not recreated unasked, since an
+    /// admin may have deleted one on purpose (`apply --recreate-revoked` recreates them).
+    pub revoked: Vec<Recorded>,
+    /// Replaced tokens (recreated or rotated) not yet seen deleted: still working, to be
+    /// removed by hand in the Logz.io UI.
+    pub replaced_to_remove: Vec<Recorded>,
     /// Tokens recorded but no longer in the manifest: the API cannot delete tokens, so these
     /// are for removal by hand in the Logz.io UI (Settings > Tools > Manage Tokens > API tokens).
     pub remove_by_hand: Vec<Recorded>,
@@ -101,6 +107,11 @@ impl Plan {
             .any(|u| u.why != Unresolved::NeedsLookup)
             || !self.unknown_accounts.is_empty()
     }
+}
+
+/// Whether recorded accounts absent from the manifest may be judged (see [`plan`]).
+fn judge_absent_all(out: &Plan, any_needs_lookup: bool, filter: &AccountFilter) -> bool {
+    !any_needs_lookup && out.unresolved.is_empty() && !filter.is_active()
 }
 
 /// Computes the plan. `live` is the preflight's account list when an API was reachable.
@@ -174,12 +185,29 @@ pub fn plan(
                 token_name: name.clone(),
             };
             match recorded.get(&key) {
+                Some(r) if r.status == Some(TokenStatus::Revoked) => out.revoked.push(Recorded {
+                    key,
+                    token_id: r.token_id,
+                }),
                 Some(r) => out.present.push(Recorded {
                     key,
                     token_id: r.token_id,
                 }),
                 None => out.create.push(key),
             }
+        }
+    }
+
+    for s in recorded.superseded_to_remove() {
+        let id = s.account_id;
+        if desired.contains_key(&id) || (judge_absent_all(&out, any_needs_lookup, filter)) {
+            out.replaced_to_remove.push(Recorded {
+                key: TokenKey {
+                    account_id: id,
+                    token_name: s.token_name.clone(),
+                },
+                token_id: s.token_id,
+            });
         }
     }
 
@@ -224,12 +252,14 @@ mod tests {
             settings: Settings::default(),
             recipients: Vec::new(),
             default_tokens: vec![],
+            default_rotate_after_days: None,
             accounts: accounts
                 .into_iter()
                 .enumerate()
                 .map(|(i, (selector, tokens))| AccountEntry {
                     selector,
                     tokens: tokens.into_iter().map(String::from).collect(),
+                    rotate_after_days: None,
                     line: i as u32 + 1,
                     column: 3,
                 })
@@ -247,6 +277,7 @@ mod tests {
                 token_id: id,
                 created_at: "2021-05-24T12:11:51Z".into(),
                 source: None,
+                ..TokenRecord::default()
             },
         );
     }
@@ -353,6 +384,7 @@ mod tests {
                         .map(|(selector, tokens)| AccountEntry {
                             selector,
                             tokens,
+                            rotate_after_days: None,
                             line: 1,
                             column: 1,
                         })

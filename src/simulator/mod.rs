@@ -16,8 +16,14 @@
 //! path for dropped and truncated answers).
 //!
 //! Admin endpoints, outside the API (no auth, no limits, no faults, not counted):
-//! `GET /__sim/ground-truth` (every [`CreatedToken`], secrets included) and `GET /__sim/counters`
-//! ([`Counters`]).
+//! `GET /__sim/ground-truth` (every [`CreatedToken`], secrets included), `GET /__sim/counters`
+//! ([`Counters`]), `DELETE /__sim/tokens/ID` (deletes a token as an admin would in the UI: its
+//! `GET /v2/whoami` answers 403 from then on) and `GET /__sim/deleted-tokens` (their ids).
+//!
+//! `GET /v2/whoami` answers for the owner token with the owner account, and for a token the
+//! simulator created with its sub account (`{accountName, accountId}`); a deleted or unknown
+//! token gets 403 `{"code":403,"message":"Insufficient privileges"}`. Probes with a sub-account
+//! token meet the configured 429 and 503 faults; the owner's whoami meets none.
 
 mod config;
 mod conn;

@@ -125,8 +125,26 @@ async fn answer(shared: &Shared, fault: &WireFault, request: Request<Incoming>) 
 
 /// The admin endpoints: no auth, no limits, no faults, not counted.
 fn admin(shared: &Shared, method: &Method, what: &str) -> Response<Body> {
+    // `DELETE /__sim/tokens/ID`: the token is deleted as an admin would in the UI.
+    if let Some(id) = what.strip_prefix("tokens/") {
+        let Ok(id) = id.parse::<i64>() else {
+            return not_found();
+        };
+        if method != Method::DELETE {
+            return method_not_allowed("DELETE");
+        }
+        return if shared.delete_token(id) {
+            respond(StatusCode::NO_CONTENT, JSON, Bytes::new())
+        } else {
+            message(
+                StatusCode::NOT_FOUND,
+                &format!("no live token with id {id}"),
+            )
+        };
+    }
     let body = match what {
         "ground-truth" => serde_json::to_vec(&shared.ground_truth()),
+        "deleted-tokens" => serde_json::to_vec(&shared.deleted_tokens()),
         "counters" => serde_json::to_vec(&shared.counters()),
         _ => return not_found(),
     };
@@ -177,19 +195,30 @@ async fn read_call(shared: &Shared, request: Request<Incoming>) -> Call {
         Some(value) if value.is_empty() => None,
         Some(value) => Some(value.as_bytes() == shared.owner_token().as_bytes()),
     };
+    let request_token = match request.headers().get(TOKEN_HEADER).map(|v| v.to_str()) {
+        Some(Ok(text)) if which == Route::WhoAmI && token_matches == Some(false) => {
+            Some(text.to_owned())
+        }
+        _ => None,
+    };
     // Read the body before answering anything, so the connection stays usable for the next
     // request (hyper can only keep alive a connection whose request body was consumed).
     let body = match read_body(request).await {
         Ok(body) => body,
         Err(rejection) => return Call::Reject(rejection),
     };
-    match token_matches {
+    let probe = match token_matches {
         None => return Call::Reject(Rejection::Unauthorized),
+        // whoami answers for any valid token: another token is a probe, decided under the lock.
+        Some(false) if request_token.is_some() => request_token,
         Some(false) => return Call::Reject(Rejection::Forbidden),
-        Some(true) => {}
-    }
+        Some(true) => None,
+    };
     if shared.region_mismatch_message().is_some() {
         return Call::Reject(Rejection::RegionMismatch);
+    }
+    if let Some(token) = probe {
+        return Call::WhoAmIToken { token };
     }
     match which {
         Route::CreateToken => parse_create(&body),

@@ -8,7 +8,7 @@
 //! lock keeps the per-request path short at benchmark rates, and makes the sequence of RNG draws,
 //! and so every fault, a function of the seed alone.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -134,8 +134,14 @@ pub(crate) enum Call {
     TimeBasedAccounts,
     /// `GET /v1/associated-accounts`.
     AssociatedAccounts,
-    /// `GET /v2/whoami`.
+    /// `GET /v2/whoami` with the owner token.
     WhoAmI,
+    /// `GET /v2/whoami` with another token: a sub-account token's probe. Answered for a token
+    /// the simulator created and no admin deleted, 403 otherwise.
+    WhoAmIToken {
+        /// The `X-API-TOKEN` value.
+        token: String,
+    },
     /// Answered with an error.
     Reject(Rejection),
 }
@@ -196,6 +202,10 @@ struct Accounts {
 struct State {
     accounts: Accounts,
     tokens: Vec<CreatedToken>,
+    /// Secret -> index in `tokens`, for whoami probes.
+    by_secret: HashMap<String, usize>,
+    /// Ids of tokens deleted as an admin would in the UI.
+    deleted: HashSet<i64>,
     next_token_id: i64,
     rng: StdRng,
     counters: Counters,
@@ -247,6 +257,8 @@ impl Shared {
                     sub_ids,
                 },
                 tokens: Vec::new(),
+                by_secret: HashMap::new(),
+                deleted: HashSet::new(),
                 next_token_id: FIRST_TOKEN_ID,
                 rng: StdRng::seed_from_u64(config.seed),
                 counters: Counters::default(),
@@ -342,6 +354,27 @@ impl Shared {
             Call::TimeBasedAccounts => Decision::Json(state.accounts.time_based_json()),
             Call::AssociatedAccounts => Decision::Json(state.accounts.associated_json()),
             Call::WhoAmI => Decision::Json(state.accounts.whoami_json()),
+            Call::WhoAmIToken { token } => match state.live_token_account(&token) {
+                Some(account_id) => {
+                    // Probes meet the faults that create nothing (429, 503); the others would
+                    // spoil a create's answer and play as a normal answer here.
+                    match self.faults.choose(state.rng.random()) {
+                        Some(Fault::RateLimited) => {
+                            state.counters.fault_429 += 1;
+                            Decision::Fault429
+                        }
+                        Some(Fault::Unavailable) => {
+                            state.counters.fault_503 += 1;
+                            Decision::Fault503
+                        }
+                        _ => Decision::Json(state.accounts.whoami_of(account_id)),
+                    }
+                }
+                None => {
+                    state.counters.forbidden_403 += 1;
+                    Decision::Reject(Rejection::Forbidden)
+                }
+            },
             Call::Create { account_id, name } => {
                 if state.accounts.sub_ids.contains(&account_id) {
                     let fault = self.faults.choose(state.rng.random());
@@ -410,6 +443,20 @@ impl Shared {
         self.lock().counters.clone()
     }
 
+    /// Deletes a token as an admin would in the UI: from now on its whoami answers 403. `false`
+    /// when no token has this id or it is already deleted.
+    pub(crate) fn delete_token(&self, id: i64) -> bool {
+        let mut state = self.lock();
+        state.tokens.iter().any(|t| t.id == id) && state.deleted.insert(id)
+    }
+
+    /// The ids of the tokens deleted so far, ascending.
+    pub(crate) fn deleted_tokens(&self) -> Vec<i64> {
+        let mut ids: Vec<i64> = self.lock().deleted.iter().copied().collect();
+        ids.sort_unstable();
+        ids
+    }
+
     /// Adds a sub account; `false` when the id is already known (owner included).
     pub(crate) fn add_sub_account(&self, account: SubAccount) -> bool {
         let mut state = self.lock();
@@ -423,6 +470,12 @@ impl Shared {
 }
 
 impl State {
+    /// The account of a token the simulator created and no admin deleted.
+    fn live_token_account(&self, secret: &str) -> Option<i64> {
+        let token = &self.tokens[*self.by_secret.get(secret)?];
+        (!self.deleted.contains(&token.id)).then_some(token.account_id)
+    }
+
     /// Creates a token and renders its 200 body.
     fn create(&mut self, account_id: i64, name: String) -> Bytes {
         let id = self.next_token_id;
@@ -451,6 +504,7 @@ impl State {
         let body = format!(
             r#"{{"id":{id},"name":{name_json},"token":"{token}","createdAt":{created_at_text}}}"#
         );
+        self.by_secret.insert(token.clone(), self.tokens.len());
         self.tokens.push(CreatedToken {
             id,
             account_id,
@@ -560,6 +614,20 @@ impl Accounts {
         to_json(&list)
     }
 
+    /// The whoami body of a sub account's token (the account is one the token was created for,
+    /// so it is known; an unknown id would answer with an empty name).
+    fn whoami_of(&self, account_id: i64) -> Bytes {
+        let name = self
+            .subs
+            .iter()
+            .find(|a| a.id == account_id)
+            .map_or("", |a| a.name.as_str());
+        to_json(&WhoAmI {
+            account_name: name,
+            account_id,
+        })
+    }
+
     fn whoami_json(&self) -> Bytes {
         to_json(&WhoAmI {
             account_name: &self.owner.name,
@@ -620,6 +688,17 @@ impl SimHandle {
     /// A snapshot of the counters.
     pub fn counters(&self) -> Counters {
         self.shared.counters()
+    }
+
+    /// Deletes a token as an admin would in the Logz.io UI: its whoami answers 403 from the
+    /// next request on. Returns `false`, changing nothing, for an unknown or deleted id.
+    pub fn delete_token(&self, id: i64) -> bool {
+        self.shared.delete_token(id)
+    }
+
+    /// The ids of the tokens deleted so far, ascending.
+    pub fn deleted_tokens(&self) -> Vec<i64> {
+        self.shared.deleted_tokens()
     }
 
     /// Adds a sub account of the owner while running (it shows in the lists and accepts tokens
@@ -707,6 +786,39 @@ mod tests {
         let counters = shared.counters();
         assert_eq!((counters.requests, counters.limited_429), (3, 1));
         assert_eq!(counters.max_in_flight_seen, 1);
+    }
+
+    #[test]
+    fn whoami_answers_for_live_sub_tokens_and_403_for_deleted_or_unknown() {
+        let shared = shared(SimConfig::default());
+        drop(shared.admit(create(160_343)));
+        let token = shared.ground_truth()[0].clone();
+        let probe = |secret: &str| {
+            shared
+                .admit(Call::WhoAmIToken {
+                    token: secret.to_owned(),
+                })
+                .decision
+        };
+        let Decision::Json(body) = probe(&token.token) else {
+            panic!("a live token is answered")
+        };
+        let json: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(json["accountId"], 160_343);
+        assert!(json["accountName"].as_str().is_some_and(|n| !n.is_empty()));
+        assert!(matches!(
+            probe("no-such-token"),
+            Decision::Reject(Rejection::Forbidden)
+        ));
+        assert!(shared.delete_token(token.id));
+        assert!(!shared.delete_token(token.id));
+        assert!(!shared.delete_token(1));
+        assert!(matches!(
+            probe(&token.token),
+            Decision::Reject(Rejection::Forbidden)
+        ));
+        assert_eq!(shared.deleted_tokens(), [token.id]);
+        assert_eq!(shared.counters().forbidden_403, 2);
     }
 
     #[test]

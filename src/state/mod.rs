@@ -21,7 +21,9 @@ pub use journal::{JournalRecord, Outcome};
 pub use lock::StateLock;
 pub use paths::StatePaths;
 pub use recorder::{Recorder, RecorderHandle};
-pub use results::{Failure, LearnedRate, PossibleOrphan, ResultsFile, TokenRecord};
+pub use results::{
+    Failure, LearnedRate, PossibleOrphan, ResultsFile, SupersededToken, TokenRecord, TokenStatus,
+};
 pub use sealed::{Identities, Recipients};
 pub use secrets::{SecretRecord, SecretsFile};
 pub use store::{Sealing, Store};

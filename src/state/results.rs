@@ -45,6 +45,11 @@ pub struct ResultsFile {
     /// just under it instead of at its ceiling. Not a secret.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub learned_rate: Option<LearnedRate>,
+    /// Tokens replaced under the same account and name (recreated after a revocation, or
+    /// rotated), kept for the record. Those not seen deleted (`status` other than `revoked`)
+    /// still work and are to be removed by hand in the Logz.io UI: the API cannot delete.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub superseded: Vec<SupersededToken>,
 }
 
 /// A rate limit learned by a run.
@@ -59,8 +64,63 @@ pub struct LearnedRate {
     pub at: String,
 }
 
-/// One created token.
+/// What `logzio-tokens verify` last saw of a token when it probed its secret.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum TokenStatus {
+    /// `GET /v2/whoami` answered with the recorded account.
+    Valid,
+    /// 401 or 403: the token no longer works (deleted in the UI).
+    Revoked,
+    /// 200, but for another account than the one recorded.
+    WrongAccount,
+    /// Still failing after the retries: nothing is known.
+    Unknown,
+}
+
+impl TokenStatus {
+    /// The name used in the results file and the output.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TokenStatus::Valid => "valid",
+            TokenStatus::Revoked => "revoked",
+            TokenStatus::WrongAccount => "wrong_account",
+            TokenStatus::Unknown => "unknown",
+        }
+    }
+}
+
+/// A token replaced by another under the same account and name.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SupersededToken {
+    /// The account id.
+    pub account_id: u32,
+    /// The token name.
+    pub token_name: String,
+    /// The replaced token's id.
+    pub token_id: i64,
+    /// When Logz.io created it (RFC 3339, UTC).
+    pub created_at: String,
+    /// The id of the token that replaced it.
+    pub replaced_by: i64,
+    /// What `verify` last saw of it; `revoked` takes it off the remove-by-hand list.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<TokenStatus>,
+    /// When `verify` last probed it (RFC 3339, UTC).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checked_at: Option<String>,
+}
+
+impl SupersededToken {
+    /// Whether it is still to be removed by hand (not seen deleted).
+    pub fn remove_by_hand(&self) -> bool {
+        self.status != Some(TokenStatus::Revoked)
+    }
+}
+
+/// One created token.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TokenRecord {
     /// The token's id at Logz.io.
@@ -70,6 +130,12 @@ pub struct TokenRecord {
     /// How the record came to be, when not created by this tool: `imported`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub source: Option<super::TokenSource>,
+    /// What `logzio-tokens verify` last saw: `valid`, `revoked`, `wrong_account`, `unknown`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<TokenStatus>,
+    /// When `verify` last probed it (RFC 3339, UTC).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checked_at: Option<String>,
 }
 
 /// An item of the last run that did not get a token.
@@ -119,6 +185,7 @@ impl ResultsFile {
             failures: Vec::new(),
             possible_orphans: Vec::new(),
             learned_rate: None,
+            superseded: Vec::new(),
         }
     }
 
@@ -160,12 +227,61 @@ impl ResultsFile {
         })
     }
 
-    /// Records a created token.
+    /// Records a created token. A different token recorded under the same key (recreated or
+    /// rotated) moves to `superseded`, never dropped.
     pub fn insert(&mut self, key: &TokenKey, record: TokenRecord) {
-        self.accounts
+        let new_id = record.token_id;
+        let old = self
+            .accounts
             .entry(key.account_id)
             .or_default()
             .insert(key.token_name.clone(), record);
+        if let Some(old) = old
+            && old.token_id != new_id
+            && !self.superseded.iter().any(|s| s.token_id == old.token_id)
+        {
+            self.superseded.push(SupersededToken {
+                account_id: key.account_id,
+                token_name: key.token_name.clone(),
+                token_id: old.token_id,
+                created_at: old.created_at,
+                replaced_by: new_id,
+                status: old.status,
+                checked_at: old.checked_at,
+            });
+        }
+    }
+
+    /// Notes what `verify` saw of each token id in `seen`, current or superseded, in one pass.
+    /// Returns how many were found (an id recorded nowhere is skipped: the file changed since
+    /// the probe was planned).
+    pub fn set_statuses(
+        &mut self,
+        seen: &std::collections::HashMap<i64, TokenStatus>,
+        at: &str,
+    ) -> usize {
+        let mut found = 0;
+        let records = self.accounts.values_mut().flat_map(BTreeMap::values_mut);
+        for r in records {
+            if let Some(status) = seen.get(&r.token_id) {
+                r.status = Some(*status);
+                r.checked_at = Some(at.to_owned());
+                found += 1;
+            }
+        }
+        for s in &mut self.superseded {
+            if let Some(status) = seen.get(&s.token_id) {
+                s.status = Some(*status);
+                s.checked_at = Some(at.to_owned());
+                found += 1;
+            }
+        }
+        found
+    }
+
+    /// The replaced tokens still to be removed by hand (not seen deleted).
+    pub fn superseded_to_remove(&self) -> impl Iterator<Item = &SupersededToken> {
+        self.superseded.iter().filter(|s| s.remove_by_hand())
     }
 
     /// Notes an ambiguous outcome for a key. Idempotent for the same event (same `at`), so
@@ -466,6 +582,49 @@ mod tests {
             reject_duplicate_keys(b"{"),
             Err(DuplicateKey::Json(_))
         ));
+    }
+
+    #[test]
+    fn a_replaced_token_moves_to_superseded_and_leaves_the_list_once_seen_deleted() {
+        let mut f = ResultsFile::new(None);
+        let k = key(1, "ci");
+        let rec = |id| TokenRecord {
+            token_id: id,
+            created_at: "2026-01-01T00:00:00Z".into(),
+            ..TokenRecord::default()
+        };
+        f.insert(&k, rec(10));
+        f.insert(&k, rec(10));
+        assert!(f.superseded.is_empty());
+        let seen = |id, status| std::collections::HashMap::from([(id, status)]);
+        assert_eq!(
+            f.set_statuses(&seen(10, TokenStatus::Valid), "2026-01-02T00:00:00Z"),
+            1
+        );
+        f.insert(&k, rec(11));
+        assert_eq!(f.get(&k).unwrap().token_id, 11);
+        assert_eq!(f.get(&k).unwrap().status, None);
+        assert_eq!(f.superseded.len(), 1);
+        assert_eq!(
+            (f.superseded[0].token_id, f.superseded[0].replaced_by),
+            (10, 11)
+        );
+        assert_eq!(f.superseded[0].status, Some(TokenStatus::Valid));
+        assert_eq!(f.superseded_to_remove().count(), 1);
+        assert_eq!(
+            f.set_statuses(&seen(10, TokenStatus::Revoked), "2026-01-03T00:00:00Z"),
+            1
+        );
+        assert_eq!(f.superseded_to_remove().count(), 0);
+        assert_eq!(
+            f.set_statuses(&seen(99, TokenStatus::Valid), "2026-01-03T00:00:00Z"),
+            0
+        );
+        // Written and read back: the new fields round-trip, old files (without them) still load.
+        let back: ResultsFile = serde_json::from_slice(&f.clone().to_bytes()).unwrap();
+        assert_eq!(back.superseded, f.superseded);
+        let text = serde_json::to_string(&back).unwrap();
+        assert!(text.contains("\"status\":\"revoked\""), "{text}");
     }
 
     #[test]

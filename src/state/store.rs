@@ -396,6 +396,7 @@ impl Store {
                             token_id,
                             created_at,
                             source: None,
+                            ..TokenRecord::default()
                         },
                     );
                     Applied::Recorded

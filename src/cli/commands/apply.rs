@@ -181,6 +181,14 @@ fn plan_of(settings: &ApplySettings, conn: &Connection, store: &Store) -> Result
             )
             .map_err(|e| CliError::usage(e.to_string()))?;
         plan.create = saved.remaining(&store.results);
+    } else {
+        super::add_replacements(
+            &mut plan,
+            &run.manifest,
+            &store.results,
+            settings.recreate_revoked,
+            settings.rotate_older_than,
+        );
     }
     Ok(plan)
 }
@@ -550,6 +558,15 @@ impl Outcome<'_> {
             report.rate_limited,
             report.ambiguous
         ));
+        let replaced = self
+            .store
+            .map_or(0, |s| s.results.superseded_to_remove().count());
+        if replaced > 0 {
+            printer.info(&format!(
+                "{} replaced but still working: remove them by hand in the Logz.io UI (the API cannot delete tokens); `plan` lists them, and `verify` takes off the list those it sees deleted.",
+                count(replaced, "token")
+            ));
+        }
         if !results.is_empty() {
             printer.info(&format!("Results: {results}"));
             match self.store.and_then(Store::sealing) {

@@ -6,6 +6,7 @@ pub mod plan;
 pub mod simulate;
 pub mod state_cmds;
 pub mod validate;
+pub mod verify;
 
 use super::config::{ApiSetup, RunSettings};
 use super::error::CliError;
@@ -133,6 +134,29 @@ pub fn summary_lines(plan: &Plan, manifest: &Manifest, api: &ApiSetup) -> Vec<St
             count(plan.remove_by_hand.len(), "token")
         ));
     }
+    if !plan.revoked.is_empty() {
+        lines.push(format!(
+            "  {} revoked (verify saw them answer 403): not recreated unasked; `apply --recreate-revoked` creates new ones under the same names",
+            count(plan.revoked.len(), "token")
+        ));
+    }
+    if !plan.replaced_to_remove.is_empty() {
+        let ids: Vec<String> = plan
+            .replaced_to_remove
+            .iter()
+            .map(|r| {
+                format!(
+                    "{}/{} (id {})",
+                    r.key.account_id, r.key.token_name, r.token_id
+                )
+            })
+            .collect();
+        lines.push(format!(
+            "  {} replaced but still working: remove by hand in the Logz.io UI: {}",
+            count(plan.replaced_to_remove.len(), "token"),
+            ids.join(", ")
+        ));
+    }
     for u in &plan.unresolved {
         lines.push(format!(
             "  account named {:?}: {}",
@@ -154,6 +178,63 @@ pub fn summary_lines(plan: &Plan, manifest: &Manifest, api: &ApiSetup) -> Vec<St
         ));
     }
     lines
+}
+
+/// Adds to `create` what apply replaces under the same names: the revoked tokens when
+/// `recreate`, and every present token older than its rotation age (`older_than`, else the
+/// manifest's `rotate_after_days`). The recorder moves each replaced id to `superseded` (to
+/// remove by hand). Returns how many were added.
+pub fn add_replacements(
+    plan: &mut Plan,
+    manifest: &Manifest,
+    results: &crate::state::ResultsFile,
+    recreate: bool,
+    older_than: Option<std::time::Duration>,
+) -> usize {
+    use std::collections::HashMap;
+    use std::time::Duration;
+    let before = plan.create.len();
+    if recreate {
+        plan.create
+            .extend(std::mem::take(&mut plan.revoked).into_iter().map(|r| r.key));
+    }
+    // Each account's rotation age, once: its own, else `defaults`', else `settings`'.
+    let by_account: HashMap<u32, Duration> = manifest
+        .accounts
+        .iter()
+        .filter_map(|a| {
+            let id = match &a.selector {
+                crate::manifest::AccountSelector::Id(id) => *id,
+                crate::manifest::AccountSelector::Name(n) => *plan.resolved_names.get(n)?,
+            };
+            let days = manifest.rotate_after_days(a)?;
+            Some((id, Duration::from_secs(u64::from(days) * 86_400)))
+        })
+        .collect();
+    let age_of = |account_id: u32| older_than.or_else(|| by_account.get(&account_id).copied());
+    let now = time::OffsetDateTime::now_utc();
+    let (old, keep): (Vec<_>, Vec<_>) =
+        std::mem::take(&mut plan.present)
+            .into_iter()
+            .partition(|r| {
+                let Some(age) = age_of(r.key.account_id) else {
+                    return false;
+                };
+                let Some(created) = results.get(&r.key).and_then(|rec| {
+                    time::OffsetDateTime::parse(
+                        &rec.created_at,
+                        &time::format_description::well_known::Rfc3339,
+                    )
+                    .ok()
+                }) else {
+                    // An unreadable creation time is not "old": never rotate on a guess.
+                    return false;
+                };
+                (now - created).whole_seconds() >= i64::try_from(age.as_secs()).unwrap_or(i64::MAX)
+            });
+    plan.present = keep;
+    plan.create.extend(old.into_iter().map(|r| r.key));
+    plan.create.len() - before
 }
 
 /// Why an account name did not resolve, for people.
@@ -196,6 +277,18 @@ pub fn detail_lines(plan: &Plan) -> Vec<String> {
         by.entry(r.key.account_id)
             .or_default()
             .push(format!("    = {} (token {})", r.key.token_name, r.token_id));
+    }
+    for r in &plan.revoked {
+        by.entry(r.key.account_id).or_default().push(format!(
+            "    ! {} (token {}): revoked; `apply --recreate-revoked` replaces it",
+            r.key.token_name, r.token_id
+        ));
+    }
+    for r in &plan.replaced_to_remove {
+        by.entry(r.key.account_id).or_default().push(format!(
+            "    - {} (token {}): replaced; remove by hand in the UI",
+            r.key.token_name, r.token_id
+        ));
     }
     for r in &plan.remove_by_hand {
         by.entry(r.key.account_id).or_default().push(format!(

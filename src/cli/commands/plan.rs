@@ -26,13 +26,27 @@ pub async fn run(args: &PlanArgs, printer: &Printer) -> Result<Exit, CliError> {
             count(store.recovery.interrupted, "request")
         ));
     }
-    let plan = conn.plan(run, &store);
+    let mut plan = conn.plan(run, &store);
+    // What apply would replace by the manifest's settings (its flags are apply's own).
+    let replaced = super::add_replacements(
+        &mut plan,
+        &run.manifest,
+        &store.results,
+        run.manifest.settings.recreate_revoked == Some(true),
+        None,
+    );
     if settings.json {
         show_json(printer, &settings, &plan);
     } else {
         show_text(printer, &settings, &plan);
     }
     if let Some(out) = &settings.out {
+        if replaced > 0 {
+            printer.warn(&format!(
+                "{} to replace (revoked or due for rotation) cannot be carried by a plan file: `apply PLAN_FILE` creates only tokens not recorded yet; run `apply MANIFEST` for the replacements",
+                count(replaced, "token")
+            ));
+        }
         save(printer, &settings, &store, &plan, out)?;
     }
     conn.close().await;

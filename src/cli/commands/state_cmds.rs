@@ -130,6 +130,7 @@ pub fn import(args: &ImportArgs, printer: &Printer) -> Result<Exit, CliError> {
             token_id: args.token_id,
             created_at: now_rfc3339(),
             source: Some(TokenSource::Imported),
+            ..TokenRecord::default()
         },
     );
     let sealed = match (secret, recipients) {
