@@ -182,6 +182,70 @@ pub(crate) fn apply_cmd(env: &Env, files: &Files, extra: &[&str]) -> Command {
     c
 }
 
+/// An age key pair for the whole test process: runs given `--recipient` with
+/// [`test_recipient`] seal their secrets, and the checks read them back with the identity.
+fn test_key() -> &'static (String, PathBuf) {
+    use age::secrecy::ExposeSecret;
+    static KEY: std::sync::OnceLock<(String, PathBuf)> = std::sync::OnceLock::new();
+    KEY.get_or_init(|| {
+        let id = age::x25519::Identity::generate();
+        let dir =
+            std::env::temp_dir().join(format!("logzio-tokens-test-key-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("key.txt");
+        std::fs::write(&file, format!("{}\n", id.to_string().expose_secret())).unwrap();
+        (id.to_public().to_string(), file)
+    })
+}
+
+/// The recipient sealed runs use (`--recipient`).
+pub(crate) fn test_recipient() -> &'static str {
+    test_key().0.as_str()
+}
+
+/// The identity that opens what the test runs sealed.
+pub(crate) fn test_identities() -> logzio_tokens::state::Identities {
+    logzio_tokens::state::Identities::load(&test_key().1).unwrap()
+}
+
+/// The sealed directory beside a results file `r.json` (`r.json.sealed`).
+pub(crate) fn sealed_dir(results: &Path) -> PathBuf {
+    let mut name = results.file_name().unwrap().to_os_string();
+    name.push(".sealed");
+    results.with_file_name(name)
+}
+
+/// With recipients set no secret may be on disk in plaintext: every file of the state
+/// directory (journal, results, sealed files, temp files) is scanned for every secret the
+/// simulator created.
+pub(crate) fn plaintext_secrets(env: &Env, files: &Files, label: &str) -> Vec<String> {
+    fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
+        for e in std::fs::read_dir(dir).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                walk(&p, out);
+            } else {
+                out.push(p);
+            }
+        }
+    }
+    let mut all = Vec::new();
+    walk(files.results.parent().unwrap(), &mut all);
+    let truth = env.sim().ground_truth();
+    let mut problems = Vec::new();
+    for path in all {
+        let text = String::from_utf8_lossy(&std::fs::read(&path).unwrap_or_default()).into_owned();
+        if let Some(t) = truth.iter().find(|t| text.contains(&t.token)) {
+            problems.push(format!(
+                "{label}: {} holds the secret of token {} in plaintext",
+                path.display(),
+                t.id
+            ));
+        }
+    }
+    problems
+}
+
 /// A JSON file, or `None` when it does not exist.
 pub(crate) fn read_json(path: &Path) -> Option<Value> {
     match std::fs::read(path) {
@@ -223,6 +287,32 @@ impl Recorded {
                     u32::try_from(o["account_id"].as_u64().unwrap()).unwrap(),
                     o["token_name"].as_str().unwrap().to_owned(),
                 ));
+            }
+        }
+        // Sealed runs: every sealed file, opened with the test identity; for a key in several,
+        // the token the results file records wins.
+        let dir = sealed_dir(&files.results);
+        if dir.exists() {
+            let ids = test_identities();
+            let mut names: Vec<PathBuf> = std::fs::read_dir(&dir)
+                .unwrap()
+                .map(|e| e.unwrap().path())
+                .filter(|p| p.extension().is_some_and(|e| e == "age"))
+                .collect();
+            names.sort();
+            for path in names {
+                let doc = ids.open(&path).unwrap();
+                for (acc, tokens) in &doc.accounts {
+                    for (name, rec) in tokens {
+                        let key = (*acc, name.clone());
+                        let current = r.tokens.get(&key) == Some(&rec.token_id);
+                        let held = r.secrets.get(&key).map(|(id, _)| *id);
+                        if current || held.is_none_or(|id| r.tokens.get(&key) != Some(&id)) {
+                            r.secrets
+                                .insert(key, (rec.token_id, rec.token.expose().to_owned()));
+                        }
+                    }
+                }
             }
         }
         if let Some(secrets) = read_json(&files.secrets) {
@@ -570,7 +660,12 @@ fn scenario(seed: u64, variant: usize, workload: &Workload) -> (Tally, Vec<Strin
         ["--concurrency", "16", "--max-attempts", "3"],
         ["--concurrency", "4", "--max-attempts", "2"],
     ];
-    let extra = &VARIANTS[variant % VARIANTS.len()];
+    // Odd seeds seal their secrets: the same storm and checks, with recipients.
+    let mut extra: Vec<&str> = VARIANTS[variant % VARIANTS.len()].to_vec();
+    if seed % 2 == 1 {
+        extra.extend(["--recipient", test_recipient()]);
+    }
+    let extra = &extra;
     let (max_requests_per_second, max_in_flight, retry_after) = match variant % 4 {
         0 => (None, None, RetryAfterMode::None),
         1 => (Some(8.0), None, RetryAfterMode::Seconds),
@@ -589,7 +684,11 @@ fn scenario(seed: u64, variant: usize, workload: &Workload) -> (Tally, Vec<Strin
     };
     let env = Env::with_sim(config);
     let files = Files::new(&env, &workload.manifest);
-    let label = format!("seed {seed} {} {}", workload.shape, extra.join(" "));
+    let label = format!(
+        "seed {seed} {} {}",
+        workload.shape,
+        if seed % 2 == 1 { "sealed" } else { "" }
+    );
     let mut problems = Vec::new();
     let runs = converge_and_check(
         &env,
@@ -600,6 +699,9 @@ fn scenario(seed: u64, variant: usize, workload: &Workload) -> (Tally, Vec<Strin
         &label,
         &mut problems,
     );
+    if seed % 2 == 1 {
+        problems.extend(plaintext_secrets(&env, &files, &label));
+    }
     let mut tally = Tally {
         scenarios: 1,
         runs: runs.len() as u64 + 1,

@@ -126,10 +126,21 @@ fn received_in_journal(journal: &Path) -> BTreeMap<(Key, i64), String> {
                 v["account_id"].as_u64().unwrap() as u32,
                 v["token_name"].as_str().unwrap().to_owned(),
             );
-            out.insert(
-                (key, v["token_id"].as_i64().unwrap()),
-                v["token"].as_str().unwrap().to_owned(),
-            );
+            // A sealed run's record holds the secret sealed: opened with the test identity.
+            let secret = match v["token"].as_str() {
+                Some(t) => t.to_owned(),
+                None => {
+                    let sealed = v["sealed"]
+                        .as_str()
+                        .expect("a created record holds its secret");
+                    let doc = crate::chaos::test_identities()
+                        .open_bytes(journal, sealed.as_bytes())
+                        .unwrap();
+                    let rec = doc.accounts[&key.0][&key.1].clone();
+                    rec.token.expose().to_owned()
+                }
+            };
+            out.insert((key, v["token_id"].as_i64().unwrap()), secret);
         }
     }
     out
@@ -204,6 +215,7 @@ fn kill_then_resume(
     let label = format!("seed {seed} {}", workload.shape);
     let mut problems = Vec::new();
     let mut stats = KillStats::default();
+    let sealed = extra.contains(&"--recipient");
     // Every secret a killed run's journal holds as received, by (key, token id).
     let mut received: BTreeMap<(Key, i64), String> = BTreeMap::new();
     for (i, at) in kills.iter().enumerate() {
@@ -213,6 +225,13 @@ fn kill_then_resume(
             stats.missed += 1;
         }
         received.extend(received_in_journal(&files.journal()));
+        if sealed {
+            problems.extend(crate::chaos::plaintext_secrets(
+                &env,
+                &files,
+                &format!("{label} kill {}", i + 1),
+            ));
+        }
         problems.extend(check_after_kill(
             &env,
             &files,
@@ -239,6 +258,13 @@ fn kill_then_resume(
                 "{label}: the journal held token {id} of {key:?} as received, but after the resume the secrets file has {recorded:?}"
             ));
         }
+    }
+    if sealed {
+        problems.extend(crate::chaos::plaintext_secrets(
+            &env,
+            &files,
+            &format!("{label} resumed"),
+        ));
     }
     stats.journal_secrets = received.len() as u64;
     stats.leftovers = leftover_temp_files(files.results.parent().unwrap(), &mut problems) as u64;
@@ -329,7 +355,13 @@ fn sigkill_at_seeded_moments_loses_nothing_and_resumes() {
             latency: Duration::from_millis(20),
             ..SimConfig::default()
         };
-        plan.push((seed, config, workload, vec![], kills));
+        // Every other seed seals its secrets: the same kills and checks, with recipients.
+        let extra = if i % 2 == 1 {
+            vec!["--recipient", crate::chaos::test_recipient()]
+        } else {
+            vec![]
+        };
+        plan.push((seed, config, workload, extra, kills));
     }
     run_all("crash/seeded", plan);
 }
