@@ -354,75 +354,9 @@ impl Shared {
             Call::TimeBasedAccounts => Decision::Json(state.accounts.time_based_json()),
             Call::AssociatedAccounts => Decision::Json(state.accounts.associated_json()),
             Call::WhoAmI => Decision::Json(state.accounts.whoami_json()),
-            Call::WhoAmIToken { token } => match state.live_token_account(&token) {
-                Some(account_id) => {
-                    // Probes meet the faults that create nothing (429, 503); the others would
-                    // spoil a create's answer and play as a normal answer here.
-                    match self.faults.choose(state.rng.random()) {
-                        Some(Fault::RateLimited) => {
-                            state.counters.fault_429 += 1;
-                            Decision::Fault429
-                        }
-                        Some(Fault::Unavailable) => {
-                            state.counters.fault_503 += 1;
-                            Decision::Fault503
-                        }
-                        _ => Decision::Json(state.accounts.whoami_of(account_id)),
-                    }
-                }
-                None => {
-                    state.counters.forbidden_403 += 1;
-                    Decision::Reject(Rejection::Forbidden)
-                }
-            },
+            Call::WhoAmIToken { token } => self.decide_probe(state, &token),
             Call::Create { account_id, name } => {
-                if state.accounts.sub_ids.contains(&account_id) {
-                    let fault = self.faults.choose(state.rng.random());
-                    match fault {
-                        Some(Fault::RateLimited) => {
-                            state.counters.fault_429 += 1;
-                            Decision::Fault429
-                        }
-                        Some(Fault::Unavailable) => {
-                            state.counters.fault_503 += 1;
-                            Decision::Fault503
-                        }
-                        Some(Fault::DropBeforeCreate) => {
-                            state.counters.dropped_before_create += 1;
-                            Decision::DropBeforeCreate
-                        }
-                        _ => {
-                            debug_assert!(fault.is_none_or(Fault::creates));
-                            let counter = match fault {
-                                Some(Fault::ErrorAfterCreate) => {
-                                    Some(&mut state.counters.error_500_after_create)
-                                }
-                                Some(Fault::DropAfterCreate) => {
-                                    Some(&mut state.counters.dropped_after_create)
-                                }
-                                Some(Fault::TruncateAfterCreate) => {
-                                    Some(&mut state.counters.truncated_after_create)
-                                }
-                                Some(Fault::SlowAfterCreate) => {
-                                    delay += self.slow_delay;
-                                    Some(&mut state.counters.slow_after_create)
-                                }
-                                _ => None,
-                            };
-                            if let Some(counter) = counter {
-                                *counter += 1;
-                            }
-                            let body = state.create(account_id, name);
-                            Decision::Created { body, fault }
-                        }
-                    }
-                } else {
-                    state.counters.not_found_404 += 1;
-                    Decision::UnknownAccount {
-                        account_id,
-                        request,
-                    }
-                }
+                self.decide_create(state, account_id, name, request, &mut delay)
             }
         };
         drop(guard);
@@ -430,6 +364,89 @@ impl Shared {
             decision,
             delay,
             slot: Some(slot),
+        }
+    }
+
+    /// A probe with a sub-account token: its account, or 403 once the token is deleted.
+    fn decide_probe(&self, state: &mut State, token: &str) -> Decision {
+        match state.live_token_account(token) {
+            Some(account_id) => {
+                // Probes meet the faults that create nothing (429, 503); the others would
+                // spoil a create's answer and play as a normal answer here.
+                match self.faults.choose(state.rng.random()) {
+                    Some(Fault::RateLimited) => {
+                        state.counters.fault_429 += 1;
+                        Decision::Fault429
+                    }
+                    Some(Fault::Unavailable) => {
+                        state.counters.fault_503 += 1;
+                        Decision::Fault503
+                    }
+                    _ => Decision::Json(state.accounts.whoami_of(account_id)),
+                }
+            }
+            None => {
+                state.counters.forbidden_403 += 1;
+                Decision::Reject(Rejection::Forbidden)
+            }
+        }
+    }
+
+    /// A create for `account_id`: a fault (drawn from the seed) or a new token.
+    fn decide_create(
+        &self,
+        state: &mut State,
+        account_id: i64,
+        name: String,
+        request: u64,
+        delay: &mut Duration,
+    ) -> Decision {
+        if state.accounts.sub_ids.contains(&account_id) {
+            let fault = self.faults.choose(state.rng.random());
+            match fault {
+                Some(Fault::RateLimited) => {
+                    state.counters.fault_429 += 1;
+                    Decision::Fault429
+                }
+                Some(Fault::Unavailable) => {
+                    state.counters.fault_503 += 1;
+                    Decision::Fault503
+                }
+                Some(Fault::DropBeforeCreate) => {
+                    state.counters.dropped_before_create += 1;
+                    Decision::DropBeforeCreate
+                }
+                _ => {
+                    debug_assert!(fault.is_none_or(Fault::creates));
+                    let counter = match fault {
+                        Some(Fault::ErrorAfterCreate) => {
+                            Some(&mut state.counters.error_500_after_create)
+                        }
+                        Some(Fault::DropAfterCreate) => {
+                            Some(&mut state.counters.dropped_after_create)
+                        }
+                        Some(Fault::TruncateAfterCreate) => {
+                            Some(&mut state.counters.truncated_after_create)
+                        }
+                        Some(Fault::SlowAfterCreate) => {
+                            *delay += self.slow_delay;
+                            Some(&mut state.counters.slow_after_create)
+                        }
+                        _ => None,
+                    };
+                    if let Some(counter) = counter {
+                        *counter += 1;
+                    }
+                    let body = state.create(account_id, name);
+                    Decision::Created { body, fault }
+                }
+            }
+        } else {
+            state.counters.not_found_404 += 1;
+            Decision::UnknownAccount {
+                account_id,
+                request,
+            }
         }
     }
 
