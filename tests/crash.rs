@@ -495,7 +495,9 @@ struct Unwritable {
     size: usize,
 }
 
-const UNWRITABLE_EXTRA: [&str; 2] = ["--concurrency", "2"];
+/// At the most verbose level (with RUST_LOG=trace): the stop's messages and logs are scanned
+/// for secrets too.
+const UNWRITABLE_EXTRA: [&str; 3] = ["--concurrency", "2", "-vvv"];
 
 fn run_into_an_unwritable_state_dir() -> Unwritable {
     let size = if soak() { 120 } else { 60 };
@@ -508,6 +510,7 @@ fn run_into_an_unwritable_state_dir() -> Unwritable {
     let files = Files::new(&env, &workload.manifest);
     let state_dir = files.results.parent().unwrap().to_path_buf();
     let child = apply_cmd(&env, &files, &UNWRITABLE_EXTRA)
+        .env("RUST_LOG", "trace")
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -560,6 +563,12 @@ fn a_state_directory_that_stops_being_writable_stops_the_run_and_keeps_every_sec
         run.stderr
     );
     let gt = env.sim().ground_truth();
+    assert_no_secret_in_output(
+        "the unwritable-state stop at -vvv",
+        &env,
+        &run.stdout,
+        &run.stderr,
+    );
     assert!(
         gt.len() < size,
         "the run went on after the state became unwritable ({} of {size} created)",
@@ -693,6 +702,65 @@ impl Watched {
     }
 }
 
+/// Fails when the output holds the owner token or any secret the simulator created; the output
+/// must also be verbose (else the scan proves little).
+fn assert_no_secret_in_output(label: &str, env: &Env, stdout: &str, stderr: &str) {
+    assert!(
+        stderr.contains("DEBUG") || stderr.contains("TRACE"),
+        "{label}: not verbose:\n{stderr}"
+    );
+    let gt = env.sim().ground_truth();
+    assert!(!gt.is_empty(), "{label}: no token was created");
+    for text in [stdout, stderr] {
+        assert!(
+            !text.contains(crate::util::OWNER_TOKEN),
+            "{label}: the owner token"
+        );
+        for t in &gt {
+            assert!(
+                !text.contains(&t.token),
+                "{label}: the secret of token {} was printed",
+                t.id
+            );
+        }
+    }
+}
+
+#[test]
+fn a_journal_replayed_at_the_most_verbose_level_shows_no_secret() {
+    let (env, files, _) = interrupt_env(50);
+    assert!(
+        run_and_kill(&env, &files, &["--concurrency", "4"], KillAt::Created(8)),
+        "the run finished before the kill"
+    );
+    assert!(
+        files.journal().exists(),
+        "the kill left no journal to replay"
+    );
+    // plan replays the journal in memory; apply replays it into the files, then goes on.
+    let mut plan = env.cmd();
+    plan.env("RUST_LOG", "trace")
+        .args(["-vvv", "plan"])
+        .arg(&files.manifest)
+        .arg("--results")
+        .arg(&files.results)
+        .arg("--secrets")
+        .arg(&files.secrets);
+    let run = env.run_cmd(&mut plan, Duration::from_secs(60));
+    assert!(run.stderr.contains("interrupted run"), "{}", run.stderr);
+    assert_no_secret_in_output("plan replaying at -vvv", &env, &run.stdout, &run.stderr);
+    let mut apply = apply_cmd(&env, &files, &["--concurrency", "4"]);
+    apply.env("RUST_LOG", "trace");
+    let run = env.run_cmd(&mut apply, Duration::from_secs(120));
+    assert!(run.stderr.contains("recovered"), "{}", run.stderr);
+    assert_no_secret_in_output(
+        "apply replaying at RUST_LOG=trace",
+        &env,
+        &run.stdout,
+        &run.stderr,
+    );
+}
+
 fn interrupt_env(latency_ms: u64) -> (Env, Files, Workload) {
     let workload = one_account_many_tokens(if soak() { 150 } else { 60 });
     let env = Env::with_sim(SimConfig {
@@ -710,7 +778,10 @@ fn interrupt_env(latency_ms: u64) -> (Env, Files, Workload) {
 fn sigint_stops_sending_drains_and_saves_everything_received() {
     let (env, files, workload) = interrupt_env(300);
     let extra = ["--concurrency", "8"];
-    let w = Watched::spawn(apply_cmd(&env, &files, &extra));
+    // The interrupted run logs at the most verbose level: its drain is scanned for secrets.
+    let mut cmd = apply_cmd(&env, &files, &["--concurrency", "8", "-vvv"]);
+    cmd.env("RUST_LOG", "trace");
+    let w = Watched::spawn(cmd);
     assert!(wait_until(Duration::from_secs(60), || env
         .sim()
         .counters()
@@ -721,6 +792,7 @@ fn sigint_stops_sending_drains_and_saves_everything_received() {
     assert_eq!(code, Some(130), "{stderr}");
     assert!(stderr.contains("Interrupted"), "{stderr}");
     assert!(!stderr.contains("panicked"), "{stderr}");
+    assert_no_secret_in_output("the Ctrl-C drain at -vvv", &env, "", &stderr);
     let gt = env.sim().ground_truth();
     assert!(gt.len() < workload.desired.len(), "the run was not stopped");
     // Drained and saved: the files alone (before any replay) hold every token received, and

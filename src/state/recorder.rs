@@ -387,6 +387,7 @@ impl Task {
         if let Err(e) = written {
             self.room = Room::new(self.journal.metadata().map_or(0, |m| m.len()));
             let e = self.journal_error(e);
+            tracing::debug!(error = %e, "a journal write failed; no new request will start");
             self.broken.get_or_insert_with(|| e.to_string());
             // The intents of a failed write are refused: their requests are never sent.
             for (m, s) in batch.iter().zip(&seqs) {
@@ -563,7 +564,10 @@ impl Task {
                     self.dirty = false;
                     self.saves.saved(started.elapsed());
                 }
-                Err(e) => self.broken = Some(e.to_string()),
+                Err(e) => {
+                    tracing::debug!(error = %e, "a save failed; no new request will start");
+                    self.broken = Some(e.to_string());
+                }
             }
         }
         self.saves.tick();

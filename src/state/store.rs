@@ -161,6 +161,16 @@ impl Store {
             seen,
         };
         store.recovery.truncated_tail = replayed.truncated_tail;
+        if replayed.records > 0 {
+            tracing::debug!(
+                journal = %store.paths.journal.display(),
+                records = replayed.records,
+                outcomes = replayed.outcomes.len(),
+                in_flight = replayed.interrupted.len(),
+                truncated_tail = replayed.truncated_tail,
+                "replaying the journal of an earlier run"
+            );
+        }
         let mut index = store.token_index();
         for (key, outcome, at) in replayed.outcomes {
             if let Applied::Recorded = store.apply(&key, outcome, &at, &mut index) {
