@@ -484,8 +484,7 @@ fn debug_output_never_shows_a_secret() {
     }
     let outcome = logzio_tokens::state::Outcome::Created {
         token_id: 1,
-        token: Some(s.clone()),
-        sealed: None,
+        secret: logzio_tokens::state::journal::HeldSecret::plain(s.clone()),
         created_at: String::new(),
     };
     assert!(!format!("{outcome:?}").contains(secret));

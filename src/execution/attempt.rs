@@ -11,7 +11,7 @@ use super::ambiguity::{Breaker, breaker_message};
 use super::runner::{ItemEvent, ItemResult, Observer, Stats};
 use super::{Answer, Pacer, Ticket};
 use crate::api::{ApiClient, ApiError, CreatedToken, ErrorClass};
-use crate::state::journal::Outcome;
+use crate::state::journal::{HeldSecret, Outcome};
 use crate::state::store::Applied;
 use crate::state::{Failure, RecorderHandle, StateError, TokenKey, epoch_to_rfc3339, now_rfc3339};
 
@@ -171,8 +171,7 @@ pub(super) async fn attempt<C: SendCreate, R: RecordOutcomes>(
     let token_id = created.id;
     let outcome = Outcome::Created {
         token_id,
-        token: Some(created.token),
-        sealed: None,
+        secret: HeldSecret::plain(created.token),
         created_at,
     };
     match sh.recorder.outcome(seq, &item.key, outcome).await {
@@ -235,8 +234,7 @@ async fn on_error<C, R: RecordOutcomes>(
         // A secret in an answer that cannot be recorded: journaled and kept aside, never dropped.
         (_, Some((token, token_id))) => Outcome::KeptAside {
             token_id,
-            token: Some(token.clone()),
-            sealed: None,
+            secret: HeldSecret::plain(token.clone()),
             detail: detail.clone(),
         },
         (ErrorClass::Ambiguous, None) => Outcome::Ambiguous {

@@ -59,16 +59,9 @@ pub enum Outcome {
     Created {
         /// The token's id.
         token_id: i64,
-        /// The secret.
-        #[serde(
-            default,
-            skip_serializing_if = "Option::is_none",
-            serialize_with = "Secret::serialize_exposed_opt"
-        )]
-        token: Option<Secret>,
-        /// The secret, sealed to the run's recipients.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        sealed: Option<String>,
+        /// The secret, in plaintext or sealed.
+        #[serde(flatten)]
+        secret: HeldSecret,
         /// When Logz.io created it (RFC 3339).
         created_at: String,
     },
@@ -82,17 +75,10 @@ pub enum Outcome {
     KeptAside {
         /// The id as the API gave it, or 0.
         token_id: i64,
-        /// The secret (plaintext mode).
-        #[serde(
-            default,
-            skip_serializing_if = "Option::is_none",
-            serialize_with = "Secret::serialize_exposed_opt"
-        )]
-        token: Option<Secret>,
-        /// The secret, sealed to the run's recipients (a secrets document listing it under
+        /// The secret, in plaintext or sealed (a sealed document lists it under
         /// `superseded`).
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        sealed: Option<String>,
+        #[serde(flatten)]
+        secret: HeldSecret,
         /// What was wrong.
         detail: String,
     },
@@ -104,6 +90,41 @@ pub enum Outcome {
         /// What happened.
         detail: String,
     },
+}
+
+/// A received secret as a journal record holds it: `token` in plaintext mode, or `sealed` (an
+/// armored age file holding a one-token secrets document) when the run seals its secrets. A
+/// record read back has exactly one of the two.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HeldSecret {
+    /// The secret itself.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "Secret::serialize_exposed_opt"
+    )]
+    pub token: Option<Secret>,
+    /// The secret, sealed to the run's recipients.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sealed: Option<String>,
+}
+
+impl HeldSecret {
+    /// A secret as received, before the recorder seals it (when the run seals).
+    pub fn plain(secret: Secret) -> HeldSecret {
+        HeldSecret {
+            token: Some(secret),
+            sealed: None,
+        }
+    }
+
+    /// A secret sealed to the run's recipients.
+    pub fn sealed(armored: String) -> HeldSecret {
+        HeldSecret {
+            token: None,
+            sealed: Some(armored),
+        }
+    }
 }
 
 impl JournalRecord {
@@ -262,8 +283,7 @@ mod tests {
                 token_name: "t1".into(),
                 outcome: Outcome::Created {
                     token_id: 5,
-                    token: Some(Secret::new("s3cr3t")),
-                    sealed: None,
+                    secret: HeldSecret::plain(Secret::new("s3cr3t")),
                     created_at: "2021-05-24T12:11:51Z".into(),
                 },
                 at: "2026-01-01T00:00:01.000Z".into(),
@@ -278,10 +298,10 @@ mod tests {
         assert_eq!(r.outcomes.len(), 1);
         match &r.outcomes[0].1 {
             Outcome::Created {
-                token, token_id, ..
+                secret, token_id, ..
             } => {
                 assert_eq!(*token_id, 5);
-                assert_eq!(token.as_ref().unwrap().expose(), "s3cr3t");
+                assert_eq!(secret.token.as_ref().unwrap().expose(), "s3cr3t");
             }
             o => panic!("unexpected {o:?}"),
         }
@@ -300,8 +320,7 @@ mod tests {
     fn a_secret_is_written_in_the_line_but_never_in_debug() {
         let o = Outcome::Created {
             token_id: 1,
-            token: Some(Secret::new("topsecret")),
-            sealed: None,
+            secret: HeldSecret::plain(Secret::new("topsecret")),
             created_at: String::new(),
         };
         assert!(!format!("{o:?}").contains("topsecret"));

@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
 
 use super::atomic::{open_secret_append, parent_dir, sync_dir};
-use super::journal::{JournalRecord, Outcome};
+use super::journal::{HeldSecret, JournalRecord, Outcome};
 use super::room::Room;
 use super::store::{Applied, Store};
 use super::{Failure, SecretsFile, StateError, TokenKey};
@@ -276,8 +276,7 @@ impl Task {
         };
         let outcome = Outcome::Created {
             token_id: i64::MIN,
-            token: Some(crate::secret::Secret::new("x".repeat(SECRET_ROOM))),
-            sealed: None,
+            secret: HeldSecret::plain(crate::secret::Secret::new("x".repeat(SECRET_ROOM))),
             created_at: "2026-11-29T23:59:59.999999999+00:00".into(),
         };
         let outcome = self.journaled(&key, &outcome).unwrap_or(outcome);
@@ -468,36 +467,36 @@ impl Task {
             sealing
                 .recipients
                 .seal_secrets(doc)
-                .map(|armored| Some(String::from_utf8_lossy(&armored).into_owned()))
+                .map(|armored| HeldSecret::sealed(String::from_utf8_lossy(&armored).into_owned()))
                 .map_err(std::io::Error::other)
         };
         let mut doc = SecretsFile::default();
         match outcome {
             Outcome::Created {
                 token_id,
-                token: Some(token),
+                secret: HeldSecret {
+                    token: Some(token), ..
+                },
                 created_at,
-                ..
             } => {
                 doc.insert(key, *token_id, token.clone());
                 Ok(Outcome::Created {
                     token_id: *token_id,
-                    token: None,
-                    sealed: seal(&doc)?,
+                    secret: seal(&doc)?,
                     created_at: created_at.clone(),
                 })
             }
             Outcome::KeptAside {
                 token_id,
-                token: Some(token),
+                secret: HeldSecret {
+                    token: Some(token), ..
+                },
                 detail,
-                ..
             } => {
                 doc.quarantine(key, *token_id, token.clone(), detail.clone());
                 Ok(Outcome::KeptAside {
                     token_id: *token_id,
-                    token: None,
-                    sealed: seal(&doc)?,
+                    secret: seal(&doc)?,
                     detail: detail.clone(),
                 })
             }
@@ -735,8 +734,7 @@ mod tests {
         let s1 = h.intent(&key("a"), 1).await.unwrap();
         let created = Outcome::Created {
             token_id: 10,
-            token: Some(Secret::new("sek-a")),
-            sealed: None,
+            secret: HeldSecret::plain(Secret::new("sek-a")),
             created_at: "2021-05-24T12:11:51Z".into(),
         };
         assert_eq!(
@@ -802,8 +800,7 @@ mod tests {
     fn created(id: i64, secret: &str) -> Outcome {
         Outcome::Created {
             token_id: id,
-            token: Some(Secret::new(secret)),
-            sealed: None,
+            secret: HeldSecret::plain(Secret::new(secret)),
             created_at: "2021-05-24T12:11:51Z".into(),
         }
     }
@@ -829,8 +826,7 @@ mod tests {
         let s = h.intent(&key("odd"), 1).await.unwrap();
         let kept = Outcome::KeptAside {
             token_id: 0,
-            token: Some(Secret::new("plaintext-secret-kept-aside")),
-            sealed: None,
+            secret: HeldSecret::plain(Secret::new("plaintext-secret-kept-aside")),
             detail: "the id is unusable".into(),
         };
         h.outcome(s, &key("odd"), kept).await.unwrap();

@@ -11,7 +11,7 @@ use std::path::PathBuf;
 use super::atomic::{
     FileKind, check_secret_target, parent_dir, remove_stale_temps, sync_dir, write_atomic,
 };
-use super::journal::{self, Outcome};
+use super::journal::{self, HeldSecret, Outcome};
 use super::results::TokenRecord;
 use super::sealed::{self, Identities, Recipients, SealError};
 use super::{ResultsFile, SecretsFile, StateError, StateLock, StatePaths, TokenKey};
@@ -363,8 +363,7 @@ impl Store {
         match outcome {
             Outcome::Created {
                 token_id,
-                token,
-                sealed,
+                secret: HeldSecret { token, sealed },
                 created_at,
             } => {
                 if let Some(blob) = sealed {
@@ -420,8 +419,7 @@ impl Store {
             }
             Outcome::KeptAside {
                 token_id,
-                token,
-                sealed,
+                secret: HeldSecret { token, sealed },
                 detail,
             } => {
                 if let Some(token) = token {
