@@ -295,6 +295,8 @@ mod tests {
         write_0600(&p, &bytes);
         let r = replay(&p).unwrap();
         assert!(r.truncated_tail);
+        // Two intents and an outcome were read; the cut-short fourth line was not.
+        assert_eq!(r.records, 3);
         assert_eq!(r.outcomes.len(), 1);
         match &r.outcomes[0].1 {
             Outcome::Created {

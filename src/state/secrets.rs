@@ -213,4 +213,72 @@ mod tests {
         // Debug never shows a secret.
         assert!(!format!("{f:?}").contains("c498fbc3"));
     }
+
+    fn key(name: &str) -> TokenKey {
+        TokenKey {
+            account_id: 7,
+            token_name: name.into(),
+        }
+    }
+
+    #[test]
+    fn load_reads_what_was_written_and_refuses_another_version() {
+        use std::os::unix::fs::OpenOptionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("s.json");
+        assert!(
+            SecretsFile::load(&p).unwrap().is_none(),
+            "missing is none yet"
+        );
+        let mut f = SecretsFile::default();
+        f.insert(&key("ci"), 5, Secret::new("kept-secret"));
+        let write = |bytes: &[u8]| {
+            let _ = std::fs::remove_file(&p);
+            let mut out = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(&p)
+                .unwrap();
+            std::io::Write::write_all(&mut out, bytes).unwrap();
+        };
+        write(&f.to_bytes());
+        let back = SecretsFile::load(&p).unwrap().unwrap();
+        assert_eq!(back.get(&key("ci")).unwrap().token.expose(), "kept-secret");
+        assert_eq!(back, f);
+        write(br#"{"version": 2, "accounts": {}}"#);
+        let err = SecretsFile::load(&p).unwrap_err().to_string();
+        assert!(err.contains("version 2"), "{err}");
+    }
+
+    #[test]
+    fn a_secret_kept_aside_twice_is_kept_once_and_a_different_one_beside_it() {
+        let mut f = SecretsFile::default();
+        f.quarantine(&key("a"), 9, Secret::new("one"), "why".into());
+        f.quarantine(&key("a"), 9, Secret::new("one"), "again".into());
+        assert_eq!(f.superseded.len(), 1);
+        // The same id with another secret, or another id with the same secret: both kept.
+        f.quarantine(&key("a"), 9, Secret::new("two"), "why".into());
+        f.quarantine(&key("a"), 10, Secret::new("one"), "why".into());
+        assert_eq!(f.superseded.len(), 3);
+    }
+
+    #[test]
+    fn merging_keeps_every_secret_once_and_the_later_token_current() {
+        let mut older = SecretsFile::default();
+        older.insert(&key("a"), 1, Secret::new("old-a"));
+        older.quarantine(&key("x"), 7, Secret::new("aside"), "why".into());
+        let mut later = SecretsFile::default();
+        later.insert(&key("a"), 2, Secret::new("new-a"));
+        later.quarantine(&key("x"), 7, Secret::new("aside"), "why".into());
+        later.quarantine(&key("x"), 7, Secret::new("aside-2"), "why".into());
+        older.merge(later);
+        assert_eq!(older.get(&key("a")).unwrap().token.expose(), "new-a");
+        let kept: Vec<&str> = older.superseded.iter().map(|s| s.token.expose()).collect();
+        assert_eq!(kept, ["aside", "old-a", "aside-2"]);
+        // The results file says token 1 is the current one: it comes back.
+        older.prefer_ids(|k| (k.token_name == "a").then_some(1));
+        assert_eq!(older.get(&key("a")).unwrap().token.expose(), "old-a");
+        assert!(older.superseded.iter().any(|s| s.token.expose() == "new-a"));
+    }
 }
