@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use logzio_tokens::simulator::SimConfig;
 use serde_json::Value;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 
 use crate::util::{Env, Run, manifest_yaml};
 
@@ -118,36 +118,12 @@ async fn serve_one(
     requests: Arc<Mutex<Vec<Request>>>,
     creates: Arc<AtomicU32>,
 ) {
-    let mut buf = Vec::new();
-    let mut chunk = [0u8; 4096];
-    let end = loop {
-        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-            break i + 4;
-        }
-        match stream.read(&mut chunk).await {
-            Ok(0) | Err(_) => return,
-            Ok(n) => buf.extend_from_slice(&chunk[..n]),
-        }
+    let Some((head, body)) = crate::util::read_request(&mut stream).await else {
+        return;
     };
-    let head = String::from_utf8_lossy(&buf[..end]).into_owned();
-    let length: usize = head
-        .lines()
-        .find_map(|l| {
-            let (k, v) = l.split_once(':')?;
-            k.eq_ignore_ascii_case("content-length")
-                .then(|| v.trim().parse().ok())
-                .flatten()
-        })
-        .unwrap_or(0);
-    while buf.len() < end + length {
-        match stream.read(&mut chunk).await {
-            Ok(0) | Err(_) => return,
-            Ok(n) => buf.extend_from_slice(&chunk[..n]),
-        }
-    }
     let line = head.lines().next().unwrap_or_default().to_owned();
     let (name, create) = if line.starts_with("POST /v1/api-tokens/sub-account ") {
-        let v: Value = serde_json::from_slice(&buf[end..end + length]).unwrap_or(Value::Null);
+        let v: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
         (
             v["name"].as_str().unwrap_or_default().to_owned(),
             creates.fetch_add(1, Ordering::SeqCst) + 1,

@@ -25,7 +25,7 @@ use std::time::Duration;
 
 use logzio_tokens::simulator::{FaultRates, SimConfig};
 use serde_json::Value;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 
 use crate::chaos::{Files, Recorded, apply_cmd, soak};
 use crate::util::{Env, Run, manifest_yaml, mode, wait_until};
@@ -564,38 +564,10 @@ impl Drop for Responder {
     }
 }
 
-fn head_end(buf: &[u8]) -> Option<usize> {
-    buf.windows(4).position(|w| w == b"\r\n\r\n").map(|i| i + 4)
-}
-
 async fn serve_one(mut stream: tokio::net::TcpStream, create: CreateFn, creates: Arc<AtomicU32>) {
-    let mut buf = Vec::new();
-    let mut chunk = [0u8; 4096];
-    let end = loop {
-        if let Some(end) = head_end(&buf) {
-            break end;
-        }
-        match stream.read(&mut chunk).await {
-            Ok(0) | Err(_) => return,
-            Ok(n) => buf.extend_from_slice(&chunk[..n]),
-        }
+    let Some((head, body)) = crate::util::read_request(&mut stream).await else {
+        return;
     };
-    let head = String::from_utf8_lossy(&buf[..end]).into_owned();
-    let length: usize = head
-        .lines()
-        .find_map(|l| {
-            let (k, v) = l.split_once(':')?;
-            k.eq_ignore_ascii_case("content-length")
-                .then(|| v.trim().parse().ok())
-                .flatten()
-        })
-        .unwrap_or(0);
-    while buf.len() < end + length {
-        match stream.read(&mut chunk).await {
-            Ok(0) | Err(_) => return,
-            Ok(n) => buf.extend_from_slice(&chunk[..n]),
-        }
-    }
     let request_line = head.lines().next().unwrap_or_default().to_owned();
     let (status, content_type, body): Answer = if request_line.starts_with("GET /v2/whoami ") {
         (
@@ -610,7 +582,7 @@ async fn serve_one(mut stream: tokio::net::TcpStream, create: CreateFn, creates:
             br#"[{"accountId":100000,"accountName":"acme-main","isOwner":true},{"accountId":160343,"accountName":"payments-prod","isOwner":false}]"#.to_vec(),
         )
     } else if request_line.starts_with("POST /v1/api-tokens/sub-account ") {
-        let v: Value = serde_json::from_slice(&buf[end..end + length]).unwrap_or(Value::Null);
+        let v: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
         let n = creates.fetch_add(1, Ordering::SeqCst) + 1;
         create(v["name"].as_str().unwrap_or_default(), n)
     } else {
