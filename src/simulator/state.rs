@@ -373,17 +373,9 @@ impl Shared {
             Some(account_id) => {
                 // Probes meet the faults that create nothing (429, 503); the others would
                 // spoil a create's answer and play as a normal answer here.
-                match self.faults.choose(state.rng.random()) {
-                    Some(Fault::RateLimited) => {
-                        state.counters.fault_429 += 1;
-                        Decision::Fault429
-                    }
-                    Some(Fault::Unavailable) => {
-                        state.counters.fault_503 += 1;
-                        Decision::Fault503
-                    }
-                    _ => Decision::Json(state.accounts.whoami_of(account_id)),
-                }
+                let fault = self.faults.choose(state.rng.random());
+                refusal(state, fault)
+                    .unwrap_or_else(|| Decision::Json(state.accounts.whoami_of(account_id)))
             }
             None => {
                 state.counters.forbidden_403 += 1;
@@ -403,15 +395,10 @@ impl Shared {
     ) -> Decision {
         if state.accounts.sub_ids.contains(&account_id) {
             let fault = self.faults.choose(state.rng.random());
+            if let Some(refused) = refusal(state, fault) {
+                return refused;
+            }
             match fault {
-                Some(Fault::RateLimited) => {
-                    state.counters.fault_429 += 1;
-                    Decision::Fault429
-                }
-                Some(Fault::Unavailable) => {
-                    state.counters.fault_503 += 1;
-                    Decision::Fault503
-                }
                 Some(Fault::DropBeforeCreate) => {
                     state.counters.dropped_before_create += 1;
                     Decision::DropBeforeCreate
@@ -722,6 +709,22 @@ impl SimHandle {
     /// from the next request on). Returns `false`, changing nothing, when the id is already known.
     pub fn add_sub_account(&self, account: SubAccount) -> bool {
         self.shared.add_sub_account(account)
+    }
+}
+
+/// The faults that refuse a request before it reaches anything (a 429 or a 503), counted; any
+/// other fault (or none) is for the caller to play.
+fn refusal(state: &mut State, fault: Option<Fault>) -> Option<Decision> {
+    match fault {
+        Some(Fault::RateLimited) => {
+            state.counters.fault_429 += 1;
+            Some(Decision::Fault429)
+        }
+        Some(Fault::Unavailable) => {
+            state.counters.fault_503 += 1;
+            Some(Decision::Fault503)
+        }
+        _ => None,
     }
 }
 
