@@ -805,15 +805,40 @@ mod tests {
         }
     }
 
-    #[tokio::test]
-    async fn with_recipients_no_plaintext_reaches_the_disk_and_a_run_leaves_one_sealed_file() {
+    /// A recorder sealing to a fresh key, in a fresh state directory.
+    struct Sealed {
+        dir: tempfile::TempDir,
+        _keys: tempfile::TempDir,
+        ids: crate::state::Identities,
+        paths: StatePaths,
+        rec: Recorder,
+    }
+
+    fn sealed_recorder() -> Sealed {
         let dir = tempfile::tempdir().unwrap();
         let keys = tempfile::tempdir().unwrap();
         let (recipients, ids) = identity(keys.path());
         let paths = StatePaths::for_manifest(&dir.path().join("m.yaml"), None, None);
         let mut store = Store::open(paths.clone(), Some("http://127.0.0.1:1")).unwrap();
         store.seal_to(recipients);
-        let rec = Recorder::start(store).unwrap();
+        Sealed {
+            dir,
+            _keys: keys,
+            ids,
+            paths,
+            rec: Recorder::start(store).unwrap(),
+        }
+    }
+
+    #[tokio::test]
+    async fn with_recipients_no_plaintext_reaches_the_disk_and_a_run_leaves_one_sealed_file() {
+        let Sealed {
+            dir,
+            _keys,
+            ids,
+            paths,
+            rec,
+        } = sealed_recorder();
         let h = rec.handle();
         for (i, name) in ["a", "b", "c"].iter().enumerate() {
             let s = h.intent(&key(name), 1).await.unwrap();
@@ -868,13 +893,13 @@ mod tests {
 
     #[tokio::test]
     async fn a_crash_with_recipients_is_recovered_into_sealed_files_without_the_key() {
-        let dir = tempfile::tempdir().unwrap();
-        let keys = tempfile::tempdir().unwrap();
-        let (recipients, ids) = identity(keys.path());
-        let paths = StatePaths::for_manifest(&dir.path().join("m.yaml"), None, None);
-        let mut store = Store::open(paths.clone(), Some("http://127.0.0.1:1")).unwrap();
-        store.seal_to(recipients);
-        let rec = Recorder::start(store).unwrap();
+        let Sealed {
+            dir,
+            _keys,
+            ids,
+            paths: _,
+            rec,
+        } = sealed_recorder();
         let h = rec.handle();
         let s1 = h.intent(&key("a"), 1).await.unwrap();
         h.outcome(s1, &key("a"), created(10, "plaintext-secret-a"))
