@@ -15,10 +15,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use logzio_tokens::simulator::SimConfig;
+use logzio_tokens::simulator::{CreatedToken, SimConfig};
 
 use crate::chaos::{
-    CONVERGED, Files, Key, Recorded, apply_cmd, check_records, one_account_many_tokens,
+    CONVERGED, Files, Key, Recorded, Workload, apply_cmd, check_records, one_account_many_tokens,
 };
 use crate::util::{Env, Run, wait_until};
 
@@ -289,6 +289,29 @@ fn disk_full(name: &str, kib: u64, fill_at: Option<usize>, seal: bool) {
     drop(mount);
 }
 
+/// Resumes (at most three runs, every one before the last allowed to end 1) until apply exits
+/// 0, then checks the records against the simulator's ground truth as converged. Returns both.
+fn resume_and_check(
+    env: &Env,
+    files: &Files,
+    extra: &[&str],
+    workload: &Workload,
+) -> (Vec<CreatedToken>, Recorded) {
+    for i in 1..=3 {
+        let run = env.run_cmd(&mut apply_cmd(env, files, extra), Duration::from_secs(120));
+        match run.code {
+            Some(0) => break,
+            Some(1) if i < 3 => {}
+            _ => panic!("resume run {i} exited {:?}\n{}", run.code, run.stderr),
+        }
+    }
+    let gt = env.sim().ground_truth();
+    let recorded = Recorded::read(files);
+    let problems = check_records(&workload.desired, &gt, &recorded, CONVERGED);
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+    (gt, recorded)
+}
+
 #[test]
 fn a_disk_that_fills_mid_run_costs_no_received_secret_and_no_duplicate() {
     disk_full("filled_by_another_program", 1024, Some(100), false);
@@ -489,21 +512,7 @@ fn a_state_directory_turned_read_only_mid_run_stops_it_and_loses_nothing_silentl
         );
     }
     fs.repair();
-    for i in 1..=3 {
-        let run = env.run_cmd(
-            &mut apply_cmd(&env, &files, &extra),
-            Duration::from_secs(120),
-        );
-        match run.code {
-            Some(0) => break,
-            Some(1) if i < 3 => {}
-            _ => panic!("resume run {i} exited {:?}\n{}", run.code, run.stderr),
-        }
-    }
-    let gt = env.sim().ground_truth();
-    let recorded = Recorded::read(&files);
-    let problems = check_records(&workload.desired, &gt, &recorded, CONVERGED);
-    assert!(problems.is_empty(), "{}", problems.join("\n"));
+    let (gt, recorded) = resume_and_check(&env, &files, &extra, &workload);
     let keys: BTreeSet<Key> = gt
         .iter()
         .map(|t| (u32::try_from(t.account_id).unwrap(), t.name.clone()))
@@ -580,21 +589,7 @@ fn a_results_file_replaced_during_a_run_is_not_clobbered_and_nothing_is_lost() {
         "the journal must keep the run's records"
     );
     let stopped = env.sim().ground_truth().len();
-    for i in 1..=3 {
-        let run = env.run_cmd(
-            &mut apply_cmd(&env, &files, &extra),
-            Duration::from_secs(120),
-        );
-        match run.code {
-            Some(0) => break,
-            Some(1) if i < 3 => {}
-            _ => panic!("resume run {i} exited {:?}\n{}", run.code, run.stderr),
-        }
-    }
-    let gt = env.sim().ground_truth();
-    let recorded = Recorded::read(&files);
-    let problems = check_records(&workload.desired, &gt, &recorded, CONVERGED);
-    assert!(problems.is_empty(), "{}", problems.join("\n"));
+    let (gt, recorded) = resume_and_check(&env, &files, &extra, &workload);
     eprintln!(
         "diskfull::replaced: {tokens} tokens, results file replaced at {at} created, run 1 stopped at {stopped}; after the resume: {} possible orphans, {} duplicates",
         recorded.orphans.len(),
