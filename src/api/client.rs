@@ -84,6 +84,14 @@ impl ApiClient {
         } else {
             builder
         };
+        // Plain http:// (loopback only) needs no trust store: skipping the platform's saves
+        // reading and parsing every CA file at start (tens of milliseconds of CPU), and with
+        // redirects off this client reaches no other URL, so nothing can need one.
+        let builder = if base.scheme() == "http" {
+            builder.tls_certs_only([])
+        } else {
+            builder
+        };
         let http = builder
             .user_agent(concat!(
                 env!("CARGO_PKG_NAME"),

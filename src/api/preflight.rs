@@ -20,8 +20,14 @@ const READ_ATTEMPTS: u32 = 4;
 
 /// Checks the token and region, then lists the sub accounts.
 pub async fn preflight(client: &ApiClient) -> Result<Preflight, ApiError> {
-    let owner = with_retries(|| client.whoami()).await?;
-    let mut sub_accounts = with_retries(|| client.list_accounts()).await?;
+    // Both reads at once: one round trip before the first create instead of two. The owner
+    // check's error is the one reported when both fail (a refused token fails both).
+    let (owner, sub_accounts) = tokio::join!(
+        with_retries(|| client.whoami()),
+        with_retries(|| client.list_accounts())
+    );
+    let owner = owner?;
+    let mut sub_accounts = sub_accounts?;
     sub_accounts.retain(|a| !a.is_owner && a.account_id != owner.account_id);
     Ok(Preflight {
         owner,

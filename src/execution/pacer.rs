@@ -131,7 +131,7 @@ impl Pacer {
             let now = Instant::now();
             let due = {
                 let mut st = self.lock();
-                let interval = Duration::from_secs_f64(1.0 / st.ctl.rate());
+                let interval = Duration::from_secs_f64(1.0 / st.ctl.pacing_rate(now));
                 let slot = st.last_send.map_or(now, |t| t + interval);
                 let early = interval.mul_f64(f64::from(GROUP - 1)).min(MAX_EARLY);
                 match st.cooldown_until.filter(|c| *c > now) {
@@ -179,7 +179,16 @@ impl Pacer {
             if self.adaptive {
                 let before = st.ctl.rate();
                 st.ctl.on_answer(ticket, answer, now);
-                changed |= st.ctl.rate() != before;
+                if st.ctl.rate() != before {
+                    changed = true;
+                    tracing::debug!(
+                        from = before,
+                        to = st.ctl.rate(),
+                        limit = st.ctl.limit(),
+                        background_429 = st.ctl.background(),
+                        "send rate changed"
+                    );
+                }
             }
             changed
         };
