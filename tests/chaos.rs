@@ -210,6 +210,11 @@ pub(crate) fn test_recipient() -> &'static str {
     test_key().0.as_str()
 }
 
+/// The file holding the identity that opens what the test runs sealed (`--identity`).
+pub(crate) fn test_identity_file() -> &'static Path {
+    test_key().1.as_path()
+}
+
 /// The identity that opens what the test runs sealed.
 pub(crate) fn test_identities() -> logzio_tokens::state::Identities {
     logzio_tokens::state::Identities::load(&test_key().1).unwrap()
