@@ -3,6 +3,10 @@
 //! the last token is created (so the kill lands in the final file writes) — and then resumed
 //! until it exits 0. Nothing received may be lost (every token the server created is recorded
 //! or listed as a possible orphan), nothing recorded may be wrong, and a re-run creates nothing.
+//! Possible orphans only where an answer never arrived: a token whose full answer the simulator
+//! delivered may be unrecorded only if it was created while a killed run ran and that run's
+//! journal held its key in flight; every listed orphan needs a create whose answer did not
+//! arrive or a request in flight at a kill (`chaos::check_orphans`).
 //! A state directory that stops being writable mid-run must stop the run with exit 3 and a clear
 //! message, with every received secret still in the journal.
 //!
@@ -28,8 +32,9 @@ use rand::{Rng, SeedableRng};
 use serde_json::Value;
 
 use crate::chaos::{
-    Expect, Files, Key, Recorded, Tally, Workload, apply_cmd, check_records, converge,
-    converge_and_check, in_parallel, many_accounts_one_token, one_account_many_tokens, soak,
+    Expect, Files, Key, Kill, Recorded, Scenario, Tally, Truth, Workload, apply_cmd, check_all,
+    converge, converge_and_check, in_parallel, many_accounts_one_token, one_account_many_tokens,
+    soak,
 };
 use crate::util::{Env, mode, wait_until};
 
@@ -71,13 +76,13 @@ fn spawn(env: &Env, files: &Files, extra: &[&str]) -> Child {
         .unwrap()
 }
 
-/// Runs apply and SIGKILLs it at `at`. Returns whether the kill happened (the run may have
-/// finished first).
-fn run_and_kill(env: &Env, files: &Files, extra: &[&str], at: KillAt) -> bool {
+/// Runs apply and SIGKILLs it at `at`. Returns when it ran and was gone if the kill happened
+/// (the run may have finished first), with the keys its journal then held in flight.
+fn run_and_kill(env: &Env, files: &Files, extra: &[&str], at: KillAt) -> Option<Kill> {
     let created = || usize::try_from(env.sim().counters().created).unwrap();
     let base = created();
-    let mut child = spawn(env, files, extra);
     let start = Instant::now();
+    let mut child = spawn(env, files, extra);
     let exited = |child: &mut Child| child.try_wait().unwrap().is_some();
     let deadline = Duration::from_secs(120);
     match at {
@@ -103,24 +108,40 @@ fn run_and_kill(env: &Env, files: &Files, extra: &[&str], at: KillAt) -> bool {
         }
     }
     if exited(&mut child) {
-        return false;
+        return None;
     }
     child.kill().unwrap(); // SIGKILL
     child.wait().unwrap();
-    true
+    Some(Kill {
+        from: start,
+        to: Instant::now(),
+        in_flight: journal_after_kill(&files.journal()).1,
+    })
 }
 
-/// The created outcomes a journal holds: (key, token id) -> secret. A cut-short last line
+/// What a journal left by a killed run holds: the created outcomes, (key, token id) -> secret,
+/// and the keys of intents without an outcome (in flight at the kill). A cut-short last line
 /// (the kill came mid-write) holds nothing yet.
-fn received_in_journal(journal: &Path) -> BTreeMap<(Key, i64), String> {
+fn journal_after_kill(journal: &Path) -> (BTreeMap<(Key, i64), String>, BTreeSet<Key>) {
     let mut out = BTreeMap::new();
+    let mut pending: BTreeMap<u64, Key> = BTreeMap::new();
     let Ok(text) = std::fs::read_to_string(journal) else {
-        return out;
+        return (out, BTreeSet::new());
     };
     for line in text.lines() {
         let Ok(v) = serde_json::from_str::<Value>(line) else {
             continue;
         };
+        let seq = v["seq"].as_u64().unwrap();
+        if v["kind"] == "intent" {
+            let key = (
+                u32::try_from(v["account_id"].as_u64().unwrap()).unwrap(),
+                v["token_name"].as_str().unwrap().to_owned(),
+            );
+            pending.insert(seq, key);
+            continue;
+        }
+        pending.remove(&seq);
         if v["kind"] == "outcome" && v["result"] == "created" {
             let key = (
                 v["account_id"].as_u64().unwrap() as u32,
@@ -143,11 +164,18 @@ fn received_in_journal(journal: &Path) -> BTreeMap<(Key, i64), String> {
             out.insert((key, v["token_id"].as_i64().unwrap()), secret);
         }
     }
-    out
+    (out, pending.into_values().collect())
 }
 
-/// After a kill: whatever is on disk parses, and nothing recorded is wrong.
-fn check_after_kill(env: &Env, files: &Files, desired: &BTreeSet<Key>, label: &str) -> Vec<String> {
+/// After a kill: whatever is on disk parses, nothing recorded is wrong, and every possible
+/// orphan listed is one an answer never arrived for (or in flight at one of `kills`).
+fn check_after_kill(
+    env: &Env,
+    files: &Files,
+    desired: &BTreeSet<Key>,
+    kills: &[Kill],
+    label: &str,
+) -> Vec<String> {
     for p in [&files.results, &files.secrets] {
         if let Ok(bytes) = std::fs::read(p)
             && serde_json::from_slice::<Value>(&bytes).is_err()
@@ -164,15 +192,24 @@ fn check_after_kill(env: &Env, files: &Files, desired: &BTreeSet<Key>, label: &s
     if files.journal().exists() && mode(&files.journal()) != 0o600 {
         return vec![format!("{label}: the journal is not 0600")];
     }
-    check_records(
-        desired,
-        &env.sim().ground_truth(),
-        &Recorded::read(files),
-        AFTER_KILL,
-    )
-    .into_iter()
-    .map(|p| format!("{label} right after the kill: {p}"))
-    .collect()
+    check_now(env, files, desired, kills, AFTER_KILL)
+        .into_iter()
+        .map(|p| format!("{label} right after the kill: {p}"))
+        .collect()
+}
+
+/// The files as they are, against what the simulator knows ([`check_all`]).
+fn check_now(
+    env: &Env,
+    files: &Files,
+    desired: &BTreeSet<Key>,
+    kills: &[Kill],
+    expect: Expect,
+) -> Vec<String> {
+    let mut problems = Vec::new();
+    let truth = Truth::read(env, kills, &mut problems);
+    problems.extend(check_all(desired, &truth, &Recorded::read(files), expect));
+    problems
 }
 
 /// Temp files left beside the state by killed writes: they must not leak secrets (0600 when
@@ -218,13 +255,16 @@ fn kill_then_resume(
     let sealed = extra.contains(&"--recipient");
     // Every secret a killed run's journal holds as received, by (key, token id).
     let mut received: BTreeMap<(Key, i64), String> = BTreeMap::new();
+    let mut killed: Vec<Kill> = Vec::new();
     for (i, at) in kills.iter().enumerate() {
-        if run_and_kill(&env, &files, extra, *at) {
-            stats.kills += 1;
-        } else {
-            stats.missed += 1;
+        match run_and_kill(&env, &files, extra, *at) {
+            Some(kill) => {
+                stats.kills += 1;
+                killed.push(kill);
+            }
+            None => stats.missed += 1,
         }
-        received.extend(received_in_journal(&files.journal()));
+        received.extend(journal_after_kill(&files.journal()).0);
         if sealed {
             problems.extend(crate::chaos::plaintext_secrets(
                 &env,
@@ -236,18 +276,18 @@ fn kill_then_resume(
             &env,
             &files,
             &workload.desired,
+            &killed,
             &format!("{label} kill {} ({at:?})", i + 1),
         ));
     }
-    let runs = converge_and_check(
-        &env,
-        &files,
+    let sc = Scenario {
+        env: &env,
+        files: &files,
         extra,
-        &workload.desired,
-        5,
-        &format!("{label} resume"),
-        &mut problems,
-    );
+        desired: &workload.desired,
+        kills: &killed,
+    };
+    let runs = converge_and_check(&sc, 5, &format!("{label} resume"), &mut problems);
     // A secret the journal held as received is recorded after the resume, under its key, with
     // the same id and secret: it never turns into a possible orphan and a duplicate.
     let after = Recorded::read(&files);
@@ -275,6 +315,7 @@ fn kill_then_resume(
         ..Tally::default()
     };
     tally.add_counters(&env.sim().counters());
+    tally.add_answers(&env.sim().create_attempts(), &Recorded::read(&files));
     (tally, stats, problems)
 }
 
@@ -593,16 +634,14 @@ fn a_state_directory_that_stops_being_writable_stops_the_run_and_keeps_every_sec
     // With the directory writable again, the next runs recover everything and finish, creating
     // exactly the missing tokens (no faults: no duplicate).
     let mut problems = Vec::new();
-    let label = "after the directory was fixed";
-    converge_and_check(
-        &env,
-        &files,
-        &UNWRITABLE_EXTRA,
-        &workload.desired,
-        3,
-        label,
-        &mut problems,
-    );
+    let sc = Scenario {
+        env: &env,
+        files: &files,
+        extra: &UNWRITABLE_EXTRA,
+        desired: &workload.desired,
+        kills: &[],
+    };
+    converge_and_check(&sc, 3, "after the directory was fixed", &mut problems);
     assert!(problems.is_empty(), "{}", problems.join("\n\n"));
     assert_eq!(
         env.sim().ground_truth().len(),
@@ -730,7 +769,7 @@ fn assert_no_secret_in_output(label: &str, env: &Env, stdout: &str, stderr: &str
 fn a_journal_replayed_at_the_most_verbose_level_shows_no_secret() {
     let (env, files, _) = interrupt_env(50);
     assert!(
-        run_and_kill(&env, &files, &["--concurrency", "4"], KillAt::Created(8)),
+        run_and_kill(&env, &files, &["--concurrency", "4"], KillAt::Created(8)).is_some(),
         "the run finished before the kill"
     );
     assert!(
@@ -797,23 +836,17 @@ fn sigint_stops_sending_drains_and_saves_everything_received() {
     assert!(gt.len() < workload.desired.len(), "the run was not stopped");
     // Drained and saved: the files alone (before any replay) hold every token received, and
     // every request that may have created one is listed.
-    let problems = check_records(
-        &workload.desired,
-        &gt,
-        &Recorded::read(&files),
-        crate::chaos::LOSSLESS,
-    );
+    let problems = check_now(&env, &files, &workload.desired, &[], crate::chaos::LOSSLESS);
     assert!(problems.is_empty(), "{}", problems.join("\n"));
     let mut problems = Vec::new();
-    converge_and_check(
-        &env,
-        &files,
-        &extra,
-        &workload.desired,
-        5,
-        "after SIGINT",
-        &mut problems,
-    );
+    let sc = Scenario {
+        env: &env,
+        files: &files,
+        extra: &extra,
+        desired: &workload.desired,
+        kills: &[],
+    };
+    converge_and_check(&sc, 5, "after SIGINT", &mut problems);
     assert!(problems.is_empty(), "{}", problems.join("\n\n"));
 }
 
@@ -829,12 +862,7 @@ fn sigterm_is_a_first_ctrl_c() {
     signal(&w.child, "TERM");
     let (code, stderr) = w.finish(Duration::from_secs(60));
     assert_eq!(code, Some(130), "{stderr}");
-    let problems = check_records(
-        &workload.desired,
-        &env.sim().ground_truth(),
-        &Recorded::read(&files),
-        crate::chaos::LOSSLESS,
-    );
+    let problems = check_now(&env, &files, &workload.desired, &[], crate::chaos::LOSSLESS);
     assert!(problems.is_empty(), "{}", problems.join("\n"));
 }
 
@@ -843,6 +871,7 @@ fn a_second_sigint_exits_at_once_and_the_next_run_loses_nothing() {
     // Slow answers (and a long timeout), so the drain after the first Ctrl-C takes a while.
     let (env, files, workload) = interrupt_env(1500);
     let extra = ["--concurrency", "8", "--request-timeout", "10"];
+    let from = Instant::now();
     let mut w = Watched::spawn(apply_cmd(&env, &files, &extra));
     assert!(
         wait_until(Duration::from_secs(60), || env.sim().counters().created
@@ -872,29 +901,29 @@ fn a_second_sigint_exits_at_once_and_the_next_run_loses_nothing() {
     assert_eq!(code, Some(130), "{stderr}");
     assert!(!stderr.contains("panicked"), "{stderr}");
     // It did not wait for the requests in flight: their intents are in the journal, unanswered.
+    let in_flight = journal_after_kill(&files.journal()).1;
     assert!(
-        files.journal().exists() && !parse_journal(&files.journal()).1.is_empty(),
+        files.journal().exists() && !in_flight.is_empty(),
         "the second SIGINT waited for the drain"
     );
+    // Left without a drain, as a kill leaves it.
+    let kills = [Kill {
+        from,
+        to: Instant::now(),
+        in_flight,
+    }];
     // On disk: nothing wrong; after the next runs: nothing lost.
-    let problems = check_records(
-        &workload.desired,
-        &env.sim().ground_truth(),
-        &Recorded::read(&files),
-        AFTER_KILL,
-    );
+    let problems = check_now(&env, &files, &workload.desired, &kills, AFTER_KILL);
     assert!(problems.is_empty(), "{}", problems.join("\n"));
     let mut problems = Vec::new();
-    let label = "after two SIGINTs";
-    converge_and_check(
-        &env,
-        &files,
-        &extra,
-        &workload.desired,
-        5,
-        label,
-        &mut problems,
-    );
+    let sc = Scenario {
+        env: &env,
+        files: &files,
+        extra: &extra,
+        desired: &workload.desired,
+        kills: &kills,
+    };
+    converge_and_check(&sc, 5, "after two SIGINTs", &mut problems);
     assert!(problems.is_empty(), "{}", problems.join("\n\n"));
 }
 
@@ -927,15 +956,14 @@ fn temp_files_left_by_a_killed_save_are_removed_by_the_next_run() {
         std::fs::write(p, "{\"token\": \"copy-of-a-secret\"}").unwrap();
     }
     let mut problems = Vec::new();
-    converge(
-        &env,
-        &files,
-        &[],
-        &workload.desired,
-        2,
-        "after leftovers",
-        &mut problems,
-    );
+    let sc = Scenario {
+        env: &env,
+        files: &files,
+        extra: &[],
+        desired: &workload.desired,
+        kills: &[],
+    };
+    converge(&sc, 2, "after leftovers", &mut problems);
     assert!(problems.is_empty(), "{}", problems.join("\n"));
     assert!(
         !stale_secrets.exists(),

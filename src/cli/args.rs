@@ -411,20 +411,36 @@ pub struct ImportArgs {
     #[allow(missing_docs)]
     pub seal: SealArgs,
     /// The sub account's id.
-    #[arg(long = "account-id", value_name = "ID")]
-    pub account_id: u32,
+    #[arg(
+        long = "account-id",
+        value_name = "ID",
+        required_unless_present = "from"
+    )]
+    pub account_id: Option<u32>,
     /// The token's name.
-    #[arg(long = "token-name", value_name = "NAME")]
-    pub token_name: String,
+    #[arg(
+        long = "token-name",
+        value_name = "NAME",
+        required_unless_present = "from"
+    )]
+    pub token_name: Option<String>,
     /// The token's id at Logz.io.
-    #[arg(long = "token-id", value_name = "ID")]
-    pub token_id: i64,
+    #[arg(long = "token-id", value_name = "ID", required_unless_present = "from")]
+    pub token_id: Option<i64>,
     /// Read the token's secret from this file (first line), to keep it in the secrets file.
     #[arg(long, value_name = "PATH", conflicts_with = "secret_stdin")]
     pub secret_file: Option<PathBuf>,
     /// Read the token's secret from stdin (first line).
     #[arg(long)]
     pub secret_stdin: bool,
+    /// Record every token of a JSON export (`export --format json`) instead, with the tokens
+    /// each replaced (their ids, successors, verify status and kept secrets).
+    #[arg(
+        long,
+        value_name = "EXPORT",
+        conflicts_with_all = ["account_id", "token_name", "token_id", "secret_file", "secret_stdin"]
+    )]
+    pub from: Option<PathBuf>,
 }
 
 /// `export`.

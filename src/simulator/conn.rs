@@ -6,15 +6,23 @@
 //! [`FaultyStream`]: the service arms its [`WireFault`] for the answer it is returning, and the
 //! stream then really puts those bytes (or none) on the wire and closes the connection with a FIN.
 //! Unarmed, it is a plain pass-through, so keep-alive works for every normal answer.
+//!
+//! The stream is also where a create's answer is known to be written: the service asks it to
+//! watch the answer, and once its last body byte is accepted by the socket, the attempt is
+//! settled as delivered. A client that closes or dies with data unread makes its end reset the
+//! connection; when that reset is read after a delivered answer (and before the client sent
+//! anything more, which it does only after reading the answer), the answer is settled unread.
 
 use std::io;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll, ready};
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
+
+use super::state::{AnswerFate, Shared};
 
 // Mode 0 (the default) is a plain pass-through.
 const DROP: u8 = 1;
@@ -26,9 +34,44 @@ const TRUNCATE: u8 = 2;
 pub(crate) struct WireFault {
     mode: AtomicU8,
     keep_body: AtomicUsize,
+    /// The create answer being written, to settle as delivered once written in full.
+    watched: Mutex<Option<Watched>>,
+}
+
+/// A create's answer on its way to the socket.
+#[derive(Debug, Clone, Copy)]
+struct Watched {
+    attempt: usize,
+    body_len: usize,
+    cut: Cut,
 }
 
 impl WireFault {
+    /// Settle create attempt `attempt` as delivered once the next answer (a head, then
+    /// `body_len` bytes of body) is written in full.
+    pub(crate) fn watch_answer(&self, attempt: usize, body_len: usize) {
+        *self.watched.lock().unwrap_or_else(PoisonError::into_inner) = Some(Watched {
+            attempt,
+            body_len,
+            cut: Cut::Head(0),
+        });
+    }
+
+    /// Follows `written` bytes of the watched answer; returns its attempt once the answer's last
+    /// byte is written.
+    fn follow(&self, written: &[u8]) -> Option<usize> {
+        let mut watched = self.watched.lock().unwrap_or_else(PoisonError::into_inner);
+        let w = watched.as_mut()?;
+        w.cut.allow(written, w.body_len);
+        if w.cut == Cut::Body(0) {
+            let attempt = w.attempt;
+            *watched = None;
+            Some(attempt)
+        } else {
+            None
+        }
+    }
+
     /// Write nothing more: close the connection without a response byte.
     pub(crate) fn arm_drop(&self) {
         self.mode.store(DROP, Ordering::Release);
@@ -84,19 +127,25 @@ impl Cut {
 pub(crate) struct FaultyStream {
     inner: TcpStream,
     fault: Arc<WireFault>,
+    shared: Arc<Shared>,
     cut: Cut,
     /// Set once the connection was spoiled: every later write fails.
     closed: bool,
+    /// The create attempt whose answer was the last thing written in full, until the client
+    /// sends more (it has read that answer then).
+    delivered: Option<usize>,
 }
 
 impl FaultyStream {
     /// Wraps an accepted connection.
-    pub(crate) fn new(inner: TcpStream, fault: Arc<WireFault>) -> Self {
+    pub(crate) fn new(inner: TcpStream, fault: Arc<WireFault>, shared: Arc<Shared>) -> Self {
         FaultyStream {
             inner,
             fault,
+            shared,
             cut: Cut::Head(0),
             closed: false,
+            delivered: None,
         }
     }
 
@@ -118,7 +167,19 @@ impl AsyncRead for FaultyStream {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_read(cx, buf)
+        let this = &mut *self;
+        let before = buf.filled().len();
+        let read = ready!(Pin::new(&mut this.inner).poll_read(cx, buf));
+        match &read {
+            Err(e) if e.kind() == io::ErrorKind::ConnectionReset => {
+                if let Some(attempt) = this.delivered.take() {
+                    this.shared.settle_answer(attempt, AnswerFate::Unread);
+                }
+            }
+            Ok(()) if buf.filled().len() > before => this.delivered = None,
+            _ => {}
+        }
+        Poll::Ready(read)
     }
 }
 
@@ -145,7 +206,14 @@ impl AsyncWrite for FaultyStream {
                 this.cut.allow(&buf[..written], keep_body);
                 Poll::Ready(Ok(written))
             }
-            _ => Pin::new(&mut this.inner).poll_write(cx, buf),
+            _ => {
+                let written = ready!(Pin::new(&mut this.inner).poll_write(cx, buf))?;
+                if let Some(attempt) = this.fault.follow(&buf[..written]) {
+                    this.shared.settle_answer(attempt, AnswerFate::Delivered);
+                    this.delivered = Some(attempt);
+                }
+                Poll::Ready(Ok(written))
+            }
         }
     }
 

@@ -20,6 +20,12 @@
 //! ([`Counters`]), `DELETE /__sim/tokens/ID` (deletes a token as an admin would in the UI: its
 //! `GET /v2/whoami` answers 403 from then on) and `GET /__sim/deleted-tokens` (their ids).
 //!
+//! Every token-creation request is kept with what became of its answer
+//! ([`SimHandle::create_attempts`]): delivered in full, withheld by a fault, never written
+//! because the client went away first, or written and then found unread (the client reset the
+//! connection with it unread). A test can so tell the creates a client may legitimately report
+//! as possible orphans from those whose answer it received.
+//!
 //! `GET /v2/whoami` answers for the owner token with the owner account, and for a token the
 //! simulator created with its sub account (`{accountName, accountId}`); a deleted or unknown
 //! token gets 403 `{"code":403,"message":"Insufficient privileges"}`. Probes with a sub-account
@@ -45,7 +51,7 @@ pub use config::{
     DEFAULT_OWNER_ID, DEFAULT_OWNER_NAME, DEFAULT_OWNER_TOKEN, DEFAULT_SLOW_DELAY, FaultRates,
     RegionMismatch, RetryAfterMode, SimConfig, SimConfigError, SubAccount, default_sub_accounts,
 };
-pub use state::{Counters, CreatedToken, SimHandle};
+pub use state::{AnswerFate, Counters, CreateAttempt, CreatedToken, SimHandle};
 
 use state::Shared;
 

@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
-use hyper::body::Incoming;
+use hyper::body::{Body as _, Incoming};
 use hyper::header::{ALLOW, CONTENT_LENGTH, CONTENT_TYPE, HeaderValue, RETRY_AFTER};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
@@ -31,7 +31,7 @@ use tracing::{debug, warn};
 use super::conn::{FaultyStream, WireFault};
 use super::faults::Fault;
 use super::limits::retry_after;
-use super::state::{Admission, Call, Decision, Rejection, Shared};
+use super::state::{Admission, AnswerFate, Call, ConnectionGuard, Decision, Rejection, Shared};
 
 /// The largest request body read; a larger one is answered 413 (requests here are ~60 bytes).
 pub(crate) const MAX_BODY_BYTES: usize = 64 * 1024;
@@ -62,7 +62,9 @@ pub(crate) async fn accept_loop(
             _ = &mut stop => break,
             accepted = listener.accept() => match accepted {
                 Ok((stream, _peer)) => {
-                    connections.spawn(serve_connection(stream, Arc::clone(&shared)));
+                    // Counted from the accept, so no connection is ever uncounted.
+                    let open = shared.connection_opened();
+                    connections.spawn(serve_connection(stream, Arc::clone(&shared), open));
                 }
                 Err(error) => {
                     warn!(%error, "simulator: accept failed");
@@ -84,11 +86,15 @@ pub(crate) async fn accept_loop(
 }
 
 /// Serves one connection with keep-alive until the client closes it or a fault ends it.
-async fn serve_connection(stream: TcpStream, shared: Arc<Shared>) {
+async fn serve_connection(stream: TcpStream, shared: Arc<Shared>, _open: ConnectionGuard) {
     // Answers are one small write each: don't let Nagle hold them back.
     let _ = stream.set_nodelay(true);
     let fault = Arc::new(WireFault::default());
-    let io = TokioIo::new(FaultyStream::new(stream, Arc::clone(&fault)));
+    let io = TokioIo::new(FaultyStream::new(
+        stream,
+        Arc::clone(&fault),
+        Arc::clone(&shared),
+    ));
     let service = service_fn(move |request| {
         let shared = Arc::clone(&shared);
         let fault = Arc::clone(&fault);
@@ -113,11 +119,25 @@ async fn answer(shared: &Shared, fault: &WireFault, request: Request<Incoming>) 
         decision,
         delay,
         slot,
+        attempt,
     } = shared.admit(call);
+    // Dropped here (the client went away while the answer waited), a create's answer stays
+    // `NotWritten`.
     if !delay.is_zero() {
         tokio::time::sleep(delay).await;
     }
+    let withheld = decision.withholds_answer();
     let response = render(shared, fault, decision);
+    // The one place a create's answer is settled: withheld by its fault now, or delivered once
+    // the connection has written it in full (see `conn`).
+    if let Some(attempt) = attempt {
+        if withheld {
+            shared.settle_answer(attempt, AnswerFate::Withheld);
+        } else {
+            let body = response.body().size_hint().exact().unwrap_or(0);
+            fault.watch_answer(attempt, usize::try_from(body).unwrap_or(usize::MAX));
+        }
+    }
     // The slot is held through the latency wait, until the answer is handed to hyper.
     drop(slot);
     response
@@ -415,7 +435,160 @@ fn too_many_requests(shared: &Shared, wait: Duration) -> Response<Body> {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
     use super::*;
+    use crate::simulator::{AnswerFate, FaultRates, SimConfig, SimHandle, Simulator};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// Sends one create on a fresh raw connection (kept open).
+    async fn send_create(sim: &SimHandle, name: &str) -> TcpStream {
+        let body = format!(r#"{{"name":"{name}","accountId":160343}}"#);
+        let request = format!(
+            "POST /v1/api-tokens/sub-account HTTP/1.1\r\nhost: sim\r\nx-api-token: {}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+            crate::simulator::DEFAULT_OWNER_TOKEN,
+            body.len()
+        );
+        let mut stream = TcpStream::connect(sim.addr()).await.unwrap();
+        stream.write_all(request.as_bytes()).await.unwrap();
+        stream
+    }
+
+    /// Waits (bounded) for a condition on the simulator.
+    async fn until(what: &str, mut condition: impl FnMut() -> bool) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while !condition() {
+            assert!(tokio::time::Instant::now() < deadline, "timed out: {what}");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
+    /// The fate of the only create, once its connection has ended.
+    async fn settled(sim: &SimHandle) -> (AnswerFate, Option<i64>) {
+        until("every connection ended", || sim.open_connections() == 0).await;
+        let attempts = sim.create_attempts();
+        assert_eq!(attempts.len(), 1, "{attempts:?}");
+        (attempts[0].fate, attempts[0].token_id)
+    }
+
+    async fn sim(config: SimConfig) -> Simulator {
+        Simulator::start(config).await.unwrap()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_create_answer_is_delivered_only_when_written_in_full_and_not_left_unread() {
+        // Read in full, then closed: delivered.
+        let s = sim(SimConfig::default()).await;
+        let mut stream = send_create(&s.handle(), "read").await;
+        let mut answer = Vec::new();
+        while !answer.ends_with(b"}") {
+            let mut chunk = [0u8; 1024];
+            let n = stream.read(&mut chunk).await.unwrap();
+            assert!(n > 0, "the answer ended early");
+            answer.extend_from_slice(&chunk[..n]);
+        }
+        drop(stream);
+        let (fate, id) = settled(&s.handle()).await;
+        assert_eq!((fate, id), (AnswerFate::Delivered, Some(7000)));
+
+        // Written in full, but the client goes away without reading it: its end resets the
+        // connection, and the answer is unread.
+        let s = sim(SimConfig::default()).await;
+        let h = s.handle();
+        let stream = send_create(&h, "unread").await;
+        until("the answer is written", || {
+            h.create_attempts()
+                .first()
+                .is_some_and(|a| a.fate == AnswerFate::Delivered)
+        })
+        .await;
+        stream.readable().await.unwrap();
+        drop(stream);
+        assert_eq!(settled(&h).await, (AnswerFate::Unread, Some(7000)));
+
+        // The client gives up while the answer waits (latency): never written.
+        let s = sim(SimConfig {
+            latency: Duration::from_secs(30),
+            ..SimConfig::default()
+        })
+        .await;
+        let h = s.handle();
+        let stream = send_create(&h, "gone").await;
+        until("the create is decided", || !h.create_attempts().is_empty()).await;
+        drop(stream);
+        assert_eq!(settled(&h).await, (AnswerFate::NotWritten, Some(7000)));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_fault_that_spoils_the_answer_withholds_it_and_a_refusal_delivers_one() {
+        let one = |faults: FaultRates| SimConfig {
+            faults,
+            ..SimConfig::default()
+        };
+        for (faults, token) in [
+            (
+                FaultRates {
+                    error_after_create: 1.0,
+                    ..FaultRates::default()
+                },
+                Some(7000),
+            ),
+            (
+                FaultRates {
+                    drop_after_create: 1.0,
+                    ..FaultRates::default()
+                },
+                Some(7000),
+            ),
+            (
+                FaultRates {
+                    truncate_after_create: 1.0,
+                    ..FaultRates::default()
+                },
+                Some(7000),
+            ),
+            (
+                FaultRates {
+                    drop_before_create: 1.0,
+                    ..FaultRates::default()
+                },
+                None,
+            ),
+        ] {
+            let s = sim(one(faults)).await;
+            let mut stream = send_create(&s.handle(), "spoiled").await;
+            // Whatever comes, up to the end of the connection or the end of the 500.
+            let mut answer = Vec::new();
+            let mut chunk = [0u8; 1024];
+            while !answer.ends_with(b"}") {
+                match stream.read(&mut chunk).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => answer.extend_from_slice(&chunk[..n]),
+                }
+            }
+            drop(stream);
+            assert_eq!(
+                settled(&s.handle()).await,
+                (AnswerFate::Withheld, token),
+                "{faults:?}"
+            );
+        }
+        // A 503 is a full answer (nothing created): delivered.
+        let s = sim(one(FaultRates {
+            unavailable: 1.0,
+            ..FaultRates::default()
+        }))
+        .await;
+        let mut stream = send_create(&s.handle(), "refused").await;
+        let mut answer = Vec::new();
+        while !answer.ends_with(b"}") {
+            let mut chunk = [0u8; 1024];
+            let n = stream.read(&mut chunk).await.unwrap();
+            assert!(n > 0);
+            answer.extend_from_slice(&chunk[..n]);
+        }
+        drop(stream);
+        assert_eq!(settled(&s.handle()).await, (AnswerFate::Delivered, None));
+    }
 
     fn rejected(body: &str) -> String {
         match parse_create(body.as_bytes()) {

@@ -7,10 +7,15 @@
 //! renders its answer's body; the answer is written after the lock is released. Keeping it one
 //! lock keeps the per-request path short at benchmark rates, and makes the sequence of RNG draws,
 //! and so every fault, a function of the seed alone.
+//!
+//! Every token-creation request is also kept as a [`CreateAttempt`], with what became of its
+//! answer ([`AnswerFate`]): the server decides it here, and `server`/`conn` settle it where the
+//! answer is withheld by a fault or written to the socket in full (and, later, found unread).
 
 use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -19,7 +24,7 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde::{Deserialize, Serialize};
 
-use super::config::{RetryAfterMode, SimConfig, SubAccount};
+use super::config::{FaultRates, RetryAfterMode, SimConfig, SubAccount};
 use super::faults::{Fault, FaultTable};
 use super::limits::{InFlight, InFlightGuard, TokenBucket};
 
@@ -55,6 +60,48 @@ impl fmt::Debug for CreatedToken {
             .field("token", &"[redacted]")
             .field("created_at", &self.created_at)
             .finish()
+    }
+}
+
+/// What became of the answer to one token-creation request.
+///
+/// Only [`AnswerFate::Delivered`] means the client can have read the full answer; every other
+/// fate leaves a client that cannot know whether a token was created.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AnswerFate {
+    /// Not written: the request is still being answered, or its client went away (closed or
+    /// reset the connection) before the answer was written, or the server was stopped.
+    NotWritten,
+    /// A fault withheld it: a 500 after the token was created, a connection dropped before or
+    /// after creating, or a 200 whose body was cut short.
+    Withheld,
+    /// Written to the socket in full, and not found unread since.
+    Delivered,
+    /// Written in full, but the client's end then reset the connection with it unread (a client
+    /// that closes or dies with unread data resets the connection): its client timed out or
+    /// was killed before reading it.
+    Unread,
+}
+
+/// One token-creation request the simulator received (limited, refused or served).
+#[derive(Clone, Debug, PartialEq)]
+pub struct CreateAttempt {
+    /// `accountId` of the request.
+    pub account_id: i64,
+    /// `name` of the request.
+    pub name: String,
+    /// The token it created, if it created one.
+    pub token_id: Option<i64>,
+    /// What became of its answer.
+    pub fate: AnswerFate,
+    /// When the server decided it.
+    pub at: Instant,
+}
+
+impl CreateAttempt {
+    /// Whether the full answer reached the client's socket and was not found unread.
+    pub fn answered(&self) -> bool {
+        self.fate == AnswerFate::Delivered
     }
 }
 
@@ -177,6 +224,35 @@ pub(crate) enum Decision {
     },
 }
 
+impl Decision {
+    /// Whether this answer is spoiled by a fault: the client gets no full answer, and for a
+    /// create cannot tell whether a token exists.
+    pub(crate) fn withholds_answer(&self) -> bool {
+        matches!(
+            self,
+            Decision::DropBeforeCreate
+                | Decision::Created {
+                    fault: Some(
+                        Fault::ErrorAfterCreate
+                            | Fault::DropAfterCreate
+                            | Fault::TruncateAfterCreate
+                    ),
+                    ..
+                }
+        )
+    }
+}
+
+/// An open connection, counted until dropped.
+#[derive(Debug)]
+pub(crate) struct ConnectionGuard(Arc<Shared>);
+
+impl Drop for ConnectionGuard {
+    fn drop(&mut self) {
+        self.0.connections.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
 /// A decided request: what to answer, how long to wait before answering, and (when admitted) its
 /// in-flight slot, to hold until the answer is written.
 #[derive(Debug)]
@@ -187,6 +263,8 @@ pub(crate) struct Admission<'a> {
     pub(crate) delay: Duration,
     /// The in-flight slot (`None` when limited).
     pub(crate) slot: Option<InFlightGuard<'a>>,
+    /// For a token-creation request, its index in the attempts (to settle its answer's fate).
+    pub(crate) attempt: Option<usize>,
 }
 
 /// The accounts the simulator serves.
@@ -212,6 +290,8 @@ struct State {
     bucket: Option<TokenBucket>,
     /// When each API request arrived, in order (for tests of the client's rate).
     arrivals: Vec<Instant>,
+    /// Every token-creation request, in order.
+    attempts: Vec<CreateAttempt>,
 }
 
 /// The state shared by the accept loop, every connection and every [`SimHandle`].
@@ -226,8 +306,11 @@ pub(crate) struct Shared {
     jitter_nanos: u64,
     slow_delay: Duration,
     faults: FaultTable,
+    fault_rates: FaultRates,
     in_flight: InFlight,
     state: Mutex<State>,
+    /// Connections accepted and not yet ended.
+    connections: AtomicUsize,
 }
 
 impl Shared {
@@ -249,6 +332,7 @@ impl Shared {
             jitter_nanos: u64::try_from(config.jitter.as_nanos()).unwrap_or(u64::MAX),
             slow_delay: config.slow_delay,
             faults: FaultTable::new(&config.faults),
+            fault_rates: config.faults,
             in_flight: InFlight::default(),
             state: Mutex::new(State {
                 accounts: Accounts {
@@ -266,7 +350,9 @@ impl Shared {
                     .max_requests_per_second
                     .map(|rate| TokenBucket::new(rate, Instant::now())),
                 arrivals: Vec::new(),
+                attempts: Vec::new(),
             }),
+            connections: AtomicUsize::new(0),
         }
     }
 
@@ -302,8 +388,24 @@ impl Shared {
         let mut guard = self.lock();
         let state = &mut *guard;
         state.counters.requests += 1;
-        state.arrivals.push(Instant::now());
+        let now = Instant::now();
+        state.arrivals.push(now);
         let request = state.counters.requests;
+        // A create is an attempt whatever is answered, a 429 from a limit included: a client
+        // that does not get the answer cannot tell what happened.
+        let attempt = match &call {
+            Call::Create { account_id, name } => {
+                state.attempts.push(CreateAttempt {
+                    account_id: *account_id,
+                    name: name.clone(),
+                    token_id: None,
+                    fate: AnswerFate::NotWritten,
+                    at: now,
+                });
+                Some(state.attempts.len() - 1)
+            }
+            _ => None,
+        };
         let mut delay = self.latency;
         if self.jitter_nanos > 0 {
             delay += Duration::from_nanos(state.rng.random_range(0..self.jitter_nanos));
@@ -318,6 +420,7 @@ impl Shared {
                 decision: Decision::Limited(Duration::from_secs(1)),
                 delay,
                 slot: None,
+                attempt,
             };
         }
         if let Some(bucket) = &mut state.bucket
@@ -328,6 +431,7 @@ impl Shared {
                 decision: Decision::Limited(wait),
                 delay,
                 slot: None,
+                attempt,
             };
         }
         // Entering under the lock makes "check, then enter" atomic against other requests;
@@ -356,7 +460,11 @@ impl Shared {
             Call::WhoAmI => Decision::Json(state.accounts.whoami_json()),
             Call::WhoAmIToken { token } => self.decide_probe(state, &token),
             Call::Create { account_id, name } => {
-                self.decide_create(state, account_id, name, request, &mut delay)
+                let decision = self.decide_create(state, account_id, name, request, &mut delay);
+                if let (Decision::Created { .. }, Some(i)) = (&decision, attempt) {
+                    state.attempts[i].token_id = state.tokens.last().map(|t| t.id);
+                }
+                decision
             }
         };
         drop(guard);
@@ -364,6 +472,7 @@ impl Shared {
             decision,
             delay,
             slot: Some(slot),
+            attempt,
         }
     }
 
@@ -435,6 +544,36 @@ impl Shared {
                 request,
             }
         }
+    }
+
+    /// Settles what became of a create's answer. A fate only moves forward: an answer not yet
+    /// written is withheld or delivered; a delivered one may be found unread.
+    pub(crate) fn settle_answer(&self, attempt: usize, fate: AnswerFate) {
+        let mut state = self.lock();
+        let Some(a) = state.attempts.get_mut(attempt) else {
+            return;
+        };
+        let allowed = matches!(
+            (a.fate, fate),
+            (
+                AnswerFate::NotWritten,
+                AnswerFate::Withheld | AnswerFate::Delivered
+            ) | (AnswerFate::Delivered, AnswerFate::Unread)
+        );
+        if allowed {
+            a.fate = fate;
+        }
+    }
+
+    /// Every token-creation request so far, in order.
+    pub(crate) fn attempts(&self) -> Vec<CreateAttempt> {
+        self.lock().attempts.clone()
+    }
+
+    /// Counts a connection as open until the guard is dropped.
+    pub(crate) fn connection_opened(self: &Arc<Self>) -> ConnectionGuard {
+        self.connections.fetch_add(1, Ordering::AcqRel);
+        ConnectionGuard(Arc::clone(self))
     }
 
     /// Every token created so far, in creation order.
@@ -694,6 +833,24 @@ impl SimHandle {
         self.shared.counters()
     }
 
+    /// Every token-creation request so far, in order, with what became of its answer. A fate
+    /// is final once the request's connection has ended (see [`SimHandle::open_connections`]).
+    pub fn create_attempts(&self) -> Vec<CreateAttempt> {
+        self.shared.attempts()
+    }
+
+    /// How many client connections are open. After a client process has exited, waiting for
+    /// this to reach 0 waits for the server to have seen every one of its connections end,
+    /// and so for every [`AnswerFate`] of its requests to be final.
+    pub fn open_connections(&self) -> usize {
+        self.shared.connections.load(Ordering::Acquire)
+    }
+
+    /// The fault rates the simulator was started with.
+    pub fn fault_rates(&self) -> FaultRates {
+        self.shared.fault_rates
+    }
+
     /// Deletes a token as an admin would in the Logz.io UI: its whoami answers 403 from the
     /// next request on. Returns `false`, changing nothing, for an unknown or deleted id.
     pub fn delete_token(&self, id: i64) -> bool {
@@ -769,6 +926,37 @@ mod tests {
         let counters = shared.counters();
         assert_eq!((counters.requests, counters.created), (1, 1));
         assert_eq!(counters.max_in_flight_seen, 1);
+    }
+
+    #[test]
+    fn every_create_is_an_attempt_and_its_fate_only_moves_forward() {
+        let shared = shared(SimConfig {
+            max_in_flight: Some(1),
+            ..SimConfig::default()
+        });
+        let first = shared.admit(create(160_343));
+        // Limited: still an attempt (its client cannot know, if the 429 never arrives).
+        let limited = shared.admit(create(160_343));
+        assert!(matches!(limited.decision, Decision::Limited(_)));
+        let attempts = shared.attempts();
+        assert_eq!(attempts.len(), 2);
+        assert_eq!(
+            (attempts[0].token_id, attempts[1].token_id),
+            (Some(7000), None)
+        );
+        assert!(attempts.iter().all(|a| a.fate == AnswerFate::NotWritten));
+        let (a, b) = (first.attempt.unwrap(), limited.attempt.unwrap());
+        shared.settle_answer(a, AnswerFate::Unread); // not delivered yet: ignored
+        shared.settle_answer(a, AnswerFate::Delivered);
+        shared.settle_answer(a, AnswerFate::Withheld); // already delivered: ignored
+        shared.settle_answer(b, AnswerFate::Withheld);
+        shared.settle_answer(b, AnswerFate::Delivered); // already withheld: ignored
+        let fates: Vec<_> = shared.attempts().iter().map(|a| a.fate).collect();
+        assert_eq!(fates, [AnswerFate::Delivered, AnswerFate::Withheld]);
+        shared.settle_answer(a, AnswerFate::Unread);
+        assert_eq!(shared.attempts()[0].fate, AnswerFate::Unread);
+        assert!(!shared.attempts()[0].answered());
+        assert!(shared.admit(Call::WhoAmI).attempt.is_none());
     }
 
     #[test]

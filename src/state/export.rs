@@ -7,10 +7,18 @@
 //! backquotes included. What single quotes cannot hold safely — a `'`, a `\`, a line break or
 //! any other control character — is refused rather than escaped: no escaping is read the same
 //! way by all of them, and a real token never holds such characters.
+//!
+//! JSON is also what `import --from` reads back: each row carries, under `superseded`, the
+//! tokens its name replaced (recreated or rotated) with what the results and secrets files know
+//! of them, so an export imported into a fresh state keeps them exactly. CSV and dotenv hold
+//! the current tokens only (a second row or variable for a name would pass for the current one).
 
+use serde::Deserialize;
 use zeroize::Zeroizing;
 
 use super::TokenKey;
+use super::results::{SupersededToken, TokenStatus};
+use super::secrets::SupersededSecret;
 use crate::secret::Secret;
 
 /// The export formats.
@@ -35,6 +43,136 @@ pub struct Row<'a> {
     pub token_id: i64,
     /// The secret.
     pub token: &'a Secret,
+    /// The tokens this name replaced (JSON only), oldest first.
+    pub superseded: Vec<Replaced<'a>>,
+}
+
+/// A token a row's name replaced: what the results file records of it, and its secret where
+/// one is kept (at least one of the two).
+#[derive(Debug, Clone, Copy)]
+pub struct Replaced<'a> {
+    /// The token's id.
+    pub token_id: i64,
+    /// The results file's record (id of its successor, creation time, what verify saw).
+    pub record: Option<&'a SupersededToken>,
+    /// The secrets file's record (secret and note).
+    pub secret: Option<&'a SupersededSecret>,
+}
+
+/// The replaced tokens of `key`, from the results and secrets files, matched by id, in the
+/// order the results file lists them (then secrets it does not list).
+pub fn replaced<'a>(
+    key: &TokenKey,
+    records: &'a [SupersededToken],
+    secrets: &'a [SupersededSecret],
+) -> Vec<Replaced<'a>> {
+    let mine = |account_id: u32, name: &str| account_id == key.account_id && name == key.token_name;
+    let secrets: Vec<&SupersededSecret> = secrets
+        .iter()
+        .filter(|s| mine(s.account_id, &s.token_name))
+        .collect();
+    let mut out: Vec<Replaced<'a>> = records
+        .iter()
+        .filter(|r| mine(r.account_id, &r.token_name))
+        .map(|r| Replaced {
+            token_id: r.token_id,
+            record: Some(r),
+            secret: secrets.iter().copied().find(|s| s.token_id == r.token_id),
+        })
+        .collect();
+    for s in secrets {
+        // Two kept secrets under one id (a duplicate id) are both exported.
+        if !out
+            .iter()
+            .any(|o| o.secret.is_some_and(|x| std::ptr::eq(x, s)))
+        {
+            out.push(Replaced {
+                token_id: s.token_id,
+                record: None,
+                secret: Some(s),
+            });
+        }
+    }
+    out
+}
+
+/// One row of a JSON export, as `import --from` reads it.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExportedToken {
+    /// The account id.
+    pub account_id: u32,
+    /// The account's name, for accounts given by name in the manifest.
+    #[serde(default)]
+    pub account_name: Option<String>,
+    /// The token name.
+    pub token_name: String,
+    /// The token's id.
+    pub token_id: i64,
+    /// The secret.
+    pub token: Secret,
+    /// The tokens this name replaced.
+    #[serde(default)]
+    pub superseded: Vec<ExportedReplaced>,
+}
+
+/// A replaced token in a JSON export.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExportedReplaced {
+    /// The token's id.
+    pub token_id: i64,
+    /// The id of the token that replaced it (with the results file's record).
+    #[serde(default)]
+    pub replaced_by: Option<i64>,
+    /// When Logz.io created it.
+    #[serde(default)]
+    pub created_at: Option<String>,
+    /// What verify last saw of it.
+    #[serde(default)]
+    pub status: Option<TokenStatus>,
+    /// When verify last probed it.
+    #[serde(default)]
+    pub checked_at: Option<String>,
+    /// Its secret, where one was kept.
+    #[serde(default)]
+    pub token: Option<Secret>,
+    /// Why the secrets file kept it aside.
+    #[serde(default)]
+    pub note: Option<String>,
+}
+
+/// A JSON export that cannot be read back.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "{path}:{line}:{column}: not a JSON export of logzio-tokens ({what})\n  = help: pass a file written by `logzio-tokens export --format json`"
+)]
+pub struct ParseError {
+    /// The file.
+    pub path: String,
+    /// Where (1-based).
+    pub line: usize,
+    /// Where (1-based).
+    pub column: usize,
+    /// What kind of problem (never a value from the file: it holds secrets).
+    pub what: &'static str,
+}
+
+/// Reads a JSON export back. Errors say where and what kind of problem, never a value.
+pub fn parse_json(path: &std::path::Path, bytes: &[u8]) -> Result<Vec<ExportedToken>, ParseError> {
+    serde_json::from_slice(bytes).map_err(|e| ParseError {
+        path: path.display().to_string(),
+        line: e.line(),
+        column: e.column(),
+        what: match e.classify() {
+            serde_json::error::Category::Io => "it could not be read",
+            serde_json::error::Category::Syntax => "a JSON syntax error",
+            serde_json::error::Category::Eof => "it ends too early",
+            serde_json::error::Category::Data => {
+                "a field is missing, unknown, repeated or of the wrong type"
+            }
+        },
+    })
 }
 
 /// A secret that cannot be written in the asked format.
@@ -63,8 +201,14 @@ pub fn render(format: Format, rows: &[Row<'_>]) -> Result<Zeroizing<String>, Exp
                         "token_id": r.token_id,
                         "token": r.token.expose(),
                     });
-                    if let (Some(n), Some(obj)) = (&r.account_name, o.as_object_mut()) {
-                        obj.insert("account_name".into(), n.clone().into());
+                    if let Some(obj) = o.as_object_mut() {
+                        if let Some(n) = &r.account_name {
+                            obj.insert("account_name".into(), n.clone().into());
+                        }
+                        if !r.superseded.is_empty() {
+                            let list = r.superseded.iter().map(replaced_json).collect();
+                            obj.insert("superseded".into(), serde_json::Value::Array(list));
+                        }
                     }
                     o
                 })
@@ -98,6 +242,27 @@ pub fn render(format: Format, rows: &[Row<'_>]) -> Result<Zeroizing<String>, Exp
         }
     }
     Ok(t)
+}
+
+/// A replaced token as JSON: every field either file knows, none it does not.
+fn replaced_json(r: &Replaced<'_>) -> serde_json::Value {
+    let mut o = serde_json::Map::new();
+    o.insert("token_id".into(), r.token_id.into());
+    if let Some(rec) = r.record {
+        o.insert("replaced_by".into(), rec.replaced_by.into());
+        o.insert("created_at".into(), rec.created_at.clone().into());
+        if let Some(status) = rec.status {
+            o.insert("status".into(), status.as_str().into());
+        }
+        if let Some(at) = &rec.checked_at {
+            o.insert("checked_at".into(), at.clone().into());
+        }
+    }
+    if let Some(sec) = r.secret {
+        o.insert("token".into(), sec.token.expose().into());
+        o.insert("note".into(), sec.note.clone().into());
+    }
+    serde_json::Value::Object(o)
 }
 
 /// Why a value cannot go between single quotes in a dotenv file, if it cannot.
@@ -154,6 +319,7 @@ mod tests {
             account_name: None,
             token_id: 1,
             token,
+            superseded: Vec::new(),
         }
     }
 
@@ -205,5 +371,85 @@ mod tests {
             &*text,
             "account_id,token_name,token_id,token\n7,a,1,\"x,\"\"y\"\"\"\n"
         );
+    }
+
+    #[test]
+    fn json_carries_the_replaced_tokens_and_reads_back_exactly() {
+        let key = TokenKey {
+            account_id: 7,
+            token_name: "ci".into(),
+        };
+        let other = TokenKey {
+            account_id: 7,
+            token_name: "other".into(),
+        };
+        let old = |id, replaced_by, key: &TokenKey| SupersededToken {
+            account_id: key.account_id,
+            token_name: key.token_name.clone(),
+            token_id: id,
+            created_at: "2026-01-01T00:00:00Z".into(),
+            replaced_by,
+            status: (id == 2).then_some(TokenStatus::Revoked),
+            checked_at: (id == 2).then(|| "2026-01-02T00:00:00Z".to_owned()),
+        };
+        let kept = |id, secret: &str, key: &TokenKey| SupersededSecret {
+            account_id: key.account_id,
+            token_name: key.token_name.clone(),
+            token_id: id,
+            token: Secret::new(secret),
+            note: format!("replaced by token {}", id + 1),
+        };
+        // 2 and 3 replaced (2 with no kept secret), 9 kept aside without a record, and one
+        // of another name that is not this row's.
+        let records = [old(2, 3, &key), old(3, 4, &key), old(5, 6, &other)];
+        let secrets = [
+            kept(3, "s3", &key),
+            kept(9, "s9", &key),
+            kept(5, "s5", &other),
+        ];
+        let list = replaced(&key, &records, &secrets);
+        let ids: Vec<_> = list.iter().map(|r| r.token_id).collect();
+        assert_eq!(ids, [2, 3, 9]);
+        let current = Secret::new("s4");
+        let mut r = row("ci", &current);
+        r.token_id = 4;
+        r.superseded = list;
+        let text = render(Format::Json, &[r]).unwrap();
+        let back = parse_json(std::path::Path::new("e.json"), text.as_bytes()).unwrap();
+        assert_eq!(back.len(), 1);
+        let b = &back[0].superseded;
+        assert_eq!(b.len(), 3);
+        assert_eq!(
+            (
+                b[0].token_id,
+                b[0].replaced_by,
+                b[0].status,
+                b[0].token.is_none()
+            ),
+            (2, Some(3), Some(TokenStatus::Revoked), true)
+        );
+        assert_eq!(b[0].checked_at.as_deref(), Some("2026-01-02T00:00:00Z"));
+        assert_eq!(b[1].token.as_ref().map(Secret::expose), Some("s3"));
+        assert_eq!(b[1].note.as_deref(), Some("replaced by token 4"));
+        assert_eq!((b[2].token_id, b[2].replaced_by), (9, None));
+        assert_eq!(b[2].token.as_ref().map(Secret::expose), Some("s9"));
+        // Nothing replaced: the row is as it always was.
+        let plain = render(Format::Json, &[row("ci", &current)]).unwrap();
+        assert!(!plain.contains("superseded"), "{}", &*plain);
+    }
+
+    #[test]
+    fn an_export_that_cannot_be_read_back_is_named_without_its_values() {
+        let path = std::path::Path::new("e.json");
+        for text in [
+            r#"[{"account_id": 7, "token_name": "ci", "token_id": "secret-abc", "token": "x"}]"#,
+            r#"[{"account_id": 7, "token_name": "ci", "token_id": 1, "token": "secret-abc", "extra": 1}]"#,
+            r#"[{"account_id": 7, "token_name": "ci", "token_id": 1, "token": "secret-abc""#,
+            r#"{"secret-abc": 1}"#,
+        ] {
+            let e = parse_json(path, text.as_bytes()).unwrap_err().to_string();
+            assert!(e.starts_with("e.json:1:"), "{e}");
+            assert!(!e.contains("secret-abc"), "{e}");
+        }
     }
 }

@@ -82,88 +82,242 @@ pub fn orphans(args: &OrphansArgs, printer: &Printer) -> Result<Exit, CliError> 
     Ok(Exit::Success)
 }
 
-/// `import`: records a token created outside the tool.
+/// `import`: records a token created outside the tool, or every token of a JSON export.
 pub fn import(args: &ImportArgs, printer: &Printer) -> Result<Exit, CliError> {
+    let (Some(account_id), Some(token_name), Some(token_id)) =
+        (args.account_id, args.token_name.clone(), args.token_id)
+    else {
+        return match &args.from {
+            Some(path) => import_from(args, path, printer),
+            None => Err(CliError::usage(
+                "usage: logzio-tokens import MANIFEST (--account-id ID --token-name NAME --token-id ID | --from EXPORT)",
+            )),
+        };
+    };
     let settings = StateSettings::resolve(&args.manifest, &args.state)?;
     let recipients = crate::cli::config::recipients(&settings.manifest, &args.seal)?;
     let mut store = Store::open(settings.paths, None)?;
+    let key = TokenKey {
+        account_id,
+        token_name,
+    };
+    check_importable(&settings.manifest, &args.manifest, &store, &key, token_id)?;
+    let secret = read_secret(args)?;
+    store.results.insert(
+        &key,
+        TokenRecord {
+            token_id,
+            created_at: now_rfc3339(),
+            source: Some(TokenSource::Imported),
+            ..TokenRecord::default()
+        },
+    );
+    let mut doc = crate::state::SecretsFile::default();
+    if let Some(s) = secret {
+        doc.insert(&key, token_id, s);
+    }
+    let sealed = keep_secrets(&mut store, recipients.as_ref(), doc)?;
+    store.save()?;
+    if let Some(path) = sealed {
+        printer.info(&format!("Sealed the secret in {}.", path.display()));
+    }
+    printer.info(&format!(
+        "Recorded {key} as token {token_id} (imported); apply will not create it again."
+    ));
+    Ok(Exit::Success)
+}
+
+/// Whether `key` may be recorded as `token_id`: the manifest asks for it, the id is positive,
+/// and neither the key nor the id is recorded otherwise.
+fn check_importable(
+    manifest: &crate::manifest::Manifest,
+    manifest_path: &std::path::Path,
+    store: &Store,
+    key: &TokenKey,
+    token_id: i64,
+) -> Result<(), CliError> {
     let book = AccountBook::new(None, &store.results.resolved_names);
-    let wanted = settings.manifest.accounts.iter().any(|a| {
-        book.id(&a.selector) == Ok(args.account_id)
-            && a.tokens.iter().any(|t| t == &args.token_name)
-    });
+    let wanted = manifest
+        .accounts
+        .iter()
+        .any(|a| book.id(&a.selector) == Ok(key.account_id) && a.tokens.contains(&key.token_name));
     if !wanted {
         return Err(CliError::usage(format!(
             "the manifest {} does not ask for token {:?} in account {}; add it to the manifest first (accounts given by name must have been resolved by a plan or apply)",
-            args.manifest.display(),
-            args.token_name,
-            args.account_id
+            manifest_path.display(),
+            key.token_name,
+            key.account_id
         )));
     }
-    if args.token_id <= 0 {
-        return Err(CliError::usage("--token-id must be a positive number"));
+    if token_id <= 0 {
+        return Err(CliError::usage(format!(
+            "the token id of {key} must be a positive number"
+        )));
     }
-    let key = TokenKey {
-        account_id: args.account_id,
-        token_name: args.token_name.clone(),
-    };
-    if let Some(existing) = store.results.get(&key)
-        && existing.token_id != args.token_id
+    if let Some(existing) = store.results.get(key)
+        && existing.token_id != token_id
     {
         return Err(CliError::usage(format!(
             "{key} is already recorded with token id {}; remove that record first if it is wrong",
             existing.token_id
         )));
     }
-    if let Some(other) = store.results.find_token_id(args.token_id)
-        && other != key
+    if let Some(other) = store.results.find_token_id(token_id)
+        && other != *key
     {
         return Err(CliError::usage(format!(
-            "token id {} is already recorded for {other}",
-            args.token_id
+            "token id {token_id} is already recorded for {other}"
         )));
     }
-    let secret = read_secret(args)?;
-    store.results.insert(
-        &key,
-        TokenRecord {
-            token_id: args.token_id,
-            created_at: now_rfc3339(),
-            source: Some(TokenSource::Imported),
-            ..TokenRecord::default()
-        },
-    );
-    let sealed = match (secret, recipients) {
-        (Some(s), Some(r)) => {
-            // Sealed: the secret goes to a new sealed file only, never in plaintext to disk.
-            let mut doc = crate::state::SecretsFile::default();
-            doc.insert(&key, args.token_id, s);
-            let armored = r.seal_secrets(&doc).map_err(|e| CliError::Fatal {
-                message: e.to_string(),
-            })?;
-            let name = crate::state::sealed::file_name(
-                time::OffsetDateTime::now_utc(),
-                &crate::state::sealed::new_run_id(),
-            );
-            Some(crate::state::sealed::write_new(
-                &store.paths.sealed,
-                &name,
-                &armored,
-            )?)
-        }
-        (Some(s), None) => {
-            store.secrets.insert(&key, args.token_id, s);
-            None
-        }
-        (None, _) => None,
+    Ok(())
+}
+
+/// Keeps the secrets of `doc`: sealed into a new sealed file when there are recipients (never
+/// in plaintext on disk), else added to the secrets file (saved with the store). Returns the
+/// sealed file written, if any.
+fn keep_secrets(
+    store: &mut Store,
+    recipients: Option<&crate::state::Recipients>,
+    doc: crate::state::SecretsFile,
+) -> Result<Option<std::path::PathBuf>, CliError> {
+    if doc.accounts.is_empty() && doc.superseded.is_empty() {
+        return Ok(None);
+    }
+    let Some(r) = recipients else {
+        store.secrets.merge(doc);
+        return Ok(None);
     };
+    let armored = r.seal_secrets(&doc).map_err(|e| CliError::Fatal {
+        message: e.to_string(),
+    })?;
+    let name = crate::state::sealed::file_name(
+        time::OffsetDateTime::now_utc(),
+        &crate::state::sealed::new_run_id(),
+    );
+    Ok(Some(crate::state::sealed::write_new(
+        &store.paths.sealed,
+        &name,
+        &armored,
+    )?))
+}
+
+/// `import --from EXPORT`: every token of a JSON export, and the tokens each replaced, exactly
+/// as the export holds them. Every row is checked before anything is recorded.
+fn import_from(
+    args: &ImportArgs,
+    path: &std::path::Path,
+    printer: &Printer,
+) -> Result<Exit, CliError> {
+    let settings = StateSettings::resolve(&args.manifest, &args.state)?;
+    let recipients = crate::cli::config::recipients(&settings.manifest, &args.seal)?;
+    let bytes = crate::bounded::read_regular(
+        path,
+        crate::bounded::MAX_STATE_FILE_BYTES,
+        crate::bounded::Symlinks::Follow,
+    )
+    .map_err(|e| CliError::usage(format!("cannot read {}: {e}", path.display())))?;
+    let rows = export::parse_json(path, &bytes).map_err(|e| CliError::usage(e.to_string()))?;
+    let mut store = Store::open(settings.paths, None)?;
+    // Accounts given by name: the export says which id each name had; a name the results file
+    // does not know yet is learned from it, one it knows must agree.
+    for r in &rows {
+        if let Some(name) = &r.account_name {
+            match store.results.resolved_names.get(name) {
+                Some(id) if *id != r.account_id => {
+                    return Err(CliError::usage(format!(
+                        "{} says account {name:?} is {}, but {} resolved it to {id}",
+                        path.display(),
+                        r.account_id,
+                        store.paths.results.display()
+                    )));
+                }
+                Some(_) => {}
+                None => {
+                    store
+                        .results
+                        .resolved_names
+                        .insert(name.clone(), r.account_id);
+                }
+            }
+        }
+    }
+    let mut keys = std::collections::BTreeSet::new();
+    let mut ids = std::collections::BTreeSet::new();
+    for r in &rows {
+        let key = TokenKey {
+            account_id: r.account_id,
+            token_name: r.token_name.clone(),
+        };
+        check_importable(&settings.manifest, &args.manifest, &store, &key, r.token_id)?;
+        if !keys.insert(key.clone()) || !ids.insert(r.token_id) {
+            return Err(CliError::usage(format!(
+                "{} lists {key} or token id {} twice",
+                path.display(),
+                r.token_id
+            )));
+        }
+    }
+    let now = now_rfc3339();
+    let mut doc = crate::state::SecretsFile::default();
+    let (mut recorded, mut replaced) = (0usize, 0usize);
+    for r in rows {
+        let key = TokenKey {
+            account_id: r.account_id,
+            token_name: r.token_name,
+        };
+        for old in r.superseded {
+            if let Some(replaced_by) = old.replaced_by
+                && !store
+                    .results
+                    .superseded
+                    .iter()
+                    .any(|s| s.token_id == old.token_id)
+            {
+                store
+                    .results
+                    .superseded
+                    .push(crate::state::results::SupersededToken {
+                        account_id: key.account_id,
+                        token_name: key.token_name.clone(),
+                        token_id: old.token_id,
+                        created_at: old.created_at.unwrap_or_else(|| now.clone()),
+                        replaced_by,
+                        status: old.status,
+                        checked_at: old.checked_at,
+                    });
+                replaced += 1;
+            }
+            if let Some(secret) = old.token {
+                let note = old
+                    .note
+                    .unwrap_or_else(|| "imported as replaced".to_owned());
+                doc.quarantine(&key, old.token_id, secret, note);
+            }
+        }
+        if store.results.get(&key).is_none() {
+            store.results.insert(
+                &key,
+                TokenRecord {
+                    token_id: r.token_id,
+                    created_at: now.clone(),
+                    source: Some(TokenSource::Imported),
+                    ..TokenRecord::default()
+                },
+            );
+            recorded += 1;
+        }
+        doc.insert(&key, r.token_id, r.token);
+    }
+    let sealed = keep_secrets(&mut store, recipients.as_ref(), doc)?;
     store.save()?;
-    if let Some(path) = sealed {
-        printer.info(&format!("Sealed the secret in {}.", path.display()));
+    if let Some(sealed) = sealed {
+        printer.info(&format!("Sealed the secrets in {}.", sealed.display()));
     }
     printer.info(&format!(
-        "Recorded {key} as token {} (imported); apply will not create it again.",
-        args.token_id
+        "Recorded {} (imported) and {} from {}; apply will not create them again.",
+        count(recorded, "token"),
+        count(replaced, "replaced token"),
+        path.display()
     ));
     Ok(Exit::Success)
 }
@@ -226,6 +380,13 @@ pub fn export(args: &ExportArgs, printer: &Printer) -> Result<Exit, CliError> {
             };
             match secrets.get(&key) {
                 Some(rec) => rows.push(export::Row {
+                    // JSON carries the tokens the name replaced; CSV and dotenv cannot.
+                    superseded: match args.format {
+                        ExportFormat::Json => {
+                            export::replaced(&key, &store.results.superseded, &secrets.superseded)
+                        }
+                        ExportFormat::Csv | ExportFormat::Dotenv => Vec::new(),
+                    },
                     key,
                     account_name: name.clone(),
                     token_id: rec.token_id,
