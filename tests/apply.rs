@@ -674,8 +674,9 @@ fn a_wrong_owner_token_stops_before_any_write() {
     run.expect_code(3);
     let c = case.env.sim().counters();
     assert_eq!(c.created, 0);
-    assert_eq!(c.requests, 1, "only the preflight's first read: {c:?}");
-    assert_eq!(c.forbidden_403, 1);
+    // Only the preflight's two reads (sent together), both refused.
+    assert_eq!(c.requests, 2, "{c:?}");
+    assert_eq!(c.forbidden_403, 2);
     assert!(run.stderr.contains("403"), "{}", run.stderr);
     assert!(run.stderr.contains("owner"), "{}", run.stderr);
     assert!(!run.stderr.contains(wrong) && !run.stdout.contains(wrong));

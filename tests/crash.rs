@@ -112,6 +112,14 @@ fn run_and_kill(env: &Env, files: &Files, extra: &[&str], at: KillAt) -> Option<
     }
     child.kill().unwrap(); // SIGKILL
     child.wait().unwrap();
+    // A request the run wrote just before it died may reach the simulator, and be created
+    // and answered into a dead socket, after the exit was reaped: the run's window ends once
+    // the simulator has finished every connection the run opened.
+    assert!(
+        wait_until(Duration::from_secs(10), || env.sim().open_connections()
+            == 0),
+        "the simulator kept a killed run's connection open"
+    );
     Some(Kill {
         from: start,
         to: Instant::now(),
@@ -906,7 +914,12 @@ fn a_second_sigint_exits_at_once_and_the_next_run_loses_nothing() {
         files.journal().exists() && !in_flight.is_empty(),
         "the second SIGINT waited for the drain"
     );
-    // Left without a drain, as a kill leaves it.
+    // Left without a drain, as a kill leaves it (its window ends once the simulator has
+    // finished the connections it left, see `run_and_kill`).
+    assert!(wait_until(Duration::from_secs(10), || env
+        .sim()
+        .open_connections()
+        == 0));
     let kills = [Kill {
         from,
         to: Instant::now(),

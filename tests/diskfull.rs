@@ -544,7 +544,9 @@ fn a_results_file_replaced_during_a_run_is_not_clobbered_and_nothing_is_lost() {
         ..SimConfig::default()
     });
     let files = Files::new(&env, &workload.manifest);
-    let extra = ["--rate", "40"];
+    // 10 s at 20/s: the first periodic save comes after 3 s, and the file must be replaced
+    // while the run still goes, also on a loaded machine.
+    let extra = ["--rate", "20"];
     let mut child = apply_cmd(&env, &files, &extra)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

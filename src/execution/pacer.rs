@@ -5,9 +5,11 @@
 //! against the same endpoint; from then on it follows the controller's per-round evidence
 //! (see there). A `Retry-After` pauses the whole run. Send slots are not handed out ahead of
 //! time: each waiter recomputes its slot from the current rate, so a decrease takes effect at
-//! the very next request. The one allowance is that a send may take its own slot a little
-//! early (at most [`GROUP`] slots and [`MAX_EARLY`] ahead), so that sends leave in small groups
-//! and the process wakes up once per group.
+//! the very next request. Two allowances: a run starts with a burst of a tenth of a second's
+//! worth (at most [`MAX_START_BURST`], less the preflight's reads; a 429 ends it), as a server's
+//! token bucket starts full; and a send may take its own slot a little early (at most
+//! [`GROUP`] slots and [`MAX_EARLY`] ahead), so that sends leave in small groups and the
+//! process wakes up once per group.
 
 use std::num::NonZeroU32;
 use std::sync::Mutex;
@@ -25,6 +27,8 @@ use super::controller::{Controller, Learned};
 
 /// The most send slots taken in one go (see [`Pacer::acquire`]).
 pub const GROUP: u32 = 4;
+/// The most sends that go at once when a run starts (see [`Pacer::with_learned`]).
+pub const MAX_START_BURST: u32 = 10;
 /// The most a send may go ahead of its slot.
 pub const MAX_EARLY: Duration = Duration::from_millis(40);
 
@@ -46,6 +50,8 @@ pub struct PacerSnapshot {
 #[derive(Debug)]
 struct State {
     ctl: Controller,
+    /// Sends that may still go at once, ahead of the schedule (the start's burst).
+    credit: u32,
     last_send: Option<Instant>,
     cooldown_until: Option<Instant>,
 }
@@ -89,15 +95,27 @@ impl Pacer {
         let ctl = Controller::new(ceiling, learned.filter(|_| adaptive), now);
         let ceiling = ctl.ceiling();
         // The ceiling guards against a pacing bug ever exceeding the user's limit; it allows
-        // a tenth of a second's worth of burst so that it never fights the pacer's own timing.
+        // a tenth of a second's worth of burst and one send group, so that it never fights the
+        // pacer's own timing (the start's burst, then groups) and never splits a group.
         let period = Duration::from_secs_f64(1.0 / ceiling);
-        let burst = NonZeroU32::new((ceiling / 10.0).ceil() as u32).unwrap_or(NonZeroU32::MIN);
+        let burst =
+            NonZeroU32::new((ceiling / 10.0).ceil() as u32 + GROUP).unwrap_or(NonZeroU32::MIN);
         let quota = Quota::with_period(period)
             .unwrap_or_else(|| Quota::per_second(NonZeroU32::MIN))
             .allow_burst(burst);
+        // The run starts with a burst: as many sends at once as the ceiling allows (a tenth of
+        // a second's worth, at most `MAX_START_BURST`), less the preflight's two reads. A
+        // server's limit allows as much (a token bucket starts full); on a short run it is
+        // a tenth of a second sooner done.
+        let credit = (ctl.rate() / 10.0)
+            .ceil()
+            .min(f64::from(MAX_START_BURST))
+            .max(2.0) as u32
+            - 2;
         Pacer {
             state: Mutex::new(State {
                 ctl,
+                credit,
                 // As if a request had just been sent: the preflight's reads just went out.
                 last_send: Some(now),
                 cooldown_until: None,
@@ -137,6 +155,10 @@ impl Pacer {
                 match st.cooldown_until.filter(|c| *c > now) {
                     // A Retry-After pause is never cut short.
                     Some(until) => until.max(slot),
+                    None if st.credit > 0 => {
+                        st.credit -= 1;
+                        break st.ctl.on_send(now);
+                    }
                     None if now >= slot => {
                         // Keep the schedule through a late wake-up (a busy machine): the
                         // slots missed go at once, at most `early`'s worth, as a group would.
@@ -171,6 +193,10 @@ impl Pacer {
         let changed = {
             let mut st = self.lock();
             let mut changed = false;
+            if answer == Answer::Limited {
+                // The server refuses: no more of the start's burst.
+                st.credit = 0;
+            }
             if let Some(d) = retry_after.filter(|_| answer == Answer::Limited) {
                 let until = now + d;
                 st.cooldown_until = Some(st.cooldown_until.map_or(until, |c| c.max(until)));
@@ -258,8 +284,9 @@ mod tests {
             let t = p.acquire().await;
             p.on_answer(t, Answer::Served, None);
         }
+        // The start's burst of 8, then 92 slots 10 ms apart (the last up to 30 ms early).
         let secs = Instant::now().duration_since(start).as_secs_f64();
-        assert!((0.95..=1.0).contains(&secs), "100 sends took {secs} s");
+        assert!((0.88..=0.92).contains(&secs), "100 sends took {secs} s");
     }
 
     #[tokio::test(start_paused = true)]
@@ -314,10 +341,15 @@ mod tests {
             let _ = p.acquire().await;
             times.push(Instant::now());
         }
-        // 400 slots 10 ms apart; the last may go up to 30 ms early.
-        let span = times[399].duration_since(start);
+        // The start's burst (8: a tenth of a second's worth less the preflight's two reads),
+        // then 392 slots 10 ms apart from the start (the first at 10 ms), the last up to 30 ms
+        // early.
+        let burst = MAX_START_BURST as usize - 2;
+        assert!(times[..burst].iter().all(|t| *t == start));
+        let times = &times[burst..];
+        let span = times[391].duration_since(start);
         assert!(
-            span >= Duration::from_millis(3970) && span <= Duration::from_millis(4000),
+            span >= Duration::from_millis(3880) && span <= Duration::from_millis(3920),
             "{span:?}"
         );
         // Sends at the same instant form a group: at most GROUP, and few wake-ups in all.
@@ -331,11 +363,12 @@ mod tests {
         }
         assert!(groups.iter().all(|g| *g <= GROUP as usize), "{groups:?}");
         assert!(
-            groups.len() <= 400 / GROUP as usize + 1,
+            groups.len() <= 392 / GROUP as usize + 1,
             "{} groups",
             groups.len()
         );
-        // Never more sends in any second than the rate allows, plus the early group.
+        // After the burst, never more sends in any second than the rate allows, plus the
+        // early group.
         for (i, t) in times.iter().enumerate() {
             let in_a_second = times[i..]
                 .iter()
@@ -346,6 +379,46 @@ mod tests {
                 "{in_a_second} in a second"
             );
         }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_run_starts_with_a_burst_that_a_429_ends() {
+        // 100/s: a tenth of a second's worth, less the preflight's two reads.
+        let p = Pacer::new(100.0, false);
+        let start = Instant::now();
+        for _ in 0..8 {
+            let _ = p.acquire().await;
+        }
+        assert_eq!(Instant::now(), start);
+        // 1000/s: at most MAX_START_BURST in all.
+        let p = Pacer::new(1000.0, true);
+        let mut at_once = 0;
+        while Instant::now() == start {
+            let _ = p.acquire().await;
+            at_once += 1;
+        }
+        // The burst, then one early group (its last send is the first one later).
+        assert!(
+            at_once <= MAX_START_BURST as usize - 2 + GROUP as usize,
+            "{at_once}"
+        );
+        // 20/s: two requests' worth, spent by the preflight.
+        let p = Pacer::new(20.0, false);
+        let start = Instant::now();
+        let _ = p.acquire().await;
+        let _ = p.acquire().await;
+        assert!(Instant::now() > start);
+        // A 429 ends the burst at once.
+        let p = Pacer::new(100.0, false);
+        let start = Instant::now();
+        let t = p.acquire().await;
+        p.on_answer(t, Answer::Limited, None);
+        let _ = p.acquire().await;
+        let _ = p.acquire().await;
+        let _ = p.acquire().await;
+        let _ = p.acquire().await;
+        let _ = p.acquire().await;
+        assert!(Instant::now() > start, "the burst went on after a 429");
     }
 
     #[tokio::test(start_paused = true)]
