@@ -271,7 +271,7 @@ pub(crate) fn read_json(path: &Path) -> Option<Value> {
 }
 
 /// What the results and secrets files record.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub(crate) struct Recorded {
     /// key -> token id, from the results file.
     pub tokens: BTreeMap<Key, i64>,

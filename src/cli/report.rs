@@ -294,6 +294,9 @@ pub struct SummaryLine<'a> {
     pub secrets_file: &'a str,
     /// Why the run stopped: `completed`, `fail-fast`, `interrupted`, `fatal: ...`, `state: ...`.
     pub stop: String,
+    /// When the final save failed: the requests answered or in flight after the state
+    /// stopped taking writes, each a token that may be recorded nowhere (empty otherwise).
+    pub unsaved: &'a [crate::state::TokenKey],
     /// Always 1.
     pub v: V1,
 }

@@ -31,6 +31,8 @@ use super::{Failure, SecretsFile, StateError, TokenKey};
 
 /// How often, at most, the results and secrets files are refreshed during a run.
 pub const SAVE_INTERVAL: Duration = Duration::from_secs(3);
+/// How far back the journal's last records are suspect when a write fails (see `Task::recent`).
+const SUSPECT_WINDOW: Duration = Duration::from_millis(200);
 /// How long the files may go without a refresh while a run records outcomes.
 pub const MAX_SAVE_INTERVAL: Duration = Duration::from_secs(60);
 /// A refresh rewrites every recorded token, so it waits for at least this fraction of that
@@ -239,6 +241,15 @@ struct Task {
     outcome_room: u64,
     /// Why the state cannot be written any more, once a write failed.
     broken: Option<String>,
+    /// The outcomes that came back when the journal could not take them (their secrets are
+    /// in memory only).
+    unjournaled: Vec<TokenKey>,
+    /// The keys of the records fsync'd in the last [`SUSPECT_WINDOW`], by when: a filesystem
+    /// the kernel turns read-only after an error can drop its last committed writes (seen on
+    /// ext4 with `errors=remount-ro`: about one run in four lost the last fsync'd record).
+    recent: std::collections::VecDeque<(Instant, Vec<TokenKey>)>,
+    /// Those keys when the first write failed.
+    suspects: Vec<TokenKey>,
     /// Whether the files lag behind what was recorded.
     dirty: bool,
     saves: SaveClock,
@@ -258,6 +269,9 @@ impl Task {
             held: 0,
             outcome_room: 0,
             broken: None,
+            unjournaled: Vec::new(),
+            recent: std::collections::VecDeque::new(),
+            suspects: Vec::new(),
             dirty: false,
             saves: SaveClock::new(),
             finish: None,
@@ -387,6 +401,9 @@ impl Task {
             self.room = Room::new(self.journal.metadata().map_or(0, |m| m.len()));
             let e = self.journal_error(e);
             tracing::debug!(error = %e, "a journal write failed; no new request will start");
+            if self.broken.is_none() {
+                self.suspects = self.recent_keys();
+            }
             self.broken.get_or_insert_with(|| e.to_string());
             // The intents of a failed write are refused: their requests are never sent.
             for (m, s) in batch.iter().zip(&seqs) {
@@ -399,7 +416,40 @@ impl Task {
             return (seqs, false);
         }
         self.room.wrote(buf.len() as u64);
+        self.remember(batch);
         (seqs, true)
+    }
+
+    /// Notes the keys of a batch just made durable (see `recent`).
+    fn remember(&mut self, batch: &[Msg]) {
+        let now = Instant::now();
+        while self
+            .recent
+            .front()
+            .is_some_and(|(t, _)| now.duration_since(*t) > SUSPECT_WINDOW)
+        {
+            self.recent.pop_front();
+        }
+        let keys: Vec<TokenKey> = batch
+            .iter()
+            .filter_map(|m| match m {
+                Msg::Intent { key, .. } | Msg::Outcome { key, .. } => Some(key.clone()),
+                _ => None,
+            })
+            .collect();
+        if !keys.is_empty() {
+            self.recent.push_back((now, keys));
+        }
+    }
+
+    /// The keys of the records made durable in the last [`SUSPECT_WINDOW`].
+    fn recent_keys(&self) -> Vec<TokenKey> {
+        let now = Instant::now();
+        self.recent
+            .iter()
+            .filter(|(t, _)| now.duration_since(*t) <= SUSPECT_WINDOW)
+            .flat_map(|(_, k)| k.iter().cloned())
+            .collect()
     }
 
     /// Adds the batch's intents to `buf` once the journal holds the room for them, for their
@@ -526,6 +576,7 @@ impl Task {
                     let res = if journal_ok {
                         Ok(applied)
                     } else {
+                        self.unjournaled.push(key);
                         Err(broken_state(
                             &self.store.paths.journal,
                             self.broken.as_deref().unwrap_or_default(),
@@ -565,6 +616,9 @@ impl Task {
                 }
                 Err(e) => {
                     tracing::debug!(error = %e, "a save failed; no new request will start");
+                    if self.broken.is_none() {
+                        self.suspects = self.recent_keys();
+                    }
                     self.broken = Some(e.to_string());
                 }
             }
@@ -659,6 +713,25 @@ impl Task {
             }
             Ok(())
         });
+        if res.is_err() {
+            // What no disk holds, or may not: named to the user, since no file can.
+            let mut unsaved: Vec<TokenKey> = std::mem::take(&mut self.unjournaled);
+            unsaved.append(&mut self.suspects);
+            unsaved.extend(self.pending.values().filter_map(|(rec, _)| match rec {
+                JournalRecord::Intent {
+                    account_id,
+                    token_name,
+                    ..
+                } => Some(TokenKey {
+                    account_id: *account_id,
+                    token_name: token_name.clone(),
+                }),
+                _ => None,
+            }));
+            unsaved.sort();
+            unsaved.dedup();
+            self.store.unsaved = unsaved;
+        }
         let res = match (&self.broken, res) {
             (Some(why), Ok(())) => Err(broken_state(&self.store.paths.results, why)),
             (_, r) => r,

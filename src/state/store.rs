@@ -38,6 +38,11 @@ pub struct Store {
     pub secrets: SecretsFile,
     /// What the replay of an earlier journal recovered.
     pub recovery: Recovery,
+    /// Set by a run whose final save failed: the tokens whose outcome is on no disk (answered
+    /// after the journal could not be written) or whose request was still in flight (its
+    /// intent in a journal the filesystem may not have kept). Each may have created a token
+    /// recorded nowhere, so the run names them.
+    pub unsaved: Vec<TokenKey>,
     /// Set when this run seals its secrets instead of writing them in plaintext.
     sealing: Option<Sealing>,
     /// The secrets received in this run, when it seals them: held in memory only, written
@@ -154,6 +159,7 @@ impl Store {
             results,
             secrets,
             recovery: Recovery::default(),
+            unsaved: Vec::new(),
             sealing: None,
             run_secrets: SecretsFile::default(),
             recovered_sealed: Vec::new(),

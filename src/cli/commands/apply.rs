@@ -114,12 +114,26 @@ pub async fn run(args: &ApplyArgs, printer: &Printer) -> Result<Exit, CliError> 
         outcome.print(printer);
     }
     if let Err(e) = &saved_res {
-        printer.error(&format!(
-            "{e}\n  every secret received is in the journal {}; the next run recovers it",
-            store
-                .as_ref()
-                .map_or(String::new(), |s| s.paths.journal.display().to_string())
-        ));
+        let journal = store
+            .as_ref()
+            .map_or(String::new(), |s| s.paths.journal.display().to_string());
+        let unsaved = store.as_ref().map_or(&[][..], |s| &s.unsaved[..]);
+        if unsaved.is_empty() {
+            printer.error(&format!(
+                "{e}\n  every secret received is in the journal {journal}; the next run recovers it"
+            ));
+        } else {
+            // No file can hold these: the only record is this message.
+            printer.error(&format!(
+                "{e}\n  every other secret received is in the journal {journal}; the next run recovers it.\n  {} answered or still in flight after the state stopped taking writes: each may have created a token that no file records (a filesystem turned read-only after a disk error may even drop the journal's last records). Check them in the Logz.io UI (Settings > Tools > Manage Tokens): {}",
+                count(unsaved.len(), "request"),
+                unsaved
+                    .iter()
+                    .map(|k| format!("{} {}", k.account_id, k.token_name))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ));
+        }
     }
     Ok(outcome.exit)
 }
@@ -370,6 +384,7 @@ impl Outcome<'_> {
             retries: r.retries,
             secrets_file: &secrets,
             stop: stop_text(&r.stop),
+            unsaved: self.store.map_or(&[][..], |s| &s.unsaved[..]),
             v: V1,
         })
         .emit(printer);
