@@ -84,6 +84,9 @@ const PROBE_MIN_TIME: Duration = Duration::from_millis(500);
 const GROSS_MEASURE: u32 = 12;
 /// Answers from a probe's first 429 on that measure the limit before the probe ends.
 const PROBE_MEASURE: u32 = 12;
+/// A run that starts from a learned limit paces this far under it: the limit was measured
+/// within a few percent, and starting over it costs a round of 429s.
+const LEARNED_MARGIN: f64 = 0.96;
 /// A rate learned on an earlier run is probed as if this many probes had met it.
 const LEARNED_PROBE_FAILURES: u32 = 3;
 /// After a cut, how long answers are not evidence of a limit: the run just drained the
@@ -190,7 +193,7 @@ struct Steps {
 
 impl Controller {
     /// A controller under `ceiling` (requests per second), starting at the ceiling or, when a
-    /// rate was learned on an earlier run against the same endpoint, just under it.
+    /// rate was learned on an earlier run against the same endpoint, 4% under it (see `LEARNED_MARGIN`).
     pub fn new(ceiling: f64, learned: Option<f64>, now: Instant) -> Controller {
         let ceiling = if ceiling.is_finite() && ceiling > 0.0 {
             ceiling
@@ -225,7 +228,7 @@ impl Controller {
             steps: Steps::default(),
         };
         if let Some(l) = learned {
-            c.rate = (l * PACING_MARGIN).max(floor);
+            c.rate = (l * LEARNED_MARGIN).max(floor);
             c.limit = Some(l);
             c.probe_failures = LEARNED_PROBE_FAILURES;
             c.next_probe = Some(now + c.probe_interval());
@@ -889,7 +892,7 @@ mod tests {
             100,
             &mut no_change,
         );
-        assert_eq!(o.rates[0].1, 98.0);
+        assert_eq!(o.rates[0].1, 96.0);
         let share = o.limited as f64 / (o.served + o.limited) as f64;
         assert!(share <= 0.02, "429 share {share}");
         assert!(o.served >= 1850, "served {}", o.served);
