@@ -1028,4 +1028,122 @@ mod tests {
             );
         }
     }
+
+    #[test]
+    fn a_cut_settles_for_exactly_its_time_at_a_lower_pace() {
+        let t0 = Instant::now();
+        let mut c = Controller::new(100.0, None, t0);
+        let sends: Vec<Ticket> = (0..16).map(|_| c.on_send(t0)).collect();
+        for t in &sends[..12] {
+            c.on_answer(*t, Answer::Limited, t0);
+        }
+        let rate = c.rate();
+        assert!(rate < 100.0);
+        assert!((c.pacing_rate(t0) - rate * DRAIN_GAIN).abs() < 1e-9);
+        let end = t0 + SETTLE;
+        assert!((c.pacing_rate(end - Duration::from_nanos(1)) - rate * DRAIN_GAIN).abs() < 1e-9);
+        assert_eq!(c.pacing_rate(end), rate);
+    }
+
+    #[test]
+    fn what_a_run_learned_needs_a_round() {
+        let t0 = Instant::now();
+        let mut c = Controller::new(100.0, None, t0);
+        assert_eq!(c.learned(), Learned::Unknown);
+        // A clean round at the ceiling: no limit below it.
+        let sends: Vec<Ticket> = (0..16).map(|_| c.on_send(t0)).collect();
+        for t in &sends[..15] {
+            c.on_answer(*t, Answer::Served, t0);
+        }
+        assert_eq!(c.learned(), Learned::Unknown, "a round is 16 answers");
+        c.on_answer(sends[15], Answer::Served, t0);
+        assert_eq!(c.learned(), Learned::NoneBelowCeiling);
+    }
+
+    #[test]
+    fn the_accepted_rate_is_measured_at_the_rate_sends_really_left() {
+        // Paced at 200/s, but the sends left at 100/s (10 ms apart: the concurrency cap held
+        // them): half of them refused means the server accepted about 50/s, not 100/s.
+        let t0 = Instant::now();
+        let mut c = Controller::new(200.0, None, t0);
+        let sends: Vec<Ticket> = (0..16)
+            .map(|i| c.on_send(t0 + Duration::from_millis(10 * i)))
+            .collect();
+        let t = t0 + Duration::from_millis(200);
+        for (i, s) in sends.iter().enumerate() {
+            let a = if i % 2 == 0 {
+                Answer::Served
+            } else {
+                Answer::Limited
+            };
+            c.on_answer(*s, a, t);
+        }
+        // 8 served (+ half a one) of 16 at 100/s, 2% under: ~52/s.
+        let r = c.rate();
+        assert!((45.0..=60.0).contains(&r), "{r}");
+    }
+
+    #[test]
+    fn a_gross_cut_is_at_most_eightfold_and_heeds_the_background() {
+        let t0 = Instant::now();
+        // Almost nothing accepted: the cut stops at an eighth.
+        let mut c = Controller::new(1000.0, None, t0);
+        let sends: Vec<Ticket> = (0..12).map(|_| c.on_send(t0)).collect();
+        for s in &sends {
+            c.on_answer(*s, Answer::Limited, t0);
+        }
+        assert_eq!(c.rate(), 125.0);
+        // With a background of 25%, half the answers refused is not gross (it takes 55%).
+        let mut c = Controller::new(100.0, None, t0);
+        (c.bg_x, c.bg_n) = (100.0, 384.0);
+        assert!((c.background() - 0.25).abs() < 1e-9);
+        let sends: Vec<Ticket> = (0..12).map(|_| c.on_send(t0)).collect();
+        for (i, s) in sends.iter().enumerate() {
+            let a = if i % 2 == 0 {
+                Answer::Served
+            } else {
+                Answer::Limited
+            };
+            c.on_answer(*s, a, t0);
+        }
+        assert_eq!(c.rate(), 100.0);
+    }
+
+    #[test]
+    fn a_probe_that_meets_the_limit_goes_back_under_what_the_server_accepted() {
+        let t0 = Instant::now();
+        let mut c = Controller::new(1000.0, Some(100.0), t0);
+        let from = c.rate();
+        // Due for a probe: a clean cruise round after the learned start's probe time.
+        let later = t0 + Duration::from_secs(30);
+        let sends: Vec<Ticket> = (0..16).map(|_| c.on_send(later)).collect();
+        for s in &sends {
+            c.on_answer(*s, Answer::Served, later);
+        }
+        let probe = c.rate();
+        assert!((probe - from * PROBE_GAIN).abs() < 1e-6, "{probe}");
+        // The probe's sends leave at its rate; a third are refused.
+        let sends: Vec<Ticket> = (0..40)
+            .map(|i| c.on_send(later + Duration::from_secs_f64(f64::from(i) / probe)))
+            .collect();
+        let t = later + Duration::from_secs(1);
+        for (i, s) in sends.iter().enumerate() {
+            let a = if i % 3 == 2 {
+                Answer::Limited
+            } else {
+                Answer::Served
+            };
+            c.on_answer(*s, a, t);
+            if c.rate() < probe {
+                break;
+            }
+        }
+        // Two thirds accepted at 120/s (80/s) is far under the last clean rate (a third refused
+        // is no gross overload): back to 5% under it.
+        let back = c.rate();
+        assert!(
+            (back - from * PROBE_RETURN_MIN).abs() < 1e-6,
+            "{back} from {from}"
+        );
+    }
 }
