@@ -1078,9 +1078,23 @@ mod tests {
             };
             c.on_answer(*s, a, t);
         }
-        // 8 served (+ half a one) of 16 at 100/s, 2% under: ~52/s.
+        // Gross at the 12th answer: 6 served (+ half a one) of 12 at 100/s (15 sends in
+        // 150 ms), 2% under: 53.1/s.
         let r = c.rate();
-        assert!((45.0..=60.0).contains(&r), "{r}");
+        assert!((r - 100.0 * 6.5 / 12.0 * PACING_MARGIN).abs() < 0.01, "{r}");
+        // Fewer than 4 sends say nothing of their rate: the pacing rate is taken.
+        let mut c = Controller::new(200.0, None, t0);
+        let sends: Vec<Ticket> = (0..3)
+            .map(|i| c.on_send(t0 + Duration::from_millis(10 * i)))
+            .collect();
+        assert_eq!(c.send_rate(), 200.0);
+        drop(sends);
+        // Sends at one instant neither.
+        let mut c = Controller::new(200.0, None, t0);
+        for _ in 0..8 {
+            c.on_send(t0);
+        }
+        assert_eq!(c.send_rate(), 200.0);
     }
 
     #[test]
