@@ -447,8 +447,22 @@ mod tests {
         fs::write(dir.path().join(".other.json.abc123.tmp"), b"{}").unwrap();
         fs::write(&target, b"{}").unwrap();
         assert_eq!(remove_stale_temps(&target).unwrap(), 1);
+        assert!(!dir.path().join(".m.secrets.json.abc123.tmp").exists());
         assert!(dir.path().join(".other.json.abc123.tmp").exists());
         assert!(target.exists());
+        assert_eq!(remove_stale_temps(&target).unwrap(), 0);
+    }
+
+    #[test]
+    fn stale_temps_of_a_missing_directory_are_none_but_other_errors_are_told() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("nowhere").join("m.secrets.json");
+        assert_eq!(remove_stale_temps(&missing).unwrap(), 0);
+        // The "directory" is a file: not a missing directory, an error.
+        let file = dir.path().join("plain");
+        fs::write(&file, b"x").unwrap();
+        let err = remove_stale_temps(&file.join("m.secrets.json")).unwrap_err();
+        assert_eq!(err.raw_os_error(), Some(libc::ENOTDIR), "{err}");
     }
 
     #[test]
