@@ -445,10 +445,13 @@ mod tests {
         let target = dir.path().join("m.secrets.json");
         fs::write(dir.path().join(".m.secrets.json.abc123.tmp"), b"{}").unwrap();
         fs::write(dir.path().join(".other.json.abc123.tmp"), b"{}").unwrap();
+        // Nothing between the prefix and the suffix: not a name a write makes.
+        fs::write(dir.path().join(".m.secrets.json..tmp"), b"{}").unwrap();
         fs::write(&target, b"{}").unwrap();
         assert_eq!(remove_stale_temps(&target).unwrap(), 1);
         assert!(!dir.path().join(".m.secrets.json.abc123.tmp").exists());
         assert!(dir.path().join(".other.json.abc123.tmp").exists());
+        assert!(dir.path().join(".m.secrets.json..tmp").exists());
         assert!(target.exists());
         assert_eq!(remove_stale_temps(&target).unwrap(), 0);
     }
