@@ -150,4 +150,33 @@ mod tests {
         assert!(err.to_string().contains("hard links"), "{err}");
         assert_eq!(std::fs::read(&precious).unwrap(), b"keep me");
     }
+
+    #[test]
+    fn the_holder_is_written_while_held_and_erased_on_release() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("r.lock");
+        let lock = StateLock::acquire(&p).unwrap();
+        assert_eq!(lock.path(), p);
+        let held = std::fs::read_to_string(&p).unwrap();
+        assert!(
+            held.starts_with(&format!("pid {} since ", std::process::id())),
+            "{held}"
+        );
+        drop(lock);
+        assert_eq!(std::fs::read_to_string(&p).unwrap(), "");
+    }
+
+    #[test]
+    fn a_fifo_lock_is_refused_without_blocking() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("f.lock");
+        let made = std::process::Command::new("mkfifo").arg(&p).status();
+        if !made.is_ok_and(|s| s.success()) {
+            eprintln!("skipped: mkfifo is not available");
+            return;
+        }
+        // Opened without O_NONBLOCK, a FIFO with no writer would block here for ever.
+        let err = StateLock::acquire(&p).unwrap_err();
+        assert!(err.to_string().contains("not a regular file"), "{err}");
+    }
 }
