@@ -144,6 +144,7 @@ mod tests {
         std::os::unix::fs::symlink(&precious, &link).unwrap();
         let err = StateLock::acquire(&link).unwrap_err();
         assert!(err.to_string().contains("symbolic link"), "{err}");
+        assert!(matches!(err, StateError::Untrusted { .. }), "{err:?}");
         let hard = dir.path().join("h.lock");
         std::fs::hard_link(&precious, &hard).unwrap();
         let err = StateLock::acquire(&hard).unwrap_err();
@@ -173,7 +174,7 @@ mod tests {
         // mkfifo is coreutils'; making one in-process would need unsafe code.
         let made = std::process::Command::new("mkfifo").arg(&p).status();
         assert!(made.unwrap().success());
-        // Opened without O_NONBLOCK, a FIFO with no writer would block here for ever.
+        // Opened read-write, a FIFO does not block the open; it is refused as what it is.
         let err = StateLock::acquire(&p).unwrap_err();
         assert!(err.to_string().contains("not a regular file"), "{err}");
     }
