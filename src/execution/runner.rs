@@ -1074,4 +1074,29 @@ mod tests {
             r.failures
         );
     }
+
+    #[test]
+    fn retries_come_out_earliest_first_each_once() {
+        let t0 = Instant::now();
+        let mut heap = RetryHeap::default();
+        assert!(heap.is_empty());
+        assert_eq!(heap.next_due(), None);
+        let item = |n: &str| Item::new(keys(&[n]).remove(0));
+        heap.push(t0 + Duration::from_secs(2), item("late"));
+        heap.push(t0 + Duration::from_secs(1), item("early"));
+        heap.push(t0 + Duration::from_secs(1), item("early-too"));
+        assert!(!heap.is_empty());
+        assert_eq!(heap.next_due(), Some(t0 + Duration::from_secs(1)));
+        let names: Vec<String> = std::iter::from_fn(|| heap.pop())
+            .map(|i| i.key.token_name)
+            .collect();
+        assert_eq!(names, ["early", "early-too", "late"]);
+        assert!(heap.is_empty());
+    }
+
+    #[test]
+    fn an_observer_prints_as_its_trait() {
+        let events: Arc<dyn Observer> = Arc::new(Events::default());
+        assert_eq!(format!("{events:?}"), "Observer");
+    }
 }
