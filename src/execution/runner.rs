@@ -633,7 +633,8 @@ mod tests {
         outcomes: Mutex<Vec<(TokenKey, Outcome)>>,
         failures: Mutex<Vec<Failure>>,
         refuse_after: Option<usize>,
-        /// Names whose first created token the state already holds for another key.
+        /// Names whose next created token the state already holds for another key (once per
+        /// entry).
         duplicate_once: Mutex<Vec<String>>,
     }
 
@@ -655,7 +656,8 @@ mod tests {
             let mut dup = self.duplicate_once.lock().unwrap();
             let applied = match outcome {
                 Outcome::Created { .. } if dup.contains(&key.token_name) => {
-                    dup.retain(|n| n != &key.token_name);
+                    let at = dup.iter().position(|n| n == &key.token_name).unwrap();
+                    dup.remove(at);
                     Applied::DuplicateId(TokenKey {
                         account_id: 7,
                         token_name: "other".into(),
@@ -1098,5 +1100,22 @@ mod tests {
     fn an_observer_prints_as_its_trait() {
         let events: Arc<dyn Observer> = Arc::new(Events::default());
         assert_eq!(format!("{events:?}"), "Observer");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn duplicate_ids_count_against_the_ambiguity_budget() {
+        let api = FakeApi::with(&[]);
+        let rec = Arc::new(FakeRecorder {
+            duplicate_once: Mutex::new(vec!["dup".into(), "dup".into()]),
+            ..FakeRecorder::default()
+        });
+        let r = run(&["dup"], config(1), &api, &rec, Cancel::default()).await;
+        assert_eq!(api.calls("dup"), 2);
+        assert_eq!((r.created, r.ambiguity_exhausted), (0, 1));
+        assert!(
+            r.failures[0].error.contains("after 2 ambiguous attempts"),
+            "{:?}",
+            r.failures
+        );
     }
 }
