@@ -426,4 +426,24 @@ mod tests {
         let s = p.snapshot();
         assert_eq!((s.rate, s.ceiling), (100.0, 100.0));
     }
+
+    #[tokio::test(start_paused = true)]
+    async fn after_an_idle_second_the_missed_slots_are_not_sent_in_a_burst() {
+        let p = Pacer::new(100.0, false);
+        let _ = p.acquire().await;
+        // Nothing asked for a second (or the process woke up late): a hundred slots passed.
+        tokio::time::advance(Duration::from_secs(1)).await;
+        let t0 = Instant::now();
+        let mut at_once = 0;
+        for _ in 0..20 {
+            let _ = p.acquire().await;
+            if Instant::now() == t0 {
+                at_once += 1;
+            }
+        }
+        // A late wake-up keeps at most `early`'s worth of the missed slots (3 at 100/s), then
+        // the group allowance (3 more) and the send itself: 7. Sending the missed slots as a
+        // burst would stop only at the ceiling's burst (10).
+        assert!(at_once <= 1 + 2 * (GROUP - 1), "{at_once} sent at once");
+    }
 }
