@@ -446,4 +446,16 @@ mod tests {
         // burst would stop only at the ceiling's burst (10).
         assert!(at_once <= 1 + 2 * (GROUP - 1), "{at_once} sent at once");
     }
+
+    #[tokio::test(start_paused = true)]
+    async fn answers_without_a_ticket_count_as_answers() {
+        // The preflight's reads are answered without a send ticket.
+        let p = Pacer::new(100.0, true);
+        for _ in 0..300 {
+            let _ = p.acquire().await;
+            p.on_accepted();
+        }
+        // Enough answers to know the run went at its ceiling: an old lower limit is forgotten.
+        assert_eq!(p.learned_rate(Some(50.0)), None);
+    }
 }
