@@ -546,6 +546,8 @@ mod tests {
     enum Answer {
         Created,
         Status(u16),
+        /// A 503 with a `Retry-After` of this many seconds.
+        UnavailableFor(u64),
         Timeout,
         /// Never answers (until the test's drain timeout).
         Hang,
@@ -556,6 +558,8 @@ mod tests {
     struct FakeApi {
         script: Mutex<HashMap<String, VecDeque<Answer>>>,
         calls: Mutex<Vec<String>>,
+        /// When each call was made.
+        call_times: Mutex<Vec<Instant>>,
         next_id: AtomicU64,
         /// Signalled at every call.
         called: tokio::sync::Notify,
@@ -587,6 +591,7 @@ mod tests {
     impl SendCreate for Arc<FakeApi> {
         async fn create(&self, key: &TokenKey) -> Result<CreatedToken, ApiError> {
             self.calls.lock().unwrap().push(key.token_name.clone());
+            self.call_times.lock().unwrap().push(Instant::now());
             self.called.notify_one();
             let now = self.in_flight.fetch_add(1, Ordering::Relaxed) + 1;
             self.peak.fetch_max(now, Ordering::Relaxed);
@@ -616,6 +621,12 @@ mod tests {
                     status,
                     message: "scripted".into(),
                     retry_after: None,
+                }),
+                Answer::UnavailableFor(secs) => Err(ApiError::Status {
+                    url,
+                    status: 503,
+                    message: "scripted".into(),
+                    retry_after: Some(Duration::from_secs(secs)),
                 }),
                 Answer::Timeout => Err(ApiError::Timeout {
                     url,
@@ -1116,6 +1127,23 @@ mod tests {
             r.failures[0].error.contains("after 2 ambiguous attempts"),
             "{:?}",
             r.failures
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_retry_waits_for_its_time() {
+        // A 503 with Retry-After: the pacer is not paused (not a 429), the retry's own time is
+        // what holds it back.
+        let api = FakeApi::with(&[("a", &[Answer::UnavailableFor(2)])]);
+        let rec = Arc::new(FakeRecorder::default());
+        let r = run(&["a"], config(1), &api, &rec, Cancel::default()).await;
+        assert_eq!(r.created, 1);
+        let times = api.call_times.lock().unwrap().clone();
+        assert_eq!(times.len(), 2);
+        assert!(
+            times[1].duration_since(times[0]) >= Duration::from_secs(2),
+            "{:?}",
+            times[1].duration_since(times[0])
         );
     }
 }
