@@ -110,4 +110,18 @@ mod tests {
         assert!(b.record(true));
         assert!(b.is_open());
     }
+
+    #[test]
+    fn a_closed_breaker_says_so_and_the_message_gives_the_count() {
+        let mut b = Breaker::default();
+        assert!(!b.is_open());
+        assert!(!b.record(true));
+        assert!(!b.is_open());
+        assert_eq!(b.recent(), (1, 1));
+        let m = breaker_message(30, 100);
+        assert!(
+            m.contains("30 of the last 100 answers were ambiguous"),
+            "{m}"
+        );
+    }
 }

@@ -279,3 +279,50 @@ async fn on_error<C, R: RecordOutcomes>(
         ErrorClass::FatalRun => AttemptOutcome::Fatal(e),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use crate::state::{StatePaths, Store};
+
+    #[tokio::test]
+    async fn the_recorder_handle_records_what_an_attempt_sends_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let paths = StatePaths::for_manifest(&dir.path().join("m.yaml"), None, None);
+        let store = Store::open(paths, Some("http://127.0.0.1:1")).unwrap();
+        let rec = crate::state::Recorder::start(store).unwrap();
+        let h = rec.handle();
+        let key = TokenKey {
+            account_id: 7,
+            token_name: "ci".into(),
+        };
+        let seq = RecordOutcomes::intent(&h, &key, 1).await.unwrap();
+        let outcome = Outcome::NotCreated {
+            http_status: Some(400),
+            detail: "refused".into(),
+        };
+        assert_eq!(
+            RecordOutcomes::outcome(&h, seq, &key, outcome)
+                .await
+                .unwrap(),
+            Applied::Noted
+        );
+        RecordOutcomes::failure(
+            &h,
+            Failure {
+                account_id: Some(7),
+                account_name: None,
+                token_name: "ci".into(),
+                http_status: Some(400),
+                error: "refused".into(),
+            },
+        );
+        drop(h);
+        let (store, res) = rec.finish().await;
+        res.unwrap();
+        let failures = store.unwrap().results.failures;
+        assert_eq!(failures.len(), 1);
+        assert_eq!(failures[0].error, "refused");
+    }
+}

@@ -457,4 +457,87 @@ mod tests {
         }
         assert_eq!(p.snapshot().rate, 100.0);
     }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_ceiling_allows_a_tenth_of_a_second_of_burst() {
+        // The ceiling alone, without the pacer's own timing: 100/s allows 10 at once.
+        let p = Pacer::new(100.0, false);
+        for i in 0..10 {
+            assert!(p.ceiling.check().is_ok(), "send {i} of the burst");
+        }
+        assert!(p.ceiling.check().is_err());
+        // One period later, one more.
+        tokio::time::advance(Duration::from_millis(10)).await;
+        assert!(p.ceiling.check().is_ok());
+        assert!(p.ceiling.check().is_err());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn only_a_429_with_retry_after_pauses_and_the_pause_ends_on_time() {
+        let p = Pacer::new(100.0, false);
+        let t = p.acquire().await;
+        // A served answer carrying a Retry-After header is no reason to pause.
+        p.on_answer(t, Answer::Served, Some(Duration::from_secs(5)));
+        assert!(!p.snapshot().cooling_down);
+        p.on_rate_limited(Some(Duration::from_secs(2)));
+        assert!(p.snapshot().cooling_down);
+        tokio::time::advance(Duration::from_millis(1999)).await;
+        assert!(p.snapshot().cooling_down);
+        tokio::time::advance(Duration::from_millis(1)).await;
+        assert!(!p.snapshot().cooling_down, "over at its very end");
+        p.on_accepted();
+        assert!(!p.snapshot().cooling_down);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn what_is_remembered_after_a_run_at_the_ceiling() {
+        // Not adaptive: whatever was known before.
+        let fixed = Pacer::new(100.0, false);
+        assert_eq!(fixed.learned_rate(Some(42.0)), Some(42.0));
+        // Adaptive, went at its ceiling without meeting a limit: an old limit below (or at)
+        // the ceiling is forgotten, one above it stays.
+        let p = Pacer::new(100.0, true);
+        for _ in 0..300 {
+            let t = p.acquire().await;
+            p.on_answer(t, Answer::Served, None);
+        }
+        assert_eq!(p.snapshot().limit, None);
+        assert_eq!(p.learned_rate(Some(50.0)), None);
+        assert_eq!(p.learned_rate(Some(100.0)), None);
+        assert_eq!(p.learned_rate(Some(200.0)), Some(200.0));
+        let s = p.snapshot();
+        assert_eq!((s.rate, s.ceiling), (100.0, 100.0));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn after_an_idle_second_the_missed_slots_are_not_sent_in_a_burst() {
+        let p = Pacer::new(100.0, false);
+        let _ = p.acquire().await;
+        // Nothing asked for a second (or the process woke up late): a hundred slots passed.
+        tokio::time::advance(Duration::from_secs(1)).await;
+        let t0 = Instant::now();
+        let mut at_once = 0;
+        for _ in 0..20 {
+            let _ = p.acquire().await;
+            if Instant::now() == t0 {
+                at_once += 1;
+            }
+        }
+        // A late wake-up keeps at most `early`'s worth of the missed slots (3 at 100/s), then
+        // the group allowance (3 more) and the send itself: 7. Sending the missed slots as a
+        // burst would stop only at the ceiling's burst (10).
+        assert!(at_once <= 1 + 2 * (GROUP - 1), "{at_once} sent at once");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn answers_without_a_ticket_count_as_answers() {
+        // The preflight's reads are answered without a send ticket.
+        let p = Pacer::new(100.0, true);
+        for _ in 0..300 {
+            let _ = p.acquire().await;
+            p.on_accepted();
+        }
+        // Enough answers to know the run went at its ceiling: an old lower limit is forgotten.
+        assert_eq!(p.learned_rate(Some(50.0)), None);
+    }
 }

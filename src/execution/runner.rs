@@ -546,6 +546,8 @@ mod tests {
     enum Answer {
         Created,
         Status(u16),
+        /// A 503 with a `Retry-After` of this many seconds.
+        UnavailableFor(u64),
         Timeout,
         /// Never answers (until the test's drain timeout).
         Hang,
@@ -556,6 +558,8 @@ mod tests {
     struct FakeApi {
         script: Mutex<HashMap<String, VecDeque<Answer>>>,
         calls: Mutex<Vec<String>>,
+        /// When each call was made.
+        call_times: Mutex<Vec<Instant>>,
         next_id: AtomicU64,
         /// Signalled at every call.
         called: tokio::sync::Notify,
@@ -587,6 +591,7 @@ mod tests {
     impl SendCreate for Arc<FakeApi> {
         async fn create(&self, key: &TokenKey) -> Result<CreatedToken, ApiError> {
             self.calls.lock().unwrap().push(key.token_name.clone());
+            self.call_times.lock().unwrap().push(Instant::now());
             self.called.notify_one();
             let now = self.in_flight.fetch_add(1, Ordering::Relaxed) + 1;
             self.peak.fetch_max(now, Ordering::Relaxed);
@@ -617,6 +622,12 @@ mod tests {
                     message: "scripted".into(),
                     retry_after: None,
                 }),
+                Answer::UnavailableFor(secs) => Err(ApiError::Status {
+                    url,
+                    status: 503,
+                    message: "scripted".into(),
+                    retry_after: Some(Duration::from_secs(secs)),
+                }),
                 Answer::Timeout => Err(ApiError::Timeout {
                     url,
                     timeout: Duration::from_secs(30),
@@ -633,6 +644,9 @@ mod tests {
         outcomes: Mutex<Vec<(TokenKey, Outcome)>>,
         failures: Mutex<Vec<Failure>>,
         refuse_after: Option<usize>,
+        /// Names whose next created token the state already holds for another key (once per
+        /// entry).
+        duplicate_once: Mutex<Vec<String>>,
     }
 
     impl RecordOutcomes for Arc<FakeRecorder> {
@@ -650,10 +664,20 @@ mod tests {
             key: &TokenKey,
             outcome: Outcome,
         ) -> Result<Applied, StateError> {
+            let mut dup = self.duplicate_once.lock().unwrap();
             let applied = match outcome {
+                Outcome::Created { .. } if dup.contains(&key.token_name) => {
+                    let at = dup.iter().position(|n| n == &key.token_name).unwrap();
+                    dup.remove(at);
+                    Applied::DuplicateId(TokenKey {
+                        account_id: 7,
+                        token_name: "other".into(),
+                    })
+                }
                 Outcome::Created { .. } => Applied::Recorded,
                 _ => Applied::Noted,
             };
+            drop(dup);
             self.outcomes.lock().unwrap().push((key.clone(), outcome));
             Ok(applied)
         }
@@ -690,15 +714,49 @@ mod tests {
         rec: &Arc<FakeRecorder>,
         cancel: Cancel,
     ) -> RunReport {
+        run_observed(names, config, api, rec, cancel, None).await.0
+    }
+
+    async fn run_observed(
+        names: &[&str],
+        config: ExecConfig,
+        api: &Arc<FakeApi>,
+        rec: &Arc<FakeRecorder>,
+        cancel: Cancel,
+        observer: Option<Arc<dyn Observer>>,
+    ) -> (RunReport, Arc<Stats>) {
+        let stats = Arc::new(Stats::default());
         let services = Services {
             creator: api.clone(),
             recorder: rec.clone(),
             pacer: Arc::new(Pacer::new(1000.0, false)),
-            stats: Arc::new(Stats::default()),
-            observer: None,
+            stats: stats.clone(),
+            observer,
             cancel,
         };
-        execute(keys(names), config, services).await
+        (execute(keys(names), config, services).await, stats)
+    }
+
+    /// Every event of a run, in order.
+    #[derive(Default)]
+    struct Events(Mutex<Vec<ItemEvent>>);
+
+    impl Observer for Events {
+        fn event(&self, event: &ItemEvent) {
+            self.0.lock().unwrap().push(event.clone());
+        }
+    }
+
+    impl Events {
+        fn of(&self, name: &str) -> Vec<ItemEvent> {
+            let key = |e: &ItemEvent| match e {
+                ItemEvent::Done { key, .. }
+                | ItemEvent::Ambiguous { key, .. }
+                | ItemEvent::Retry { key, .. } => key.token_name.clone(),
+            };
+            let all = self.0.lock().unwrap();
+            all.iter().filter(|e| key(e) == name).cloned().collect()
+        }
     }
 
     fn created(rec: &FakeRecorder, name: &str) -> usize {
@@ -864,5 +922,228 @@ mod tests {
         assert_eq!(r.created, 50);
         // The concurrency was used, and never exceeded.
         assert_eq!(api.peak.load(Ordering::Relaxed), 3);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_item_out_of_ambiguous_attempts_is_not_sent_again_and_observers_see_it_all() {
+        let api = FakeApi::with(&[
+            ("amb", &[Answer::Timeout, Answer::Timeout]),
+            ("r", &[Answer::Status(503)]),
+        ]);
+        let rec = Arc::new(FakeRecorder::default());
+        let events = Arc::new(Events::default());
+        let (r, stats) = run_observed(
+            &["amb", "ok", "r"],
+            config(1),
+            &api,
+            &rec,
+            Cancel::default(),
+            Some(events.clone()),
+        )
+        .await;
+        assert!(r.stop.is_completed(), "{:?}", r.stop);
+        assert_eq!(api.calls("amb"), 2);
+        assert_eq!((r.created, r.ambiguous, r.ambiguity_exhausted), (2, 2, 1));
+        assert_eq!(r.failures.len(), 1);
+        assert!(
+            r.failures[0]
+                .error
+                .contains("not sent again after 2 ambiguous attempts"),
+            "{:?}",
+            r.failures
+        );
+        assert_eq!(Stats::get(&stats.in_flight), 0);
+        assert_eq!(Stats::get(&stats.failed), 1);
+        assert_eq!(Stats::get(&stats.total), 3);
+        let amb = events.of("amb");
+        assert!(matches!(amb[0], ItemEvent::Ambiguous { .. }), "{amb:?}");
+        assert!(
+            matches!(amb[1], ItemEvent::Retry { attempt: 1, .. }),
+            "{amb:?}"
+        );
+        assert!(
+            matches!(
+                amb.last(),
+                Some(ItemEvent::Done {
+                    attempts: 2,
+                    result: ItemResult::Failed { .. },
+                    ..
+                })
+            ),
+            "{amb:?}"
+        );
+        assert!(
+            matches!(
+                events.of("ok")[..],
+                [ItemEvent::Done {
+                    attempts: 1,
+                    result: ItemResult::Created { .. },
+                    ..
+                }]
+            ),
+            "{:?}",
+            events.of("ok")
+        );
+        let retried = events.of("r");
+        assert_eq!(retried.len(), 2, "{retried:?}");
+        assert!(
+            matches!(&retried[0], ItemEvent::Retry { attempt: 1, reason, .. } if reason.contains("503"))
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_id_the_state_already_holds_is_ambiguous_and_the_item_retried() {
+        let api = FakeApi::with(&[]);
+        let rec = Arc::new(FakeRecorder {
+            duplicate_once: Mutex::new(vec!["dup".into()]),
+            ..FakeRecorder::default()
+        });
+        let events = Arc::new(Events::default());
+        let (r, stats) = run_observed(
+            &["dup"],
+            config(1),
+            &api,
+            &rec,
+            Cancel::default(),
+            Some(events.clone()),
+        )
+        .await;
+        assert_eq!(api.calls("dup"), 2);
+        assert_eq!((r.created, r.ambiguous, r.retries), (1, 1, 1));
+        assert_eq!(Stats::get(&stats.created), 1);
+        let ev = events.of("dup");
+        assert!(
+            matches!(&ev[0], ItemEvent::Ambiguous { detail, .. } if detail.contains("already recorded for 7/other")),
+            "{ev:?}"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_breaker_stops_a_service_that_answers_ambiguously_but_not_one_that_refuses() {
+        let names: Vec<String> = (0..40).map(|i| format!("t{i}")).collect();
+        let names: Vec<&str> = names.iter().map(String::as_str).collect();
+        let timeouts: Vec<(&str, &[Answer])> = names
+            .iter()
+            .map(|n| (*n, &[Answer::Timeout, Answer::Timeout][..]))
+            .collect();
+        let api = FakeApi::with(&timeouts);
+        let rec = Arc::new(FakeRecorder::default());
+        let r = run(&names, config(1), &api, &rec, Cancel::default()).await;
+        match &r.stop {
+            StopReason::AmbiguityBreaker(why) => {
+                assert!(why.contains("30 of the last 30"), "{why}");
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(r.ambiguous, 30);
+        assert!(r.not_attempted > 0);
+
+        let refusals: Vec<(&str, &[Answer])> = names
+            .iter()
+            .map(|n| (*n, &[Answer::Status(503)][..]))
+            .collect();
+        let api = FakeApi::with(&refusals);
+        let rec = Arc::new(FakeRecorder::default());
+        let r = run(&names, config(1), &api, &rec, Cancel::default()).await;
+        assert!(r.stop.is_completed(), "{:?}", r.stop);
+        assert_eq!(r.created, 40);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_item_answered_429_too_often_fails() {
+        let api = FakeApi::with(&[("busy", &[Answer::Status(429); 40])]);
+        let rec = Arc::new(FakeRecorder::default());
+        let r = run(&["busy"], config(1), &api, &rec, Cancel::default()).await;
+        assert_eq!(api.calls("busy"), MAX_RATE_LIMITED_PER_ITEM as usize);
+        assert_eq!(r.failures.len(), 1);
+        assert!(
+            r.failures[0].error.contains("30 more answered 429"),
+            "{:?}",
+            r.failures
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_item_waiting_for_its_retry_when_the_run_stops_is_reported() {
+        let api = FakeApi::with(&[("slow", &[Answer::Status(503)])]);
+        let rec = Arc::new(FakeRecorder::default());
+        let cancel = Cancel::default();
+        let stopper = cancel.clone();
+        let api2 = api.clone();
+        tokio::spawn(async move {
+            api2.called.notified().await;
+            stopper.cancel();
+        });
+        let r = run(&["slow", "b"], config(1), &api, &rec, cancel).await;
+        assert!(matches!(r.stop, StopReason::Interrupted), "{:?}", r.stop);
+        assert_eq!(r.not_attempted, 2);
+        assert_eq!(r.failures.len(), 1);
+        assert_eq!(r.failures[0].token_name, "slow");
+        assert!(
+            r.failures[0]
+                .error
+                .ends_with("(not retried: the run stopped)"),
+            "{:?}",
+            r.failures
+        );
+    }
+
+    #[test]
+    fn retries_come_out_earliest_first_each_once() {
+        let t0 = Instant::now();
+        let mut heap = RetryHeap::default();
+        assert!(heap.is_empty());
+        assert_eq!(heap.next_due(), None);
+        let item = |n: &str| Item::new(keys(&[n]).remove(0));
+        heap.push(t0 + Duration::from_secs(2), item("late"));
+        heap.push(t0 + Duration::from_secs(1), item("early"));
+        heap.push(t0 + Duration::from_secs(1), item("early-too"));
+        assert!(!heap.is_empty());
+        assert_eq!(heap.next_due(), Some(t0 + Duration::from_secs(1)));
+        let names: Vec<String> = std::iter::from_fn(|| heap.pop())
+            .map(|i| i.key.token_name)
+            .collect();
+        assert_eq!(names, ["early", "early-too", "late"]);
+        assert!(heap.is_empty());
+    }
+
+    #[test]
+    fn an_observer_prints_as_its_trait() {
+        let events: Arc<dyn Observer> = Arc::new(Events::default());
+        assert_eq!(format!("{events:?}"), "Observer");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn duplicate_ids_count_against_the_ambiguity_budget() {
+        let api = FakeApi::with(&[]);
+        let rec = Arc::new(FakeRecorder {
+            duplicate_once: Mutex::new(vec!["dup".into(), "dup".into()]),
+            ..FakeRecorder::default()
+        });
+        let r = run(&["dup"], config(1), &api, &rec, Cancel::default()).await;
+        assert_eq!(api.calls("dup"), 2);
+        assert_eq!((r.created, r.ambiguity_exhausted), (0, 1));
+        assert!(
+            r.failures[0].error.contains("after 2 ambiguous attempts"),
+            "{:?}",
+            r.failures
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_retry_waits_for_its_time() {
+        // A 503 with Retry-After: the pacer is not paused (not a 429), the retry's own time is
+        // what holds it back.
+        let api = FakeApi::with(&[("a", &[Answer::UnavailableFor(2)])]);
+        let rec = Arc::new(FakeRecorder::default());
+        let r = run(&["a"], config(1), &api, &rec, Cancel::default()).await;
+        assert_eq!(r.created, 1);
+        let times = api.call_times.lock().unwrap().clone();
+        assert_eq!(times.len(), 2);
+        assert!(
+            times[1].duration_since(times[0]) >= Duration::from_secs(2),
+            "{:?}",
+            times[1].duration_since(times[0])
+        );
     }
 }

@@ -229,4 +229,71 @@ mod tests {
         assert_eq!(online.name(9), Some("x"));
         assert_eq!(online.name(7), None);
     }
+
+    #[test]
+    fn a_name_resolves_to_one_account_or_says_why_not() {
+        let live: LiveAccounts = [
+            (1, "Payments".to_owned()),
+            (2, "payments-eu".to_owned()),
+            (3, "twin".to_owned()),
+            (4, "twin".to_owned()),
+            (5, "other".to_owned()),
+            (6, "pay".to_owned()),
+        ]
+        .into_iter()
+        .collect();
+        assert_eq!(live.resolve("other"), NameResolution::Resolved(5));
+        assert_eq!(live.resolve("twin"), NameResolution::Ambiguous(vec![3, 4]));
+        // Alike: the same ignoring case, or one inside the other; sorted.
+        assert_eq!(
+            live.resolve("payments"),
+            NameResolution::NotFound {
+                similar: vec!["Payments".into(), "pay".into(), "payments-eu".into()]
+            }
+        );
+        assert_eq!(
+            live.resolve("zzz"),
+            NameResolution::NotFound { similar: vec![] }
+        );
+        // At most five, each once.
+        let many: LiveAccounts = (0..8).map(|i| (i, format!("team-{}", i % 7))).collect();
+        match many.resolve("team") {
+            NameResolution::NotFound { similar } => {
+                assert_eq!(similar, ["team-0", "team-1", "team-2", "team-3", "team-4"]);
+            }
+            other => panic!("{other:?}"),
+        }
+        let parsed: AccountRef = "  42 ".parse().unwrap_or_else(|e| match e {});
+        assert_eq!(parsed, AccountRef::from("42"));
+        assert!(parsed.names(Some(42), None));
+        assert!(!parsed.names(None, None));
+        assert!(!AccountRef::from("pay").names(None, None));
+    }
+
+    #[test]
+    fn excluded_accounts_are_left_out_and_an_empty_filter_is_inactive() {
+        let none = AccountFilter::default();
+        assert!(!none.is_active());
+        assert!(none.admits(Some(1), None));
+        assert!(none.admits(None, None));
+        let only = AccountFilter {
+            include: refs(&["1"]),
+            exclude: vec![],
+        };
+        assert!(only.is_active());
+        let ex = AccountFilter {
+            include: vec![],
+            exclude: refs(&["pay"]),
+        };
+        assert!(ex.is_active());
+        assert!(!ex.admits(Some(1), Some("pay")));
+        assert!(ex.admits(Some(1), Some("other")));
+        let both = AccountFilter {
+            include: refs(&["1", "2"]),
+            exclude: refs(&["2"]),
+        };
+        assert!(both.admits(Some(1), None));
+        assert!(!both.admits(Some(2), None));
+        assert!(!both.admits(Some(3), None));
+    }
 }

@@ -365,6 +365,102 @@ mod tests {
         assert_eq!(plan(&m, &r, None, &not1).create[0].account_id, 9);
     }
 
+    fn keys(list: &[Recorded]) -> Vec<String> {
+        list.iter()
+            .map(|r| format!("{}#{}", r.key, r.token_id))
+            .collect()
+    }
+
+    /// Account 1 in the manifest (ci revoked, web replaced once); account 2 absent from it
+    /// (x replaced once, y recorded); an orphan noted.
+    fn state_with_history() -> ResultsFile {
+        let mut r = ResultsFile::new(None);
+        record(&mut r, 1, "ci", 10);
+        r.set_statuses(
+            &[(10, TokenStatus::Revoked)].into_iter().collect(),
+            "2026-01-01T00:00:00Z",
+        );
+        record(&mut r, 1, "web", 9);
+        record(&mut r, 1, "web", 11);
+        record(&mut r, 2, "x", 20);
+        record(&mut r, 2, "x", 21);
+        record(&mut r, 2, "y", 22);
+        r.note_orphan(
+            &TokenKey {
+                account_id: 1,
+                token_name: "web".into(),
+            },
+            "timeout",
+            "2026-01-01T00:00:00Z",
+        );
+        r
+    }
+
+    #[test]
+    fn revoked_and_replaced_tokens_are_reported_and_absent_accounts_judged_when_safe() {
+        let m = manifest(vec![(AccountSelector::Id(1), vec!["ci", "web"])]);
+        let r = state_with_history();
+        let p = plan(&m, &r, None, &AccountFilter::default());
+        assert!(p.create.is_empty());
+        assert!(!p.has_changes());
+        assert_eq!(keys(&p.revoked), ["1/ci#10"]);
+        assert_eq!(keys(&p.present), ["1/web#11"]);
+        assert_eq!(keys(&p.replaced_to_remove), ["1/web#9", "2/x#20"]);
+        assert_eq!(keys(&p.remove_by_hand), ["2/x#21", "2/y#22"]);
+        assert_eq!(p.possible_orphans, 1);
+        assert!(!p.live);
+
+        // A filter: accounts outside it are not judged (their tokens are not "unwanted").
+        let only1 = AccountFilter {
+            include: vec!["1".into()],
+            exclude: vec![],
+        };
+        let p = plan(&m, &r, None, &only1);
+        assert_eq!(keys(&p.replaced_to_remove), ["1/web#9"]);
+        assert!(p.remove_by_hand.is_empty());
+
+        // A name that needs a lookup might be account 2: not judged either.
+        let m2 = manifest(vec![
+            (AccountSelector::Id(1), vec!["ci", "web"]),
+            (AccountSelector::Name("maybe-two".into()), vec!["x"]),
+        ]);
+        let p = plan(&m2, &r, None, &AccountFilter::default());
+        assert_eq!(keys(&p.replaced_to_remove), ["1/web#9"]);
+        assert!(p.remove_by_hand.is_empty());
+
+        // A name the live list does not know: not judged.
+        let live = LiveAccounts {
+            sub_accounts: [(1, "one".into()), (2, "two".into())].into(),
+        };
+        let p = plan(&m2, &r, Some(&live), &AccountFilter::default());
+        assert!(p.live);
+        assert_eq!(keys(&p.replaced_to_remove), ["1/web#9"]);
+        assert!(p.remove_by_hand.is_empty());
+        assert!(p.has_blockers());
+    }
+
+    #[test]
+    fn an_unknown_account_is_not_judged_and_an_account_given_twice_is_planned_once() {
+        let m = manifest(vec![
+            (AccountSelector::Id(5), vec!["ci"]),
+            (AccountSelector::Name("pay".into()), vec!["ci", "x"]),
+            (AccountSelector::Id(9), vec!["a"]),
+        ]);
+        let mut r = ResultsFile::new(None);
+        record(&mut r, 9, "old", 1);
+        record(&mut r, 7, "gone", 2);
+        let live = LiveAccounts {
+            sub_accounts: [(5, "pay".into()), (7, "seven".into())].into(),
+        };
+        let p = plan(&m, &r, Some(&live), &AccountFilter::default());
+        let names: Vec<String> = p.create.iter().map(ToString::to_string).collect();
+        assert_eq!(names, ["5/ci", "5/x"]);
+        assert_eq!(p.unknown_accounts[0].account_id, 9);
+        // 9 is in the manifest (unknown to the server): its tokens are not for removal.
+        assert_eq!(keys(&p.remove_by_hand), ["7/gone#2"]);
+        assert!(p.has_blockers());
+    }
+
     fn arb_manifest() -> impl Strategy<Value = Manifest> {
         prop::collection::vec((1u32..50, prop::collection::vec("[a-c]{1,2}", 1..4)), 1..20)
             .prop_map(|accounts| {

@@ -179,3 +179,140 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
     let d = sha2::Sha256::digest(bytes);
     d.iter().map(|b| format!("{b:02x}")).collect()
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use crate::state::TokenRecord;
+
+    fn key(n: &str) -> TokenKey {
+        TokenKey {
+            account_id: 7,
+            token_name: n.into(),
+        }
+    }
+
+    fn recorded(with: &[(&str, i64)]) -> ResultsFile {
+        let mut r = ResultsFile::new(None);
+        for (n, id) in with {
+            r.insert(
+                &key(n),
+                TokenRecord {
+                    token_id: *id,
+                    ..TokenRecord::default()
+                },
+            );
+        }
+        r
+    }
+
+    fn plan() -> SavedPlan {
+        SavedPlan::new(
+            "m.yaml".into(),
+            b"tokens: []\n",
+            &recorded(&[("a", 1)]),
+            "https://api.logz.io".into(),
+            vec![key("a"), key("b"), key("c")],
+        )
+    }
+
+    #[test]
+    fn sha256_is_lower_case_hex() {
+        assert_eq!(
+            sha256_hex(b"abc"),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+    }
+
+    #[test]
+    fn a_saved_plan_reads_back_and_anything_else_is_not_a_plan() {
+        let p = plan();
+        assert_eq!(p.checksum, p.compute_checksum());
+        assert_eq!(p.checksum.len(), 64);
+        let bytes = serde_json::to_vec_pretty(&p).unwrap();
+        let mut spaced = b"\n  ".to_vec();
+        spaced.extend(&bytes);
+        let path = Path::new("p.json");
+        assert_eq!(SavedPlan::parse(path, &spaced).unwrap(), Some(p.clone()));
+        // A manifest, JSON that is not an object, or an object of another kind: not a plan.
+        assert_eq!(SavedPlan::parse(path, b"tokens: []\n").unwrap(), None);
+        assert_eq!(SavedPlan::parse(path, b"{ not json").unwrap(), None);
+        assert_eq!(SavedPlan::parse(path, b"[1]").unwrap(), None);
+        assert_eq!(
+            SavedPlan::parse(path, br#"{"kind": "something-else"}"#).unwrap(),
+            None
+        );
+        // A plan with a field missing is malformed, not "not a plan".
+        let err = SavedPlan::parse(path, br#"{"kind": "logzio-tokens-plan"}"#).unwrap_err();
+        assert!(matches!(err, SavedPlanError::Malformed { .. }), "{err}");
+    }
+
+    #[test]
+    fn a_plan_edited_after_it_was_written_is_refused() {
+        let mut p = plan();
+        p.create.push(key("evil"));
+        let bytes = serde_json::to_vec(&p).unwrap();
+        let err = SavedPlan::parse(Path::new("p.json"), &bytes).unwrap_err();
+        assert!(matches!(err, SavedPlanError::Modified { .. }), "{err}");
+        // Every field counts in the checksum.
+        let base = plan();
+        let mut other = base.clone();
+        other.endpoint = "https://api-eu.logz.io".into();
+        assert_ne!(other.compute_checksum(), base.checksum);
+    }
+
+    #[test]
+    fn a_plan_is_stale_once_the_manifest_the_state_or_the_endpoint_changed() {
+        let p = plan();
+        let m = Path::new("m.yaml");
+        let r = Path::new("m.results.json");
+        let state = recorded(&[("a", 1)]);
+        p.check_current(m, b"tokens: []\n", &state, r, "https://api.logz.io")
+            .unwrap();
+        let stale = |res: Result<(), SavedPlanError>| match res.unwrap_err() {
+            SavedPlanError::Stale { what, checksum } => {
+                assert_eq!(checksum, p.checksum);
+                what
+            }
+            other => panic!("{other}"),
+        };
+        let what = stale(p.check_current(m, b"tokens: [x]\n", &state, r, "https://api.logz.io"));
+        assert!(what.contains("manifest"), "{what}");
+        let what = stale(p.check_current(
+            m,
+            b"tokens: []\n",
+            &recorded(&[("a", 2)]),
+            r,
+            "https://api.logz.io",
+        ));
+        assert!(what.contains("recorded results"), "{what}");
+        let what = stale(p.check_current(m, b"tokens: []\n", &state, r, "https://api-eu.logz.io"));
+        assert!(what.contains("endpoint"), "{what}");
+    }
+
+    #[test]
+    fn the_state_digest_covers_tokens_and_orphans_but_not_timestamps() {
+        let a = recorded(&[("a", 1)]);
+        let mut later = a.clone();
+        later.updated_at = "2030-01-01T00:00:00Z".into();
+        assert_eq!(state_digest(&a), state_digest(&later));
+        let mut orphan = a.clone();
+        orphan.note_orphan(&key("b"), "timeout", "2026-01-01T00:00:00Z");
+        assert_ne!(state_digest(&a), state_digest(&orphan));
+        assert_ne!(state_digest(&a), state_digest(&recorded(&[])));
+    }
+
+    #[test]
+    fn a_half_applied_plan_resumes_with_what_is_not_recorded() {
+        let p = plan();
+        assert_eq!(
+            p.remaining(&recorded(&[("a", 1)])),
+            vec![key("b"), key("c")]
+        );
+        assert_eq!(
+            p.remaining(&recorded(&[("a", 1), ("b", 2), ("c", 3)])),
+            Vec::<TokenKey>::new()
+        );
+    }
+}

@@ -445,10 +445,27 @@ mod tests {
         let target = dir.path().join("m.secrets.json");
         fs::write(dir.path().join(".m.secrets.json.abc123.tmp"), b"{}").unwrap();
         fs::write(dir.path().join(".other.json.abc123.tmp"), b"{}").unwrap();
+        // Nothing between the prefix and the suffix: not a name a write makes.
+        fs::write(dir.path().join(".m.secrets.json..tmp"), b"{}").unwrap();
         fs::write(&target, b"{}").unwrap();
         assert_eq!(remove_stale_temps(&target).unwrap(), 1);
+        assert!(!dir.path().join(".m.secrets.json.abc123.tmp").exists());
         assert!(dir.path().join(".other.json.abc123.tmp").exists());
+        assert!(dir.path().join(".m.secrets.json..tmp").exists());
         assert!(target.exists());
+        assert_eq!(remove_stale_temps(&target).unwrap(), 0);
+    }
+
+    #[test]
+    fn stale_temps_of_a_missing_directory_are_none_but_other_errors_are_told() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("nowhere").join("m.secrets.json");
+        assert_eq!(remove_stale_temps(&missing).unwrap(), 0);
+        // The "directory" is a file: not a missing directory, an error.
+        let file = dir.path().join("plain");
+        fs::write(&file, b"x").unwrap();
+        let err = remove_stale_temps(&file.join("m.secrets.json")).unwrap_err();
+        assert_eq!(err.raw_os_error(), Some(libc::ENOTDIR), "{err}");
     }
 
     #[test]
@@ -467,5 +484,101 @@ mod tests {
         fs::set_permissions(&loose, fs::Permissions::from_mode(0o666)).unwrap();
         let err = write_atomic(&loose, b"{}", FileKind::Secret, StateFile::Secrets).unwrap_err();
         assert!(err.to_string().contains("0666"), "{err}");
+    }
+
+    #[test]
+    fn the_parent_of_a_bare_name_is_the_current_directory() {
+        assert_eq!(parent_dir(Path::new("m.yaml")), Path::new("."));
+        assert_eq!(parent_dir(Path::new("/a/b/m.yaml")), Path::new("/a/b"));
+        assert_eq!(parent_dir(Path::new("/")), Path::new("."));
+    }
+
+    #[test]
+    fn errors_other_than_a_missing_file_are_told() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("plain");
+        fs::write(&file, b"x").unwrap();
+        let under = file.join("x");
+        // A missing file is fine to write; a path through a file is not.
+        check_secret_target(&dir.path().join("new.json")).unwrap();
+        assert!(matches!(
+            check_secret_target(&under),
+            Err(StateError::Write { .. })
+        ));
+        assert!(matches!(
+            open_own_secret_file(&under, StateFile::Journal, 100),
+            Err(StateError::Read { .. })
+        ));
+        let d = dir.path().join("d");
+        fs::create_dir(&d).unwrap();
+        let err = check_secret_target(&d).unwrap_err();
+        assert!(err.to_string().contains("not a regular file"), "{err}");
+        assert!(sync_dir(&dir.path().join("missing")).is_err());
+        sync_dir(dir.path()).unwrap();
+    }
+
+    #[test]
+    fn a_journal_that_appeared_meanwhile_says_so() {
+        let dir = tempfile::tempdir().unwrap();
+        let j = dir.path().join("m.results.journal");
+        fs::write(&j, b"").unwrap();
+        let err = open_secret_append(&j).unwrap_err();
+        assert!(err.to_string().contains("appeared while this run"), "{err}");
+        let fresh = open_secret_append(&dir.path().join("fresh.journal")).unwrap();
+        assert_eq!(fresh.metadata().unwrap().mode() & 0o777, 0o600);
+    }
+
+    #[test]
+    fn a_secret_file_read_back_is_refused_through_a_link_and_allowed_at_its_limit() {
+        let dir = tempfile::tempdir().unwrap();
+        let j = dir.path().join("j");
+        fs::write(&j, b"{}").unwrap();
+        fs::set_permissions(&j, fs::Permissions::from_mode(0o600)).unwrap();
+        assert!(
+            open_own_secret_file(&j, StateFile::Journal, 2)
+                .unwrap()
+                .is_some()
+        );
+        let link = dir.path().join("l");
+        std::os::unix::fs::symlink(&j, &link).unwrap();
+        assert!(matches!(
+            open_own_secret_file(&link, StateFile::Journal, 100),
+            Err(StateError::Untrusted { .. })
+        ));
+    }
+
+    #[test]
+    fn every_ancestor_of_the_state_is_checked_and_group_writable_needs_our_group() {
+        let dir = tempfile::tempdir().unwrap();
+        let open = dir.path().join("open");
+        let state = open.join("state");
+        fs::create_dir_all(&state).unwrap();
+        let f = state.join("m.results.json");
+        fs::write(&f, b"{}").unwrap();
+        // An existing state file of ours is fine.
+        check_state_place(&[&f]).unwrap();
+        fs::set_permissions(&open, fs::Permissions::from_mode(0o777)).unwrap();
+        let err = check_state_place(&[&f]).unwrap_err();
+        assert!(err.to_string().contains("open"), "{err}");
+        fs::set_permissions(&open, fs::Permissions::from_mode(0o755)).unwrap();
+        // Group-writable: fine for our own group, refused for another's unless sticky.
+        let my_group = rustix::process::getegid().as_raw();
+        let other = my_group + 4321;
+        fs::set_permissions(&state, fs::Permissions::from_mode(0o775)).unwrap();
+        check_state_place(&[&f]).unwrap();
+        std::os::unix::fs::chown(&state, None, Some(other)).unwrap();
+        let err = check_state_place(&[&f]).unwrap_err();
+        assert!(err.to_string().contains(&format!("group {other}")), "{err}");
+        fs::set_permissions(&state, fs::Permissions::from_mode(0o1775)).unwrap();
+        check_state_place(&[&f]).unwrap();
+        // Another group that cannot write: fine.
+        fs::set_permissions(&state, fs::Permissions::from_mode(0o755)).unwrap();
+        check_state_place(&[&f]).unwrap();
+        // Another user's directory: refused.
+        if euid() == 0 {
+            std::os::unix::fs::chown(&state, Some(4321), None).unwrap();
+            let err = check_state_place(&[&f]).unwrap_err();
+            assert!(err.to_string().contains("uid 4321"), "{err}");
+        }
     }
 }

@@ -144,10 +144,38 @@ mod tests {
         std::os::unix::fs::symlink(&precious, &link).unwrap();
         let err = StateLock::acquire(&link).unwrap_err();
         assert!(err.to_string().contains("symbolic link"), "{err}");
+        assert!(matches!(err, StateError::Untrusted { .. }), "{err:?}");
         let hard = dir.path().join("h.lock");
         std::fs::hard_link(&precious, &hard).unwrap();
         let err = StateLock::acquire(&hard).unwrap_err();
         assert!(err.to_string().contains("hard links"), "{err}");
         assert_eq!(std::fs::read(&precious).unwrap(), b"keep me");
+    }
+
+    #[test]
+    fn the_holder_is_written_while_held_and_erased_on_release() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("r.lock");
+        let lock = StateLock::acquire(&p).unwrap();
+        assert_eq!(lock.path(), p);
+        let held = std::fs::read_to_string(&p).unwrap();
+        assert!(
+            held.starts_with(&format!("pid {} since ", std::process::id())),
+            "{held}"
+        );
+        drop(lock);
+        assert_eq!(std::fs::read_to_string(&p).unwrap(), "");
+    }
+
+    #[test]
+    fn a_fifo_lock_is_refused_without_blocking() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("f.lock");
+        // mkfifo is coreutils'; making one in-process would need unsafe code.
+        let made = std::process::Command::new("mkfifo").arg(&p).status();
+        assert!(made.unwrap().success());
+        // Opened read-write, a FIFO does not block the open; it is refused as what it is.
+        let err = StateLock::acquire(&p).unwrap_err();
+        assert!(err.to_string().contains("not a regular file"), "{err}");
     }
 }

@@ -289,6 +289,39 @@ mod tests {
     }
 
     #[test]
+    fn state_files_have_the_words_the_messages_use() {
+        let words = [
+            (StateFile::Results, "results"),
+            (StateFile::Secrets, "secrets"),
+            (StateFile::Journal, "journal"),
+            (StateFile::Lock, "lock file"),
+            (StateFile::State, "state"),
+            (StateFile::StateFile, "state file"),
+            (StateFile::StateDirectory, "state directory"),
+            (StateFile::Sealed, "sealed"),
+            (StateFile::Plan, "plan"),
+            (StateFile::Export, "export"),
+            (StateFile::GroundTruth, "ground truth"),
+        ];
+        for (kind, word) in words {
+            assert_eq!(kind.to_string(), word);
+        }
+    }
+
+    #[test]
+    fn now_is_the_current_instant_in_utc_with_milliseconds() {
+        let before = time::OffsetDateTime::now_utc();
+        let now = now_rfc3339();
+        let after = time::OffsetDateTime::now_utc();
+        let parsed =
+            time::OffsetDateTime::parse(&now, &time::format_description::well_known::Rfc3339)
+                .unwrap_or_else(|e| panic!("{now:?} is not RFC 3339: {e}"));
+        assert!(now.ends_with('Z') && now.len() == "2026-11-23T20:00:00.500Z".len());
+        // Truncated to the millisecond, so up to 1 ms before `before`.
+        assert!(parsed > before - time::Duration::milliseconds(1) && parsed <= after);
+    }
+
+    #[test]
     fn rfc3339_has_milliseconds() {
         let t = time::macros::datetime!(2026-11-23 20:00:00.5 UTC);
         assert_eq!(format_rfc3339(t), "2026-11-23T20:00:00.500Z");

@@ -998,4 +998,361 @@ mod tests {
             "plaintext-secret-a"
         );
     }
+
+    /// A recorder task on a fresh state, driven by hand (no runtime, no channel).
+    fn task(dir: &std::path::Path) -> Task {
+        let paths = StatePaths::for_manifest(&dir.join("m.yaml"), None, None);
+        let store = Store::open(paths.clone(), Some("http://127.0.0.1:1")).unwrap();
+        let journal = open_secret_append(&paths.journal).unwrap();
+        Task::new(store, journal)
+    }
+
+    const NOW: &str = "2026-11-30T01:00:00.000Z";
+
+    fn intent_msg(k: &TokenKey) -> (Msg, oneshot::Receiver<Result<u64, StateError>>) {
+        let (ack, rx) = oneshot::channel();
+        let m = Msg::Intent {
+            key: k.clone(),
+            attempt: 1,
+            ack,
+        };
+        (m, rx)
+    }
+
+    fn outcome_msg(
+        seq: u64,
+        k: &TokenKey,
+        outcome: Outcome,
+    ) -> (Msg, oneshot::Receiver<Result<Applied, StateError>>) {
+        let (ack, rx) = oneshot::channel();
+        let m = Msg::Outcome {
+            seq,
+            key: k.clone(),
+            outcome,
+            ack,
+        };
+        (m, rx)
+    }
+
+    /// Journals and applies one batch, as `run` does.
+    fn step(t: &mut Task, mut batch: Vec<Msg>) -> (Vec<u64>, bool) {
+        let mut buf = Vec::new();
+        let (seqs, ok) = t.journal_batch(&batch, &mut buf, NOW);
+        t.apply_and_ack(&mut batch, seqs.clone(), ok, NOW);
+        (seqs, ok)
+    }
+
+    fn journal_lines(t: &Task) -> Vec<JournalRecord> {
+        std::fs::read_to_string(&t.store.paths.journal)
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    }
+
+    fn intent_seq(r: &JournalRecord) -> u64 {
+        match r {
+            JournalRecord::Intent { seq, .. } => *seq,
+            other => panic!("not an intent: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_message_prints_as_its_type_only() {
+        let m = Msg::Failure(Failure {
+            account_id: Some(1),
+            account_name: None,
+            token_name: "t".into(),
+            http_status: None,
+            error: "secret-looking detail".into(),
+        });
+        assert_eq!(format!("{m:?}"), "Msg");
+    }
+
+    #[test]
+    fn a_save_is_due_after_the_interval_and_enough_new_outcomes() {
+        let now = Instant::now();
+        let clock = |past_next: bool, since: usize, last_ago: Duration| SaveClock {
+            every: SAVE_INTERVAL,
+            next: if past_next {
+                now - Duration::from_millis(1)
+            } else {
+                now + Duration::from_secs(3600)
+            },
+            last: now - last_ago,
+            outcomes_since: since,
+        };
+        let recent = Duration::from_secs(1);
+        // 12 tokens: a quarter of them (3) must be new since the last save.
+        assert!(!clock(true, 2, recent).due(12));
+        assert!(clock(true, 3, recent).due(12));
+        assert!(clock(true, 0, recent).due(0));
+        // Not before the next save time, however much is new.
+        assert!(!clock(false, 100, recent).due(12));
+        assert!(!clock(false, 0, MAX_SAVE_INTERVAL * 2).due(12));
+        // A minute without a save: due even with few new outcomes.
+        assert!(clock(true, 0, MAX_SAVE_INTERVAL + recent).due(1000));
+        assert!(!clock(true, 0, MAX_SAVE_INTERVAL - recent).due(1000));
+    }
+
+    #[test]
+    fn a_slow_save_spaces_the_next_ones_and_the_clock_moves_on() {
+        let mut clock = SaveClock::new();
+        clock.outcomes_since = 7;
+        clock.last = Instant::now() - Duration::from_secs(100);
+        clock.saved(Duration::from_secs(1));
+        assert_eq!(clock.outcomes_since, 0);
+        assert!(clock.last.elapsed() < Duration::from_secs(50));
+        assert_eq!(clock.every, Duration::from_secs(30));
+        clock.saved(Duration::from_millis(10));
+        assert_eq!(clock.every, SAVE_INTERVAL);
+        // Not yet due: tick leaves the next save time alone.
+        let next = clock.next;
+        clock.tick();
+        assert_eq!(clock.next, next);
+        // Due: the next one is an interval from now.
+        clock.every = Duration::from_secs(10);
+        clock.next = Instant::now() - Duration::from_millis(1);
+        let before = Instant::now();
+        clock.tick();
+        assert!(clock.next >= before + Duration::from_secs(10));
+        assert!(clock.next <= Instant::now() + Duration::from_secs(10));
+    }
+
+    #[test]
+    fn the_room_for_an_outcome_covers_its_record_and_grows_with_the_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let t = task(dir.path());
+        let line = JournalRecord::Outcome {
+            seq: 123,
+            account_id: 42,
+            token_name: String::new(),
+            outcome: created(1_000_000, &"s".repeat(SECRET_ROOM)),
+            at: NOW.into(),
+        }
+        .to_line();
+        let line = line.len() as u64;
+        assert!(t.outcome_room > line + 200, "{} vs {line}", t.outcome_room);
+        assert!(t.outcome_room < line + 1024, "{} vs {line}", t.outcome_room);
+        assert_eq!(t.room_for(&key("")), t.outcome_room);
+        assert_eq!(t.room_for(&key("abc")), t.outcome_room + 18);
+    }
+
+    #[test]
+    fn intents_get_consecutive_seqs_and_the_room_for_their_outcomes() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut t = task(dir.path());
+        // A name long enough that its intent record is larger than the room taken ahead: the
+        // room held must count the records written as well as the outcomes to come.
+        let big = key(&"n".repeat(80_000));
+        let (m1, r1) = intent_msg(&key("a"));
+        let (m2, r2) = intent_msg(&big);
+        let (seqs, ok) = step(&mut t, vec![m1, m2]);
+        assert!(ok);
+        assert_eq!(seqs, vec![1, 2]);
+        assert_eq!(t.seq, 2);
+        assert_eq!(r1.blocking_recv().unwrap().unwrap(), 1);
+        assert_eq!(r2.blocking_recv().unwrap().unwrap(), 2);
+        let lines = journal_lines(&t);
+        assert_eq!(lines.iter().map(intent_seq).collect::<Vec<_>>(), [1, 2]);
+        assert_eq!(intent_seq(&t.pending[&1].0), 1);
+        assert_eq!(intent_seq(&t.pending[&2].0), 2);
+        let rooms = t.room_for(&key("a")) + t.room_for(&big);
+        assert_eq!(t.held, rooms);
+        assert!(t.room.spare() >= t.held, "{:?} for {}", t.room, t.held);
+
+        // An outcome frees its intent's room; the next intent holds room beside the rest.
+        let (m, r) = outcome_msg(2, &big, created(10, "sek"));
+        let (seqs, ok) = step(&mut t, vec![m]);
+        assert!(ok);
+        assert_eq!(seqs, vec![2]);
+        assert_eq!(r.blocking_recv().unwrap().unwrap(), Applied::Recorded);
+        assert_eq!(t.held, t.room_for(&key("a")));
+        assert_eq!(t.pending.len(), 1);
+        assert_eq!(t.saves.outcomes_since, 1);
+        let big2 = key(&"m".repeat(80_000));
+        let (m3, r3) = intent_msg(&big2);
+        let (seqs, _) = step(&mut t, vec![m3]);
+        assert_eq!(seqs, vec![3]);
+        assert_eq!(r3.blocking_recv().unwrap().unwrap(), 3);
+        assert_eq!(t.held, t.room_for(&key("a")) + t.room_for(&big2));
+        assert!(t.room.spare() >= t.held, "{:?} for {}", t.room, t.held);
+        assert_eq!(journal_lines(&t).len(), 4);
+    }
+
+    #[test]
+    fn a_failed_journal_write_refuses_its_intents_and_releases_their_room() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut t = task(dir.path());
+        let (m, _r) = intent_msg(&key("a"));
+        step(&mut t, vec![m]);
+        let held = t.held;
+        // The room is held already; the write itself fails (a read-only handle).
+        t.journal = std::fs::File::open(&t.store.paths.journal).unwrap();
+        let (m, r) = intent_msg(&key("b"));
+        let (_, ok) = step(&mut t, vec![m]);
+        assert!(!ok);
+        assert!(r.blocking_recv().unwrap().is_err());
+        assert_eq!(t.held, held);
+        assert_eq!(t.pending.len(), 1);
+        assert!(t.broken.is_some());
+        // Once broken, no intent is journaled, and an outcome is applied but reported.
+        let (m, r) = outcome_msg(1, &key("a"), created(10, "sek"));
+        let (_, ok) = step(&mut t, vec![m]);
+        assert!(!ok);
+        assert!(r.blocking_recv().unwrap().is_err());
+        assert_eq!(t.store.results.get(&key("a")).unwrap().token_id, 10);
+    }
+
+    #[test]
+    fn names_failures_and_the_rate_make_the_state_dirty_only_when_they_change() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut t = task(dir.path());
+        step(&mut t, vec![Msg::ResolvedName("acme".into(), 5)]);
+        assert!(t.dirty);
+        t.dirty = false;
+        step(&mut t, vec![Msg::ResolvedName("acme".into(), 5)]);
+        assert!(!t.dirty);
+        step(&mut t, vec![Msg::ResolvedName("acme".into(), 6)]);
+        assert!(t.dirty);
+        assert_eq!(t.store.results.resolved_names["acme"], 6);
+        t.dirty = false;
+        let rate = Some(crate::state::LearnedRate {
+            per_second: 10.0,
+            endpoint: "http://127.0.0.1:1".into(),
+            at: NOW.into(),
+        });
+        step(&mut t, vec![Msg::LearnedRate(rate.clone())]);
+        assert!(t.dirty);
+        assert_eq!(t.store.results.learned_rate, rate);
+        t.dirty = false;
+        step(&mut t, vec![Msg::LearnedRate(rate)]);
+        assert!(!t.dirty);
+        step(&mut t, vec![Msg::LearnedRate(None)]);
+        assert!(t.dirty);
+        assert_eq!(t.store.results.learned_rate, None);
+    }
+
+    #[test]
+    fn a_checkpoint_saves_when_due_and_keeps_only_the_intents_in_flight() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut t = task(dir.path());
+        let (m1, _r1) = intent_msg(&key("a"));
+        let (m2, _r2) = intent_msg(&key("b"));
+        step(&mut t, vec![m1, m2]);
+        let (m, _r) = outcome_msg(1, &key("a"), created(10, "sek"));
+        step(&mut t, vec![m]);
+        let results = t.store.paths.results.clone();
+        // Not due yet: nothing saved.
+        t.maybe_checkpoint();
+        assert!(!results.exists());
+        // Due but nothing new: nothing saved.
+        t.saves.next = Instant::now() - Duration::from_millis(1);
+        t.dirty = false;
+        t.maybe_checkpoint();
+        assert!(!results.exists());
+        // Due but broken: nothing saved.
+        t.saves.next = Instant::now() - Duration::from_millis(1);
+        t.dirty = true;
+        t.broken = Some("a write failed".into());
+        t.maybe_checkpoint();
+        assert!(!results.exists());
+        // Due: saved, and the journal now holds only b's intent, with its room.
+        t.broken = None;
+        t.saves.next = Instant::now() - Duration::from_millis(1);
+        t.maybe_checkpoint();
+        assert!(results.exists());
+        assert!(!t.dirty);
+        let lines = journal_lines(&t);
+        assert_eq!(lines.len(), 1);
+        assert_eq!(intent_seq(&lines[0]), 2);
+        // The fresh journal holds exactly the room for b's outcome, plus the room taken
+        // ahead (64 KiB, `room::AHEAD`).
+        assert_eq!(t.room.spare(), t.held + 64 * 1024, "{:?}", t.room);
+        assert!(t.saves.next > Instant::now());
+    }
+
+    #[test]
+    fn a_checkpoint_that_cannot_replace_the_journal_fails_unless_the_disk_is_full() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut t = task(dir.path());
+        let (m, _r) = intent_msg(&key("a"));
+        step(&mut t, vec![m]);
+        // Something sits where the next journal is made (not a file: it cannot be removed).
+        let mut next = t.store.paths.journal.as_os_str().to_owned();
+        next.push(".next");
+        std::fs::create_dir(std::path::PathBuf::from(next)).unwrap();
+        let err = t.checkpoint().unwrap_err();
+        assert!(err.to_string().contains("journal"), "{err}");
+        assert_eq!(journal_lines(&t).len(), 1);
+    }
+
+    #[test]
+    fn read_only_and_full_disks_are_told_apart_from_other_errors() {
+        use std::io::{Error, ErrorKind};
+        let erofs = explain_read_only(Error::from_raw_os_error(libc::EROFS));
+        assert!(erofs.to_string().contains("became read-only"), "{erofs}");
+        let kind = explain_read_only(Error::new(ErrorKind::ReadOnlyFilesystem, "ro"));
+        assert!(kind.to_string().contains("became read-only"), "{kind}");
+        let other = explain_read_only(Error::from_raw_os_error(libc::ENOENT));
+        assert_eq!(
+            other.to_string(),
+            Error::from_raw_os_error(libc::ENOENT).to_string()
+        );
+        assert!(is_out_of_space(&Error::from_raw_os_error(libc::ENOSPC)));
+        assert!(is_out_of_space(&Error::from_raw_os_error(libc::EDQUOT)));
+        assert!(is_out_of_space(&Error::new(ErrorKind::StorageFull, "x")));
+        assert!(is_out_of_space(&Error::new(ErrorKind::QuotaExceeded, "x")));
+        assert!(!is_out_of_space(&Error::from_raw_os_error(libc::EIO)));
+    }
+
+    #[tokio::test]
+    async fn a_batch_takes_what_is_queued_up_to_its_limit() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut t = task(dir.path());
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        for _ in 0..MAX_BATCH + 1 {
+            tx.send(Msg::LearnedRate(None)).unwrap();
+        }
+        let mut batch = Vec::new();
+        assert!(t.next_batch(&mut rx, &mut batch).await);
+        assert_eq!(batch.len(), MAX_BATCH);
+        batch.clear();
+        assert!(t.next_batch(&mut rx, &mut batch).await);
+        assert_eq!(batch.len(), 1);
+        drop(tx);
+        batch.clear();
+        assert!(!t.next_batch(&mut rx, &mut batch).await);
+    }
+
+    #[tokio::test]
+    async fn failures_names_and_the_rate_sent_through_a_handle_are_saved() {
+        let dir = tempfile::tempdir().unwrap();
+        let paths = StatePaths::for_manifest(&dir.path().join("m.yaml"), None, None);
+        let store = Store::open(paths.clone(), Some("http://127.0.0.1:1")).unwrap();
+        let rec = Recorder::start(store).unwrap();
+        let h = rec.handle();
+        h.failure(Failure {
+            account_id: Some(42),
+            account_name: None,
+            token_name: "x".into(),
+            http_status: Some(400),
+            error: "refused".into(),
+        });
+        h.resolved_name("acme".into(), 42);
+        let rate = Some(crate::state::LearnedRate {
+            per_second: 10.0,
+            endpoint: "http://127.0.0.1:1".into(),
+            at: NOW.into(),
+        });
+        h.learned_rate(rate.clone());
+        drop(h);
+        let (store, res) = rec.finish().await;
+        res.unwrap();
+        let results = store.unwrap().results;
+        assert_eq!(results.failures.len(), 1);
+        assert_eq!(results.failures[0].token_name, "x");
+        assert_eq!(results.resolved_names["acme"], 42);
+        assert_eq!(results.learned_rate, rate);
+    }
 }

@@ -582,6 +582,116 @@ mod tests {
             reject_duplicate_keys(b"{"),
             Err(DuplicateKey::Json(_))
         ));
+        // Found inside arrays and nested objects, at the repeat.
+        assert!(matches!(
+            reject_duplicate_keys(b"[1, true, null, \"s\", 1.5, -2, {\"b\": 1, \"b\": 2}]"),
+            Err(DuplicateKey::At { line: 1, .. })
+        ));
+        assert!(matches!(
+            reject_duplicate_keys(b"{\"a\": {\"b\": 1,\n \"b\": 2}}"),
+            Err(DuplicateKey::At { line: 2, .. })
+        ));
+        assert!(reject_duplicate_keys(b"[1, true, null, \"s\", 1.5, -2, {\"b\": [{}]}]").is_ok());
+    }
+
+    #[test]
+    fn statuses_have_the_names_of_the_results_file() {
+        let names = [
+            (TokenStatus::Valid, "valid"),
+            (TokenStatus::Revoked, "revoked"),
+            (TokenStatus::WrongAccount, "wrong_account"),
+            (TokenStatus::Unknown, "unknown"),
+        ];
+        for (status, name) in names {
+            assert_eq!(status.as_str(), name);
+            assert_eq!(
+                serde_json::to_string(&status).unwrap(),
+                format!("\"{name}\"")
+            );
+        }
+    }
+
+    #[test]
+    fn a_results_file_of_this_version_loads_and_another_version_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("r.json");
+        let mut f = ResultsFile::new(None);
+        f.insert(
+            &key(1, "ci"),
+            TokenRecord {
+                token_id: 5,
+                ..TokenRecord::default()
+            },
+        );
+        std::fs::write(&p, f.to_bytes()).unwrap();
+        let back = ResultsFile::load(&p).unwrap().unwrap();
+        assert_eq!(back.get(&key(1, "ci")).unwrap().token_id, 5);
+        let text =
+            std::fs::read_to_string(&p)
+                .unwrap()
+                .replacen("\"version\": 1", "\"version\": 2", 1);
+        std::fs::write(&p, text).unwrap();
+        let err = ResultsFile::load(&p).unwrap_err().to_string();
+        assert!(err.contains("version 2 is not supported"), "{err}");
+        // A path that is not a readable file is an error, not a first run.
+        assert!(ResultsFile::load(dir.path()).is_err());
+    }
+
+    #[test]
+    fn json_errors_say_what_kind_of_problem_without_the_content() {
+        let detail =
+            |text: &str| json_error_detail(&serde_json::from_str::<ResultsFile>(text).unwrap_err());
+        assert_eq!(
+            detail("{\"version\": 1,"),
+            "line 1 column 14: it ends too early (cut short?)"
+        );
+        assert_eq!(detail("{]"), "line 1 column 2: it is not valid JSON");
+        let data = detail("{\"version\": \"sek-secret\"}");
+        assert!(data.ends_with("a value has the wrong type or a field is missing or unknown"));
+        assert!(!data.contains("sek-secret"), "{data}");
+    }
+
+    #[test]
+    fn a_replaced_token_is_listed_once_even_when_ids_come_back() {
+        let mut f = ResultsFile::new(None);
+        let k = key(1, "ci");
+        for id in [10, 11, 10, 11] {
+            f.insert(
+                &k,
+                TokenRecord {
+                    token_id: id,
+                    ..TokenRecord::default()
+                },
+            );
+        }
+        let ids: Vec<(i64, i64)> = f
+            .superseded
+            .iter()
+            .map(|s| (s.token_id, s.replaced_by))
+            .collect();
+        assert_eq!(ids, [(10, 11), (11, 10)]);
+        assert_eq!(f.token_count(), 1);
+        f.insert(&key(1, "other"), TokenRecord::default());
+        f.insert(&key(2, "ci"), TokenRecord::default());
+        assert_eq!(f.token_count(), 3);
+    }
+
+    #[test]
+    fn orphan_notes_are_kept_per_key() {
+        let mut f = ResultsFile::new(None);
+        f.note_orphan(&key(1, "a"), "timeout", "2026-01-01T00:00:00.001Z");
+        f.note_orphan(&key(1, "b"), "timeout", "2026-01-01T00:00:00.002Z");
+        f.note_orphan(&key(2, "a"), "timeout", "2026-01-01T00:00:00.003Z");
+        assert_eq!(f.possible_orphans.len(), 3);
+        assert!(f.possible_orphans.iter().all(|o| o.ambiguous_attempts == 1));
+    }
+
+    #[test]
+    fn the_schema_text_is_the_committed_schema() {
+        assert_eq!(
+            results_schema_text(),
+            include_str!("../../schemas/results.schema.json")
+        );
     }
 
     #[test]

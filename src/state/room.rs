@@ -122,4 +122,35 @@ mod tests {
         assert_eq!(room.spare(), spare);
         assert_eq!(std::fs::read(&p).unwrap(), b"record\n");
     }
+
+    #[test]
+    fn room_is_taken_ahead_from_the_end_of_the_records() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("j");
+        let mut f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&p)
+            .unwrap();
+        let records = 1024 * 1024;
+        f.write_all(&vec![b'x'; records]).unwrap();
+        f.sync_all().unwrap();
+        let mut room = Room::new(records as u64);
+        room.hold(&f, 1000).unwrap();
+        if room.unsupported {
+            return;
+        }
+        // Taken ahead: the next few batches need no new allocation.
+        assert!(room.spare() >= 1000 + 60 * 1024, "{room:?}");
+        let allocated = f.metadata().unwrap().blocks() * 512;
+        assert!(
+            allocated >= records as u64 + room.spare(),
+            "{allocated} for {room:?}"
+        );
+        assert!(allocated < 2 * records as u64, "{allocated} for {room:?}");
+        // What is written comes out of the room held.
+        let spare = room.spare();
+        room.wrote(100);
+        assert_eq!(room.spare(), spare - 100);
+    }
 }

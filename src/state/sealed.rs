@@ -364,4 +364,74 @@ mod tests {
         assert_eq!(file_name(t, "1a2b3c4d"), "20261129T210306Z-1a2b3c4d.age");
         assert_eq!(new_run_id().len(), 8);
     }
+
+    fn identity_file(dir: &Path, key: &x25519::Identity, size: usize) -> std::path::PathBuf {
+        let line = format!("{}\n", key.to_string().expose_secret());
+        let mut text = String::from("# ");
+        text.push_str(&"p".repeat(size.saturating_sub(line.len() + 3)));
+        text.push('\n');
+        text.push_str(&line);
+        let path = dir.join(format!("key-{size}.txt"));
+        fs::write(&path, &text).unwrap();
+        path
+    }
+
+    #[test]
+    fn identity_files_are_read_up_to_their_limit_and_never_through_a_link() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = x25519::Identity::generate();
+        let at_limit = identity_file(dir.path(), &key, MAX_IDENTITY_FILE as usize);
+        assert_eq!(fs::metadata(&at_limit).unwrap().len(), MAX_IDENTITY_FILE);
+        let ids = Identities::load(&at_limit).unwrap();
+        assert_eq!(format!("{ids:?}"), "Identities([1 redacted])");
+        let over = identity_file(dir.path(), &key, MAX_IDENTITY_FILE as usize + 1);
+        let err = Identities::load(&over).unwrap_err().to_string();
+        assert!(err.contains("larger than 65536 bytes"), "{err}");
+        let link = dir.path().join("link.txt");
+        std::os::unix::fs::symlink(&at_limit, &link).unwrap();
+        assert!(Identities::load(&link).is_err());
+        let err = Identities::load(dir.path()).unwrap_err().to_string();
+        assert!(err.contains("not a regular file"), "{err}");
+    }
+
+    #[test]
+    fn recipients_are_listed_once_each_and_printed_as_public_keys() {
+        let a = x25519::Identity::generate().to_public();
+        let b = x25519::Identity::generate().to_public();
+        assert!(Recipients::new(Vec::new()).is_none());
+        let one = Recipients::new(vec![a.clone(), a.clone()]).unwrap();
+        assert_eq!(one.len(), 1);
+        assert!(!one.is_empty());
+        let two = Recipients::new(vec![a.clone(), b.clone()]).unwrap();
+        assert_eq!(two.len(), 2);
+        assert_eq!(format!("{two:?}"), format!("[\"{a}\", \"{b}\"]"));
+    }
+
+    #[test]
+    fn a_sealed_file_of_a_large_run_is_read_whole() {
+        // (Its bytes only: sealing a megabyte in a debug build would slow every test run.)
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("big.age");
+        fs::write(&path, vec![b'a'; 2 * 1024 * 1024]).unwrap();
+        assert_eq!(
+            read_bounded(&path, MAX_SEALED_FILE).unwrap().len(),
+            2 * 1024 * 1024
+        );
+    }
+
+    #[test]
+    fn only_sealed_files_are_listed_and_a_missing_directory_has_none() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(list(&dir.path().join("missing")).unwrap().is_empty());
+        fs::write(dir.path().join("b.age"), b"x").unwrap();
+        fs::write(dir.path().join("a.age"), b"x").unwrap();
+        fs::write(dir.path().join("notes.txt"), b"x").unwrap();
+        fs::create_dir(dir.path().join("c.age")).unwrap();
+        assert_eq!(
+            list(dir.path()).unwrap(),
+            vec![dir.path().join("a.age"), dir.path().join("b.age")]
+        );
+        // A "directory" that is a file is an error, not an empty list.
+        assert!(list(&dir.path().join("notes.txt")).is_err());
+    }
 }

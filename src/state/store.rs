@@ -516,4 +516,244 @@ mod tests {
         let err = Store::open(paths, Some("https://api.logz.io")).unwrap_err();
         assert!(err.to_string().contains("api-eu"), "{err}");
     }
+
+    use crate::secret::Secret;
+
+    const URL: &str = "http://127.0.0.1:1";
+    const AT: &str = "2026-11-30T01:00:00.000Z";
+
+    fn key(n: &str) -> TokenKey {
+        TokenKey {
+            account_id: 42,
+            token_name: n.into(),
+        }
+    }
+
+    fn created(id: i64, secret: &str) -> Outcome {
+        Outcome::Created {
+            token_id: id,
+            secret: HeldSecret::plain(Secret::new(secret)),
+            created_at: "2021-05-24T12:11:51Z".into(),
+        }
+    }
+
+    fn open(dir: &std::path::Path) -> (StatePaths, Store) {
+        let paths = StatePaths::for_manifest(&dir.join("m.yaml"), None, None);
+        let store = Store::open(paths.clone(), Some(URL)).unwrap();
+        (paths, store)
+    }
+
+    fn apply(store: &mut Store, k: &TokenKey, outcome: Outcome) -> Applied {
+        let mut index = store.token_index();
+        store.apply(k, outcome, AT, &mut index)
+    }
+
+    #[test]
+    fn the_same_endpoint_with_a_trailing_slash_is_accepted() {
+        let dir = tempfile::tempdir().unwrap();
+        let (paths, mut s) = open(dir.path());
+        s.save().unwrap();
+        drop(s);
+        let again = Store::open(paths, Some("http://127.0.0.1:1/")).unwrap();
+        assert_eq!(again.results.api_url.as_deref(), Some(URL));
+    }
+
+    #[test]
+    fn outcomes_are_recorded_once_and_an_id_given_twice_is_kept_aside() {
+        let dir = tempfile::tempdir().unwrap();
+        let (_, mut s) = open(dir.path());
+        assert_eq!(
+            apply(&mut s, &key("a"), created(10, "sek-a")),
+            Applied::Recorded
+        );
+        let rec = s.results.get(&key("a")).unwrap();
+        assert_eq!(
+            (rec.token_id, rec.created_at.as_str(), rec.source),
+            (10, "2021-05-24T12:11:51Z", None)
+        );
+        assert_eq!(s.secrets.get(&key("a")).unwrap().token.expose(), "sek-a");
+        // A replay of the same answer.
+        assert_eq!(
+            apply(&mut s, &key("a"), created(10, "sek-a")),
+            Applied::AlreadyKnown
+        );
+        // The API hands out a's id again, for b: never recorded as b's, secret kept aside.
+        assert_eq!(
+            apply(&mut s, &key("b"), created(10, "sek-b")),
+            Applied::DuplicateId(key("a"))
+        );
+        assert!(s.results.get(&key("b")).is_none());
+        assert_eq!(s.results.possible_orphans[0].token_name, "b");
+        assert_eq!(s.secrets.superseded.len(), 1);
+        assert_eq!(s.secrets.get(&key("a")).unwrap().token.expose(), "sek-a");
+        assert_eq!(
+            s.token_index().get(&10),
+            Some(&key("a")),
+            "the index is built from the results"
+        );
+        assert_eq!(s.token_index().len(), 1);
+    }
+
+    #[test]
+    fn a_replayed_journal_counts_what_it_recovered() {
+        let dir = tempfile::tempdir().unwrap();
+        let paths = StatePaths::for_manifest(&dir.path().join("m.yaml"), None, None);
+        let lines = [
+            Line::intent(1, "a"),
+            Line::intent(2, "b"),
+            Line::intent(3, "c"),
+            Line::created(1, "a", 10),
+            Line::created(3, "c", 11),
+        ]
+        .concat();
+        std::fs::write(&paths.journal, lines).unwrap();
+        std::fs::set_permissions(
+            &paths.journal,
+            std::os::unix::fs::PermissionsExt::from_mode(0o600),
+        )
+        .unwrap();
+        let s = Store::read(paths.clone(), Some(URL)).unwrap();
+        assert_eq!(s.recovery.recovered_tokens, 2);
+        assert_eq!(s.recovery.interrupted, 1);
+        assert!(!s.recovery.truncated_tail);
+    }
+
+    /// Journal lines as a run writes them.
+    struct Line;
+    impl Line {
+        fn intent(seq: u64, name: &str) -> Vec<u8> {
+            super::journal::JournalRecord::Intent {
+                seq,
+                account_id: 42,
+                token_name: name.into(),
+                attempt: 1,
+                at: AT.into(),
+            }
+            .to_line()
+        }
+        fn created(seq: u64, name: &str, id: i64) -> Vec<u8> {
+            super::journal::JournalRecord::Outcome {
+                seq,
+                account_id: 42,
+                token_name: name.into(),
+                outcome: created(id, &format!("sek-{name}")),
+                at: AT.into(),
+            }
+            .to_line()
+        }
+    }
+
+    #[test]
+    fn a_secrets_file_is_written_only_when_there_is_something_to_keep() {
+        let dir = tempfile::tempdir().unwrap();
+        let (paths, mut s) = open(dir.path());
+        s.save().unwrap();
+        assert!(paths.results.exists());
+        assert!(!paths.secrets.exists(), "no secrets, no secrets file");
+        // A secret kept aside alone is worth a file.
+        s.secrets
+            .quarantine(&key("a"), 7, Secret::new("sek-kept"), "odd".into());
+        s.save().unwrap();
+        assert!(paths.secrets.exists());
+        // Once there is a file, it is kept up to date even when it empties.
+        s.secrets.superseded.clear();
+        s.save().unwrap();
+        let text = std::fs::read_to_string(&paths.secrets).unwrap();
+        assert!(!text.contains("sek-kept"), "{text}");
+    }
+
+    fn recipients(dir: &std::path::Path) -> (Recipients, Identities) {
+        use age::secrecy::ExposeSecret;
+        let key = age::x25519::Identity::generate();
+        let file = dir.join("key.txt");
+        std::fs::write(&file, format!("{}\n", key.to_string().expose_secret())).unwrap();
+        (
+            Recipients::new(vec![key.to_public()]).unwrap(),
+            Identities::load(&file).unwrap(),
+        )
+    }
+
+    #[test]
+    fn a_sealing_run_writes_no_plaintext_and_seals_each_secret_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let keys = tempfile::tempdir().unwrap();
+        let (r, ids) = recipients(keys.path());
+        let (paths, mut s) = open(dir.path());
+        assert!(s.sealing().is_none());
+        // Plaintext and nothing sealed: every secret without an identity.
+        assert!(s.all_secrets(None).unwrap().accounts.is_empty());
+        s.seal_to(r);
+        assert!(s.sealing().is_some());
+        assert_eq!(s.seal_run().unwrap(), None, "nothing received yet");
+        assert_eq!(
+            apply(&mut s, &key("a"), created(10, "sek-a")),
+            Applied::Recorded
+        );
+        assert!(
+            s.secrets.get(&key("a")).is_none(),
+            "not in the plaintext file"
+        );
+        s.save().unwrap();
+        assert!(!paths.secrets.exists());
+        let path = s.seal_run().unwrap().unwrap();
+        assert!(path.starts_with(&paths.sealed));
+        assert_eq!(s.seal_run().unwrap(), None, "written once");
+        let doc = ids.open(&path).unwrap();
+        assert_eq!(doc.get(&key("a")).unwrap().token.expose(), "sek-a");
+        assert!(s.all_secrets(None).is_err());
+        let all = s.all_secrets(Some(&ids)).unwrap();
+        assert_eq!(all.get(&key("a")).unwrap().token.expose(), "sek-a");
+    }
+
+    #[test]
+    fn a_file_changed_by_another_program_is_not_overwritten() {
+        let dir = tempfile::tempdir().unwrap();
+        let (paths, mut s) = open(dir.path());
+        apply(&mut s, &key("a"), created(10, "sek-a"));
+        s.save().unwrap();
+        s.save().unwrap();
+        // The secrets file edited behind the store's back.
+        std::fs::write(&paths.secrets, b"{}").unwrap();
+        std::fs::set_permissions(
+            &paths.secrets,
+            std::os::unix::fs::PermissionsExt::from_mode(0o600),
+        )
+        .unwrap();
+        match s.save().unwrap_err() {
+            StateError::ChangedUnderfoot { kind, path, .. } => {
+                assert_eq!(kind, StateFile::Secrets);
+                assert_eq!(path, paths.secrets);
+            }
+            other => panic!("{other}"),
+        }
+        assert_eq!(std::fs::read(&paths.secrets).unwrap(), b"{}");
+        // And the results file.
+        let dir = tempfile::tempdir().unwrap();
+        let (paths, mut s) = open(dir.path());
+        s.save().unwrap();
+        std::fs::write(&paths.results, b"{}").unwrap();
+        match s.save().unwrap_err() {
+            StateError::ChangedUnderfoot { kind, .. } => assert_eq!(kind, StateFile::Results),
+            other => panic!("{other}"),
+        }
+    }
+
+    #[test]
+    fn a_save_without_room_says_how_much_it_needs() {
+        let dir = tempfile::tempdir().unwrap();
+        let write = |raw| StateError::Write {
+            kind: StateFile::Results,
+            path: dir.path().join("r.json"),
+            source: std::io::Error::from_raw_os_error(raw),
+        };
+        let full = room_needed(write(libc::ENOSPC), &[("secrets", 0), ("results", 2048)]);
+        let msg = full.to_string();
+        assert!(
+            msg.contains("the save needs about 2 KiB free (results 2 KiB)"),
+            "{msg}"
+        );
+        assert!(msg.contains("KiB are free"), "{msg}");
+        let other = room_needed(write(libc::EIO), &[("results", 2048)]);
+        assert!(!other.to_string().contains("needs about"), "{other}");
+    }
 }
