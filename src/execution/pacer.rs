@@ -459,10 +459,11 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
-    async fn the_ceiling_allows_a_tenth_of_a_second_of_burst() {
-        // The ceiling alone, without the pacer's own timing: 100/s allows 10 at once.
+    async fn the_ceiling_allows_a_tenth_of_a_second_and_a_send_group_at_once() {
+        // The ceiling alone, without the pacer's own timing: 100/s allows a tenth of a
+        // second's worth and one send group at once (the start's burst, then a group).
         let p = Pacer::new(100.0, false);
-        for i in 0..10 {
+        for i in 0..10 + GROUP {
             assert!(p.ceiling.check().is_ok(), "send {i} of the burst");
         }
         assert!(p.ceiling.check().is_err());
@@ -512,7 +513,10 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn after_an_idle_second_the_missed_slots_are_not_sent_in_a_burst() {
         let p = Pacer::new(100.0, false);
-        let _ = p.acquire().await;
+        // The start's burst (8), then one send on its slot.
+        for _ in 0..MAX_START_BURST - 2 + 1 {
+            let _ = p.acquire().await;
+        }
         // Nothing asked for a second (or the process woke up late): a hundred slots passed.
         tokio::time::advance(Duration::from_secs(1)).await;
         let t0 = Instant::now();
