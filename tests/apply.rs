@@ -908,6 +908,10 @@ fn assert_line_shape(kind: &str, line: &Value) {
                 ("learned_limit_per_second", |v: &V| {
                     v.is_number() || v.is_null()
                 }),
+                // Empty unless the final save failed.
+                ("unsaved", |v: &V| {
+                    v.as_array().is_some_and(|a| a.is_empty())
+                }),
             ],
             vec![],
         ),
