@@ -1160,4 +1160,101 @@ mod tests {
             "{back} from {from}"
         );
     }
+
+    #[test]
+    fn the_background_estimate_forgets_old_evidence() {
+        let mut c = Controller::new(100.0, None, Instant::now());
+        c.add_background(0, 4000);
+        c.add_background(40, 400);
+        // The 4,000 clean answers weigh as 400: 40 in 800, seen through the prior of 16.
+        let p = c.background();
+        assert!((p - 20.0 / 416.0).abs() < 1e-9, "{p}");
+    }
+
+    /// Sends 16 answers spread over 150 ms (a measured send rate of 100/s), `limited` of
+    /// them 429s, at `t`.
+    fn round(c: &mut Controller, t: Instant, limited: usize) {
+        let sends: Vec<Ticket> = (0..16)
+            .map(|i| c.on_send(t + Duration::from_millis(10 * i)))
+            .collect();
+        let t = t + Duration::from_millis(200);
+        for (i, s) in sends.iter().enumerate() {
+            let a = if i < limited {
+                Answer::Limited
+            } else {
+                Answer::Served
+            };
+            c.on_answer(*s, a, t);
+        }
+    }
+
+    #[test]
+    fn an_excess_round_steps_down_under_what_the_server_accepted() {
+        let t0 = Instant::now();
+        let mut c = Controller::new(100.0, None, t0);
+        // 4 of 16 refused at 100/s: excess (no background), not gross; 75/s accepted.
+        round(&mut c, t0, 4);
+        let r = c.rate();
+        assert!((r - 75.0 * PACING_MARGIN * STEP_DOWN).abs() < 1e-6, "{r}");
+        assert!(matches!(c.phase, Phase::StepDown { .. }));
+    }
+
+    #[test]
+    fn a_few_429s_extend_the_round_to_four_before_they_count_as_background() {
+        let t0 = Instant::now();
+        let mut c = Controller::new(100.0, None, t0);
+        round(&mut c, t0, 1);
+        assert_eq!((c.span, c.rate()), (2, 100.0));
+        assert_eq!(c.background(), 0.0);
+        round(&mut c, t0 + Duration::from_secs(1), 0);
+        assert_eq!(c.span, 4);
+        round(&mut c, t0 + Duration::from_secs(2), 0);
+        round(&mut c, t0 + Duration::from_secs(3), 0);
+        // 1 in 64: background now, and a new round of one.
+        assert_eq!(c.span, 1);
+        assert!((c.background() - 1.0 / 80.0).abs() < 1e-9);
+        assert_eq!(c.rate(), 100.0);
+    }
+
+    #[test]
+    fn step_downs_from_one_rate_add_up_and_only_theirs() {
+        let t0 = Instant::now();
+        let step_down = |steps: Steps, cx: u32| {
+            let mut c = Controller::new(100.0, None, t0);
+            c.set_rate(80.0);
+            c.phase = Phase::StepDown {
+                restore: 100.0,
+                x: cx,
+                n: 16,
+                accepted: 90.0,
+            };
+            c.steps = steps;
+            c.end_round(0, 32, t0);
+            c
+        };
+        // 2 in 16 over none in 32 is chance (0.11); with an earlier 2 in 16 and none in 32
+        // from the same rate, 4 in 32 over none in 64 is not (0.011): a limit.
+        let earlier = Steps {
+            rate: 100.0,
+            cx: 2,
+            cn: 16,
+            x: 0,
+            n: 32,
+        };
+        let c = step_down(earlier, 2);
+        assert_eq!(c.limit(), Some(90.0));
+        assert!((c.rate() - 90.0 * PACING_MARGIN).abs() < 1e-9);
+        // The same evidence from another rate does not count.
+        let c = step_down(
+            Steps {
+                rate: 120.0,
+                ..earlier
+            },
+            2,
+        );
+        assert_eq!((c.limit(), c.rate()), (None, 100.0));
+        // 1 in 16 twice over none in 32 twice is chance (0.11): noise, the rate comes back.
+        let c = step_down(Steps { cx: 1, ..earlier }, 1);
+        assert_eq!((c.limit(), c.rate()), (None, 100.0));
+    }
 }
