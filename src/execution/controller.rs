@@ -1257,4 +1257,26 @@ mod tests {
         let c = step_down(Steps { cx: 1, ..earlier }, 1);
         assert_eq!((c.limit(), c.rate()), (None, 100.0));
     }
+
+    #[test]
+    fn a_step_down_finds_a_limit_only_when_the_share_halves() {
+        let t0 = Instant::now();
+        let step_down = |cx: u32, cn: u32, x: u32, n: u32| {
+            let mut c = Controller::new(100.0, None, t0);
+            c.set_rate(80.0);
+            c.phase = Phase::StepDown {
+                restore: 100.0,
+                x: cx,
+                n: cn,
+                accepted: 90.0,
+            };
+            c.end_round(x, n, t0);
+            c
+        };
+        // 6 in 16, then 1 in 32: fell by far more than half, and not by chance.
+        assert_eq!(step_down(6, 16, 1, 32).limit(), Some(90.0));
+        // 40 in 64, then 42 in 128: significant, but it did not halve (33% > 31%): noise.
+        let c = step_down(40, 64, 42, 128);
+        assert_eq!((c.limit(), c.rate()), (None, 100.0));
+    }
 }
