@@ -509,13 +509,10 @@ impl Controller {
         // unless what the server accepted says it is a little lower: a share of 429s measured
         // on a dozen answers is coarse, so never more than `PROBE_RETURN_MIN` lower; a cruise
         // round over the limit finds the rest.
-        let rate = if n >= PROBE_MEASURE / 2 {
-            let accepted =
-                self.send_rate() * (1.0 - f64::from(x) / f64::from(n)) / (1.0 - self.background());
-            (accepted * PACING_MARGIN).clamp(from * PROBE_RETURN_MIN, from)
-        } else {
-            from
-        };
+        // (A probe fails only once `PROBE_MEASURE` answers followed its first 429.)
+        let accepted = self.send_rate() * (1.0 - f64::from(x) / f64::from(n.max(1)))
+            / (1.0 - self.background());
+        let rate = (accepted * PACING_MARGIN).clamp(from * PROBE_RETURN_MIN, from);
         self.limit = Some(rate / PACING_MARGIN);
         self.probe_failures += 1;
         self.probe_gain = PROBE_GAIN;
@@ -1159,6 +1156,9 @@ mod tests {
             (back - from * PROBE_RETURN_MIN).abs() < 1e-6,
             "{back} from {from}"
         );
+        // A learned start counts as three probes that met the limit; this is the fourth: the
+        // next comes 2.5 s × 2³ later.
+        assert_eq!(c.next_probe, Some(t + PROBE_EVERY * 8));
     }
 
     #[test]
@@ -1274,9 +1274,37 @@ mod tests {
             c
         };
         // 6 in 16, then 1 in 32: fell by far more than half, and not by chance.
-        assert_eq!(step_down(6, 16, 1, 32).limit(), Some(90.0));
+        let c = step_down(6, 16, 1, 32);
+        assert_eq!(c.limit(), Some(90.0));
+        // Found on one round: probed soon.
+        assert_eq!(c.next_probe, Some(t0 + PROBE_AFTER_LIMIT));
         // 40 in 64, then 42 in 128: significant, but it did not halve (33% > 31%): noise.
         let c = step_down(40, 64, 42, 128);
         assert_eq!((c.limit(), c.rate()), (None, 100.0));
+    }
+
+    #[test]
+    fn a_clean_probe_raises_the_limit_and_the_next_probe_goes_higher() {
+        let t0 = Instant::now();
+        let mut c = Controller::new(1000.0, Some(100.0), t0);
+        let later = t0 + Duration::from_secs(30);
+        round(&mut c, later, 0);
+        assert!((c.rate() - 96.0 * PROBE_GAIN).abs() < 1e-9, "{}", c.rate());
+        // The probe round: clean, and long enough (answered 0.7 s after its first send).
+        let start = later + Duration::from_millis(600);
+        let sends: Vec<Ticket> = (0..16)
+            .map(|i| c.on_send(start + Duration::from_millis(10 * i)))
+            .collect();
+        for s in &sends {
+            c.on_answer(*s, Answer::Served, start + Duration::from_millis(700));
+        }
+        assert_eq!(c.limit(), Some(120.0));
+        // The gain grows ×1.25 (to 1.5625) from the clean rate: 187.5.
+        assert!(
+            (c.rate() - 120.0 * PROBE_GAIN * PROBE_GAIN).abs() < 1e-9,
+            "{}",
+            c.rate()
+        );
+        assert!(matches!(c.phase, Phase::Probe { from } if from == 120.0));
     }
 }
