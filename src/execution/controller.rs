@@ -619,6 +619,8 @@ mod tests {
         // P[Bin(20, 0.1) >= 5] = 0.0432
         assert!((binomial_tail(5, 20, 0.1) - 0.043_2).abs() < 1e-3);
         assert_eq!(binomial_tail(0, 10, 0.3), 1.0);
+        // All of them: P[Bin(2, 0.5) >= 2] = 0.25.
+        assert!((binomial_tail(2, 2, 0.5) - 0.25).abs() < 1e-9);
         // Two 429s in 16 against no background is excess; against 8% it is not.
         assert!(excess(2, 16, 0.0));
         assert!(!excess(2, 16, 0.08));
