@@ -696,24 +696,37 @@ mod tests {
         }
     }
 
-    struct Outcome {
+    struct Run {
         served: u64,
         limited: u64,
+        /// When the last event happened.
+        end: f64,
         /// (time, rate) after each change.
         rates: Vec<(f64, f64)>,
         controller: Controller,
     }
 
-    /// Sends at the controller's rate (at most `in_flight` at once) for `seconds`; each
-    /// answer comes back `latency` later. `change` may alter the server mid-run.
-    fn drive(
+    /// When a modelled run ends.
+    enum Until {
+        /// After this many seconds.
+        Seconds(f64),
+        /// Once this many answers were served (429s are re-sent, as the executor does; no more
+        /// are in flight than are still wanted).
+        Served(u64),
+    }
+
+    /// Sends at the controller's pacing rate in the pacer's groups (at most `in_flight` at
+    /// once); each answer comes back `latency` later, plus up to `jitter` at random. `change`
+    /// may alter the server mid-run.
+    fn simulate(
         mut c: Controller,
         server: &mut Server,
-        seconds: f64,
+        until: Until,
         latency: f64,
+        jitter: f64,
         in_flight: usize,
         change: &mut dyn FnMut(f64, &mut Server),
-    ) -> Outcome {
+    ) -> Run {
         let base = Instant::now();
         let at = |t: f64| base + Duration::from_secs_f64(t);
         let mut pending: BinaryHeap<Reverse<(u64, u64)>> = BinaryHeap::new();
@@ -723,11 +736,18 @@ mod tests {
         let mut last_send: Option<f64> = None;
         let (mut served, mut limited) = (0, 0);
         let mut rates = vec![(0.0, c.rate())];
-        while t < seconds {
+        loop {
+            let room = match until {
+                Until::Seconds(s) if t < s => in_flight,
+                Until::Served(want) if served < want => {
+                    in_flight.min(usize::try_from(want - served).unwrap_or(usize::MAX))
+                }
+                _ => break,
+            };
             // Slots are not handed out ahead: a change holds from the very next send.
             let (next_send, slot) = pacer_slot(last_send, c.pacing_rate(at(t)), t);
             let next_answer = pending.peek().map(|Reverse((ns, _))| *ns as f64 / 1e9);
-            let can_send = pending.len() < in_flight;
+            let can_send = pending.len() < room;
             t = match next_answer {
                 Some(a) if !can_send || a <= next_send => a,
                 _ => next_send,
@@ -746,19 +766,51 @@ mod tests {
                 let answer = server.answer(t);
                 seq += 1;
                 tickets.insert(seq, (ticket, answer));
-                pending.push(Reverse((((t + latency) * 1e9) as u64, seq)));
+                let extra = if jitter > 0.0 {
+                    server.rng.random::<f64>() * jitter
+                } else {
+                    0.0
+                };
+                pending.push(Reverse((((t + latency + extra) * 1e9) as u64, seq)));
                 last_send = Some(slot);
             }
             if rates.last().is_some_and(|(_, r)| *r != c.rate()) {
                 rates.push((t, c.rate()));
             }
         }
-        Outcome {
+        Run {
             served,
             limited,
+            end: t,
             rates,
             controller: c,
         }
+    }
+
+    /// `seconds` of sending, on a fixed latency.
+    fn drive(
+        c: Controller,
+        server: &mut Server,
+        seconds: f64,
+        latency: f64,
+        in_flight: usize,
+        change: &mut dyn FnMut(f64, &mut Server),
+    ) -> Run {
+        let until = Until::Seconds(seconds);
+        simulate(c, server, until, latency, 0.0, in_flight, change)
+    }
+
+    /// Until `want` answers were served; the wake-ups and the loopback add a few milliseconds
+    /// to each answer, at random.
+    fn drive_until(
+        c: Controller,
+        server: &mut Server,
+        want: u64,
+        latency: f64,
+        in_flight: usize,
+    ) -> Run {
+        let until = Until::Served(want);
+        simulate(c, server, until, latency, 0.004, in_flight, &mut no_change)
     }
 
     fn no_change(_: f64, _: &mut Server) {}
@@ -917,71 +969,6 @@ mod tests {
         let t = c.on_send(now);
         c.on_answer(t, Answer::Lost, now);
         assert_eq!(c.rate(), cut);
-    }
-
-    struct Run {
-        served: u64,
-        limited: u64,
-        end: f64,
-        rates: Vec<(f64, f64)>,
-        controller: Controller,
-    }
-
-    /// Like `drive`, until `want` answers were served (429s are re-sent, as the executor does).
-    fn drive_until(
-        mut c: Controller,
-        server: &mut Server,
-        want: u64,
-        latency: f64,
-        in_flight: usize,
-    ) -> Run {
-        let base = Instant::now();
-        let at = |t: f64| base + Duration::from_secs_f64(t);
-        let mut pending: BinaryHeap<Reverse<(u64, u64)>> = BinaryHeap::new();
-        let mut tickets = std::collections::HashMap::new();
-        let mut seq = 0u64;
-        let mut t = 0.0f64;
-        let mut last_send: Option<f64> = None;
-        let (mut served, mut limited) = (0, 0);
-        let mut rates = vec![(0.0, c.rate())];
-        while served < want {
-            let outstanding = want - served;
-            let (next_send, slot) = pacer_slot(last_send, c.pacing_rate(at(t)), t);
-            let next_answer = pending.peek().map(|Reverse((ns, _))| *ns as f64 / 1e9);
-            let can_send = pending.len() < in_flight && (pending.len() as u64) < outstanding;
-            t = match next_answer {
-                Some(a) if !can_send || a <= next_send => a,
-                _ => next_send,
-            };
-            if next_answer == Some(t) {
-                let Reverse((_, id)) = pending.pop().unwrap();
-                let (ticket, answer) = tickets.remove(&id).unwrap();
-                match answer {
-                    Answer::Limited => limited += 1,
-                    _ => served += 1,
-                }
-                c.on_answer(ticket, answer, at(t));
-            } else {
-                let ticket = c.on_send(at(t));
-                let answer = server.answer(t);
-                seq += 1;
-                tickets.insert(seq, (ticket, answer));
-                // The wake-ups and the loopback add a few milliseconds, at random.
-                let jitter = server.rng.random::<f64>() * 0.004;
-                pending.push(Reverse((((t + latency + jitter) * 1e9) as u64, seq)));
-                last_send = Some(slot);
-            }
-            if rates.last().is_some_and(|(_, r)| *r != c.rate()) {
-                rates.push((t, c.rate()));
-            }
-        }
-        Run {
-            served,
-            limited,
-            end: t,
-            rates,
-            controller: c,
-        }
     }
 
     fn show(r: &[(f64, f64)]) -> String {
