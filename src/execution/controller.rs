@@ -1068,6 +1068,25 @@ mod tests {
         // 150 ms), 2% under: 53.1/s.
         let r = c.rate();
         assert!((r - 100.0 * 6.5 / 12.0 * PACING_MARGIN).abs() < 0.01, "{r}");
+        // Net of a background of 10%: 59/s.
+        let mut c = Controller::new(200.0, None, t0);
+        (c.bg_x, c.bg_n) = (40.0, 384.0);
+        let sends: Vec<Ticket> = (0..16)
+            .map(|i| c.on_send(t0 + Duration::from_millis(10 * i)))
+            .collect();
+        for (i, s) in sends.iter().enumerate() {
+            let a = if i % 2 == 0 {
+                Answer::Served
+            } else {
+                Answer::Limited
+            };
+            c.on_answer(*s, a, t);
+        }
+        let r = c.rate();
+        assert!(
+            (r - 100.0 * 6.5 / 12.0 / 0.9 * PACING_MARGIN).abs() < 0.01,
+            "{r}"
+        );
         // Fewer than 4 sends say nothing of their rate: the pacing rate is taken.
         let mut c = Controller::new(200.0, None, t0);
         let sends: Vec<Ticket> = (0..3)
@@ -1295,5 +1314,16 @@ mod tests {
             c.rate()
         );
         assert!(matches!(c.phase, Phase::Probe { from } if from == 120.0));
+    }
+
+    #[test]
+    fn at_its_floor_the_rate_does_not_step_down() {
+        let t0 = Instant::now();
+        let mut c = Controller::new(10.0, None, t0);
+        c.set_rate(0.0);
+        assert_eq!(c.rate(), c.floor);
+        round(&mut c, t0, 4);
+        assert!(matches!(c.phase, Phase::Cruise));
+        assert_eq!(c.rate(), c.floor);
     }
 }
