@@ -1261,6 +1261,20 @@ mod tests {
             2,
         );
         assert_eq!((c.limit(), c.rate()), (None, 100.0));
+        // The same two step-downs one after the other, from a fresh start: the first is noise,
+        // the second adds up to a limit.
+        let mut c = Controller::new(100.0, None, t0);
+        for _ in 0..2 {
+            c.set_rate(80.0);
+            c.phase = Phase::StepDown {
+                restore: 100.0,
+                x: 2,
+                n: 16,
+                accepted: 90.0,
+            };
+            c.end_round(0, 32, t0);
+        }
+        assert_eq!(c.limit(), Some(90.0));
         // 1 in 16 twice over none in 32 twice is chance (0.11): noise, the rate comes back.
         let c = step_down(Steps { cx: 1, ..earlier }, 1);
         assert_eq!((c.limit(), c.rate()), (None, 100.0));
