@@ -1340,4 +1340,39 @@ mod tests {
         assert!(matches!(c.phase, Phase::Cruise));
         assert_eq!(c.rate(), c.floor);
     }
+
+    #[test]
+    fn a_failed_probe_measures_what_was_accepted_net_of_background() {
+        let t0 = Instant::now();
+        let mut c = Controller::new(1000.0, Some(100.0), t0);
+        (c.bg_x, c.bg_n) = (4.0, 384.0);
+        assert!((c.background() - 0.01).abs() < 1e-12);
+        // A clean cruise round (20 answers at this background), then the probe.
+        let later = t0 + Duration::from_secs(30);
+        let sends: Vec<Ticket> = (0..20).map(|_| c.on_send(later)).collect();
+        for s in &sends {
+            c.on_answer(*s, Answer::Served, later);
+        }
+        let probe = c.rate();
+        assert!(matches!(c.phase, Phase::Probe { .. }));
+        // The probe's sends leave at 115/s; from its first 429, 11 more answers, 2 refused.
+        let sends: Vec<Ticket> = (0..13)
+            .map(|i| c.on_send(later + Duration::from_secs_f64(f64::from(i) / 115.0)))
+            .collect();
+        let t = later + Duration::from_millis(300);
+        for (i, s) in sends.iter().enumerate() {
+            let a = if [1, 5, 9].contains(&i) {
+                Answer::Limited
+            } else {
+                Answer::Served
+            };
+            c.on_answer(*s, a, t);
+        }
+        // 115 × 9/11 / 0.99 = 95.0 accepted, 2% under: 93.1, inside [0.95, 1] × 96.
+        let r = c.rate();
+        assert!(
+            (r - 115.0 * 9.0 / 11.0 / 0.99 * PACING_MARGIN).abs() < 0.1,
+            "{r} (probe at {probe})"
+        );
+    }
 }
