@@ -483,13 +483,11 @@ impl Controller {
                     self.reset_round();
                 } else {
                     let clean = self.rate.max(before);
-                    if self.limit.is_some_and(|l| l < clean) {
-                        self.limit = Some(clean);
-                    }
+                    self.limit = self.limit.map(|l| l.max(clean));
+                    // The gain grows ×1.25 per clean round (to 2×), from the clean rate.
                     self.probe_gain = (self.probe_gain * PROBE_GAIN).min(PROBE_GAIN_MAX);
-                    let next = self.rate * PROBE_GAIN;
                     self.phase = Phase::Probe { from: clean };
-                    self.set_rate(next.max(clean * self.probe_gain));
+                    self.set_rate(clean * self.probe_gain);
                 }
             }
         }
