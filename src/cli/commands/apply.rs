@@ -125,7 +125,7 @@ pub async fn run(args: &ApplyArgs, printer: &Printer) -> Result<Exit, CliError> 
         } else {
             // No file can hold these: the only record is this message.
             printer.error(&format!(
-                "{e}\n  every other secret received is in the journal {journal}; the next run recovers it.\n  {} answered or still in flight after the state stopped taking writes: each may have created a token that no file records (a filesystem turned read-only after a disk error may even drop the journal's last records). Check them in the Logz.io UI (Settings > Tools > Manage Tokens): {}",
+                "{e}\n  every other secret received is in the journal {journal}; the next run recovers it.\n  {} answered or still in flight after the state stopped taking writes, or journaled just before (a filesystem turned read-only after a disk error may drop the journal's last records): each may have created a token that no file records. Check them in the Logz.io UI (Settings > Tools > Manage Tokens): {}",
                 count(unsaved.len(), "request"),
                 unsaved
                     .iter()
