@@ -126,14 +126,19 @@ async fn the_simulator_answers_whoami_for_its_sub_tokens_and_403_once_deleted() 
             .status()
             .as_u16()
     };
-    let (status, body) = whoami(&truth[0].token).await;
+    // Creates run concurrently: find a token of the first account rather than the first created.
+    let (prod, other) = match truth.iter().position(|t| t.account_id == ACCOUNTS[0]) {
+        Some(i) => (&truth[i], &truth[if i == 0 { 1 } else { 0 }]),
+        None => panic!("no token created for account {}", ACCOUNTS[0]),
+    };
+    let (status, body) = whoami(&prod.token).await;
     assert_eq!(status, 200, "{body}");
     let v: Value = serde_json::from_str(&body).unwrap();
-    assert_eq!(v["accountId"], truth[0].account_id);
+    assert_eq!(v["accountId"], ACCOUNTS[0]);
     assert_eq!(v["accountName"], "payments-prod");
-    assert_eq!(delete(truth[0].id).await, 204);
-    assert_eq!(env.sim().deleted_tokens(), [truth[0].id]);
-    for token in [truth[0].token.as_str(), "never-issued"] {
+    assert_eq!(delete(prod.id).await, 204);
+    assert_eq!(env.sim().deleted_tokens(), [prod.id]);
+    for token in [prod.token.as_str(), "never-issued"] {
         let (status, body) = whoami(token).await;
         assert_eq!(status, 403);
         let v: Value = serde_json::from_str(&body).unwrap();
@@ -143,9 +148,9 @@ async fn the_simulator_answers_whoami_for_its_sub_tokens_and_403_once_deleted() 
         );
     }
     // Deleting twice, or an unknown id, is a 404; the other tokens still answer.
-    assert_eq!(delete(truth[0].id).await, 404);
+    assert_eq!(delete(prod.id).await, 404);
     assert_eq!(delete(1).await, 404);
-    assert_eq!(whoami(&truth[1].token).await.0, 200);
+    assert_eq!(whoami(&other.token).await.0, 200);
 }
 
 #[test]
