@@ -133,7 +133,7 @@ fn run_and_kill(env: &Env, files: &Files, extra: &[&str], at: KillAt) -> Option<
 fn journal_after_kill(journal: &Path) -> (BTreeMap<(Key, i64), String>, BTreeSet<Key>) {
     let mut out = BTreeMap::new();
     let mut pending: BTreeMap<u64, Key> = BTreeMap::new();
-    let Ok(text) = std::fs::read_to_string(journal) else {
+    let Some(text) = crate::util::journal_text(journal) else {
         return (out, BTreeSet::new());
     };
     for line in text.lines() {
@@ -465,7 +465,7 @@ fn sigkill_during_the_final_file_writes() {
 /// The created outcomes of a journal: token id -> secret; and the keys with an intent but no
 /// outcome.
 fn parse_journal(path: &Path) -> (Vec<(i64, String)>, BTreeSet<Key>) {
-    let text = std::fs::read_to_string(path).unwrap();
+    let text = crate::util::journal_text(path).unwrap();
     let mut created = Vec::new();
     let mut pending = std::collections::BTreeMap::new();
     for line in text.lines().filter(|l| !l.trim().is_empty()) {

@@ -441,7 +441,7 @@ fn named_unsaved(stderr: &str) -> BTreeSet<Key> {
 /// The journal's created outcomes (token id -> secret) and the keys of its intents without an
 /// outcome.
 fn read_journal(path: &Path) -> (Vec<(i64, String)>, BTreeSet<Key>) {
-    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let text = crate::util::journal_text(path).unwrap_or_default();
     let mut created = Vec::new();
     let mut pending = std::collections::BTreeMap::new();
     for line in text.lines().filter(|l| !l.trim().is_empty()) {

@@ -211,3 +211,18 @@ pub async fn read_request(stream: &mut tokio::net::TcpStream) -> Option<(String,
     let body = buf[end..end + length].to_vec();
     Some((head, body))
 }
+
+/// The records of a journal file as text, without its room: the journal holds its room as
+/// zeros written ahead of its records (on ext4, XFS and tmpfs), and everything after the
+/// first zero byte must be zeros (a killed process leaves no hole: only a power loss can).
+/// An absent file is `None`.
+pub fn journal_text(path: &Path) -> Option<String> {
+    let bytes = std::fs::read(path).ok()?;
+    let end = bytes.iter().position(|b| *b == 0).unwrap_or(bytes.len());
+    assert!(
+        bytes[end..].iter().all(|b| *b == 0),
+        "{}: records after the journal's room at byte {end}",
+        path.display()
+    );
+    Some(String::from_utf8(bytes[..end].to_vec()).expect("a journal is UTF-8"))
+}

@@ -199,12 +199,14 @@ pub(crate) fn check_secret_target(path: &Path) -> Result<(), StateError> {
     }
 }
 
-/// Creates a new append-only file with mode 0600. Never opens one that exists (another user
-/// may have planted it, 0666, to receive the secrets) and never follows a symlink.
-pub(crate) fn open_secret_append(path: &Path) -> std::io::Result<File> {
+/// Creates a new file with mode 0600, for reading and positioned writes (the journal writes
+/// at the end of its records, which need not be the end of the file). Never opens one that
+/// exists (another user may have planted it, 0666, to receive the secrets) and never follows
+/// a symlink.
+pub(crate) fn open_secret_new(path: &Path) -> std::io::Result<File> {
     OpenOptions::new()
         .create_new(true)
-        .append(true)
+        .write(true)
         .read(true)
         .mode(0o600)
         .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
@@ -388,13 +390,13 @@ mod tests {
         let j = dir.path().join("m.results.journal");
         fs::write(&j, b"").unwrap();
         fs::set_permissions(&j, fs::Permissions::from_mode(0o666)).unwrap();
-        assert!(open_secret_append(&j).is_err());
+        assert!(open_secret_new(&j).is_err());
         let link = dir.path().join("link.journal");
         std::os::unix::fs::symlink(&j, &link).unwrap();
-        assert!(open_secret_append(&link).is_err());
+        assert!(open_secret_new(&link).is_err());
         fs::remove_file(&j).unwrap();
         // The symlink dangles now: still not followed to create its target.
-        assert!(open_secret_append(&link).is_err());
+        assert!(open_secret_new(&link).is_err());
         assert!(!j.exists());
     }
 
@@ -522,9 +524,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let j = dir.path().join("m.results.journal");
         fs::write(&j, b"").unwrap();
-        let err = open_secret_append(&j).unwrap_err();
+        let err = open_secret_new(&j).unwrap_err();
         assert!(err.to_string().contains("appeared while this run"), "{err}");
-        let fresh = open_secret_append(&dir.path().join("fresh.journal")).unwrap();
+        let fresh = open_secret_new(&dir.path().join("fresh.journal")).unwrap();
         assert_eq!(fresh.metadata().unwrap().mode() & 0o777, 0o600);
     }
 

@@ -149,8 +149,9 @@ pub struct Replayed {
     pub records: usize,
 }
 
-/// Reads a journal. A missing file is an empty journal; a cut-short last line is tolerated;
-/// a malformed line elsewhere is corruption.
+/// Reads a journal. A missing file is an empty journal; zeros are its unused room; a record
+/// cut short by a crash (on the last line, or next to zeros) is tolerated; a malformed line
+/// elsewhere is corruption.
 pub fn replay(path: &Path) -> Result<Replayed, StateError> {
     // Not through a symlink, not a FIFO or device, ours and 0600, of a bounded size.
     let Some(file) = super::atomic::open_own_secret_file(
@@ -171,71 +172,28 @@ pub fn replay(path: &Path) -> Result<Replayed, StateError> {
             path: path.to_path_buf(),
             source,
         })?;
-        if line.iter().all(u8::is_ascii_whitespace) {
-            continue;
-        }
-        let is_last = lines.peek().is_none();
-        // A record with a key twice (two `token`s) is not a cut-short line: corruption.
-        if let Err(super::results::DuplicateKey::At { .. }) =
-            super::results::reject_duplicate_keys(&line)
-        {
-            return Err(StateError::Corrupt {
-                kind: StateFile::Journal,
-                path: path.to_path_buf(),
-                detail: format!("line {}: a key appears twice in one record", idx + 1),
-            });
-        }
-        let record: JournalRecord = match serde_json::from_slice(&line) {
-            Ok(r) => r,
-            Err(_) if is_last => {
-                out.truncated_tail = true;
-                break;
+        // The journal's room is zeros written ahead of its records (`super::room`): a line
+        // with zeros in it is the unused tail, or, after a power loss, records the disk wrote
+        // around blocks it had not. Text that does not parse there, or on the last line, is a
+        // record cut short by a crash: it was never acknowledged. Anything else (binary bytes
+        // next to the zeros too) is corruption.
+        let zeros = line.contains(&0);
+        let last = lines.peek().is_none();
+        for piece in line.split(|b| *b == 0) {
+            if piece.iter().all(u8::is_ascii_whitespace) {
+                continue;
             }
-            Err(e) => {
-                return Err(StateError::Corrupt {
-                    kind: StateFile::Journal,
-                    path: path.to_path_buf(),
-                    detail: format!("line {}: {}", idx + 1, super::results::json_error_kind(&e)),
-                });
-            }
-        };
-        out.records += 1;
-        match record {
-            JournalRecord::Intent {
-                seq,
-                account_id,
-                token_name,
-                at,
-                ..
-            } => {
-                pending.insert(
-                    seq,
-                    (
-                        TokenKey {
-                            account_id,
-                            token_name,
-                        },
-                        at,
-                    ),
-                );
-                order.push(seq);
-            }
-            JournalRecord::Outcome {
-                seq,
-                account_id,
-                token_name,
-                outcome,
-                at,
-            } => {
-                pending.remove(&seq);
-                out.outcomes.push((
-                    TokenKey {
-                        account_id,
-                        token_name,
-                    },
-                    outcome,
-                    at,
-                ));
+            let torn_ok = last || (zeros && is_record_text(piece));
+            match parse_record(piece) {
+                Ok(record) => note(record, &mut out, &mut pending, &mut order),
+                Err(Unreadable::Torn(_)) if torn_ok => out.truncated_tail = true,
+                Err(Unreadable::Torn(detail) | Unreadable::KeyTwice(detail)) => {
+                    return Err(StateError::Corrupt {
+                        kind: StateFile::Journal,
+                        path: path.to_path_buf(),
+                        detail: format!("line {}: {detail}", idx + 1),
+                    });
+                }
             }
         }
     }
@@ -245,6 +203,80 @@ pub fn replay(path: &Path) -> Result<Replayed, StateError> {
         }
     }
     Ok(out)
+}
+
+/// Why a journal record could not be read.
+enum Unreadable {
+    /// Not a whole record: cut short by a crash when it is where a crash leaves one.
+    Torn(String),
+    /// A record with a key twice (two `token`s): never a cut-short line, always corruption.
+    KeyTwice(String),
+}
+
+fn parse_record(bytes: &[u8]) -> Result<JournalRecord, Unreadable> {
+    if let Err(super::results::DuplicateKey::At { .. }) =
+        super::results::reject_duplicate_keys(bytes)
+    {
+        return Err(Unreadable::KeyTwice(
+            "a key appears twice in one record".into(),
+        ));
+    }
+    serde_json::from_slice(bytes)
+        .map_err(|e| Unreadable::Torn(super::results::json_error_kind(&e).to_string()))
+}
+
+/// Whether `bytes` could be part of a record as this tool writes it: UTF-8 text without
+/// control characters (JSON escapes them; a line break ends the record).
+fn is_record_text(bytes: &[u8]) -> bool {
+    std::str::from_utf8(bytes).is_ok_and(|t| !t.chars().any(char::is_control))
+}
+
+/// Takes one record into the replay: an intent waits for its outcome.
+fn note(
+    record: JournalRecord,
+    out: &mut Replayed,
+    pending: &mut HashMap<u64, (TokenKey, String)>,
+    order: &mut Vec<u64>,
+) {
+    out.records += 1;
+    match record {
+        JournalRecord::Intent {
+            seq,
+            account_id,
+            token_name,
+            at,
+            ..
+        } => {
+            pending.insert(
+                seq,
+                (
+                    TokenKey {
+                        account_id,
+                        token_name,
+                    },
+                    at,
+                ),
+            );
+            order.push(seq);
+        }
+        JournalRecord::Outcome {
+            seq,
+            account_id,
+            token_name,
+            outcome,
+            at,
+        } => {
+            pending.remove(&seq);
+            out.outcomes.push((
+                TokenKey {
+                    account_id,
+                    token_name,
+                },
+                outcome,
+                at,
+            ));
+        }
+    }
 }
 
 #[cfg(test)]
@@ -313,6 +345,90 @@ mod tests {
         // A bad line that is not the last one is corruption, never skipped.
         let mut bad = b"{nope}\n".to_vec();
         bad.extend(&full);
+        write_0600(&p, &bad);
+        let err = replay(&p).unwrap_err().to_string();
+        assert!(err.contains("line 1"), "{err}");
+    }
+
+    fn created(seq: u64, secret: &str) -> JournalRecord {
+        JournalRecord::Outcome {
+            seq,
+            account_id: 7,
+            token_name: format!("t{seq}"),
+            outcome: Outcome::Created {
+                token_id: 100 + seq as i64,
+                secret: HeldSecret::plain(Secret::new(secret)),
+                created_at: "2021-05-24T12:11:51Z".into(),
+            },
+            at: "2026-01-01T00:00:01.000Z".into(),
+        }
+    }
+
+    fn secrets(r: &Replayed) -> Vec<String> {
+        r.outcomes
+            .iter()
+            .map(|(_, o, _)| match o {
+                Outcome::Created { secret, .. } => secret.token.as_ref().unwrap().expose().into(),
+                o => panic!("unexpected {o:?}"),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn zeros_after_the_records_are_unused_room() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("j");
+        let mut bytes = intent(1).to_line();
+        bytes.extend(created(1, "s1").to_line());
+        bytes.extend(intent(2).to_line());
+        bytes.extend([0; 5000]);
+        write_0600(&p, &bytes);
+        let r = replay(&p).unwrap();
+        assert!(!r.truncated_tail, "zeros are not a cut-short record");
+        assert_eq!((r.records, secrets(&r)), (3, vec!["s1".to_owned()]));
+        assert_eq!(r.interrupted.len(), 1);
+        assert_eq!(r.interrupted[0].0.token_name, "t2");
+
+        // A record cut short by a crash, followed by the zeros: tolerated and noted.
+        let mut torn = intent(1).to_line();
+        torn.extend(&created(1, "s1").to_line()[..30]);
+        torn.extend([0; 100]);
+        write_0600(&p, &torn);
+        let r = replay(&p).unwrap();
+        assert!(r.truncated_tail);
+        assert_eq!((r.records, r.interrupted.len()), (1, 1));
+    }
+
+    #[test]
+    fn records_a_power_loss_left_around_zeros_are_all_read() {
+        // The disk wrote a later block but not an earlier one: zeros in the middle, a torn
+        // record before them, whole records after. Every whole record is read.
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("j");
+        let mut bytes = intent(1).to_line();
+        bytes.extend(intent(2).to_line());
+        bytes.extend(&created(1, "s1").to_line()[..20]);
+        bytes.extend([0; 300]);
+        bytes.extend(&created(2, "s2").to_line()[25..]);
+        bytes.extend(created(3, "s3").to_line());
+        bytes.extend([0; 300]);
+        write_0600(&p, &bytes);
+        let r = replay(&p).unwrap();
+        assert!(r.truncated_tail);
+        assert_eq!(secrets(&r), ["s3"]);
+        assert_eq!(r.interrupted.len(), 2);
+
+        // Zeros excuse only text next to them that could be a record cut short: binary bytes
+        // there, or a bad line elsewhere, are corruption.
+        let mut binary = intent(1).to_line();
+        binary.extend(b"\0\x01\x02\xff garbage\n");
+        binary.extend(intent(2).to_line());
+        write_0600(&p, &binary);
+        let err = replay(&p).unwrap_err().to_string();
+        assert!(err.contains("line 2"), "{err}");
+        let mut bad = b"{nope}\n".to_vec();
+        bad.extend(intent(1).to_line());
+        bad.extend([0; 100]);
         write_0600(&p, &bad);
         let err = replay(&p).unwrap_err().to_string();
         assert!(err.contains("line 1"), "{err}");

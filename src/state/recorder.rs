@@ -18,12 +18,11 @@
 
 use super::StateFile;
 use std::collections::HashMap;
-use std::io::Write;
 use std::time::{Duration, Instant};
 
 use tokio::sync::oneshot;
 
-use super::atomic::{open_secret_append, parent_dir, sync_dir};
+use super::atomic::{open_secret_new, parent_dir, sync_dir};
 use super::journal::{HeldSecret, JournalRecord, Outcome};
 use super::room::Room;
 use super::store::{Applied, Store};
@@ -144,7 +143,7 @@ impl Recorder {
     /// The failures of the previous run are cleared: this run's replace them.
     pub fn start(mut store: Store) -> Result<Recorder, StateError> {
         let journal =
-            open_secret_append(&store.paths.journal).map_err(|source| StateError::Write {
+            open_secret_new(&store.paths.journal).map_err(|source| StateError::Write {
                 kind: StateFile::Journal,
                 path: store.paths.journal.clone(),
                 source,
@@ -259,13 +258,14 @@ struct Task {
 impl Task {
     fn new(store: Store, journal: std::fs::File) -> Task {
         let written = journal.metadata().map_or(0, |m| m.len());
+        let room = Room::new(&journal, written);
         let mut task = Task {
             index: store.token_index(),
             store,
             journal,
             seq: 0,
             pending: HashMap::new(),
-            room: Room::new(written),
+            room,
             held: 0,
             outcome_room: 0,
             broken: None,
@@ -392,13 +392,12 @@ impl Task {
         if buf.is_empty() && seal_failed.is_none() {
             return (seqs, true);
         }
-        let written = self.journal.write_all(buf).and_then(|()| {
+        let written = self.room.write(&self.journal, buf).and_then(|()| {
             self.journal.sync_data()?;
             // A secret that could not be sealed is not in the journal: fail like a write.
             seal_failed.map_or(Ok(()), Err)
         });
         if let Err(e) = written {
-            self.room = Room::new(self.journal.metadata().map_or(0, |m| m.len()));
             let e = self.journal_error(e);
             tracing::debug!(error = %e, "a journal write failed; no new request will start");
             if self.broken.is_none() {
@@ -415,7 +414,6 @@ impl Task {
             }
             return (seqs, false);
         }
-        self.room.wrote(buf.len() as u64);
         self.remember(batch);
         (seqs, true)
     }
@@ -652,19 +650,18 @@ impl Task {
         let _ = std::fs::remove_file(&tmp);
         // The new journal holds the room for the outcomes in flight before it replaces the old
         // one; when the disk cannot give it, the old journal (and its room) stays.
-        let mut room = Room::new(0);
         let replaced = (|| {
-            let mut next = open_secret_append(&tmp)?;
+            let next = open_secret_new(&tmp)?;
+            let mut room = Room::new(&next, 0);
             room.hold(&next, buf.len() as u64 + held)?;
-            next.write_all(&buf)?;
+            room.write(&next, &buf)?;
             next.sync_data()?;
             std::fs::rename(&tmp, &path)?;
             sync_dir(parent_dir(&path))?;
-            Ok(next)
+            Ok((next, room))
         })();
         match replaced {
-            Ok(next) => {
-                room.wrote(buf.len() as u64);
+            Ok((next, room)) => {
                 self.journal = next;
                 self.room = room;
                 Ok(())
@@ -1003,7 +1000,7 @@ mod tests {
     fn task(dir: &std::path::Path) -> Task {
         let paths = StatePaths::for_manifest(&dir.join("m.yaml"), None, None);
         let store = Store::open(paths.clone(), Some("http://127.0.0.1:1")).unwrap();
-        let journal = open_secret_append(&paths.journal).unwrap();
+        let journal = open_secret_new(&paths.journal).unwrap();
         Task::new(store, journal)
     }
 
@@ -1042,8 +1039,15 @@ mod tests {
         (seqs, ok)
     }
 
+    /// The journal's records; what follows them (its room, when held as zeros) is all zeros.
     fn journal_lines(t: &Task) -> Vec<JournalRecord> {
-        std::fs::read_to_string(&t.store.paths.journal)
+        let bytes = std::fs::read(&t.store.paths.journal).unwrap();
+        let end = bytes.iter().position(|b| *b == 0).unwrap_or(bytes.len());
+        assert!(
+            bytes[end..].iter().all(|b| *b == 0),
+            "records after the room"
+        );
+        String::from_utf8(bytes[..end].to_vec())
             .unwrap()
             .lines()
             .map(|l| serde_json::from_str(l).unwrap())

@@ -4,43 +4,89 @@
 //! A full disk must not cost a received secret. The recorder writes an intent, the executor
 //! sends the request, and the answer (with a secret the API never shows again) must then reach
 //! the journal: if the disk filled in between, that write would fail and the secret be lost. So
-//! the journal's file owns, beyond its end, enough blocks for the outcome of every request in
-//! flight, taken with `fallocate(FALLOC_FL_KEEP_SIZE)` (the file's size does not change, so the
-//! journal's format does not either; tmpfs, ext4, XFS and btrfs support it). A request is sent
-//! only once its room is held; when the filesystem cannot give more, no new request is sent,
-//! and the answers still on their way land in room already held.
+//! the journal's file owns, beyond its records, enough blocks for the outcome of every request
+//! in flight. A request is sent only once its room is held; when the filesystem cannot give
+//! more, no new request is sent, and the answers still on their way land in room already held.
 //!
-//! On a filesystem without `fallocate` (some network and FUSE filesystems) the journal is
-//! written as before, without room held ahead; a warning says so once.
+//! How the room is held depends on the filesystem:
+//! - ext4, XFS and tmpfs overwrite a file's blocks in place: the room is zero bytes written
+//!   ahead of the records (the journal's tail is zeros up to its size, which replay skips).
+//!   A record then lands in blocks the file already owns, within its size, so the fsync that
+//!   follows each batch has no size or block allocation to record, as it has after an append
+//!   (the size changed) or a write into `fallocate`d blocks (an extent changed state). On this
+//!   project's ext4 test machine that is about a third of an fsync's CPU (a 200-byte record
+//!   and `fdatasync`: 81 µs against 129 µs appended, 119 µs into `fallocate`d blocks).
+//! - elsewhere (btrfs and other copy-on-write filesystems, where an overwrite needs new
+//!   blocks; overlayfs, whose lower filesystem is unknown) with
+//!   `fallocate(FALLOC_FL_KEEP_SIZE)`: the blocks are owned beyond the file's size, which
+//!   stays that of its records;
+//! - on a filesystem without `fallocate` (some network and FUSE filesystems) nothing is held
+//!   ahead; a warning says so once.
 
 use std::fs::File;
 use std::io;
+use std::os::unix::fs::FileExt;
 
 use rustix::fs::{FallocateFlags, fallocate};
 use rustix::io::Errno;
 
-/// How much more than needed is taken at once, so that `fallocate` runs once per this many
+/// How much more than needed is taken at once, so that the room grows once per this many
 /// bytes of records and not once per batch.
 const AHEAD: u64 = 64 * 1024;
 
-/// The room a journal file holds beyond the records written to it.
+/// Filesystem magic numbers (`statfs(2)`) of the filesystems that overwrite in place.
+const EXT4_SUPER_MAGIC: u64 = 0xEF53;
+const XFS_SUPER_MAGIC: u64 = 0x5846_5342;
+const TMPFS_MAGIC: u64 = 0x0102_1994;
+
+/// How a journal file holds its room.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Hold {
+    /// Zero bytes written ahead of the records, within the file's size.
+    Zeros,
+    /// Blocks allocated beyond the file's size (`FALLOC_FL_KEEP_SIZE`).
+    Reserve,
+    /// Nothing can be held ahead (no `fallocate` here).
+    Nothing,
+}
+
+impl Hold {
+    /// The way for a file on this filesystem (see the module's documentation).
+    pub(crate) fn for_file(file: &File) -> Hold {
+        match rustix::fs::fstatfs(file) {
+            #[allow(clippy::unnecessary_cast)] // the field's type differs between targets
+            Ok(st) => match st.f_type as u64 {
+                EXT4_SUPER_MAGIC | XFS_SUPER_MAGIC | TMPFS_MAGIC => Hold::Zeros,
+                _ => Hold::Reserve,
+            },
+            Err(_) => Hold::Reserve,
+        }
+    }
+}
+
+/// The room a journal file holds beyond the records written to it, and where the next
+/// record goes.
 #[derive(Debug)]
 pub(crate) struct Room {
-    /// Bytes of records written.
+    /// Bytes of records written: the next record is written at this offset.
     written: u64,
-    /// The file owns blocks up to this offset.
+    /// The file owns blocks up to this offset (with [`Hold::Zeros`], its size).
     held_to: u64,
-    /// `fallocate` is not supported here: nothing is held ahead.
-    unsupported: bool,
+    how: Hold,
 }
 
 impl Room {
-    /// The room of a file holding `written` bytes of records and nothing held beyond them.
-    pub(crate) fn new(written: u64) -> Room {
+    /// The room of a file holding `written` bytes of records and nothing beyond them.
+    pub(crate) fn new(file: &File, written: u64) -> Room {
+        Room::with(Hold::for_file(file), written)
+    }
+
+    /// As [`Room::new`], holding the room the way given.
+    pub(crate) fn with(how: Hold, written: u64) -> Room {
         Room {
             written,
             held_to: written,
-            unsupported: false,
+            how,
         }
     }
 
@@ -50,39 +96,83 @@ impl Room {
     /// `need`; what was held before stays held.
     pub(crate) fn hold(&mut self, file: &File, need: u64) -> io::Result<()> {
         let upto = self.written.saturating_add(need);
-        if self.unsupported || upto <= self.held_to {
+        if self.how == Hold::Nothing || upto <= self.held_to {
             return Ok(());
         }
-        let from = self.held_to.min(self.written);
         for to in [upto.saturating_add(AHEAD), upto] {
-            match fallocate(file, FallocateFlags::KEEP_SIZE, from, to - from) {
-                Ok(()) => {
-                    self.held_to = to;
-                    return Ok(());
-                }
-                Err(Errno::NOSPC | Errno::DQUOT) if to != upto => {}
-                Err(Errno::OPNOTSUPP | Errno::NOSYS) => {
-                    self.unsupported = true;
-                    tracing::warn!(
-                        "this filesystem cannot reserve journal space ahead (no fallocate): if it fills up during the run, the answers to requests in flight may be lost and listed as possible orphans"
-                    );
-                    return Ok(());
-                }
-                Err(e) => return Err(e.into()),
+            let taken = match self.how {
+                Hold::Zeros => self.write_zeros(file, to),
+                _ => self.reserve(file, to),
+            };
+            match taken {
+                Ok(()) => return Ok(()),
+                Err(e)
+                    if to != upto
+                        && matches!(e.raw_os_error(), Some(libc::ENOSPC | libc::EDQUOT)) => {}
+                Err(e) => return Err(e),
             }
         }
         Ok(())
     }
 
-    /// Notes `n` more bytes of records written.
-    pub(crate) fn wrote(&mut self, n: u64) {
-        self.written = self.written.saturating_add(n);
+    /// Writes zeros from the end of the room to `to`; the room grows by what was written,
+    /// even when the disk fills on the way.
+    fn write_zeros(&mut self, file: &File, to: u64) -> io::Result<()> {
+        const ZEROS: [u8; 16 * 1024] = [0; 16 * 1024];
+        while self.held_to < to {
+            let n = (to - self.held_to).min(ZEROS.len() as u64) as usize;
+            match file.write_at(&ZEROS[..n], self.held_to) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(w) => self.held_to += w as u64,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+
+    /// Allocates the blocks up to `to` beyond the file's size.
+    fn reserve(&mut self, file: &File, to: u64) -> io::Result<()> {
+        let from = self.held_to.min(self.written);
+        match fallocate(file, FallocateFlags::KEEP_SIZE, from, to - from) {
+            Ok(()) => {
+                self.held_to = to;
+                Ok(())
+            }
+            Err(Errno::OPNOTSUPP | Errno::NOSYS) => {
+                self.how = Hold::Nothing;
+                tracing::warn!(
+                    "this filesystem cannot reserve journal space ahead (no fallocate): if it fills up during the run, the answers to requests in flight may be lost and listed as possible orphans"
+                );
+                Ok(())
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Writes `records` after the records already written. The records written grow by what
+    /// reached the file, even when the write fails part way (as an append would leave them).
+    pub(crate) fn write(&mut self, file: &File, records: &[u8]) -> io::Result<()> {
+        let mut rest = records;
+        while !rest.is_empty() {
+            match file.write_at(rest, self.written) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(n) => {
+                    self.written += n as u64;
+                    self.held_to = self.held_to.max(self.written);
+                    rest = &rest[n..];
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
     }
 
     /// Bytes held beyond the records.
     #[cfg(test)]
     pub(crate) fn spare(&self) -> u64 {
-        if self.unsupported {
+        if self.how == Hold::Nothing {
             u64::MAX
         } else {
             self.held_to.saturating_sub(self.written)
@@ -94,28 +184,70 @@ impl Room {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
-    use std::io::Write;
     use std::os::unix::fs::MetadataExt;
 
-    #[test]
-    fn room_is_held_beyond_the_end_without_changing_the_size() {
-        let dir = tempfile::tempdir().unwrap();
-        let p = dir.path().join("j");
-        let mut f = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
+    fn new_file(dir: &std::path::Path) -> (std::path::PathBuf, File) {
+        let p = dir.join("j");
+        let f = std::fs::OpenOptions::new()
+            .create_new(true)
+            .read(true)
+            .write(true)
             .open(&p)
             .unwrap();
-        let mut room = Room::new(0);
+        (p, f)
+    }
+
+    #[test]
+    fn zeros_are_the_room_within_the_files_size_and_records_overwrite_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let (p, f) = new_file(dir.path());
+        let mut room = Room::with(Hold::Zeros, 0);
+        room.hold(&f, 1000).unwrap();
+        assert!(room.spare() >= 1000 + AHEAD, "{room:?}");
+        let size = f.metadata().unwrap().len();
+        assert_eq!(size, 1000 + AHEAD, "the room is zeros written ahead");
+        room.write(&f, b"record\n").unwrap();
+        room.write(&f, b"next\n").unwrap();
+        assert_eq!(room.spare(), size - 12);
+        // Already held: nothing more is written, and the records do not move the file's end.
+        room.hold(&f, 500).unwrap();
+        assert_eq!(f.metadata().unwrap().len(), size);
+        let bytes = std::fs::read(&p).unwrap();
+        assert_eq!(&bytes[..12], b"record\nnext\n");
+        assert!(bytes[12..].iter().all(|b| *b == 0));
+    }
+
+    #[test]
+    fn records_past_the_zeros_extend_the_file_and_the_room_grows_from_their_end() {
+        let dir = tempfile::tempdir().unwrap();
+        let (p, f) = new_file(dir.path());
+        let mut room = Room::with(Hold::Zeros, 0);
+        room.hold(&f, 10).unwrap();
+        let big = vec![b'x'; (AHEAD + 100) as usize];
+        room.write(&f, &big).unwrap();
+        assert_eq!(room.spare(), 0);
+        assert_eq!(std::fs::read(&p).unwrap(), big);
+        room.hold(&f, 1).unwrap();
+        assert_eq!(room.spare(), 1 + AHEAD);
+        room.write(&f, b"y").unwrap();
+        let bytes = std::fs::read(&p).unwrap();
+        assert_eq!(bytes.len() as u64, big.len() as u64 + 1 + AHEAD);
+        assert_eq!(bytes[big.len()], b'y');
+    }
+
+    #[test]
+    fn reserved_room_is_beyond_the_end_without_changing_the_size() {
+        let dir = tempfile::tempdir().unwrap();
+        let (p, f) = new_file(dir.path());
+        let mut room = Room::with(Hold::Reserve, 0);
         room.hold(&f, 1000).unwrap();
         assert!(room.spare() >= 1000);
         let meta = f.metadata().unwrap();
         assert_eq!(meta.len(), 0, "the file's size is its records only");
-        if !room.unsupported {
+        if room.how != Hold::Nothing {
             assert!(meta.blocks() * 512 >= 1000, "blocks are held: {meta:?}");
         }
-        f.write_all(b"record\n").unwrap();
-        room.wrote(7);
+        room.write(&f, b"record\n").unwrap();
         let spare = room.spare();
         // Already held: no new allocation, the spare room shrinks by what was written.
         room.hold(&f, 500).unwrap();
@@ -125,32 +257,49 @@ mod tests {
 
     #[test]
     fn room_is_taken_ahead_from_the_end_of_the_records() {
-        let dir = tempfile::tempdir().unwrap();
-        let p = dir.path().join("j");
-        let mut f = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&p)
-            .unwrap();
-        let records = 1024 * 1024;
-        f.write_all(&vec![b'x'; records]).unwrap();
-        f.sync_all().unwrap();
-        let mut room = Room::new(records as u64);
-        room.hold(&f, 1000).unwrap();
-        if room.unsupported {
-            return;
+        for how in [Hold::Zeros, Hold::Reserve] {
+            let dir = tempfile::tempdir().unwrap();
+            let (_, f) = new_file(dir.path());
+            let records = 1024 * 1024;
+            let mut room = Room::with(how, 0);
+            room.write(&f, &vec![b'x'; records]).unwrap();
+            f.sync_all().unwrap();
+            room.hold(&f, 1000).unwrap();
+            if room.how == Hold::Nothing {
+                continue;
+            }
+            // Taken ahead: the next few batches need no new allocation.
+            assert_eq!(room.spare(), 1000 + AHEAD, "{room:?}");
+            let allocated = f.metadata().unwrap().blocks() * 512;
+            assert!(
+                allocated >= records as u64 + room.spare(),
+                "{how:?}: {allocated} for {room:?}"
+            );
+            assert!(allocated < 2 * records as u64, "{allocated} for {room:?}");
+            // What is written comes out of the room held.
+            let spare = room.spare();
+            room.write(&f, &[b'y'; 100]).unwrap();
+            assert_eq!(room.spare(), spare - 100);
         }
-        // Taken ahead: the next few batches need no new allocation.
-        assert!(room.spare() >= 1000 + 60 * 1024, "{room:?}");
-        let allocated = f.metadata().unwrap().blocks() * 512;
-        assert!(
-            allocated >= records as u64 + room.spare(),
-            "{allocated} for {room:?}"
-        );
-        assert!(allocated < 2 * records as u64, "{allocated} for {room:?}");
-        // What is written comes out of the room held.
-        let spare = room.spare();
-        room.wrote(100);
-        assert_eq!(room.spare(), spare - 100);
+    }
+
+    #[test]
+    fn a_file_on_a_filesystem_that_overwrites_in_place_holds_zeros() {
+        let dir = tempfile::tempdir().unwrap();
+        let (_, f) = new_file(dir.path());
+        let st = rustix::fs::fstatfs(&f).unwrap();
+        #[allow(clippy::unnecessary_cast)]
+        let magic = st.f_type as u64;
+        let expected = if [EXT4_SUPER_MAGIC, XFS_SUPER_MAGIC, TMPFS_MAGIC].contains(&magic) {
+            Hold::Zeros
+        } else {
+            Hold::Reserve
+        };
+        assert_eq!(Hold::for_file(&f), expected, "filesystem magic {magic:#x}");
+        let shm = std::path::Path::new("/dev/shm");
+        if shm.is_dir() && rustix::fs::statfs(shm).is_ok_and(|s| s.f_type as u64 == TMPFS_MAGIC) {
+            let dir = tempfile::tempdir_in(shm).unwrap();
+            assert_eq!(Hold::for_file(&new_file(dir.path()).1), Hold::Zeros);
+        }
     }
 }
