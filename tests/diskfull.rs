@@ -166,7 +166,19 @@ fn exported(env: &Env, files: &Files, identity: &Path, sealed_dir: &Path) -> Rec
 /// once the server has created that many tokens, and keeps taking what the run frees. Then the
 /// space comes back and the run is resumed to the end. With `seal`, the run seals its secrets
 /// (journal and sealed files on the tmpfs). Prints what it measured.
+/// How the journal holds its room: as on this filesystem (a tmpfs: zeros written ahead), or
+/// with `fallocate` as on btrfs or overlayfs (a debug build's test switch).
+#[derive(Clone, Copy, PartialEq)]
+enum Room {
+    Native,
+    Fallocate,
+}
+
 fn disk_full(name: &str, kib: u64, fill_at: Option<usize>, seal: bool) {
+    disk_full_with(name, kib, fill_at, seal, Room::Native);
+}
+
+fn disk_full_with(name: &str, kib: u64, fill_at: Option<usize>, seal: bool, room: Room) {
     let tokens = 400;
     let workload = one_account_many_tokens(tokens);
     let env = Env::with_sim(SimConfig {
@@ -198,7 +210,11 @@ fn disk_full(name: &str, kib: u64, fill_at: Option<usize>, seal: bool) {
     let filler = state.join("filler");
     let created = || usize::try_from(env.sim().counters().created).unwrap();
 
-    let mut child = apply_cmd(&env, &files, extra)
+    let mut cmd = apply_cmd(&env, &files, extra);
+    if room == Room::Fallocate {
+        cmd.env("LOGZIO_TOKENS_TEST_JOURNAL_ROOM", "reserve");
+    }
+    let mut child = cmd
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -228,6 +244,15 @@ fn disk_full(name: &str, kib: u64, fill_at: Option<usize>, seal: bool) {
     );
     run.expect_code(3);
     assert!(!run.stderr.contains("panicked"), "{}", run.stderr);
+    // The journal was kept, its room held the way asked: zeros after the records on a tmpfs,
+    // none with `fallocate` (the blocks are held beyond its size).
+    let journal = std::fs::read(files.journal()).unwrap();
+    assert_eq!(
+        journal.contains(&0),
+        room == Room::Native,
+        "journal room held as zeros: {}",
+        journal.contains(&0)
+    );
     assert!(
         run.stderr.contains("No space left on device"),
         "the message must say the disk is full:\n{}",
@@ -325,6 +350,28 @@ fn a_disk_that_fills_mid_run_costs_no_received_secret_and_no_duplicate() {
 #[test]
 fn a_small_disk_filled_by_the_run_itself_costs_nothing() {
     disk_full("filled_by_the_run", 40, None, false);
+}
+
+#[test]
+fn a_disk_that_fills_mid_run_costs_nothing_with_the_room_held_by_fallocate() {
+    disk_full_with(
+        "filled_by_another_program_fallocate",
+        1024,
+        Some(100),
+        false,
+        Room::Fallocate,
+    );
+}
+
+#[test]
+fn a_small_disk_filled_by_the_run_itself_costs_nothing_with_the_room_held_by_fallocate() {
+    disk_full_with(
+        "filled_by_the_run_fallocate",
+        40,
+        None,
+        false,
+        Room::Fallocate,
+    );
 }
 
 #[test]

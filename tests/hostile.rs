@@ -628,6 +628,64 @@ fn a_journal_cut_short_at_its_last_line_is_recovered() {
     assert!(!run.stderr.contains(secret));
 }
 
+#[test]
+fn zeros_among_a_journals_records_are_reported_and_the_records_around_them_recovered() {
+    // A write that failed part way, or one the disk lost: zeros between records.
+    let env = Env::with_sim(SimConfig::default());
+    let manifest = env.write("m.yaml", &manifest_yaml(&[160_343], &["ci", "grafana"]));
+    let secret = "c498fbc3-a3ac-4676-ad09-689854b5cbbd";
+    let mut journal = Vec::new();
+    journal.extend(
+        br#"{"kind":"intent","seq":1,"account_id":160343,"token_name":"ci","attempt":1,"at":"2026-01-01T00:00:00.000Z"}"#,
+    );
+    journal.extend(b"\n{\"kind\":\"intent\",\"seq\":2,\"acc");
+    let gap_at = journal.len();
+    journal.extend([0; 700]);
+    journal.extend(b"\n");
+    journal.extend(format!(
+        r#"{{"kind":"outcome","seq":1,"account_id":160343,"token_name":"ci","result":"created","token_id":7386,"token":"{secret}","created_at":"2021-05-24T12:11:51Z","at":"2026-01-01T00:00:01.000Z"}}"#
+    ).as_bytes());
+    journal.extend(b"\n");
+    journal.extend([0; 4096]);
+    std::fs::write(env.path("r.journal"), journal).unwrap();
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(
+            env.path("r.journal"),
+            std::fs::Permissions::from_mode(0o600),
+        )
+        .unwrap();
+    }
+    let warning = format!(
+        "has zeros among its records at byte {gap_at}: a write there failed or was lost (a full or failing disk, a power loss), and the records it held are gone. A token created by a request written between 2026-01-01T00:00:00.000Z and 2026-01-01T00:00:01.000Z may exist without a record"
+    );
+    let plan = env.run_cmd(
+        env.cmd()
+            .args(["plan", manifest.to_str().unwrap()])
+            .args(state_args(&env)),
+        Duration::from_secs(60),
+    );
+    assert_eq!(plan.code, Some(0), "{}", plan.stderr);
+    assert!(plan.stderr.contains(&warning), "{}", plan.stderr);
+    let run = env.run_cmd(
+        env.cmd()
+            .args(["apply", manifest.to_str().unwrap(), "--yes"])
+            .args(state_args(&env)),
+        Duration::from_secs(60),
+    );
+    assert_eq!(run.code, Some(0), "{}", run.stderr);
+    assert!(run.stderr.contains(&warning), "{}", run.stderr);
+    assert!(run.stderr.contains("Manage Tokens"), "{}", run.stderr);
+    assert_eq!(
+        env.json("s.json")["accounts"]["160343"]["ci"]["token"],
+        secret
+    );
+    let gt = env.sim().ground_truth();
+    assert_eq!(gt.len(), 1, "{gt:?}");
+    assert_eq!(gt[0].name, "grafana");
+    assert!(!run.stderr.contains(secret) && !plan.stderr.contains(secret));
+}
+
 // --- the loader, fed arbitrary input ---------------------------------------------------------
 
 fn fake_env(name: &str) -> Option<String> {

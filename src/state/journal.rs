@@ -143,10 +143,52 @@ pub struct Replayed {
     pub outcomes: Vec<(TokenKey, Outcome, String)>,
     /// Intents without an outcome: the run stopped while these requests were in flight.
     pub interrupted: Vec<(TokenKey, String)>,
-    /// Whether the last line was cut short (a crash during a write); it is ignored.
+    /// Whether a record was cut short (a crash during a write); it is ignored.
     pub truncated_tail: bool,
+    /// The first run of zeros followed by more records, if any: a write there failed or was
+    /// lost, and what it held is gone.
+    pub gap: Option<Gap>,
     /// Number of records read.
     pub records: usize,
+}
+
+/// Zeros between a journal's records: a write that failed part way (the recorder starts the
+/// next one after a zero byte), or one the disk lost (a power loss, a failing disk). The
+/// records it held are gone and cannot be named; the times around it say when.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Gap {
+    /// Where the zeros start, in bytes from the start of the file.
+    pub offset: u64,
+    /// When the last record before the gap was written (RFC 3339), if there is one.
+    pub after: Option<String>,
+    /// When the first record after it was written, if one could be read.
+    pub before: Option<String>,
+}
+
+impl Gap {
+    /// What the gap means and what to do, for the journal at `journal`.
+    pub fn describe(&self, journal: &Path) -> String {
+        let when = match (&self.after, &self.before) {
+            (Some(a), Some(b)) => format!("written between {a} and {b}"),
+            (Some(a), None) => format!("written after {a}"),
+            (None, Some(b)) => format!("written before {b}"),
+            (None, None) => "of this journal".to_owned(),
+        };
+        format!(
+            "journal {} has zeros among its records at byte {}: a write there failed or was lost (a full or failing disk, a power loss), and the records it held are gone. A token created by a request {when} may exist without a record; it cannot be named. Check the Logz.io UI (Settings > Tools > Manage Tokens) for tokens created then",
+            journal.display(),
+            self.offset
+        )
+    }
+}
+
+impl JournalRecord {
+    /// When the record was written (RFC 3339).
+    fn at(&self) -> &str {
+        match self {
+            JournalRecord::Intent { at, .. } | JournalRecord::Outcome { at, .. } => at,
+        }
+    }
 }
 
 /// Reads a journal. A missing file is an empty journal; zeros are its unused room; a record
@@ -166,6 +208,11 @@ pub fn replay(path: &Path) -> Result<Replayed, StateError> {
     let mut pending: HashMap<u64, (TokenKey, String)> = HashMap::new();
     let mut order: Vec<u64> = Vec::new();
     let mut lines = BufReader::new(file).split(b'\n').enumerate().peekable();
+    // Where the current line starts; where the zeros seen last (and not yet followed by a
+    // record) start; the time of the last record read.
+    let mut offset = 0u64;
+    let mut zeros_from: Option<u64> = None;
+    let mut last_at: Option<String> = None;
     while let Some((idx, line)) = lines.next() {
         let line = line.map_err(|source| StateError::Read {
             kind: StateFile::Journal,
@@ -173,29 +220,54 @@ pub fn replay(path: &Path) -> Result<Replayed, StateError> {
             source,
         })?;
         // The journal's room is zeros written ahead of its records (`super::room`): a line
-        // with zeros in it is the unused tail, or, after a power loss, records the disk wrote
-        // around blocks it had not. Text that does not parse there, or on the last line, is a
-        // record cut short by a crash: it was never acknowledged. Anything else (binary bytes
-        // next to the zeros too) is corruption.
+        // with zeros in it is the unused tail, or records around a write that failed or was
+        // lost. Text that does not parse there, or on the last line, is a record cut short:
+        // it was never acknowledged. Anything else (binary bytes next to the zeros too) is
+        // corruption.
         let zeros = line.contains(&0);
         let last = lines.peek().is_none();
-        for piece in line.split(|b| *b == 0) {
-            if piece.iter().all(u8::is_ascii_whitespace) {
-                continue;
-            }
-            let torn_ok = last || (zeros && is_record_text(piece));
-            match parse_record(piece) {
-                Ok(record) => note(record, &mut out, &mut pending, &mut order),
-                Err(Unreadable::Torn(_)) if torn_ok => out.truncated_tail = true,
-                Err(Unreadable::Torn(detail) | Unreadable::KeyTwice(detail)) => {
-                    return Err(StateError::Corrupt {
-                        kind: StateFile::Journal,
-                        path: path.to_path_buf(),
-                        detail: format!("line {}: {detail}", idx + 1),
+        let mut at = offset;
+        let pieces = line.split(|b| *b == 0).count();
+        for (i, piece) in line.split(|b| *b == 0).enumerate() {
+            if !piece.iter().all(u8::is_ascii_whitespace) {
+                if let Some(from) = zeros_from.take()
+                    && out.gap.is_none()
+                {
+                    out.gap = Some(Gap {
+                        offset: from,
+                        after: last_at.clone(),
+                        before: None,
                     });
                 }
+                let torn_ok = last || (zeros && is_record_text(piece));
+                match parse_record(piece) {
+                    Ok(record) => {
+                        if let Some(gap) = out.gap.as_mut()
+                            && gap.before.is_none()
+                        {
+                            gap.before = Some(record.at().to_owned());
+                        }
+                        last_at = Some(record.at().to_owned());
+                        note(record, &mut out, &mut pending, &mut order);
+                    }
+                    Err(Unreadable::Torn(_)) if torn_ok => out.truncated_tail = true,
+                    Err(Unreadable::Torn(detail) | Unreadable::KeyTwice(detail)) => {
+                        return Err(StateError::Corrupt {
+                            kind: StateFile::Journal,
+                            path: path.to_path_buf(),
+                            detail: format!("line {}: {detail}", idx + 1),
+                        });
+                    }
+                }
+            }
+            at += piece.len() as u64;
+            if i + 1 < pieces {
+                // A zero byte follows this piece.
+                zeros_from.get_or_insert(at);
+                at += 1;
             }
         }
+        offset += line.len() as u64 + 1;
     }
     for seq in order {
         if let Some(p) = pending.remove(&seq) {
@@ -225,10 +297,11 @@ fn parse_record(bytes: &[u8]) -> Result<JournalRecord, Unreadable> {
         .map_err(|e| Unreadable::Torn(super::results::json_error_kind(&e).to_string()))
 }
 
-/// Whether `bytes` could be part of a record as this tool writes it: UTF-8 text without
-/// control characters (JSON escapes them; a line break ends the record).
+/// Whether `bytes` could be part of a record as this tool writes it: no byte below 0x20
+/// (JSON escapes those; a line break ends the record). Bytes, not characters: a cut can fall
+/// inside a multi-byte character, and JSON writes DEL and the C1 controls as they are.
 fn is_record_text(bytes: &[u8]) -> bool {
-    std::str::from_utf8(bytes).is_ok_and(|t| !t.chars().any(char::is_control))
+    bytes.iter().all(|b| *b >= 0x20)
 }
 
 /// Takes one record into the replay: an intent waits for its outcome.
@@ -385,6 +458,7 @@ mod tests {
         write_0600(&p, &bytes);
         let r = replay(&p).unwrap();
         assert!(!r.truncated_tail, "zeros are not a cut-short record");
+        assert_eq!(r.gap, None, "zeros at the end are the room, not a gap");
         assert_eq!((r.records, secrets(&r)), (3, vec!["s1".to_owned()]));
         assert_eq!(r.interrupted.len(), 1);
         assert_eq!(r.interrupted[0].0.token_name, "t2");
@@ -412,11 +486,22 @@ mod tests {
         bytes.extend(&created(2, "s2").to_line()[25..]);
         bytes.extend(created(3, "s3").to_line());
         bytes.extend([0; 300]);
+        let gap_at = bytes.iter().position(|b| *b == 0).unwrap() as u64;
         write_0600(&p, &bytes);
         let r = replay(&p).unwrap();
         assert!(r.truncated_tail);
         assert_eq!(secrets(&r), ["s3"]);
         assert_eq!(r.interrupted.len(), 2);
+        // The zeros between records are a gap, reported with the times around it; the zeros
+        // at the end are the room.
+        assert_eq!(
+            r.gap,
+            Some(Gap {
+                offset: gap_at,
+                after: Some("2026-01-01T00:00:00.000Z".into()),
+                before: Some("2026-01-01T00:00:01.000Z".into()),
+            })
+        );
 
         // Zeros excuse only text next to them that could be a record cut short: binary bytes
         // there, or a bad line elsewhere, are corruption.
@@ -432,6 +517,47 @@ mod tests {
         write_0600(&p, &bad);
         let err = replay(&p).unwrap_err().to_string();
         assert!(err.contains("line 1"), "{err}");
+    }
+
+    #[test]
+    fn a_cut_inside_a_character_or_next_to_raw_controls_is_a_cut_short_record() {
+        // A cut falls on a block boundary, which can split a multi-byte character of a name;
+        // JSON writes DEL and the C1 controls as they are.
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("j");
+        let named = |seq: u64, name: &str| JournalRecord::Intent {
+            seq,
+            account_id: 7,
+            token_name: name.into(),
+            attempt: 1,
+            at: "2026-01-01T00:00:00.000Z".into(),
+        };
+        let mut bytes = named(1, "été").to_line();
+        let line = named(2, "été").to_line();
+        let e = line.windows(2).position(|w| w == "é".as_bytes()).unwrap();
+        bytes.extend(&line[..=e]);
+        bytes.extend([0; 300]);
+        bytes.extend(&line[e + 1..]);
+        let ambiguous = JournalRecord::Outcome {
+            seq: 1,
+            account_id: 7,
+            token_name: "été".into(),
+            outcome: Outcome::Ambiguous {
+                detail: "the server said \u{7f}\u{85}".into(),
+            },
+            at: "2026-01-01T00:00:02.000Z".into(),
+        }
+        .to_line();
+        assert!(ambiguous.contains(&0x7f), "JSON leaves DEL as it is");
+        bytes.extend(&ambiguous[..ambiguous.len() - 5]);
+        bytes.extend([0; 300]);
+        bytes.extend(b"\n");
+        bytes.extend(created(3, "s3").to_line());
+        write_0600(&p, &bytes);
+        let r = replay(&p).unwrap();
+        assert!(r.truncated_tail);
+        assert_eq!(secrets(&r), ["s3"]);
+        assert!(r.gap.is_some());
     }
 
     #[test]

@@ -25,6 +25,8 @@ pub struct Recovery {
     pub interrupted: usize,
     /// Whether the journal's last line was cut short (ignored).
     pub truncated_tail: bool,
+    /// Zeros between the journal's records: a write that failed or was lost.
+    pub gap: Option<super::journal::Gap>,
 }
 
 /// The recorded state of a manifest, locked for this process.
@@ -167,6 +169,7 @@ impl Store {
             seen,
         };
         store.recovery.truncated_tail = replayed.truncated_tail;
+        store.recovery.gap = replayed.gap.clone();
         if replayed.records > 0 {
             tracing::debug!(
                 journal = %store.paths.journal.display(),

@@ -424,6 +424,9 @@ fn stop_text(stop: &StopReason) -> String {
 
 fn report_recovery(printer: &Printer, store: &Store) {
     let r = &store.recovery;
+    if let Some(gap) = &r.gap {
+        printer.warn(&gap.describe(&store.paths.journal));
+    }
     if r.recovered_tokens > 0 || r.interrupted > 0 {
         printer.warn(&format!(
             "recovered an interrupted run from its journal: {} recorded, {} that {} in flight listed as {}{}",

@@ -19,6 +19,9 @@ pub async fn run(args: &PlanArgs, printer: &Printer) -> Result<Exit, CliError> {
     }
     let conn = Connection::open(run, 4).await?;
     let store = Store::read(run.paths.clone(), Some(&run.api.identity()))?;
+    if let Some(gap) = &store.recovery.gap {
+        printer.warn(&gap.describe(&store.paths.journal));
+    }
     if store.recovery.recovered_tokens > 0 || store.recovery.interrupted > 0 {
         printer.warn(&format!(
             "a journal from an interrupted run holds {} and {} in flight; the next apply records them",
