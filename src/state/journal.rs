@@ -226,7 +226,6 @@ pub fn replay(path: &Path) -> Result<Replayed, StateError> {
         // corruption.
         let zeros = line.contains(&0);
         let last = lines.peek().is_none();
-        let mut at = offset;
         let pieces = line.split(|b| *b == 0).count();
         for (i, piece) in line.split(|b| *b == 0).enumerate() {
             if !piece.iter().all(u8::is_ascii_whitespace) {
@@ -260,11 +259,10 @@ pub fn replay(path: &Path) -> Result<Replayed, StateError> {
                     }
                 }
             }
-            at += piece.len() as u64;
             if i + 1 < pieces {
-                // A zero byte follows this piece.
-                zeros_from.get_or_insert(at);
-                at += 1;
+                // A zero byte follows this piece (where it ends within the line).
+                let end = piece.as_ptr() as usize - line.as_ptr() as usize + piece.len();
+                zeros_from.get_or_insert(offset + end as u64);
             }
         }
         offset += line.len() as u64 + 1;
@@ -558,6 +556,34 @@ mod tests {
         assert!(r.truncated_tail);
         assert_eq!(secrets(&r), ["s3"]);
         assert!(r.gap.is_some());
+    }
+
+    #[test]
+    fn a_gap_says_where_what_to_check_and_when() {
+        let gap = Gap {
+            offset: 4096,
+            after: Some("2026-01-01T00:00:00.000Z".into()),
+            before: Some("2026-01-01T00:00:05.000Z".into()),
+        };
+        let text = gap.describe(Path::new("/state/m.results.journal"));
+        for part in [
+            "/state/m.results.journal",
+            "at byte 4096",
+            "between 2026-01-01T00:00:00.000Z and 2026-01-01T00:00:05.000Z",
+            "cannot be named",
+            "Manage Tokens",
+        ] {
+            assert!(text.contains(part), "{part:?} in {text}");
+        }
+        let open_ended = Gap {
+            before: None,
+            ..gap
+        };
+        assert!(
+            open_ended
+                .describe(Path::new("j"))
+                .contains("written after 2026-01-01T00:00:00.000Z")
+        );
     }
 
     #[test]

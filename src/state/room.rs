@@ -293,6 +293,27 @@ mod tests {
     }
 
     #[test]
+    fn a_disk_that_cannot_give_the_room_is_an_error_and_holds_nothing_more() {
+        // /dev/full answers every write with ENOSPC: neither the room ahead nor the room
+        // needed can be had.
+        let full = std::fs::OpenOptions::new()
+            .write(true)
+            .open("/dev/full")
+            .unwrap();
+        let mut room = Room::with(Hold::Zeros, 0);
+        let e = room.hold(&full, 100).unwrap_err();
+        assert_eq!(e.raw_os_error(), Some(libc::ENOSPC), "{e}");
+        assert_eq!(room.spare(), 0);
+        // Any other failure is an error too, not retried (a file opened read-only: EBADF).
+        let dir = tempfile::tempdir().unwrap();
+        new_file(dir.path());
+        let read_only = std::fs::File::open(dir.path().join("j")).unwrap();
+        let e = room.hold(&read_only, 100).unwrap_err();
+        assert_eq!(e.raw_os_error(), Some(libc::EBADF), "{e}");
+        assert_eq!(room.spare(), 0);
+    }
+
+    #[test]
     fn reserved_room_is_beyond_the_end_without_changing_the_size() {
         let dir = tempfile::tempdir().unwrap();
         let (p, f) = new_file(dir.path());
