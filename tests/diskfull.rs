@@ -488,10 +488,13 @@ fn named_unsaved(stderr: &str) -> BTreeSet<Key> {
 /// The journal's created outcomes (token id -> secret) and the keys of its intents without an
 /// outcome.
 fn read_journal(path: &Path) -> (Vec<(i64, String)>, BTreeSet<Key>) {
-    let text = crate::util::journal_text(path).unwrap_or_default();
+    // Zeros are the journal's room, or (a filesystem that dropped writes) a hole among its
+    // records: records are what lies between line breaks and zeros.
+    let bytes = std::fs::read(path).unwrap_or_default();
+    let text = String::from_utf8_lossy(&bytes);
     let mut created = Vec::new();
     let mut pending = std::collections::BTreeMap::new();
-    for line in text.lines().filter(|l| !l.trim().is_empty()) {
+    for line in text.split(['\n', '\0']).filter(|l| !l.trim().is_empty()) {
         let Ok(v) = serde_json::from_str::<serde_json::Value>(line) else {
             continue; // a line cut short by the failed write
         };

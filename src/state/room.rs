@@ -73,6 +73,18 @@ impl Hold {
     }
 }
 
+/// Where a journal's records are written: its file (a test can make one that fails part way).
+pub(crate) trait WriteAt {
+    /// Writes some of `buf` at `offset`, as `pwrite(2)`.
+    fn write_at(&self, buf: &[u8], offset: u64) -> io::Result<usize>;
+}
+
+impl WriteAt for File {
+    fn write_at(&self, buf: &[u8], offset: u64) -> io::Result<usize> {
+        FileExt::write_at(self, buf, offset)
+    }
+}
+
 /// The room a journal file holds beyond the records written to it, and where the next
 /// record goes.
 #[derive(Debug)]
@@ -133,7 +145,7 @@ impl Room {
         const ZEROS: [u8; 16 * 1024] = [0; 16 * 1024];
         while self.held_to < to {
             let n = (to - self.held_to).min(ZEROS.len() as u64) as usize;
-            match file.write_at(&ZEROS[..n], self.held_to) {
+            match WriteAt::write_at(file, &ZEROS[..n], self.held_to) {
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
                 Ok(w) => self.held_to += w as u64,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -166,7 +178,7 @@ impl Room {
     /// reached the file, even when the write fails part way; the next write then starts with
     /// a zero byte and a line break, so that the cut-short record stays a line of its own
     /// (which replay reports as a gap) instead of running into the next record.
-    pub(crate) fn write(&mut self, file: &File, records: &[u8]) -> io::Result<()> {
+    pub(crate) fn write(&mut self, file: &impl WriteAt, records: &[u8]) -> io::Result<()> {
         if self.torn {
             self.write_at_end(file, b"\0\n")?;
             self.torn = false;
@@ -174,7 +186,7 @@ impl Room {
         self.write_at_end(file, records)
     }
 
-    fn write_at_end(&mut self, file: &File, bytes: &[u8]) -> io::Result<()> {
+    fn write_at_end(&mut self, file: &impl WriteAt, bytes: &[u8]) -> io::Result<()> {
         let mut rest = bytes;
         while !rest.is_empty() {
             match file.write_at(rest, self.written) {
@@ -276,6 +288,47 @@ mod tests {
         let text = b"{\"kind\":\"intent\"}\n{\"kind\":\"out\0\n{\"next\":1}\n{\"next\":2}\n";
         assert_eq!(&bytes[..text.len()], text);
         assert!(bytes[text.len()..].iter().all(|b| *b == 0));
+    }
+
+    /// A file that takes `room` more bytes, then fails with ENOSPC.
+    struct Filling {
+        room: std::cell::Cell<usize>,
+        bytes: std::cell::RefCell<Vec<u8>>,
+    }
+
+    impl WriteAt for Filling {
+        fn write_at(&self, buf: &[u8], offset: u64) -> io::Result<usize> {
+            let n = buf.len().min(self.room.get());
+            if n == 0 {
+                return Err(io::Error::from_raw_os_error(libc::ENOSPC));
+            }
+            self.room.set(self.room.get() - n);
+            let mut bytes = self.bytes.borrow_mut();
+            let at = offset as usize;
+            if bytes.len() < at + n {
+                bytes.resize(at + n, 0);
+            }
+            bytes[at..at + n].copy_from_slice(&buf[..n]);
+            Ok(n)
+        }
+    }
+
+    #[test]
+    fn a_record_cut_short_by_a_full_disk_stays_on_its_own_line() {
+        let file = Filling {
+            room: 4.into(),
+            bytes: Vec::new().into(),
+        };
+        let mut room = Room::with(Hold::Zeros, 0);
+        let e = room.write(&file, b"{\"kind\":1}\n").unwrap_err();
+        assert_eq!(e.raw_os_error(), Some(libc::ENOSPC));
+        assert_eq!(room.written, 4, "the bytes that reached the file count");
+        assert!(room.torn);
+        // Space comes back: the next record starts after a zero byte and a line break.
+        file.room.set(100);
+        room.write(&file, b"{\"next\":2}\n").unwrap();
+        assert_eq!(&*file.bytes.borrow(), b"{\"ki\0\n{\"next\":2}\n");
+        assert!(!room.torn);
     }
 
     #[test]
