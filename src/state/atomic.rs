@@ -33,12 +33,15 @@ impl FileKind {
 }
 
 /// Replaces `path` with `bytes` atomically and durably. `label` names the file in errors.
+///
+/// Returns the metadata of the file written, taken before it replaced `path`: a program that
+/// replaces `path` right after cannot pass its file off as this one.
 pub fn write_atomic(
     path: &Path,
     bytes: &[u8],
     kind: FileKind,
     label: StateFile,
-) -> Result<(), StateError> {
+) -> Result<fs::Metadata, StateError> {
     write_atomic_as(path, bytes, kind, label, true)
 }
 
@@ -49,7 +52,7 @@ pub fn write_atomic_new(
     bytes: &[u8],
     kind: FileKind,
     label: StateFile,
-) -> Result<(), StateError> {
+) -> Result<fs::Metadata, StateError> {
     write_atomic_as(path, bytes, kind, label, false)
 }
 
@@ -59,7 +62,7 @@ fn write_atomic_as(
     kind: FileKind,
     label: StateFile,
     replace: bool,
-) -> Result<(), StateError> {
+) -> Result<fs::Metadata, StateError> {
     if !replace && fs::symlink_metadata(path).is_ok() {
         return Err(exists(path, label));
     }
@@ -83,6 +86,8 @@ fn write_atomic_as(
         .map_err(werr)?;
     tmp.write_all(bytes).map_err(werr)?;
     tmp.as_file().sync_all().map_err(werr)?;
+    // The rename keeps the inode, size and mtime: this is the written file's identity.
+    let written = tmp.as_file().metadata().map_err(werr)?;
     if replace {
         tmp.persist(path).map_err(|e| werr(e.error))?;
     } else {
@@ -95,7 +100,7 @@ fn write_atomic_as(
         })?;
     }
     sync_dir(dir).map_err(werr)?;
-    Ok(())
+    Ok(written)
 }
 
 /// The error for a file that exists where a new one was to be written.
@@ -357,6 +362,29 @@ pub(crate) fn sync_dir(dir: &Path) -> std::io::Result<()> {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+
+    #[test]
+    fn a_write_returns_the_identity_of_the_file_it_wrote() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("r.json");
+        let first = write_atomic(&p, b"{}", FileKind::Public, StateFile::Results).unwrap();
+        let on_disk = fs::symlink_metadata(&p).unwrap();
+        assert_eq!((first.ino(), first.len()), (on_disk.ino(), 2));
+        assert_eq!(
+            (first.mtime(), first.mtime_nsec()),
+            (on_disk.mtime(), on_disk.mtime_nsec()),
+            "the rename keeps the mtime"
+        );
+        // Another program renames its own file over it: the identity returned is still the
+        // one written, which the path no longer holds.
+        let theirs = dir.path().join("theirs");
+        fs::write(&theirs, b"{ }").unwrap();
+        fs::rename(&theirs, &p).unwrap();
+        assert_ne!(fs::symlink_metadata(&p).unwrap().ino(), first.ino());
+        let second = write_atomic(&p, b"{\"a\":1}", FileKind::Public, StateFile::Results).unwrap();
+        assert_eq!(second.len(), 7);
+        assert_eq!(fs::symlink_metadata(&p).unwrap().ino(), second.ino());
+    }
 
     #[test]
     fn secret_files_are_0600_and_public_files_0644() {

@@ -72,15 +72,22 @@ struct Stamp {
 impl Stamp {
     /// The file's stamp, or `None` when there is no file.
     fn of(path: &std::path::Path) -> Option<Stamp> {
+        std::fs::symlink_metadata(path)
+            .ok()
+            .map(|m| Stamp::from(&m))
+    }
+}
+
+impl From<&std::fs::Metadata> for Stamp {
+    fn from(m: &std::fs::Metadata) -> Stamp {
         use std::os::unix::fs::MetadataExt;
-        let m = std::fs::symlink_metadata(path).ok()?;
-        Some(Stamp {
+        Stamp {
             dev: m.dev(),
             ino: m.ino(),
             len: m.size(),
             mtime: m.mtime(),
             mtime_nsec: m.mtime_nsec(),
-        })
+        }
     }
 }
 
@@ -214,23 +221,25 @@ impl Store {
         self.check_unchanged(0, StateFile::Results)?;
         if !plain.is_empty() {
             self.check_unchanged(1, StateFile::Secrets)?;
-            write_atomic(
+            let written = write_atomic(
                 &self.paths.secrets,
                 &plain,
                 FileKind::Secret,
                 StateFile::Secrets,
             )
             .map_err(|e| room_needed(e, &sizes))?;
-            self.seen[1] = Stamp::of(&self.paths.secrets);
+            // The stamp of the file written, not of whatever the path holds by now: a file
+            // another program renames over it right after must not pass for this one.
+            self.seen[1] = Some(Stamp::from(&written));
         }
-        write_atomic(
+        let written = write_atomic(
             &self.paths.results,
             &bytes,
             FileKind::Public,
             StateFile::Results,
         )
         .map_err(|e| room_needed(e, &sizes))?;
-        self.seen[0] = Stamp::of(&self.paths.results);
+        self.seen[0] = Some(Stamp::from(&written));
         Ok(())
     }
 
