@@ -585,6 +585,26 @@ fn a_corrupt_secrets_file_or_journal_never_shows_a_secret_in_the_message() {
     }
 }
 
+/// Leaves `bytes` as the journal an interrupted run left, 0600 as the tool creates it (a
+/// journal others could have written is refused).
+fn plant_journal(env: &Env, bytes: &[u8]) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::write(env.path("r.journal"), bytes).unwrap();
+    std::fs::set_permissions(
+        env.path("r.journal"),
+        std::fs::Permissions::from_mode(0o600),
+    )
+    .unwrap();
+}
+
+/// Runs the binary with `args` and this file's state paths.
+fn run_with_state(env: &Env, args: &[&str]) -> Run {
+    env.run_cmd(
+        env.cmd().args(args).args(state_args(env)),
+        Duration::from_secs(60),
+    )
+}
+
 #[test]
 fn a_journal_cut_short_at_its_last_line_is_recovered() {
     let env = Env::with_sim(SimConfig::default());
@@ -598,22 +618,8 @@ fn a_journal_cut_short_at_its_last_line_is_recovered() {
         )
     );
     journal.push_str(r#"{"kind":"intent","seq":2,"account_id":160343,"tok"#);
-    std::fs::write(env.path("r.journal"), journal).unwrap();
-    {
-        // As the tool creates it: a journal others could have written is refused.
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(
-            env.path("r.journal"),
-            std::fs::Permissions::from_mode(0o600),
-        )
-        .unwrap();
-    }
-    let run = env.run_cmd(
-        env.cmd()
-            .args(["apply", manifest.to_str().unwrap(), "--yes"])
-            .args(state_args(&env)),
-        Duration::from_secs(60),
-    );
+    plant_journal(&env, journal.as_bytes());
+    let run = run_with_state(&env, &["apply", manifest.to_str().unwrap(), "--yes"]);
     assert_eq!(run.code, Some(0), "{}", run.stderr);
     let results = env.json("r.json");
     assert_eq!(results["accounts"]["160343"]["ci"]["token_id"], 7386);
@@ -647,32 +653,14 @@ fn zeros_among_a_journals_records_are_reported_and_the_records_around_them_recov
     ).as_bytes());
     journal.extend(b"\n");
     journal.extend([0; 4096]);
-    std::fs::write(env.path("r.journal"), journal).unwrap();
-    {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(
-            env.path("r.journal"),
-            std::fs::Permissions::from_mode(0o600),
-        )
-        .unwrap();
-    }
+    plant_journal(&env, &journal);
     let warning = format!(
         "has zeros among its records at byte {gap_at}: a write there failed or was lost (a full or failing disk, a power loss), and the records it held are gone. A token created by a request written between 2026-01-01T00:00:00.000Z and 2026-01-01T00:00:01.000Z may exist without a record"
     );
-    let plan = env.run_cmd(
-        env.cmd()
-            .args(["plan", manifest.to_str().unwrap()])
-            .args(state_args(&env)),
-        Duration::from_secs(60),
-    );
+    let plan = run_with_state(&env, &["plan", manifest.to_str().unwrap()]);
     assert_eq!(plan.code, Some(0), "{}", plan.stderr);
     assert!(plan.stderr.contains(&warning), "{}", plan.stderr);
-    let run = env.run_cmd(
-        env.cmd()
-            .args(["apply", manifest.to_str().unwrap(), "--yes"])
-            .args(state_args(&env)),
-        Duration::from_secs(60),
-    );
+    let run = run_with_state(&env, &["apply", manifest.to_str().unwrap(), "--yes"]);
     assert_eq!(run.code, Some(0), "{}", run.stderr);
     assert!(run.stderr.contains(&warning), "{}", run.stderr);
     assert!(run.stderr.contains("Manage Tokens"), "{}", run.stderr);
