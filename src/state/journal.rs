@@ -226,8 +226,8 @@ pub fn replay(path: &Path) -> Result<Replayed, StateError> {
         // corruption.
         let zeros = line.contains(&0);
         let last = lines.peek().is_none();
-        let pieces = line.split(|b| *b == 0).count();
-        for (i, piece) in line.split(|b| *b == 0).enumerate() {
+        let mut pieces = line.split(|b| *b == 0).peekable();
+        while let Some(piece) = pieces.next() {
             if !piece.iter().all(u8::is_ascii_whitespace) {
                 if let Some(from) = zeros_from.take()
                     && out.gap.is_none()
@@ -259,7 +259,7 @@ pub fn replay(path: &Path) -> Result<Replayed, StateError> {
                     }
                 }
             }
-            if i + 1 < pieces {
+            if pieces.peek().is_some() {
                 // A zero byte follows this piece (where it ends within the line).
                 let end = piece.as_ptr() as usize - line.as_ptr() as usize + piece.len();
                 zeros_from.get_or_insert(offset + end as u64);

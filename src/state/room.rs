@@ -85,6 +85,21 @@ impl WriteAt for File {
     }
 }
 
+/// Writes all of `bytes` at `offset`; returns how many reached the file, also when the write
+/// failed part way.
+fn write_all_at(file: &impl WriteAt, bytes: &[u8], offset: u64) -> (u64, io::Result<()>) {
+    let mut wrote = 0;
+    while wrote < bytes.len() {
+        match file.write_at(&bytes[wrote..], offset + wrote as u64) {
+            Ok(0) => return (wrote as u64, Err(io::ErrorKind::WriteZero.into())),
+            Ok(n) => wrote += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return (wrote as u64, Err(e)),
+        }
+    }
+    (wrote as u64, Ok(()))
+}
+
 /// The room a journal file holds beyond the records written to it, and where the next
 /// record goes.
 #[derive(Debug)]
@@ -145,12 +160,9 @@ impl Room {
         const ZEROS: [u8; 16 * 1024] = [0; 16 * 1024];
         while self.held_to < to {
             let n = (to - self.held_to).min(ZEROS.len() as u64) as usize;
-            match WriteAt::write_at(file, &ZEROS[..n], self.held_to) {
-                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-                Ok(w) => self.held_to += w as u64,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(e),
-            }
+            let (wrote, done) = write_all_at(file, &ZEROS[..n], self.held_to);
+            self.held_to += wrote;
+            done?;
         }
         Ok(())
     }
@@ -187,23 +199,11 @@ impl Room {
     }
 
     fn write_at_end(&mut self, file: &impl WriteAt, bytes: &[u8]) -> io::Result<()> {
-        let mut rest = bytes;
-        while !rest.is_empty() {
-            match file.write_at(rest, self.written) {
-                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-                Ok(n) => {
-                    self.written += n as u64;
-                    self.held_to = self.held_to.max(self.written);
-                    rest = &rest[n..];
-                }
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => {
-                    self.torn |= rest.len() < bytes.len();
-                    return Err(e);
-                }
-            }
-        }
-        Ok(())
+        let (wrote, done) = write_all_at(file, bytes, self.written);
+        self.written += wrote;
+        self.held_to = self.held_to.max(self.written);
+        self.torn |= done.is_err() && wrote > 0;
+        done
     }
 
     /// Bytes held beyond the records.
