@@ -585,6 +585,29 @@ fn a_corrupt_secrets_file_or_journal_never_shows_a_secret_in_the_message() {
     }
 }
 
+/// The planted journals' records: the intent for 160343/ci, and its outcome with `SECRET`.
+const SECRET: &str = "c498fbc3-a3ac-4676-ad09-689854b5cbbd";
+const CI_INTENT: &str = r#"{"kind":"intent","seq":1,"account_id":160343,"token_name":"ci","attempt":1,"at":"2026-01-01T00:00:00.000Z"}"#;
+const CI_CREATED: &str = r#"{"kind":"outcome","seq":1,"account_id":160343,"token_name":"ci","result":"created","token_id":7386,"token":"c498fbc3-a3ac-4676-ad09-689854b5cbbd","created_at":"2021-05-24T12:11:51Z","at":"2026-01-01T00:00:01.000Z"}"#;
+
+/// After an apply of ci and grafana over a planted journal holding ci's secret: ci was
+/// recorded from the journal (id and secret) and only grafana was created.
+fn check_ci_recovered_and_only_grafana_created(env: &Env, run: &Run) {
+    assert_eq!(run.code, Some(0), "{}", run.stderr);
+    assert_eq!(
+        env.json("r.json")["accounts"]["160343"]["ci"]["token_id"],
+        7386
+    );
+    assert_eq!(
+        env.json("s.json")["accounts"]["160343"]["ci"]["token"],
+        SECRET
+    );
+    let gt = env.sim().ground_truth();
+    assert_eq!(gt.len(), 1, "{gt:?}");
+    assert_eq!(gt[0].name, "grafana");
+    assert!(!run.stderr.contains(SECRET));
+}
+
 /// Leaves `bytes` as the journal an interrupted run left, 0600 as the tool creates it (a
 /// journal others could have written is refused).
 fn plant_journal(env: &Env, bytes: &[u8]) {
@@ -609,29 +632,11 @@ fn run_with_state(env: &Env, args: &[&str]) -> Run {
 fn a_journal_cut_short_at_its_last_line_is_recovered() {
     let env = Env::with_sim(SimConfig::default());
     let manifest = env.write("m.yaml", &manifest_yaml(&[160_343], &["ci", "grafana"]));
-    let secret = "c498fbc3-a3ac-4676-ad09-689854b5cbbd";
-    let mut journal = format!(
-        "{}\n{}\n",
-        r#"{"kind":"intent","seq":1,"account_id":160343,"token_name":"ci","attempt":1,"at":"2026-01-01T00:00:00.000Z"}"#,
-        format_args!(
-            r#"{{"kind":"outcome","seq":1,"account_id":160343,"token_name":"ci","result":"created","token_id":7386,"token":"{secret}","created_at":"2021-05-24T12:11:51Z","at":"2026-01-01T00:00:01.000Z"}}"#
-        )
-    );
+    let mut journal = format!("{CI_INTENT}\n{CI_CREATED}\n");
     journal.push_str(r#"{"kind":"intent","seq":2,"account_id":160343,"tok"#);
     plant_journal(&env, journal.as_bytes());
     let run = run_with_state(&env, &["apply", manifest.to_str().unwrap(), "--yes"]);
-    assert_eq!(run.code, Some(0), "{}", run.stderr);
-    let results = env.json("r.json");
-    assert_eq!(results["accounts"]["160343"]["ci"]["token_id"], 7386);
-    assert_eq!(
-        env.json("s.json")["accounts"]["160343"]["ci"]["token"],
-        secret
-    );
-    // Only grafana was missing: ci came from the journal.
-    let gt = env.sim().ground_truth();
-    assert_eq!(gt.len(), 1, "{gt:?}");
-    assert_eq!(gt[0].name, "grafana");
-    assert!(!run.stderr.contains(secret));
+    check_ci_recovered_and_only_grafana_created(&env, &run);
 }
 
 #[test]
@@ -639,18 +644,12 @@ fn zeros_among_a_journals_records_are_reported_and_the_records_around_them_recov
     // A write that failed part way, or one the disk lost: zeros between records.
     let env = Env::with_sim(SimConfig::default());
     let manifest = env.write("m.yaml", &manifest_yaml(&[160_343], &["ci", "grafana"]));
-    let secret = "c498fbc3-a3ac-4676-ad09-689854b5cbbd";
-    let mut journal = Vec::new();
-    journal.extend(
-        br#"{"kind":"intent","seq":1,"account_id":160343,"token_name":"ci","attempt":1,"at":"2026-01-01T00:00:00.000Z"}"#,
-    );
+    let mut journal = CI_INTENT.as_bytes().to_vec();
     journal.extend(b"\n{\"kind\":\"intent\",\"seq\":2,\"acc");
     let gap_at = journal.len();
     journal.extend([0; 700]);
     journal.extend(b"\n");
-    journal.extend(format!(
-        r#"{{"kind":"outcome","seq":1,"account_id":160343,"token_name":"ci","result":"created","token_id":7386,"token":"{secret}","created_at":"2021-05-24T12:11:51Z","at":"2026-01-01T00:00:01.000Z"}}"#
-    ).as_bytes());
+    journal.extend(CI_CREATED.as_bytes());
     journal.extend(b"\n");
     journal.extend([0; 4096]);
     plant_journal(&env, &journal);
@@ -661,17 +660,10 @@ fn zeros_among_a_journals_records_are_reported_and_the_records_around_them_recov
     assert_eq!(plan.code, Some(0), "{}", plan.stderr);
     assert!(plan.stderr.contains(&warning), "{}", plan.stderr);
     let run = run_with_state(&env, &["apply", manifest.to_str().unwrap(), "--yes"]);
-    assert_eq!(run.code, Some(0), "{}", run.stderr);
+    check_ci_recovered_and_only_grafana_created(&env, &run);
     assert!(run.stderr.contains(&warning), "{}", run.stderr);
     assert!(run.stderr.contains("Manage Tokens"), "{}", run.stderr);
-    assert_eq!(
-        env.json("s.json")["accounts"]["160343"]["ci"]["token"],
-        secret
-    );
-    let gt = env.sim().ground_truth();
-    assert_eq!(gt.len(), 1, "{gt:?}");
-    assert_eq!(gt[0].name, "grafana");
-    assert!(!run.stderr.contains(secret) && !plan.stderr.contains(secret));
+    assert!(!plan.stderr.contains(SECRET));
 }
 
 // --- the loader, fed arbitrary input ---------------------------------------------------------
