@@ -23,7 +23,7 @@ pub struct Recovery {
     pub recovered_tokens: usize,
     /// Requests that were in flight when the earlier run stopped (now possible orphans).
     pub interrupted: usize,
-    /// Whether the journal's last line was cut short (ignored).
+    /// Whether a journal record was cut short (ignored).
     pub truncated_tail: bool,
     /// Zeros between the journal's records: a write that failed or was lost.
     pub gap: Option<super::journal::Gap>,

@@ -435,7 +435,7 @@ fn report_recovery(printer: &Printer, store: &Store) {
             was(r.interrupted),
             if r.interrupted == 1 { "a possible orphan" } else { "possible orphans" },
             if r.truncated_tail {
-                " (its last line was cut short and ignored)"
+                " (a record the interruption cut short was ignored)"
             } else {
                 ""
             }
