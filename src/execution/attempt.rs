@@ -51,6 +51,9 @@ pub trait RecordOutcomes: Send + Sync + 'static {
 
     /// Records an item of this run that did not get a token.
     fn failure(&self, failure: Failure);
+
+    /// Says whether more requests are waiting to be sent (beyond those in flight).
+    fn sends_ahead(&self, _more: bool) {}
 }
 
 impl RecordOutcomes for RecorderHandle {
@@ -73,6 +76,10 @@ impl RecordOutcomes for RecorderHandle {
 
     fn failure(&self, failure: Failure) {
         RecorderHandle::failure(self, failure);
+    }
+
+    fn sends_ahead(&self, more: bool) {
+        RecorderHandle::sends_ahead(self, more);
     }
 }
 

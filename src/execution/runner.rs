@@ -335,6 +335,10 @@ impl<C: SendCreate, R: RecordOutcomes> Dispatcher<C, R> {
     /// send slot, staying responsive to Ctrl-C and to finished attempts.
     async fn dispatch(&mut self) {
         while self.report.stop.is_completed() {
+            // Retries are left out: waiting for their backoff, they could keep an outcome
+            // waiting for an fsync that no intent comes to share (at a run's tail, each
+            // retry would start that much later).
+            self.shared.recorder.sends_ahead(!self.queue.is_empty());
             if self.cancel.is_cancelled() {
                 self.report.stop = StopReason::Interrupted;
                 return;
@@ -385,6 +389,7 @@ impl<C: SendCreate, R: RecordOutcomes> Dispatcher<C, R> {
 
     /// Stopping (early or not): no new requests; waits, bounded, for those in flight.
     async fn drain(&mut self) {
+        self.shared.recorder.sends_ahead(false);
         let deadline = Instant::now() + self.config.drain_timeout;
         while !self.inflight.is_empty() {
             match tokio::time::timeout_at(deadline, self.inflight.join_next()).await {
@@ -647,6 +652,9 @@ mod tests {
         /// Names whose next created token the state already holds for another key (once per
         /// entry).
         duplicate_once: Mutex<Vec<String>>,
+        /// What the executor last said of the sends ahead, and what it had said at each outcome.
+        sends_ahead: std::sync::atomic::AtomicBool,
+        ahead_at_outcomes: Mutex<Vec<bool>>,
     }
 
     impl RecordOutcomes for Arc<FakeRecorder> {
@@ -679,10 +687,17 @@ mod tests {
             };
             drop(dup);
             self.outcomes.lock().unwrap().push((key.clone(), outcome));
+            self.ahead_at_outcomes
+                .lock()
+                .unwrap()
+                .push(self.sends_ahead.load(Ordering::Relaxed));
             Ok(applied)
         }
         fn failure(&self, failure: Failure) {
             self.failures.lock().unwrap().push(failure);
+        }
+        fn sends_ahead(&self, more: bool) {
+            self.sends_ahead.store(more, Ordering::Relaxed);
         }
     }
 
@@ -781,6 +796,28 @@ mod tests {
         assert_eq!(rec.intents.lock().unwrap().len(), 4);
         assert_eq!(rec.outcomes.lock().unwrap().len(), 4);
         assert!(r.failures.is_empty());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_recorder_is_told_while_more_sends_are_ahead_and_when_none_are() {
+        // One at a time: the first two outcomes come while the rest wait to be sent; the last
+        // comes once nothing is left to send (the recorder then fsyncs it at once).
+        let api = FakeApi::with(&[]);
+        let rec = Arc::new(FakeRecorder::default());
+        let r = run(&["a", "b", "c"], config(1), &api, &rec, Cancel::default()).await;
+        assert_eq!(r.created, 3);
+        assert_eq!(*rec.ahead_at_outcomes.lock().unwrap(), [true, true, false]);
+        assert!(!rec.sends_ahead.load(Ordering::Relaxed));
+        // A retry waiting for its backoff is not: b's outcome comes with only a's retry left.
+        let api = FakeApi::with(&[("a", &[Answer::Status(503)])]);
+        let rec = Arc::new(FakeRecorder::default());
+        let r = run(&["a", "b"], config(1), &api, &rec, Cancel::default()).await;
+        assert_eq!((r.created, r.attempts), (2, 3));
+        let order: Vec<String> = (rec.outcomes.lock().unwrap().iter())
+            .map(|(k, _)| k.token_name.clone())
+            .collect();
+        assert_eq!(order, ["a", "b", "a"]);
+        assert_eq!(*rec.ahead_at_outcomes.lock().unwrap(), [true, false, false]);
     }
 
     #[tokio::test(start_paused = true)]
