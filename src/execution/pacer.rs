@@ -6,8 +6,8 @@
 //! (see there). A `Retry-After` pauses the whole run. Send slots are not handed out ahead of
 //! time: each waiter recomputes its slot from the current rate, so a decrease takes effect at
 //! the very next request. Two allowances: a run starts with a burst of a tenth of a second's
-//! worth (at most [`MAX_START_BURST`], less the preflight's reads; a 429 ends it), as a server's
-//! token bucket starts full; and a send may take its own slot a little early (at most
+//! worth (at most [`MAX_START_BURST`], less the preflight's reads and the first group's early
+//! sends; a 429 ends it), as a server's token bucket starts full; and a send may take its own slot a little early (at most
 //! [`GROUP`] slots and [`MAX_EARLY`] ahead), so that sends leave in small groups and the
 //! process wakes up once per group.
 
@@ -104,14 +104,17 @@ impl Pacer {
             .unwrap_or_else(|| Quota::per_second(NonZeroU32::MIN))
             .allow_burst(burst);
         // The run starts with a burst: as many sends at once as the ceiling allows (a tenth of
-        // a second's worth, at most `MAX_START_BURST`), less the preflight's two reads. A
-        // server's limit allows as much (a token bucket starts full); on a short run it is
-        // a tenth of a second sooner done.
-        let credit = (ctl.rate() / 10.0)
+        // a second's worth, at most `MAX_START_BURST`), less the preflight's two reads and
+        // the early sends of the first group. A server's limit allows as much (a token bucket
+        // starts full); on a short run it is a few hundredths of a second sooner done. Without
+        // room for that group, a bucket the burst emptied refused some of its sends: at the
+        // limit, two 429s in the first round, which can be read as a limit.
+        let credit = ((ctl.rate() / 10.0)
             .ceil()
             .min(f64::from(MAX_START_BURST))
             .max(2.0) as u32
-            - 2;
+            - 2)
+        .saturating_sub(GROUP - 1);
         Pacer {
             state: Mutex::new(State {
                 ctl,
@@ -341,15 +344,15 @@ mod tests {
             let _ = p.acquire().await;
             times.push(Instant::now());
         }
-        // The start's burst (8: a tenth of a second's worth less the preflight's two reads),
-        // then 392 slots 10 ms apart from the start (the first at 10 ms), the last up to 30 ms
-        // early.
-        let burst = MAX_START_BURST as usize - 2;
+        // The start's burst (5: a tenth of a second's worth less the preflight's two reads
+        // and a group's three early sends), then 395 slots 10 ms apart from the start (the
+        // first at 10 ms), the last up to 30 ms early.
+        let burst = MAX_START_BURST as usize - 2 - (GROUP as usize - 1);
         assert!(times[..burst].iter().all(|t| *t == start));
         let times = &times[burst..];
-        let span = times[391].duration_since(start);
+        let span = times[394].duration_since(start);
         assert!(
-            span >= Duration::from_millis(3880) && span <= Duration::from_millis(3920),
+            span >= Duration::from_millis(3910) && span <= Duration::from_millis(3950),
             "{span:?}"
         );
         // Sends at the same instant form a group: at most GROUP, and few wake-ups in all.
@@ -363,7 +366,7 @@ mod tests {
         }
         assert!(groups.iter().all(|g| *g <= GROUP as usize), "{groups:?}");
         assert!(
-            groups.len() <= 392 / GROUP as usize + 1,
+            groups.len() <= 395 / GROUP as usize + 1,
             "{} groups",
             groups.len()
         );
@@ -383,13 +386,17 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_run_starts_with_a_burst_that_a_429_ends() {
-        // 100/s: a tenth of a second's worth, less the preflight's two reads.
+        // 100/s: a tenth of a second's worth, less the preflight's two reads and a group's
+        // three early sends; with those (the slots at 10, 20 and 30 ms), 8 at once: what a
+        // bucket of a tenth of a second holds after the preflight. The next group at 40 ms.
         let p = Pacer::new(100.0, false);
         let start = Instant::now();
         for _ in 0..8 {
             let _ = p.acquire().await;
         }
         assert_eq!(Instant::now(), start);
+        let _ = p.acquire().await;
+        assert_eq!(Instant::now(), start + Duration::from_millis(40));
         // 1000/s: at most MAX_START_BURST in all.
         let p = Pacer::new(1000.0, true);
         let mut at_once = 0;
@@ -513,7 +520,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn after_an_idle_second_the_missed_slots_are_not_sent_in_a_burst() {
         let p = Pacer::new(100.0, false);
-        // The start's burst (8), then one send on its slot.
+        // The start's burst and its early group (8), then one send on its slot.
         for _ in 0..MAX_START_BURST - 2 + 1 {
             let _ = p.acquire().await;
         }
