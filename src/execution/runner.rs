@@ -927,6 +927,24 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
+    async fn what_stopped_the_run_first_is_what_it_reports() {
+        // Ctrl-C while "slow" is in flight; its answer, a 401, would stop the run on its own:
+        // the run still says it was interrupted.
+        let api = FakeApi::with(&[("slow", &[Answer::Status(401)])]);
+        let rec = Arc::new(FakeRecorder::default());
+        let cancel = Cancel::default();
+        let stopper = cancel.clone();
+        let api2 = api.clone();
+        tokio::spawn(async move {
+            api2.called.notified().await;
+            stopper.cancel();
+        });
+        let r = run(&["slow", "b"], config(1), &api, &rec, cancel).await;
+        assert!(matches!(r.stop, StopReason::Interrupted), "{:?}", r.stop);
+        assert_eq!(api.calls.lock().unwrap().len(), 1);
+    }
+
+    #[tokio::test(start_paused = true)]
     async fn a_request_that_never_ends_is_abandoned_after_the_drain_timeout() {
         let api = FakeApi::with(&[("hang", &[Answer::Hang])]);
         let rec = Arc::new(FakeRecorder::default());

@@ -1411,10 +1411,16 @@ mod tests {
         let h = rec.handle();
         h.sends_ahead(true);
         let s = h.intent(&key("a"), 1).await.unwrap();
-        // No intent follows: the wait ends on its own, long before the next save is due.
+        // No intent follows: the answer waits its full time for one (the executor said more
+        // were queued), then the wait ends on its own, long before the next save is due.
         let started = Instant::now();
         let applied = h.outcome(s, &key("a"), created(10, "sek-a")).await.unwrap();
         assert_eq!(applied, Applied::Recorded);
+        assert!(
+            started.elapsed() >= OUTCOME_LINGER,
+            "{:?}",
+            started.elapsed()
+        );
         assert!(
             started.elapsed() < SAVE_INTERVAL / 2,
             "{:?}",
