@@ -1577,6 +1577,26 @@ mod tests {
         assert!(!t.next_batch(&mut rx, &mut batch).await);
     }
 
+    #[tokio::test(start_paused = true)]
+    async fn a_batch_waits_for_an_answers_fsync_to_fall_due_not_less() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut t = task(dir.path());
+        let (_tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        // An answer written just now waits for an intent to share its fsync: with nothing
+        // coming, the recorder wakes once, when the wait is over (paused clock: exact).
+        t.unsynced_since = Some(Instant::now());
+        let started = tokio::time::Instant::now();
+        let mut batch = Vec::new();
+        assert!(t.next_batch(&mut rx, &mut batch).await);
+        assert!(batch.is_empty());
+        let waited = started.elapsed();
+        assert!(
+            waited >= OUTCOME_LINGER - Duration::from_millis(5)
+                && waited <= OUTCOME_LINGER + Duration::from_millis(10),
+            "{waited:?}"
+        );
+    }
+
     #[tokio::test]
     async fn failures_names_and_the_rate_sent_through_a_handle_are_saved() {
         let dir = tempfile::tempdir().unwrap();
