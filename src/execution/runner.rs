@@ -903,21 +903,28 @@ mod tests {
         assert_eq!(r.created, 1);
     }
 
+    /// Runs `names` one at a time, with Ctrl-C as soon as the first request was sent.
+    async fn run_with_ctrl_c_at_first_send(
+        names: &[&str],
+        api: &Arc<FakeApi>,
+        rec: &Arc<FakeRecorder>,
+    ) -> RunReport {
+        let cancel = Cancel::default();
+        let stopper = cancel.clone();
+        let api2 = api.clone();
+        tokio::spawn(async move {
+            api2.called.notified().await;
+            stopper.cancel();
+        });
+        run(names, config(1), api, rec, cancel).await
+    }
+
     #[tokio::test(start_paused = true)]
     async fn ctrl_c_drains_what_is_in_flight_and_sends_nothing_new() {
         // "slow" is answered only after a while; Ctrl-C comes while it is in flight.
         let api = FakeApi::with(&[("slow", &[Answer::Status(503)])]);
         let rec = Arc::new(FakeRecorder::default());
-        let cancel = Cancel::default();
-        let stopper = cancel.clone();
-        let api2 = api.clone();
-        let watcher = tokio::spawn(async move {
-            // Cancel as soon as the first request was sent.
-            api2.called.notified().await;
-            stopper.cancel();
-        });
-        let r = run(&["slow", "b", "c"], config(1), &api, &rec, cancel).await;
-        watcher.await.unwrap();
+        let r = run_with_ctrl_c_at_first_send(&["slow", "b", "c"], &api, &rec).await;
         assert!(matches!(r.stop, StopReason::Interrupted), "{:?}", r.stop);
         // The one in flight ended and was recorded; its retry and the rest were not sent.
         assert_eq!(rec.outcomes.lock().unwrap().len(), 1);
@@ -932,14 +939,7 @@ mod tests {
         // the run still says it was interrupted.
         let api = FakeApi::with(&[("slow", &[Answer::Status(401)])]);
         let rec = Arc::new(FakeRecorder::default());
-        let cancel = Cancel::default();
-        let stopper = cancel.clone();
-        let api2 = api.clone();
-        tokio::spawn(async move {
-            api2.called.notified().await;
-            stopper.cancel();
-        });
-        let r = run(&["slow", "b"], config(1), &api, &rec, cancel).await;
+        let r = run_with_ctrl_c_at_first_send(&["slow", "b"], &api, &rec).await;
         assert!(matches!(r.stop, StopReason::Interrupted), "{:?}", r.stop);
         assert_eq!(api.calls.lock().unwrap().len(), 1);
     }
@@ -948,15 +948,8 @@ mod tests {
     async fn a_request_that_never_ends_is_abandoned_after_the_drain_timeout() {
         let api = FakeApi::with(&[("hang", &[Answer::Hang])]);
         let rec = Arc::new(FakeRecorder::default());
-        let cancel = Cancel::default();
-        let stopper = cancel.clone();
-        let api2 = api.clone();
-        tokio::spawn(async move {
-            api2.called.notified().await;
-            stopper.cancel();
-        });
         let started = Instant::now();
-        let r = run(&["hang", "b"], config(1), &api, &rec, cancel).await;
+        let r = run_with_ctrl_c_at_first_send(&["hang", "b"], &api, &rec).await;
         assert!(matches!(r.stop, StopReason::Interrupted), "{:?}", r.stop);
         assert_eq!(r.abandoned, 1);
         // Bounded by the drain timeout (paused clock: exact).
@@ -1122,14 +1115,7 @@ mod tests {
     async fn an_item_waiting_for_its_retry_when_the_run_stops_is_reported() {
         let api = FakeApi::with(&[("slow", &[Answer::Status(503)])]);
         let rec = Arc::new(FakeRecorder::default());
-        let cancel = Cancel::default();
-        let stopper = cancel.clone();
-        let api2 = api.clone();
-        tokio::spawn(async move {
-            api2.called.notified().await;
-            stopper.cancel();
-        });
-        let r = run(&["slow", "b"], config(1), &api, &rec, cancel).await;
+        let r = run_with_ctrl_c_at_first_send(&["slow", "b"], &api, &rec).await;
         assert!(matches!(r.stop, StopReason::Interrupted), "{:?}", r.stop);
         assert_eq!(r.not_attempted, 2);
         assert_eq!(r.failures.len(), 1);

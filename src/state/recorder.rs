@@ -1153,14 +1153,7 @@ mod tests {
 
     /// Journals, fsyncs and applies one batch, as `run` does when no outcome waits.
     fn step(t: &mut Task, batch: Vec<Msg>) -> (Vec<u64>, bool) {
-        let mut buf = Vec::new();
-        let (seqs, ok) = t.journal_batch(&batch, &mut buf, NOW);
-        t.unsynced.push(Written {
-            batch,
-            seqs: seqs.clone(),
-            ok,
-            now: NOW.into(),
-        });
+        let (seqs, ok) = write(t, batch);
         let synced = t.sync_and_ack();
         (seqs, ok && synced)
     }
@@ -1311,17 +1304,18 @@ mod tests {
     }
 
     /// Journals one batch as `run` does, leaving its fsync and acknowledgements to
-    /// `sync_and_ack`.
-    fn write(t: &mut Task, batch: Vec<Msg>) {
+    /// `sync_and_ack`. Returns each message's sequence number and whether the write held.
+    fn write(t: &mut Task, batch: Vec<Msg>) -> (Vec<u64>, bool) {
         let mut buf = Vec::new();
         let (seqs, ok) = t.journal_batch(&batch, &mut buf, NOW);
         t.unsynced.push(Written {
             batch,
-            seqs,
+            seqs: seqs.clone(),
             ok,
             now: NOW.into(),
         });
         t.unsynced_since.get_or_insert_with(Instant::now);
+        (seqs, ok)
     }
 
     #[test]
