@@ -7,9 +7,9 @@
 //! time: each waiter recomputes its slot from the current rate, so a decrease takes effect at
 //! the very next request. Two allowances: a run starts with a burst of a tenth of a second's
 //! worth (at most [`MAX_START_BURST`], less the preflight's reads and the first group's early
-//! sends; a 429 ends it), as a server's token bucket starts full; and a send may take its own slot a little early (at most
-//! [`GROUP`] slots and [`MAX_EARLY`] ahead), so that sends leave in small groups and the
-//! process wakes up once per group.
+//! sends; a 429 ends it), as a server's token bucket starts full; and a send may take its own
+//! slot a little early (at most [`GROUP`] slots and [`MAX_EARLY`] ahead), so that sends leave
+//! in small groups and the process wakes up once per group.
 
 use std::num::NonZeroU32;
 use std::sync::Mutex;

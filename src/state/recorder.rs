@@ -6,9 +6,9 @@
 //! together share one write and one fsync. An outcome is written at once (from then on it
 //! survives the process being killed) and its fsync waits up to [`OUTCOME_LINGER`] to be
 //! shared with the next send group's intents, which need one anyway. Every few seconds it
-//! rewrites the results and secrets files atomically and starts a fresh journal holding only the intents
-//! still in flight. Once any write fails, no new request may start, and the journal is kept as
-//! it is for the next run to replay.
+//! rewrites the results and secrets files atomically and starts a fresh journal holding only
+//! the intents still in flight. Once any write fails, no new request may start, and the
+//! journal is kept as it is for the next run to replay.
 //!
 //! An intent is acknowledged only once the journal holds the disk room for it and for the
 //! outcome of every request in flight (`super::room`): when the disk fills, no new request is
@@ -252,6 +252,8 @@ struct Written {
     /// Whether its write held.
     ok: bool,
     now: String,
+    /// When it was written.
+    at: Instant,
 }
 
 /// The recorder task's state.
@@ -285,9 +287,8 @@ struct Task {
     suspects: Vec<TokenKey>,
     /// Whether the files lag behind what was recorded.
     dirty: bool,
-    /// The batches written since the last fsync, in order, and when the first was written.
+    /// The batches written since the last fsync, in order.
     unsynced: Vec<Written>,
-    unsynced_since: Option<Instant>,
     /// Whether the journal holds bytes written since its last fsync.
     journal_dirty: bool,
     /// Whether the executor has more requests to send (`RecorderHandle::sends_ahead`).
@@ -315,7 +316,6 @@ impl Task {
             suspects: Vec::new(),
             dirty: false,
             unsynced: Vec::new(),
-            unsynced_since: None,
             journal_dirty: false,
             sends_ahead: Arc::new(AtomicBool::new(false)),
             saves: SaveClock::new(),
@@ -363,15 +363,7 @@ impl Task {
         let mut buf = zeroize::Zeroizing::new(Vec::<u8>::new());
         while self.next_batch(&mut rx, &mut batch).await {
             if !batch.is_empty() {
-                let now = super::now_rfc3339();
-                let (seqs, ok) = self.journal_batch(&batch, &mut buf, &now);
-                self.unsynced.push(Written {
-                    batch: std::mem::take(&mut batch),
-                    seqs,
-                    ok,
-                    now,
-                });
-                self.unsynced_since.get_or_insert_with(Instant::now);
+                self.write_batch(std::mem::take(&mut batch), &mut buf, super::now_rfc3339());
             }
             if self.sync_due() {
                 self.sync_and_ack();
@@ -387,11 +379,28 @@ impl Task {
         self.finish()
     }
 
+    /// Journals a batch (one write) and holds its acknowledgements for `sync_and_ack`.
+    fn write_batch(&mut self, batch: Vec<Msg>, buf: &mut Vec<u8>, now: String) {
+        let (seqs, ok) = self.journal_batch(&batch, buf, &now);
+        self.unsynced.push(Written {
+            batch,
+            seqs,
+            ok,
+            now,
+            at: Instant::now(),
+        });
+    }
+
+    /// When the oldest batch not yet fsync'd was written.
+    fn unsynced_since(&self) -> Option<Instant> {
+        self.unsynced.first().map(|w| w.at)
+    }
+
     /// Whether the written batches must be fsync'd and acknowledged now: only outcomes wait
     /// (see [`OUTCOME_LINGER`]), and only while the executor has more requests to send, whose
     /// intents can carry them.
     fn sync_due(&self) -> bool {
-        let Some(since) = self.unsynced_since else {
+        let Some(since) = self.unsynced_since() else {
             return false;
         };
         let only_outcomes = self
@@ -407,7 +416,6 @@ impl Task {
     /// batches. False when the fsync failed: their outcomes are then unjournaled, their
     /// intents refused.
     fn sync_and_ack(&mut self) -> bool {
-        self.unsynced_since = None;
         let mut unsynced = std::mem::take(&mut self.unsynced);
         let synced = !self.journal_dirty || {
             match self.journal.sync_data() {
@@ -437,7 +445,7 @@ impl Task {
     /// Waits for the next message (or the next save, or the end of an outcome's wait for its
     /// fsync), then takes whatever else is queued. False once every handle is gone.
     async fn next_batch(&mut self, rx: &mut Receiver, batch: &mut Vec<Msg>) -> bool {
-        let until = match self.unsynced_since {
+        let until = match self.unsynced_since() {
             Some(since) => since + OUTCOME_LINGER,
             None => self.saves.next,
         };
@@ -1306,16 +1314,9 @@ mod tests {
     /// Journals one batch as `run` does, leaving its fsync and acknowledgements to
     /// `sync_and_ack`. Returns each message's sequence number and whether the write held.
     fn write(t: &mut Task, batch: Vec<Msg>) -> (Vec<u64>, bool) {
-        let mut buf = Vec::new();
-        let (seqs, ok) = t.journal_batch(&batch, &mut buf, NOW);
-        t.unsynced.push(Written {
-            batch,
-            seqs: seqs.clone(),
-            ok,
-            now: NOW.into(),
-        });
-        t.unsynced_since.get_or_insert_with(Instant::now);
-        (seqs, ok)
+        t.write_batch(batch, &mut Vec::new(), NOW.into());
+        let w = t.unsynced.last().unwrap();
+        (w.seqs.clone(), w.ok)
     }
 
     #[test]
@@ -1349,12 +1350,12 @@ mod tests {
         assert_eq!(ra.try_recv().unwrap().unwrap(), Applied::Recorded);
         assert_eq!(rc.try_recv().unwrap().unwrap(), 3);
         assert_eq!(t.store.results.get(&key("a")).unwrap().token_id, 10);
-        assert!(t.unsynced.is_empty() && t.unsynced_since.is_none());
+        assert!(t.unsynced.is_empty());
         // An outcome waits at most OUTCOME_LINGER...
         let (m, _rb) = outcome_msg(2, &key("b"), created(11, "sek-b"));
         write(&mut t, vec![m]);
         assert!(!t.sync_due());
-        t.unsynced_since = Some(Instant::now() - OUTCOME_LINGER);
+        t.unsynced[0].at = Instant::now() - OUTCOME_LINGER;
         assert!(t.sync_due());
         t.sync_and_ack();
         // ...and not at all once nothing more is to be sent, nor beside anything but outcomes.
@@ -1578,7 +1579,8 @@ mod tests {
         let (_tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
         // An answer written just now waits for an intent to share its fsync: with nothing
         // coming, the recorder wakes once, when the wait is over (paused clock: exact).
-        t.unsynced_since = Some(Instant::now());
+        let (m, _r) = outcome_msg(1, &key("a"), created(10, "sek"));
+        write(&mut t, vec![m]);
         let started = tokio::time::Instant::now();
         let mut batch = Vec::new();
         assert!(t.next_batch(&mut rx, &mut batch).await);
