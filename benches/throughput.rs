@@ -13,7 +13,9 @@
 //! 2. the tool told a rate 10x too high: a first run, then a next run (other token names, the
 //!    same results file and simulator) that starts from the learned rate;
 //! 3. random 429s: 300 tokens, no server limit, 3 ms, 8 in flight, `--rate 200`: 8% 429 + 5%
-//!    503 against the same job without faults; and the limit plus 5% random 429s, told 10x;
+//!    503 against the same job without faults; and the limit plus 5% random 429s, told 10x,
+//!    with three simulator seeds (where the 429s fall moves one run by a few points; the
+//!    target takes the median);
 //! 4. `xargs -P 8 curl --fail --retry 5 --retry-all-errors`, one POST per token, at 400 tokens
 //!    and at BENCH_TOKENS; and both again under seeded faults (500 after creating, dropped
 //!    after creating, cut-short 200s, 503s): what each keeps, reports and silently loses;
@@ -61,11 +63,24 @@ fn some_faults() -> FaultRates {
     }
 }
 
+/// The simulator's seed (faults, jitter, secrets) unless a run says otherwise.
+const SEED: u64 = 7;
+
 fn simulator_with(
     accounts: usize,
     limit: f64,
     latency_ms: u64,
     faults: FaultRates,
+) -> BackgroundSimulator {
+    seeded_simulator(accounts, limit, latency_ms, faults, SEED)
+}
+
+fn seeded_simulator(
+    accounts: usize,
+    limit: f64,
+    latency_ms: u64,
+    faults: FaultRates,
+    seed: u64,
 ) -> BackgroundSimulator {
     let config = SimConfig {
         owner_token: OWNER.into(),
@@ -76,7 +91,7 @@ fn simulator_with(
         max_in_flight: Some(100),
         latency: Duration::from_millis(latency_ms),
         faults,
-        seed: 7,
+        seed,
         ..SimConfig::default()
     };
     Simulator::start_background(config).expect("simulator")
@@ -185,6 +200,7 @@ struct Setup {
     rate: f64,
     concurrency: u32,
     faults: FaultRates,
+    seed: u64,
 }
 
 impl Setup {
@@ -196,6 +212,7 @@ impl Setup {
             rate,
             concurrency: 32,
             faults: FaultRates::default(),
+            seed: SEED,
         }
     }
 }
@@ -207,7 +224,7 @@ fn run_tool(s: &Setup) -> ToolRun {
 /// As [`run_tool`], with the state files in a temp dir under `parent`.
 fn run_tool_under(parent: &Path, s: &Setup) -> ToolRun {
     let dir = tempfile::tempdir_in(parent).unwrap();
-    let sim = simulator_with(s.tokens, s.limit, s.latency, s.faults);
+    let sim = seeded_simulator(s.tokens, s.limit, s.latency, s.faults, s.seed);
     let m = manifest(dir.path(), s.tokens);
     run_tool_in(dir.path(), &sim, &m, s)
 }
@@ -297,7 +314,7 @@ fn run_tool_in(dir: &Path, sim: &BackgroundSimulator, m: &Path, s: &Setup) -> To
 /// simulator and results file: it starts from the rate the first run learned.
 fn run_tool_twice(s: &Setup) -> (ToolRun, ToolRun) {
     let dir = tempfile::tempdir().unwrap();
-    let sim = simulator_with(s.tokens, s.limit, s.latency, s.faults);
+    let sim = seeded_simulator(s.tokens, s.limit, s.latency, s.faults, s.seed);
     let first = manifest_with(dir.path(), s.tokens, "bench");
     let a = run_tool_in(dir.path(), &sim, &first, s);
     // The same manifest with a second token per account: only those are created.
@@ -480,13 +497,27 @@ fn main() {
         unavailable: 0.05,
         ..FaultRates::default()
     }));
-    let limit_noise = run_tool(&Setup {
-        faults: FaultRates {
-            rate_limited: 0.05,
-            ..FaultRates::default()
-        },
-        ..Setup::new(tokens, limit, latency, limit * 10.0)
-    });
+    // Where the random 429s fall moves one run's efficiency by a few points either way, so
+    // the target takes the median of three seeds; the table shows that run.
+    let mut limit_noise: Vec<ToolRun> = [SEED, SEED + 1, SEED + 2]
+        .into_iter()
+        .map(|seed| {
+            run_tool(&Setup {
+                faults: FaultRates {
+                    rate_limited: 0.05,
+                    ..FaultRates::default()
+                },
+                seed,
+                ..Setup::new(tokens, limit, latency, limit * 10.0)
+            })
+        })
+        .collect();
+    limit_noise.sort_by(|a, b| a.efficiency(limit).total_cmp(&b.efficiency(limit)));
+    let limit_noise_all: Vec<String> = limit_noise
+        .iter()
+        .map(|r| format!("{:.3}", r.efficiency(limit)))
+        .collect();
+    let limit_noise = limit_noise.swap_remove(1);
     // 4. The shell loop, clean and under faults, and the tool under the same faults.
     let shell_small = run_shell_loop(small, limit, latency, FaultRates::default());
     let shell = run_shell_loop(tokens, limit, latency, FaultRates::default());
@@ -541,7 +572,7 @@ fn main() {
     row("tool, --rate = 10x limit, first run", &high, limit);
     row("tool, --rate = 10x limit, next run", &high_next, limit);
     row(
-        "tool, limit + 5% random 429s, --rate = 10x",
+        "tool, limit + 5% random 429s, --rate = 10x (median of 3 seeds)",
         &limit_noise,
         limit,
     );
@@ -684,7 +715,12 @@ fn main() {
     let e = limit_noise.efficiency(limit);
     target(
         "3",
-        "limit + 5% random 429s: efficiency",
+        &format!(
+            "limit + 5% random 429s: efficiency (median of seeds {}-{}: {})",
+            SEED,
+            SEED + 2,
+            limit_noise_all.join(", ")
+        ),
         e,
         ">= 0.90",
         e >= 0.90,
