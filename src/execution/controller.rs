@@ -953,6 +953,69 @@ mod tests {
         assert!(share_of_best[0] >= 0.90, "{share_of_best:.3?}");
     }
 
+    /// The benchmark's scenarios on the model over 48 seeds: the medians meet the targets,
+    /// and with `--nocapture` it prints each figure's spread (the README quotes them).
+    #[test]
+    #[allow(clippy::print_stdout)] // The figures, for `--nocapture`.
+    fn over_many_seeds_the_models_medians_meet_the_targets() {
+        const SEEDS: u64 = 48;
+        let spread = |name: &str, mut v: Vec<f64>| -> f64 {
+            v.sort_by(f64::total_cmp);
+            let (n, median) = (v.len(), v[v.len() / 2]);
+            println!(
+                "{name}: lowest {:.3}, tenth {:.3}, median {median:.3}, highest {:.3}",
+                v[0],
+                v[n / 10],
+                v[n - 1],
+            );
+            median
+        };
+        let share = |r: &Run| r.limited as f64 / (r.served + r.limited) as f64;
+        let (mut noisy_limit, mut first, mut first_share, mut next, mut next_share) =
+            (vec![], vec![], vec![], vec![], vec![]);
+        let mut noisy_s = vec![];
+        for seed in 0..SEEDS {
+            let high = || Controller::new(1000.0, None, Instant::now());
+            let o = drive_until(
+                high(),
+                &mut Server::new(Some(100.0), 0.05, seed),
+                2000,
+                0.03,
+                32,
+            );
+            noisy_limit.push(2000.0 / o.end / 100.0);
+            let o = drive_until(
+                high(),
+                &mut Server::new(Some(100.0), 0.0, seed),
+                2000,
+                0.03,
+                32,
+            );
+            first.push(2000.0 / o.end / 100.0);
+            first_share.push(share(&o));
+            let learned = Controller::new(1000.0, o.controller.limit(), Instant::now());
+            let mut s = Server::new(Some(100.0), 0.0, seed + 1000);
+            let o = drive_until(learned, &mut s, 2000, 0.03, 32);
+            next.push(2000.0 / o.end / 100.0);
+            next_share.push(share(&o));
+            let c = Controller::new(200.0, None, Instant::now());
+            noisy_s.push(drive_until(c, &mut Server::new(None, 0.08, seed), 300, 0.003, 8).end);
+        }
+        let e = spread("limit + 5% random 429s, told 10x: efficiency", noisy_limit);
+        assert!(e >= 0.90, "{e}");
+        let e = spread("told 10x, first run: efficiency", first);
+        assert!(e >= 0.93, "{e}");
+        let x = spread("told 10x, first run: 429 share", first_share);
+        assert!(x <= 0.05, "{x}");
+        let e = spread("told 10x, next run: efficiency", next);
+        assert!(e >= 0.93, "{e}");
+        let x = spread("told 10x, next run: 429 share", next_share);
+        assert!(x <= 0.01, "{x}");
+        // 300 served at 200/s take 1.5 s without noise.
+        let t = spread("8% random 429s, no limit, 300 at 200/s: seconds", noisy_s);
+        assert!(t <= 2.0 * 1.5, "{t}");
+    }
+
     #[test]
     fn a_limit_that_halves_mid_run_is_followed_down() {
         let mut s = Server::new(Some(100.0), 0.0, 3);
