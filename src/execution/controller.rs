@@ -417,7 +417,7 @@ impl Controller {
         PROBE_EVERY * (1u32 << k).min(PROBE_BACKOFF_MAX)
     }
 
-    /// The rate the sends the round's answers answer actually left at (the concurrency cap
+    /// The rate the sends behind the round's answers actually left at (the concurrency cap
     /// and the retries' backoff may hold them below the pacing rate), never above the pacing
     /// rate.
     fn send_rate(&self) -> f64 {
