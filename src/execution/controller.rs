@@ -201,10 +201,11 @@ impl Sends {
     }
 
     /// The rate the sends left at, never above `paced` (the rate they were paced at), which
-    /// is also the answer when fewer than 4 sends, or sends at one instant, say nothing.
+    /// is also the answer when fewer than 4 sends say nothing. Sends at one instant come out
+    /// infinitely fast, so `paced` too.
     fn rate(&self, paced: f64) -> f64 {
         match (self.first, self.last) {
-            (Some(a), Some(b)) if self.count >= 4 && b > a => {
+            (Some(a), Some(b)) if self.count >= 4 => {
                 (f64::from(self.count - 1) / b.duration_since(a).as_secs_f64()).min(paced)
             }
             _ => paced,
