@@ -444,7 +444,7 @@ mod tests {
     async fn a_learned_rate_is_where_it_starts_and_what_it_remembers() {
         let p = Pacer::with_learned(1000.0, true, Some(100.0));
         let s = p.snapshot();
-        assert_eq!(s.rate, 96.0);
+        assert_eq!(s.rate, 98.0);
         assert_eq!(s.limit, Some(100.0));
         assert_eq!(p.learned_rate(Some(100.0)), Some(100.0));
         // A learned rate above the ceiling: the ceiling.
