@@ -1220,14 +1220,20 @@ mod tests {
         assert_eq!(c.send_rate(), 200.0);
     }
 
-    #[test]
-    fn a_gross_cut_while_settling_measures_the_rate_those_sends_left_at() {
-        let t0 = Instant::now();
+    /// Told 1000/s, a dozen sends at `t0` all answered 429: cut by 8, to 125/s, and settling.
+    fn cut_by_a_round_of_429s(t0: Instant) -> Controller {
         let mut c = Controller::new(1000.0, None, t0);
         let sends: Vec<Ticket> = (0..12).map(|_| c.on_send(t0)).collect();
         for s in &sends {
             c.on_answer(*s, Answer::Limited, t0);
         }
+        c
+    }
+
+    #[test]
+    fn a_gross_cut_while_settling_measures_the_rate_those_sends_left_at() {
+        let t0 = Instant::now();
+        let mut c = cut_by_a_round_of_429s(t0);
         // An eighth of 1000/s, settling at 0.85 of it (106/s).
         assert_eq!(c.rate(), 125.0);
         assert!(c.settling(t0));
@@ -1250,11 +1256,7 @@ mod tests {
         let want = 11.0 / 0.165 * 6.5 / 12.0 * PACING_MARGIN;
         assert!((r - want).abs() < 0.01, "{r}, want {want}");
         // With too few settling sends to measure, their pacing rate is taken.
-        let mut c = Controller::new(1000.0, None, t0);
-        let sends: Vec<Ticket> = (0..12).map(|_| c.on_send(t0)).collect();
-        for s in &sends {
-            c.on_answer(*s, Answer::Limited, t0);
-        }
+        let mut c = cut_by_a_round_of_429s(t0);
         let settle: Vec<Ticket> = (0..3).map(|_| c.on_send(t0)).collect();
         c.settling_round = true;
         assert_eq!(c.send_rate(), 125.0 * DRAIN_GAIN);
@@ -1323,11 +1325,7 @@ mod tests {
     fn a_gross_cut_is_at_most_eightfold_and_heeds_the_background() {
         let t0 = Instant::now();
         // Almost nothing accepted: the cut stops at an eighth.
-        let mut c = Controller::new(1000.0, None, t0);
-        let sends: Vec<Ticket> = (0..12).map(|_| c.on_send(t0)).collect();
-        for s in &sends {
-            c.on_answer(*s, Answer::Limited, t0);
-        }
+        let c = cut_by_a_round_of_429s(t0);
         assert_eq!(c.rate(), 125.0);
         // With a background of 25%, half the answers refused is not gross (it takes 55%).
         let mut c = Controller::new(100.0, None, t0);
