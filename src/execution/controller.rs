@@ -1174,14 +1174,7 @@ mod tests {
             .map(|i| c.on_send(t0 + Duration::from_millis(10 * i)))
             .collect();
         let t = t0 + Duration::from_millis(200);
-        for (i, s) in sends.iter().enumerate() {
-            let a = if i % 2 == 0 {
-                Answer::Served
-            } else {
-                Answer::Limited
-            };
-            c.on_answer(*s, a, t);
-        }
+        every_other_refused(&mut c, &sends, t);
         // Gross at the 12th answer: 6 served (+ half a one) of 12 at 100/s (15 sends in
         // 150 ms), 2% under: 53.1/s.
         let r = c.rate();
@@ -1192,14 +1185,7 @@ mod tests {
         let sends: Vec<Ticket> = (0..16)
             .map(|i| c.on_send(t0 + Duration::from_millis(10 * i)))
             .collect();
-        for (i, s) in sends.iter().enumerate() {
-            let a = if i % 2 == 0 {
-                Answer::Served
-            } else {
-                Answer::Limited
-            };
-            c.on_answer(*s, a, t);
-        }
+        every_other_refused(&mut c, &sends, t);
         let r = c.rate();
         assert!(
             (r - 100.0 * 6.5 / 12.0 / 0.9 * PACING_MARGIN).abs() < 0.01,
@@ -1218,6 +1204,18 @@ mod tests {
             c.on_send(t0);
         }
         assert_eq!(c.send_rate(), 200.0);
+    }
+
+    /// Answers `sends` at `t`, every other one (the second, the fourth, ...) a 429.
+    fn every_other_refused(c: &mut Controller, sends: &[Ticket], t: Instant) {
+        for (i, s) in sends.iter().enumerate() {
+            let a = if i % 2 == 0 {
+                Answer::Served
+            } else {
+                Answer::Limited
+            };
+            c.on_answer(*s, a, t);
+        }
     }
 
     /// Told 1000/s, a dozen sends at `t0` all answered 429: cut by 8, to 125/s, and settling.
@@ -1244,14 +1242,7 @@ mod tests {
             .collect();
         assert!(settle.iter().all(|t| t.settling));
         let t = t0 + Duration::from_millis(250);
-        for (i, s) in settle.iter().enumerate() {
-            let a = if i % 2 == 0 {
-                Answer::Served
-            } else {
-                Answer::Limited
-            };
-            c.on_answer(*s, a, t);
-        }
+        every_other_refused(&mut c, &settle, t);
         let r = c.rate();
         let want = 11.0 / 0.165 * 6.5 / 12.0 * PACING_MARGIN;
         assert!((r - want).abs() < 0.01, "{r}, want {want}");
@@ -1332,14 +1323,7 @@ mod tests {
         (c.bg_x, c.bg_n) = (100.0, 384.0);
         assert!((c.background() - 0.25).abs() < 1e-9);
         let sends: Vec<Ticket> = (0..12).map(|_| c.on_send(t0)).collect();
-        for (i, s) in sends.iter().enumerate() {
-            let a = if i % 2 == 0 {
-                Answer::Served
-            } else {
-                Answer::Limited
-            };
-            c.on_answer(*s, a, t0);
-        }
+        every_other_refused(&mut c, &sends, t0);
         assert_eq!(c.rate(), 100.0);
     }
 
