@@ -978,27 +978,23 @@ mod tests {
             (vec![], vec![], vec![], vec![], vec![]);
         let mut noisy_s = vec![];
         for seed in 0..SEEDS {
-            let high = || Controller::new(1000.0, None, Instant::now());
-            let o = drive_until(
-                high(),
-                &mut Server::new(Some(100.0), 0.05, seed),
-                2000,
-                0.03,
-                32,
-            );
+            // 2,000 served, told 1000/s (or a learned limit), a 100/s limit and `noise`.
+            let run = |learned, noise, seed| {
+                let c = Controller::new(1000.0, learned, Instant::now());
+                drive_until(
+                    c,
+                    &mut Server::new(Some(100.0), noise, seed),
+                    2000,
+                    0.03,
+                    32,
+                )
+            };
+            let o = run(None, 0.05, seed);
             noisy_limit.push(2000.0 / o.end / 100.0);
-            let o = drive_until(
-                high(),
-                &mut Server::new(Some(100.0), 0.0, seed),
-                2000,
-                0.03,
-                32,
-            );
+            let o = run(None, 0.0, seed);
             first.push(2000.0 / o.end / 100.0);
             first_share.push(share(&o));
-            let learned = Controller::new(1000.0, o.controller.limit(), Instant::now());
-            let mut s = Server::new(Some(100.0), 0.0, seed + 1000);
-            let o = drive_until(learned, &mut s, 2000, 0.03, 32);
+            let o = run(o.controller.limit(), 0.0, seed + 1000);
             next.push(2000.0 / o.end / 100.0);
             next_share.push(share(&o));
             let c = Controller::new(200.0, None, Instant::now());
