@@ -279,10 +279,15 @@ impl Controller {
     /// after a cut.
     pub fn pacing_rate(&self, now: Instant) -> f64 {
         if self.settling(now) {
-            (self.rate * DRAIN_GAIN).max(self.floor)
+            self.settling_rate()
         } else {
             self.rate
         }
+    }
+
+    /// The pacing rate while settling after a cut (see [`DRAIN_GAIN`]).
+    fn settling_rate(&self) -> f64 {
+        (self.rate * DRAIN_GAIN).max(self.floor)
     }
 
     fn settling(&self, now: Instant) -> bool {
@@ -425,7 +430,7 @@ impl Controller {
     /// rate.
     fn send_rate(&self) -> f64 {
         if self.settling_round {
-            self.sent_settling.rate(self.rate * DRAIN_GAIN)
+            self.sent_settling.rate(self.settling_rate())
         } else {
             self.sent.rate(self.rate)
         }
@@ -977,18 +982,18 @@ mod tests {
         let (mut noisy_limit, mut first, mut first_share, mut next, mut next_share) =
             (vec![], vec![], vec![], vec![], vec![]);
         let mut noisy_s = vec![];
+        // 2,000 served, told 1000/s (or a learned limit), a 100/s limit and `noise`.
+        let run = |learned, noise, seed| {
+            let c = Controller::new(1000.0, learned, Instant::now());
+            drive_until(
+                c,
+                &mut Server::new(Some(100.0), noise, seed),
+                2000,
+                0.03,
+                32,
+            )
+        };
         for seed in 0..SEEDS {
-            // 2,000 served, told 1000/s (or a learned limit), a 100/s limit and `noise`.
-            let run = |learned, noise, seed| {
-                let c = Controller::new(1000.0, learned, Instant::now());
-                drive_until(
-                    c,
-                    &mut Server::new(Some(100.0), noise, seed),
-                    2000,
-                    0.03,
-                    32,
-                )
-            };
             let o = run(None, 0.05, seed);
             noisy_limit.push(2000.0 / o.end / 100.0);
             let o = run(None, 0.0, seed);
@@ -1245,7 +1250,7 @@ mod tests {
         // With too few settling sends to measure, their pacing rate is taken.
         let mut c = cut_by_a_round_of_429s(t0);
         let settle: Vec<Ticket> = (0..3).map(|_| c.on_send(t0)).collect();
-        c.settling_round = true;
+        assert!(c.settling_round);
         assert_eq!(c.send_rate(), 125.0 * DRAIN_GAIN);
         drop(settle);
     }
@@ -1265,7 +1270,7 @@ mod tests {
             assert!(matches!(c.phase, Phase::Probe { .. }));
             (c, later)
         };
-        // A background of 5%: a probe of 0.7 s at 120/s gets 84 answers, 7 of them 429s
+        // A background of 5%: a probe of 0.7 s at 122.5/s gets 86 answers, 7 of them 429s
         // spread through it (8%, within chance): clean. Counted against one round (34
         // answers), as if they had come together, 7 would have been excess.
         let (mut c, later) = probe_at((20.0, 384.0));
