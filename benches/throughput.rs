@@ -71,15 +71,6 @@ fn simulator_with(
     limit: f64,
     latency_ms: u64,
     faults: FaultRates,
-) -> BackgroundSimulator {
-    seeded_simulator(accounts, limit, latency_ms, faults, SEED)
-}
-
-fn seeded_simulator(
-    accounts: usize,
-    limit: f64,
-    latency_ms: u64,
-    faults: FaultRates,
     seed: u64,
 ) -> BackgroundSimulator {
     let config = SimConfig {
@@ -224,7 +215,7 @@ fn run_tool(s: &Setup) -> ToolRun {
 /// As [`run_tool`], with the state files in a temp dir under `parent`.
 fn run_tool_under(parent: &Path, s: &Setup) -> ToolRun {
     let dir = tempfile::tempdir_in(parent).unwrap();
-    let sim = seeded_simulator(s.tokens, s.limit, s.latency, s.faults, s.seed);
+    let sim = simulator_with(s.tokens, s.limit, s.latency, s.faults, s.seed);
     let m = manifest(dir.path(), s.tokens);
     run_tool_in(dir.path(), &sim, &m, s)
 }
@@ -314,7 +305,7 @@ fn run_tool_in(dir: &Path, sim: &BackgroundSimulator, m: &Path, s: &Setup) -> To
 /// simulator and results file: it starts from the rate the first run learned.
 fn run_tool_twice(s: &Setup) -> (ToolRun, ToolRun) {
     let dir = tempfile::tempdir().unwrap();
-    let sim = seeded_simulator(s.tokens, s.limit, s.latency, s.faults, s.seed);
+    let sim = simulator_with(s.tokens, s.limit, s.latency, s.faults, s.seed);
     let first = manifest_with(dir.path(), s.tokens, "bench");
     let a = run_tool_in(dir.path(), &sim, &first, s);
     // The same manifest with a second token per account: only those are created.
@@ -336,7 +327,7 @@ struct LoopRun {
 
 fn run_shell_loop(tokens: usize, limit: f64, latency: u64, faults: FaultRates) -> LoopRun {
     let dir = tempfile::tempdir().unwrap();
-    let sim = simulator_with(tokens, limit, latency, faults);
+    let sim = simulator_with(tokens, limit, latency, faults, SEED);
     let ids: String = (0..tokens).map(|i| format!("{}\n", 200_000 + i)).collect();
     std::fs::write(dir.path().join("ids.txt"), ids).unwrap();
     // One output file per request: parallel curls writing to one stream interleave their bytes.
@@ -415,7 +406,7 @@ fn list_us(values: &[f64]) -> String {
 
 fn run_curl_reference(tokens: usize, latency: u64) -> CurlReference {
     let dir = tempfile::tempdir().unwrap();
-    let sim = simulator_with(tokens, 1e6, latency, FaultRates::default());
+    let sim = simulator_with(tokens, 1e6, latency, FaultRates::default(), SEED);
     let url = format!("{}/v1/api-tokens/sub-account", sim.url());
     // One block per request, separated by `next` (which also resets per-transfer options).
     let blocks: Vec<String> = (0..tokens)
