@@ -653,6 +653,7 @@ mod tests {
     use rand::{Rng, SeedableRng};
 
     use super::*;
+    use crate::execution::pacer::{Grouping, Groups};
 
     #[test]
     fn the_binomial_tail_matches_known_values() {
@@ -719,12 +720,13 @@ mod tests {
     }
 
     /// When the pacer lets the next send go, and the slot it takes, as `Pacer::acquire` does:
-    /// a send whose slot is at most `GROUP - 1` slots (and `MAX_EARLY`) ahead goes at once, so
-    /// sends leave in groups; a late wake-up keeps the schedule, at most `early` behind.
-    fn pacer_slot(last: Option<f64>, rate: f64, now: f64) -> (f64, f64) {
-        use crate::execution::pacer::{GROUP, MAX_EARLY};
+    /// a send whose slot is near (see `Grouping`) goes at once, so sends leave in groups; a
+    /// late wake-up keeps the schedule, at most `early` behind.
+    fn pacer_slot(last: Option<f64>, rate: f64, now: f64, grouping: Grouping) -> (f64, f64) {
         let interval = 1.0 / rate;
-        let early = (interval * f64::from(GROUP - 1)).min(MAX_EARLY.as_secs_f64());
+        let early = grouping
+            .early(Duration::from_secs_f64(interval))
+            .as_secs_f64();
         let Some(last) = last else {
             return (now, now);
         };
@@ -776,6 +778,7 @@ mod tests {
         let mut seq = 0u64;
         let mut t = 0.0f64;
         let mut last_send: Option<f64> = None;
+        let mut groups = Groups::default();
         let (mut served, mut limited) = (0, 0);
         let mut rates = vec![(0.0, c.rate())];
         loop {
@@ -787,7 +790,8 @@ mod tests {
                 _ => break,
             };
             // Slots are not handed out ahead: a change holds from the very next send.
-            let (next_send, slot) = pacer_slot(last_send, c.pacing_rate(at(t)), t);
+            let (next_send, slot) =
+                pacer_slot(last_send, c.pacing_rate(at(t)), t, groups.current());
             let next_answer = pending.peek().map(|Reverse((ns, _))| *ns as f64 / 1e9);
             let can_send = pending.len() < room;
             t = match next_answer {
@@ -802,6 +806,8 @@ mod tests {
                     Answer::Limited => limited += 1,
                     _ => served += 1,
                 }
+                let skip = groups.on_answer(answer, c.limit().is_some());
+                last_send = last_send.map(|l| l + f64::from(skip) / c.pacing_rate(at(t)));
                 c.on_answer(ticket, answer, at(t));
             } else {
                 let ticket = c.on_send(at(t));
