@@ -338,7 +338,11 @@ impl<C: SendCreate, R: RecordOutcomes> Dispatcher<C, R> {
             // Retries are left out: waiting for their backoff, they could keep an outcome
             // waiting for an fsync that no intent comes to share (at a run's tail, each
             // retry would start that much later).
-            self.shared.recorder.sends_ahead(!self.queue.is_empty());
+            // With every slot taken, no intent comes until an outcome is acknowledged: an
+            // outcome waiting to share the next intents' fsync would wait out its time.
+            self.shared.recorder.sends_ahead(
+                !self.queue.is_empty() && self.inflight.len() < self.config.concurrency,
+            );
             if self.cancel.is_cancelled() {
                 self.report.stop = StopReason::Interrupted;
                 return;
@@ -729,7 +733,9 @@ mod tests {
         rec: &Arc<FakeRecorder>,
         cancel: Cancel,
     ) -> RunReport {
-        run_observed(names, config, api, rec, cancel, None).await.0
+        run_observed(names, config, api, rec, cancel, None, 1000.0)
+            .await
+            .0
     }
 
     async fn run_observed(
@@ -739,12 +745,13 @@ mod tests {
         rec: &Arc<FakeRecorder>,
         cancel: Cancel,
         observer: Option<Arc<dyn Observer>>,
+        rate: f64,
     ) -> (RunReport, Arc<Stats>) {
         let stats = Arc::new(Stats::default());
         let services = Services {
             creator: api.clone(),
             recorder: rec.clone(),
-            pacer: Arc::new(Pacer::new(1000.0, false)),
+            pacer: Arc::new(Pacer::new(rate, false)),
             stats: stats.clone(),
             observer,
             cancel,
@@ -800,18 +807,31 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn the_recorder_is_told_while_more_sends_are_ahead_and_when_none_are() {
-        // One at a time: the first two outcomes come while the rest wait to be sent; the last
-        // comes once nothing is left to send (the recorder then fsyncs it at once).
-        let api = FakeApi::with(&[]);
-        let rec = Arc::new(FakeRecorder::default());
-        let r = run(&["a", "b", "c"], config(1), &api, &rec, Cancel::default()).await;
+        // Sends 50 ms apart, answers 20 ms after them, two slots: the first two outcomes come
+        // while the rest wait to be sent and a slot is free; the last comes once nothing is
+        // left to send (the recorder then fsyncs it at once).
+        let at_20_per_s = |names: &'static [&'static str], api, concurrency| async move {
+            let rec = Arc::new(FakeRecorder::default());
+            let cancel = Cancel::default();
+            let (r, _) =
+                run_observed(names, config(concurrency), &api, &rec, cancel, None, 20.0).await;
+            (r, rec)
+        };
+        let (r, rec) = at_20_per_s(&["a", "b", "c"], FakeApi::with(&[]), 2).await;
         assert_eq!(r.created, 3);
         assert_eq!(*rec.ahead_at_outcomes.lock().unwrap(), [true, true, false]);
         assert!(!rec.sends_ahead.load(Ordering::Relaxed));
+        // One slot, and it is taken: no intent can come until an outcome is acknowledged, so
+        // no outcome may wait for one.
+        let (r, rec) = at_20_per_s(&["a", "b", "c"], FakeApi::with(&[]), 1).await;
+        assert_eq!(r.created, 3);
+        assert_eq!(
+            *rec.ahead_at_outcomes.lock().unwrap(),
+            [false, false, false]
+        );
         // A retry waiting for its backoff is not: b's outcome comes with only a's retry left.
         let api = FakeApi::with(&[("a", &[Answer::Status(503)])]);
-        let rec = Arc::new(FakeRecorder::default());
-        let r = run(&["a", "b"], config(1), &api, &rec, Cancel::default()).await;
+        let (r, rec) = at_20_per_s(&["a", "b"], api, 2).await;
         assert_eq!((r.created, r.attempts), (2, 3));
         let order: Vec<String> = (rec.outcomes.lock().unwrap().iter())
             .map(|(k, _)| k.token_name.clone())
@@ -987,6 +1007,7 @@ mod tests {
             &rec,
             Cancel::default(),
             Some(events.clone()),
+            1000.0,
         )
         .await;
         assert!(r.stop.is_completed(), "{:?}", r.stop);
@@ -1054,6 +1075,7 @@ mod tests {
             &rec,
             Cancel::default(),
             Some(events.clone()),
+            1000.0,
         )
         .await;
         assert_eq!(api.calls("dup"), 2);

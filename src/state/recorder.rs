@@ -45,11 +45,13 @@ pub const MAX_SAVE_INTERVAL: Duration = Duration::from_secs(60);
 const SAVE_AFTER_GROWTH: usize = 4;
 /// Most messages taken into one batch (one write, at most one fsync).
 const MAX_BATCH: usize = 4096;
-/// How long, at most, a written outcome waits for its fsync while more requests are queued, so
+/// How long, at most, a written outcome waits for its fsync while more requests are queued and
+/// a concurrency slot is free to send them (with every slot taken, no intent comes until an
+/// outcome is acknowledged: `RecorderHandle::sends_ahead`), so
 /// that the next send group's intents (whose fsync cannot wait: it comes before their sends)
 /// carry it. At the benchmark's 100 creates/s a group of four leaves every 40 ms, and one of
-/// eight every 80 ms once the server has served a hundred sends in a row (see
-/// `execution::pacer::Grouping`), and the answers come back 30 ms after their group. Sharing
+/// eight every 80 ms once the server has served a hundred sends in a row (the executor's
+/// pacer decides), and the answers come back 30 ms after their group. Sharing
 /// takes the fsyncs per created token from about 0.6 to 0.25 in groups of four, and to 0.135
 /// once in groups of eight (269 for 2,000 tokens). The outcome is in the file from
 /// the start, so a killed process loses nothing; what the wait adds is that a power loss in
@@ -92,7 +94,16 @@ type Receiver = tokio::sync::mpsc::UnboundedReceiver<Msg>;
 #[derive(Clone, Debug)]
 pub struct RecorderHandle {
     tx: Sender,
-    sends_ahead: Arc<AtomicBool>,
+    ahead: Arc<Ahead>,
+}
+
+/// Whether the executor can send more requests soon (`RecorderHandle::sends_ahead`), and a
+/// wake-up for the recorder when that stops: outcomes waiting for the next intents' fsync are
+/// then fsync'd at once.
+#[derive(Debug, Default)]
+struct Ahead {
+    more: AtomicBool,
+    stopped: tokio::sync::Notify,
 }
 
 impl RecorderHandle {
@@ -133,12 +144,14 @@ impl RecorderHandle {
         let _ = self.tx.send(Msg::Failure(failure));
     }
 
-    /// Says whether the executor has more requests to send (not counting those in flight, nor
-    /// retries waiting for their backoff).
-    /// While it has, an outcome's fsync may wait for the next intents' (see
-    /// [`OUTCOME_LINGER`]); once it has none, every record is fsync'd at once.
+    /// Says whether the executor has more requests to send and room to send them (not
+    /// counting retries waiting for their backoff). While it has, an outcome's fsync may wait
+    /// for the next intents' (see [`OUTCOME_LINGER`]); once it has not, every record is
+    /// fsync'd at once, and outcomes already waiting are fsync'd now.
     pub fn sends_ahead(&self, more: bool) {
-        self.sends_ahead.store(more, Ordering::Relaxed);
+        if self.ahead.more.swap(more, Ordering::Relaxed) && !more {
+            self.ahead.stopped.notify_one();
+        }
     }
 
     /// Remembers an account name's id (for offline plans).
@@ -177,10 +190,10 @@ impl Recorder {
         store.results.failures.clear();
         let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
         let task = Task::new(store, journal);
-        let sends_ahead = task.sends_ahead.clone();
+        let ahead = task.ahead.clone();
         let task = tokio::spawn(task.run(rx));
         Ok(Recorder {
-            handle: RecorderHandle { tx, sends_ahead },
+            handle: RecorderHandle { tx, ahead },
             task,
         })
     }
@@ -295,7 +308,7 @@ struct Task {
     /// Whether the journal holds bytes written since its last fsync.
     journal_dirty: bool,
     /// Whether the executor has more requests to send (`RecorderHandle::sends_ahead`).
-    sends_ahead: Arc<AtomicBool>,
+    ahead: Arc<Ahead>,
     saves: SaveClock,
     finish: Option<oneshot::Sender<Result<(), StateError>>>,
 }
@@ -320,7 +333,7 @@ impl Task {
             dirty: false,
             unsynced: Vec::new(),
             journal_dirty: false,
-            sends_ahead: Arc::new(AtomicBool::new(false)),
+            ahead: Arc::new(Ahead::default()),
             saves: SaveClock::new(),
             finish: None,
         };
@@ -411,7 +424,7 @@ impl Task {
             .iter()
             .all(|w| w.ok && w.batch.iter().all(|m| matches!(m, Msg::Outcome { .. })));
         !only_outcomes
-            || !self.sends_ahead.load(Ordering::Relaxed)
+            || !self.ahead.more.load(Ordering::Relaxed)
             || since.elapsed() >= OUTCOME_LINGER
     }
 
@@ -453,10 +466,16 @@ impl Task {
             None => self.saves.next,
         };
         let wait = until.saturating_duration_since(Instant::now());
-        match tokio::time::timeout(wait.max(Duration::from_millis(1)), rx.recv()).await {
-            Ok(Some(m)) => batch.push(m),
-            Err(_) => {}
-            Ok(None) => return false,
+        tokio::select! {
+            next = tokio::time::timeout(wait.max(Duration::from_millis(1)), rx.recv()) => {
+                match next {
+                    Ok(Some(m)) => batch.push(m),
+                    Err(_) => {}
+                    Ok(None) => return false,
+                }
+            }
+            // The executor can send no more for now: what waits for an fsync is due.
+            () = self.ahead.stopped.notified() => {}
         }
         while batch.len() < MAX_BATCH {
             match rx.try_recv() {
@@ -1330,7 +1349,7 @@ mod tests {
         let (m1, _r1) = intent_msg(&key("a"));
         let (m2, _r2) = intent_msg(&key("b"));
         step(&mut t, vec![m1, m2]);
-        t.sends_ahead.store(true, Ordering::Relaxed);
+        t.ahead.more.store(true, Ordering::Relaxed);
         // a's answer is in the file at once (a killed process loses nothing), not yet
         // acknowledged: its fsync waits for the next intents'.
         let (m, mut ra) = outcome_msg(1, &key("a"), created(10, "sek-a"));
@@ -1365,10 +1384,10 @@ mod tests {
         let (m, _rc) = outcome_msg(3, &key("c"), created(12, "sek-c"));
         write(&mut t, vec![m]);
         assert!(!t.sync_due());
-        t.sends_ahead.store(false, Ordering::Relaxed);
+        t.ahead.more.store(false, Ordering::Relaxed);
         assert!(t.sync_due());
         t.sync_and_ack();
-        t.sends_ahead.store(true, Ordering::Relaxed);
+        t.ahead.more.store(true, Ordering::Relaxed);
         write(&mut t, vec![Msg::ResolvedName("acme".into(), 5)]);
         assert!(t.sync_due());
     }
@@ -1379,7 +1398,7 @@ mod tests {
         let mut t = task(dir.path());
         let (m1, _r1) = intent_msg(&key("a"));
         step(&mut t, vec![m1]);
-        t.sends_ahead.store(true, Ordering::Relaxed);
+        t.ahead.more.store(true, Ordering::Relaxed);
         let (m, ra) = outcome_msg(1, &key("a"), created(10, "sek-a"));
         write(&mut t, vec![m]);
         let (m, rb) = intent_msg(&key("b"));
@@ -1594,6 +1613,36 @@ mod tests {
                 && waited <= OUTCOME_LINGER + Duration::from_millis(10),
             "{waited:?}"
         );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_waiting_answer_is_due_at_once_when_the_executor_can_send_no_more() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut t = task(dir.path());
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        let h = RecorderHandle {
+            tx,
+            ahead: t.ahead.clone(),
+        };
+        h.sends_ahead(true);
+        let (m, _r) = outcome_msg(1, &key("a"), created(10, "sek"));
+        write(&mut t, vec![m]);
+        assert!(!t.sync_due());
+        // 10 ms into the answer's wait, every slot is taken (or nothing is left to send): the
+        // wait ends then, not at OUTCOME_LINGER (paused clock: exact).
+        let started = tokio::time::Instant::now();
+        let mut batch = Vec::new();
+        let (woke, ()) = tokio::join!(t.next_batch(&mut rx, &mut batch), async {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            h.sends_ahead(false);
+        });
+        assert!(woke && batch.is_empty());
+        let waited = started.elapsed();
+        assert!(
+            waited >= Duration::from_millis(10) && waited < Duration::from_millis(15),
+            "{waited:?}"
+        );
+        assert!(t.sync_due());
     }
 
     #[tokio::test]
