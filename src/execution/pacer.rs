@@ -485,17 +485,23 @@ mod tests {
 
     /// How many sends leave at each instant over the next `n` sends, each answered `answer`.
     async fn group_sizes(p: &Pacer, n: usize, answer: Answer) -> Vec<usize> {
-        let mut sizes: Vec<(Instant, usize)> = Vec::new();
+        let groups = groups(p, n, answer).await;
+        groups.into_iter().map(|(_, k)| k).collect()
+    }
+
+    /// When each group of the next `n` sends left, and how many it held.
+    async fn groups(p: &Pacer, n: usize, answer: Answer) -> Vec<(Instant, usize)> {
+        let mut groups: Vec<(Instant, usize)> = Vec::new();
         for _ in 0..n {
             let t = p.acquire().await;
             p.on_answer(t, answer, None);
             let now = Instant::now();
-            match sizes.last_mut() {
+            match groups.last_mut() {
                 Some((at, k)) if *at == now => *k += 1,
-                _ => sizes.push((now, 1)),
+                _ => groups.push((now, 1)),
             }
         }
-        sizes.into_iter().map(|(_, k)| k).collect()
+        groups
     }
 
     /// The groups past the first and before the last (which a count of sends may cut short).
@@ -506,11 +512,19 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn groups_of_eight_once_a_hundred_sends_were_served_then_of_four_from_a_429() {
         let p = Pacer::new(100.0, true);
-        // Groups of 4 while fewer than CLEAN_AFTER sends were served in a row.
+        // Groups of 4 while fewer than CLEAN_AFTER sends were served in a row (the start's
+        // burst of 8, then 22 groups).
         let start = group_sizes(&p, CLEAN_AFTER as usize - 4, Answer::Served).await;
         assert!(inner(&start).iter().all(|k| *k == 4), "{start:?}");
-        // Then of 8.
-        let _ = group_sizes(&p, 8, Answer::Served).await;
+        // The hundredth closes a group of 4; the first group of 8 leaves 80 ms after it: 40
+        // for that group's slots, 40 for the 4 left empty.
+        let change = groups(&p, 12, Answer::Served).await;
+        let sizes: Vec<usize> = change.iter().map(|(_, k)| *k).collect();
+        assert_eq!(sizes, [4, 8]);
+        assert_eq!(
+            change[1].0.duration_since(change[0].0),
+            Duration::from_millis(80)
+        );
         let clean = group_sizes(&p, 80, Answer::Served).await;
         assert!(inner(&clean).iter().all(|k| *k == 8), "{clean:?}");
         // A 429: groups of 4 again, until another hundred are served in a row.

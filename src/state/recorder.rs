@@ -1629,15 +1629,21 @@ mod tests {
         write(&mut t, vec![m]);
         assert!(!t.sync_due());
         // 10 ms into the answer's wait, every slot is taken (or nothing is left to send): the
-        // wait ends then, not at OUTCOME_LINGER (paused clock: exact).
+        // wait ends then, not at OUTCOME_LINGER (paused clock: exact). Saying again that sends
+        // are ahead (the executor says it at every turn) does not end it.
         let started = tokio::time::Instant::now();
         let mut batch = Vec::new();
-        let (woke, ()) = tokio::join!(t.next_batch(&mut rx, &mut batch), async {
-            tokio::time::sleep(Duration::from_millis(10)).await;
+        let batch_taken = async {
+            let woke = t.next_batch(&mut rx, &mut batch).await;
+            (woke, started.elapsed())
+        };
+        let ((woke, waited), ()) = tokio::join!(batch_taken, async {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+            h.sends_ahead(true);
+            tokio::time::sleep(Duration::from_millis(5)).await;
             h.sends_ahead(false);
         });
         assert!(woke && batch.is_empty());
-        let waited = started.elapsed();
         assert!(
             waited >= Duration::from_millis(10) && waited < Duration::from_millis(15),
             "{waited:?}"
