@@ -68,6 +68,7 @@ pub struct Progress {
 /// What the two outcome counters are called: `created`/`failed` for apply.
 pub type Labels = (&'static str, &'static str);
 
+/// The plain progress line (stderr is not a terminal): everything, on one line.
 fn line(stats: &Stats, pacer: &Pacer, started: Instant, (good, bad): Labels) -> String {
     let total = Stats::get(&stats.total);
     let created = Stats::get(&stats.created);
@@ -80,13 +81,35 @@ fn line(stats: &Stats, pacer: &Pacer, started: Instant, (good, bad): Labels) -> 
     } else {
         "-".into()
     };
-    let snap = pacer.snapshot();
+    let (requests, control) = status(stats, pacer);
     format!(
-        "{done}/{total} done ({created} {good}, {failed} {bad}), {} in flight, {}, {} x 429, {:.1}/s achieved, rate {:.1}/s, server limit {}{}, ETA {eta}",
+        "{done}/{total} done ({created} {good}, {failed} {bad}), {requests}, {rate:.1}/s achieved, {control}, ETA {eta}"
+    )
+}
+
+/// The message under the bar: what the bar's own line (done, total, rate achieved, ETA) does
+/// not show, short enough for 120 columns (it wrapped when it repeated them).
+fn bar_message(stats: &Stats, pacer: &Pacer, (good, bad): Labels) -> String {
+    let (requests, control) = status(stats, pacer);
+    format!(
+        "{} {good}, {} {bad}, {requests}, {control}",
+        Stats::get(&stats.created),
+        Stats::get(&stats.failed)
+    )
+}
+
+/// The requests ("3 in flight, 0 retries, 0 x 429") and the rate control ("rate 100.0/s,
+/// server limit not met").
+fn status(stats: &Stats, pacer: &Pacer) -> (String, String) {
+    let snap = pacer.snapshot();
+    let requests = format!(
+        "{} in flight, {}, {} x 429",
         Stats::get(&stats.in_flight),
         super::output::count_as(Stats::get(&stats.retries), "retry", "retries"),
         Stats::get(&stats.rate_limited),
-        rate,
+    );
+    let control = format!(
+        "rate {:.1}/s, server limit {}{}",
         snap.rate,
         snap.limit.map_or("not met".into(), |l| format!("{l:.1}/s")),
         if snap.cooling_down {
@@ -94,7 +117,8 @@ fn line(stats: &Stats, pacer: &Pacer, started: Instant, (good, bad): Labels) -> 
         } else {
             ""
         },
-    )
+    );
+    (requests, control)
 }
 
 impl Progress {
@@ -151,7 +175,7 @@ impl Progress {
                         let done = Stats::get(&stats.created) + Stats::get(&stats.failed);
                         bar.set_length(total.max(Stats::get(&stats.total)));
                         bar.set_position(done);
-                        bar.set_message(line(&stats, &pacer, started, labels));
+                        bar.set_message(bar_message(&stats, &pacer, labels));
                     }
                 }))
             }
@@ -179,5 +203,49 @@ impl Progress {
 impl Drop for Progress {
     fn drop(&mut self) {
         self.stop();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stats(created: u64, failed: u64, total: u64) -> Stats {
+        use std::sync::atomic::Ordering::Relaxed;
+        let s = Stats::default();
+        s.total.store(total, Relaxed);
+        s.created.store(created, Relaxed);
+        s.failed.store(failed, Relaxed);
+        s.in_flight.store(32, Relaxed);
+        s.retries.store(1234, Relaxed);
+        s.rate_limited.store(56_789, Relaxed);
+        s
+    }
+
+    #[tokio::test]
+    async fn the_message_under_the_bar_fits_120_columns_beside_the_bar_s_own_figures() {
+        let s = stats(123_456, 12, 200_000);
+        let p = Pacer::with_learned(1000.0, true, Some(987.6));
+        let m = bar_message(&s, &p, ("created", "failed"));
+        assert_eq!(
+            m,
+            "123456 created, 12 failed, 32 in flight, 1234 retries, 56789 x 429, rate 967.8/s, \
+             server limit 987.6/s"
+        );
+        // Indented by two under the bar.
+        assert!(m.len() + 2 <= 120, "{} columns", m.len() + 2);
+    }
+
+    #[tokio::test]
+    async fn the_plain_line_says_everything_on_one_line() {
+        let s = stats(300, 10, 400);
+        let p = Pacer::new(100.0, true);
+        // Three seconds ago: 100.0/s achieved (to a tenth), 90 left, about 1 s to go.
+        let started = Instant::now() - Duration::from_secs(3);
+        assert_eq!(
+            line(&s, &p, started, ("created", "failed")),
+            "310/400 done (300 created, 10 failed), 32 in flight, 1234 retries, 56789 x 429, \
+             100.0/s achieved, rate 100.0/s, server limit not met, ETA 1s"
+        );
     }
 }
