@@ -146,6 +146,13 @@ struct State {
     cooldown_until: Option<Instant>,
 }
 
+impl State {
+    /// The time between two send slots at the pacing rate now.
+    fn slot_interval(&self, now: Instant) -> Duration {
+        Duration::from_secs_f64(1.0 / self.ctl.pacing_rate(now))
+    }
+}
+
 /// The run's shared pacer.
 #[derive(Debug)]
 pub struct Pacer {
@@ -230,9 +237,10 @@ impl Pacer {
     /// Waits for the next send slot at the current rate; the ticket goes back with the
     /// answer ([`Pacer::on_answer`]).
     ///
-    /// A send whose slot is near (see [`Grouping`]) goes at once, so that sends leave in small groups and the process wakes once per group
-    /// instead of once per request: on a machine where each wake-up costs tens of
-    /// microseconds, that is most of the CPU a request costs. The average rate is unchanged
+    /// A send whose slot is near (see [`Grouping`]) goes at once, so that sends leave in small
+    /// groups and the process wakes once per group instead of once per request: on a machine
+    /// where each wake-up costs tens of microseconds, that is most of the CPU a request
+    /// costs. The average rate is unchanged
     /// (an early send takes its own slot, not a new one), and a pause or a decrease still
     /// holds from the very next slot.
     pub async fn acquire(&self) -> Ticket {
@@ -242,7 +250,7 @@ impl Pacer {
             let now = Instant::now();
             let due = {
                 let mut st = self.lock();
-                let interval = Duration::from_secs_f64(1.0 / st.ctl.pacing_rate(now));
+                let interval = st.slot_interval(now);
                 let slot = st.last_send.map_or(now, |t| t + interval);
                 let early = st.groups.current().early(interval);
                 match st.cooldown_until.filter(|c| *c > now) {
@@ -298,7 +306,7 @@ impl Pacer {
             let limit_known = st.ctl.limit().is_some();
             let skip = st.groups.on_answer(answer, limit_known);
             if skip > 0 {
-                let interval = Duration::from_secs_f64(1.0 / st.ctl.pacing_rate(now));
+                let interval = st.slot_interval(now);
                 st.last_send = st.last_send.map(|t| t + interval * skip);
             }
             if self.adaptive {

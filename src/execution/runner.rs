@@ -335,14 +335,15 @@ impl<C: SendCreate, R: RecordOutcomes> Dispatcher<C, R> {
     /// send slot, staying responsive to Ctrl-C and to finished attempts.
     async fn dispatch(&mut self) {
         while self.report.stop.is_completed() {
-            // Retries are left out: waiting for their backoff, they could keep an outcome
-            // waiting for an fsync that no intent comes to share (at a run's tail, each
-            // retry would start that much later).
-            // With every slot taken, no intent comes until an outcome is acknowledged: an
+            let has_slot = self.inflight.len() < self.config.concurrency;
+            // Sends are ahead when queued items can go now. Retries are left out: waiting for
+            // their backoff, they could keep an outcome waiting for an fsync that no intent
+            // comes to share (at a run's tail, each retry would start that much later). With
+            // every slot taken, no intent comes until an outcome is acknowledged, so an
             // outcome waiting to share the next intents' fsync would wait out its time.
-            self.shared.recorder.sends_ahead(
-                !self.queue.is_empty() && self.inflight.len() < self.config.concurrency,
-            );
+            self.shared
+                .recorder
+                .sends_ahead(has_slot && !self.queue.is_empty());
             if self.cancel.is_cancelled() {
                 self.report.stop = StopReason::Interrupted;
                 return;
@@ -352,7 +353,6 @@ impl<C: SendCreate, R: RecordOutcomes> Dispatcher<C, R> {
                 return;
             }
             let due_retry = self.retries.next_due().is_some_and(|t| t <= Instant::now());
-            let has_slot = self.inflight.len() < self.config.concurrency;
             if has_slot && (due_retry || !self.queue.is_empty()) {
                 let ticket = tokio::select! {
                     biased;
