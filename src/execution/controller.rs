@@ -32,8 +32,12 @@
 //!   run that starts from a learned rate): rounds at 1.25× the rate, growing ×1.25 per clean
 //!   round up to 2×. A probe is clean only after 0.7 s at its rate (a token bucket's burst
 //!   hides the limit from shorter rounds). It meets the limit when the answers after its first
-//!   429 (once the burst is spent) have excess 429s; it then goes back to the last clean rate,
-//!   or at most 5% lower when their share says the server accepts less.
+//!   429 (once the burst is spent; answers to sends made before that 429's send do not count)
+//!   have excess 429s; it then goes back to the last clean rate, or at most 5% lower when their
+//!   share says the server accepts less. The first probe after a limit newly estimated measures
+//!   two dozen answers instead of a dozen, and may also come back up to 5% higher: a limit
+//!   estimated a little low otherwise stays so, as a probe 25% up meets any limit less than 25%
+//!   higher.
 //! - Never above the ceiling. Answers that are not 429 and not HTTP answers at all (timeouts,
 //!   dropped connections) say nothing about the rate and are ignored; 5xx count as served.
 //!
@@ -88,6 +92,15 @@ const PROBE_MIN_TIME: Duration = Duration::from_millis(700);
 const GROSS_MEASURE: u32 = 12;
 /// Answers from a probe's first 429 on that measure the limit before the probe ends.
 const PROBE_MEASURE: u32 = 12;
+/// The same for the first probe after a limit was newly estimated: that estimate rests on one
+/// round, and this probe measures it again, on a bucket it keeps empty, to correct it either
+/// way; a dozen answers would put it within ±8% at best (one answer in twelve).
+const PROBE_REFINE_MEASURE: u32 = 24;
+/// The most the first probe after a limit newly estimated raises the rate above the last
+/// clean one, when what the server accepted says the limit is higher: a limit estimated a few
+/// percent low otherwise stays so, since a probe 25% up meets any limit less than 25% higher
+/// and comes back no higher than it started.
+const PROBE_RISE_MAX: f64 = 1.05;
 /// A run that starts from a learned limit paces this far under it, as under any estimate. It
 /// was 4% under: a limit learned a little low then cost the whole run 4%, since a probe that
 /// meets the limit comes back no higher than where it started; one learned a little high shows
@@ -110,6 +123,8 @@ pub struct Ticket {
     epoch: u64,
     /// Sent while settling after a cut: evidence of gross overload only.
     settling: bool,
+    /// When the send left (none for an answer whose send had no ticket).
+    sent: Option<Instant>,
 }
 
 /// What a send got back, as far as the rate is concerned.
@@ -165,10 +180,16 @@ pub struct Controller {
     /// Answers and 429s of the current round.
     answers: u32,
     limited: u32,
-    /// Answers and 429s of the current round from its first 429 on: once a token bucket's
-    /// burst is spent, the share of 429s measures the limit.
+    /// Answers and 429s of the current round to sends made from the first 429's send on (an
+    /// answer to an earlier send that comes back later is not counted: it may have taken the
+    /// bucket's last token): once a token bucket's burst is spent, the share of 429s measures
+    /// the limit.
     answers_after: u32,
     limited_after: u32,
+    /// When the send of the round's first 429 left.
+    after_from: Option<Instant>,
+    /// The latest answers counted in `answers_after`, one bit each (1: a 429), newest lowest.
+    recent: u64,
     /// Background evidence: 429s and answers in rounds judged free of a limit.
     bg_x: f64,
     bg_n: f64,
@@ -249,6 +270,8 @@ impl Controller {
             limited: 0,
             answers_after: 0,
             limited_after: 0,
+            after_from: None,
+            recent: 0,
             bg_x: 0.0,
             bg_n: 0.0,
             limit: None,
@@ -329,6 +352,7 @@ impl Controller {
         Ticket {
             epoch: self.epoch,
             settling,
+            sent: Some(now),
         }
     }
 
@@ -337,6 +361,7 @@ impl Controller {
         Ticket {
             epoch: self.epoch,
             settling: false,
+            sent: None,
         }
     }
 
@@ -358,9 +383,18 @@ impl Controller {
                 self.limited += 1;
             }
         }
-        if self.limited > 0 {
-            self.answers_after += 1;
-            self.limited_after += u32::from(answer == Answer::Limited);
+        let limited = answer == Answer::Limited;
+        match self.after_from {
+            None if limited => {
+                self.after_from = Some(ticket.sent.unwrap_or(now));
+                (self.answers_after, self.limited_after, self.recent) = (1, 1, 1);
+            }
+            Some(from) if ticket.sent.is_none_or(|s| s >= from) => {
+                self.answers_after += 1;
+                self.limited_after += u32::from(limited);
+                self.recent = (self.recent << 1) | u64::from(limited);
+            }
+            _ => {}
         }
         let (x, n) = (self.limited, self.answers);
         let p = self.background();
@@ -391,7 +425,7 @@ impl Controller {
             _ => size * self.span,
         };
         if let Phase::Probe { from } = self.phase
-            && self.answers_after >= PROBE_MEASURE
+            && self.answers_after >= self.probe_measure()
             // Judged on the answers after its first 429 (which started the count): before
             // it, a token bucket's burst may have hidden the limit, and over a long probe
             // round a background's 429s add up to what a short round would call excess.
@@ -414,6 +448,21 @@ impl Controller {
         if n >= target && probing_long_enough {
             self.end_round(x, n, now);
         }
+    }
+
+    /// Answers after a probe's first 429 before it may fail (see [`PROBE_REFINE_MEASURE`]).
+    fn probe_measure(&self) -> u32 {
+        if self.refining() {
+            PROBE_REFINE_MEASURE
+        } else {
+            PROBE_MEASURE
+        }
+    }
+
+    /// Whether the probe under way is the first since a limit was newly estimated (or since a
+    /// clean probe round), and so may correct it upward.
+    fn refining(&self) -> bool {
+        self.probe_failures == 0
     }
 
     fn round_size(&self) -> u32 {
@@ -538,24 +587,33 @@ impl Controller {
         }
     }
 
-    /// A probe met the limit: back to the last clean rate, or just under the rate the server
-    /// accepted once the probe's 429s began (before that, a token bucket's burst inflates it)
-    /// when that is lower.
+    /// A probe met the limit: back to the last clean rate, or near the rate the server
+    /// accepted once the probe's 429s began (before that, a token bucket's burst inflates it):
+    /// at most 5% lower, and for the first probe after a limit newly estimated, at most 5%
+    /// higher.
     fn probe_failed(&mut self, from: f64, now: Instant) {
         self.rounds += 1;
-        // The first 429 is what started the count: leave it out.
-        let (x, n) = (
-            self.limited_after.saturating_sub(1),
-            self.answers_after.saturating_sub(1),
-        );
+        // The latest answers from the probe's first 429 on, that one left out (it started the
+        // count): at most `PROBE_REFINE_MEASURE`, so that a count started by a background 429
+        // while the bucket still held its burst reaches back less far into it.
+        let n = self
+            .answers_after
+            .saturating_sub(1)
+            .min(PROBE_REFINE_MEASURE);
+        let x = (self.recent & ((1u64 << n) - 1)).count_ones();
         // Back to the last clean rate (already discounted for a burst, see `end_round`),
-        // unless what the server accepted says it is a little lower: a share of 429s measured
-        // on a dozen answers is coarse, so never more than `PROBE_RETURN_MIN` lower; a cruise
-        // round over the limit finds the rest.
-        // (A probe fails only once `PROBE_MEASURE` answers followed its first 429.)
+        // unless what the server accepted says the limit is elsewhere: a share of 429s
+        // measured on a dozen or two answers is coarse, so never more than `PROBE_RETURN_MIN`
+        // lower (a cruise round over the limit finds the rest) and only for a probe that
+        // refines a new estimate, never more than `PROBE_RISE_MAX` higher.
         let accepted = self.send_rate() * (1.0 - f64::from(x) / f64::from(n.max(1)))
             / (1.0 - self.background());
-        let rate = (accepted * PACING_MARGIN).clamp(from * PROBE_RETURN_MIN, from);
+        let upper = if self.refining() {
+            from * PROBE_RISE_MAX
+        } else {
+            from
+        };
+        let rate = (accepted * PACING_MARGIN).clamp(from * PROBE_RETURN_MIN, upper);
         self.limit = Some(rate / PACING_MARGIN);
         self.probe_failures += 1;
         self.probe_gain = PROBE_GAIN;
@@ -596,6 +654,8 @@ impl Controller {
         self.limited = 0;
         self.answers_after = 0;
         self.limited_after = 0;
+        self.after_from = None;
+        self.recent = 0;
     }
 }
 
@@ -1534,6 +1594,118 @@ mod tests {
             c.rate()
         );
         assert!(matches!(c.phase, Phase::Probe { from } if from == 122.5));
+    }
+
+    /// A probe from 98/s (at 122.5/s) whose answers are a burst's 20 served, then one in five
+    /// refused; the index of the answer at which it failed, and the controller.
+    fn probe_refused_one_in_five(refining: bool) -> (Option<usize>, Controller) {
+        let t0 = Instant::now();
+        let mut c = Controller::new(1000.0, Some(100.0), t0);
+        let later = t0 + Duration::from_secs(30);
+        round(&mut c, later, 0);
+        if refining {
+            // As after a limit newly estimated.
+            c.probe_failures = 0;
+        }
+        let probe = c.rate();
+        assert!((probe - 122.5).abs() < 1e-9, "{probe}");
+        let start = later + Duration::from_secs(1);
+        let sends: Vec<Ticket> = (0..80)
+            .map(|i| c.on_send(start + Duration::from_secs_f64(f64::from(i) / probe)))
+            .collect();
+        // Answered before the probe has lasted long enough to end clean.
+        let t = start + Duration::from_millis(500);
+        let mut failed_at = None;
+        for (i, s) in sends.iter().enumerate() {
+            let a = if i >= 20 && (i - 20) % 5 == 0 {
+                Answer::Limited
+            } else {
+                Answer::Served
+            };
+            c.on_answer(*s, a, t);
+            if c.rate() < probe {
+                failed_at = Some(i);
+                break;
+            }
+        }
+        (failed_at, c)
+    }
+
+    #[test]
+    fn the_first_probe_after_a_new_estimate_measures_longer_and_may_rise_a_little() {
+        // Refining a new estimate: it fails 24 answers after its first 429 (at 20), and the
+        // 23 after that one, 4 refused, say the server accepts 122.5 × 19/23 = 101.2/s: the
+        // rate goes 2% under that, above the 98/s it came from.
+        let (failed_at, c) = probe_refused_one_in_five(true);
+        assert_eq!(failed_at, Some(20 + 23));
+        let want = 122.5 * 19.0 / 23.0 * PACING_MARGIN;
+        assert!(
+            (c.rate() - want).abs() < 1e-6,
+            "{} against {want}",
+            c.rate()
+        );
+        assert!(c.rate() > 98.0 && c.rate() < 98.0 * PROBE_RISE_MAX);
+        assert!((c.limit().unwrap() - 122.5 * 19.0 / 23.0).abs() < 1e-6);
+        // A later probe, only confirming a limit: it fails a dozen answers after its first
+        // 429, and comes back no higher than where it started.
+        let (failed_at, c) = probe_refused_one_in_five(false);
+        assert_eq!(failed_at, Some(20 + 11));
+        assert_eq!(c.rate(), 98.0);
+    }
+
+    #[test]
+    fn a_probe_rises_at_most_five_percent_over_where_it_came_from() {
+        let t0 = Instant::now();
+        let mut c = Controller::new(1000.0, Some(100.0), t0);
+        let later = t0 + Duration::from_secs(30);
+        round(&mut c, later, 0);
+        c.probe_failures = 0;
+        let probe = c.rate();
+        // From the first 429 on, one in eight refused: 107/s accepted, far over 98 × 1.05.
+        let start = later + Duration::from_secs(1);
+        let sends: Vec<Ticket> = (0..120)
+            .map(|i| c.on_send(start + Duration::from_secs_f64(f64::from(i) / probe)))
+            .collect();
+        for (i, s) in sends.iter().enumerate() {
+            let a = if i >= 20 && (i - 20) % 8 == 0 {
+                Answer::Limited
+            } else {
+                Answer::Served
+            };
+            c.on_answer(*s, a, start + Duration::from_millis(500));
+            if c.rate() < probe {
+                break;
+            }
+        }
+        assert!(
+            (c.rate() - 98.0 * PROBE_RISE_MAX).abs() < 1e-9,
+            "{}",
+            c.rate()
+        );
+    }
+
+    #[test]
+    fn after_a_probe_s_first_429_only_answers_to_later_sends_count() {
+        let t0 = Instant::now();
+        let mut c = Controller::new(1000.0, Some(100.0), t0);
+        let later = t0 + Duration::from_secs(30);
+        round(&mut c, later, 0);
+        assert!(matches!(c.phase, Phase::Probe { .. }));
+        let start = later + Duration::from_secs(1);
+        let sends: Vec<Ticket> = (0..8)
+            .map(|i| c.on_send(start + Duration::from_millis(8 * i)))
+            .collect();
+        let t = start + Duration::from_millis(100);
+        // The sixth send's 429 comes back first; then the fourth's and fifth's answers (they
+        // may have taken the bucket's last tokens): not counted.
+        c.on_answer(sends[5], Answer::Limited, t);
+        c.on_answer(sends[3], Answer::Served, t);
+        c.on_answer(sends[4], Answer::Served, t);
+        assert_eq!((c.answers_after, c.limited_after), (1, 1));
+        // The seventh's is.
+        c.on_answer(sends[6], Answer::Served, t);
+        assert_eq!((c.answers_after, c.limited_after), (2, 1));
+        assert_eq!(c.answers, 4);
     }
 
     #[test]
