@@ -21,6 +21,21 @@ pub fn with_bar_suspended<R>(f: impl FnOnce() -> R) -> R {
     }
 }
 
+/// After Ctrl-C: leaves the bar on screen as last drawn, draws it no more, and moves below it,
+/// so that what is printed next starts on a line of its own.
+///
+/// The bar is not cleared here, as it is at the end of a run: it keeps the cursor at the end of
+/// its last line, filled to the terminal's width, so the terminal's own echo of `^C` wraps onto
+/// a new line, and clearing from there left the bar's first line on screen. Left as it is, it
+/// shows where the run was when it was interrupted.
+pub fn leave_bar() {
+    let bar = BAR.lock().ok().and_then(|mut b| b.take());
+    if let Some(bar) = bar {
+        bar.set_draw_target(ProgressDrawTarget::hidden());
+        let _ = std::io::stderr().lock().write_all(b"\r\n");
+    }
+}
+
 /// A `tracing` writer that keeps log lines from tearing the progress bar.
 #[derive(Debug, Default)]
 pub struct LogWriter {

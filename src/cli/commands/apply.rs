@@ -9,7 +9,7 @@ use crate::cli::args::ApplyArgs;
 use crate::cli::config::ApplySettings;
 use crate::cli::error::{CliError, Exit};
 use crate::cli::output::{Printer, count, count_as, was};
-use crate::cli::progress::{Mode, Progress};
+use crate::cli::progress::{self, Mode, Progress};
 use crate::cli::report::{ItemLine, Message, PlanCounts, SummaryLine, V1};
 use crate::execution::{
     Backoff, Cancel, ExecConfig, ItemEvent, ItemResult, Observer, Pacer, RunReport, Services,
@@ -477,6 +477,7 @@ async fn watch_signals(cancel: Cancel, stats: Arc<Stats>, printer: Printer) {
         _ = term.recv() => {}
     }
     cancel.cancel();
+    progress::leave_bar();
     printer.info(&format!(
         "Stopping: no new requests; waiting for {} in flight (press Ctrl-C again to exit now; the journal keeps what was received)",
         Stats::get(&stats.in_flight)

@@ -15,7 +15,7 @@ use crate::cli::args::VerifyArgs;
 use crate::cli::config::VerifySettings;
 use crate::cli::error::{CliError, Exit};
 use crate::cli::output::{Printer, count};
-use crate::cli::progress::{Mode, Progress};
+use crate::cli::progress::{self, Mode, Progress};
 use crate::cli::report::{Message, V1, VerifiedLine, VerifySummaryLine};
 use crate::execution::{Backoff, Cancel, Pacer, Stats};
 use crate::plan::{self as planner};
@@ -239,6 +239,7 @@ async fn watch_signals(cancel: Cancel) {
         _ = term.recv() => {}
     }
     cancel.cancel();
+    progress::leave_bar();
 }
 
 /// The counts of current tokens by status, and the exit code.
