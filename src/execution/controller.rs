@@ -1596,28 +1596,36 @@ mod tests {
         assert!(matches!(c.phase, Phase::Probe { from } if from == 122.5));
     }
 
-    /// A probe from 98/s (at 122.5/s) whose answers are a burst's 20 served, then one in five
-    /// refused; the index of the answer at which it failed, and the controller.
-    fn probe_refused_one_in_five(refining: bool) -> (Option<usize>, Controller) {
+    /// A controller started from a learned 100/s, in the probe it is due for after a clean
+    /// round, 30 s in (from 98/s at 122.5/s); and the time of that round.
+    fn in_a_probe() -> (Controller, Instant) {
         let t0 = Instant::now();
         let mut c = Controller::new(1000.0, Some(100.0), t0);
         let later = t0 + Duration::from_secs(30);
         round(&mut c, later, 0);
+        assert!(matches!(c.phase, Phase::Probe { .. }));
+        assert!((c.rate() - 122.5).abs() < 1e-9, "{}", c.rate());
+        (c, later)
+    }
+
+    /// A probe (see `in_a_probe`) whose answers are a burst's 20 served, then one in `every`
+    /// refused; `refining`: the first since a limit was newly estimated. The index of the answer
+    /// at which it failed, and the controller.
+    fn probe_refusing_one_in(every: usize, refining: bool) -> (Option<usize>, Controller) {
+        let (mut c, later) = in_a_probe();
         if refining {
-            // As after a limit newly estimated.
             c.probe_failures = 0;
         }
         let probe = c.rate();
-        assert!((probe - 122.5).abs() < 1e-9, "{probe}");
         let start = later + Duration::from_secs(1);
-        let sends: Vec<Ticket> = (0..80)
+        let sends: Vec<Ticket> = (0..120)
             .map(|i| c.on_send(start + Duration::from_secs_f64(f64::from(i) / probe)))
             .collect();
         // Answered before the probe has lasted long enough to end clean.
         let t = start + Duration::from_millis(500);
         let mut failed_at = None;
         for (i, s) in sends.iter().enumerate() {
-            let a = if i >= 20 && (i - 20) % 5 == 0 {
+            let a = if i >= 20 && (i - 20) % every == 0 {
                 Answer::Limited
             } else {
                 Answer::Served
@@ -1636,7 +1644,7 @@ mod tests {
         // Refining a new estimate: it fails 24 answers after its first 429 (at 20), and the
         // 23 after that one, 4 refused, say the server accepts 122.5 × 19/23 = 101.2/s: the
         // rate goes 2% under that, above the 98/s it came from.
-        let (failed_at, c) = probe_refused_one_in_five(true);
+        let (failed_at, c) = probe_refusing_one_in(5, true);
         assert_eq!(failed_at, Some(20 + 23));
         let want = 122.5 * 19.0 / 23.0 * PACING_MARGIN;
         assert!(
@@ -1648,35 +1656,16 @@ mod tests {
         assert!((c.limit().unwrap() - 122.5 * 19.0 / 23.0).abs() < 1e-6);
         // A later probe, only confirming a limit: it fails a dozen answers after its first
         // 429, and comes back no higher than where it started.
-        let (failed_at, c) = probe_refused_one_in_five(false);
+        let (failed_at, c) = probe_refusing_one_in(5, false);
         assert_eq!(failed_at, Some(20 + 11));
         assert_eq!(c.rate(), 98.0);
     }
 
     #[test]
     fn a_probe_rises_at_most_five_percent_over_where_it_came_from() {
-        let t0 = Instant::now();
-        let mut c = Controller::new(1000.0, Some(100.0), t0);
-        let later = t0 + Duration::from_secs(30);
-        round(&mut c, later, 0);
-        c.probe_failures = 0;
-        let probe = c.rate();
         // From the first 429 on, one in eight refused: 107/s accepted, far over 98 × 1.05.
-        let start = later + Duration::from_secs(1);
-        let sends: Vec<Ticket> = (0..120)
-            .map(|i| c.on_send(start + Duration::from_secs_f64(f64::from(i) / probe)))
-            .collect();
-        for (i, s) in sends.iter().enumerate() {
-            let a = if i >= 20 && (i - 20) % 8 == 0 {
-                Answer::Limited
-            } else {
-                Answer::Served
-            };
-            c.on_answer(*s, a, start + Duration::from_millis(500));
-            if c.rate() < probe {
-                break;
-            }
-        }
+        let (failed_at, c) = probe_refusing_one_in(8, true);
+        assert!(failed_at.is_some());
         assert!(
             (c.rate() - 98.0 * PROBE_RISE_MAX).abs() < 1e-9,
             "{}",
@@ -1686,11 +1675,7 @@ mod tests {
 
     #[test]
     fn after_a_probe_s_first_429_only_answers_to_later_sends_count() {
-        let t0 = Instant::now();
-        let mut c = Controller::new(1000.0, Some(100.0), t0);
-        let later = t0 + Duration::from_secs(30);
-        round(&mut c, later, 0);
-        assert!(matches!(c.phase, Phase::Probe { .. }));
+        let (mut c, later) = in_a_probe();
         let start = later + Duration::from_secs(1);
         let sends: Vec<Ticket> = (0..8)
             .map(|i| c.on_send(start + Duration::from_millis(8 * i)))
