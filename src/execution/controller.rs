@@ -194,6 +194,10 @@ pub struct Controller {
     bg_x: f64,
     bg_n: f64,
     limit: Option<f64>,
+    /// The run has had strong evidence of a limit: a round mostly of 429s, a probe that met
+    /// the limit, or a limit learned on an earlier run. A limit found by step-downs alone (a
+    /// test at 5%) is not kept for the next run without it (see [`Controller::learned`]).
+    limit_seen: bool,
     next_probe: Option<Instant>,
     probe_failures: u32,
     probe_gain: f64,
@@ -275,6 +279,7 @@ impl Controller {
             bg_x: 0.0,
             bg_n: 0.0,
             limit: None,
+            limit_seen: false,
             next_probe: None,
             probe_failures: 0,
             probe_gain: PROBE_GAIN,
@@ -287,6 +292,7 @@ impl Controller {
         if let Some(l) = learned {
             c.rate = (l * LEARNED_MARGIN).max(floor);
             c.limit = Some(l);
+            c.limit_seen = true;
             c.probe_failures = LEARNED_PROBE_FAILURES;
             c.next_probe = Some(now + c.probe_interval());
         }
@@ -332,10 +338,14 @@ impl Controller {
         (self.bg_x / (self.bg_n + MIN_ROUND)).min(MAX_BACKGROUND)
     }
 
-    /// What to remember for the next run.
+    /// What to remember for the next run. A limit that only step-downs found, in a run with
+    /// no stronger evidence of one, is not: at their 5% test, one in twenty step-downs on noise
+    /// alone finds a "limit", and a run cut short before its next probe would hand it on to
+    /// every later run that ends before probing (10 s), each starting under it.
     pub fn learned(&self) -> Learned {
         match self.limit {
-            Some(l) => Learned::Limit(l),
+            Some(l) if self.limit_seen => Learned::Limit(l),
+            Some(_) => Learned::Unknown,
             None if self.rounds > 0 => Learned::NoneBelowCeiling,
             None => Learned::Unknown,
         }
@@ -406,6 +416,7 @@ impl Controller {
             // limit where one too shallow costs a round.
             let accepted = self.accepted_rate(x, n, 0.5);
             self.limit = Some(accepted);
+            self.limit_seen = true;
             self.probe_failures = 0;
             self.next_probe = Some(now + PROBE_AFTER_LIMIT);
             self.probe_gain = PROBE_GAIN;
@@ -615,6 +626,7 @@ impl Controller {
         };
         let rate = (accepted * PACING_MARGIN).clamp(from * PROBE_RETURN_MIN, upper);
         self.limit = Some(rate / PACING_MARGIN);
+        self.limit_seen = true;
         self.probe_failures += 1;
         self.probe_gain = PROBE_GAIN;
         self.next_probe = Some(now + self.probe_interval());
@@ -1232,6 +1244,40 @@ mod tests {
     }
 
     #[test]
+    fn a_limit_only_step_downs_found_is_not_handed_on_without_stronger_evidence() {
+        let t0 = Instant::now();
+        // A limit from a step-down whose 429s halved, in a run with nothing else.
+        let step_down = |c: &mut Controller| {
+            c.set_rate(80.0);
+            c.phase = Phase::StepDown {
+                restore: 100.0,
+                x: 6,
+                n: 64,
+                accepted: 90.0,
+            };
+            c.end_round(0, 64, t0);
+            assert_eq!(c.limit(), Some(90.0));
+        };
+        let mut c = Controller::new(100.0, None, t0);
+        step_down(&mut c);
+        assert_eq!(c.learned(), Learned::Unknown);
+        // After a round mostly of 429s in the same run, it is.
+        let mut c = cut_by_a_round_of_429s(t0);
+        step_down(&mut c);
+        assert_eq!(c.learned(), Learned::Limit(90.0));
+        // As in a run that started from a learned limit.
+        let mut c = Controller::new(1000.0, Some(100.0), t0);
+        step_down(&mut c);
+        assert_eq!(c.learned(), Learned::Limit(90.0));
+        // And after a probe that met the limit, in a run with no other evidence of one.
+        let (failed_at, c) = probe_refusing_one_in(5, |c| {
+            c.limit_seen = false;
+        });
+        assert!(failed_at.is_some());
+        assert_eq!(c.learned(), Learned::Limit(c.limit().unwrap()));
+    }
+
+    #[test]
     fn the_accepted_rate_is_measured_at_the_rate_sends_really_left() {
         // Paced at 200/s, but the sends left at 100/s (10 ms apart: the concurrency cap held
         // them): half of them refused means the server accepted about 50/s, not 100/s.
@@ -1596,6 +1642,11 @@ mod tests {
         assert!(matches!(c.phase, Phase::Probe { from } if from == 122.5));
     }
 
+    /// As after a limit newly estimated: the probe under way is the first since.
+    fn refining(c: &mut Controller) {
+        c.probe_failures = 0;
+    }
+
     /// A controller started from a learned 100/s, in the probe it is due for after a clean
     /// round, 30 s in (from 98/s at 122.5/s); and the time of that round.
     fn in_a_probe() -> (Controller, Instant) {
@@ -1608,14 +1659,14 @@ mod tests {
         (c, later)
     }
 
-    /// A probe (see `in_a_probe`) whose answers are a burst's 20 served, then one in `every`
-    /// refused; `refining`: the first since a limit was newly estimated. The index of the answer
-    /// at which it failed, and the controller.
-    fn probe_refusing_one_in(every: usize, refining: bool) -> (Option<usize>, Controller) {
+    /// A probe (see `in_a_probe`, then `prepare`) whose answers are a burst's 20 served, then
+    /// one in `every` refused. The index of the answer at which it failed, and the controller.
+    fn probe_refusing_one_in(
+        every: usize,
+        prepare: impl FnOnce(&mut Controller),
+    ) -> (Option<usize>, Controller) {
         let (mut c, later) = in_a_probe();
-        if refining {
-            c.probe_failures = 0;
-        }
+        prepare(&mut c);
         let probe = c.rate();
         let start = later + Duration::from_secs(1);
         let sends: Vec<Ticket> = (0..120)
@@ -1644,7 +1695,7 @@ mod tests {
         // Refining a new estimate: it fails 24 answers after its first 429 (at 20), and the
         // 23 after that one, 4 refused, say the server accepts 122.5 × 19/23 = 101.2/s: the
         // rate goes 2% under that, above the 98/s it came from.
-        let (failed_at, c) = probe_refusing_one_in(5, true);
+        let (failed_at, c) = probe_refusing_one_in(5, refining);
         assert_eq!(failed_at, Some(20 + 23));
         let want = 122.5 * 19.0 / 23.0 * PACING_MARGIN;
         assert!(
@@ -1656,7 +1707,7 @@ mod tests {
         assert!((c.limit().unwrap() - 122.5 * 19.0 / 23.0).abs() < 1e-6);
         // A later probe, only confirming a limit: it fails a dozen answers after its first
         // 429, and comes back no higher than where it started.
-        let (failed_at, c) = probe_refusing_one_in(5, false);
+        let (failed_at, c) = probe_refusing_one_in(5, |_| {});
         assert_eq!(failed_at, Some(20 + 11));
         assert_eq!(c.rate(), 98.0);
     }
@@ -1664,7 +1715,7 @@ mod tests {
     #[test]
     fn a_probe_rises_at_most_five_percent_over_where_it_came_from() {
         // From the first 429 on, one in eight refused: 107/s accepted, far over 98 × 1.05.
-        let (failed_at, c) = probe_refusing_one_in(8, true);
+        let (failed_at, c) = probe_refusing_one_in(8, refining);
         assert!(failed_at.is_some());
         assert!(
             (c.rate() - 98.0 * PROBE_RISE_MAX).abs() < 1e-9,
