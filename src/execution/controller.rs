@@ -1248,14 +1248,7 @@ mod tests {
         let t0 = Instant::now();
         // A limit from a step-down whose 429s halved, in a run with nothing else.
         let step_down = |c: &mut Controller| {
-            c.set_rate(80.0);
-            c.phase = Phase::StepDown {
-                restore: 100.0,
-                x: 6,
-                n: 64,
-                accepted: 90.0,
-            };
-            c.end_round(0, 64, t0);
+            end_step_down(c, (6, 64), (0, 64), t0);
             assert_eq!(c.limit(), Some(90.0));
         };
         let mut c = Controller::new(100.0, None, t0);
@@ -1536,20 +1529,26 @@ mod tests {
         assert_eq!(c.rate(), 100.0);
     }
 
+    /// Ends a step-down from 100/s to 80/s (the server accepted 90/s) whose cruise round had
+    /// `cx` 429s in `cn` answers, with `x` in `n` in the step-down round.
+    fn end_step_down(c: &mut Controller, (cx, cn): (u32, u32), (x, n): (u32, u32), t: Instant) {
+        c.set_rate(80.0);
+        c.phase = Phase::StepDown {
+            restore: 100.0,
+            x: cx,
+            n: cn,
+            accepted: 90.0,
+        };
+        c.end_round(x, n, t);
+    }
+
     #[test]
     fn step_downs_from_one_rate_add_up_and_only_theirs() {
         let t0 = Instant::now();
         let step_down = |steps: Steps, cx: u32| {
             let mut c = Controller::new(100.0, None, t0);
-            c.set_rate(80.0);
-            c.phase = Phase::StepDown {
-                restore: 100.0,
-                x: cx,
-                n: 16,
-                accepted: 90.0,
-            };
             c.steps = steps;
-            c.end_round(0, 32, t0);
+            end_step_down(&mut c, (cx, 16), (0, 32), t0);
             c
         };
         // 2 in 16 over none in 32 is chance (0.11); with an earlier 2 in 16 and none in 32
@@ -1577,14 +1576,7 @@ mod tests {
         // the second adds up to a limit.
         let mut c = Controller::new(100.0, None, t0);
         for _ in 0..2 {
-            c.set_rate(80.0);
-            c.phase = Phase::StepDown {
-                restore: 100.0,
-                x: 2,
-                n: 16,
-                accepted: 90.0,
-            };
-            c.end_round(0, 32, t0);
+            end_step_down(&mut c, (2, 16), (0, 32), t0);
         }
         assert_eq!(c.limit(), Some(90.0));
         // 1 in 16 twice over none in 32 twice is chance (0.11): noise, the rate comes back.
