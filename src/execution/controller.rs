@@ -1589,14 +1589,7 @@ mod tests {
         let t0 = Instant::now();
         let step_down = |cx: u32, cn: u32, x: u32, n: u32| {
             let mut c = Controller::new(100.0, None, t0);
-            c.set_rate(80.0);
-            c.phase = Phase::StepDown {
-                restore: 100.0,
-                x: cx,
-                n: cn,
-                accepted: 90.0,
-            };
-            c.end_round(x, n, t0);
+            end_step_down(&mut c, (cx, cn), (x, n), t0);
             c
         };
         // 6 in 16, then 1 in 32: fell by far more than half, and not by chance.
