@@ -617,8 +617,7 @@ impl Controller {
         // measured on a dozen or two answers is coarse, so never more than `PROBE_RETURN_MIN`
         // lower (a cruise round over the limit finds the rest) and only for a probe that
         // refines a new estimate, never more than `PROBE_RISE_MAX` higher.
-        let accepted = self.send_rate() * (1.0 - f64::from(x) / f64::from(n.max(1)))
-            / (1.0 - self.background());
+        let accepted = self.accepted_rate(x, n, 0.0);
         let upper = if self.refining() {
             from * PROBE_RISE_MAX
         } else {
