@@ -8,7 +8,7 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use super::ambiguity::{Breaker, breaker_message};
-use super::runner::{ItemEvent, ItemResult, Observer, Stats};
+use super::dispatcher::{ItemEvent, ItemResult, Observer, Stats};
 use super::{Answer, Pacer, Ticket};
 use crate::api::{ApiClient, ApiError, CreatedToken, ErrorClass};
 use crate::state::journal::{HeldSecret, Outcome};

@@ -4,18 +4,17 @@
 
 mod ambiguity;
 mod attempt;
-mod controller;
-mod pacer;
-mod runner;
+mod dispatcher;
+mod rate;
 
 pub use crate::backoff::Backoff;
 pub use ambiguity::DEFAULT_MAX_AMBIGUOUS;
 pub use attempt::{RecordOutcomes, SendCreate};
-pub use pacer::{Answer, Pacer, PacerSnapshot, Ticket};
-pub use runner::{
+pub use dispatcher::{
     Cancel, ExecConfig, ItemEvent, ItemResult, Observer, RunReport, Services, Stats, StopReason,
     execute,
 };
+pub use rate::{Answer, Pacer, PacerSnapshot, Ticket};
 
 /// Default concurrency: Logz.io users saw 429s at about ten parallel calls.
 pub const DEFAULT_CONCURRENCY: u32 = 8;

@@ -724,7 +724,7 @@ mod tests {
     use rand::{Rng, SeedableRng};
 
     use super::*;
-    use crate::execution::pacer::{Grouping, Groups};
+    use crate::execution::rate::pacer::{Grouping, Groups};
 
     #[test]
     fn the_binomial_tail_matches_known_values() {
