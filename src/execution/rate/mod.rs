@@ -3,6 +3,7 @@
 
 pub mod controller;
 pub mod pacer;
+mod significance;
 
 pub use controller::{Answer, Ticket};
 pub use pacer::{Pacer, PacerSnapshot};
