@@ -11,6 +11,7 @@ mod hostile;
 mod hygiene;
 mod manifest;
 mod ops;
+mod promises;
 mod rate;
 mod schema;
 mod sealed;

@@ -161,6 +161,10 @@ pub struct SealArgs {
     /// Seal to the recipients listed in this file (age's -R format).
     #[arg(long, value_name = "PATH")]
     pub recipients_file: Option<PathBuf>,
+    /// Write secrets in plaintext (the 0600 secrets file) on a state whose secrets are sealed;
+    /// without recipients, such a state is refused (exit 2) unless this is given.
+    #[arg(long)]
+    pub allow_plaintext: bool,
 }
 
 /// How requests are sent (shared by plan, which checks and shows them, and apply).

@@ -99,6 +99,21 @@ fn resolve_api(args: &ApiArgs, manifest: &Manifest) -> Result<ApiSetup, CliError
     })
 }
 
+/// The endpoint identity a command without API flags (`import`) binds the state to:
+/// `LOGZIO_API_URL`, else `LOGZIO_REGION`, else the manifest's, else the default region.
+pub fn endpoint_identity(manifest: &Manifest) -> Result<String, CliError> {
+    let url = std::env::var("LOGZIO_API_URL").ok();
+    let endpoint = if let Some(url) = url.as_deref().filter(|u| !u.trim().is_empty()) {
+        crate::api::ApiClient::check_url(url.trim())?;
+        Endpoint::Url(url.trim().to_owned())
+    } else if let Some(region) = region_arg(None)? {
+        Endpoint::Region(region)
+    } else {
+        manifest.endpoint.clone().unwrap_or_default()
+    };
+    Ok(endpoint.base_url())
+}
+
 /// `--region`, else a non-empty `LOGZIO_REGION`, read with the same parser (clap's).
 fn region_arg(flag: Option<Region>) -> Result<Option<Region>, CliError> {
     if flag.is_some() {
@@ -289,6 +304,8 @@ pub struct RunSettings {
     pub filter: AccountFilter,
     /// The recipients secrets are sealed to (manifest and command line); `None`: plaintext.
     pub recipients: Option<Recipients>,
+    /// `--allow-plaintext`: run without recipients on a state whose secrets are sealed.
+    pub allow_plaintext: bool,
 }
 
 impl RunSettings {
@@ -312,6 +329,7 @@ impl RunSettings {
             paths,
             filter: filter(&args.state),
             recipients,
+            allow_plaintext: args.seal.allow_plaintext,
         })
     }
 }
@@ -440,6 +458,7 @@ impl VerifySettings {
             seal: SealArgs {
                 recipients: Vec::new(),
                 recipients_file: None,
+                allow_plaintext: false,
             },
             exec: args.exec.clone(),
         };

@@ -84,6 +84,14 @@ impl CliError {
         match self {
             CliError::Manifest(_) | CliError::Usage { .. } => Exit::Usage,
             CliError::State(StateError::OtherEndpoint { .. }) => Exit::Usage,
+            // Another endpoint's file or journal, or a sealed state without recipients: a
+            // configuration error, found before anything was sent.
+            CliError::State(StateError::Invariant {
+                violation:
+                    crate::state::invariants::Violation::OtherEndpoint { .. }
+                    | crate::state::invariants::Violation::ProtectionDropped(_),
+                ..
+            }) => Exit::Usage,
             CliError::State(_) | CliError::Fatal { .. } => Exit::Fatal,
             CliError::Api(e) => match e {
                 ApiError::InsecureUrl { .. }

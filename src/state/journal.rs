@@ -47,6 +47,26 @@ pub enum JournalRecord {
         /// When (RFC 3339).
         at: String,
     },
+    /// The first record of every journal: the endpoint its requests go to. Every record after
+    /// it is bound to that endpoint (invariant 3): a journal is never replayed into the state of
+    /// another. A journal without one (written before it existed) is bound to the endpoint of
+    /// the results file it is replayed into.
+    Begin {
+        /// The API base URL of the run (its identity, as the results file records it).
+        endpoint: String,
+        /// When (RFC 3339).
+        at: String,
+    },
+    /// A sealed file is about to be written (journaled first, so that a run killed between
+    /// that write and the next save of the results file still gets it listed: the replay lists
+    /// it when the file holds exactly these bytes).
+    Sealed {
+        /// Its name, digest and run, as `sealed_files` in the results file lists them.
+        #[serde(flatten)]
+        file: super::results::SealedFile,
+        /// When (RFC 3339).
+        at: String,
+    },
 }
 
 /// How a request ended.
@@ -150,6 +170,10 @@ pub struct Replayed {
     pub gap: Option<Gap>,
     /// Number of records read.
     pub records: usize,
+    /// The endpoint the journal is bound to (its `begin` record), if it has one.
+    pub endpoint: Option<String>,
+    /// The sealed files the run journaled before writing them.
+    pub sealed_files: Vec<super::results::SealedFile>,
 }
 
 /// Zeros between a journal's records: a write that failed part way (the recorder starts the
@@ -186,7 +210,10 @@ impl JournalRecord {
     /// When the record was written (RFC 3339).
     fn at(&self) -> &str {
         match self {
-            JournalRecord::Intent { at, .. } | JournalRecord::Outcome { at, .. } => at,
+            JournalRecord::Intent { at, .. }
+            | JournalRecord::Outcome { at, .. }
+            | JournalRecord::Begin { at, .. }
+            | JournalRecord::Sealed { at, .. } => at,
         }
     }
 }
@@ -347,6 +374,10 @@ fn note(
                 at,
             ));
         }
+        JournalRecord::Begin { endpoint, .. } => {
+            out.endpoint.get_or_insert(endpoint);
+        }
+        JournalRecord::Sealed { file, .. } => out.sealed_files.push(file),
     }
 }
 

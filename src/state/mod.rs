@@ -6,6 +6,7 @@
 
 mod atomic;
 pub mod export;
+pub mod invariants;
 pub mod journal;
 mod lock;
 mod paths;
@@ -22,7 +23,8 @@ pub use lock::StateLock;
 pub use paths::StatePaths;
 pub use recorder::{Recorder, RecorderHandle};
 pub use results::{
-    Failure, LearnedRate, PossibleOrphan, ResultsFile, SupersededToken, TokenRecord, TokenStatus,
+    Failure, LearnedRate, PossibleOrphan, ResultsFile, SealedFile, SupersededToken, TokenRecord,
+    TokenStatus,
 };
 pub use sealed::{Identities, Recipients};
 pub use secrets::{SecretRecord, SecretsFile};
@@ -66,6 +68,8 @@ pub enum StateFile {
     StateDirectory,
     /// A sealed secrets file.
     Sealed,
+    /// The directory of sealed secrets files.
+    SealedDirectory,
     /// A saved plan.
     Plan,
     /// An export.
@@ -85,6 +89,7 @@ impl std::fmt::Display for StateFile {
             StateFile::StateFile => "state file",
             StateFile::StateDirectory => "state directory",
             StateFile::Sealed => "sealed",
+            StateFile::SealedDirectory => "sealed directory",
             StateFile::Plan => "plan",
             StateFile::Export => "export",
             StateFile::GroundTruth => "ground truth",
@@ -196,6 +201,14 @@ pub enum StateError {
         /// The journal that keeps this run's records.
         journal: PathBuf,
     },
+    /// A write would break one of the state's invariants (`invariants`); nothing was written.
+    #[error("refusing to write {path}: {violation}")]
+    Invariant {
+        /// The file that was to be written.
+        path: PathBuf,
+        /// What would break.
+        violation: invariants::Violation,
+    },
     /// The recorder stopped (it hit a write error earlier, reported there).
     #[error("the state recorder has stopped after an earlier error")]
     RecorderGone,
@@ -299,6 +312,7 @@ mod tests {
             (StateFile::StateFile, "state file"),
             (StateFile::StateDirectory, "state directory"),
             (StateFile::Sealed, "sealed"),
+            (StateFile::SealedDirectory, "sealed directory"),
             (StateFile::Plan, "plan"),
             (StateFile::Export, "export"),
             (StateFile::GroundTruth, "ground truth"),

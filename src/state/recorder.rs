@@ -186,6 +186,16 @@ impl Recorder {
                 path: store.paths.journal.clone(),
                 source,
             })?;
+        // The journal is bound to the run's endpoint before its first request (invariant 3).
+        use std::io::Write as _;
+        (&journal)
+            .write_all(&begin_record(&store))
+            .and_then(|()| journal.sync_data())
+            .map_err(|source| StateError::Write {
+                kind: StateFile::Journal,
+                path: store.paths.journal.clone(),
+                source,
+            })?;
         let _ = sync_dir(parent_dir(&store.paths.journal));
         store.results.failures.clear();
         let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
@@ -774,22 +784,20 @@ impl Task {
         self.saves.tick();
     }
 
-    /// Saves the files, then replaces the journal with one holding only the intents still in
-    /// flight. The replacement is atomic (a new 0600 file, fsync'd, renamed over the old one),
-    /// so a crash at any instant leaves either the old journal or the new one, never an empty
-    /// one.
+    /// Seals the secrets received since the last checkpoint into a new sealed file (when the
+    /// run seals), saves the files, then replaces the journal with one holding only the intents
+    /// still in flight. The results file never names a token before its secret is in the
+    /// secrets file or a listed sealed file (invariant 1): the secrets are written first. The
+    /// replacement is atomic (a new 0600 file, fsync'd, renamed over the old one), so a crash
+    /// at any instant leaves either the old journal or the new one, never an empty one.
     fn checkpoint(&mut self) -> Result<(), StateError> {
+        self.seal_received()?;
         self.store.save()?;
-        if self.store.sealing().is_some() {
-            // The journal holds this run's sealed secrets until its sealed file is written
-            // at the end; it is not replaced.
-            return Ok(());
-        }
         let path = self.store.paths.journal.clone();
         let mut keep: Vec<(&u64, &JournalRecord)> =
             self.pending.iter().map(|(s, (r, _))| (s, r)).collect();
         keep.sort_by_key(|(s, _)| **s);
-        let mut buf = zeroize::Zeroizing::new(Vec::new());
+        let mut buf = zeroize::Zeroizing::new(begin_record(&self.store));
         for (_, r) in keep {
             buf.extend(r.to_line());
         }
@@ -850,16 +858,17 @@ impl Task {
             }
         }
         let journal_path = self.store.paths.journal.clone();
-        let res = self.store.save().and_then(|()| {
-            if let Some(path) = self.store.seal_run()? {
-                tracing::info!(file = %path.display(), "sealed this run's secrets");
-            }
-            if self.pending.is_empty() {
-                std::fs::remove_file(&journal_path).map_err(|e| self.journal_error(e))?;
-                let _ = sync_dir(parent_dir(&journal_path));
-            }
-            Ok(())
-        });
+        // The secrets first, then the results file that names their tokens (invariant 1).
+        let res = self
+            .seal_received()
+            .and_then(|()| self.store.save())
+            .and_then(|()| {
+                if self.pending.is_empty() {
+                    std::fs::remove_file(&journal_path).map_err(|e| self.journal_error(e))?;
+                    let _ = sync_dir(parent_dir(&journal_path));
+                }
+                Ok(())
+            });
         if res.is_err() {
             // What no disk holds, or may not: named to the user, since no file can.
             let mut unsaved: Vec<TokenKey> = std::mem::take(&mut self.unjournaled);
@@ -889,12 +898,57 @@ impl Task {
         (self.store, res)
     }
 
+    /// When the run seals: writes the secrets received since the last call into a new sealed
+    /// file, journaling its name and digest first (so a run killed before the next save still
+    /// gets it listed), and lists it in the results file (saved next).
+    fn seal_received(&mut self) -> Result<(), StateError> {
+        let journal = &self.journal;
+        let room = &mut self.room;
+        let journal_path = self.store.paths.journal.clone();
+        let mut journaled = false;
+        let sealed = self.store.seal_run(|file| {
+            let line = JournalRecord::Sealed {
+                file: file.clone(),
+                at: super::now_rfc3339(),
+            }
+            .to_line();
+            room.write(journal, &line)
+                .and_then(|()| journal.sync_data())
+                .map_err(|source| StateError::Write {
+                    kind: StateFile::Journal,
+                    path: journal_path,
+                    source: explain_read_only(source),
+                })?;
+            journaled = true;
+            Ok(())
+        });
+        if journaled {
+            self.journal_dirty = false;
+        }
+        if let Some(path) = sealed? {
+            tracing::info!(file = %path.display(), "sealed the secrets received");
+        }
+        Ok(())
+    }
+
     fn journal_error(&self, source: std::io::Error) -> StateError {
         StateError::Write {
             kind: StateFile::Journal,
             path: self.store.paths.journal.clone(),
             source: explain_read_only(source),
         }
+    }
+}
+
+/// The first line of every journal: the endpoint its records are bound to (invariant 3).
+fn begin_record(store: &Store) -> Vec<u8> {
+    match &store.results.api_url {
+        Some(endpoint) => JournalRecord::Begin {
+            endpoint: endpoint.clone(),
+            at: super::now_rfc3339(),
+        }
+        .to_line(),
+        None => Vec::new(),
     }
 }
 
@@ -1200,6 +1254,8 @@ mod tests {
             .unwrap()
             .lines()
             .map(|l| serde_json::from_str(l).unwrap())
+            // The endpoint every journal starts with (checked where it matters).
+            .filter(|r| !matches!(r, JournalRecord::Begin { .. }))
             .collect()
     }
 
@@ -1535,6 +1591,13 @@ mod tests {
         let lines = journal_lines(&t);
         assert_eq!(lines.len(), 1);
         assert_eq!(intent_seq(&lines[0]), 2);
+        // Bound to the run's endpoint from its first line (invariant 3).
+        let text = std::fs::read_to_string(&t.store.paths.journal).unwrap();
+        let first: JournalRecord = serde_json::from_str(text.lines().next().unwrap()).unwrap();
+        assert!(
+            matches!(&first, JournalRecord::Begin { endpoint, .. } if endpoint == "http://127.0.0.1:1"),
+            "{first:?}"
+        );
         // The fresh journal holds exactly the room for b's outcome, plus the room taken
         // ahead (64 KiB, `room::AHEAD`).
         assert_eq!(t.room.spare(), t.held + 64 * 1024, "{:?}", t.room);

@@ -50,6 +50,24 @@ pub struct ResultsFile {
     /// still work and are to be removed by hand in the Logz.io UI: the API cannot delete.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub superseded: Vec<SupersededToken>,
+    /// The sealed files this tool wrote for this state, oldest first, with the SHA-256 of
+    /// each. Only these are read by `export`, `verify` and recovery: anyone can seal a file to
+    /// a public recipient, so any other `.age` file in the sealed directory is named, not used.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sealed_files: Vec<SealedFile>,
+}
+
+/// A sealed file this tool wrote (`sealed_files` in the results file).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SealedFile {
+    /// Its name in the sealed directory (`20261129T210306Z-1a2b3c4d.age`).
+    pub file: String,
+    /// The lower-case hex SHA-256 of its bytes.
+    pub sha256: String,
+    /// The run that wrote it (`1a2b3c4d`, or `1a2b3c4d-recovered` for what a run recovered
+    /// from an interrupted run's journal).
+    pub run_id: String,
 }
 
 /// A rate limit learned by a run.
@@ -186,6 +204,7 @@ impl ResultsFile {
             possible_orphans: Vec::new(),
             learned_rate: None,
             superseded: Vec::new(),
+            sealed_files: Vec::new(),
         }
     }
 

@@ -11,7 +11,7 @@
 use super::StateFile;
 use std::fs::{self, OpenOptions};
 use std::io::{Read, Write};
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use age::x25519;
@@ -223,28 +223,134 @@ pub fn file_name(at: time::OffsetDateTime, run_id: &str) -> String {
     format!("{stamp}-{run_id}.age")
 }
 
-/// Writes a new sealed file `dir/name`, never over an existing one (O_EXCL, no symlink
-/// followed), durably (file and directory fsync'd). The directory is created when missing.
+/// Writes a new sealed file `dir/name`, never over an existing one, atomically and durably:
+/// a temp file in the directory, fsync'd, then renamed to its name without replacing anything,
+/// and the directory fsync'd. A disk that fills or a process killed part way leaves at most a
+/// temp file (removed by the next run), never a truncated file under the final name. The
+/// directory is created (0700) when missing.
 pub fn write_new(dir: &Path, name: &str, armored: &[u8]) -> Result<PathBuf, StateError> {
     let path = dir.join(name);
-    let werr = |source| StateError::Write {
-        kind: StateFile::Sealed,
-        path: path.clone(),
-        source,
-    };
-    fs::create_dir_all(dir).map_err(werr)?;
-    let mut f = OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o644)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
-        .open(&path)
-        .map_err(werr)?;
-    f.write_all(armored).map_err(werr)?;
-    f.sync_all().map_err(werr)?;
-    sync_dir(dir).map_err(werr)?;
-    let _ = sync_dir(parent_dir(dir));
+    if let Err(source) = fs::symlink_metadata(dir) {
+        if source.kind() != std::io::ErrorKind::NotFound {
+            return Err(StateError::Write {
+                kind: StateFile::Sealed,
+                path: dir.to_path_buf(),
+                source,
+            });
+        }
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .map_err(|source| StateError::Write {
+                kind: StateFile::Sealed,
+                path: dir.to_path_buf(),
+                source,
+            })?;
+        let _ = sync_dir(parent_dir(dir));
+    }
+    check_dir(dir)?;
+    super::atomic::write_atomic_new(
+        &path,
+        armored,
+        super::atomic::FileKind::Public,
+        StateFile::Sealed,
+    )?;
     Ok(path)
+}
+
+/// The sealed directory is the only copy of the secrets on a CI runner's way to git: like
+/// the state directory, it must be a real directory (not a symlink), belong to this user, and
+/// not be writable by others (who could delete or swap the sealed files). A missing one is
+/// fine: it is created when the first sealed file is written.
+pub fn check_dir(dir: &Path) -> Result<(), StateError> {
+    let untrusted = |reason: String| StateError::Untrusted {
+        kind: StateFile::SealedDirectory,
+        path: dir.to_path_buf(),
+        reason,
+    };
+    let meta = match fs::symlink_metadata(dir) {
+        Ok(m) => m,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(source) => {
+            return Err(StateError::Read {
+                kind: StateFile::SealedDirectory,
+                path: dir.to_path_buf(),
+                source,
+            });
+        }
+    };
+    if meta.file_type().is_symlink() {
+        return Err(untrusted(
+            "it is a symbolic link; point --sealed-dir at the real directory".into(),
+        ));
+    }
+    if !meta.is_dir() {
+        return Err(untrusted("it is not a directory".into()));
+    }
+    // Its owner and mode, and its ancestors', as for the state directory: another user who
+    // can write it could delete the only copy of the secrets, or swap a file.
+    super::atomic::check_state_place(&[&dir.join(".probe")]).map_err(|e| match e {
+        StateError::Untrusted { path, reason, .. } if path == dir => untrusted(reason),
+        other => other,
+    })
+}
+
+/// The lower-case hex SHA-256 of a sealed file's bytes (`sealed_files` in the results file).
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// The sealed files of a directory sorted into those this tool wrote (listed in the results
+/// file with the SHA-256 of their bytes, which still match) and the others, each with why it
+/// is not used. A listed file that is missing is among the others too.
+#[derive(Debug, Default)]
+pub struct Sorted {
+    /// Listed files whose digest matches, with their bytes, in the order listed.
+    pub trusted: Vec<(PathBuf, Vec<u8>)>,
+    /// Every other `.age` file found, and every listed file missing or changed: not used.
+    pub ignored: Vec<(PathBuf, String)>,
+}
+
+/// Sorts the sealed files of `dir` against the `listed` ones ([`Sorted`]).
+pub fn sort_listed(dir: &Path, listed: &[super::results::SealedFile]) -> Result<Sorted, SealError> {
+    let found = list(dir)?;
+    let mut out = Sorted::default();
+    for l in listed {
+        let path = dir.join(&l.file);
+        // A listed name is a plain file name in the directory, nothing else.
+        let plain_name = Path::new(&l.file)
+            .file_name()
+            .is_some_and(|n| n == l.file.as_str());
+        if !plain_name {
+            out.ignored
+                .push((path, "its listed name is not a file name".into()));
+            continue;
+        }
+        match read_bounded(&path, MAX_SEALED_FILE) {
+            Ok(bytes) => match super::invariants::sealed_file_trusted(l, &bytes) {
+                Ok(()) => out.trusted.push((path, bytes)),
+                Err(v) => out.ignored.push((path, v.to_string())),
+            },
+            Err(e) => out
+                .ignored
+                .push((path, format!("listed in the results file, but {e}"))),
+        }
+    }
+    for path in found {
+        let name = path.file_name().map(|n| n.to_string_lossy().into_owned());
+        if !listed.iter().any(|l| Some(&l.file) == name.as_ref()) {
+            out.ignored.push((
+                path,
+                "not listed in the results file's sealed_files: this tool did not write it (anyone can seal a file to a public recipient)".into(),
+            ));
+        }
+    }
+    Ok(out)
 }
 
 /// The sealed files of a directory, oldest first (by name: names start with the UTC time).

@@ -174,6 +174,48 @@ impl SecretsFile {
         }
     }
 
+    /// Makes the results file the judge of which token is current under each name: the
+    /// secret of the id `recorded` names becomes the current one where it is held, and a
+    /// current secret of another id moves to `superseded` (it was replaced, or its token never
+    /// became the recorded one). Names the results file does not record are left as they are.
+    pub fn follow_results(&mut self, recorded: impl Fn(&TokenKey) -> Option<i64>) {
+        self.prefer_ids(&recorded);
+        let mut demoted = Vec::new();
+        for (account_id, tokens) in &mut self.accounts {
+            tokens.retain(|name, rec| {
+                let key = TokenKey {
+                    account_id: *account_id,
+                    token_name: name.clone(),
+                };
+                match recorded(&key) {
+                    Some(id) if id != rec.token_id => {
+                        demoted.push(SupersededSecret {
+                            account_id: *account_id,
+                            token_name: name.clone(),
+                            token_id: rec.token_id,
+                            token: rec.token.clone(),
+                            note: format!(
+                                "not the current token: the results file records token {id} for this name"
+                            ),
+                        });
+                        false
+                    }
+                    _ => true,
+                }
+            });
+        }
+        self.accounts.retain(|_, m| !m.is_empty());
+        for d in demoted {
+            let known = self
+                .superseded
+                .iter()
+                .any(|x| x.token_id == d.token_id && x.token.same_as(&d.token));
+            if !known {
+                self.superseded.push(d);
+            }
+        }
+    }
+
     /// The secret recorded for a key.
     pub fn get(&self, key: &TokenKey) -> Option<&SecretRecord> {
         self.accounts

@@ -5,7 +5,7 @@
 //! `apply` the store is owned by the recorder task (`super::recorder`), its single writer.
 
 use super::StateFile;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 
 use super::atomic::{
@@ -52,6 +52,14 @@ pub struct Store {
     run_secrets: SecretsFile,
     /// Sealed secrets replayed from an earlier run's journal (armored age files).
     pub recovered_sealed: Vec<String>,
+    /// The token ids of the sealed secrets in `recovered_sealed`.
+    recovered_sealed_ids: HashSet<i64>,
+    /// The token ids the results file on disk names (each checked by invariant 1 when it was
+    /// written): only the others need a durable secret before the next save.
+    baseline: HashSet<i64>,
+    /// The token ids whose secret this process wrote into a sealed file (listed in
+    /// `results.sealed_files`).
+    durable: HashSet<i64>,
     lock: Option<StateLock>,
     /// The results and secrets files as this process last read or wrote them: a file that
     /// differs at the next save was changed by another program and is not overwritten.
@@ -127,8 +135,12 @@ impl Store {
         let mut next = paths.journal.as_os_str().to_owned();
         next.push(".next");
         let _ = std::fs::remove_file(std::path::PathBuf::from(next));
+        // The sealed directory may hold the only copy of the secrets: checked like the state
+        // directory (invariant 5, defect: a 0777 one let another user delete them).
+        sealed::check_dir(&paths.sealed)?;
         let mut store = Store::read(paths, api_url)?;
         store.lock = Some(lock);
+        store.adopt_unlisted_sealed()?;
         if store.paths.journal.exists() {
             store.write_recovered_sealed()?;
             store.save()?;
@@ -157,12 +169,29 @@ impl Store {
                 current: current.to_owned(),
             });
         }
+        let baseline = results.as_ref().map_or_else(HashSet::new, ids_of);
         let mut results = results.unwrap_or_else(|| ResultsFile::new(api_url.map(str::to_owned)));
         if results.api_url.is_none() {
             results.api_url = api_url.map(str::to_owned);
         }
         let secrets = SecretsFile::load(&paths.secrets)?.unwrap_or_default();
         let replayed = journal::replay(&paths.journal)?;
+        // Invariant 3: a journal is replayed only into the state of its own endpoint (the
+        // results file's, or this run's when there is no results file yet).
+        if let Some(bound) = &replayed.endpoint {
+            let what = format!("journal file {}", paths.journal.display());
+            for current in [results.api_url.as_deref(), api_url].into_iter().flatten() {
+                super::invariants::same_endpoint(&what, Some(bound), current).map_err(
+                    |violation| StateError::Invariant {
+                        path: paths.results.clone(),
+                        violation,
+                    },
+                )?;
+            }
+            if results.api_url.is_none() {
+                results.api_url = Some(bound.clone());
+            }
+        }
         let mut store = Store {
             paths,
             results,
@@ -172,9 +201,15 @@ impl Store {
             sealing: None,
             run_secrets: SecretsFile::default(),
             recovered_sealed: Vec::new(),
+            recovered_sealed_ids: HashSet::new(),
+            baseline,
+            durable: HashSet::new(),
             lock: None,
             seen,
         };
+        for file in replayed.sealed_files {
+            store.adopt_journaled_sealed(file);
+        }
         store.recovery.truncated_tail = replayed.truncated_tail;
         store.recovery.gap = replayed.gap.clone();
         if replayed.records > 0 {
@@ -216,6 +251,7 @@ impl Store {
         } else {
             Vec::new()
         });
+        self.check_secrets_durable()?;
         let bytes = self.results.to_bytes();
         let sizes = [("secrets", plain.len()), ("results", bytes.len())];
         self.check_unchanged(0, StateFile::Results)?;
@@ -240,7 +276,27 @@ impl Store {
         )
         .map_err(|e| room_needed(e, &sizes))?;
         self.seen[0] = Some(Stamp::from(&written));
+        self.baseline = ids_of(&self.results);
         Ok(())
+    }
+
+    /// Invariant 1, before a save: every token id the results file is about to name for the
+    /// first time has its secret in the secrets file written with it, or in a sealed file
+    /// already written and listed.
+    fn check_secrets_durable(&self) -> Result<(), StateError> {
+        super::invariants::secrets_durable(&self.results, &self.baseline, |key, id| {
+            self.durable.contains(&id)
+                || self.secrets.get(key).is_some_and(|r| r.token_id == id)
+                || self
+                    .secrets
+                    .superseded
+                    .iter()
+                    .any(|s| s.token_id == id && s.account_id == key.account_id)
+        })
+        .map_err(|violation| StateError::Invariant {
+            path: self.paths.results.clone(),
+            violation,
+        })
     }
 
     /// Refuses to overwrite the results (`which` 0) or secrets (1) file when it is not the
@@ -272,6 +328,26 @@ impl Store {
         });
     }
 
+    /// Invariant 2: a state whose secrets are sealed is not continued in plaintext unless the
+    /// user said so (`--allow-plaintext`). `run_seals`: whether this run has recipients.
+    pub fn check_protection(
+        &self,
+        run_seals: bool,
+        allow_plaintext: bool,
+    ) -> Result<(), StateError> {
+        let found = sealed::list(&self.paths.sealed).map_or(0, |l| l.len());
+        super::invariants::protection_kept(
+            super::invariants::state_is_sealed(&self.results, found),
+            run_seals,
+            allow_plaintext,
+            &self.paths.sealed,
+        )
+        .map_err(|violation| StateError::Invariant {
+            path: self.paths.results.clone(),
+            violation,
+        })
+    }
+
     /// The recipients this run seals to, if it does.
     pub fn sealing(&self) -> Option<&Sealing> {
         self.sealing.as_ref()
@@ -286,10 +362,16 @@ impl Store {
         }
     }
 
-    /// Writes the secrets this run received as one new sealed file (none when it received
-    /// none, or does not seal). Returns its path. Each call writes a new file and then
-    /// forgets what it wrote, so nothing is written twice.
-    pub fn seal_run(&mut self) -> Result<Option<PathBuf>, StateError> {
+    /// Writes the secrets this run received since the last call as one new sealed file (none
+    /// when there are none, or the run does not seal), lists it in the results file (saved
+    /// next) and returns its path. `before` is called with the file's name and digest before
+    /// the file is written (the recorder journals them, so a run killed between this write
+    /// and the next save still lists the file). Each call writes a new file and then forgets
+    /// what it wrote, so nothing is written twice.
+    pub fn seal_run(
+        &mut self,
+        before: impl FnOnce(&super::SealedFile) -> Result<(), StateError>,
+    ) -> Result<Option<PathBuf>, StateError> {
         let Some(sealing) = &self.sealing else {
             return Ok(None);
         };
@@ -300,23 +382,147 @@ impl Store {
             .recipients
             .seal_secrets(&self.run_secrets)
             .map_err(|e| sealed_write_error(&self.paths.sealed, e))?;
-        let name = sealed::file_name(time::OffsetDateTime::now_utc(), &sealing.run_id);
-        let path = sealed::write_new(&self.paths.sealed, &name, &armored)
-            .map_err(|e| room_needed(e, &[("sealed", armored.len())]))?;
-        self.run_secrets = SecretsFile::default();
-        Ok(Some(path))
+        let run_id = sealing.run_id.clone();
+        let doc = std::mem::take(&mut self.run_secrets);
+        let written = self.write_sealed(&armored, &run_id, &doc_ids(&doc), before);
+        if written.is_err() {
+            self.run_secrets = doc;
+        }
+        written.map(Some)
     }
 
-    /// Every secret recorded for this state: the plaintext secrets file, then every sealed
-    /// file (oldest first) and any sealed record of an interrupted run's journal, opened with
-    /// `identities`. Where two hold different tokens under one name, the one the results file
-    /// records is current and the other goes to `superseded`; where the results file has no
-    /// say, the later one wins. Sealed secrets without `identities` are an error naming the
-    /// file.
-    pub fn all_secrets(&self, identities: Option<&Identities>) -> Result<SecretsFile, SealError> {
+    /// Seals `doc` to `recipients` into a new sealed file of its own (for `import`), listed in
+    /// the results file (saved next).
+    pub fn seal_document(
+        &mut self,
+        recipients: &Recipients,
+        doc: &SecretsFile,
+    ) -> Result<PathBuf, StateError> {
+        let armored = recipients
+            .seal_secrets(doc)
+            .map_err(|e| sealed_write_error(&self.paths.sealed, e))?;
+        self.write_sealed(&armored, &sealed::new_run_id(), &doc_ids(doc), |_| Ok(()))
+    }
+
+    /// Writes a new sealed file holding the secrets of token ids `ids`, lists it and counts
+    /// those secrets as durable.
+    fn write_sealed(
+        &mut self,
+        armored: &[u8],
+        run_id: &str,
+        ids: &[i64],
+        before: impl FnOnce(&super::SealedFile) -> Result<(), StateError>,
+    ) -> Result<PathBuf, StateError> {
+        let now = time::OffsetDateTime::now_utc();
+        // A name not taken yet: two files of one run may fall in the same second.
+        let mut name = sealed::file_name(now, run_id);
+        let mut n = 1;
+        while std::fs::symlink_metadata(self.paths.sealed.join(&name)).is_ok() {
+            n += 1;
+            name = sealed::file_name(now, &format!("{run_id}-{n}"));
+        }
+        let entry = super::SealedFile {
+            file: name.clone(),
+            sha256: sealed::sha256_hex(armored),
+            run_id: run_id.to_owned(),
+        };
+        before(&entry)?;
+        let path = sealed::write_new(&self.paths.sealed, &name, armored)
+            .map_err(|e| room_needed(e, &[("sealed", armored.len())]))?;
+        self.results.sealed_files.push(entry);
+        self.durable.extend(ids.iter().copied());
+        Ok(path)
+    }
+
+    /// A results file written before `sealed_files` existed lists none, though its sealed
+    /// directory holds this tool's files: they are listed now, once, with their digests (from
+    /// then on, a file that appears unlisted is not used). Nothing is listed when the results
+    /// file lists any file already.
+    fn adopt_unlisted_sealed(&mut self) -> Result<(), StateError> {
+        if !self.results.sealed_files.is_empty() {
+            return Ok(());
+        }
+        let found = sealed::list(&self.paths.sealed).map_err(|e| StateError::Read {
+            kind: StateFile::SealedDirectory,
+            path: self.paths.sealed.clone(),
+            source: std::io::Error::other(e.to_string()),
+        })?;
+        for path in found {
+            let Ok(bytes) = std::fs::read(&path) else {
+                continue;
+            };
+            let Some(name) = path.file_name().map(|n| n.to_string_lossy().into_owned()) else {
+                continue;
+            };
+            let run_id = name
+                .strip_suffix(".age")
+                .and_then(|n| n.split_once('-'))
+                .map_or_else(String::new, |(_, id)| id.to_owned());
+            tracing::info!(file = %path.display(), "listing a sealed file written before the results file listed them");
+            self.results.sealed_files.push(super::SealedFile {
+                file: name,
+                sha256: sealed::sha256_hex(&bytes),
+                run_id,
+            });
+        }
+        Ok(())
+    }
+
+    /// Lists a sealed file an interrupted run journaled before writing it, if it holds what
+    /// was journaled (the run may have died before or while writing it).
+    pub(super) fn adopt_journaled_sealed(&mut self, entry: super::SealedFile) {
+        if self
+            .results
+            .sealed_files
+            .iter()
+            .any(|f| f.file == entry.file)
+        {
+            return;
+        }
+        let path = self.paths.sealed.join(&entry.file);
+        if let Ok(bytes) = std::fs::read(&path)
+            && super::invariants::sealed_file_trusted(&entry, &bytes).is_ok()
+        {
+            self.results.sealed_files.push(entry);
+        }
+    }
+
+    /// Every secret recorded for this state, and the sealed files not used (each with why):
+    /// the plaintext secrets file, then every sealed file this tool wrote (listed in the
+    /// results file with a digest that still matches; any other `.age` file is named, never
+    /// used), oldest first, and any sealed record of an interrupted run's journal, opened with
+    /// `identities`. A listed file that cannot be opened (cut short, corrupt) is skipped and
+    /// named. A state whose results file lists no sealed file (written before the list
+    /// existed) uses every sealed file found, each named as unlisted.
+    ///
+    /// The results file says which token is current: a secret of another id under a recorded
+    /// name goes to `superseded`, and the recorded id's secret, where held, is the current one.
+    /// Sealed secrets without `identities` are an error naming the file.
+    pub fn all_secrets_named(
+        &self,
+        identities: Option<&Identities>,
+    ) -> Result<(SecretsFile, Vec<(PathBuf, String)>), SealError> {
         let mut all = self.secrets.clone();
-        let files = sealed::list(&self.paths.sealed)?;
-        let mut docs = Vec::with_capacity(files.len() + self.recovered_sealed.len());
+        let legacy = self.results.sealed_files.is_empty();
+        let (files, mut skipped) = if legacy {
+            let found = sealed::list(&self.paths.sealed)?;
+            let skipped = found
+                .iter()
+                .map(|p| {
+                    (
+                        p.clone(),
+                        "used, though the results file lists no sealed file (written before the list existed); the next apply or import lists it".to_owned(),
+                    )
+                })
+                .collect();
+            (found, skipped)
+        } else {
+            let sorted = sealed::sort_listed(&self.paths.sealed, &self.results.sealed_files)?;
+            (
+                sorted.trusted.into_iter().map(|(p, _)| p).collect(),
+                sorted.ignored,
+            )
+        };
         if (!files.is_empty() || !self.recovered_sealed.is_empty()) && identities.is_none() {
             let path = files
                 .first()
@@ -327,9 +533,33 @@ impl Store {
                 detail: "the secrets are sealed and no identity was given".into(),
             });
         }
+        let mut docs = Vec::with_capacity(files.len() + self.recovered_sealed.len());
         if let Some(ids) = identities {
+            let mut opened = 0usize;
+            let mut first_err = None;
             for path in &files {
-                docs.push(ids.open(path)?);
+                match ids.open(path) {
+                    Ok(doc) => {
+                        opened += 1;
+                        docs.push(doc);
+                    }
+                    // A file cut short or otherwise unreadable does not hide the others.
+                    Err(
+                        e @ (SealError::Decrypt { .. }
+                        | SealError::Content { .. }
+                        | SealError::Read { .. }),
+                    ) => {
+                        skipped.push((path.clone(), format!("skipped: {e}")));
+                        first_err.get_or_insert(e);
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+            // Not one file opens: most likely the wrong identity, said as such.
+            if opened == 0
+                && let Some(e) = first_err
+            {
+                return Err(e);
             }
             for blob in &self.recovered_sealed {
                 docs.push(ids.open_bytes(&self.paths.journal, blob.as_bytes())?);
@@ -338,18 +568,30 @@ impl Store {
         for doc in docs {
             all.merge(doc);
         }
-        all.prefer_ids(|key| self.results.get(key).map(|r| r.token_id));
+        all.follow_results(|key| self.results.get(key).map(|r| r.token_id));
+        Ok((all, skipped))
+    }
+
+    /// [`Store::all_secrets_named`] without the names of the files not used (logged).
+    pub fn all_secrets(&self, identities: Option<&Identities>) -> Result<SecretsFile, SealError> {
+        let (all, skipped) = self.all_secrets_named(identities)?;
+        for (path, why) in skipped {
+            tracing::warn!(file = %path.display(), "sealed file not used: {why}");
+        }
         Ok(all)
     }
 
     /// Writes the sealed secrets replayed from an earlier run's journal, each as its own new
-    /// sealed file (they cannot be merged without the private key).
+    /// sealed file (they cannot be merged without the private key), listed in the results file.
     fn write_recovered_sealed(&mut self) -> Result<(), StateError> {
-        let now = time::OffsetDateTime::now_utc();
+        let ids: Vec<i64> = self.recovered_sealed_ids.iter().copied().collect();
+        let run_id = format!("{}-recovered", sealed::new_run_id());
         for blob in std::mem::take(&mut self.recovered_sealed) {
-            let name = sealed::file_name(now, &format!("{}-recovered", sealed::new_run_id()));
-            sealed::write_new(&self.paths.sealed, &name, blob.as_bytes())?;
+            self.write_sealed(blob.as_bytes(), &run_id, &[], |_| Ok(()))?;
         }
+        // Every sealed secret of the journal is in one of those files now.
+        self.durable.extend(ids);
+        self.recovered_sealed_ids.clear();
         Ok(())
     }
 
@@ -389,6 +631,7 @@ impl Store {
                     // sealed file by `open` (a duplicate id is sorted out by `export`, which
                     // prefers the id the results file records).
                     self.recovered_sealed.push(blob);
+                    self.recovered_sealed_ids.insert(token_id);
                 }
                 if let Some(other) = index.get(&token_id)
                     && other != key
@@ -446,6 +689,7 @@ impl Store {
                 }
                 if let Some(blob) = sealed {
                     self.recovered_sealed.push(blob);
+                    self.recovered_sealed_ids.insert(token_id);
                 }
                 self.results.note_orphan(key, &detail, at);
                 Applied::Noted
@@ -453,6 +697,24 @@ impl Store {
             Outcome::NotCreated { .. } => Applied::Noted,
         }
     }
+}
+
+/// Every token id a results file names.
+fn ids_of(results: &ResultsFile) -> HashSet<i64> {
+    results
+        .accounts
+        .values()
+        .flat_map(|m| m.values().map(|r| r.token_id))
+        .collect()
+}
+
+/// Every token id whose secret a secrets document holds.
+fn doc_ids(doc: &SecretsFile) -> Vec<i64> {
+    doc.accounts
+        .values()
+        .flat_map(|m| m.values().map(|r| r.token_id))
+        .chain(doc.superseded.iter().map(|s| s.token_id))
+        .collect()
 }
 
 /// A save that failed for want of room says how much it needs (each file is written whole
@@ -696,7 +958,11 @@ mod tests {
         assert!(s.all_secrets(None).unwrap().accounts.is_empty());
         s.seal_to(r);
         assert!(s.sealing().is_some());
-        assert_eq!(s.seal_run().unwrap(), None, "nothing received yet");
+        assert_eq!(
+            s.seal_run(|_| Ok(())).unwrap(),
+            None,
+            "nothing received yet"
+        );
         assert_eq!(
             apply(&mut s, &key("a"), created(10, "sek-a")),
             Applied::Recorded
@@ -705,11 +971,39 @@ mod tests {
             s.secrets.get(&key("a")).is_none(),
             "not in the plaintext file"
         );
+        // Invariant 1: the results file may not name the token before its secret is sealed.
+        match s.save().unwrap_err() {
+            StateError::Invariant { violation, .. } => assert_eq!(
+                violation,
+                super::super::invariants::Violation::SecretNotDurable(vec![(key("a"), 10)])
+            ),
+            other => panic!("{other}"),
+        }
+        assert!(
+            !paths.results.exists()
+                || !std::fs::read_to_string(&paths.results)
+                    .unwrap()
+                    .contains("\"a\"")
+        );
+        let mut journaled = None;
+        let path = s
+            .seal_run(|f| {
+                journaled = Some(f.clone());
+                Ok(())
+            })
+            .unwrap()
+            .unwrap();
+        assert!(path.starts_with(&paths.sealed));
+        // Listed in the results file, with the digest of its bytes, as journaled before.
+        let listed = s.results.sealed_files.last().unwrap().clone();
+        assert_eq!(Some(&listed), journaled.as_ref());
+        assert_eq!(
+            listed.sha256,
+            crate::state::sealed::sha256_hex(&std::fs::read(&path).unwrap())
+        );
         s.save().unwrap();
         assert!(!paths.secrets.exists());
-        let path = s.seal_run().unwrap().unwrap();
-        assert!(path.starts_with(&paths.sealed));
-        assert_eq!(s.seal_run().unwrap(), None, "written once");
+        assert_eq!(s.seal_run(|_| Ok(())).unwrap(), None, "written once");
         let doc = ids.open(&path).unwrap();
         assert_eq!(doc.get(&key("a")).unwrap().token.expose(), "sek-a");
         assert!(s.all_secrets(None).is_err());

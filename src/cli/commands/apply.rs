@@ -25,6 +25,7 @@ pub async fn run(args: &ApplyArgs, printer: &Printer) -> Result<Exit, CliError> 
     // Lock and recover before talking to the API: a second run fails here, having sent nothing.
     let mut store = Store::open(run.paths.clone(), Some(&run.api.identity()))?;
     report_recovery(printer, &store);
+    store.check_protection(run.recipients.is_some(), run.allow_plaintext)?;
     seal_or_warn(printer, &settings, &mut store);
     if let Some(warning) = run.api.foreign_host_warning() {
         printer.warn(&warning);

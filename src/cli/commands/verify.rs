@@ -37,7 +37,7 @@ pub async fn run(args: &VerifyArgs, printer: &Printer) -> Result<Exit, CliError>
     let run = &settings.run;
     // The lock is held from here to the save: verify's statuses never race an apply.
     let mut store = Store::open(run.paths.clone(), Some(&run.api.identity()))?;
-    let secrets = secrets_of(&settings, &store)?;
+    let secrets = secrets_of(&settings, &store, printer)?;
     let (probes, unverifiable) = probes_of(&settings, &store, &secrets);
     drop(secrets);
 
@@ -121,18 +121,34 @@ pub async fn run(args: &VerifyArgs, printer: &Printer) -> Result<Exit, CliError>
 
 /// Every secret known for the manifest: the plaintext secrets file and, with `--identity`,
 /// every sealed file.
-fn secrets_of(settings: &VerifySettings, store: &Store) -> Result<SecretsFile, CliError> {
+fn secrets_of(
+    settings: &VerifySettings,
+    store: &Store,
+    printer: &Printer,
+) -> Result<SecretsFile, CliError> {
     let identities = match &settings.identity {
         Some(path) => Some(Identities::load(path).map_err(|e| CliError::Fatal {
             message: e.to_string(),
         })?),
         None => None,
     };
-    store
-        .all_secrets(identities.as_ref())
-        .map_err(|e| CliError::Fatal {
-            message: format!("{e}; pass --identity KEYFILE (or set LOGZIO_TOKENS_IDENTITY_FILE)"),
-        })
+    let (secrets, skipped) =
+        store
+            .all_secrets_named(identities.as_ref())
+            .map_err(|e| CliError::Fatal {
+                message: format!(
+                    "{e}; pass --identity KEYFILE (or set LOGZIO_TOKENS_IDENTITY_FILE)"
+                ),
+            })?;
+    warn_skipped(printer, &skipped);
+    Ok(secrets)
+}
+
+/// Names each sealed file found but not used, and why (invariant 4).
+pub(crate) fn warn_skipped(printer: &Printer, skipped: &[(std::path::PathBuf, String)]) {
+    for (path, why) in skipped {
+        printer.warn(&format!("sealed file {}: {why}", path.display()));
+    }
 }
 
 /// The probes: every recorded token of the manifest (within `--account` filters) and every
