@@ -19,6 +19,7 @@ pub mod backoff;
 pub mod bounded;
 pub mod cli;
 pub mod execution;
+pub mod fs;
 pub mod hardening;
 pub mod manifest;
 pub mod plan;

@@ -54,7 +54,7 @@ impl StateLock {
                 "it has other names (hard links), so writing it would change another file",
             ));
         }
-        if meta.uid() != super::atomic::euid() {
+        if meta.uid() != crate::fs::atomic::euid() {
             return Err(unsafe_lock(
                 path,
                 &format!("it belongs to another user (uid {})", meta.uid()),

@@ -4,19 +4,17 @@
 //!
 //! This module knows nothing of HTTP: it records what the executor tells it.
 
-mod atomic;
 pub mod export;
 pub mod journal;
 mod lock;
 mod paths;
 pub mod recorder;
 pub mod results;
-mod room;
 pub mod sealed;
 pub mod secrets;
 pub mod store;
 
-pub use atomic::{FileKind, parent_dir, write_atomic, write_atomic_new};
+pub use crate::fs::atomic::{FileKind, parent_dir, write_atomic, write_atomic_new};
 pub use journal::{JournalRecord, Outcome};
 pub use lock::StateLock;
 pub use paths::StatePaths;

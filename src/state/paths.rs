@@ -21,7 +21,7 @@ impl StatePaths {
     /// The contract's defaults: `<manifest dir>/<stem>.results.json` and `.secrets.json`,
     /// overridden by `--results` / `--secrets`.
     pub fn for_manifest(manifest: &Path, results: Option<&Path>, secrets: Option<&Path>) -> Self {
-        let dir = super::atomic::parent_dir(manifest);
+        let dir = crate::fs::atomic::parent_dir(manifest);
         let stem = manifest
             .file_stem()
             .map(|s| s.to_string_lossy().into_owned())
@@ -60,7 +60,7 @@ fn sealed_dir(results: &Path) -> PathBuf {
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
     let stem = name.strip_suffix(".results.json").unwrap_or(&name);
-    super::atomic::parent_dir(results).join(format!("{stem}.sealed"))
+    crate::fs::atomic::parent_dir(results).join(format!("{stem}.sealed"))
 }
 
 /// `x.results.json` -> `x.results.<ext>`; `x` -> `x.<ext>`.

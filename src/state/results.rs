@@ -357,7 +357,7 @@ pub(crate) fn load_own_secret_json<T: serde::de::DeserializeOwned>(
     kind: StateFile,
 ) -> Result<Option<T>, StateError> {
     let limit = crate::bounded::MAX_STATE_FILE_BYTES;
-    let Some(file) = super::atomic::open_own_secret_file(path, kind, limit)? else {
+    let Some(file) = crate::fs::atomic::open_own_secret_file(path, kind, limit)? else {
         return Ok(None);
     };
     let bytes = crate::bounded::read_capped(file, limit).map_err(|source| StateError::Read {

@@ -16,8 +16,8 @@ use std::path::{Path, PathBuf};
 
 use age::x25519;
 
-use super::atomic::{parent_dir, sync_dir};
 use super::{SecretsFile, StateError};
+use crate::fs::atomic::{parent_dir, sync_dir};
 pub use crate::recipient::{RecipientError, parse_recipient, parse_recipients_file};
 
 /// The age recipients the secrets of a run are sealed to. These are public keys: printing

@@ -8,13 +8,13 @@ use super::StateFile;
 use std::collections::HashMap;
 use std::path::PathBuf;
 
-use super::atomic::{
-    FileKind, check_secret_target, parent_dir, remove_stale_temps, sync_dir, write_atomic,
-};
 use super::journal::{self, HeldSecret, Outcome};
 use super::results::TokenRecord;
 use super::sealed::{self, Identities, Recipients, SealError};
 use super::{ResultsFile, SecretsFile, StateError, StateLock, StatePaths, TokenKey};
+use crate::fs::atomic::{
+    FileKind, check_secret_target, parent_dir, remove_stale_temps, sync_dir, write_atomic,
+};
 
 /// What a start-of-run replay of an earlier journal found.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -105,7 +105,7 @@ impl Store {
     /// saves the merged files and removes the journal. `api_url` is checked against the one the
     /// results were made with.
     pub fn open(paths: StatePaths, api_url: Option<&str>) -> Result<Store, StateError> {
-        super::atomic::check_state_place(&[
+        crate::fs::atomic::check_state_place(&[
             &paths.results,
             &paths.secrets,
             &paths.journal,
@@ -461,8 +461,8 @@ fn room_needed(e: StateError, sizes: &[(&str, usize)]) -> StateError {
     let StateError::Write { kind, path, source } = e else {
         return e;
     };
-    let source = super::recorder::explain_read_only(source);
-    if !super::recorder::is_out_of_space(&source) {
+    let source = crate::state::recorder::explain_read_only(source);
+    if !crate::state::recorder::is_out_of_space(&source) {
         return StateError::Write { kind, path, source };
     }
     let kib = |n: u64| n.div_ceil(1024);

@@ -5,13 +5,13 @@
 //! through a symlink, read back only when they are ours and 0600, and only in a place no other
 //! user can write (ssh's StrictModes). What another user could plant or swap is refused.
 
-use super::StateFile;
+use crate::state::StateFile;
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::Path;
 
-use super::StateError;
+use crate::state::StateError;
 
 /// What a file holds, which decides its mode and the checks made before replacing it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -18,7 +18,7 @@
 //! refreshes write the results file only, and the journal stays until the run's one sealed
 //! file is written at the end: no plaintext secret reaches the disk.
 
-use super::StateFile;
+use crate::state::StateFile;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -26,11 +26,11 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::oneshot;
 
-use super::atomic::{open_secret_new, parent_dir, sync_dir};
-use super::journal::{HeldSecret, JournalRecord, Outcome};
-use super::room::Room;
-use super::store::{Applied, Store};
-use super::{Failure, SecretsFile, StateError, TokenKey};
+use crate::fs::atomic::{open_secret_new, parent_dir, sync_dir};
+use crate::state::journal::room::Room;
+use crate::state::journal::{HeldSecret, JournalRecord, Outcome};
+use crate::state::store::{Applied, Store};
+use crate::state::{Failure, SecretsFile, StateError, TokenKey};
 
 /// How often, at most, the results and secrets files are refreshed during a run.
 pub const SAVE_INTERVAL: Duration = Duration::from_secs(3);
@@ -77,7 +77,7 @@ enum Msg {
     },
     Failure(Failure),
     ResolvedName(String, u32),
-    LearnedRate(Option<super::LearnedRate>),
+    LearnedRate(Option<crate::state::LearnedRate>),
     Finish(oneshot::Sender<Result<(), StateError>>),
 }
 
@@ -160,7 +160,7 @@ impl RecorderHandle {
     }
 
     /// Remembers the server's rate limit as this run found it (for the next run's start).
-    pub fn learned_rate(&self, rate: Option<super::LearnedRate>) {
+    pub fn learned_rate(&self, rate: Option<crate::state::LearnedRate>) {
         let _ = self.tx.send(Msg::LearnedRate(rate));
     }
 }
@@ -379,7 +379,11 @@ impl Task {
         let mut buf = zeroize::Zeroizing::new(Vec::<u8>::new());
         while self.next_batch(&mut rx, &mut batch).await {
             if !batch.is_empty() {
-                self.write_batch(std::mem::take(&mut batch), &mut buf, super::now_rfc3339());
+                self.write_batch(
+                    std::mem::take(&mut batch),
+                    &mut buf,
+                    crate::state::now_rfc3339(),
+                );
             }
             if self.sync_due() {
                 self.sync_and_ack();

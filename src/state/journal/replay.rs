@@ -6,15 +6,15 @@
 //! every received secret; an intent without an outcome becomes a possible orphan.
 //! The journal holds secrets, so it is created 0600 and never followed through a symlink.
 
-use super::StateFile;
+use crate::state::StateFile;
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use super::{StateError, TokenKey};
 use crate::secret::Secret;
+use crate::state::{StateError, TokenKey};
 
 /// One line of the journal.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -196,7 +196,7 @@ impl JournalRecord {
 /// elsewhere is corruption.
 pub fn replay(path: &Path) -> Result<Replayed, StateError> {
     // Not through a symlink, not a FIFO or device, ours and 0600, of a bounded size.
-    let Some(file) = super::atomic::open_own_secret_file(
+    let Some(file) = crate::fs::atomic::open_own_secret_file(
         path,
         StateFile::Journal,
         crate::bounded::MAX_JOURNAL_BYTES,
@@ -284,15 +284,15 @@ enum Unreadable {
 }
 
 fn parse_record(bytes: &[u8]) -> Result<JournalRecord, Unreadable> {
-    if let Err(super::results::DuplicateKey::At { .. }) =
-        super::results::reject_duplicate_keys(bytes)
+    if let Err(crate::state::results::DuplicateKey::At { .. }) =
+        crate::state::results::reject_duplicate_keys(bytes)
     {
         return Err(Unreadable::KeyTwice(
             "a key appears twice in one record".into(),
         ));
     }
     serde_json::from_slice(bytes)
-        .map_err(|e| Unreadable::Torn(super::results::json_error_kind(&e).to_string()))
+        .map_err(|e| Unreadable::Torn(crate::state::results::json_error_kind(&e).to_string()))
 }
 
 /// Whether `bytes` could be part of a record as this tool writes it: no byte below 0x20

@@ -1,0 +1,5 @@
+//! The state recorder.
+
+mod task;
+
+pub use task::*;
