@@ -44,6 +44,14 @@ impl StatePaths {
         }
     }
 
+    /// Where a fresh journal is written before it replaces the journal (`<journal>.next`);
+    /// one a killed run left there is removed at the next start.
+    pub fn next_journal(&self) -> PathBuf {
+        let mut name = self.journal.as_os_str().to_owned();
+        name.push(".next");
+        PathBuf::from(name)
+    }
+
     /// Moves the sealed directory (`--sealed-dir`).
     pub fn with_sealed_dir(mut self, dir: Option<&Path>) -> Self {
         if let Some(d) = dir {
