@@ -19,8 +19,9 @@
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
+use super::TokenSource;
 use super::results::{ResultsFile, SealedFile};
-use super::{TokenKey, TokenSource};
+use crate::key::TokenKey;
 
 /// An invariant a write or a load would break.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -153,7 +154,7 @@ pub fn lock_subject(results: &Path, resolved: impl Fn(&Path) -> Option<PathBuf>)
     if let Some(real) = resolved(results) {
         return real;
     }
-    let dir = super::parent_dir(results);
+    let dir = crate::fs::parent_dir(results);
     match (resolved(dir), results.file_name()) {
         (Some(d), Some(name)) => d.join(name),
         _ => results.to_path_buf(),

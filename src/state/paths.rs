@@ -21,7 +21,7 @@ impl StatePaths {
     /// The contract's defaults: `<manifest dir>/<stem>.results.json` and `.secrets.json`,
     /// overridden by `--results` / `--secrets`.
     pub fn for_manifest(manifest: &Path, results: Option<&Path>, secrets: Option<&Path>) -> Self {
-        let dir = super::atomic::parent_dir(manifest);
+        let dir = crate::fs::atomic::parent_dir(manifest);
         let stem = manifest
             .file_stem()
             .map(|s| s.to_string_lossy().into_owned())
@@ -54,6 +54,14 @@ impl StatePaths {
         }
     }
 
+    /// Where a fresh journal is written before it replaces the journal (`<journal>.next`);
+    /// one a killed run left there is removed at the next start.
+    pub fn next_journal(&self) -> PathBuf {
+        let mut name = self.journal.as_os_str().to_owned();
+        name.push(".next");
+        PathBuf::from(name)
+    }
+
     /// Moves the sealed directory (`--sealed-dir`).
     pub fn with_sealed_dir(mut self, dir: Option<&Path>) -> Self {
         if let Some(d) = dir {
@@ -69,11 +77,11 @@ fn follow_links(path: &Path) -> Option<PathBuf> {
     let mut cur = path.to_path_buf();
     for _ in 0..40 {
         match std::fs::read_link(&cur) {
-            Ok(target) => cur = super::atomic::parent_dir(&cur).join(target),
+            Ok(target) => cur = crate::fs::parent_dir(&cur).join(target),
             Err(_) => break,
         }
     }
-    let dir = std::fs::canonicalize(super::atomic::parent_dir(&cur)).ok()?;
+    let dir = std::fs::canonicalize(crate::fs::parent_dir(&cur)).ok()?;
     Some(dir.join(cur.file_name()?))
 }
 
@@ -84,7 +92,7 @@ fn sealed_dir(results: &Path) -> PathBuf {
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
     let stem = name.strip_suffix(".results.json").unwrap_or(&name);
-    super::atomic::parent_dir(results).join(format!("{stem}.sealed"))
+    crate::fs::atomic::parent_dir(results).join(format!("{stem}.sealed"))
 }
 
 /// `x.results.json` -> `x.results.<ext>`; `x` -> `x.<ext>`.

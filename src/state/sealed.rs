@@ -16,8 +16,8 @@ use std::path::{Path, PathBuf};
 
 use age::x25519;
 
-use super::atomic::{parent_dir, sync_dir};
 use super::{SecretsFile, StateError};
+use crate::fs::atomic::{parent_dir, sync_dir};
 pub use crate::recipient::{RecipientError, parse_recipient, parse_recipients_file};
 
 /// The age recipients the secrets of a run are sealed to. These are public keys: printing
@@ -178,7 +178,7 @@ impl Identities {
         r.read_to_end(&mut plain).map_err(|e| derr(e.to_string()))?;
         let doc: SecretsFile = serde_json::from_slice(&plain).map_err(|e| SealError::Content {
             path: path.to_path_buf(),
-            detail: super::results::json_error_kind(&e).to_owned(),
+            detail: super::json::json_error_kind(&e).to_owned(),
         })?;
         Ok(doc)
     }
@@ -250,11 +250,11 @@ pub fn write_new(dir: &Path, name: &str, armored: &[u8]) -> Result<PathBuf, Stat
         let _ = sync_dir(parent_dir(dir));
     }
     check_dir(dir)?;
-    super::atomic::write_atomic_new(
+    crate::fs::atomic::write_atomic_new(
         &path,
         armored,
-        super::atomic::FileKind::Public,
-        StateFile::Sealed,
+        crate::fs::FileKind::Public,
+        StateFile::Sealed.word(),
     )?;
     Ok(path)
 }
@@ -290,7 +290,9 @@ pub fn check_dir(dir: &Path) -> Result<(), StateError> {
     }
     // Its owner and mode, and its ancestors', as for the state directory: another user who
     // can write it could delete the only copy of the secrets, or swap a file.
-    super::atomic::check_state_place(&[&dir.join(".probe")]).map_err(|e| match e {
+    crate::fs::trust::check_state_place(&[&dir.join(".probe")]).map_err(|e| match StateError::from(
+        e,
+    ) {
         StateError::Untrusted { path, reason, .. } if path == dir => untrusted(reason),
         other => other,
     })
@@ -387,8 +389,8 @@ pub fn list(dir: &Path) -> Result<Vec<PathBuf>, SealError> {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+    use crate::key::TokenKey;
     use crate::secret::Secret;
-    use crate::state::TokenKey;
     use age::secrecy::ExposeSecret;
 
     fn doc(name: &str, id: i64, secret: &str) -> SecretsFile {
