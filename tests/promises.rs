@@ -478,3 +478,61 @@ fn an_import_refuses_a_replaced_token_that_is_another_rows_current_one() {
     assert!(r.stderr.contains("160343/t00"), "{}", r.stderr);
     assert!(!files.results.exists(), "something was recorded");
 }
+
+/// `apply --yes` with the files' state paths, without the chaos suites' `--resend-ambiguous`.
+fn plain_apply(env: &Env, files: &Files) -> Run {
+    env.run_cmd(
+        env.cmd()
+            .arg("apply")
+            .arg(&files.manifest)
+            .arg("--yes")
+            .arg("--results")
+            .arg(&files.results)
+            .arg("--secrets")
+            .arg(&files.secrets)
+            .args(["--request-timeout", "2"]),
+        LIMIT,
+    )
+}
+
+/// Defect 6: with a server that always answers 500 after creating, the ambiguity budget (2)
+/// holds across runs: three runs create 2 tokens, not 6; `orphans clear` (after checking the
+/// UI) lets the token be sent again.
+#[test]
+fn the_ambiguity_budget_holds_across_runs_until_orphans_clear() {
+    let (mut config, manifest) = workload(1, 1);
+    config.faults = logzio_tokens::simulator::FaultRates {
+        error_after_create: 1.0,
+        ..Default::default()
+    };
+    let env = Env::with_sim(config);
+    let files = Files::new(&env, &manifest);
+    let first = plain_apply(&env, &files);
+    assert_eq!(first.code, Some(1), "{}", first.stderr);
+    assert_eq!(env.sim().ground_truth().len(), 2);
+    for _ in 0..2 {
+        let again = plain_apply(&env, &files);
+        assert_eq!(again.code, Some(1), "{}", again.stderr);
+        assert!(again.stderr.contains("orphans clear"), "{}", again.stderr);
+    }
+    assert_eq!(
+        env.sim().ground_truth().len(),
+        2,
+        "a token at its ambiguity budget was sent again by a later run"
+    );
+    env.run_cmd(
+        env.cmd()
+            .args(["orphans", "clear", "m.yaml", "--results"])
+            .arg(&files.results)
+            .arg("--secrets")
+            .arg(&files.secrets),
+        LIMIT,
+    )
+    .expect_code(0);
+    plain_apply(&env, &files);
+    assert_eq!(
+        env.sim().ground_truth().len(),
+        4,
+        "not sent after orphans clear"
+    );
+}

@@ -185,6 +185,10 @@ pub struct ExecArgs {
     /// again and is reported unresolved with its possible orphans.
     #[arg(long, value_name = "N")]
     pub max_ambiguous: Option<u32>,
+    /// Send again the tokens whose earlier runs used up the ambiguity budget (their possible
+    /// orphans checked in the UI); without it they are not sent until `orphans clear`.
+    #[arg(long)]
+    pub resend_ambiguous: bool,
 }
 
 /// The options `plan` and `apply` share: the API, the state files, how requests are sent.

@@ -189,6 +189,8 @@ pub struct ExecSettings {
     pub max_attempts: u32,
     /// Ambiguous attempts per token.
     pub max_ambiguous: u32,
+    /// `--resend-ambiguous`: earlier runs' ambiguous attempts do not count.
+    pub resend_ambiguous: bool,
 }
 
 /// Resolves concurrency, rate and attempts.
@@ -223,6 +225,7 @@ fn resolve_exec(manifest: &Manifest, args: &ExecArgs) -> Result<ExecSettings, Cl
             DEFAULT_MAX_AMBIGUOUS,
             limits::MAX_AMBIGUOUS,
         )?,
+        resend_ambiguous: args.resend_ambiguous,
     })
 }
 
