@@ -536,3 +536,70 @@ fn the_ambiguity_budget_holds_across_runs_until_orphans_clear() {
         "not sent after orphans clear"
     );
 }
+
+/// Defect 15: a 403 for a replaced token counts as "deleted" (taking it off the remove-by-hand
+/// list for good) only when the same run's probe of a current token of that account answered
+/// 200. Here the current token answers 403 too (as a misrouted or failing endpoint would to
+/// everything): the replaced token stays listed, `unknown`.
+#[test]
+fn a_replaced_tokens_403_counts_only_beside_a_current_token_that_answered_200() {
+    let (config, manifest) = workload(1, 1);
+    let env = Env::with_sim(config);
+    let files = Files::new(&env, &manifest);
+    run(&env, &files, &[]).expect_code(0);
+    let mut v: Value = serde_json::from_slice(&std::fs::read(&files.results).unwrap()).unwrap();
+    v["accounts"]["160343"]["t00"]["created_at"] = Value::from("2020-01-01T00:00:00Z");
+    let old = v["accounts"]["160343"]["t00"]["token_id"].as_i64().unwrap();
+    std::fs::write(&files.results, serde_json::to_vec_pretty(&v).unwrap()).unwrap();
+    run(&env, &files, &["--rotate-older-than", "90d"]).expect_code(0);
+    let v: Value = serde_json::from_slice(&std::fs::read(&files.results).unwrap()).unwrap();
+    let current = v["accounts"]["160343"]["t00"]["token_id"].as_i64().unwrap();
+    assert_ne!(current, old);
+    assert!(env.sim().delete_token(old));
+    assert!(env.sim().delete_token(current));
+    let verify = env.run_cmd(
+        env.cmd()
+            .arg("verify")
+            .arg(&files.manifest)
+            .arg("--results")
+            .arg(&files.results)
+            .arg("--secrets")
+            .arg(&files.secrets),
+        LIMIT,
+    );
+    assert_eq!(verify.code, Some(1), "{}", verify.stderr);
+    let v: Value = serde_json::from_slice(&std::fs::read(&files.results).unwrap()).unwrap();
+    let replaced = v["superseded"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["token_id"] == old)
+        .unwrap();
+    assert_ne!(
+        replaced["status"], "revoked",
+        "one 403 took a replaced token off the remove-by-hand list: {v:#}"
+    );
+    // Once a current token of the account answers 200, a 403 for the replaced one counts.
+    let (_, manifest2) = workload(1, 2);
+    std::fs::write(&files.manifest, manifest2).unwrap();
+    run(&env, &files, &[]).expect_code(0);
+    let verify = env.run_cmd(
+        env.cmd()
+            .arg("verify")
+            .arg(&files.manifest)
+            .arg("--results")
+            .arg(&files.results)
+            .arg("--secrets")
+            .arg(&files.secrets),
+        LIMIT,
+    );
+    assert_eq!(verify.code, Some(1), "{}", verify.stderr);
+    let v: Value = serde_json::from_slice(&std::fs::read(&files.results).unwrap()).unwrap();
+    let replaced = v["superseded"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["token_id"] == old)
+        .unwrap();
+    assert_eq!(replaced["status"], "revoked", "{v:#}");
+}
