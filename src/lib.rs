@@ -18,6 +18,7 @@ pub mod api;
 pub mod backoff;
 pub mod bounded;
 pub mod cli;
+pub mod clock;
 pub mod execution;
 pub mod fs;
 pub mod hardening;
