@@ -167,6 +167,7 @@ pub fn parent_dir(path: &Path) -> &Path {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::disallowed_methods)] // tests set up real files, clocks and seeds
     #![allow(clippy::unwrap_used)]
     use std::fs;
     use std::os::unix::fs::MetadataExt;

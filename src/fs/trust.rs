@@ -224,6 +224,7 @@ pub(crate) fn check_state_place<F: Fs>(fs: &F, files: &[&Path]) -> Result<(), Fi
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::disallowed_methods)] // tests set up real files, clocks and seeds
     #![allow(clippy::unwrap_used)]
     use std::os::unix::fs::PermissionsExt;
 

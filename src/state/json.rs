@@ -189,6 +189,7 @@ pub(crate) fn json_error_detail(e: &serde_json::Error) -> String {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::disallowed_methods)] // tests set up real files, clocks and seeds
     #![allow(clippy::unwrap_used)]
     use super::*;
     use crate::state::ResultsFile;

@@ -283,6 +283,7 @@ pub fn list_in<F: Fs>(fs: &F, dir: &Path) -> Result<Vec<PathBuf>, SealError> {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::disallowed_methods)] // tests set up real files, clocks and seeds
     #![allow(clippy::unwrap_used)]
     use super::*;
     use crate::key::TokenKey;

@@ -16,6 +16,7 @@ use crate::fs::atomic::{FileKind, parent_dir, remove_stale_temps, write_atomic_i
 use crate::fs::trust::check_secret_target;
 use crate::fs::{Fs, Meta, RealFs};
 use crate::key::TokenKey;
+use crate::random::{self, Random};
 
 /// What a start-of-run replay of an earlier journal found.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -65,7 +66,7 @@ pub struct Store<F: Fs = RealFs> {
     /// The wall clock (timestamps) and the monotonic one (the recorder's intervals).
     clock: SharedClock,
     /// Where run ids come from.
-    rng: rand::rngs::StdRng,
+    rng: Random,
 }
 
 /// What identifies the version of a file this process read or wrote: another program that
@@ -112,20 +113,26 @@ impl Store {
     /// saves the merged files and removes the journal. `api_url` is checked against the one the
     /// results were made with.
     pub fn open(paths: StatePaths, api_url: Option<&str>) -> Result<Store, StateError> {
-        Store::open_in(RealFs, SystemClock::shared(), os_rng(), paths, api_url)
+        Store::open_in(
+            RealFs,
+            SystemClock::shared(),
+            random::from_os(),
+            paths,
+            api_url,
+        )
     }
 
     /// Reads the state and replays any journal in memory, without locking or writing (for
     /// `plan`, which must see what an interrupted run received).
     pub fn read(paths: StatePaths, api_url: Option<&str>) -> Result<Store, StateError> {
-        Store::read_in(RealFs, SystemClock::shared(), os_rng(), paths, api_url)
+        Store::read_in(
+            RealFs,
+            SystemClock::shared(),
+            random::from_os(),
+            paths,
+            api_url,
+        )
     }
-}
-
-/// A random source seeded by the operating system: the default for run ids.
-#[allow(clippy::disallowed_methods)] // the injected default: the OS's randomness is read here
-fn os_rng() -> rand::rngs::StdRng {
-    rand::SeedableRng::from_os_rng()
 }
 
 impl<F: Fs> Store<F> {
@@ -133,7 +140,7 @@ impl<F: Fs> Store<F> {
     pub fn open_in(
         fs: F,
         clock: SharedClock,
-        rng: rand::rngs::StdRng,
+        rng: Random,
         paths: StatePaths,
         api_url: Option<&str>,
     ) -> Result<Store<F>, StateError> {
@@ -177,7 +184,7 @@ impl<F: Fs> Store<F> {
     pub fn read_in(
         fs: F,
         clock: SharedClock,
-        rng: rand::rngs::StdRng,
+        rng: Random,
         paths: StatePaths,
         api_url: Option<&str>,
     ) -> Result<Store<F>, StateError> {
@@ -570,6 +577,7 @@ pub enum Applied {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::disallowed_methods)] // tests set up real files, clocks and seeds
     #![allow(clippy::unwrap_used)]
     use super::*;
     use crate::key::CreateKind;
