@@ -9,15 +9,13 @@
 //! after a crash writes those records out as sealed files without decrypting them.
 
 use super::StateFile;
-use std::fs::{self, OpenOptions};
 use std::io::{Read, Write};
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use age::x25519;
 
 use super::{SecretsFile, StateError};
-use crate::fs::atomic::{parent_dir, sync_dir};
+use crate::fs::{FileType, Fs, FsFile, OpenHow, RealFs};
 pub use crate::recipient::{RecipientError, parse_recipient, parse_recipients_file};
 
 /// The age recipients the secrets of a run are sealed to. These are public keys: printing
@@ -141,7 +139,7 @@ impl Identities {
             path: path.to_path_buf(),
             detail,
         };
-        let bytes = read_bounded(path, MAX_IDENTITY_FILE).map_err(|e| match e {
+        let bytes = read_bounded(&RealFs, path, MAX_IDENTITY_FILE).map_err(|e| match e {
             SealError::Read { source, .. } => ierr(source.to_string()),
             other => other,
         })?;
@@ -159,7 +157,12 @@ impl Identities {
 
     /// Decrypts a sealed file into the secrets document it holds.
     pub fn open(&self, path: &Path) -> Result<SecretsFile, SealError> {
-        let bytes = read_bounded(path, MAX_SEALED_FILE)?;
+        self.open_in(&RealFs, path)
+    }
+
+    /// [`Identities::open`] on the filesystem `fs`.
+    pub fn open_in<F: Fs>(&self, fs: &F, path: &Path) -> Result<SecretsFile, SealError> {
+        let bytes = read_bounded(fs, path, MAX_SEALED_FILE)?;
         self.open_bytes(path, &bytes)
     }
 
@@ -184,16 +187,12 @@ impl Identities {
     }
 }
 
-fn read_bounded(path: &Path, limit: u64) -> Result<Vec<u8>, SealError> {
+fn read_bounded<F: Fs>(fs: &F, path: &Path, limit: u64) -> Result<Vec<u8>, SealError> {
     let rerr = |source| SealError::Read {
         path: path.to_path_buf(),
         source,
     };
-    let file = OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
-        .open(path)
-        .map_err(rerr)?;
+    let file = fs.open(path, &OpenHow::read(false)).map_err(rerr)?;
     let meta = file.metadata().map_err(rerr)?;
     if !meta.is_file() {
         return Err(rerr(std::io::Error::other("not a regular file")));
@@ -208,9 +207,14 @@ fn read_bounded(path: &Path, limit: u64) -> Result<Vec<u8>, SealError> {
     Ok(bytes)
 }
 
-/// A new run id: 8 hex digits.
-pub fn new_run_id() -> String {
-    format!("{:08x}", rand::random::<u32>())
+/// The bytes of a sealed file (a regular file, not through a symlink, of a bounded size).
+pub fn read_in<F: Fs>(fs: &F, path: &Path) -> Result<Vec<u8>, SealError> {
+    read_bounded(fs, path, MAX_SEALED_FILE)
+}
+
+/// A new run id: 8 hex digits, from `rng`.
+pub fn new_run_id(rng: &mut impl rand::Rng) -> String {
+    format!("{:08x}", rng.random::<u32>())
 }
 
 /// The name of a run's sealed file: `20261129T210306Z-1a2b3c4d.age`.
@@ -229,32 +233,30 @@ pub fn file_name(at: time::OffsetDateTime, run_id: &str) -> String {
 /// temp file (removed by the next run), never a truncated file under the final name. The
 /// directory is created (0700) when missing.
 pub fn write_new(dir: &Path, name: &str, armored: &[u8]) -> Result<PathBuf, StateError> {
+    write_new_in(&RealFs, dir, name, armored)
+}
+
+/// [`write_new`] on the filesystem `fs`.
+pub fn write_new_in<F: Fs>(
+    fs: &F,
+    dir: &Path,
+    name: &str,
+    armored: &[u8],
+) -> Result<PathBuf, StateError> {
     let path = dir.join(name);
-    if let Err(source) = fs::symlink_metadata(dir) {
-        if source.kind() != std::io::ErrorKind::NotFound {
-            return Err(StateError::Write {
-                kind: StateFile::Sealed,
-                path: dir.to_path_buf(),
-                source,
-            });
-        }
-        fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(dir)
-            .map_err(|source| StateError::Write {
-                kind: StateFile::Sealed,
-                path: dir.to_path_buf(),
-                source,
-            })?;
-        let _ = sync_dir(parent_dir(dir));
-    }
-    check_dir(dir)?;
-    crate::fs::atomic::write_atomic_new(
+    fs.create_dir_all(dir).map_err(|source| StateError::Write {
+        kind: StateFile::Sealed,
+        path: dir.to_path_buf(),
+        source,
+    })?;
+    check_dir_in(fs, dir)?;
+    crate::fs::atomic::write_atomic_in(
+        fs,
         &path,
         armored,
         crate::fs::FileKind::Public,
         StateFile::Sealed.word(),
+        false,
     )?;
     Ok(path)
 }
@@ -264,12 +266,17 @@ pub fn write_new(dir: &Path, name: &str, armored: &[u8]) -> Result<PathBuf, Stat
 /// not be writable by others (who could delete or swap the sealed files). A missing one is
 /// fine: it is created when the first sealed file is written.
 pub fn check_dir(dir: &Path) -> Result<(), StateError> {
+    check_dir_in(&RealFs, dir)
+}
+
+/// [`check_dir`] on the filesystem `fs`.
+pub fn check_dir_in<F: Fs>(fs: &F, dir: &Path) -> Result<(), StateError> {
     let untrusted = |reason: String| StateError::Untrusted {
         kind: StateFile::SealedDirectory,
         path: dir.to_path_buf(),
         reason,
     };
-    let meta = match fs::symlink_metadata(dir) {
+    let meta = match fs.symlink_metadata(dir) {
         Ok(m) => m,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
         Err(source) => {
@@ -280,7 +287,7 @@ pub fn check_dir(dir: &Path) -> Result<(), StateError> {
             });
         }
     };
-    if meta.file_type().is_symlink() {
+    if meta.is_symlink() {
         return Err(untrusted(
             "it is a symbolic link; point --sealed-dir at the real directory".into(),
         ));
@@ -290,11 +297,11 @@ pub fn check_dir(dir: &Path) -> Result<(), StateError> {
     }
     // Its owner and mode, and its ancestors', as for the state directory: another user who
     // can write it could delete the only copy of the secrets, or swap a file.
-    crate::fs::trust::check_state_place(&[&dir.join(".probe")]).map_err(|e| match StateError::from(
-        e,
-    ) {
-        StateError::Untrusted { path, reason, .. } if path == dir => untrusted(reason),
-        other => other,
+    crate::fs::trust::check_state_place(fs, &[&dir.join(".probe")]).map_err(|e| {
+        match StateError::from(e) {
+            StateError::Untrusted { path, reason, .. } if path == dir => untrusted(reason),
+            other => other,
+        }
     })
 }
 
@@ -320,7 +327,16 @@ pub struct Sorted {
 
 /// Sorts the sealed files of `dir` against the `listed` ones ([`Sorted`]).
 pub fn sort_listed(dir: &Path, listed: &[super::results::SealedFile]) -> Result<Sorted, SealError> {
-    let found = list(dir)?;
+    sort_listed_in(&RealFs, dir, listed)
+}
+
+/// [`sort_listed`] on the filesystem `fs`.
+pub fn sort_listed_in<F: Fs>(
+    fs: &F,
+    dir: &Path,
+    listed: &[super::results::SealedFile],
+) -> Result<Sorted, SealError> {
+    let found = list_in(fs, dir)?;
     let mut out = Sorted::default();
     for l in listed {
         let path = dir.join(&l.file);
@@ -333,7 +349,7 @@ pub fn sort_listed(dir: &Path, listed: &[super::results::SealedFile]) -> Result<
                 .push((path, "its listed name is not a file name".into()));
             continue;
         }
-        match read_bounded(&path, MAX_SEALED_FILE) {
+        match read_bounded(fs, &path, MAX_SEALED_FILE) {
             Ok(bytes) => match super::invariants::sealed_file_trusted(l, &bytes) {
                 Ok(()) => out.trusted.push((path, bytes)),
                 Err(v) => out.ignored.push((path, v.to_string())),
@@ -358,7 +374,12 @@ pub fn sort_listed(dir: &Path, listed: &[super::results::SealedFile]) -> Result<
 /// The sealed files of a directory, oldest first (by name: names start with the UTC time).
 /// A missing directory has none.
 pub fn list(dir: &Path) -> Result<Vec<PathBuf>, SealError> {
-    let entries = match fs::read_dir(dir) {
+    list_in(&RealFs, dir)
+}
+
+/// [`list`] on the filesystem `fs`.
+pub fn list_in<F: Fs>(fs: &F, dir: &Path) -> Result<Vec<PathBuf>, SealError> {
+    let entries = match fs.read_dir(dir) {
         Ok(e) => e,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
         Err(source) => {
@@ -370,15 +391,8 @@ pub fn list(dir: &Path) -> Result<Vec<PathBuf>, SealError> {
     };
     let mut out = Vec::new();
     for entry in entries {
-        let entry = entry.map_err(|source| SealError::Read {
-            path: dir.to_path_buf(),
-            source,
-        })?;
-        let path = entry.path();
-        if path.extension().is_some_and(|e| e == "age")
-            && entry.file_type().is_ok_and(|t| t.is_file())
-        {
-            out.push(path);
+        if entry.path.extension().is_some_and(|e| e == "age") && entry.file_type == FileType::File {
+            out.push(entry.path);
         }
     }
     out.sort();
@@ -387,11 +401,13 @@ pub fn list(dir: &Path) -> Result<Vec<PathBuf>, SealError> {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::disallowed_methods)] // tests set up real files, clocks and seeds
     #![allow(clippy::unwrap_used)]
     use super::*;
     use crate::key::TokenKey;
     use crate::secret::Secret;
     use age::secrecy::ExposeSecret;
+    use std::fs;
 
     fn doc(name: &str, id: i64, secret: &str) -> SecretsFile {
         let mut d = SecretsFile::default();
@@ -470,7 +486,7 @@ mod tests {
     fn file_names_sort_by_time() {
         let t = time::macros::datetime!(2026-11-29 21:03:06 UTC);
         assert_eq!(file_name(t, "1a2b3c4d"), "20261129T210306Z-1a2b3c4d.age");
-        assert_eq!(new_run_id().len(), 8);
+        assert_eq!(new_run_id(&mut rand::rng()).len(), 8);
     }
 
     fn identity_file(dir: &Path, key: &x25519::Identity, size: usize) -> std::path::PathBuf {
@@ -522,7 +538,7 @@ mod tests {
         let path = dir.path().join("big.age");
         fs::write(&path, vec![b'a'; 2 * 1024 * 1024]).unwrap();
         assert_eq!(
-            read_bounded(&path, MAX_SEALED_FILE).unwrap().len(),
+            read_bounded(&RealFs, &path, MAX_SEALED_FILE).unwrap().len(),
             2 * 1024 * 1024
         );
     }

@@ -87,6 +87,7 @@ pub async fn run(args: &ApplyArgs, printer: &Printer) -> Result<Exit, CliError> 
         stats,
         observer: observer(&settings, printer),
         cancel,
+        rng: crate::random::from_os(),
     };
     let mut config = exec_config(&settings);
     config.earlier_ambiguous = earlier_ambiguous;
