@@ -42,6 +42,11 @@ pub async fn run(args: &VerifyArgs, printer: &Printer) -> Result<Exit, CliError>
     drop(secrets);
 
     let client = probe_client(&settings, run.exec.concurrency as usize)?;
+    // Every secret about to be sent is scrubbed from every answer, not only from the answers
+    // after its own probe: a server may echo one token's secret in another's answer.
+    for p in &probes {
+        client.scrub_also(&p.secret);
+    }
     let stats = Arc::new(Stats::default());
     let pacer = Arc::new(Pacer::new(run.exec.rate, true));
     let cancel = Cancel::default();
