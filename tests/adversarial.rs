@@ -87,6 +87,11 @@ pub(crate) fn http(status: &str, headers: &str, body: &[u8]) -> Vec<u8> {
     v
 }
 
+/// An answer that never comes: the request is read, the connection stays open, silent.
+pub(crate) fn hang() -> Option<Vec<u8>> {
+    Some(Vec::new())
+}
+
 pub(crate) fn ok(body: &str) -> Option<Vec<u8>> {
     Some(http("200 OK", "", body.as_bytes()))
 }
@@ -139,6 +144,10 @@ async fn serve_one(
     };
     requests.lock().unwrap().push(req.clone());
     let answer = reply(&req).unwrap_or_else(|| normal_answer(&req));
+    if answer.is_empty() {
+        // `hang()`: the request is read and never answered (until the server stops).
+        std::future::pending::<()>().await;
+    }
     let _ = stream.write_all(&answer).await;
     let _ = stream.shutdown().await;
 }

@@ -460,14 +460,16 @@ async fn confirm(n: usize) -> bool {
     .unwrap_or(false)
 }
 
-/// First Ctrl-C (or SIGTERM): stop sending, drain, save. Second Ctrl-C: exit at once; the
-/// journal lets the next run recover everything received. Both signal streams are registered
-/// before anything is printed, so no Ctrl-C is missed.
+/// First Ctrl-C, SIGTERM or SIGHUP (a closed terminal, some CI cancellations): stop sending,
+/// drain, save. Second Ctrl-C: exit at once; the journal lets the next run recover everything
+/// received. The signal streams are registered before anything is printed, so no signal is
+/// missed (SIGHUP's default would kill the run with creates in flight, unrecorded).
 async fn watch_signals(cancel: Cancel, stats: Arc<Stats>, printer: Printer) {
     use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut int), Ok(mut term)) = (
+    let (Ok(mut int), Ok(mut term), Ok(mut hup)) = (
         signal(SignalKind::interrupt()),
         signal(SignalKind::terminate()),
+        signal(SignalKind::hangup()),
     ) else {
         tracing::warn!("cannot listen for Ctrl-C; it will stop the run without draining");
         return;
@@ -475,6 +477,7 @@ async fn watch_signals(cancel: Cancel, stats: Arc<Stats>, printer: Printer) {
     tokio::select! {
         _ = int.recv() => {}
         _ = term.recv() => {}
+        _ = hup.recv() => {}
     }
     cancel.cancel();
     progress::leave_bar();

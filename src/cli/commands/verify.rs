@@ -17,11 +17,11 @@ use crate::cli::error::{CliError, Exit};
 use crate::cli::output::{Printer, count};
 use crate::cli::progress::{self, Mode, Progress};
 use crate::cli::report::{Message, V1, VerifiedLine, VerifySummaryLine};
-use crate::execution::{Backoff, Cancel, Pacer, Stats};
+use crate::execution::{Backoff, Pacer, Stats};
 use crate::plan::{self as planner};
 use crate::secret::Secret;
 use crate::state::{Identities, SecretsFile, Store, TokenKey, TokenStatus};
-use crate::verify::{OnVerdict, Probe, ProbeConfig, ProbeReport, Verdict, probe_all};
+use crate::verify::{OnVerdict, Probe, ProbeConfig, ProbeReport, Stop, Verdict, probe_all};
 
 /// A recorded token with no known secret.
 #[derive(Debug)]
@@ -49,8 +49,8 @@ pub async fn run(args: &VerifyArgs, printer: &Printer) -> Result<Exit, CliError>
     }
     let stats = Arc::new(Stats::default());
     let pacer = Arc::new(Pacer::new(run.exec.rate, true));
-    let cancel = Cancel::default();
-    let signals = tokio::spawn(watch_signals(cancel.clone()));
+    let stop = Stop::default();
+    let signals = tokio::spawn(watch_signals(stop.clone(), stats.clone(), *printer));
     let mode = if settings.no_progress || printer.quiet || probes.is_empty() {
         Mode::Off
     } else if printer.stderr_is_terminal() && !settings.json {
@@ -93,7 +93,7 @@ pub async fn run(args: &VerifyArgs, printer: &Printer) -> Result<Exit, CliError>
         pacer,
         stats.clone(),
         settings.json.then(|| json_lines(*printer)),
-        cancel,
+        stop,
     )
     .await;
     progress.finish();
@@ -230,21 +230,39 @@ fn json_lines(printer: Printer) -> OnVerdict {
     })
 }
 
-/// Ctrl-C (or SIGTERM): stop sending; probes in flight finish; what was seen is recorded.
-async fn watch_signals(cancel: Cancel) {
+/// Ctrl-C, SIGTERM or SIGHUP (a closed terminal, a cancelled CI job): stop sending; probes in
+/// flight finish; what was seen is recorded. A second Ctrl-C (or SIGTERM or SIGHUP): stop
+/// waiting for the probes in flight too (they only read, so nothing is lost) and record what
+/// was seen. All three streams are registered before the first probe is sent.
+async fn watch_signals(stop: Stop, stats: Arc<Stats>, printer: Printer) {
     use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut int), Ok(mut term)) = (
+    let (Ok(mut int), Ok(mut term), Ok(mut hup)) = (
         signal(SignalKind::interrupt()),
         signal(SignalKind::terminate()),
+        signal(SignalKind::hangup()),
     ) else {
+        tracing::warn!(
+            "cannot listen for Ctrl-C; it will stop verify without recording what was probed"
+        );
         return;
     };
     tokio::select! {
         _ = int.recv() => {}
         _ = term.recv() => {}
+        _ = hup.recv() => {}
     }
-    cancel.cancel();
+    stop.stop.cancel();
     progress::leave_bar();
+    printer.info(&format!(
+        "Stopping: no new probes; waiting for {} in flight (press Ctrl-C again to stop waiting; what was probed is recorded either way)",
+        Stats::get(&stats.in_flight)
+    ));
+    tokio::select! {
+        _ = int.recv() => {}
+        _ = term.recv() => {}
+        _ = hup.recv() => {}
+    }
+    stop.abandon.cancel();
 }
 
 /// The counts of current tokens by status, and the exit code.
@@ -348,6 +366,11 @@ impl Summary {
         ));
         if let Some(m) = &report.fatal {
             printer.error(&format!("stopped: {m}"));
+        } else if report.abandoned > 0 {
+            printer.info(&format!(
+                "Interrupted twice: stopped waiting for {} in flight (a probe only reads: nothing is lost); what was probed is recorded.",
+                count(report.abandoned, "probe")
+            ));
         } else if report.interrupted {
             printer.info("Interrupted: what was probed is recorded.");
         }
