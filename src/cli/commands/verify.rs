@@ -40,6 +40,9 @@ pub async fn run(args: &VerifyArgs, printer: &Printer) -> Result<Exit, CliError>
     let secrets = secrets_of(&settings, &store)?;
     let (probes, unverifiable) = probes_of(&settings, &store, &secrets);
     drop(secrets);
+    if let Some(warning) = foreign_host_warning(&settings, probes.len()) {
+        printer.warn(&warning);
+    }
 
     let client = probe_client(&settings, run.exec.concurrency as usize)?;
     // Every secret about to be sent is scrubbed from every answer, not only from the answers
@@ -197,6 +200,25 @@ fn probes_of(
         }
     }
     (probes, unverifiable)
+}
+
+/// apply's warning for an API URL whose host is not a Logz.io API host (a proxy, a typo, a
+/// look-alike), said for what verify sends there: every probed token's own secret. Like
+/// apply's, a warning and not a refusal: a proxy in front of the API is legitimate.
+fn foreign_host_warning(settings: &VerifySettings, probes: usize) -> Option<String> {
+    let api = &settings.run.api;
+    if api.simulate || probes == 0 {
+        return None;
+    }
+    let crate::api::Endpoint::Url(url) = &api.endpoint else {
+        return None;
+    };
+    crate::api::endpoint::foreign_host(url).map(|host| {
+        format!(
+            "the API URL's host {host} is not a Logz.io API host (api*.logz.io): the secret of each of the {} verified is sent to it; check that it is your proxy",
+            count(probes, "token")
+        )
+    })
 }
 
 /// A client for the probes only: it never sends the owner token (an empty one stands in for
