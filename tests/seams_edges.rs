@@ -466,3 +466,120 @@ fn dotenv_export_refuses_names_that_map_to_one_variable() {
     // JSON keeps the names apart.
     export(&env, &["--format", "json", "--out", "t.json"]).expect_code(0);
 }
+
+// --- low: the identity file, the export target, the redirect wording -----------------------------
+
+/// An identity file of this user that others can read is refused with what to run, as ssh
+/// refuses such a private key; a symlink to a good one (a Kubernetes secret volume is made of
+/// them) is followed — it used to be refused with a bare "Too many levels of symbolic links".
+#[test]
+fn an_identity_others_can_read_is_refused_and_a_linked_one_is_used() {
+    use age::secrecy::ExposeSecret;
+    use std::os::unix::fs::PermissionsExt;
+    const SECRET: &str = "sub-secret-sealed-3e4f5a6b";
+    let env = Env::new();
+    let id = age::x25519::Identity::generate();
+    let key = env.write("key.txt", &format!("{}\n", id.to_string().expose_secret()));
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let server = hostile(|req| (req.create > 0).then(|| created(7601, SECRET)).flatten());
+    let recipient = id.to_public().to_string();
+    apply(&env, &server.url, &["ci"], &["--recipient", &recipient]).expect_code(0);
+    let run = export(&env, &["--identity", "key.txt", "--stdout"]);
+    run.expect_code(3);
+    assert!(
+        run.stderr.contains(
+            "its mode is 0644, so other users can read this private key; run `chmod 600 key.txt`"
+        ),
+        "{}",
+        run.stderr
+    );
+    assert_absent(&run, SECRET);
+    assert_absent(&run, "AGE-SECRET-KEY");
+    let run = verify(&env, &server.url, &["--identity", "key.txt"]);
+    run.expect_code(3);
+    assert!(run.stderr.contains("chmod 600 key.txt"), "{}", run.stderr);
+    crate::util::private(&key);
+    std::os::unix::fs::symlink("key.txt", env.path("link.txt")).unwrap();
+    let run = export(&env, &["--identity", "link.txt", "--stdout"]);
+    run.expect_code(0);
+    assert!(run.stdout.contains(SECRET), "{}", run.stderr);
+}
+
+/// `export --out` through a symlink is refused naming the right flag (it said `--secrets`), and
+/// into a directory every user can write without the sticky bit (anyone could swap the file
+/// once written) is refused too; nothing is written in either case.
+#[test]
+fn export_refuses_a_linked_target_and_a_directory_anyone_can_swap_files_in() {
+    use std::os::unix::fs::PermissionsExt;
+    let env = Env::new();
+    let server = hostile(|req| {
+        (req.create > 0)
+            .then(|| created(7701, "sub-secret-out-7c8d9e0f"))
+            .flatten()
+    });
+    apply(&env, &server.url, &["ci"], &[]).expect_code(0);
+    std::os::unix::fs::symlink("elsewhere.json", env.path("link.json")).unwrap();
+    let run = export(&env, &["--out", "link.json"]);
+    run.expect_code(3);
+    assert!(
+        run.stderr.contains("symbolic link") && run.stderr.contains("--out"),
+        "{}",
+        run.stderr
+    );
+    assert!(!run.stderr.contains("--secrets"), "{}", run.stderr);
+    assert!(!env.path("elsewhere.json").exists());
+    let open = env.path("open");
+    std::fs::create_dir(&open).unwrap();
+    std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let run = export(&env, &["--out", "open/t.json"]);
+    run.expect_code(3);
+    assert!(
+        run.stderr
+            .contains("has mode 0777: every user can write it and it is not sticky"),
+        "{}",
+        run.stderr
+    );
+    assert!(!open.join("t.json").exists());
+    // Sticky, as /tmp is: fine.
+    std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o1777)).unwrap();
+    export(&env, &["--out", "open/t.json"]).expect_code(0);
+    assert!(
+        std::fs::read_to_string(open.join("t.json"))
+            .unwrap()
+            .contains("sub-secret-out")
+    );
+}
+
+/// verify sends no owner token, yet a redirect's error said "the owner token would go with
+/// it". It now says what is true of verify and apply alike.
+#[test]
+fn verify_redirect_error_does_not_mention_an_owner_token() {
+    let env = Env::new();
+    let server = hostile(|req| {
+        if req.create > 0 {
+            return created(7801, "sub-secret-moved-1f2e3d4c");
+        }
+        if req.line.starts_with("GET /v2/whoami ") && req.head.contains("sub-secret-moved") {
+            return Some(crate::adversarial::http(
+                "302 Found",
+                "Location: https://elsewhere.example/v2/whoami\r\n",
+                b"",
+            ));
+        }
+        None
+    });
+    apply(&env, &server.url, &["ci"], &[]).expect_code(0);
+    let run = verify(&env, &server.url, &[]);
+    run.expect_code(3);
+    assert!(
+        run.stderr.contains("redirect to host elsewhere.example"),
+        "{}",
+        run.stderr
+    );
+    assert!(!run.stderr.contains("owner token"), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("the API token the request carries"),
+        "{}",
+        run.stderr
+    );
+}

@@ -347,16 +347,20 @@ fn read_secret(args: &ImportArgs) -> Result<Option<Secret>, CliError> {
 /// `export`: the secrets of the manifest's tokens, to a 0600 file or (explicitly) stdout.
 pub fn export(args: &ExportArgs, printer: &Printer) -> Result<Exit, CliError> {
     let settings = StateSettings::resolve(&args.manifest, &args.state)?;
+    if let Some(out) = &args.out {
+        export::check_target(out)?;
+    }
     let store = Store::read(settings.paths, None)?;
     let book = AccountBook::new(None, &store.results.resolved_names);
-    let identities = match &args.identity {
-        Some(path) => Some(
-            crate::state::Identities::load(path).map_err(|e| CliError::Fatal {
-                message: e.to_string(),
-            })?,
-        ),
-        None => None,
-    };
+    let identities =
+        match &args.identity {
+            Some(path) => Some(crate::state::Identities::load_key_file(path).map_err(|e| {
+                CliError::Fatal {
+                    message: e.to_string(),
+                }
+            })?),
+            None => None,
+        };
     let secrets = store
         .all_secrets(identities.as_ref())
         .map_err(|e| CliError::Fatal {

@@ -131,9 +131,11 @@ pub async fn run(args: &VerifyArgs, printer: &Printer) -> Result<Exit, CliError>
 /// every sealed file.
 fn secrets_of(settings: &VerifySettings, store: &Store) -> Result<SecretsFile, CliError> {
     let identities = match &settings.identity {
-        Some(path) => Some(Identities::load(path).map_err(|e| CliError::Fatal {
-            message: e.to_string(),
-        })?),
+        Some(path) => Some(
+            Identities::load_key_file(path).map_err(|e| CliError::Fatal {
+                message: e.to_string(),
+            })?,
+        ),
         None => None,
     };
     store
