@@ -519,14 +519,17 @@ fn export_refuses_a_linked_target_and_a_directory_anyone_can_swap_files_in() {
     });
     apply(&env, &server.url, &["ci"], &[]).expect_code(0);
     std::os::unix::fs::symlink("elsewhere.json", env.path("link.json")).unwrap();
-    let run = export(&env, &["--out", "link.json"]);
-    run.expect_code(3);
-    assert!(
-        run.stderr.contains("symbolic link") && run.stderr.contains("--out"),
-        "{}",
-        run.stderr
-    );
-    assert!(!run.stderr.contains("--secrets"), "{}", run.stderr);
+    for extra in [&[][..], &["--force"][..]] {
+        let run = export(&env, &[&["--out", "link.json"][..], extra].concat());
+        run.expect_code(3);
+        assert!(
+            run.stderr
+                .contains("it is a symbolic link, which is never written through; pass --out"),
+            "{}",
+            run.stderr
+        );
+        assert!(!run.stderr.contains("--secrets"), "{}", run.stderr);
+    }
     assert!(!env.path("elsewhere.json").exists());
     let open = env.path("open");
     std::fs::create_dir(&open).unwrap();
@@ -582,4 +585,32 @@ fn verify_redirect_error_does_not_mention_an_owner_token() {
         "{}",
         run.stderr
     );
+}
+
+/// Invariant 6 for apply: a server that echoes the secret of a token created by an *earlier*
+/// run in an error gets it scrubbed (the scrubber knew only this run's secrets).
+#[test]
+fn apply_scrubs_the_secret_of_an_earlier_run_from_server_errors() {
+    const OLD: &str = "sub-secret-old-run-8a7b6c5d";
+    let env = Env::new();
+    let server = hostile(|req| match req.create {
+        0 => None,
+        1 => created(7901, OLD),
+        _ => Some(crate::adversarial::http(
+            "400 Bad Request",
+            "",
+            format!(r#"{{"message":"name taken by the token {OLD}"}}"#).as_bytes(),
+        )),
+    });
+    apply(&env, &server.url, &["a"], &[]).expect_code(0);
+    let run = apply(&env, &server.url, &["a", "b"], &[]);
+    run.expect_code(1);
+    assert!(
+        run.stderr.contains("name taken by the token [redacted]"),
+        "{}",
+        run.stderr
+    );
+    assert_absent(&run, OLD);
+    let results = std::fs::read_to_string(env.path("r.json")).unwrap();
+    assert!(!results.contains(OLD), "{results}");
 }

@@ -30,6 +30,17 @@ pub async fn run(args: &ApplyArgs, printer: &Printer) -> Result<Exit, CliError> 
         printer.warn(&warning);
     }
     let conn = Connection::open(run, run.exec.concurrency as usize).await?;
+    // The secrets of earlier runs are scrubbed from server text too, not only this run's.
+    if let Some(client) = &conn.client {
+        let secrets = &store.secrets;
+        let current = secrets
+            .accounts
+            .values()
+            .flat_map(|t| t.values().map(|r| &r.token));
+        for secret in current.chain(secrets.superseded.iter().map(|s| &s.token)) {
+            client.scrub_also(secret);
+        }
+    }
     let mut plan = plan_of(&settings, &conn, &store)?;
     // Accounts that cannot get tokens are this run's failures, reported by name, before any write.
     let pre_failures = failures_before_start(&plan);
