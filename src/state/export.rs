@@ -26,9 +26,9 @@
 use serde::Deserialize;
 use zeroize::Zeroizing;
 
-use super::TokenKey;
 use super::results::{SupersededToken, TokenStatus};
 use super::secrets::SupersededSecret;
+use crate::key::TokenKey;
 use crate::secret::Secret;
 
 /// The export formats.
@@ -241,10 +241,10 @@ pub fn check_target(path: &std::path::Path) -> Result<(), super::StateError> {
         ));
     }
     // A directory that does not exist is reported by the write.
-    let Ok(dir) = std::fs::canonicalize(super::atomic::parent_dir(path)) else {
+    let Ok(dir) = std::fs::canonicalize(crate::fs::atomic::parent_dir(path)) else {
         return Ok(());
     };
-    let me = super::atomic::euid();
+    let me = crate::fs::trust::euid();
     let my_group = rustix::process::getegid().as_raw();
     for d in dir.ancestors() {
         let Ok(meta) = std::fs::metadata(d) else {
