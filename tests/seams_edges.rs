@@ -617,35 +617,24 @@ fn apply_scrubs_the_secret_of_an_earlier_run_from_server_errors() {
 
 // --- low: a sparse journal ------------------------------------------------------------------------
 
-/// Peak memory of a finished child, in KiB, from the kernel's accounting (it reaps the child).
-#[allow(unsafe_code)]
-fn peak_rss_kib(child: &std::process::Child) -> Option<i64> {
-    let pid = libc::pid_t::try_from(child.id()).unwrap();
-    let mut peak = None;
-    crate::util::wait_until(LIMIT, || {
-        let mut status = 0;
-        // SAFETY: an all-zero rusage is a valid value of that plain C struct.
-        let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-        // SAFETY: wait4(2) on our own unreaped child, with pointers to live locals.
-        let done = unsafe { libc::wait4(pid, &mut status, libc::WNOHANG, &mut usage) };
-        if done == pid {
-            peak = Some(usage.ru_maxrss);
-        }
-        done != 0
-    });
-    peak
+/// The peak memory of a running process since its exec, in KiB (`VmHWM`). Not the kernel's
+/// `ru_maxrss`: that counts the test process's own memory, which the child shares until exec.
+fn peak_rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let line = status.lines().find(|l| l.starts_with("VmHWM:")).unwrap();
+    line.split_whitespace().nth(1).unwrap().parse().unwrap()
 }
 
 /// A journal of 256 MiB of zeros (sparse: nothing on disk; the room a run reserves looks the
 /// same) was read as one line, all of it in memory (a 1 GB one took 1 GB). It is streamed now:
-/// `plan` reads it in a few megabytes.
+/// `apply` replays it in a few megabytes. (Measured while apply waits for its first answer,
+/// after the replay.)
 #[test]
-// The child is reaped by `wait4` (for its peak memory), which clippy cannot see.
-#[allow(clippy::zombie_processes)]
 fn a_sparse_journal_is_replayed_in_bounded_memory() {
     use std::os::unix::fs::PermissionsExt;
-    let env = Env::with_sim(logzio_tokens::simulator::SimConfig::default());
-    env.write(
+    let env = Env::new();
+    let server = hostile(|req| req.line.starts_with("GET /v2/whoami ").then(hang).flatten());
+    let manifest = env.write(
         "m.yaml",
         &crate::util::manifest_yaml(&[i64::from(SUB)], &["ci"]),
     );
@@ -653,30 +642,34 @@ fn a_sparse_journal_is_replayed_in_bounded_memory() {
     let f = std::fs::File::create(&journal).unwrap();
     f.set_len(256 * 1024 * 1024).unwrap();
     std::fs::set_permissions(&journal, std::fs::Permissions::from_mode(0o600)).unwrap();
-    let mut child = env
-        .cmd()
+    let mut c = env.cmd();
+    c.env("LOGZIO_API_URL", &server.url)
+        .env("LOGZIO_API_TOKEN", crate::adversarial::OWNER)
+        .arg("apply")
+        .arg(&manifest)
         .args([
-            "plan",
-            "m.yaml",
+            "--yes",
+            "--request-timeout",
+            "60",
             "--results",
             "r.json",
             "--secrets",
             "s.json",
-        ])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let peak = peak_rss_kib(&child);
-    if peak.is_none() {
-        // Still running (not reaped, so its pid is still its own): stop it.
-        let _ = child.kill();
-        let _ = child.wait();
-    }
-    let peak = peak.expect("plan did not finish");
+        ]);
+    let run = Running::spawn(&env, c, "apply");
+    // The journal is replayed before the first request.
+    assert!(
+        crate::util::wait_until(LIMIT, || server
+            .requests()
+            .iter()
+            .any(|r| r.line.starts_with("GET /v2/whoami "))),
+        "{}",
+        run.stderr()
+    );
+    let peak = peak_rss_kib(run.child.id());
     assert!(
         peak < 100 * 1024,
-        "plan took {} MiB to read a journal of zeros",
+        "apply took {} MiB to replay a journal of zeros",
         peak / 1024
     );
 }
