@@ -1,4 +1,5 @@
-//! Bakes the commit a binary was built from into `--version` (`LOGZIO_TOKENS_COMMIT`).
+//! Bakes the commit a binary was built from into `--version` (`LOGZIO_TOKENS_COMMIT`), and
+//! chooses how the journal holds its disk room (see `src/state/journal/room.rs`).
 //!
 //! The commit comes from, in order: the `LOGZIO_TOKENS_COMMIT` environment variable (a
 //! packager building from a tarball sets it), `git` in the source tree, or the
@@ -11,6 +12,7 @@ use std::process::Command;
 
 fn main() {
     println!("cargo:rerun-if-changed=build.rs");
+    journal_room();
     println!("cargo:rerun-if-env-changed=LOGZIO_TOKENS_COMMIT");
     let commit = std::env::var("LOGZIO_TOKENS_COMMIT")
         .ok()
@@ -20,6 +22,21 @@ fn main() {
         .or_else(from_cargo_vcs_info)
         .unwrap_or_default();
     println!("cargo:rustc-env=LOGZIO_TOKENS_COMMIT={commit}");
+}
+
+/// `journal_room_by_filesystem` on Linux: the journal picks how it holds its room by the
+/// filesystem's magic number, with `fallocate` where zeros would not do. Elsewhere (macOS) it
+/// takes the portable way, zeros written ahead. `LOGZIO_TOKENS_PORTABLE_JOURNAL_ROOM=1` takes
+/// the portable way on Linux too, so that the journal's tests run here as they run on macOS.
+fn journal_room() {
+    println!("cargo:rustc-check-cfg=cfg(journal_room_by_filesystem)");
+    println!("cargo:rerun-if-env-changed=LOGZIO_TOKENS_PORTABLE_JOURNAL_ROOM");
+    let linux = std::env::var("CARGO_CFG_TARGET_OS").is_ok_and(|os| os == "linux");
+    let portable =
+        std::env::var_os("LOGZIO_TOKENS_PORTABLE_JOURNAL_ROOM").is_some_and(|v| v == "1");
+    if linux && !portable {
+        println!("cargo:rustc-cfg=journal_room_by_filesystem");
+    }
 }
 
 /// `abcdef123456 2026-12-07` from `git`, and the files to watch so that a new commit or a
