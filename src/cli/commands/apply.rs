@@ -33,7 +33,7 @@ pub async fn run(args: &ApplyArgs, printer: &Printer) -> Result<Exit, CliError> 
     let conn = Connection::open(run, run.exec.concurrency as usize).await?;
     // The secrets of earlier runs are scrubbed from server text too, not only this run's.
     if let Some(client) = &conn.client {
-        let secrets = &store.secrets;
+        let secrets = store.secrets();
         let current = secrets
             .accounts
             .values()
