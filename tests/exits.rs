@@ -81,7 +81,7 @@ fn a_saved_plan_edited_after_it_was_written_is_refused() {
         .expect_code(0);
     let mut plan: Value = env.json("plan.json");
     // Drop one token from the plan, as an attacker or a careless edit would.
-    plan["create"].as_array_mut().unwrap().pop();
+    plan["changes"].as_array_mut().unwrap().pop();
     env.write("plan.json", &serde_json::to_string_pretty(&plan).unwrap());
     let run = env.run(&["apply", "plan.json", "--yes"]);
     run.expect_code(2);

@@ -116,8 +116,10 @@ pub struct ApiArgs {
         hide_possible_values = true
     )]
     pub region: Option<Region>,
-    /// API base URL; overrides the region. http:// only for loopback hosts.
-    #[arg(long, env = "LOGZIO_API_URL", value_name = "URL")]
+    /// API base URL; overrides the region. http:// only for loopback hosts. [env: LOGZIO_API_URL]
+    // Read in `config` rather than by clap, so that the plan can say where the endpoint came
+    // from (flag > environment > manifest > default).
+    #[arg(long, value_name = "URL")]
     pub api_url: Option<String>,
     /// Read the owner API token from this file (first line, trimmed) instead of LOGZIO_API_TOKEN.
     #[arg(long, value_name = "PATH")]
@@ -223,6 +225,9 @@ pub struct PlanArgs {
     /// Write the plan to this file (no secrets) for a later `apply PLAN_FILE`.
     #[arg(long, value_name = "PATH")]
     pub out: Option<PathBuf>,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub choices: ReplaceArgs,
 }
 
 /// `apply`.
@@ -245,6 +250,17 @@ pub struct ApplyArgs {
     /// No progress bar or progress lines.
     #[arg(long)]
     pub no_progress: bool,
+    /// Print JSON lines on stdout (same as --output json).
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub choices: ReplaceArgs,
+}
+
+/// Which recorded tokens are replaced (shared by plan, which previews, and apply).
+#[derive(Debug, Clone, Args)]
+pub struct ReplaceArgs {
     /// Create a new token under the same name for each token `verify` saw revoked (the old
     /// id is kept in the results file's `superseded`). Same as settings.recreate_revoked.
     #[arg(long)]

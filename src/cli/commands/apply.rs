@@ -26,11 +26,19 @@ pub async fn run(args: &ApplyArgs, printer: &Printer) -> Result<Exit, CliError> 
     let mut store = Store::open(run.paths.clone(), Some(&run.api.identity()))?;
     report_recovery(printer, &store);
     seal_or_warn(printer, &settings, &mut store);
-    if let Some(warning) = run.api.foreign_host_warning() {
+    for warning in run.api.startup_warnings() {
         printer.warn(&warning);
     }
     let conn = Connection::open(run, run.exec.concurrency as usize).await?;
-    let mut plan = plan_of(&settings, &conn, &store)?;
+    let plan = match plan_of(&settings, &conn, &store) {
+        Ok(plan) => plan,
+        Err(e) => {
+            // Nothing was sent: release the lock (and its file) before saying why.
+            drop(store);
+            conn.close().await;
+            return Err(e);
+        }
+    };
     // Accounts that cannot get tokens are this run's failures, reported by name, before any write.
     let pre_failures = failures_before_start(&plan);
     show_plan(printer, &settings, &plan, pre_failures.len());
@@ -40,8 +48,10 @@ pub async fn run(args: &ApplyArgs, printer: &Printer) -> Result<Exit, CliError> 
         return stop_before_start(printer, store, &pre_failures, conn).await;
     }
 
-    if !plan.create.is_empty() && !settings.yes && !confirm(plan.create.len()).await {
+    if plan.has_changes() && !settings.yes && !confirm(&plan).await {
         printer.info("Nothing was sent.");
+        drop(store);
+        conn.close().await;
         return Ok(Exit::Declined);
     }
 
@@ -78,12 +88,7 @@ pub async fn run(args: &ApplyArgs, printer: &Printer) -> Result<Exit, CliError> 
         observer: observer(&settings, printer),
         cancel,
     };
-    let report = execute(
-        std::mem::take(&mut plan.create),
-        exec_config(&settings),
-        services,
-    )
-    .await;
+    let report = execute(plan.to_send(), exec_config(&settings), services).await;
     beside.stop();
     let (pacer, handle) = learned_into;
     let learned = pacer.learned_rate(learned_before);
@@ -179,32 +184,75 @@ async fn stop_before_start(
     Ok(Exit::ItemsFailed)
 }
 
-/// The plan against the recorded state; for `apply PLAN_FILE`, the saved plan's tokens not
-/// recorded yet, once the plan is shown current.
+/// The plan against the recorded state, with the replacements chosen. For `apply
+/// PLAN_FILE`, the same plan derived again with the plan's choices: applied only when the
+/// saved plan is current and lists exactly its tokens (a hand-edited list is refused).
 fn plan_of(settings: &ApplySettings, conn: &Connection, store: &Store) -> Result<Plan, CliError> {
     let run = &settings.run;
-    let mut plan = conn.plan(run, store);
+    let replan = || {
+        super::super::config::command_line("plan", &run.manifest_path, &replan_flags(settings))
+            + " --out PLAN_FILE"
+    };
     if let Some(saved) = &settings.saved_plan {
         saved
             .check_current(
-                &run.manifest_path,
                 &run.manifest_bytes,
                 &store.results,
-                &store.paths.results,
+                &run.recipient_keys,
                 &run.api.identity(),
             )
-            .map_err(|e| CliError::usage(e.to_string()))?;
-        plan.create = saved.remaining(&store.results);
-    } else {
-        super::add_replacements(
-            &mut plan,
-            &run.manifest,
-            &store.results,
-            settings.recreate_revoked,
-            settings.rotate_older_than,
-        );
+            .map_err(|e| CliError::usage(e.with_replan(&replan()).to_string()))?;
+    }
+    let mut plan = conn.plan(run, store)?;
+    plan.add_replacements(
+        &run.manifest,
+        &store.results,
+        settings.recreate_revoked,
+        settings.rotate_older_than,
+        time::OffsetDateTime::now_utc(),
+    );
+    if let Some(saved) = &settings.saved_plan {
+        saved
+            .check_changes(&plan.changes())
+            .map_err(|e| CliError::usage(e.with_replan(&replan()).to_string()))?;
     }
     Ok(plan)
+}
+
+/// The flags that make the same plan again: the path flags, the accounts, the recipients
+/// given on the command line and the replacement choices.
+fn replan_flags(settings: &ApplySettings) -> Vec<String> {
+    use crate::cli::output::shell_quote;
+    let run = &settings.run;
+    let mut flags = run.path_flags();
+    for r in &run.filter.include {
+        flags.push(format!("--account {}", shell_quote(r.as_str())));
+    }
+    for r in &run.filter.exclude {
+        flags.push(format!("--exclude-account {}", shell_quote(r.as_str())));
+    }
+    for r in &run.args.seal.recipients {
+        flags.push(format!("--recipient {}", shell_quote(r)));
+    }
+    if let Some(f) = &run.args.seal.recipients_file {
+        flags.push(format!(
+            "--recipients-file {}",
+            crate::cli::config::quote_path(f)
+        ));
+    }
+    if run.api.simulate {
+        flags.push("--simulate".into());
+    }
+    if settings.recreate_revoked && run.manifest.settings.recreate_revoked != Some(true) {
+        flags.push("--recreate-revoked".into());
+    }
+    if let Some(age) = settings.rotate_older_than {
+        flags.push(format!(
+            "--rotate-older-than {}",
+            crate::plan::format_age(age.as_secs())
+        ));
+    }
+    flags
 }
 
 /// The tokens of accounts found unusable before any write (a name that resolves to no sub
@@ -245,6 +293,7 @@ fn show_plan(printer: &Printer, settings: &ApplySettings, plan: &Plan, failed_be
     if settings.json {
         Message::PlanCounts(PlanCounts {
             create: plan.create.len(),
+            replace: plan.replace.len(),
             endpoint: &run.api.identity(),
             failed_before_start,
             manifest: run.manifest.path.display().to_string(),
@@ -280,7 +329,7 @@ impl Beside {
             signals: tokio::spawn(watch_signals(cancel.clone(), stats.clone(), *printer)),
             progress: Progress::start(
                 progress_mode(settings, printer, plan),
-                plan.create.len() as u64,
+                (plan.create.len() + plan.replace.len()) as u64,
                 stats.clone(),
                 pacer.clone(),
             ),
@@ -315,7 +364,7 @@ fn observer(settings: &ApplySettings, printer: &Printer) -> Option<Arc<dyn Obser
 }
 
 fn progress_mode(settings: &ApplySettings, printer: &Printer, plan: &Plan) -> Mode {
-    if settings.no_progress || printer.quiet || plan.create.is_empty() {
+    if settings.no_progress || printer.quiet || !plan.has_changes() {
         Mode::Off
     } else if printer.stderr_is_terminal() && !settings.json {
         Mode::Bar
@@ -443,18 +492,46 @@ fn report_recovery(printer: &Printer, store: &Store) {
     }
 }
 
-async fn confirm(n: usize) -> bool {
-    let question = format!(
-        "Create {}? Tokens cannot be deleted through the API. Type 'yes' to continue: ",
-        count(n, "token")
-    );
+/// How many tokens the prompt lists before "… and N more".
+const PROMPT_LIST: usize = 20;
+
+/// The question: the counts by kind, which tokens (up to [`PROMPT_LIST`]), and what to type.
+fn question(plan: &Plan) -> String {
+    let changes = plan.changes();
+    let mut kinds = Vec::new();
+    if !plan.create.is_empty() {
+        kinds.push(format!("create {}", count(plan.create.len(), "token")));
+    }
+    if !plan.replace.is_empty() {
+        kinds.push(format!(
+            "replace {} (the old ones keep working until removed by hand)",
+            plan.replace.len()
+        ));
+    }
+    let mut q = String::new();
+    for c in changes.iter().take(PROMPT_LIST) {
+        q.push_str(&format!("  {}\n", c.describe()));
+    }
+    if changes.len() > PROMPT_LIST {
+        q.push_str(&format!("  … and {} more\n", changes.len() - PROMPT_LIST));
+    }
+    q.push_str(&format!(
+        "This will {}. Tokens cannot be deleted through the API.\nType 'yes' to continue: ",
+        kinds.join(" and ")
+    ));
+    q
+}
+
+/// Asks on the terminal; only the exact word `yes` goes on.
+async fn confirm(plan: &Plan) -> bool {
+    let question = question(plan);
     tokio::task::spawn_blocking(move || {
         use std::io::Write;
         let _ = write!(std::io::stderr(), "{question}");
         let _ = std::io::stderr().flush();
         let mut answer = String::new();
         std::io::stdin().read_line(&mut answer).is_ok()
-            && matches!(answer.trim(), "yes" | "y" | "YES" | "Yes")
+            && answer.trim_end_matches(['\n', '\r']) == "yes"
     })
     .await
     .unwrap_or(false)
