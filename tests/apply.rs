@@ -865,6 +865,7 @@ fn assert_line_shape(kind: &str, line: &Value) {
                 ("manifest", text),
                 ("present", int),
                 ("remove_by_hand", int),
+                ("replace", int),
             ],
             vec![],
         ),

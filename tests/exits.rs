@@ -22,7 +22,11 @@ fn plan_detailed_exitcode_is_2_with_changes_0_without_and_1_on_error() {
     env.write("m.yaml", &manifest_yaml(&[160_343], &["ci", "grafana"]));
     let run = env.run(&["plan", "m.yaml", "--detailed-exitcode"]);
     run.expect_code(2);
-    assert!(run.stdout.contains("2 tokens to create"), "{}", run.stdout);
+    assert!(
+        run.stdout.contains("2 to create, 0 to replace, 0 recorded"),
+        "{}",
+        run.stdout
+    );
     env.run(&["apply", "m.yaml", "--yes"]).expect_code(0);
     env.run(&["plan", "m.yaml", "--detailed-exitcode"])
         .expect_code(0);

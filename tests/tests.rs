@@ -15,6 +15,7 @@ mod rate;
 mod schema;
 mod sealed;
 mod simulator;
+mod surface;
 mod terminal;
 mod util;
 mod verify;

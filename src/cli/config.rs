@@ -395,11 +395,32 @@ impl RunSettings {
     /// The options of this run that a pasted command needs to reach the same state files
     /// and the same API: every path flag not at its default, shell-quoted.
     pub fn path_flags(&self) -> Vec<String> {
-        let mut flags = state_flags(&self.args.state);
+        let defaults = state_paths(&self.manifest_path, &no_state_args(), self.api.simulate);
+        let mut flags = Vec::new();
+        for (flag, now, default) in [
+            ("--results", &self.paths.results, &defaults.results),
+            ("--secrets", &self.paths.secrets, &defaults.secrets),
+            ("--sealed-dir", &self.paths.sealed, &defaults.sealed),
+        ] {
+            if now != default {
+                flags.push(format!("{flag} {}", quote_path(now)));
+            }
+        }
         if let Some(f) = &self.args.api.api_token_file {
             flags.push(format!("--api-token-file {}", quote_path(f)));
         }
         flags
+    }
+}
+
+/// State arguments with nothing given.
+fn no_state_args() -> StateArgs {
+    StateArgs {
+        results: None,
+        secrets: None,
+        accounts: Vec::new(),
+        exclude_accounts: Vec::new(),
+        sealed_dir: None,
     }
 }
 

@@ -316,6 +316,30 @@ impl Plan {
             }
         }
         self.present = keep;
+        // In manifest order, as the lists they came from.
+        let mut order: HashMap<(u32, &str), usize> = HashMap::new();
+        for a in &manifest.accounts {
+            let id = match &a.selector {
+                AccountSelector::Id(id) => *id,
+                AccountSelector::Name(n) => match self.resolved_names.get(n) {
+                    Some(id) => *id,
+                    None => continue,
+                },
+            };
+            for t in &a.tokens {
+                let next = order.len();
+                order.entry((id, t.as_str())).or_insert(next);
+            }
+        }
+        let rank = |r: &Replacement| {
+            order
+                .get(&(r.key.account_id, r.key.token_name.as_str()))
+                .copied()
+                .unwrap_or(usize::MAX)
+        };
+        let mut replace = std::mem::take(&mut self.replace);
+        replace.sort_by_key(|r| rank(r));
+        self.replace = replace;
     }
 
     /// Whether some wanted tokens cannot be created as things stand.

@@ -22,19 +22,19 @@ use crate::state::{Failure, LearnedRate, Recorder, Store, now_rfc3339};
 pub async fn run(args: &ApplyArgs, printer: &Printer) -> Result<Exit, CliError> {
     let settings = ApplySettings::resolve(args)?;
     let run = &settings.run;
-    // Lock and recover before talking to the API: a second run fails here, having sent nothing.
-    let mut store = Store::open(run.paths.clone(), Some(&run.api.identity()))?;
-    report_recovery(printer, &store);
-    seal_or_warn(printer, &settings, &mut store);
+    // Plan and confirm on a read of the state (the journal of an interrupted run replayed in
+    // memory), then lock and check that nothing moved: a refused or declined run leaves no
+    // lock file, and a second run still fails at the lock, having created nothing.
+    let preview = Store::read(run.paths.clone(), Some(&run.api.identity()))?;
+    report_recovery(printer, &preview);
+    warn_plaintext_on_ci(printer, &settings, &preview);
     for warning in run.api.startup_warnings() {
         printer.warn(&warning);
     }
     let conn = Connection::open(run, run.exec.concurrency as usize).await?;
-    let plan = match plan_of(&settings, &conn, &store) {
+    let plan = match plan_of(&settings, &conn, &preview) {
         Ok(plan) => plan,
         Err(e) => {
-            // Nothing was sent: release the lock (and its file) before saying why.
-            drop(store);
             conn.close().await;
             return Err(e);
         }
@@ -45,14 +45,35 @@ pub async fn run(args: &ApplyArgs, printer: &Printer) -> Result<Exit, CliError> 
 
     // --fail-fast: a failure found before any write stops the run before it starts.
     if settings.fail_fast && !pre_failures.is_empty() {
+        drop(preview);
+        let store = Store::open(run.paths.clone(), Some(&run.api.identity()))?;
         return stop_before_start(printer, store, &pre_failures, conn).await;
     }
 
     if plan.has_changes() && !settings.yes && !confirm(&plan).await {
         printer.info("Nothing was sent.");
-        drop(store);
         conn.close().await;
         return Ok(Exit::Declined);
+    }
+    let mut store = match Store::open(run.paths.clone(), Some(&run.api.identity())) {
+        Ok(store) => store,
+        Err(e) => {
+            conn.close().await;
+            return Err(e.into());
+        }
+    };
+    if crate::plan::saved::state_digest(&store.results)
+        != crate::plan::saved::state_digest(&preview.results)
+    {
+        conn.close().await;
+        return Err(CliError::usage(format!(
+            "the results file {} changed while this run planned (another run, or an edit): nothing was sent; run the command again to plan against it",
+            store.paths.results.display()
+        )));
+    }
+    drop(preview);
+    if let Some(r) = &run.recipients {
+        store.seal_to(r.clone());
     }
 
     // Start just under the limit the last run against this endpoint found.
@@ -143,12 +164,12 @@ pub async fn run(args: &ApplyArgs, printer: &Printer) -> Result<Exit, CliError> 
     Ok(outcome.exit)
 }
 
-/// With recipients, this run seals its secrets; without, on CI (`CI=true`), one warning that
-/// the plaintext secrets file lives only on this machine.
-fn seal_or_warn(printer: &Printer, settings: &ApplySettings, store: &mut Store) {
+/// Without recipients, on CI (`CI=true`), one warning that the plaintext secrets file lives
+/// only on this machine.
+fn warn_plaintext_on_ci(printer: &Printer, settings: &ApplySettings, store: &Store) {
     let run = &settings.run;
     match &run.recipients {
-        Some(r) => store.seal_to(r.clone()),
+        Some(_) => {}
         None if std::env::var_os("CI").is_some_and(|v| v == "true") && !run.api.simulate => {
             printer.warn(&format!(
                 "secrets will be written in plaintext to {}, which lives only on this machine: on a CI runner it is lost with the runner. Seal them to an age recipient (`secrets: {{ recipients: [age1…] }}` in the manifest, or --recipient) so they can be committed and read later with `export --identity`.",

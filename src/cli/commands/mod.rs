@@ -172,7 +172,7 @@ pub fn counts_line(plan: &Plan) -> String {
 /// findings summarised: a count, the first few, where the full list is).
 pub fn summary_lines(plan: &Plan, manifest: &Manifest, api: &ApiSetup) -> Vec<String> {
     let mut lines = vec![format!(
-        "Plan for {} against {} ({})",
+        "Plan for {} against {}; {}",
         manifest.path.display(),
         api.describe(),
         if plan.live {

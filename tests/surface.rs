@@ -1,0 +1,420 @@
+//! The surface a person touches (issue 26): a saved plan is the whole decision, replacements
+//! are visible before they happen, filters that match nothing are refused, hints carry the
+//! paths actually used.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::Path;
+
+use logzio_tokens::plan::SavedPlan;
+use logzio_tokens::simulator::SimConfig;
+use secrecy::ExposeSecret;
+use serde_json::Value;
+
+use crate::util::{Env, Run, manifest_yaml};
+
+const A: i64 = 160_343;
+const B: i64 = 160_344;
+
+fn workspace(tokens: &[&str]) -> Env {
+    let env = Env::with_sim(SimConfig::default());
+    env.write("m.yaml", &manifest_yaml(&[A, B], tokens));
+    env
+}
+
+fn created(env: &Env) -> usize {
+    env.sim().ground_truth().len()
+}
+
+/// An age key pair: (recipient, identity file).
+fn keygen(env: &Env, name: &str) -> (String, std::path::PathBuf) {
+    let id = age::x25519::Identity::generate();
+    let file = env.write(name, &format!("{}\n", id.to_string().expose_secret()));
+    (id.to_public().to_string(), file)
+}
+
+/// Changes a recorded token of the results file `file`.
+fn edit_record(env: &Env, file: &str, account: i64, name: &str, field: &str, value: &str) {
+    let mut r = env.json(file);
+    r["accounts"][account.to_string()][name][field] = Value::String(value.into());
+    env.write(file, &serde_json::to_string_pretty(&r).unwrap());
+}
+
+fn token_id(env: &Env, file: &str, account: i64, name: &str) -> i64 {
+    env.json(file)["accounts"][account.to_string()][name]["token_id"]
+        .as_i64()
+        .unwrap()
+}
+
+fn kinds(plan: &Value) -> Vec<(String, String)> {
+    plan["changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            (
+                c["kind"].as_str().unwrap().to_owned(),
+                format!("{}/{}", c["account_id"], c["token_name"].as_str().unwrap()),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn a_plan_with_recipients_applies_sealed_and_never_in_plaintext() {
+    let env = workspace(&["ci"]);
+    let (recipient, identity) = keygen(&env, "key.txt");
+    let plan = env.run(&[
+        "plan",
+        "m.yaml",
+        "--recipient",
+        &recipient,
+        "--out",
+        "p.json",
+    ]);
+    plan.expect_code(0);
+    assert!(
+        plan.stdout.contains("sealed to 1 recipient"),
+        "{}",
+        plan.stdout
+    );
+    let saved = env.json("p.json");
+    assert_eq!(saved["recipients"][0], recipient.as_str());
+    // The apply command `plan --out` prints, as printed.
+    assert!(
+        plan.stderr.contains("logzio-tokens apply p.json\n"),
+        "{}",
+        plan.stderr
+    );
+    env.run(&["apply", "p.json", "--yes"]).expect_code(0);
+    assert_eq!(created(&env), 2);
+    assert!(
+        !env.path("m.secrets.json").exists(),
+        "the plan said sealed; apply wrote plaintext"
+    );
+    let sealed: Vec<_> = std::fs::read_dir(env.path("m.sealed")).unwrap().collect();
+    assert!(!sealed.is_empty());
+    let out = env.run(&[
+        "export",
+        "m.yaml",
+        "--stdout",
+        "--identity",
+        identity.to_str().unwrap(),
+    ]);
+    out.expect_code(0);
+    let rows: Value = serde_json::from_str(&out.stdout).unwrap();
+    assert_eq!(rows.as_array().unwrap().len(), 2);
+}
+
+#[test]
+fn a_plan_carries_every_path_flag_and_apply_refuses_a_flag_that_contradicts_it() {
+    let env = workspace(&["ci"]);
+    std::fs::create_dir(env.path("state")).unwrap();
+    let plan = env.run(&[
+        "plan",
+        "m.yaml",
+        "--results",
+        "state/reg.results.json",
+        "--secrets",
+        "state/reg.secrets.json",
+        "--sealed-dir",
+        "state/sealed",
+        "--out",
+        "p.json",
+    ]);
+    plan.expect_code(0);
+    // A flag that says otherwise than the plan: refused, naming it; nothing sent.
+    for (flag, value) in [
+        ("--results", "other.results.json"),
+        ("--secrets", "other.secrets.json"),
+        ("--sealed-dir", "other.sealed"),
+        ("--account", "160343"),
+        ("--rotate-older-than", "1d"),
+        ("--api-url", "http://127.0.0.1:9"),
+    ] {
+        let run = env.run(&["apply", "p.json", "--yes", flag, value]);
+        run.expect_code(2);
+        assert!(
+            run.stderr
+                .contains(&format!("`{flag}` {value} contradicts the plan p.json")),
+            "{flag}: {}",
+            run.stderr
+        );
+    }
+    for flag in ["--recreate-revoked", "--simulate"] {
+        let run = env.run(&["apply", "p.json", "--yes", flag]);
+        run.expect_code(2);
+        assert!(run.stderr.contains(&format!("`{flag}`")), "{}", run.stderr);
+    }
+    let run = env.run_cmd(
+        env.cmd()
+            .args(["apply", "p.json", "--yes"])
+            .env("LOGZIO_API_URL", "http://127.0.0.1:9"),
+        std::time::Duration::from_secs(60),
+    );
+    run.expect_code(2);
+    assert!(run.stderr.contains("`LOGZIO_API_URL`"), "{}", run.stderr);
+    assert_eq!(created(&env), 0);
+    assert!(!env.path("state/reg.results.lock").exists());
+
+    // The same flag as the plan's is fine; the files are the plan's, none at the defaults.
+    env.run(&[
+        "apply",
+        "p.json",
+        "--yes",
+        "--results",
+        "state/reg.results.json",
+    ])
+    .expect_code(0);
+    assert_eq!(created(&env), 2);
+    assert!(env.path("state/reg.results.json").exists());
+    assert!(env.path("state/reg.secrets.json").exists());
+    for default in ["m.results.json", "m.secrets.json", "m.results.lock"] {
+        assert!(!env.path(default).exists(), "{default} written");
+    }
+}
+
+#[test]
+fn a_plan_made_against_one_state_is_stale_once_the_manifest_results_or_recipients_change() {
+    let env = workspace(&["ci"]);
+    let (r1, _) = keygen(&env, "k1.txt");
+    let (r2, _) = keygen(&env, "k2.txt");
+    env.write("recipients.txt", &format!("{r1}\n"));
+    let plan = |out: &str| {
+        env.run(&[
+            "plan",
+            "m.yaml",
+            "--recipients-file",
+            "recipients.txt",
+            "--out",
+            out,
+        ])
+        .expect_code(0);
+    };
+    // The recipients file changes.
+    plan("p1.json");
+    env.write("recipients.txt", &format!("{r1}\n{r2}\n"));
+    let run = env.run(&["apply", "p1.json", "--yes"]);
+    run.expect_code(2);
+    assert!(
+        run.stderr.contains("stale plan: the recipients"),
+        "{}",
+        run.stderr
+    );
+    // The hint is a command to paste, with the flags of this plan.
+    assert!(
+        run.stderr.contains(
+            "`logzio-tokens plan m.yaml --recipients-file recipients.txt --out PLAN_FILE`"
+        ),
+        "{}",
+        run.stderr
+    );
+    // The manifest changes.
+    plan("p2.json");
+    env.write("m.yaml", &manifest_yaml(&[A], &["ci"]));
+    let run = env.run(&["apply", "p2.json", "--yes"]);
+    run.expect_code(2);
+    assert!(
+        run.stderr.contains("stale plan: the manifest m.yaml"),
+        "{}",
+        run.stderr
+    );
+    // The results change (another run recorded tokens).
+    plan("p3.json");
+    env.run(&[
+        "apply",
+        "m.yaml",
+        "--yes",
+        "--recipients-file",
+        "recipients.txt",
+    ])
+    .expect_code(0);
+    let before = created(&env);
+    let run = env.run(&["apply", "p3.json", "--yes"]);
+    run.expect_code(2);
+    assert!(
+        run.stderr.contains("stale plan: the recorded results"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(created(&env), before);
+}
+
+/// Issue 25, item 7: a plan edited by hand, its checksum recomputed, lists a token the
+/// manifest does not have and another twice. Apply derives the plan again and refuses.
+#[test]
+fn a_hand_edited_plan_with_a_recomputed_checksum_is_refused() {
+    let env = workspace(&["ci"]);
+    env.run(&["plan", "m.yaml", "--out", "p.json"])
+        .expect_code(0);
+    let bytes = std::fs::read(env.path("p.json")).unwrap();
+    let mut plan = SavedPlan::parse(Path::new("p.json"), &bytes)
+        .unwrap()
+        .unwrap();
+    let first = plan.changes[0].clone();
+    plan.changes.push(first);
+    plan.changes.push(logzio_tokens::plan::Change::Create {
+        account_id: A as u32,
+        token_name: "evil".into(),
+    });
+    plan.checksum = plan.compute_checksum();
+    env.write("p.json", &serde_json::to_string_pretty(&plan).unwrap());
+    let run = env.run(&["apply", "p.json", "--yes"]);
+    run.expect_code(2);
+    assert!(run.stderr.contains("160343/evil"), "{}", run.stderr);
+    assert!(run.stderr.contains("160343/ci twice"), "{}", run.stderr);
+    assert_eq!(created(&env), 0, "nothing is sent");
+    assert!(!env.path("m.results.json").exists());
+    assert!(
+        !env.path("m.results.lock").exists(),
+        "the lock file is left"
+    );
+}
+
+#[test]
+fn plan_previews_rotation_and_recreation_and_the_saved_plan_does_exactly_that() {
+    let env = workspace(&["ci", "web"]);
+    env.run(&["apply", "m.yaml", "--yes"]).expect_code(0);
+    let results = "m.results.json";
+    edit_record(&env, results, A, "ci", "created_at", "2026-01-02T00:00:00Z");
+    edit_record(&env, results, B, "web", "status", "revoked");
+    let old_ci = token_id(&env, results, A, "ci");
+    let revoked_web = token_id(&env, results, B, "web");
+
+    // Without the flags: nothing to replace, the revoked one is reported.
+    let run = env.run(&["plan", "m.yaml"]);
+    run.expect_code(0);
+    assert!(
+        run.stdout.contains("0 to create, 0 to replace, 3 recorded"),
+        "{}",
+        run.stdout
+    );
+
+    let run = env.run(&[
+        "plan",
+        "m.yaml",
+        "--rotate-older-than",
+        "90d",
+        "--recreate-revoked",
+        "--out",
+        "p.json",
+    ]);
+    run.expect_code(0);
+    let text = &run.stdout;
+    assert!(
+        text.contains("0 to create, 2 to replace, 2 recorded"),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!(
+            "-/+ {A}/ci (replaces {old_ci}, created 2026-01-02, older than 90d)"
+        )),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!("-/+ {B}/web (replaces {revoked_web}, revoked)")),
+        "{text}"
+    );
+    // The JSON plan has the kinds.
+    let json = env.run(&[
+        "plan",
+        "m.yaml",
+        "--json",
+        "--rotate-older-than",
+        "90d",
+        "--recreate-revoked",
+    ]);
+    json.expect_code(0);
+    let doc: Value = serde_json::from_str(&json.stdout).unwrap();
+    assert_eq!(
+        kinds(&doc),
+        [
+            ("replace".into(), format!("{A}/ci")),
+            ("replace".into(), format!("{B}/web"))
+        ]
+    );
+    assert_eq!(doc["changes"][0]["reason"], "rotation");
+    assert_eq!(doc["changes"][0]["replaces"], old_ci);
+    assert_eq!(doc["changes"][1]["reason"], "revoked");
+    assert_eq!(doc["summary"]["replace"], 2);
+    let saved = env.json("p.json");
+    assert_eq!(saved["rotate_older_than_seconds"], 90 * 86_400);
+    assert_eq!(saved["recreate_revoked"], true);
+    assert_eq!(kinds(&saved), kinds(&doc));
+
+    // Apply the plan file: exactly the two replacements, counted as such.
+    let before = created(&env);
+    let run = env.run(&["apply", "p.json", "--yes"]);
+    run.expect_code(0);
+    assert!(
+        run.stderr.contains("0 to create, 2 to replace, 2 recorded"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(created(&env), before + 2);
+    let r = env.json(results);
+    assert_ne!(token_id(&env, results, A, "ci"), old_ci);
+    assert_ne!(token_id(&env, results, B, "web"), revoked_web);
+    let superseded: Vec<i64> = r["superseded"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["token_id"].as_i64().unwrap())
+        .collect();
+    assert!(superseded.contains(&old_ci) && superseded.contains(&revoked_web));
+}
+
+#[test]
+fn an_account_filter_that_names_no_entry_is_refused_with_the_closest_entries() {
+    let env = workspace(&["ci"]);
+    for (flag, value) in [("--account", "160349"), ("--exclude-account", "16034")] {
+        for cmd in ["plan", "apply"] {
+            let mut args = vec![cmd, "m.yaml", flag, value];
+            if cmd == "apply" {
+                args.push("--yes");
+            }
+            let run = env.run(&args);
+            run.expect_code(2);
+            assert!(
+                run.stderr.contains(&format!(
+                    "`{flag} {value}` names no account of the manifest m.yaml (closest: 160343"
+                )),
+                "{cmd}: {}",
+                run.stderr
+            );
+        }
+    }
+    assert_eq!(created(&env), 0);
+    assert!(!env.path("m.results.lock").exists());
+}
+
+#[test]
+fn the_plan_header_says_where_the_endpoint_came_from() {
+    let env = workspace(&["ci"]);
+    let url = env.sim().url();
+    let run = env.run(&["plan", "m.yaml"]);
+    run.expect_code(0);
+    assert!(
+        run.stdout
+            .contains(&format!("against {url} (from LOGZIO_API_URL)")),
+        "{}",
+        run.stdout
+    );
+    let run = env.run(&["plan", "m.yaml", "--api-url", &url]);
+    assert!(run.stdout.contains("(from --api-url)"), "{}", run.stdout);
+    // Without either, the manifest's region, then the default.
+    let offline = Env::new();
+    offline.write(
+        "m.yaml",
+        "version: 1\nregion: eu\naccounts:\n  - id: 1\n    tokens: [ci]\n",
+    );
+    offline.write("d.yaml", &manifest_yaml(&[1], &["ci"]));
+    let run: Run = offline.run(&["plan", "m.yaml"]);
+    assert!(run.stdout.contains("(from the manifest)"), "{}", run.stdout);
+    let run = offline.run(&["plan", "d.yaml"]);
+    assert!(
+        run.stdout.contains("(the default region)"),
+        "{}",
+        run.stdout
+    );
+}
