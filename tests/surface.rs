@@ -418,3 +418,183 @@ fn the_plan_header_says_where_the_endpoint_came_from() {
         run.stdout
     );
 }
+
+#[test]
+fn an_option_a_command_does_not_take_is_named_with_what_was_meant() {
+    let env = Env::new();
+    env.write("m.yaml", &manifest_yaml(&[1], &["ci"]));
+    for (args, want) in [
+        (
+            &["validate", "m.yaml", "--json"][..],
+            "error: `--json` is not an option of `validate`; did you mean no such thing: `validate` has no JSON output",
+        ),
+        (
+            &["apply", "m.yaml", "--recipent", "x"],
+            "error: `--recipent` is not an option of `apply`; did you mean `--recipient`?",
+        ),
+        // Flags that never applied are gone from these commands.
+        (
+            &["verify", "m.yaml", "--simulate"],
+            "error: `--simulate` is not an option of `verify`; did you mean `--api-url URL`",
+        ),
+        (
+            &["verify", "m.yaml", "--api-token-file", "t"],
+            "error: `--api-token-file` is not an option of `verify`",
+        ),
+        (
+            &["verify", "m.yaml", "--max-ambiguous", "2"],
+            "error: `--max-ambiguous` is not an option of `verify`",
+        ),
+        (
+            &["import", "m.yaml", "--account", "1"],
+            "error: `--account` is not an option of `import`; did you mean `--account-id ID`",
+        ),
+    ] {
+        let run = env.run(args);
+        run.expect_code(2);
+        assert!(run.stderr.starts_with(want), "{args:?}: {}", run.stderr);
+        assert!(!run.stderr.contains("tip:"), "{}", run.stderr);
+        assert!(
+            run.stderr.contains("Usage: logzio-tokens "),
+            "{}",
+            run.stderr
+        );
+    }
+}
+
+#[test]
+fn json_is_accepted_by_every_command_with_json_output() {
+    let env = workspace(&["ci"]);
+    let run = env.run(&["apply", "m.yaml", "--yes", "--json"]);
+    run.expect_code(0);
+    let last: Value = serde_json::from_str(run.stdout.lines().last().unwrap()).unwrap();
+    assert_eq!(last["type"], "summary");
+    let run = env.run(&["verify", "m.yaml", "--json"]);
+    run.expect_code(0);
+    let last: Value = serde_json::from_str(run.stdout.lines().last().unwrap()).unwrap();
+    assert_eq!(last["type"], "verify_summary", "{}", run.stdout);
+    let run = env.run(&["plan", "m.yaml", "--json"]);
+    let doc: Value = serde_json::from_str(&run.stdout).unwrap();
+    assert_eq!(doc["endpoint_source"], "LOGZIO_API_URL");
+}
+
+#[test]
+fn help_groups_options_under_headings_and_says_what_is_true() {
+    let env = Env::new();
+    let help = |cmd: &str| {
+        let run = env.run(&[cmd, "--help"]);
+        run.expect_code(0);
+        run.stdout
+    };
+    let apply = help("apply");
+    let at = |h: &str| {
+        apply
+            .find(&format!("\n{h}:\n"))
+            .unwrap_or_else(|| panic!("{h}: {apply}"))
+    };
+    for heading in [
+        "Connection",
+        "State files",
+        "Secrets",
+        "Rate and retries",
+        "Output",
+    ] {
+        at(heading);
+    }
+    // Each option under its heading.
+    assert!(at("Connection") < apply.find("--api-url").unwrap());
+    let output = at("Output");
+    for opt in [
+        "--verbose",
+        "--quiet",
+        "--log-format",
+        "--json",
+        "--no-progress",
+    ] {
+        assert!(
+            apply.find(opt).unwrap() > output,
+            "{opt} not under Output:\n{apply}"
+        );
+    }
+    assert!(apply.contains("nothing on stdout"), "{apply}");
+    assert!(!apply.contains("the summary on stdout"), "{apply}");
+    assert!(apply.contains("Apply starts at this"), "{apply}");
+    assert!(!apply.contains("starts lower"), "{apply}");
+    let sim = help("simulate");
+    let server = sim.find("\nServer:\n").expect("Server heading");
+    let faults = sim.find("\nFaults:\n").expect("Faults heading");
+    assert!(server < sim.find("--listen").unwrap());
+    assert!(faults < sim.find("--fault-503").unwrap());
+    let verify = help("verify");
+    for gone in ["--simulate", "--api-token-file", "--max-ambiguous"] {
+        assert!(!verify.contains(gone), "{gone}:\n{verify}");
+    }
+    assert!(!help("import").contains("--exclude-account"));
+}
+
+#[test]
+fn man_writes_a_page_per_command_with_exit_status_environment_and_files() {
+    let env = Env::new();
+    let run = env.run(&["man", "--out-dir", "pages"]);
+    run.expect_code(0);
+    for cmd in [
+        "",
+        "-plan",
+        "-apply",
+        "-verify",
+        "-simulate",
+        "-orphans-clear",
+        "-man",
+    ] {
+        let page = std::fs::read_to_string(env.path(&format!("pages/logzio-tokens{cmd}.1")))
+            .unwrap_or_else(|e| panic!("logzio-tokens{cmd}.1: {e}"));
+        for section in [
+            ".SH \"EXIT STATUS\"",
+            ".SH ENVIRONMENT",
+            ".SH FILES",
+            ".SH NAME",
+        ] {
+            assert!(page.contains(section), "{cmd}: {section}");
+        }
+        assert!(page.contains("LOGZIO_API_URL"));
+    }
+    let main = env.run(&["man"]);
+    assert!(main.stdout.contains(".SH \"EXIT STATUS\""));
+}
+
+/// clap_complete's bash script never matched a subcommand's arm for a hyphenated binary name
+/// (clap-rs/clap#6421): `apply --rec<TAB>` completed nothing.
+#[test]
+fn bash_completes_a_subcommands_options() {
+    let env = Env::new();
+    let run = env.run(&["completions", "bash"]);
+    run.expect_code(0);
+    env.write("c.bash", &run.stdout);
+    let complete = |words: &str, cword: usize, cur: &str, prev: &str| {
+        let script = format!(
+            "source c.bash; COMP_WORDS=({words}); COMP_CWORD={cword}; _logzio__tokens logzio-tokens '{cur}' '{prev}'; printf '%s\\n' \"${{COMPREPLY[@]}}\""
+        );
+        let out = std::process::Command::new("bash")
+            .arg("-c")
+            .arg(script)
+            .current_dir(env.dir.path())
+            .output()
+            .unwrap();
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let got = complete("logzio-tokens apply --rec", 2, "--rec", "apply");
+    assert_eq!(
+        got.lines().collect::<Vec<_>>(),
+        ["--recipient", "--recipients-file", "--recreate-revoked"],
+        "{got}"
+    );
+    let got = complete(
+        "logzio-tokens simulate --fault-5",
+        2,
+        "--fault-5",
+        "simulate",
+    );
+    assert!(got.contains("--fault-503"), "{got}");
+    let got = complete("logzio-tokens pl", 1, "pl", "logzio-tokens");
+    assert_eq!(got.trim(), "plan");
+}

@@ -797,25 +797,31 @@ impl VerifySettings {
     /// Resolves `verify`'s arguments. The owner token is not needed: each token is probed
     /// with its own secret.
     pub fn resolve(args: &VerifyArgs) -> Result<VerifySettings, CliError> {
-        if args.api.simulate {
-            return Err(CliError::usage(
-                "verify probes the tokens an API issued; --simulate would start a new simulator that knows none of them. Point --api-url at the simulator that created them instead",
-            ));
-        }
         let bytes = manifest::read(&args.manifest)?;
         let run_args = RunArgs {
-            api: args.api.clone(),
+            api: ApiArgs {
+                region: args.api.region,
+                api_url: args.api.api_url.clone(),
+                api_token_file: None,
+                simulate: false,
+                request_timeout: args.api.request_timeout,
+            },
             state: args.state.clone(),
             seal: SealArgs {
                 recipients: Vec::new(),
                 recipients_file: None,
             },
-            exec: args.exec.clone(),
+            exec: ExecArgs {
+                concurrency: args.exec.concurrency,
+                rate: args.exec.rate,
+                max_attempts: args.exec.max_attempts,
+                max_ambiguous: None,
+            },
         };
         Ok(VerifySettings {
             run: RunSettings::resolve(args.manifest.clone(), bytes, &run_args)?,
             identity: args.identity.clone(),
-            json: args.output == OutputFormat::Json,
+            json: args.json || args.output == OutputFormat::Json,
             no_progress: args.no_progress,
         })
     }
@@ -837,7 +843,12 @@ pub struct StateSettings {
 
 impl StateSettings {
     /// Resolves the manifest and state arguments of a state command.
-    pub fn resolve(manifest_path: &Path, state: &StateArgs) -> Result<StateSettings, CliError> {
+    pub fn resolve<'a>(
+        manifest_path: &Path,
+        state: impl Into<StateArgs> + 'a,
+    ) -> Result<StateSettings, CliError> {
+        let state: StateArgs = state.into();
+        let state = &state;
         Ok(StateSettings {
             manifest_path: manifest_path.to_owned(),
             manifest: manifest::load(manifest_path)?,
