@@ -2,7 +2,7 @@
 //! are visible before they happen, filters that match nothing are refused, hints carry the
 //! paths actually used.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stderr)]
 
 use std::path::Path;
 
@@ -597,4 +597,107 @@ fn bash_completes_a_subcommands_options() {
     assert!(got.contains("--fault-503"), "{got}");
     let got = complete("logzio-tokens pl", 1, "pl", "logzio-tokens");
     assert_eq!(got.trim(), "plan");
+}
+
+/// fish completes a subcommand's options from its script; zsh's script parses (its completion
+/// system needs an interactive shell). Each is checked where the shell is installed.
+#[test]
+fn fish_and_zsh_completion_scripts_work_where_the_shells_are_installed() {
+    let env = Env::new();
+    let has = |shell: &str| {
+        std::process::Command::new(shell)
+            .arg("-c")
+            .arg("true")
+            .output()
+            .is_ok_and(|o| o.status.success())
+    };
+    if has("fish") {
+        let run = env.run(&["completions", "fish"]);
+        env.write("c.fish", &run.stdout);
+        let out = std::process::Command::new("fish")
+            .arg("-c")
+            .arg("source c.fish; complete -C 'logzio-tokens apply --rec'")
+            .current_dir(env.dir.path())
+            .output()
+            .unwrap();
+        let got = String::from_utf8(out.stdout).unwrap();
+        let names: Vec<&str> = got.lines().map(|l| l.split('\t').next().unwrap()).collect();
+        assert_eq!(
+            names,
+            ["--recipient", "--recipients-file", "--recreate-revoked"],
+            "{got}"
+        );
+    } else {
+        eprintln!("fish is not installed: its completion script is not run");
+    }
+    if has("zsh") {
+        let run = env.run(&["completions", "zsh"]);
+        env.write("_logzio-tokens", &run.stdout);
+        let out = std::process::Command::new("zsh")
+            .args(["-n", "_logzio-tokens"])
+            .current_dir(env.dir.path())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    } else {
+        eprintln!("zsh is not installed: its completion script is not checked");
+    }
+}
+
+/// The start-up line says which owner token to use, as a command to paste, and where the
+/// ground truth is; `simulate --help` documents the `/__sim` endpoints.
+#[test]
+fn the_simulator_says_which_owner_token_to_use() {
+    use std::io::BufRead;
+    let env = Env::new();
+    let mut child = env
+        .cmd()
+        .args(["simulate", "--listen", "127.0.0.1:0"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut url = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut url)
+        .unwrap();
+    let mut stderr = std::io::BufReader::new(child.stderr.take().unwrap());
+    let mut lines = Vec::new();
+    for _ in 0..3 {
+        let mut l = String::new();
+        stderr.read_line(&mut l).unwrap();
+        lines.push(l);
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    let url = url.trim();
+    let text = lines.concat();
+    assert!(text.contains("Owner token: sim-owner-token"), "{text}");
+    assert!(
+        text.contains(&format!(
+            "export LOGZIO_API_URL={url} LOGZIO_API_TOKEN=sim-owner-token"
+        )),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!("{url}/__sim/ground-truth")),
+        "{text}"
+    );
+    let help = env.run(&["simulate", "--help"]);
+    for endpoint in [
+        "GET    /__sim/ground-truth",
+        "GET    /__sim/deleted-tokens",
+        "GET    /__sim/counters",
+        "DELETE /__sim/tokens/ID",
+    ] {
+        assert!(
+            help.stdout.contains(endpoint),
+            "{endpoint}: {}",
+            help.stdout
+        );
+    }
 }

@@ -75,6 +75,17 @@ pub enum Command {
     /// Create the missing tokens and record them.
     Apply(ApplyArgs),
     /// Run the built-in Logz.io API simulator on a loopback port until stopped.
+    ///
+    /// Prints its URL as the first line on stdout. Point the tool at it with
+    /// `LOGZIO_API_URL=URL LOGZIO_API_TOKEN=sim-owner-token` (the owner token is
+    /// --owner-token's). Besides the API it answers, without a token and uncounted:
+    ///
+    ///   GET    /__sim/ground-truth     every token created, with its secret (JSON)
+    ///   GET    /__sim/deleted-tokens   the tokens deleted through DELETE below
+    ///   GET    /__sim/counters         requests, creates, faults and 429s so far
+    ///   DELETE /__sim/tokens/ID        delete a token, as an admin would in the UI (204;
+    ///                                  404 for an unknown id); `verify` then sees it revoked
+    #[command(verbatim_doc_comment)]
     Simulate(SimulateArgs),
     /// Print a JSON Schema (the same text as schemas/*.schema.json).
     Schema {
