@@ -701,3 +701,45 @@ fn the_simulator_says_which_owner_token_to_use() {
         );
     }
 }
+
+/// After a run on other files, the hint to clear its possible orphans names them, and the
+/// command as printed works.
+#[test]
+fn the_orphans_hint_carries_the_paths_of_the_run() {
+    use logzio_tokens::simulator::FaultRates;
+    let env = Env::with_sim(SimConfig {
+        faults: FaultRates {
+            error_after_create: 1.0,
+            ..FaultRates::default()
+        },
+        ..SimConfig::default()
+    });
+    env.write("m.yaml", &manifest_yaml(&[A], &["ci"]));
+    let run = env.run(&[
+        "apply",
+        "m.yaml",
+        "--yes",
+        "--results",
+        "faulty.results.json",
+        "--secrets",
+        "faulty.secrets.json",
+    ]);
+    run.expect_code(1);
+    let hint = "`logzio-tokens orphans clear m.yaml --results faulty.results.json --secrets faulty.secrets.json`";
+    assert!(run.stderr.contains(hint), "{}", run.stderr);
+    assert_eq!(
+        run.stderr.matches("orphans clear").count(),
+        1,
+        "{}",
+        run.stderr
+    );
+    let cmd = hint.trim_matches('`');
+    let words: Vec<&str> = cmd.split(' ').skip(1).collect();
+    let run = env.run(&words);
+    run.expect_code(0);
+    assert!(
+        run.stderr.contains("Cleared 1 possible orphan"),
+        "{}",
+        run.stderr
+    );
+}

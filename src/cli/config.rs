@@ -395,19 +395,32 @@ impl RunSettings {
     /// The options of this run that a pasted command needs to reach the same state files
     /// and the same API: every path flag not at its default, shell-quoted.
     pub fn path_flags(&self) -> Vec<String> {
-        let defaults = state_paths(&self.manifest_path, &no_state_args(), self.api.simulate);
+        let mut flags = self.state_flags();
+        if let Some(f) = &self.args.api.api_token_file {
+            flags.push(format!("--api-token-file {}", quote_path(f)));
+        }
+        flags
+    }
+
+    /// The state file flags (`--results`, `--secrets`, `--sealed-dir`) of this run that are
+    /// not at their defaults, shell-quoted: what `orphans`, `export` and `verify` need.
+    pub fn state_flags(&self) -> Vec<String> {
+        // The commands these flags go to take no `--simulate`: a simulated run's files are
+        // named explicitly.
+        let defaults = state_paths(&self.manifest_path, &no_state_args(), false);
+        // The sealed directory's default sits beside the results file, wherever that is.
+        let mut beside = no_state_args();
+        beside.results = Some(self.paths.results.clone());
+        let sealed_default = state_paths(&self.manifest_path, &beside, false).sealed;
         let mut flags = Vec::new();
         for (flag, now, default) in [
             ("--results", &self.paths.results, &defaults.results),
             ("--secrets", &self.paths.secrets, &defaults.secrets),
-            ("--sealed-dir", &self.paths.sealed, &defaults.sealed),
+            ("--sealed-dir", &self.paths.sealed, &sealed_default),
         ] {
             if now != default {
                 flags.push(format!("{flag} {}", quote_path(now)));
             }
-        }
-        if let Some(f) = &self.args.api.api_token_file {
-            flags.push(format!("--api-token-file {}", quote_path(f)));
         }
         flags
     }
@@ -422,21 +435,6 @@ fn no_state_args() -> StateArgs {
         exclude_accounts: Vec::new(),
         sealed_dir: None,
     }
-}
-
-/// The path flags of `--results`, `--secrets` and `--sealed-dir` as given, shell-quoted.
-pub fn state_flags(state: &StateArgs) -> Vec<String> {
-    let mut flags = Vec::new();
-    for (flag, value) in [
-        ("--results", &state.results),
-        ("--secrets", &state.secrets),
-        ("--sealed-dir", &state.sealed_dir),
-    ] {
-        if let Some(v) = value {
-            flags.push(format!("{flag} {}", quote_path(v)));
-        }
-    }
-    flags
 }
 
 /// A path as a shell word.

@@ -133,6 +133,11 @@ pub async fn run(args: &ApplyArgs, printer: &Printer) -> Result<Exit, CliError> 
         store: store.as_ref(),
         limit,
         max_ambiguous: run.exec.max_ambiguous,
+        orphans_clear: crate::cli::config::command_line(
+            "orphans clear",
+            &run.manifest_path,
+            &run.state_flags(),
+        ),
     };
     if settings.json {
         outcome.emit(printer);
@@ -347,7 +352,12 @@ impl Beside {
         cancel: &Cancel,
     ) -> Beside {
         Beside {
-            signals: tokio::spawn(watch_signals(cancel.clone(), stats.clone(), *printer)),
+            signals: tokio::spawn(watch_signals(
+                cancel.clone(),
+                stats.clone(),
+                *printer,
+                settings.run.paths.journal.clone(),
+            )),
             progress: Progress::start(
                 progress_mode(settings, printer, plan),
                 (plan.create.len() + plan.replace.len()) as u64,
@@ -406,6 +416,8 @@ struct Outcome<'a> {
     limit: Option<f64>,
     /// Ambiguous attempts allowed per token.
     max_ambiguous: u32,
+    /// The command that clears the possible orphans of this run's state, to paste.
+    orphans_clear: String,
 }
 
 impl Outcome<'_> {
@@ -561,13 +573,18 @@ async fn confirm(plan: &Plan) -> bool {
 /// First Ctrl-C (or SIGTERM): stop sending, drain, save. Second Ctrl-C: exit at once; the
 /// journal lets the next run recover everything received. Both signal streams are registered
 /// before anything is printed, so no Ctrl-C is missed.
-async fn watch_signals(cancel: Cancel, stats: Arc<Stats>, printer: Printer) {
+async fn watch_signals(
+    cancel: Cancel,
+    stats: Arc<Stats>,
+    printer: Printer,
+    journal: std::path::PathBuf,
+) {
     use tokio::signal::unix::{SignalKind, signal};
     let (Ok(mut int), Ok(mut term)) = (
         signal(SignalKind::interrupt()),
         signal(SignalKind::terminate()),
     ) else {
-        tracing::warn!("cannot listen for Ctrl-C; it will stop the run without draining");
+        printer.warn("cannot listen for Ctrl-C; it will stop the run without draining");
         return;
     };
     tokio::select! {
@@ -581,6 +598,14 @@ async fn watch_signals(cancel: Cancel, stats: Arc<Stats>, printer: Printer) {
         Stats::get(&stats.in_flight)
     ));
     int.recv().await;
+    let left = Stats::get(&stats.in_flight);
+    printer.info(&format!(
+        "Second Ctrl-C: exited without waiting for {} in flight. The journal {} keeps every answer received: the next `apply` records them and lists {} as {}.",
+        count(left as usize, "request"),
+        journal.display(),
+        if left == 1 { "the unanswered one" } else { "the unanswered ones" },
+        if left == 1 { "a possible orphan" } else { "possible orphans" },
+    ));
     std::process::exit(i32::from(Exit::Interrupted.code()));
 }
 
@@ -619,13 +644,8 @@ impl Outcome<'_> {
             StopReason::AmbiguityBreaker(m) => printer.error(&format!("stopped: {m}")),
             StopReason::Completed => {}
         }
-        if report.ambiguity_exhausted > 0 {
-            printer.warn(&format!(
-                "{} not sent again after {} ambiguous attempts (--max-ambiguous): each may have left a token only a person can delete",
-                count(report.ambiguity_exhausted as usize, "token"),
-                self.max_ambiguous
-            ));
-        }
+        // Tokens not sent again at their ambiguity budget are among the failures, with the
+        // reason; the possible orphans' warning below says what to do (once).
         let failures: Vec<&Failure> = pre_failures.iter().chain(report.failures.iter()).collect();
         if !failures.is_empty() {
             printer.info(&format!("Failed: {}", failures.len()));
@@ -664,9 +684,10 @@ impl Outcome<'_> {
         }
         if orphans > 0 {
             printer.warn(&format!(
-            "{} listed: a request may have created a token that is not recorded. Check them in the Logz.io UI (Settings > Tools > Manage Tokens), then run `logzio-tokens orphans clear MANIFEST`.",
-            count(orphans, "possible orphan")
-        ));
+                "{} listed: a request may have created a token that is not recorded. Check them in the Logz.io UI (Settings > Tools > Manage Tokens), then run `{}`.",
+                count(orphans, "possible orphan"),
+                self.orphans_clear
+            ));
         }
         printer.info(&format!(
             "Requests: {} sent, {}, {} answered 429, {} ambiguous.",
