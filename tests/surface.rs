@@ -743,3 +743,39 @@ fn the_orphans_hint_carries_the_paths_of_the_run() {
         run.stderr
     );
 }
+
+/// 2,000 accounts the owner does not have: one summarised line with the first ids and where
+/// the full list is, after the counts; not 2,000 lines. The same in apply.
+#[test]
+fn repeated_findings_are_summarised_after_the_counts() {
+    let env = Env::with_sim(SimConfig::default());
+    let ids: Vec<i64> = std::iter::once(A).chain(900_000..902_000).collect();
+    env.write("m.yaml", &manifest_yaml(&ids, &["ci"]));
+    let run = env.run(&["plan", "m.yaml"]);
+    run.expect_code(1);
+    let out = &run.stdout;
+    assert!(out.lines().count() < 10, "{out}");
+    let counts = out
+        .find("1 to create, 0 to replace, 0 recorded")
+        .expect(out);
+    let finding = out
+        .find(
+            "2000 accounts are not a sub account of this owner: their 2000 tokens will fail \
+             (ids 900000, 900001, 900002 and 1997 more; `plan --detail` or `plan --json` lists every one)",
+        )
+        .expect(out);
+    assert!(counts < finding, "{out}");
+    // The full list is where the line says (read while it is written: it fills a pipe).
+    let big = |args: &[&str]| {
+        let out = env.cmd().args(args).output().unwrap();
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let detail = big(&["plan", "m.yaml", "--detail"]);
+    assert!(detail.contains("account 901999:"), "{detail}");
+    let doc: Value = serde_json::from_str(&big(&["plan", "m.yaml", "--json"])).unwrap();
+    assert_eq!(doc["unknown_accounts"].as_array().unwrap().len(), 2000);
+    let run = env.run(&["apply", "m.yaml", "--yes"]);
+    run.expect_code(1);
+    assert!(run.stderr.lines().count() < 20, "{}", run.stderr);
+    assert!(run.stderr.contains("and 1997 more"), "{}", run.stderr);
+}

@@ -208,27 +208,27 @@ pub fn summary_lines(plan: &Plan, manifest: &Manifest, api: &ApiSetup) -> Vec<St
             .map(|u| u.account_id.to_string())
             .collect();
         let tokens: usize = plan.unknown_accounts.iter().map(|u| u.tokens.len()).sum();
-        lines.push(
-            format!(
-                "  {} not a sub account of this owner: {} will fail ({}{})",
-                if ids.len() == 1 {
-                    "1 account is".to_owned()
-                } else {
-                    format!("{} accounts are", ids.len())
-                },
-                if tokens == 1 {
-                    "its 1 token".to_owned()
-                } else {
-                    format!("their {tokens} tokens")
-                },
-                if ids.len() == 1 { "id " } else { "ids " },
-                first_few(&ids, FIRST_FEW)
-            ) + &if ids.len() > FIRST_FEW {
-                format!("; {full_list}")
-            } else {
-                String::new()
-            },
+        let who = if ids.len() == 1 {
+            "1 account is".to_owned()
+        } else {
+            format!("{} accounts are", ids.len())
+        };
+        let theirs = if tokens == 1 {
+            "its 1 token".to_owned()
+        } else {
+            format!("their {tokens} tokens")
+        };
+        let mut which = format!(
+            "{} {}",
+            if ids.len() == 1 { "id" } else { "ids" },
+            first_few(&ids, FIRST_FEW)
         );
+        if ids.len() > FIRST_FEW {
+            which.push_str(&format!("; {full_list}"));
+        }
+        lines.push(format!(
+            "  {who} not a sub account of this owner: {theirs} will fail ({which})"
+        ));
     }
     // Names that did not resolve, grouped by why.
     let mut by_why: std::collections::BTreeMap<String, Vec<String>> = Default::default();
