@@ -11,8 +11,9 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use serde::Serialize;
 
+use crate::key::TokenKey;
 use crate::manifest::{AccountSelector, Manifest};
-use crate::state::{ResultsFile, TokenKey, TokenStatus};
+use crate::state::{ResultsFile, TokenStatus};
 
 pub use accounts::{AccountBook, AccountFilter, AccountRef, LiveAccounts, NameResolution};
 pub use saved::{Decision, SAVED_PLAN_KIND, SAVED_PLAN_VERSION, SavedPlan, SavedPlanError};

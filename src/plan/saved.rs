@@ -365,8 +365,9 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+    use crate::key::TokenKey;
     use crate::plan::ReplaceReason;
-    use crate::state::{TokenKey, TokenRecord};
+    use crate::state::TokenRecord;
 
     fn key(n: &str) -> TokenKey {
         TokenKey {
