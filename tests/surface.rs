@@ -779,3 +779,33 @@ fn repeated_findings_are_summarised_after_the_counts() {
     assert!(run.stderr.lines().count() < 20, "{}", run.stderr);
     assert!(run.stderr.contains("and 1997 more"), "{}", run.stderr);
 }
+
+/// verify with 30 accounts whose tokens were all deleted: the counts first, then ten
+/// accounts and how many more, not 30 lines.
+#[test]
+fn verify_summarises_repeated_findings() {
+    use logzio_tokens::simulator::SubAccount;
+    let ids: Vec<i64> = (0..30).map(|i| 700_000 + i).collect();
+    let env = Env::with_sim(SimConfig {
+        sub_accounts: ids
+            .iter()
+            .map(|id| SubAccount::new(*id, &format!("acc-{id}")))
+            .collect(),
+        ..SimConfig::default()
+    });
+    env.write("m.yaml", &manifest_yaml(&ids, &["ci"]));
+    env.run(&["apply", "m.yaml", "--yes"]).expect_code(0);
+    for t in env.sim().ground_truth() {
+        assert!(env.sim().delete_token(t.id));
+    }
+    let run = env.run(&["verify", "m.yaml"]);
+    run.expect_code(1);
+    let err = &run.stderr;
+    assert!(err.starts_with("Verified 30 tokens in"), "{err}");
+    assert!(err.contains("0 valid, 30 revoked"), "{err}");
+    assert!(
+        err.contains("  … and 20 more (`verify --json` lists every one)"),
+        "{err}"
+    );
+    assert_eq!(err.matches("  account 7000").count(), 10, "{err}");
+}

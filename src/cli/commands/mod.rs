@@ -158,6 +158,20 @@ pub fn first_few(items: &[String], few: usize) -> String {
     s
 }
 
+/// How many lines of a list are printed before it is cut to "… and N more".
+const LINES_SHOWN: usize = 10;
+
+/// `lines` when there are few; else the first [`LINES_SHOWN`], then how many more and
+/// `where_all` (where the full list is).
+pub fn summarised(mut lines: Vec<String>, where_all: &str) -> Vec<String> {
+    if lines.len() > LINES_SHOWN {
+        let more = lines.len() - LINES_SHOWN;
+        lines.truncate(LINES_SHOWN);
+        lines.push(format!("  … and {more} more ({where_all})"));
+    }
+    lines
+}
+
 /// The counts line: `3 to create, 1 to replace, 5 recorded`.
 pub fn counts_line(plan: &Plan) -> String {
     format!(
