@@ -789,7 +789,7 @@ fn verify_summarises_repeated_findings() {
     let env = Env::with_sim(SimConfig {
         sub_accounts: ids
             .iter()
-            .map(|id| SubAccount::new(*id, &format!("acc-{id}")))
+            .map(|id| SubAccount::new(*id, format!("acc-{id}")))
             .collect(),
         ..SimConfig::default()
     });
