@@ -809,3 +809,25 @@ fn verify_summarises_repeated_findings() {
     );
     assert_eq!(err.matches("  account 7000").count(), 10, "{err}");
 }
+
+/// The token file's permission warning is a `warning:` line on stderr, once, with the command
+/// that fixes it; no log line.
+#[test]
+fn a_token_file_others_can_read_draws_one_warning_line() {
+    use std::os::unix::fs::PermissionsExt;
+    let env = workspace(&["ci"]);
+    let token = env.write("token", crate::util::OWNER_TOKEN);
+    std::fs::set_permissions(&token, std::fs::Permissions::from_mode(0o644)).unwrap();
+    for cmd in ["plan", "apply"] {
+        let mut args = vec![cmd, "m.yaml", "--api-token-file", "token"];
+        if cmd == "apply" {
+            args.push("--yes");
+        }
+        let run = env.run(&args);
+        run.expect_code(0);
+        let want = "warning: the API token file token can be read by other users (mode 0644); run `chmod 600 token`\n";
+        assert!(run.stderr.starts_with(want), "{cmd}: {}", run.stderr);
+        assert_eq!(run.stderr.matches("can be read by other users").count(), 1);
+        assert!(!run.stderr.contains("WARN"), "{}", run.stderr);
+    }
+}

@@ -15,6 +15,10 @@ use crate::region::Region;
 /// List your sub accounts and the token names each must have; `plan` shows what would be
 /// created, `apply` creates the missing tokens concurrently under a rate limit and records
 /// them: token ids in the results file, secrets in a separate owner-only file.
+///
+/// Every setting is taken from the first of: a command-line flag, its environment variable
+/// (LOGZIO_API_URL, LOGZIO_REGION, LOGZIO_TOKENS_IDENTITY_FILE), the manifest, the default.
+/// `plan` says where the endpoint came from.
 #[derive(Debug, Parser)]
 #[command(
     name = "logzio-tokens",

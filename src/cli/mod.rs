@@ -46,9 +46,9 @@ pub fn run() -> ExitCode {
     logging::init(cli.verbose, cli.quiet, cli.log_format);
     let printer = Printer { quiet: cli.quiet };
     if let Err(e) = dumps_off {
-        tracing::warn!(
+        printer.warn(&format!(
             "could not turn core dumps off ({e}); a crash could write secrets to a core file"
-        );
+        ));
     }
     let detailed = matches!(&cli.command, Command::Plan(p) if p.detailed_exitcode);
     let runtime = match tokio::runtime::Builder::new_current_thread()
