@@ -198,7 +198,7 @@ pub fn summary_lines(plan: &Plan, manifest: &Manifest, api: &ApiSetup) -> Vec<St
     let accounts: std::collections::BTreeSet<u32> =
         plan.to_send().iter().map(|k| k.account_id).collect();
     lines.push(format!(
-        "  {} (tokens; {} to change)",
+        "  Tokens: {} (changes in {})",
         counts_line(plan),
         count(accounts.len(), "account")
     ));
