@@ -106,6 +106,48 @@ fn apply_on_a_terminal(env: &Env, args: &[&str], vars: &[(&str, &str)], answer: 
     }
 }
 
+/// Each frame of the bar: its `N/M tokens` count, and the `X created + Y failed` under it.
+fn frames(text: &str) -> Vec<(usize, usize, usize)> {
+    let number_before = |head: &str| {
+        let start = head
+            .rfind(|c: char| !c.is_ascii_digit())
+            .map_or(0, |p| p + 1);
+        head[start..].parse::<usize>().ok()
+    };
+    let number_after = |tail: &str| {
+        let end = tail
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(tail.len());
+        tail[..end].parse::<usize>().ok()
+    };
+    let mut out = Vec::new();
+    for (i, _) in text.match_indices(" tokens, ") {
+        let head = &text[..i];
+        let Some(slash) = head.rfind('/') else {
+            continue;
+        };
+        let Some(count) = number_before(&head[..slash]) else {
+            continue;
+        };
+        let rest = &text[i..];
+        let Some(j) = rest.find(" created + ") else {
+            continue;
+        };
+        // The figures of this frame, not of a later one.
+        if rest[..j].contains(" tokens, ") && rest[9..j].contains(" tokens, ") {
+            continue;
+        }
+        let (Some(created), Some(failed)) = (
+            number_before(&rest[..j]),
+            number_after(&rest[j + " created + ".len()..]),
+        ) else {
+            continue;
+        };
+        out.push((count, created, failed));
+    }
+    out
+}
+
 /// Whether the bytes hold an SGR (colour) sequence: ESC [ digits/semicolons m.
 fn has_colour(bytes: &[u8]) -> bool {
     bytes.windows(2).enumerate().any(|(i, w)| {
@@ -146,6 +188,12 @@ fn apply_on_a_terminal_prompts_counts_toward_the_total_and_leaves_only_the_summa
         "the bar went backwards: {counts:?}"
     );
     assert!(text.contains("ETA"), "{text}");
+    // Each frame's count is the sum of the two figures under it, drawn from one reading.
+    let frames = frames(&text);
+    assert!(!frames.is_empty(), "{text}");
+    for (count, created, failed) in &frames {
+        assert_eq!(*count, created + failed, "{frames:?}");
+    }
 
     // Once it ends, the screen holds the summary and no bar.
     let screen = seen.final_screen();

@@ -109,14 +109,15 @@ const BAR_MESSAGE_WIDTH: usize = 78;
 /// The message under the bar: what the bar's own line (done, total, rate achieved, ETA) does
 /// not show. Every figure has its word: the bar's `done` is `good` plus `bad`. Parts that do
 /// not fit in [`BAR_MESSAGE_WIDTH`] columns are left out, least useful first.
-fn bar_message(stats: &Stats, pacer: &Pacer, (good, bad): Labels) -> String {
+fn bar_message(
+    (created, failed): (u64, u64),
+    stats: &Stats,
+    pacer: &Pacer,
+    (good, bad): Labels,
+) -> String {
     let snap = pacer.snapshot();
     let mut parts = vec![
-        format!(
-            "{} {good} + {} {bad}",
-            Stats::get(&stats.created),
-            Stats::get(&stats.failed)
-        ),
+        format!("{created} {good} + {failed} {bad}"),
         format!("{} in flight", Stats::get(&stats.in_flight)),
         format!(
             "{:.1}/s{}",
@@ -200,14 +201,30 @@ impl Progress {
                     Some(total),
                     ProgressDrawTarget::stderr_with_hz(8),
                 );
+                // The count and the line under the bar come from one reading of the counters,
+                // drawn together: `{pos}` and `{msg}` set one after the other could be drawn
+                // apart (`19/36 tokens` over `18 created`).
+                let shown: Arc<Mutex<(u64, u64, String)>> =
+                    Arc::new(Mutex::new((0, total, String::new())));
+                let (for_count, for_detail) = (shown.clone(), shown.clone());
                 // No colour in the template: the bar reads the same with NO_COLOR.
                 bar.set_style(
                     ProgressStyle::with_template(
-                        "{spinner} [{elapsed_precise}] {wide_bar} {pos}/{len} tokens, {rate}, ETA {eta}\n  {msg}",
+                        "{spinner} [{elapsed_precise}] {wide_bar} {count} tokens, {rate}, ETA {eta}\n  {detail}",
                     )
                     .unwrap_or_else(|_| ProgressStyle::default_bar())
                     .with_key("rate", |state: &ProgressState, w: &mut dyn std::fmt::Write| {
                         let _ = write!(w, "{:.1}/s", state.per_sec());
+                    })
+                    .with_key("count", move |_: &ProgressState, w: &mut dyn std::fmt::Write| {
+                        if let Ok(s) = for_count.lock() {
+                            let _ = write!(w, "{}/{}", s.0, s.1);
+                        }
+                    })
+                    .with_key("detail", move |_: &ProgressState, w: &mut dyn std::fmt::Write| {
+                        if let Ok(s) = for_detail.lock() {
+                            let _ = w.write_str(&s.2);
+                        }
                     }),
                 );
                 if let Ok(mut b) = BAR.lock() {
@@ -217,10 +234,15 @@ impl Progress {
                     let mut tick = tokio::time::interval(Duration::from_millis(200));
                     loop {
                         tick.tick().await;
-                        let done = Stats::get(&stats.created) + Stats::get(&stats.failed);
-                        bar.set_length(total.max(Stats::get(&stats.total)));
+                        let outcomes = (Stats::get(&stats.created), Stats::get(&stats.failed));
+                        let done = outcomes.0 + outcomes.1;
+                        let length = total.max(Stats::get(&stats.total));
+                        let detail = bar_message(outcomes, &stats, &pacer, labels);
+                        if let Ok(mut s) = shown.lock() {
+                            *s = (done, length, detail);
+                        }
+                        bar.set_length(length);
                         bar.set_position(done);
-                        bar.set_message(bar_message(&stats, &pacer, labels));
                     }
                 }))
             }
@@ -272,7 +294,7 @@ mod tests {
         // Small figures: everything fits, and the two that make the bar's count are named.
         let s = stats(90, 4, 360);
         let p = Pacer::with_learned(20.0, true, None);
-        let m = bar_message(&s, &p, ("created", "failed"));
+        let m = bar_message((90, 4), &s, &p, ("created", "failed"));
         assert!(
             m.starts_with("90 created + 4 failed, 32 in flight, "),
             "{m}"
@@ -286,7 +308,7 @@ mod tests {
         // Large figures: still within 80 columns, the least useful parts left out.
         let s = stats(123_456, 12, 200_000);
         let p = Pacer::with_learned(1000.0, true, Some(987.6));
-        let m = bar_message(&s, &p, ("created", "failed"));
+        let m = bar_message((123_456, 12), &s, &p, ("created", "failed"));
         assert!(
             m.starts_with("123456 created + 12 failed, 32 in flight, "),
             "{m}"
@@ -296,7 +318,7 @@ mod tests {
             "{} columns: {m}",
             m.chars().count() + 2
         );
-        let m = bar_message(&s, &p, ("valid", "not valid"));
+        let m = bar_message((123_456, 12), &s, &p, ("valid", "not valid"));
         assert!(m.starts_with("123456 valid + 12 not valid"), "{m}");
         assert!(m.chars().count() + 2 <= 80, "{m}");
     }
