@@ -164,6 +164,8 @@ fn a_plan_carries_every_path_flag_and_apply_refuses_a_flag_that_contradicts_it()
         "--yes",
         "--results",
         "state/reg.results.json",
+        "--sealed-dir",
+        "./state/sealed",
     ])
     .expect_code(0);
     assert_eq!(created(&env), 2);

@@ -607,7 +607,13 @@ fn contradiction(plan_file: &Path, flag: &str, given: &str, planned: &str) -> Cl
 
 /// Whether two paths name the same file: as written, or once resolved.
 fn same_path(a: &Path, b: &Path) -> bool {
+    let lexical = |p: &Path| -> PathBuf {
+        p.components()
+            .filter(|c| !matches!(c, std::path::Component::CurDir))
+            .collect()
+    };
     a == b
+        || lexical(a) == lexical(b)
         || match (std::fs::canonicalize(a), std::fs::canonicalize(b)) {
             (Ok(x), Ok(y)) => x == y,
             _ => false,

@@ -197,11 +197,15 @@ pub fn summary_lines(plan: &Plan, manifest: &Manifest, api: &ApiSetup) -> Vec<St
     )];
     let accounts: std::collections::BTreeSet<u32> =
         plan.to_send().iter().map(|k| k.account_id).collect();
-    lines.push(format!(
-        "  Tokens: {} (changes in {})",
-        counts_line(plan),
-        count(accounts.len(), "account")
-    ));
+    lines.push(if accounts.is_empty() {
+        format!("  Tokens: {}", counts_line(plan))
+    } else {
+        format!(
+            "  Tokens: {} (changes in {})",
+            counts_line(plan),
+            count(accounts.len(), "account")
+        )
+    });
     let full_list = "`plan --detail` or `plan --json` lists every one";
     if !plan.replace.is_empty() {
         let shown = 10;
