@@ -833,3 +833,55 @@ fn a_token_file_others_can_read_draws_one_warning_line() {
         assert!(!run.stderr.contains("WARN"), "{}", run.stderr);
     }
 }
+
+/// A run stopped early says how to continue with a command to paste: the same files, the
+/// same accounts.
+#[test]
+fn the_continue_hint_is_a_command_with_the_run_s_flags() {
+    let env = Env::with_sim(SimConfig {
+        latency: std::time::Duration::from_millis(300),
+        ..SimConfig::default()
+    });
+    env.write("m.yaml", &manifest_yaml(&[A, B], &["a", "b", "c", "d"]));
+    let child = env
+        .cmd()
+        .args([
+            "apply",
+            "m.yaml",
+            "--yes",
+            "--concurrency",
+            "1",
+            "--results",
+            "r.json",
+            "--account",
+            &A.to_string(),
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    assert!(crate::util::wait_until(
+        std::time::Duration::from_secs(30),
+        || env.sim().counters().created >= 1
+    ));
+    interrupt(child.id());
+    let out = crate::util::wait_with_timeout(child, std::time::Duration::from_secs(30));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(130), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "(run `logzio-tokens apply m.yaml --results r.json --account {A}` to continue)"
+        )),
+        "{stderr}"
+    );
+}
+
+/// Sends SIGINT (what Ctrl-C sends) to a child process of this test.
+#[allow(unsafe_code)]
+fn interrupt(pid: u32) {
+    let pid = libc::pid_t::try_from(pid).unwrap();
+    // SAFETY: kill(2) has no memory-safety preconditions; the pid is our own child, still
+    // unreaped (so it cannot have been recycled for another process).
+    let rc = unsafe { libc::kill(pid, libc::SIGINT) };
+    assert_eq!(rc, 0, "kill(SIGINT) failed");
+}

@@ -139,6 +139,11 @@ pub async fn run(args: &ApplyArgs, printer: &Printer) -> Result<Exit, CliError> 
             &run.manifest_path,
             &run.state_flags(),
         ),
+        rerun: crate::cli::config::command_line(
+            "apply",
+            &run.manifest_path,
+            &replan_flags(&settings),
+        ),
     };
     if settings.json {
         outcome.emit(printer);
@@ -419,6 +424,8 @@ struct Outcome<'a> {
     max_ambiguous: u32,
     /// The command that clears the possible orphans of this run's state, to paste.
     orphans_clear: String,
+    /// The command that runs apply again on the same state, to paste.
+    rerun: String,
 }
 
 impl Outcome<'_> {
@@ -679,8 +686,8 @@ impl Outcome<'_> {
         }
         if report.not_attempted > 0 {
             printer.info(&format!(
-                "Not attempted: {} (run apply again to continue)",
-                report.not_attempted
+                "Not attempted: {} (run `{}` to continue)",
+                report.not_attempted, self.rerun
             ));
         }
         if orphans > 0 {
