@@ -109,6 +109,7 @@ pub async fn run(args: &ApplyArgs, printer: &Printer) -> Result<Exit, CliError> 
         stats,
         observer: observer(&settings, printer),
         cancel,
+        rng: crate::random::from_os(),
     };
     let report = execute(plan.to_send(), exec_config(&settings), services).await;
     beside.stop();
