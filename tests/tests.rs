@@ -19,5 +19,6 @@ mod schema;
 mod sealed;
 mod simulator;
 mod terminal;
+mod truth;
 mod util;
 mod verify;
