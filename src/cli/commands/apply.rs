@@ -31,6 +31,17 @@ pub async fn run(args: &ApplyArgs, printer: &Printer) -> Result<Exit, CliError> 
         printer.warn(&warning);
     }
     let conn = Connection::open(run, run.exec.concurrency as usize).await?;
+    // The secrets of earlier runs are scrubbed from server text too, not only this run's.
+    if let Some(client) = &conn.client {
+        let secrets = store.secrets();
+        let current = secrets
+            .accounts
+            .values()
+            .flat_map(|t| t.values().map(|r| &r.token));
+        for secret in current.chain(secrets.superseded.iter().map(|s| &s.token)) {
+            client.scrub_also(secret);
+        }
+    }
     let mut plan = plan_of(&settings, &conn, &store)?;
     // Accounts that cannot get tokens are this run's failures, reported by name, before any write.
     let pre_failures = failures_before_start(&plan);
@@ -462,14 +473,16 @@ async fn confirm(n: usize) -> bool {
     .unwrap_or(false)
 }
 
-/// First Ctrl-C (or SIGTERM): stop sending, drain, save. Second Ctrl-C: exit at once; the
-/// journal lets the next run recover everything received. Both signal streams are registered
-/// before anything is printed, so no Ctrl-C is missed.
+/// First Ctrl-C, SIGTERM or SIGHUP (a closed terminal, some CI cancellations): stop sending,
+/// drain, save. Second Ctrl-C: exit at once; the journal lets the next run recover everything
+/// received. The signal streams are registered before anything is printed, so no signal is
+/// missed (SIGHUP's default would kill the run with creates in flight, unrecorded).
 async fn watch_signals(cancel: Cancel, stats: Arc<Stats>, printer: Printer) {
     use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut int), Ok(mut term)) = (
+    let (Ok(mut int), Ok(mut term), Ok(mut hup)) = (
         signal(SignalKind::interrupt()),
         signal(SignalKind::terminate()),
+        signal(SignalKind::hangup()),
     ) else {
         tracing::warn!("cannot listen for Ctrl-C; it will stop the run without draining");
         return;
@@ -477,6 +490,7 @@ async fn watch_signals(cancel: Cancel, stats: Arc<Stats>, printer: Printer) {
     tokio::select! {
         _ = int.recv() => {}
         _ = term.recv() => {}
+        _ = hup.recv() => {}
     }
     cancel.cancel();
     progress::leave_bar();

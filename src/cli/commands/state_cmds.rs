@@ -318,16 +318,17 @@ fn read_secret(args: &ImportArgs) -> Result<Option<Secret>, CliError> {
 /// `export`: the secrets of the manifest's tokens, to a 0600 file or (explicitly) stdout.
 pub fn export(args: &ExportArgs, printer: &Printer) -> Result<Exit, CliError> {
     let settings = StateSettings::resolve(&args.manifest, &args.state)?;
+    if let Some(out) = &args.out {
+        export::check_target(out)?;
+    }
     let store = Store::read(settings.paths, None)?;
     let book = AccountBook::new(None, &store.results().resolved_names);
     let identities = match &args.identity {
-        Some(path) => {
-            Some(
-                crate::state::sealed::Identities::load(path).map_err(|e| CliError::Fatal {
-                    message: e.to_string(),
-                })?,
-            )
-        }
+        Some(path) => Some(
+            crate::state::sealed::Identities::load_key_file(path).map_err(|e| CliError::Fatal {
+                message: e.to_string(),
+            })?,
+        ),
         None => None,
     };
     let secrets = store
@@ -374,8 +375,12 @@ pub fn export(args: &ExportArgs, printer: &Printer) -> Result<Exit, CliError> {
         ExportFormat::Csv => export::Format::Csv,
         ExportFormat::Dotenv => export::Format::Dotenv,
     };
-    let text = export::render(format, &rows).map_err(|e| CliError::Fatal {
-        message: e.to_string(),
+    let text = export::render(format, &rows).map_err(|e| match e {
+        // The manifest's names, not the state, are in the way: nothing to recover from.
+        export::ExportError::DotenvCollision { .. } => CliError::usage(e.to_string()),
+        _ => CliError::Fatal {
+            message: e.to_string(),
+        },
     })?;
     if args.stdout {
         printer
