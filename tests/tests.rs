@@ -22,5 +22,6 @@ mod seams_edges;
 mod simulator;
 mod surface;
 mod terminal;
+mod truth;
 mod util;
 mod verify;
