@@ -17,6 +17,7 @@ mod ops;
 mod rate;
 mod schema;
 mod sealed;
+mod seams_edges;
 mod simulator;
 mod surface;
 mod terminal;

@@ -33,6 +33,17 @@ pub async fn run(args: &ApplyArgs, printer: &Printer) -> Result<Exit, CliError> 
         printer.warn(&warning);
     }
     let conn = Connection::open(run, run.exec.concurrency as usize).await?;
+    // The secrets of earlier runs are scrubbed from server text too, not only this run's.
+    if let Some(client) = &conn.client {
+        let secrets = preview.secrets();
+        let current = secrets
+            .accounts
+            .values()
+            .flat_map(|t| t.values().map(|r| &r.token));
+        for secret in current.chain(secrets.superseded.iter().map(|s| &s.token)) {
+            client.scrub_also(secret);
+        }
+    }
     let plan = match plan_of(&settings, &conn, &preview) {
         Ok(plan) => plan,
         Err(e) => {
@@ -63,13 +74,13 @@ pub async fn run(args: &ApplyArgs, printer: &Printer) -> Result<Exit, CliError> 
             return Err(e.into());
         }
     };
-    if crate::plan::saved::state_digest(&store.results)
-        != crate::plan::saved::state_digest(&preview.results)
+    if crate::plan::saved::state_digest(store.results())
+        != crate::plan::saved::state_digest(preview.results())
     {
         conn.close().await;
         return Err(CliError::usage(format!(
             "the results file {} changed while this run planned (another run, or an edit): nothing was sent; run the command again to plan against it",
-            store.paths.results.display()
+            store.paths().results.display()
         )));
     }
     drop(preview);
@@ -80,7 +91,7 @@ pub async fn run(args: &ApplyArgs, printer: &Printer) -> Result<Exit, CliError> 
     // Start just under the limit the last run against this endpoint found.
     let endpoint = run.api.identity();
     let learned_before = store
-        .results
+        .results()
         .learned_rate
         .as_ref()
         .filter(|l| l.endpoint == endpoint)
@@ -154,8 +165,8 @@ pub async fn run(args: &ApplyArgs, printer: &Printer) -> Result<Exit, CliError> 
     if let Err(e) = &saved_res {
         let journal = store
             .as_ref()
-            .map_or(String::new(), |s| s.paths.journal.display().to_string());
-        let unsaved = store.as_ref().map_or(&[][..], |s| &s.unsaved[..]);
+            .map_or(String::new(), |s| s.paths().journal.display().to_string());
+        let unsaved = store.as_ref().map_or(&[][..], |s| s.unsaved());
         if unsaved.is_empty() {
             printer.error(&format!(
                 "{e}\n  every secret received is in the journal {journal}; the next run recovers it"
@@ -185,7 +196,7 @@ fn warn_plaintext_on_ci(printer: &Printer, settings: &ApplySettings, store: &Sto
         None if std::env::var_os("CI").is_some_and(|v| v == "true") && !run.api.simulate => {
             printer.warn(&format!(
                 "secrets will be written in plaintext to {}, which lives only on this machine: on a CI runner it is lost with the runner. Seal them to an age recipient (`secrets: {{ recipients: [age1…] }}` in the manifest, or --recipient) so they can be committed and read later with `export --identity`.",
-                store.paths.secrets.display()
+                store.paths().secrets.display()
             ));
         }
         None => {}
@@ -230,7 +241,7 @@ fn plan_of(settings: &ApplySettings, conn: &Connection, store: &Store) -> Result
         saved
             .check_current(
                 &run.manifest_bytes,
-                &store.results,
+                store.results(),
                 &run.recipient_keys,
                 &run.api.identity(),
             )
@@ -239,7 +250,7 @@ fn plan_of(settings: &ApplySettings, conn: &Connection, store: &Store) -> Result
     let mut plan = conn.plan(run, store)?;
     plan.add_replacements(
         &run.manifest,
-        &store.results,
+        store.results(),
         settings.recreate_revoked,
         settings.rotate_older_than,
         time::OffsetDateTime::now_utc(),
@@ -431,7 +442,7 @@ struct Outcome<'a> {
 
 impl Outcome<'_> {
     fn orphans(&self) -> usize {
-        self.store.map_or(0, |s| s.results.possible_orphans.len())
+        self.store.map_or(0, |s| s.results().possible_orphans.len())
     }
 
     fn files(&self) -> (String, String) {
@@ -440,11 +451,11 @@ impl Outcome<'_> {
             |s| {
                 // Sealed: where the run's sealed file went.
                 let secrets = match s.sealing() {
-                    Some(_) => &s.paths.sealed,
-                    None => &s.paths.secrets,
+                    Some(_) => &s.paths().sealed,
+                    None => &s.paths().secrets,
                 };
                 (
-                    s.paths.results.display().to_string(),
+                    s.paths().results.display().to_string(),
                     secrets.display().to_string(),
                 )
             },
@@ -475,7 +486,7 @@ impl Outcome<'_> {
             retries: r.retries,
             secrets_file: &secrets,
             stop: stop_text(&r.stop),
-            unsaved: self.store.map_or(&[][..], |s| &s.unsaved[..]),
+            unsaved: self.store.map_or(&[][..], |s| s.unsaved()),
             v: V1,
         })
         .emit(printer);
@@ -514,9 +525,9 @@ fn stop_text(stop: &StopReason) -> String {
 }
 
 fn report_recovery(printer: &Printer, store: &Store) {
-    let r = &store.recovery;
+    let r = &store.recovery();
     if let Some(gap) = &r.gap {
-        printer.warn(&gap.describe(&store.paths.journal));
+        printer.warn(&gap.describe(&store.paths().journal));
     }
     if r.recovered_tokens > 0 || r.interrupted > 0 {
         printer.warn(&format!(
@@ -579,9 +590,10 @@ async fn confirm(plan: &Plan) -> bool {
     .unwrap_or(false)
 }
 
-/// First Ctrl-C (or SIGTERM): stop sending, drain, save. Second Ctrl-C: exit at once; the
-/// journal lets the next run recover everything received. Both signal streams are registered
-/// before anything is printed, so no Ctrl-C is missed.
+/// First Ctrl-C, SIGTERM or SIGHUP (a closed terminal, some CI cancellations): stop sending,
+/// drain, save. Second Ctrl-C: exit at once, saying so; the journal lets the next run recover
+/// everything received. The signal streams are registered before anything is printed, so no
+/// signal is missed (SIGHUP's default would kill the run with creates in flight, unrecorded).
 async fn watch_signals(
     cancel: Cancel,
     stats: Arc<Stats>,
@@ -589,9 +601,10 @@ async fn watch_signals(
     journal: std::path::PathBuf,
 ) {
     use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut int), Ok(mut term)) = (
+    let (Ok(mut int), Ok(mut term), Ok(mut hup)) = (
         signal(SignalKind::interrupt()),
         signal(SignalKind::terminate()),
+        signal(SignalKind::hangup()),
     ) else {
         printer.warn("cannot listen for Ctrl-C; it will stop the run without draining");
         return;
@@ -599,6 +612,7 @@ async fn watch_signals(
     tokio::select! {
         _ = int.recv() => {}
         _ = term.recv() => {}
+        _ = hup.recv() => {}
     }
     cancel.cancel();
     progress::leave_bar();
@@ -707,7 +721,7 @@ impl Outcome<'_> {
         ));
         let replaced = self
             .store
-            .map_or(0, |s| s.results.superseded_to_remove().count());
+            .map_or(0, |s| s.results().superseded_to_remove().count());
         if replaced > 0 {
             printer.info(&format!(
                 "{} replaced but still working: remove them by hand in the Logz.io UI (the API cannot delete tokens); `plan` lists them, and `verify` takes off the list those it sees deleted.",

@@ -76,11 +76,11 @@ impl Connection {
     /// `--exclude-account` that names no entry of the manifest is refused (a typo would
     /// otherwise silently do nothing, or everything).
     pub fn plan(&self, run: &RunSettings, store: &Store) -> Result<Plan, CliError> {
-        let book = AccountBook::new(self.live.as_ref(), &store.results.resolved_names);
+        let book = AccountBook::new(self.live.as_ref(), &store.results().resolved_names);
         check_filter(&run.filter, &run.manifest, &book)?;
         Ok(planner::plan(
             &run.manifest,
-            &store.results,
+            store.results(),
             self.live.as_ref(),
             &run.filter,
         ))

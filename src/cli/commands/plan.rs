@@ -19,20 +19,20 @@ pub async fn run(args: &PlanArgs, printer: &Printer) -> Result<Exit, CliError> {
     }
     let conn = Connection::open(run, 4).await?;
     let store = Store::read(run.paths.clone(), Some(&run.api.identity()))?;
-    if let Some(gap) = &store.recovery.gap {
-        printer.warn(&gap.describe(&store.paths.journal));
+    if let Some(gap) = &store.recovery().gap {
+        printer.warn(&gap.describe(&store.paths().journal));
     }
-    if store.recovery.recovered_tokens > 0 || store.recovery.interrupted > 0 {
+    if store.recovery().recovered_tokens > 0 || store.recovery().interrupted > 0 {
         printer.warn(&format!(
             "a journal from an interrupted run holds {} and {} in flight; the next apply records them",
-            count(store.recovery.recovered_tokens, "received token"),
-            count(store.recovery.interrupted, "request")
+            count(store.recovery().recovered_tokens, "received token"),
+            count(store.recovery().interrupted, "request")
         ));
     }
     let mut plan = conn.plan(run, &store)?;
     plan.add_replacements(
         &run.manifest,
-        &store.results,
+        store.results(),
         settings.recreate_revoked,
         settings.rotate_older_than,
         time::OffsetDateTime::now_utc(),
@@ -123,9 +123,9 @@ fn save(
         Decision {
             manifest: run.manifest_path.clone(),
             endpoint: run.api.identity(),
-            results: store.paths.results.clone(),
-            secrets: store.paths.secrets.clone(),
-            sealed_dir: store.paths.sealed.clone(),
+            results: store.paths().results.clone(),
+            secrets: store.paths().secrets.clone(),
+            sealed_dir: store.paths().sealed.clone(),
             recipients: run.recipient_keys.clone(),
             recipient_args: args.seal.recipients.clone(),
             recipients_file: args.seal.recipients_file.clone(),
@@ -146,7 +146,7 @@ fn save(
             changes: plan.changes(),
         },
         &run.manifest_bytes,
-        &store.results,
+        store.results(),
     );
     let mut text = serde_json::to_vec_pretty(&saved).unwrap_or_default();
     text.push(b'\n');
