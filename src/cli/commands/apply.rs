@@ -89,6 +89,7 @@ pub async fn run(args: &ApplyArgs, printer: &Printer) -> Result<Exit, CliError> 
         stats,
         observer: observer(&settings, printer),
         cancel,
+        rng: crate::random::from_os(),
     };
     let report = execute(
         std::mem::take(&mut plan.create),

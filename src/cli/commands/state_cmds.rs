@@ -191,7 +191,7 @@ fn keep_secrets(
     })?;
     let name = crate::state::sealed::file_name(
         time::OffsetDateTime::now_utc(),
-        &crate::state::sealed::new_run_id(),
+        &crate::state::sealed::new_run_id(&mut rand::rng()),
     );
     Ok(Some(crate::state::sealed::write_new(
         &store.paths.sealed,
@@ -347,7 +347,7 @@ fn read_secret(args: &ImportArgs) -> Result<Option<Secret>, CliError> {
 pub fn export(args: &ExportArgs, printer: &Printer) -> Result<Exit, CliError> {
     let settings = StateSettings::resolve(&args.manifest, &args.state)?;
     if let Some(out) = &args.out {
-        export::check_target(out)?;
+        export::check_target(&crate::fs::RealFs, out)?;
     }
     let store = Store::read(settings.paths, None)?;
     let book = AccountBook::new(None, &store.results.resolved_names);

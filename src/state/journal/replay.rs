@@ -7,6 +7,7 @@ use std::io::{BufRead, BufReader};
 use std::path::Path;
 
 use super::{JournalRecord, Outcome};
+use crate::fs::Fs;
 use crate::key::{CreateKind, TokenKey};
 use crate::state::StateError;
 
@@ -67,9 +68,10 @@ const MAX_RECORD_BYTES: usize = 1024 * 1024;
 /// The file is streamed: what is held in memory is one record at a time, never a line, so a
 /// journal of a gigabyte of zeros (its room, or a sparse file) takes no more memory than an
 /// empty one.
-pub fn replay(path: &Path) -> Result<Replayed, StateError> {
+pub fn replay<F: Fs>(fs: &F, path: &Path) -> Result<Replayed, StateError> {
     // Not through a symlink, not a FIFO or device, ours and 0600, of a bounded size.
     let Some(file) = crate::fs::trust::open_own_secret_file(
+        fs,
         path,
         StateFile::Journal.word(),
         crate::bounded::MAX_JOURNAL_BYTES,
@@ -376,6 +378,7 @@ fn note(
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::disallowed_methods)] // tests set up real files, clocks and seeds
     #![allow(clippy::unwrap_used)]
     use super::*;
     use crate::key::CreateKind;
@@ -425,7 +428,7 @@ mod tests {
         let full = bytes.clone();
         bytes.extend(&intent(3).to_line()[..10]);
         write_0600(&p, &bytes);
-        let r = replay(&p).unwrap();
+        let r = replay(&crate::fs::RealFs, &p).unwrap();
         assert!(r.truncated_tail);
         // Two intents and an outcome were read; the cut-short fourth line was not.
         assert_eq!(r.records, 3);
@@ -446,7 +449,7 @@ mod tests {
         let mut bad = b"{nope}\n".to_vec();
         bad.extend(&full);
         write_0600(&p, &bad);
-        let err = replay(&p).unwrap_err().to_string();
+        let err = replay(&crate::fs::RealFs, &p).unwrap_err().to_string();
         assert!(err.contains("line 1"), "{err}");
     }
 
@@ -484,7 +487,7 @@ mod tests {
         bytes.extend(intent(2).to_line());
         bytes.extend([0; 5000]);
         write_0600(&p, &bytes);
-        let r = replay(&p).unwrap();
+        let r = replay(&crate::fs::RealFs, &p).unwrap();
         assert!(!r.truncated_tail, "zeros are not a cut-short record");
         assert_eq!(r.gap, None, "zeros at the end are the room, not a gap");
         assert_eq!((r.records, secrets(&r)), (3, vec!["s1".to_owned()]));
@@ -496,7 +499,7 @@ mod tests {
         torn.extend(&created(1, "s1").to_line()[..30]);
         torn.extend([0; 100]);
         write_0600(&p, &torn);
-        let r = replay(&p).unwrap();
+        let r = replay(&crate::fs::RealFs, &p).unwrap();
         assert!(r.truncated_tail);
         assert_eq!((r.records, r.interrupted.len()), (1, 1));
     }
@@ -516,7 +519,7 @@ mod tests {
         bytes.extend([0; 300]);
         let gap_at = bytes.iter().position(|b| *b == 0).unwrap() as u64;
         write_0600(&p, &bytes);
-        let r = replay(&p).unwrap();
+        let r = replay(&crate::fs::RealFs, &p).unwrap();
         assert!(r.truncated_tail);
         assert_eq!(secrets(&r), ["s3"]);
         assert_eq!(r.interrupted.len(), 2);
@@ -537,13 +540,13 @@ mod tests {
         binary.extend(b"\0\x01\x02\xff garbage\n");
         binary.extend(intent(2).to_line());
         write_0600(&p, &binary);
-        let err = replay(&p).unwrap_err().to_string();
+        let err = replay(&crate::fs::RealFs, &p).unwrap_err().to_string();
         assert!(err.contains("line 2"), "{err}");
         let mut bad = b"{nope}\n".to_vec();
         bad.extend(intent(1).to_line());
         bad.extend([0; 100]);
         write_0600(&p, &bad);
-        let err = replay(&p).unwrap_err().to_string();
+        let err = replay(&crate::fs::RealFs, &p).unwrap_err().to_string();
         assert!(err.contains("line 1"), "{err}");
     }
 
@@ -584,7 +587,7 @@ mod tests {
         bytes.extend(b"\n");
         bytes.extend(created(3, "s3").to_line());
         write_0600(&p, &bytes);
-        let r = replay(&p).unwrap();
+        let r = replay(&crate::fs::RealFs, &p).unwrap();
         assert!(r.truncated_tail);
         assert_eq!(secrets(&r), ["s3"]);
         assert!(r.gap.is_some());
@@ -604,7 +607,7 @@ mod tests {
         bytes.extend(vec![0; 64 * 1024 - bytes.len() - 20]);
         bytes.extend(created(1, "s1").to_line());
         write_0600(&p, &bytes);
-        let r = replay(&p).unwrap();
+        let r = replay(&crate::fs::RealFs, &p).unwrap();
         assert_eq!(secrets(&r), ["s1"]);
         assert!(r.gap.is_some() && !r.truncated_tail);
 
@@ -616,7 +619,7 @@ mod tests {
         f.seek(SeekFrom::Start(at)).unwrap();
         f.write_all(&created(1, "s1").to_line()).unwrap();
         drop(f);
-        let r = replay(&p).unwrap();
+        let r = replay(&crate::fs::RealFs, &p).unwrap();
         assert_eq!(secrets(&r), ["s1"]);
         assert_eq!(r.gap.as_ref().map(|g| g.offset), Some(first.len() as u64));
         assert_eq!(r.records, 2);
@@ -625,12 +628,12 @@ mod tests {
         let mut long = intent(1).to_line();
         long.extend(vec![b'x'; 2 * 1024 * 1024]);
         write_0600(&p, &long);
-        let r = replay(&p).unwrap();
+        let r = replay(&crate::fs::RealFs, &p).unwrap();
         assert!(r.truncated_tail);
         long.extend(b"\n");
         long.extend(intent(2).to_line());
         write_0600(&p, &long);
-        let err = replay(&p).unwrap_err().to_string();
+        let err = replay(&crate::fs::RealFs, &p).unwrap_err().to_string();
         assert!(
             err.contains("line 2") && err.contains("longer than any record"),
             "{err}"
