@@ -9,6 +9,7 @@ mod chaos;
 mod client;
 mod crash;
 mod diskfull;
+mod docs;
 mod exits;
 mod hostile;
 mod hygiene;

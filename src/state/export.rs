@@ -228,18 +228,14 @@ pub enum ExportError {
 /// through a symlink, and not in a directory that another user can write without the sticky
 /// bit (nor under one: they could swap the file, or the directory, for theirs). The write
 /// itself then creates the file 0600 and never follows a link.
-pub fn check_target<F: crate::fs::Fs>(
-    fs: &F,
-    path: &std::path::Path,
-) -> Result<(), super::StateError> {
+pub fn check_target(path: &std::path::Path) -> Result<(), super::StateError> {
+    use crate::fs::Fs as _;
+    let fs = crate::fs::RealFs;
     let unsafe_ = |path: &std::path::Path, reason: String| super::StateError::Unsafe {
         path: path.to_path_buf(),
         reason,
     };
-    if fs
-        .symlink_metadata(path)
-        .is_ok_and(|m| m.file_type == crate::fs::seam::FileType::Symlink)
-    {
+    if fs.symlink_metadata(path).is_ok_and(|m| m.is_symlink()) {
         return Err(unsafe_(
             path,
             "it is a symbolic link, which is never written through; pass --out the path of a regular file (or a new one)".into(),

@@ -110,7 +110,7 @@ pub async fn run(args: &VerifyArgs, printer: &Printer) -> Result<Exit, CliError>
         .map(|v| (v.token_id, v.status))
         .collect();
     store
-        .results
+        .ledger_mut()
         .set_statuses(&seen, &crate::timestamp::now_rfc3339());
     let saved = store.save();
     let summary = Summary::of(&report, saved.is_err());
@@ -165,7 +165,7 @@ fn probes_of(
     for s in &secrets.superseded {
         by_id.entry(s.token_id).or_insert(&s.token);
     }
-    let plan = planner::plan(&run.manifest, &store.results, None, &run.filter);
+    let plan = planner::plan(&run.manifest, store.results(), None, &run.filter);
     // Revoked ones too: a token seen revoked once is probed again (it is recorded as it is).
     let recorded: Vec<&planner::Recorded> = plan.present.iter().chain(&plan.revoked).collect();
     // Replaced tokens of the same (account, name) as a token of the manifest being verified.
@@ -174,7 +174,7 @@ fn probes_of(
         .map(|p| (p.key.account_id, p.key.token_name.as_str()))
         .collect();
     let replaced = store
-        .results
+        .results()
         .superseded_to_remove()
         .filter(|s| names.contains(&(s.account_id, s.token_name.as_str())));
     let wanted = recorded
@@ -355,8 +355,8 @@ impl Summary {
             exit_code: self.exit.code(),
             not_checked: report.not_checked,
             rate_limited,
-            remove_by_hand: store.results.superseded_to_remove().count(),
-            results_file: &store.paths.results.display().to_string(),
+            remove_by_hand: store.results().superseded_to_remove().count(),
+            results_file: &store.paths().results.display().to_string(),
             revoked: self.revoked,
             stop: Summary::stop(report),
             unknown: self.unknown,
@@ -451,7 +451,7 @@ impl Summary {
             ));
         }
         let to_remove: Vec<String> = store
-            .results
+            .results()
             .superseded_to_remove()
             .map(|s| format!("{}/{} (id {})", s.account_id, s.token_name, s.token_id))
             .collect();
@@ -461,6 +461,6 @@ impl Summary {
                 to_remove.join(", ")
             ));
         }
-        printer.info(&format!("Results: {}", store.paths.results.display()));
+        printer.info(&format!("Results: {}", store.paths().results.display()));
     }
 }
