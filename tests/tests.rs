@@ -20,6 +20,7 @@ mod schema;
 mod sealed;
 mod seams_edges;
 mod simulator;
+mod surface;
 mod terminal;
 mod util;
 mod verify;
