@@ -30,6 +30,7 @@ fn created(env: &Env) -> usize {
 fn keygen(env: &Env, name: &str) -> (String, std::path::PathBuf) {
     let id = age::x25519::Identity::generate();
     let file = env.write(name, &format!("{}\n", id.to_string().expose_secret()));
+    crate::util::private(&file);
     (id.to_public().to_string(), file)
 }
 
