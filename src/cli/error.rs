@@ -89,12 +89,16 @@ impl CliError {
             CliError::State(StateError::OtherEndpoint { .. }) => Exit::Usage,
             // Another endpoint's file or journal, or a sealed state without recipients: a
             // configuration error, found before anything was sent.
-            CliError::State(StateError::Invariant {
+            CliError::State(StateError::Broken {
                 violation:
-                    crate::state::invariants::Violation::OtherEndpoint { .. }
-                    | crate::state::invariants::Violation::ProtectionDropped(_),
+                    crate::state::promises::Violation::OtherEndpoint { .. }
+                    | crate::state::promises::Violation::ProtectionDropped(_),
                 ..
             }) => Exit::Usage,
+            // A file that is there and not to be replaced without --force: the user's choice
+            // of path, a usage error (nothing was written).
+            CliError::State(StateError::Exists { .. })
+            | CliError::File(crate::fs::FileError::Exists { .. }) => Exit::Usage,
             CliError::State(_) | CliError::File(_) | CliError::Fatal { .. } => Exit::Fatal,
             CliError::Api(e) => match e {
                 ApiError::InsecureUrl { .. }

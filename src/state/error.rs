@@ -132,12 +132,22 @@ pub enum StateError {
         /// The journal that keeps this run's records.
         journal: PathBuf,
     },
-    /// One of the state's invariants ([`super::invariants`]) would break; nothing was written.
+    /// A save would break one of the state's rules (`ledger::invariants`); nothing was
+    /// written.
     Invariant {
         /// The results file.
         path: PathBuf,
-        /// What would break (its message says what to do).
-        violation: super::invariants::Violation,
+        /// The rule and what breaks it.
+        violation: String,
+    },
+    /// A promise of the state (`super::invariants`: a sealed state continued in plaintext,
+    /// another endpoint's journal) would break; nothing was written. The message says what to
+    /// do.
+    Broken {
+        /// The results file.
+        path: PathBuf,
+        /// What would break.
+        violation: super::promises::Violation,
     },
     /// The recorder stopped (it hit a write error earlier, reported there).
     RecorderGone,
@@ -182,15 +192,11 @@ impl StateError {
                 "{kind} file {} was replaced or changed by another program during this run; it was not overwritten",
                 path.display()
             ),
-            StateError::Invariant { path, violation } => match violation {
-                super::invariants::Violation::SecretNotDurable(_) => {
-                    format!(
-                        "refusing to write results file {}: {violation}",
-                        path.display()
-                    )
-                }
-                _ => violation.to_string(),
-            },
+            StateError::Invariant { path, violation } => format!(
+                "refusing to save results file {}: {violation}",
+                path.display()
+            ),
+            StateError::Broken { violation, .. } => violation.to_string(),
             StateError::RecorderGone => {
                 "the state recorder has stopped after an earlier error".to_owned()
             }
@@ -210,9 +216,10 @@ impl StateError {
                 "everything this run recorded is in the journal {}; find out what changed the file (another run on another machine, a checkout, an editor), then run apply again: it merges the journal into the file as it is then",
                 journal.display()
             ),
+            StateError::Invariant { .. } => "nothing was written; this is a bug in logzio-tokens (please report it with the command that led here); what a run received is still in its journal".to_owned(),
             StateError::Read { .. }
             | StateError::Unsafe { .. }
-            | StateError::Invariant { .. }
+            | StateError::Broken { .. }
             | StateError::RecorderGone => {
                 return None;
             }

@@ -59,8 +59,6 @@ pub(super) struct Task<F: Fs = RealFs> {
     store: Store<F>,
     /// The journal: every filesystem call of the run's records goes through it.
     journal: JournalWriter<F>,
-    /// Token id -> key, for spotting an id the API hands out twice.
-    index: HashMap<i64, TokenKey>,
     seq: u64,
     /// Intents without an outcome yet (re-written into each fresh journal), with the journal
     /// room held for their outcomes.
@@ -97,7 +95,6 @@ impl<F: Fs> Task<F> {
     pub(super) fn new(store: Store<F>, journal: JournalWriter<F>) -> Task<F> {
         let saves = SaveClock::new(store.clock().now());
         let mut task = Task {
-            index: store.token_index(),
             store,
             journal,
             seq: 0,
@@ -423,7 +420,7 @@ impl<F: Fs> Task<F> {
             let why = format!(
                 "cannot hold {} KiB of room in journal file {} for the {} requests in flight and the {} about to be sent: {e}; no new request was sent, and the answers in flight were written to room held before",
                 need.div_ceil(1024),
-                self.store.paths.journal.display(),
+                self.store.paths().journal.display(),
                 self.pending.len(),
                 new.len()
             );
@@ -494,7 +491,7 @@ impl<F: Fs> Task<F> {
                 Msg::Intent { ack, .. } => {
                     let res = match &self.broken {
                         None => Ok(s),
-                        Some(why) => Err(broken_state(&self.store.paths.journal, why)),
+                        Some(why) => Err(broken_state(&self.store.paths().journal, why)),
                     };
                     let _ = ack.send(res);
                 }
@@ -503,7 +500,7 @@ impl<F: Fs> Task<F> {
                 } => {
                     // Applied in memory even if the journal write failed: the final save may
                     // still succeed, and the error tells the executor to stop.
-                    let applied = self.store.apply(&key, outcome, now, &mut self.index);
+                    let applied = self.store.apply(&key, outcome, now);
                     self.dirty = true;
                     self.saves.outcomes_since += 1;
                     let res = if journal_ok {
@@ -511,24 +508,23 @@ impl<F: Fs> Task<F> {
                     } else {
                         self.unjournaled.push(key);
                         Err(broken_state(
-                            &self.store.paths.journal,
+                            &self.store.paths().journal,
                             self.broken.as_deref().unwrap_or_default(),
                         ))
                     };
                     let _ = ack.send(res);
                 }
                 Msg::Failure(f) => {
-                    self.store.results.failures.push(f);
+                    self.store.ledger_mut().note_failure(f);
                     self.dirty = true;
                 }
                 Msg::ResolvedName(name, id) => {
-                    if self.store.results.resolved_names.insert(name, id) != Some(id) {
+                    if self.store.ledger_mut().resolve_name(name, id) {
                         self.dirty = true;
                     }
                 }
                 Msg::LearnedRate(rate) => {
-                    if self.store.results.learned_rate != rate {
-                        self.store.results.learned_rate = rate;
+                    if self.store.ledger_mut().set_learned_rate(rate) {
                         self.dirty = true;
                     }
                 }
@@ -540,7 +536,12 @@ impl<F: Fs> Task<F> {
     /// Refreshes the files when due, then starts a fresh journal holding only the intents
     /// still in flight. Skipped once anything failed: the journal stays as it is.
     fn maybe_checkpoint(&mut self) {
-        if self.dirty && self.broken.is_none() && self.saves.due(self.index.len(), self.now()) {
+        if self.dirty
+            && self.broken.is_none()
+            && self
+                .saves
+                .due(self.store.ledger().token_count(), self.now())
+        {
             let started = self.now();
             match self.checkpoint() {
                 Ok(()) => {
@@ -599,7 +600,7 @@ impl<F: Fs> Task<F> {
                 ..
             } = rec
             {
-                self.store.results.note_orphan(
+                self.store.ledger_mut().note_orphan(
                     &TokenKey {
                         account_id: *account_id,
                         token_name: token_name.clone(),
@@ -636,10 +637,10 @@ impl<F: Fs> Task<F> {
             }));
             unsaved.sort();
             unsaved.dedup();
-            self.store.unsaved = unsaved;
+            self.store.set_unsaved(unsaved);
         }
         let res = match (&self.broken, res) {
-            (Some(why), Ok(())) => Err(broken_state(&self.store.paths.results, why)),
+            (Some(why), Ok(())) => Err(broken_state(&self.store.paths().results, why)),
             (_, r) => r,
         };
         if let Some(ack) = self.finish.take() {
@@ -653,7 +654,7 @@ impl<F: Fs> Task<F> {
     /// gets it listed), and lists it in the results file (saved next).
     fn seal_received(&mut self) -> Result<(), StateError> {
         let journal = &mut self.journal;
-        let journal_path = self.store.paths.journal.clone();
+        let journal_path = self.store.paths().journal.clone();
         let at = self.store.clock().now_rfc3339();
         let mut journaled = false;
         let sealed = self.store.seal_run(|file| {
@@ -690,7 +691,7 @@ impl<F: Fs> Task<F> {
     fn journal_error(&self, source: std::io::Error) -> StateError {
         StateError::Write {
             kind: StateFile::Journal,
-            path: self.store.paths.journal.clone(),
+            path: self.store.paths().journal.clone(),
             source: explain_read_only(source),
         }
     }
@@ -698,7 +699,7 @@ impl<F: Fs> Task<F> {
 
 /// The first line of every journal: the endpoint its records are bound to (invariant 3).
 pub(super) fn begin_record<F: Fs>(store: &Store<F>) -> Vec<u8> {
-    match &store.results.api_url {
+    match &store.results().api_url {
         Some(endpoint) => JournalRecord::Begin {
             endpoint: endpoint.clone(),
             at: store.clock().now_rfc3339(),
