@@ -30,10 +30,7 @@ fn created(env: &Env) -> usize {
 fn keygen(env: &Env, name: &str) -> (String, std::path::PathBuf) {
     let id = age::x25519::Identity::generate();
     let file = env.write(name, &format!("{}\n", id.to_string().expose_secret()));
-    {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).unwrap();
-    }
+    crate::util::private(&file);
     (id.to_public().to_string(), file)
 }
 

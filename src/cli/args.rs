@@ -22,7 +22,7 @@ use crate::region::Region;
 #[derive(Debug, Parser)]
 #[command(
     name = "logzio-tokens",
-    version,
+    version = super::version::VERSION,
     propagate_version = true,
     max_term_width = 100
 )]

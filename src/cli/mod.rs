@@ -10,6 +10,7 @@ pub mod logging;
 pub mod output;
 pub mod progress;
 pub mod report;
+pub mod version;
 
 use std::process::ExitCode;
 

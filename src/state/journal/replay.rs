@@ -607,7 +607,7 @@ mod tests {
         bytes.extend(vec![0; 64 * 1024 - bytes.len() - 20]);
         bytes.extend(created(1, "s1").to_line());
         write_0600(&p, &bytes);
-        let r = replay(&p).unwrap();
+        let r = replay(&crate::fs::RealFs, &p).unwrap();
         assert_eq!(secrets(&r), ["s1"]);
         assert!(r.gap.is_some() && !r.truncated_tail);
 
@@ -619,7 +619,7 @@ mod tests {
         f.seek(SeekFrom::Start(at)).unwrap();
         f.write_all(&created(1, "s1").to_line()).unwrap();
         drop(f);
-        let r = replay(&p).unwrap();
+        let r = replay(&crate::fs::RealFs, &p).unwrap();
         assert_eq!(secrets(&r), ["s1"]);
         assert_eq!(r.gap.as_ref().map(|g| g.offset), Some(first.len() as u64));
         assert_eq!(r.records, 2);
@@ -628,12 +628,12 @@ mod tests {
         let mut long = intent(1).to_line();
         long.extend(vec![b'x'; 2 * 1024 * 1024]);
         write_0600(&p, &long);
-        let r = replay(&p).unwrap();
+        let r = replay(&crate::fs::RealFs, &p).unwrap();
         assert!(r.truncated_tail);
         long.extend(b"\n");
         long.extend(intent(2).to_line());
         write_0600(&p, &long);
-        let err = replay(&p).unwrap_err().to_string();
+        let err = replay(&crate::fs::RealFs, &p).unwrap_err().to_string();
         assert!(
             err.contains("line 2") && err.contains("longer than any record"),
             "{err}"
