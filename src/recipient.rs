@@ -190,7 +190,13 @@ mod tests {
             ),
             (
                 "typo",
-                format!("{}x\n", &key[..61]).into_bytes(),
+                // The last character changed (to one it is not), so the checksum cannot match.
+                format!(
+                    "{}{}\n",
+                    &key[..61],
+                    if key.ends_with('x') { 'y' } else { 'x' }
+                )
+                .into_bytes(),
                 1,
                 "checksum",
             ),
