@@ -43,6 +43,7 @@ mod store;
 pub(crate) use error::explain_read_only;
 pub use error::{StateError, StateFile};
 pub use journal::{Gap, HeldSecret, JournalRecord, Outcome};
+pub(crate) use json::parse_strict;
 pub use ledger::{Applied, ImportRefused, Ledger, invariants};
 pub use lock::StateLock;
 pub use paths::StatePaths;

@@ -482,8 +482,11 @@ mod tests {
         );
         assert_eq!(detail("{]"), "line 1 column 2: it is not valid JSON");
         let data = detail("{\"version\": \"sek-secret\"}");
-        assert!(data.ends_with("a value has the wrong type or a field is missing or unknown"));
-        assert!(!data.contains("sek-secret"), "{data}");
+        assert_eq!(data, "line 1 column 24: a value has the wrong type");
+        let unknown = detail("{\"sek-secret\": 1}");
+        assert!(unknown.ends_with("an unknown field"), "{unknown}");
+        assert!(!unknown.contains("sek-secret"), "{unknown}");
+        assert!(detail("{}").ends_with("a required field is missing"));
     }
 
     #[test]

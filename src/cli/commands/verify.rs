@@ -457,32 +457,53 @@ impl Summary {
                 );
             }
         }
+        // Each list: its count first, then one token a line, cut to the first few and where
+        // every one is (a state of thousands must not print thousands of lines).
         if !unverifiable.is_empty() {
-            let names: Vec<String> = unverifiable
-                .iter()
-                .map(|u| {
-                    format!(
-                        "{}/{} (id {})",
-                        u.key.account_id, u.key.token_name, u.token_id
-                    )
-                })
-                .collect();
             printer.warn(&format!(
-                "{} without a known secret, not verified: {}",
-                count(unverifiable.len(), "token"),
-                super::first_few(&names, 10)
+                "{} without a known secret, not verified:",
+                count(unverifiable.len(), "token")
             ));
+            let lines = super::summarised(
+                unverifiable
+                    .iter()
+                    .map(|u| {
+                        format!(
+                            "  {}/{} (id {}{})",
+                            u.key.account_id,
+                            u.key.token_name,
+                            u.token_id,
+                            if u.superseded { ", replaced" } else { "" }
+                        )
+                    })
+                    .collect(),
+                "`verify --json` lists every one",
+            );
+            for line in lines {
+                printer.info(&line);
+            }
         }
         let to_remove: Vec<String> = store
             .results()
             .superseded_to_remove()
-            .map(|s| format!("{}/{} (id {})", s.account_id, s.token_name, s.token_id))
+            .map(|s| format!("  {}/{} (id {})", s.account_id, s.token_name, s.token_id))
             .collect();
         if !to_remove.is_empty() {
             printer.info(&format!(
-                "Replaced but still working, remove by hand in the Logz.io UI (Settings > Tools > Manage Tokens): {}",
-                super::first_few(&to_remove, 10)
+                "{} replaced but still working: remove by hand in the Logz.io UI (Settings > Tools > Manage Tokens):",
+                count(to_remove.len(), "token")
             ));
+            let results = store.paths().results.display().to_string();
+            let lines = super::summarised(
+                to_remove,
+                &format!(
+                    "every one is in the `superseded` list of {}",
+                    crate::cli::output::shell_quote(&results)
+                ),
+            );
+            for line in lines {
+                printer.info(&line);
+            }
         }
         printer.info(&format!("Results: {}", store.paths().results.display()));
     }
