@@ -14,6 +14,7 @@ mod ops;
 mod rate;
 mod schema;
 mod sealed;
+mod sim;
 mod simulator;
 mod terminal;
 mod util;

@@ -1,0 +1,236 @@
+//! The checker: the state directory against the simulated servers' ground truth, after every
+//! step of a run. Each problem is a sentence; a run with any problem fails its seed.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+
+use logzio_tokens::simulator::CreatedToken;
+use logzio_tokens::state::{Identities, ResultsFile, SecretsFile, StatePaths, TokenKey};
+
+/// What the steps so far allow.
+#[derive(Debug, Clone, Default)]
+pub struct Allowance {
+    /// Per key: creates the plan legitimately asked for (the first, and one per rotation).
+    pub planned: BTreeMap<TokenKey, u32>,
+    /// `orphans clear` runs so far (each resets the ambiguity budget).
+    pub clears: u32,
+    /// The most ambiguous attempts per key per budget.
+    pub max_ambiguous: u32,
+    /// Tokens that existed at an `orphans clear`: the user said they checked them.
+    pub cleared: BTreeSet<i64>,
+}
+
+/// What one step left, as the checker reads it.
+#[derive(Debug, Default)]
+pub struct Seen {
+    /// The results file (None: absent).
+    pub results: Option<ResultsFile>,
+    /// key -> (id, secret) from the secrets file and every sealed file.
+    pub secrets: BTreeMap<(TokenKey, i64), String>,
+}
+
+fn key_of(t: &CreatedToken) -> TokenKey {
+    TokenKey {
+        account_id: u32::try_from(t.account_id).unwrap_or(u32::MAX),
+        token_name: t.name.clone(),
+    }
+}
+
+fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            walk(&p, out);
+        } else {
+            out.push(p);
+        }
+    }
+}
+
+/// Reads the state files; a file that does not parse is a problem.
+pub fn read(paths: &StatePaths, ids: &Identities, problems: &mut Vec<String>) -> Seen {
+    let mut seen = Seen::default();
+    match ResultsFile::load(&paths.results) {
+        Ok(r) => seen.results = r,
+        Err(e) => problems.push(format!("the results file does not load: {e}")),
+    }
+    let mut add = |doc: SecretsFile| {
+        for (acc, tokens) in doc.accounts {
+            for (name, rec) in tokens {
+                let key = TokenKey {
+                    account_id: acc,
+                    token_name: name,
+                };
+                seen.secrets
+                    .insert((key, rec.token_id), rec.token.expose().to_owned());
+            }
+        }
+    };
+    match SecretsFile::load(&paths.secrets) {
+        Ok(Some(doc)) => add(doc),
+        Ok(None) => {}
+        Err(e) => problems.push(format!("the secrets file does not load: {e}")),
+    }
+    let mut sealed = Vec::new();
+    walk(&paths.sealed, &mut sealed);
+    sealed.sort();
+    for path in sealed {
+        if path.extension().is_some_and(|e| e == "age") {
+            match ids.open(&path) {
+                Ok(doc) => add(doc),
+                Err(e) => {
+                    problems.push(format!("sealed file {} does not open: {e}", path.display()))
+                }
+            }
+        }
+    }
+    seen
+}
+
+/// Invariant 1, after every step (a crash included): every id the results file records is a
+/// token the server created for that key, with its secret durable in a file that travels with
+/// it (the secrets file or a sealed file; not the journal).
+pub fn recorded_ids_have_durable_secrets(
+    seen: &Seen,
+    truth: &[CreatedToken],
+    problems: &mut Vec<String>,
+) {
+    let Some(results) = &seen.results else {
+        return;
+    };
+    let by_id: BTreeMap<i64, &CreatedToken> = truth.iter().map(|t| (t.id, t)).collect();
+    let current = results.accounts.iter().flat_map(|(acc, tokens)| {
+        tokens.iter().map(move |(name, rec)| {
+            (
+                TokenKey {
+                    account_id: *acc,
+                    token_name: name.clone(),
+                },
+                rec.token_id,
+            )
+        })
+    });
+    for (key, id) in current {
+        match by_id.get(&id) {
+            None => problems.push(format!(
+                "{key} is recorded with token id {id}, which this endpoint never created"
+            )),
+            Some(t) if key_of(t) != key => problems.push(format!(
+                "{key} is recorded with token id {id}, which the server created for {}",
+                key_of(t)
+            )),
+            Some(t) => match seen.secrets.get(&(key.clone(), id)) {
+                None => problems.push(format!(
+                    "issue 25 defect 1: invariant 1: {key} is recorded (token {id}) but no secrets file or sealed file holds its secret"
+                )),
+                Some(s) if *s != t.token => problems.push(format!(
+                    "{key}: the secret recorded for token {id} is not the one the server gave"
+                )),
+                Some(_) => {}
+            },
+        }
+    }
+}
+
+/// With recipients, no plaintext secret anywhere under the state directory.
+pub fn no_plaintext(dir: &Path, truth: &[CreatedToken], problems: &mut Vec<String>) {
+    let mut all = Vec::new();
+    walk(dir, &mut all);
+    all.sort();
+    for path in all {
+        let text = String::from_utf8_lossy(&std::fs::read(&path).unwrap_or_default()).into_owned();
+        if let Some(t) = truth.iter().find(|t| text.contains(&t.token)) {
+            problems.push(format!(
+                "{} holds the secret of token {} in plaintext",
+                path.display(),
+                t.id
+            ));
+        }
+    }
+}
+
+/// After a step that ended (not crashed) and reopened the state: every token the server
+/// created is recorded (current or superseded) or its key is a possible orphan; superseded
+/// entries name this key's tokens, never the current one.
+pub fn nothing_lost(
+    seen: &Seen,
+    truth: &[CreatedToken],
+    allow: &Allowance,
+    problems: &mut Vec<String>,
+) {
+    let Some(results) = &seen.results else {
+        if let Some(t) = truth.first() {
+            problems.push(format!(
+                "the server created token {} for {} and there is no results file",
+                t.id,
+                key_of(t)
+            ));
+        }
+        return;
+    };
+    let orphans: BTreeSet<TokenKey> = results
+        .possible_orphans
+        .iter()
+        .map(|o| TokenKey {
+            account_id: o.account_id,
+            token_name: o.token_name.clone(),
+        })
+        .collect();
+    let superseded: BTreeMap<i64, &logzio_tokens::state::SupersededToken> =
+        results.superseded.iter().map(|s| (s.token_id, s)).collect();
+    let by_id: BTreeMap<i64, &CreatedToken> = truth.iter().map(|t| (t.id, t)).collect();
+    for t in truth {
+        let key = key_of(t);
+        let current = results.get(&key).map(|r| r.token_id) == Some(t.id);
+        if !current
+            && !superseded.contains_key(&t.id)
+            && !orphans.contains(&key)
+            && !allow.cleared.contains(&t.id)
+        {
+            problems.push(format!(
+                "the server created token {} for {key}, which is neither recorded, superseded nor a possible orphan",
+                t.id
+            ));
+        }
+    }
+    for s in &results.superseded {
+        let key = TokenKey {
+            account_id: s.account_id,
+            token_name: s.token_name.clone(),
+        };
+        match by_id.get(&s.token_id) {
+            Some(t) if key_of(t) == key => {}
+            _ => problems.push(format!(
+                "superseded entry {} for {key} is not a token the server created for it",
+                s.token_id
+            )),
+        }
+        if results.get(&key).map(|r| r.token_id) == Some(s.token_id) {
+            problems.push(format!(
+                "token {} of {key} is both current and superseded",
+                s.token_id
+            ));
+        }
+    }
+}
+
+/// No key gets more sends that created a token than the plan asked for plus its ambiguity
+/// budget (per `orphans clear`), across runs.
+pub fn within_budget(truth: &[CreatedToken], allow: &Allowance, problems: &mut Vec<String>) {
+    let mut made: BTreeMap<TokenKey, u32> = BTreeMap::new();
+    for t in truth {
+        *made.entry(key_of(t)).or_default() += 1;
+    }
+    for (key, n) in made {
+        let most = allow.planned.get(&key).copied().unwrap_or(0)
+            + allow.max_ambiguous * (1 + allow.clears);
+        if n > most {
+            problems.push(format!(
+                "issue 25 defect 6: {n} tokens were created for {key}, more than the {most} its plans and ambiguity budget allow"
+            ));
+        }
+    }
+}

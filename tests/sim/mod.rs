@@ -1,0 +1,216 @@
+//! Deterministic simulation testing (issue 27): the real store, recorder and executor, run
+//! single-threaded on a paused clock against an in-process simulated API, with crashes and
+//! Ctrl-C at every network event, checked against the server's ground truth after every step.
+//! One seed decides everything; a failure prints the line that replays it.
+//!
+//! - `LOGZIO_TOKENS_SIM_SEED=0x…` replays one seed (and prints its trace);
+//! - `LOGZIO_TOKENS_SIM_SEEDS=N` runs N seeds instead of the CI range;
+//! - `LOGZIO_TOKENS_SIM_SOAK=1` sweeps every crash point of small sealed runs with rotation.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::print_stderr,
+    clippy::print_stdout
+)]
+
+mod api;
+mod check;
+mod driver;
+mod fs;
+
+use api::AtEvent;
+use driver::{Op, Scenario, Verdict};
+
+/// Seeds CI runs (sized to about 60 s on the project's loaded 2-core machine).
+const CI_SEEDS: u64 = 300;
+
+/// Defects of issue 25 still open on main (their fixes are on branch `seams2`): a problem
+/// tagged with one is a finding, reported by the sweep, kept as a regression case below, and
+/// does not fail the CI range. Remove a number once its fix is on main.
+const OPEN_DEFECTS: &[u32] = &[1, 6];
+
+/// The issue-25 defect a problem reproduces, when the checker tagged it.
+fn defect_of(problem: &str) -> Option<u32> {
+    let rest = problem.split("issue 25 defect ").nth(1)?;
+    rest.split(':').next()?.parse().ok()
+}
+
+/// Whether every problem of a verdict is a known, open defect.
+fn only_open_findings(v: &Verdict) -> bool {
+    v.problems
+        .iter()
+        .all(|p| defect_of(p).is_some_and(|d| OPEN_DEFECTS.contains(&d)))
+}
+
+fn env_u64(name: &str) -> Option<u64> {
+    let v = std::env::var(name).ok()?;
+    let v = v.trim();
+    match v.strip_prefix("0x") {
+        Some(hex) => u64::from_str_radix(hex, 16).ok(),
+        None => v.parse().ok(),
+    }
+}
+
+fn replay_line(seed: u64) -> String {
+    format!(
+        "replay: LOGZIO_TOKENS_SIM_SEED={seed:#x} cargo test --locked --test integration sim::seeds -- --nocapture"
+    )
+}
+
+fn report(v: &Verdict) -> String {
+    format!(
+        "seed {:#x} failed ({} problems):\n  {}\n{}",
+        v.scenario.seed,
+        v.problems.len(),
+        v.problems.join("\n  "),
+        replay_line(v.scenario.seed)
+    )
+}
+
+/// Runs `seeds`; returns the failing verdicts.
+fn sweep(seeds: impl Iterator<Item = u64>) -> (u64, Vec<Verdict>) {
+    let mut ran = 0;
+    let mut failed = Vec::new();
+    for seed in seeds {
+        ran += 1;
+        let v = driver::run(seed);
+        if !v.problems.is_empty() {
+            failed.push(v);
+        }
+    }
+    (ran, failed)
+}
+
+#[test]
+fn seeds() {
+    if let Some(seed) = env_u64("LOGZIO_TOKENS_SIM_SEED") {
+        let v = driver::run(seed);
+        for line in &v.trace {
+            println!("{line}");
+        }
+        println!("trace {}", v.trace_hash());
+        assert!(v.problems.is_empty(), "{}", report(&v));
+        return;
+    }
+    let n = env_u64("LOGZIO_TOKENS_SIM_SEEDS").unwrap_or(CI_SEEDS);
+    let base = env_u64("LOGZIO_TOKENS_SIM_BASE").unwrap_or(0);
+    let started = std::time::Instant::now();
+    let (ran, failed) = sweep(base..base + n);
+    let secs = started.elapsed().as_secs_f64();
+    eprintln!(
+        "sim: {ran} seeds in {secs:.1}s ({:.1} seeds/s), {} with problems",
+        ran as f64 / secs,
+        failed.len()
+    );
+    let (findings, failed): (Vec<Verdict>, Vec<Verdict>) =
+        failed.into_iter().partition(only_open_findings);
+    for v in &findings {
+        let defects: std::collections::BTreeSet<u32> =
+            v.problems.iter().filter_map(|p| defect_of(p)).collect();
+        eprintln!(
+            "sim: finding: seed {:#x} reproduces issue 25 defect(s) {defects:?}",
+            v.scenario.seed
+        );
+    }
+    let first: Vec<String> = failed.iter().take(3).map(report).collect();
+    assert!(
+        failed.is_empty(),
+        "{} of {ran} seeds failed\n{}",
+        failed.len(),
+        first.join("\n")
+    );
+}
+
+#[test]
+fn a_seed_decides_its_scenario() {
+    for seed in 0..50 {
+        assert_eq!(
+            format!("{:?}", Scenario::of(seed)),
+            format!("{:?}", Scenario::of(seed))
+        );
+    }
+    assert_ne!(
+        format!("{:?}", Scenario::of(1)),
+        format!("{:?}", Scenario::of(2))
+    );
+}
+
+#[test]
+#[ignore = "needs the injected clock and random source of issue 30 (branch state): the backoff's jitter and the recorder's fsync wait still read the ambient ones"]
+fn the_same_seed_gives_the_same_trace() {
+    for seed in [1, 7, 42] {
+        let a = driver::run(seed);
+        let b = driver::run(seed);
+        if let Some(i) =
+            (0..a.trace.len().max(b.trace.len())).find(|&i| a.trace.get(i) != b.trace.get(i))
+        {
+            panic!(
+                "seed {seed:#x}: the traces differ at line {i}:\n  {:?}\n  {:?}",
+                a.trace.get(i),
+                b.trace.get(i)
+            );
+        }
+        assert_eq!(a.trace_hash(), b.trace_hash());
+    }
+}
+
+/// Every crash point of a 10-token sealed apply with rotation: the soak mode.
+#[test]
+#[ignore = "soak: LOGZIO_TOKENS_SIM_SOAK=1 cargo test --test integration sim::soak -- --ignored"]
+fn soak_every_crash_point_of_a_sealed_rotation() {
+    let mut base = Scenario::of(0);
+    base.sealed = true;
+    base.keys = (0..10)
+        .map(|i| logzio_tokens::state::TokenKey {
+            account_id: 160_343,
+            token_name: format!("t{i}"),
+        })
+        .collect();
+    let mut problems = Vec::new();
+    let mut points = 0;
+    for phase in 0..2 {
+        for n in 1..=48 {
+            let mut sc = base.clone();
+            sc.seed = n;
+            let crash = Op::Apply {
+                rotate: phase == 1,
+                stop: Some((n, AtEvent::Crash)),
+            };
+            sc.ops = if phase == 0 {
+                vec![
+                    crash,
+                    Op::Apply {
+                        rotate: false,
+                        stop: None,
+                    },
+                ]
+            } else {
+                vec![
+                    Op::Apply {
+                        rotate: false,
+                        stop: None,
+                    },
+                    crash,
+                    Op::Apply {
+                        rotate: false,
+                        stop: None,
+                    },
+                ]
+            };
+            points += 1;
+            let v = driver::run_scenario(sc);
+            if !v.problems.is_empty() {
+                problems.push(format!(
+                    "phase {phase} crash at net {n}: {}",
+                    v.problems.join("; ")
+                ));
+            }
+        }
+    }
+    assert!(
+        problems.is_empty(),
+        "{} of {points} crash points failed:\n{}",
+        problems.len(),
+        problems.join("\n")
+    );
+}
