@@ -22,11 +22,19 @@ pub enum AtEvent {
     CtrlC,
 }
 
+/// How long a stall holds the run: past the recorder's save interval, so that its next
+/// message finds a checkpoint due. The recorder reads the ambient monotonic clock until the
+/// clock of issue 30 is injected, so this is a real sleep; with the injected clock it becomes
+/// an advance of the simulated one.
+pub const STALL: Duration =
+    Duration::from_millis(logzio_tokens::state::recorder::SAVE_INTERVAL.as_millis() as u64 + 100);
+
 /// The network as the driver controls it: counts events, stops the run at one.
 #[derive(Debug, Default)]
 pub struct Net {
     events: Mutex<u64>,
     stop_at: Mutex<Option<(u64, AtEvent)>>,
+    stall_at: Mutex<Option<u64>>,
     /// Woken when the run crashes.
     pub crashed: Notify,
     crashed_flag: Mutex<bool>,
@@ -37,19 +45,12 @@ pub struct Net {
 
 impl Net {
     /// Stops the next run at its `n`-th network event (1-based).
-    pub fn stop_at(&self, n: u64, what: AtEvent, cancel: Cancel) {
+    pub fn stop_at(&self, stop: Option<(u64, AtEvent)>, stall: Option<u64>, cancel: Cancel) {
         *self.events.lock().unwrap() = 0;
-        *self.stop_at.lock().unwrap() = Some((n, what));
+        *self.stop_at.lock().unwrap() = stop;
+        *self.stall_at.lock().unwrap() = stall;
         *self.crashed_flag.lock().unwrap() = false;
         *self.cancel.lock().unwrap() = Some(cancel);
-    }
-
-    /// Runs the next run to its end.
-    pub fn run_free(&self) {
-        *self.events.lock().unwrap() = 0;
-        *self.stop_at.lock().unwrap() = None;
-        *self.crashed_flag.lock().unwrap() = false;
-        *self.cancel.lock().unwrap() = None;
     }
 
     /// Whether the current run crashed.
@@ -68,6 +69,10 @@ impl Net {
             *e
         };
         self.trace.lock().unwrap().push(format!("net {n} {what}"));
+        if *self.stall_at.lock().unwrap() == Some(n) {
+            self.trace.lock().unwrap().push(format!("STALL at net {n}"));
+            std::thread::sleep(STALL);
+        }
         match *self.stop_at.lock().unwrap() {
             Some((at, AtEvent::Crash)) if at == n => {
                 *self.crashed_flag.lock().unwrap() = true;
@@ -97,6 +102,8 @@ pub struct SimApi {
     pub sim: InProcess,
     /// The network.
     pub net: Arc<Net>,
+    /// What the recorder acknowledged (shared by every endpoint of a scenario).
+    pub acks: Arc<Mutex<super::watch::Acks>>,
 }
 
 const URL: &str = "http://sim.invalid/v1/api-tokens/sub-account";
@@ -152,6 +159,7 @@ impl SendCreate for SimApi {
             if this.net.event(&format!("send {key}")) {
                 return std::future::pending().await;
             }
+            this.acks.lock().unwrap().sent(&key);
             let (answer, delay) = this.sim.create(i64::from(key.account_id), &key.token_name);
             tokio::time::sleep(delay).await;
             if this

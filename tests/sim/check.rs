@@ -234,3 +234,30 @@ pub fn within_budget(truth: &[CreatedToken], allow: &Allowance, problems: &mut V
         }
     }
 }
+
+/// After a step that ended: every created token whose outcome the recorder acknowledged (on
+/// this endpoint) is recorded, current or superseded; a possible orphan is not enough, since the
+/// tool said its secret was durable.
+pub fn acknowledged_are_recorded(
+    seen: &Seen,
+    durable: &[(TokenKey, i64)],
+    problems: &mut Vec<String>,
+) {
+    let Some(results) = &seen.results else {
+        if let Some((key, id)) = durable.first() {
+            problems.push(format!(
+                "token {id} of {key} was acknowledged durable and there is no results file"
+            ));
+        }
+        return;
+    };
+    for (key, id) in durable {
+        let current = results.get(key).map(|r| r.token_id) == Some(*id);
+        let superseded = results.superseded.iter().any(|s| s.token_id == *id);
+        if !current && !superseded {
+            problems.push(format!(
+                "token {id} of {key} was acknowledged durable but the results file does not record it"
+            ));
+        }
+    }
+}
