@@ -11,8 +11,9 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use serde::Serialize;
 
+use crate::key::TokenKey;
 use crate::manifest::{AccountSelector, Manifest};
-use crate::state::{ResultsFile, TokenKey, TokenStatus};
+use crate::state::{ResultsFile, TokenStatus};
 
 pub use accounts::{AccountBook, AccountFilter, AccountRef, LiveAccounts, NameResolution};
 pub use saved::{SAVED_PLAN_KIND, SavedPlan, SavedPlanError};
