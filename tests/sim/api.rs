@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use logzio_tokens::api::{ApiError, CreatedToken};
 use logzio_tokens::execution::{Cancel, SendCreate};
+use logzio_tokens::key::TokenKey;
 use logzio_tokens::simulator::{CreateAnswer, InProcess};
-use logzio_tokens::state::TokenKey;
 use tokio::sync::Notify;
 
 /// What the driver does at one network event.
@@ -22,12 +22,11 @@ pub enum AtEvent {
     CtrlC,
 }
 
-/// How long a stall holds the run: past the recorder's save interval, so that its next
+/// How long a stall holds the run: past the recorder's save interval (3 s), so that its next
 /// message finds a checkpoint due. The recorder reads the ambient monotonic clock until the
 /// clock of issue 30 is injected, so this is a real sleep; with the injected clock it becomes
 /// an advance of the simulated one.
-pub const STALL: Duration =
-    Duration::from_millis(logzio_tokens::state::recorder::SAVE_INTERVAL.as_millis() as u64 + 100);
+pub const STALL: Duration = Duration::from_millis(3_100);
 
 /// The network as the driver controls it: counts events, stops the run at one.
 #[derive(Debug, Default)]

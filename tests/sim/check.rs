@@ -4,8 +4,10 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
+use logzio_tokens::key::TokenKey;
 use logzio_tokens::simulator::CreatedToken;
-use logzio_tokens::state::{Identities, ResultsFile, SecretsFile, StatePaths, TokenKey};
+use logzio_tokens::state::sealed::Identities;
+use logzio_tokens::state::{ResultsFile, SecretsFile, StatePaths};
 
 /// What the steps so far allow.
 #[derive(Debug, Clone, Default)]

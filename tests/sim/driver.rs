@@ -10,10 +10,12 @@ use std::time::Duration;
 use logzio_tokens::execution::{
     Backoff, Cancel, ExecConfig, Pacer, Services, Stats, StopReason, execute,
 };
+use logzio_tokens::key::TokenKey;
 use logzio_tokens::manifest::Manifest;
 use logzio_tokens::plan::{self, AccountFilter};
 use logzio_tokens::simulator::{FaultRates, InProcess, SimConfig};
-use logzio_tokens::state::{Identities, Recipients, Recorder, StatePaths, Store, TokenKey};
+use logzio_tokens::state::sealed::{Identities, Recipients};
+use logzio_tokens::state::{Recorder, StatePaths, Store};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use sha2::{Digest, Sha256};

@@ -182,7 +182,7 @@ fn soak_every_crash_point_of_a_sealed_rotation() {
     let mut base = Scenario::of(0);
     base.sealed = true;
     base.keys = (0..10)
-        .map(|i| logzio_tokens::state::TokenKey {
+        .map(|i| logzio_tokens::key::TokenKey {
             account_id: 160_343,
             token_name: format!("t{i}"),
         })
@@ -265,8 +265,8 @@ fn regression_seeds() {
     }
 }
 
-fn key(i: usize) -> logzio_tokens::state::TokenKey {
-    logzio_tokens::state::TokenKey {
+fn key(i: usize) -> logzio_tokens::key::TokenKey {
+    logzio_tokens::key::TokenKey {
         account_id: 160_343,
         token_name: format!("t{i}"),
     }

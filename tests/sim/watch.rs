@@ -7,8 +7,9 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
 use logzio_tokens::execution::RecordOutcomes;
-use logzio_tokens::state::store::Applied;
-use logzio_tokens::state::{Failure, Outcome, RecorderHandle, StateError, TokenKey};
+use logzio_tokens::key::TokenKey;
+use logzio_tokens::state::Applied;
+use logzio_tokens::state::{Failure, Outcome, RecorderHandle, StateError};
 
 /// What the tool acknowledged as durable, across every run of a scenario.
 #[derive(Debug, Default)]
