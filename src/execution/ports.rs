@@ -80,6 +80,7 @@ impl RecordOutcomes for RecorderHandle {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::disallowed_methods)] // tests set up real files, clocks and seeds
     #![allow(clippy::unwrap_used)]
     use super::*;
     use crate::state::{StatePaths, Store};
@@ -119,7 +120,7 @@ mod tests {
         drop(h);
         let (store, res) = rec.finish().await;
         res.unwrap();
-        let failures = store.unwrap().results.failures;
+        let failures = store.unwrap().results().failures.clone();
         assert_eq!(failures.len(), 1);
         assert_eq!(failures[0].error, "refused");
     }

@@ -22,11 +22,17 @@ pub enum AtEvent {
     CtrlC,
 }
 
-/// How long a stall holds the run: past the recorder's save interval (3 s), so that its next
-/// message finds a checkpoint due. The recorder reads the ambient monotonic clock until the
-/// clock of issue 30 is injected, so this is a real sleep; with the injected clock it becomes
-/// an advance of the simulated one.
+/// How long a stall holds every answer: past the recorder's save interval (3 s), so that the
+/// next outcome finds a checkpoint due. The recorder's clock is tokio's, paused: the stall
+/// costs no real time.
 pub const STALL: Duration = Duration::from_millis(3_100);
+
+/// What a request does after a network event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Step {
+    Go,
+    Dead,
+}
 
 /// The network as the driver controls it: counts events, stops the run at one.
 #[derive(Debug, Default)]
@@ -34,6 +40,8 @@ pub struct Net {
     events: Mutex<u64>,
     stop_at: Mutex<Option<(u64, AtEvent)>>,
     stall_at: Mutex<Option<u64>>,
+    /// Until when the server holds every answer (a stall).
+    held_until: Mutex<Option<tokio::time::Instant>>,
     /// Woken when the run crashes.
     pub crashed: Notify,
     crashed_flag: Mutex<bool>,
@@ -48,6 +56,7 @@ impl Net {
         *self.events.lock().unwrap() = 0;
         *self.stop_at.lock().unwrap() = stop;
         *self.stall_at.lock().unwrap() = stall;
+        *self.held_until.lock().unwrap() = None;
         *self.crashed_flag.lock().unwrap() = false;
         *self.cancel.lock().unwrap() = Some(cancel);
     }
@@ -57,10 +66,11 @@ impl Net {
         *self.crashed_flag.lock().unwrap()
     }
 
-    /// Counts one event; true when the run must not go on (it crashed here or before).
-    fn event(&self, what: &str) -> bool {
-        if self.has_crashed() {
-            return true;
+    /// Counts one event: whether the request goes on, stalls first, or never returns (the
+    /// process crashed here or before).
+    fn event(&self, what: &str, dead: bool) -> Step {
+        if self.has_crashed() || dead {
+            return Step::Dead;
         }
         let n = {
             let mut e = self.events.lock().unwrap();
@@ -68,16 +78,17 @@ impl Net {
             *e
         };
         self.trace.lock().unwrap().push(format!("net {n} {what}"));
-        if *self.stall_at.lock().unwrap() == Some(n) {
+        let stall = *self.stall_at.lock().unwrap() == Some(n);
+        if stall {
             self.trace.lock().unwrap().push(format!("STALL at net {n}"));
-            std::thread::sleep(STALL);
+            *self.held_until.lock().unwrap() = Some(tokio::time::Instant::now() + STALL);
         }
         match *self.stop_at.lock().unwrap() {
             Some((at, AtEvent::Crash)) if at == n => {
                 *self.crashed_flag.lock().unwrap() = true;
                 self.trace.lock().unwrap().push(format!("CRASH at net {n}"));
                 self.crashed.notify_one();
-                true
+                Step::Dead
             }
             Some((at, AtEvent::CtrlC)) if at == n => {
                 self.trace
@@ -87,9 +98,9 @@ impl Net {
                 if let Some(c) = self.cancel.lock().unwrap().as_ref() {
                     c.cancel();
                 }
-                false
+                Step::Go
             }
-            _ => false,
+            _ => Step::Go,
         }
     }
 }
@@ -103,6 +114,8 @@ pub struct SimApi {
     pub net: Arc<Net>,
     /// What the recorder acknowledged (shared by every endpoint of a scenario).
     pub acks: Arc<Mutex<super::watch::Acks>>,
+    /// The disk: once it crashed, the process is dead and sends nothing more.
+    pub fs: super::fs::SimFs,
 }
 
 const URL: &str = "http://sim.invalid/v1/api-tokens/sub-account";
@@ -155,17 +168,34 @@ impl SendCreate for SimApi {
         let this = self.clone();
         let key = key.clone();
         async move {
-            if this.net.event(&format!("send {key}")) {
-                return std::future::pending().await;
+            match this
+                .net
+                .event(&format!("send {key}"), this.fs.has_crashed())
+            {
+                Step::Dead => {
+                    // The process is dead: its destructors touch no file either.
+                    this.fs.kill();
+                    return std::future::pending().await;
+                }
+                Step::Go => {}
             }
             this.acks.lock().unwrap().sent(&key);
             let (answer, delay) = this.sim.create(i64::from(key.account_id), &key.token_name);
             tokio::time::sleep(delay).await;
-            if this
-                .net
-                .event(&format!("answer {key} {}", answer_name(&answer)))
-            {
-                return std::future::pending().await;
+            let held = *this.net.held_until.lock().unwrap();
+            if let Some(until) = held {
+                tokio::time::sleep_until(until).await;
+            }
+            match this.net.event(
+                &format!("answer {key} {}", answer_name(&answer)),
+                this.fs.has_crashed(),
+            ) {
+                Step::Dead => {
+                    // The process is dead: its destructors touch no file either.
+                    this.fs.kill();
+                    return std::future::pending().await;
+                }
+                Step::Go => {}
             }
             client_sees(answer)
         }

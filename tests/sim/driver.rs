@@ -10,6 +10,7 @@ use std::time::Duration;
 use logzio_tokens::execution::{
     Backoff, Cancel, ExecConfig, Pacer, Services, Stats, StopReason, execute,
 };
+use logzio_tokens::fs::Fs;
 use logzio_tokens::key::TokenKey;
 use logzio_tokens::manifest::Manifest;
 use logzio_tokens::plan::{self, AccountFilter};
@@ -22,6 +23,7 @@ use sha2::{Digest, Sha256};
 
 use super::api::{AtEvent, Net, SimApi};
 use super::check::{self, Allowance};
+use super::fs::{Errno, Fault, SimFs};
 use super::watch::{Acks, Watched};
 
 /// The sub accounts tokens are made for (the simulator's defaults).
@@ -41,11 +43,66 @@ pub enum Op {
         stop: Option<(u64, AtEvent)>,
         /// Where the run stalls past the recorder's save interval (a mid-run checkpoint).
         stall: Option<u64>,
+        /// What happens at the N-th filesystem call of the operation, if anything.
+        disk: Option<(u64, AtCall)>,
+        /// Whether a crash in this operation is a power loss (what was not fsync'd is lost)
+        /// rather than the process dying (the kernel keeps what it was given).
+        power: bool,
     },
     /// `orphans clear`.
     ClearOrphans,
     /// Every later operation talks to the other endpoint (its own server).
     SwitchEndpoint,
+}
+
+impl Op {
+    /// An `apply` (or a rotation) run to its end.
+    pub fn apply(rotate: bool) -> Op {
+        Op::Apply {
+            rotate,
+            stop: None,
+            stall: None,
+            disk: None,
+            power: false,
+        }
+    }
+}
+
+/// What happens at one filesystem call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AtCall {
+    /// The process crashes there.
+    Crash,
+    /// The call fails (or writes short, or the filesystem turns read-only).
+    Fault(Fault),
+    /// The disk is full from there on, with this many bytes left.
+    Full(u64),
+    /// Another program replaces the results file there (adding a record of its own).
+    Foreign,
+    /// Another program replaces the results file right after the tool's k-th rename onto it
+    /// (0-based; the call index is unused).
+    ForeignAfterRename(u64),
+}
+
+/// The tag of a finding of this simulation on main (not one of issue 25's): `Store::save`
+/// checks that the results file is unchanged before it writes the secrets file, so a
+/// replacement during that write is overwritten; the check belongs right before the rename.
+pub const SAVE_WINDOW: &str = "finding save-window";
+
+/// The account another program's record is under (see [`AtCall::Foreign`]).
+pub const FOREIGN_ACCOUNT: u32 = 999;
+
+/// Another program's edit of a results file: a record of its own added.
+fn foreign_edit(bytes: &[u8]) -> Option<Vec<u8>> {
+    let mut v: serde_json::Value = serde_json::from_slice(bytes).ok()?;
+    let record = v["accounts"]
+        .as_object()?
+        .values()
+        .find_map(|tokens| tokens.as_object()?.values().next().cloned())?;
+    let mut record = record;
+    record["token_id"] = serde_json::json!(1);
+    v["accounts"][FOREIGN_ACCOUNT.to_string()] = serde_json::json!({ "foreign": record });
+    serde_json::to_vec_pretty(&v).ok()
 }
 
 /// What one seed plays.
@@ -115,15 +172,44 @@ impl Scenario {
                 _ => (false, None),
             };
             let stall = match op.1 {
-                Some((crash, AtEvent::Crash)) if stalls && crash > 1 => {
+                Some((crash, AtEvent::Crash)) if crash > 1 && (stalls || rng.random_bool(0.2)) => {
                     Some(rng.random_range(1..crash))
                 }
+                _ => None,
+            };
+            let calls = 30 + 12 * n as u64;
+            let disk = match rng.random_range(0..100) {
+                0..20 => Some((rng.random_range(1..=calls), AtCall::Crash)),
+                20..26 => Some((
+                    rng.random_range(1..=calls),
+                    AtCall::Fault(Fault::Fail(Errno::NoSpace)),
+                )),
+                26..30 => Some((
+                    rng.random_range(1..=calls),
+                    AtCall::Fault(Fault::Fail(Errno::Io)),
+                )),
+                30..34 => Some((
+                    rng.random_range(1..=calls),
+                    AtCall::Fault(Fault::ShortWrite),
+                )),
+                34..38 => Some((
+                    rng.random_range(1..=calls),
+                    AtCall::Fault(Fault::RemountReadOnly),
+                )),
+                38..42 => Some((
+                    rng.random_range(1..=calls),
+                    AtCall::Full(rng.random_range(0..4096)),
+                )),
+                42..46 => Some((rng.random_range(1..=calls), AtCall::Foreign)),
+                46..54 => Some((0, AtCall::ForeignAfterRename(rng.random_range(0..2)))),
                 _ => None,
             };
             ops.push(Op::Apply {
                 rotate: op.0,
                 stop: op.1,
                 stall,
+                disk,
+                power: rng.random_bool(0.5),
             });
         }
         // Every scenario ends with a run to the end, so "nothing lost" is checked after it.
@@ -131,6 +217,8 @@ impl Scenario {
             rotate: false,
             stop: None,
             stall: None,
+            disk: None,
+            power: false,
         });
         Scenario {
             seed,
@@ -202,9 +290,38 @@ impl Verdict {
     }
 }
 
+/// The simulation's clock: the monotonic time is tokio's (paused), the wall time a fixed
+/// date plus the paused time elapsed since the clock was made (in its runtime), so that file
+/// names and timestamps are the same on every replay.
+#[derive(Debug)]
+struct SimClock {
+    anchor: tokio::time::Instant,
+    wall: time::OffsetDateTime,
+}
+
+impl SimClock {
+    /// A clock reading `wall` now; call inside the runtime that plays the operation.
+    fn shared(wall: time::OffsetDateTime) -> logzio_tokens::clock::SharedClock {
+        Arc::new(SimClock {
+            anchor: tokio::time::Instant::now(),
+            wall,
+        })
+    }
+}
+
+impl logzio_tokens::clock::Clock for SimClock {
+    fn now_utc(&self) -> time::OffsetDateTime {
+        self.wall + self.now().saturating_duration_since(self.anchor)
+    }
+    fn now(&self) -> tokio::time::Instant {
+        tokio::time::Instant::now()
+    }
+}
+
 struct World {
     sc: Scenario,
-    dir: tempfile::TempDir,
+    fs: SimFs,
+    dir: PathBuf,
     paths: StatePaths,
     manifest: Manifest,
     servers: [SimApi; 2],
@@ -212,6 +329,9 @@ struct World {
     endpoint: usize,
     allow: Allowance,
     ids: Identities,
+    /// Whether another program's record was planted in the results file.
+    foreign: bool,
+    steps: u64,
     trace: Vec<String>,
     problems: Vec<String>,
 }
@@ -231,15 +351,10 @@ pub fn run(seed: u64) -> Verdict {
 
 /// Plays a scenario.
 pub fn run_scenario(sc: Scenario) -> Verdict {
-    // On tmpfs where there is one: a real fsync costs more than the rest of a run.
-    let shm = std::path::Path::new("/dev/shm");
-    let dir = if shm.is_dir() {
-        tempfile::tempdir_in(shm)
-    } else {
-        tempfile::tempdir()
-    }
-    .expect("a temp dir");
-    let manifest_path = dir.path().join("m.yaml");
+    let fs = SimFs::default();
+    let dir = PathBuf::from("/sim/state");
+    fs.create_dir_all(&dir).expect("the state directory");
+    let manifest_path = dir.join("m.yaml");
     let text = sc.manifest();
     let manifest =
         logzio_tokens::manifest::load_str(&manifest_path, &text, &|_| None).expect("a manifest");
@@ -257,6 +372,7 @@ pub fn run_scenario(sc: Scenario) -> Verdict {
             sim: InProcess::new(&config).expect("a valid simulator configuration"),
             net: Arc::new(Net::default()),
             acks: Arc::clone(&acks),
+            fs: fs.clone(),
         }
     };
     let mut w = World {
@@ -270,10 +386,13 @@ pub fn run_scenario(sc: Scenario) -> Verdict {
         },
         ids: Identities::load(&key().1).expect("the test identity"),
         sc,
+        fs,
         dir,
         paths,
         manifest,
         endpoint: 0,
+        foreign: false,
+        steps: 0,
         trace: Vec::new(),
         problems: Vec::new(),
     };
@@ -286,14 +405,14 @@ pub fn run_scenario(sc: Scenario) -> Verdict {
     let ops = w.sc.ops.clone();
     for (i, op) in ops.iter().enumerate() {
         let ended = w.step(op);
+        let log = w.fs.take_log();
+        w.trace.extend(log);
+        for s in &w.servers {
+            let net = std::mem::take(&mut *s.net.trace.lock().expect("trace"));
+            w.trace.extend(net);
+        }
         w.check(i, op, ended);
     }
-    let net_trace: Vec<String> = w
-        .servers
-        .iter()
-        .flat_map(|s| std::mem::take(&mut *s.net.trace.lock().expect("trace")))
-        .collect();
-    w.trace.extend(net_trace);
     Verdict {
         scenario: w.sc,
         problems: w.problems,
@@ -306,18 +425,52 @@ impl World {
         &self.servers[self.endpoint]
     }
 
-    /// Plays one operation; true when it ended (was not crashed).
+    /// The wall time of the current step: a fixed date, an hour per step.
+    fn wall(&self) -> time::OffsetDateTime {
+        time::macros::datetime!(2026-11-01 09:00 UTC) + Duration::from_secs(3600 * self.steps)
+    }
+
+    /// A store on the simulated disk (its run ids from the seed); call inside a runtime.
+    fn open(&mut self) -> Result<Store<SimFs>, logzio_tokens::state::StateError> {
+        self.steps += 1;
+        Store::open_in(
+            self.fs.clone(),
+            SimClock::shared(self.wall()),
+            StdRng::seed_from_u64(self.sc.seed ^ self.steps.rotate_left(32)),
+            self.paths.clone(),
+            Some(ENDPOINTS[self.endpoint]),
+        )
+    }
+
+    /// Plays one operation; true when it ended (was not crashed) and its state was saved, so
+    /// that the files must hold everything (after a failed save, the journal holds it until the
+    /// next run).
     fn step(&mut self, op: &Op) -> bool {
         match op {
             Op::Apply {
                 rotate,
                 stop,
                 stall,
-            } => self.apply(*rotate, *stop, *stall),
+                disk,
+                power,
+            } => {
+                let ended = self.apply(*rotate, *stop, *stall, *disk);
+                if !ended {
+                    // The machine comes back: what was not durable is gone (power loss) or
+                    // kept (the process alone died).
+                    self.fs.reboot(self.sc.seed ^ self.steps, *power);
+                    self.trace.push(format!("reboot power_loss={power}"));
+                }
+                // The disk gets its space back, and is writable again, for the next step.
+                self.fs.set_space(None, false);
+                ended
+            }
             Op::ClearOrphans => {
-                match Store::open(self.paths.clone(), Some(ENDPOINTS[self.endpoint])) {
+                let rt = runtime();
+                let opened = rt.block_on(async { self.open() });
+                match opened {
                     Ok(mut store) => {
-                        store.results.possible_orphans.clear();
+                        store.ledger_mut().clear_orphans(|_| true);
                         let r = store.save();
                         self.allow.clears += 1;
                         for s in &self.servers {
@@ -341,42 +494,64 @@ impl World {
         }
     }
 
-    fn apply(&mut self, rotate: bool, stop: Option<(u64, AtEvent)>, stall: Option<u64>) -> bool {
+    fn apply(
+        &mut self,
+        rotate: bool,
+        stop: Option<(u64, AtEvent)>,
+        stall: Option<u64>,
+        disk: Option<(u64, AtCall)>,
+    ) -> bool {
         let rt = runtime();
         let api = self.api().clone();
         let cancel = Cancel::default();
         api.net.stop_at(stop, stall, cancel.clone());
-        let endpoint = ENDPOINTS[self.endpoint];
+        self.fs.crash_at(None);
+        match disk {
+            Some((n, AtCall::Crash)) => self.fs.crash_at(Some(n)),
+            Some((n, AtCall::Fault(f))) => self.fs.fault_at(n, f),
+            Some((n, AtCall::Full(left))) => {
+                // Full from the n-th call: a fault that fills the disk there.
+                self.fs.fault_at(n, Fault::Fail(Errno::NoSpace));
+                self.fs.set_space(Some(self.fs.used() + left), false);
+            }
+            Some((n, AtCall::Foreign)) => {
+                self.fs.plant_at(n, &self.paths.results, foreign_edit);
+            }
+            Some((_, AtCall::ForeignAfterRename(k))) => {
+                self.fs
+                    .plant_after_rename(k, &self.paths.results, foreign_edit);
+            }
+            None => {}
+        }
+        let planted_before = self.fs.planted();
         let sealed = self.sc.sealed.then(|| key().0.clone());
-        let paths = self.paths.clone();
+        let store = rt.block_on(async { self.open() });
+        let clock = SimClock::shared(self.wall());
+        let run_seed = self.sc.seed ^ self.steps.rotate_left(40);
         let manifest = &self.manifest;
         let mut planned: Vec<TokenKey> = Vec::new();
         let crashed = Arc::clone(&api.net);
+        let disk_crashed = Arc::clone(&self.fs.crashed);
         let acks = Arc::clone(&self.acks);
         acks.lock().unwrap().new_run();
         let endpoint_index = self.endpoint;
         let run = async {
-            let mut store = match Store::open(paths, Some(endpoint)) {
+            let mut store = match store {
                 Ok(s) => s,
-                Err(e) => return format!("refused: {e}"),
+                Err(e) => return format!("refused: {}", first_line(&e.to_string())),
             };
             if let Some(r) = sealed {
                 store.seal_to(r);
             }
-            let mut plan = plan::plan(manifest, &store.results, None, &AccountFilter::default());
+            let mut plan = plan::plan(manifest, store.results(), None, &AccountFilter::default());
             if rotate {
-                logzio_tokens::cli::commands::add_replacements(
-                    &mut plan,
-                    manifest,
-                    &store.results,
-                    false,
-                    Some(Duration::ZERO),
-                );
+                let now = store.clock().now_utc();
+                plan.add_replacements(manifest, store.results(), false, Some(Duration::ZERO), now);
             }
-            planned.clone_from(&plan.create);
+            planned = plan.to_send();
             let recorder = match Recorder::start(store) {
                 Ok(r) => r,
-                Err(e) => return format!("recorder refused: {e}"),
+                Err(e) => return format!("recorder refused: {}", first_line(&e.to_string())),
             };
             let services = Services {
                 creator: api.clone(),
@@ -385,7 +560,8 @@ impl World {
                     acks: Arc::clone(&acks),
                     endpoint: endpoint_index,
                 },
-                pacer: Arc::new(Pacer::new(50.0, false)),
+                pacer: Arc::new(Pacer::with_clock(50.0, false, None, clock)),
+                rng: logzio_tokens::random::seeded(run_seed),
                 stats: Arc::new(Stats::default()),
                 observer: None,
                 cancel,
@@ -398,52 +574,75 @@ impl World {
                 backoff: Backoff::default(),
                 drain_timeout: Duration::from_secs(60),
             };
-            let report = execute(plan.create.clone(), config, services).await;
+            let report = execute(planned.clone(), config, services).await;
             let (_, saved) = recorder.finish().await;
             let stop = match &report.stop {
                 StopReason::Completed => "completed".to_owned(),
                 StopReason::Interrupted => "interrupted".to_owned(),
-                other => format!("{other:?}").chars().take(60).collect(),
+                StopReason::State(_) => "state error".to_owned(),
+                other => format!("{other:?}").chars().take(40).collect(),
             };
             format!(
                 "{stop} created={} ambiguous={} saved={}",
                 report.created,
                 report.ambiguous,
-                saved.is_ok()
+                saved.map_or_else(|e| first_line(&e.to_string()), |()| "ok".to_owned())
             )
         };
         let line = rt.block_on(async {
             tokio::select! {
                 biased;
-                () = crashed.crashed.notified() => "crashed".to_owned(),
+                () = crashed.crashed.notified() => "crashed (network)".to_owned(),
+                () = disk_crashed.notified() => "crashed (disk)".to_owned(),
                 line = run => line,
             }
         });
         // Dropping the runtime drops every task of the run: the process is gone.
         drop(rt);
+        self.foreign |= self.fs.planted() > planted_before;
         if rotate {
             for k in &planned {
                 *self.allow.planned.entry(k.clone()).or_default() += 1;
             }
         }
         self.trace.push(format!(
-            "apply rotate={rotate} stop={stop:?} stall={stall:?} planned={} -> {line}",
+            "apply rotate={rotate} stop={stop:?} stall={stall:?} disk={disk:?} planned={} -> {line}",
             planned.len()
         ));
-        !api.net.has_crashed()
+        !api.net.has_crashed() && !self.fs.has_crashed() && line.ends_with("saved=ok")
     }
 
     fn check(&mut self, i: usize, op: &Op, ended: bool) {
         let truth = self.api().sim.ground_truth();
         let mut problems = Vec::new();
-        let seen = check::read(&self.paths, &self.ids, &mut problems);
+        let seen = check::read(&self.fs, &self.paths, &self.ids, &mut problems);
         let bound_here = seen.results.as_ref().is_none_or(|r| {
             r.api_url
                 .as_deref()
                 .is_none_or(|u| u == ENDPOINTS[self.endpoint])
         });
+        if self.foreign
+            && let Some(r) = &seen.results
+            && !r.accounts.contains_key(&FOREIGN_ACCOUNT)
+        {
+            // A replacement just before the tool's rename is the window no check-then-rename
+            // can close; anywhere else it must be noticed (on main, between the check and the
+            // rename: the save-window finding).
+            let at = self.fs.plants_before().pop().unwrap_or_default();
+            if at.contains("after `rename m.results.json`") {
+                problems.push(format!(
+                    "the save race: another program's change to the results file, made right after the tool's rename ({at}), was overwritten without notice"
+                ));
+            } else if !at.ends_with("before `rename m.results.json`") {
+                problems.push(format!(
+                    "{SAVE_WINDOW}: another program's change to the results file ({at}) was overwritten without notice"
+                ));
+            }
+            self.foreign = false;
+        }
         if bound_here {
-            check::recorded_ids_have_durable_secrets(&seen, &truth, &mut problems);
+            let other = self.servers[1 - self.endpoint].sim.ground_truth();
+            check::recorded_ids_have_durable_secrets(&seen, &truth, &other, &mut problems);
             if ended && matches!(op, Op::Apply { .. }) {
                 check::nothing_lost(&seen, &truth, &self.allow, &mut problems);
                 let durable: Vec<(TokenKey, i64)> = self
@@ -458,9 +657,38 @@ impl World {
                 check::acknowledged_are_recorded(&seen, &durable, &mut problems);
             }
         }
+        // The state loads as the next run would load it, and passes the invariants module.
+        let rt = runtime();
+        let wall = self.wall();
+        let read = rt.block_on(async {
+            Store::read_in(
+                self.fs.clone(),
+                SimClock::shared(wall),
+                logzio_tokens::random::seeded(0),
+                self.paths.clone(),
+                Some(ENDPOINTS[self.endpoint]),
+            )
+        });
+        match read {
+            Ok(store) => {
+                if let Err(v) = logzio_tokens::state::ledger::invariants::check(store.ledger()) {
+                    problems.push(format!("the state breaks an invariant: {v}"));
+                }
+            }
+            Err(e @ logzio_tokens::state::StateError::Corrupt { .. }) => {
+                problems.push(format!(
+                    "the state does not load: {}",
+                    first_line(&e.to_string())
+                ));
+            }
+            Err(e) => self
+                .trace
+                .push(format!("read refused: {}", first_line(&e.to_string()))),
+        }
+        drop(rt);
         if self.sc.sealed {
             for s in &self.servers {
-                check::no_plaintext(self.dir.path(), &s.sim.ground_truth(), &mut problems);
+                check::no_plaintext(&self.fs, &self.dir, &s.sim.ground_truth(), &mut problems);
             }
         }
         for s in &self.servers {
@@ -480,4 +708,8 @@ impl World {
             self.problems.push(format!("after step {i} ({op:?}): {p}"));
         }
     }
+}
+
+fn first_line(s: &str) -> String {
+    s.lines().next().unwrap_or_default().to_owned()
 }

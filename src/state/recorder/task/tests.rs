@@ -1,3 +1,4 @@
+#![allow(clippy::disallowed_methods)] // tests set up real files, clocks and seeds
 #![allow(clippy::unwrap_used)]
 use std::sync::atomic::Ordering;
 
@@ -43,20 +44,23 @@ async fn recorder_journals_saves_and_a_crash_loses_nothing_received() {
     drop(h);
     let replayed = Store::read(paths.clone(), None).unwrap();
     assert_eq!(
-        replayed.secrets.get(&key("a")).unwrap().token.expose(),
+        replayed.secrets().get(&key("a")).unwrap().token.expose(),
         "sek-a"
     );
-    assert_eq!(replayed.recovery.interrupted, 1);
-    assert_eq!(replayed.results.possible_orphans[0].token_name, "b");
+    assert_eq!(replayed.recovery().interrupted, 1);
+    assert_eq!(replayed.results().possible_orphans[0].token_name, "b");
     let (store, res) = rec.finish().await;
     res.unwrap();
-    assert_eq!(store.unwrap().results.get(&key("a")).unwrap().token_id, 10);
+    assert_eq!(
+        store.unwrap().results().get(&key("a")).unwrap().token_id,
+        10
+    );
     // An intent without outcome keeps the journal so the next run reports it.
     assert!(paths.journal.exists());
     let again = Store::open(paths.clone(), Some("http://127.0.0.1:1")).unwrap();
     assert!(!paths.journal.exists());
-    assert_eq!(again.results.possible_orphans.len(), 1);
-    assert_eq!(again.results.possible_orphans[0].ambiguous_attempts, 1);
+    assert_eq!(again.results().possible_orphans.len(), 1);
+    assert_eq!(again.results().possible_orphans[0].ambiguous_attempts, 1);
 }
 
 fn identity(dir: &std::path::Path) -> (Recipients, Identities) {
@@ -154,7 +158,7 @@ async fn with_recipients_no_plaintext_reaches_the_disk_and_a_run_leaves_one_seal
     let (store, res) = rec.finish().await;
     res.unwrap();
     let store = store.unwrap();
-    assert_eq!(store.results.get(&key("b")).unwrap().token_id, 11);
+    assert_eq!(store.results().get(&key("b")).unwrap().token_id, 11);
     // After the run: no secrets file, no journal, one sealed file; no plaintext anywhere.
     assert!(!paths.secrets.exists());
     assert!(!paths.journal.exists());
@@ -204,8 +208,8 @@ async fn a_crash_with_recipients_is_recovered_into_sealed_files_without_the_key(
     std::fs::copy(rec_paths_journal(dir.path()), &paths.journal).unwrap();
     drop(h);
     let next = Store::open(paths.clone(), Some("http://127.0.0.1:1")).unwrap();
-    assert_eq!(next.results.get(&key("a")).unwrap().token_id, 10);
-    assert_eq!(next.results.possible_orphans[0].token_name, "b");
+    assert_eq!(next.results().get(&key("a")).unwrap().token_id, 10);
+    assert_eq!(next.results().possible_orphans[0].token_name, "b");
     assert!(!paths.journal.exists());
     assert!(!paths.secrets.exists());
     assert!(!all_bytes(dir2.path()).contains("plaintext-secret"));
@@ -221,7 +225,7 @@ async fn a_crash_with_recipients_is_recovered_into_sealed_files_without_the_key(
 fn task(dir: &std::path::Path) -> Task {
     let paths = StatePaths::for_manifest(&dir.join("m.yaml"), None, None);
     let store = Store::open(paths.clone(), Some("http://127.0.0.1:1")).unwrap();
-    let journal = open_secret_new(&paths.journal).unwrap();
+    let journal = JournalWriter::create(RealFs, &paths.journal, paths.next_journal()).unwrap();
     Task::new(store, journal)
 }
 
@@ -261,7 +265,7 @@ fn step(t: &mut Task, batch: Vec<Msg>) -> (Vec<u64>, bool) {
 
 /// The journal's records; what follows them (its room, when held as zeros) is all zeros.
 fn journal_lines(t: &Task) -> Vec<JournalRecord> {
-    let bytes = std::fs::read(&t.store.paths.journal).unwrap();
+    let bytes = std::fs::read(&t.store.paths().journal).unwrap();
     let end = bytes.iter().position(|b| *b == 0).unwrap_or(bytes.len());
     assert!(
         bytes[end..].iter().all(|b| *b == 0),
@@ -308,37 +312,37 @@ fn a_save_is_due_after_the_interval_and_enough_new_outcomes() {
     };
     let recent = Duration::from_secs(1);
     // 12 tokens: a quarter of them (3) must be new since the last save.
-    assert!(!clock(true, 2, recent).due(12));
-    assert!(clock(true, 3, recent).due(12));
-    assert!(clock(true, 0, recent).due(0));
+    assert!(!clock(true, 2, recent).due(12, Instant::now()));
+    assert!(clock(true, 3, recent).due(12, Instant::now()));
+    assert!(clock(true, 0, recent).due(0, Instant::now()));
     // Not before the next save time, however much is new.
-    assert!(!clock(false, 100, recent).due(12));
-    assert!(!clock(false, 0, MAX_SAVE_INTERVAL * 2).due(12));
+    assert!(!clock(false, 100, recent).due(12, Instant::now()));
+    assert!(!clock(false, 0, MAX_SAVE_INTERVAL * 2).due(12, Instant::now()));
     // A minute without a save: due even with few new outcomes.
-    assert!(clock(true, 0, MAX_SAVE_INTERVAL + recent).due(1000));
-    assert!(!clock(true, 0, MAX_SAVE_INTERVAL - recent).due(1000));
+    assert!(clock(true, 0, MAX_SAVE_INTERVAL + recent).due(1000, Instant::now()));
+    assert!(!clock(true, 0, MAX_SAVE_INTERVAL - recent).due(1000, Instant::now()));
 }
 
 #[test]
 fn a_slow_save_spaces_the_next_ones_and_the_clock_moves_on() {
-    let mut clock = SaveClock::new();
+    let mut clock = SaveClock::new(Instant::now());
     clock.outcomes_since = 7;
     clock.last = Instant::now() - Duration::from_secs(100);
-    clock.saved(Duration::from_secs(1));
+    clock.saved(Duration::from_secs(1), Instant::now());
     assert_eq!(clock.outcomes_since, 0);
     assert!(clock.last.elapsed() < Duration::from_secs(50));
     assert_eq!(clock.every, Duration::from_secs(30));
-    clock.saved(Duration::from_millis(10));
+    clock.saved(Duration::from_millis(10), Instant::now());
     assert_eq!(clock.every, SAVE_INTERVAL);
     // Not yet due: tick leaves the next save time alone.
     let next = clock.next;
-    clock.tick();
+    clock.tick(Instant::now());
     assert_eq!(clock.next, next);
     // Due: the next one is an interval from now.
     clock.every = Duration::from_secs(10);
     clock.next = Instant::now() - Duration::from_millis(1);
     let before = Instant::now();
-    clock.tick();
+    clock.tick(Instant::now());
     assert!(clock.next >= before + Duration::from_secs(10));
     assert!(clock.next <= Instant::now() + Duration::from_secs(10));
 }
@@ -384,7 +388,12 @@ fn intents_get_consecutive_seqs_and_the_room_for_their_outcomes() {
     assert_eq!(intent_seq(&t.pending[&2].0), 2);
     let rooms = t.room_for(&key("a")) + t.room_for(&big);
     assert_eq!(t.held, rooms);
-    assert!(t.room.spare() >= t.held, "{:?} for {}", t.room, t.held);
+    assert!(
+        t.journal.spare() >= t.held,
+        "{} for {}",
+        t.journal.spare(),
+        t.held
+    );
 
     // An outcome frees its intent's room; the next intent holds room beside the rest.
     let (m, r) = outcome_msg(2, &big, created(10, "sek"));
@@ -401,7 +410,12 @@ fn intents_get_consecutive_seqs_and_the_room_for_their_outcomes() {
     assert_eq!(seqs, vec![3]);
     assert_eq!(r3.blocking_recv().unwrap().unwrap(), 3);
     assert_eq!(t.held, t.room_for(&key("a")) + t.room_for(&big2));
-    assert!(t.room.spare() >= t.held, "{:?} for {}", t.room, t.held);
+    assert!(
+        t.journal.spare() >= t.held,
+        "{} for {}",
+        t.journal.spare(),
+        t.held
+    );
     assert_eq!(journal_lines(&t).len(), 4);
 }
 
@@ -434,7 +448,7 @@ fn an_outcome_is_written_at_once_and_acknowledged_with_the_next_intents_fsync() 
         matches!(&lines[2], JournalRecord::Outcome { seq: 1, .. }),
         "{lines:?}"
     );
-    assert!(t.store.results.get(&key("a")).is_none());
+    assert!(t.store.results().get(&key("a")).is_none());
     // The next intent cannot wait: one fsync makes both durable, then both are acknowledged.
     let (m, mut rc) = intent_msg(&key("c"));
     write(&mut t, vec![m]);
@@ -443,7 +457,7 @@ fn an_outcome_is_written_at_once_and_acknowledged_with_the_next_intents_fsync() 
     assert!(!t.journal_dirty);
     assert_eq!(ra.try_recv().unwrap().unwrap(), Applied::Recorded);
     assert_eq!(rc.try_recv().unwrap().unwrap(), 3);
-    assert_eq!(t.store.results.get(&key("a")).unwrap().token_id, 10);
+    assert_eq!(t.store.results().get(&key("a")).unwrap().token_id, 10);
     assert!(t.unsynced.is_empty());
     // An outcome waits at most OUTCOME_LINGER...
     let (m, _rb) = outcome_msg(2, &key("b"), created(11, "sek-b"));
@@ -478,12 +492,13 @@ fn a_failed_fsync_fails_every_record_it_was_to_make_durable() {
     assert!(t.held > 0 && t.pending.contains_key(&2));
     // Both were written; the fsync that was to carry them fails (a handle that cannot
     // be fsync'd stands in for a disk error).
-    t.journal = std::fs::File::open("/dev/null").unwrap();
+    t.journal
+        .swap_file(std::fs::File::open("/dev/null").unwrap());
     assert!(!t.sync_and_ack());
     assert!(t.broken.is_some());
     // The outcome is applied but reported, and named if the final save fails too.
     assert!(ra.blocking_recv().unwrap().is_err());
-    assert_eq!(t.store.results.get(&key("a")).unwrap().token_id, 10);
+    assert_eq!(t.store.results().get(&key("a")).unwrap().token_id, 10);
     assert_eq!(t.unjournaled, [key("a")]);
     // The intent is refused (never sent), its room released.
     assert!(rb.blocking_recv().unwrap().is_err());
@@ -518,7 +533,10 @@ async fn a_waiting_outcome_is_acknowledged_without_more_records_coming() {
     drop(h);
     let (store, res) = rec.finish().await;
     res.unwrap();
-    assert_eq!(store.unwrap().results.get(&key("a")).unwrap().token_id, 10);
+    assert_eq!(
+        store.unwrap().results().get(&key("a")).unwrap().token_id,
+        10
+    );
 }
 
 #[test]
@@ -529,7 +547,8 @@ fn a_failed_journal_write_refuses_its_intents_and_releases_their_room() {
     step(&mut t, vec![m]);
     let held = t.held;
     // The room is held already; the write itself fails (a read-only handle).
-    t.journal = std::fs::File::open(&t.store.paths.journal).unwrap();
+    t.journal
+        .swap_file(std::fs::File::open(&t.store.paths().journal).unwrap());
     let (m, r) = intent_msg(&key("b"));
     let (_, ok) = step(&mut t, vec![m]);
     assert!(!ok);
@@ -542,7 +561,7 @@ fn a_failed_journal_write_refuses_its_intents_and_releases_their_room() {
     let (_, ok) = step(&mut t, vec![m]);
     assert!(!ok);
     assert!(r.blocking_recv().unwrap().is_err());
-    assert_eq!(t.store.results.get(&key("a")).unwrap().token_id, 10);
+    assert_eq!(t.store.results().get(&key("a")).unwrap().token_id, 10);
 }
 
 #[test]
@@ -556,7 +575,7 @@ fn names_failures_and_the_rate_make_the_state_dirty_only_when_they_change() {
     assert!(!t.dirty);
     step(&mut t, vec![Msg::ResolvedName("acme".into(), 6)]);
     assert!(t.dirty);
-    assert_eq!(t.store.results.resolved_names["acme"], 6);
+    assert_eq!(t.store.results().resolved_names["acme"], 6);
     t.dirty = false;
     let rate = Some(crate::state::LearnedRate {
         per_second: 10.0,
@@ -565,13 +584,13 @@ fn names_failures_and_the_rate_make_the_state_dirty_only_when_they_change() {
     });
     step(&mut t, vec![Msg::LearnedRate(rate.clone())]);
     assert!(t.dirty);
-    assert_eq!(t.store.results.learned_rate, rate);
+    assert_eq!(t.store.results().learned_rate, rate);
     t.dirty = false;
     step(&mut t, vec![Msg::LearnedRate(rate)]);
     assert!(!t.dirty);
     step(&mut t, vec![Msg::LearnedRate(None)]);
     assert!(t.dirty);
-    assert_eq!(t.store.results.learned_rate, None);
+    assert_eq!(t.store.results().learned_rate, None);
 }
 
 #[test]
@@ -583,7 +602,7 @@ fn a_checkpoint_saves_when_due_and_keeps_only_the_intents_in_flight() {
     step(&mut t, vec![m1, m2]);
     let (m, _r) = outcome_msg(1, &key("a"), created(10, "sek"));
     step(&mut t, vec![m]);
-    let results = t.store.paths.results.clone();
+    let results = t.store.paths().results.clone();
     // Not due yet: nothing saved.
     t.maybe_checkpoint();
     assert!(!results.exists());
@@ -609,7 +628,12 @@ fn a_checkpoint_saves_when_due_and_keeps_only_the_intents_in_flight() {
     assert_eq!(intent_seq(&lines[0]), 2);
     // The fresh journal holds exactly the room for b's outcome, plus the room taken
     // ahead (64 KiB, `room::AHEAD`).
-    assert_eq!(t.room.spare(), t.held + 64 * 1024, "{:?}", t.room);
+    assert_eq!(
+        t.journal.spare(),
+        t.held + 64 * 1024,
+        "{}",
+        t.journal.spare()
+    );
     assert!(t.saves.next > Instant::now());
 }
 
@@ -620,7 +644,7 @@ fn a_checkpoint_that_cannot_replace_the_journal_fails_unless_the_disk_is_full() 
     let (m, _r) = intent_msg(&key("a"));
     step(&mut t, vec![m]);
     // Something sits where the next journal is made (not a file: it cannot be removed).
-    let mut next = t.store.paths.journal.as_os_str().to_owned();
+    let mut next = t.store.paths().journal.as_os_str().to_owned();
     next.push(".next");
     std::fs::create_dir(std::path::PathBuf::from(next)).unwrap();
     let err = t.checkpoint().unwrap_err();
@@ -728,7 +752,8 @@ async fn failures_names_and_the_rate_sent_through_a_handle_are_saved() {
     drop(h);
     let (store, res) = rec.finish().await;
     res.unwrap();
-    let results = store.unwrap().results;
+    let store = store.unwrap();
+    let results = store.results();
     assert_eq!(results.failures.len(), 1);
     assert_eq!(results.failures[0].token_name, "x");
     assert_eq!(results.resolved_names["acme"], 42);
