@@ -621,11 +621,9 @@ fn every_manifest_in_examples_validates() {
     assert!(bad.is_empty(), "{}", bad.join("\n"));
 }
 
-/// Every ```yaml manifest of README.md and docs/*.md validates. Ignored until the README's
-/// example is fixed (issue 26: `tokens: [ci-${DEPLOY_ENV:-staging}]` must be quoted); the
-/// fixed text is in the surface report. Run with `--ignored`.
+/// Every ```yaml manifest of README.md and docs/*.md validates (the README's example once
+/// failed to parse: `tokens: [ci-${DEPLOY_ENV:-staging}]` unquoted).
 #[test]
-#[ignore = "README.md's manifest example does not parse until its fix is integrated"]
 fn every_manifest_in_the_readme_and_docs_validates() {
     let mut files = vec![repo_file("README.md")];
     if let Ok(dir) = std::fs::read_dir(repo_file("docs")) {

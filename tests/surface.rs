@@ -30,6 +30,7 @@ fn created(env: &Env) -> usize {
 fn keygen(env: &Env, name: &str) -> (String, std::path::PathBuf) {
     let id = age::x25519::Identity::generate();
     let file = env.write(name, &format!("{}\n", id.to_string().expose_secret()));
+    crate::util::private(&file);
     (id.to_public().to_string(), file)
 }
 
@@ -884,4 +885,84 @@ fn interrupt(pid: u32) {
     // unreaped (so it cannot have been recycled for another process).
     let rc = unsafe { libc::kill(pid, libc::SIGINT) };
     assert_eq!(rc, 0, "kill(SIGINT) failed");
+}
+
+/// A wrong record (imported with the wrong id) is removed with `forget`, which import's
+/// refusal names as a command to paste; its secret moves to `forgotten`, never deleted.
+#[test]
+fn forget_removes_a_wrong_record_and_keeps_its_secret() {
+    let env = Env::new();
+    env.write("m.yaml", &manifest_yaml(&[A], &["ci"]));
+    env.write("wrong.txt", "the-wrong-secret\n");
+    let import = |id: &str, secret: &str| {
+        env.run(&[
+            "import",
+            "m.yaml",
+            "--results",
+            "r.json",
+            "--secrets",
+            "s.json",
+            "--account-id",
+            &A.to_string(),
+            "--token-name",
+            "ci",
+            "--token-id",
+            id,
+            "--secret-file",
+            secret,
+        ])
+    };
+    import("111", "wrong.txt").expect_code(0);
+    env.write("right.txt", "the-right-secret\n");
+    let refused = import("222", "right.txt");
+    refused.expect_code(2);
+    let forget = format!(
+        "logzio-tokens forget m.yaml --results r.json --secrets s.json --account-id {A} --token-name ci"
+    );
+    assert!(
+        refused
+            .stderr
+            .contains(&format!("remove it first with `{forget}`")),
+        "{}",
+        refused.stderr
+    );
+    let words: Vec<&str> = forget.split(' ').skip(1).collect();
+    let run = env.run(&words);
+    run.expect_code(0);
+    assert!(
+        run.stderr.contains(&format!("Forgot {A}/ci (token 111)")),
+        "{}",
+        run.stderr
+    );
+    let results = env.json("r.json");
+    assert!(
+        results["accounts"][A.to_string()]["ci"].is_null(),
+        "{results}"
+    );
+    let secrets = std::fs::read_to_string(env.path("s.json")).unwrap();
+    assert!(
+        secrets.contains("forgotten") && secrets.contains("the-wrong-secret"),
+        "{secrets}"
+    );
+    // Forgetting what is not recorded is refused, naming the file.
+    let again = env.run(&words);
+    again.expect_code(2);
+    assert!(
+        again.stderr.contains("is not recorded in r.json"),
+        "{}",
+        again.stderr
+    );
+    // The right one can now be imported.
+    import("222", "right.txt").expect_code(0);
+}
+
+/// No "0 possible orphans … Check each in the Logz.io UI".
+#[test]
+fn no_advice_about_zero_possible_orphans() {
+    let env = workspace(&["ci"]);
+    env.run(&["apply", "m.yaml", "--yes"]).expect_code(0);
+    let run = env.run(&["orphans", "list", "m.yaml"]);
+    run.expect_code(0);
+    assert_eq!(run.stderr, "No possible orphan in ./m.results.json.\n");
+    assert!(!run.stderr.contains("Check each"));
 }

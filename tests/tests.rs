@@ -23,5 +23,6 @@ mod sim;
 mod simulator;
 mod surface;
 mod terminal;
+mod truth;
 mod util;
 mod verify;

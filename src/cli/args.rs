@@ -101,6 +101,10 @@ pub enum Command {
     Orphans(OrphansArgs),
     /// Record tokens created outside this tool so that apply does not create them again.
     Import(ImportArgs),
+    /// Remove a wrong record from the results file (as Terraform's `state rm`): the token is
+    /// not deleted at Logz.io; its secret, if the secrets file has it, moves to that file's
+    /// `forgotten` list, never deleted.
+    Forget(ForgetArgs),
     /// Write the secrets of the manifest's tokens to a file (0600) or, when asked, stdout.
     Export(ExportArgs),
     /// Probe every recorded token of the manifest with its own secret (GET /v2/whoami) and
@@ -538,6 +542,22 @@ pub struct ImportArgs {
         conflicts_with_all = ["account_id", "token_name", "token_id", "secret_file", "secret_stdin"]
     )]
     pub from: Option<PathBuf>,
+}
+
+/// `forget`.
+#[derive(Debug, Args)]
+pub struct ForgetArgs {
+    /// The manifest file (for the default state file paths).
+    pub manifest: PathBuf,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub state: PathArgs,
+    /// The sub account's id.
+    #[arg(long = "account-id", value_name = "ID")]
+    pub account_id: u32,
+    /// The token's name.
+    #[arg(long = "token-name", value_name = "NAME")]
+    pub token_name: String,
 }
 
 /// `export`.

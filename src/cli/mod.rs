@@ -159,6 +159,7 @@ async fn dispatch(command: Command, printer: &Printer) -> Result<Exit, CliError>
         Command::Orphans(a) => commands::state_cmds::orphans(&a, printer),
         Command::Import(a) => commands::state_cmds::import(&a, printer),
         Command::Export(a) => commands::state_cmds::export(&a, printer),
+        Command::Forget(a) => commands::forget::run(&a, printer),
         Command::Verify(a) => commands::verify::run(&a, printer).await,
         Command::Completions { shell } => commands::misc::completions(shell, printer),
         Command::Man(a) => commands::misc::man(&a, printer),

@@ -547,7 +547,8 @@ fn scan_error(e: &ScanError, text: &str) -> Diagnostic {
     // The scanner reports a tab at the start of the scalar it was reading (a line above):
     // point at the tab itself, the first one at or after that place.
     if first.contains("tab") {
-        let skip = line_start(text, line) + char_offset(text, line, column);
+        // From the start of the reported line: a tab that begins it is the one.
+        let skip = line_start(text, line);
         if let Some(rel) = text.get(skip..).and_then(|rest| rest.find('\t')) {
             let at = skip + rel;
             let tab_line = text[..at].matches('\n').count() + 1;
@@ -586,15 +587,6 @@ fn line_start(text: &str, line: u32) -> usize {
         .map_or(text.len(), |(i, _)| i + 1)
 }
 
-/// The byte offset, within 1-based `line`, of 1-based character `column`.
-fn char_offset(text: &str, line: u32, column: u32) -> usize {
-    let start = line_start(text, line);
-    let rest = text.get(start..).unwrap_or("");
-    rest.char_indices()
-        .nth(column.saturating_sub(1) as usize)
-        .map_or(rest.len(), |(i, _)| i)
-}
-
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
@@ -617,6 +609,8 @@ mod tests {
 
     #[test]
     fn a_tab_is_reported_where_it_is() {
+        let d = parse("version: 1\naccounts:\n\t- id: 1\n\t  tokens: [ci]\n").unwrap_err();
+        assert_eq!((d.line, d.column), (3, 1), "{d:?}");
         let d = parse("version: 1\naccounts:\n  - id: 1\n\ttokens: [ci]\n").unwrap_err();
         assert_eq!((d.line, d.column), (4, 1), "{d:?}");
         assert!(d.message.contains("tab"), "{}", d.message);

@@ -352,9 +352,11 @@ impl Plan {
     }
 }
 
-/// Whether recorded accounts absent from the manifest may be judged (see [`plan`]).
-fn judge_absent_all(out: &Plan, any_needs_lookup: bool, filter: &AccountFilter) -> bool {
-    !any_needs_lookup && out.unresolved.is_empty() && !filter.is_active()
+/// Whether recorded accounts absent from the manifest may be judged (see [`plan`]): every
+/// account of the manifest could be placed (an unresolved name, one that needs a lookup or
+/// not, might be one of them) and no filter narrows the manifest.
+fn judge_absent_all(out: &Plan, filter: &AccountFilter) -> bool {
+    out.unresolved.is_empty() && !filter.is_active()
 }
 
 /// Computes the plan. `live` is the preflight's account list when an API was reachable.
@@ -373,7 +375,6 @@ pub fn plan(
     // account may appear once by id and once by name).
     let mut order: Vec<u32> = Vec::new();
     let mut desired: HashMap<u32, Vec<String>> = HashMap::new();
-    let mut any_needs_lookup = false;
     let book = AccountBook::new(live, &recorded.resolved_names);
 
     for entry in &manifest.accounts {
@@ -384,7 +385,6 @@ pub fn plan(
                 Ok(id) => (id, Some(n.as_str())),
                 Err(why) => {
                     if filter.admits(None, Some(n)) {
-                        any_needs_lookup |= why == Unresolved::NeedsLookup;
                         out.unresolved.push(UnresolvedAccount {
                             name: n.clone(),
                             tokens: entry.tokens.clone(),
@@ -443,7 +443,7 @@ pub fn plan(
 
     for s in recorded.superseded_to_remove() {
         let id = s.account_id;
-        if desired.contains_key(&id) || (judge_absent_all(&out, any_needs_lookup, filter)) {
+        if desired.contains_key(&id) || (judge_absent_all(&out, filter)) {
             out.replaced_to_remove.push(Recorded {
                 key: TokenKey {
                     account_id: id,
@@ -457,7 +457,7 @@ pub fn plan(
     // Recorded tokens the manifest no longer wants. Accounts absent from the manifest are only
     // judged when every account of the manifest could be placed (an unresolved name might be
     // one of them) and when no filter narrows the manifest.
-    let judge_absent = !any_needs_lookup && out.unresolved.is_empty() && !filter.is_active();
+    let judge_absent = judge_absent_all(&out, filter);
     let wanted_unknown: BTreeSet<u32> = out.unknown_accounts.iter().map(|u| u.account_id).collect();
     for (acc, tokens) in &recorded.accounts {
         let wanted = desired.get(acc);

@@ -229,7 +229,8 @@ pub enum ExportError {
 /// bit (nor under one: they could swap the file, or the directory, for theirs). The write
 /// itself then creates the file 0600 and never follows a link.
 pub fn check_target(path: &std::path::Path) -> Result<(), super::StateError> {
-    use crate::fs::Fs as _;
+    use crate::fs::Fs;
+    // The user's --out, on the real filesystem (an export is not part of the simulated state).
     let fs = crate::fs::RealFs;
     let unsafe_ = |path: &std::path::Path, reason: String| super::StateError::Unsafe {
         path: path.to_path_buf(),
@@ -251,7 +252,7 @@ pub fn check_target(path: &std::path::Path) -> Result<(), super::StateError> {
         let Ok(meta) = fs.metadata(d) else {
             continue;
         };
-        let mode = meta.mode & 0o7777;
+        let mode = meta.mode;
         let sticky = mode & 0o1000 != 0;
         let d_ = d.display();
         let why = if meta.uid != me && meta.uid != 0 {

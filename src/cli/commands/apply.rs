@@ -591,9 +591,9 @@ async fn confirm(plan: &Plan) -> bool {
 }
 
 /// First Ctrl-C, SIGTERM or SIGHUP (a closed terminal, some CI cancellations): stop sending,
-/// drain, save. Second Ctrl-C: exit at once; the journal lets the next run recover everything
-/// received. The signal streams are registered before anything is printed, so no signal is
-/// missed (SIGHUP's default would kill the run with creates in flight, unrecorded).
+/// drain, save. Second Ctrl-C: exit at once, saying so; the journal lets the next run recover
+/// everything received. The signal streams are registered before anything is printed, so no
+/// signal is missed (SIGHUP's default would kill the run with creates in flight, unrecorded).
 async fn watch_signals(
     cancel: Cancel,
     stats: Arc<Stats>,

@@ -1,6 +1,7 @@
 //! One file per command; shared preparation (manifest, endpoint, preflight, plan) here.
 
 pub mod apply;
+pub mod forget;
 pub mod misc;
 pub mod plan;
 pub mod simulate;
