@@ -671,7 +671,7 @@ impl World {
         });
         match read {
             Ok(store) => {
-                if let Err(v) = logzio_tokens::state::ledger::invariants::check(store.ledger()) {
+                if let Err(v) = logzio_tokens::state::invariants::check(store.ledger()) {
                     problems.push(format!("the state breaks an invariant: {v}"));
                 }
             }
