@@ -20,6 +20,7 @@ mod rate;
 mod schema;
 mod sealed;
 mod seams_edges;
+mod sim;
 mod simulator;
 mod surface;
 mod terminal;

@@ -34,6 +34,7 @@
 mod config;
 mod conn;
 mod faults;
+mod inproc;
 mod limits;
 mod server;
 mod state;
@@ -51,6 +52,7 @@ pub use config::{
     DEFAULT_OWNER_ID, DEFAULT_OWNER_NAME, DEFAULT_OWNER_TOKEN, DEFAULT_SLOW_DELAY, FaultRates,
     RegionMismatch, RetryAfterMode, SimConfig, SimConfigError, SubAccount, default_sub_accounts,
 };
+pub use inproc::{CreateAnswer, InProcess, ProbeAnswer};
 pub use state::{AnswerFate, Counters, CreateAttempt, CreatedToken, SimHandle};
 
 use state::Shared;
