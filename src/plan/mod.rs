@@ -13,7 +13,7 @@ use serde::Serialize;
 
 use crate::key::TokenKey;
 use crate::manifest::{AccountSelector, Manifest};
-use crate::state::{ResultsFile, TokenStatus};
+use crate::state::{Failure, ResultsFile, TokenStatus};
 
 pub use accounts::{AccountBook, AccountFilter, AccountRef, LiveAccounts, NameResolution};
 pub use saved::{Decision, SAVED_PLAN_KIND, SAVED_PLAN_VERSION, SavedPlan, SavedPlanError};
@@ -214,6 +214,46 @@ pub struct Plan {
 }
 
 impl Plan {
+    /// Holds the ambiguity budget across runs: a token whose earlier runs made `max_ambiguous`
+    /// or more ambiguous attempts (each may have created a token, listed in the results file's
+    /// possible orphans) is taken out of `create` and returned as a failure that says how to
+    /// send it again; the others are returned with the attempts already spent, which count
+    /// against the budget of this run (`ExecConfig::earlier_ambiguous`).
+    pub fn hold_ambiguity_budget(
+        &mut self,
+        results: &ResultsFile,
+        max_ambiguous: u32,
+    ) -> (HashMap<TokenKey, u32>, Vec<Failure>) {
+        let max_ambiguous = max_ambiguous.max(1);
+        let mut earlier = HashMap::new();
+        let mut at_budget = Vec::new();
+        self.create.retain(|key| {
+            let Some(o) = results
+                .possible_orphans
+                .iter()
+                .find(|o| o.account_id == key.account_id && o.token_name == key.token_name)
+            else {
+                return true;
+            };
+            if o.ambiguous_attempts >= max_ambiguous {
+                at_budget.push(Failure {
+                    account_id: Some(key.account_id),
+                    account_name: None,
+                    token_name: key.token_name.clone(),
+                    http_status: None,
+                    error: format!(
+                        "not sent: earlier runs made {} ambiguous attempts for it (each may have created a token; the budget is {max_ambiguous}); check the Logz.io UI for those tokens, then run `logzio-tokens orphans clear` (or pass --resend-ambiguous) to send it again",
+                        o.ambiguous_attempts
+                    ),
+                });
+                return false;
+            }
+            earlier.insert(key.clone(), o.ambiguous_attempts);
+            true
+        });
+        (earlier, at_budget)
+    }
+
     /// Whether applying would change anything (create or replace tokens).
     pub fn has_changes(&self) -> bool {
         !self.create.is_empty() || !self.replace.is_empty()

@@ -548,6 +548,11 @@ impl World {
                 let now = store.clock().now_utc();
                 plan.add_replacements(manifest, store.results(), false, Some(Duration::ZERO), now);
             }
+            // As apply does: the ambiguity budget holds across runs (issue 25, defect 6).
+            let (earlier_ambiguous, _at_budget) = plan.hold_ambiguity_budget(
+                store.results(),
+                logzio_tokens::execution::DEFAULT_MAX_AMBIGUOUS,
+            );
             planned = plan.to_send();
             let recorder = match Recorder::start(store) {
                 Ok(r) => r,
@@ -573,6 +578,7 @@ impl World {
                 fail_fast: false,
                 backoff: Backoff::default(),
                 drain_timeout: Duration::from_secs(60),
+                earlier_ambiguous,
             };
             let report = execute(planned.clone(), config, services).await;
             let (_, saved) = recorder.finish().await;

@@ -30,13 +30,7 @@ const CI_SEEDS: u64 = 500;
 /// and what this simulation found beyond them. A problem tagged with one is reported by the
 /// sweep, kept as a regression case below, and does not fail the CI range. Remove a tag once
 /// its fix is on main.
-const OPEN_FINDINGS: &[&str] = &[
-    "issue 25 defect 1",
-    "issue 25 defect 6",
-    "issue 25 defect 8",
-    "issue 25 defect 11",
-    driver::SAVE_WINDOW,
-];
+const OPEN_FINDINGS: &[&str] = &[driver::SAVE_WINDOW];
 
 /// The finding a problem reproduces, when the checker tagged it (the text before `: `).
 fn finding_of(problem: &str) -> Option<&str> {
@@ -361,13 +355,11 @@ fn expect_clean(sc: Scenario) {
 }
 
 #[test]
-#[ignore = "issue 25 defect 1, fix on branch seams2"]
 fn issue_25_defect_1_a_sealed_checkpoint_never_runs_ahead_of_its_sealed_file() {
     expect_clean(defect_1_scenario());
 }
 
 #[test]
-#[ignore = "issue 25 defect 6, fix on branch seams2"]
 fn issue_25_defect_6_the_ambiguity_budget_holds_across_runs() {
     expect_clean(defect_6_scenario());
 }

@@ -58,7 +58,7 @@ pub async fn run(args: &ApplyArgs, printer: &Printer) -> Result<Exit, CliError> 
     let (earlier_ambiguous, at_budget) = if run.exec.resend_ambiguous {
         Default::default()
     } else {
-        ambiguity_budget(&mut plan, &preview, run.exec.max_ambiguous)
+        plan.hold_ambiguity_budget(preview.results(), run.exec.max_ambiguous)
     };
     // Accounts that cannot get tokens are this run's failures, reported by name, before any write.
     let mut pre_failures = failures_before_start(&plan);
@@ -313,46 +313,6 @@ fn replan_flags(settings: &ApplySettings) -> Vec<String> {
 
 /// The tokens of accounts found unusable before any write (a name that resolves to no sub
 /// account or to several, an id that is not a sub account of this owner).
-/// The ambiguous attempts earlier runs made for each token of the plan (its possible orphans'
-/// `ambiguous_attempts`), and the tokens that used up `max_ambiguous` with them: those are taken
-/// out of the plan and become this run's failures, naming what to do. Each re-send could leave
-/// one more token that only a person can find and delete.
-fn ambiguity_budget(
-    plan: &mut Plan,
-    store: &Store,
-    max_ambiguous: u32,
-) -> (
-    std::collections::HashMap<crate::key::TokenKey, u32>,
-    Vec<Failure>,
-) {
-    let max_ambiguous = max_ambiguous.max(1);
-    let mut earlier = std::collections::HashMap::new();
-    let mut at_budget = Vec::new();
-    plan.create.retain(|key| {
-        let Some(o) = store.results().possible_orphans.iter().find(|o| {
-            o.account_id == key.account_id && o.token_name == key.token_name
-        }) else {
-            return true;
-        };
-        if o.ambiguous_attempts >= max_ambiguous {
-            at_budget.push(Failure {
-                account_id: Some(key.account_id),
-                account_name: None,
-                token_name: key.token_name.clone(),
-                http_status: None,
-                error: format!(
-                    "not sent: earlier runs made {} ambiguous attempts for it (each may have created a token; the budget is {max_ambiguous}); check the Logz.io UI for those tokens, then run `logzio-tokens orphans clear` (or pass --resend-ambiguous) to send it again",
-                    o.ambiguous_attempts
-                ),
-            });
-            return false;
-        }
-        earlier.insert(key.clone(), o.ambiguous_attempts);
-        true
-    });
-    (earlier, at_budget)
-}
-
 fn failures_before_start(plan: &Plan) -> Vec<Failure> {
     let mut out = Vec::new();
     for u in &plan.unresolved {
