@@ -11,13 +11,14 @@
 //! - [`simulator`]: an in-repo stand-in for the Logz.io API, for tests, benchmarks and demos;
 //! - [`cli`]: the command line, output and progress.
 //!
-//! The core (`manifest`, `plan`, `state`, `region`, `recipient`, `secret`, `backoff`) knows
-//! nothing of HTTP, terminals or clap.
+//! The core (`manifest`, `plan`, `state`, `region`, `endpoint`, `recipient`, `secret`,
+//! `backoff`) knows nothing of HTTP, terminals or clap.
 
 pub mod api;
 pub mod backoff;
 pub mod bounded;
 pub mod cli;
+pub mod endpoint;
 pub mod execution;
 pub mod hardening;
 pub mod manifest;

@@ -6,7 +6,7 @@
 //! for the JSON Schema that editors use; a test keeps the two in step.
 //!
 //! This module knows nothing of HTTP, terminals or the command line; the base-URL rule it
-//! checks `api_url` against is [`crate::api::endpoint`]'s, the one the client applies.
+//! checks `api_url` against is [`crate::endpoint`]'s, the one the client applies.
 
 pub mod diagnostic;
 mod env;
@@ -17,7 +17,7 @@ mod validate;
 
 use std::path::PathBuf;
 
-pub use crate::api::endpoint::Endpoint;
+pub use crate::endpoint::Endpoint;
 pub use diagnostic::{Diagnostic, ManifestError, Note};
 pub use load::{load, load_bytes, load_str, read};
 pub use schema::{manifest_schema, manifest_schema_text};

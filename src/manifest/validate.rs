@@ -530,7 +530,7 @@ impl<'a> Checker<'a> {
             return None;
         };
         let text = self.expand(node, raw)?;
-        match crate::api::parse_base_url(&text.value) {
+        match crate::endpoint::parse_base_url(&text.value) {
             Ok(_) => Some(text.value),
             Err(reason) => {
                 let what = if text.from_env {
