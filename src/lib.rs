@@ -30,3 +30,55 @@ pub mod simulator;
 pub mod state;
 pub mod text;
 pub mod verify;
+
+#[cfg(test)]
+mod layering {
+    #![allow(clippy::unwrap_used)]
+
+    /// The core modules import nothing from the layers above them (the API client, the
+    /// executor, the command line), nor an HTTP or command-line crate.
+    #[test]
+    fn the_core_imports_nothing_from_above() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+        let mut files = Vec::new();
+        for core in ["manifest", "plan", "state"] {
+            let mut dirs = vec![root.join(core)];
+            while let Some(dir) = dirs.pop() {
+                for entry in std::fs::read_dir(&dir).unwrap() {
+                    let path = entry.unwrap().path();
+                    if path.is_dir() {
+                        dirs.push(path);
+                    } else if path.extension().is_some_and(|e| e == "rs") {
+                        files.push(path);
+                    }
+                }
+            }
+        }
+        for single in [
+            "region.rs",
+            "endpoint.rs",
+            "recipient.rs",
+            "secret.rs",
+            "backoff.rs",
+        ] {
+            files.push(root.join(single));
+        }
+        for file in files {
+            let text = std::fs::read_to_string(&file).unwrap();
+            for upward in [
+                "crate::api",
+                "crate::cli",
+                "crate::execution",
+                "crate::simulator",
+                "reqwest::",
+                "clap::",
+            ] {
+                assert!(
+                    !text.contains(upward),
+                    "{} uses `{upward}`: the core must not depend on it",
+                    file.display()
+                );
+            }
+        }
+    }
+}

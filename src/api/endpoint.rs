@@ -24,7 +24,6 @@ pub(crate) fn check_base_url(text: &str) -> Result<Url, ApiError> {
     })
 }
 
-
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
@@ -39,5 +38,4 @@ mod tests {
             Err(ApiError::InsecureUrl { .. })
         ));
     }
-
 }

@@ -253,6 +253,7 @@ mod tests {
             recipients: Vec::new(),
             default_tokens: vec![],
             default_rotate_after_days: None,
+            default_create: None,
             accounts: accounts
                 .into_iter()
                 .enumerate()
@@ -260,6 +261,7 @@ mod tests {
                     selector,
                     tokens: tokens.into_iter().map(String::from).collect(),
                     rotate_after_days: None,
+                    create: None,
                     line: i as u32 + 1,
                     column: 3,
                 })
@@ -481,6 +483,7 @@ mod tests {
                             selector,
                             tokens,
                             rotate_after_days: None,
+                            create: None,
                             line: 1,
                             column: 1,
                         })
