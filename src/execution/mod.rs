@@ -4,18 +4,19 @@
 
 mod ambiguity;
 mod attempt;
-mod controller;
-mod pacer;
-mod runner;
+mod cancel;
+mod dispatcher;
+mod ports;
+mod rate;
+mod report;
 
 pub use crate::backoff::Backoff;
 pub use ambiguity::DEFAULT_MAX_AMBIGUOUS;
-pub use attempt::{RecordOutcomes, SendCreate};
-pub use pacer::{Answer, Pacer, PacerSnapshot, Ticket};
-pub use runner::{
-    Cancel, ExecConfig, ItemEvent, ItemResult, Observer, RunReport, Services, Stats, StopReason,
-    execute,
-};
+pub use cancel::Cancel;
+pub use dispatcher::{ExecConfig, Services, execute};
+pub use ports::{RecordOutcomes, SendCreate};
+pub use rate::{Answer, Pacer, PacerSnapshot, Ticket};
+pub use report::{ItemEvent, ItemResult, Observer, RunReport, Stats, StopReason};
 
 /// Default concurrency: Logz.io users saw 429s at about ten parallel calls.
 pub const DEFAULT_CONCURRENCY: u32 = 8;

@@ -120,6 +120,73 @@ impl Groups {
     }
 }
 
+/// A moment the slot rule computes with: tokio's [`Instant`] in the pacer, seconds as `f64` in
+/// the controller's modelled runs (so that the model follows the pacer's own rule exactly).
+pub trait Moment: Copy + PartialOrd {
+    /// A length of time.
+    type Span: Copy;
+    /// `self + span`.
+    fn plus(self, span: Self::Span) -> Self;
+    /// `self - span`, when that is a moment.
+    fn minus(self, span: Self::Span) -> Option<Self>;
+}
+
+impl Moment for Instant {
+    type Span = Duration;
+    fn plus(self, span: Duration) -> Instant {
+        self + span
+    }
+    fn minus(self, span: Duration) -> Option<Instant> {
+        self.checked_sub(span)
+    }
+}
+
+impl Moment for f64 {
+    type Span = f64;
+    fn plus(self, span: f64) -> f64 {
+        self + span
+    }
+    fn minus(self, span: f64) -> Option<f64> {
+        Some(self - span)
+    }
+}
+
+/// What the slot rule decides for a send asked for at some moment (see [`next_slot`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Slot<T> {
+    /// The next slot on the schedule: the last send's slot plus one interval (or the moment
+    /// asked, when nothing was sent yet).
+    pub due: T,
+    /// When the send goes at once: the slot it takes (the new last send). `None`: it waits
+    /// for `due`.
+    pub go: Option<T>,
+}
+
+/// The pacer's slot rule, the one place it is written (both [`Pacer::acquire`] and the
+/// controller's modelled runs use it): a send asked for at `now` goes at once when its slot
+/// is at most `early` ahead, and takes that slot, so that sends leave in groups; a late
+/// wake-up (a busy machine) keeps the schedule, the slots missed going at once, at most
+/// `early`'s worth, as a group would. Otherwise it waits for its slot.
+pub fn next_slot<T: Moment>(
+    last_send: Option<T>,
+    interval: T::Span,
+    early: T::Span,
+    now: T,
+) -> Slot<T> {
+    let due = last_send.map_or(now, |t| t.plus(interval));
+    let go = if now >= due {
+        Some(match now.minus(early) {
+            Some(e) if e > due => e,
+            _ => due,
+        })
+    } else if now.plus(early) >= due {
+        Some(due)
+    } else {
+        None
+    };
+    Slot { due, go }
+}
+
 /// A snapshot for progress lines and summaries.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct PacerSnapshot {
@@ -251,26 +318,22 @@ impl Pacer {
             let due = {
                 let mut st = self.lock();
                 let interval = st.slot_interval(now);
-                let slot = st.last_send.map_or(now, |t| t + interval);
                 let early = st.groups.current().early(interval);
+                let slot = next_slot(st.last_send, interval, early, now);
                 match st.cooldown_until.filter(|c| *c > now) {
                     // A Retry-After pause is never cut short.
-                    Some(until) => until.max(slot),
+                    Some(until) => until.max(slot.due),
                     None if st.credit > 0 => {
                         st.credit -= 1;
                         break st.ctl.on_send(now);
                     }
-                    None if now >= slot => {
-                        // Keep the schedule through a late wake-up (a busy machine): the
-                        // slots missed go at once, at most `early`'s worth, as a group would.
-                        st.last_send = Some(now.checked_sub(early).map_or(slot, |e| slot.max(e)));
-                        break st.ctl.on_send(now);
-                    }
-                    None if now + early >= slot => {
-                        st.last_send = Some(slot);
-                        break st.ctl.on_send(now);
-                    }
-                    None => slot,
+                    None => match slot.go {
+                        Some(taken) => {
+                            st.last_send = Some(taken);
+                            break st.ctl.on_send(now);
+                        }
+                        None => slot.due,
+                    },
                 }
             };
             // Sleeping to the slot itself (not to `slot - early`) is what forms the groups:

@@ -1,0 +1,366 @@
+//! The dispatcher: takes items from the plan and from the retry timer heap, waits for a
+//! concurrency slot and a send slot, and runs each attempt as its own task. A retry waiting
+//! for its backoff holds no slot. Every loop is bounded: attempts per item, the drain time.
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap, VecDeque};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+
+use super::ambiguity::Breaker;
+use super::attempt::{AttemptOutcome, Item, Shared, attempt};
+use super::{
+    Backoff, Cancel, ItemEvent, ItemResult, Observer, Pacer, RecordOutcomes, RunReport, SendCreate,
+    Stats, StopReason,
+};
+use crate::state::{Failure, TokenKey};
+
+/// How a run executes.
+#[derive(Debug, Clone)]
+pub struct ExecConfig {
+    /// Most requests in flight.
+    pub concurrency: usize,
+    /// Most attempts per token.
+    pub max_attempts: u32,
+    /// Most ambiguous attempts per token (each may have created one that is not recorded).
+    pub max_ambiguous: u32,
+    /// Stop at the first item that fails for good.
+    pub fail_fast: bool,
+    /// Retry delays.
+    pub backoff: Backoff,
+    /// How long to wait for in-flight requests when stopping early.
+    pub drain_timeout: Duration,
+}
+
+/// A 429 means the request was not processed, so it does not use up one of the item's
+/// attempts; these are bounded on their own, so that no loop is unbounded.
+pub const MAX_RATE_LIMITED_PER_ITEM: u32 = 30;
+
+/// What a run talks to: the API (through `creator`), the state (through `recorder`), and the
+/// live displays. In a run these are the API client and the recorder handle; in tests, fakes.
+#[derive(Debug)]
+pub struct Services<C, R> {
+    /// Sends the create calls.
+    pub creator: C,
+    /// Makes every intent and outcome durable.
+    pub recorder: R,
+    /// The rate shared by every request.
+    pub pacer: Arc<Pacer>,
+    /// Live counters.
+    pub stats: Arc<Stats>,
+    /// Receives item events (JSON output).
+    pub observer: Option<Arc<dyn Observer>>,
+    /// Ctrl-C.
+    pub cancel: Cancel,
+}
+
+/// Runs the plan's creates. Returns when every item is done or the run stopped.
+pub async fn execute<C: SendCreate, R: RecordOutcomes>(
+    items: Vec<TokenKey>,
+    config: ExecConfig,
+    services: Services<C, R>,
+) -> RunReport {
+    Dispatcher::new(items, config, services).run().await
+}
+
+/// Retries waiting for their backoff: a timer heap; they hold no concurrency slot.
+#[derive(Debug, Default)]
+struct RetryHeap {
+    due: BinaryHeap<Reverse<(Instant, u64)>>,
+    items: HashMap<u64, Item>,
+    seq: u64,
+}
+
+impl RetryHeap {
+    fn push(&mut self, at: Instant, item: Item) {
+        self.seq += 1;
+        self.due.push(Reverse((at, self.seq)));
+        self.items.insert(self.seq, item);
+    }
+
+    /// When the earliest retry is due.
+    fn next_due(&self) -> Option<Instant> {
+        self.due.peek().map(|Reverse((t, _))| *t)
+    }
+
+    fn pop(&mut self) -> Option<Item> {
+        let Reverse((_, id)) = self.due.pop()?;
+        self.items.remove(&id)
+    }
+
+    fn is_empty(&self) -> bool {
+        self.items.is_empty()
+    }
+}
+
+/// The dispatcher of one run: owns the queue of items not yet tried, the retry heap and the
+/// attempts in flight, and builds the report.
+struct Dispatcher<C, R> {
+    shared: Arc<Shared<C, R>>,
+    config: ExecConfig,
+    cancel: Cancel,
+    queue: VecDeque<Item>,
+    retries: RetryHeap,
+    inflight: JoinSet<AttemptOutcome>,
+    report: RunReport,
+    started: Instant,
+}
+
+impl<C: SendCreate, R: RecordOutcomes> Dispatcher<C, R> {
+    fn new(items: Vec<TokenKey>, config: ExecConfig, services: Services<C, R>) -> Self {
+        Stats::add(&services.stats.total, items.len() as u64);
+        let shared = Arc::new(Shared {
+            creator: services.creator,
+            recorder: services.recorder,
+            pacer: services.pacer,
+            stats: services.stats,
+            observer: services.observer,
+            breaker: std::sync::Mutex::new(Breaker::default()),
+        });
+        Dispatcher {
+            shared,
+            cancel: services.cancel,
+            queue: items.into_iter().map(Item::new).collect(),
+            retries: RetryHeap::default(),
+            inflight: JoinSet::new(),
+            report: RunReport {
+                stop: StopReason::Completed,
+                created: 0,
+                failures: Vec::new(),
+                not_attempted: 0,
+                attempts: 0,
+                retries: 0,
+                rate_limited: 0,
+                ambiguous: 0,
+                ambiguity_exhausted: 0,
+                abandoned: 0,
+                elapsed: Duration::ZERO,
+                final_rate: 0.0,
+            },
+            config: ExecConfig {
+                concurrency: config.concurrency.max(1),
+                max_attempts: config.max_attempts.max(1),
+                max_ambiguous: config.max_ambiguous.max(1),
+                ..config
+            },
+            started: Instant::now(),
+        }
+    }
+
+    async fn run(mut self) -> RunReport {
+        self.dispatch().await;
+        self.drain().await;
+        self.into_report()
+    }
+
+    /// Sends items while there is work and no stop: each waits for a concurrency slot and a
+    /// send slot, staying responsive to Ctrl-C and to finished attempts.
+    async fn dispatch(&mut self) {
+        while self.report.stop.is_completed() {
+            let has_slot = self.inflight.len() < self.config.concurrency;
+            // Sends are ahead when queued items can go now. Retries are left out: waiting for
+            // their backoff, they could keep an outcome waiting for an fsync that no intent
+            // comes to share (at a run's tail, each retry would start that much later). With
+            // every slot taken, no intent comes until an outcome is acknowledged, so an
+            // outcome waiting to share the next intents' fsync would wait out its time.
+            self.shared
+                .recorder
+                .sends_ahead(has_slot && !self.queue.is_empty());
+            if self.cancel.is_cancelled() {
+                self.report.stop = StopReason::Interrupted;
+                return;
+            }
+            if let Some(why) = self.shared.breaker_stop() {
+                self.report.stop = StopReason::AmbiguityBreaker(why);
+                return;
+            }
+            let due_retry = self.retries.next_due().is_some_and(|t| t <= Instant::now());
+            if has_slot && (due_retry || !self.queue.is_empty()) {
+                let ticket = tokio::select! {
+                    biased;
+                    () = self.cancel.cancelled() => continue,
+                    Some(res) = self.inflight.join_next(), if !self.inflight.is_empty() => {
+                        self.handle(res);
+                        continue;
+                    }
+                    t = self.shared.pacer.acquire() => t,
+                };
+                let item = if due_retry {
+                    self.retries.pop()
+                } else {
+                    self.queue.pop_front()
+                };
+                if let Some(mut item) = item {
+                    item.attempt += 1;
+                    let sh = self.shared.clone();
+                    self.inflight
+                        .spawn(async move { attempt(item, sh, ticket).await });
+                }
+                continue;
+            }
+            if self.inflight.is_empty() && self.queue.is_empty() && self.retries.is_empty() {
+                return;
+            }
+            let next_due = self.retries.next_due();
+            tokio::select! {
+                biased;
+                () = self.cancel.cancelled() => {}
+                Some(res) = self.inflight.join_next(), if !self.inflight.is_empty() => {
+                    self.handle(res);
+                }
+                () = sleep_until_opt(next_due), if next_due.is_some() && has_slot => {}
+            }
+        }
+    }
+
+    /// Stopping (early or not): no new requests; waits, bounded, for those in flight.
+    async fn drain(&mut self) {
+        self.shared.recorder.sends_ahead(false);
+        let deadline = Instant::now() + self.config.drain_timeout;
+        while !self.inflight.is_empty() {
+            match tokio::time::timeout_at(deadline, self.inflight.join_next()).await {
+                Ok(Some(res)) => {
+                    let before = self.report.stop.clone();
+                    self.handle(res);
+                    // A retry scheduled while draining is not sent; an earlier stop reason stays.
+                    if !before.is_completed() {
+                        self.report.stop = before;
+                    }
+                }
+                Ok(None) => break,
+                Err(_) => {
+                    self.report.abandoned = self.inflight.len() as u64;
+                    self.inflight.abort_all();
+                    break;
+                }
+            }
+        }
+    }
+
+    fn into_report(self) -> RunReport {
+        let mut report = self.report;
+        report.not_attempted = self.queue.len() as u64 + self.retries.items.len() as u64;
+        for item in self.retries.items.into_values() {
+            // Items waiting for a retry when the run stopped: record why they have no token.
+            let (status, error) = item
+                .last_error
+                .unwrap_or((None, "not retried: the run stopped".into()));
+            report.failures.push(Failure {
+                account_id: Some(item.key.account_id),
+                account_name: None,
+                token_name: item.key.token_name,
+                http_status: status,
+                error: format!("{error} (not retried: the run stopped)"),
+            });
+        }
+        let stats = &self.shared.stats;
+        report.attempts = Stats::get(&stats.attempts);
+        report.retries = Stats::get(&stats.retries);
+        report.rate_limited = Stats::get(&stats.rate_limited);
+        report.ambiguous = Stats::get(&stats.ambiguous);
+        report.elapsed = self.started.elapsed();
+        report.final_rate = self.shared.pacer.snapshot().rate;
+        report
+    }
+
+    /// Acts on a finished attempt.
+    fn handle(&mut self, res: Result<AttemptOutcome, tokio::task::JoinError>) {
+        let outcome = match res {
+            Ok(o) => o,
+            Err(e) => {
+                // A panicking attempt task is a bug; its intent stays in the journal (possible
+                // orphan).
+                tracing::error!(error = %e, "an attempt task failed");
+                return;
+            }
+        };
+        match outcome {
+            AttemptOutcome::Created => self.report.created += 1,
+            AttemptOutcome::Retry { item, retry_after } => self.retry(item, retry_after),
+            AttemptOutcome::Failed(item, status, error) => self.fail(item, status, error),
+            AttemptOutcome::Fatal(msg) => {
+                if !matches!(
+                    self.report.stop,
+                    StopReason::Fatal(_) | StopReason::State(_)
+                ) {
+                    self.report.stop = StopReason::Fatal(Arc::new(msg));
+                }
+            }
+            AttemptOutcome::State(e) => {
+                if !matches!(self.report.stop, StopReason::State(_)) {
+                    self.report.stop = StopReason::State(Arc::new(e));
+                }
+            }
+        }
+    }
+
+    /// Schedules another attempt, or fails the item when its attempts are used up.
+    fn retry(&mut self, item: Item, retry_after: Option<Duration>) {
+        if item.ambiguous >= self.config.max_ambiguous {
+            // Each re-send may leave one more token only a person can delete.
+            let (status, _) = item.last_error.clone().unwrap_or((None, String::new()));
+            let why = format!(
+                "not sent again after {} ambiguous attempts (each may have created a token; see the possible orphans)",
+                item.ambiguous
+            );
+            self.report.ambiguity_exhausted += 1;
+            self.fail(item, status, why);
+            return;
+        }
+        if item.attempt >= self.config.max_attempts
+            || item.rate_limited >= MAX_RATE_LIMITED_PER_ITEM
+        {
+            let (status, error) = item
+                .last_error
+                .clone()
+                .unwrap_or((None, "no more attempts".into()));
+            let tries = format!(
+                "{error} (after {} attempts, and {} more answered 429)",
+                item.attempt, item.rate_limited
+            );
+            self.fail(item, status, tries);
+            return;
+        }
+        Stats::add(&self.shared.stats.retries, 1);
+        let delay = self.config.backoff.delay(item.attempt + 1, retry_after);
+        self.retries.push(Instant::now() + delay, item);
+    }
+
+    /// Records an item that failed for good.
+    fn fail(&mut self, item: Item, status: Option<u16>, error: String) {
+        Stats::add(&self.shared.stats.failed, 1);
+        let failure = Failure {
+            account_id: Some(item.key.account_id),
+            account_name: None,
+            token_name: item.key.token_name.clone(),
+            http_status: status,
+            error: error.clone(),
+        };
+        self.shared.recorder.failure(failure.clone());
+        self.report.failures.push(failure);
+        self.shared.emit(ItemEvent::Done {
+            key: item.key,
+            attempts: item.attempt,
+            result: ItemResult::Failed {
+                http_status: status,
+                error,
+            },
+        });
+        if self.config.fail_fast && self.report.stop.is_completed() {
+            self.report.stop = StopReason::FailFast;
+        }
+    }
+}
+
+async fn sleep_until_opt(t: Option<Instant>) {
+    match t {
+        Some(t) => tokio::time::sleep_until(t).await,
+        None => std::future::pending().await,
+    }
+}
+
+#[cfg(test)]
+mod tests;
