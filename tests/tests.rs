@@ -10,6 +10,7 @@ mod exits;
 mod hostile;
 mod hygiene;
 mod manifest;
+mod onboard;
 mod ops;
 mod rate;
 mod schema;

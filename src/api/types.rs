@@ -200,6 +200,36 @@ pub struct LiveSettings {
     pub snapsearch_retention_days: Option<i64>,
 }
 
+impl LiveSettings {
+    /// The same settings in the manifest's terms, for the plan's drift check (a value out of
+    /// the manifest's range is left unknown).
+    pub fn to_manifest(&self) -> crate::manifest::AccountSettings {
+        use crate::manifest::{AccountRef, AccountSettings, Utilization};
+        let days = |v: Option<i64>| v.and_then(|d| u32::try_from(d).ok());
+        AccountSettings {
+            email: self.email.clone(),
+            retention_days: days(self.retention_days),
+            max_daily_gb: self.max_daily_gb,
+            reserved_daily_gb: self.reserved_daily_gb,
+            flexible: self.is_flexible,
+            searchable: self.searchable,
+            accessible: self.accessible,
+            doc_size_setting: self.doc_size_setting,
+            sharing_objects_accounts: self.sharing_objects_accounts.as_ref().map(|ids| {
+                ids.iter()
+                    .filter_map(|id| u32::try_from(*id).ok().map(AccountRef::Id))
+                    .collect()
+            }),
+            utilization: self.utilization_settings.map(|u| Utilization {
+                enabled: u.utilization_enabled,
+                frequency_minutes: days(u.frequency_minutes),
+            }),
+            soft_limit_gb: self.soft_limit_gb,
+            snapsearch_retention_days: days(self.snapsearch_retention_days),
+        }
+    }
+}
+
 /// `utilizationSettings`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]

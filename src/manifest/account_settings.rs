@@ -8,46 +8,63 @@
 
 use std::fmt;
 
+use serde::Serialize;
+
 /// Settings of a sub account, in the manifest's snake_case; `None`: not declared.
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct AccountSettings {
     /// `email`: the account's admin, a user of the main account.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub email: Option<String>,
     /// `retention_days` (>= 1).
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub retention_days: Option<u32>,
     /// `max_daily_gb`: the daily volume cap (required unless `flexible`).
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub max_daily_gb: Option<f64>,
     /// `reserved_daily_gb`: the reserved volume of a flexible account (required when flexible).
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub reserved_daily_gb: Option<f64>,
     /// `flexible` (the API's `isFlexible`).
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub flexible: Option<bool>,
     /// `searchable`.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub searchable: Option<bool>,
     /// `accessible`.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub accessible: Option<bool>,
     /// `doc_size_setting`.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub doc_size_setting: Option<bool>,
     /// `sharing_objects_accounts`: the accounts this one shares objects with.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub sharing_objects_accounts: Option<Vec<AccountRef>>,
     /// `utilization: {enabled, frequency_minutes}`.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub utilization: Option<Utilization>,
     /// `soft_limit_gb`.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub soft_limit_gb: Option<f64>,
     /// `snapsearch_retention_days` (>= 1).
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub snapsearch_retention_days: Option<u32>,
 }
 
 /// `utilization`: the API's `utilizationSettings`.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 pub struct Utilization {
     /// `enabled` (`utilizationEnabled`).
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub enabled: Option<bool>,
     /// `frequency_minutes` (`frequencyMinutes`).
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub frequency_minutes: Option<u32>,
 }
 
 /// An account named in `sharing_objects_accounts`: by id, or by the name of a manifest entry.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(untagged)]
 pub enum AccountRef {
     /// A numeric account id.
     Id(u32),

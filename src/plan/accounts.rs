@@ -6,13 +6,16 @@ use std::collections::{BTreeMap, HashMap};
 use serde::Serialize;
 
 use super::Unresolved;
-use crate::manifest::AccountSelector;
+use crate::manifest::{AccountSelector, AccountSettings};
 
 /// What is known about the owner's sub accounts from a live preflight.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct LiveAccounts {
     /// Every sub account of the owner: id -> name.
     pub sub_accounts: BTreeMap<u32, String>,
+    /// Their settings as the list shows them, in the manifest's terms (for drift); an id
+    /// missing here has none known.
+    pub settings: BTreeMap<u32, AccountSettings>,
 }
 
 impl FromIterator<(u32, String)> for LiveAccounts {
@@ -20,6 +23,7 @@ impl FromIterator<(u32, String)> for LiveAccounts {
     fn from_iter<I: IntoIterator<Item = (u32, String)>>(iter: I) -> Self {
         LiveAccounts {
             sub_accounts: iter.into_iter().collect(),
+            settings: BTreeMap::new(),
         }
     }
 }

@@ -22,7 +22,8 @@ pub use lock::StateLock;
 pub use paths::StatePaths;
 pub use recorder::{Recorder, RecorderHandle};
 pub use results::{
-    Failure, LearnedRate, PossibleOrphan, ResultsFile, SupersededToken, TokenRecord, TokenStatus,
+    CreatedAccount, Failure, LearnedRate, PossibleOrphan, ResultsFile, SupersededToken,
+    TokenRecord, TokenStatus,
 };
 pub use sealed::{Identities, Recipients};
 pub use secrets::{SecretRecord, SecretsFile};

@@ -50,6 +50,22 @@ pub struct ResultsFile {
     /// still work and are to be removed by hand in the Logz.io UI: the API cannot delete.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub superseded: Vec<SupersededToken>,
+    /// The sub accounts this tool created: account name -> its id, when, and in which run.
+    /// A name here is never created again, even while the account list lags the create.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub accounts_created: BTreeMap<String, CreatedAccount>,
+}
+
+/// A sub account this tool created.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreatedAccount {
+    /// Its id.
+    pub account_id: u32,
+    /// When the create was answered (RFC 3339, UTC), or when a lookup found it.
+    pub created_at: String,
+    /// The run that created it.
+    pub run_id: String,
 }
 
 /// A rate limit learned by a run.
@@ -186,6 +202,7 @@ impl ResultsFile {
             possible_orphans: Vec::new(),
             learned_rate: None,
             superseded: Vec::new(),
+            accounts_created: BTreeMap::new(),
         }
     }
 

@@ -184,6 +184,18 @@ async fn stop_before_start(
 fn plan_of(settings: &ApplySettings, conn: &Connection, store: &Store) -> Result<Plan, CliError> {
     let run = &settings.run;
     let mut plan = conn.plan(run, store);
+    if !plan.accounts_to_create.is_empty() {
+        let names: Vec<&str> = plan
+            .accounts_to_create
+            .iter()
+            .map(|a| a.name.as_str())
+            .collect();
+        return Err(CliError::usage(format!(
+            "the manifest asks to create sub accounts ({}), which this build can plan but not \
+             create yet; nothing was sent",
+            names.join(", ")
+        )));
+    }
     if let Some(saved) = &settings.saved_plan {
         saved
             .check_current(
