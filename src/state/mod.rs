@@ -4,6 +4,7 @@
 //!
 //! This module knows nothing of HTTP: it records what the executor tells it.
 
+pub mod accounts;
 mod atomic;
 pub mod export;
 pub mod journal;
