@@ -9,8 +9,10 @@
 
 use std::time::Instant;
 
+use logzio_tokens::key::TokenKey;
 use logzio_tokens::secret::Secret;
-use logzio_tokens::state::{Recipients, SecretsFile, TokenKey};
+use logzio_tokens::state::SecretsFile;
+use logzio_tokens::state::sealed::Recipients;
 
 fn cpu_now() -> f64 {
     // Process CPU time (user + system), so other load on the machine does not count.

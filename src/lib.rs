@@ -20,7 +20,9 @@ pub mod bounded;
 pub mod cli;
 pub mod endpoint;
 pub mod execution;
+pub mod fs;
 pub mod hardening;
+pub mod key;
 pub mod manifest;
 pub mod plan;
 pub mod recipient;
@@ -29,6 +31,7 @@ pub mod secret;
 pub mod simulator;
 pub mod state;
 pub mod text;
+pub mod timestamp;
 pub mod verify;
 
 #[cfg(test)]

@@ -216,8 +216,8 @@ pub(crate) fn test_identity_file() -> &'static Path {
 }
 
 /// The identity that opens what the test runs sealed.
-pub(crate) fn test_identities() -> logzio_tokens::state::Identities {
-    logzio_tokens::state::Identities::load(&test_key().1).unwrap()
+pub(crate) fn test_identities() -> logzio_tokens::state::sealed::Identities {
+    logzio_tokens::state::sealed::Identities::load(&test_key().1).unwrap()
 }
 
 /// The sealed directory beside a results file `r.json` (`r.json.sealed`).

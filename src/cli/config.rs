@@ -21,7 +21,8 @@ use crate::execution::{
 use crate::manifest::{self, Manifest, limits};
 use crate::plan::{AccountFilter, SavedPlan};
 use crate::secret::Secret;
-use crate::state::{Recipients, StatePaths};
+use crate::state::StatePaths;
+use crate::state::sealed::Recipients;
 
 /// The identity recorded in results files made against the built-in simulator.
 pub const SIMULATOR_IDENTITY: &str = "simulator";

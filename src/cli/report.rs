@@ -14,8 +14,8 @@
 use serde::{Serialize, Serializer};
 
 use super::output::Printer;
+use crate::key::TokenKey;
 use crate::plan::Plan;
-use crate::state::TokenKey;
 
 /// One message on stdout.
 #[derive(Debug, Serialize)]
@@ -296,7 +296,7 @@ pub struct SummaryLine<'a> {
     pub stop: String,
     /// When the final save failed: the requests answered or in flight after the state
     /// stopped taking writes, each a token that may be recorded nowhere (empty otherwise).
-    pub unsaved: &'a [crate::state::TokenKey],
+    pub unsaved: &'a [crate::key::TokenKey],
     /// Always 1.
     pub v: V1,
 }

@@ -305,7 +305,7 @@ pub async fn recover<A: AccountApi, R: RecordAccounts>(
                 adopted.insert(p.name.clone(), id);
                 AccountOutcome::Adopted {
                     account_id: id,
-                    created_at: crate::state::now_rfc3339(),
+                    created_at: crate::timestamp::now_rfc3339(),
                 }
             }
             Lookup::None => AccountOutcome::NotFound {
@@ -432,7 +432,7 @@ async fn one<A: AccountApi, R: RecordAccounts>(
                 pacer.on_answer(ticket, Answer::Served, None);
                 record(AccountOutcome::Created {
                     account_id: id,
-                    created_at: crate::state::now_rfc3339(),
+                    created_at: crate::timestamp::now_rfc3339(),
                 })
                 .await
                 .map_err(|e| Stop::Run(e.to_string()))?;
@@ -471,7 +471,7 @@ async fn one<A: AccountApi, R: RecordAccounts>(
                     Lookup::One(id) => {
                         record(AccountOutcome::Adopted {
                             account_id: id,
-                            created_at: crate::state::now_rfc3339(),
+                            created_at: crate::timestamp::now_rfc3339(),
                         })
                         .await
                         .map_err(|e| Stop::Run(e.to_string()))?;

@@ -16,7 +16,8 @@ use super::{
     Backoff, Cancel, ItemEvent, ItemResult, Observer, Pacer, RecordOutcomes, RunReport, SendCreate,
     Stats, StopReason,
 };
-use crate::state::{Failure, TokenKey};
+use crate::key::TokenKey;
+use crate::state::Failure;
 
 /// How a run executes.
 #[derive(Debug, Clone)]

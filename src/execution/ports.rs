@@ -5,9 +5,10 @@
 use std::future::Future;
 
 use crate::api::{ApiClient, ApiError, CreatedToken};
-use crate::state::journal::Outcome;
-use crate::state::store::Applied;
-use crate::state::{Failure, RecorderHandle, StateError, TokenKey};
+use crate::key::TokenKey;
+use crate::state::Applied;
+use crate::state::Outcome;
+use crate::state::{Failure, RecorderHandle, StateError};
 
 /// Sends the create call for a token (the API client in a run).
 pub trait SendCreate: Send + Sync + 'static {

@@ -12,8 +12,9 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use serde::Serialize;
 
+use crate::key::TokenKey;
 use crate::manifest::{AccountSelector, Manifest};
-use crate::state::{ResultsFile, TokenKey, TokenStatus};
+use crate::state::{ResultsFile, TokenStatus};
 
 pub use accounts::{AccountBook, AccountFilter, AccountRef, LiveAccounts, NameResolution};
 pub use onboard::{AccountDrift, ExistingAccount, FieldDrift, NewAccount, creation_order};

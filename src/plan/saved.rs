@@ -6,7 +6,8 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::state::{ResultsFile, TokenKey};
+use crate::key::TokenKey;
+use crate::state::ResultsFile;
 
 /// Why a saved plan cannot be applied. Each says what to do.
 #[derive(Debug, thiserror::Error)]

@@ -16,9 +16,9 @@
 use serde::Deserialize;
 use zeroize::Zeroizing;
 
-use super::TokenKey;
 use super::results::{SupersededToken, TokenStatus};
 use super::secrets::SupersededSecret;
+use crate::key::TokenKey;
 use crate::secret::Secret;
 
 /// The export formats.

@@ -54,7 +54,7 @@ impl StateLock {
                 "it has other names (hard links), so writing it would change another file",
             ));
         }
-        if meta.uid() != super::atomic::euid() {
+        if meta.uid() != crate::fs::trust::euid() {
             return Err(unsafe_lock(
                 path,
                 &format!("it belongs to another user (uid {})", meta.uid()),
@@ -81,7 +81,7 @@ impl StateLock {
         let who = format!(
             "pid {} since {}\n",
             std::process::id(),
-            super::now_rfc3339()
+            crate::timestamp::now_rfc3339()
         );
         file.set_len(0).map_err(werr)?;
         file.rewind().map_err(werr)?;

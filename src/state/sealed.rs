@@ -16,8 +16,8 @@ use std::path::{Path, PathBuf};
 
 use age::x25519;
 
-use super::atomic::{parent_dir, sync_dir};
 use super::{SecretsFile, StateError};
+use crate::fs::atomic::{parent_dir, sync_dir};
 pub use crate::recipient::{RecipientError, parse_recipient, parse_recipients_file};
 
 /// The age recipients the secrets of a run are sealed to. These are public keys: printing
@@ -178,7 +178,7 @@ impl Identities {
         r.read_to_end(&mut plain).map_err(|e| derr(e.to_string()))?;
         let doc: SecretsFile = serde_json::from_slice(&plain).map_err(|e| SealError::Content {
             path: path.to_path_buf(),
-            detail: super::results::json_error_kind(&e).to_owned(),
+            detail: super::json::json_error_kind(&e).to_owned(),
         })?;
         Ok(doc)
     }
@@ -281,8 +281,8 @@ pub fn list(dir: &Path) -> Result<Vec<PathBuf>, SealError> {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+    use crate::key::TokenKey;
     use crate::secret::Secret;
-    use crate::state::TokenKey;
     use age::secrecy::ExposeSecret;
 
     fn doc(name: &str, id: i64, secret: &str) -> SecretsFile {

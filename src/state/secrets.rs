@@ -8,7 +8,8 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use super::{StateError, TokenKey};
+use super::StateError;
+use crate::key::TokenKey;
 use crate::secret::Secret;
 
 /// The secrets file format version.
@@ -71,7 +72,7 @@ impl SecretsFile {
     pub fn load(path: &Path) -> Result<Option<SecretsFile>, StateError> {
         // Ours and 0600 only, never through a symlink; a key twice is corruption.
         let Some(file) =
-            super::results::load_own_secret_json::<SecretsFile>(path, StateFile::Secrets)?
+            super::json::load_own_secret_json::<SecretsFile>(path, StateFile::Secrets)?
         else {
             return Ok(None);
         };

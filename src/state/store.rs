@@ -4,17 +4,16 @@
 //! previous run left (recovering every secret it received), and writes the merged files. During
 //! `apply` the store is owned by the recorder task (`super::recorder`), its single writer.
 
-use super::StateFile;
 use std::collections::HashMap;
 use std::path::PathBuf;
 
-use super::atomic::{
-    FileKind, check_secret_target, parent_dir, remove_stale_temps, sync_dir, write_atomic,
-};
 use super::journal::{self, HeldSecret, Outcome};
 use super::results::TokenRecord;
 use super::sealed::{self, Identities, Recipients, SealError};
-use super::{ResultsFile, SecretsFile, StateError, StateLock, StatePaths, TokenKey};
+use super::{ResultsFile, SecretsFile, StateError, StateFile, StateLock, StatePaths};
+use crate::fs::atomic::{FileKind, parent_dir, remove_stale_temps, sync_dir, write_atomic};
+use crate::fs::trust::check_secret_target;
+use crate::key::TokenKey;
 
 /// What a start-of-run replay of an earlier journal found.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -105,7 +104,7 @@ impl Store {
     /// saves the merged files and removes the journal. `api_url` is checked against the one the
     /// results were made with.
     pub fn open(paths: StatePaths, api_url: Option<&str>) -> Result<Store, StateError> {
-        super::atomic::check_state_place(&[
+        crate::fs::trust::check_state_place(&[
             &paths.results,
             &paths.secrets,
             &paths.journal,
@@ -124,9 +123,7 @@ impl Store {
                 source,
             })?;
         }
-        let mut next = paths.journal.as_os_str().to_owned();
-        next.push(".next");
-        let _ = std::fs::remove_file(std::path::PathBuf::from(next));
+        let _ = std::fs::remove_file(paths.next_journal());
         let mut store = Store::read(paths, api_url)?;
         store.lock = Some(lock);
         if store.paths.journal.exists() {
@@ -225,9 +222,9 @@ impl Store {
                 &self.paths.secrets,
                 &plain,
                 FileKind::Secret,
-                StateFile::Secrets,
+                StateFile::Secrets.word(),
             )
-            .map_err(|e| room_needed(e, &sizes))?;
+            .map_err(|e| room_needed(e.into(), &sizes))?;
             // The stamp of the file written, not of whatever the path holds by now: a file
             // another program renames over it right after must not pass for this one.
             self.seen[1] = Some(Stamp::from(&written));
@@ -236,9 +233,9 @@ impl Store {
             &self.paths.results,
             &bytes,
             FileKind::Public,
-            StateFile::Results,
+            StateFile::Results.word(),
         )
-        .map_err(|e| room_needed(e, &sizes))?;
+        .map_err(|e| room_needed(e.into(), &sizes))?;
         self.seen[0] = Some(Stamp::from(&written));
         Ok(())
     }
@@ -461,8 +458,8 @@ fn room_needed(e: StateError, sizes: &[(&str, usize)]) -> StateError {
     let StateError::Write { kind, path, source } = e else {
         return e;
     };
-    let source = super::recorder::explain_read_only(source);
-    if !super::recorder::is_out_of_space(&source) {
+    let source = super::explain_read_only(source);
+    if !crate::fs::errno::is_out_of_space(&source) {
         return StateError::Write { kind, path, source };
     }
     let kib = |n: u64| n.div_ceil(1024);
@@ -517,6 +514,7 @@ pub enum Applied {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+    use crate::key::CreateKind;
 
     #[test]
     fn another_endpoint_is_refused() {
@@ -636,6 +634,7 @@ mod tests {
         fn intent(seq: u64, name: &str) -> Vec<u8> {
             super::journal::JournalRecord::Intent {
                 seq,
+                create: CreateKind::Token,
                 account_id: 42,
                 token_name: name.into(),
                 attempt: 1,
@@ -646,6 +645,7 @@ mod tests {
         fn created(seq: u64, name: &str, id: i64) -> Vec<u8> {
             super::journal::JournalRecord::Outcome {
                 seq,
+                create: CreateKind::Token,
                 account_id: 42,
                 token_name: name.into(),
                 outcome: created(id, &format!("sek-{name}")),

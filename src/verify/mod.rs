@@ -21,8 +21,9 @@ use tokio::task::JoinSet;
 use crate::api::{ApiClient, ApiError, ErrorClass, WhoAmI};
 use crate::backoff::Backoff;
 use crate::execution::{Cancel, Pacer, Stats};
+use crate::key::TokenKey;
 use crate::secret::Secret;
-use crate::state::{TokenKey, TokenStatus};
+use crate::state::TokenStatus;
 
 /// A 429 does not use up an attempt; these are bounded on their own.
 pub const MAX_RATE_LIMITED_PER_PROBE: u32 = 30;

@@ -16,7 +16,8 @@ use crate::execution::{
     Stats, StopReason, execute,
 };
 use crate::plan::{Plan, Unresolved};
-use crate::state::{Failure, LearnedRate, Recorder, Store, now_rfc3339};
+use crate::state::{Failure, LearnedRate, Recorder, Store};
+use crate::timestamp::now_rfc3339;
 
 /// Runs `apply`.
 pub async fn run(args: &ApplyArgs, printer: &Printer) -> Result<Exit, CliError> {

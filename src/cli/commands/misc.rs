@@ -10,7 +10,7 @@ use crate::cli::output::Printer;
 pub fn schema(kind: SchemaKind, printer: &Printer) -> Result<Exit, CliError> {
     let text = match kind {
         SchemaKind::Manifest => crate::manifest::manifest_schema_text(),
-        SchemaKind::Results => crate::state::results::results_schema_text(),
+        SchemaKind::Results => crate::state::results_schema_text(),
     };
     printer.out(text.trim_end());
     Ok(Exit::Success)

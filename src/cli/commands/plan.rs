@@ -6,9 +6,9 @@ use crate::cli::config::PlanSettings;
 use crate::cli::error::{CliError, Exit};
 use crate::cli::output::{Printer, count};
 use crate::cli::report::{Execution, Message, PlanDocument, PlanSummary, V1};
+use crate::fs::{FileKind, write_atomic};
 use crate::plan::{Plan, SavedPlan};
-use crate::state::StateFile;
-use crate::state::{FileKind, Store, write_atomic};
+use crate::state::Store;
 
 /// Runs `plan`.
 pub async fn run(args: &PlanArgs, printer: &Printer) -> Result<Exit, CliError> {
@@ -132,7 +132,7 @@ fn save(
     );
     let mut text = serde_json::to_vec_pretty(&saved).unwrap_or_default();
     text.push(b'\n');
-    write_atomic(out, &text, FileKind::Public, StateFile::Plan)?;
+    write_atomic(out, &text, FileKind::Public, "plan")?;
     printer.info(&format!(
         "Saved the plan to {} (checksum {}); apply it with `logzio-tokens apply {}`",
         out.display(),

@@ -1,15 +1,14 @@
 //! `simulate`: the built-in API simulator, standalone, until Ctrl-C or SIGTERM.
 
-use crate::state::StateFile;
 use std::time::Duration;
 
 use crate::cli::args::{RetryAfterArg, SimulateArgs};
 use crate::cli::error::{CliError, Exit};
 use crate::cli::output::{Printer, count, count_as};
+use crate::fs::{FileKind, write_atomic};
 use crate::simulator::{
     FaultRates, RegionMismatch, RetryAfterMode, SimConfig, Simulator, SubAccount,
 };
-use crate::state::{FileKind, write_atomic};
 
 /// Runs the simulator; prints its URL as the first stdout line.
 pub async fn run(args: &SimulateArgs, printer: &Printer) -> Result<Exit, CliError> {
@@ -97,7 +96,7 @@ pub async fn run(args: &SimulateArgs, printer: &Printer) -> Result<Exit, CliErro
         }))
         .unwrap_or_default();
         bytes.push(b'\n');
-        write_atomic(path, &bytes, FileKind::Secret, StateFile::GroundTruth)?;
+        write_atomic(path, &bytes, FileKind::Secret, "ground truth")?;
     }
     Ok(Exit::Success)
 }

@@ -1,7 +1,6 @@
 //! Commands over the recorded state: `orphans`, `import`, `export`.
 
 use crate::bounded::{MAX_SECRET_BYTES, read_first_line};
-use crate::state::StateFile;
 
 use crate::cli::args::{
     ExportArgs, ExportFormat, ImportArgs, OrphansAction, OrphansArgs, OrphansTarget,
@@ -9,14 +8,14 @@ use crate::cli::args::{
 use crate::cli::config::StateSettings;
 use crate::cli::error::{CliError, Exit};
 use crate::cli::output::{Printer, count, has};
+use crate::fs::{FileKind, write_atomic, write_atomic_new};
+use crate::key::TokenKey;
 use crate::manifest::AccountSelector;
 use crate::plan::AccountBook;
 use crate::secret::Secret;
 use crate::state::export;
-use crate::state::{
-    FileKind, Store, TokenKey, TokenRecord, TokenSource, now_rfc3339, write_atomic,
-    write_atomic_new,
-};
+use crate::state::{Store, TokenRecord, TokenSource};
+use crate::timestamp::now_rfc3339;
 
 /// `orphans list|clear`.
 pub fn orphans(args: &OrphansArgs, printer: &Printer) -> Result<Exit, CliError> {
@@ -177,7 +176,7 @@ fn check_importable(
 /// sealed file written, if any.
 fn keep_secrets(
     store: &mut Store,
-    recipients: Option<&crate::state::Recipients>,
+    recipients: Option<&crate::state::sealed::Recipients>,
     doc: crate::state::SecretsFile,
 ) -> Result<Option<std::path::PathBuf>, CliError> {
     if doc.accounts.is_empty() && doc.superseded.is_empty() {
@@ -276,7 +275,7 @@ fn import_from(
                 store
                     .results
                     .superseded
-                    .push(crate::state::results::SupersededToken {
+                    .push(crate::state::SupersededToken {
                         account_id: key.account_id,
                         token_name: key.token_name.clone(),
                         token_id: old.token_id,
@@ -350,11 +349,13 @@ pub fn export(args: &ExportArgs, printer: &Printer) -> Result<Exit, CliError> {
     let store = Store::read(settings.paths, None)?;
     let book = AccountBook::new(None, &store.results.resolved_names);
     let identities = match &args.identity {
-        Some(path) => Some(
-            crate::state::Identities::load(path).map_err(|e| CliError::Fatal {
-                message: e.to_string(),
-            })?,
-        ),
+        Some(path) => {
+            Some(
+                crate::state::sealed::Identities::load(path).map_err(|e| CliError::Fatal {
+                    message: e.to_string(),
+                })?,
+            )
+        }
         None => None,
     };
     let secrets = store
@@ -412,9 +413,9 @@ pub fn export(args: &ExportArgs, printer: &Printer) -> Result<Exit, CliError> {
             })?;
     } else if let Some(out) = &args.out {
         if args.force {
-            write_atomic(out, text.as_bytes(), FileKind::Secret, StateFile::Export)?;
+            write_atomic(out, text.as_bytes(), FileKind::Secret, "export")?;
         } else {
-            write_atomic_new(out, text.as_bytes(), FileKind::Secret, StateFile::Export)?;
+            write_atomic_new(out, text.as_bytes(), FileKind::Secret, "export")?;
         }
         printer.info(&format!(
             "Wrote {} to {} (mode 0600).",

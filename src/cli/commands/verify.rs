@@ -18,9 +18,11 @@ use crate::cli::output::{Printer, count};
 use crate::cli::progress::{self, Mode, Progress};
 use crate::cli::report::{Message, V1, VerifiedLine, VerifySummaryLine};
 use crate::execution::{Backoff, Cancel, Pacer, Stats};
+use crate::key::TokenKey;
 use crate::plan::{self as planner};
 use crate::secret::Secret;
-use crate::state::{Identities, SecretsFile, Store, TokenKey, TokenStatus};
+use crate::state::sealed::Identities;
+use crate::state::{SecretsFile, Store, TokenStatus};
 use crate::verify::{OnVerdict, Probe, ProbeConfig, ProbeReport, Verdict, probe_all};
 
 /// A recorded token with no known secret.
@@ -101,7 +103,7 @@ pub async fn run(args: &VerifyArgs, printer: &Printer) -> Result<Exit, CliError>
         .collect();
     store
         .results
-        .set_statuses(&seen, &crate::state::now_rfc3339());
+        .set_statuses(&seen, &crate::timestamp::now_rfc3339());
     let saved = store.save();
     let summary = Summary::of(&report, saved.is_err());
     if settings.json {

@@ -6,9 +6,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use super::*;
 use crate::api::{ApiError, CreatedToken};
 use crate::secret::Secret;
+use crate::state::Applied;
+use crate::state::Outcome;
 use crate::state::StateError;
-use crate::state::journal::Outcome;
-use crate::state::store::Applied;
 
 /// What a fake server answers to one create call.
 #[derive(Clone, Copy, Debug)]

@@ -1,140 +1,14 @@
-//! The write-ahead journal: one JSON object per line, appended and fsync'd by a single writer.
-//!
-//! Before each request an `intent` record; after it an outcome record (`created` with the
-//! secret, `ambiguous`, or `not_created`), durable before the executor does anything else with
-//! the response. A run that dies at any point leaves a journal from which the next run recovers
-//! every received secret; an intent without an outcome becomes a possible orphan.
-//! The journal holds secrets, so it is created 0600 and never followed through a symlink.
+//! Reading a journal back: every outcome in order, the intents that never got one, and
+//! what a crash or a failing disk left (a torn last record, zeros among the records).
 
-use super::StateFile;
+use crate::state::StateFile;
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 
-use serde::{Deserialize, Serialize};
-
-use super::{StateError, TokenKey};
-use crate::secret::Secret;
-
-/// One line of the journal.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case")]
-pub enum JournalRecord {
-    /// A request is about to be sent.
-    Intent {
-        /// Sequence number, unique within the journal.
-        seq: u64,
-        /// The account id.
-        account_id: u32,
-        /// The token name.
-        token_name: String,
-        /// Which attempt for this item (1-based).
-        attempt: u32,
-        /// When (RFC 3339).
-        at: String,
-    },
-    /// The request of intent `seq` ended.
-    Outcome {
-        /// The intent's sequence number.
-        seq: u64,
-        /// The account id.
-        account_id: u32,
-        /// The token name.
-        token_name: String,
-        /// What happened.
-        #[serde(flatten)]
-        outcome: Outcome,
-        /// When (RFC 3339).
-        at: String,
-    },
-}
-
-/// How a request ended.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "result", rename_all = "snake_case")]
-pub enum Outcome {
-    /// A token was created and its secret received. The secret is `token` in plaintext mode
-    /// and `sealed` (an armored age file holding a one-token secrets document) when the run
-    /// seals its secrets; a record read back has exactly one of the two.
-    Created {
-        /// The token's id.
-        token_id: i64,
-        /// The secret, in plaintext or sealed.
-        #[serde(flatten)]
-        secret: HeldSecret,
-        /// When Logz.io created it (RFC 3339).
-        created_at: String,
-    },
-    /// A token may have been created (timeout, connection lost, 5xx, cut-short body).
-    Ambiguous {
-        /// What happened.
-        detail: String,
-    },
-    /// A token was created and its secret received, but it cannot be recorded as the item's
-    /// (no usable id): the secret is kept aside and the item is a possible orphan.
-    KeptAside {
-        /// The id as the API gave it, or 0.
-        token_id: i64,
-        /// The secret, in plaintext or sealed (a sealed document lists it under
-        /// `superseded`).
-        #[serde(flatten)]
-        secret: HeldSecret,
-        /// What was wrong.
-        detail: String,
-    },
-    /// Definitely no token (the request was refused or never reached the server).
-    NotCreated {
-        /// The HTTP status, if an answer came.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        http_status: Option<u16>,
-        /// What happened.
-        detail: String,
-    },
-}
-
-/// A received secret as a journal record holds it: `token` in plaintext mode, or `sealed` (an
-/// armored age file holding a one-token secrets document) when the run seals its secrets. A
-/// record read back has exactly one of the two.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct HeldSecret {
-    /// The secret itself.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        serialize_with = "Secret::serialize_exposed_opt"
-    )]
-    pub token: Option<Secret>,
-    /// The secret, sealed to the run's recipients.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub sealed: Option<String>,
-}
-
-impl HeldSecret {
-    /// A secret as received, before the recorder seals it (when the run seals).
-    pub fn plain(secret: Secret) -> HeldSecret {
-        HeldSecret {
-            token: Some(secret),
-            sealed: None,
-        }
-    }
-
-    /// A secret sealed to the run's recipients.
-    pub fn sealed(armored: String) -> HeldSecret {
-        HeldSecret {
-            token: None,
-            sealed: Some(armored),
-        }
-    }
-}
-
-impl JournalRecord {
-    /// The record as one line (with its newline).
-    pub fn to_line(&self) -> Vec<u8> {
-        let mut v = serde_json::to_vec(self).unwrap_or_default();
-        v.push(b'\n');
-        v
-    }
-}
+use super::{JournalRecord, Outcome};
+use crate::key::{CreateKind, TokenKey};
+use crate::state::StateError;
 
 /// What a journal held: outcomes in order, and intents that never got one.
 #[derive(Debug, Default)]
@@ -182,23 +56,14 @@ impl Gap {
     }
 }
 
-impl JournalRecord {
-    /// When the record was written (RFC 3339).
-    fn at(&self) -> &str {
-        match self {
-            JournalRecord::Intent { at, .. } | JournalRecord::Outcome { at, .. } => at,
-        }
-    }
-}
-
 /// Reads a journal. A missing file is an empty journal; zeros are its unused room; a record
 /// cut short by a crash (on the last line, or next to zeros) is tolerated; a malformed line
 /// elsewhere is corruption.
 pub fn replay(path: &Path) -> Result<Replayed, StateError> {
     // Not through a symlink, not a FIFO or device, ours and 0600, of a bounded size.
-    let Some(file) = super::atomic::open_own_secret_file(
+    let Some(file) = crate::fs::trust::open_own_secret_file(
         path,
-        StateFile::Journal,
+        StateFile::Journal.word(),
         crate::bounded::MAX_JOURNAL_BYTES,
     )?
     else {
@@ -284,15 +149,15 @@ enum Unreadable {
 }
 
 fn parse_record(bytes: &[u8]) -> Result<JournalRecord, Unreadable> {
-    if let Err(super::results::DuplicateKey::At { .. }) =
-        super::results::reject_duplicate_keys(bytes)
+    if let Err(crate::state::json::DuplicateKey::At { .. }) =
+        crate::state::json::reject_duplicate_keys(bytes)
     {
         return Err(Unreadable::KeyTwice(
             "a key appears twice in one record".into(),
         ));
     }
     serde_json::from_slice(bytes)
-        .map_err(|e| Unreadable::Torn(super::results::json_error_kind(&e).to_string()))
+        .map_err(|e| Unreadable::Torn(crate::state::json::json_error_kind(&e).to_string()))
 }
 
 /// Whether `bytes` could be part of a record as this tool writes it: no byte below 0x20
@@ -313,11 +178,14 @@ fn note(
     match record {
         JournalRecord::Intent {
             seq,
+            create,
             account_id,
             token_name,
             at,
             ..
         } => {
+            // Every record is about a token today; a new kind is replayed here first.
+            let CreateKind::Token = create;
             pending.insert(
                 seq,
                 (
@@ -332,11 +200,13 @@ fn note(
         }
         JournalRecord::Outcome {
             seq,
+            create,
             account_id,
             token_name,
             outcome,
             at,
         } => {
+            let CreateKind::Token = create;
             pending.remove(&seq);
             out.outcomes.push((
                 TokenKey {
@@ -354,6 +224,9 @@ fn note(
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+    use crate::key::CreateKind;
+    use crate::secret::Secret;
+    use crate::state::HeldSecret;
 
     /// The journal as this tool creates it: 0600 (anything else is refused).
     fn write_0600(p: &Path, bytes: &[u8]) {
@@ -365,6 +238,7 @@ mod tests {
     fn intent(seq: u64) -> JournalRecord {
         JournalRecord::Intent {
             seq,
+            create: CreateKind::Token,
             account_id: 7,
             token_name: format!("t{seq}"),
             attempt: 1,
@@ -382,6 +256,7 @@ mod tests {
         bytes.extend(
             JournalRecord::Outcome {
                 seq: 1,
+                create: CreateKind::Token,
                 account_id: 7,
                 token_name: "t1".into(),
                 outcome: Outcome::Created {
@@ -424,6 +299,7 @@ mod tests {
     fn created(seq: u64, secret: &str) -> JournalRecord {
         JournalRecord::Outcome {
             seq,
+            create: CreateKind::Token,
             account_id: 7,
             token_name: format!("t{seq}"),
             outcome: Outcome::Created {
@@ -525,6 +401,7 @@ mod tests {
         let p = dir.path().join("j");
         let named = |seq: u64, name: &str| JournalRecord::Intent {
             seq,
+            create: CreateKind::Token,
             account_id: 7,
             token_name: name.into(),
             attempt: 1,
@@ -538,6 +415,7 @@ mod tests {
         bytes.extend(&line[e + 1..]);
         let ambiguous = JournalRecord::Outcome {
             seq: 1,
+            create: CreateKind::Token,
             account_id: 7,
             token_name: "été".into(),
             outcome: Outcome::Ambiguous {
@@ -596,6 +474,7 @@ mod tests {
         assert!(!format!("{o:?}").contains("topsecret"));
         let line = JournalRecord::Outcome {
             seq: 1,
+            create: CreateKind::Token,
             account_id: 1,
             token_name: "a".into(),
             outcome: o,
