@@ -373,6 +373,10 @@ pub struct ApplySettings {
     pub recreate_revoked: bool,
     /// `--rotate-older-than`: overrides every `rotate_after_days` of the manifest.
     pub rotate_older_than: Option<Duration>,
+    /// PUT the declared settings of drifted accounts (`--update-accounts` or the manifest's).
+    pub update_accounts: bool,
+    /// How long to look for an account after an ambiguous create.
+    pub account_lookup: Duration,
 }
 
 impl ApplySettings {
@@ -407,6 +411,12 @@ impl ApplySettings {
             recreate_revoked: args.recreate_revoked
                 || run.manifest.settings.recreate_revoked == Some(true),
             rotate_older_than: args.rotate_older_than,
+            update_accounts: args.update_accounts
+                || run.manifest.settings.update_accounts == Some(true),
+            account_lookup: run.manifest.settings.account_lookup_seconds.map_or(
+                crate::execution::accounts::DEFAULT_ACCOUNT_LOOKUP,
+                Duration::from_secs_f64,
+            ),
             run,
         })
     }

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use super::journal::HeldSecret;
+use super::HeldSecret;
 use super::{CreatedAccount, ResultsFile};
 
 /// How an account create (or the lookup after it) ended.

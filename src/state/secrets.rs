@@ -27,6 +27,20 @@ pub struct SecretsFile {
     /// Secrets that were replaced under the same account and name (kept, never dropped).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub superseded: Vec<SupersededSecret>,
+    /// The log shipping tokens of the sub accounts this tool created: account id -> token.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub shipping: BTreeMap<u32, ShippingSecret>,
+}
+
+/// A created sub account's log shipping token (`account.accountToken`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ShippingSecret {
+    /// The account's name.
+    pub account_name: String,
+    /// The token.
+    #[serde(serialize_with = "Secret::serialize_exposed")]
+    pub token: Secret,
 }
 
 /// One token's secret.
@@ -63,6 +77,7 @@ impl Default for SecretsFile {
             version: SECRETS_VERSION,
             accounts: BTreeMap::new(),
             superseded: Vec::new(),
+            shipping: BTreeMap::new(),
         }
     }
 }
@@ -135,6 +150,7 @@ impl SecretsFile {
     /// Adds every secret of `other` (a later document): a different token under the same
     /// name replaces the current one, which moves to `superseded`; nothing is dropped.
     pub fn merge(&mut self, other: SecretsFile) {
+        self.shipping.extend(other.shipping);
         for (account_id, tokens) in other.accounts {
             for (token_name, rec) in tokens {
                 let key = TokenKey {

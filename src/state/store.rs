@@ -206,6 +206,7 @@ impl Store {
     pub fn save(&mut self) -> Result<(), StateError> {
         // An empty secrets file is not created: a state whose secrets are all sealed has none.
         let wanted = !self.secrets.accounts.is_empty()
+            || !self.secrets.shipping.is_empty()
             || !self.secrets.superseded.is_empty()
             || self.paths.secrets.exists();
         let plain = zeroize::Zeroizing::new(if self.sealing.is_none() && wanted {
@@ -290,7 +291,10 @@ impl Store {
         let Some(sealing) = &self.sealing else {
             return Ok(None);
         };
-        if self.run_secrets.accounts.is_empty() && self.run_secrets.superseded.is_empty() {
+        if self.run_secrets.accounts.is_empty()
+            && self.run_secrets.superseded.is_empty()
+            && self.run_secrets.shipping.is_empty()
+        {
             return Ok(None);
         }
         let armored = sealing
