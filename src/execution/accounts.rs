@@ -27,8 +27,10 @@ use crate::api::{
 };
 use crate::manifest::{AccountRef, AccountSettings};
 use crate::secret::Secret;
+use crate::state::RecorderHandle;
 use crate::state::StateError;
 use crate::state::accounts::AccountOutcome;
+pub use crate::state::accounts::PendingAccount;
 
 /// Most 429 answers one account's create may meet (each is not processed, so it does not use
 /// up an attempt; bounded on its own).
@@ -94,6 +96,25 @@ pub trait RecordAccounts: Send + Sync + 'static {
     ) -> impl Future<Output = Result<(), StateError>> + Send;
 }
 
+impl RecordAccounts for RecorderHandle {
+    fn account_intent(
+        &self,
+        name: &str,
+        attempt: u32,
+        known: &[u32],
+    ) -> impl Future<Output = Result<u64, StateError>> + Send {
+        RecorderHandle::account_intent(self, name, attempt, known)
+    }
+    fn account_outcome(
+        &self,
+        seq: u64,
+        name: &str,
+        outcome: AccountOutcome,
+    ) -> impl Future<Output = Result<(), StateError>> + Send {
+        RecorderHandle::account_outcome(self, seq, name, outcome)
+    }
+}
+
 /// An account to create.
 #[derive(Debug, Clone)]
 pub struct AccountJob {
@@ -101,17 +122,6 @@ pub struct AccountJob {
     pub name: String,
     /// What it is created with.
     pub settings: AccountSettings,
-}
-
-/// An intent found in the journal without an outcome (a crash after it was sent, maybe).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PendingAccount {
-    /// The intent's sequence number.
-    pub seq: u64,
-    /// The account name.
-    pub name: String,
-    /// The ids that carried the name before the send.
-    pub known: Vec<u32>,
 }
 
 /// How the account items of a run went.

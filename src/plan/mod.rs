@@ -436,6 +436,7 @@ mod tests {
                 account_id: 900,
                 created_at: "2026-01-01T00:00:00Z".into(),
                 run_id: "r".into(),
+                shipping_token: true,
             },
         );
         let empty_live = LiveAccounts::default();

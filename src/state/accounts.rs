@@ -1,13 +1,13 @@
 //! Sub accounts in the state: how an account create ended, as the journal holds it, and what
-//! that makes of the results file (`accounts_created`, `resolved_names`) and of the intents a
-//! crashed run left to look up.
-
-use std::collections::BTreeMap;
+//! that makes of the results file (`accounts_created`, `accounts_pending`, `resolved_names`)
+//! and of the secrets (a created account's shipping token). The recorder and the journal's
+//! replay both apply account records through [`Store::apply_account`], so a crashed run's
+//! journal leaves the files as the run would have.
 
 use serde::{Deserialize, Serialize};
 
-use super::HeldSecret;
-use super::{CreatedAccount, ResultsFile};
+use super::secrets::ShippingSecret;
+use super::{CreatedAccount, HeldSecret, PendingCreate, SecretsFile, Store};
 
 /// How an account create (or the lookup after it) ended.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -71,121 +71,246 @@ impl AccountOutcome {
             _ => None,
         }
     }
-
-    /// Whether the intent it answers still needs a lookup (its create may have made the
-    /// account, and nothing since said whether it did).
-    pub fn leaves_lookup(&self) -> bool {
-        matches!(self, AccountOutcome::Ambiguous { .. })
-    }
 }
 
-/// Records a created (or adopted) account in the results: `accounts_created` and the name's
-/// id, so that no later run creates it again, even while the account list lags.
-pub fn record_created(
-    results: &mut ResultsFile,
-    name: &str,
-    outcome: &AccountOutcome,
-    run_id: &str,
-) {
-    let (
-        Some(account_id),
-        AccountOutcome::Created { created_at, .. } | AccountOutcome::Adopted { created_at, .. },
-    ) = (outcome.account_id(), outcome)
-    else {
-        return;
-    };
-    results
-        .accounts_created
-        .entry(name.to_owned())
-        .or_insert_with(|| CreatedAccount {
-            account_id,
-            created_at: created_at.clone(),
-            run_id: run_id.to_owned(),
-        });
-    results.resolved_names.insert(name.to_owned(), account_id);
+/// An account record of the journal, as the replay reads it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum AccountRecord {
+    /// A create about to be sent.
+    Intent {
+        /// Its sequence number.
+        seq: u64,
+        /// The account name.
+        name: String,
+        /// The ids the name had before.
+        known: Vec<u32>,
+        /// When.
+        at: String,
+    },
+    /// How it ended.
+    Outcome {
+        /// The intent's sequence number.
+        seq: u64,
+        /// The account name.
+        name: String,
+        /// What happened.
+        outcome: AccountOutcome,
+        /// When.
+        at: String,
+    },
 }
 
-/// The account intents of a journal that still need a lookup: those with no outcome, and those
-/// whose last outcome was ambiguous. `records`: (seq, name, known ids) for each intent, and
-/// (seq, outcome) for each outcome, in journal order.
-pub fn pending_lookups(
-    intents: &[(u64, String, Vec<u32>)],
-    outcomes: &[(u64, AccountOutcome)],
-) -> Vec<(u64, String, Vec<u32>)> {
-    let mut last: BTreeMap<u64, &AccountOutcome> = BTreeMap::new();
-    for (seq, outcome) in outcomes {
-        if !matches!(outcome, AccountOutcome::Shipping { .. }) {
-            last.insert(*seq, outcome);
+/// A create whose outcome is not known: looked up before anything else is sent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PendingAccount {
+    /// The intent's sequence number (0 when it came from the results file).
+    pub seq: u64,
+    /// The account name.
+    pub name: String,
+    /// The ids that carried the name before the send.
+    pub known: Vec<u32>,
+}
+
+impl Store {
+    /// Applies an account record: an intent makes the name pending (until an outcome says
+    /// what became of it); a create or adoption records the account (`accounts_created`, the
+    /// name's id); a lookup that found none or several settles it; a shipping token goes with
+    /// the other secrets. `run_id`: the run that created it, for the record.
+    pub fn apply_account(&mut self, record: AccountRecord, run_id: &str) {
+        match record {
+            AccountRecord::Intent {
+                name, known, at, ..
+            } => {
+                self.results
+                    .accounts_pending
+                    .insert(name, PendingCreate { known, since: at });
+            }
+            AccountRecord::Outcome { name, outcome, .. } => match outcome {
+                AccountOutcome::Created {
+                    account_id,
+                    created_at,
+                }
+                | AccountOutcome::Adopted {
+                    account_id,
+                    created_at,
+                } => {
+                    self.results.accounts_pending.remove(&name);
+                    self.results
+                        .accounts_created
+                        .entry(name.clone())
+                        .or_insert_with(|| CreatedAccount {
+                            account_id,
+                            created_at,
+                            run_id: run_id.to_owned(),
+                            shipping_token: false,
+                        });
+                    self.results.resolved_names.insert(name, account_id);
+                }
+                AccountOutcome::Ambiguous { .. } => {}
+                AccountOutcome::NotFound { .. }
+                | AccountOutcome::Duplicates { .. }
+                | AccountOutcome::NotCreated { .. } => {
+                    self.results.accounts_pending.remove(&name);
+                }
+                AccountOutcome::Shipping {
+                    account_id,
+                    secret: HeldSecret { token, sealed },
+                } => {
+                    if let Some(created) = self.results.accounts_created.get_mut(&name) {
+                        created.shipping_token = true;
+                    }
+                    if let Some(token) = token {
+                        self.secret_sink().shipping.insert(
+                            account_id,
+                            ShippingSecret {
+                                account_name: name,
+                                token,
+                            },
+                        );
+                    }
+                    if let Some(blob) = sealed {
+                        self.recovered_sealed.push(blob);
+                    }
+                }
+            },
         }
     }
-    intents
-        .iter()
-        .filter(|(seq, _, _)| last.get(seq).is_none_or(|o| o.leaves_lookup()))
-        .cloned()
-        .collect()
+
+    /// The creates a stopped run left without an outcome, to look up first.
+    pub fn pending_accounts(&self) -> Vec<PendingAccount> {
+        self.results
+            .accounts_pending
+            .iter()
+            .map(|(name, p)| PendingAccount {
+                seq: 0,
+                name: name.clone(),
+                known: p.known.clone(),
+            })
+            .collect()
+    }
+
+    /// The accounts this tool created whose shipping token is not kept yet (a run stopped
+    /// before it read it): name and id.
+    pub fn accounts_missing_shipping(&self) -> Vec<(String, u32)> {
+        self.results
+            .accounts_created
+            .iter()
+            .filter(|(_, c)| !c.shipping_token)
+            .map(|(n, c)| (n.clone(), c.account_id))
+            .collect()
+    }
+
+    /// The outcome as the journal holds it: with recipients set, a shipping token is sealed
+    /// (as a secrets document holding it) before it reaches the disk.
+    pub(super) fn journaled_account(
+        &self,
+        name: &str,
+        outcome: &AccountOutcome,
+    ) -> std::io::Result<AccountOutcome> {
+        let (
+            Some(sealing),
+            AccountOutcome::Shipping {
+                account_id,
+                secret: HeldSecret {
+                    token: Some(token), ..
+                },
+            },
+        ) = (self.sealing(), outcome)
+        else {
+            return Ok(outcome.clone());
+        };
+        let mut doc = SecretsFile::default();
+        doc.shipping.insert(
+            *account_id,
+            ShippingSecret {
+                account_name: name.to_owned(),
+                token: token.clone(),
+            },
+        );
+        let armored = sealing
+            .recipients
+            .seal_secrets(&doc)
+            .map_err(std::io::Error::other)?;
+        Ok(AccountOutcome::Shipping {
+            account_id: *account_id,
+            secret: HeldSecret::sealed(String::from_utf8_lossy(&armored).into_owned()),
+        })
+    }
 }
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
     use super::*;
+    use crate::secret::Secret;
+    use crate::state::StatePaths;
 
-    #[test]
-    fn created_and_adopted_accounts_are_recorded_once_with_their_name() {
-        let mut r = ResultsFile::new(None);
-        let created = AccountOutcome::Created {
-            account_id: 9,
-            created_at: "t".into(),
-        };
-        record_created(&mut r, "a", &created, "run1");
-        record_created(
-            &mut r,
-            "a",
-            &AccountOutcome::Adopted {
-                account_id: 9,
-                created_at: "t2".into(),
-            },
-            "run2",
-        );
-        record_created(
-            &mut r,
-            "b",
-            &AccountOutcome::Ambiguous { detail: "x".into() },
-            "run1",
-        );
-        assert_eq!(r.accounts_created.len(), 1);
-        assert_eq!(r.accounts_created["a"].run_id, "run1");
-        assert_eq!(r.resolved_names["a"], 9);
+    fn outcome(seq: u64, name: &str, outcome: AccountOutcome) -> AccountRecord {
+        AccountRecord::Outcome {
+            seq,
+            name: name.into(),
+            outcome,
+            at: "t".into(),
+        }
     }
 
     #[test]
-    fn intents_without_a_settled_outcome_are_looked_up() {
-        let intents = vec![
-            (1, "a".to_owned(), vec![]),
-            (2, "b".to_owned(), vec![]),
-            (3, "c".to_owned(), vec![4]),
-            (4, "d".to_owned(), vec![]),
-        ];
-        let outcomes = vec![
-            (
-                1,
-                AccountOutcome::Created {
-                    account_id: 1,
-                    created_at: "t".into(),
+    fn intents_stay_pending_until_an_outcome_settles_them_and_created_ones_are_recorded_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let paths = StatePaths::for_manifest(&dir.path().join("m.yaml"), None, None);
+        let mut store = Store::read(paths, None).unwrap();
+        for (seq, name) in [(1, "a"), (2, "b"), (3, "c")] {
+            store.apply_account(
+                AccountRecord::Intent {
+                    seq,
+                    name: name.into(),
+                    known: vec![],
+                    at: "t".into(),
                 },
-            ),
-            (2, AccountOutcome::Ambiguous { detail: "x".into() }),
-            (4, AccountOutcome::Ambiguous { detail: "x".into() }),
-            (
-                4,
+                "run1",
+            );
+        }
+        let created = |id| AccountOutcome::Created {
+            account_id: id,
+            created_at: "t".into(),
+        };
+        store.apply_account(outcome(1, "a", created(9)), "run1");
+        store.apply_account(outcome(1, "a", created(9)), "run2");
+        store.apply_account(
+            outcome(2, "b", AccountOutcome::Ambiguous { detail: "x".into() }),
+            "run1",
+        );
+        store.apply_account(
+            outcome(
+                3,
+                "c",
                 AccountOutcome::NotFound {
                     detail: "none".into(),
                 },
             ),
-        ];
-        let pending: Vec<String> = pending_lookups(&intents, &outcomes)
+            "run1",
+        );
+        store.apply_account(
+            outcome(
+                0,
+                "a",
+                AccountOutcome::Shipping {
+                    account_id: 9,
+                    secret: HeldSecret::plain(Secret::new("ship".to_owned())),
+                },
+            ),
+            "run1",
+        );
+        let r = &store.results;
+        assert_eq!(r.accounts_created.len(), 1);
+        assert_eq!(r.accounts_created["a"].run_id, "run1");
+        assert_eq!(r.resolved_names["a"], 9);
+        let pending: Vec<String> = store
+            .pending_accounts()
             .into_iter()
-            .map(|(_, n, _)| n)
+            .map(|p| p.name)
             .collect();
-        assert_eq!(pending, ["b", "c"]);
+        assert_eq!(pending, ["b"]);
+        assert_eq!(store.secrets.shipping[&9].token.expose(), "ship");
     }
 }

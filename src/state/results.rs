@@ -55,6 +55,23 @@ pub struct ResultsFile {
     /// A name here is never created again, even while the account list lags the create.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub accounts_created: BTreeMap<String, CreatedAccount>,
+    /// Sub-account creates whose outcome is not known yet (a run stopped after sending one, or
+    /// its answer was lost): account name -> the ids the name had before. The next apply looks
+    /// for each before anything else, and adopts the account if exactly one new one has the
+    /// name; it never sends the create blindly again.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub accounts_pending: BTreeMap<String, PendingCreate>,
+}
+
+/// A sub-account create that may have made the account.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PendingCreate {
+    /// The ids that carried the name before the create was sent.
+    #[serde(default)]
+    pub known: Vec<u32>,
+    /// When it was sent (RFC 3339).
+    pub since: String,
 }
 
 /// A sub account this tool created.
@@ -67,6 +84,9 @@ pub struct CreatedAccount {
     pub created_at: String,
     /// The run that created it.
     pub run_id: String,
+    /// Whether its log shipping token is kept with the secrets (false until it was read).
+    #[serde(default)]
+    pub shipping_token: bool,
 }
 
 /// A rate limit learned by a run.
@@ -204,6 +224,7 @@ impl ResultsFile {
             learned_rate: None,
             superseded: Vec::new(),
             accounts_created: BTreeMap::new(),
+            accounts_pending: BTreeMap::new(),
         }
     }
 

@@ -184,6 +184,10 @@ impl Store {
                 "replaying the journal of an earlier run"
             );
         }
+        // Sub-account records first: a created account's tokens may follow in the journal.
+        for record in replayed.accounts {
+            store.apply_account(record, "recovered");
+        }
         let mut index = store.token_index();
         for (key, outcome, at) in replayed.outcomes {
             if let Applied::Recorded = store.apply(&key, outcome, &at, &mut index) {
@@ -276,7 +280,7 @@ impl Store {
     }
 
     /// Where secrets received now go: this run's sealed document, or the secrets file.
-    fn secret_sink(&mut self) -> &mut SecretsFile {
+    pub(super) fn secret_sink(&mut self) -> &mut SecretsFile {
         if self.sealing.is_some() {
             &mut self.run_secrets
         } else {

@@ -41,7 +41,11 @@ pub async fn run(args: &ApplyArgs, printer: &Printer) -> Result<Exit, CliError> 
         return stop_before_start(printer, store, &pre_failures, conn).await;
     }
 
-    if !plan.create.is_empty() && !settings.yes && !confirm(plan.create.len()).await {
+    // Accounts to create are listed above: a person is spending money.
+    let account_work =
+        !plan.accounts_to_create.is_empty() || (settings.update_accounts && !plan.drift.is_empty());
+    let tokens = plan.create.len() + plan.new_account_token_count();
+    if (tokens > 0 || account_work) && !settings.yes && !confirm(tokens).await {
         printer.info("Nothing was sent.");
         return Ok(Exit::Declined);
     }
@@ -54,6 +58,8 @@ pub async fn run(args: &ApplyArgs, printer: &Printer) -> Result<Exit, CliError> 
         .as_ref()
         .filter(|l| l.endpoint == endpoint)
         .map(|l| l.per_second);
+    let pending_accounts = store.pending_accounts();
+    let missing_shipping = store.accounts_missing_shipping();
     let recorder = Recorder::start(store)?;
     let handle = recorder.handle();
     for (name, id) in &plan.resolved_names {
@@ -71,6 +77,44 @@ pub async fn run(args: &ApplyArgs, printer: &Printer) -> Result<Exit, CliError> 
     let learned_into = (pacer.clone(), handle.clone());
     let cancel = Cancel::default();
     let beside = Beside::start(&settings, printer, &plan, &stats, &pacer, &cancel);
+    // Sub accounts first (each exactly once), then every token, theirs included.
+    let mut pre_failures = pre_failures;
+    let accounts = if account_work || !pending_accounts.is_empty() || !missing_shipping.is_empty() {
+        super::onboard::run_accounts(
+            &plan,
+            &run.manifest,
+            &pending_accounts,
+            &missing_shipping,
+            &super::onboard::AccountRun {
+                update: settings.update_accounts,
+                config: crate::execution::accounts::AccountConfig {
+                    max_attempts: run.exec.max_attempts,
+                    max_ambiguous: run.exec.max_ambiguous,
+                    lookup: settings.account_lookup,
+                    backoff: Backoff::default(),
+                },
+            },
+            super::onboard::AccountServices {
+                client: Arc::new(client.clone()),
+                recorder: Arc::new(handle.clone()),
+                pacer: pacer.clone(),
+                cancel: cancel.clone(),
+            },
+        )
+        .await
+    } else {
+        super::onboard::AccountsDone::default()
+    };
+    for f in &accounts.failures {
+        handle.failure(f.clone());
+    }
+    pre_failures.extend(accounts.failures.iter().cloned());
+    plan.create.extend(accounts.tokens.iter().cloned());
+    super::print_lines(printer, &accounts.lines);
+    if let Some(why) = &accounts.fatal {
+        printer.error(&format!("stopped creating sub accounts: {why}"));
+        cancel.cancel();
+    }
     let services = Services {
         creator: client,
         recorder: handle,
@@ -100,8 +144,13 @@ pub async fn run(args: &ApplyArgs, printer: &Printer) -> Result<Exit, CliError> 
     let (store, saved_res) = recorder.finish().await;
     conn.close().await;
 
+    let exit = match exit_code(&report, &pre_failures, &saved_res) {
+        _ if accounts.fatal.is_some() => Exit::Fatal,
+        Exit::Success if accounts.problems > 0 => Exit::ItemsFailed,
+        exit => exit,
+    };
     let outcome = Outcome {
-        exit: exit_code(&report, &pre_failures, &saved_res),
+        exit,
         report: &report,
         present: plan.present.len(),
         pre_failures: &pre_failures,
@@ -185,18 +234,6 @@ async fn stop_before_start(
 fn plan_of(settings: &ApplySettings, conn: &Connection, store: &Store) -> Result<Plan, CliError> {
     let run = &settings.run;
     let mut plan = conn.plan(run, store);
-    if !plan.accounts_to_create.is_empty() {
-        let names: Vec<&str> = plan
-            .accounts_to_create
-            .iter()
-            .map(|a| a.name.as_str())
-            .collect();
-        return Err(CliError::usage(format!(
-            "the manifest asks to create sub accounts ({}), which this build can plan but not \
-             create yet; nothing was sent",
-            names.join(", ")
-        )));
-    }
     if let Some(saved) = &settings.saved_plan {
         saved
             .check_current(

@@ -115,6 +115,7 @@ pub async fn run_accounts<R: crate::execution::accounts::RecordAccounts>(
     plan: &Plan,
     manifest: &crate::manifest::Manifest,
     pending: &[crate::execution::accounts::PendingAccount],
+    missing_shipping: &[(String, u32)],
     how: &AccountRun,
     with: AccountServices<R>,
 ) -> AccountsDone {
@@ -241,6 +242,30 @@ pub async fn run_accounts<R: crate::execution::accounts::RecordAccounts>(
     if report.fatal.is_some() {
         done.fatal = report.fatal;
         return done;
+    }
+    // Accounts an earlier run created whose shipping token it did not get to read.
+    for (name, id) in missing_shipping {
+        if made.contains_key(name) {
+            continue;
+        }
+        match accounts::read_shipping_token(&*client, *id, how.config.lookup).await {
+            Ok(token) => {
+                let outcome = AccountOutcome::Shipping {
+                    account_id: *id,
+                    secret: HeldSecret::plain(token),
+                };
+                if let Err(e) = recorder.account_outcome(0, name, outcome).await {
+                    done.fatal = Some(e.to_string());
+                    return done;
+                }
+            }
+            Err(e) => {
+                done.problems += 1;
+                done.lines.push(format!(
+                    "  the log shipping token of {name} (id {id}) could not be read: {e}"
+                ));
+            }
+        }
     }
 
     if how.update {

@@ -24,6 +24,8 @@ pub struct Replayed {
     pub gap: Option<Gap>,
     /// Number of records read.
     pub records: usize,
+    /// Sub-account records, in order: intents (seq, name, known ids) and outcomes.
+    pub accounts: Vec<crate::state::accounts::AccountRecord>,
 }
 
 /// Zeros between a journal's records: a write that failed part way (the recorder starts the
@@ -198,6 +200,33 @@ fn note(
             );
             order.push(seq);
         }
+        JournalRecord::AccountIntent {
+            seq,
+            name,
+            known,
+            at,
+            ..
+        } => out
+            .accounts
+            .push(crate::state::accounts::AccountRecord::Intent {
+                seq,
+                name,
+                known,
+                at,
+            }),
+        JournalRecord::AccountOutcome {
+            seq,
+            name,
+            outcome,
+            at,
+        } => out
+            .accounts
+            .push(crate::state::accounts::AccountRecord::Outcome {
+                seq,
+                name,
+                outcome,
+                at,
+            }),
         JournalRecord::Outcome {
             seq,
             create,
