@@ -16,6 +16,7 @@ pub fn rfc3339_cmp(a: &str, b: &str) -> std::cmp::Ordering {
 }
 
 /// The current time as RFC 3339 with millisecond precision, in UTC.
+#[allow(clippy::disallowed_methods)] // the ambient wall clock, for the CLI; the state uses a Clock
 pub fn now_rfc3339() -> String {
     format_rfc3339(time::OffsetDateTime::now_utc())
 }
@@ -47,6 +48,7 @@ pub fn epoch_to_rfc3339(epoch_seconds: f64) -> String {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::disallowed_methods)] // tests set up real files, clocks and seeds
     use super::*;
 
     #[test]

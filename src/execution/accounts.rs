@@ -19,13 +19,13 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::time::Instant;
-
 use super::{Answer, Backoff, Cancel, Pacer};
 use crate::api::{
     AccountRequest, ApiClient, ApiError, ErrorClass, SubAccountInfo, UtilizationSettings,
 };
+use crate::clock::SharedClock;
 use crate::manifest::{AccountRef, AccountSettings};
+use crate::random::Random;
 use crate::secret::Secret;
 use crate::state::RecorderHandle;
 use crate::state::StateError;
@@ -150,6 +150,8 @@ pub struct AccountConfig {
     pub lookup: Duration,
     /// Retry delays.
     pub backoff: Backoff,
+    /// The run's clock (deadlines, record times).
+    pub clock: SharedClock,
 }
 
 /// The create request for an account: its settings, with sharing references as ids (`ids`
@@ -270,8 +272,9 @@ pub async fn look_up<A: AccountApi>(
     known: &[u32],
     within: Duration,
     cancel: &Cancel,
+    clock: &SharedClock,
 ) -> Result<Lookup, ApiError> {
-    let deadline = Instant::now() + within;
+    let deadline = clock.now() + within;
     let known: BTreeSet<u32> = known.iter().copied().collect();
     loop {
         match api.list_accounts().await {
@@ -286,11 +289,11 @@ pub async fn look_up<A: AccountApi>(
             Err(e) if e.class() == ErrorClass::FatalRun => return Err(e),
             Err(e) => tracing::debug!(account = name, error = %e, "account lookup read failed"),
         }
-        if Instant::now() >= deadline || cancel.is_cancelled() {
+        let now = clock.now();
+        if now >= deadline || cancel.is_cancelled() {
             return Ok(Lookup::None);
         }
-        tokio::time::sleep(LOOKUP_POLL.min(deadline.saturating_duration_since(Instant::now())))
-            .await;
+        tokio::time::sleep(LOOKUP_POLL.min(deadline.saturating_duration_since(now))).await;
     }
 }
 
@@ -303,11 +306,12 @@ pub async fn recover<A: AccountApi, R: RecordAccounts>(
     recorder: &R,
     lookup: Duration,
     cancel: &Cancel,
+    clock: &SharedClock,
 ) -> Result<(BTreeMap<String, u32>, Vec<(String, String)>), String> {
     let mut adopted = BTreeMap::new();
     let mut problems = Vec::new();
     for p in pending {
-        let found = look_up(api, &p.name, &p.known, lookup, cancel)
+        let found = look_up(api, &p.name, &p.known, lookup, cancel, clock)
             .await
             .map_err(|e| e.to_string())?;
         let outcome = match found {
@@ -315,7 +319,7 @@ pub async fn recover<A: AccountApi, R: RecordAccounts>(
                 adopted.insert(p.name.clone(), id);
                 AccountOutcome::Adopted {
                     account_id: id,
-                    created_at: crate::timestamp::now_rfc3339(),
+                    created_at: clock.now_rfc3339(),
                 }
             }
             Lookup::None => AccountOutcome::NotFound {
@@ -359,10 +363,9 @@ pub async fn create_accounts<A: AccountApi, R: RecordAccounts>(
     jobs: Vec<AccountJob>,
     ids: &mut BTreeMap<String, u32>,
     config: &AccountConfig,
-    api: Arc<A>,
-    recorder: Arc<R>,
-    pacer: Arc<Pacer>,
+    (api, recorder, pacer): (Arc<A>, Arc<R>, Arc<Pacer>),
     cancel: &Cancel,
+    rng: &mut Random,
 ) -> AccountsReport {
     let mut report = AccountsReport::default();
     for job in jobs {
@@ -383,11 +386,10 @@ pub async fn create_accounts<A: AccountApi, R: RecordAccounts>(
             &job.name,
             &request,
             config,
-            &*api,
-            &*recorder,
-            &pacer,
+            (&*api, &*recorder, &pacer),
             cancel,
             &mut report,
+            rng,
         )
         .await
         {
@@ -411,17 +413,16 @@ enum Stop {
 }
 
 /// One account: send, and after an ambiguous answer look before sending again.
-#[allow(clippy::too_many_arguments)]
 async fn one<A: AccountApi, R: RecordAccounts>(
     name: &str,
     request: &AccountRequest,
     config: &AccountConfig,
-    api: &A,
-    recorder: &R,
-    pacer: &Pacer,
+    (api, recorder, pacer): (&A, &R, &Pacer),
     cancel: &Cancel,
     report: &mut AccountsReport,
+    rng: &mut Random,
 ) -> Result<u32, Stop> {
+    let clock = &config.clock;
     let (mut attempt, mut limited, mut ambiguous) = (0u32, 0u32, 0u32);
     // The accounts with this name before the first send: none, or the plan would not create it.
     let known: Vec<u32> = Vec::new();
@@ -442,7 +443,7 @@ async fn one<A: AccountApi, R: RecordAccounts>(
                 pacer.on_answer(ticket, Answer::Served, None);
                 record(AccountOutcome::Created {
                     account_id: id,
-                    created_at: crate::timestamp::now_rfc3339(),
+                    created_at: clock.now_rfc3339(),
                 })
                 .await
                 .map_err(|e| Stop::Run(e.to_string()))?;
@@ -474,14 +475,14 @@ async fn one<A: AccountApi, R: RecordAccounts>(
                 })
                 .await
                 .map_err(|e| Stop::Run(e.to_string()))?;
-                let found = look_up(api, name, &known, config.lookup, cancel)
+                let found = look_up(api, name, &known, config.lookup, cancel, clock)
                     .await
                     .map_err(|e| Stop::Run(e.to_string()))?;
                 match found {
                     Lookup::One(id) => {
                         record(AccountOutcome::Adopted {
                             account_id: id,
-                            created_at: crate::timestamp::now_rfc3339(),
+                            created_at: clock.now_rfc3339(),
                         })
                         .await
                         .map_err(|e| Stop::Run(e.to_string()))?;
@@ -540,7 +541,7 @@ async fn one<A: AccountApi, R: RecordAccounts>(
                 }
             }
         }
-        tokio::time::sleep(config.backoff.delay(attempt + 1, e.retry_after())).await;
+        tokio::time::sleep(config.backoff.delay(attempt + 1, e.retry_after(), rng)).await;
     }
 }
 
@@ -550,22 +551,24 @@ pub async fn read_shipping_token<A: AccountApi>(
     api: &A,
     account_id: u32,
     within: Duration,
+    clock: &SharedClock,
+    rng: &mut Random,
 ) -> Result<Secret, ApiError> {
-    let deadline = Instant::now() + within;
+    let deadline = clock.now() + within;
     let mut attempt = 1;
     loop {
         match api.shipping_token(account_id).await {
             Ok(t) => return Ok(t),
             Err(e)
-                if Instant::now() < deadline
+                if clock.now() < deadline
                     && (e.class() != ErrorClass::FatalRun)
                     && (e.class() != ErrorClass::FatalItem || e.http_status() == Some(404)) =>
             {
                 attempt += 1;
                 tokio::time::sleep(
                     Backoff::READS
-                        .delay(attempt, e.retry_after())
-                        .min(deadline.saturating_duration_since(Instant::now())),
+                        .delay(attempt, e.retry_after(), rng)
+                        .min(deadline.saturating_duration_since(clock.now())),
                 )
                 .await;
             }
@@ -664,6 +667,7 @@ mod tests {
                 base: Duration::from_millis(1),
                 cap: Duration::from_millis(2),
             },
+            clock: crate::clock::SystemClock::shared(),
         }
     }
 
@@ -691,10 +695,13 @@ mod tests {
             jobs,
             &mut ids,
             &config(),
-            api.clone(),
-            log.clone(),
-            Arc::new(Pacer::new(1000.0, false)),
+            (
+                api.clone(),
+                log.clone(),
+                Arc::new(Pacer::new(1000.0, false)),
+            ),
             &Cancel::default(),
+            &mut crate::random::seeded(1),
         )
         .await;
         let lines = log.0.lock().unwrap().clone();
@@ -766,6 +773,7 @@ mod tests {
             &[7],
             Duration::from_millis(10),
             &Cancel::default(),
+            &crate::clock::SystemClock::shared(),
         )
         .await
         .unwrap();

@@ -15,7 +15,7 @@ use crate::key::TokenKey;
 use crate::state::Applied;
 use crate::state::StateError;
 use crate::state::{HeldSecret, Outcome};
-use crate::timestamp::{epoch_to_rfc3339, now_rfc3339};
+use crate::timestamp::epoch_to_rfc3339;
 
 /// An item of the plan and what its attempts so far taught.
 #[derive(Debug, Clone)]
@@ -108,7 +108,7 @@ pub(super) async fn attempt<C: SendCreate, R: RecordOutcomes>(
     let created_at = created
         .created_at
         .map(epoch_to_rfc3339)
-        .unwrap_or_else(now_rfc3339);
+        .unwrap_or_else(|| sh.pacer.clock().now_rfc3339());
     let token_id = created.id;
     let outcome = Outcome::Created {
         token_id,

@@ -80,6 +80,7 @@ impl RecordOutcomes for RecorderHandle {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::disallowed_methods)] // tests set up real files, clocks and seeds
     #![allow(clippy::unwrap_used)]
     use super::*;
     use crate::state::{StatePaths, Store};

@@ -1,13 +1,11 @@
 //! Atomic, durable file replacement: temp file in the same directory, fsync, rename, fsync
 //! the directory. A reader sees the old file or the new one, never half of either.
 
-use std::fs::{self, File};
 use std::io::Write;
-use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
-use super::FileError;
 use super::trust::check_secret_target;
+use super::{FileError, FileType, Fs, FsFile, Meta, RealFs};
 
 /// What a file holds, which decides its mode and the checks made before replacing it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -20,7 +18,8 @@ pub enum FileKind {
 }
 
 impl FileKind {
-    fn mode(self) -> u32 {
+    /// The mode a file of this kind is created with.
+    pub fn mode(self) -> u32 {
         match self {
             FileKind::Public => 0o644,
             FileKind::Secret => 0o600,
@@ -38,8 +37,8 @@ pub fn write_atomic(
     bytes: &[u8],
     kind: FileKind,
     what: &'static str,
-) -> Result<fs::Metadata, FileError> {
-    write_atomic_as(path, bytes, kind, what, true)
+) -> Result<Meta, FileError> {
+    write_atomic_in(&RealFs, path, bytes, kind, what, true)
 }
 
 /// Writes `path` atomically and durably, only if it does not exist yet (checked by the rename
@@ -49,22 +48,24 @@ pub fn write_atomic_new(
     bytes: &[u8],
     kind: FileKind,
     what: &'static str,
-) -> Result<fs::Metadata, FileError> {
-    write_atomic_as(path, bytes, kind, what, false)
+) -> Result<Meta, FileError> {
+    write_atomic_in(&RealFs, path, bytes, kind, what, false)
 }
 
-fn write_atomic_as(
+/// [`write_atomic`] (`replace`) or [`write_atomic_new`] on the filesystem `fs`.
+pub fn write_atomic_in<F: Fs>(
+    fs: &F,
     path: &Path,
     bytes: &[u8],
     kind: FileKind,
     what: &'static str,
     replace: bool,
-) -> Result<fs::Metadata, FileError> {
-    if !replace && fs::symlink_metadata(path).is_ok() {
+) -> Result<Meta, FileError> {
+    if !replace && fs.symlink_metadata(path).is_ok() {
         return Err(exists(path, what));
     }
     if kind == FileKind::Secret {
-        check_secret_target(path)?;
+        check_secret_target(fs, path)?;
     }
     let dir = parent_dir(path);
     let werr = |source| FileError::Write {
@@ -72,31 +73,42 @@ fn write_atomic_as(
         path: path.to_path_buf(),
         source,
     };
-    // `tempfile` creates the file with O_EXCL; the mode is set at creation, so a secret file
-    // is never readable by others, not even for an instant.
+    // Created with O_EXCL and the mode at creation, so a secret file is never readable by
+    // others, not even for an instant.
     let prefix = temp_prefix(path);
-    let mut tmp = tempfile::Builder::new()
-        .prefix(&prefix)
-        .suffix(TEMP_SUFFIX)
-        .permissions(fs::Permissions::from_mode(kind.mode()))
-        .tempfile_in(dir)
+    let (tmp, mut file) = fs
+        .create_temp(dir, &prefix, TEMP_SUFFIX, kind.mode())
         .map_err(werr)?;
-    tmp.write_all(bytes).map_err(werr)?;
-    tmp.as_file().sync_all().map_err(werr)?;
-    // The rename keeps the inode, size and mtime: this is the written file's identity.
-    let written = tmp.as_file().metadata().map_err(werr)?;
-    if replace {
-        tmp.persist(path).map_err(|e| werr(e.error))?;
+    let written = (|| {
+        file.write_all(bytes)?;
+        file.sync_all()?;
+        // The rename keeps the inode, size and mtime: this is the written file's identity.
+        file.metadata()
+    })();
+    let written = match written {
+        Ok(m) => m,
+        Err(e) => {
+            let _ = fs.remove_file(&tmp);
+            return Err(werr(e));
+        }
+    };
+    drop(file);
+    let renamed = if replace {
+        fs.rename(&tmp, path)
     } else {
-        tmp.persist_noclobber(path).map_err(|e| {
-            if e.error.kind() == std::io::ErrorKind::AlreadyExists {
+        fs.rename_noclobber(&tmp, path)
+    };
+    if let Err(e) = renamed {
+        let _ = fs.remove_file(&tmp);
+        return Err(
+            if !replace && e.kind() == std::io::ErrorKind::AlreadyExists {
                 exists(path, what)
             } else {
-                werr(e.error)
-            }
-        })?;
+                werr(e)
+            },
+        );
     }
-    sync_dir(dir).map_err(werr)?;
+    fs.sync_dir(dir).map_err(werr)?;
     Ok(written)
 }
 
@@ -122,25 +134,23 @@ fn temp_prefix(path: &Path) -> String {
 
 /// Removes temp files a killed write of `path` left behind (a secrets temp file is a full copy
 /// of the secrets). Call it while holding the state lock.
-pub(crate) fn remove_stale_temps(path: &Path) -> std::io::Result<usize> {
+pub(crate) fn remove_stale_temps<F: Fs>(fs: &F, path: &Path) -> std::io::Result<usize> {
     let dir = parent_dir(path);
     let prefix = temp_prefix(path);
     let mut removed = 0;
-    let entries = match fs::read_dir(dir) {
+    let entries = match fs.read_dir(dir) {
         Ok(e) => e,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
         Err(e) => return Err(e),
     };
     for entry in entries {
-        let entry = entry?;
-        let name = entry.file_name();
-        let name = name.to_string_lossy();
+        let name = entry.name.to_string_lossy();
         if name.starts_with(&prefix)
             && name.ends_with(TEMP_SUFFIX)
             && name.len() > prefix.len() + TEMP_SUFFIX.len()
-            && entry.file_type().is_ok_and(|t| t.is_file())
+            && entry.file_type == FileType::File
         {
-            fs::remove_file(entry.path())?;
+            fs.remove_file(&entry.path)?;
             removed += 1;
         }
     }
@@ -155,14 +165,11 @@ pub fn parent_dir(path: &Path) -> &Path {
     }
 }
 
-/// Makes a rename or a file creation in `dir` durable.
-pub(crate) fn sync_dir(dir: &Path) -> std::io::Result<()> {
-    File::open(dir)?.sync_all()
-}
-
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::disallowed_methods)] // tests set up real files, clocks and seeds
     #![allow(clippy::unwrap_used)]
+    use std::fs;
     use std::os::unix::fs::MetadataExt;
 
     use super::*;
@@ -173,9 +180,9 @@ mod tests {
         let p = dir.path().join("r.json");
         let first = write_atomic(&p, b"{}", FileKind::Public, "results").unwrap();
         let on_disk = fs::symlink_metadata(&p).unwrap();
-        assert_eq!((first.ino(), first.len()), (on_disk.ino(), 2));
+        assert_eq!((first.ino, first.len), (on_disk.ino(), 2));
         assert_eq!(
-            (first.mtime(), first.mtime_nsec()),
+            (first.mtime, first.mtime_nsec),
             (on_disk.mtime(), on_disk.mtime_nsec()),
             "the rename keeps the mtime"
         );
@@ -184,10 +191,10 @@ mod tests {
         let theirs = dir.path().join("theirs");
         fs::write(&theirs, b"{ }").unwrap();
         fs::rename(&theirs, &p).unwrap();
-        assert_ne!(fs::symlink_metadata(&p).unwrap().ino(), first.ino());
+        assert_ne!(fs::symlink_metadata(&p).unwrap().ino(), first.ino);
         let second = write_atomic(&p, b"{\"a\":1}", FileKind::Public, "results").unwrap();
-        assert_eq!(second.len(), 7);
-        assert_eq!(fs::symlink_metadata(&p).unwrap().ino(), second.ino());
+        assert_eq!(second.len, 7);
+        assert_eq!(fs::symlink_metadata(&p).unwrap().ino(), second.ino);
     }
 
     #[test]
@@ -225,23 +232,23 @@ mod tests {
         // Nothing between the prefix and the suffix: not a name a write makes.
         fs::write(dir.path().join(".m.secrets.json..tmp"), b"{}").unwrap();
         fs::write(&target, b"{}").unwrap();
-        assert_eq!(remove_stale_temps(&target).unwrap(), 1);
+        assert_eq!(remove_stale_temps(&RealFs, &target).unwrap(), 1);
         assert!(!dir.path().join(".m.secrets.json.abc123.tmp").exists());
         assert!(dir.path().join(".other.json.abc123.tmp").exists());
         assert!(dir.path().join(".m.secrets.json..tmp").exists());
         assert!(target.exists());
-        assert_eq!(remove_stale_temps(&target).unwrap(), 0);
+        assert_eq!(remove_stale_temps(&RealFs, &target).unwrap(), 0);
     }
 
     #[test]
     fn stale_temps_of_a_missing_directory_are_none_but_other_errors_are_told() {
         let dir = tempfile::tempdir().unwrap();
         let missing = dir.path().join("nowhere").join("m.secrets.json");
-        assert_eq!(remove_stale_temps(&missing).unwrap(), 0);
+        assert_eq!(remove_stale_temps(&RealFs, &missing).unwrap(), 0);
         // The "directory" is a file: not a missing directory, an error.
         let file = dir.path().join("plain");
         fs::write(&file, b"x").unwrap();
-        let err = remove_stale_temps(&file.join("m.secrets.json")).unwrap_err();
+        let err = remove_stale_temps(&RealFs, &file.join("m.secrets.json")).unwrap_err();
         assert_eq!(err.raw_os_error(), Some(libc::ENOTDIR), "{err}");
     }
 

@@ -16,6 +16,7 @@ pub fn is_read_only(e: &Error) -> bool {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::disallowed_methods)] // tests set up real files, clocks and seeds
     use super::*;
 
     #[test]

@@ -1,12 +1,19 @@
 //! Files written so that a crash never leaves half of one ([`atomic`]), and secret-bearing
 //! files that no other user can read, plant or swap ([`trust`]). Used by the state and by the
 //! commands that write files of their own (plans, exports); knows nothing of either.
+//!
+//! Everything the state does to files goes through the [`Fs`] seam ([`seam`]); [`RealFs`] is
+//! the real filesystem and the default everywhere.
 
 pub mod atomic;
 pub mod errno;
+mod real;
+pub mod seam;
 pub mod trust;
 
-pub use atomic::{FileKind, parent_dir, write_atomic, write_atomic_new};
+pub use atomic::{FileKind, parent_dir, write_atomic, write_atomic_in, write_atomic_new};
+pub use real::RealFs;
+pub use seam::{DirEntry, FileType, Fs, FsFile, Meta, OpenHow, TryLock};
 
 use std::path::PathBuf;
 

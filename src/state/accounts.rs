@@ -111,7 +111,7 @@ pub struct PendingAccount {
     pub known: Vec<u32>,
 }
 
-impl Store {
+impl<F: crate::fs::Fs> Store<F> {
     /// Applies an account record: an intent makes the name pending (until an outcome says
     /// what became of it); a create or adoption records the account (`accounts_created`, the
     /// name's id); a lookup that found none or several settles it; a shipping token goes with

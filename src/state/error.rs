@@ -278,6 +278,7 @@ impl From<crate::fs::FileError> for StateError {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::disallowed_methods)] // tests set up real files, clocks and seeds
     use super::*;
 
     #[test]

@@ -6,20 +6,21 @@
 use std::path::Path;
 
 use super::{StateError, StateFile};
+use crate::fs::Fs;
 
 /// Reads a JSON state file: `None` when it does not exist (a first run); an error, never
 /// "nothing", when it cannot be read or parsed.
-pub(crate) fn load_json<T: serde::de::DeserializeOwned>(
+pub(crate) fn load_json<F: Fs, T: serde::de::DeserializeOwned>(
+    fs: &F,
     path: &Path,
     kind: StateFile,
 ) -> Result<Option<T>, StateError> {
     // A regular file only (a FIFO would block while the lock is held, `/dev/zero` never
     // ends), of a bounded size, zeroed when dropped (the secrets file is read here too).
-    let bytes = match crate::bounded::read_regular(
-        path,
-        crate::bounded::MAX_STATE_FILE_BYTES,
-        crate::bounded::Symlinks::Follow,
-    ) {
+    let limit = crate::bounded::MAX_STATE_FILE_BYTES;
+    let read = crate::fs::trust::open_regular(fs, path, crate::bounded::Symlinks::Follow)
+        .and_then(|f| crate::bounded::read_capped(f, limit));
+    let bytes = match read {
         Ok(b) => b,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(source) => {
@@ -36,12 +37,13 @@ pub(crate) fn load_json<T: serde::de::DeserializeOwned>(
 /// Reads a secret-bearing JSON state file (the secrets file) only if it can be trusted: not
 /// through a symlink, a regular file, ours, 0600, bounded (a file another user planted could
 /// hand out secrets of theirs, through `export`, as ours).
-pub(crate) fn load_own_secret_json<T: serde::de::DeserializeOwned>(
+pub(crate) fn load_own_secret_json<F: Fs, T: serde::de::DeserializeOwned>(
+    fs: &F,
     path: &Path,
     kind: StateFile,
 ) -> Result<Option<T>, StateError> {
     let limit = crate::bounded::MAX_STATE_FILE_BYTES;
-    let Some(file) = crate::fs::trust::open_own_secret_file(path, kind.word(), limit)? else {
+    let Some(file) = crate::fs::trust::open_own_secret_file(fs, path, kind.word(), limit)? else {
         return Ok(None);
     };
     let bytes = crate::bounded::read_capped(file, limit).map_err(|source| StateError::Read {
@@ -187,6 +189,7 @@ pub(crate) fn json_error_detail(e: &serde_json::Error) -> String {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::disallowed_methods)] // tests set up real files, clocks and seeds
     #![allow(clippy::unwrap_used)]
     use super::*;
     use crate::state::ResultsFile;

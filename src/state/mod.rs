@@ -44,3 +44,6 @@ pub use results::{
 };
 pub use secrets::{SECRETS_VERSION, SecretRecord, SecretsFile, SupersededSecret};
 pub use store::{Applied, Recovery, Sealing, Store};
+
+#[cfg(test)]
+mod tests;

@@ -85,6 +85,7 @@ fn sibling(results: &Path, ext: &str) -> PathBuf {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::disallowed_methods)] // tests set up real files, clocks and seeds
     use super::*;
 
     #[test]

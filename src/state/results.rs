@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use super::json::load_json;
 use super::{StateError, StateFile};
+use crate::fs::{Fs, RealFs};
 use crate::key::TokenKey;
 
 /// The results file format version this build reads and writes.
@@ -211,12 +212,18 @@ pub struct PossibleOrphan {
 }
 
 impl ResultsFile {
-    /// An empty results file for a first run.
+    /// An empty results file for a first run, made now (by the system clock).
     pub fn new(api_url: Option<String>) -> Self {
+        use crate::clock::Clock;
+        ResultsFile::new_at(api_url, crate::clock::SystemClock.now_rfc3339())
+    }
+
+    /// An empty results file for a first run, made at `at` (RFC 3339).
+    pub fn new_at(api_url: Option<String>, at: String) -> Self {
         ResultsFile {
             version: RESULTS_VERSION,
             api_url,
-            updated_at: crate::timestamp::now_rfc3339(),
+            updated_at: at,
             accounts: BTreeMap::new(),
             resolved_names: BTreeMap::new(),
             failures: Vec::new(),
@@ -231,7 +238,12 @@ impl ResultsFile {
     /// Reads the file; a missing file is a first run (an empty record). Anything unreadable or
     /// malformed is an error, never "nothing exists".
     pub fn load(path: &Path) -> Result<Option<ResultsFile>, StateError> {
-        let Some(file) = load_json::<ResultsFile>(path, StateFile::Results)? else {
+        ResultsFile::load_in(&RealFs, path)
+    }
+
+    /// [`ResultsFile::load`] on the filesystem `fs`.
+    pub fn load_in<F: Fs>(fs: &F, path: &Path) -> Result<Option<ResultsFile>, StateError> {
+        let Some(file) = load_json::<F, ResultsFile>(fs, path, StateFile::Results)? else {
             return Ok(None);
         };
         if file.version != RESULTS_VERSION {
@@ -353,9 +365,9 @@ impl ResultsFile {
         self.accounts.values().map(BTreeMap::len).sum()
     }
 
-    /// Serializes with a fresh `updated_at`, pretty, with a trailing newline.
-    pub fn to_bytes(&mut self) -> Vec<u8> {
-        self.updated_at = crate::timestamp::now_rfc3339();
+    /// Serializes with `updated_at` set to `at` (RFC 3339), pretty, with a trailing newline.
+    pub fn to_bytes(&mut self, at: &str) -> Vec<u8> {
+        self.updated_at = at.to_owned();
         let mut v = serde_json::to_vec_pretty(self).unwrap_or_default();
         v.push(b'\n');
         v
@@ -383,6 +395,7 @@ pub fn results_schema_text() -> String {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::disallowed_methods)] // tests set up real files, clocks and seeds
     #![allow(clippy::unwrap_used)]
     use super::*;
     use crate::state::json::json_error_detail;
@@ -464,7 +477,7 @@ mod tests {
                 ..TokenRecord::default()
             },
         );
-        std::fs::write(&p, f.to_bytes()).unwrap();
+        std::fs::write(&p, f.to_bytes("2026-11-23T20:00:00.000Z")).unwrap();
         let back = ResultsFile::load(&p).unwrap().unwrap();
         assert_eq!(back.get(&key(1, "ci")).unwrap().token_id, 5);
         let text =
@@ -572,7 +585,8 @@ mod tests {
             0
         );
         // Written and read back: the new fields round-trip, old files (without them) still load.
-        let back: ResultsFile = serde_json::from_slice(&f.clone().to_bytes()).unwrap();
+        let back: ResultsFile =
+            serde_json::from_slice(&f.clone().to_bytes("2026-11-23T20:00:00.000Z")).unwrap();
         assert_eq!(back.superseded, f.superseded);
         let text = serde_json::to_string(&back).unwrap();
         assert!(text.contains("\"status\":\"revoked\""), "{text}");

@@ -9,15 +9,14 @@
 //! after a crash writes those records out as sealed files without decrypting them.
 
 use super::StateFile;
-use std::fs::{self, OpenOptions};
 use std::io::{Read, Write};
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use age::x25519;
 
 use super::{SecretsFile, StateError};
-use crate::fs::atomic::{parent_dir, sync_dir};
+use crate::fs::atomic::parent_dir;
+use crate::fs::{FileType, Fs, FsFile, OpenHow, RealFs};
 pub use crate::recipient::{RecipientError, parse_recipient, parse_recipients_file};
 
 /// The age recipients the secrets of a run are sealed to. These are public keys: printing
@@ -141,7 +140,7 @@ impl Identities {
             path: path.to_path_buf(),
             detail,
         };
-        let bytes = read_bounded(path, MAX_IDENTITY_FILE).map_err(|e| match e {
+        let bytes = read_bounded(&RealFs, path, MAX_IDENTITY_FILE).map_err(|e| match e {
             SealError::Read { source, .. } => ierr(source.to_string()),
             other => other,
         })?;
@@ -159,7 +158,12 @@ impl Identities {
 
     /// Decrypts a sealed file into the secrets document it holds.
     pub fn open(&self, path: &Path) -> Result<SecretsFile, SealError> {
-        let bytes = read_bounded(path, MAX_SEALED_FILE)?;
+        self.open_in(&RealFs, path)
+    }
+
+    /// [`Identities::open`] on the filesystem `fs`.
+    pub fn open_in<F: Fs>(&self, fs: &F, path: &Path) -> Result<SecretsFile, SealError> {
+        let bytes = read_bounded(fs, path, MAX_SEALED_FILE)?;
         self.open_bytes(path, &bytes)
     }
 
@@ -184,16 +188,12 @@ impl Identities {
     }
 }
 
-fn read_bounded(path: &Path, limit: u64) -> Result<Vec<u8>, SealError> {
+fn read_bounded<F: Fs>(fs: &F, path: &Path, limit: u64) -> Result<Vec<u8>, SealError> {
     let rerr = |source| SealError::Read {
         path: path.to_path_buf(),
         source,
     };
-    let file = OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
-        .open(path)
-        .map_err(rerr)?;
+    let file = fs.open(path, &OpenHow::read(false)).map_err(rerr)?;
     let meta = file.metadata().map_err(rerr)?;
     if !meta.is_file() {
         return Err(rerr(std::io::Error::other("not a regular file")));
@@ -208,9 +208,9 @@ fn read_bounded(path: &Path, limit: u64) -> Result<Vec<u8>, SealError> {
     Ok(bytes)
 }
 
-/// A new run id: 8 hex digits.
-pub fn new_run_id() -> String {
-    format!("{:08x}", rand::random::<u32>())
+/// A new run id: 8 hex digits, from `rng`.
+pub fn new_run_id(rng: &mut impl rand::Rng) -> String {
+    format!("{:08x}", rng.random::<u32>())
 }
 
 /// The name of a run's sealed file: `20261129T210306Z-1a2b3c4d.age`.
@@ -226,31 +226,42 @@ pub fn file_name(at: time::OffsetDateTime, run_id: &str) -> String {
 /// Writes a new sealed file `dir/name`, never over an existing one (O_EXCL, no symlink
 /// followed), durably (file and directory fsync'd). The directory is created when missing.
 pub fn write_new(dir: &Path, name: &str, armored: &[u8]) -> Result<PathBuf, StateError> {
+    write_new_in(&RealFs, dir, name, armored)
+}
+
+/// [`write_new`] on the filesystem `fs`.
+pub fn write_new_in<F: Fs>(
+    fs: &F,
+    dir: &Path,
+    name: &str,
+    armored: &[u8],
+) -> Result<PathBuf, StateError> {
     let path = dir.join(name);
     let werr = |source| StateError::Write {
         kind: StateFile::Sealed,
         path: path.clone(),
         source,
     };
-    fs::create_dir_all(dir).map_err(werr)?;
-    let mut f = OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o644)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
-        .open(&path)
-        .map_err(werr)?;
+    fs.create_dir_all(dir).map_err(werr)?;
+    let mut how = OpenHow::create_new(0o644);
+    how.read = false;
+    let mut f = fs.open(&path, &how).map_err(werr)?;
     f.write_all(armored).map_err(werr)?;
     f.sync_all().map_err(werr)?;
-    sync_dir(dir).map_err(werr)?;
-    let _ = sync_dir(parent_dir(dir));
+    fs.sync_dir(dir).map_err(werr)?;
+    let _ = fs.sync_dir(parent_dir(dir));
     Ok(path)
 }
 
 /// The sealed files of a directory, oldest first (by name: names start with the UTC time).
 /// A missing directory has none.
 pub fn list(dir: &Path) -> Result<Vec<PathBuf>, SealError> {
-    let entries = match fs::read_dir(dir) {
+    list_in(&RealFs, dir)
+}
+
+/// [`list`] on the filesystem `fs`.
+pub fn list_in<F: Fs>(fs: &F, dir: &Path) -> Result<Vec<PathBuf>, SealError> {
+    let entries = match fs.read_dir(dir) {
         Ok(e) => e,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
         Err(source) => {
@@ -262,15 +273,8 @@ pub fn list(dir: &Path) -> Result<Vec<PathBuf>, SealError> {
     };
     let mut out = Vec::new();
     for entry in entries {
-        let entry = entry.map_err(|source| SealError::Read {
-            path: dir.to_path_buf(),
-            source,
-        })?;
-        let path = entry.path();
-        if path.extension().is_some_and(|e| e == "age")
-            && entry.file_type().is_ok_and(|t| t.is_file())
-        {
-            out.push(path);
+        if entry.path.extension().is_some_and(|e| e == "age") && entry.file_type == FileType::File {
+            out.push(entry.path);
         }
     }
     out.sort();
@@ -279,11 +283,13 @@ pub fn list(dir: &Path) -> Result<Vec<PathBuf>, SealError> {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::disallowed_methods)] // tests set up real files, clocks and seeds
     #![allow(clippy::unwrap_used)]
     use super::*;
     use crate::key::TokenKey;
     use crate::secret::Secret;
     use age::secrecy::ExposeSecret;
+    use std::fs;
 
     fn doc(name: &str, id: i64, secret: &str) -> SecretsFile {
         let mut d = SecretsFile::default();
@@ -362,7 +368,7 @@ mod tests {
     fn file_names_sort_by_time() {
         let t = time::macros::datetime!(2026-11-29 21:03:06 UTC);
         assert_eq!(file_name(t, "1a2b3c4d"), "20261129T210306Z-1a2b3c4d.age");
-        assert_eq!(new_run_id().len(), 8);
+        assert_eq!(new_run_id(&mut rand::rng()).len(), 8);
     }
 
     fn identity_file(dir: &Path, key: &x25519::Identity, size: usize) -> std::path::PathBuf {
@@ -414,7 +420,7 @@ mod tests {
         let path = dir.path().join("big.age");
         fs::write(&path, vec![b'a'; 2 * 1024 * 1024]).unwrap();
         assert_eq!(
-            read_bounded(&path, MAX_SEALED_FILE).unwrap().len(),
+            read_bounded(&RealFs, &path, MAX_SEALED_FILE).unwrap().len(),
             2 * 1024 * 1024
         );
     }

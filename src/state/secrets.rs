@@ -85,9 +85,17 @@ impl Default for SecretsFile {
 impl SecretsFile {
     /// Reads the file; missing means none yet. Unreadable or malformed is an error.
     pub fn load(path: &Path) -> Result<Option<SecretsFile>, StateError> {
+        SecretsFile::load_in(&crate::fs::RealFs, path)
+    }
+
+    /// [`SecretsFile::load`] on the filesystem `fs`.
+    pub fn load_in<F: crate::fs::Fs>(
+        fs: &F,
+        path: &Path,
+    ) -> Result<Option<SecretsFile>, StateError> {
         // Ours and 0600 only, never through a symlink; a key twice is corruption.
         let Some(file) =
-            super::json::load_own_secret_json::<SecretsFile>(path, StateFile::Secrets)?
+            super::json::load_own_secret_json::<F, SecretsFile>(fs, path, StateFile::Secrets)?
         else {
             return Ok(None);
         };
@@ -208,6 +216,7 @@ impl SecretsFile {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::disallowed_methods)] // tests set up real files, clocks and seeds
     #![allow(clippy::unwrap_used)]
     use super::*;
 

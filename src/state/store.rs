@@ -11,9 +11,12 @@ use super::journal::{self, HeldSecret, Outcome};
 use super::results::TokenRecord;
 use super::sealed::{self, Identities, Recipients, SealError};
 use super::{ResultsFile, SecretsFile, StateError, StateFile, StateLock, StatePaths};
-use crate::fs::atomic::{FileKind, parent_dir, remove_stale_temps, sync_dir, write_atomic};
+use crate::clock::{SharedClock, SystemClock};
+use crate::fs::atomic::{FileKind, parent_dir, remove_stale_temps, write_atomic_in};
 use crate::fs::trust::check_secret_target;
+use crate::fs::{Fs, Meta, RealFs};
 use crate::key::TokenKey;
+use crate::random::{self, Random};
 
 /// What a start-of-run replay of an earlier journal found.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -29,8 +32,11 @@ pub struct Recovery {
 }
 
 /// The recorded state of a manifest, locked for this process.
+///
+/// Every file it touches goes through `fs` ([`RealFs`] unless a test gives another), every
+/// timestamp it writes comes from `clock`, and its run ids from `rng`.
 #[derive(Debug)]
-pub struct Store {
+pub struct Store<F: Fs = RealFs> {
     /// Where the files are.
     pub paths: StatePaths,
     /// The results (no secrets).
@@ -51,10 +57,16 @@ pub struct Store {
     run_secrets: SecretsFile,
     /// Sealed secrets replayed from an earlier run's journal (armored age files).
     pub recovered_sealed: Vec<String>,
-    lock: Option<StateLock>,
+    lock: Option<StateLock<F>>,
     /// The results and secrets files as this process last read or wrote them: a file that
     /// differs at the next save was changed by another program and is not overwritten.
     seen: [Option<Stamp>; 2],
+    /// The filesystem.
+    fs: F,
+    /// The wall clock (timestamps) and the monotonic one (the recorder's intervals).
+    clock: SharedClock,
+    /// Where run ids come from.
+    rng: Random,
 }
 
 /// What identifies the version of a file this process read or wrote: another program that
@@ -70,22 +82,19 @@ struct Stamp {
 
 impl Stamp {
     /// The file's stamp, or `None` when there is no file.
-    fn of(path: &std::path::Path) -> Option<Stamp> {
-        std::fs::symlink_metadata(path)
-            .ok()
-            .map(|m| Stamp::from(&m))
+    fn of<F: Fs>(fs: &F, path: &std::path::Path) -> Option<Stamp> {
+        fs.symlink_metadata(path).ok().map(|m| Stamp::from(&m))
     }
 }
 
-impl From<&std::fs::Metadata> for Stamp {
-    fn from(m: &std::fs::Metadata) -> Stamp {
-        use std::os::unix::fs::MetadataExt;
+impl From<&Meta> for Stamp {
+    fn from(m: &Meta) -> Stamp {
         Stamp {
-            dev: m.dev(),
-            ino: m.ino(),
-            len: m.size(),
-            mtime: m.mtime(),
-            mtime_nsec: m.mtime_nsec(),
+            dev: m.dev,
+            ino: m.ino,
+            len: m.len,
+            mtime: m.mtime,
+            mtime_nsec: m.mtime_nsec,
         }
     }
 }
@@ -104,46 +113,86 @@ impl Store {
     /// saves the merged files and removes the journal. `api_url` is checked against the one the
     /// results were made with.
     pub fn open(paths: StatePaths, api_url: Option<&str>) -> Result<Store, StateError> {
-        crate::fs::trust::check_state_place(&[
-            &paths.results,
-            &paths.secrets,
-            &paths.journal,
-            &paths.lock,
-        ])?;
-        let lock = StateLock::acquire(&paths.lock)?;
-        // Refuse an unsafe secrets path now, before any request is sent. (A journal left by an
-        // earlier run is only read, then replaced by a fresh 0600 one.)
-        check_secret_target(&paths.secrets)?;
-        // Temp files a killed save left behind (a secrets temp file is a full copy of the
-        // secrets), and a journal replacement a killed checkpoint left behind.
-        for target in [&paths.secrets, &paths.results] {
-            remove_stale_temps(target).map_err(|source| StateError::Write {
-                kind: StateFile::State,
-                path: target.clone(),
-                source,
-            })?;
-        }
-        let _ = std::fs::remove_file(paths.next_journal());
-        let mut store = Store::read(paths, api_url)?;
-        store.lock = Some(lock);
-        if store.paths.journal.exists() {
-            store.write_recovered_sealed()?;
-            store.save()?;
-            std::fs::remove_file(&store.paths.journal).map_err(|source| StateError::Write {
-                kind: StateFile::Journal,
-                path: store.paths.journal.clone(),
-                source,
-            })?;
-            let _ = sync_dir(parent_dir(&store.paths.journal));
-        }
-        Ok(store)
+        Store::open_in(
+            RealFs,
+            SystemClock::shared(),
+            random::from_os(),
+            paths,
+            api_url,
+        )
     }
 
     /// Reads the state and replays any journal in memory, without locking or writing (for
     /// `plan`, which must see what an interrupted run received).
     pub fn read(paths: StatePaths, api_url: Option<&str>) -> Result<Store, StateError> {
-        let seen = [Stamp::of(&paths.results), Stamp::of(&paths.secrets)];
-        let results = ResultsFile::load(&paths.results)?;
+        Store::read_in(
+            RealFs,
+            SystemClock::shared(),
+            random::from_os(),
+            paths,
+            api_url,
+        )
+    }
+}
+
+impl<F: Fs> Store<F> {
+    /// [`Store::open`] on the filesystem `fs`, with the clock `clock` and run ids from `rng`.
+    pub fn open_in(
+        fs: F,
+        clock: SharedClock,
+        rng: Random,
+        paths: StatePaths,
+        api_url: Option<&str>,
+    ) -> Result<Store<F>, StateError> {
+        crate::fs::trust::check_state_place(
+            &fs,
+            &[&paths.results, &paths.secrets, &paths.journal, &paths.lock],
+        )?;
+        let lock = StateLock::acquire_in(&fs, &paths.lock, &clock.now_rfc3339())?;
+        // Refuse an unsafe secrets path now, before any request is sent. (A journal left by an
+        // earlier run is only read, then replaced by a fresh 0600 one.)
+        check_secret_target(&fs, &paths.secrets)?;
+        // Temp files a killed save left behind (a secrets temp file is a full copy of the
+        // secrets), and a journal replacement a killed checkpoint left behind.
+        for target in [&paths.secrets, &paths.results] {
+            remove_stale_temps(&fs, target).map_err(|source| StateError::Write {
+                kind: StateFile::State,
+                path: target.clone(),
+                source,
+            })?;
+        }
+        let _ = fs.remove_file(&paths.next_journal());
+        let mut store = Store::read_in(fs, clock, rng, paths, api_url)?;
+        store.lock = Some(lock);
+        if store.fs.symlink_metadata(&store.paths.journal).is_ok() {
+            store.write_recovered_sealed()?;
+            store.save()?;
+            store
+                .fs
+                .remove_file(&store.paths.journal)
+                .map_err(|source| StateError::Write {
+                    kind: StateFile::Journal,
+                    path: store.paths.journal.clone(),
+                    source,
+                })?;
+            let _ = store.fs.sync_dir(parent_dir(&store.paths.journal));
+        }
+        Ok(store)
+    }
+
+    /// [`Store::read`] on the filesystem `fs`, with the clock `clock` and run ids from `rng`.
+    pub fn read_in(
+        fs: F,
+        clock: SharedClock,
+        rng: Random,
+        paths: StatePaths,
+        api_url: Option<&str>,
+    ) -> Result<Store<F>, StateError> {
+        let seen = [
+            Stamp::of(&fs, &paths.results),
+            Stamp::of(&fs, &paths.secrets),
+        ];
+        let results = ResultsFile::load_in(&fs, &paths.results)?;
         if let (Some(r), Some(current)) = (&results, api_url)
             && let Some(recorded) = &r.api_url
             && recorded.trim_end_matches('/') != current.trim_end_matches('/')
@@ -154,12 +203,14 @@ impl Store {
                 current: current.to_owned(),
             });
         }
-        let mut results = results.unwrap_or_else(|| ResultsFile::new(api_url.map(str::to_owned)));
+        let mut results = results.unwrap_or_else(|| {
+            ResultsFile::new_at(api_url.map(str::to_owned), clock.now_rfc3339())
+        });
         if results.api_url.is_none() {
             results.api_url = api_url.map(str::to_owned);
         }
-        let secrets = SecretsFile::load(&paths.secrets)?.unwrap_or_default();
-        let replayed = journal::replay(&paths.journal)?;
+        let secrets = SecretsFile::load_in(&fs, &paths.secrets)?.unwrap_or_default();
+        let replayed = journal::replay(&fs, &paths.journal)?;
         let mut store = Store {
             paths,
             results,
@@ -171,6 +222,9 @@ impl Store {
             recovered_sealed: Vec::new(),
             lock: None,
             seen,
+            fs,
+            clock,
+            rng,
         };
         store.recovery.truncated_tail = replayed.truncated_tail;
         store.recovery.gap = replayed.gap.clone();
@@ -212,35 +266,39 @@ impl Store {
         let wanted = !self.secrets.accounts.is_empty()
             || !self.secrets.shipping.is_empty()
             || !self.secrets.superseded.is_empty()
-            || self.paths.secrets.exists();
+            || self.fs.metadata(&self.paths.secrets).is_ok();
         let plain = zeroize::Zeroizing::new(if self.sealing.is_none() && wanted {
             self.secrets.to_bytes()
         } else {
             Vec::new()
         });
-        let bytes = self.results.to_bytes();
+        let bytes = self.results.to_bytes(&self.clock.now_rfc3339());
         let sizes = [("secrets", plain.len()), ("results", bytes.len())];
         self.check_unchanged(0, StateFile::Results)?;
         if !plain.is_empty() {
             self.check_unchanged(1, StateFile::Secrets)?;
-            let written = write_atomic(
+            let written = write_atomic_in(
+                &self.fs,
                 &self.paths.secrets,
                 &plain,
                 FileKind::Secret,
                 StateFile::Secrets.word(),
+                true,
             )
-            .map_err(|e| room_needed(e.into(), &sizes))?;
+            .map_err(|e| room_needed(&self.fs, e.into(), &sizes))?;
             // The stamp of the file written, not of whatever the path holds by now: a file
             // another program renames over it right after must not pass for this one.
             self.seen[1] = Some(Stamp::from(&written));
         }
-        let written = write_atomic(
+        let written = write_atomic_in(
+            &self.fs,
             &self.paths.results,
             &bytes,
             FileKind::Public,
             StateFile::Results.word(),
+            true,
         )
-        .map_err(|e| room_needed(e.into(), &sizes))?;
+        .map_err(|e| room_needed(&self.fs, e.into(), &sizes))?;
         self.seen[0] = Some(Stamp::from(&written));
         Ok(())
     }
@@ -255,7 +313,7 @@ impl Store {
         } else {
             &self.paths.secrets
         };
-        if Stamp::of(path) == self.seen[which] {
+        if Stamp::of(&self.fs, path) == self.seen[which] {
             return Ok(());
         }
         Err(StateError::ChangedUnderfoot {
@@ -270,7 +328,7 @@ impl Store {
     pub fn seal_to(&mut self, recipients: Recipients) {
         self.sealing = Some(Sealing {
             recipients,
-            run_id: sealed::new_run_id(),
+            run_id: sealed::new_run_id(&mut self.rng),
         });
     }
 
@@ -305,9 +363,9 @@ impl Store {
             .recipients
             .seal_secrets(&self.run_secrets)
             .map_err(|e| sealed_write_error(&self.paths.sealed, e))?;
-        let name = sealed::file_name(time::OffsetDateTime::now_utc(), &sealing.run_id);
-        let path = sealed::write_new(&self.paths.sealed, &name, &armored)
-            .map_err(|e| room_needed(e, &[("sealed", armored.len())]))?;
+        let name = sealed::file_name(self.clock.now_utc(), &sealing.run_id);
+        let path = sealed::write_new_in(&self.fs, &self.paths.sealed, &name, &armored)
+            .map_err(|e| room_needed(&self.fs, e, &[("sealed", armored.len())]))?;
         self.run_secrets = SecretsFile::default();
         Ok(Some(path))
     }
@@ -320,7 +378,7 @@ impl Store {
     /// file.
     pub fn all_secrets(&self, identities: Option<&Identities>) -> Result<SecretsFile, SealError> {
         let mut all = self.secrets.clone();
-        let files = sealed::list(&self.paths.sealed)?;
+        let files = sealed::list_in(&self.fs, &self.paths.sealed)?;
         let mut docs = Vec::with_capacity(files.len() + self.recovered_sealed.len());
         if (!files.is_empty() || !self.recovered_sealed.is_empty()) && identities.is_none() {
             let path = files
@@ -334,7 +392,7 @@ impl Store {
         }
         if let Some(ids) = identities {
             for path in &files {
-                docs.push(ids.open(path)?);
+                docs.push(ids.open_in(&self.fs, path)?);
             }
             for blob in &self.recovered_sealed {
                 docs.push(ids.open_bytes(&self.paths.journal, blob.as_bytes())?);
@@ -350,12 +408,28 @@ impl Store {
     /// Writes the sealed secrets replayed from an earlier run's journal, each as its own new
     /// sealed file (they cannot be merged without the private key).
     fn write_recovered_sealed(&mut self) -> Result<(), StateError> {
-        let now = time::OffsetDateTime::now_utc();
+        let now = self.clock.now_utc();
         for blob in std::mem::take(&mut self.recovered_sealed) {
-            let name = sealed::file_name(now, &format!("{}-recovered", sealed::new_run_id()));
-            sealed::write_new(&self.paths.sealed, &name, blob.as_bytes())?;
+            let id = sealed::new_run_id(&mut self.rng);
+            let name = sealed::file_name(now, &format!("{id}-recovered"));
+            sealed::write_new_in(&self.fs, &self.paths.sealed, &name, blob.as_bytes())?;
         }
         Ok(())
+    }
+
+    /// A new run id from the store's random source (for the sub accounts a run creates).
+    pub(super) fn new_run_id(&mut self) -> String {
+        sealed::new_run_id(&mut self.rng)
+    }
+
+    /// The filesystem the state is on.
+    pub fn fs(&self) -> &F {
+        &self.fs
+    }
+
+    /// The clock the state's timestamps come from.
+    pub fn clock(&self) -> &SharedClock {
+        &self.clock
     }
 
     /// Token id -> key, for spotting an id the API hands out twice.
@@ -462,7 +536,7 @@ impl Store {
 
 /// A save that failed for want of room says how much it needs (each file is written whole
 /// beside the one it replaces) and how much the filesystem has left.
-fn room_needed(e: StateError, sizes: &[(&str, usize)]) -> StateError {
+fn room_needed<F: Fs>(fs: &F, e: StateError, sizes: &[(&str, usize)]) -> StateError {
     let StateError::Write { kind, path, source } = e else {
         return e;
     };
@@ -477,13 +551,9 @@ fn room_needed(e: StateError, sizes: &[(&str, usize)]) -> StateError {
         .filter(|(_, n)| *n > 0)
         .map(|(what, n)| format!("{what} {} KiB", kib(*n as u64)))
         .collect();
-    let free = rustix::fs::statvfs(parent_dir(&path))
-        .map(|v| {
-            format!(
-                "{} KiB are free",
-                kib(v.f_bavail.saturating_mul(v.f_frsize))
-            )
-        })
+    let free = fs
+        .free_space(parent_dir(&path))
+        .map(|free| format!("{} KiB are free", kib(free)))
         .unwrap_or_else(|_| "the free space is unknown".into());
     let detail = format!(
         "{source}; the save needs about {} KiB free ({}), {free} on that filesystem",
@@ -520,6 +590,7 @@ pub enum Applied {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::disallowed_methods)] // tests set up real files, clocks and seeds
     #![allow(clippy::unwrap_used)]
     use super::*;
     use crate::key::CreateKind;
@@ -766,14 +837,18 @@ mod tests {
             path: dir.path().join("r.json"),
             source: std::io::Error::from_raw_os_error(raw),
         };
-        let full = room_needed(write(libc::ENOSPC), &[("secrets", 0), ("results", 2048)]);
+        let full = room_needed(
+            &RealFs,
+            write(libc::ENOSPC),
+            &[("secrets", 0), ("results", 2048)],
+        );
         let msg = full.to_string();
         assert!(
             msg.contains("the save needs about 2 KiB free (results 2 KiB)"),
             "{msg}"
         );
         assert!(msg.contains("KiB are free"), "{msg}");
-        let other = room_needed(write(libc::EIO), &[("results", 2048)]);
+        let other = room_needed(&RealFs, write(libc::EIO), &[("results", 2048)]);
         assert!(!other.to_string().contains("needs about"), "{other}");
     }
 }

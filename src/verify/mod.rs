@@ -276,10 +276,10 @@ impl<S: SendProbe> Ctx<S> {
                 }
             }
             add(&self.stats.retries);
-            let delay = self
-                .config
-                .backoff
-                .delay(attempts + limited + 1, retry_after);
+            let delay =
+                self.config
+                    .backoff
+                    .delay(attempts + limited + 1, retry_after, &mut rand::rng());
             tokio::select! {
                 () = tokio::time::sleep(delay) => {}
                 () = wait_cancelled(self.cancel.clone()) => return Ended::Cancelled,

@@ -92,6 +92,7 @@ pub async fn run(args: &ApplyArgs, printer: &Printer) -> Result<Exit, CliError> 
                     max_ambiguous: run.exec.max_ambiguous,
                     lookup: settings.account_lookup,
                     backoff: Backoff::default(),
+                    clock: pacer.clock().clone(),
                 },
             },
             super::onboard::AccountServices {
@@ -122,6 +123,7 @@ pub async fn run(args: &ApplyArgs, printer: &Printer) -> Result<Exit, CliError> 
         stats,
         observer: observer(&settings, printer),
         cancel,
+        rng: crate::random::from_os(),
     };
     let report = execute(
         std::mem::take(&mut plan.create),

@@ -126,6 +126,8 @@ pub async fn run_accounts<R: crate::execution::accounts::RecordAccounts>(
         cancel,
     } = with;
     let cancel = &cancel;
+    let clock = &how.config.clock;
+    let mut rng = crate::random::from_os();
     use crate::execution::accounts::{self, AccountJob};
     use crate::state::HeldSecret;
     use crate::state::accounts::AccountOutcome;
@@ -138,7 +140,16 @@ pub async fn run_accounts<R: crate::execution::accounts::RecordAccounts>(
     // An interrupted run's creates first: adopted, or left to be created below.
     let mut adopted = BTreeMap::new();
     if !pending.is_empty() {
-        match accounts::recover(pending, &*client, &*recorder, how.config.lookup, cancel).await {
+        match accounts::recover(
+            pending,
+            &*client,
+            &*recorder,
+            how.config.lookup,
+            cancel,
+            clock,
+        )
+        .await
+        {
             Ok((found, problems)) => {
                 for (name, id) in &found {
                     done.lines.push(format!(
@@ -174,10 +185,9 @@ pub async fn run_accounts<R: crate::execution::accounts::RecordAccounts>(
         jobs,
         &mut ids,
         &how.config,
-        client.clone(),
-        recorder.clone(),
-        pacer.clone(),
+        (client.clone(), recorder.clone(), pacer.clone()),
         cancel,
+        &mut rng,
     )
     .await;
     let mut made: BTreeMap<String, u32> = adopted;
@@ -190,7 +200,15 @@ pub async fn run_accounts<R: crate::execution::accounts::RecordAccounts>(
                     account.name
                 ));
                 // Its shipping token, a secret like the others.
-                match accounts::read_shipping_token(&*client, *id, how.config.lookup).await {
+                match accounts::read_shipping_token(
+                    &*client,
+                    *id,
+                    how.config.lookup,
+                    clock,
+                    &mut rng,
+                )
+                .await
+                {
                     Ok(token) => {
                         let outcome = AccountOutcome::Shipping {
                             account_id: *id,
@@ -248,7 +266,8 @@ pub async fn run_accounts<R: crate::execution::accounts::RecordAccounts>(
         if made.contains_key(name) {
             continue;
         }
-        match accounts::read_shipping_token(&*client, *id, how.config.lookup).await {
+        match accounts::read_shipping_token(&*client, *id, how.config.lookup, clock, &mut rng).await
+        {
             Ok(token) => {
                 let outcome = AccountOutcome::Shipping {
                     account_id: *id,

@@ -191,7 +191,7 @@ fn keep_secrets(
     })?;
     let name = crate::state::sealed::file_name(
         time::OffsetDateTime::now_utc(),
-        &crate::state::sealed::new_run_id(),
+        &crate::state::sealed::new_run_id(&mut rand::rng()),
     );
     Ok(Some(crate::state::sealed::write_new(
         &store.paths.sealed,

@@ -1,3 +1,4 @@
+#![allow(clippy::disallowed_methods)] // tests set up real files, clocks and seeds
 #![allow(clippy::unwrap_used)]
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -215,6 +216,7 @@ async fn run_observed(
         stats: stats.clone(),
         observer,
         cancel,
+        rng: crate::random::seeded(7),
     };
     (execute(keys(names), config, services).await, stats)
 }

@@ -23,6 +23,8 @@ use governor::{Quota, RateLimiter};
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
+use crate::clock::{SharedClock, SystemClock};
+
 pub use super::controller::{Answer, Ticket};
 use super::controller::{Controller, Learned};
 
@@ -226,22 +228,26 @@ pub struct Pacer {
     state: Mutex<State>,
     changed: Notify,
     gate: tokio::sync::Mutex<()>,
-    ceiling: RateLimiter<NotKeyed, InMemoryState, TokioClock, NoOpMiddleware<Duration>>,
-    clock: TokioClock,
+    ceiling: RateLimiter<NotKeyed, InMemoryState, RunClock, NoOpMiddleware<Duration>>,
+    clock: RunClock,
     adaptive: bool,
 }
 
-/// Governor's clock, read from tokio's: the ceiling then agrees with the pacer's own timing
-/// (also under a paused test clock), and nothing calibrates a CPU counter at start.
-#[derive(Debug, Clone, Copy)]
-struct TokioClock(Instant);
+/// Governor's clock, read from the run's (tokio's instant): the ceiling then agrees with the
+/// pacer's own timing (also under a paused test clock), and nothing calibrates a CPU counter
+/// at start.
+#[derive(Debug, Clone)]
+struct RunClock {
+    start: Instant,
+    clock: SharedClock,
+}
 
-impl Clock for TokioClock {
+impl Clock for RunClock {
     /// Time since the pacer was made.
     type Instant = Duration;
 
     fn now(&self) -> Duration {
-        Instant::now().duration_since(self.0)
+        self.clock.now().duration_since(self.start)
     }
 }
 
@@ -255,7 +261,17 @@ impl Pacer {
     /// A pacer that starts just under `learned` (the server's limit as learned on an earlier
     /// run against the same endpoint) when that is below the ceiling.
     pub fn with_learned(ceiling: f64, adaptive: bool, learned: Option<f64>) -> Pacer {
-        let now = Instant::now();
+        Pacer::with_clock(ceiling, adaptive, learned, SystemClock::shared())
+    }
+
+    /// [`Pacer::with_learned`] on the clock `clock`.
+    pub fn with_clock(
+        ceiling: f64,
+        adaptive: bool,
+        learned: Option<f64>,
+        clock: SharedClock,
+    ) -> Pacer {
+        let now = clock.now();
         let ctl = Controller::new(ceiling, learned.filter(|_| adaptive), now);
         let ceiling = ctl.ceiling();
         // The ceiling guards against a pacing bug ever exceeding the user's limit; it allows
@@ -290,8 +306,14 @@ impl Pacer {
             }),
             changed: Notify::new(),
             gate: tokio::sync::Mutex::new(()),
-            ceiling: RateLimiter::direct_with_clock(quota, TokioClock(now)),
-            clock: TokioClock(now),
+            ceiling: RateLimiter::direct_with_clock(
+                quota,
+                RunClock {
+                    start: now,
+                    clock: clock.clone(),
+                },
+            ),
+            clock: RunClock { start: now, clock },
             adaptive,
         }
     }
@@ -314,7 +336,7 @@ impl Pacer {
         // One waiter at a time (FIFO): the others queue here and do not hold slots.
         let _gate = self.gate.lock().await;
         let ticket = loop {
-            let now = Instant::now();
+            let now = self.clock.clock.now();
             let due = {
                 let mut st = self.lock();
                 let interval = st.slot_interval(now);
@@ -353,7 +375,7 @@ impl Pacer {
 
     /// The answer to the send of `ticket`. A 429's `Retry-After` pauses the whole run.
     pub fn on_answer(&self, ticket: Ticket, answer: Answer, retry_after: Option<Duration>) {
-        let now = Instant::now();
+        let now = self.clock.clock.now();
         let changed = {
             let mut st = self.lock();
             let mut changed = false;
@@ -427,9 +449,14 @@ impl Pacer {
         }
     }
 
+    /// The run's clock.
+    pub fn clock(&self) -> &SharedClock {
+        &self.clock.clock
+    }
+
     /// The current state, for progress and summaries.
     pub fn snapshot(&self) -> PacerSnapshot {
-        let now = Instant::now();
+        let now = self.clock.clock.now();
         let st = self.lock();
         PacerSnapshot {
             rate: st.ctl.rate(),
@@ -443,6 +470,7 @@ impl Pacer {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::disallowed_methods)] // tests set up real files, clocks and seeds
     use super::*;
 
     /// The group size at the start of a run, and after a 429.

@@ -4,6 +4,8 @@
 mod records;
 mod replay;
 pub(crate) mod room;
+mod writer;
 
 pub use records::{HeldSecret, JournalRecord, Outcome};
 pub use replay::{Gap, replay};
+pub(crate) use writer::JournalWriter;

@@ -7,6 +7,7 @@ use std::io::{BufRead, BufReader};
 use std::path::Path;
 
 use super::{JournalRecord, Outcome};
+use crate::fs::Fs;
 use crate::key::{CreateKind, TokenKey};
 use crate::state::StateError;
 
@@ -61,9 +62,10 @@ impl Gap {
 /// Reads a journal. A missing file is an empty journal; zeros are its unused room; a record
 /// cut short by a crash (on the last line, or next to zeros) is tolerated; a malformed line
 /// elsewhere is corruption.
-pub fn replay(path: &Path) -> Result<Replayed, StateError> {
+pub fn replay<F: Fs>(fs: &F, path: &Path) -> Result<Replayed, StateError> {
     // Not through a symlink, not a FIFO or device, ours and 0600, of a bounded size.
     let Some(file) = crate::fs::trust::open_own_secret_file(
+        fs,
         path,
         StateFile::Journal.word(),
         crate::bounded::MAX_JOURNAL_BYTES,
@@ -251,6 +253,7 @@ fn note(
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::disallowed_methods)] // tests set up real files, clocks and seeds
     #![allow(clippy::unwrap_used)]
     use super::*;
     use crate::key::CreateKind;
@@ -300,7 +303,7 @@ mod tests {
         let full = bytes.clone();
         bytes.extend(&intent(3).to_line()[..10]);
         write_0600(&p, &bytes);
-        let r = replay(&p).unwrap();
+        let r = replay(&crate::fs::RealFs, &p).unwrap();
         assert!(r.truncated_tail);
         // Two intents and an outcome were read; the cut-short fourth line was not.
         assert_eq!(r.records, 3);
@@ -321,7 +324,7 @@ mod tests {
         let mut bad = b"{nope}\n".to_vec();
         bad.extend(&full);
         write_0600(&p, &bad);
-        let err = replay(&p).unwrap_err().to_string();
+        let err = replay(&crate::fs::RealFs, &p).unwrap_err().to_string();
         assert!(err.contains("line 1"), "{err}");
     }
 
@@ -359,7 +362,7 @@ mod tests {
         bytes.extend(intent(2).to_line());
         bytes.extend([0; 5000]);
         write_0600(&p, &bytes);
-        let r = replay(&p).unwrap();
+        let r = replay(&crate::fs::RealFs, &p).unwrap();
         assert!(!r.truncated_tail, "zeros are not a cut-short record");
         assert_eq!(r.gap, None, "zeros at the end are the room, not a gap");
         assert_eq!((r.records, secrets(&r)), (3, vec!["s1".to_owned()]));
@@ -371,7 +374,7 @@ mod tests {
         torn.extend(&created(1, "s1").to_line()[..30]);
         torn.extend([0; 100]);
         write_0600(&p, &torn);
-        let r = replay(&p).unwrap();
+        let r = replay(&crate::fs::RealFs, &p).unwrap();
         assert!(r.truncated_tail);
         assert_eq!((r.records, r.interrupted.len()), (1, 1));
     }
@@ -391,7 +394,7 @@ mod tests {
         bytes.extend([0; 300]);
         let gap_at = bytes.iter().position(|b| *b == 0).unwrap() as u64;
         write_0600(&p, &bytes);
-        let r = replay(&p).unwrap();
+        let r = replay(&crate::fs::RealFs, &p).unwrap();
         assert!(r.truncated_tail);
         assert_eq!(secrets(&r), ["s3"]);
         assert_eq!(r.interrupted.len(), 2);
@@ -412,13 +415,13 @@ mod tests {
         binary.extend(b"\0\x01\x02\xff garbage\n");
         binary.extend(intent(2).to_line());
         write_0600(&p, &binary);
-        let err = replay(&p).unwrap_err().to_string();
+        let err = replay(&crate::fs::RealFs, &p).unwrap_err().to_string();
         assert!(err.contains("line 2"), "{err}");
         let mut bad = b"{nope}\n".to_vec();
         bad.extend(intent(1).to_line());
         bad.extend([0; 100]);
         write_0600(&p, &bad);
-        let err = replay(&p).unwrap_err().to_string();
+        let err = replay(&crate::fs::RealFs, &p).unwrap_err().to_string();
         assert!(err.contains("line 1"), "{err}");
     }
 
@@ -459,7 +462,7 @@ mod tests {
         bytes.extend(b"\n");
         bytes.extend(created(3, "s3").to_line());
         write_0600(&p, &bytes);
-        let r = replay(&p).unwrap();
+        let r = replay(&crate::fs::RealFs, &p).unwrap();
         assert!(r.truncated_tail);
         assert_eq!(secrets(&r), ["s3"]);
         assert!(r.gap.is_some());

@@ -27,12 +27,9 @@
 //! - on a filesystem without `fallocate` (some network and FUSE filesystems) nothing is held
 //!   ahead; a warning says so once.
 
-use std::fs::File;
 use std::io;
-use std::os::unix::fs::FileExt;
 
-use rustix::fs::{FallocateFlags, fallocate};
-use rustix::io::Errno;
+use crate::fs::FsFile;
 
 /// How much more than needed is taken at once, so that the room grows once per this many
 /// bytes of records and not once per batch.
@@ -56,19 +53,15 @@ pub(crate) enum Hold {
 
 impl Hold {
     /// The way for a file on this filesystem (see the module's documentation).
-    pub(crate) fn for_file(file: &File) -> Hold {
+    pub(crate) fn for_file(file: &impl FsFile) -> Hold {
         // Debug builds only: lets the disk-full tests (on a tmpfs) cover the `fallocate` way.
         #[cfg(debug_assertions)]
         if std::env::var_os("LOGZIO_TOKENS_TEST_JOURNAL_ROOM").is_some_and(|v| v == "reserve") {
             return Hold::Reserve;
         }
-        match rustix::fs::fstatfs(file) {
-            #[allow(clippy::unnecessary_cast)] // the field's type differs between targets
-            Ok(st) => match st.f_type as u64 {
-                EXT4_SUPER_MAGIC | XFS_SUPER_MAGIC | TMPFS_MAGIC => Hold::Zeros,
-                _ => Hold::Reserve,
-            },
-            Err(_) => Hold::Reserve,
+        match file.filesystem_magic() {
+            Ok(EXT4_SUPER_MAGIC | XFS_SUPER_MAGIC | TMPFS_MAGIC) => Hold::Zeros,
+            _ => Hold::Reserve,
         }
     }
 }
@@ -79,9 +72,9 @@ pub(crate) trait WriteAt {
     fn write_at(&self, buf: &[u8], offset: u64) -> io::Result<usize>;
 }
 
-impl WriteAt for File {
+impl<T: FsFile> WriteAt for T {
     fn write_at(&self, buf: &[u8], offset: u64) -> io::Result<usize> {
-        FileExt::write_at(self, buf, offset)
+        FsFile::write_at(self, buf, offset)
     }
 }
 
@@ -115,7 +108,7 @@ pub(crate) struct Room {
 
 impl Room {
     /// The room of a file holding `written` bytes of records and nothing beyond them.
-    pub(crate) fn new(file: &File, written: u64) -> Room {
+    pub(crate) fn new(file: &impl FsFile, written: u64) -> Room {
         Room::with(Hold::for_file(file), written)
     }
 
@@ -133,7 +126,7 @@ impl Room {
     /// already does, otherwise by taking `need` plus [`AHEAD`] (or just `need`, when the disk
     /// has less left). Fails (`ENOSPC`, `EDQUOT`, `EROFS`, ...) when the filesystem cannot give
     /// `need`; what was held before stays held.
-    pub(crate) fn hold(&mut self, file: &File, need: u64) -> io::Result<()> {
+    pub(crate) fn hold(&mut self, file: &impl FsFile, need: u64) -> io::Result<()> {
         let upto = self.written.saturating_add(need);
         if self.how == Hold::Nothing || upto <= self.held_to {
             return Ok(());
@@ -156,7 +149,7 @@ impl Room {
 
     /// Writes zeros from the end of the room to `to`; the room grows by what was written,
     /// even when the disk fills on the way.
-    fn write_zeros(&mut self, file: &File, to: u64) -> io::Result<()> {
+    fn write_zeros(&mut self, file: &impl FsFile, to: u64) -> io::Result<()> {
         const ZEROS: [u8; 16 * 1024] = [0; 16 * 1024];
         while self.held_to < to {
             let n = (to - self.held_to).min(ZEROS.len() as u64) as usize;
@@ -168,21 +161,21 @@ impl Room {
     }
 
     /// Allocates the blocks up to `to` beyond the file's size.
-    fn reserve(&mut self, file: &File, to: u64) -> io::Result<()> {
+    fn reserve(&mut self, file: &impl FsFile, to: u64) -> io::Result<()> {
         let from = self.held_to.min(self.written);
-        match fallocate(file, FallocateFlags::KEEP_SIZE, from, to - from) {
+        match file.allocate(from, to - from) {
             Ok(()) => {
                 self.held_to = to;
                 Ok(())
             }
-            Err(Errno::OPNOTSUPP | Errno::NOSYS) => {
+            Err(e) if e.kind() == io::ErrorKind::Unsupported => {
                 self.how = Hold::Nothing;
                 tracing::warn!(
                     "this filesystem cannot reserve journal space ahead (no fallocate): if it fills up during the run, the answers to requests in flight may be lost and listed as possible orphans"
                 );
                 Ok(())
             }
-            Err(e) => Err(e.into()),
+            Err(e) => Err(e),
         }
     }
 
@@ -219,8 +212,10 @@ impl Room {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::disallowed_methods)] // tests set up real files, clocks and seeds
     #![allow(clippy::unwrap_used)]
     use super::*;
+    use std::fs::File;
     use std::os::unix::fs::MetadataExt;
 
     fn new_file(dir: &std::path::Path) -> (std::path::PathBuf, File) {

@@ -7,9 +7,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use tokio::sync::oneshot;
 
 use super::task::Task;
-use crate::fs::atomic::{parent_dir, sync_dir};
-use crate::fs::trust::open_secret_new;
+use crate::fs::{Fs, RealFs};
 use crate::key::TokenKey;
+use crate::state::journal::JournalWriter;
 use crate::state::{Applied, Failure, LearnedRate, Outcome, StateError, StateFile, Store};
 
 pub(super) enum Msg {
@@ -183,22 +183,25 @@ impl RecorderHandle {
 /// fsync of a few tens of microseconds follows each batch holding an outcome, so doing them
 /// inline costs less than handing every record to another thread and back.
 #[derive(Debug)]
-pub struct Recorder {
+pub struct Recorder<F: Fs = RealFs> {
     handle: RecorderHandle,
-    task: tokio::task::JoinHandle<(Store, Result<(), StateError>)>,
+    task: tokio::task::JoinHandle<(Store<F>, Result<(), StateError>)>,
 }
 
-impl Recorder {
+impl<F: Fs> Recorder<F> {
     /// Starts recording into `store`: creates a fresh journal (0600) and the task.
     /// The failures of the previous run are cleared: this run's replace them.
-    pub fn start(mut store: Store) -> Result<Recorder, StateError> {
-        let journal =
-            open_secret_new(&store.paths.journal).map_err(|source| StateError::Write {
-                kind: StateFile::Journal,
-                path: store.paths.journal.clone(),
-                source,
-            })?;
-        let _ = sync_dir(parent_dir(&store.paths.journal));
+    pub fn start(mut store: Store<F>) -> Result<Recorder<F>, StateError> {
+        let journal = JournalWriter::create(
+            store.fs().clone(),
+            &store.paths.journal,
+            store.paths.next_journal(),
+        )
+        .map_err(|source| StateError::Write {
+            kind: StateFile::Journal,
+            path: store.paths.journal.clone(),
+            source,
+        })?;
         store.results.failures.clear();
         let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
         let task = Task::new(store, journal);
@@ -217,7 +220,7 @@ impl Recorder {
 
     /// Saves everything, removes the journal when the save succeeded, and returns the store
     /// with the outcome of the final save.
-    pub async fn finish(self) -> (Option<Store>, Result<(), StateError>) {
+    pub async fn finish(self) -> (Option<Store<F>>, Result<(), StateError>) {
         let (ack, rx) = oneshot::channel();
         let sent = self.handle.tx.send(Msg::Finish(ack)).is_ok();
         drop(self.handle);

@@ -1,6 +1,8 @@
 //! When the recorder next refreshes the state files.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 /// How often, at most, the results and secrets files are refreshed during a run.
 pub(super) const SAVE_INTERVAL: Duration = Duration::from_secs(3);
@@ -21,8 +23,7 @@ pub(super) struct SaveClock {
 }
 
 impl SaveClock {
-    pub(super) fn new() -> Self {
-        let now = Instant::now();
+    pub(super) fn new(now: Instant) -> Self {
         SaveClock {
             every: SAVE_INTERVAL,
             next: now + SAVE_INTERVAL,
@@ -31,23 +32,25 @@ impl SaveClock {
         }
     }
 
-    /// Whether a refresh is due, for a state of `tokens` recorded tokens.
-    pub(super) fn due(&self, tokens: usize) -> bool {
+    /// Whether a refresh is due at `now`, for a state of `tokens` recorded tokens.
+    pub(super) fn due(&self, tokens: usize, now: Instant) -> bool {
         let grown = self.outcomes_since >= tokens / SAVE_AFTER_GROWTH
-            || self.last.elapsed() >= MAX_SAVE_INTERVAL;
-        Instant::now() >= self.next && grown
+            || now.saturating_duration_since(self.last) >= MAX_SAVE_INTERVAL;
+        now >= self.next && grown
     }
 
-    pub(super) fn saved(&mut self, took: Duration) {
+    /// A refresh that took `took` ended at `now`.
+    pub(super) fn saved(&mut self, took: Duration, now: Instant) {
         self.outcomes_since = 0;
-        self.last = Instant::now();
+        self.last = now;
         // Saving a large state takes a while; keep it to a few percent of the run.
         self.every = SAVE_INTERVAL.max(took * 30);
     }
 
-    pub(super) fn tick(&mut self) {
-        if Instant::now() >= self.next {
-            self.next = Instant::now() + self.every;
+    /// Moves the next refresh on once it is due at `now`.
+    pub(super) fn tick(&mut self, now: Instant) {
+        if now >= self.next {
+            self.next = now + self.every;
         }
     }
 }

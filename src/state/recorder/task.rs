@@ -3,17 +3,17 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 use tokio::sync::oneshot;
 
 use super::handle::{AccountMsg, Ahead, Msg, Receiver};
 use super::save_clock::SaveClock;
-use crate::fs::atomic::{parent_dir, sync_dir};
-use crate::fs::errno::is_out_of_space;
-use crate::fs::trust::open_secret_new;
+use crate::fs::{Fs, RealFs};
 use crate::key::{CreateKind, TokenKey};
-use crate::state::journal::room::Room;
+use crate::state::journal::JournalWriter;
 use crate::state::{
     HeldSecret, JournalRecord, Outcome, SecretsFile, StateError, StateFile, Store,
     explain_read_only,
@@ -55,17 +55,16 @@ struct Written {
 
 /// The recorder task's state.
 #[derive(Debug)]
-pub(super) struct Task {
-    store: Store,
-    journal: std::fs::File,
+pub(super) struct Task<F: Fs = RealFs> {
+    store: Store<F>,
+    /// The journal: every filesystem call of the run's records goes through it.
+    journal: JournalWriter<F>,
     /// Token id -> key, for spotting an id the API hands out twice.
     index: HashMap<i64, TokenKey>,
     seq: u64,
     /// Intents without an outcome yet (re-written into each fresh journal), with the journal
     /// room held for their outcomes.
     pending: HashMap<u64, (JournalRecord, u64)>,
-    /// The journal room held beyond its records.
-    room: Room,
     /// The sum of the room held for the outcomes of `pending`.
     held: u64,
     /// The room an outcome needs beyond six bytes per byte of its token name (measured on a
@@ -96,17 +95,15 @@ pub(super) struct Task {
     run_id: String,
 }
 
-impl Task {
-    pub(super) fn new(store: Store, journal: std::fs::File) -> Task {
-        let written = journal.metadata().map_or(0, |m| m.len());
-        let room = Room::new(&journal, written);
+impl<F: Fs> Task<F> {
+    pub(super) fn new(store: Store<F>, journal: JournalWriter<F>) -> Task<F> {
+        let saves = SaveClock::new(store.clock().now());
         let mut task = Task {
             index: store.token_index(),
             store,
             journal,
             seq: 0,
             pending: HashMap::new(),
-            room,
             held: 0,
             outcome_room: 0,
             broken: None,
@@ -117,14 +114,14 @@ impl Task {
             unsynced: Vec::new(),
             journal_dirty: false,
             ahead: Arc::new(Ahead::default()),
-            saves: SaveClock::new(),
+            saves,
             finish: None,
             run_id: String::new(),
         };
-        task.run_id = task
-            .store
-            .sealing()
-            .map_or_else(crate::state::sealed::new_run_id, |s| s.run_id.clone());
+        task.run_id = match task.store.sealing() {
+            Some(s) => s.run_id.clone(),
+            None => task.store.new_run_id(),
+        };
         task.outcome_room = task.measure_outcome_room();
         task
     }
@@ -162,7 +159,7 @@ impl Task {
         self.outcome_room + 6 * key.token_name.len() as u64
     }
 
-    pub(super) async fn run(mut self, mut rx: Receiver) -> (Store, Result<(), StateError>) {
+    pub(super) async fn run(mut self, mut rx: Receiver) -> (Store<F>, Result<(), StateError>) {
         let mut batch: Vec<Msg> = Vec::new();
         // Journal records hold secrets: the buffer is zeroed when the recorder ends.
         let mut buf = zeroize::Zeroizing::new(Vec::<u8>::new());
@@ -171,7 +168,7 @@ impl Task {
                 self.write_batch(
                     std::mem::take(&mut batch),
                     &mut buf,
-                    crate::timestamp::now_rfc3339(),
+                    self.store.clock().now_rfc3339(),
                 );
             }
             if self.sync_due() {
@@ -196,7 +193,7 @@ impl Task {
             seqs,
             ok,
             now,
-            at: Instant::now(),
+            at: self.now(),
         });
     }
 
@@ -227,7 +224,7 @@ impl Task {
     fn sync_and_ack(&mut self) -> bool {
         let mut unsynced = std::mem::take(&mut self.unsynced);
         let synced = !self.journal_dirty || {
-            match self.journal.sync_data() {
+            match self.journal.sync() {
                 Ok(()) => {
                     self.journal_dirty = false;
                     true
@@ -258,7 +255,7 @@ impl Task {
             Some(since) => since + OUTCOME_LINGER,
             None => self.saves.next,
         };
-        let wait = until.saturating_duration_since(Instant::now());
+        let wait = until.saturating_duration_since(self.now());
         tokio::select! {
             next = tokio::time::timeout(wait.max(Duration::from_millis(1)), rx.recv()) => {
                 match next {
@@ -328,7 +325,7 @@ impl Task {
         if buf.is_empty() && seal_failed.is_none() {
             return (seqs, true);
         }
-        let written = self.room.write(&self.journal, buf).and_then(|()| {
+        let written = self.journal.write(buf).and_then(|()| {
             self.journal_dirty = true;
             // A secret that could not be sealed is not in the journal: fail like a write.
             seal_failed.map_or(Ok(()), Err)
@@ -435,7 +432,7 @@ impl Task {
 
     /// Notes the keys of a batch just made durable (see `recent`).
     fn remember(&mut self, batch: &[Msg]) {
-        let now = Instant::now();
+        let now = self.now();
         while self
             .recent
             .front()
@@ -457,7 +454,7 @@ impl Task {
 
     /// The keys of the records made durable in the last [`SUSPECT_WINDOW`].
     fn recent_keys(&self) -> Vec<TokenKey> {
-        let now = Instant::now();
+        let now = self.now();
         self.recent
             .iter()
             .filter(|(t, _)| now.duration_since(*t) <= SUSPECT_WINDOW)
@@ -497,10 +494,10 @@ impl Task {
         if new.is_empty() {
             // Nothing new is sent; an outcome bigger than its room may have used the spare
             // room of others: take more if the disk has it.
-            let _ = self.room.hold(&self.journal, need);
+            let _ = self.journal.hold(need);
             return;
         }
-        if let Err(e) = self.room.hold(&self.journal, need) {
+        if let Err(e) = self.journal.hold(need) {
             let why = format!(
                 "cannot hold {} KiB of room in journal file {} for the {} requests in flight and the {} about to be sent: {e}; no new request was sent, and the answers in flight were written to room held before",
                 need.div_ceil(1024),
@@ -657,12 +654,14 @@ impl Task {
     /// Refreshes the files when due, then starts a fresh journal holding only the intents
     /// still in flight. Skipped once anything failed: the journal stays as it is.
     fn maybe_checkpoint(&mut self) {
-        if self.dirty && self.broken.is_none() && self.saves.due(self.index.len()) {
-            let started = Instant::now();
+        if self.dirty && self.broken.is_none() && self.saves.due(self.index.len(), self.now()) {
+            let started = self.now();
             match self.checkpoint() {
                 Ok(()) => {
                     self.dirty = false;
-                    self.saves.saved(started.elapsed());
+                    let now = self.now();
+                    self.saves
+                        .saved(now.saturating_duration_since(started), now);
                 }
                 Err(e) => {
                     tracing::debug!(error = %e, "a save failed; no new request will start");
@@ -673,7 +672,8 @@ impl Task {
                 }
             }
         }
-        self.saves.tick();
+        let now = self.now();
+        self.saves.tick(now);
     }
 
     /// Saves the files, then replaces the journal with one holding only the intents still in
@@ -687,7 +687,6 @@ impl Task {
             // at the end; it is not replaced.
             return Ok(());
         }
-        let path = self.store.paths.journal.clone();
         let mut keep: Vec<(&u64, &JournalRecord)> =
             self.pending.iter().map(|(s, (r, _))| (s, r)).collect();
         keep.sort_by_key(|(s, _)| **s);
@@ -696,38 +695,15 @@ impl Task {
             buf.extend(r.to_line());
         }
         let held = self.held;
-        let tmp = self.store.paths.next_journal();
-        let _ = std::fs::remove_file(&tmp);
-        // The new journal holds the room for the outcomes in flight before it replaces the old
-        // one; when the disk cannot give it, the old journal (and its room) stays.
-        let replaced = (|| {
-            let next = open_secret_new(&tmp)?;
-            let mut room = Room::new(&next, 0);
-            room.hold(&next, buf.len() as u64 + held)?;
-            room.write(&next, &buf)?;
-            next.sync_data()?;
-            std::fs::rename(&tmp, &path)?;
-            sync_dir(parent_dir(&path))?;
-            Ok((next, room))
-        })();
-        match replaced {
-            Ok((next, room)) => {
-                self.journal = next;
-                self.room = room;
-                Ok(())
-            }
-            Err(e) if is_out_of_space(&e) => {
-                let _ = std::fs::remove_file(&tmp);
-                tracing::debug!(error = %e, "no room for a fresh journal; the current one stays");
-                Ok(())
-            }
+        match self.journal.replace(&buf, held) {
+            Ok(_) => Ok(()),
             Err(e) => Err(self.journal_error(e)),
         }
     }
 
     /// Notes the requests still in flight as possible orphans, saves, and removes the journal
     /// when the files hold everything it held.
-    fn finish(mut self) -> (Store, Result<(), StateError>) {
+    fn finish(mut self) -> (Store<F>, Result<(), StateError>) {
         // Requests still in flight (abandoned by a second Ctrl-C or a drain timeout) are
         // possible orphans now; the journal is kept so a later replay notes them too
         // (idempotently).
@@ -749,14 +725,12 @@ impl Task {
                 );
             }
         }
-        let journal_path = self.store.paths.journal.clone();
         let res = self.store.save().and_then(|()| {
             if let Some(path) = self.store.seal_run()? {
                 tracing::info!(file = %path.display(), "sealed this run's secrets");
             }
             if self.pending.is_empty() {
-                std::fs::remove_file(&journal_path).map_err(|e| self.journal_error(e))?;
-                let _ = sync_dir(parent_dir(&journal_path));
+                self.journal.remove().map_err(|e| self.journal_error(e))?;
             }
             Ok(())
         });
@@ -787,6 +761,11 @@ impl Task {
             let _ = ack.send(Ok(()));
         }
         (self.store, res)
+    }
+
+    /// The monotonic time now, from the store's clock.
+    fn now(&self) -> Instant {
+        self.store.clock().now()
     }
 
     fn journal_error(&self, source: std::io::Error) -> StateError {

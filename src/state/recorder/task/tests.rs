@@ -1,3 +1,4 @@
+#![allow(clippy::disallowed_methods)] // tests set up real files, clocks and seeds
 #![allow(clippy::unwrap_used)]
 use std::sync::atomic::Ordering;
 
@@ -221,7 +222,7 @@ async fn a_crash_with_recipients_is_recovered_into_sealed_files_without_the_key(
 fn task(dir: &std::path::Path) -> Task {
     let paths = StatePaths::for_manifest(&dir.join("m.yaml"), None, None);
     let store = Store::open(paths.clone(), Some("http://127.0.0.1:1")).unwrap();
-    let journal = open_secret_new(&paths.journal).unwrap();
+    let journal = JournalWriter::create(RealFs, &paths.journal, paths.next_journal()).unwrap();
     Task::new(store, journal)
 }
 
@@ -308,37 +309,37 @@ fn a_save_is_due_after_the_interval_and_enough_new_outcomes() {
     };
     let recent = Duration::from_secs(1);
     // 12 tokens: a quarter of them (3) must be new since the last save.
-    assert!(!clock(true, 2, recent).due(12));
-    assert!(clock(true, 3, recent).due(12));
-    assert!(clock(true, 0, recent).due(0));
+    assert!(!clock(true, 2, recent).due(12, Instant::now()));
+    assert!(clock(true, 3, recent).due(12, Instant::now()));
+    assert!(clock(true, 0, recent).due(0, Instant::now()));
     // Not before the next save time, however much is new.
-    assert!(!clock(false, 100, recent).due(12));
-    assert!(!clock(false, 0, MAX_SAVE_INTERVAL * 2).due(12));
+    assert!(!clock(false, 100, recent).due(12, Instant::now()));
+    assert!(!clock(false, 0, MAX_SAVE_INTERVAL * 2).due(12, Instant::now()));
     // A minute without a save: due even with few new outcomes.
-    assert!(clock(true, 0, MAX_SAVE_INTERVAL + recent).due(1000));
-    assert!(!clock(true, 0, MAX_SAVE_INTERVAL - recent).due(1000));
+    assert!(clock(true, 0, MAX_SAVE_INTERVAL + recent).due(1000, Instant::now()));
+    assert!(!clock(true, 0, MAX_SAVE_INTERVAL - recent).due(1000, Instant::now()));
 }
 
 #[test]
 fn a_slow_save_spaces_the_next_ones_and_the_clock_moves_on() {
-    let mut clock = SaveClock::new();
+    let mut clock = SaveClock::new(Instant::now());
     clock.outcomes_since = 7;
     clock.last = Instant::now() - Duration::from_secs(100);
-    clock.saved(Duration::from_secs(1));
+    clock.saved(Duration::from_secs(1), Instant::now());
     assert_eq!(clock.outcomes_since, 0);
     assert!(clock.last.elapsed() < Duration::from_secs(50));
     assert_eq!(clock.every, Duration::from_secs(30));
-    clock.saved(Duration::from_millis(10));
+    clock.saved(Duration::from_millis(10), Instant::now());
     assert_eq!(clock.every, SAVE_INTERVAL);
     // Not yet due: tick leaves the next save time alone.
     let next = clock.next;
-    clock.tick();
+    clock.tick(Instant::now());
     assert_eq!(clock.next, next);
     // Due: the next one is an interval from now.
     clock.every = Duration::from_secs(10);
     clock.next = Instant::now() - Duration::from_millis(1);
     let before = Instant::now();
-    clock.tick();
+    clock.tick(Instant::now());
     assert!(clock.next >= before + Duration::from_secs(10));
     assert!(clock.next <= Instant::now() + Duration::from_secs(10));
 }
@@ -384,7 +385,12 @@ fn intents_get_consecutive_seqs_and_the_room_for_their_outcomes() {
     assert_eq!(intent_seq(&t.pending[&2].0), 2);
     let rooms = t.room_for(&key("a")) + t.room_for(&big);
     assert_eq!(t.held, rooms);
-    assert!(t.room.spare() >= t.held, "{:?} for {}", t.room, t.held);
+    assert!(
+        t.journal.spare() >= t.held,
+        "{} for {}",
+        t.journal.spare(),
+        t.held
+    );
 
     // An outcome frees its intent's room; the next intent holds room beside the rest.
     let (m, r) = outcome_msg(2, &big, created(10, "sek"));
@@ -401,7 +407,12 @@ fn intents_get_consecutive_seqs_and_the_room_for_their_outcomes() {
     assert_eq!(seqs, vec![3]);
     assert_eq!(r3.blocking_recv().unwrap().unwrap(), 3);
     assert_eq!(t.held, t.room_for(&key("a")) + t.room_for(&big2));
-    assert!(t.room.spare() >= t.held, "{:?} for {}", t.room, t.held);
+    assert!(
+        t.journal.spare() >= t.held,
+        "{} for {}",
+        t.journal.spare(),
+        t.held
+    );
     assert_eq!(journal_lines(&t).len(), 4);
 }
 
@@ -478,7 +489,8 @@ fn a_failed_fsync_fails_every_record_it_was_to_make_durable() {
     assert!(t.held > 0 && t.pending.contains_key(&2));
     // Both were written; the fsync that was to carry them fails (a handle that cannot
     // be fsync'd stands in for a disk error).
-    t.journal = std::fs::File::open("/dev/null").unwrap();
+    t.journal
+        .swap_file(std::fs::File::open("/dev/null").unwrap());
     assert!(!t.sync_and_ack());
     assert!(t.broken.is_some());
     // The outcome is applied but reported, and named if the final save fails too.
@@ -529,7 +541,8 @@ fn a_failed_journal_write_refuses_its_intents_and_releases_their_room() {
     step(&mut t, vec![m]);
     let held = t.held;
     // The room is held already; the write itself fails (a read-only handle).
-    t.journal = std::fs::File::open(&t.store.paths.journal).unwrap();
+    t.journal
+        .swap_file(std::fs::File::open(&t.store.paths.journal).unwrap());
     let (m, r) = intent_msg(&key("b"));
     let (_, ok) = step(&mut t, vec![m]);
     assert!(!ok);
@@ -609,7 +622,12 @@ fn a_checkpoint_saves_when_due_and_keeps_only_the_intents_in_flight() {
     assert_eq!(intent_seq(&lines[0]), 2);
     // The fresh journal holds exactly the room for b's outcome, plus the room taken
     // ahead (64 KiB, `room::AHEAD`).
-    assert_eq!(t.room.spare(), t.held + 64 * 1024, "{:?}", t.room);
+    assert_eq!(
+        t.journal.spare(),
+        t.held + 64 * 1024,
+        "{}",
+        t.journal.spare()
+    );
     assert!(t.saves.next > Instant::now());
 }
 
