@@ -201,6 +201,7 @@ fn test_key() -> &'static (String, PathBuf) {
         std::fs::create_dir_all(&dir).unwrap();
         let file = dir.join("key.txt");
         std::fs::write(&file, format!("{}\n", id.to_string().expose_secret())).unwrap();
+        crate::util::private(&file);
         (id.to_public().to_string(), file)
     })
 }

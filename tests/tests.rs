@@ -18,6 +18,7 @@ mod ops;
 mod rate;
 mod schema;
 mod sealed;
+mod seams_edges;
 mod simulator;
 mod terminal;
 mod util;

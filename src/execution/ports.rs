@@ -120,7 +120,7 @@ mod tests {
         drop(h);
         let (store, res) = rec.finish().await;
         res.unwrap();
-        let failures = store.unwrap().results.failures;
+        let failures = store.unwrap().results().failures.clone();
         assert_eq!(failures.len(), 1);
         assert_eq!(failures[0].error, "refused");
     }

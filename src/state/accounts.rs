@@ -7,7 +7,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::secrets::ShippingSecret;
-use super::{CreatedAccount, HeldSecret, PendingCreate, SecretsFile, Store};
+use super::{HeldSecret, SecretsFile, Store};
 
 /// How an account create (or the lookup after it) ended.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -112,73 +112,9 @@ pub struct PendingAccount {
 }
 
 impl<F: crate::fs::Fs> Store<F> {
-    /// Applies an account record: an intent makes the name pending (until an outcome says
-    /// what became of it); a create or adoption records the account (`accounts_created`, the
-    /// name's id); a lookup that found none or several settles it; a shipping token goes with
-    /// the other secrets. `run_id`: the run that created it, for the record.
-    pub fn apply_account(&mut self, record: AccountRecord, run_id: &str) {
-        match record {
-            AccountRecord::Intent {
-                name, known, at, ..
-            } => {
-                self.results
-                    .accounts_pending
-                    .insert(name, PendingCreate { known, since: at });
-            }
-            AccountRecord::Outcome { name, outcome, .. } => match outcome {
-                AccountOutcome::Created {
-                    account_id,
-                    created_at,
-                }
-                | AccountOutcome::Adopted {
-                    account_id,
-                    created_at,
-                } => {
-                    self.results.accounts_pending.remove(&name);
-                    self.results
-                        .accounts_created
-                        .entry(name.clone())
-                        .or_insert_with(|| CreatedAccount {
-                            account_id,
-                            created_at,
-                            run_id: run_id.to_owned(),
-                            shipping_token: false,
-                        });
-                    self.results.resolved_names.insert(name, account_id);
-                }
-                AccountOutcome::Ambiguous { .. } => {}
-                AccountOutcome::NotFound { .. }
-                | AccountOutcome::Duplicates { .. }
-                | AccountOutcome::NotCreated { .. } => {
-                    self.results.accounts_pending.remove(&name);
-                }
-                AccountOutcome::Shipping {
-                    account_id,
-                    secret: HeldSecret { token, sealed },
-                } => {
-                    if let Some(created) = self.results.accounts_created.get_mut(&name) {
-                        created.shipping_token = true;
-                    }
-                    if let Some(token) = token {
-                        self.secret_sink().shipping.insert(
-                            account_id,
-                            ShippingSecret {
-                                account_name: name,
-                                token,
-                            },
-                        );
-                    }
-                    if let Some(blob) = sealed {
-                        self.recovered_sealed.push(blob);
-                    }
-                }
-            },
-        }
-    }
-
     /// The creates a stopped run left without an outcome, to look up first.
     pub fn pending_accounts(&self) -> Vec<PendingAccount> {
-        self.results
+        self.results()
             .accounts_pending
             .iter()
             .map(|(name, p)| PendingAccount {
@@ -192,7 +128,7 @@ impl<F: crate::fs::Fs> Store<F> {
     /// The accounts this tool created whose shipping token is not kept yet (a run stopped
     /// before it read it): name and id.
     pub fn accounts_missing_shipping(&self) -> Vec<(String, u32)> {
-        self.results
+        self.results()
             .accounts_created
             .iter()
             .filter(|(_, c)| !c.shipping_token)
@@ -301,7 +237,7 @@ mod tests {
             ),
             "run1",
         );
-        let r = &store.results;
+        let r = store.results();
         assert_eq!(r.accounts_created.len(), 1);
         assert_eq!(r.accounts_created["a"].run_id, "run1");
         assert_eq!(r.resolved_names["a"], 9);
@@ -311,6 +247,6 @@ mod tests {
             .map(|p| p.name)
             .collect();
         assert_eq!(pending, ["b"]);
-        assert_eq!(store.secrets.shipping[&9].token.expose(), "ship");
+        assert_eq!(store.secrets().shipping[&9].token.expose(), "ship");
     }
 }

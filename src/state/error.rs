@@ -129,6 +129,14 @@ pub enum StateError {
         /// The journal that keeps this run's records.
         journal: PathBuf,
     },
+    /// A save would break one of the state's rules (`ledger::invariants`); nothing was
+    /// written.
+    Invariant {
+        /// The results file.
+        path: PathBuf,
+        /// The rule and what breaks it.
+        violation: String,
+    },
     /// The recorder stopped (it hit a write error earlier, reported there).
     RecorderGone,
 }
@@ -172,6 +180,10 @@ impl StateError {
                 "{kind} file {} was replaced or changed by another program during this run; it was not overwritten",
                 path.display()
             ),
+            StateError::Invariant { path, violation } => format!(
+                "refusing to save results file {}: {violation}",
+                path.display()
+            ),
             StateError::RecorderGone => {
                 "the state recorder has stopped after an earlier error".to_owned()
             }
@@ -191,6 +203,7 @@ impl StateError {
                 "everything this run recorded is in the journal {}; find out what changed the file (another run on another machine, a checkout, an editor), then run apply again: it merges the journal into the file as it is then",
                 journal.display()
             ),
+            StateError::Invariant { .. } => "nothing was written; this is a bug in logzio-tokens (please report it with the command that led here); what a run received is still in its journal".to_owned(),
             StateError::Read { .. } | StateError::Unsafe { .. } | StateError::RecorderGone => {
                 return None;
             }

@@ -24,6 +24,7 @@ mod error;
 pub mod export;
 mod journal;
 mod json;
+pub mod ledger;
 mod lock;
 mod paths;
 mod recorder;
@@ -35,6 +36,7 @@ mod store;
 pub(crate) use error::explain_read_only;
 pub use error::{StateError, StateFile};
 pub use journal::{Gap, HeldSecret, JournalRecord, Outcome};
+pub use ledger::{Applied, ImportRefused, Ledger};
 pub use lock::StateLock;
 pub use paths::StatePaths;
 pub use recorder::{OUTCOME_LINGER, Recorder, RecorderHandle};
@@ -43,7 +45,7 @@ pub use results::{
     ResultsFile, SupersededToken, TokenRecord, TokenSource, TokenStatus, results_schema_text,
 };
 pub use secrets::{SECRETS_VERSION, SecretRecord, SecretsFile, SupersededSecret};
-pub use store::{Applied, Recovery, Sealing, Store};
+pub use store::{Recovery, Sealing, Store};
 
 #[cfg(test)]
 mod tests;

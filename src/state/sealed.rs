@@ -134,7 +134,34 @@ const MAX_IDENTITY_FILE: u64 = 64 * 1024;
 const MAX_SEALED_FILE: u64 = 256 * 1024 * 1024;
 
 impl Identities {
-    /// Reads an identity file as `age-keygen` writes it.
+    /// Reads the identity file a user names (`--identity`, `LOGZIO_TOKENS_IDENTITY_FILE`) with
+    /// ssh's rule for private keys: a file of this user that its group or others may read is
+    /// refused (`chmod 600` fixes it; `age-keygen -o` writes 0600). A symlink is followed (a
+    /// Kubernetes secret volume is made of them) and the file it leads to is checked; only a
+    /// regular file is read (a FIFO or a device is refused before any byte is read), bounded.
+    pub fn load_key_file(path: &Path) -> Result<Identities, SealError> {
+        use std::os::unix::fs::MetadataExt;
+        let ierr = |detail: String| SealError::Identity {
+            path: path.to_path_buf(),
+            detail,
+        };
+        let file = crate::bounded::open_regular(path, crate::bounded::Symlinks::Follow)
+            .map_err(|e| ierr(e.to_string()))?;
+        let meta = file.metadata().map_err(|e| ierr(e.to_string()))?;
+        let mode = meta.mode() & 0o7777;
+        if meta.uid() == crate::fs::trust::euid() && mode & 0o077 != 0 {
+            return Err(ierr(format!(
+                "its mode is {mode:04o}, so other users can read this private key; run `chmod 600 {}` (if someone else could read it, make a new key pair and seal to its public key from now on)",
+                path.display()
+            )));
+        }
+        let bytes = crate::bounded::read_capped(file, MAX_IDENTITY_FILE)
+            .map_err(|e| ierr(e.to_string()))?;
+        Identities::parse(path, &bytes)
+    }
+
+    /// Reads an identity file as `age-keygen` writes it, whatever its mode (see
+    /// [`Identities::load_key_file`] for a file a user names). A symlink is not followed.
     pub fn load(path: &Path) -> Result<Identities, SealError> {
         let ierr = |detail: String| SealError::Identity {
             path: path.to_path_buf(),
@@ -144,7 +171,16 @@ impl Identities {
             SealError::Read { source, .. } => ierr(source.to_string()),
             other => other,
         })?;
-        let file = age::IdentityFile::from_buffer(&bytes[..]).map_err(|_| {
+        Identities::parse(path, &bytes)
+    }
+
+    /// The identities of an identity file's bytes (read from `path`, named in errors).
+    fn parse(path: &Path, bytes: &[u8]) -> Result<Identities, SealError> {
+        let ierr = |detail: String| SealError::Identity {
+            path: path.to_path_buf(),
+            detail,
+        };
+        let file = age::IdentityFile::from_buffer(bytes).map_err(|_| {
             ierr("not an age identity file (as `age-keygen -o FILE` writes it)".into())
         })?;
         let ids = file
@@ -397,6 +433,46 @@ mod tests {
         std::os::unix::fs::symlink(&at_limit, &link).unwrap();
         assert!(Identities::load(&link).is_err());
         let err = Identities::load(dir.path()).unwrap_err().to_string();
+        assert!(err.contains("not a regular file"), "{err}");
+    }
+
+    /// ssh's rule for private keys: one of this user's that others may read is refused, saying
+    /// what to run; a symlink (a Kubernetes secret volume) is followed and its target checked.
+    #[test]
+    fn a_key_file_others_can_read_is_refused_and_a_link_to_a_good_one_is_followed() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let key = x25519::Identity::generate();
+        let file = identity_file(dir.path(), &key, 200);
+        let set = |mode| fs::set_permissions(&file, fs::Permissions::from_mode(mode)).unwrap();
+        for mode in [0o644, 0o640, 0o604, 0o660] {
+            set(mode);
+            let err = Identities::load_key_file(&file).unwrap_err().to_string();
+            assert!(
+                err.contains(&format!("its mode is {mode:04o}")) && err.contains("chmod 600"),
+                "{err}"
+            );
+            assert!(!err.contains("AGE-SECRET"), "{err}");
+        }
+        set(0o600);
+        assert!(Identities::load_key_file(&file).is_ok());
+        set(0o400);
+        assert!(Identities::load_key_file(&file).is_ok());
+        let link = dir.path().join("link.txt");
+        std::os::unix::fs::symlink(&file, &link).unwrap();
+        assert!(Identities::load_key_file(&link).is_ok());
+        set(0o644);
+        let err = Identities::load_key_file(&link).unwrap_err().to_string();
+        assert!(err.contains("its mode is 0644"), "{err}");
+        let fifo = dir.path().join("fifo");
+        assert!(
+            std::process::Command::new("mkfifo")
+                .arg(&fifo)
+                .status()
+                .unwrap()
+                .success()
+        );
+        let err = Identities::load_key_file(&fifo).unwrap_err().to_string();
         assert!(err.contains("not a regular file"), "{err}");
     }
 

@@ -27,6 +27,9 @@ pub struct SecretsFile {
     /// Secrets that were replaced under the same account and name (kept, never dropped).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub superseded: Vec<SupersededSecret>,
+    /// Secrets of tokens whose records were forgotten (`forget`): kept, never dropped.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub forgotten: Vec<SupersededSecret>,
     /// The log shipping tokens of the sub accounts this tool created: account id -> token.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub shipping: BTreeMap<u32, ShippingSecret>,
@@ -77,6 +80,7 @@ impl Default for SecretsFile {
             version: SECRETS_VERSION,
             accounts: BTreeMap::new(),
             superseded: Vec::new(),
+            forgotten: Vec::new(),
             shipping: BTreeMap::new(),
         }
     }
@@ -177,6 +181,40 @@ impl SecretsFile {
                 self.superseded.push(s);
             }
         }
+        for s in other.forgotten {
+            let known = self
+                .forgotten
+                .iter()
+                .any(|x| x.token_id == s.token_id && x.token.same_as(&s.token));
+            if !known {
+                self.forgotten.push(s);
+            }
+        }
+    }
+
+    /// Moves `key`'s secret, if it is token `token_id`'s, to `forgotten` (noted with `at`).
+    pub(crate) fn forget(&mut self, key: &TokenKey, token_id: i64, at: &str) {
+        let Some(m) = self.accounts.get_mut(&key.account_id) else {
+            return;
+        };
+        if m.get(&key.token_name)
+            .is_none_or(|r| r.token_id != token_id)
+        {
+            return;
+        }
+        let Some(rec) = m.remove(&key.token_name) else {
+            return;
+        };
+        if m.is_empty() {
+            self.accounts.remove(&key.account_id);
+        }
+        self.forgotten.push(SupersededSecret {
+            account_id: key.account_id,
+            token_name: key.token_name.clone(),
+            token_id: rec.token_id,
+            token: rec.token,
+            note: format!("its record was forgotten at {at}"),
+        });
     }
 
     /// Makes the token whose id `recorded` names the current one for its name, where it is

@@ -4,11 +4,10 @@
 //! previous run left (recovering every secret it received), and writes the merged files. During
 //! `apply` the store is owned by the recorder task (`super::recorder`), its single writer.
 
-use std::collections::HashMap;
 use std::path::PathBuf;
 
-use super::journal::{self, HeldSecret, Outcome};
-use super::results::TokenRecord;
+use super::journal::{self, Outcome};
+use super::ledger::{Applied, Ledger, invariants};
 use super::sealed::{self, Identities, Recipients, SealError};
 use super::{ResultsFile, SecretsFile, StateError, StateFile, StateLock, StatePaths};
 use crate::clock::{SharedClock, SystemClock};
@@ -38,25 +37,22 @@ pub struct Recovery {
 #[derive(Debug)]
 pub struct Store<F: Fs = RealFs> {
     /// Where the files are.
-    pub paths: StatePaths,
-    /// The results (no secrets).
-    pub results: ResultsFile,
-    /// The secrets.
-    pub secrets: SecretsFile,
+    paths: StatePaths,
+    /// The results and secrets, and the operations that change them.
+    ledger: Ledger,
     /// What the replay of an earlier journal recovered.
-    pub recovery: Recovery,
+    recovery: Recovery,
     /// Set by a run whose final save failed: the tokens whose outcome is on no disk (answered
     /// after the journal could not be written) or whose request was still in flight (its
     /// intent in a journal the filesystem may not have kept). Each may have created a token
     /// recorded nowhere, so the run names them.
-    pub unsaved: Vec<TokenKey>,
-    /// Set when this run seals its secrets instead of writing them in plaintext.
+    unsaved: Vec<TokenKey>,
+    /// Set when this run seals its secrets instead of writing them in plaintext (the
+    /// secrets received are then held by the ledger, and written as one sealed file at the
+    /// end).
     sealing: Option<Sealing>,
-    /// The secrets received in this run, when it seals them: held in memory only, written
-    /// as one sealed file at the end.
-    run_secrets: SecretsFile,
     /// Sealed secrets replayed from an earlier run's journal (armored age files).
-    pub recovered_sealed: Vec<String>,
+    recovered_sealed: Vec<String>,
     lock: Option<StateLock<F>>,
     /// The results and secrets files as this process last read or wrote them: a file that
     /// differs at the next save was changed by another program and is not overwritten.
@@ -210,15 +206,19 @@ impl<F: Fs> Store<F> {
             results.api_url = api_url.map(str::to_owned);
         }
         let secrets = SecretsFile::load_in(&fs, &paths.secrets)?.unwrap_or_default();
+        let ledger = Ledger::new(results, secrets);
+        invariants::check(&ledger).map_err(|v| StateError::Corrupt {
+            kind: StateFile::Results,
+            path: paths.results.clone(),
+            detail: v.to_string(),
+        })?;
         let replayed = journal::replay(&fs, &paths.journal)?;
         let mut store = Store {
             paths,
-            results,
-            secrets,
+            ledger,
             recovery: Recovery::default(),
             unsaved: Vec::new(),
             sealing: None,
-            run_secrets: SecretsFile::default(),
             recovered_sealed: Vec::new(),
             lock: None,
             seen,
@@ -242,14 +242,13 @@ impl<F: Fs> Store<F> {
         for record in replayed.accounts {
             store.apply_account(record, "recovered");
         }
-        let mut index = store.token_index();
         for (key, outcome, at) in replayed.outcomes {
-            if let Applied::Recorded = store.apply(&key, outcome, &at, &mut index) {
+            if let Applied::Recorded = store.apply(&key, outcome, &at) {
                 store.recovery.recovered_tokens += 1;
             }
         }
         for (key, at) in replayed.interrupted {
-            store.results.note_orphan(
+            store.ledger.note_orphan(
                 &key,
                 "the run stopped while this request was in flight; a token may have been created",
                 &at,
@@ -263,16 +262,22 @@ impl<F: Fs> Store<F> {
     /// secrets writes no plaintext secrets file: its secrets go to [`Store::seal_run`].
     pub fn save(&mut self) -> Result<(), StateError> {
         // An empty secrets file is not created: a state whose secrets are all sealed has none.
-        let wanted = !self.secrets.accounts.is_empty()
-            || !self.secrets.shipping.is_empty()
-            || !self.secrets.superseded.is_empty()
+        let secrets = self.ledger.secrets();
+        let wanted = !secrets.accounts.is_empty()
+            || !secrets.superseded.is_empty()
+            || !secrets.forgotten.is_empty()
+            || !secrets.shipping.is_empty()
             || self.fs.metadata(&self.paths.secrets).is_ok();
         let plain = zeroize::Zeroizing::new(if self.sealing.is_none() && wanted {
-            self.secrets.to_bytes()
+            secrets.to_bytes()
         } else {
             Vec::new()
         });
-        let bytes = self.results.to_bytes(&self.clock.now_rfc3339());
+        invariants::check(&self.ledger).map_err(|v| StateError::Invariant {
+            path: self.paths.results.clone(),
+            violation: v.to_string(),
+        })?;
+        let bytes = self.ledger.results_bytes(&self.clock.now_rfc3339());
         let sizes = [("secrets", plain.len()), ("results", bytes.len())];
         self.check_unchanged(0, StateFile::Results)?;
         if !plain.is_empty() {
@@ -300,6 +305,7 @@ impl<F: Fs> Store<F> {
         )
         .map_err(|e| room_needed(&self.fs, e.into(), &sizes))?;
         self.seen[0] = Some(Stamp::from(&written));
+        self.ledger.saved();
         Ok(())
     }
 
@@ -326,6 +332,7 @@ impl<F: Fs> Store<F> {
     /// From now on, secrets received are sealed to `recipients` and never written in
     /// plaintext. Call before the recorder starts.
     pub fn seal_to(&mut self, recipients: Recipients) {
+        self.ledger.hold_for_sealing();
         self.sealing = Some(Sealing {
             recipients,
             run_id: sealed::new_run_id(&mut self.rng),
@@ -337,15 +344,6 @@ impl<F: Fs> Store<F> {
         self.sealing.as_ref()
     }
 
-    /// Where secrets received now go: this run's sealed document, or the secrets file.
-    pub(super) fn secret_sink(&mut self) -> &mut SecretsFile {
-        if self.sealing.is_some() {
-            &mut self.run_secrets
-        } else {
-            &mut self.secrets
-        }
-    }
-
     /// Writes the secrets this run received as one new sealed file (none when it received
     /// none, or does not seal). Returns its path. Each call writes a new file and then
     /// forgets what it wrote, so nothing is written twice.
@@ -353,20 +351,20 @@ impl<F: Fs> Store<F> {
         let Some(sealing) = &self.sealing else {
             return Ok(None);
         };
-        if self.run_secrets.accounts.is_empty()
-            && self.run_secrets.superseded.is_empty()
-            && self.run_secrets.shipping.is_empty()
-        {
+        let Some(held) = self.ledger.run_secrets() else {
+            return Ok(None);
+        };
+        if held.accounts.is_empty() && held.superseded.is_empty() && held.shipping.is_empty() {
             return Ok(None);
         }
         let armored = sealing
             .recipients
-            .seal_secrets(&self.run_secrets)
+            .seal_secrets(held)
             .map_err(|e| sealed_write_error(&self.paths.sealed, e))?;
         let name = sealed::file_name(self.clock.now_utc(), &sealing.run_id);
         let path = sealed::write_new_in(&self.fs, &self.paths.sealed, &name, &armored)
             .map_err(|e| room_needed(&self.fs, e, &[("sealed", armored.len())]))?;
-        self.run_secrets = SecretsFile::default();
+        self.ledger.take_run_secrets();
         Ok(Some(path))
     }
 
@@ -377,7 +375,7 @@ impl<F: Fs> Store<F> {
     /// say, the later one wins. Sealed secrets without `identities` are an error naming the
     /// file.
     pub fn all_secrets(&self, identities: Option<&Identities>) -> Result<SecretsFile, SealError> {
-        let mut all = self.secrets.clone();
+        let mut all = self.ledger.secrets().clone();
         let files = sealed::list_in(&self.fs, &self.paths.sealed)?;
         let mut docs = Vec::with_capacity(files.len() + self.recovered_sealed.len());
         if (!files.is_empty() || !self.recovered_sealed.is_empty()) && identities.is_none() {
@@ -401,7 +399,7 @@ impl<F: Fs> Store<F> {
         for doc in docs {
             all.merge(doc);
         }
-        all.prefer_ids(|key| self.results.get(key).map(|r| r.token_id));
+        all.prefer_ids(|key| self.ledger.results().get(key).map(|r| r.token_id));
         Ok(all)
     }
 
@@ -417,9 +415,56 @@ impl<F: Fs> Store<F> {
         Ok(())
     }
 
+    /// Applies a sub-account record of this run or of a replayed journal (see
+    /// [`crate::state::accounts`]).
+    pub fn apply_account(&mut self, record: crate::state::accounts::AccountRecord, run_id: &str) {
+        self.ledger
+            .apply_account(record, run_id, &mut self.recovered_sealed);
+    }
+
     /// A new run id from the store's random source (for the sub accounts a run creates).
     pub(super) fn new_run_id(&mut self) -> String {
         sealed::new_run_id(&mut self.rng)
+    }
+
+    /// Where the files are.
+    pub fn paths(&self) -> &StatePaths {
+        &self.paths
+    }
+
+    /// The recorded results and secrets.
+    pub fn ledger(&self) -> &Ledger {
+        &self.ledger
+    }
+
+    /// The recorded results and secrets, to change through the ledger's operations.
+    pub fn ledger_mut(&mut self) -> &mut Ledger {
+        &mut self.ledger
+    }
+
+    /// The results (no secrets).
+    pub fn results(&self) -> &ResultsFile {
+        self.ledger.results()
+    }
+
+    /// The plaintext secrets.
+    pub fn secrets(&self) -> &SecretsFile {
+        self.ledger.secrets()
+    }
+
+    /// What the replay of an earlier journal recovered.
+    pub fn recovery(&self) -> &Recovery {
+        &self.recovery
+    }
+
+    /// Set by a run whose final save failed: the tokens no disk may hold (see the field).
+    pub fn unsaved(&self) -> &[TokenKey] {
+        &self.unsaved
+    }
+
+    /// Notes the tokens no disk may hold after a failed final save.
+    pub(crate) fn set_unsaved(&mut self, unsaved: Vec<TokenKey>) {
+        self.unsaved = unsaved;
     }
 
     /// The filesystem the state is on.
@@ -432,105 +477,10 @@ impl<F: Fs> Store<F> {
         &self.clock
     }
 
-    /// Token id -> key, for spotting an id the API hands out twice.
-    pub(super) fn token_index(&self) -> HashMap<i64, TokenKey> {
-        let mut index = HashMap::new();
-        for (acc, m) in &self.results.accounts {
-            for (name, r) in m {
-                index.insert(
-                    r.token_id,
-                    TokenKey {
-                        account_id: *acc,
-                        token_name: name.clone(),
-                    },
-                );
-            }
-        }
-        index
-    }
-
-    /// Applies one outcome to the state.
-    pub(super) fn apply(
-        &mut self,
-        key: &TokenKey,
-        outcome: Outcome,
-        at: &str,
-        index: &mut HashMap<i64, TokenKey>,
-    ) -> Applied {
-        match outcome {
-            Outcome::Created {
-                token_id,
-                secret: HeldSecret { token, sealed },
-                created_at,
-            } => {
-                if let Some(blob) = sealed {
-                    // Sealed in an earlier run's journal: kept as it is, written out as a
-                    // sealed file by `open` (a duplicate id is sorted out by `export`, which
-                    // prefers the id the results file records).
-                    self.recovered_sealed.push(blob);
-                }
-                if let Some(other) = index.get(&token_id)
-                    && other != key
-                {
-                    // The API gave an id that is already recorded for another token: keep
-                    // the secret, but never let it overwrite or pose as another record.
-                    let other = other.clone();
-                    if let Some(token) = token {
-                        self.secret_sink().quarantine(
-                            key,
-                            token_id,
-                            token,
-                            format!("the API returned id {token_id}, already recorded for {other}"),
-                        );
-                    }
-                    self.results.note_orphan(
-                            key,
-                            &format!("the API returned token id {token_id}, which is already recorded for {other}"),
-                            at,
-                        );
-                    return Applied::DuplicateId(other);
-                }
-                let fresh = self.results.get(key).map(|r| r.token_id) != Some(token_id);
-                if let Some(token) = token {
-                    self.secret_sink().insert(key, token_id, token);
-                }
-                if fresh {
-                    index.insert(token_id, key.clone());
-                    self.results.insert(
-                        key,
-                        TokenRecord {
-                            token_id,
-                            created_at,
-                            source: None,
-                            ..TokenRecord::default()
-                        },
-                    );
-                    Applied::Recorded
-                } else {
-                    Applied::AlreadyKnown
-                }
-            }
-            Outcome::Ambiguous { detail } => {
-                self.results.note_orphan(key, &detail, at);
-                Applied::Noted
-            }
-            Outcome::KeptAside {
-                token_id,
-                secret: HeldSecret { token, sealed },
-                detail,
-            } => {
-                if let Some(token) = token {
-                    self.secret_sink()
-                        .quarantine(key, token_id, token, detail.clone());
-                }
-                if let Some(blob) = sealed {
-                    self.recovered_sealed.push(blob);
-                }
-                self.results.note_orphan(key, &detail, at);
-                Applied::Noted
-            }
-            Outcome::NotCreated { .. } => Applied::Noted,
-        }
+    /// Applies one outcome of a request (see [`Ledger::apply`]).
+    pub(super) fn apply(&mut self, key: &TokenKey, outcome: Outcome, at: &str) -> Applied {
+        self.ledger
+            .apply(key, outcome, at, &mut self.recovered_sealed)
     }
 }
 
@@ -575,25 +525,13 @@ fn sealed_write_error(dir: &std::path::Path, e: sealed::SealError) -> StateError
     }
 }
 
-/// What recording an outcome did.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Applied {
-    /// A new token was recorded.
-    Recorded,
-    /// The same token was already recorded (a replay).
-    AlreadyKnown,
-    /// The API returned an id already recorded for another key: not recorded, secret kept aside.
-    DuplicateId(TokenKey),
-    /// A non-creating outcome was noted.
-    Noted,
-}
-
 #[cfg(test)]
 mod tests {
     #![allow(clippy::disallowed_methods)] // tests set up real files, clocks and seeds
     #![allow(clippy::unwrap_used)]
     use super::*;
     use crate::key::CreateKind;
+    use crate::state::HeldSecret;
 
     #[test]
     fn another_endpoint_is_refused() {
@@ -633,8 +571,7 @@ mod tests {
     }
 
     fn apply(store: &mut Store, k: &TokenKey, outcome: Outcome) -> Applied {
-        let mut index = store.token_index();
-        store.apply(k, outcome, AT, &mut index)
+        store.apply(k, outcome, AT)
     }
 
     #[test]
@@ -644,7 +581,7 @@ mod tests {
         s.save().unwrap();
         drop(s);
         let again = Store::open(paths, Some("http://127.0.0.1:1/")).unwrap();
-        assert_eq!(again.results.api_url.as_deref(), Some(URL));
+        assert_eq!(again.results().api_url.as_deref(), Some(URL));
     }
 
     #[test]
@@ -655,12 +592,12 @@ mod tests {
             apply(&mut s, &key("a"), created(10, "sek-a")),
             Applied::Recorded
         );
-        let rec = s.results.get(&key("a")).unwrap();
+        let rec = s.results().get(&key("a")).unwrap();
         assert_eq!(
             (rec.token_id, rec.created_at.as_str(), rec.source),
             (10, "2021-05-24T12:11:51Z", None)
         );
-        assert_eq!(s.secrets.get(&key("a")).unwrap().token.expose(), "sek-a");
+        assert_eq!(s.secrets().get(&key("a")).unwrap().token.expose(), "sek-a");
         // A replay of the same answer.
         assert_eq!(
             apply(&mut s, &key("a"), created(10, "sek-a")),
@@ -671,16 +608,11 @@ mod tests {
             apply(&mut s, &key("b"), created(10, "sek-b")),
             Applied::DuplicateId(key("a"))
         );
-        assert!(s.results.get(&key("b")).is_none());
-        assert_eq!(s.results.possible_orphans[0].token_name, "b");
-        assert_eq!(s.secrets.superseded.len(), 1);
-        assert_eq!(s.secrets.get(&key("a")).unwrap().token.expose(), "sek-a");
-        assert_eq!(
-            s.token_index().get(&10),
-            Some(&key("a")),
-            "the index is built from the results"
-        );
-        assert_eq!(s.token_index().len(), 1);
+        assert!(s.results().get(&key("b")).is_none());
+        assert_eq!(s.results().possible_orphans[0].token_name, "b");
+        assert_eq!(s.secrets().superseded.len(), 1);
+        assert_eq!(s.secrets().get(&key("a")).unwrap().token.expose(), "sek-a");
+        assert_eq!(s.ledger().token_count(), 1);
     }
 
     #[test]
@@ -702,9 +634,9 @@ mod tests {
         )
         .unwrap();
         let s = Store::read(paths.clone(), Some(URL)).unwrap();
-        assert_eq!(s.recovery.recovered_tokens, 2);
-        assert_eq!(s.recovery.interrupted, 1);
-        assert!(!s.recovery.truncated_tail);
+        assert_eq!(s.recovery().recovered_tokens, 2);
+        assert_eq!(s.recovery().interrupted, 1);
+        assert!(!s.recovery().truncated_tail);
     }
 
     /// Journal lines as a run writes them.
@@ -742,12 +674,16 @@ mod tests {
         assert!(paths.results.exists());
         assert!(!paths.secrets.exists(), "no secrets, no secrets file");
         // A secret kept aside alone is worth a file.
-        s.secrets
-            .quarantine(&key("a"), 7, Secret::new("sek-kept"), "odd".into());
+        s.ledger_mut().secrets_mut().quarantine(
+            &key("a"),
+            7,
+            Secret::new("sek-kept"),
+            "odd".into(),
+        );
         s.save().unwrap();
         assert!(paths.secrets.exists());
         // Once there is a file, it is kept up to date even when it empties.
-        s.secrets.superseded.clear();
+        s.ledger_mut().secrets_mut().superseded.clear();
         s.save().unwrap();
         let text = std::fs::read_to_string(&paths.secrets).unwrap();
         assert!(!text.contains("sek-kept"), "{text}");
@@ -781,7 +717,7 @@ mod tests {
             Applied::Recorded
         );
         assert!(
-            s.secrets.get(&key("a")).is_none(),
+            s.secrets().get(&key("a")).is_none(),
             "not in the plaintext file"
         );
         s.save().unwrap();

@@ -235,10 +235,10 @@ async fn a_run_touches_files_only_through_its_filesystem_and_dates_them_by_its_c
     assert!(at("fsync m.results.journal") < at("rename_to m.results.json"));
     assert!(at("rename_to m.results.json") < at("remove m.results.journal"));
     // Every timestamp the state wrote is the clock's.
-    let results = ResultsFile::load(&store.paths.results).unwrap().unwrap();
+    let results = ResultsFile::load(&store.paths().results).unwrap().unwrap();
     assert_eq!(results.updated_at, "2031-01-02T03:04:05.678Z");
     assert_eq!(
-        SecretsFile::load(&store.paths.secrets)
+        SecretsFile::load(&store.paths().secrets)
             .unwrap()
             .unwrap()
             .get(&key("a"))

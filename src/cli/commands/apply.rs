@@ -31,6 +31,17 @@ pub async fn run(args: &ApplyArgs, printer: &Printer) -> Result<Exit, CliError> 
         printer.warn(&warning);
     }
     let conn = Connection::open(run, run.exec.concurrency as usize).await?;
+    // The secrets of earlier runs are scrubbed from server text too, not only this run's.
+    if let Some(client) = &conn.client {
+        let secrets = store.secrets();
+        let current = secrets
+            .accounts
+            .values()
+            .flat_map(|t| t.values().map(|r| &r.token));
+        for secret in current.chain(secrets.superseded.iter().map(|s| &s.token)) {
+            client.scrub_also(secret);
+        }
+    }
     let mut plan = plan_of(&settings, &conn, &store)?;
     // Accounts that cannot get tokens are this run's failures, reported by name, before any write.
     let pre_failures = failures_before_start(&plan);
@@ -53,7 +64,7 @@ pub async fn run(args: &ApplyArgs, printer: &Printer) -> Result<Exit, CliError> 
     // Start just under the limit the last run against this endpoint found.
     let endpoint = run.api.identity();
     let learned_before = store
-        .results
+        .results()
         .learned_rate
         .as_ref()
         .filter(|l| l.endpoint == endpoint)
@@ -168,8 +179,8 @@ pub async fn run(args: &ApplyArgs, printer: &Printer) -> Result<Exit, CliError> 
     if let Err(e) = &saved_res {
         let journal = store
             .as_ref()
-            .map_or(String::new(), |s| s.paths.journal.display().to_string());
-        let unsaved = store.as_ref().map_or(&[][..], |s| &s.unsaved[..]);
+            .map_or(String::new(), |s| s.paths().journal.display().to_string());
+        let unsaved = store.as_ref().map_or(&[][..], |s| s.unsaved());
         if unsaved.is_empty() {
             printer.error(&format!(
                 "{e}\n  every secret received is in the journal {journal}; the next run recovers it"
@@ -199,7 +210,7 @@ fn seal_or_warn(printer: &Printer, settings: &ApplySettings, store: &mut Store) 
         None if std::env::var_os("CI").is_some_and(|v| v == "true") && !run.api.simulate => {
             printer.warn(&format!(
                 "secrets will be written in plaintext to {}, which lives only on this machine: on a CI runner it is lost with the runner. Seal them to an age recipient (`secrets: {{ recipients: [age1…] }}` in the manifest, or --recipient) so they can be committed and read later with `export --identity`.",
-                store.paths.secrets.display()
+                store.paths().secrets.display()
             ));
         }
         None => {}
@@ -241,17 +252,17 @@ fn plan_of(settings: &ApplySettings, conn: &Connection, store: &Store) -> Result
             .check_current(
                 &run.manifest_path,
                 &run.manifest_bytes,
-                &store.results,
-                &store.paths.results,
+                store.results(),
+                &store.paths().results,
                 &run.api.identity(),
             )
             .map_err(|e| CliError::usage(e.to_string()))?;
-        plan.create = saved.remaining(&store.results);
+        plan.create = saved.remaining(store.results());
     } else {
         super::add_replacements(
             &mut plan,
             &run.manifest,
-            &store.results,
+            store.results(),
             settings.recreate_revoked,
             settings.rotate_older_than,
         );
@@ -392,7 +403,7 @@ struct Outcome<'a> {
 
 impl Outcome<'_> {
     fn orphans(&self) -> usize {
-        self.store.map_or(0, |s| s.results.possible_orphans.len())
+        self.store.map_or(0, |s| s.results().possible_orphans.len())
     }
 
     fn files(&self) -> (String, String) {
@@ -401,11 +412,11 @@ impl Outcome<'_> {
             |s| {
                 // Sealed: where the run's sealed file went.
                 let secrets = match s.sealing() {
-                    Some(_) => &s.paths.sealed,
-                    None => &s.paths.secrets,
+                    Some(_) => &s.paths().sealed,
+                    None => &s.paths().secrets,
                 };
                 (
-                    s.paths.results.display().to_string(),
+                    s.paths().results.display().to_string(),
                     secrets.display().to_string(),
                 )
             },
@@ -436,7 +447,7 @@ impl Outcome<'_> {
             retries: r.retries,
             secrets_file: &secrets,
             stop: stop_text(&r.stop),
-            unsaved: self.store.map_or(&[][..], |s| &s.unsaved[..]),
+            unsaved: self.store.map_or(&[][..], |s| s.unsaved()),
             v: V1,
         })
         .emit(printer);
@@ -475,9 +486,9 @@ fn stop_text(stop: &StopReason) -> String {
 }
 
 fn report_recovery(printer: &Printer, store: &Store) {
-    let r = &store.recovery;
+    let r = &store.recovery();
     if let Some(gap) = &r.gap {
-        printer.warn(&gap.describe(&store.paths.journal));
+        printer.warn(&gap.describe(&store.paths().journal));
     }
     if r.recovered_tokens > 0 || r.interrupted > 0 {
         printer.warn(&format!(
@@ -512,14 +523,16 @@ async fn confirm(n: usize) -> bool {
     .unwrap_or(false)
 }
 
-/// First Ctrl-C (or SIGTERM): stop sending, drain, save. Second Ctrl-C: exit at once; the
-/// journal lets the next run recover everything received. Both signal streams are registered
-/// before anything is printed, so no Ctrl-C is missed.
+/// First Ctrl-C, SIGTERM or SIGHUP (a closed terminal, some CI cancellations): stop sending,
+/// drain, save. Second Ctrl-C: exit at once; the journal lets the next run recover everything
+/// received. The signal streams are registered before anything is printed, so no signal is
+/// missed (SIGHUP's default would kill the run with creates in flight, unrecorded).
 async fn watch_signals(cancel: Cancel, stats: Arc<Stats>, printer: Printer) {
     use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut int), Ok(mut term)) = (
+    let (Ok(mut int), Ok(mut term), Ok(mut hup)) = (
         signal(SignalKind::interrupt()),
         signal(SignalKind::terminate()),
+        signal(SignalKind::hangup()),
     ) else {
         tracing::warn!("cannot listen for Ctrl-C; it will stop the run without draining");
         return;
@@ -527,6 +540,7 @@ async fn watch_signals(cancel: Cancel, stats: Arc<Stats>, printer: Printer) {
     tokio::select! {
         _ = int.recv() => {}
         _ = term.recv() => {}
+        _ = hup.recv() => {}
     }
     cancel.cancel();
     progress::leave_bar();
@@ -631,7 +645,7 @@ impl Outcome<'_> {
         ));
         let replaced = self
             .store
-            .map_or(0, |s| s.results.superseded_to_remove().count());
+            .map_or(0, |s| s.results().superseded_to_remove().count());
         if replaced > 0 {
             printer.info(&format!(
                 "{} replaced but still working: remove them by hand in the Logz.io UI (the API cannot delete tokens); `plan` lists them, and `verify` takes off the list those it sees deleted.",

@@ -77,7 +77,7 @@ impl Connection {
     pub fn plan(&self, run: &RunSettings, store: &Store) -> Plan {
         planner::plan(
             &run.manifest,
-            &store.results,
+            store.results(),
             self.live.as_ref(),
             &run.filter,
         )

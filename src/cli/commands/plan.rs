@@ -19,14 +19,14 @@ pub async fn run(args: &PlanArgs, printer: &Printer) -> Result<Exit, CliError> {
     }
     let conn = Connection::open(run, 4).await?;
     let store = Store::read(run.paths.clone(), Some(&run.api.identity()))?;
-    if let Some(gap) = &store.recovery.gap {
-        printer.warn(&gap.describe(&store.paths.journal));
+    if let Some(gap) = &store.recovery().gap {
+        printer.warn(&gap.describe(&store.paths().journal));
     }
-    if store.recovery.recovered_tokens > 0 || store.recovery.interrupted > 0 {
+    if store.recovery().recovered_tokens > 0 || store.recovery().interrupted > 0 {
         printer.warn(&format!(
             "a journal from an interrupted run holds {} and {} in flight; the next apply records them",
-            count(store.recovery.recovered_tokens, "received token"),
-            count(store.recovery.interrupted, "request")
+            count(store.recovery().recovered_tokens, "received token"),
+            count(store.recovery().interrupted, "request")
         ));
     }
     let mut plan = conn.plan(run, &store);
@@ -34,7 +34,7 @@ pub async fn run(args: &PlanArgs, printer: &Printer) -> Result<Exit, CliError> {
     let replaced = super::add_replacements(
         &mut plan,
         &run.manifest,
-        &store.results,
+        store.results(),
         run.manifest.settings.recreate_revoked == Some(true),
         None,
     );
@@ -126,7 +126,7 @@ fn save(
     let saved = SavedPlan::new(
         run.manifest_path.clone(),
         &run.manifest_bytes,
-        &store.results,
+        store.results(),
         run.api.identity(),
         plan.create.clone(),
     );

@@ -194,15 +194,15 @@ impl<F: Fs> Recorder<F> {
     pub fn start(mut store: Store<F>) -> Result<Recorder<F>, StateError> {
         let journal = JournalWriter::create(
             store.fs().clone(),
-            &store.paths.journal,
-            store.paths.next_journal(),
+            &store.paths().journal,
+            store.paths().next_journal(),
         )
         .map_err(|source| StateError::Write {
             kind: StateFile::Journal,
-            path: store.paths.journal.clone(),
+            path: store.paths().journal.clone(),
             source,
         })?;
-        store.results.failures.clear();
+        store.ledger_mut().clear_failures();
         let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
         let task = Task::new(store, journal);
         let ahead = task.ahead.clone();

@@ -59,8 +59,6 @@ pub(super) struct Task<F: Fs = RealFs> {
     store: Store<F>,
     /// The journal: every filesystem call of the run's records goes through it.
     journal: JournalWriter<F>,
-    /// Token id -> key, for spotting an id the API hands out twice.
-    index: HashMap<i64, TokenKey>,
     seq: u64,
     /// Intents without an outcome yet (re-written into each fresh journal), with the journal
     /// room held for their outcomes.
@@ -99,7 +97,6 @@ impl<F: Fs> Task<F> {
     pub(super) fn new(store: Store<F>, journal: JournalWriter<F>) -> Task<F> {
         let saves = SaveClock::new(store.clock().now());
         let mut task = Task {
-            index: store.token_index(),
             store,
             journal,
             seq: 0,
@@ -501,7 +498,7 @@ impl<F: Fs> Task<F> {
             let why = format!(
                 "cannot hold {} KiB of room in journal file {} for the {} requests in flight and the {} about to be sent: {e}; no new request was sent, and the answers in flight were written to room held before",
                 need.div_ceil(1024),
-                self.store.paths.journal.display(),
+                self.store.paths().journal.display(),
                 self.pending.len(),
                 new.len()
             );
@@ -572,7 +569,7 @@ impl<F: Fs> Task<F> {
                 Msg::Intent { ack, .. } => {
                     let res = match &self.broken {
                         None => Ok(s),
-                        Some(why) => Err(broken_state(&self.store.paths.journal, why)),
+                        Some(why) => Err(broken_state(&self.store.paths().journal, why)),
                     };
                     let _ = ack.send(res);
                 }
@@ -581,7 +578,7 @@ impl<F: Fs> Task<F> {
                 } => {
                     // Applied in memory even if the journal write failed: the final save may
                     // still succeed, and the error tells the executor to stop.
-                    let applied = self.store.apply(&key, outcome, now, &mut self.index);
+                    let applied = self.store.apply(&key, outcome, now);
                     self.dirty = true;
                     self.saves.outcomes_since += 1;
                     let res = if journal_ok {
@@ -589,7 +586,7 @@ impl<F: Fs> Task<F> {
                     } else {
                         self.unjournaled.push(key);
                         Err(broken_state(
-                            &self.store.paths.journal,
+                            &self.store.paths().journal,
                             self.broken.as_deref().unwrap_or_default(),
                         ))
                     };
@@ -598,10 +595,10 @@ impl<F: Fs> Task<F> {
                 Msg::Account { record, ack } => {
                     let res = match (&self.broken, &record) {
                         (Some(why), AccountMsg::Intent { .. }) => {
-                            Err(broken_state(&self.store.paths.journal, why))
+                            Err(broken_state(&self.store.paths().journal, why))
                         }
                         (Some(why), AccountMsg::Outcome { .. }) if !journal_ok => {
-                            Err(broken_state(&self.store.paths.journal, why))
+                            Err(broken_state(&self.store.paths().journal, why))
                         }
                         _ => Ok(s),
                     };
@@ -632,17 +629,16 @@ impl<F: Fs> Task<F> {
                     let _ = ack.send(res);
                 }
                 Msg::Failure(f) => {
-                    self.store.results.failures.push(f);
+                    self.store.ledger_mut().note_failure(f);
                     self.dirty = true;
                 }
                 Msg::ResolvedName(name, id) => {
-                    if self.store.results.resolved_names.insert(name, id) != Some(id) {
+                    if self.store.ledger_mut().resolve_name(name, id) {
                         self.dirty = true;
                     }
                 }
                 Msg::LearnedRate(rate) => {
-                    if self.store.results.learned_rate != rate {
-                        self.store.results.learned_rate = rate;
+                    if self.store.ledger_mut().set_learned_rate(rate) {
                         self.dirty = true;
                     }
                 }
@@ -654,7 +650,12 @@ impl<F: Fs> Task<F> {
     /// Refreshes the files when due, then starts a fresh journal holding only the intents
     /// still in flight. Skipped once anything failed: the journal stays as it is.
     fn maybe_checkpoint(&mut self) {
-        if self.dirty && self.broken.is_none() && self.saves.due(self.index.len(), self.now()) {
+        if self.dirty
+            && self.broken.is_none()
+            && self
+                .saves
+                .due(self.store.ledger().token_count(), self.now())
+        {
             let started = self.now();
             match self.checkpoint() {
                 Ok(()) => {
@@ -715,7 +716,7 @@ impl<F: Fs> Task<F> {
                 ..
             } = rec
             {
-                self.store.results.note_orphan(
+                self.store.ledger_mut().note_orphan(
                     &TokenKey {
                         account_id: *account_id,
                         token_name: token_name.clone(),
@@ -751,10 +752,10 @@ impl<F: Fs> Task<F> {
             }));
             unsaved.sort();
             unsaved.dedup();
-            self.store.unsaved = unsaved;
+            self.store.set_unsaved(unsaved);
         }
         let res = match (&self.broken, res) {
-            (Some(why), Ok(())) => Err(broken_state(&self.store.paths.results, why)),
+            (Some(why), Ok(())) => Err(broken_state(&self.store.paths().results, why)),
             (_, r) => r,
         };
         if let Some(ack) = self.finish.take() {
@@ -771,7 +772,7 @@ impl<F: Fs> Task<F> {
     fn journal_error(&self, source: std::io::Error) -> StateError {
         StateError::Write {
             kind: StateFile::Journal,
-            path: self.store.paths.journal.clone(),
+            path: self.store.paths().journal.clone(),
             source: explain_read_only(source),
         }
     }

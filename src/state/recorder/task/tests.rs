@@ -44,20 +44,23 @@ async fn recorder_journals_saves_and_a_crash_loses_nothing_received() {
     drop(h);
     let replayed = Store::read(paths.clone(), None).unwrap();
     assert_eq!(
-        replayed.secrets.get(&key("a")).unwrap().token.expose(),
+        replayed.secrets().get(&key("a")).unwrap().token.expose(),
         "sek-a"
     );
-    assert_eq!(replayed.recovery.interrupted, 1);
-    assert_eq!(replayed.results.possible_orphans[0].token_name, "b");
+    assert_eq!(replayed.recovery().interrupted, 1);
+    assert_eq!(replayed.results().possible_orphans[0].token_name, "b");
     let (store, res) = rec.finish().await;
     res.unwrap();
-    assert_eq!(store.unwrap().results.get(&key("a")).unwrap().token_id, 10);
+    assert_eq!(
+        store.unwrap().results().get(&key("a")).unwrap().token_id,
+        10
+    );
     // An intent without outcome keeps the journal so the next run reports it.
     assert!(paths.journal.exists());
     let again = Store::open(paths.clone(), Some("http://127.0.0.1:1")).unwrap();
     assert!(!paths.journal.exists());
-    assert_eq!(again.results.possible_orphans.len(), 1);
-    assert_eq!(again.results.possible_orphans[0].ambiguous_attempts, 1);
+    assert_eq!(again.results().possible_orphans.len(), 1);
+    assert_eq!(again.results().possible_orphans[0].ambiguous_attempts, 1);
 }
 
 fn identity(dir: &std::path::Path) -> (Recipients, Identities) {
@@ -155,7 +158,7 @@ async fn with_recipients_no_plaintext_reaches_the_disk_and_a_run_leaves_one_seal
     let (store, res) = rec.finish().await;
     res.unwrap();
     let store = store.unwrap();
-    assert_eq!(store.results.get(&key("b")).unwrap().token_id, 11);
+    assert_eq!(store.results().get(&key("b")).unwrap().token_id, 11);
     // After the run: no secrets file, no journal, one sealed file; no plaintext anywhere.
     assert!(!paths.secrets.exists());
     assert!(!paths.journal.exists());
@@ -205,8 +208,8 @@ async fn a_crash_with_recipients_is_recovered_into_sealed_files_without_the_key(
     std::fs::copy(rec_paths_journal(dir.path()), &paths.journal).unwrap();
     drop(h);
     let next = Store::open(paths.clone(), Some("http://127.0.0.1:1")).unwrap();
-    assert_eq!(next.results.get(&key("a")).unwrap().token_id, 10);
-    assert_eq!(next.results.possible_orphans[0].token_name, "b");
+    assert_eq!(next.results().get(&key("a")).unwrap().token_id, 10);
+    assert_eq!(next.results().possible_orphans[0].token_name, "b");
     assert!(!paths.journal.exists());
     assert!(!paths.secrets.exists());
     assert!(!all_bytes(dir2.path()).contains("plaintext-secret"));
@@ -262,7 +265,7 @@ fn step(t: &mut Task, batch: Vec<Msg>) -> (Vec<u64>, bool) {
 
 /// The journal's records; what follows them (its room, when held as zeros) is all zeros.
 fn journal_lines(t: &Task) -> Vec<JournalRecord> {
-    let bytes = std::fs::read(&t.store.paths.journal).unwrap();
+    let bytes = std::fs::read(&t.store.paths().journal).unwrap();
     let end = bytes.iter().position(|b| *b == 0).unwrap_or(bytes.len());
     assert!(
         bytes[end..].iter().all(|b| *b == 0),
@@ -445,7 +448,7 @@ fn an_outcome_is_written_at_once_and_acknowledged_with_the_next_intents_fsync() 
         matches!(&lines[2], JournalRecord::Outcome { seq: 1, .. }),
         "{lines:?}"
     );
-    assert!(t.store.results.get(&key("a")).is_none());
+    assert!(t.store.results().get(&key("a")).is_none());
     // The next intent cannot wait: one fsync makes both durable, then both are acknowledged.
     let (m, mut rc) = intent_msg(&key("c"));
     write(&mut t, vec![m]);
@@ -454,7 +457,7 @@ fn an_outcome_is_written_at_once_and_acknowledged_with_the_next_intents_fsync() 
     assert!(!t.journal_dirty);
     assert_eq!(ra.try_recv().unwrap().unwrap(), Applied::Recorded);
     assert_eq!(rc.try_recv().unwrap().unwrap(), 3);
-    assert_eq!(t.store.results.get(&key("a")).unwrap().token_id, 10);
+    assert_eq!(t.store.results().get(&key("a")).unwrap().token_id, 10);
     assert!(t.unsynced.is_empty());
     // An outcome waits at most OUTCOME_LINGER...
     let (m, _rb) = outcome_msg(2, &key("b"), created(11, "sek-b"));
@@ -495,7 +498,7 @@ fn a_failed_fsync_fails_every_record_it_was_to_make_durable() {
     assert!(t.broken.is_some());
     // The outcome is applied but reported, and named if the final save fails too.
     assert!(ra.blocking_recv().unwrap().is_err());
-    assert_eq!(t.store.results.get(&key("a")).unwrap().token_id, 10);
+    assert_eq!(t.store.results().get(&key("a")).unwrap().token_id, 10);
     assert_eq!(t.unjournaled, [key("a")]);
     // The intent is refused (never sent), its room released.
     assert!(rb.blocking_recv().unwrap().is_err());
@@ -530,7 +533,10 @@ async fn a_waiting_outcome_is_acknowledged_without_more_records_coming() {
     drop(h);
     let (store, res) = rec.finish().await;
     res.unwrap();
-    assert_eq!(store.unwrap().results.get(&key("a")).unwrap().token_id, 10);
+    assert_eq!(
+        store.unwrap().results().get(&key("a")).unwrap().token_id,
+        10
+    );
 }
 
 #[test]
@@ -542,7 +548,7 @@ fn a_failed_journal_write_refuses_its_intents_and_releases_their_room() {
     let held = t.held;
     // The room is held already; the write itself fails (a read-only handle).
     t.journal
-        .swap_file(std::fs::File::open(&t.store.paths.journal).unwrap());
+        .swap_file(std::fs::File::open(&t.store.paths().journal).unwrap());
     let (m, r) = intent_msg(&key("b"));
     let (_, ok) = step(&mut t, vec![m]);
     assert!(!ok);
@@ -555,7 +561,7 @@ fn a_failed_journal_write_refuses_its_intents_and_releases_their_room() {
     let (_, ok) = step(&mut t, vec![m]);
     assert!(!ok);
     assert!(r.blocking_recv().unwrap().is_err());
-    assert_eq!(t.store.results.get(&key("a")).unwrap().token_id, 10);
+    assert_eq!(t.store.results().get(&key("a")).unwrap().token_id, 10);
 }
 
 #[test]
@@ -569,7 +575,7 @@ fn names_failures_and_the_rate_make_the_state_dirty_only_when_they_change() {
     assert!(!t.dirty);
     step(&mut t, vec![Msg::ResolvedName("acme".into(), 6)]);
     assert!(t.dirty);
-    assert_eq!(t.store.results.resolved_names["acme"], 6);
+    assert_eq!(t.store.results().resolved_names["acme"], 6);
     t.dirty = false;
     let rate = Some(crate::state::LearnedRate {
         per_second: 10.0,
@@ -578,13 +584,13 @@ fn names_failures_and_the_rate_make_the_state_dirty_only_when_they_change() {
     });
     step(&mut t, vec![Msg::LearnedRate(rate.clone())]);
     assert!(t.dirty);
-    assert_eq!(t.store.results.learned_rate, rate);
+    assert_eq!(t.store.results().learned_rate, rate);
     t.dirty = false;
     step(&mut t, vec![Msg::LearnedRate(rate)]);
     assert!(!t.dirty);
     step(&mut t, vec![Msg::LearnedRate(None)]);
     assert!(t.dirty);
-    assert_eq!(t.store.results.learned_rate, None);
+    assert_eq!(t.store.results().learned_rate, None);
 }
 
 #[test]
@@ -596,7 +602,7 @@ fn a_checkpoint_saves_when_due_and_keeps_only_the_intents_in_flight() {
     step(&mut t, vec![m1, m2]);
     let (m, _r) = outcome_msg(1, &key("a"), created(10, "sek"));
     step(&mut t, vec![m]);
-    let results = t.store.paths.results.clone();
+    let results = t.store.paths().results.clone();
     // Not due yet: nothing saved.
     t.maybe_checkpoint();
     assert!(!results.exists());
@@ -638,7 +644,7 @@ fn a_checkpoint_that_cannot_replace_the_journal_fails_unless_the_disk_is_full() 
     let (m, _r) = intent_msg(&key("a"));
     step(&mut t, vec![m]);
     // Something sits where the next journal is made (not a file: it cannot be removed).
-    let mut next = t.store.paths.journal.as_os_str().to_owned();
+    let mut next = t.store.paths().journal.as_os_str().to_owned();
     next.push(".next");
     std::fs::create_dir(std::path::PathBuf::from(next)).unwrap();
     let err = t.checkpoint().unwrap_err();
@@ -746,7 +752,8 @@ async fn failures_names_and_the_rate_sent_through_a_handle_are_saved() {
     drop(h);
     let (store, res) = rec.finish().await;
     res.unwrap();
-    let results = store.unwrap().results;
+    let store = store.unwrap();
+    let results = store.results();
     assert_eq!(results.failures.len(), 1);
     assert_eq!(results.failures[0].token_name, "x");
     assert_eq!(results.resolved_names["acme"], 42);
