@@ -314,3 +314,16 @@ fn drift_made_by_hand_shows_in_plan_and_update_accounts_puts_it_back() {
         .expect_code(0);
     assert_eq!(sim.counters().account_deletes, 0);
 }
+
+#[test]
+fn a_saved_plan_never_creates_sub_accounts() {
+    let env = Env::with_sim(SimConfig::default());
+    let manifest = env.write("m.yaml", &onboarding_manifest(1));
+    env.run(&["plan", manifest.to_str().unwrap(), "--out", "p.json"])
+        .expect_code(0);
+    let run = env.run(&["apply", "p.json", "--yes", "--no-progress"]);
+    run.expect_code(2);
+    assert!(run.stderr.contains("saved plan"), "{}", run.stderr);
+    assert_eq!(env.sim().handle().counters().accounts_created, 0);
+    assert_eq!(env.sim().handle().counters().created, 0);
+}

@@ -257,6 +257,21 @@ fn plan_of(settings: &ApplySettings, conn: &Connection, store: &Store) -> Result
                 &run.api.identity(),
             )
             .map_err(|e| CliError::usage(e.to_string()))?;
+        // A saved plan lists tokens only: it cannot say which sub accounts to create (nor
+        // which settings to put back), so applying it must not create or change any.
+        if !plan.accounts_to_create.is_empty() {
+            let names: Vec<&str> = plan
+                .accounts_to_create
+                .iter()
+                .map(|a| a.name.as_str())
+                .collect();
+            return Err(CliError::usage(format!(
+                "a saved plan does not cover sub accounts to create ({}); nothing was sent: run \
+                 `apply` on the manifest to create them",
+                names.join(", ")
+            )));
+        }
+        plan.drift.clear();
         plan.create = saved.remaining(store.results());
     } else {
         super::add_replacements(
