@@ -327,3 +327,36 @@ fn a_saved_plan_never_creates_sub_accounts() {
     assert_eq!(env.sim().handle().counters().accounts_created, 0);
     assert_eq!(env.sim().handle().counters().created, 0);
 }
+
+#[test]
+fn verify_compares_each_kept_shipping_token_with_the_accounts_own() {
+    let env = Env::with_sim(SimConfig::default());
+    let manifest = env.write("m.yaml", &onboarding_manifest(2));
+    let manifest = manifest.to_str().unwrap();
+    env.run(&["apply", manifest, "--yes", "--no-progress"])
+        .expect_code(0);
+    let run = env.run(&["verify", manifest, "--no-progress"]);
+    run.expect_code(0);
+    let shown = format!("{}{}", run.stdout, run.stderr);
+    assert!(
+        shown.contains("2 log shipping tokens of the sub accounts this tool created: 2 current"),
+        "{shown}"
+    );
+    let sim = env.sim().handle();
+    let team = sim
+        .accounts()
+        .into_iter()
+        .find(|a| a.name == "team-01")
+        .unwrap();
+    assert!(sim.rotate_shipping_token(team.id));
+    let run = env.run(&["verify", manifest, "--no-progress"]);
+    run.expect_code(1);
+    let shown = format!("{}{}", run.stdout, run.stderr);
+    assert!(
+        shown.contains(&format!(
+            "the log shipping token of team-01 (id {}) is no longer the one kept",
+            team.id
+        )),
+        "{shown}"
+    );
+}

@@ -701,6 +701,20 @@ impl Shared {
             .collect()
     }
 
+    /// Gives a created sub account a new log shipping token, as an admin could in the UI;
+    /// `false` when the account was not created through the API.
+    pub(crate) fn rotate_shipping_token(&self, id: i64) -> bool {
+        let mut state = self.lock();
+        let fresh = uuid_v4(state.rng.random()).replace('-', "");
+        match state.accounts.shipping.get_mut(&id) {
+            Some(token) => {
+                *token = fresh;
+                true
+            }
+            None => false,
+        }
+    }
+
     /// Changes a sub account's settings as an admin would in the UI; `false` for no such id.
     pub(crate) fn edit_account(&self, id: i64, edit: impl FnOnce(&mut AccountSettings)) -> bool {
         let mut state = self.lock();
@@ -1080,6 +1094,12 @@ impl SimHandle {
     /// tokens included.
     pub fn accounts(&self) -> Vec<SimAccount> {
         self.shared.sim_accounts()
+    }
+
+    /// Gives a created sub account a new log shipping token (as an admin could in the UI);
+    /// `false` when the account was not created through the API.
+    pub fn rotate_shipping_token(&self, id: i64) -> bool {
+        self.shared.rotate_shipping_token(id)
     }
 
     /// Changes a sub account's settings as an admin would in the UI (to make drift); `false`

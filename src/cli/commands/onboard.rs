@@ -333,3 +333,88 @@ pub async fn run_accounts<R: crate::execution::accounts::RecordAccounts>(
     }
     done
 }
+
+/// `verify` for the log shipping tokens of the sub accounts this tool created: each kept token
+/// is compared with the account's current one (`GET …/detailed/{id}`, with the owner token).
+/// Returns lines for the summary and how many are not current or could not be checked.
+pub async fn verify_shipping(
+    store: &crate::state::Store,
+    secrets: &crate::state::SecretsFile,
+    api: &crate::cli::config::ApiSetup,
+) -> (Vec<String>, usize) {
+    let created = &store.results().accounts_created;
+    let kept: Vec<(&String, u32, &crate::secret::Secret)> = created
+        .iter()
+        .filter_map(|(name, c)| {
+            secrets
+                .shipping
+                .get(&c.account_id)
+                .map(|s| (name, c.account_id, &s.token))
+        })
+        .collect();
+    if kept.is_empty() {
+        return (Vec::new(), 0);
+    }
+    let Some(token) = &api.token else {
+        return (
+            vec![format!(
+                "{} not checked: set LOGZIO_API_TOKEN to the main account's token to compare them",
+                count(kept.len(), "log shipping token")
+            )],
+            0,
+        );
+    };
+    let client = match crate::api::ApiClient::new(crate::api::ClientConfig {
+        endpoint: api.endpoint.clone(),
+        token: token.clone(),
+        request_timeout: api.request_timeout,
+        connect_timeout: api.request_timeout.min(std::time::Duration::from_secs(10)),
+        pool_size: 2,
+    }) {
+        Ok(c) => c,
+        Err(e) => {
+            return (
+                vec![format!("log shipping tokens not checked: {e}")],
+                kept.len(),
+            );
+        }
+    };
+    let clock = crate::clock::SystemClock::shared();
+    let mut rng = crate::random::from_os();
+    let (mut current, mut lines, mut problems) = (0usize, Vec::new(), 0usize);
+    for (name, id, kept) in kept {
+        client.scrub_also(kept);
+        let live = crate::execution::accounts::read_shipping_token(
+            &client,
+            id,
+            std::time::Duration::from_secs(10),
+            &clock,
+            &mut rng,
+        )
+        .await;
+        match live {
+            Ok(live) if live.same_as(kept) => current += 1,
+            Ok(_) => {
+                problems += 1;
+                lines.push(format!(
+                    "  the log shipping token of {name} (id {id}) is no longer the one kept \
+                     (changed in the Logz.io UI?): read it there"
+                ));
+            }
+            Err(e) => {
+                problems += 1;
+                lines.push(format!(
+                    "  the log shipping token of {name} (id {id}) could not be checked: {e}"
+                ));
+            }
+        }
+    }
+    lines.insert(
+        0,
+        format!(
+            "{} of the sub accounts this tool created: {current} current",
+            count(current + problems, "log shipping token")
+        ),
+    );
+    (lines, problems)
+}
