@@ -112,7 +112,7 @@ pub mod limits {
     /// `rotate_after_days` (settings, defaults, account): up to 100 years.
     pub const ROTATE_AFTER_DAYS: (u32, u32) = (1, 36_500);
     /// `settings.account_lookup_seconds`.
-    pub const ACCOUNT_LOOKUP_SECONDS: (f64, f64) = (0.0, 3600.0);
+    pub const ACCOUNT_LOOKUP_SECONDS: (f64, f64) = (1.0, 3600.0);
     /// Day counts of a created account (`retention_days`, `snapsearch_retention_days`): the
     /// API's int32, from 1.
     pub const ACCOUNT_DAYS: (u32, u32) = (1, 2_147_483_647);
