@@ -747,7 +747,7 @@ fn an_export_that_cannot_be_written_fails_and_an_existing_file_is_kept() {
         &mut export_cmd(&env, "ci.yaml", &["--out", "keep.json"]),
         Duration::from_secs(30),
     );
-    assert_ne!(run.code, Some(0), "{}", run.stderr);
+    assert_eq!(run.code, Some(2), "a usage error: {}", run.stderr);
     assert!(run.stderr.contains("--force"), "{}", run.stderr);
     assert_eq!(read(&existing), "precious\n");
     let run = env.run_cmd(

@@ -53,7 +53,7 @@ const CASES: &[(&str, Loc)] = &[
     ("syn_unclosed_flow_seq.yaml", Loc::At(4, 13)),
     ("syn_unclosed_quote.yaml", Loc::At(4, 14)),
     ("syn_bad_indent.yaml", Loc::Line(4)),
-    ("syn_tab_indent.yaml", Loc::Line(3)),
+    ("syn_tab_indent.yaml", Loc::Line(4)),
     ("syn_double_colon.yaml", Loc::At(3, 15)),
     ("syn_bad_escape.yaml", Loc::Line(4)),
     ("syn_undefined_alias.yaml", Loc::At(4, 13)),

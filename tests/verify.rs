@@ -469,7 +469,8 @@ fn rotate_after_days_per_account_wins_over_defaults_over_settings() {
     let before = env.sim().ground_truth().len();
     // plan shows what apply will replace by the manifest's settings.
     let doc: Value = serde_json::from_str(&run(&env, "plan", &["--json"]).stdout).unwrap();
-    assert_eq!(doc["summary"]["create"], 2);
+    assert_eq!(doc["summary"]["replace"], 2);
+    assert_eq!(doc["summary"]["create"], 0);
     run(&env, "apply", &[]).expect_code(0);
     let after = env.sim().ground_truth();
     let made: BTreeSet<i64> = after[before..].iter().map(|t| t.account_id).collect();

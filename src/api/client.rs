@@ -438,6 +438,13 @@ impl ApiClient {
 
     /// Turns a transport error into what it means for the request.
     fn transport(&self, e: reqwest::Error, url: &str) -> ApiError {
+        // A refused certificate is not a network hiccup: it stops the run, saying why.
+        if let Some(rustls::Error::InvalidCertificate(cert)) = super::error::rustls_cause(&e) {
+            return ApiError::Certificate {
+                url: url.to_owned(),
+                detail: format!("{cert:?}"),
+            };
+        }
         if e.is_connect() {
             ApiError::Connect {
                 url: url.to_owned(),

@@ -154,12 +154,56 @@ pub enum ApiError {
         "the API token contains characters that cannot be sent in an HTTP header (a line break or a control character?); check LOGZIO_API_TOKEN or the token file"
     )]
     InvalidToken,
-    /// The HTTP client could not be built.
-    #[error("could not set up the HTTP client: {source}")]
+    /// The HTTP client could not be built (with no trusted CA found, it says where to put one).
+    #[error("could not set up the HTTP client: {source}{}", tls_hint(source))]
     Client {
         /// The builder error.
         source: reqwest::Error,
     },
+    /// TLS refused the server's certificate (not trusted, expired, for another name): retrying
+    /// cannot help.
+    #[error(
+        "the TLS certificate of {url} was refused ({detail}); if a proxy or your company's CA signs it, point SSL_CERT_FILE at a PEM file holding that CA"
+    )]
+    Certificate {
+        /// The URL called.
+        url: String,
+        /// What rustls found wrong with the certificate.
+        detail: String,
+    },
+}
+
+/// The rustls error inside a transport error, if TLS is what failed. (An `io::Error` hides the
+/// error it wraps from `source()`, so the walk goes into it with `get_ref`.)
+pub(crate) fn rustls_cause<'a>(
+    e: &'a (dyn std::error::Error + 'static),
+) -> Option<&'a rustls::Error> {
+    let mut next = Some(e);
+    while let Some(err) = next {
+        if let Some(r) = err.downcast_ref::<rustls::Error>() {
+            return Some(r);
+        }
+        // The TLS stream's error arrives as an io::Error inside another one.
+        next = match err
+            .downcast_ref::<std::io::Error>()
+            .and_then(|io| io.get_ref())
+        {
+            Some(inner) => Some(inner as &(dyn std::error::Error + 'static)),
+            None => err.source(),
+        };
+    }
+    None
+}
+
+/// What a client that could not be built needs: the TLS reason and, when no CA was found
+/// (a `FROM scratch` image, an empty root), where to give one.
+fn tls_hint(e: &reqwest::Error) -> String {
+    match rustls_cause(e) {
+        Some(r) => format!(
+            ": {r}; install the system's CA bundle (ca-certificates) or point SSL_CERT_FILE at a PEM file of the CAs to trust"
+        ),
+        None => String::new(),
+    }
 }
 
 fn hint_for(status: u16) -> &'static str {
@@ -199,7 +243,8 @@ impl ApiError {
             | ApiError::InsecureUrl { .. }
             | ApiError::InvalidUrl { .. }
             | ApiError::InvalidToken
-            | ApiError::Client { .. } => ErrorClass::FatalRun,
+            | ApiError::Client { .. }
+            | ApiError::Certificate { .. } => ErrorClass::FatalRun,
         }
     }
 

@@ -87,6 +87,10 @@ impl CliError {
         match self {
             CliError::Manifest(_) | CliError::Usage { .. } => Exit::Usage,
             CliError::State(StateError::OtherEndpoint { .. }) => Exit::Usage,
+            // A file that is there and not to be replaced without --force: the user's choice
+            // of path, a usage error (nothing was written).
+            CliError::State(StateError::Exists { .. })
+            | CliError::File(crate::fs::FileError::Exists { .. }) => Exit::Usage,
             CliError::State(_) | CliError::File(_) | CliError::Fatal { .. } => Exit::Fatal,
             CliError::Api(e) => match e {
                 ApiError::InsecureUrl { .. }

@@ -7,7 +7,9 @@ use std::io;
 use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
+#[cfg(target_os = "linux")]
 use rustix::fs::{FallocateFlags, fallocate};
+#[cfg(target_os = "linux")]
 use rustix::io::Errno;
 
 use super::seam::{DirEntry, FileType, Fs, FsFile, Meta, OpenHow, TryLock};
@@ -56,6 +58,7 @@ impl FsFile for File {
     fn set_len(&self, len: u64) -> io::Result<()> {
         File::set_len(self, len)
     }
+    #[cfg(target_os = "linux")]
     fn allocate(&self, offset: u64, len: u64) -> io::Result<()> {
         match fallocate(self, FallocateFlags::KEEP_SIZE, offset, len) {
             Ok(()) => Ok(()),
@@ -63,11 +66,22 @@ impl FsFile for File {
             Err(e) => Err(e.into()),
         }
     }
+    /// No `fallocate` outside Linux (macOS has none): the journal's room is zeros there.
+    #[cfg(not(target_os = "linux"))]
+    fn allocate(&self, _offset: u64, _len: u64) -> io::Result<()> {
+        Err(io::ErrorKind::Unsupported.into())
+    }
+    #[cfg(target_os = "linux")]
     fn filesystem_magic(&self) -> io::Result<u64> {
         #[allow(clippy::unnecessary_cast)] // the field's type differs between targets
         rustix::fs::fstatfs(self)
             .map(|st| st.f_type as u64)
             .map_err(Into::into)
+    }
+    /// The magic numbers are Linux's; elsewhere the journal does no filesystem detection.
+    #[cfg(not(target_os = "linux"))]
+    fn filesystem_magic(&self) -> io::Result<u64> {
+        Err(io::ErrorKind::Unsupported.into())
     }
     fn try_lock(&self) -> Result<(), TryLock> {
         match File::try_lock(self) {

@@ -156,6 +156,12 @@ pub(crate) fn open_own_secret_file<F: Fs>(
     Ok(Some(file))
 }
 
+/// Whether a directory owned by `uid` belongs to another user than `me` (root's are trusted,
+/// like ssh's).
+fn owned_by_another(uid: u32, me: u32) -> bool {
+    uid != me && uid != 0
+}
+
 /// ssh's StrictModes for the state: every directory that holds a state file, and each of its
 /// ancestors, belongs to this user or root and cannot be written by others (unless it is
 /// sticky, like /tmp, where others cannot remove or rename what is ours; a group-writable
@@ -192,7 +198,7 @@ pub(crate) fn check_state_place<F: Fs>(fs: &F, files: &[&Path]) -> Result<(), Fi
             };
             let mode = meta.mode;
             let sticky = mode & 0o1000 != 0;
-            let reason = if meta.uid != me && meta.uid != 0 {
+            let reason = if owned_by_another(meta.uid, me) {
                 Some(format!("it belongs to another user (uid {})", meta.uid))
             } else if mode & 0o002 != 0 && !sticky {
                 Some(format!(

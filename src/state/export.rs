@@ -264,43 +264,45 @@ pub enum ExportError {
 // this function since the seams and ledger branches met; the allow keeps clippy green).
 #[allow(clippy::disallowed_methods)]
 pub fn check_target(path: &std::path::Path) -> Result<(), super::StateError> {
-    use std::os::unix::fs::MetadataExt;
+    use crate::fs::Fs;
+    // The user's --out, on the real filesystem (an export is not part of the simulated state).
+    let fs = crate::fs::RealFs;
     let unsafe_ = |path: &std::path::Path, reason: String| super::StateError::Unsafe {
         path: path.to_path_buf(),
         reason,
     };
-    if std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_symlink()) {
+    if fs.symlink_metadata(path).is_ok_and(|m| m.is_symlink()) {
         return Err(unsafe_(
             path,
             "it is a symbolic link, which is never written through; pass --out the path of a regular file (or a new one)".into(),
         ));
     }
     // A directory that does not exist is reported by the write.
-    let Ok(dir) = std::fs::canonicalize(crate::fs::atomic::parent_dir(path)) else {
+    let Ok(dir) = fs.canonicalize(crate::fs::atomic::parent_dir(path)) else {
         return Ok(());
     };
     let me = crate::fs::trust::euid();
     let my_group = rustix::process::getegid().as_raw();
     for d in dir.ancestors() {
-        let Ok(meta) = std::fs::metadata(d) else {
+        let Ok(meta) = fs.metadata(d) else {
             continue;
         };
-        let mode = meta.mode() & 0o7777;
+        let mode = meta.mode;
         let sticky = mode & 0o1000 != 0;
         let d_ = d.display();
-        let why = if meta.uid() != me && meta.uid() != 0 {
+        let why = if meta.uid != me && meta.uid != 0 {
             Some(format!(
                 "directory {d_} belongs to another user (uid {})",
-                meta.uid()
+                meta.uid
             ))
         } else if mode & 0o002 != 0 && !sticky {
             Some(format!(
                 "directory {d_} has mode {mode:04o}: every user can write it and it is not sticky"
             ))
-        } else if mode & 0o020 != 0 && !sticky && meta.gid() != my_group {
+        } else if mode & 0o020 != 0 && !sticky && meta.gid != my_group {
             Some(format!(
                 "directory {d_} has mode {mode:04o}: the users of group {} can write it and it is not sticky",
-                meta.gid()
+                meta.gid
             ))
         } else {
             None

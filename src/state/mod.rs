@@ -10,8 +10,15 @@
 //!   files and replays a journal a killed run left; [`Store::save`] writes them back
 //!   atomically. During `apply` the [`Recorder`] owns the store: it is the single writer of
 //!   the journal and the files, and the executor talks to it through a [`RecorderHandle`].
+//! - What is recorded is a [`Ledger`] (the results, the secrets, the index of token ids),
+//!   changed only by its named operations ([`Ledger::import`], [`Ledger::forget`], ...,
+//!   and the outcomes the recorder applies); [`invariants::check`] runs when a state is
+//!   loaded and before every save, and a save that would break a rule writes nothing.
 //! - A secret is durable before anything acts on it: in the journal (sealed when the run
 //!   seals) before its outcome is acknowledged, then in the secrets file or a sealed file.
+//! - Every file goes through a [`crate::fs::Fs`] and every timestamp and interval comes from a
+//!   [`crate::clock::Clock`] (`Store::open_in`), so that a simulation can run this code; the
+//!   real ones are the defaults, and `clippy.toml` keeps direct calls out.
 //! - Every file that holds a secret is created 0600, never through a symlink, and read back
 //!   only when it is ours (see [`crate::fs::trust`]).
 //! - Errors name the file and what to do ([`StateError`]).
@@ -24,7 +31,7 @@ mod error;
 pub mod export;
 mod journal;
 mod json;
-pub mod ledger;
+mod ledger;
 mod lock;
 mod paths;
 mod recorder;
@@ -36,7 +43,7 @@ mod store;
 pub(crate) use error::explain_read_only;
 pub use error::{StateError, StateFile};
 pub use journal::{Gap, HeldSecret, JournalRecord, Outcome};
-pub use ledger::{Applied, ImportRefused, Ledger};
+pub use ledger::{Applied, ImportRefused, Ledger, invariants};
 pub use lock::StateLock;
 pub use paths::StatePaths;
 pub use recorder::{OUTCOME_LINGER, Recorder, RecorderHandle};

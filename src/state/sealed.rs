@@ -140,16 +140,26 @@ impl Identities {
     /// Kubernetes secret volume is made of them) and the file it leads to is checked; only a
     /// regular file is read (a FIFO or a device is refused before any byte is read), bounded.
     pub fn load_key_file(path: &Path) -> Result<Identities, SealError> {
-        use std::os::unix::fs::MetadataExt;
+        Identities::load_key_file_in(&RealFs, path)
+    }
+
+    /// [`Identities::load_key_file`] on the filesystem `fs`.
+    pub fn load_key_file_in<F: Fs>(fs: &F, path: &Path) -> Result<Identities, SealError> {
         let ierr = |detail: String| SealError::Identity {
             path: path.to_path_buf(),
             detail,
         };
-        let file = crate::bounded::open_regular(path, crate::bounded::Symlinks::Follow)
+        let file = fs
+            .open(path, &OpenHow::read(true))
             .map_err(|e| ierr(e.to_string()))?;
         let meta = file.metadata().map_err(|e| ierr(e.to_string()))?;
-        let mode = meta.mode() & 0o7777;
-        if meta.uid() == crate::fs::trust::euid() && mode & 0o077 != 0 {
+        if !meta.is_file() {
+            return Err(ierr(
+                "it is not a regular file (a directory, FIFO, socket or device)".into(),
+            ));
+        }
+        let mode = meta.mode & 0o7777;
+        if meta.uid == crate::fs::trust::euid() && mode & 0o077 != 0 {
             return Err(ierr(format!(
                 "its mode is {mode:04o}, so other users can read this private key; run `chmod 600 {}` (if someone else could read it, make a new key pair and seal to its public key from now on)",
                 path.display()

@@ -23,17 +23,19 @@ use crate::timestamp::now_rfc3339;
 pub async fn run(args: &ApplyArgs, printer: &Printer) -> Result<Exit, CliError> {
     let settings = ApplySettings::resolve(args)?;
     let run = &settings.run;
-    // Lock and recover before talking to the API: a second run fails here, having sent nothing.
-    let mut store = Store::open(run.paths.clone(), Some(&run.api.identity()))?;
-    report_recovery(printer, &store);
-    seal_or_warn(printer, &settings, &mut store);
-    if let Some(warning) = run.api.foreign_host_warning() {
+    // Plan and confirm on a read of the state (the journal of an interrupted run replayed in
+    // memory), then lock and check that nothing moved: a refused or declined run leaves no
+    // lock file, and a second run still fails at the lock, having created nothing.
+    let preview = Store::read(run.paths.clone(), Some(&run.api.identity()))?;
+    report_recovery(printer, &preview);
+    warn_plaintext_on_ci(printer, &settings, &preview);
+    for warning in run.api.startup_warnings() {
         printer.warn(&warning);
     }
     let conn = Connection::open(run, run.exec.concurrency as usize).await?;
     // The secrets of earlier runs are scrubbed from server text too, not only this run's.
     if let Some(client) = &conn.client {
-        let secrets = store.secrets();
+        let secrets = preview.secrets();
         let current = secrets
             .accounts
             .values()
@@ -42,23 +44,54 @@ pub async fn run(args: &ApplyArgs, printer: &Printer) -> Result<Exit, CliError> 
             client.scrub_also(secret);
         }
     }
-    let mut plan = plan_of(&settings, &conn, &store)?;
+    let mut plan = match plan_of(&settings, &conn, &preview) {
+        Ok(plan) => plan,
+        Err(e) => {
+            conn.close().await;
+            return Err(e);
+        }
+    };
     // Accounts that cannot get tokens are this run's failures, reported by name, before any write.
     let pre_failures = failures_before_start(&plan);
     show_plan(printer, &settings, &plan, pre_failures.len());
 
     // --fail-fast: a failure found before any write stops the run before it starts.
     if settings.fail_fast && !pre_failures.is_empty() {
+        drop(preview);
+        let store = Store::open(run.paths.clone(), Some(&run.api.identity()))?;
         return stop_before_start(printer, store, &pre_failures, conn).await;
     }
 
-    // Accounts to create are listed above: a person is spending money.
+    // Accounts to create are listed above and in the prompt: a person is spending money.
     let account_work =
         !plan.accounts_to_create.is_empty() || (settings.update_accounts && !plan.drift.is_empty());
-    let tokens = plan.create.len() + plan.new_account_token_count();
-    if (tokens > 0 || account_work) && !settings.yes && !confirm(tokens).await {
+    if (!plan.to_send().is_empty() || account_work)
+        && !settings.yes
+        && !confirm(&plan, settings.update_accounts).await
+    {
         printer.info("Nothing was sent.");
+        conn.close().await;
         return Ok(Exit::Declined);
+    }
+    let mut store = match Store::open(run.paths.clone(), Some(&run.api.identity())) {
+        Ok(store) => store,
+        Err(e) => {
+            conn.close().await;
+            return Err(e.into());
+        }
+    };
+    if crate::plan::saved::state_digest(store.results())
+        != crate::plan::saved::state_digest(preview.results())
+    {
+        conn.close().await;
+        return Err(CliError::usage(format!(
+            "the results file {} changed while this run planned (another run, or an edit): nothing was sent; run the command again to plan against it",
+            store.paths().results.display()
+        )));
+    }
+    drop(preview);
+    if let Some(r) = &run.recipients {
+        store.seal_to(r.clone());
     }
 
     // Start just under the limit the last run against this endpoint found.
@@ -136,12 +169,7 @@ pub async fn run(args: &ApplyArgs, printer: &Printer) -> Result<Exit, CliError> 
         cancel,
         rng: crate::random::from_os(),
     };
-    let report = execute(
-        std::mem::take(&mut plan.create),
-        exec_config(&settings),
-        services,
-    )
-    .await;
+    let report = execute(plan.to_send(), exec_config(&settings), services).await;
     beside.stop();
     let (pacer, handle) = learned_into;
     let learned = pacer.learned_rate(learned_before);
@@ -170,6 +198,16 @@ pub async fn run(args: &ApplyArgs, printer: &Printer) -> Result<Exit, CliError> 
         store: store.as_ref(),
         limit,
         max_ambiguous: run.exec.max_ambiguous,
+        orphans_clear: crate::cli::config::command_line(
+            "orphans clear",
+            &run.manifest_path,
+            &run.state_flags(),
+        ),
+        rerun: crate::cli::config::command_line(
+            "apply",
+            &run.manifest_path,
+            &replan_flags(&settings),
+        ),
     };
     if settings.json {
         outcome.emit(printer);
@@ -201,12 +239,12 @@ pub async fn run(args: &ApplyArgs, printer: &Printer) -> Result<Exit, CliError> 
     Ok(outcome.exit)
 }
 
-/// With recipients, this run seals its secrets; without, on CI (`CI=true`), one warning that
-/// the plaintext secrets file lives only on this machine.
-fn seal_or_warn(printer: &Printer, settings: &ApplySettings, store: &mut Store) {
+/// Without recipients, on CI (`CI=true`), one warning that the plaintext secrets file lives
+/// only on this machine.
+fn warn_plaintext_on_ci(printer: &Printer, settings: &ApplySettings, store: &Store) {
     let run = &settings.run;
     match &run.recipients {
-        Some(r) => store.seal_to(r.clone()),
+        Some(_) => {}
         None if std::env::var_os("CI").is_some_and(|v| v == "true") && !run.api.simulate => {
             printer.warn(&format!(
                 "secrets will be written in plaintext to {}, which lives only on this machine: on a CI runner it is lost with the runner. Seal them to an age recipient (`secrets: {{ recipients: [age1…] }}` in the manifest, or --recipient) so they can be committed and read later with `export --identity`.",
@@ -242,21 +280,37 @@ async fn stop_before_start(
     Ok(Exit::ItemsFailed)
 }
 
-/// The plan against the recorded state; for `apply PLAN_FILE`, the saved plan's tokens not
-/// recorded yet, once the plan is shown current.
+/// The plan against the recorded state, with the replacements chosen. For `apply
+/// PLAN_FILE`, the same plan derived again with the plan's choices: applied only when the
+/// saved plan is current and lists exactly its tokens (a hand-edited list is refused).
 fn plan_of(settings: &ApplySettings, conn: &Connection, store: &Store) -> Result<Plan, CliError> {
     let run = &settings.run;
-    let mut plan = conn.plan(run, store);
+    let replan = || {
+        super::super::config::command_line("plan", &run.manifest_path, &replan_flags(settings))
+            + " --out PLAN_FILE"
+    };
     if let Some(saved) = &settings.saved_plan {
         saved
             .check_current(
-                &run.manifest_path,
                 &run.manifest_bytes,
                 store.results(),
-                &store.paths().results,
+                &run.recipient_keys,
                 &run.api.identity(),
             )
-            .map_err(|e| CliError::usage(e.to_string()))?;
+            .map_err(|e| CliError::usage(e.with_replan(&replan()).to_string()))?;
+    }
+    let mut plan = conn.plan(run, store)?;
+    plan.add_replacements(
+        &run.manifest,
+        store.results(),
+        settings.recreate_revoked,
+        settings.rotate_older_than,
+        time::OffsetDateTime::now_utc(),
+    );
+    if let Some(saved) = &settings.saved_plan {
+        saved
+            .check_changes(&plan.changes())
+            .map_err(|e| CliError::usage(e.with_replan(&replan()).to_string()))?;
         // A saved plan lists tokens only: it cannot say which sub accounts to create (nor
         // which settings to put back), so applying it must not create or change any.
         if !plan.accounts_to_create.is_empty() {
@@ -272,17 +326,44 @@ fn plan_of(settings: &ApplySettings, conn: &Connection, store: &Store) -> Result
             )));
         }
         plan.drift.clear();
-        plan.create = saved.remaining(store.results());
-    } else {
-        super::add_replacements(
-            &mut plan,
-            &run.manifest,
-            store.results(),
-            settings.recreate_revoked,
-            settings.rotate_older_than,
-        );
     }
     Ok(plan)
+}
+
+/// The flags that make the same plan again: the path flags, the accounts, the recipients
+/// given on the command line and the replacement choices.
+fn replan_flags(settings: &ApplySettings) -> Vec<String> {
+    use crate::cli::output::shell_quote;
+    let run = &settings.run;
+    let mut flags = run.path_flags();
+    for r in &run.filter.include {
+        flags.push(format!("--account {}", shell_quote(r.as_str())));
+    }
+    for r in &run.filter.exclude {
+        flags.push(format!("--exclude-account {}", shell_quote(r.as_str())));
+    }
+    for r in &run.args.seal.recipients {
+        flags.push(format!("--recipient {}", shell_quote(r)));
+    }
+    if let Some(f) = &run.args.seal.recipients_file {
+        flags.push(format!(
+            "--recipients-file {}",
+            crate::cli::config::quote_path(f)
+        ));
+    }
+    if run.api.simulate {
+        flags.push("--simulate".into());
+    }
+    if settings.recreate_revoked && run.manifest.settings.recreate_revoked != Some(true) {
+        flags.push("--recreate-revoked".into());
+    }
+    if let Some(age) = settings.rotate_older_than {
+        flags.push(format!(
+            "--rotate-older-than {}",
+            crate::plan::format_age(age.as_secs())
+        ));
+    }
+    flags
 }
 
 /// The tokens of accounts found unusable before any write (a name that resolves to no sub
@@ -323,6 +404,7 @@ fn show_plan(printer: &Printer, settings: &ApplySettings, plan: &Plan, failed_be
     if settings.json {
         Message::PlanCounts(PlanCounts {
             create: plan.create.len(),
+            replace: plan.replace.len(),
             endpoint: &run.api.identity(),
             failed_before_start,
             manifest: run.manifest.path.display().to_string(),
@@ -355,10 +437,15 @@ impl Beside {
         cancel: &Cancel,
     ) -> Beside {
         Beside {
-            signals: tokio::spawn(watch_signals(cancel.clone(), stats.clone(), *printer)),
+            signals: tokio::spawn(watch_signals(
+                cancel.clone(),
+                stats.clone(),
+                *printer,
+                settings.run.paths.journal.clone(),
+            )),
             progress: Progress::start(
                 progress_mode(settings, printer, plan),
-                plan.create.len() as u64,
+                (plan.create.len() + plan.replace.len()) as u64,
                 stats.clone(),
                 pacer.clone(),
             ),
@@ -393,7 +480,7 @@ fn observer(settings: &ApplySettings, printer: &Printer) -> Option<Arc<dyn Obser
 }
 
 fn progress_mode(settings: &ApplySettings, printer: &Printer, plan: &Plan) -> Mode {
-    if settings.no_progress || printer.quiet || plan.create.is_empty() {
+    if settings.no_progress || printer.quiet || !plan.has_changes() {
         Mode::Off
     } else if printer.stderr_is_terminal() && !settings.json {
         Mode::Bar
@@ -414,6 +501,10 @@ struct Outcome<'a> {
     limit: Option<f64>,
     /// Ambiguous attempts allowed per token.
     max_ambiguous: u32,
+    /// The command that clears the possible orphans of this run's state, to paste.
+    orphans_clear: String,
+    /// The command that runs apply again on the same state, to paste.
+    rerun: String,
 }
 
 impl Outcome<'_> {
@@ -521,35 +612,94 @@ fn report_recovery(printer: &Printer, store: &Store) {
     }
 }
 
-async fn confirm(n: usize) -> bool {
-    let question = format!(
-        "Create {}? Tokens cannot be deleted through the API. Type 'yes' to continue: ",
-        count(n, "token")
-    );
+/// How many tokens the prompt lists before "… and N more".
+const PROMPT_LIST: usize = 20;
+
+/// The question: the counts by kind, which tokens (up to [`PROMPT_LIST`]), and what to type.
+fn question(plan: &Plan, update_accounts: bool) -> String {
+    let changes = plan.changes();
+    let mut kinds = Vec::new();
+    let mut q = String::new();
+    // Sub accounts first: they cost money, and their tokens are created right after them.
+    let new = &plan.accounts_to_create;
+    if !new.is_empty() {
+        kinds.push(format!(
+            "create {} adding up to {} GB a day, then their {}",
+            count(new.len(), "sub account"),
+            plan.added_daily_gb(),
+            count(plan.new_account_token_count(), "token")
+        ));
+        for a in new.iter().take(PROMPT_LIST) {
+            q.push_str(&format!("  + sub account {}\n", a.name));
+        }
+        if new.len() > PROMPT_LIST {
+            q.push_str(&format!(
+                "  … and {} more sub accounts\n",
+                new.len() - PROMPT_LIST
+            ));
+        }
+    }
+    if update_accounts && !plan.drift.is_empty() {
+        kinds.push(format!(
+            "update {} to the declared settings",
+            count(plan.drift.len(), "drifted sub account")
+        ));
+    }
+    if !plan.create.is_empty() {
+        kinds.push(format!("create {}", count(plan.create.len(), "token")));
+    }
+    if !plan.replace.is_empty() {
+        kinds.push(format!(
+            "replace {} (the old ones keep working until removed by hand)",
+            plan.replace.len()
+        ));
+    }
+    for c in changes.iter().take(PROMPT_LIST) {
+        q.push_str(&format!("  {}\n", c.describe()));
+    }
+    if changes.len() > PROMPT_LIST {
+        q.push_str(&format!("  … and {} more\n", changes.len() - PROMPT_LIST));
+    }
+    q.push_str(&format!(
+        "This will {}. Tokens cannot be deleted through the API, and this tool never deletes a \
+         sub account.\nType 'yes' to continue: ",
+        kinds.join(" and ")
+    ));
+    q
+}
+
+/// Asks on the terminal; only the exact word `yes` goes on.
+async fn confirm(plan: &Plan, update_accounts: bool) -> bool {
+    let question = question(plan, update_accounts);
     tokio::task::spawn_blocking(move || {
         use std::io::Write;
         let _ = write!(std::io::stderr(), "{question}");
         let _ = std::io::stderr().flush();
         let mut answer = String::new();
         std::io::stdin().read_line(&mut answer).is_ok()
-            && matches!(answer.trim(), "yes" | "y" | "YES" | "Yes")
+            && answer.trim_end_matches(['\n', '\r']) == "yes"
     })
     .await
     .unwrap_or(false)
 }
 
 /// First Ctrl-C, SIGTERM or SIGHUP (a closed terminal, some CI cancellations): stop sending,
-/// drain, save. Second Ctrl-C: exit at once; the journal lets the next run recover everything
-/// received. The signal streams are registered before anything is printed, so no signal is
-/// missed (SIGHUP's default would kill the run with creates in flight, unrecorded).
-async fn watch_signals(cancel: Cancel, stats: Arc<Stats>, printer: Printer) {
+/// drain, save. Second Ctrl-C: exit at once, saying so; the journal lets the next run recover
+/// everything received. The signal streams are registered before anything is printed, so no
+/// signal is missed (SIGHUP's default would kill the run with creates in flight, unrecorded).
+async fn watch_signals(
+    cancel: Cancel,
+    stats: Arc<Stats>,
+    printer: Printer,
+    journal: std::path::PathBuf,
+) {
     use tokio::signal::unix::{SignalKind, signal};
     let (Ok(mut int), Ok(mut term), Ok(mut hup)) = (
         signal(SignalKind::interrupt()),
         signal(SignalKind::terminate()),
         signal(SignalKind::hangup()),
     ) else {
-        tracing::warn!("cannot listen for Ctrl-C; it will stop the run without draining");
+        printer.warn("cannot listen for Ctrl-C; it will stop the run without draining");
         return;
     };
     tokio::select! {
@@ -564,6 +714,14 @@ async fn watch_signals(cancel: Cancel, stats: Arc<Stats>, printer: Printer) {
         Stats::get(&stats.in_flight)
     ));
     int.recv().await;
+    let left = Stats::get(&stats.in_flight);
+    printer.info(&format!(
+        "Second Ctrl-C: exited without waiting for {} in flight. The journal {} keeps every answer received: the next `apply` records them and lists {} as {}.",
+        count(left as usize, "request"),
+        journal.display(),
+        if left == 1 { "the unanswered one" } else { "the unanswered ones" },
+        if left == 1 { "a possible orphan" } else { "possible orphans" },
+    ));
     std::process::exit(i32::from(Exit::Interrupted.code()));
 }
 
@@ -602,13 +760,8 @@ impl Outcome<'_> {
             StopReason::AmbiguityBreaker(m) => printer.error(&format!("stopped: {m}")),
             StopReason::Completed => {}
         }
-        if report.ambiguity_exhausted > 0 {
-            printer.warn(&format!(
-                "{} not sent again after {} ambiguous attempts (--max-ambiguous): each may have left a token only a person can delete",
-                count(report.ambiguity_exhausted as usize, "token"),
-                self.max_ambiguous
-            ));
-        }
+        // Tokens not sent again at their ambiguity budget are among the failures, with the
+        // reason; the possible orphans' warning below says what to do (once).
         let failures: Vec<&Failure> = pre_failures.iter().chain(report.failures.iter()).collect();
         if !failures.is_empty() {
             printer.info(&format!("Failed: {}", failures.len()));
@@ -641,15 +794,16 @@ impl Outcome<'_> {
         }
         if report.not_attempted > 0 {
             printer.info(&format!(
-                "Not attempted: {} (run apply again to continue)",
-                report.not_attempted
+                "Not attempted: {} (run `{}` to continue)",
+                report.not_attempted, self.rerun
             ));
         }
         if orphans > 0 {
             printer.warn(&format!(
-            "{} listed: a request may have created a token that is not recorded. Check them in the Logz.io UI (Settings > Tools > Manage Tokens), then run `logzio-tokens orphans clear MANIFEST`.",
-            count(orphans, "possible orphan")
-        ));
+                "{} listed: a request may have created a token that is not recorded. Check them in the Logz.io UI (Settings > Tools > Manage Tokens), then run `{}`.",
+                count(orphans, "possible orphan"),
+                self.orphans_clear
+            ));
         }
         printer.info(&format!(
             "Requests: {} sent, {}, {} answered 429, {} ambiguous.",

@@ -76,9 +76,9 @@ pub async fn run(args: &SimulateArgs, printer: &Printer) -> Result<Exit, CliErro
         .map_err(|e| CliError::usage(format!("cannot start the simulator: {e}")))?;
     printer.out(&sim.url());
     printer.info(&format!(
-        "Simulating the Logz.io API at {} (owner token from --owner-token; ground truth at {}/__sim/ground-truth). Ctrl-C stops it.",
-        sim.url(),
-        sim.url()
+        "Simulating the Logz.io API at {url}. Owner token: {token}\n  export LOGZIO_API_URL={url} LOGZIO_API_TOKEN={token}\n  ground truth: curl {url}/__sim/ground-truth (see `simulate --help`). Ctrl-C stops it.",
+        url = sim.url(),
+        token = crate::cli::output::shell_quote(&args.owner_token),
     ));
     wait_for_stop().await;
     let truth = sim.ground_truth();

@@ -64,6 +64,12 @@ pub fn orphans(args: &OrphansArgs, printer: &Printer) -> Result<Exit, CliError> 
         ));
     }
     match clear {
+        false if chosen.is_empty() => {
+            printer.info(&format!(
+                "No possible orphan in {}.",
+                store.paths().results.display()
+            ));
+        }
         false => {
             printer.info(&format!(
                 "{} in {}. Check each in the Logz.io UI (log into the sub account: Settings > Tools > Manage Tokens > API tokens); a token not recorded in the results is an orphan to delete there.",
@@ -103,12 +109,20 @@ pub fn import(args: &ImportArgs, printer: &Printer) -> Result<Exit, CliError> {
         account_id,
         token_name,
     };
-    check_importable(&settings.manifest, &args.manifest, &store, &key, token_id)?;
+    let forget = super::forget::command(&args.manifest, &args.state, &key);
+    check_importable(
+        &settings.manifest,
+        &args.manifest,
+        &store,
+        &key,
+        token_id,
+        &forget,
+    )?;
     let secret = read_secret(args)?;
     store
         .ledger_mut()
         .import(&key, token_id, &now_rfc3339())
-        .map_err(|e| import_refused(&key, token_id, &e))?;
+        .map_err(|e| import_refused(&key, token_id, &e, Some(&forget)))?;
     let mut doc = crate::state::SecretsFile::default();
     if let Some(s) = secret {
         doc.insert(&key, token_id, s);
@@ -132,6 +146,7 @@ fn check_importable(
     store: &Store,
     key: &TokenKey,
     token_id: i64,
+    forget: &str,
 ) -> Result<(), CliError> {
     let book = AccountBook::new(None, &store.results().resolved_names);
     let wanted = manifest
@@ -149,15 +164,22 @@ fn check_importable(
     store
         .ledger()
         .check_import(key, token_id)
-        .map_err(|e| import_refused(key, token_id, &e))
+        .map_err(|e| import_refused(key, token_id, &e, Some(forget)))
 }
 
-/// What to say when the state refuses to record `key` as `token_id`.
-fn import_refused(key: &TokenKey, token_id: i64, e: &ImportRefused) -> CliError {
+/// What to say when the state refuses to record `key` as `token_id`; `forget` is the command
+/// that removes `key`'s record.
+fn import_refused(
+    key: &TokenKey,
+    token_id: i64,
+    e: &ImportRefused,
+    forget: Option<&str>,
+) -> CliError {
     CliError::usage(match e {
         ImportRefused::NotPositive => format!("the token id of {key} must be a positive number"),
         ImportRefused::KeyHasOtherId(existing) => format!(
-            "{key} is already recorded with token id {existing}; remove that record first if it is wrong"
+            "{key} is already recorded with token id {existing}; if that record is wrong, remove it first with `{}`",
+            forget.unwrap_or("logzio-tokens forget")
         ),
         ImportRefused::IdHasOtherKey(other) => {
             format!("token id {token_id} is already recorded for {other}")
@@ -234,7 +256,15 @@ fn import_from(
             account_id: r.account_id,
             token_name: r.token_name.clone(),
         };
-        check_importable(&settings.manifest, &args.manifest, &store, &key, r.token_id)?;
+        let forget = super::forget::command(&args.manifest, &args.state, &key);
+        check_importable(
+            &settings.manifest,
+            &args.manifest,
+            &store,
+            &key,
+            r.token_id,
+            &forget,
+        )?;
         if !keys.insert(key.clone()) || !ids.insert(r.token_id) {
             return Err(CliError::usage(format!(
                 "{} lists {key} or token id {} twice",
@@ -276,7 +306,7 @@ fn import_from(
             store
                 .ledger_mut()
                 .import(&key, r.token_id, &now)
-                .map_err(|e| import_refused(&key, r.token_id, &e))?;
+                .map_err(|e| import_refused(&key, r.token_id, &e, None))?;
             recorded += 1;
         }
         doc.insert(&key, r.token_id, r.token);

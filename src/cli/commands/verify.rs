@@ -434,8 +434,15 @@ impl Summary {
         }
         if !by_account.is_empty() {
             printer.info("Not valid:");
-            for (account, tokens) in &by_account {
-                printer.info(&format!("  account {account}: {}", tokens.join(", ")));
+            let lines = super::summarised(
+                by_account
+                    .iter()
+                    .map(|(account, tokens)| format!("  account {account}: {}", tokens.join(", ")))
+                    .collect(),
+                "`verify --json` lists every one",
+            );
+            for line in lines {
+                printer.info(&line);
             }
             if self.revoked > 0 {
                 printer.info(
@@ -456,7 +463,7 @@ impl Summary {
             printer.warn(&format!(
                 "{} without a known secret, not verified: {}",
                 count(unverifiable.len(), "token"),
-                names.join(", ")
+                super::first_few(&names, 10)
             ));
         }
         let to_remove: Vec<String> = store
@@ -467,7 +474,7 @@ impl Summary {
         if !to_remove.is_empty() {
             printer.info(&format!(
                 "Replaced but still working, remove by hand in the Logz.io UI (Settings > Tools > Manage Tokens): {}",
-                to_remove.join(", ")
+                super::first_few(&to_remove, 10)
             ));
         }
         printer.info(&format!("Results: {}", store.paths().results.display()));

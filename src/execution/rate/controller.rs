@@ -48,7 +48,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use super::significance::{concentrated, excess};
+use super::significance::{below, concentrated, excess};
 
 /// Pace this far under every estimate of the server's accepted rate.
 pub const PACING_MARGIN: f64 = 0.98;
@@ -419,7 +419,7 @@ impl Controller {
             self.next_probe = Some(now + PROBE_AFTER_LIMIT);
             self.probe_gain = PROBE_GAIN;
             self.phase = Phase::Cruise;
-            self.rounds += 1;
+            self.count_round_setting_limit();
             self.cut_to((self.rate / 8.0).max(accepted * PACING_MARGIN), now);
             return;
         }
@@ -512,6 +512,18 @@ impl Controller {
         }
     }
 
+    /// Counts a round that sets the limit (a gross cut, a failed probe). `rounds` is read only
+    /// by [`Controller::learned`] while no limit is known, so this count never shows; it is
+    /// kept so that `rounds` means what it says.
+    fn count_round_setting_limit(&mut self) {
+        self.rounds += 1;
+    }
+
+    /// The step-down rate's other bound: 0.9 of the rate now.
+    fn step_down_cap(&self) -> f64 {
+        self.rate * STEP_DOWN
+    }
+
     fn end_round(&mut self, x: u32, n: u32, now: Instant) {
         self.rounds += 1;
         match self.phase {
@@ -524,7 +536,7 @@ impl Controller {
                         n,
                         accepted,
                     };
-                    let down = (accepted * PACING_MARGIN * STEP_DOWN).min(self.rate * STEP_DOWN);
+                    let down = (accepted * PACING_MARGIN * STEP_DOWN).min(self.step_down_cap());
                     self.cut_to(down, now);
                 } else if x > 0 && self.span < MAX_SPAN {
                     // A few 429s, not yet significant: a rate just over a limit shows as a
@@ -559,7 +571,7 @@ impl Controller {
                 // over the two kinds of rounds.
                 let fell = f64::from(st.x) / f64::from(st.n)
                     <= 0.5 * f64::from(st.cx) / f64::from(st.cn)
-                    && concentrated(st.cx, st.cn, st.x, st.n) < STEP_SIGNIFICANCE;
+                    && below(concentrated(st.cx, st.cn, st.x, st.n), STEP_SIGNIFICANCE);
                 self.phase = Phase::Cruise;
                 if fell {
                     // The 429s depended on the rate: a limit.
@@ -601,7 +613,7 @@ impl Controller {
     /// at most 5% lower, and for the first probe after a limit newly estimated, at most 5%
     /// higher.
     fn probe_failed(&mut self, from: f64, now: Instant) {
-        self.rounds += 1;
+        self.count_round_setting_limit();
         // The latest answers from the probe's first 429 on, that one left out (it started the
         // count): at most `PROBE_REFINE_MEASURE`, so that a count started by a background 429
         // while the bucket still held its burst reaches back less far into it.

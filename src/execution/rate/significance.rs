@@ -14,8 +14,20 @@ pub fn excess(x: u32, n: u32, p: f64) -> bool {
     if x == 0 {
         return false;
     }
-    binomial_tail(x, n.max(x), p.max(MIN_BACKGROUND)) < SIGNIFICANCE
+    below(
+        binomial_tail(x, n.max(x), p.max(MIN_BACKGROUND)),
+        SIGNIFICANCE,
+    )
 }
+
+/// Whether a p-value is below a significance level. A continuous p-value does not meet its
+/// level exactly, and at it either answer is right.
+pub(super) fn below(p_value: f64, level: f64) -> bool {
+    p_value < level
+}
+
+/// The least and the most a share is taken to be in [`binomial_tail`], which needs `0 < p < 1`.
+const P_RANGE: (f64, f64) = (1e-9, 1.0 - 1e-9);
 
 /// Given `cx + x` 429s over a round of `cn` answers and one of `n`, the chance that at least
 /// `cx` of them fall in the first if they are spread at random (the hypergeometric tail): small
@@ -41,15 +53,21 @@ fn ln_factorial(n: u32) -> f64 {
 
 /// `P[X ≥ x]` for `X ~ Binomial(n, p)`, `0 < p < 1`.
 fn binomial_tail(x: u32, n: u32, p: f64) -> f64 {
-    let p = p.clamp(1e-9, 1.0 - 1e-9);
+    let p = p.clamp(P_RANGE.0, P_RANGE.1);
     let ratio = p / (1.0 - p);
     let mut pmf = (1.0 - p).powi(n as i32);
     let mut below = 0.0;
-    for k in 0..x.min(n + 1) {
+    for k in 0..terms(x, n) {
         below += pmf;
         pmf *= f64::from(n - k) / f64::from(k + 1) * ratio;
     }
     (1.0 - below).max(0.0)
+}
+
+/// How many terms below `x` the binomial tail adds up: `x`, or every one (`n + 1`) when `x`
+/// is past them. Callers pass `x <= n`.
+fn terms(x: u32, n: u32) -> u32 {
+    x.min(n + 1)
 }
 
 #[cfg(test)]

@@ -26,6 +26,15 @@
 //!   stays that of its records;
 //! - on a filesystem without `fallocate` (some network and FUSE filesystems) nothing is held
 //!   ahead; a warning says so once.
+//!
+//! That choice is Linux's (`fallocate` and the `statfs` magic numbers are Linux-only). On other
+//! systems (macOS) the journal takes the portable way: zeros written ahead, on any filesystem,
+//! with no detection. The same guarantee holds where the filesystem overwrites a file's blocks
+//! in place; on a copy-on-write one (APFS) an overwrite may need new blocks, and if a full disk
+//! refuses one, the run names the request as unsaved, as it does on Linux when a write fails.
+//! `build.rs` sets `journal_room_by_filesystem` for Linux, unless
+//! `LOGZIO_TOKENS_PORTABLE_JOURNAL_ROOM=1`, which runs the portable way here (CI runs the unit
+//! tests so).
 
 use std::io;
 
@@ -35,9 +44,12 @@ use crate::fs::FsFile;
 /// bytes of records and not once per batch.
 const AHEAD: u64 = 64 * 1024;
 
-/// Filesystem magic numbers (`statfs(2)`) of the filesystems that overwrite in place.
+/// Filesystem magic numbers (Linux's `statfs(2)`) of the filesystems that overwrite in place.
+#[cfg(journal_room_by_filesystem)]
 const EXT4_SUPER_MAGIC: u64 = 0xEF53;
+#[cfg(journal_room_by_filesystem)]
 const XFS_SUPER_MAGIC: u64 = 0x5846_5342;
+#[cfg(journal_room_by_filesystem)]
 const TMPFS_MAGIC: u64 = 0x0102_1994;
 
 /// How a journal file holds its room.
@@ -45,7 +57,9 @@ const TMPFS_MAGIC: u64 = 0x0102_1994;
 pub(crate) enum Hold {
     /// Zero bytes written ahead of the records, within the file's size.
     Zeros,
-    /// Blocks allocated beyond the file's size (`FALLOC_FL_KEEP_SIZE`).
+    /// Blocks allocated beyond the file's size (`FALLOC_FL_KEEP_SIZE`). Linux only: the
+    /// portable way never takes it.
+    #[cfg_attr(not(journal_room_by_filesystem), allow(dead_code))]
     Reserve,
     /// Nothing can be held ahead (no `fallocate` here).
     Nothing,
@@ -53,6 +67,7 @@ pub(crate) enum Hold {
 
 impl Hold {
     /// The way for a file on this filesystem (see the module's documentation).
+    #[cfg(journal_room_by_filesystem)]
     pub(crate) fn for_file(file: &impl FsFile) -> Hold {
         // Debug builds only: lets the disk-full tests (on a tmpfs) cover the `fallocate` way.
         #[cfg(debug_assertions)]
@@ -63,6 +78,12 @@ impl Hold {
             Ok(EXT4_SUPER_MAGIC | XFS_SUPER_MAGIC | TMPFS_MAGIC) => Hold::Zeros,
             _ => Hold::Reserve,
         }
+    }
+
+    /// The portable way (see the module's documentation): zeros, whatever the filesystem.
+    #[cfg(not(journal_room_by_filesystem))]
+    pub(crate) fn for_file(_file: &impl FsFile) -> Hold {
+        Hold::Zeros
     }
 }
 
@@ -161,6 +182,7 @@ impl Room {
     }
 
     /// Allocates the blocks up to `to` beyond the file's size.
+    #[cfg(journal_room_by_filesystem)]
     fn reserve(&mut self, file: &impl FsFile, to: u64) -> io::Result<()> {
         let from = self.held_to.min(self.written);
         match file.allocate(from, to - from) {
@@ -177,6 +199,14 @@ impl Room {
             }
             Err(e) => Err(e),
         }
+    }
+
+    /// No `fallocate` here: [`Hold::for_file`] never takes this way, and a room made with it
+    /// holds zeros instead.
+    #[cfg(not(journal_room_by_filesystem))]
+    fn reserve(&mut self, file: &impl FsFile, to: u64) -> io::Result<()> {
+        self.how = Hold::Zeros;
+        self.write_zeros(file, to)
     }
 
     /// Writes `records` after the records already written. The records written grow by what
@@ -341,6 +371,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg(target_os = "linux")] // /dev/full
     fn a_disk_that_cannot_give_the_room_is_an_error_and_holds_nothing_more() {
         // /dev/full answers every write with ENOSPC: neither the room ahead nor the room
         // needed can be had.
@@ -362,6 +393,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg(journal_room_by_filesystem)]
     fn reserved_room_is_beyond_the_end_without_changing_the_size() {
         let dir = tempfile::tempdir().unwrap();
         let (p, f) = new_file(dir.path());
@@ -383,6 +415,7 @@ mod tests {
 
     #[test]
     fn room_is_taken_ahead_from_the_end_of_the_records() {
+        // Without fallocate a room made to reserve holds zeros, which this checks the same way.
         for how in [Hold::Zeros, Hold::Reserve] {
             let dir = tempfile::tempdir().unwrap();
             let (_, f) = new_file(dir.path());
@@ -410,6 +443,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg(journal_room_by_filesystem)]
     fn a_file_on_a_filesystem_that_overwrites_in_place_holds_zeros() {
         let dir = tempfile::tempdir().unwrap();
         let (_, f) = new_file(dir.path());
@@ -426,6 +460,39 @@ mod tests {
         if shm.is_dir() && rustix::fs::statfs(shm).is_ok_and(|s| s.f_type as u64 == TMPFS_MAGIC) {
             let dir = tempfile::tempdir_in(shm).unwrap();
             assert_eq!(Hold::for_file(&new_file(dir.path()).1), Hold::Zeros);
+        }
+    }
+
+    /// The portable way (macOS, or Linux with LOGZIO_TOKENS_PORTABLE_JOURNAL_ROOM=1): zeros on
+    /// whatever filesystem the file is, without asking which, and a room made to reserve
+    /// (which needs `fallocate`) holds zeros too.
+    #[test]
+    #[cfg(not(journal_room_by_filesystem))]
+    fn the_portable_way_holds_zeros_on_any_filesystem() {
+        let dir = tempfile::tempdir().unwrap();
+        let (p, f) = new_file(dir.path());
+        assert_eq!(Hold::for_file(&f), Hold::Zeros);
+        let mut room = Room::with(Hold::Reserve, 0);
+        room.hold(&f, 100).unwrap();
+        assert_eq!(room.how, Hold::Zeros);
+        assert_eq!(f.metadata().unwrap().len(), 100 + AHEAD);
+        room.write(&f, b"record\n").unwrap();
+        let bytes = std::fs::read(&p).unwrap();
+        assert_eq!(&bytes[..7], b"record\n");
+        assert!(bytes[7..].iter().all(|b| *b == 0));
+    }
+
+    /// On Linux the journal asks the filesystem (the portable way is the build's choice, not
+    /// the filesystem's): this build took the way it says it takes.
+    #[test]
+    fn the_build_takes_the_way_its_platform_calls_for() {
+        let forced =
+            std::env::var_os("LOGZIO_TOKENS_PORTABLE_JOURNAL_ROOM").is_some_and(|v| v == "1");
+        let by_filesystem = cfg!(journal_room_by_filesystem);
+        if cfg!(target_os = "linux") && !forced {
+            assert!(by_filesystem, "Linux detects the filesystem");
+        } else {
+            assert!(!by_filesystem, "the portable way");
         }
     }
 }
