@@ -14,6 +14,7 @@ mod exits;
 mod hostile;
 mod hygiene;
 mod manifest;
+mod onboard;
 mod ops;
 mod promises;
 mod rate;

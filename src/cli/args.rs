@@ -361,6 +361,11 @@ pub struct ReplaceArgs {
     /// `1s`); the replaced ones are listed for removal by hand. Overrides rotate_after_days.
     #[arg(long, value_name = "DURATION", value_parser = parse_age)]
     pub rotate_older_than: Option<std::time::Duration>,
+    /// PUT the declared `create` settings of existing sub accounts whose live settings differ
+    /// (drift), keeping every field the manifest does not declare. Without it, drift is only
+    /// reported. Same as settings.update_accounts. No account is ever deleted.
+    #[arg(long)]
+    pub update_accounts: bool,
 }
 
 /// A token age: a whole number and a unit, `s`, `m`, `h`, `d` or `w` (`90d`, `12h`).
@@ -669,9 +674,10 @@ pub struct VerifyExecArgs {
 /// Export formats.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum ExportFormat {
-    /// `[{"account_id", "account_name"?, "token_name", "token_id", "token"}]`.
+    /// `[{"kind", "account_id", "account_name"?, "token_name", "token_id", "token"}]`.
     Json,
-    /// `account_id,token_name,token_id,token` with a header line.
+    /// `account_id,token_name,token_id,token,kind` with a header line (kind: api_token or
+    /// shipping_token).
     Csv,
     /// `LOGZIO_TOKEN_<ACCOUNT>_<NAME>='secret'` lines (secrets a shell could misread are refused).
     Dotenv,

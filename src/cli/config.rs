@@ -565,6 +565,10 @@ pub struct ApplySettings {
     pub recreate_revoked: bool,
     /// `--rotate-older-than`: overrides every `rotate_after_days` of the manifest.
     pub rotate_older_than: Option<Duration>,
+    /// PUT the declared settings of drifted accounts (`--update-accounts` or the manifest's).
+    pub update_accounts: bool,
+    /// How long to look for an account after an ambiguous create.
+    pub account_lookup: Duration,
 }
 
 impl ApplySettings {
@@ -612,6 +616,12 @@ impl ApplySettings {
             no_progress: args.no_progress,
             recreate_revoked,
             rotate_older_than,
+            update_accounts: args.choices.update_accounts
+                || run.manifest.settings.update_accounts == Some(true),
+            account_lookup: run.manifest.settings.account_lookup_seconds.map_or(
+                crate::execution::accounts::DEFAULT_ACCOUNT_LOOKUP,
+                Duration::from_secs_f64,
+            ),
             run,
         })
     }

@@ -101,9 +101,13 @@ impl InProcess {
                 Some(_) => CreateAnswer::Lost { created: true },
             },
             // A valid create is never rejected before the state nor answered with a list.
-            Decision::UnknownAccount { .. } | Decision::Reject(_) | Decision::Json(_) => {
-                CreateAnswer::UnknownAccount
-            }
+            // (nor with an answer of the sub-account endpoints).
+            Decision::UnknownAccount { .. }
+            | Decision::Reject(_)
+            | Decision::Json(_)
+            | Decision::NoContent
+            | Decision::NoSuchAccount(_)
+            | Decision::IllegalAccountRequest(_) => CreateAnswer::UnknownAccount,
         };
         if let Some(i) = admission.attempt {
             let fate = match &answer {

@@ -26,6 +26,7 @@
 //! The submodules are private; what callers use is re-exported here, once. Two namespaces
 //! stay public: [`export`] (rendering and parsing exports) and [`sealed`] (age-sealed files).
 
+pub mod accounts;
 mod error;
 pub mod export;
 mod journal;
@@ -49,8 +50,9 @@ pub use lock::StateLock;
 pub use paths::StatePaths;
 pub use recorder::{OUTCOME_LINGER, Recorder, RecorderHandle};
 pub use results::{
-    Failure, LearnedRate, PossibleOrphan, RESULTS_VERSION, ResultsFile, SealedFile,
-    SupersededToken, TokenRecord, TokenSource, TokenStatus, results_schema_text,
+    CreatedAccount, Failure, LearnedRate, PendingCreate, PossibleOrphan, RESULTS_VERSION,
+    ResultsFile, SealedFile, SupersededToken, TokenRecord, TokenSource, TokenStatus,
+    results_schema_text,
 };
 pub use secrets::{SECRETS_VERSION, SecretRecord, SecretsFile, SupersededSecret};
 pub use store::{Recovery, Sealing, Store};

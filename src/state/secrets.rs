@@ -30,6 +30,20 @@ pub struct SecretsFile {
     /// Secrets of tokens whose records were forgotten (`forget`): kept, never dropped.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub forgotten: Vec<SupersededSecret>,
+    /// The log shipping tokens of the sub accounts this tool created: account id -> token.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub shipping: BTreeMap<u32, ShippingSecret>,
+}
+
+/// A created sub account's log shipping token (`account.accountToken`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ShippingSecret {
+    /// The account's name.
+    pub account_name: String,
+    /// The token.
+    #[serde(serialize_with = "Secret::serialize_exposed")]
+    pub token: Secret,
 }
 
 /// One token's secret.
@@ -67,6 +81,7 @@ impl Default for SecretsFile {
             accounts: BTreeMap::new(),
             superseded: Vec::new(),
             forgotten: Vec::new(),
+            shipping: BTreeMap::new(),
         }
     }
 }
@@ -147,6 +162,7 @@ impl SecretsFile {
     /// Adds every secret of `other` (a later document): a different token under the same
     /// name replaces the current one, which moves to `superseded`; nothing is dropped.
     pub fn merge(&mut self, other: SecretsFile) {
+        self.shipping.extend(other.shipping);
         for (account_id, tokens) in other.accounts {
             for (token_name, rec) in tokens {
                 let key = TokenKey {

@@ -261,6 +261,10 @@ impl<F: Fs> Store<F> {
                 "replaying the journal of an earlier run"
             );
         }
+        // Sub-account records first: a created account's tokens may follow in the journal.
+        for record in replayed.accounts {
+            store.apply_account(record, "recovered");
+        }
         for (key, outcome, at) in replayed.outcomes {
             if let Applied::Recorded = store.apply(&key, outcome, &at) {
                 store.recovery.recovered_tokens += 1;
@@ -285,6 +289,7 @@ impl<F: Fs> Store<F> {
         let wanted = !secrets.accounts.is_empty()
             || !secrets.superseded.is_empty()
             || !secrets.forgotten.is_empty()
+            || !secrets.shipping.is_empty()
             || self.fs.metadata(&self.paths.secrets).is_ok();
         let plain = zeroize::Zeroizing::new(if self.sealing.is_none() && wanted {
             secrets.to_bytes()
@@ -398,7 +403,7 @@ impl<F: Fs> Store<F> {
         let Some(held) = self.ledger.run_secrets() else {
             return Ok(None);
         };
-        if held.accounts.is_empty() && held.superseded.is_empty() {
+        if held.accounts.is_empty() && held.superseded.is_empty() && held.shipping.is_empty() {
             return Ok(None);
         }
         let armored = sealing
@@ -621,6 +626,18 @@ impl<F: Fs> Store<F> {
             self.write_sealed(blob.as_bytes(), &run_id, &[], |_| Ok(()))?;
         }
         Ok(())
+    }
+
+    /// Applies a sub-account record of this run or of a replayed journal (see
+    /// [`crate::state::accounts`]).
+    pub fn apply_account(&mut self, record: crate::state::accounts::AccountRecord, run_id: &str) {
+        self.ledger
+            .apply_account(record, run_id, &mut self.recovered_sealed);
+    }
+
+    /// A new run id from the store's random source (for the sub accounts a run creates).
+    pub(super) fn new_run_id(&mut self) -> String {
+        sealed::new_run_id(&mut self.rng)
     }
 
     /// Where the files are.

@@ -229,7 +229,9 @@ fn import_from(
         crate::bounded::Symlinks::Follow,
     )
     .map_err(|e| CliError::usage(format!("cannot read {}: {e}", path.display())))?;
-    let rows = export::parse_json(path, &bytes).map_err(|e| CliError::usage(e.to_string()))?;
+    let mut rows = export::parse_json(path, &bytes).map_err(|e| CliError::usage(e.to_string()))?;
+    // Shipping tokens belong to accounts, not to tokens the results file records.
+    rows.retain(export::ExportedToken::is_api_token);
     let mut store = Store::open(settings.paths, Some(&import_endpoint(&settings.manifest)?))?;
     store.check_protection(recipients.is_some(), args.seal.allow_plaintext)?;
     // Accounts given by name: the export says which id each name had; a name the results file
@@ -421,9 +423,24 @@ pub fn export(args: &ExportArgs, printer: &Printer) -> Result<Exit, CliError> {
                     account_name: name.clone(),
                     token_id: rec.token_id,
                     token: &rec.token,
+                    kind: export::Kind::ApiToken,
                 }),
                 None => missing += 1,
             }
+        }
+        // A sub account this tool created: its log shipping token too.
+        if let Some(shipping) = secrets.shipping.get(&id) {
+            rows.push(export::Row {
+                key: TokenKey {
+                    account_id: id,
+                    token_name: String::new(),
+                },
+                account_name: Some(shipping.account_name.clone()),
+                token_id: 0,
+                token: &shipping.token,
+                superseded: Vec::new(),
+                kind: export::Kind::ShippingToken,
+            });
         }
     }
     let format = match args.format {

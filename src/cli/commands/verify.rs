@@ -41,6 +41,9 @@ pub async fn run(args: &VerifyArgs, printer: &Printer) -> Result<Exit, CliError>
     let mut store = Store::open(run.paths.clone(), Some(&run.api.identity()))?;
     let secrets = secrets_of(&settings, &store, printer)?;
     let (probes, unverifiable) = probes_of(&settings, &store, &secrets);
+    // The log shipping tokens of created sub accounts: compared with the accounts' own.
+    let (shipping_lines, shipping_problems) =
+        super::onboard::verify_shipping(&store, &secrets, &run.api).await;
     drop(secrets);
     if let Some(warning) = foreign_host_warning(&settings, probes.len()) {
         printer.warn(&warning);
@@ -125,8 +128,14 @@ pub async fn run(args: &VerifyArgs, printer: &Printer) -> Result<Exit, CliError>
     } else {
         summary.print(printer, &report, &unverifiable, &store, started);
     }
+    if !settings.json {
+        super::print_lines(printer, &shipping_lines);
+    }
     saved?;
-    Ok(summary.exit)
+    Ok(match summary.exit {
+        Exit::Success if shipping_problems > 0 => Exit::ItemsFailed,
+        exit => exit,
+    })
 }
 
 /// Every secret known for the manifest: the plaintext secrets file and, with `--identity`,

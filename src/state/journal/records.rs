@@ -32,6 +32,33 @@ pub enum JournalRecord {
         /// When (RFC 3339).
         at: String,
     },
+    /// A sub-account create is about to be sent.
+    AccountIntent {
+        /// Sequence number, unique within the journal (shared with token intents).
+        seq: u64,
+        /// The account name.
+        name: String,
+        /// Which attempt for this account (1-based).
+        attempt: u32,
+        /// The ids that carried the name before the send.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        known: Vec<u32>,
+        /// When (RFC 3339).
+        at: String,
+    },
+    /// The sub-account create of intent `seq` ended, or the lookup after it did, or (`seq` 0)
+    /// the new account's shipping token was read.
+    AccountOutcome {
+        /// The intent's sequence number (0 for a shipping token).
+        seq: u64,
+        /// The account name.
+        name: String,
+        /// What happened.
+        #[serde(flatten)]
+        outcome: crate::state::accounts::AccountOutcome,
+        /// When (RFC 3339).
+        at: String,
+    },
     /// The request of intent `seq` ended.
     Outcome {
         /// The intent's sequence number.
@@ -165,7 +192,9 @@ impl JournalRecord {
             JournalRecord::Intent { at, .. }
             | JournalRecord::Outcome { at, .. }
             | JournalRecord::Begin { at, .. }
-            | JournalRecord::Sealed { at, .. } => at,
+            | JournalRecord::Sealed { at, .. }
+            | JournalRecord::AccountIntent { at, .. }
+            | JournalRecord::AccountOutcome { at, .. } => at,
         }
     }
 }

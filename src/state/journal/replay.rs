@@ -29,6 +29,8 @@ pub struct Replayed {
     pub endpoint: Option<String>,
     /// The sealed files the run journaled before writing them.
     pub sealed_files: Vec<crate::state::SealedFile>,
+    /// Sub-account records, in order: intents (seq, name, known ids) and outcomes.
+    pub accounts: Vec<crate::state::accounts::AccountRecord>,
 }
 
 /// Zeros between a journal's records: a write that failed part way (the recorder starts the
@@ -358,6 +360,33 @@ fn note(
             );
             order.push(seq);
         }
+        JournalRecord::AccountIntent {
+            seq,
+            name,
+            known,
+            at,
+            ..
+        } => out
+            .accounts
+            .push(crate::state::accounts::AccountRecord::Intent {
+                seq,
+                name,
+                known,
+                at,
+            }),
+        JournalRecord::AccountOutcome {
+            seq,
+            name,
+            outcome,
+            at,
+        } => out
+            .accounts
+            .push(crate::state::accounts::AccountRecord::Outcome {
+                seq,
+                name,
+                outcome,
+                at,
+            }),
         JournalRecord::Outcome {
             seq,
             create,

@@ -6,6 +6,7 @@
 //! [`Ledger::clear_orphans`], [`Ledger::set_statuses`], ...). The rules every state must
 //! keep are in [`invariants`], checked when a state is loaded and before every save.
 
+mod accounts;
 pub mod invariants;
 
 use std::collections::{HashMap, HashSet};
@@ -121,7 +122,7 @@ impl Ledger {
     /// as durable from then on.
     pub(crate) fn take_run_secrets(&mut self) -> Option<SecretsFile> {
         let held = self.run_secrets.as_mut()?;
-        if held.accounts.is_empty() && held.superseded.is_empty() {
+        if held.accounts.is_empty() && held.superseded.is_empty() && held.shipping.is_empty() {
             return None;
         }
         for m in held.accounts.values() {

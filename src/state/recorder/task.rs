@@ -9,7 +9,7 @@ use tokio::time::Instant;
 
 use tokio::sync::oneshot;
 
-use super::handle::{Ahead, Msg, Receiver};
+use super::handle::{AccountMsg, Ahead, Msg, Receiver};
 use super::save_clock::SaveClock;
 use crate::fs::{Fs, RealFs};
 use crate::key::{CreateKind, TokenKey};
@@ -89,6 +89,8 @@ pub(super) struct Task<F: Fs = RealFs> {
     pub(super) ahead: Arc<Ahead>,
     saves: SaveClock,
     finish: Option<oneshot::Sender<Result<(), StateError>>>,
+    /// This run's id, for the sub accounts it creates (the sealed file's, when it seals).
+    run_id: String,
 }
 
 impl<F: Fs> Task<F> {
@@ -111,6 +113,11 @@ impl<F: Fs> Task<F> {
             ahead: Arc::new(Ahead::default()),
             saves,
             finish: None,
+            run_id: String::new(),
+        };
+        task.run_id = match task.store.sealing() {
+            Some(s) => s.run_id.clone(),
+            None => task.store.new_run_id(),
         };
         task.outcome_room = task.measure_outcome_room();
         task
@@ -303,6 +310,7 @@ impl<F: Fs> Task<F> {
                 *slot = *seq;
             }
         }
+        self.journal_accounts(batch, &mut seqs, buf, now, &mut seal_failed);
         self.journal_intents(batch, &mut seqs, buf, now);
         // Every record is fsync'd before it is acknowledged: an outcome so that a received
         // secret survives a power loss, and an intent so that a request sent is on the disk
@@ -337,12 +345,82 @@ impl<F: Fs> Task<F> {
         self.broken.get_or_insert_with(|| e.to_string());
     }
 
+    /// Adds the batch's sub-account records to `buf`: each outcome settles its intent; each
+    /// intent gets the next sequence number and stays pending (re-written into each fresh
+    /// journal) until its outcome comes. Accounts are few: no room is held for them, and their
+    /// records are fsync'd at once.
+    fn journal_accounts(
+        &mut self,
+        batch: &[Msg],
+        seqs: &mut [u64],
+        buf: &mut Vec<u8>,
+        now: &str,
+        seal_failed: &mut Option<std::io::Error>,
+    ) {
+        for (m, slot) in batch.iter().zip(seqs.iter_mut()) {
+            let Msg::Account { record, .. } = m else {
+                continue;
+            };
+            match record {
+                AccountMsg::Outcome { seq, name, outcome } => {
+                    if *seq != 0
+                        && let Some((_, room)) = self.pending.remove(seq)
+                    {
+                        self.held -= room;
+                    }
+                    match self.store.journaled_account(name, outcome) {
+                        Ok(outcome) => buf.extend(
+                            JournalRecord::AccountOutcome {
+                                seq: *seq,
+                                name: name.clone(),
+                                outcome,
+                                at: now.to_owned(),
+                            }
+                            .to_line(),
+                        ),
+                        Err(e) => {
+                            seal_failed.get_or_insert(e);
+                        }
+                    }
+                    *slot = *seq;
+                }
+                AccountMsg::Intent {
+                    name,
+                    attempt,
+                    known,
+                } => {
+                    // Once the state is broken no request may start.
+                    if self.broken.is_some() {
+                        continue;
+                    }
+                    self.seq += 1;
+                    let rec = JournalRecord::AccountIntent {
+                        seq: self.seq,
+                        name: name.clone(),
+                        attempt: *attempt,
+                        known: known.clone(),
+                        at: now.to_owned(),
+                    };
+                    buf.extend(rec.to_line());
+                    self.pending.insert(self.seq, (rec, 0));
+                    *slot = self.seq;
+                }
+            }
+        }
+    }
+
     /// Refuses the intents of a batch whose write or fsync failed: their requests are never
     /// sent, and the room held for their outcomes is released.
     fn refuse_intents(&mut self, batch: &[Msg], seqs: &[u64]) {
         for (m, s) in batch.iter().zip(seqs) {
-            if matches!(m, Msg::Intent { .. })
-                && let Some((_, room)) = self.pending.remove(s)
+            if matches!(
+                m,
+                Msg::Intent { .. }
+                    | Msg::Account {
+                        record: AccountMsg::Intent { .. },
+                        ..
+                    }
+            ) && let Some((_, room)) = self.pending.remove(s)
             {
                 self.held -= room;
             }
@@ -512,6 +590,42 @@ impl<F: Fs> Task<F> {
                             self.broken.as_deref().unwrap_or_default(),
                         ))
                     };
+                    let _ = ack.send(res);
+                }
+                Msg::Account { record, ack } => {
+                    let res = match (&self.broken, &record) {
+                        (Some(why), AccountMsg::Intent { .. }) => {
+                            Err(broken_state(&self.store.paths().journal, why))
+                        }
+                        (Some(why), AccountMsg::Outcome { .. }) if !journal_ok => {
+                            Err(broken_state(&self.store.paths().journal, why))
+                        }
+                        _ => Ok(s),
+                    };
+                    // Applied only once durable (an intent refused is never sent).
+                    if res.is_ok() {
+                        let record = match record {
+                            AccountMsg::Intent { name, known, .. } => {
+                                crate::state::accounts::AccountRecord::Intent {
+                                    seq: s,
+                                    name,
+                                    known,
+                                    at: now.to_owned(),
+                                }
+                            }
+                            AccountMsg::Outcome { seq, name, outcome } => {
+                                crate::state::accounts::AccountRecord::Outcome {
+                                    seq,
+                                    name,
+                                    outcome,
+                                    at: now.to_owned(),
+                                }
+                            }
+                        };
+                        let run_id = self.run_id.clone();
+                        self.store.apply_account(record, &run_id);
+                        self.dirty = true;
+                    }
                     let _ = ack.send(res);
                 }
                 Msg::Failure(f) => {
