@@ -113,6 +113,17 @@ fn bar_message(stats: &Stats, pacer: &Pacer, (good, bad): Labels) -> String {
     )
 }
 
+/// The server's limit as the run knows it, of either kind or both: "~97.8/s", "~10 in
+/// flight", "~30.0/s and ~10 in flight"; `None` when it met none.
+pub fn server_limit(rate: Option<f64>, in_flight: Option<u32>) -> Option<String> {
+    match (rate, in_flight) {
+        (None, None) => None,
+        (Some(r), None) => Some(format!("~{r:.1}/s")),
+        (None, Some(n)) => Some(format!("~{n} in flight")),
+        (Some(r), Some(n)) => Some(format!("~{r:.1}/s and ~{n} in flight")),
+    }
+}
+
 /// The requests ("3 in flight, 0 retries, 0 x 429") and the rate control ("rate 100.0/s,
 /// server limit not met").
 fn status(stats: &Stats, pacer: &Pacer) -> (String, String) {
@@ -126,7 +137,7 @@ fn status(stats: &Stats, pacer: &Pacer) -> (String, String) {
     let control = format!(
         "rate {:.1}/s, server limit {}{}",
         snap.rate,
-        snap.limit.map_or("not met".into(), |l| format!("{l:.1}/s")),
+        server_limit(snap.limit, snap.in_flight_limit).unwrap_or_else(|| "not met".into()),
         if snap.cooling_down {
             " (pausing: Retry-After)"
         } else {
@@ -245,7 +256,7 @@ mod tests {
         assert_eq!(
             m,
             "123456 created, 12 failed, 32 in flight, 1234 retries, 56789 x 429, rate 967.8/s, \
-             server limit 987.6/s"
+             server limit ~987.6/s"
         );
         // Indented by two under the bar.
         assert!(m.len() + 2 <= 120, "{} columns", m.len() + 2);

@@ -9,7 +9,7 @@ use crate::cli::args::ApplyArgs;
 use crate::cli::config::ApplySettings;
 use crate::cli::error::{CliError, Exit};
 use crate::cli::output::{Printer, count, count_as, was};
-use crate::cli::progress::{self, Mode, Progress};
+use crate::cli::progress::{self, Mode, Progress, server_limit};
 use crate::cli::report::{ItemLine, Message, PlanCounts, SummaryLine, V1};
 use crate::execution::{
     Backoff, Cancel, ExecConfig, ItemEvent, ItemResult, Observer, Pacer, RunReport, Services,
@@ -66,7 +66,13 @@ pub async fn run(args: &ApplyArgs, printer: &Printer) -> Result<Exit, CliError> 
         message: "internal error: no API client".into(),
     })?;
     let stats = Arc::new(Stats::default());
-    let pacer = Arc::new(Pacer::with_learned(run.exec.rate, true, learned_before));
+    let pacer = Arc::new(Pacer::with_in_flight(
+        run.exec.rate,
+        true,
+        learned_before,
+        run.exec.concurrency,
+        None,
+    ));
     let learned_into = (pacer.clone(), handle.clone());
     let cancel = Cancel::default();
     let beside = Beside::start(&settings, printer, &plan, &stats, &pacer, &cancel);
@@ -95,7 +101,8 @@ pub async fn run(args: &ApplyArgs, printer: &Printer) -> Result<Exit, CliError> 
         }));
     }
     drop(handle);
-    let limit = pacer.snapshot().limit;
+    let snapshot = pacer.snapshot();
+    let (limit, in_flight_limit) = (snapshot.limit, snapshot.in_flight_limit);
     let (store, saved_res) = recorder.finish().await;
     conn.close().await;
 
@@ -106,6 +113,7 @@ pub async fn run(args: &ApplyArgs, printer: &Printer) -> Result<Exit, CliError> 
         pre_failures: &pre_failures,
         store: store.as_ref(),
         limit,
+        in_flight_limit,
         max_ambiguous: run.exec.max_ambiguous,
     };
     if settings.json {
@@ -334,6 +342,8 @@ struct Outcome<'a> {
     store: Option<&'a Store>,
     /// The server's limit as this run measured it, if it met one.
     limit: Option<f64>,
+    /// The server's limit on requests in flight, if it met one.
+    in_flight_limit: Option<u32>,
     /// Ambiguous attempts allowed per token.
     max_ambiguous: u32,
 }
@@ -374,6 +384,8 @@ impl Outcome<'_> {
             failed: r.failures.len() + self.pre_failures.len(),
             final_rate_per_second: r.final_rate,
             learned_limit_per_second: self.limit,
+            learned_limit_in_flight: self.in_flight_limit,
+            server_limit: server_limit(self.limit, self.in_flight_limit),
             max_ambiguous: self.max_ambiguous,
             ambiguity_exhausted: r.ambiguity_exhausted,
             ambiguity_breaker: matches!(r.stop, StopReason::AmbiguityBreaker(_)),
@@ -505,9 +517,10 @@ impl Outcome<'_> {
                 secs,
                 report.created as f64 / secs.max(0.001),
                 report.final_rate,
-                self.limit.map_or("no server limit met".into(), |l| format!(
-                    "server limit learned {l:.1}/s"
-                )),
+                server_limit(self.limit, self.in_flight_limit)
+                    .map_or("no server limit met".into(), |l| format!(
+                        "server limit: {l}"
+                    )),
                 present
             ));
         }

@@ -43,7 +43,13 @@ pub async fn run(args: &VerifyArgs, printer: &Printer) -> Result<Exit, CliError>
 
     let client = probe_client(&settings, run.exec.concurrency as usize)?;
     let stats = Arc::new(Stats::default());
-    let pacer = Arc::new(Pacer::new(run.exec.rate, true));
+    let pacer = Arc::new(Pacer::with_in_flight(
+        run.exec.rate,
+        true,
+        None,
+        run.exec.concurrency,
+        None,
+    ));
     let cancel = Cancel::default();
     let signals = tokio::spawn(watch_signals(cancel.clone()));
     let mode = if settings.no_progress || printer.quiet || probes.is_empty() {
