@@ -24,7 +24,9 @@
 //!    (target 5 compares medians of three tool runs and three references; one more tool run
 //!    keeps its state on a tmpfs, to show what the journal's fsyncs cost);
 //! 6. `validate` and `plan` of a 100,000-account manifest.
-
+// Tests and benchmarks drive the real binary on real files and clocks; the seams rule
+// (clippy.toml) is for src/state and src/execution.
+#![allow(clippy::disallowed_methods)]
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,

@@ -34,11 +34,15 @@ impl Backoff {
         cap: Duration::from_secs(10),
     };
 
-    /// The delay before attempt `next_attempt` (2 for the first retry). A server-given
-    /// `retry_after` (already capped) is honoured, plus a little jitter so that the requests it
-    /// stopped do not all return in the same instant.
-    pub fn delay(&self, next_attempt: u32, retry_after: Option<Duration>) -> Duration {
-        let mut rng = rand::rng();
+    /// The delay before attempt `next_attempt` (2 for the first retry), its jitter drawn from
+    /// `rng`. A server-given `retry_after` (already capped) is honoured, plus a little jitter
+    /// so that the requests it stopped do not all return in the same instant.
+    pub fn delay(
+        &self,
+        next_attempt: u32,
+        retry_after: Option<Duration>,
+        rng: &mut impl Rng,
+    ) -> Duration {
         if let Some(ra) = retry_after {
             let jitter = rng.random_range(0..=100u64);
             return ra + Duration::from_millis(jitter);
@@ -54,15 +58,30 @@ impl Backoff {
 mod tests {
     use super::*;
 
+    use rand::SeedableRng;
+    use rand::rngs::StdRng;
+
     #[test]
     fn full_jitter_within_the_exponential_bound_and_cap() {
         let b = Backoff::default();
+        let rng = &mut StdRng::seed_from_u64(7);
         for _ in 0..200 {
-            assert!(b.delay(2, None) <= Duration::from_millis(250));
-            assert!(b.delay(4, None) <= Duration::from_millis(1000));
-            assert!(b.delay(30, None) <= Duration::from_secs(20));
+            assert!(b.delay(2, None, rng) <= Duration::from_millis(250));
+            assert!(b.delay(4, None, rng) <= Duration::from_millis(1000));
+            assert!(b.delay(30, None, rng) <= Duration::from_secs(20));
         }
-        let ra = b.delay(2, Some(Duration::from_secs(3)));
+        let ra = b.delay(2, Some(Duration::from_secs(3)), rng);
         assert!(ra >= Duration::from_secs(3) && ra <= Duration::from_millis(3100));
+    }
+
+    #[test]
+    fn the_same_seed_gives_the_same_delays() {
+        let b = Backoff::default();
+        let draw = |seed| {
+            let rng = &mut StdRng::seed_from_u64(seed);
+            (2..12).map(|n| b.delay(n, None, rng)).collect::<Vec<_>>()
+        };
+        assert_eq!(draw(1), draw(1));
+        assert_ne!(draw(1), draw(2));
     }
 }

@@ -198,6 +198,7 @@ fn skip_string(chars: &mut Chars<'_>) {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::disallowed_methods)] // tests set up real files, clocks and seeds
     use super::*;
 
     #[test]

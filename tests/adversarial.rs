@@ -23,9 +23,9 @@ use tokio::io::AsyncWriteExt;
 use crate::util::{Env, Run, manifest_yaml};
 
 /// A distinctive owner token, so that any copy of it is found.
-const OWNER: &str = "owner-tok-adv-5b7e91";
+pub(crate) const OWNER: &str = "owner-tok-adv-5b7e91";
 /// The sub account every test asks tokens for.
-const SUB: u32 = 160_343;
+pub(crate) const SUB: u32 = 160_343;
 /// Another user, for planted files (root is needed to make them).
 const OTHER_UID: u32 = 4_242;
 
@@ -33,23 +33,23 @@ const OTHER_UID: u32 = 4_242;
 
 /// One request as the hostile server read it.
 #[derive(Debug, Clone)]
-struct Request {
+pub(crate) struct Request {
     /// `POST /v1/api-tokens/sub-account HTTP/1.1`.
-    line: String,
+    pub(crate) line: String,
     /// The whole head, request line included.
-    head: String,
+    pub(crate) head: String,
     /// The token name of a create call.
-    name: String,
+    pub(crate) name: String,
     /// The create call's number, from 1 (0 for other calls).
-    create: u32,
+    pub(crate) create: u32,
 }
 
 type Reply = Arc<dyn Fn(&Request) -> Option<Vec<u8>> + Send + Sync>;
 
 /// A raw HTTP/1.1 server on 127.0.0.1 that records every request. `reply` answers a request or
 /// returns `None` for the API's normal answer (whoami, the account list; 404 for the rest).
-struct Hostile {
-    url: String,
+pub(crate) struct Hostile {
+    pub(crate) url: String,
     requests: Arc<Mutex<Vec<Request>>>,
     creates: Arc<AtomicU32>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
@@ -68,16 +68,16 @@ impl Drop for Hostile {
 }
 
 impl Hostile {
-    fn creates(&self) -> u32 {
+    pub(crate) fn creates(&self) -> u32 {
         self.creates.load(Ordering::SeqCst)
     }
-    fn requests(&self) -> Vec<Request> {
+    pub(crate) fn requests(&self) -> Vec<Request> {
         self.requests.lock().unwrap().clone()
     }
 }
 
 /// A full HTTP/1.1 answer.
-fn http(status: &str, headers: &str, body: &[u8]) -> Vec<u8> {
+pub(crate) fn http(status: &str, headers: &str, body: &[u8]) -> Vec<u8> {
     let mut v = format!(
         "HTTP/1.1 {status}\r\n{headers}Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
         body.len()
@@ -87,7 +87,12 @@ fn http(status: &str, headers: &str, body: &[u8]) -> Vec<u8> {
     v
 }
 
-fn ok(body: &str) -> Option<Vec<u8>> {
+/// An answer that never comes: the request is read, the connection stays open, silent.
+pub(crate) fn hang() -> Option<Vec<u8>> {
+    Some(Vec::new())
+}
+
+pub(crate) fn ok(body: &str) -> Option<Vec<u8>> {
     Some(http("200 OK", "", body.as_bytes()))
 }
 
@@ -139,11 +144,17 @@ async fn serve_one(
     };
     requests.lock().unwrap().push(req.clone());
     let answer = reply(&req).unwrap_or_else(|| normal_answer(&req));
+    if answer.is_empty() {
+        // `hang()`: the request is read and never answered (until the server stops).
+        std::future::pending::<()>().await;
+    }
     let _ = stream.write_all(&answer).await;
     let _ = stream.shutdown().await;
 }
 
-fn hostile(reply: impl Fn(&Request) -> Option<Vec<u8>> + Send + Sync + 'static) -> Hostile {
+pub(crate) fn hostile(
+    reply: impl Fn(&Request) -> Option<Vec<u8>> + Send + Sync + 'static,
+) -> Hostile {
     let reply: Reply = Arc::new(reply);
     let requests: Arc<Mutex<Vec<Request>>> = Arc::default();
     let creates = Arc::new(AtomicU32::new(0));
@@ -181,7 +192,7 @@ fn hostile(reply: impl Fn(&Request) -> Option<Vec<u8>> + Send + Sync + 'static) 
 
 /// `apply` of `tokens` for the sub account against `url`, state in `dir` (default: the
 /// workspace) as r.json / s.json.
-fn apply_in(env: &Env, url: &str, dir: &Path, tokens: &[&str], extra: &[&str]) -> Run {
+pub(crate) fn apply_in(env: &Env, url: &str, dir: &Path, tokens: &[&str], extra: &[&str]) -> Run {
     let manifest = env.write("m.yaml", &manifest_yaml(&[i64::from(SUB)], tokens));
     let mut c = env.cmd();
     c.env("LOGZIO_API_URL", url)
@@ -197,7 +208,7 @@ fn apply_in(env: &Env, url: &str, dir: &Path, tokens: &[&str], extra: &[&str]) -
     env.run_cmd(&mut c, Duration::from_secs(90))
 }
 
-fn apply(env: &Env, url: &str, tokens: &[&str], extra: &[&str]) -> Run {
+pub(crate) fn apply(env: &Env, url: &str, tokens: &[&str], extra: &[&str]) -> Run {
     apply_in(env, url, env.dir.path(), tokens, extra)
 }
 
@@ -224,7 +235,7 @@ fn read(path: &Path) -> String {
 }
 
 /// A created token's answer.
-fn created(id: i64, secret: &str) -> Option<Vec<u8>> {
+pub(crate) fn created(id: i64, secret: &str) -> Option<Vec<u8>> {
     ok(&format!(
         r#"{{"id": {id}, "name": "n", "token": "{secret}", "createdAt": 1621858311}}"#
     ))
@@ -736,7 +747,7 @@ fn an_export_that_cannot_be_written_fails_and_an_existing_file_is_kept() {
         &mut export_cmd(&env, "ci.yaml", &["--out", "keep.json"]),
         Duration::from_secs(30),
     );
-    assert_ne!(run.code, Some(0), "{}", run.stderr);
+    assert_eq!(run.code, Some(2), "a usage error: {}", run.stderr);
     assert!(run.stderr.contains("--force"), "{}", run.stderr);
     assert_eq!(read(&existing), "precious\n");
     let run = env.run_cmd(

@@ -865,6 +865,7 @@ fn assert_line_shape(kind: &str, line: &Value) {
                 ("manifest", text),
                 ("present", int),
                 ("remove_by_hand", int),
+                ("replace", int),
             ],
             vec![],
         ),
@@ -1023,10 +1024,11 @@ fn a_saved_plan_creates_exactly_what_it_planned_and_a_stale_one_is_refused() {
 
     let plan = plan_out("p1.json");
     assert_eq!(case.env.sim().counters().created, 0, "plan sends no write");
-    let planned: BTreeSet<Key> = plan["create"]
+    let planned: BTreeSet<Key> = plan["changes"]
         .as_array()
         .unwrap()
         .iter()
+        .inspect(|k| assert_eq!(k["kind"], "create"))
         .map(|k| {
             (
                 k["account_id"].as_u64().unwrap() as u32,

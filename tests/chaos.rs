@@ -201,6 +201,7 @@ fn test_key() -> &'static (String, PathBuf) {
         std::fs::create_dir_all(&dir).unwrap();
         let file = dir.join("key.txt");
         std::fs::write(&file, format!("{}\n", id.to_string().expose_secret())).unwrap();
+        crate::util::private(&file);
         (id.to_public().to_string(), file)
     })
 }
@@ -216,8 +217,8 @@ pub(crate) fn test_identity_file() -> &'static Path {
 }
 
 /// The identity that opens what the test runs sealed.
-pub(crate) fn test_identities() -> logzio_tokens::state::Identities {
-    logzio_tokens::state::Identities::load(&test_key().1).unwrap()
+pub(crate) fn test_identities() -> logzio_tokens::state::sealed::Identities {
+    logzio_tokens::state::sealed::Identities::load(&test_key().1).unwrap()
 }
 
 /// The sealed directory beside a results file `r.json` (`r.json.sealed`).

@@ -908,6 +908,13 @@ fn a_second_sigint_exits_at_once_and_the_next_run_loses_nothing() {
     let (code, stderr) = w.finish(Duration::from_secs(30));
     assert_eq!(code, Some(130), "{stderr}");
     assert!(!stderr.contains("panicked"), "{stderr}");
+    // It says what it did: exited without the drain, and where the answers are.
+    assert!(
+        stderr.contains("Second Ctrl-C: exited without waiting for")
+            && stderr.contains("The journal ")
+            && stderr.contains("the next `apply` records them"),
+        "{stderr}"
+    );
     // It did not wait for the requests in flight: their intents are in the journal, unanswered.
     let in_flight = journal_after_kill(&files.journal()).1;
     assert!(

@@ -126,6 +126,7 @@ fn keygen(dir: &Path) -> (PathBuf, String) {
     let id = age::x25519::Identity::generate();
     let file = dir.join("key.txt");
     std::fs::write(&file, format!("{}\n", id.to_string().expose_secret())).unwrap();
+    crate::util::private(&file);
     (file, id.to_public().to_string())
 }
 

@@ -22,7 +22,11 @@ fn plan_detailed_exitcode_is_2_with_changes_0_without_and_1_on_error() {
     env.write("m.yaml", &manifest_yaml(&[160_343], &["ci", "grafana"]));
     let run = env.run(&["plan", "m.yaml", "--detailed-exitcode"]);
     run.expect_code(2);
-    assert!(run.stdout.contains("2 tokens to create"), "{}", run.stdout);
+    assert!(
+        run.stdout.contains("2 to create, 0 to replace, 0 recorded"),
+        "{}",
+        run.stdout
+    );
     env.run(&["apply", "m.yaml", "--yes"]).expect_code(0);
     env.run(&["plan", "m.yaml", "--detailed-exitcode"])
         .expect_code(0);
@@ -81,7 +85,7 @@ fn a_saved_plan_edited_after_it_was_written_is_refused() {
         .expect_code(0);
     let mut plan: Value = env.json("plan.json");
     // Drop one token from the plan, as an attacker or a careless edit would.
-    plan["create"].as_array_mut().unwrap().pop();
+    plan["changes"].as_array_mut().unwrap().pop();
     env.write("plan.json", &serde_json::to_string_pretty(&plan).unwrap());
     let run = env.run(&["apply", "plan.json", "--yes"]);
     run.expect_code(2);

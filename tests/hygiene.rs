@@ -497,13 +497,13 @@ fn debug_output_never_shows_a_secret() {
     }
     let outcome = logzio_tokens::state::Outcome::Created {
         token_id: 1,
-        secret: logzio_tokens::state::journal::HeldSecret::plain(s.clone()),
+        secret: logzio_tokens::state::HeldSecret::plain(s.clone()),
         created_at: String::new(),
     };
     assert!(!format!("{outcome:?}").contains(secret));
     let mut file = logzio_tokens::state::SecretsFile::default();
     file.insert(
-        &logzio_tokens::state::TokenKey {
+        &logzio_tokens::key::TokenKey {
             account_id: 1,
             token_name: "ci".into(),
         },

@@ -12,6 +12,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use crate::util::Env;
 use logzio_tokens::manifest::{
     self, AccountSelector, Endpoint, Manifest, ManifestError, load_bytes, load_str,
 };
@@ -552,4 +553,127 @@ proptest! {
         let got: Vec<_> = m.accounts.into_iter().map(|a| (a.selector, a.tokens)).collect();
         prop_assert_eq!(got, expected);
     }
+}
+
+/// The ```yaml blocks of a Markdown file that are manifests (a top-level `accounts:`).
+fn manifest_blocks(markdown: &str) -> Vec<(usize, String)> {
+    let mut out = Vec::new();
+    let mut block: Option<(usize, String)> = None;
+    for (i, line) in markdown.lines().enumerate() {
+        match &mut block {
+            None if line.trim_start().starts_with("```yaml") => {
+                block = Some((i + 2, String::new()))
+            }
+            Some((start, text)) if line.trim_start().starts_with("```") => {
+                if text.lines().any(|l| l.starts_with("accounts:")) {
+                    out.push((*start, std::mem::take(text)));
+                }
+                block = None;
+            }
+            Some((_, text)) => {
+                text.push_str(line);
+                text.push('\n');
+            }
+            None => {}
+        }
+    }
+    out
+}
+
+/// Validates each manifest text with the binary; returns the failures.
+fn invalid_manifests(texts: Vec<(String, String)>) -> Vec<String> {
+    let env = Env::new();
+    let mut bad = Vec::new();
+    for (i, (label, text)) in texts.into_iter().enumerate() {
+        let name = format!("example-{i}.yaml");
+        env.write(&name, &text);
+        let run = env.run(&["validate", &name]);
+        if run.code != Some(0) {
+            bad.push(format!("{label}:\n{}", run.stderr));
+        }
+    }
+    bad
+}
+
+fn repo_file(path: &str) -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(path)
+}
+
+#[test]
+fn every_manifest_in_examples_validates() {
+    let mut texts = Vec::new();
+    let mut dirs = vec![repo_file("examples")];
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                dirs.push(path);
+            } else if path.extension().is_some_and(|e| e == "yaml" || e == "yml") {
+                let text = std::fs::read_to_string(&path).unwrap();
+                if text.lines().any(|l| l.starts_with("accounts:")) {
+                    texts.push((path.display().to_string(), text));
+                }
+            }
+        }
+    }
+    assert!(texts.len() >= 3, "found only {} manifests", texts.len());
+    let bad = invalid_manifests(texts);
+    assert!(bad.is_empty(), "{}", bad.join("\n"));
+}
+
+/// Every ```yaml manifest of README.md and docs/*.md validates. Ignored until the README's
+/// example is fixed (issue 26: `tokens: [ci-${DEPLOY_ENV:-staging}]` must be quoted); the
+/// fixed text is in the surface report. Run with `--ignored`.
+#[test]
+#[ignore = "README.md's manifest example does not parse until its fix is integrated"]
+fn every_manifest_in_the_readme_and_docs_validates() {
+    let mut files = vec![repo_file("README.md")];
+    if let Ok(dir) = std::fs::read_dir(repo_file("docs")) {
+        for entry in dir {
+            let path = entry.unwrap().path();
+            if path.extension().is_some_and(|e| e == "md") {
+                files.push(path);
+            }
+        }
+    }
+    let mut texts = Vec::new();
+    for f in &files {
+        let md = std::fs::read_to_string(f).unwrap();
+        for (line, text) in manifest_blocks(&md) {
+            texts.push((format!("{}:{line}", f.display()), text));
+        }
+    }
+    assert!(!texts.is_empty(), "no manifest example found in {files:?}");
+    let bad = invalid_manifests(texts);
+    assert!(bad.is_empty(), "{}", bad.join("\n"));
+}
+
+/// A tab in indentation is reported where it is (it was reported a line above, at the start
+/// of the scalar the scanner was reading); `${…}` in a flow sequence gets the hint to quote it.
+#[test]
+fn a_tab_is_reported_at_its_place_and_an_unquoted_variable_gets_a_hint() {
+    let env = Env::new();
+    env.write(
+        "tab.yaml",
+        "version: 1\naccounts:\n  - id: 1\n\ttokens: [ci]\n",
+    );
+    let run = env.run(&["validate", "tab.yaml"]);
+    run.expect_code(2);
+    assert!(
+        run.stderr.starts_with("tab.yaml:4:1: error:"),
+        "{}",
+        run.stderr
+    );
+    env.write(
+        "flow.yaml",
+        "version: 1\naccounts:\n  - id: 1\n    tokens: [ci-${DEPLOY_ENV:-staging}]\n",
+    );
+    let run = env.run(&["validate", "flow.yaml"]);
+    run.expect_code(2);
+    assert!(run.stderr.contains("must be quoted"), "{}", run.stderr);
+    env.write(
+        "quoted.yaml",
+        "version: 1\naccounts:\n  - id: 1\n    tokens: [\"ci-${DEPLOY_ENV:-staging}\"]\n",
+    );
+    env.run(&["validate", "quoted.yaml"]).expect_code(0);
 }

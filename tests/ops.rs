@@ -365,9 +365,13 @@ fn deploy_examples_apply_non_interactively_with_the_token_from_a_secret() {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/deploy");
     for name in ["github-actions-nightly.yml", "k8s-cronjob.yaml"] {
         let text = std::fs::read_to_string(dir.join(name)).unwrap();
-        let yaml: serde_json::Value = serde_saphyr::from_str(&text)
+        // The Kubernetes example is a stream of documents (ConfigMap, PVC, CronJob).
+        let docs: Vec<serde_json::Value> = serde_saphyr::from_multiple(&text)
             .unwrap_or_else(|e| panic!("{name} is not valid YAML: {e}"));
-        assert!(yaml.is_object(), "{name}");
+        assert!(
+            !docs.is_empty() && docs.iter().all(|d| d.is_object()),
+            "{name}"
+        );
         let flat = text.replace(['\n', '-', ' '], "");
         assert!(flat.contains("apply"), "{name}");
         assert!(

@@ -144,6 +144,41 @@ fn the_run_stops_sending_when_the_service_mostly_creates_then_errs() {
 }
 
 #[test]
+fn an_in_flight_limit_is_found_said_and_handed_on_to_the_next_run() {
+    // A server that admits 4 at once (the kind Logz.io documents), told 16: the run finds 4
+    // in flight, not a rate, says so, and the next run starts there.
+    let env = Env::with_sim(SimConfig {
+        seed: 5,
+        max_in_flight: Some(4),
+        latency: std::time::Duration::from_millis(40),
+        ..SimConfig::default()
+    });
+    write_manifest(&env, &names("first", 60));
+    let run = apply(&env, &["--rate", "400", "--concurrency", "16"]);
+    run.expect_code(0);
+    let first_429 = env.sim().counters().limited_429;
+    let results = env.json("m.results.json");
+    let learned = &results["learned_rate"];
+    assert_eq!(learned["in_flight"], 4, "{results}");
+    assert_eq!(learned["kind"], "in_flight", "{results}");
+    assert!(learned.get("per_second").is_none(), "{results}");
+    let said = summary(&run);
+    assert_eq!(said["server_limit"], "~4 in flight", "{said}");
+    assert_eq!(said["learned_limit_in_flight"], 4);
+    assert!(said["learned_limit_per_second"].is_null(), "{said}");
+    assert!(env.sim().counters().max_in_flight_seen <= 4);
+
+    let mut tokens = names("first", 60);
+    tokens.extend(names("next", 60));
+    write_manifest(&env, &tokens);
+    let run = apply(&env, &["--rate", "400", "--concurrency", "16"]);
+    run.expect_code(0);
+    let next_429 = env.sim().counters().limited_429 - first_429;
+    assert!(first_429 >= 1, "the first run met no limit");
+    assert!(next_429 <= 1, "the next run met {next_429} 429s");
+}
+
+#[test]
 fn the_rate_learned_on_one_run_starts_the_next() {
     let env = Env::with_sim(SimConfig {
         seed: 3,

@@ -15,7 +15,7 @@ fn committed(name: &str) -> String {
 
 #[test]
 fn results_schema_file_is_up_to_date() {
-    let generated = logzio_tokens::state::results::results_schema_text();
+    let generated = logzio_tokens::state::results_schema_text();
     assert!(
         committed("results.schema.json") == generated,
         "schemas/results.schema.json differs from the Rust types; regenerate it with:\n  cargo run -- schema results > schemas/results.schema.json"

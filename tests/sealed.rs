@@ -35,6 +35,7 @@ fn keygen(env: &Env, name: &str) -> Key {
             id.to_string().expose_secret()
         ),
     );
+    crate::util::private(&identity_file);
     Key {
         identity_file,
         recipient: id.to_public().to_string(),

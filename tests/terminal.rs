@@ -6,7 +6,6 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::os::unix::fs::PermissionsExt;
 use std::process::Stdio;
 use std::time::Duration;
 
@@ -14,7 +13,7 @@ use logzio_tokens::simulator::SimConfig;
 use rexpect::process::WaitStatus;
 use rexpect::session::spawn_command;
 
-use crate::util::{Env, OWNER_TOKEN, manifest_yaml};
+use crate::util::{Env, manifest_yaml};
 
 const ACCOUNTS: [i64; 4] = [160_343, 160_344, 160_345, 160_346];
 const TOKENS: [&str; 6] = ["ci", "grafana", "ship", "alerts", "audit", "backup"];
@@ -107,6 +106,48 @@ fn apply_on_a_terminal(env: &Env, args: &[&str], vars: &[(&str, &str)], answer: 
     }
 }
 
+/// Each frame of the bar: its `N/M tokens` count, and the `X created + Y failed` under it.
+fn frames(text: &str) -> Vec<(usize, usize, usize)> {
+    let number_before = |head: &str| {
+        let start = head
+            .rfind(|c: char| !c.is_ascii_digit())
+            .map_or(0, |p| p + 1);
+        head[start..].parse::<usize>().ok()
+    };
+    let number_after = |tail: &str| {
+        let end = tail
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(tail.len());
+        tail[..end].parse::<usize>().ok()
+    };
+    let mut out = Vec::new();
+    for (i, _) in text.match_indices(" tokens, ") {
+        let head = &text[..i];
+        let Some(slash) = head.rfind('/') else {
+            continue;
+        };
+        let Some(count) = number_before(&head[..slash]) else {
+            continue;
+        };
+        let rest = &text[i..];
+        let Some(j) = rest.find(" created + ") else {
+            continue;
+        };
+        // The figures of this frame, not of a later one.
+        if rest[..j].contains(" tokens, ") && rest[9..j].contains(" tokens, ") {
+            continue;
+        }
+        let (Some(created), Some(failed)) = (
+            number_before(&rest[..j]),
+            number_after(&rest[j + " created + ".len()..]),
+        ) else {
+            continue;
+        };
+        out.push((count, created, failed));
+    }
+    out
+}
+
 /// Whether the bytes hold an SGR (colour) sequence: ESC [ digits/semicolons m.
 fn has_colour(bytes: &[u8]) -> bool {
     bytes.windows(2).enumerate().any(|(i, w)| {
@@ -125,7 +166,9 @@ fn apply_on_a_terminal_prompts_counts_toward_the_total_and_leaves_only_the_summa
     let text = seen.text();
     assert_eq!(seen.code, 0, "{text}");
     assert!(
-        text.contains(&format!("Create {TOTAL} tokens? Tokens cannot be deleted")),
+        text.contains(&format!(
+            "This will create {TOTAL} tokens. Tokens cannot be deleted"
+        )),
         "{text}"
     );
 
@@ -145,6 +188,12 @@ fn apply_on_a_terminal_prompts_counts_toward_the_total_and_leaves_only_the_summa
         "the bar went backwards: {counts:?}"
     );
     assert!(text.contains("ETA"), "{text}");
+    // Each frame's count is the sum of the two figures under it, drawn from one reading.
+    let frames = frames(&text);
+    assert!(!frames.is_empty(), "{text}");
+    for (count, created, failed) in &frames {
+        assert_eq!(*count, created + failed, "{frames:?}");
+    }
 
     // Once it ends, the screen holds the summary and no bar.
     let screen = seen.final_screen();
@@ -166,33 +215,74 @@ fn apply_on_a_terminal_prompts_counts_toward_the_total_and_leaves_only_the_summa
 
 #[test]
 fn no_colour_when_no_color_is_set() {
-    // A token file others can read draws a warning log line, whose level is coloured on a
-    // terminal: without NO_COLOR there is colour, so the check can fail.
-    let with_warning = |vars: &[(&str, &str)]| {
+    // `-v` draws a log line ("started the built-in simulator"), whose level is coloured on a terminal: without NO_COLOR there is
+    // colour, so the check can fail.
+    let verbose = |vars: &[(&str, &str)]| {
         let env = workspace();
-        let token = env.write("token", OWNER_TOKEN);
-        std::fs::set_permissions(&token, std::fs::Permissions::from_mode(0o644)).unwrap();
-        apply_on_a_terminal(&env, &["--api-token-file", "token"], vars, "yes")
+        apply_on_a_terminal(&env, &["--simulate", "-v"], vars, "yes")
     };
-    let coloured = with_warning(&[]);
+    let coloured = verbose(&[]);
     assert_eq!(coloured.code, 0, "{}", coloured.text());
-    assert!(coloured.text().contains("can be read by other users"));
     assert!(has_colour(&coloured.bytes), "{}", coloured.text());
 
-    let plain = with_warning(&[("NO_COLOR", "1")]);
-    assert!(plain.text().contains("can be read by other users"));
+    let plain = verbose(&[("NO_COLOR", "1")]);
     assert_eq!(plain.code, 0, "{}", plain.text());
     assert!(!has_colour(&plain.bytes), "{:?}", plain.text());
     assert!(!plain.bar_counts().is_empty(), "{}", plain.text());
 }
 
 #[test]
-fn declining_at_the_prompt_sends_nothing() {
+fn declining_at_the_prompt_sends_nothing_and_leaves_no_lock_file() {
+    // Only the exact word goes on: `y`, `YES`, `Yes` decline.
+    for answer in ["no", "y", "YES", "Yes", " yes"] {
+        let env = workspace();
+        let seen = apply_on_a_terminal(&env, &[], &[], answer);
+        assert_eq!(seen.code, 2, "{answer}: {}", seen.text());
+        assert!(seen.final_screen().contains("Nothing was sent."));
+        assert!(env.sim().ground_truth().is_empty(), "{answer}");
+        assert!(
+            !env.path("m.results.lock").exists(),
+            "{answer}: a lock file is left"
+        );
+        assert!(!env.path("m.results.json").exists(), "{answer}");
+    }
+}
+
+#[test]
+fn the_prompt_counts_by_kind_and_lists_twenty_tokens_then_how_many_more() {
     let env = workspace();
-    let seen = apply_on_a_terminal(&env, &[], &[], "no");
-    assert_eq!(seen.code, 2, "{}", seen.text());
-    assert!(seen.final_screen().contains("Nothing was sent."));
-    assert!(env.sim().ground_truth().is_empty());
+    let seen = apply_on_a_terminal(&env, &["--no-progress"], &[], "yes");
+    let text = seen.text();
+    assert_eq!(seen.code, 0, "{text}");
+    let listed = text
+        .lines()
+        .filter(|l| l.trim_start().starts_with("+ 16034"))
+        .count();
+    assert_eq!(listed, 20, "{text}");
+    assert!(text.contains("  + 160343/ci\r\n"), "{text}");
+    assert!(
+        text.contains(&format!("… and {} more", TOTAL - 20)),
+        "{text}"
+    );
+
+    // Replacements are counted apart and shown as such.
+    let results = env.path("m.results.json");
+    let mut r: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&results).unwrap()).unwrap();
+    r["accounts"]["160343"]["ci"]["status"] = "revoked".into();
+    std::fs::write(&results, serde_json::to_vec(&r).unwrap()).unwrap();
+    let id = r["accounts"]["160343"]["ci"]["token_id"].as_i64().unwrap();
+    let seen = apply_on_a_terminal(&env, &["--recreate-revoked"], &[], "no");
+    let text = seen.text();
+    assert_eq!(seen.code, 2, "{text}");
+    assert!(
+        text.contains(&format!("-/+ 160343/ci (replaces {id}, revoked)")),
+        "{text}"
+    );
+    assert!(
+        text.contains("This will replace 1 (the old ones keep working"),
+        "{text}"
+    );
 }
 
 /// A reader that stops early (`| head`) is a normal end: no error, the usual status. `apply`

@@ -171,6 +171,13 @@ pub fn manifest_yaml(accounts: &[i64], tokens: &[&str]) -> String {
     s
 }
 
+/// Makes a file readable by its owner only, as `age-keygen -o` writes a private key (an
+/// identity file others may read is refused).
+pub fn private(path: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).unwrap();
+}
+
 /// File mode bits.
 pub fn mode(path: &Path) -> u32 {
     use std::os::unix::fs::MetadataExt;

@@ -502,6 +502,7 @@ fn sealed_secrets_are_verified_with_the_identity_and_recreated_sealed() {
     let env = Env::with_sim(SimConfig::default());
     let id = age::x25519::Identity::generate();
     let key = env.write("key.txt", &format!("{}\n", id.to_string().expose_secret()));
+    crate::util::private(&key);
     env.write(
         "m.yaml",
         &format!(

@@ -203,11 +203,23 @@ impl ApiClient {
         let (status, bytes, url) = self
             .call_as(&header, Method::GET, Target::Path("v2/whoami"), None)
             .await?;
-        serde_json::from_slice(&bytes).map_err(|e| ApiError::Undecodable {
-            url,
-            status: status.as_u16(),
-            detail: describe_decode_error(&e, &bytes),
-        })
+        let mut who: WhoAmI =
+            serde_json::from_slice(&bytes).map_err(|e| ApiError::Undecodable {
+                url,
+                status: status.as_u16(),
+                detail: describe_decode_error(&e, &bytes),
+            })?;
+        // The account name is server text like any other: a server that echoes the probed
+        // token (or another one) in it must not get it printed.
+        who.account_name = self.server_text(&who.account_name);
+        Ok(who)
+    }
+
+    /// Teaches the scrubber `secret` before any request: `verify` gives it every secret it
+    /// will probe, so that a server echoing one token's secret in the answer for another is
+    /// scrubbed too, whichever is probed first.
+    pub fn scrub_also(&self, secret: &Secret) {
+        self.scrubber.learn(secret);
     }
 
     /// `GET /v1/account-management/time-based-accounts`: the owner and its sub accounts.
@@ -287,7 +299,10 @@ impl ApiClient {
                 .get(reqwest::header::LOCATION)
                 .and_then(|v| v.to_str().ok())
                 .and_then(|v| resp.url().join(v).ok())
-                .and_then(|u| u.host_str().map(|h| crate::text::one_line(h, 255)));
+                .and_then(|u| {
+                    u.host_str()
+                        .map(|h| self.server_text(&crate::text::one_line(h, 255)))
+                });
             return Err(ApiError::Redirect {
                 url: url_text,
                 status: status.as_u16(),

@@ -107,7 +107,7 @@ pub enum ApiError {
     /// A redirect, which is never followed: the owner token would go with it, and a POST would
     /// turn into a GET. Every call of the run would get it, so the run stops.
     #[error(
-        "HTTP {status} from {url}: a redirect to {}, which is not followed (the owner token would go with it)\n  = help: check --region or --api-url; if the API moved, point --api-url at the new address yourself",
+        "HTTP {status} from {url}: a redirect to {}, which is not followed (the API token the request carries would go with it)\n  = help: check --region or --api-url; if the API moved, point --api-url at the new address yourself",
         match location_host { Some(h) => format!("host {h}"), None => "no location".to_owned() }
     )]
     Redirect {

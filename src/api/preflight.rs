@@ -49,7 +49,9 @@ where
                 if attempt < READ_ATTEMPTS
                     && matches!(e.class(), ErrorClass::Retryable | ErrorClass::Ambiguous) =>
             {
-                let delay = policy.delay(attempt + 1, e.retry_after()).min(policy.cap);
+                let delay = policy
+                    .delay(attempt + 1, e.retry_after(), &mut rand::rng())
+                    .min(policy.cap);
                 tracing::debug!(attempt, error = %e, "preflight read failed; retrying");
                 tokio::time::sleep(delay).await;
                 attempt += 1;

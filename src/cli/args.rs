@@ -15,10 +15,14 @@ use crate::region::Region;
 /// List your sub accounts and the token names each must have; `plan` shows what would be
 /// created, `apply` creates the missing tokens concurrently under a rate limit and records
 /// them: token ids in the results file, secrets in a separate owner-only file.
+///
+/// Every setting is taken from the first of: a command-line flag, its environment variable
+/// (LOGZIO_API_URL, LOGZIO_REGION, LOGZIO_TOKENS_IDENTITY_FILE), the manifest, the default.
+/// `plan` says where the endpoint came from.
 #[derive(Debug, Parser)]
 #[command(
     name = "logzio-tokens",
-    version,
+    version = super::version::VERSION,
     propagate_version = true,
     max_term_width = 100
 )]
@@ -27,13 +31,19 @@ pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
     /// More log output on stderr (-v info, -vv debug, -vvv trace). RUST_LOG overrides.
-    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    #[arg(short, long, action = clap::ArgAction::Count, global = true, help_heading = "Output")]
     pub verbose: u8,
     /// Less output: only errors, and the data asked for on stdout.
-    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    #[arg(
+        short,
+        long,
+        global = true,
+        conflicts_with = "verbose",
+        help_heading = "Output"
+    )]
     pub quiet: bool,
     /// Format of the log lines on stderr.
-    #[arg(long, value_enum, default_value_t = LogFormat::Text, global = true)]
+    #[arg(long, value_enum, default_value_t = LogFormat::Text, global = true, help_heading = "Output")]
     pub log_format: LogFormat,
 }
 
@@ -46,10 +56,11 @@ pub enum LogFormat {
     Json,
 }
 
-/// Output format of `plan` and `apply` on stdout.
+/// Output format of `plan`, `apply` and `verify`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum OutputFormat {
-    /// A readable summary (on stderr for apply's progress; the summary on stdout).
+    /// Text for people: `plan` prints it on stdout; `apply` and `verify` print their progress
+    /// and summary on stderr and nothing on stdout.
     Text,
     /// A versioned stream of JSON lines on stdout (no secrets).
     Json,
@@ -68,6 +79,17 @@ pub enum Command {
     /// Create the missing tokens and record them.
     Apply(ApplyArgs),
     /// Run the built-in Logz.io API simulator on a loopback port until stopped.
+    ///
+    /// Prints its URL as the first line on stdout. Point the tool at it with
+    /// `LOGZIO_API_URL=URL LOGZIO_API_TOKEN=sim-owner-token` (the owner token is
+    /// --owner-token's). Besides the API it answers, without a token and uncounted:
+    ///
+    ///   GET    /__sim/ground-truth     every token created, with its secret (JSON)
+    ///   GET    /__sim/deleted-tokens   the tokens deleted through DELETE below
+    ///   GET    /__sim/counters         requests, creates, faults and 429s so far
+    ///   DELETE /__sim/tokens/ID        delete a token, as an admin would in the UI (204;
+    ///                                  404 for an unknown id); `verify` then sees it revoked
+    #[command(verbatim_doc_comment)]
     Simulate(SimulateArgs),
     /// Print a JSON Schema (the same text as schemas/*.schema.json).
     Schema {
@@ -89,8 +111,17 @@ pub enum Command {
         /// The shell.
         shell: clap_complete::Shell,
     },
-    /// Print the man page (roff).
-    Man,
+    /// Print the man page (roff), or write one page per command into a directory.
+    Man(ManArgs),
+}
+
+/// `man`.
+#[derive(Debug, Args)]
+pub struct ManArgs {
+    /// Write `logzio-tokens.1` and one `logzio-tokens-COMMAND.1` per command into this
+    /// directory (created if missing) instead of printing the main page.
+    #[arg(long, value_name = "DIR")]
+    pub out_dir: Option<PathBuf>,
 }
 
 /// Which schema to print.
@@ -104,6 +135,7 @@ pub enum SchemaKind {
 
 /// Where the API is and how to reach it.
 #[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "Connection")]
 pub struct ApiArgs {
     /// Logz.io region: us (default), eu, uk, au, ca. Overrides the manifest. [env: LOGZIO_REGION]
     // The variable is read in `config` rather than by clap, which would refuse an empty one:
@@ -116,8 +148,10 @@ pub struct ApiArgs {
         hide_possible_values = true
     )]
     pub region: Option<Region>,
-    /// API base URL; overrides the region. http:// only for loopback hosts.
-    #[arg(long, env = "LOGZIO_API_URL", value_name = "URL")]
+    /// API base URL; overrides the region. http:// only for loopback hosts. [env: LOGZIO_API_URL]
+    // Read in `config` rather than by clap, so that the plan can say where the endpoint came
+    // from (flag > environment > manifest > default).
+    #[arg(long, value_name = "URL")]
     pub api_url: Option<String>,
     /// Read the owner API token from this file (first line, trimmed) instead of LOGZIO_API_TOKEN.
     #[arg(long, value_name = "PATH")]
@@ -133,6 +167,7 @@ pub struct ApiArgs {
 
 /// Where the state files are and which accounts to cover.
 #[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "State files")]
 pub struct StateArgs {
     /// Results file [default: <manifest dir>/<manifest stem>.results.json].
     #[arg(long, value_name = "PATH")]
@@ -140,19 +175,59 @@ pub struct StateArgs {
     /// Secrets file [default: <manifest dir>/<manifest stem>.secrets.json].
     #[arg(long, value_name = "PATH")]
     pub secrets: Option<PathBuf>,
-    /// Only this account (id or name); repeatable.
-    #[arg(long = "account", value_name = "ID|NAME")]
+    /// Only this account (id or name); repeatable. A value naming no entry of the manifest
+    /// is refused.
+    #[arg(long = "account", value_name = "ID|NAME", help_heading = "Accounts")]
     pub accounts: Vec<AccountRef>,
-    /// Never this account (id or name); repeatable.
-    #[arg(long = "exclude-account", value_name = "ID|NAME")]
+    /// Never this account (id or name); repeatable. A value naming no entry of the
+    /// manifest is refused.
+    #[arg(
+        long = "exclude-account",
+        value_name = "ID|NAME",
+        help_heading = "Accounts"
+    )]
     pub exclude_accounts: Vec<AccountRef>,
     /// Directory of sealed secrets files [default: <stem>.sealed beside the results file].
     #[arg(long, value_name = "DIR")]
     pub sealed_dir: Option<PathBuf>,
 }
 
+/// The state files alone (`import`, which records one token and takes no account filter).
+#[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "State files")]
+pub struct PathArgs {
+    /// Results file [default: <manifest dir>/<manifest stem>.results.json].
+    #[arg(long, value_name = "PATH")]
+    pub results: Option<PathBuf>,
+    /// Secrets file [default: <manifest dir>/<manifest stem>.secrets.json].
+    #[arg(long, value_name = "PATH")]
+    pub secrets: Option<PathBuf>,
+    /// Directory of sealed secrets files [default: <stem>.sealed beside the results file].
+    #[arg(long, value_name = "DIR")]
+    pub sealed_dir: Option<PathBuf>,
+}
+
+impl From<&PathArgs> for StateArgs {
+    fn from(p: &PathArgs) -> StateArgs {
+        StateArgs {
+            results: p.results.clone(),
+            secrets: p.secrets.clone(),
+            accounts: Vec::new(),
+            exclude_accounts: Vec::new(),
+            sealed_dir: p.sealed_dir.clone(),
+        }
+    }
+}
+
+impl From<&StateArgs> for StateArgs {
+    fn from(s: &StateArgs) -> StateArgs {
+        s.clone()
+    }
+}
+
 /// Sealing: the age recipients secrets are encrypted to (added to the manifest's).
 #[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "Secrets")]
 pub struct SealArgs {
     /// Seal every secret to this age recipient (age1…, a public key); repeatable. No
     /// plaintext secret is then written to disk.
@@ -165,12 +240,14 @@ pub struct SealArgs {
 
 /// How requests are sent (shared by plan, which checks and shows them, and apply).
 #[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "Rate and retries")]
 pub struct ExecArgs {
     /// Most requests in flight (overrides settings.concurrency).
     #[arg(long, value_name = "N")]
     pub concurrency: Option<u32>,
-    /// Most requests per second (overrides settings.rate_per_second). The tool starts lower and
-    /// adapts to the server's limit below this ceiling.
+    /// Most requests per second (overrides settings.rate_per_second). Apply starts at this
+    /// rate (or just under the limit a previous run against the endpoint learned) and slows
+    /// down when the server answers 429, never going above it.
     #[arg(long, value_name = "N")]
     pub rate: Option<f64>,
     /// Most attempts per token (overrides settings.max_attempts).
@@ -209,20 +286,26 @@ pub struct PlanArgs {
     #[allow(missing_docs)]
     pub run: RunArgs,
     /// Show every token, per account, after the counts.
-    #[arg(long)]
+    #[arg(long, help_heading = "Output")]
     pub detail: bool,
     /// Print the plan as one JSON document on stdout (same as --output json).
-    #[arg(long)]
+    #[arg(long, help_heading = "Output")]
     pub json: bool,
     /// Output format.
-    #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
+    #[arg(long, value_enum, default_value_t = OutputFormat::Text, help_heading = "Output")]
     pub output: OutputFormat,
-    /// Exit 0 when there is nothing to create, 2 when there is, 1 on error (Terraform's convention).
-    #[arg(long)]
+    /// Exit 0 when there is nothing to create or replace, 2 when there is, 1 on error
+    /// (Terraform's convention).
+    #[arg(long, help_heading = "Output")]
     pub detailed_exitcode: bool,
-    /// Write the plan to this file (no secrets) for a later `apply PLAN_FILE`.
-    #[arg(long, value_name = "PATH")]
+    /// Write the plan to this file (no secrets) for a later `apply PLAN_FILE`: it holds the
+    /// endpoint, the state files, the recipients, the account filter, the replacements
+    /// chosen and every token, and apply does exactly that or refuses.
+    #[arg(long, value_name = "PATH", help_heading = "Output")]
     pub out: Option<PathBuf>,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub choices: ReplaceArgs,
 }
 
 /// `apply`.
@@ -239,12 +322,25 @@ pub struct ApplyArgs {
     /// Stop at the first token that fails for good.
     #[arg(long)]
     pub fail_fast: bool,
-    /// Output format.
-    #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
+    /// Output format: text (progress and summary on stderr, nothing on stdout) or json (a
+    /// line per event on stdout).
+    #[arg(long, value_enum, default_value_t = OutputFormat::Text, help_heading = "Output")]
     pub output: OutputFormat,
     /// No progress bar or progress lines.
-    #[arg(long)]
+    #[arg(long, help_heading = "Output")]
     pub no_progress: bool,
+    /// Print JSON lines on stdout (same as --output json).
+    #[arg(long, help_heading = "Output")]
+    pub json: bool,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub choices: ReplaceArgs,
+}
+
+/// Which recorded tokens are replaced (shared by plan, which previews, and apply).
+#[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "Replacements")]
+pub struct ReplaceArgs {
     /// Create a new token under the same name for each token `verify` saw revoked (the old
     /// id is kept in the results file's `superseded`). Same as settings.recreate_revoked.
     #[arg(long)]
@@ -286,6 +382,7 @@ pub fn parse_age(text: &str) -> Result<std::time::Duration, String> {
 
 /// `simulate`.
 #[derive(Debug, Args)]
+#[command(next_help_heading = "Server")]
 pub struct SimulateArgs {
     /// Address to listen on (loopback only).
     #[arg(long, default_value = "127.0.0.1:0")]
@@ -315,31 +412,31 @@ pub struct SimulateArgs {
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
     /// Probability of a 429 fault on a create call.
-    #[arg(long, default_value_t = 0.0, value_name = "P")]
+    #[arg(long, default_value_t = 0.0, value_name = "P", help_heading = "Faults")]
     pub fault_429: f64,
     /// Probability of a 503.
-    #[arg(long, default_value_t = 0.0, value_name = "P")]
+    #[arg(long, default_value_t = 0.0, value_name = "P", help_heading = "Faults")]
     pub fault_503: f64,
     /// Probability of a 500 after the token was created.
-    #[arg(long, default_value_t = 0.0, value_name = "P")]
+    #[arg(long, default_value_t = 0.0, value_name = "P", help_heading = "Faults")]
     pub fault_500_after_create: f64,
     /// Probability of the connection being dropped before creating.
-    #[arg(long, default_value_t = 0.0, value_name = "P")]
+    #[arg(long, default_value_t = 0.0, value_name = "P", help_heading = "Faults")]
     pub fault_drop_before: f64,
     /// Probability of the connection being dropped after creating.
-    #[arg(long, default_value_t = 0.0, value_name = "P")]
+    #[arg(long, default_value_t = 0.0, value_name = "P", help_heading = "Faults")]
     pub fault_drop_after: f64,
     /// Probability of a 200 whose body is cut short.
-    #[arg(long, default_value_t = 0.0, value_name = "P")]
+    #[arg(long, default_value_t = 0.0, value_name = "P", help_heading = "Faults")]
     pub fault_truncate: f64,
     /// Probability of an answer slower than the client's timeout, after creating.
-    #[arg(long, default_value_t = 0.0, value_name = "P")]
+    #[arg(long, default_value_t = 0.0, value_name = "P", help_heading = "Faults")]
     pub fault_slow: f64,
     /// How long a slow answer takes, seconds.
-    #[arg(long, default_value_t = 120.0)]
+    #[arg(long, default_value_t = 120.0, help_heading = "Faults")]
     pub slow_seconds: f64,
     /// Play another region: every call answers "Account region A differs from current server region S".
-    #[arg(long, value_name = "ACCOUNT:SERVER")]
+    #[arg(long, value_name = "ACCOUNT:SERVER", help_heading = "Faults")]
     pub region_mismatch: Option<String>,
     /// On exit, print the ground truth (every token created, with secrets) to this file (0600).
     #[arg(long, value_name = "PATH")]
@@ -406,7 +503,7 @@ pub struct ImportArgs {
     pub manifest: PathBuf,
     #[command(flatten)]
     #[allow(missing_docs)]
-    pub state: StateArgs,
+    pub state: PathArgs,
     #[command(flatten)]
     #[allow(missing_docs)]
     pub seal: SealArgs,
@@ -476,23 +573,69 @@ pub struct VerifyArgs {
     pub manifest: PathBuf,
     #[command(flatten)]
     #[allow(missing_docs)]
-    pub api: ApiArgs,
+    pub api: VerifyApiArgs,
     #[command(flatten)]
     #[allow(missing_docs)]
     pub state: StateArgs,
     #[command(flatten)]
     #[allow(missing_docs)]
-    pub exec: ExecArgs,
+    pub exec: VerifyExecArgs,
     /// The age identity file that opens the sealed secrets files (needed when secrets are
     /// sealed: each token is probed with its own secret).
-    #[arg(long, value_name = "KEYFILE", env = "LOGZIO_TOKENS_IDENTITY_FILE")]
+    #[arg(
+        long,
+        value_name = "KEYFILE",
+        env = "LOGZIO_TOKENS_IDENTITY_FILE",
+        help_heading = "Secrets"
+    )]
     pub identity: Option<PathBuf>,
-    /// Output format.
-    #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
+    /// Output format: text (progress and summary on stderr) or json (a line per token on
+    /// stdout).
+    #[arg(long, value_enum, default_value_t = OutputFormat::Text, help_heading = "Output")]
     pub output: OutputFormat,
+    /// Print JSON lines on stdout (same as --output json).
+    #[arg(long, help_heading = "Output")]
+    pub json: bool,
     /// No progress bar or progress lines.
-    #[arg(long)]
+    #[arg(long, help_heading = "Output")]
     pub no_progress: bool,
+}
+
+/// Where the API is, for `verify`: no owner token is sent (each token is probed with its
+/// own secret), and no simulator can be started (it would know none of the tokens).
+#[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "Connection")]
+pub struct VerifyApiArgs {
+    /// Logz.io region: us (default), eu, uk, au, ca. Overrides the manifest. [env: LOGZIO_REGION]
+    #[arg(
+        long,
+        value_name = "CODE",
+        value_enum,
+        ignore_case = true,
+        hide_possible_values = true
+    )]
+    pub region: Option<Region>,
+    /// API base URL; overrides the region. http:// only for loopback hosts. [env: LOGZIO_API_URL]
+    #[arg(long, value_name = "URL")]
+    pub api_url: Option<String>,
+    /// Per-request timeout in seconds (overrides settings.request_timeout_seconds).
+    #[arg(long, value_name = "SECONDS")]
+    pub request_timeout: Option<f64>,
+}
+
+/// How `verify`'s probes are sent (a probe creates nothing, so there is no ambiguity budget).
+#[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "Rate and retries")]
+pub struct VerifyExecArgs {
+    /// Most requests in flight (overrides settings.concurrency).
+    #[arg(long, value_name = "N")]
+    pub concurrency: Option<u32>,
+    /// Most requests per second (overrides settings.rate_per_second).
+    #[arg(long, value_name = "N")]
+    pub rate: Option<f64>,
+    /// Most attempts per token (overrides settings.max_attempts).
+    #[arg(long, value_name = "N")]
+    pub max_attempts: Option<u32>,
 }
 
 /// Export formats.

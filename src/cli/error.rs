@@ -60,6 +60,9 @@ pub enum CliError {
     /// The state files.
     #[error(transparent)]
     State(#[from] StateError),
+    /// A file of the command's own (a plan, an export).
+    #[error(transparent)]
+    File(#[from] crate::fs::FileError),
     /// An API error before any write (preflight).
     #[error("{0}")]
     Api(#[from] ApiError),
@@ -84,7 +87,11 @@ impl CliError {
         match self {
             CliError::Manifest(_) | CliError::Usage { .. } => Exit::Usage,
             CliError::State(StateError::OtherEndpoint { .. }) => Exit::Usage,
-            CliError::State(_) | CliError::Fatal { .. } => Exit::Fatal,
+            // A file that is there and not to be replaced without --force: the user's choice
+            // of path, a usage error (nothing was written).
+            CliError::State(StateError::Exists { .. })
+            | CliError::File(crate::fs::FileError::Exists { .. }) => Exit::Usage,
+            CliError::State(_) | CliError::File(_) | CliError::Fatal { .. } => Exit::Fatal,
             CliError::Api(e) => match e {
                 ApiError::InsecureUrl { .. }
                 | ApiError::InvalidUrl { .. }

@@ -10,6 +10,7 @@ pub mod logging;
 pub mod output;
 pub mod progress;
 pub mod report;
+pub mod version;
 
 use std::process::ExitCode;
 
@@ -26,7 +27,15 @@ pub fn run() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(c) => c,
         Err(e) => {
-            let _ = e.print();
+            match unknown_option(&e) {
+                Some(text) => {
+                    use std::io::Write;
+                    let _ = std::io::stderr().lock().write_all(text.as_bytes());
+                }
+                None => {
+                    let _ = e.print();
+                }
+            }
             return match e.kind() {
                 clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion => {
                     Exit::Success.into()
@@ -38,9 +47,9 @@ pub fn run() -> ExitCode {
     logging::init(cli.verbose, cli.quiet, cli.log_format);
     let printer = Printer { quiet: cli.quiet };
     if let Err(e) = dumps_off {
-        tracing::warn!(
+        printer.warn(&format!(
             "could not turn core dumps off ({e}); a crash could write secrets to a core file"
-        );
+        ));
     }
     let detailed = matches!(&cli.command, Command::Plan(p) if p.detailed_exitcode);
     let runtime = match tokio::runtime::Builder::new_current_thread()
@@ -69,6 +78,69 @@ pub fn run() -> ExitCode {
     }
 }
 
+/// For an option a command does not take, the message clap's tip gets wrong ("to pass
+/// '--json' as a value, use '-- --json'"): which command does not take it, and what was
+/// probably meant. `None` for any other error.
+fn unknown_option(e: &clap::Error) -> Option<String> {
+    use clap::CommandFactory;
+    use clap::error::{ContextKind, ContextValue, ErrorKind};
+    if e.kind() != ErrorKind::UnknownArgument {
+        return None;
+    }
+    let Some(ContextValue::String(arg)) = e.get(ContextKind::InvalidArg) else {
+        return None;
+    };
+    if !arg.starts_with('-') {
+        return None;
+    }
+    let flag = arg.split('=').next().unwrap_or(arg);
+    let cli = args::Cli::command();
+    let names: Vec<String> = cli
+        .get_subcommands()
+        .map(|c| c.get_name().to_owned())
+        .collect();
+    let sub = std::env::args()
+        .skip(1)
+        .find(|a| names.iter().any(|n| n == a));
+    let suggested = match e.get(ContextKind::SuggestedArg) {
+        Some(ContextValue::String(s)) => Some(s.clone()),
+        Some(ContextValue::Strings(v)) => v.first().cloned(),
+        _ => None,
+    };
+    let meant = match (sub.as_deref(), flag) {
+        (Some("verify"), "--simulate") => Some(
+            "`--api-url URL` of the running `logzio-tokens simulate` that created the tokens (a new simulator knows none of them)".to_owned(),
+        ),
+        (Some("verify"), "--api-token-file") => {
+            Some("nothing: verify sends no owner token; each token is probed with its own secret".to_owned())
+        }
+        (Some("import"), "--account" | "--exclude-account") => {
+            Some("`--account-id ID` (import records one token)".to_owned())
+        }
+        (Some(s), "--json") => Some(format!(
+            "no such thing: `{s}` has no JSON output (`plan`, `apply` and `verify` have)"
+        )),
+        _ => suggested.map(|s| format!("`{s}`")),
+    };
+    let rendered = e.render().to_string();
+    let usage = rendered
+        .lines()
+        .find(|l| l.starts_with("Usage:"))
+        .map(|u| format!("\n{u}\n"))
+        .unwrap_or_default();
+    let (of, help) = match &sub {
+        Some(s) => (format!("`{s}`"), format!("logzio-tokens {s} --help")),
+        None => (
+            "`logzio-tokens`".to_owned(),
+            "logzio-tokens --help".to_owned(),
+        ),
+    };
+    Some(format!(
+        "error: `{flag}` is not an option of {of}{}\n{usage}\nFor more information, try '{help}'.\n",
+        meant.map_or(String::new(), |m| format!("; did you mean {m}?"))
+    ))
+}
+
 fn report(printer: &Printer, e: &CliError) {
     match e {
         // The manifest report is complete as it is (locations, snippets, count).
@@ -89,6 +161,6 @@ async fn dispatch(command: Command, printer: &Printer) -> Result<Exit, CliError>
         Command::Export(a) => commands::state_cmds::export(&a, printer),
         Command::Verify(a) => commands::verify::run(&a, printer).await,
         Command::Completions { shell } => commands::misc::completions(shell, printer),
-        Command::Man => commands::misc::man(printer),
+        Command::Man(a) => commands::misc::man(&a, printer),
     }
 }

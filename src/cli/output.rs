@@ -76,6 +76,17 @@ impl Printer {
     }
 }
 
+/// A word as a POSIX shell reads it back: as is when it holds only safe characters, else in
+/// single quotes.
+pub fn shell_quote(word: &str) -> String {
+    let safe = |c: char| c.is_ascii_alphanumeric() || "-_./:=@%+,".contains(c);
+    if !word.is_empty() && word.chars().all(safe) {
+        word.to_owned()
+    } else {
+        format!("'{}'", word.replace('\'', r"'\''"))
+    }
+}
+
 /// "1 token", "3 tokens": a count with its noun agreeing.
 pub fn count(n: usize, what: &str) -> String {
     if n == 1 {
@@ -103,6 +114,14 @@ pub fn was(n: usize) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn shell_words_round_trip() {
+        assert_eq!(shell_quote("a/b.json"), "a/b.json");
+        assert_eq!(shell_quote("my plan.json"), "'my plan.json'");
+        assert_eq!(shell_quote("it's"), r"'it'\''s'");
+        assert_eq!(shell_quote(""), "''");
+    }
 
     #[test]
     fn wording_agrees_with_the_count() {

@@ -102,15 +102,46 @@ fn line(stats: &Stats, pacer: &Pacer, started: Instant, (good, bad): Labels) -> 
     )
 }
 
+/// The widest the line under the bar may be: it must fit an 80-column terminal (two
+/// columns of indent).
+const BAR_MESSAGE_WIDTH: usize = 78;
+
 /// The message under the bar: what the bar's own line (done, total, rate achieved, ETA) does
-/// not show, short enough for 120 columns (it wrapped when it repeated them).
-fn bar_message(stats: &Stats, pacer: &Pacer, (good, bad): Labels) -> String {
-    let (requests, control) = status(stats, pacer);
-    format!(
-        "{} {good}, {} {bad}, {requests}, {control}",
-        Stats::get(&stats.created),
-        Stats::get(&stats.failed)
-    )
+/// not show. Every figure has its word: the bar's `done` is `good` plus `bad`. Parts that do
+/// not fit in [`BAR_MESSAGE_WIDTH`] columns are left out, least useful first.
+fn bar_message(
+    (created, failed): (u64, u64),
+    stats: &Stats,
+    pacer: &Pacer,
+    (good, bad): Labels,
+) -> String {
+    let snap = pacer.snapshot();
+    let mut parts = vec![
+        format!("{created} {good} + {failed} {bad}"),
+        format!("{} in flight", Stats::get(&stats.in_flight)),
+        format!(
+            "{:.1}/s{}",
+            snap.rate,
+            if snap.cooling_down {
+                " (Retry-After)"
+            } else {
+                ""
+            }
+        ),
+        format!(
+            "limit {}",
+            server_limit(snap.limit, snap.in_flight_limit).unwrap_or_else(|| "not met".into())
+        ),
+        super::output::count_as(Stats::get(&stats.retries), "retry", "retries"),
+        format!("{} x 429", Stats::get(&stats.rate_limited)),
+    ];
+    loop {
+        let text = parts.join(", ");
+        if text.chars().count() <= BAR_MESSAGE_WIDTH || parts.len() == 1 {
+            return text;
+        }
+        parts.pop();
+    }
 }
 
 /// The server's limit as the run knows it, of either kind or both: "~97.8/s", "~10 in
@@ -181,14 +212,30 @@ impl Progress {
                     Some(total),
                     ProgressDrawTarget::stderr_with_hz(8),
                 );
+                // The count and the line under the bar come from one reading of the counters,
+                // drawn together: `{pos}` and `{msg}` set one after the other could be drawn
+                // apart (`19/36 tokens` over `18 created`).
+                let shown: Arc<Mutex<(u64, u64, String)>> =
+                    Arc::new(Mutex::new((0, total, String::new())));
+                let (for_count, for_detail) = (shown.clone(), shown.clone());
                 // No colour in the template: the bar reads the same with NO_COLOR.
                 bar.set_style(
                     ProgressStyle::with_template(
-                        "{spinner} [{elapsed_precise}] {wide_bar} {pos}/{len} tokens, {rate}, ETA {eta}\n  {msg}",
+                        "{spinner} [{elapsed_precise}] {wide_bar} {count} tokens, {rate}, ETA {eta}\n  {detail}",
                     )
                     .unwrap_or_else(|_| ProgressStyle::default_bar())
                     .with_key("rate", |state: &ProgressState, w: &mut dyn std::fmt::Write| {
                         let _ = write!(w, "{:.1}/s", state.per_sec());
+                    })
+                    .with_key("count", move |_: &ProgressState, w: &mut dyn std::fmt::Write| {
+                        if let Ok(s) = for_count.lock() {
+                            let _ = write!(w, "{}/{}", s.0, s.1);
+                        }
+                    })
+                    .with_key("detail", move |_: &ProgressState, w: &mut dyn std::fmt::Write| {
+                        if let Ok(s) = for_detail.lock() {
+                            let _ = w.write_str(&s.2);
+                        }
                     }),
                 );
                 if let Ok(mut b) = BAR.lock() {
@@ -198,10 +245,15 @@ impl Progress {
                     let mut tick = tokio::time::interval(Duration::from_millis(200));
                     loop {
                         tick.tick().await;
-                        let done = Stats::get(&stats.created) + Stats::get(&stats.failed);
-                        bar.set_length(total.max(Stats::get(&stats.total)));
+                        let outcomes = (Stats::get(&stats.created), Stats::get(&stats.failed));
+                        let done = outcomes.0 + outcomes.1;
+                        let length = total.max(Stats::get(&stats.total));
+                        let detail = bar_message(outcomes, &stats, &pacer, labels);
+                        if let Ok(mut s) = shown.lock() {
+                            *s = (done, length, detail);
+                        }
+                        bar.set_length(length);
                         bar.set_position(done);
-                        bar.set_message(bar_message(&stats, &pacer, labels));
                     }
                 }))
             }
@@ -249,17 +301,37 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn the_message_under_the_bar_fits_120_columns_beside_the_bar_s_own_figures() {
+    async fn the_message_under_the_bar_fits_80_columns_and_names_every_figure() {
+        // Small figures: everything fits, and the two that make the bar's count are named.
+        let s = stats(90, 4, 360);
+        let p = Pacer::with_learned(20.0, true, None);
+        let m = bar_message((90, 4), &s, &p, ("created", "failed"));
+        assert!(
+            m.starts_with("90 created + 4 failed, 32 in flight, "),
+            "{m}"
+        );
+        assert!(m.contains("limit not met"), "{m}");
+        assert!(
+            m.chars().count() + 2 <= 80,
+            "{} columns: {m}",
+            m.chars().count() + 2
+        );
+        // Large figures: still within 80 columns, the least useful parts left out.
         let s = stats(123_456, 12, 200_000);
         let p = Pacer::with_learned(1000.0, true, Some(987.6));
-        let m = bar_message(&s, &p, ("created", "failed"));
-        assert_eq!(
-            m,
-            "123456 created, 12 failed, 32 in flight, 1234 retries, 56789 x 429, rate 967.8/s, \
-             server limit ~987.6/s"
+        let m = bar_message((123_456, 12), &s, &p, ("created", "failed"));
+        assert!(
+            m.starts_with("123456 created + 12 failed, 32 in flight, "),
+            "{m}"
         );
-        // Indented by two under the bar.
-        assert!(m.len() + 2 <= 120, "{} columns", m.len() + 2);
+        assert!(
+            m.chars().count() + 2 <= 80,
+            "{} columns: {m}",
+            m.chars().count() + 2
+        );
+        let m = bar_message((123_456, 12), &s, &p, ("valid", "not valid"));
+        assert!(m.starts_with("123456 valid + 12 not valid"), "{m}");
+        assert!(m.chars().count() + 2 <= 80, "{m}");
     }
 
     #[tokio::test]

@@ -14,8 +14,8 @@
 use serde::{Serialize, Serializer};
 
 use super::output::Printer;
+use crate::key::TokenKey;
 use crate::plan::Plan;
-use crate::state::TokenKey;
 
 /// One message on stdout.
 #[derive(Debug, Serialize)]
@@ -129,6 +129,10 @@ pub struct PlanDocument<'a> {
     pub manifest: String,
     /// The endpoint identity (base URL, or `simulator`).
     pub endpoint: String,
+    /// Where the endpoint came from: `--api-url`, `LOGZIO_API_URL`, `manifest`, `default`…
+    pub endpoint_source: String,
+    /// Every token apply would create, each with its `kind` (`create`, `replace`).
+    pub changes: Vec<crate::plan::Change>,
     /// How apply would send.
     pub execution: Execution,
     /// The lists' lengths.
@@ -155,6 +159,8 @@ pub struct Execution {
 pub struct PlanSummary {
     /// Tokens to create.
     pub create: usize,
+    /// Recorded tokens to replace.
+    pub replace: usize,
     /// Tokens already recorded.
     pub present: usize,
     /// Recorded tokens the manifest no longer wants.
@@ -176,6 +182,7 @@ impl PlanSummary {
     pub fn of(plan: &Plan) -> PlanSummary {
         PlanSummary {
             create: plan.create.len(),
+            replace: plan.replace.len(),
             present: plan.present.len(),
             remove_by_hand: plan.remove_by_hand.len(),
             revoked: plan.revoked.len(),
@@ -192,6 +199,8 @@ impl PlanSummary {
 pub struct PlanCounts<'a> {
     /// Tokens to create.
     pub create: usize,
+    /// Recorded tokens to replace (rotation, recreation).
+    pub replace: usize,
     /// The endpoint identity.
     pub endpoint: &'a str,
     /// Tokens of accounts found unusable before any write (reported as failed).
@@ -302,7 +311,7 @@ pub struct SummaryLine<'a> {
     pub stop: String,
     /// When the final save failed: the requests answered or in flight after the state
     /// stopped taking writes, each a token that may be recorded nowhere (empty otherwise).
-    pub unsaved: &'a [crate::state::TokenKey],
+    pub unsaved: &'a [crate::key::TokenKey],
     /// Always 1.
     pub v: V1,
 }
@@ -341,6 +350,8 @@ mod tests {
             plan: &plan,
             manifest: "m.yaml".into(),
             endpoint: "simulator".into(),
+            endpoint_source: "--simulate".into(),
+            changes: plan.changes(),
             execution: Execution {
                 concurrency: 8,
                 rate_per_second: 20.0,
@@ -352,10 +363,15 @@ mod tests {
         }));
         assert_eq!(doc["type"], "plan");
         assert_eq!(doc["create"][0]["token_name"], "ci", "a list in `plan`");
+        assert_eq!(
+            doc["changes"][0]["kind"], "create",
+            "each change has its kind"
+        );
         assert_eq!(doc["summary"]["create"], 1);
         assert_eq!(doc["v"], 1);
         let counts = json(&Message::PlanCounts(PlanCounts {
             create: 1,
+            replace: 0,
             endpoint: "simulator",
             failed_before_start: 0,
             manifest: "m.yaml".into(),

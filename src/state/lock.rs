@@ -3,24 +3,31 @@
 //! `flock` on a lock file beside the results file: released by the kernel when the process
 //! exits, even on `kill -9`, so a crash never leaves a stale lock behind.
 
-use super::StateFile;
-use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, Write};
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
-use super::StateError;
+use super::{StateError, StateFile};
+use crate::clock::{Clock, SystemClock};
+use crate::fs::{Fs, FsFile, OpenHow, RealFs, TryLock};
 
 /// A held lock; released on drop.
 #[derive(Debug)]
-pub struct StateLock {
-    file: File,
+pub struct StateLock<F: Fs = RealFs> {
+    file: F::File,
     path: PathBuf,
 }
 
 impl StateLock {
     /// Takes the lock at `path` without waiting, or says who holds it.
     pub fn acquire(path: &Path) -> Result<StateLock, StateError> {
+        StateLock::acquire_in(&RealFs, path, &SystemClock.now_rfc3339())
+    }
+}
+
+impl<F: Fs> StateLock<F> {
+    /// Takes the lock at `path` on the filesystem `fs` without waiting, or says who holds it;
+    /// `now` (RFC 3339) goes into the lock file, for the message another run prints.
+    pub fn acquire_in(fs: &F, path: &Path, now: &str) -> Result<StateLock<F>, StateError> {
         let werr = |source| StateError::Write {
             kind: StateFile::Lock,
             path: path.to_path_buf(),
@@ -29,40 +36,41 @@ impl StateLock {
         // Never through a symlink (its target would be truncated below), never a FIFO or a
         // device (the open would block, or write somewhere else), never a file of another user
         // or with other names (hard links): the lock file is truncated each time it is taken.
-        let mut file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .mode(0o644)
-            .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
-            .open(path)
-            .map_err(|e| {
-                if e.raw_os_error() == Some(libc::ELOOP) {
-                    unsafe_lock(path, "it is a symbolic link")
-                } else {
-                    werr(e)
-                }
-            })?;
+        let how = OpenHow {
+            read: true,
+            write: true,
+            create: true,
+            create_new: false,
+            mode: 0o644,
+            follow: false,
+            nonblock: true,
+        };
+        let mut file = fs.open(path, &how).map_err(|e| {
+            if e.raw_os_error() == Some(libc::ELOOP) {
+                unsafe_lock(path, "it is a symbolic link")
+            } else {
+                werr(e)
+            }
+        })?;
         let meta = file.metadata().map_err(werr)?;
         if !meta.is_file() {
             return Err(unsafe_lock(path, "it is not a regular file"));
         }
-        if meta.nlink() > 1 {
+        if meta.nlink > 1 {
             return Err(unsafe_lock(
                 path,
                 "it has other names (hard links), so writing it would change another file",
             ));
         }
-        if meta.uid() != super::atomic::euid() {
+        if meta.uid != crate::fs::trust::euid() {
             return Err(unsafe_lock(
                 path,
-                &format!("it belongs to another user (uid {})", meta.uid()),
+                &format!("it belongs to another user (uid {})", meta.uid),
             ));
         }
         match file.try_lock() {
             Ok(()) => {}
-            Err(std::fs::TryLockError::WouldBlock) => {
+            Err(TryLock::WouldBlock) => {
                 let mut holder = String::new();
                 let _ = file.read_to_string(&mut holder);
                 let holder = holder.trim();
@@ -75,14 +83,10 @@ impl StateLock {
                     },
                 });
             }
-            Err(std::fs::TryLockError::Error(e)) => return Err(werr(e)),
+            Err(TryLock::Error(e)) => return Err(werr(e)),
         }
         // Record who holds it, for the message the next run prints.
-        let who = format!(
-            "pid {} since {}\n",
-            std::process::id(),
-            super::now_rfc3339()
-        );
+        let who = format!("pid {} since {now}\n", std::process::id());
         file.set_len(0).map_err(werr)?;
         file.rewind().map_err(werr)?;
         file.write_all(who.as_bytes()).map_err(werr)?;
@@ -107,7 +111,7 @@ fn unsafe_lock(path: &Path, why: &str) -> StateError {
     }
 }
 
-impl Drop for StateLock {
+impl<F: Fs> Drop for StateLock<F> {
     fn drop(&mut self) {
         let _ = self.file.set_len(0);
         let _ = self.file.unlock();
@@ -116,6 +120,7 @@ impl Drop for StateLock {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::disallowed_methods)] // tests set up real files, clocks and seeds
     #![allow(clippy::unwrap_used)]
     use super::*;
 

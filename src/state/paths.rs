@@ -21,7 +21,7 @@ impl StatePaths {
     /// The contract's defaults: `<manifest dir>/<stem>.results.json` and `.secrets.json`,
     /// overridden by `--results` / `--secrets`.
     pub fn for_manifest(manifest: &Path, results: Option<&Path>, secrets: Option<&Path>) -> Self {
-        let dir = super::atomic::parent_dir(manifest);
+        let dir = crate::fs::atomic::parent_dir(manifest);
         let stem = manifest
             .file_stem()
             .map(|s| s.to_string_lossy().into_owned())
@@ -44,6 +44,14 @@ impl StatePaths {
         }
     }
 
+    /// Where a fresh journal is written before it replaces the journal (`<journal>.next`);
+    /// one a killed run left there is removed at the next start.
+    pub fn next_journal(&self) -> PathBuf {
+        let mut name = self.journal.as_os_str().to_owned();
+        name.push(".next");
+        PathBuf::from(name)
+    }
+
     /// Moves the sealed directory (`--sealed-dir`).
     pub fn with_sealed_dir(mut self, dir: Option<&Path>) -> Self {
         if let Some(d) = dir {
@@ -60,7 +68,7 @@ fn sealed_dir(results: &Path) -> PathBuf {
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
     let stem = name.strip_suffix(".results.json").unwrap_or(&name);
-    super::atomic::parent_dir(results).join(format!("{stem}.sealed"))
+    crate::fs::atomic::parent_dir(results).join(format!("{stem}.sealed"))
 }
 
 /// `x.results.json` -> `x.results.<ext>`; `x` -> `x.<ext>`.
@@ -77,6 +85,7 @@ fn sibling(results: &Path, ext: &str) -> PathBuf {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::disallowed_methods)] // tests set up real files, clocks and seeds
     use super::*;
 
     #[test]

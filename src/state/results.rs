@@ -1,14 +1,16 @@
 //! The results file: which tokens exist, by account id and token name, with their ids. No
 //! secrets, so it is safe to keep in version control. Read and written through typed structs.
 
-use super::StateFile;
 use std::collections::BTreeMap;
 use std::path::Path;
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::{StateError, TokenKey};
+use super::json::load_json;
+use super::{StateError, StateFile};
+use crate::fs::{Fs, RealFs};
+use crate::key::TokenKey;
 
 /// The results file format version this build reads and writes.
 pub const RESULTS_VERSION: u32 = 1;
@@ -52,16 +54,51 @@ pub struct ResultsFile {
     pub superseded: Vec<SupersededToken>,
 }
 
-/// A rate limit learned by a run.
+/// A server limit learned by a run: on requests per second, on requests in flight, or both.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LearnedRate {
-    /// Requests per second the server accepted.
-    pub per_second: f64,
+    /// Requests per second the server accepted (absent when only an in-flight limit was
+    /// found).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub per_second: Option<f64>,
+    /// Requests the server admits at once (absent when none was found; files written before
+    /// it was learned have none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub in_flight: Option<u32>,
+    /// Which kind of limit binds: `rate`, `in_flight` or `both` (files written before in-flight
+    /// limits were learned: `rate`).
+    #[serde(default)]
+    pub kind: LimitKind,
     /// The endpoint it applies to (the results file's `api_url`).
     pub endpoint: String,
     /// When it was learned (RFC 3339, UTC).
     pub at: String,
+}
+
+/// The kind of a learned server limit.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum LimitKind {
+    /// Requests per second (a token bucket).
+    #[default]
+    Rate,
+    /// Requests in flight at once (what Logz.io documents: concurrent requests).
+    InFlight,
+    /// Both.
+    Both,
+}
+
+impl LimitKind {
+    /// The kind of these limits, when there is one.
+    pub fn of(per_second: Option<f64>, in_flight: Option<u32>) -> Option<LimitKind> {
+        match (per_second, in_flight) {
+            (Some(_), Some(_)) => Some(LimitKind::Both),
+            (Some(_), None) => Some(LimitKind::Rate),
+            (None, Some(_)) => Some(LimitKind::InFlight),
+            (None, None) => None,
+        }
+    }
 }
 
 /// What `logzio-tokens verify` last saw of a token when it probed its secret.
@@ -129,7 +166,7 @@ pub struct TokenRecord {
     pub created_at: String,
     /// How the record came to be, when not created by this tool: `imported`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub source: Option<super::TokenSource>,
+    pub source: Option<TokenSource>,
     /// What `logzio-tokens verify` last saw: `valid`, `revoked`, `wrong_account`, `unknown`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub status: Option<TokenStatus>,
@@ -174,12 +211,18 @@ pub struct PossibleOrphan {
 }
 
 impl ResultsFile {
-    /// An empty results file for a first run.
+    /// An empty results file for a first run, made now (by the system clock).
     pub fn new(api_url: Option<String>) -> Self {
+        use crate::clock::Clock;
+        ResultsFile::new_at(api_url, crate::clock::SystemClock.now_rfc3339())
+    }
+
+    /// An empty results file for a first run, made at `at` (RFC 3339).
+    pub fn new_at(api_url: Option<String>, at: String) -> Self {
         ResultsFile {
             version: RESULTS_VERSION,
             api_url,
-            updated_at: super::now_rfc3339(),
+            updated_at: at,
             accounts: BTreeMap::new(),
             resolved_names: BTreeMap::new(),
             failures: Vec::new(),
@@ -192,7 +235,12 @@ impl ResultsFile {
     /// Reads the file; a missing file is a first run (an empty record). Anything unreadable or
     /// malformed is an error, never "nothing exists".
     pub fn load(path: &Path) -> Result<Option<ResultsFile>, StateError> {
-        let Some(file) = load_json::<ResultsFile>(path, StateFile::Results)? else {
+        ResultsFile::load_in(&RealFs, path)
+    }
+
+    /// [`ResultsFile::load`] on the filesystem `fs`.
+    pub fn load_in<F: Fs>(fs: &F, path: &Path) -> Result<Option<ResultsFile>, StateError> {
+        let Some(file) = load_json::<F, ResultsFile>(fs, path, StateFile::Results)? else {
             return Ok(None);
         };
         if file.version != RESULTS_VERSION {
@@ -292,7 +340,7 @@ impl ResultsFile {
             .iter_mut()
             .find(|o| o.account_id == key.account_id && o.token_name == key.token_name)
         {
-            if super::rfc3339_cmp(at, &o.at).is_le() {
+            if crate::timestamp::rfc3339_cmp(at, &o.at).is_le() {
                 return;
             }
             o.ambiguous_attempts += 1;
@@ -314,191 +362,24 @@ impl ResultsFile {
         self.accounts.values().map(BTreeMap::len).sum()
     }
 
-    /// Serializes with a fresh `updated_at`, pretty, with a trailing newline.
-    pub fn to_bytes(&mut self) -> Vec<u8> {
-        self.updated_at = super::now_rfc3339();
+    /// Serializes with `updated_at` set to `at` (RFC 3339), pretty, with a trailing newline.
+    pub fn to_bytes(&mut self, at: &str) -> Vec<u8> {
+        self.updated_at = at.to_owned();
         let mut v = serde_json::to_vec_pretty(self).unwrap_or_default();
         v.push(b'\n');
         v
     }
 }
 
-/// Reads a JSON state file: `None` when it does not exist (a first run); an error, never
-/// "nothing", when it cannot be read or parsed.
-pub(crate) fn load_json<T: serde::de::DeserializeOwned>(
-    path: &Path,
-    kind: StateFile,
-) -> Result<Option<T>, StateError> {
-    // A regular file only (a FIFO would block while the lock is held, `/dev/zero` never
-    // ends), of a bounded size, zeroed when dropped (the secrets file is read here too).
-    let bytes = match crate::bounded::read_regular(
-        path,
-        crate::bounded::MAX_STATE_FILE_BYTES,
-        crate::bounded::Symlinks::Follow,
-    ) {
-        Ok(b) => b,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(source) => {
-            return Err(StateError::Read {
-                kind,
-                path: path.to_path_buf(),
-                source,
-            });
-        }
-    };
-    parse_state_json(&bytes, path, kind).map(Some)
-}
-
-/// Reads a secret-bearing JSON state file (the secrets file) only if it can be trusted: not
-/// through a symlink, a regular file, ours, 0600, bounded (a file another user planted could
-/// hand out secrets of theirs, through `export`, as ours).
-pub(crate) fn load_own_secret_json<T: serde::de::DeserializeOwned>(
-    path: &Path,
-    kind: StateFile,
-) -> Result<Option<T>, StateError> {
-    let limit = crate::bounded::MAX_STATE_FILE_BYTES;
-    let Some(file) = super::atomic::open_own_secret_file(path, kind, limit)? else {
-        return Ok(None);
-    };
-    let bytes = crate::bounded::read_capped(file, limit).map_err(|source| StateError::Read {
-        kind,
-        path: path.to_path_buf(),
-        source,
-    })?;
-    parse_state_json(&bytes, path, kind).map(Some)
-}
-
-/// Parses a JSON state file, refusing a key twice in any object.
-fn parse_state_json<T: serde::de::DeserializeOwned>(
-    bytes: &[u8],
-    path: &Path,
-    kind: StateFile,
-) -> Result<T, StateError> {
-    let corrupt = |detail: String| StateError::Corrupt {
-        kind,
-        path: path.to_path_buf(),
-        detail,
-    };
-    // serde keeps the last of two equal keys: a results file with an account twice would lose
-    // the first one's tokens, and apply would create them again. Refused, as in the manifest.
-    reject_duplicate_keys(bytes).map_err(|e| match e {
-        DuplicateKey::At { line, column } => corrupt(format!(
-            "line {line} column {column}: a key appears twice in the same object"
-        )),
-        DuplicateKey::Json(e) => corrupt(json_error_detail(&e)),
-    })?;
-    serde_json::from_slice(bytes).map_err(|e| corrupt(json_error_detail(&e)))
-}
-
-/// Why [`reject_duplicate_keys`] refused a document.
-#[derive(Debug)]
-pub(crate) enum DuplicateKey {
-    /// A key repeated in one object; the position is where the repeat ends.
-    At {
-        /// 1-based line.
-        line: usize,
-        /// 1-based column.
-        column: usize,
-    },
-    /// Not JSON at all.
-    Json(serde_json::Error),
-}
-
-/// Refuses a JSON document in which any object has the same key twice.
-pub(crate) fn reject_duplicate_keys(bytes: &[u8]) -> Result<(), DuplicateKey> {
-    use serde::de::{DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
-
-    /// Walks any JSON value; on a repeated key, sets `found` and stops with an error.
-    #[derive(Clone, Copy)]
-    struct Walk<'a> {
-        found: &'a std::cell::Cell<bool>,
-    }
-
-    impl<'de> DeserializeSeed<'de> for Walk<'_> {
-        type Value = ();
-        fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
-            d.deserialize_any(self)
-        }
-    }
-
-    impl<'de> Visitor<'de> for Walk<'_> {
-        type Value = ();
-        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-            f.write_str("any JSON value")
-        }
-        fn visit_bool<E>(self, _: bool) -> Result<(), E> {
-            Ok(())
-        }
-        fn visit_i64<E>(self, _: i64) -> Result<(), E> {
-            Ok(())
-        }
-        fn visit_u64<E>(self, _: u64) -> Result<(), E> {
-            Ok(())
-        }
-        fn visit_f64<E>(self, _: f64) -> Result<(), E> {
-            Ok(())
-        }
-        fn visit_str<E>(self, _: &str) -> Result<(), E> {
-            Ok(())
-        }
-        fn visit_unit<E>(self) -> Result<(), E> {
-            Ok(())
-        }
-        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
-            while seq.next_element_seed(self)?.is_some() {}
-            Ok(())
-        }
-        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
-            let mut keys = std::collections::HashSet::new();
-            while let Some(key) = map.next_key::<String>()? {
-                if !keys.insert(key) {
-                    self.found.set(true);
-                    // Never the key itself in the message: keep messages free of file content.
-                    return Err(serde::de::Error::custom("duplicate key"));
-                }
-                map.next_value_seed(self)?;
-            }
-            Ok(())
-        }
-    }
-
-    let found = std::cell::Cell::new(false);
-    let mut de = serde_json::Deserializer::from_slice(bytes);
-    let walked = Walk { found: &found }
-        .deserialize(&mut de)
-        .and_then(|()| de.end());
-    match walked {
-        Ok(()) => Ok(()),
-        Err(e) if found.get() => Err(DuplicateKey::At {
-            line: e.line(),
-            column: e.column(),
-        }),
-        Err(e) => Err(DuplicateKey::Json(e)),
-    }
-}
-
-/// What kind of problem a serde_json error is, without its message: serde_json's messages
-/// quote the offending value (`invalid type: string "..."`), which in the secrets file or the
-/// journal may be a secret.
-pub(crate) fn json_error_kind(e: &serde_json::Error) -> &'static str {
-    match e.classify() {
-        serde_json::error::Category::Io => "it could not be read",
-        serde_json::error::Category::Syntax => "it is not valid JSON",
-        serde_json::error::Category::Eof => "it ends too early (cut short?)",
-        serde_json::error::Category::Data => {
-            "a value has the wrong type or a field is missing or unknown"
-        }
-    }
-}
-
-/// `line L column C: <kind>` for a serde_json error (never its message; see [`json_error_kind`]).
-pub(crate) fn json_error_detail(e: &serde_json::Error) -> String {
-    format!(
-        "line {} column {}: {}",
-        e.line(),
-        e.column(),
-        json_error_kind(e)
-    )
+/// How a recorded token came to be, when not created by this tool (`source` in the results
+/// file; absent for tokens this tool created).
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, schemars::JsonSchema,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum TokenSource {
+    /// Recorded by `logzio-tokens import`: created outside the tool.
+    Imported,
 }
 
 /// The JSON Schema of the results file.
@@ -511,8 +392,10 @@ pub fn results_schema_text() -> String {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::disallowed_methods)] // tests set up real files, clocks and seeds
     #![allow(clippy::unwrap_used)]
     use super::*;
+    use crate::state::json::json_error_detail;
 
     fn key(a: u32, n: &str) -> TokenKey {
         TokenKey {
@@ -563,38 +446,6 @@ mod tests {
     }
 
     #[test]
-    fn a_key_twice_in_any_object_is_refused() {
-        let dir = tempfile::tempdir().unwrap();
-        let p = dir.path().join("r.json");
-        // The same account twice: serde would keep the second and forget `ci`.
-        std::fs::write(
-            &p,
-            r#"{"version": 1, "updated_at": "x", "accounts": {
-  "160343": {"ci": {"token_id": 1, "created_at": "x"}},
-  "160343": {"other": {"token_id": 2, "created_at": "x"}}}}"#,
-        )
-        .unwrap();
-        let err = ResultsFile::load(&p).unwrap_err().to_string();
-        assert!(err.contains("line 3") && err.contains("twice"), "{err}");
-        assert!(reject_duplicate_keys(br#"{"a": [{"b": 1, "b": 2}]}"#).is_err());
-        assert!(reject_duplicate_keys(br#"{"a": {"b": 1}, "c": {"b": 2}}"#).is_ok());
-        assert!(matches!(
-            reject_duplicate_keys(b"{"),
-            Err(DuplicateKey::Json(_))
-        ));
-        // Found inside arrays and nested objects, at the repeat.
-        assert!(matches!(
-            reject_duplicate_keys(b"[1, true, null, \"s\", 1.5, -2, {\"b\": 1, \"b\": 2}]"),
-            Err(DuplicateKey::At { line: 1, .. })
-        ));
-        assert!(matches!(
-            reject_duplicate_keys(b"{\"a\": {\"b\": 1,\n \"b\": 2}}"),
-            Err(DuplicateKey::At { line: 2, .. })
-        ));
-        assert!(reject_duplicate_keys(b"[1, true, null, \"s\", 1.5, -2, {\"b\": [{}]}]").is_ok());
-    }
-
-    #[test]
     fn statuses_have_the_names_of_the_results_file() {
         let names = [
             (TokenStatus::Valid, "valid"),
@@ -623,7 +474,7 @@ mod tests {
                 ..TokenRecord::default()
             },
         );
-        std::fs::write(&p, f.to_bytes()).unwrap();
+        std::fs::write(&p, f.to_bytes("2026-11-23T20:00:00.000Z")).unwrap();
         let back = ResultsFile::load(&p).unwrap().unwrap();
         assert_eq!(back.get(&key(1, "ci")).unwrap().token_id, 5);
         let text =
@@ -731,7 +582,8 @@ mod tests {
             0
         );
         // Written and read back: the new fields round-trip, old files (without them) still load.
-        let back: ResultsFile = serde_json::from_slice(&f.clone().to_bytes()).unwrap();
+        let back: ResultsFile =
+            serde_json::from_slice(&f.clone().to_bytes("2026-11-23T20:00:00.000Z")).unwrap();
         assert_eq!(back.superseded, f.superseded);
         let text = serde_json::to_string(&back).unwrap();
         assert!(text.contains("\"status\":\"revoked\""), "{text}");

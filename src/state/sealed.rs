@@ -9,15 +9,14 @@
 //! after a crash writes those records out as sealed files without decrypting them.
 
 use super::StateFile;
-use std::fs::{self, OpenOptions};
 use std::io::{Read, Write};
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use age::x25519;
 
-use super::atomic::{parent_dir, sync_dir};
 use super::{SecretsFile, StateError};
+use crate::fs::atomic::parent_dir;
+use crate::fs::{FileType, Fs, FsFile, OpenHow, RealFs};
 pub use crate::recipient::{RecipientError, parse_recipient, parse_recipients_file};
 
 /// The age recipients the secrets of a run are sealed to. These are public keys: printing
@@ -135,17 +134,53 @@ const MAX_IDENTITY_FILE: u64 = 64 * 1024;
 const MAX_SEALED_FILE: u64 = 256 * 1024 * 1024;
 
 impl Identities {
-    /// Reads an identity file as `age-keygen` writes it.
+    /// Reads the identity file a user names (`--identity`, `LOGZIO_TOKENS_IDENTITY_FILE`) with
+    /// ssh's rule for private keys: a file of this user that its group or others may read is
+    /// refused (`chmod 600` fixes it; `age-keygen -o` writes 0600). A symlink is followed (a
+    /// Kubernetes secret volume is made of them) and the file it leads to is checked; only a
+    /// regular file is read (a FIFO or a device is refused before any byte is read), bounded.
+    pub fn load_key_file(path: &Path) -> Result<Identities, SealError> {
+        use std::os::unix::fs::MetadataExt;
+        let ierr = |detail: String| SealError::Identity {
+            path: path.to_path_buf(),
+            detail,
+        };
+        let file = crate::bounded::open_regular(path, crate::bounded::Symlinks::Follow)
+            .map_err(|e| ierr(e.to_string()))?;
+        let meta = file.metadata().map_err(|e| ierr(e.to_string()))?;
+        let mode = meta.mode() & 0o7777;
+        if meta.uid() == crate::fs::trust::euid() && mode & 0o077 != 0 {
+            return Err(ierr(format!(
+                "its mode is {mode:04o}, so other users can read this private key; run `chmod 600 {}` (if someone else could read it, make a new key pair and seal to its public key from now on)",
+                path.display()
+            )));
+        }
+        let bytes = crate::bounded::read_capped(file, MAX_IDENTITY_FILE)
+            .map_err(|e| ierr(e.to_string()))?;
+        Identities::parse(path, &bytes)
+    }
+
+    /// Reads an identity file as `age-keygen` writes it, whatever its mode (see
+    /// [`Identities::load_key_file`] for a file a user names). A symlink is not followed.
     pub fn load(path: &Path) -> Result<Identities, SealError> {
         let ierr = |detail: String| SealError::Identity {
             path: path.to_path_buf(),
             detail,
         };
-        let bytes = read_bounded(path, MAX_IDENTITY_FILE).map_err(|e| match e {
+        let bytes = read_bounded(&RealFs, path, MAX_IDENTITY_FILE).map_err(|e| match e {
             SealError::Read { source, .. } => ierr(source.to_string()),
             other => other,
         })?;
-        let file = age::IdentityFile::from_buffer(&bytes[..]).map_err(|_| {
+        Identities::parse(path, &bytes)
+    }
+
+    /// The identities of an identity file's bytes (read from `path`, named in errors).
+    fn parse(path: &Path, bytes: &[u8]) -> Result<Identities, SealError> {
+        let ierr = |detail: String| SealError::Identity {
+            path: path.to_path_buf(),
+            detail,
+        };
+        let file = age::IdentityFile::from_buffer(bytes).map_err(|_| {
             ierr("not an age identity file (as `age-keygen -o FILE` writes it)".into())
         })?;
         let ids = file
@@ -159,7 +194,12 @@ impl Identities {
 
     /// Decrypts a sealed file into the secrets document it holds.
     pub fn open(&self, path: &Path) -> Result<SecretsFile, SealError> {
-        let bytes = read_bounded(path, MAX_SEALED_FILE)?;
+        self.open_in(&RealFs, path)
+    }
+
+    /// [`Identities::open`] on the filesystem `fs`.
+    pub fn open_in<F: Fs>(&self, fs: &F, path: &Path) -> Result<SecretsFile, SealError> {
+        let bytes = read_bounded(fs, path, MAX_SEALED_FILE)?;
         self.open_bytes(path, &bytes)
     }
 
@@ -178,22 +218,18 @@ impl Identities {
         r.read_to_end(&mut plain).map_err(|e| derr(e.to_string()))?;
         let doc: SecretsFile = serde_json::from_slice(&plain).map_err(|e| SealError::Content {
             path: path.to_path_buf(),
-            detail: super::results::json_error_kind(&e).to_owned(),
+            detail: super::json::json_error_kind(&e).to_owned(),
         })?;
         Ok(doc)
     }
 }
 
-fn read_bounded(path: &Path, limit: u64) -> Result<Vec<u8>, SealError> {
+fn read_bounded<F: Fs>(fs: &F, path: &Path, limit: u64) -> Result<Vec<u8>, SealError> {
     let rerr = |source| SealError::Read {
         path: path.to_path_buf(),
         source,
     };
-    let file = OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
-        .open(path)
-        .map_err(rerr)?;
+    let file = fs.open(path, &OpenHow::read(false)).map_err(rerr)?;
     let meta = file.metadata().map_err(rerr)?;
     if !meta.is_file() {
         return Err(rerr(std::io::Error::other("not a regular file")));
@@ -208,9 +244,9 @@ fn read_bounded(path: &Path, limit: u64) -> Result<Vec<u8>, SealError> {
     Ok(bytes)
 }
 
-/// A new run id: 8 hex digits.
-pub fn new_run_id() -> String {
-    format!("{:08x}", rand::random::<u32>())
+/// A new run id: 8 hex digits, from `rng`.
+pub fn new_run_id(rng: &mut impl rand::Rng) -> String {
+    format!("{:08x}", rng.random::<u32>())
 }
 
 /// The name of a run's sealed file: `20261129T210306Z-1a2b3c4d.age`.
@@ -226,31 +262,42 @@ pub fn file_name(at: time::OffsetDateTime, run_id: &str) -> String {
 /// Writes a new sealed file `dir/name`, never over an existing one (O_EXCL, no symlink
 /// followed), durably (file and directory fsync'd). The directory is created when missing.
 pub fn write_new(dir: &Path, name: &str, armored: &[u8]) -> Result<PathBuf, StateError> {
+    write_new_in(&RealFs, dir, name, armored)
+}
+
+/// [`write_new`] on the filesystem `fs`.
+pub fn write_new_in<F: Fs>(
+    fs: &F,
+    dir: &Path,
+    name: &str,
+    armored: &[u8],
+) -> Result<PathBuf, StateError> {
     let path = dir.join(name);
     let werr = |source| StateError::Write {
         kind: StateFile::Sealed,
         path: path.clone(),
         source,
     };
-    fs::create_dir_all(dir).map_err(werr)?;
-    let mut f = OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o644)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
-        .open(&path)
-        .map_err(werr)?;
+    fs.create_dir_all(dir).map_err(werr)?;
+    let mut how = OpenHow::create_new(0o644);
+    how.read = false;
+    let mut f = fs.open(&path, &how).map_err(werr)?;
     f.write_all(armored).map_err(werr)?;
     f.sync_all().map_err(werr)?;
-    sync_dir(dir).map_err(werr)?;
-    let _ = sync_dir(parent_dir(dir));
+    fs.sync_dir(dir).map_err(werr)?;
+    let _ = fs.sync_dir(parent_dir(dir));
     Ok(path)
 }
 
 /// The sealed files of a directory, oldest first (by name: names start with the UTC time).
 /// A missing directory has none.
 pub fn list(dir: &Path) -> Result<Vec<PathBuf>, SealError> {
-    let entries = match fs::read_dir(dir) {
+    list_in(&RealFs, dir)
+}
+
+/// [`list`] on the filesystem `fs`.
+pub fn list_in<F: Fs>(fs: &F, dir: &Path) -> Result<Vec<PathBuf>, SealError> {
+    let entries = match fs.read_dir(dir) {
         Ok(e) => e,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
         Err(source) => {
@@ -262,15 +309,8 @@ pub fn list(dir: &Path) -> Result<Vec<PathBuf>, SealError> {
     };
     let mut out = Vec::new();
     for entry in entries {
-        let entry = entry.map_err(|source| SealError::Read {
-            path: dir.to_path_buf(),
-            source,
-        })?;
-        let path = entry.path();
-        if path.extension().is_some_and(|e| e == "age")
-            && entry.file_type().is_ok_and(|t| t.is_file())
-        {
-            out.push(path);
+        if entry.path.extension().is_some_and(|e| e == "age") && entry.file_type == FileType::File {
+            out.push(entry.path);
         }
     }
     out.sort();
@@ -279,11 +319,13 @@ pub fn list(dir: &Path) -> Result<Vec<PathBuf>, SealError> {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::disallowed_methods)] // tests set up real files, clocks and seeds
     #![allow(clippy::unwrap_used)]
     use super::*;
+    use crate::key::TokenKey;
     use crate::secret::Secret;
-    use crate::state::TokenKey;
     use age::secrecy::ExposeSecret;
+    use std::fs;
 
     fn doc(name: &str, id: i64, secret: &str) -> SecretsFile {
         let mut d = SecretsFile::default();
@@ -362,7 +404,7 @@ mod tests {
     fn file_names_sort_by_time() {
         let t = time::macros::datetime!(2026-11-29 21:03:06 UTC);
         assert_eq!(file_name(t, "1a2b3c4d"), "20261129T210306Z-1a2b3c4d.age");
-        assert_eq!(new_run_id().len(), 8);
+        assert_eq!(new_run_id(&mut rand::rng()).len(), 8);
     }
 
     fn identity_file(dir: &Path, key: &x25519::Identity, size: usize) -> std::path::PathBuf {
@@ -394,6 +436,46 @@ mod tests {
         assert!(err.contains("not a regular file"), "{err}");
     }
 
+    /// ssh's rule for private keys: one of this user's that others may read is refused, saying
+    /// what to run; a symlink (a Kubernetes secret volume) is followed and its target checked.
+    #[test]
+    fn a_key_file_others_can_read_is_refused_and_a_link_to_a_good_one_is_followed() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let key = x25519::Identity::generate();
+        let file = identity_file(dir.path(), &key, 200);
+        let set = |mode| fs::set_permissions(&file, fs::Permissions::from_mode(mode)).unwrap();
+        for mode in [0o644, 0o640, 0o604, 0o660] {
+            set(mode);
+            let err = Identities::load_key_file(&file).unwrap_err().to_string();
+            assert!(
+                err.contains(&format!("its mode is {mode:04o}")) && err.contains("chmod 600"),
+                "{err}"
+            );
+            assert!(!err.contains("AGE-SECRET"), "{err}");
+        }
+        set(0o600);
+        assert!(Identities::load_key_file(&file).is_ok());
+        set(0o400);
+        assert!(Identities::load_key_file(&file).is_ok());
+        let link = dir.path().join("link.txt");
+        std::os::unix::fs::symlink(&file, &link).unwrap();
+        assert!(Identities::load_key_file(&link).is_ok());
+        set(0o644);
+        let err = Identities::load_key_file(&link).unwrap_err().to_string();
+        assert!(err.contains("its mode is 0644"), "{err}");
+        let fifo = dir.path().join("fifo");
+        assert!(
+            std::process::Command::new("mkfifo")
+                .arg(&fifo)
+                .status()
+                .unwrap()
+                .success()
+        );
+        let err = Identities::load_key_file(&fifo).unwrap_err().to_string();
+        assert!(err.contains("not a regular file"), "{err}");
+    }
+
     #[test]
     fn recipients_are_listed_once_each_and_printed_as_public_keys() {
         let a = x25519::Identity::generate().to_public();
@@ -414,7 +496,7 @@ mod tests {
         let path = dir.path().join("big.age");
         fs::write(&path, vec![b'a'; 2 * 1024 * 1024]).unwrap();
         assert_eq!(
-            read_bounded(&path, MAX_SEALED_FILE).unwrap().len(),
+            read_bounded(&RealFs, &path, MAX_SEALED_FILE).unwrap().len(),
             2 * 1024 * 1024
         );
     }

@@ -8,7 +8,8 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use super::{StateError, TokenKey};
+use super::StateError;
+use crate::key::TokenKey;
 use crate::secret::Secret;
 
 /// The secrets file format version.
@@ -26,6 +27,9 @@ pub struct SecretsFile {
     /// Secrets that were replaced under the same account and name (kept, never dropped).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub superseded: Vec<SupersededSecret>,
+    /// Secrets of tokens whose records were forgotten (`forget`): kept, never dropped.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub forgotten: Vec<SupersededSecret>,
 }
 
 /// One token's secret.
@@ -62,6 +66,7 @@ impl Default for SecretsFile {
             version: SECRETS_VERSION,
             accounts: BTreeMap::new(),
             superseded: Vec::new(),
+            forgotten: Vec::new(),
         }
     }
 }
@@ -69,9 +74,17 @@ impl Default for SecretsFile {
 impl SecretsFile {
     /// Reads the file; missing means none yet. Unreadable or malformed is an error.
     pub fn load(path: &Path) -> Result<Option<SecretsFile>, StateError> {
+        SecretsFile::load_in(&crate::fs::RealFs, path)
+    }
+
+    /// [`SecretsFile::load`] on the filesystem `fs`.
+    pub fn load_in<F: crate::fs::Fs>(
+        fs: &F,
+        path: &Path,
+    ) -> Result<Option<SecretsFile>, StateError> {
         // Ours and 0600 only, never through a symlink; a key twice is corruption.
         let Some(file) =
-            super::results::load_own_secret_json::<SecretsFile>(path, StateFile::Secrets)?
+            super::json::load_own_secret_json::<F, SecretsFile>(fs, path, StateFile::Secrets)?
         else {
             return Ok(None);
         };
@@ -152,6 +165,40 @@ impl SecretsFile {
                 self.superseded.push(s);
             }
         }
+        for s in other.forgotten {
+            let known = self
+                .forgotten
+                .iter()
+                .any(|x| x.token_id == s.token_id && x.token.same_as(&s.token));
+            if !known {
+                self.forgotten.push(s);
+            }
+        }
+    }
+
+    /// Moves `key`'s secret, if it is token `token_id`'s, to `forgotten` (noted with `at`).
+    pub(crate) fn forget(&mut self, key: &TokenKey, token_id: i64, at: &str) {
+        let Some(m) = self.accounts.get_mut(&key.account_id) else {
+            return;
+        };
+        if m.get(&key.token_name)
+            .is_none_or(|r| r.token_id != token_id)
+        {
+            return;
+        }
+        let Some(rec) = m.remove(&key.token_name) else {
+            return;
+        };
+        if m.is_empty() {
+            self.accounts.remove(&key.account_id);
+        }
+        self.forgotten.push(SupersededSecret {
+            account_id: key.account_id,
+            token_name: key.token_name.clone(),
+            token_id: rec.token_id,
+            token: rec.token,
+            note: format!("its record was forgotten at {at}"),
+        });
     }
 
     /// Makes the token whose id `recorded` names the current one for its name, where it is
@@ -191,6 +238,7 @@ impl SecretsFile {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::disallowed_methods)] // tests set up real files, clocks and seeds
     #![allow(clippy::unwrap_used)]
     use super::*;
 

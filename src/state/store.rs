@@ -4,17 +4,18 @@
 //! previous run left (recovering every secret it received), and writes the merged files. During
 //! `apply` the store is owned by the recorder task (`super::recorder`), its single writer.
 
-use super::StateFile;
-use std::collections::HashMap;
 use std::path::PathBuf;
 
-use super::atomic::{
-    FileKind, check_secret_target, parent_dir, remove_stale_temps, sync_dir, write_atomic,
-};
-use super::journal::{self, HeldSecret, Outcome};
-use super::results::TokenRecord;
+use super::journal::{self, Outcome};
+use super::ledger::{Applied, Ledger, invariants};
 use super::sealed::{self, Identities, Recipients, SealError};
-use super::{ResultsFile, SecretsFile, StateError, StateLock, StatePaths, TokenKey};
+use super::{ResultsFile, SecretsFile, StateError, StateFile, StateLock, StatePaths};
+use crate::clock::{SharedClock, SystemClock};
+use crate::fs::atomic::{FileKind, parent_dir, remove_stale_temps, write_atomic_in};
+use crate::fs::trust::check_secret_target;
+use crate::fs::{Fs, Meta, RealFs};
+use crate::key::TokenKey;
+use crate::random::{self, Random};
 
 /// What a start-of-run replay of an earlier journal found.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -30,32 +31,38 @@ pub struct Recovery {
 }
 
 /// The recorded state of a manifest, locked for this process.
+///
+/// Every file it touches goes through `fs` ([`RealFs`] unless a test gives another), every
+/// timestamp it writes comes from `clock`, and its run ids from `rng`.
 #[derive(Debug)]
-pub struct Store {
+pub struct Store<F: Fs = RealFs> {
     /// Where the files are.
-    pub paths: StatePaths,
-    /// The results (no secrets).
-    pub results: ResultsFile,
-    /// The secrets.
-    pub secrets: SecretsFile,
+    paths: StatePaths,
+    /// The results and secrets, and the operations that change them.
+    ledger: Ledger,
     /// What the replay of an earlier journal recovered.
-    pub recovery: Recovery,
+    recovery: Recovery,
     /// Set by a run whose final save failed: the tokens whose outcome is on no disk (answered
     /// after the journal could not be written) or whose request was still in flight (its
     /// intent in a journal the filesystem may not have kept). Each may have created a token
     /// recorded nowhere, so the run names them.
-    pub unsaved: Vec<TokenKey>,
-    /// Set when this run seals its secrets instead of writing them in plaintext.
+    unsaved: Vec<TokenKey>,
+    /// Set when this run seals its secrets instead of writing them in plaintext (the
+    /// secrets received are then held by the ledger, and written as one sealed file at the
+    /// end).
     sealing: Option<Sealing>,
-    /// The secrets received in this run, when it seals them: held in memory only, written
-    /// as one sealed file at the end.
-    run_secrets: SecretsFile,
     /// Sealed secrets replayed from an earlier run's journal (armored age files).
-    pub recovered_sealed: Vec<String>,
-    lock: Option<StateLock>,
+    recovered_sealed: Vec<String>,
+    lock: Option<StateLock<F>>,
     /// The results and secrets files as this process last read or wrote them: a file that
     /// differs at the next save was changed by another program and is not overwritten.
     seen: [Option<Stamp>; 2],
+    /// The filesystem.
+    fs: F,
+    /// The wall clock (timestamps) and the monotonic one (the recorder's intervals).
+    clock: SharedClock,
+    /// Where run ids come from.
+    rng: Random,
 }
 
 /// What identifies the version of a file this process read or wrote: another program that
@@ -71,22 +78,19 @@ struct Stamp {
 
 impl Stamp {
     /// The file's stamp, or `None` when there is no file.
-    fn of(path: &std::path::Path) -> Option<Stamp> {
-        std::fs::symlink_metadata(path)
-            .ok()
-            .map(|m| Stamp::from(&m))
+    fn of<F: Fs>(fs: &F, path: &std::path::Path) -> Option<Stamp> {
+        fs.symlink_metadata(path).ok().map(|m| Stamp::from(&m))
     }
 }
 
-impl From<&std::fs::Metadata> for Stamp {
-    fn from(m: &std::fs::Metadata) -> Stamp {
-        use std::os::unix::fs::MetadataExt;
+impl From<&Meta> for Stamp {
+    fn from(m: &Meta) -> Stamp {
         Stamp {
-            dev: m.dev(),
-            ino: m.ino(),
-            len: m.size(),
-            mtime: m.mtime(),
-            mtime_nsec: m.mtime_nsec(),
+            dev: m.dev,
+            ino: m.ino,
+            len: m.len,
+            mtime: m.mtime,
+            mtime_nsec: m.mtime_nsec,
         }
     }
 }
@@ -105,48 +109,86 @@ impl Store {
     /// saves the merged files and removes the journal. `api_url` is checked against the one the
     /// results were made with.
     pub fn open(paths: StatePaths, api_url: Option<&str>) -> Result<Store, StateError> {
-        super::atomic::check_state_place(&[
-            &paths.results,
-            &paths.secrets,
-            &paths.journal,
-            &paths.lock,
-        ])?;
-        let lock = StateLock::acquire(&paths.lock)?;
-        // Refuse an unsafe secrets path now, before any request is sent. (A journal left by an
-        // earlier run is only read, then replaced by a fresh 0600 one.)
-        check_secret_target(&paths.secrets)?;
-        // Temp files a killed save left behind (a secrets temp file is a full copy of the
-        // secrets), and a journal replacement a killed checkpoint left behind.
-        for target in [&paths.secrets, &paths.results] {
-            remove_stale_temps(target).map_err(|source| StateError::Write {
-                kind: StateFile::State,
-                path: target.clone(),
-                source,
-            })?;
-        }
-        let mut next = paths.journal.as_os_str().to_owned();
-        next.push(".next");
-        let _ = std::fs::remove_file(std::path::PathBuf::from(next));
-        let mut store = Store::read(paths, api_url)?;
-        store.lock = Some(lock);
-        if store.paths.journal.exists() {
-            store.write_recovered_sealed()?;
-            store.save()?;
-            std::fs::remove_file(&store.paths.journal).map_err(|source| StateError::Write {
-                kind: StateFile::Journal,
-                path: store.paths.journal.clone(),
-                source,
-            })?;
-            let _ = sync_dir(parent_dir(&store.paths.journal));
-        }
-        Ok(store)
+        Store::open_in(
+            RealFs,
+            SystemClock::shared(),
+            random::from_os(),
+            paths,
+            api_url,
+        )
     }
 
     /// Reads the state and replays any journal in memory, without locking or writing (for
     /// `plan`, which must see what an interrupted run received).
     pub fn read(paths: StatePaths, api_url: Option<&str>) -> Result<Store, StateError> {
-        let seen = [Stamp::of(&paths.results), Stamp::of(&paths.secrets)];
-        let results = ResultsFile::load(&paths.results)?;
+        Store::read_in(
+            RealFs,
+            SystemClock::shared(),
+            random::from_os(),
+            paths,
+            api_url,
+        )
+    }
+}
+
+impl<F: Fs> Store<F> {
+    /// [`Store::open`] on the filesystem `fs`, with the clock `clock` and run ids from `rng`.
+    pub fn open_in(
+        fs: F,
+        clock: SharedClock,
+        rng: Random,
+        paths: StatePaths,
+        api_url: Option<&str>,
+    ) -> Result<Store<F>, StateError> {
+        crate::fs::trust::check_state_place(
+            &fs,
+            &[&paths.results, &paths.secrets, &paths.journal, &paths.lock],
+        )?;
+        let lock = StateLock::acquire_in(&fs, &paths.lock, &clock.now_rfc3339())?;
+        // Refuse an unsafe secrets path now, before any request is sent. (A journal left by an
+        // earlier run is only read, then replaced by a fresh 0600 one.)
+        check_secret_target(&fs, &paths.secrets)?;
+        // Temp files a killed save left behind (a secrets temp file is a full copy of the
+        // secrets), and a journal replacement a killed checkpoint left behind.
+        for target in [&paths.secrets, &paths.results] {
+            remove_stale_temps(&fs, target).map_err(|source| StateError::Write {
+                kind: StateFile::State,
+                path: target.clone(),
+                source,
+            })?;
+        }
+        let _ = fs.remove_file(&paths.next_journal());
+        let mut store = Store::read_in(fs, clock, rng, paths, api_url)?;
+        store.lock = Some(lock);
+        if store.fs.symlink_metadata(&store.paths.journal).is_ok() {
+            store.write_recovered_sealed()?;
+            store.save()?;
+            store
+                .fs
+                .remove_file(&store.paths.journal)
+                .map_err(|source| StateError::Write {
+                    kind: StateFile::Journal,
+                    path: store.paths.journal.clone(),
+                    source,
+                })?;
+            let _ = store.fs.sync_dir(parent_dir(&store.paths.journal));
+        }
+        Ok(store)
+    }
+
+    /// [`Store::read`] on the filesystem `fs`, with the clock `clock` and run ids from `rng`.
+    pub fn read_in(
+        fs: F,
+        clock: SharedClock,
+        rng: Random,
+        paths: StatePaths,
+        api_url: Option<&str>,
+    ) -> Result<Store<F>, StateError> {
+        let seen = [
+            Stamp::of(&fs, &paths.results),
+            Stamp::of(&fs, &paths.secrets),
+        ];
+        let results = ResultsFile::load_in(&fs, &paths.results)?;
         if let (Some(r), Some(current)) = (&results, api_url)
             && let Some(recorded) = &r.api_url
             && recorded.trim_end_matches('/') != current.trim_end_matches('/')
@@ -157,23 +199,32 @@ impl Store {
                 current: current.to_owned(),
             });
         }
-        let mut results = results.unwrap_or_else(|| ResultsFile::new(api_url.map(str::to_owned)));
+        let mut results = results.unwrap_or_else(|| {
+            ResultsFile::new_at(api_url.map(str::to_owned), clock.now_rfc3339())
+        });
         if results.api_url.is_none() {
             results.api_url = api_url.map(str::to_owned);
         }
-        let secrets = SecretsFile::load(&paths.secrets)?.unwrap_or_default();
-        let replayed = journal::replay(&paths.journal)?;
+        let secrets = SecretsFile::load_in(&fs, &paths.secrets)?.unwrap_or_default();
+        let ledger = Ledger::new(results, secrets);
+        invariants::check(&ledger).map_err(|v| StateError::Corrupt {
+            kind: StateFile::Results,
+            path: paths.results.clone(),
+            detail: v.to_string(),
+        })?;
+        let replayed = journal::replay(&fs, &paths.journal)?;
         let mut store = Store {
             paths,
-            results,
-            secrets,
+            ledger,
             recovery: Recovery::default(),
             unsaved: Vec::new(),
             sealing: None,
-            run_secrets: SecretsFile::default(),
             recovered_sealed: Vec::new(),
             lock: None,
             seen,
+            fs,
+            clock,
+            rng,
         };
         store.recovery.truncated_tail = replayed.truncated_tail;
         store.recovery.gap = replayed.gap.clone();
@@ -187,14 +238,13 @@ impl Store {
                 "replaying the journal of an earlier run"
             );
         }
-        let mut index = store.token_index();
         for (key, outcome, at) in replayed.outcomes {
-            if let Applied::Recorded = store.apply(&key, outcome, &at, &mut index) {
+            if let Applied::Recorded = store.apply(&key, outcome, &at) {
                 store.recovery.recovered_tokens += 1;
             }
         }
         for (key, at) in replayed.interrupted {
-            store.results.note_orphan(
+            store.ledger.note_orphan(
                 &key,
                 "the run stopped while this request was in flight; a token may have been created",
                 &at,
@@ -208,38 +258,49 @@ impl Store {
     /// secrets writes no plaintext secrets file: its secrets go to [`Store::seal_run`].
     pub fn save(&mut self) -> Result<(), StateError> {
         // An empty secrets file is not created: a state whose secrets are all sealed has none.
-        let wanted = !self.secrets.accounts.is_empty()
-            || !self.secrets.superseded.is_empty()
-            || self.paths.secrets.exists();
+        let secrets = self.ledger.secrets();
+        let wanted = !secrets.accounts.is_empty()
+            || !secrets.superseded.is_empty()
+            || !secrets.forgotten.is_empty()
+            || self.fs.metadata(&self.paths.secrets).is_ok();
         let plain = zeroize::Zeroizing::new(if self.sealing.is_none() && wanted {
-            self.secrets.to_bytes()
+            secrets.to_bytes()
         } else {
             Vec::new()
         });
-        let bytes = self.results.to_bytes();
+        invariants::check(&self.ledger).map_err(|v| StateError::Invariant {
+            path: self.paths.results.clone(),
+            violation: v.to_string(),
+        })?;
+        let bytes = self.ledger.results_bytes(&self.clock.now_rfc3339());
         let sizes = [("secrets", plain.len()), ("results", bytes.len())];
         self.check_unchanged(0, StateFile::Results)?;
         if !plain.is_empty() {
             self.check_unchanged(1, StateFile::Secrets)?;
-            let written = write_atomic(
+            let written = write_atomic_in(
+                &self.fs,
                 &self.paths.secrets,
                 &plain,
                 FileKind::Secret,
-                StateFile::Secrets,
+                StateFile::Secrets.word(),
+                true,
             )
-            .map_err(|e| room_needed(e, &sizes))?;
+            .map_err(|e| room_needed(&self.fs, e.into(), &sizes))?;
             // The stamp of the file written, not of whatever the path holds by now: a file
             // another program renames over it right after must not pass for this one.
             self.seen[1] = Some(Stamp::from(&written));
         }
-        let written = write_atomic(
+        let written = write_atomic_in(
+            &self.fs,
             &self.paths.results,
             &bytes,
             FileKind::Public,
-            StateFile::Results,
+            StateFile::Results.word(),
+            true,
         )
-        .map_err(|e| room_needed(e, &sizes))?;
+        .map_err(|e| room_needed(&self.fs, e.into(), &sizes))?;
         self.seen[0] = Some(Stamp::from(&written));
+        self.ledger.saved();
         Ok(())
     }
 
@@ -253,7 +314,7 @@ impl Store {
         } else {
             &self.paths.secrets
         };
-        if Stamp::of(path) == self.seen[which] {
+        if Stamp::of(&self.fs, path) == self.seen[which] {
             return Ok(());
         }
         Err(StateError::ChangedUnderfoot {
@@ -266,24 +327,16 @@ impl Store {
     /// From now on, secrets received are sealed to `recipients` and never written in
     /// plaintext. Call before the recorder starts.
     pub fn seal_to(&mut self, recipients: Recipients) {
+        self.ledger.hold_for_sealing();
         self.sealing = Some(Sealing {
             recipients,
-            run_id: sealed::new_run_id(),
+            run_id: sealed::new_run_id(&mut self.rng),
         });
     }
 
     /// The recipients this run seals to, if it does.
     pub fn sealing(&self) -> Option<&Sealing> {
         self.sealing.as_ref()
-    }
-
-    /// Where secrets received now go: this run's sealed document, or the secrets file.
-    fn secret_sink(&mut self) -> &mut SecretsFile {
-        if self.sealing.is_some() {
-            &mut self.run_secrets
-        } else {
-            &mut self.secrets
-        }
     }
 
     /// Writes the secrets this run received as one new sealed file (none when it received
@@ -293,17 +346,20 @@ impl Store {
         let Some(sealing) = &self.sealing else {
             return Ok(None);
         };
-        if self.run_secrets.accounts.is_empty() && self.run_secrets.superseded.is_empty() {
+        let Some(held) = self.ledger.run_secrets() else {
+            return Ok(None);
+        };
+        if held.accounts.is_empty() && held.superseded.is_empty() {
             return Ok(None);
         }
         let armored = sealing
             .recipients
-            .seal_secrets(&self.run_secrets)
+            .seal_secrets(held)
             .map_err(|e| sealed_write_error(&self.paths.sealed, e))?;
-        let name = sealed::file_name(time::OffsetDateTime::now_utc(), &sealing.run_id);
-        let path = sealed::write_new(&self.paths.sealed, &name, &armored)
-            .map_err(|e| room_needed(e, &[("sealed", armored.len())]))?;
-        self.run_secrets = SecretsFile::default();
+        let name = sealed::file_name(self.clock.now_utc(), &sealing.run_id);
+        let path = sealed::write_new_in(&self.fs, &self.paths.sealed, &name, &armored)
+            .map_err(|e| room_needed(&self.fs, e, &[("sealed", armored.len())]))?;
+        self.ledger.take_run_secrets();
         Ok(Some(path))
     }
 
@@ -314,8 +370,8 @@ impl Store {
     /// say, the later one wins. Sealed secrets without `identities` are an error naming the
     /// file.
     pub fn all_secrets(&self, identities: Option<&Identities>) -> Result<SecretsFile, SealError> {
-        let mut all = self.secrets.clone();
-        let files = sealed::list(&self.paths.sealed)?;
+        let mut all = self.ledger.secrets().clone();
+        let files = sealed::list_in(&self.fs, &self.paths.sealed)?;
         let mut docs = Vec::with_capacity(files.len() + self.recovered_sealed.len());
         if (!files.is_empty() || !self.recovered_sealed.is_empty()) && identities.is_none() {
             let path = files
@@ -329,7 +385,7 @@ impl Store {
         }
         if let Some(ids) = identities {
             for path in &files {
-                docs.push(ids.open(path)?);
+                docs.push(ids.open_in(&self.fs, path)?);
             }
             for blob in &self.recovered_sealed {
                 docs.push(ids.open_bytes(&self.paths.journal, blob.as_bytes())?);
@@ -338,131 +394,87 @@ impl Store {
         for doc in docs {
             all.merge(doc);
         }
-        all.prefer_ids(|key| self.results.get(key).map(|r| r.token_id));
+        all.prefer_ids(|key| self.ledger.results().get(key).map(|r| r.token_id));
         Ok(all)
     }
 
     /// Writes the sealed secrets replayed from an earlier run's journal, each as its own new
     /// sealed file (they cannot be merged without the private key).
     fn write_recovered_sealed(&mut self) -> Result<(), StateError> {
-        let now = time::OffsetDateTime::now_utc();
+        let now = self.clock.now_utc();
         for blob in std::mem::take(&mut self.recovered_sealed) {
-            let name = sealed::file_name(now, &format!("{}-recovered", sealed::new_run_id()));
-            sealed::write_new(&self.paths.sealed, &name, blob.as_bytes())?;
+            let id = sealed::new_run_id(&mut self.rng);
+            let name = sealed::file_name(now, &format!("{id}-recovered"));
+            sealed::write_new_in(&self.fs, &self.paths.sealed, &name, blob.as_bytes())?;
         }
         Ok(())
     }
 
-    /// Token id -> key, for spotting an id the API hands out twice.
-    pub(super) fn token_index(&self) -> HashMap<i64, TokenKey> {
-        let mut index = HashMap::new();
-        for (acc, m) in &self.results.accounts {
-            for (name, r) in m {
-                index.insert(
-                    r.token_id,
-                    TokenKey {
-                        account_id: *acc,
-                        token_name: name.clone(),
-                    },
-                );
-            }
-        }
-        index
+    /// Where the files are.
+    pub fn paths(&self) -> &StatePaths {
+        &self.paths
     }
 
-    /// Applies one outcome to the state.
-    pub(super) fn apply(
-        &mut self,
-        key: &TokenKey,
-        outcome: Outcome,
-        at: &str,
-        index: &mut HashMap<i64, TokenKey>,
-    ) -> Applied {
-        match outcome {
-            Outcome::Created {
-                token_id,
-                secret: HeldSecret { token, sealed },
-                created_at,
-            } => {
-                if let Some(blob) = sealed {
-                    // Sealed in an earlier run's journal: kept as it is, written out as a
-                    // sealed file by `open` (a duplicate id is sorted out by `export`, which
-                    // prefers the id the results file records).
-                    self.recovered_sealed.push(blob);
-                }
-                if let Some(other) = index.get(&token_id)
-                    && other != key
-                {
-                    // The API gave an id that is already recorded for another token: keep
-                    // the secret, but never let it overwrite or pose as another record.
-                    let other = other.clone();
-                    if let Some(token) = token {
-                        self.secret_sink().quarantine(
-                            key,
-                            token_id,
-                            token,
-                            format!("the API returned id {token_id}, already recorded for {other}"),
-                        );
-                    }
-                    self.results.note_orphan(
-                            key,
-                            &format!("the API returned token id {token_id}, which is already recorded for {other}"),
-                            at,
-                        );
-                    return Applied::DuplicateId(other);
-                }
-                let fresh = self.results.get(key).map(|r| r.token_id) != Some(token_id);
-                if let Some(token) = token {
-                    self.secret_sink().insert(key, token_id, token);
-                }
-                if fresh {
-                    index.insert(token_id, key.clone());
-                    self.results.insert(
-                        key,
-                        TokenRecord {
-                            token_id,
-                            created_at,
-                            source: None,
-                            ..TokenRecord::default()
-                        },
-                    );
-                    Applied::Recorded
-                } else {
-                    Applied::AlreadyKnown
-                }
-            }
-            Outcome::Ambiguous { detail } => {
-                self.results.note_orphan(key, &detail, at);
-                Applied::Noted
-            }
-            Outcome::KeptAside {
-                token_id,
-                secret: HeldSecret { token, sealed },
-                detail,
-            } => {
-                if let Some(token) = token {
-                    self.secret_sink()
-                        .quarantine(key, token_id, token, detail.clone());
-                }
-                if let Some(blob) = sealed {
-                    self.recovered_sealed.push(blob);
-                }
-                self.results.note_orphan(key, &detail, at);
-                Applied::Noted
-            }
-            Outcome::NotCreated { .. } => Applied::Noted,
-        }
+    /// The recorded results and secrets.
+    pub fn ledger(&self) -> &Ledger {
+        &self.ledger
+    }
+
+    /// The recorded results and secrets, to change through the ledger's operations.
+    pub fn ledger_mut(&mut self) -> &mut Ledger {
+        &mut self.ledger
+    }
+
+    /// The results (no secrets).
+    pub fn results(&self) -> &ResultsFile {
+        self.ledger.results()
+    }
+
+    /// The plaintext secrets.
+    pub fn secrets(&self) -> &SecretsFile {
+        self.ledger.secrets()
+    }
+
+    /// What the replay of an earlier journal recovered.
+    pub fn recovery(&self) -> &Recovery {
+        &self.recovery
+    }
+
+    /// Set by a run whose final save failed: the tokens no disk may hold (see the field).
+    pub fn unsaved(&self) -> &[TokenKey] {
+        &self.unsaved
+    }
+
+    /// Notes the tokens no disk may hold after a failed final save.
+    pub(crate) fn set_unsaved(&mut self, unsaved: Vec<TokenKey>) {
+        self.unsaved = unsaved;
+    }
+
+    /// The filesystem the state is on.
+    pub fn fs(&self) -> &F {
+        &self.fs
+    }
+
+    /// The clock the state's timestamps come from.
+    pub fn clock(&self) -> &SharedClock {
+        &self.clock
+    }
+
+    /// Applies one outcome of a request (see [`Ledger::apply`]).
+    pub(super) fn apply(&mut self, key: &TokenKey, outcome: Outcome, at: &str) -> Applied {
+        self.ledger
+            .apply(key, outcome, at, &mut self.recovered_sealed)
     }
 }
 
 /// A save that failed for want of room says how much it needs (each file is written whole
 /// beside the one it replaces) and how much the filesystem has left.
-fn room_needed(e: StateError, sizes: &[(&str, usize)]) -> StateError {
+fn room_needed<F: Fs>(fs: &F, e: StateError, sizes: &[(&str, usize)]) -> StateError {
     let StateError::Write { kind, path, source } = e else {
         return e;
     };
-    let source = super::recorder::explain_read_only(source);
-    if !super::recorder::is_out_of_space(&source) {
+    let source = super::explain_read_only(source);
+    if !crate::fs::errno::is_out_of_space(&source) {
         return StateError::Write { kind, path, source };
     }
     let kib = |n: u64| n.div_ceil(1024);
@@ -472,13 +484,9 @@ fn room_needed(e: StateError, sizes: &[(&str, usize)]) -> StateError {
         .filter(|(_, n)| *n > 0)
         .map(|(what, n)| format!("{what} {} KiB", kib(*n as u64)))
         .collect();
-    let free = rustix::fs::statvfs(parent_dir(&path))
-        .map(|v| {
-            format!(
-                "{} KiB are free",
-                kib(v.f_bavail.saturating_mul(v.f_frsize))
-            )
-        })
+    let free = fs
+        .free_space(parent_dir(&path))
+        .map(|free| format!("{} KiB are free", kib(free)))
         .unwrap_or_else(|_| "the free space is unknown".into());
     let detail = format!(
         "{source}; the save needs about {} KiB free ({}), {free} on that filesystem",
@@ -500,23 +508,13 @@ fn sealed_write_error(dir: &std::path::Path, e: sealed::SealError) -> StateError
     }
 }
 
-/// What recording an outcome did.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Applied {
-    /// A new token was recorded.
-    Recorded,
-    /// The same token was already recorded (a replay).
-    AlreadyKnown,
-    /// The API returned an id already recorded for another key: not recorded, secret kept aside.
-    DuplicateId(TokenKey),
-    /// A non-creating outcome was noted.
-    Noted,
-}
-
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::disallowed_methods)] // tests set up real files, clocks and seeds
     #![allow(clippy::unwrap_used)]
     use super::*;
+    use crate::key::CreateKind;
+    use crate::state::HeldSecret;
 
     #[test]
     fn another_endpoint_is_refused() {
@@ -556,8 +554,7 @@ mod tests {
     }
 
     fn apply(store: &mut Store, k: &TokenKey, outcome: Outcome) -> Applied {
-        let mut index = store.token_index();
-        store.apply(k, outcome, AT, &mut index)
+        store.apply(k, outcome, AT)
     }
 
     #[test]
@@ -567,7 +564,7 @@ mod tests {
         s.save().unwrap();
         drop(s);
         let again = Store::open(paths, Some("http://127.0.0.1:1/")).unwrap();
-        assert_eq!(again.results.api_url.as_deref(), Some(URL));
+        assert_eq!(again.results().api_url.as_deref(), Some(URL));
     }
 
     #[test]
@@ -578,12 +575,12 @@ mod tests {
             apply(&mut s, &key("a"), created(10, "sek-a")),
             Applied::Recorded
         );
-        let rec = s.results.get(&key("a")).unwrap();
+        let rec = s.results().get(&key("a")).unwrap();
         assert_eq!(
             (rec.token_id, rec.created_at.as_str(), rec.source),
             (10, "2021-05-24T12:11:51Z", None)
         );
-        assert_eq!(s.secrets.get(&key("a")).unwrap().token.expose(), "sek-a");
+        assert_eq!(s.secrets().get(&key("a")).unwrap().token.expose(), "sek-a");
         // A replay of the same answer.
         assert_eq!(
             apply(&mut s, &key("a"), created(10, "sek-a")),
@@ -594,16 +591,11 @@ mod tests {
             apply(&mut s, &key("b"), created(10, "sek-b")),
             Applied::DuplicateId(key("a"))
         );
-        assert!(s.results.get(&key("b")).is_none());
-        assert_eq!(s.results.possible_orphans[0].token_name, "b");
-        assert_eq!(s.secrets.superseded.len(), 1);
-        assert_eq!(s.secrets.get(&key("a")).unwrap().token.expose(), "sek-a");
-        assert_eq!(
-            s.token_index().get(&10),
-            Some(&key("a")),
-            "the index is built from the results"
-        );
-        assert_eq!(s.token_index().len(), 1);
+        assert!(s.results().get(&key("b")).is_none());
+        assert_eq!(s.results().possible_orphans[0].token_name, "b");
+        assert_eq!(s.secrets().superseded.len(), 1);
+        assert_eq!(s.secrets().get(&key("a")).unwrap().token.expose(), "sek-a");
+        assert_eq!(s.ledger().token_count(), 1);
     }
 
     #[test]
@@ -625,9 +617,9 @@ mod tests {
         )
         .unwrap();
         let s = Store::read(paths.clone(), Some(URL)).unwrap();
-        assert_eq!(s.recovery.recovered_tokens, 2);
-        assert_eq!(s.recovery.interrupted, 1);
-        assert!(!s.recovery.truncated_tail);
+        assert_eq!(s.recovery().recovered_tokens, 2);
+        assert_eq!(s.recovery().interrupted, 1);
+        assert!(!s.recovery().truncated_tail);
     }
 
     /// Journal lines as a run writes them.
@@ -636,6 +628,7 @@ mod tests {
         fn intent(seq: u64, name: &str) -> Vec<u8> {
             super::journal::JournalRecord::Intent {
                 seq,
+                create: CreateKind::Token,
                 account_id: 42,
                 token_name: name.into(),
                 attempt: 1,
@@ -646,6 +639,7 @@ mod tests {
         fn created(seq: u64, name: &str, id: i64) -> Vec<u8> {
             super::journal::JournalRecord::Outcome {
                 seq,
+                create: CreateKind::Token,
                 account_id: 42,
                 token_name: name.into(),
                 outcome: created(id, &format!("sek-{name}")),
@@ -663,12 +657,16 @@ mod tests {
         assert!(paths.results.exists());
         assert!(!paths.secrets.exists(), "no secrets, no secrets file");
         // A secret kept aside alone is worth a file.
-        s.secrets
-            .quarantine(&key("a"), 7, Secret::new("sek-kept"), "odd".into());
+        s.ledger_mut().secrets_mut().quarantine(
+            &key("a"),
+            7,
+            Secret::new("sek-kept"),
+            "odd".into(),
+        );
         s.save().unwrap();
         assert!(paths.secrets.exists());
         // Once there is a file, it is kept up to date even when it empties.
-        s.secrets.superseded.clear();
+        s.ledger_mut().secrets_mut().superseded.clear();
         s.save().unwrap();
         let text = std::fs::read_to_string(&paths.secrets).unwrap();
         assert!(!text.contains("sek-kept"), "{text}");
@@ -702,7 +700,7 @@ mod tests {
             Applied::Recorded
         );
         assert!(
-            s.secrets.get(&key("a")).is_none(),
+            s.secrets().get(&key("a")).is_none(),
             "not in the plaintext file"
         );
         s.save().unwrap();
@@ -758,14 +756,18 @@ mod tests {
             path: dir.path().join("r.json"),
             source: std::io::Error::from_raw_os_error(raw),
         };
-        let full = room_needed(write(libc::ENOSPC), &[("secrets", 0), ("results", 2048)]);
+        let full = room_needed(
+            &RealFs,
+            write(libc::ENOSPC),
+            &[("secrets", 0), ("results", 2048)],
+        );
         let msg = full.to_string();
         assert!(
             msg.contains("the save needs about 2 KiB free (results 2 KiB)"),
             "{msg}"
         );
         assert!(msg.contains("KiB are free"), "{msg}");
-        let other = room_needed(write(libc::EIO), &[("results", 2048)]);
+        let other = room_needed(&RealFs, write(libc::EIO), &[("results", 2048)]);
         assert!(!other.to_string().contains("needs about"), "{other}");
     }
 }

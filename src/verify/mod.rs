@@ -21,8 +21,9 @@ use tokio::task::JoinSet;
 use crate::api::{ApiClient, ApiError, ErrorClass, WhoAmI};
 use crate::backoff::Backoff;
 use crate::execution::{Answer as RateAnswer, Cancel, Pacer, Stats};
+use crate::key::TokenKey;
 use crate::secret::Secret;
-use crate::state::{TokenKey, TokenStatus};
+use crate::state::TokenStatus;
 
 /// A 429 does not use up an attempt; these are bounded on their own.
 pub const MAX_RATE_LIMITED_PER_PROBE: u32 = 30;
@@ -91,6 +92,9 @@ pub struct ProbeReport {
     pub fatal: Option<String>,
     /// Stopped by Ctrl-C.
     pub interrupted: bool,
+    /// Probes in flight given up on at a second Ctrl-C (their answers never came). A probe only
+    /// reads, so nothing is lost: the next verify checks them.
+    pub abandoned: usize,
     /// Probes not finished because the run stopped.
     pub not_checked: usize,
 }
@@ -105,6 +109,16 @@ enum Ended {
     Cancelled,
 }
 
+/// How a verify run is stopped: `stop` (a first Ctrl-C) sends nothing more and lets the probes
+/// in flight finish; `abandon` (a second one) gives up on those too, at once.
+#[derive(Debug, Clone, Default)]
+pub struct Stop {
+    /// Send nothing more.
+    pub stop: Cancel,
+    /// Wait for nothing more.
+    pub abandon: Cancel,
+}
+
 /// Probes every token. `stats.created` counts valid tokens, `stats.failed` the others.
 pub async fn probe_all<S: SendProbe>(
     probes: Vec<Probe>,
@@ -113,8 +127,12 @@ pub async fn probe_all<S: SendProbe>(
     pacer: Arc<Pacer>,
     stats: Arc<Stats>,
     on_verdict: Option<OnVerdict>,
-    cancel: Cancel,
+    stop: Stop,
 ) -> ProbeReport {
+    let Stop {
+        stop: cancel,
+        abandon,
+    } = stop;
     let total = probes.len();
     stats
         .total
@@ -133,7 +151,19 @@ pub async fn probe_all<S: SendProbe>(
         tasks.spawn(async move { ctx.run(probe).await });
     }
     let mut report = ProbeReport::default();
-    while let Some(joined) = tasks.join_next().await {
+    loop {
+        let joined = tokio::select! {
+            joined = tasks.join_next() => joined,
+            () = wait_cancelled(abandon.clone()) => {
+                // Only reads are in flight: nothing is lost by not waiting for their answers.
+                // Those waiting for a slot had not sent anything: not checked, not abandoned.
+                tasks.abort_all();
+                report.abandoned = stats.in_flight.swap(0, std::sync::atomic::Ordering::Relaxed)
+                    as usize;
+                break;
+            }
+        };
+        let Some(joined) = joined else { break };
         match joined {
             Ok(Ended::Verdict(v)) => {
                 let counter = if v.status == TokenStatus::Valid {
@@ -158,7 +188,7 @@ pub async fn probe_all<S: SendProbe>(
             Err(e) => tracing::error!(error = %e, "a probe task failed"),
         }
     }
-    report.interrupted = cancel.is_cancelled();
+    report.interrupted = cancel.is_cancelled() || abandon.is_cancelled();
     report.not_checked = total - report.verdicts.len();
     report
 }
@@ -281,10 +311,10 @@ impl<S: SendProbe> Ctx<S> {
                 }
             }
             add(&self.stats.retries);
-            let delay = self
-                .config
-                .backoff
-                .delay(attempts + limited + 1, retry_after);
+            let delay =
+                self.config
+                    .backoff
+                    .delay(attempts + limited + 1, retry_after, &mut rand::rng());
             tokio::select! {
                 () = tokio::time::sleep(delay) => {}
                 () = wait_cancelled(self.cancel.clone()) => return Ended::Cancelled,
@@ -383,7 +413,7 @@ mod tests {
             Arc::new(Pacer::new(1000.0, false)),
             stats.clone(),
             None,
-            Cancel::default(),
+            Stop::default(),
         )
         .await;
         let by: HashMap<&str, &Verdict> = report
@@ -405,5 +435,48 @@ mod tests {
         assert_eq!(Stats::get(&stats.created), 1);
         assert_eq!(Stats::get(&stats.failed), 4);
         assert_eq!(Stats::get(&stats.rate_limited), 1);
+    }
+
+    /// Never answers.
+    struct Silent;
+
+    impl SendProbe for Silent {
+        fn probe(&self, _: &Secret) -> impl Future<Output = Result<WhoAmI, ApiError>> + Send {
+            std::future::pending()
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_second_stop_gives_up_on_the_probes_in_flight_at_once() {
+        let stop = Stop::default();
+        let stats = Arc::new(Stats::default());
+        let run = tokio::spawn(probe_all(
+            vec![probe("a", 1), probe("b", 2), probe("c", 3)],
+            ProbeConfig {
+                concurrency: 2,
+                max_attempts: 3,
+                backoff: Backoff::default(),
+            },
+            Arc::new(Silent),
+            Arc::new(Pacer::new(1000.0, false)),
+            stats.clone(),
+            None,
+            stop.clone(),
+        ));
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        assert_eq!(Stats::get(&stats.in_flight), 2);
+        // A first stop sends nothing more but waits for what is in flight.
+        stop.stop.cancel();
+        tokio::time::sleep(Duration::from_secs(60)).await;
+        assert!(!run.is_finished());
+        stop.abandon.cancel();
+        let report = tokio::time::timeout(Duration::from_secs(1), run)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(report.abandoned, 2);
+        assert_eq!(report.not_checked, 3);
+        assert!(report.interrupted && report.verdicts.is_empty());
+        assert_eq!(Stats::get(&stats.in_flight), 0);
     }
 }

@@ -16,43 +16,89 @@ use crate::execution::{
     Stats, StopReason, execute,
 };
 use crate::plan::{Plan, Unresolved};
-use crate::state::{Failure, LearnedRate, Recorder, Store, now_rfc3339};
+use crate::state::{Failure, LearnedRate, LimitKind, Recorder, Store};
+use crate::timestamp::now_rfc3339;
 
 /// Runs `apply`.
 pub async fn run(args: &ApplyArgs, printer: &Printer) -> Result<Exit, CliError> {
     let settings = ApplySettings::resolve(args)?;
     let run = &settings.run;
-    // Lock and recover before talking to the API: a second run fails here, having sent nothing.
-    let mut store = Store::open(run.paths.clone(), Some(&run.api.identity()))?;
-    report_recovery(printer, &store);
-    seal_or_warn(printer, &settings, &mut store);
-    if let Some(warning) = run.api.foreign_host_warning() {
+    // Plan and confirm on a read of the state (the journal of an interrupted run replayed in
+    // memory), then lock and check that nothing moved: a refused or declined run leaves no
+    // lock file, and a second run still fails at the lock, having created nothing.
+    let preview = Store::read(run.paths.clone(), Some(&run.api.identity()))?;
+    report_recovery(printer, &preview);
+    warn_plaintext_on_ci(printer, &settings, &preview);
+    for warning in run.api.startup_warnings() {
         printer.warn(&warning);
     }
     let conn = Connection::open(run, run.exec.concurrency as usize).await?;
-    let mut plan = plan_of(&settings, &conn, &store)?;
+    // The secrets of earlier runs are scrubbed from server text too, not only this run's.
+    if let Some(client) = &conn.client {
+        let secrets = preview.secrets();
+        let current = secrets
+            .accounts
+            .values()
+            .flat_map(|t| t.values().map(|r| &r.token));
+        for secret in current.chain(secrets.superseded.iter().map(|s| &s.token)) {
+            client.scrub_also(secret);
+        }
+    }
+    let plan = match plan_of(&settings, &conn, &preview) {
+        Ok(plan) => plan,
+        Err(e) => {
+            conn.close().await;
+            return Err(e);
+        }
+    };
     // Accounts that cannot get tokens are this run's failures, reported by name, before any write.
     let pre_failures = failures_before_start(&plan);
     show_plan(printer, &settings, &plan, pre_failures.len());
 
     // --fail-fast: a failure found before any write stops the run before it starts.
     if settings.fail_fast && !pre_failures.is_empty() {
+        drop(preview);
+        let store = Store::open(run.paths.clone(), Some(&run.api.identity()))?;
         return stop_before_start(printer, store, &pre_failures, conn).await;
     }
 
-    if !plan.create.is_empty() && !settings.yes && !confirm(plan.create.len()).await {
+    if plan.has_changes() && !settings.yes && !confirm(&plan).await {
         printer.info("Nothing was sent.");
+        conn.close().await;
         return Ok(Exit::Declined);
+    }
+    let mut store = match Store::open(run.paths.clone(), Some(&run.api.identity())) {
+        Ok(store) => store,
+        Err(e) => {
+            conn.close().await;
+            return Err(e.into());
+        }
+    };
+    if crate::plan::saved::state_digest(store.results())
+        != crate::plan::saved::state_digest(preview.results())
+    {
+        conn.close().await;
+        return Err(CliError::usage(format!(
+            "the results file {} changed while this run planned (another run, or an edit): nothing was sent; run the command again to plan against it",
+            store.paths().results.display()
+        )));
+    }
+    drop(preview);
+    if let Some(r) = &run.recipients {
+        store.seal_to(r.clone());
     }
 
     // Start just under the limit the last run against this endpoint found.
     let endpoint = run.api.identity();
-    let learned_before = store
-        .results
+    // Start just under what the last run against this endpoint found: a rate, a number of
+    // requests in flight, or both.
+    let learned_limit = store
+        .results()
         .learned_rate
         .as_ref()
-        .filter(|l| l.endpoint == endpoint)
-        .map(|l| l.per_second);
+        .filter(|l| l.endpoint == endpoint);
+    let learned_before = learned_limit.and_then(|l| l.per_second);
+    let in_flight_before = learned_limit.and_then(|l| l.in_flight);
     let recorder = Recorder::start(store)?;
     let handle = recorder.handle();
     for (name, id) in &plan.resolved_names {
@@ -71,7 +117,7 @@ pub async fn run(args: &ApplyArgs, printer: &Printer) -> Result<Exit, CliError> 
         true,
         learned_before,
         run.exec.concurrency,
-        None,
+        in_flight_before,
     ));
     let learned_into = (pacer.clone(), handle.clone());
     let cancel = Cancel::default();
@@ -83,22 +129,23 @@ pub async fn run(args: &ApplyArgs, printer: &Printer) -> Result<Exit, CliError> 
         stats,
         observer: observer(&settings, printer),
         cancel,
+        rng: crate::random::from_os(),
     };
-    let report = execute(
-        std::mem::take(&mut plan.create),
-        exec_config(&settings),
-        services,
-    )
-    .await;
+    let report = execute(plan.to_send(), exec_config(&settings), services).await;
     beside.stop();
     let (pacer, handle) = learned_into;
     let learned = pacer.learned_rate(learned_before);
-    if learned != learned_before {
-        handle.learned_rate(learned.map(|per_second| LearnedRate {
-            per_second,
-            endpoint: endpoint.clone(),
-            at: now_rfc3339(),
-        }));
+    let learned_in_flight = pacer.learned_in_flight(in_flight_before);
+    if (learned, learned_in_flight) != (learned_before, in_flight_before) {
+        handle.learned_rate(
+            LimitKind::of(learned, learned_in_flight).map(|kind| LearnedRate {
+                per_second: learned,
+                in_flight: learned_in_flight,
+                kind,
+                endpoint: endpoint.clone(),
+                at: now_rfc3339(),
+            }),
+        );
     }
     drop(handle);
     let snapshot = pacer.snapshot();
@@ -115,6 +162,16 @@ pub async fn run(args: &ApplyArgs, printer: &Printer) -> Result<Exit, CliError> 
         limit,
         in_flight_limit,
         max_ambiguous: run.exec.max_ambiguous,
+        orphans_clear: crate::cli::config::command_line(
+            "orphans clear",
+            &run.manifest_path,
+            &run.state_flags(),
+        ),
+        rerun: crate::cli::config::command_line(
+            "apply",
+            &run.manifest_path,
+            &replan_flags(&settings),
+        ),
     };
     if settings.json {
         outcome.emit(printer);
@@ -124,8 +181,8 @@ pub async fn run(args: &ApplyArgs, printer: &Printer) -> Result<Exit, CliError> 
     if let Err(e) = &saved_res {
         let journal = store
             .as_ref()
-            .map_or(String::new(), |s| s.paths.journal.display().to_string());
-        let unsaved = store.as_ref().map_or(&[][..], |s| &s.unsaved[..]);
+            .map_or(String::new(), |s| s.paths().journal.display().to_string());
+        let unsaved = store.as_ref().map_or(&[][..], |s| s.unsaved());
         if unsaved.is_empty() {
             printer.error(&format!(
                 "{e}\n  every secret received is in the journal {journal}; the next run recovers it"
@@ -146,16 +203,16 @@ pub async fn run(args: &ApplyArgs, printer: &Printer) -> Result<Exit, CliError> 
     Ok(outcome.exit)
 }
 
-/// With recipients, this run seals its secrets; without, on CI (`CI=true`), one warning that
-/// the plaintext secrets file lives only on this machine.
-fn seal_or_warn(printer: &Printer, settings: &ApplySettings, store: &mut Store) {
+/// Without recipients, on CI (`CI=true`), one warning that the plaintext secrets file lives
+/// only on this machine.
+fn warn_plaintext_on_ci(printer: &Printer, settings: &ApplySettings, store: &Store) {
     let run = &settings.run;
     match &run.recipients {
-        Some(r) => store.seal_to(r.clone()),
+        Some(_) => {}
         None if std::env::var_os("CI").is_some_and(|v| v == "true") && !run.api.simulate => {
             printer.warn(&format!(
                 "secrets will be written in plaintext to {}, which lives only on this machine: on a CI runner it is lost with the runner. Seal them to an age recipient (`secrets: {{ recipients: [age1…] }}` in the manifest, or --recipient) so they can be committed and read later with `export --identity`.",
-                store.paths.secrets.display()
+                store.paths().secrets.display()
             ));
         }
         None => {}
@@ -187,32 +244,75 @@ async fn stop_before_start(
     Ok(Exit::ItemsFailed)
 }
 
-/// The plan against the recorded state; for `apply PLAN_FILE`, the saved plan's tokens not
-/// recorded yet, once the plan is shown current.
+/// The plan against the recorded state, with the replacements chosen. For `apply
+/// PLAN_FILE`, the same plan derived again with the plan's choices: applied only when the
+/// saved plan is current and lists exactly its tokens (a hand-edited list is refused).
 fn plan_of(settings: &ApplySettings, conn: &Connection, store: &Store) -> Result<Plan, CliError> {
     let run = &settings.run;
-    let mut plan = conn.plan(run, store);
+    let replan = || {
+        super::super::config::command_line("plan", &run.manifest_path, &replan_flags(settings))
+            + " --out PLAN_FILE"
+    };
     if let Some(saved) = &settings.saved_plan {
         saved
             .check_current(
-                &run.manifest_path,
                 &run.manifest_bytes,
-                &store.results,
-                &store.paths.results,
+                store.results(),
+                &run.recipient_keys,
                 &run.api.identity(),
             )
-            .map_err(|e| CliError::usage(e.to_string()))?;
-        plan.create = saved.remaining(&store.results);
-    } else {
-        super::add_replacements(
-            &mut plan,
-            &run.manifest,
-            &store.results,
-            settings.recreate_revoked,
-            settings.rotate_older_than,
-        );
+            .map_err(|e| CliError::usage(e.with_replan(&replan()).to_string()))?;
+    }
+    let mut plan = conn.plan(run, store)?;
+    plan.add_replacements(
+        &run.manifest,
+        store.results(),
+        settings.recreate_revoked,
+        settings.rotate_older_than,
+        time::OffsetDateTime::now_utc(),
+    );
+    if let Some(saved) = &settings.saved_plan {
+        saved
+            .check_changes(&plan.changes())
+            .map_err(|e| CliError::usage(e.with_replan(&replan()).to_string()))?;
     }
     Ok(plan)
+}
+
+/// The flags that make the same plan again: the path flags, the accounts, the recipients
+/// given on the command line and the replacement choices.
+fn replan_flags(settings: &ApplySettings) -> Vec<String> {
+    use crate::cli::output::shell_quote;
+    let run = &settings.run;
+    let mut flags = run.path_flags();
+    for r in &run.filter.include {
+        flags.push(format!("--account {}", shell_quote(r.as_str())));
+    }
+    for r in &run.filter.exclude {
+        flags.push(format!("--exclude-account {}", shell_quote(r.as_str())));
+    }
+    for r in &run.args.seal.recipients {
+        flags.push(format!("--recipient {}", shell_quote(r)));
+    }
+    if let Some(f) = &run.args.seal.recipients_file {
+        flags.push(format!(
+            "--recipients-file {}",
+            crate::cli::config::quote_path(f)
+        ));
+    }
+    if run.api.simulate {
+        flags.push("--simulate".into());
+    }
+    if settings.recreate_revoked && run.manifest.settings.recreate_revoked != Some(true) {
+        flags.push("--recreate-revoked".into());
+    }
+    if let Some(age) = settings.rotate_older_than {
+        flags.push(format!(
+            "--rotate-older-than {}",
+            crate::plan::format_age(age.as_secs())
+        ));
+    }
+    flags
 }
 
 /// The tokens of accounts found unusable before any write (a name that resolves to no sub
@@ -253,6 +353,7 @@ fn show_plan(printer: &Printer, settings: &ApplySettings, plan: &Plan, failed_be
     if settings.json {
         Message::PlanCounts(PlanCounts {
             create: plan.create.len(),
+            replace: plan.replace.len(),
             endpoint: &run.api.identity(),
             failed_before_start,
             manifest: run.manifest.path.display().to_string(),
@@ -285,10 +386,15 @@ impl Beside {
         cancel: &Cancel,
     ) -> Beside {
         Beside {
-            signals: tokio::spawn(watch_signals(cancel.clone(), stats.clone(), *printer)),
+            signals: tokio::spawn(watch_signals(
+                cancel.clone(),
+                stats.clone(),
+                *printer,
+                settings.run.paths.journal.clone(),
+            )),
             progress: Progress::start(
                 progress_mode(settings, printer, plan),
-                plan.create.len() as u64,
+                (plan.create.len() + plan.replace.len()) as u64,
                 stats.clone(),
                 pacer.clone(),
             ),
@@ -323,7 +429,7 @@ fn observer(settings: &ApplySettings, printer: &Printer) -> Option<Arc<dyn Obser
 }
 
 fn progress_mode(settings: &ApplySettings, printer: &Printer, plan: &Plan) -> Mode {
-    if settings.no_progress || printer.quiet || plan.create.is_empty() {
+    if settings.no_progress || printer.quiet || !plan.has_changes() {
         Mode::Off
     } else if printer.stderr_is_terminal() && !settings.json {
         Mode::Bar
@@ -346,11 +452,15 @@ struct Outcome<'a> {
     in_flight_limit: Option<u32>,
     /// Ambiguous attempts allowed per token.
     max_ambiguous: u32,
+    /// The command that clears the possible orphans of this run's state, to paste.
+    orphans_clear: String,
+    /// The command that runs apply again on the same state, to paste.
+    rerun: String,
 }
 
 impl Outcome<'_> {
     fn orphans(&self) -> usize {
-        self.store.map_or(0, |s| s.results.possible_orphans.len())
+        self.store.map_or(0, |s| s.results().possible_orphans.len())
     }
 
     fn files(&self) -> (String, String) {
@@ -359,11 +469,11 @@ impl Outcome<'_> {
             |s| {
                 // Sealed: where the run's sealed file went.
                 let secrets = match s.sealing() {
-                    Some(_) => &s.paths.sealed,
-                    None => &s.paths.secrets,
+                    Some(_) => &s.paths().sealed,
+                    None => &s.paths().secrets,
                 };
                 (
-                    s.paths.results.display().to_string(),
+                    s.paths().results.display().to_string(),
                     secrets.display().to_string(),
                 )
             },
@@ -396,7 +506,7 @@ impl Outcome<'_> {
             retries: r.retries,
             secrets_file: &secrets,
             stop: stop_text(&r.stop),
-            unsaved: self.store.map_or(&[][..], |s| &s.unsaved[..]),
+            unsaved: self.store.map_or(&[][..], |s| s.unsaved()),
             v: V1,
         })
         .emit(printer);
@@ -435,9 +545,9 @@ fn stop_text(stop: &StopReason) -> String {
 }
 
 fn report_recovery(printer: &Printer, store: &Store) {
-    let r = &store.recovery;
+    let r = &store.recovery();
     if let Some(gap) = &r.gap {
-        printer.warn(&gap.describe(&store.paths.journal));
+        printer.warn(&gap.describe(&store.paths().journal));
     }
     if r.recovered_tokens > 0 || r.interrupted > 0 {
         printer.warn(&format!(
@@ -455,38 +565,74 @@ fn report_recovery(printer: &Printer, store: &Store) {
     }
 }
 
-async fn confirm(n: usize) -> bool {
-    let question = format!(
-        "Create {}? Tokens cannot be deleted through the API. Type 'yes' to continue: ",
-        count(n, "token")
-    );
+/// How many tokens the prompt lists before "… and N more".
+const PROMPT_LIST: usize = 20;
+
+/// The question: the counts by kind, which tokens (up to [`PROMPT_LIST`]), and what to type.
+fn question(plan: &Plan) -> String {
+    let changes = plan.changes();
+    let mut kinds = Vec::new();
+    if !plan.create.is_empty() {
+        kinds.push(format!("create {}", count(plan.create.len(), "token")));
+    }
+    if !plan.replace.is_empty() {
+        kinds.push(format!(
+            "replace {} (the old ones keep working until removed by hand)",
+            plan.replace.len()
+        ));
+    }
+    let mut q = String::new();
+    for c in changes.iter().take(PROMPT_LIST) {
+        q.push_str(&format!("  {}\n", c.describe()));
+    }
+    if changes.len() > PROMPT_LIST {
+        q.push_str(&format!("  … and {} more\n", changes.len() - PROMPT_LIST));
+    }
+    q.push_str(&format!(
+        "This will {}. Tokens cannot be deleted through the API.\nType 'yes' to continue: ",
+        kinds.join(" and ")
+    ));
+    q
+}
+
+/// Asks on the terminal; only the exact word `yes` goes on.
+async fn confirm(plan: &Plan) -> bool {
+    let question = question(plan);
     tokio::task::spawn_blocking(move || {
         use std::io::Write;
         let _ = write!(std::io::stderr(), "{question}");
         let _ = std::io::stderr().flush();
         let mut answer = String::new();
         std::io::stdin().read_line(&mut answer).is_ok()
-            && matches!(answer.trim(), "yes" | "y" | "YES" | "Yes")
+            && answer.trim_end_matches(['\n', '\r']) == "yes"
     })
     .await
     .unwrap_or(false)
 }
 
-/// First Ctrl-C (or SIGTERM): stop sending, drain, save. Second Ctrl-C: exit at once; the
-/// journal lets the next run recover everything received. Both signal streams are registered
-/// before anything is printed, so no Ctrl-C is missed.
-async fn watch_signals(cancel: Cancel, stats: Arc<Stats>, printer: Printer) {
+/// First Ctrl-C, SIGTERM or SIGHUP (a closed terminal, some CI cancellations): stop sending,
+/// drain, save. Second Ctrl-C: exit at once; the journal lets the next run recover everything
+/// received. The signal streams are registered before anything is printed, so no signal is
+/// missed (SIGHUP's default would kill the run with creates in flight, unrecorded).
+async fn watch_signals(
+    cancel: Cancel,
+    stats: Arc<Stats>,
+    printer: Printer,
+    journal: std::path::PathBuf,
+) {
     use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut int), Ok(mut term)) = (
+    let (Ok(mut int), Ok(mut term), Ok(mut hup)) = (
         signal(SignalKind::interrupt()),
         signal(SignalKind::terminate()),
+        signal(SignalKind::hangup()),
     ) else {
-        tracing::warn!("cannot listen for Ctrl-C; it will stop the run without draining");
+        printer.warn("cannot listen for Ctrl-C; it will stop the run without draining");
         return;
     };
     tokio::select! {
         _ = int.recv() => {}
         _ = term.recv() => {}
+        _ = hup.recv() => {}
     }
     cancel.cancel();
     progress::leave_bar();
@@ -495,6 +641,14 @@ async fn watch_signals(cancel: Cancel, stats: Arc<Stats>, printer: Printer) {
         Stats::get(&stats.in_flight)
     ));
     int.recv().await;
+    let left = Stats::get(&stats.in_flight);
+    printer.info(&format!(
+        "Second Ctrl-C: exited without waiting for {} in flight. The journal {} keeps every answer received: the next `apply` records them and lists {} as {}.",
+        count(left as usize, "request"),
+        journal.display(),
+        if left == 1 { "the unanswered one" } else { "the unanswered ones" },
+        if left == 1 { "a possible orphan" } else { "possible orphans" },
+    ));
     std::process::exit(i32::from(Exit::Interrupted.code()));
 }
 
@@ -534,13 +688,8 @@ impl Outcome<'_> {
             StopReason::AmbiguityBreaker(m) => printer.error(&format!("stopped: {m}")),
             StopReason::Completed => {}
         }
-        if report.ambiguity_exhausted > 0 {
-            printer.warn(&format!(
-                "{} not sent again after {} ambiguous attempts (--max-ambiguous): each may have left a token only a person can delete",
-                count(report.ambiguity_exhausted as usize, "token"),
-                self.max_ambiguous
-            ));
-        }
+        // Tokens not sent again at their ambiguity budget are among the failures, with the
+        // reason; the possible orphans' warning below says what to do (once).
         let failures: Vec<&Failure> = pre_failures.iter().chain(report.failures.iter()).collect();
         if !failures.is_empty() {
             printer.info(&format!("Failed: {}", failures.len()));
@@ -573,15 +722,16 @@ impl Outcome<'_> {
         }
         if report.not_attempted > 0 {
             printer.info(&format!(
-                "Not attempted: {} (run apply again to continue)",
-                report.not_attempted
+                "Not attempted: {} (run `{}` to continue)",
+                report.not_attempted, self.rerun
             ));
         }
         if orphans > 0 {
             printer.warn(&format!(
-            "{} listed: a request may have created a token that is not recorded. Check them in the Logz.io UI (Settings > Tools > Manage Tokens), then run `logzio-tokens orphans clear MANIFEST`.",
-            count(orphans, "possible orphan")
-        ));
+                "{} listed: a request may have created a token that is not recorded. Check them in the Logz.io UI (Settings > Tools > Manage Tokens), then run `{}`.",
+                count(orphans, "possible orphan"),
+                self.orphans_clear
+            ));
         }
         printer.info(&format!(
             "Requests: {} sent, {}, {} answered 429, {} ambiguous.",
@@ -592,7 +742,7 @@ impl Outcome<'_> {
         ));
         let replaced = self
             .store
-            .map_or(0, |s| s.results.superseded_to_remove().count());
+            .map_or(0, |s| s.results().superseded_to_remove().count());
         if replaced > 0 {
             printer.info(&format!(
                 "{} replaced but still working: remove them by hand in the Logz.io UI (the API cannot delete tokens); `plan` lists them, and `verify` takes off the list those it sees deleted.",

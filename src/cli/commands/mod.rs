@@ -72,14 +72,18 @@ impl Connection {
         })
     }
 
-    /// The plan of `run` against a store's recorded results.
-    pub fn plan(&self, run: &RunSettings, store: &Store) -> Plan {
-        planner::plan(
+    /// The plan of `run` against a store's recorded results. An `--account` or
+    /// `--exclude-account` that names no entry of the manifest is refused (a typo would
+    /// otherwise silently do nothing, or everything).
+    pub fn plan(&self, run: &RunSettings, store: &Store) -> Result<Plan, CliError> {
+        let book = AccountBook::new(self.live.as_ref(), &store.results().resolved_names);
+        check_filter(&run.filter, &run.manifest, &book)?;
+        Ok(planner::plan(
             &run.manifest,
-            &store.results,
+            store.results(),
             self.live.as_ref(),
             &run.filter,
-        )
+        ))
     }
 
     /// Stops the simulator, if one runs.
@@ -88,6 +92,43 @@ impl Connection {
             sim.shutdown().await;
         }
     }
+}
+
+/// Refuses an `--account` / `--exclude-account` value that names no manifest entry, naming
+/// it and the closest entries.
+pub fn check_filter(
+    filter: &planner::AccountFilter,
+    manifest: &Manifest,
+    book: &AccountBook<'_>,
+) -> Result<(), CliError> {
+    let unmatched = filter.unmatched(manifest, book);
+    if unmatched.is_empty() {
+        return Ok(());
+    }
+    let lines: Vec<String> = unmatched
+        .iter()
+        .map(|(exclude, r, closest)| {
+            format!(
+                "`{} {}` names no account of the manifest {}{}",
+                if *exclude {
+                    "--exclude-account"
+                } else {
+                    "--account"
+                },
+                r.as_str(),
+                manifest.path.display(),
+                if closest.is_empty() {
+                    String::new()
+                } else {
+                    format!(" (closest: {})", closest.join(", "))
+                }
+            )
+        })
+        .collect();
+    Err(CliError::usage(format!(
+        "{}; give an id or a name the manifest lists (an account by id is also known by its name once a run resolved it)",
+        lines.join("; ")
+    )))
 }
 
 /// The plan's view of the preflight's listing. An id outside 32 bits cannot be in a manifest,
@@ -100,44 +141,153 @@ fn live_accounts(found: &Preflight) -> LiveAccounts {
         .collect()
 }
 
-/// The plan summary for people: counts first.
+/// How many of a repeated finding are shown by id before "and N more".
+const FIRST_FEW: usize = 3;
+
+/// The first few of `items`, then how many more: `1, 2, 3 and 9997 more`.
+pub fn first_few(items: &[String], few: usize) -> String {
+    let mut s = items
+        .iter()
+        .take(few)
+        .cloned()
+        .collect::<Vec<_>>()
+        .join(", ");
+    if items.len() > few {
+        s.push_str(&format!(" and {} more", items.len() - few));
+    }
+    s
+}
+
+/// How many lines of a list are printed before it is cut to "… and N more".
+const LINES_SHOWN: usize = 10;
+
+/// `lines` when there are few; else the first [`LINES_SHOWN`], then how many more and
+/// `where_all` (where the full list is).
+pub fn summarised(mut lines: Vec<String>, where_all: &str) -> Vec<String> {
+    if lines.len() > LINES_SHOWN {
+        let more = lines.len() - LINES_SHOWN;
+        lines.truncate(LINES_SHOWN);
+        lines.push(format!("  … and {more} more ({where_all})"));
+    }
+    lines
+}
+
+/// The counts line: `3 to create, 1 to replace, 5 recorded`.
+pub fn counts_line(plan: &Plan) -> String {
+    format!(
+        "{} to create, {} to replace, {} recorded",
+        plan.create.len(),
+        plan.replace.len(),
+        plan.present.len()
+    )
+}
+
+/// The plan summary for people: the header, the counts, then each finding once (repeated
+/// findings summarised: a count, the first few, where the full list is).
 pub fn summary_lines(plan: &Plan, manifest: &Manifest, api: &ApiSetup) -> Vec<String> {
-    let accounts: std::collections::BTreeSet<u32> =
-        plan.create.iter().map(|k| k.account_id).collect();
     let mut lines = vec![format!(
-        "Plan for {} against {} ({})",
+        "Plan for {} against {}; {}",
         manifest.path.display(),
-        if api.simulate {
-            "the built-in simulator".to_owned()
-        } else {
-            api.endpoint.base_url()
-        },
+        api.describe(),
         if plan.live {
             "accounts checked live"
         } else {
             "offline: set LOGZIO_API_TOKEN to check accounts live"
         }
     )];
-    lines.push(format!(
-        "  {} to create in {} account{}",
-        count(plan.create.len(), "token"),
-        accounts.len(),
-        if accounts.len() == 1 { "" } else { "s" }
-    ));
-    lines.push(format!(
-        "  {} already recorded (skipped)",
-        count(plan.present.len(), "token")
-    ));
+    let accounts: std::collections::BTreeSet<u32> =
+        plan.to_send().iter().map(|k| k.account_id).collect();
+    lines.push(if accounts.is_empty() {
+        format!("  Tokens: {}", counts_line(plan))
+    } else {
+        format!(
+            "  Tokens: {} (changes in {})",
+            counts_line(plan),
+            count(accounts.len(), "account")
+        )
+    });
+    let full_list = "`plan --detail` or `plan --json` lists every one";
+    if !plan.replace.is_empty() {
+        let shown = 10;
+        for r in plan.replace.iter().take(shown) {
+            lines.push(format!("    {}", replace_line(r, true)));
+        }
+        if plan.replace.len() > shown {
+            lines.push(format!(
+                "    … and {} more to replace ({full_list})",
+                plan.replace.len() - shown
+            ));
+        }
+    }
+    if !plan.unknown_accounts.is_empty() {
+        let ids: Vec<String> = plan
+            .unknown_accounts
+            .iter()
+            .map(|u| u.account_id.to_string())
+            .collect();
+        let tokens: usize = plan.unknown_accounts.iter().map(|u| u.tokens.len()).sum();
+        let who = if ids.len() == 1 {
+            "1 account is".to_owned()
+        } else {
+            format!("{} accounts are", ids.len())
+        };
+        let theirs = if tokens == 1 {
+            "its 1 token".to_owned()
+        } else {
+            format!("their {tokens} tokens")
+        };
+        let mut which = format!(
+            "{} {}",
+            if ids.len() == 1 { "id" } else { "ids" },
+            first_few(&ids, FIRST_FEW)
+        );
+        if ids.len() > FIRST_FEW {
+            which.push_str(&format!("; {full_list}"));
+        }
+        lines.push(format!(
+            "  {who} not a sub account of this owner: {theirs} will fail ({which})"
+        ));
+    }
+    // Names that did not resolve, grouped by why.
+    let mut by_why: std::collections::BTreeMap<String, Vec<String>> = Default::default();
+    for u in &plan.unresolved {
+        by_why
+            .entry(describe_unresolved_kind(&u.why))
+            .or_default()
+            .push(u.name.clone());
+    }
+    for (why, names) in by_why {
+        if names.len() <= FIRST_FEW {
+            for u in plan
+                .unresolved
+                .iter()
+                .filter(|u| describe_unresolved_kind(&u.why) == why)
+            {
+                lines.push(format!(
+                    "  account named {:?}: {}",
+                    u.name,
+                    describe_unresolved(&u.why)
+                ));
+            }
+        } else {
+            let quoted: Vec<String> = names.iter().map(|n| format!("{n:?}")).collect();
+            lines.push(format!(
+                "  {} accounts named in the manifest: {why} ({}; {full_list})",
+                names.len(),
+                first_few(&quoted, FIRST_FEW)
+            ));
+        }
+    }
+    if !plan.revoked.is_empty() {
+        lines.push(format!(
+            "  {} revoked (verify saw them answer 403): not recreated unasked; `--recreate-revoked` creates new ones under the same names",
+            count(plan.revoked.len(), "token")
+        ));
+    }
     if !plan.remove_by_hand.is_empty() {
         lines.push(format!(
             "  {} recorded but no longer in the manifest: remove by hand in the Logz.io UI (the API cannot delete tokens)",
             count(plan.remove_by_hand.len(), "token")
-        ));
-    }
-    if !plan.revoked.is_empty() {
-        lines.push(format!(
-            "  {} revoked (verify saw them answer 403): not recreated unasked; `apply --recreate-revoked` creates new ones under the same names",
-            count(plan.revoked.len(), "token")
         ));
     }
     if !plan.replaced_to_remove.is_empty() {
@@ -154,21 +304,7 @@ pub fn summary_lines(plan: &Plan, manifest: &Manifest, api: &ApiSetup) -> Vec<St
         lines.push(format!(
             "  {} replaced but still working: remove by hand in the Logz.io UI: {}",
             count(plan.replaced_to_remove.len(), "token"),
-            ids.join(", ")
-        ));
-    }
-    for u in &plan.unresolved {
-        lines.push(format!(
-            "  account named {:?}: {}",
-            u.name,
-            describe_unresolved(&u.why)
-        ));
-    }
-    for u in &plan.unknown_accounts {
-        lines.push(format!(
-            "  account {} is not a sub account of this owner: its {} will fail",
-            u.account_id,
-            count(u.tokens.len(), "token")
+            first_few(&ids, 10)
         ));
     }
     if plan.possible_orphans > 0 {
@@ -180,61 +316,36 @@ pub fn summary_lines(plan: &Plan, manifest: &Manifest, api: &ApiSetup) -> Vec<St
     lines
 }
 
-/// Adds to `create` what apply replaces under the same names: the revoked tokens when
-/// `recreate`, and every present token older than its rotation age (`older_than`, else the
-/// manifest's `rotate_after_days`). The recorder moves each replaced id to `superseded` (to
-/// remove by hand). Returns how many were added.
-pub fn add_replacements(
-    plan: &mut Plan,
-    manifest: &Manifest,
-    results: &crate::state::ResultsFile,
-    recreate: bool,
-    older_than: Option<std::time::Duration>,
-) -> usize {
-    use std::collections::HashMap;
-    use std::time::Duration;
-    let before = plan.create.len();
-    if recreate {
-        plan.create
-            .extend(std::mem::take(&mut plan.revoked).into_iter().map(|r| r.key));
+/// `-/+ ci (replaces 7749, created 2026-01-02, older than 90d)`; with `account`, the name
+/// is `7/ci`.
+pub fn replace_line(r: &planner::Replacement, account: bool) -> String {
+    let name = if account {
+        format!("{}/{}", r.key.account_id, r.key.token_name)
+    } else {
+        r.key.token_name.clone()
+    };
+    match &r.reason {
+        planner::ReplaceReason::Revoked => {
+            format!("-/+ {name} (replaces {}, revoked)", r.replaces)
+        }
+        reason => format!(
+            "-/+ {name} (replaces {}, created {}, {})",
+            r.replaces,
+            r.created_at.get(..10).unwrap_or(&r.created_at),
+            reason.describe()
+        ),
     }
-    // Each account's rotation age, once: its own, else `defaults`', else `settings`'.
-    let by_account: HashMap<u32, Duration> = manifest
-        .accounts
-        .iter()
-        .filter_map(|a| {
-            let id = match &a.selector {
-                crate::manifest::AccountSelector::Id(id) => *id,
-                crate::manifest::AccountSelector::Name(n) => *plan.resolved_names.get(n)?,
-            };
-            let days = manifest.rotate_after_days(a)?;
-            Some((id, Duration::from_secs(u64::from(days) * 86_400)))
-        })
-        .collect();
-    let age_of = |account_id: u32| older_than.or_else(|| by_account.get(&account_id).copied());
-    let now = time::OffsetDateTime::now_utc();
-    let (old, keep): (Vec<_>, Vec<_>) =
-        std::mem::take(&mut plan.present)
-            .into_iter()
-            .partition(|r| {
-                let Some(age) = age_of(r.key.account_id) else {
-                    return false;
-                };
-                let Some(created) = results.get(&r.key).and_then(|rec| {
-                    time::OffsetDateTime::parse(
-                        &rec.created_at,
-                        &time::format_description::well_known::Rfc3339,
-                    )
-                    .ok()
-                }) else {
-                    // An unreadable creation time is not "old": never rotate on a guess.
-                    return false;
-                };
-                (now - created).whole_seconds() >= i64::try_from(age.as_secs()).unwrap_or(i64::MAX)
-            });
-    plan.present = keep;
-    plan.create.extend(old.into_iter().map(|r| r.key));
-    plan.create.len() - before
+}
+
+/// The kind of an unresolved name, without its particulars (for grouping).
+fn describe_unresolved_kind(why: &planner::Unresolved) -> String {
+    match why {
+        planner::Unresolved::NeedsLookup => {
+            "need resolving through the sub-account list (needs a token)".into()
+        }
+        planner::Unresolved::NotFound { .. } => "no sub account has these names".into(),
+        planner::Unresolved::Ambiguous { .. } => "several sub accounts have each name".into(),
+    }
 }
 
 /// Why an account name did not resolve, for people.
@@ -273,6 +384,11 @@ pub fn detail_lines(plan: &Plan) -> Vec<String> {
             .or_default()
             .push(format!("    + {} (create)", k.token_name));
     }
+    for r in &plan.replace {
+        by.entry(r.key.account_id)
+            .or_default()
+            .push(format!("    {}", replace_line(r, false)));
+    }
     for r in &plan.present {
         by.entry(r.key.account_id)
             .or_default()
@@ -298,12 +414,26 @@ pub fn detail_lines(plan: &Plan) -> Vec<String> {
     }
     let names = AccountBook::new(None, &plan.resolved_names);
     let mut out = Vec::new();
+    for u in &plan.unknown_accounts {
+        by.entry(u.account_id).or_default().push(format!(
+            "    ! not a sub account of this owner: {} will fail ({})",
+            count(u.tokens.len(), "token"),
+            u.tokens.join(", ")
+        ));
+    }
     for (acc, lines) in by {
         match names.name(acc) {
             Some(n) => out.push(format!("  account {acc} ({n}):")),
             None => out.push(format!("  account {acc}:")),
         }
         out.extend(lines);
+    }
+    for u in &plan.unresolved {
+        out.push(format!(
+            "  account named {:?}: {}",
+            u.name,
+            describe_unresolved(&u.why)
+        ));
     }
     out
 }

@@ -2,41 +2,40 @@
 
 use super::Connection;
 use crate::cli::args::PlanArgs;
-use crate::cli::config::PlanSettings;
+use crate::cli::config::{PlanSettings, command_line, quote_path};
 use crate::cli::error::{CliError, Exit};
 use crate::cli::output::{Printer, count};
 use crate::cli::report::{Execution, Message, PlanDocument, PlanSummary, V1};
-use crate::plan::{Plan, SavedPlan};
-use crate::state::StateFile;
-use crate::state::{FileKind, Store, write_atomic};
+use crate::fs::{FileKind, write_atomic};
+use crate::plan::{Decision, Plan, SavedPlan};
+use crate::state::Store;
 
 /// Runs `plan`.
 pub async fn run(args: &PlanArgs, printer: &Printer) -> Result<Exit, CliError> {
     let settings = PlanSettings::resolve(args)?;
     let run = &settings.run;
-    if let Some(warning) = run.api.foreign_host_warning() {
+    for warning in run.api.startup_warnings() {
         printer.warn(&warning);
     }
     let conn = Connection::open(run, 4).await?;
     let store = Store::read(run.paths.clone(), Some(&run.api.identity()))?;
-    if let Some(gap) = &store.recovery.gap {
-        printer.warn(&gap.describe(&store.paths.journal));
+    if let Some(gap) = &store.recovery().gap {
+        printer.warn(&gap.describe(&store.paths().journal));
     }
-    if store.recovery.recovered_tokens > 0 || store.recovery.interrupted > 0 {
+    if store.recovery().recovered_tokens > 0 || store.recovery().interrupted > 0 {
         printer.warn(&format!(
             "a journal from an interrupted run holds {} and {} in flight; the next apply records them",
-            count(store.recovery.recovered_tokens, "received token"),
-            count(store.recovery.interrupted, "request")
+            count(store.recovery().recovered_tokens, "received token"),
+            count(store.recovery().interrupted, "request")
         ));
     }
-    let mut plan = conn.plan(run, &store);
-    // What apply would replace by the manifest's settings (its flags are apply's own).
-    let replaced = super::add_replacements(
-        &mut plan,
+    let mut plan = conn.plan(run, &store)?;
+    plan.add_replacements(
         &run.manifest,
-        &store.results,
-        run.manifest.settings.recreate_revoked == Some(true),
-        None,
+        store.results(),
+        settings.recreate_revoked,
+        settings.rotate_older_than,
+        time::OffsetDateTime::now_utc(),
     );
     if settings.json {
         show_json(printer, &settings, &plan);
@@ -44,12 +43,6 @@ pub async fn run(args: &PlanArgs, printer: &Printer) -> Result<Exit, CliError> {
         show_text(printer, &settings, &plan);
     }
     if let Some(out) = &settings.out {
-        if replaced > 0 {
-            printer.warn(&format!(
-                "{} to replace (revoked or due for rotation) cannot be carried by a plan file: `apply PLAN_FILE` creates only tokens not recorded yet; run `apply MANIFEST` for the replacements",
-                count(replaced, "token")
-            ));
-        }
         save(printer, &settings, &store, &plan, out)?;
     }
     conn.close().await;
@@ -72,6 +65,8 @@ fn show_json(printer: &Printer, settings: &PlanSettings, plan: &Plan) {
         plan,
         manifest: run.manifest.path.display().to_string(),
         endpoint: run.api.identity(),
+        endpoint_source: run.api.source.key(),
+        changes: plan.changes(),
         execution: Execution {
             concurrency: run.exec.concurrency,
             rate_per_second: run.exec.rate,
@@ -114,7 +109,7 @@ fn show_text(printer: &Printer, settings: &PlanSettings, plan: &Plan) {
     }
 }
 
-/// `--out`: the plan file a reviewer approves and `apply PLAN_FILE` checks.
+/// `--out`: the plan file a reviewer approves and `apply PLAN_FILE` applies as it is.
 fn save(
     printer: &Printer,
     settings: &PlanSettings,
@@ -123,21 +118,49 @@ fn save(
     out: &std::path::Path,
 ) -> Result<(), CliError> {
     let run = &settings.run;
+    let args = &run.args;
     let saved = SavedPlan::new(
-        run.manifest_path.clone(),
+        Decision {
+            manifest: run.manifest_path.clone(),
+            endpoint: run.api.identity(),
+            results: store.paths().results.clone(),
+            secrets: store.paths().secrets.clone(),
+            sealed_dir: store.paths().sealed.clone(),
+            recipients: run.recipient_keys.clone(),
+            recipient_args: args.seal.recipients.clone(),
+            recipients_file: args.seal.recipients_file.clone(),
+            accounts: run
+                .filter
+                .include
+                .iter()
+                .map(|r| r.as_str().to_owned())
+                .collect(),
+            exclude_accounts: run
+                .filter
+                .exclude
+                .iter()
+                .map(|r| r.as_str().to_owned())
+                .collect(),
+            recreate_revoked: settings.recreate_revoked,
+            rotate_older_than_seconds: settings.rotate_older_than.map(|d| d.as_secs()),
+            changes: plan.changes(),
+        },
         &run.manifest_bytes,
-        &store.results,
-        run.api.identity(),
-        plan.create.clone(),
+        store.results(),
     );
     let mut text = serde_json::to_vec_pretty(&saved).unwrap_or_default();
     text.push(b'\n');
-    write_atomic(out, &text, FileKind::Public, StateFile::Plan)?;
+    write_atomic(out, &text, FileKind::Public, "plan")?;
+    // The plan carries every choice; only the owner token's file is not part of it.
+    let mut flags = Vec::new();
+    if let Some(f) = &args.api.api_token_file {
+        flags.push(format!("--api-token-file {}", quote_path(f)));
+    }
     printer.info(&format!(
-        "Saved the plan to {} (checksum {}); apply it with `logzio-tokens apply {}`",
+        "Saved the plan to {} (checksum {}). It holds the endpoint, the files, the recipients and every token; apply exactly it with:\n  {}",
         out.display(),
         saved.checksum,
-        out.display()
+        command_line("apply", out, &flags)
     ));
     Ok(())
 }

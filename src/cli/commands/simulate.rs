@@ -1,15 +1,14 @@
 //! `simulate`: the built-in API simulator, standalone, until Ctrl-C or SIGTERM.
 
-use crate::state::StateFile;
 use std::time::Duration;
 
 use crate::cli::args::{RetryAfterArg, SimulateArgs};
 use crate::cli::error::{CliError, Exit};
 use crate::cli::output::{Printer, count, count_as};
+use crate::fs::{FileKind, write_atomic};
 use crate::simulator::{
     FaultRates, RegionMismatch, RetryAfterMode, SimConfig, Simulator, SubAccount,
 };
-use crate::state::{FileKind, write_atomic};
 
 /// Runs the simulator; prints its URL as the first stdout line.
 pub async fn run(args: &SimulateArgs, printer: &Printer) -> Result<Exit, CliError> {
@@ -77,9 +76,9 @@ pub async fn run(args: &SimulateArgs, printer: &Printer) -> Result<Exit, CliErro
         .map_err(|e| CliError::usage(format!("cannot start the simulator: {e}")))?;
     printer.out(&sim.url());
     printer.info(&format!(
-        "Simulating the Logz.io API at {} (owner token from --owner-token; ground truth at {}/__sim/ground-truth). Ctrl-C stops it.",
-        sim.url(),
-        sim.url()
+        "Simulating the Logz.io API at {url}. Owner token: {token}\n  export LOGZIO_API_URL={url} LOGZIO_API_TOKEN={token}\n  ground truth: curl {url}/__sim/ground-truth (see `simulate --help`). Ctrl-C stops it.",
+        url = sim.url(),
+        token = crate::cli::output::shell_quote(&args.owner_token),
     ));
     wait_for_stop().await;
     let truth = sim.ground_truth();
@@ -97,7 +96,7 @@ pub async fn run(args: &SimulateArgs, printer: &Printer) -> Result<Exit, CliErro
         }))
         .unwrap_or_default();
         bytes.push(b'\n');
-        write_atomic(path, &bytes, FileKind::Secret, StateFile::GroundTruth)?;
+        write_atomic(path, &bytes, FileKind::Secret, "ground truth")?;
     }
     Ok(Exit::Success)
 }

@@ -1,7 +1,6 @@
 //! Commands over the recorded state: `orphans`, `import`, `export`.
 
 use crate::bounded::{MAX_SECRET_BYTES, read_first_line};
-use crate::state::StateFile;
 
 use crate::cli::args::{
     ExportArgs, ExportFormat, ImportArgs, OrphansAction, OrphansArgs, OrphansTarget,
@@ -9,14 +8,14 @@ use crate::cli::args::{
 use crate::cli::config::StateSettings;
 use crate::cli::error::{CliError, Exit};
 use crate::cli::output::{Printer, count, has};
+use crate::fs::{FileKind, write_atomic, write_atomic_new};
+use crate::key::TokenKey;
 use crate::manifest::AccountSelector;
 use crate::plan::AccountBook;
 use crate::secret::Secret;
 use crate::state::export;
-use crate::state::{
-    FileKind, Store, TokenKey, TokenRecord, TokenSource, now_rfc3339, write_atomic,
-    write_atomic_new,
-};
+use crate::state::{ImportRefused, Store};
+use crate::timestamp::now_rfc3339;
 
 /// `orphans list|clear`.
 pub fn orphans(args: &OrphansArgs, printer: &Printer) -> Result<Exit, CliError> {
@@ -40,17 +39,20 @@ pub fn orphans(args: &OrphansArgs, printer: &Printer) -> Result<Exit, CliError> 
     let settings = StateSettings::resolve(&target.manifest, &target.state)?;
     let mut store = Store::open(settings.paths, None)?;
     // Accounts are known by id, and by name where a run resolved one.
-    let book = AccountBook::new(None, &store.results.resolved_names);
-    let (chosen, kept): (Vec<_>, Vec<_>) = store
-        .results
+    let names = store.results().resolved_names.clone();
+    let book = AccountBook::new(None, &names);
+    let chosen_by = |o: &crate::state::PossibleOrphan| {
+        settings
+            .filter
+            .admits(Some(o.account_id), book.name(o.account_id))
+    };
+    let chosen: Vec<_> = store
+        .results()
         .possible_orphans
         .iter()
+        .filter(|o| chosen_by(o))
         .cloned()
-        .partition(|o| {
-            settings
-                .filter
-                .admits(Some(o.account_id), book.name(o.account_id))
-        });
+        .collect();
     for o in &chosen {
         printer.out(&format!(
             "{}/{}: {}, last at {}: {}",
@@ -66,16 +68,16 @@ pub fn orphans(args: &OrphansArgs, printer: &Printer) -> Result<Exit, CliError> 
             printer.info(&format!(
                 "{} in {}. Check each in the Logz.io UI (log into the sub account: Settings > Tools > Manage Tokens > API tokens); a token not recorded in the results is an orphan to delete there.",
                 count(chosen.len(), "possible orphan"),
-                store.paths.results.display()
+                store.paths().results.display()
             ));
         }
         true => {
-            store.results.possible_orphans = kept;
+            store.ledger_mut().clear_orphans(chosen_by);
             store.save()?;
             printer.info(&format!(
                 "Cleared {} (marked as checked) in {}.",
                 count(chosen.len(), "possible orphan"),
-                store.paths.results.display()
+                store.paths().results.display()
             ));
         }
     }
@@ -103,15 +105,10 @@ pub fn import(args: &ImportArgs, printer: &Printer) -> Result<Exit, CliError> {
     };
     check_importable(&settings.manifest, &args.manifest, &store, &key, token_id)?;
     let secret = read_secret(args)?;
-    store.results.insert(
-        &key,
-        TokenRecord {
-            token_id,
-            created_at: now_rfc3339(),
-            source: Some(TokenSource::Imported),
-            ..TokenRecord::default()
-        },
-    );
+    store
+        .ledger_mut()
+        .import(&key, token_id, &now_rfc3339())
+        .map_err(|e| import_refused(&key, token_id, &e))?;
     let mut doc = crate::state::SecretsFile::default();
     if let Some(s) = secret {
         doc.insert(&key, token_id, s);
@@ -136,7 +133,7 @@ fn check_importable(
     key: &TokenKey,
     token_id: i64,
 ) -> Result<(), CliError> {
-    let book = AccountBook::new(None, &store.results.resolved_names);
+    let book = AccountBook::new(None, &store.results().resolved_names);
     let wanted = manifest
         .accounts
         .iter()
@@ -149,27 +146,23 @@ fn check_importable(
             key.account_id
         )));
     }
-    if token_id <= 0 {
-        return Err(CliError::usage(format!(
-            "the token id of {key} must be a positive number"
-        )));
-    }
-    if let Some(existing) = store.results.get(key)
-        && existing.token_id != token_id
-    {
-        return Err(CliError::usage(format!(
-            "{key} is already recorded with token id {}; remove that record first if it is wrong",
-            existing.token_id
-        )));
-    }
-    if let Some(other) = store.results.find_token_id(token_id)
-        && other != *key
-    {
-        return Err(CliError::usage(format!(
-            "token id {token_id} is already recorded for {other}"
-        )));
-    }
-    Ok(())
+    store
+        .ledger()
+        .check_import(key, token_id)
+        .map_err(|e| import_refused(key, token_id, &e))
+}
+
+/// What to say when the state refuses to record `key` as `token_id`.
+fn import_refused(key: &TokenKey, token_id: i64, e: &ImportRefused) -> CliError {
+    CliError::usage(match e {
+        ImportRefused::NotPositive => format!("the token id of {key} must be a positive number"),
+        ImportRefused::KeyHasOtherId(existing) => format!(
+            "{key} is already recorded with token id {existing}; remove that record first if it is wrong"
+        ),
+        ImportRefused::IdHasOtherKey(other) => {
+            format!("token id {token_id} is already recorded for {other}")
+        }
+    })
 }
 
 /// Keeps the secrets of `doc`: sealed into a new sealed file when there are recipients (never
@@ -177,14 +170,14 @@ fn check_importable(
 /// sealed file written, if any.
 fn keep_secrets(
     store: &mut Store,
-    recipients: Option<&crate::state::Recipients>,
+    recipients: Option<&crate::state::sealed::Recipients>,
     doc: crate::state::SecretsFile,
 ) -> Result<Option<std::path::PathBuf>, CliError> {
     if doc.accounts.is_empty() && doc.superseded.is_empty() {
         return Ok(None);
     }
     let Some(r) = recipients else {
-        store.secrets.merge(doc);
+        store.ledger_mut().keep_secrets(doc);
         return Ok(None);
     };
     let armored = r.seal_secrets(&doc).map_err(|e| CliError::Fatal {
@@ -192,10 +185,10 @@ fn keep_secrets(
     })?;
     let name = crate::state::sealed::file_name(
         time::OffsetDateTime::now_utc(),
-        &crate::state::sealed::new_run_id(),
+        &crate::state::sealed::new_run_id(&mut rand::rng()),
     );
     Ok(Some(crate::state::sealed::write_new(
-        &store.paths.sealed,
+        &store.paths().sealed,
         &name,
         &armored,
     )?))
@@ -221,24 +214,15 @@ fn import_from(
     // Accounts given by name: the export says which id each name had; a name the results file
     // does not know yet is learned from it, one it knows must agree.
     for r in &rows {
-        if let Some(name) = &r.account_name {
-            match store.results.resolved_names.get(name) {
-                Some(id) if *id != r.account_id => {
-                    return Err(CliError::usage(format!(
-                        "{} says account {name:?} is {}, but {} resolved it to {id}",
-                        path.display(),
-                        r.account_id,
-                        store.paths.results.display()
-                    )));
-                }
-                Some(_) => {}
-                None => {
-                    store
-                        .results
-                        .resolved_names
-                        .insert(name.clone(), r.account_id);
-                }
-            }
+        if let Some(name) = &r.account_name
+            && let Err(id) = store.ledger_mut().learn_account_name(name, r.account_id)
+        {
+            return Err(CliError::usage(format!(
+                "{} says account {name:?} is {}, but {} resolved it to {id}",
+                path.display(),
+                r.account_id,
+                store.paths().results.display()
+            )));
         }
     }
     let mut keys = std::collections::BTreeSet::new();
@@ -267,24 +251,16 @@ fn import_from(
         };
         for old in r.superseded {
             if let Some(replaced_by) = old.replaced_by
-                && !store
-                    .results
-                    .superseded
-                    .iter()
-                    .any(|s| s.token_id == old.token_id)
+                && store.ledger_mut().supersede(crate::state::SupersededToken {
+                    account_id: key.account_id,
+                    token_name: key.token_name.clone(),
+                    token_id: old.token_id,
+                    created_at: old.created_at.unwrap_or_else(|| now.clone()),
+                    replaced_by,
+                    status: old.status,
+                    checked_at: old.checked_at,
+                })
             {
-                store
-                    .results
-                    .superseded
-                    .push(crate::state::results::SupersededToken {
-                        account_id: key.account_id,
-                        token_name: key.token_name.clone(),
-                        token_id: old.token_id,
-                        created_at: old.created_at.unwrap_or_else(|| now.clone()),
-                        replaced_by,
-                        status: old.status,
-                        checked_at: old.checked_at,
-                    });
                 replaced += 1;
             }
             if let Some(secret) = old.token {
@@ -294,16 +270,11 @@ fn import_from(
                 doc.quarantine(&key, old.token_id, secret, note);
             }
         }
-        if store.results.get(&key).is_none() {
-            store.results.insert(
-                &key,
-                TokenRecord {
-                    token_id: r.token_id,
-                    created_at: now.clone(),
-                    source: Some(TokenSource::Imported),
-                    ..TokenRecord::default()
-                },
-            );
+        if store.results().get(&key).is_none() {
+            store
+                .ledger_mut()
+                .import(&key, r.token_id, &now)
+                .map_err(|e| import_refused(&key, r.token_id, &e))?;
             recorded += 1;
         }
         doc.insert(&key, r.token_id, r.token);
@@ -347,11 +318,14 @@ fn read_secret(args: &ImportArgs) -> Result<Option<Secret>, CliError> {
 /// `export`: the secrets of the manifest's tokens, to a 0600 file or (explicitly) stdout.
 pub fn export(args: &ExportArgs, printer: &Printer) -> Result<Exit, CliError> {
     let settings = StateSettings::resolve(&args.manifest, &args.state)?;
+    if let Some(out) = &args.out {
+        export::check_target(out)?;
+    }
     let store = Store::read(settings.paths, None)?;
-    let book = AccountBook::new(None, &store.results.resolved_names);
+    let book = AccountBook::new(None, &store.results().resolved_names);
     let identities = match &args.identity {
         Some(path) => Some(
-            crate::state::Identities::load(path).map_err(|e| CliError::Fatal {
+            crate::state::sealed::Identities::load_key_file(path).map_err(|e| CliError::Fatal {
                 message: e.to_string(),
             })?,
         ),
@@ -383,7 +357,7 @@ pub fn export(args: &ExportArgs, printer: &Printer) -> Result<Exit, CliError> {
                     // JSON carries the tokens the name replaced; CSV and dotenv cannot.
                     superseded: match args.format {
                         ExportFormat::Json => {
-                            export::replaced(&key, &store.results.superseded, &secrets.superseded)
+                            export::replaced(&key, &store.results().superseded, &secrets.superseded)
                         }
                         ExportFormat::Csv | ExportFormat::Dotenv => Vec::new(),
                     },
@@ -401,8 +375,12 @@ pub fn export(args: &ExportArgs, printer: &Printer) -> Result<Exit, CliError> {
         ExportFormat::Csv => export::Format::Csv,
         ExportFormat::Dotenv => export::Format::Dotenv,
     };
-    let text = export::render(format, &rows).map_err(|e| CliError::Fatal {
-        message: e.to_string(),
+    let text = export::render(format, &rows).map_err(|e| match e {
+        // The manifest's names, not the state, are in the way: nothing to recover from.
+        export::ExportError::DotenvCollision { .. } => CliError::usage(e.to_string()),
+        _ => CliError::Fatal {
+            message: e.to_string(),
+        },
     })?;
     if args.stdout {
         printer
@@ -412,9 +390,9 @@ pub fn export(args: &ExportArgs, printer: &Printer) -> Result<Exit, CliError> {
             })?;
     } else if let Some(out) = &args.out {
         if args.force {
-            write_atomic(out, text.as_bytes(), FileKind::Secret, StateFile::Export)?;
+            write_atomic(out, text.as_bytes(), FileKind::Secret, "export")?;
         } else {
-            write_atomic_new(out, text.as_bytes(), FileKind::Secret, StateFile::Export)?;
+            write_atomic_new(out, text.as_bytes(), FileKind::Secret, "export")?;
         }
         printer.info(&format!(
             "Wrote {} to {} (mode 0600).",

@@ -17,11 +17,13 @@ use crate::cli::error::{CliError, Exit};
 use crate::cli::output::{Printer, count};
 use crate::cli::progress::{self, Mode, Progress};
 use crate::cli::report::{Message, V1, VerifiedLine, VerifySummaryLine};
-use crate::execution::{Backoff, Cancel, Pacer, Stats};
+use crate::execution::{Backoff, Pacer, Stats};
+use crate::key::TokenKey;
 use crate::plan::{self as planner};
 use crate::secret::Secret;
-use crate::state::{Identities, SecretsFile, Store, TokenKey, TokenStatus};
-use crate::verify::{OnVerdict, Probe, ProbeConfig, ProbeReport, Verdict, probe_all};
+use crate::state::sealed::Identities;
+use crate::state::{SecretsFile, Store, TokenStatus};
+use crate::verify::{OnVerdict, Probe, ProbeConfig, ProbeReport, Stop, Verdict, probe_all};
 
 /// A recorded token with no known secret.
 #[derive(Debug)]
@@ -40,8 +42,16 @@ pub async fn run(args: &VerifyArgs, printer: &Printer) -> Result<Exit, CliError>
     let secrets = secrets_of(&settings, &store)?;
     let (probes, unverifiable) = probes_of(&settings, &store, &secrets);
     drop(secrets);
+    if let Some(warning) = foreign_host_warning(&settings, probes.len()) {
+        printer.warn(&warning);
+    }
 
     let client = probe_client(&settings, run.exec.concurrency as usize)?;
+    // Every secret about to be sent is scrubbed from every answer, not only from the answers
+    // after its own probe: a server may echo one token's secret in another's answer.
+    for p in &probes {
+        client.scrub_also(&p.secret);
+    }
     let stats = Arc::new(Stats::default());
     let pacer = Arc::new(Pacer::with_in_flight(
         run.exec.rate,
@@ -50,8 +60,8 @@ pub async fn run(args: &VerifyArgs, printer: &Printer) -> Result<Exit, CliError>
         run.exec.concurrency,
         None,
     ));
-    let cancel = Cancel::default();
-    let signals = tokio::spawn(watch_signals(cancel.clone()));
+    let stop = Stop::default();
+    let signals = tokio::spawn(watch_signals(stop.clone(), stats.clone(), *printer));
     let mode = if settings.no_progress || printer.quiet || probes.is_empty() {
         Mode::Off
     } else if printer.stderr_is_terminal() && !settings.json {
@@ -94,7 +104,7 @@ pub async fn run(args: &VerifyArgs, printer: &Printer) -> Result<Exit, CliError>
         pacer,
         stats.clone(),
         settings.json.then(|| json_lines(*printer)),
-        cancel,
+        stop,
     )
     .await;
     progress.finish();
@@ -106,8 +116,8 @@ pub async fn run(args: &VerifyArgs, printer: &Printer) -> Result<Exit, CliError>
         .map(|v| (v.token_id, v.status))
         .collect();
     store
-        .results
-        .set_statuses(&seen, &crate::state::now_rfc3339());
+        .ledger_mut()
+        .set_statuses(&seen, &crate::timestamp::now_rfc3339());
     let saved = store.save();
     let summary = Summary::of(&report, saved.is_err());
     if settings.json {
@@ -129,9 +139,11 @@ pub async fn run(args: &VerifyArgs, printer: &Printer) -> Result<Exit, CliError>
 /// every sealed file.
 fn secrets_of(settings: &VerifySettings, store: &Store) -> Result<SecretsFile, CliError> {
     let identities = match &settings.identity {
-        Some(path) => Some(Identities::load(path).map_err(|e| CliError::Fatal {
-            message: e.to_string(),
-        })?),
+        Some(path) => Some(
+            Identities::load_key_file(path).map_err(|e| CliError::Fatal {
+                message: e.to_string(),
+            })?,
+        ),
         None => None,
     };
     store
@@ -159,7 +171,7 @@ fn probes_of(
     for s in &secrets.superseded {
         by_id.entry(s.token_id).or_insert(&s.token);
     }
-    let plan = planner::plan(&run.manifest, &store.results, None, &run.filter);
+    let plan = planner::plan(&run.manifest, store.results(), None, &run.filter);
     // Revoked ones too: a token seen revoked once is probed again (it is recorded as it is).
     let recorded: Vec<&planner::Recorded> = plan.present.iter().chain(&plan.revoked).collect();
     // Replaced tokens of the same (account, name) as a token of the manifest being verified.
@@ -168,7 +180,7 @@ fn probes_of(
         .map(|p| (p.key.account_id, p.key.token_name.as_str()))
         .collect();
     let replaced = store
-        .results
+        .results()
         .superseded_to_remove()
         .filter(|s| names.contains(&(s.account_id, s.token_name.as_str())));
     let wanted = recorded
@@ -198,6 +210,25 @@ fn probes_of(
         }
     }
     (probes, unverifiable)
+}
+
+/// apply's warning for an API URL whose host is not a Logz.io API host (a proxy, a typo, a
+/// look-alike), said for what verify sends there: every probed token's own secret. Like
+/// apply's, a warning and not a refusal: a proxy in front of the API is legitimate.
+fn foreign_host_warning(settings: &VerifySettings, probes: usize) -> Option<String> {
+    let api = &settings.run.api;
+    if api.simulate || probes == 0 {
+        return None;
+    }
+    let crate::api::Endpoint::Url(url) = &api.endpoint else {
+        return None;
+    };
+    crate::api::endpoint::foreign_host(url).map(|host| {
+        format!(
+            "the API URL's host {host} is not a Logz.io API host (api*.logz.io): the secret of each of the {} verified is sent to it; check that it is your proxy",
+            count(probes, "token")
+        )
+    })
 }
 
 /// A client for the probes only: it never sends the owner token (an empty one stands in for
@@ -231,21 +262,39 @@ fn json_lines(printer: Printer) -> OnVerdict {
     })
 }
 
-/// Ctrl-C (or SIGTERM): stop sending; probes in flight finish; what was seen is recorded.
-async fn watch_signals(cancel: Cancel) {
+/// Ctrl-C, SIGTERM or SIGHUP (a closed terminal, a cancelled CI job): stop sending; probes in
+/// flight finish; what was seen is recorded. A second Ctrl-C (or SIGTERM or SIGHUP): stop
+/// waiting for the probes in flight too (they only read, so nothing is lost) and record what
+/// was seen. All three streams are registered before the first probe is sent.
+async fn watch_signals(stop: Stop, stats: Arc<Stats>, printer: Printer) {
     use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut int), Ok(mut term)) = (
+    let (Ok(mut int), Ok(mut term), Ok(mut hup)) = (
         signal(SignalKind::interrupt()),
         signal(SignalKind::terminate()),
+        signal(SignalKind::hangup()),
     ) else {
+        tracing::warn!(
+            "cannot listen for Ctrl-C; it will stop verify without recording what was probed"
+        );
         return;
     };
     tokio::select! {
         _ = int.recv() => {}
         _ = term.recv() => {}
+        _ = hup.recv() => {}
     }
-    cancel.cancel();
+    stop.stop.cancel();
     progress::leave_bar();
+    printer.info(&format!(
+        "Stopping: no new probes; waiting for {} in flight (press Ctrl-C again to stop waiting; what was probed is recorded either way)",
+        Stats::get(&stats.in_flight)
+    ));
+    tokio::select! {
+        _ = int.recv() => {}
+        _ = term.recv() => {}
+        _ = hup.recv() => {}
+    }
+    stop.abandon.cancel();
 }
 
 /// The counts of current tokens by status, and the exit code.
@@ -312,8 +361,8 @@ impl Summary {
             exit_code: self.exit.code(),
             not_checked: report.not_checked,
             rate_limited,
-            remove_by_hand: store.results.superseded_to_remove().count(),
-            results_file: &store.paths.results.display().to_string(),
+            remove_by_hand: store.results().superseded_to_remove().count(),
+            results_file: &store.paths().results.display().to_string(),
             revoked: self.revoked,
             stop: Summary::stop(report),
             unknown: self.unknown,
@@ -349,6 +398,11 @@ impl Summary {
         ));
         if let Some(m) = &report.fatal {
             printer.error(&format!("stopped: {m}"));
+        } else if report.abandoned > 0 {
+            printer.info(&format!(
+                "Interrupted twice: stopped waiting for {} in flight (a probe only reads: nothing is lost); what was probed is recorded.",
+                count(report.abandoned, "probe")
+            ));
         } else if report.interrupted {
             printer.info("Interrupted: what was probed is recorded.");
         }
@@ -377,8 +431,15 @@ impl Summary {
         }
         if !by_account.is_empty() {
             printer.info("Not valid:");
-            for (account, tokens) in &by_account {
-                printer.info(&format!("  account {account}: {}", tokens.join(", ")));
+            let lines = super::summarised(
+                by_account
+                    .iter()
+                    .map(|(account, tokens)| format!("  account {account}: {}", tokens.join(", ")))
+                    .collect(),
+                "`verify --json` lists every one",
+            );
+            for line in lines {
+                printer.info(&line);
             }
             if self.revoked > 0 {
                 printer.info(
@@ -399,20 +460,20 @@ impl Summary {
             printer.warn(&format!(
                 "{} without a known secret, not verified: {}",
                 count(unverifiable.len(), "token"),
-                names.join(", ")
+                super::first_few(&names, 10)
             ));
         }
         let to_remove: Vec<String> = store
-            .results
+            .results()
             .superseded_to_remove()
             .map(|s| format!("{}/{} (id {})", s.account_id, s.token_name, s.token_id))
             .collect();
         if !to_remove.is_empty() {
             printer.info(&format!(
                 "Replaced but still working, remove by hand in the Logz.io UI (Settings > Tools > Manage Tokens): {}",
-                to_remove.join(", ")
+                super::first_few(&to_remove, 10)
             ));
         }
-        printer.info(&format!("Results: {}", store.paths.results.display()));
+        printer.info(&format!("Results: {}", store.paths().results.display()));
     }
 }

@@ -1,3 +1,4 @@
+#![allow(clippy::disallowed_methods)] // tests set up real files, clocks and seeds
 #![allow(clippy::unwrap_used)]
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -6,9 +7,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use super::*;
 use crate::api::{ApiError, CreatedToken};
 use crate::secret::Secret;
+use crate::state::Applied;
+use crate::state::Outcome;
 use crate::state::StateError;
-use crate::state::journal::Outcome;
-use crate::state::store::Applied;
 
 /// What a fake server answers to one create call.
 #[derive(Clone, Copy, Debug)]
@@ -220,6 +221,7 @@ async fn run_observed(
         stats: stats.clone(),
         observer,
         cancel,
+        rng: crate::random::seeded(7),
     };
     (execute(keys(names), config, services).await, stats)
 }

@@ -23,6 +23,8 @@ use governor::{Quota, RateLimiter};
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
+use crate::clock::{SharedClock, SystemClock};
+
 pub use super::controller::{Answer, Ticket};
 use super::controller::{Controller, Learned};
 use super::window::{Control, LearnedInFlight, Window};
@@ -235,22 +237,26 @@ pub struct Pacer {
     state: Mutex<State>,
     changed: Notify,
     gate: tokio::sync::Mutex<()>,
-    ceiling: RateLimiter<NotKeyed, InMemoryState, TokioClock, NoOpMiddleware<Duration>>,
-    clock: TokioClock,
+    ceiling: RateLimiter<NotKeyed, InMemoryState, RunClock, NoOpMiddleware<Duration>>,
+    clock: RunClock,
     adaptive: bool,
 }
 
-/// Governor's clock, read from tokio's: the ceiling then agrees with the pacer's own timing
-/// (also under a paused test clock), and nothing calibrates a CPU counter at start.
-#[derive(Debug, Clone, Copy)]
-struct TokioClock(Instant);
+/// Governor's clock, read from the run's (tokio's instant): the ceiling then agrees with the
+/// pacer's own timing (also under a paused test clock), and nothing calibrates a CPU counter
+/// at start.
+#[derive(Debug, Clone)]
+struct RunClock {
+    start: Instant,
+    clock: SharedClock,
+}
 
-impl Clock for TokioClock {
+impl Clock for RunClock {
     /// Time since the pacer was made.
     type Instant = Duration;
 
     fn now(&self) -> Duration {
-        Instant::now().duration_since(self.0)
+        self.clock.now().duration_since(self.start)
     }
 }
 
@@ -264,7 +270,17 @@ impl Pacer {
     /// A pacer that starts just under `learned` (the server's limit as learned on an earlier
     /// run against the same endpoint) when that is below the ceiling.
     pub fn with_learned(ceiling: f64, adaptive: bool, learned: Option<f64>) -> Pacer {
-        Pacer::with_limits(ceiling, adaptive, learned, None)
+        Pacer::with_clock(ceiling, adaptive, learned, SystemClock::shared())
+    }
+
+    /// [`Pacer::with_learned`] on the clock `clock`.
+    pub fn with_clock(
+        ceiling: f64,
+        adaptive: bool,
+        learned: Option<f64>,
+        clock: SharedClock,
+    ) -> Pacer {
+        Pacer::with_limits(ceiling, adaptive, learned, None, clock)
     }
 
     /// A pacer that also keeps the requests in flight under `in_flight`: at most `cap` (the
@@ -277,7 +293,13 @@ impl Pacer {
         cap: u32,
         learned_in_flight: Option<u32>,
     ) -> Pacer {
-        Pacer::with_limits(ceiling, adaptive, learned, Some((cap, learned_in_flight)))
+        Pacer::with_limits(
+            ceiling,
+            adaptive,
+            learned,
+            Some((cap, learned_in_flight)),
+            SystemClock::shared(),
+        )
     }
 
     fn with_limits(
@@ -285,8 +307,9 @@ impl Pacer {
         adaptive: bool,
         learned: Option<f64>,
         in_flight: Option<(u32, Option<u32>)>,
+        clock: SharedClock,
     ) -> Pacer {
-        let now = Instant::now();
+        let now = clock.now();
         let ctl = Controller::new(ceiling, learned.filter(|_| adaptive), now);
         let win = in_flight.map(|(cap, learned)| {
             if adaptive {
@@ -328,8 +351,14 @@ impl Pacer {
             }),
             changed: Notify::new(),
             gate: tokio::sync::Mutex::new(()),
-            ceiling: RateLimiter::direct_with_clock(quota, TokioClock(now)),
-            clock: TokioClock(now),
+            ceiling: RateLimiter::direct_with_clock(
+                quota,
+                RunClock {
+                    start: now,
+                    clock: clock.clone(),
+                },
+            ),
+            clock: RunClock { start: now, clock },
             adaptive,
         }
     }
@@ -357,7 +386,7 @@ impl Pacer {
             let changed = self.changed.notified();
             tokio::pin!(changed);
             changed.as_mut().enable();
-            let now = Instant::now();
+            let now = self.clock.clock.now();
             // Every slot of the window taken: the next answer frees one (or a probe of the
             // window comes due).
             let full = {
@@ -412,7 +441,7 @@ impl Pacer {
 
     /// The answer to the send of `ticket`. A 429's `Retry-After` pauses the whole run.
     pub fn on_answer(&self, ticket: Ticket, answer: Answer, retry_after: Option<Duration>) {
-        let now = Instant::now();
+        let now = self.clock.clock.now();
         let changed = {
             let mut st = self.lock();
             let mut changed = false;
@@ -472,9 +501,10 @@ impl Pacer {
     /// Keeps the requests in flight at `cap` at most, when this pacer was made without a
     /// window (the dispatcher's concurrency; a pacer made with one keeps its own).
     pub fn cap_in_flight(&self, cap: u32) {
+        let now = self.clock.clock.now();
         let mut st = self.lock();
         if st.c.win.is_none() {
-            st.c.win = Some(Window::fixed(cap, Instant::now()));
+            st.c.win = Some(Window::fixed(cap, now));
         }
     }
 
@@ -519,6 +549,11 @@ impl Pacer {
         }
     }
 
+    /// The run's clock.
+    pub fn clock(&self) -> &SharedClock {
+        &self.clock.clock
+    }
+
     /// What to record as the server's in-flight limit for the next run, given what was
     /// recorded before (as [`Pacer::learned_rate`] does for the rate): the limit met in this
     /// run; nothing when this run reached its concurrency unhindered and the old limit was
@@ -537,7 +572,7 @@ impl Pacer {
 
     /// The current state, for progress and summaries.
     pub fn snapshot(&self) -> PacerSnapshot {
-        let now = Instant::now();
+        let now = self.clock.clock.now();
         let st = self.lock();
         PacerSnapshot {
             rate: st.c.ctl.rate(),
@@ -552,6 +587,7 @@ impl Pacer {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::disallowed_methods)] // tests set up real files, clocks and seeds
     use super::*;
 
     /// The group size at the start of a run, and after a 429.

@@ -1,3 +1,4 @@
+#![allow(clippy::disallowed_methods)] // tests set up real files, clocks and seeds
 #![allow(clippy::unwrap_used)]
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;

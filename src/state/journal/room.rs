@@ -26,21 +26,30 @@
 //!   stays that of its records;
 //! - on a filesystem without `fallocate` (some network and FUSE filesystems) nothing is held
 //!   ahead; a warning says so once.
+//!
+//! That choice is Linux's (`fallocate` and the `statfs` magic numbers are Linux-only). On other
+//! systems (macOS) the journal takes the portable way: zeros written ahead, on any filesystem,
+//! with no detection. The same guarantee holds where the filesystem overwrites a file's blocks
+//! in place; on a copy-on-write one (APFS) an overwrite may need new blocks, and if a full disk
+//! refuses one, the run names the request as unsaved, as it does on Linux when a write fails.
+//! `build.rs` sets `journal_room_by_filesystem` for Linux, unless
+//! `LOGZIO_TOKENS_PORTABLE_JOURNAL_ROOM=1`, which runs the portable way here (CI runs the unit
+//! tests so).
 
-use std::fs::File;
 use std::io;
-use std::os::unix::fs::FileExt;
 
-use rustix::fs::{FallocateFlags, fallocate};
-use rustix::io::Errno;
+use crate::fs::FsFile;
 
 /// How much more than needed is taken at once, so that the room grows once per this many
 /// bytes of records and not once per batch.
 const AHEAD: u64 = 64 * 1024;
 
-/// Filesystem magic numbers (`statfs(2)`) of the filesystems that overwrite in place.
+/// Filesystem magic numbers (Linux's `statfs(2)`) of the filesystems that overwrite in place.
+#[cfg(journal_room_by_filesystem)]
 const EXT4_SUPER_MAGIC: u64 = 0xEF53;
+#[cfg(journal_room_by_filesystem)]
 const XFS_SUPER_MAGIC: u64 = 0x5846_5342;
+#[cfg(journal_room_by_filesystem)]
 const TMPFS_MAGIC: u64 = 0x0102_1994;
 
 /// How a journal file holds its room.
@@ -48,7 +57,9 @@ const TMPFS_MAGIC: u64 = 0x0102_1994;
 pub(crate) enum Hold {
     /// Zero bytes written ahead of the records, within the file's size.
     Zeros,
-    /// Blocks allocated beyond the file's size (`FALLOC_FL_KEEP_SIZE`).
+    /// Blocks allocated beyond the file's size (`FALLOC_FL_KEEP_SIZE`). Linux only: the
+    /// portable way never takes it.
+    #[cfg_attr(not(journal_room_by_filesystem), allow(dead_code))]
     Reserve,
     /// Nothing can be held ahead (no `fallocate` here).
     Nothing,
@@ -56,20 +67,23 @@ pub(crate) enum Hold {
 
 impl Hold {
     /// The way for a file on this filesystem (see the module's documentation).
-    pub(crate) fn for_file(file: &File) -> Hold {
+    #[cfg(journal_room_by_filesystem)]
+    pub(crate) fn for_file(file: &impl FsFile) -> Hold {
         // Debug builds only: lets the disk-full tests (on a tmpfs) cover the `fallocate` way.
         #[cfg(debug_assertions)]
         if std::env::var_os("LOGZIO_TOKENS_TEST_JOURNAL_ROOM").is_some_and(|v| v == "reserve") {
             return Hold::Reserve;
         }
-        match rustix::fs::fstatfs(file) {
-            #[allow(clippy::unnecessary_cast)] // the field's type differs between targets
-            Ok(st) => match st.f_type as u64 {
-                EXT4_SUPER_MAGIC | XFS_SUPER_MAGIC | TMPFS_MAGIC => Hold::Zeros,
-                _ => Hold::Reserve,
-            },
-            Err(_) => Hold::Reserve,
+        match file.filesystem_magic() {
+            Ok(EXT4_SUPER_MAGIC | XFS_SUPER_MAGIC | TMPFS_MAGIC) => Hold::Zeros,
+            _ => Hold::Reserve,
         }
+    }
+
+    /// The portable way (see the module's documentation): zeros, whatever the filesystem.
+    #[cfg(not(journal_room_by_filesystem))]
+    pub(crate) fn for_file(_file: &impl FsFile) -> Hold {
+        Hold::Zeros
     }
 }
 
@@ -79,9 +93,9 @@ pub(crate) trait WriteAt {
     fn write_at(&self, buf: &[u8], offset: u64) -> io::Result<usize>;
 }
 
-impl WriteAt for File {
+impl<T: FsFile> WriteAt for T {
     fn write_at(&self, buf: &[u8], offset: u64) -> io::Result<usize> {
-        FileExt::write_at(self, buf, offset)
+        FsFile::write_at(self, buf, offset)
     }
 }
 
@@ -115,7 +129,7 @@ pub(crate) struct Room {
 
 impl Room {
     /// The room of a file holding `written` bytes of records and nothing beyond them.
-    pub(crate) fn new(file: &File, written: u64) -> Room {
+    pub(crate) fn new(file: &impl FsFile, written: u64) -> Room {
         Room::with(Hold::for_file(file), written)
     }
 
@@ -133,7 +147,7 @@ impl Room {
     /// already does, otherwise by taking `need` plus [`AHEAD`] (or just `need`, when the disk
     /// has less left). Fails (`ENOSPC`, `EDQUOT`, `EROFS`, ...) when the filesystem cannot give
     /// `need`; what was held before stays held.
-    pub(crate) fn hold(&mut self, file: &File, need: u64) -> io::Result<()> {
+    pub(crate) fn hold(&mut self, file: &impl FsFile, need: u64) -> io::Result<()> {
         let upto = self.written.saturating_add(need);
         if self.how == Hold::Nothing || upto <= self.held_to {
             return Ok(());
@@ -156,7 +170,7 @@ impl Room {
 
     /// Writes zeros from the end of the room to `to`; the room grows by what was written,
     /// even when the disk fills on the way.
-    fn write_zeros(&mut self, file: &File, to: u64) -> io::Result<()> {
+    fn write_zeros(&mut self, file: &impl FsFile, to: u64) -> io::Result<()> {
         const ZEROS: [u8; 16 * 1024] = [0; 16 * 1024];
         while self.held_to < to {
             let n = (to - self.held_to).min(ZEROS.len() as u64) as usize;
@@ -168,22 +182,31 @@ impl Room {
     }
 
     /// Allocates the blocks up to `to` beyond the file's size.
-    fn reserve(&mut self, file: &File, to: u64) -> io::Result<()> {
+    #[cfg(journal_room_by_filesystem)]
+    fn reserve(&mut self, file: &impl FsFile, to: u64) -> io::Result<()> {
         let from = self.held_to.min(self.written);
-        match fallocate(file, FallocateFlags::KEEP_SIZE, from, to - from) {
+        match file.allocate(from, to - from) {
             Ok(()) => {
                 self.held_to = to;
                 Ok(())
             }
-            Err(Errno::OPNOTSUPP | Errno::NOSYS) => {
+            Err(e) if e.kind() == io::ErrorKind::Unsupported => {
                 self.how = Hold::Nothing;
                 tracing::warn!(
                     "this filesystem cannot reserve journal space ahead (no fallocate): if it fills up during the run, the answers to requests in flight may be lost and listed as possible orphans"
                 );
                 Ok(())
             }
-            Err(e) => Err(e.into()),
+            Err(e) => Err(e),
         }
+    }
+
+    /// No `fallocate` here: [`Hold::for_file`] never takes this way, and a room made with it
+    /// holds zeros instead.
+    #[cfg(not(journal_room_by_filesystem))]
+    fn reserve(&mut self, file: &impl FsFile, to: u64) -> io::Result<()> {
+        self.how = Hold::Zeros;
+        self.write_zeros(file, to)
     }
 
     /// Writes `records` after the records already written. The records written grow by what
@@ -219,8 +242,10 @@ impl Room {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::disallowed_methods)] // tests set up real files, clocks and seeds
     #![allow(clippy::unwrap_used)]
     use super::*;
+    use std::fs::File;
     use std::os::unix::fs::MetadataExt;
 
     fn new_file(dir: &std::path::Path) -> (std::path::PathBuf, File) {
@@ -346,6 +371,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg(target_os = "linux")] // /dev/full
     fn a_disk_that_cannot_give_the_room_is_an_error_and_holds_nothing_more() {
         // /dev/full answers every write with ENOSPC: neither the room ahead nor the room
         // needed can be had.
@@ -367,6 +393,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg(journal_room_by_filesystem)]
     fn reserved_room_is_beyond_the_end_without_changing_the_size() {
         let dir = tempfile::tempdir().unwrap();
         let (p, f) = new_file(dir.path());
@@ -388,6 +415,7 @@ mod tests {
 
     #[test]
     fn room_is_taken_ahead_from_the_end_of_the_records() {
+        // Without fallocate a room made to reserve holds zeros, which this checks the same way.
         for how in [Hold::Zeros, Hold::Reserve] {
             let dir = tempfile::tempdir().unwrap();
             let (_, f) = new_file(dir.path());
@@ -415,6 +443,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg(journal_room_by_filesystem)]
     fn a_file_on_a_filesystem_that_overwrites_in_place_holds_zeros() {
         let dir = tempfile::tempdir().unwrap();
         let (_, f) = new_file(dir.path());
@@ -431,6 +460,39 @@ mod tests {
         if shm.is_dir() && rustix::fs::statfs(shm).is_ok_and(|s| s.f_type as u64 == TMPFS_MAGIC) {
             let dir = tempfile::tempdir_in(shm).unwrap();
             assert_eq!(Hold::for_file(&new_file(dir.path()).1), Hold::Zeros);
+        }
+    }
+
+    /// The portable way (macOS, or Linux with LOGZIO_TOKENS_PORTABLE_JOURNAL_ROOM=1): zeros on
+    /// whatever filesystem the file is, without asking which, and a room made to reserve
+    /// (which needs `fallocate`) holds zeros too.
+    #[test]
+    #[cfg(not(journal_room_by_filesystem))]
+    fn the_portable_way_holds_zeros_on_any_filesystem() {
+        let dir = tempfile::tempdir().unwrap();
+        let (p, f) = new_file(dir.path());
+        assert_eq!(Hold::for_file(&f), Hold::Zeros);
+        let mut room = Room::with(Hold::Reserve, 0);
+        room.hold(&f, 100).unwrap();
+        assert_eq!(room.how, Hold::Zeros);
+        assert_eq!(f.metadata().unwrap().len(), 100 + AHEAD);
+        room.write(&f, b"record\n").unwrap();
+        let bytes = std::fs::read(&p).unwrap();
+        assert_eq!(&bytes[..7], b"record\n");
+        assert!(bytes[7..].iter().all(|b| *b == 0));
+    }
+
+    /// On Linux the journal asks the filesystem (the portable way is the build's choice, not
+    /// the filesystem's): this build took the way it says it takes.
+    #[test]
+    fn the_build_takes_the_way_its_platform_calls_for() {
+        let forced =
+            std::env::var_os("LOGZIO_TOKENS_PORTABLE_JOURNAL_ROOM").is_some_and(|v| v == "1");
+        let by_filesystem = cfg!(journal_room_by_filesystem);
+        if cfg!(target_os = "linux") && !forced {
+            assert!(by_filesystem, "Linux detects the filesystem");
+        } else {
+            assert!(!by_filesystem, "the portable way");
         }
     }
 }

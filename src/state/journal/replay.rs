@@ -1,140 +1,15 @@
-//! The write-ahead journal: one JSON object per line, appended and fsync'd by a single writer.
-//!
-//! Before each request an `intent` record; after it an outcome record (`created` with the
-//! secret, `ambiguous`, or `not_created`), durable before the executor does anything else with
-//! the response. A run that dies at any point leaves a journal from which the next run recovers
-//! every received secret; an intent without an outcome becomes a possible orphan.
-//! The journal holds secrets, so it is created 0600 and never followed through a symlink.
+//! Reading a journal back: every outcome in order, the intents that never got one, and
+//! what a crash or a failing disk left (a torn last record, zeros among the records).
 
-use super::StateFile;
+use crate::state::StateFile;
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 
-use serde::{Deserialize, Serialize};
-
-use super::{StateError, TokenKey};
-use crate::secret::Secret;
-
-/// One line of the journal.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case")]
-pub enum JournalRecord {
-    /// A request is about to be sent.
-    Intent {
-        /// Sequence number, unique within the journal.
-        seq: u64,
-        /// The account id.
-        account_id: u32,
-        /// The token name.
-        token_name: String,
-        /// Which attempt for this item (1-based).
-        attempt: u32,
-        /// When (RFC 3339).
-        at: String,
-    },
-    /// The request of intent `seq` ended.
-    Outcome {
-        /// The intent's sequence number.
-        seq: u64,
-        /// The account id.
-        account_id: u32,
-        /// The token name.
-        token_name: String,
-        /// What happened.
-        #[serde(flatten)]
-        outcome: Outcome,
-        /// When (RFC 3339).
-        at: String,
-    },
-}
-
-/// How a request ended.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "result", rename_all = "snake_case")]
-pub enum Outcome {
-    /// A token was created and its secret received. The secret is `token` in plaintext mode
-    /// and `sealed` (an armored age file holding a one-token secrets document) when the run
-    /// seals its secrets; a record read back has exactly one of the two.
-    Created {
-        /// The token's id.
-        token_id: i64,
-        /// The secret, in plaintext or sealed.
-        #[serde(flatten)]
-        secret: HeldSecret,
-        /// When Logz.io created it (RFC 3339).
-        created_at: String,
-    },
-    /// A token may have been created (timeout, connection lost, 5xx, cut-short body).
-    Ambiguous {
-        /// What happened.
-        detail: String,
-    },
-    /// A token was created and its secret received, but it cannot be recorded as the item's
-    /// (no usable id): the secret is kept aside and the item is a possible orphan.
-    KeptAside {
-        /// The id as the API gave it, or 0.
-        token_id: i64,
-        /// The secret, in plaintext or sealed (a sealed document lists it under
-        /// `superseded`).
-        #[serde(flatten)]
-        secret: HeldSecret,
-        /// What was wrong.
-        detail: String,
-    },
-    /// Definitely no token (the request was refused or never reached the server).
-    NotCreated {
-        /// The HTTP status, if an answer came.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        http_status: Option<u16>,
-        /// What happened.
-        detail: String,
-    },
-}
-
-/// A received secret as a journal record holds it: `token` in plaintext mode, or `sealed` (an
-/// armored age file holding a one-token secrets document) when the run seals its secrets. A
-/// record read back has exactly one of the two.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct HeldSecret {
-    /// The secret itself.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        serialize_with = "Secret::serialize_exposed_opt"
-    )]
-    pub token: Option<Secret>,
-    /// The secret, sealed to the run's recipients.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub sealed: Option<String>,
-}
-
-impl HeldSecret {
-    /// A secret as received, before the recorder seals it (when the run seals).
-    pub fn plain(secret: Secret) -> HeldSecret {
-        HeldSecret {
-            token: Some(secret),
-            sealed: None,
-        }
-    }
-
-    /// A secret sealed to the run's recipients.
-    pub fn sealed(armored: String) -> HeldSecret {
-        HeldSecret {
-            token: None,
-            sealed: Some(armored),
-        }
-    }
-}
-
-impl JournalRecord {
-    /// The record as one line (with its newline).
-    pub fn to_line(&self) -> Vec<u8> {
-        let mut v = serde_json::to_vec(self).unwrap_or_default();
-        v.push(b'\n');
-        v
-    }
-}
+use super::{JournalRecord, Outcome};
+use crate::fs::Fs;
+use crate::key::{CreateKind, TokenKey};
+use crate::state::StateError;
 
 /// What a journal held: outcomes in order, and intents that never got one.
 #[derive(Debug, Default)]
@@ -182,97 +57,243 @@ impl Gap {
     }
 }
 
-impl JournalRecord {
-    /// When the record was written (RFC 3339).
-    fn at(&self) -> &str {
-        match self {
-            JournalRecord::Intent { at, .. } | JournalRecord::Outcome { at, .. } => at,
-        }
-    }
-}
+/// The longest record read: far above any this tool writes (a few hundred bytes, a sealed
+/// secret included). Longer text is not a record, and is not kept in memory.
+const MAX_RECORD_BYTES: usize = 1024 * 1024;
 
 /// Reads a journal. A missing file is an empty journal; zeros are its unused room; a record
 /// cut short by a crash (on the last line, or next to zeros) is tolerated; a malformed line
 /// elsewhere is corruption.
-pub fn replay(path: &Path) -> Result<Replayed, StateError> {
+///
+/// The file is streamed: what is held in memory is one record at a time, never a line, so a
+/// journal of a gigabyte of zeros (its room, or a sparse file) takes no more memory than an
+/// empty one.
+pub fn replay<F: Fs>(fs: &F, path: &Path) -> Result<Replayed, StateError> {
     // Not through a symlink, not a FIFO or device, ours and 0600, of a bounded size.
-    let Some(file) = super::atomic::open_own_secret_file(
+    let Some(file) = crate::fs::trust::open_own_secret_file(
+        fs,
         path,
-        StateFile::Journal,
+        StateFile::Journal.word(),
         crate::bounded::MAX_JOURNAL_BYTES,
     )?
     else {
         return Ok(Replayed::default());
     };
-    let mut out = Replayed::default();
-    let mut pending: HashMap<u64, (TokenKey, String)> = HashMap::new();
-    let mut order: Vec<u64> = Vec::new();
-    let mut lines = BufReader::new(file).split(b'\n').enumerate().peekable();
-    // Where the current line starts; where the zeros seen last (and not yet followed by a
-    // record) start; the time of the last record read.
-    let mut offset = 0u64;
-    let mut zeros_from: Option<u64> = None;
-    let mut last_at: Option<String> = None;
-    while let Some((idx, line)) = lines.next() {
-        let line = line.map_err(|source| StateError::Read {
+    let mut reader = BufReader::with_capacity(64 * 1024, file);
+    let mut scan = Scan::new(path);
+    loop {
+        let buf = reader.fill_buf().map_err(|source| StateError::Read {
             kind: StateFile::Journal,
             path: path.to_path_buf(),
             source,
         })?;
-        // The journal's room is zeros written ahead of its records (`super::room`): a line
-        // with zeros in it is the unused tail, or records around a write that failed or was
-        // lost. Text that does not parse there, or on the last line, is a record cut short:
-        // it was never acknowledged. Anything else (binary bytes next to the zeros too) is
-        // corruption.
-        let zeros = line.contains(&0);
-        let last = lines.peek().is_none();
-        let mut pieces = line.split(|b| *b == 0).peekable();
-        while let Some(piece) = pieces.next() {
-            if !piece.iter().all(u8::is_ascii_whitespace) {
-                if let Some(from) = zeros_from.take()
-                    && out.gap.is_none()
+        if buf.is_empty() {
+            break;
+        }
+        let n = buf.len();
+        scan.feed(buf)?;
+        reader.consume(n);
+    }
+    scan.finish()
+}
+
+/// A journal read as it streams by: lines end at `\n`, and the zeros of the journal's room
+/// (`super::room`) split a line into pieces, each a record, a record cut short, or blank.
+///
+/// The journal's room is zeros written ahead of its records: a line with zeros in it is the
+/// unused tail, or records around a write that failed or was lost. Text that does not parse
+/// there, or on the last line, is a record cut short: it was never acknowledged. Anything else
+/// (binary bytes next to the zeros too) is corruption. Whether a line is the last one is known
+/// only once a byte follows it, so a piece that is excused only on the last line waits there.
+struct Scan<'p> {
+    path: &'p Path,
+    out: Replayed,
+    pending: HashMap<u64, (TokenKey, String)>,
+    order: Vec<u64>,
+    /// The file offset of the next byte.
+    offset: u64,
+    /// The current line's index, from 0.
+    line: usize,
+    /// Bytes of the current line were read.
+    line_open: bool,
+    /// The current line's `\n` was read; it ends for good when a byte follows, or the file.
+    line_ended: bool,
+    /// The current line holds a zero.
+    line_zeros: bool,
+    /// The current piece, up to [`MAX_RECORD_BYTES`] (it may hold a secret).
+    piece: zeroize::Zeroizing<Vec<u8>>,
+    /// The piece is only whitespace so far.
+    piece_blank: bool,
+    /// The piece could be a record's text so far (no byte below 0x20).
+    piece_text: bool,
+    /// The piece is longer than [`MAX_RECORD_BYTES`].
+    piece_long: bool,
+    /// A cut-short piece of this line, excused only if the line is the last: what was wrong.
+    torn: Option<String>,
+    /// Where the zeros seen last (and not yet followed by a record) start.
+    zeros_from: Option<u64>,
+    /// The time of the last record read.
+    last_at: Option<String>,
+}
+
+impl<'p> Scan<'p> {
+    fn new(path: &'p Path) -> Scan<'p> {
+        Scan {
+            path,
+            out: Replayed::default(),
+            pending: HashMap::new(),
+            order: Vec::new(),
+            offset: 0,
+            line: 0,
+            line_open: false,
+            line_ended: false,
+            line_zeros: false,
+            piece: zeroize::Zeroizing::new(Vec::new()),
+            piece_blank: true,
+            piece_text: true,
+            piece_long: false,
+            torn: None,
+            zeros_from: None,
+            last_at: None,
+        }
+    }
+
+    fn feed(&mut self, buf: &[u8]) -> Result<(), StateError> {
+        let mut i = 0;
+        while i < buf.len() {
+            if self.line_ended {
+                // A byte follows the line: it was not the last one.
+                self.end_line(false)?;
+            }
+            self.line_open = true;
+            match buf[i] {
+                b'\n' => {
+                    self.end_piece()?;
+                    self.line_ended = true;
+                    i += 1;
+                    self.offset += 1;
+                }
+                0 => {
+                    self.line_zeros = true;
+                    self.end_piece()?;
+                    self.zeros_from.get_or_insert(self.offset);
+                    // The rest of the run of zeros: blank pieces, skipped a block at a time.
+                    let run = zero_run(&buf[i..]);
+                    i += run;
+                    self.offset += run as u64;
+                }
+                _ => {
+                    let end = buf[i..]
+                        .iter()
+                        .position(|b| *b == 0 || *b == b'\n')
+                        .map_or(buf.len(), |p| i + p);
+                    self.add_to_piece(&buf[i..end]);
+                    self.offset += (end - i) as u64;
+                    i = end;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn add_to_piece(&mut self, bytes: &[u8]) {
+        self.piece_blank &= bytes.iter().all(u8::is_ascii_whitespace);
+        self.piece_text &= is_record_text(bytes);
+        let room = MAX_RECORD_BYTES.saturating_sub(self.piece.len());
+        if bytes.len() > room {
+            self.piece_long = true;
+        }
+        self.piece
+            .extend_from_slice(&bytes[..bytes.len().min(room)]);
+    }
+
+    /// The piece read so far is whole (a zero, a line break or the end follows it).
+    fn end_piece(&mut self) -> Result<(), StateError> {
+        let piece = std::mem::take(&mut self.piece);
+        let (blank, text, long) = (self.piece_blank, self.piece_text, self.piece_long);
+        (self.piece_blank, self.piece_text, self.piece_long) = (true, true, false);
+        if blank {
+            return Ok(());
+        }
+        if let Some(from) = self.zeros_from.take()
+            && self.out.gap.is_none()
+        {
+            self.out.gap = Some(Gap {
+                offset: from,
+                after: self.last_at.clone(),
+                before: None,
+            });
+        }
+        let parsed = if long {
+            Err(Unreadable::Torn(format!(
+                "longer than any record ({MAX_RECORD_BYTES} bytes)"
+            )))
+        } else {
+            parse_record(&piece)
+        };
+        match parsed {
+            Ok(record) => {
+                if let Some(gap) = self.out.gap.as_mut()
+                    && gap.before.is_none()
                 {
-                    out.gap = Some(Gap {
-                        offset: from,
-                        after: last_at.clone(),
-                        before: None,
-                    });
+                    gap.before = Some(record.at().to_owned());
                 }
-                let torn_ok = last || (zeros && is_record_text(piece));
-                match parse_record(piece) {
-                    Ok(record) => {
-                        if let Some(gap) = out.gap.as_mut()
-                            && gap.before.is_none()
-                        {
-                            gap.before = Some(record.at().to_owned());
-                        }
-                        last_at = Some(record.at().to_owned());
-                        note(record, &mut out, &mut pending, &mut order);
-                    }
-                    Err(Unreadable::Torn(_)) if torn_ok => out.truncated_tail = true,
-                    Err(Unreadable::Torn(detail) | Unreadable::KeyTwice(detail)) => {
-                        return Err(StateError::Corrupt {
-                            kind: StateFile::Journal,
-                            path: path.to_path_buf(),
-                            detail: format!("line {}: {detail}", idx + 1),
-                        });
-                    }
-                }
+                self.last_at = Some(record.at().to_owned());
+                note(record, &mut self.out, &mut self.pending, &mut self.order);
             }
-            if pieces.peek().is_some() {
-                // A zero byte follows this piece (where it ends within the line).
-                let end = piece.as_ptr() as usize - line.as_ptr() as usize + piece.len();
-                zeros_from.get_or_insert(offset + end as u64);
+            Err(Unreadable::Torn(_)) if self.line_zeros && text => self.out.truncated_tail = true,
+            Err(Unreadable::Torn(detail)) => {
+                self.torn.get_or_insert(detail);
             }
+            Err(Unreadable::KeyTwice(detail)) => return Err(self.corrupt(detail)),
         }
-        offset += line.len() as u64 + 1;
+        Ok(())
     }
-    for seq in order {
-        if let Some(p) = pending.remove(&seq) {
-            out.interrupted.push(p);
+
+    /// The current line ends; `last` when nothing follows it.
+    fn end_line(&mut self, last: bool) -> Result<(), StateError> {
+        if let Some(detail) = self.torn.take() {
+            if !last {
+                return Err(self.corrupt(detail));
+            }
+            self.out.truncated_tail = true;
+        }
+        self.line += 1;
+        (self.line_open, self.line_ended, self.line_zeros) = (false, false, false);
+        Ok(())
+    }
+
+    fn corrupt(&self, detail: String) -> StateError {
+        StateError::Corrupt {
+            kind: StateFile::Journal,
+            path: self.path.to_path_buf(),
+            detail: format!("line {}: {detail}", self.line + 1),
         }
     }
-    Ok(out)
+
+    fn finish(mut self) -> Result<Replayed, StateError> {
+        if self.line_open {
+            self.end_piece()?;
+            self.end_line(true)?;
+        }
+        for seq in self.order {
+            if let Some(p) = self.pending.remove(&seq) {
+                self.out.interrupted.push(p);
+            }
+        }
+        Ok(self.out)
+    }
+}
+
+/// How many zeros `bytes` begins with, compared a block at a time (a journal's room is
+/// megabytes of them; a sparse one, gigabytes).
+fn zero_run(bytes: &[u8]) -> usize {
+    const BLOCK: [u8; 4096] = [0; 4096];
+    let mut n = 0;
+    while bytes.len() - n >= BLOCK.len() && bytes[n..n + BLOCK.len()] == BLOCK {
+        n += BLOCK.len();
+    }
+    n + bytes[n..].iter().take_while(|b| **b == 0).count()
 }
 
 /// Why a journal record could not be read.
@@ -284,15 +305,15 @@ enum Unreadable {
 }
 
 fn parse_record(bytes: &[u8]) -> Result<JournalRecord, Unreadable> {
-    if let Err(super::results::DuplicateKey::At { .. }) =
-        super::results::reject_duplicate_keys(bytes)
+    if let Err(crate::state::json::DuplicateKey::At { .. }) =
+        crate::state::json::reject_duplicate_keys(bytes)
     {
         return Err(Unreadable::KeyTwice(
             "a key appears twice in one record".into(),
         ));
     }
     serde_json::from_slice(bytes)
-        .map_err(|e| Unreadable::Torn(super::results::json_error_kind(&e).to_string()))
+        .map_err(|e| Unreadable::Torn(crate::state::json::json_error_kind(&e).to_string()))
 }
 
 /// Whether `bytes` could be part of a record as this tool writes it: no byte below 0x20
@@ -313,11 +334,14 @@ fn note(
     match record {
         JournalRecord::Intent {
             seq,
+            create,
             account_id,
             token_name,
             at,
             ..
         } => {
+            // Every record is about a token today; a new kind is replayed here first.
+            let CreateKind::Token = create;
             pending.insert(
                 seq,
                 (
@@ -332,11 +356,13 @@ fn note(
         }
         JournalRecord::Outcome {
             seq,
+            create,
             account_id,
             token_name,
             outcome,
             at,
         } => {
+            let CreateKind::Token = create;
             pending.remove(&seq);
             out.outcomes.push((
                 TokenKey {
@@ -352,8 +378,12 @@ fn note(
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::disallowed_methods)] // tests set up real files, clocks and seeds
     #![allow(clippy::unwrap_used)]
     use super::*;
+    use crate::key::CreateKind;
+    use crate::secret::Secret;
+    use crate::state::HeldSecret;
 
     /// The journal as this tool creates it: 0600 (anything else is refused).
     fn write_0600(p: &Path, bytes: &[u8]) {
@@ -365,6 +395,7 @@ mod tests {
     fn intent(seq: u64) -> JournalRecord {
         JournalRecord::Intent {
             seq,
+            create: CreateKind::Token,
             account_id: 7,
             token_name: format!("t{seq}"),
             attempt: 1,
@@ -382,6 +413,7 @@ mod tests {
         bytes.extend(
             JournalRecord::Outcome {
                 seq: 1,
+                create: CreateKind::Token,
                 account_id: 7,
                 token_name: "t1".into(),
                 outcome: Outcome::Created {
@@ -396,7 +428,7 @@ mod tests {
         let full = bytes.clone();
         bytes.extend(&intent(3).to_line()[..10]);
         write_0600(&p, &bytes);
-        let r = replay(&p).unwrap();
+        let r = replay(&crate::fs::RealFs, &p).unwrap();
         assert!(r.truncated_tail);
         // Two intents and an outcome were read; the cut-short fourth line was not.
         assert_eq!(r.records, 3);
@@ -417,13 +449,14 @@ mod tests {
         let mut bad = b"{nope}\n".to_vec();
         bad.extend(&full);
         write_0600(&p, &bad);
-        let err = replay(&p).unwrap_err().to_string();
+        let err = replay(&crate::fs::RealFs, &p).unwrap_err().to_string();
         assert!(err.contains("line 1"), "{err}");
     }
 
     fn created(seq: u64, secret: &str) -> JournalRecord {
         JournalRecord::Outcome {
             seq,
+            create: CreateKind::Token,
             account_id: 7,
             token_name: format!("t{seq}"),
             outcome: Outcome::Created {
@@ -454,7 +487,7 @@ mod tests {
         bytes.extend(intent(2).to_line());
         bytes.extend([0; 5000]);
         write_0600(&p, &bytes);
-        let r = replay(&p).unwrap();
+        let r = replay(&crate::fs::RealFs, &p).unwrap();
         assert!(!r.truncated_tail, "zeros are not a cut-short record");
         assert_eq!(r.gap, None, "zeros at the end are the room, not a gap");
         assert_eq!((r.records, secrets(&r)), (3, vec!["s1".to_owned()]));
@@ -466,7 +499,7 @@ mod tests {
         torn.extend(&created(1, "s1").to_line()[..30]);
         torn.extend([0; 100]);
         write_0600(&p, &torn);
-        let r = replay(&p).unwrap();
+        let r = replay(&crate::fs::RealFs, &p).unwrap();
         assert!(r.truncated_tail);
         assert_eq!((r.records, r.interrupted.len()), (1, 1));
     }
@@ -486,7 +519,7 @@ mod tests {
         bytes.extend([0; 300]);
         let gap_at = bytes.iter().position(|b| *b == 0).unwrap() as u64;
         write_0600(&p, &bytes);
-        let r = replay(&p).unwrap();
+        let r = replay(&crate::fs::RealFs, &p).unwrap();
         assert!(r.truncated_tail);
         assert_eq!(secrets(&r), ["s3"]);
         assert_eq!(r.interrupted.len(), 2);
@@ -507,13 +540,13 @@ mod tests {
         binary.extend(b"\0\x01\x02\xff garbage\n");
         binary.extend(intent(2).to_line());
         write_0600(&p, &binary);
-        let err = replay(&p).unwrap_err().to_string();
+        let err = replay(&crate::fs::RealFs, &p).unwrap_err().to_string();
         assert!(err.contains("line 2"), "{err}");
         let mut bad = b"{nope}\n".to_vec();
         bad.extend(intent(1).to_line());
         bad.extend([0; 100]);
         write_0600(&p, &bad);
-        let err = replay(&p).unwrap_err().to_string();
+        let err = replay(&crate::fs::RealFs, &p).unwrap_err().to_string();
         assert!(err.contains("line 1"), "{err}");
     }
 
@@ -525,6 +558,7 @@ mod tests {
         let p = dir.path().join("j");
         let named = |seq: u64, name: &str| JournalRecord::Intent {
             seq,
+            create: CreateKind::Token,
             account_id: 7,
             token_name: name.into(),
             attempt: 1,
@@ -538,6 +572,7 @@ mod tests {
         bytes.extend(&line[e + 1..]);
         let ambiguous = JournalRecord::Outcome {
             seq: 1,
+            create: CreateKind::Token,
             account_id: 7,
             token_name: "été".into(),
             outcome: Outcome::Ambiguous {
@@ -552,10 +587,57 @@ mod tests {
         bytes.extend(b"\n");
         bytes.extend(created(3, "s3").to_line());
         write_0600(&p, &bytes);
-        let r = replay(&p).unwrap();
+        let r = replay(&crate::fs::RealFs, &p).unwrap();
         assert!(r.truncated_tail);
         assert_eq!(secrets(&r), ["s3"]);
         assert!(r.gap.is_some());
+    }
+
+    /// Streamed, a record that straddles two reads is read whole; a sparse journal's
+    /// hundreds of megabytes of zeros are skipped (its gap and the records after it read as
+    /// before); text longer than any record is not kept, and is corruption unless last.
+    #[test]
+    fn a_journal_is_streamed_whatever_its_size() {
+        use std::io::{Seek, SeekFrom, Write};
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("j");
+        // A record across the reader's 64 KiB boundary, after zeros (room before a record:
+        // a gap).
+        let mut bytes = intent(1).to_line();
+        bytes.extend(vec![0; 64 * 1024 - bytes.len() - 20]);
+        bytes.extend(created(1, "s1").to_line());
+        write_0600(&p, &bytes);
+        let r = replay(&crate::fs::RealFs, &p).unwrap();
+        assert_eq!(secrets(&r), ["s1"]);
+        assert!(r.gap.is_some() && !r.truncated_tail);
+
+        // 300 MB of zeros (a sparse file: nothing on disk), then a record.
+        let first = intent(1).to_line();
+        write_0600(&p, &first);
+        let mut f = std::fs::OpenOptions::new().write(true).open(&p).unwrap();
+        let at = 300 * 1024 * 1024;
+        f.seek(SeekFrom::Start(at)).unwrap();
+        f.write_all(&created(1, "s1").to_line()).unwrap();
+        drop(f);
+        let r = replay(&crate::fs::RealFs, &p).unwrap();
+        assert_eq!(secrets(&r), ["s1"]);
+        assert_eq!(r.gap.as_ref().map(|g| g.offset), Some(first.len() as u64));
+        assert_eq!(r.records, 2);
+
+        // 2 MB of text without a line break: not a record, not kept; corruption unless last.
+        let mut long = intent(1).to_line();
+        long.extend(vec![b'x'; 2 * 1024 * 1024]);
+        write_0600(&p, &long);
+        let r = replay(&crate::fs::RealFs, &p).unwrap();
+        assert!(r.truncated_tail);
+        long.extend(b"\n");
+        long.extend(intent(2).to_line());
+        write_0600(&p, &long);
+        let err = replay(&crate::fs::RealFs, &p).unwrap_err().to_string();
+        assert!(
+            err.contains("line 2") && err.contains("longer than any record"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -596,6 +678,7 @@ mod tests {
         assert!(!format!("{o:?}").contains("topsecret"));
         let line = JournalRecord::Outcome {
             seq: 1,
+            create: CreateKind::Token,
             account_id: 1,
             token_name: "a".into(),
             outcome: o,
