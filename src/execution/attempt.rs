@@ -63,6 +63,10 @@ pub(super) struct Shared<C, R> {
     pub(super) observer: Option<Arc<dyn Observer>>,
     /// The run-wide share of ambiguous answers.
     pub(super) breaker: std::sync::Mutex<Breaker>,
+    /// Set when an answer stops the run (a redirect, a refused owner token), before that
+    /// answer frees its slot: the slot is free when the answer arrives, while the run learns
+    /// of the stop only once the outcome is recorded, and no request may go out in between.
+    pub(super) fatal_seen: std::sync::atomic::AtomicBool,
 }
 
 impl<C, R> Shared<C, R> {
@@ -161,6 +165,9 @@ async fn on_error<C, R: RecordOutcomes>(
     let class = e.class();
     let status = e.http_status();
     let detail = e.short();
+    if class == ErrorClass::FatalRun {
+        sh.fatal_seen.store(true, Ordering::SeqCst);
+    }
     if e.is_rate_limited() {
         Stats::add(&sh.stats.rate_limited, 1);
         sh.pacer.on_answer(ticket, Answer::Limited, e.retry_after());

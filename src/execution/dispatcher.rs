@@ -137,6 +137,7 @@ impl<C: SendCreate, R: RecordOutcomes> Dispatcher<C, R> {
             stats: services.stats,
             observer: services.observer,
             breaker: std::sync::Mutex::new(Breaker::default()),
+            fatal_seen: std::sync::atomic::AtomicBool::new(false),
         });
         Dispatcher {
             shared,
@@ -184,6 +185,13 @@ impl<C: SendCreate, R: RecordOutcomes> Dispatcher<C, R> {
         self.into_report()
     }
 
+    /// Whether an answer that stops the run has arrived (see `Shared::fatal_seen`).
+    fn fatal_seen(&self) -> bool {
+        self.shared
+            .fatal_seen
+            .load(std::sync::atomic::Ordering::SeqCst)
+    }
+
     /// Sends items while there is work and no stop: each waits for a concurrency slot and a
     /// send slot, staying responsive to Ctrl-C and to finished attempts.
     async fn dispatch(&mut self) {
@@ -210,6 +218,17 @@ impl<C: SendCreate, R: RecordOutcomes> Dispatcher<C, R> {
                 self.report.stop = StopReason::AmbiguityBreaker(why);
                 return;
             }
+            // An answer that stops the run arrived: send nothing more, and let the attempt
+            // that got it record it and set the stop.
+            if self.fatal_seen() {
+                match self.inflight.join_next().await {
+                    Some(res) => {
+                        self.handle(res);
+                        continue;
+                    }
+                    None => return,
+                }
+            }
             let due_retry = self
                 .retries
                 .next_due()
@@ -224,6 +243,10 @@ impl<C: SendCreate, R: RecordOutcomes> Dispatcher<C, R> {
                     }
                     t = self.shared.pacer.acquire() => t,
                 };
+                if self.fatal_seen() {
+                    self.shared.pacer.on_unsent(ticket);
+                    continue;
+                }
                 let item = if due_retry {
                     self.retries.pop()
                 } else {
