@@ -11,8 +11,8 @@
 //! - [`simulator`]: an in-repo stand-in for the Logz.io API, for tests, benchmarks and demos;
 //! - [`cli`]: the command line, output and progress.
 //!
-//! The core (`manifest`, `plan`, `state`, `region`, `recipient`, `secret`, `backoff`) knows
-//! nothing of HTTP, terminals or clap.
+//! The core (`manifest`, `plan`, `state`, `region`, `endpoint`, `recipient`, `secret`,
+//! `backoff`) knows nothing of HTTP, terminals or clap.
 
 // The HTTP client times its own requests and jitters the preflight's retries: not part of
 // the simulated run (clippy.toml's seams rule is for `state` and `execution`).
@@ -26,6 +26,7 @@ pub mod bounded;
 #[allow(clippy::disallowed_methods)]
 pub mod cli;
 pub mod clock;
+pub mod endpoint;
 pub mod execution;
 pub mod fs;
 pub mod hardening;
@@ -49,3 +50,55 @@ pub mod timestamp;
 // `verify` probes the live service with its own jittered retries, outside the recorder.
 #[allow(clippy::disallowed_methods)]
 pub mod verify;
+
+#[cfg(test)]
+mod layering {
+    #![allow(clippy::unwrap_used, clippy::disallowed_methods)]
+
+    /// The core modules import nothing from the layers above them (the API client, the
+    /// executor, the command line), nor an HTTP or command-line crate.
+    #[test]
+    fn the_core_imports_nothing_from_above() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+        let mut files = Vec::new();
+        for core in ["manifest", "plan", "state"] {
+            let mut dirs = vec![root.join(core)];
+            while let Some(dir) = dirs.pop() {
+                for entry in std::fs::read_dir(&dir).unwrap() {
+                    let path = entry.unwrap().path();
+                    if path.is_dir() {
+                        dirs.push(path);
+                    } else if path.extension().is_some_and(|e| e == "rs") {
+                        files.push(path);
+                    }
+                }
+            }
+        }
+        for single in [
+            "region.rs",
+            "endpoint.rs",
+            "recipient.rs",
+            "secret.rs",
+            "backoff.rs",
+        ] {
+            files.push(root.join(single));
+        }
+        for file in files {
+            let text = std::fs::read_to_string(&file).unwrap();
+            for upward in [
+                "crate::api",
+                "crate::cli",
+                "crate::execution",
+                "crate::simulator",
+                "reqwest::",
+                "clap::",
+            ] {
+                assert!(
+                    !text.contains(upward),
+                    "{} uses `{upward}`: the core must not depend on it",
+                    file.display()
+                );
+            }
+        }
+    }
+}

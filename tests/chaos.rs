@@ -184,6 +184,10 @@ pub(crate) fn apply_cmd(env: &Env, files: &Files, extra: &[&str]) -> Command {
     if !extra.contains(&"--request-timeout") {
         c.args(["--request-timeout", "1"]);
     }
+    // These suites re-run until every token is recorded, as an operator who has checked the
+    // possible orphans would: the ambiguity budget across runs is tested on its own
+    // (`promises::the_ambiguity_budget_holds_across_runs_until_orphans_clear`).
+    c.arg("--resend-ambiguous");
     c.args(extra);
     c
 }
@@ -253,6 +257,86 @@ pub(crate) fn plaintext_secrets(env: &Env, files: &Files, label: &str) -> Vec<St
                 path.display(),
                 t.id
             ));
+        }
+    }
+    problems
+}
+
+/// Invariant 1, on the files as they are on disk (the journal aside, as a CI runner that is
+/// thrown away leaves them): every token id the results file names, other than imported ones,
+/// has its secret in the secrets file (plain) or in a sealed file the results file lists with
+/// the SHA-256 of its bytes (sealed). A results file ahead of those files is a lost secret.
+pub(crate) fn invariant_one(files: &Files, label: &str) -> Vec<String> {
+    let Some(results) = read_json(&files.results) else {
+        return Vec::new();
+    };
+    let mut held: BTreeSet<(Key, i64)> = BTreeSet::new();
+    if let Some(secrets) = read_json(&files.secrets) {
+        for (acc, tokens) in secrets["accounts"].as_object().unwrap() {
+            for (name, rec) in tokens.as_object().unwrap() {
+                held.insert((
+                    (acc.parse().unwrap(), name.clone()),
+                    rec["token_id"].as_i64().unwrap(),
+                ));
+            }
+        }
+        for s in secrets["superseded"].as_array().into_iter().flatten() {
+            held.insert((
+                (
+                    u32::try_from(s["account_id"].as_u64().unwrap()).unwrap(),
+                    s["token_name"].as_str().unwrap().to_owned(),
+                ),
+                s["token_id"].as_i64().unwrap(),
+            ));
+        }
+    }
+    let dir = sealed_dir(&files.results);
+    let mut problems = Vec::new();
+    for f in results["sealed_files"].as_array().into_iter().flatten() {
+        let path = dir.join(f["file"].as_str().unwrap());
+        let Ok(bytes) = std::fs::read(&path) else {
+            problems.push(format!(
+                "{label}: the results file lists sealed file {}, which does not exist",
+                path.display()
+            ));
+            continue;
+        };
+        let digest: String = {
+            use sha2::Digest;
+            sha2::Sha256::digest(&bytes)
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect()
+        };
+        if digest != f["sha256"].as_str().unwrap() {
+            problems.push(format!(
+                "{label}: sealed file {} does not have the SHA-256 the results file lists",
+                path.display()
+            ));
+            continue;
+        }
+        let doc = test_identities().open_bytes(&path, &bytes).unwrap();
+        for (acc, tokens) in &doc.accounts {
+            for (name, rec) in tokens {
+                held.insert(((*acc, name.clone()), rec.token_id));
+            }
+        }
+        for s in &doc.superseded {
+            held.insert(((s.account_id, s.token_name.clone()), s.token_id));
+        }
+    }
+    for (acc, tokens) in results["accounts"].as_object().unwrap() {
+        for (name, rec) in tokens.as_object().unwrap() {
+            if rec["source"] == "imported" {
+                continue;
+            }
+            let key: Key = (acc.parse().unwrap(), name.clone());
+            let id = rec["token_id"].as_i64().unwrap();
+            if !held.contains(&(key.clone(), id)) {
+                problems.push(format!(
+                    "{label}: invariant 1 broken: the results file names token {id} of {key:?}, whose secret is in no secrets file or listed sealed file"
+                ));
+            }
         }
     }
     problems
@@ -576,6 +660,7 @@ pub(crate) fn converge(
             Duration::from_secs(300),
         );
         problems.extend(check_run_output(&format!("{label} run {i}"), &run));
+        problems.extend(invariant_one(sc.files, &format!("{label} after run {i}")));
         let code = run.code;
         let recorded = Recorded::read(sc.files);
         let truth = Truth::read(sc.env, sc.kills, problems);

@@ -613,3 +613,55 @@ async fn plain_http_is_refused_for_hosts_other_than_loopback() {
     assert!(make("http://localhost:9").is_ok());
     assert!(make("https://example.com").is_ok());
 }
+
+#[tokio::test]
+async fn sub_accounts_are_created_read_updated_and_their_shipping_token_is_a_secret() {
+    let sim = start(config()).await;
+    let client = client(&sim);
+    let request = logzio_tokens::api::AccountRequest {
+        account_name: "team-new".into(),
+        email: Some("platform@example.com".into()),
+        retention_days: Some(7),
+        sharing_objects_accounts: vec![160_343],
+        max_daily_gb: Some(5.0),
+        searchable: Some(true),
+        ..Default::default()
+    };
+    let id = client.create_account(&request).await.unwrap();
+    let live = client.get_account(id).await.unwrap();
+    assert_eq!(live.account_name, "team-new");
+    assert_eq!(live.settings.retention_days, Some(7));
+    assert_eq!(live.settings.max_daily_gb, Some(5.0));
+    assert_eq!(live.settings.sharing_objects_accounts, Some(vec![160_343]));
+    let listed = client.list_accounts().await.unwrap();
+    assert!(listed.iter().any(|a| a.account_id == i64::from(id)));
+
+    let shipping = client.shipping_token(id).await.unwrap();
+    let truth = sim.handle().accounts();
+    let made = truth.iter().find(|a| a.id == i64::from(id)).unwrap();
+    assert_eq!(shipping.expose(), made.shipping_token);
+    assert!(!format!("{shipping:?}").contains(&made.shipping_token));
+
+    let update = logzio_tokens::api::AccountRequest {
+        retention_days: Some(30),
+        ..request
+    };
+    client.update_account(id, &update).await.unwrap();
+    assert_eq!(
+        client
+            .get_account(id)
+            .await
+            .unwrap()
+            .settings
+            .retention_days,
+        Some(30)
+    );
+    // A bad body is the API's 400, per item.
+    let bad = logzio_tokens::api::AccountRequest {
+        account_name: "bad/name".into(),
+        ..update
+    };
+    assert!(client.create_account(&bad).await.is_err());
+    assert_eq!(sim.handle().counters().account_deletes, 0);
+    sim.shutdown().await;
+}

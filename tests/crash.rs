@@ -140,6 +140,11 @@ fn journal_after_kill(journal: &Path) -> (BTreeMap<(Key, i64), String>, BTreeSet
         let Ok(v) = serde_json::from_str::<Value>(line) else {
             continue;
         };
+        // `begin` (the endpoint) and `sealed` (a sealed file about to be written) carry no
+        // request.
+        if v["kind"] != "intent" && v["kind"] != "outcome" {
+            continue;
+        }
         let seq = v["seq"].as_u64().unwrap();
         if v["kind"] == "intent" {
             let key = (
@@ -200,10 +205,13 @@ fn check_after_kill(
     if files.journal().exists() && mode(&files.journal()) != 0o600 {
         return vec![format!("{label}: the journal is not 0600")];
     }
-    check_now(env, files, desired, kills, AFTER_KILL)
-        .into_iter()
-        .map(|p| format!("{label} right after the kill: {p}"))
-        .collect()
+    let mut problems = crate::chaos::invariant_one(files, &format!("{label} right after the kill"));
+    problems.extend(
+        check_now(env, files, desired, kills, AFTER_KILL)
+            .into_iter()
+            .map(|p| format!("{label} right after the kill: {p}")),
+    );
+    problems
 }
 
 /// The files as they are, against what the simulator knows ([`check_all`]).
@@ -471,6 +479,9 @@ fn parse_journal(path: &Path) -> (Vec<(i64, String)>, BTreeSet<Key>) {
     for line in text.lines().filter(|l| !l.trim().is_empty()) {
         let v: Value = serde_json::from_str(line)
             .unwrap_or_else(|e| panic!("journal line {line:?} is not JSON: {e}"));
+        if v["kind"] == "begin" || v["kind"] == "sealed" {
+            continue;
+        }
         let key: Key = (
             u32::try_from(v["account_id"].as_u64().unwrap()).unwrap(),
             v["token_name"].as_str().unwrap().to_owned(),

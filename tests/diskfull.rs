@@ -499,6 +499,9 @@ fn read_journal(path: &Path) -> (Vec<(i64, String)>, BTreeSet<Key>) {
         let Ok(v) = serde_json::from_str::<serde_json::Value>(line) else {
             continue; // a line cut short by the failed write
         };
+        if v["kind"] != "intent" && v["kind"] != "outcome" {
+            continue; // the endpoint, or a sealed file's name: no request
+        }
         let key: Key = (
             u32::try_from(v["account_id"].as_u64().unwrap()).unwrap(),
             v["token_name"].as_str().unwrap().to_owned(),

@@ -845,3 +845,79 @@ fn an_empty_secret_is_not_recorded_as_a_token() {
     let run = apply_against(&r, &env, &["bad"]);
     expect_failed_orphan("empty secret", &env, &run, "bad", None);
 }
+
+/// A value to find in any message that quotes a file's content.
+const PLANTED: &str = "SECRET-abc123";
+
+/// Asserts that a refused run names `file`, a line and column and `kind`, and quotes nothing
+/// of the file.
+fn expect_refused_unquoted(label: &str, run: &Run, file: &str, kind: &str) {
+    let all = format!("{}{}", run.stdout, run.stderr);
+    assert_ne!(run.code, Some(0), "{label}: accepted\n{all}");
+    assert!(!all.contains(PLANTED), "{label}: quotes the file\n{all}");
+    assert!(!all.contains("SECRET"), "{label}: quotes the file\n{all}");
+    assert!(all.contains(file), "{label}: does not name {file}\n{all}");
+    assert!(
+        all.contains("line ") && all.contains(" column "),
+        "{label}: no line and column\n{all}"
+    );
+    assert!(all.contains(kind), "{label}: does not say `{kind}`\n{all}");
+}
+
+#[test]
+fn a_malformed_plan_or_state_file_is_reported_without_quoting_it() {
+    let env = Env::with_sim(SimConfig::default());
+    env.write("m.yaml", &manifest_yaml(&[160_343], &["ci"]));
+    let state = ["--results", "r.json", "--secrets", "s.json"];
+    let mut plan = env.cmd();
+    plan.args(["plan", "m.yaml", "--out", "p.json"]).args(state);
+    env.run_cmd(&mut plan, Duration::from_secs(60))
+        .expect_code(0);
+    let saved = env.json("p.json");
+
+    // A saved plan with a string where a number, a flag or a kind belongs, or a field of the
+    // file's own naming: serde's messages would quote each.
+    type Edit = (&'static str, fn(&mut Value), &'static str);
+    let edits: [Edit; 4] = [
+        (
+            "version",
+            |p| p["version"] = Value::from(PLANTED),
+            "wrong type",
+        ),
+        (
+            "flag",
+            |p| p["recreate_revoked"] = Value::from(PLANTED),
+            "wrong type",
+        ),
+        (
+            "kind of change",
+            |p| p["changes"][0]["kind"] = Value::from(PLANTED),
+            "not one this field takes",
+        ),
+        (
+            "unknown field",
+            |p| p[PLANTED] = Value::from(1),
+            "unknown field",
+        ),
+    ];
+    for (label, edit, kind) in edits {
+        let mut p = saved.clone();
+        edit(&mut p);
+        env.write("bad.plan.json", &serde_json::to_string_pretty(&p).unwrap());
+        let mut c = env.cmd();
+        c.args(["apply", "bad.plan.json", "--yes"]).args(state);
+        let run = env.run_cmd(&mut c, Duration::from_secs(60));
+        expect_refused_unquoted(&format!("plan: {label}"), &run, "bad.plan.json", kind);
+    }
+
+    // The results file, read by every command.
+    env.write(
+        "r.json",
+        &format!("{{\"version\": \"{PLANTED}\", \"updated_at\": \"x\", \"accounts\": {{}}}}\n"),
+    );
+    let mut c = env.cmd();
+    c.args(["plan", "m.yaml"]).args(state);
+    let run = env.run_cmd(&mut c, Duration::from_secs(60));
+    expect_refused_unquoted("results", &run, "r.json", "wrong type");
+    assert_eq!(env.sim().counters().created, 0, "nothing is created");
+}

@@ -131,13 +131,16 @@ fn export_formats_parse_are_0600_and_hold_every_secret() {
     assert_eq!(mode(&env.path("e.csv")), 0o600);
     let csv = std::fs::read_to_string(env.path("e.csv")).unwrap();
     let mut lines = csv.lines();
-    assert_eq!(lines.next(), Some("account_id,token_name,token_id,token"));
+    assert_eq!(
+        lines.next(),
+        Some("account_id,token_name,token_id,token,kind")
+    );
     let body: Vec<&str> = lines.collect();
     assert_eq!(body.len(), 4);
     for t in &truth {
-        assert!(
-            body.contains(&format!("{},{},{},{}", t.account_id, t.name, t.id, t.token).as_str())
-        );
+        assert!(body.contains(
+            &format!("{},{},{},{},api_token", t.account_id, t.name, t.id, t.token).as_str()
+        ));
     }
 
     run(

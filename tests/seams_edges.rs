@@ -423,7 +423,7 @@ fn csv_export_writes_no_cell_a_spreadsheet_would_run() {
     );
     assert!(
         run.stdout
-            .contains(",c498fbc3-a3ac-4676-ad09-689854000001\n"),
+            .contains(",c498fbc3-a3ac-4676-ad09-689854000001,api_token\n"),
         "{}",
         run.stdout
     );

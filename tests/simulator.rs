@@ -1039,3 +1039,184 @@ fn background_simulator_serves_synchronous_callers_and_stops_on_drop() {
     );
     assert_eq!(handle.counters().requests, 1);
 }
+
+// ---------------------------------------------------------------------------------------------
+// Sub accounts.
+
+const ACCOUNTS: &str = "/v1/account-management/time-based-accounts";
+
+async fn account_call(
+    client: &reqwest::Client,
+    sim: &str,
+    method: reqwest::Method,
+    path: &str,
+    body: Value,
+) -> Answer {
+    call(
+        client,
+        sim,
+        method,
+        path,
+        Some(OWNER_TOKEN),
+        Some(body.to_string()),
+    )
+    .await
+}
+
+fn new_account(name: &str) -> Value {
+    json!({
+        "accountName": name,
+        "email": "platform@example.com",
+        "retentionDays": 7,
+        "sharingObjectsAccounts": [160_343],
+        "maxDailyGB": 5.0,
+        "searchable": true,
+    })
+}
+
+#[tokio::test]
+async fn sub_accounts_are_created_listed_after_the_lag_read_updated_and_never_unique() {
+    let lag = Duration::from_millis(300);
+    let sim = start(SimConfig {
+        account_list_lag: lag,
+        ..SimConfig::default()
+    })
+    .await;
+    let url = sim.url();
+    let client = default_client();
+    let post = reqwest::Method::POST;
+
+    let made = account_call(&client, &url, post.clone(), ACCOUNTS, new_account("team a")).await;
+    assert_eq!(made.status, StatusCode::OK, "{}", made.text);
+    let body = made.json();
+    assert_eq!(body.as_object().unwrap().len(), 1, "{body}");
+    let id = body["accountId"].as_i64().unwrap();
+
+    // The list lags the create; the account itself answers at once.
+    let listed = get(&client, &url, ACCOUNTS).await.json();
+    assert!(
+        listed
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|a| a["accountId"] != id)
+    );
+    let one = get(&client, &url, &format!("{ACCOUNTS}/{id}")).await;
+    assert_eq!(one.status, StatusCode::OK);
+    assert_eq!(one.json()["accountName"], "team a");
+    assert_eq!(one.json()["maxDailyGB"], 5.0);
+    let detailed = get(&client, &url, &format!("{ACCOUNTS}/detailed/{id}"))
+        .await
+        .json();
+    let shipping = detailed["account"]["accountToken"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(!shipping.is_empty());
+    assert_eq!(
+        get(&client, &url, &format!("{ACCOUNTS}/detailed/{id}"))
+            .await
+            .json()["account"]["accountToken"],
+        shipping.as_str(),
+        "the shipping token is stable"
+    );
+    assert!(
+        wait_until_async(Duration::from_secs(5), || async {
+            get(&client, &url, ACCOUNTS)
+                .await
+                .json()
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|a| a["accountId"] == id)
+        })
+        .await
+    );
+
+    // Names are not unique: a second create with the same name makes a second account.
+    let again = account_call(&client, &url, post.clone(), ACCOUNTS, new_account("team a")).await;
+    assert_eq!(again.status, StatusCode::OK);
+    assert_ne!(again.json()["accountId"], id);
+    assert_eq!(
+        sim.accounts().iter().filter(|a| a.name == "team a").count(),
+        2
+    );
+
+    // PUT: the required fields and those sent replace the account's; others stay.
+    let put = account_call(
+        &client,
+        &url,
+        reqwest::Method::PUT,
+        &format!("{ACCOUNTS}/{id}"),
+        json!({"accountName": "team a", "sharingObjectsAccounts": [], "retentionDays": 30}),
+    )
+    .await;
+    assert_eq!(put.status, StatusCode::NO_CONTENT, "{}", put.text);
+    let after = get(&client, &url, &format!("{ACCOUNTS}/{id}")).await.json();
+    assert_eq!(after["retentionDays"], 30);
+    assert_eq!(after["maxDailyGB"], 5.0);
+    assert_eq!(after["sharingObjectsAccounts"], json!([]));
+
+    // Bodies are checked against the spec; an unknown sharing account is refused.
+    let mut bad = new_account("team/b");
+    let refused = account_call(&client, &url, post.clone(), ACCOUNTS, bad.clone()).await;
+    assert_eq!(refused.status, StatusCode::BAD_REQUEST);
+    bad["accountName"] = json!("team b");
+    bad["sharingObjectsAccounts"] = json!([999]);
+    let refused = account_call(&client, &url, post.clone(), ACCOUNTS, bad).await;
+    assert_eq!(refused.status, StatusCode::BAD_REQUEST);
+    assert_eq!(
+        refused.json()["errorCode"],
+        "TimeBasedAccount/ILLEGAL_PLAN_REQUEST"
+    );
+    let missing = get(&client, &url, &format!("{ACCOUNTS}/999")).await;
+    assert_eq!(missing.status, StatusCode::NOT_FOUND);
+
+    let counters = sim.counters();
+    assert_eq!(counters.accounts_created, 2);
+    assert_eq!(counters.account_updates, 1);
+    assert_eq!(counters.account_deletes, 0);
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn an_account_create_meets_the_same_faults_as_a_token_create() {
+    let sim = start(SimConfig {
+        faults: FaultRates {
+            error_after_create: 1.0,
+            ..FaultRates::default()
+        },
+        ..SimConfig::default()
+    })
+    .await;
+    let client = default_client();
+    let answer = account_call(
+        &client,
+        &sim.url(),
+        reqwest::Method::POST,
+        ACCOUNTS,
+        new_account("team c"),
+    )
+    .await;
+    assert_eq!(answer.status, StatusCode::INTERNAL_SERVER_ERROR);
+    assert_eq!(
+        sim.accounts().iter().filter(|a| a.name == "team c").count(),
+        1,
+        "created behind the 500"
+    );
+    sim.shutdown().await;
+}
+
+async fn wait_until_async<F: std::future::Future<Output = bool>>(
+    timeout: Duration,
+    mut condition: impl FnMut() -> F,
+) -> bool {
+    let deadline = tokio::time::Instant::now() + timeout;
+    while tokio::time::Instant::now() < deadline {
+        if condition().await {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    false
+}

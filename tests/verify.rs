@@ -327,6 +327,52 @@ fn tokens_without_a_secret_are_listed_as_unverifiable() {
 }
 
 #[test]
+fn long_lists_of_unverifiable_and_replaced_tokens_are_summarised() {
+    // 32 tokens, all rotated (32 replaced, still working), then the secrets file lost: 64
+    // tokens without a known secret, 32 to remove by hand.
+    let (env, _) = setup(SimConfig::default(), 8);
+    run(&env, "apply", &[]).expect_code(0);
+    let all: Vec<(i64, String)> = ACCOUNTS
+        .iter()
+        .flat_map(|a| names(8).into_iter().map(move |n| (*a, n)))
+        .collect();
+    let which: Vec<(i64, &str)> = all.iter().map(|(a, n)| (*a, n.as_str())).collect();
+    backdate(&env, &which);
+    run(&env, "apply", &["--rotate-older-than", "90d"]).expect_code(0);
+    assert_eq!(superseded(&env).len(), 32);
+    std::fs::remove_file(env.path("m.secrets.json")).unwrap();
+
+    let text = run(&env, "verify", &[]);
+    text.expect_code(0);
+    let err = &text.stderr;
+    assert!(err.lines().count() <= 30, "not short:\n{err}");
+    let unverifiable = err
+        .find("warning: 64 tokens without a known secret, not verified:")
+        .unwrap_or_else(|| panic!("no count first:\n{err}"));
+    let more = err
+        .find("… and 54 more (`verify --json` lists every one)")
+        .unwrap_or_else(|| panic!("not summarised:\n{err}"));
+    assert!(unverifiable < more, "{err}");
+    let replaced = err
+        .find("32 tokens replaced but still working: remove by hand")
+        .unwrap_or_else(|| panic!("no count first:\n{err}"));
+    let where_all = err
+        .find("… and 22 more (every one is in the `superseded` list of ")
+        .unwrap_or_else(|| panic!("not summarised:\n{err}"));
+    assert!(replaced < where_all, "{err}");
+    assert!(err.contains("m.results.json"), "{err}");
+
+    // Where it says every one is, every one is.
+    let json = run(&env, "verify", &["--output", "json"]);
+    json.expect_code(0);
+    let out = lines(&json);
+    assert_eq!(
+        out.iter().filter(|l| l["type"] == "unverifiable").count(),
+        64
+    );
+}
+
+#[test]
 fn no_secret_in_any_output_at_any_verbosity() {
     let (env, _) = setup(SimConfig::default(), 3);
     for v in ["-v", "-vv", "-vvv"] {

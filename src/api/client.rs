@@ -10,14 +10,17 @@ use zeroize::Zeroizing;
 use super::endpoint::{Endpoint, check_base_url};
 use super::error::{ApiError, parse_retry_after, region_mismatch};
 use super::types::{
-    CreateAnswer, CreateTokenRequest, CreatedToken, ErrorBody, SubAccountInfo, WhoAmI,
+    AccountRequest, CreateAnswer, CreateTokenRequest, CreatedToken, ErrorBody, SubAccountInfo,
+    WhoAmI,
 };
 use crate::region::Region;
 use crate::secret::Secret;
 use crate::text::Scrubber;
 
-/// The one write this tool makes.
+/// The token create, the hot path (its URL is parsed once).
 const CREATE_PATH: &str = "v1/api-tokens/sub-account";
+/// The sub-account collection (relative to the base URL).
+const ACCOUNTS_PATH: &str = "v1/account-management/time-based-accounts";
 
 /// What a call is addressed to.
 #[derive(Debug, Clone, Copy)]
@@ -224,13 +227,86 @@ impl ApiClient {
 
     /// `GET /v1/account-management/time-based-accounts`: the owner and its sub accounts.
     pub async fn list_accounts(&self) -> Result<Vec<SubAccountInfo>, ApiError> {
-        let mut list: Vec<SubAccountInfo> = self
-            .get_json("v1/account-management/time-based-accounts")
-            .await?;
+        let mut list: Vec<SubAccountInfo> = self.get_json(ACCOUNTS_PATH).await?;
         for a in &mut list {
             a.account_name = self.server_text(&a.account_name);
         }
         Ok(list)
+    }
+
+    /// `POST /v1/account-management/time-based-accounts`: creates a sub account. Not
+    /// idempotent, and names are not unique: a blind re-send can make a second account.
+    pub async fn create_account(&self, request: &AccountRequest) -> Result<u32, ApiError> {
+        let body = serde_json::to_vec(request).unwrap_or_default();
+        let (status, bytes, url) = self
+            .call(Method::POST, Target::Path(ACCOUNTS_PATH), Some(body))
+            .await?;
+        #[derive(serde::Deserialize)]
+        struct Created {
+            #[serde(rename = "accountId")]
+            account_id: i64,
+        }
+        let created: Created =
+            serde_json::from_slice(&bytes).map_err(|e| ApiError::Undecodable {
+                url: url.clone(),
+                status: status.as_u16(),
+                detail: describe_decode_error(&e, &bytes),
+            })?;
+        u32::try_from(created.account_id)
+            .ok()
+            .filter(|id| *id > 0)
+            .ok_or_else(|| ApiError::Undecodable {
+                url,
+                status: status.as_u16(),
+                detail: "the account id is not a positive 32-bit number".into(),
+            })
+    }
+
+    /// `GET …/time-based-accounts/{id}`: one sub account with its settings.
+    pub async fn get_account(&self, account_id: u32) -> Result<SubAccountInfo, ApiError> {
+        let mut info: SubAccountInfo = self
+            .get_json(&format!("{ACCOUNTS_PATH}/{account_id}"))
+            .await?;
+        info.account_name = self.server_text(&info.account_name);
+        Ok(info)
+    }
+
+    /// `PUT …/time-based-accounts/{id}`: replaces the fields sent. Idempotent.
+    pub async fn update_account(
+        &self,
+        account_id: u32,
+        request: &AccountRequest,
+    ) -> Result<(), ApiError> {
+        let body = serde_json::to_vec(request).unwrap_or_default();
+        let path = format!("{ACCOUNTS_PATH}/{account_id}");
+        self.call(Method::PUT, Target::Path(&path), Some(body))
+            .await
+            .map(|_| ())
+    }
+
+    /// `GET …/time-based-accounts/detailed/{id}`: the account's log shipping token
+    /// (`account.accountToken`), a secret.
+    pub async fn shipping_token(&self, account_id: u32) -> Result<Secret, ApiError> {
+        let path = format!("{ACCOUNTS_PATH}/detailed/{account_id}");
+        let (status, bytes, url) = self.call(Method::GET, Target::Path(&path), None).await?;
+        let value: serde_json::Value =
+            serde_json::from_slice(&bytes).map_err(|e| ApiError::Undecodable {
+                url: url.clone(),
+                status: status.as_u16(),
+                detail: describe_decode_error(&e, &bytes),
+            })?;
+        match value.pointer("/account/accountToken") {
+            Some(serde_json::Value::String(t)) if !t.trim().is_empty() => {
+                let secret = Secret::new(t.clone());
+                self.scrubber.learn(&secret);
+                Ok(secret)
+            }
+            _ => Err(ApiError::Undecodable {
+                url,
+                status: status.as_u16(),
+                detail: "`account.accountToken` is missing or empty".into(),
+            }),
+        }
     }
 
     /// Server-provided text made safe to log, print and store: the secrets of this run

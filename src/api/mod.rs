@@ -12,4 +12,6 @@ pub use client::{ApiClient, ClientConfig};
 pub use endpoint::{Endpoint, UrlProblem, parse_base_url};
 pub use error::{ApiError, ErrorClass, parse_retry_after};
 pub use preflight::{Preflight, preflight};
-pub use types::{CreatedToken, SubAccountInfo, WhoAmI};
+pub use types::{
+    AccountRequest, CreatedToken, LiveSettings, SubAccountInfo, UtilizationSettings, WhoAmI,
+};

@@ -140,8 +140,8 @@ pub struct WhoAmI {
     pub account_id: i64,
 }
 
-/// One entry of `GET /v1/account-management/time-based-accounts`.
-#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+/// One entry of `GET /v1/account-management/time-based-accounts` (and `GET …/{id}`).
+#[derive(Debug, Clone, Deserialize, PartialEq)]
 pub struct SubAccountInfo {
     /// The account id.
     #[serde(rename = "accountId")]
@@ -152,6 +152,146 @@ pub struct SubAccountInfo {
     /// Whether this is the owner (main) account.
     #[serde(rename = "isOwner", default)]
     pub is_owner: bool,
+    /// Its settings, each `None` when missing, null or of an unexpected type.
+    #[serde(flatten)]
+    pub settings: LiveSettings,
+}
+
+/// The settings of a sub account as the API shows them, read leniently: a field that is
+/// missing or odd is unknown (`None`), never an error that would cost the whole list.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LiveSettings {
+    /// `email`.
+    #[serde(default, deserialize_with = "lenient")]
+    pub email: Option<String>,
+    /// `retentionDays`.
+    #[serde(default, deserialize_with = "lenient")]
+    pub retention_days: Option<i64>,
+    /// `maxDailyGB`.
+    #[serde(default, rename = "maxDailyGB", deserialize_with = "lenient")]
+    pub max_daily_gb: Option<f64>,
+    /// `reservedDailyGB`.
+    #[serde(default, rename = "reservedDailyGB", deserialize_with = "lenient")]
+    pub reserved_daily_gb: Option<f64>,
+    /// `isFlexible`.
+    #[serde(default, deserialize_with = "lenient")]
+    pub is_flexible: Option<bool>,
+    /// `searchable`.
+    #[serde(default, deserialize_with = "lenient")]
+    pub searchable: Option<bool>,
+    /// `accessible`.
+    #[serde(default, deserialize_with = "lenient")]
+    pub accessible: Option<bool>,
+    /// `docSizeSetting`.
+    #[serde(default, deserialize_with = "lenient")]
+    pub doc_size_setting: Option<bool>,
+    /// `sharingObjectsAccounts`, as ids.
+    #[serde(default, deserialize_with = "lenient")]
+    pub sharing_objects_accounts: Option<Vec<i64>>,
+    /// `utilizationSettings`.
+    #[serde(default, deserialize_with = "lenient")]
+    pub utilization_settings: Option<UtilizationSettings>,
+    /// `softLimitGB`.
+    #[serde(default, rename = "softLimitGB", deserialize_with = "lenient")]
+    pub soft_limit_gb: Option<f64>,
+    /// `snapsearchRetentionDays`.
+    #[serde(default, deserialize_with = "lenient")]
+    pub snapsearch_retention_days: Option<i64>,
+}
+
+impl LiveSettings {
+    /// The same settings in the manifest's terms, for the plan's drift check (a value out of
+    /// the manifest's range is left unknown).
+    pub fn to_manifest(&self) -> crate::manifest::AccountSettings {
+        use crate::manifest::{AccountRef, AccountSettings, Utilization};
+        let days = |v: Option<i64>| v.and_then(|d| u32::try_from(d).ok());
+        AccountSettings {
+            email: self.email.clone(),
+            retention_days: days(self.retention_days),
+            max_daily_gb: self.max_daily_gb,
+            reserved_daily_gb: self.reserved_daily_gb,
+            flexible: self.is_flexible,
+            searchable: self.searchable,
+            accessible: self.accessible,
+            doc_size_setting: self.doc_size_setting,
+            sharing_objects_accounts: self.sharing_objects_accounts.as_ref().map(|ids| {
+                ids.iter()
+                    .filter_map(|id| u32::try_from(*id).ok().map(AccountRef::Id))
+                    .collect()
+            }),
+            utilization: self.utilization_settings.map(|u| Utilization {
+                enabled: u.utilization_enabled,
+                frequency_minutes: days(u.frequency_minutes),
+            }),
+            soft_limit_gb: self.soft_limit_gb,
+            snapsearch_retention_days: days(self.snapsearch_retention_days),
+        }
+    }
+}
+
+/// `utilizationSettings`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct UtilizationSettings {
+    /// `frequencyMinutes`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub frequency_minutes: Option<i64>,
+    /// `utilizationEnabled`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub utilization_enabled: Option<bool>,
+}
+
+/// A field read as `T` when it is one, else `None`.
+fn lenient<'de, D: serde::Deserializer<'de>, T: serde::de::DeserializeOwned>(
+    d: D,
+) -> Result<Option<T>, D::Error> {
+    let value = serde_json::Value::deserialize(d)?;
+    Ok(serde_json::from_value(value).ok())
+}
+
+/// `POST …/time-based-accounts` (`TimeBasedAccountCreateRequest`) and `PUT …/{id}`
+/// (`TimeBasedAccountUpdateRequest`): optional fields are left out when `None`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AccountRequest {
+    /// `accountName` (required).
+    pub account_name: String,
+    /// `email` (required on create).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub email: Option<String>,
+    /// `retentionDays` (required on create).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub retention_days: Option<i64>,
+    /// `sharingObjectsAccounts` (required, may be empty).
+    pub sharing_objects_accounts: Vec<i64>,
+    /// `maxDailyGB`.
+    #[serde(rename = "maxDailyGB", skip_serializing_if = "Option::is_none")]
+    pub max_daily_gb: Option<f64>,
+    /// `reservedDailyGB`.
+    #[serde(rename = "reservedDailyGB", skip_serializing_if = "Option::is_none")]
+    pub reserved_daily_gb: Option<f64>,
+    /// `isFlexible`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub is_flexible: Option<bool>,
+    /// `searchable`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub searchable: Option<bool>,
+    /// `accessible`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub accessible: Option<bool>,
+    /// `docSizeSetting`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub doc_size_setting: Option<bool>,
+    /// `utilizationSettings`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub utilization_settings: Option<UtilizationSettings>,
+    /// `softLimitGB`.
+    #[serde(rename = "softLimitGB", skip_serializing_if = "Option::is_none")]
+    pub soft_limit_gb: Option<f64>,
+    /// `snapsearchRetentionDays`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub snapsearch_retention_days: Option<i64>,
 }
 
 /// An error body, in any of the shapes the API uses.

@@ -240,6 +240,10 @@ pub struct SealArgs {
     /// Seal to the recipients listed in this file (age's -R format).
     #[arg(long, value_name = "PATH")]
     pub recipients_file: Option<PathBuf>,
+    /// Write secrets in plaintext (the 0600 secrets file) on a state whose secrets are sealed;
+    /// without recipients, such a state is refused (exit 2) unless this is given.
+    #[arg(long)]
+    pub allow_plaintext: bool,
 }
 
 /// How requests are sent (shared by plan, which checks and shows them, and apply).
@@ -262,6 +266,10 @@ pub struct ExecArgs {
     /// again and is reported unresolved with its possible orphans.
     #[arg(long, value_name = "N")]
     pub max_ambiguous: Option<u32>,
+    /// Send again the tokens whose earlier runs used up the ambiguity budget (their possible
+    /// orphans checked in the UI); without it they are not sent until `orphans clear`.
+    #[arg(long)]
+    pub resend_ambiguous: bool,
 }
 
 /// The options `plan` and `apply` share: the API, the state files, how requests are sent.
@@ -353,6 +361,11 @@ pub struct ReplaceArgs {
     /// `1s`); the replaced ones are listed for removal by hand. Overrides rotate_after_days.
     #[arg(long, value_name = "DURATION", value_parser = parse_age)]
     pub rotate_older_than: Option<std::time::Duration>,
+    /// PUT the declared `create` settings of existing sub accounts whose live settings differ
+    /// (drift), keeping every field the manifest does not declare. Without it, drift is only
+    /// reported. Same as settings.update_accounts. No account is ever deleted.
+    #[arg(long)]
+    pub update_accounts: bool,
 }
 
 /// A token age: a whole number and a unit, `s`, `m`, `h`, `d` or `w` (`90d`, `12h`).
@@ -661,9 +674,10 @@ pub struct VerifyExecArgs {
 /// Export formats.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum ExportFormat {
-    /// `[{"account_id", "account_name"?, "token_name", "token_id", "token"}]`.
+    /// `[{"kind", "account_id", "account_name"?, "token_name", "token_id", "token"}]`.
     Json,
-    /// `account_id,token_name,token_id,token` with a header line.
+    /// `account_id,token_name,token_id,token,kind` with a header line (kind: api_token or
+    /// shipping_token).
     Csv,
     /// `LOGZIO_TOKEN_<ACCOUNT>_<NAME>='secret'` lines (secrets a shell could misread are refused).
     Dotenv,

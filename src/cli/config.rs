@@ -183,6 +183,21 @@ fn resolve_api(args: &ApiArgs, manifest: &Manifest) -> Result<ApiSetup, CliError
     })
 }
 
+/// The endpoint identity a command without API flags (`import`) binds the state to:
+/// `LOGZIO_API_URL`, else `LOGZIO_REGION`, else the manifest's, else the default region.
+pub fn endpoint_identity(manifest: &Manifest) -> Result<String, CliError> {
+    let url = std::env::var("LOGZIO_API_URL").ok();
+    let endpoint = if let Some(url) = url.as_deref().filter(|u| !u.trim().is_empty()) {
+        crate::api::ApiClient::check_url(url.trim())?;
+        Endpoint::Url(url.trim().to_owned())
+    } else if let Some(region) = region_arg(None)? {
+        Endpoint::Region(region)
+    } else {
+        manifest.endpoint.clone().unwrap_or_default()
+    };
+    Ok(endpoint.base_url())
+}
+
 /// `--region`, else a non-empty `LOGZIO_REGION`, read with the same parser (clap's).
 fn region_arg(flag: Option<Region>) -> Result<Option<Region>, CliError> {
     if flag.is_some() {
@@ -259,6 +274,8 @@ pub struct ExecSettings {
     pub max_attempts: u32,
     /// Ambiguous attempts per token.
     pub max_ambiguous: u32,
+    /// `--resend-ambiguous`: earlier runs' ambiguous attempts do not count.
+    pub resend_ambiguous: bool,
 }
 
 /// Resolves concurrency, rate and attempts.
@@ -293,6 +310,7 @@ fn resolve_exec(manifest: &Manifest, args: &ExecArgs) -> Result<ExecSettings, Cl
             DEFAULT_MAX_AMBIGUOUS,
             limits::MAX_AMBIGUOUS,
         )?,
+        resend_ambiguous: args.resend_ambiguous,
     })
 }
 
@@ -386,6 +404,8 @@ pub struct RunSettings {
     pub filter: AccountFilter,
     /// The recipients secrets are sealed to (manifest and command line); `None`: plaintext.
     pub recipients: Option<Recipients>,
+    /// `--allow-plaintext`: run without recipients on a state whose secrets are sealed.
+    pub allow_plaintext: bool,
     /// The recipients' canonical text, sorted (empty: plaintext).
     pub recipient_keys: Vec<String>,
     /// The arguments as given (a saved plan records the choices among them).
@@ -474,6 +494,7 @@ impl RunSettings {
             paths,
             filter: filter(&args.state),
             recipients,
+            allow_plaintext: args.seal.allow_plaintext,
             recipient_keys,
             args: args.clone(),
         })
@@ -544,6 +565,10 @@ pub struct ApplySettings {
     pub recreate_revoked: bool,
     /// `--rotate-older-than`: overrides every `rotate_after_days` of the manifest.
     pub rotate_older_than: Option<Duration>,
+    /// PUT the declared settings of drifted accounts (`--update-accounts` or the manifest's).
+    pub update_accounts: bool,
+    /// How long to look for an account after an ambiguous create.
+    pub account_lookup: Duration,
 }
 
 impl ApplySettings {
@@ -591,6 +616,12 @@ impl ApplySettings {
             no_progress: args.no_progress,
             recreate_revoked,
             rotate_older_than,
+            update_accounts: args.choices.update_accounts
+                || run.manifest.settings.update_accounts == Some(true),
+            account_lookup: run.manifest.settings.account_lookup_seconds.map_or(
+                crate::execution::accounts::DEFAULT_ACCOUNT_LOOKUP,
+                Duration::from_secs_f64,
+            ),
             run,
         })
     }
@@ -815,12 +846,14 @@ impl VerifySettings {
             seal: SealArgs {
                 recipients: Vec::new(),
                 recipients_file: None,
+                allow_plaintext: false,
             },
             exec: ExecArgs {
                 concurrency: args.exec.concurrency,
                 rate: args.exec.rate,
                 max_attempts: args.exec.max_attempts,
                 max_ambiguous: None,
+                resend_ambiguous: false,
             },
         };
         Ok(VerifySettings {

@@ -87,6 +87,14 @@ impl CliError {
         match self {
             CliError::Manifest(_) | CliError::Usage { .. } => Exit::Usage,
             CliError::State(StateError::OtherEndpoint { .. }) => Exit::Usage,
+            // Another endpoint's file or journal, or a sealed state without recipients: a
+            // configuration error, found before anything was sent.
+            CliError::State(StateError::Broken {
+                violation:
+                    crate::state::promises::Violation::OtherEndpoint { .. }
+                    | crate::state::promises::Violation::ProtectionDropped(_),
+                ..
+            }) => Exit::Usage,
             // A file that is there and not to be replaced without --force: the user's choice
             // of path, a usage error (nothing was written).
             CliError::State(StateError::Exists { .. })

@@ -36,6 +36,10 @@ pub struct ExecConfig {
     pub backoff: Backoff,
     /// How long to wait for in-flight requests when stopping early.
     pub drain_timeout: Duration,
+    /// Ambiguous attempts earlier runs made per token (the possible orphans'
+    /// `ambiguous_attempts`): they count against `max_ambiguous`, so the budget holds across
+    /// runs, not per run.
+    pub earlier_ambiguous: std::collections::HashMap<TokenKey, u32>,
 }
 
 /// A 429 means the request was not processed, so it does not use up one of the item's
@@ -133,7 +137,15 @@ impl<C: SendCreate, R: RecordOutcomes> Dispatcher<C, R> {
         Dispatcher {
             shared,
             cancel: services.cancel,
-            queue: items.into_iter().map(Item::new).collect(),
+            queue: items
+                .into_iter()
+                .map(|key| {
+                    let earlier = config.earlier_ambiguous.get(&key).copied().unwrap_or(0);
+                    let mut item = Item::new(key);
+                    item.ambiguous = earlier;
+                    item
+                })
+                .collect(),
             retries: RetryHeap::default(),
             inflight: JoinSet::new(),
             report: RunReport {

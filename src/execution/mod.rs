@@ -2,6 +2,7 @@
 //! retries with backoff, and every outcome made durable (through the state recorder) before
 //! it is acted on.
 
+pub mod accounts;
 mod ambiguity;
 mod attempt;
 mod cancel;

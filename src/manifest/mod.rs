@@ -6,8 +6,9 @@
 //! for the JSON Schema that editors use; a test keeps the two in step.
 //!
 //! This module knows nothing of HTTP, terminals or the command line; the base-URL rule it
-//! checks `api_url` against is [`crate::api::endpoint`]'s, the one the client applies.
+//! checks `api_url` against is [`crate::endpoint`]'s, the one the client applies.
 
+mod account_settings;
 pub mod diagnostic;
 mod env;
 mod load;
@@ -17,7 +18,10 @@ mod validate;
 
 use std::path::PathBuf;
 
-pub use crate::api::endpoint::Endpoint;
+pub use crate::endpoint::Endpoint;
+pub use account_settings::{
+    AccountRef, AccountSettings, Utilization, bad_account_name_char, is_api_email,
+};
 pub use diagnostic::{Diagnostic, ManifestError, Note};
 pub use load::{load, load_bytes, load_str, read};
 pub use schema::{manifest_schema, manifest_schema_text};
@@ -47,6 +51,8 @@ pub struct Manifest {
     pub default_tokens: Vec<String>,
     /// `defaults.rotate_after_days`.
     pub default_rotate_after_days: Option<u32>,
+    /// `defaults.create`, as written (entries with `create` already hold it merged).
+    pub default_create: Option<AccountSettings>,
     /// The accounts, in manifest order, each with its final list of token names
     /// (its own list, or the defaults).
     pub accounts: Vec<AccountEntry>,
@@ -85,6 +91,10 @@ pub struct Settings {
     pub recreate_revoked: Option<bool>,
     /// Rotate tokens older than this many days (accounts and `defaults` may override it).
     pub rotate_after_days: Option<u32>,
+    /// PUT the declared settings of drifted sub accounts (`--update-accounts`).
+    pub update_accounts: Option<bool>,
+    /// How long to look for a sub account whose create had an ambiguous outcome, in seconds.
+    pub account_lookup_seconds: Option<f64>,
 }
 
 /// Inclusive bounds for each setting, shared by the validator, the CLI and the schema.
@@ -101,10 +111,17 @@ pub mod limits {
     pub const REQUEST_TIMEOUT_SECONDS: (f64, f64) = (1.0, 600.0);
     /// `rotate_after_days` (settings, defaults, account): up to 100 years.
     pub const ROTATE_AFTER_DAYS: (u32, u32) = (1, 36_500);
+    /// `settings.account_lookup_seconds`.
+    pub const ACCOUNT_LOOKUP_SECONDS: (f64, f64) = (1.0, 3600.0);
+    /// Day counts of a created account (`retention_days`, `snapsearch_retention_days`): the
+    /// API's int32, from 1.
+    pub const ACCOUNT_DAYS: (u32, u32) = (1, 2_147_483_647);
+    /// `utilization.frequency_minutes`.
+    pub const FREQUENCY_MINUTES: (u32, u32) = (1, 2_147_483_647);
 }
 
 /// One account of the manifest.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct AccountEntry {
     /// How the account is identified.
     pub selector: AccountSelector,
@@ -112,6 +129,9 @@ pub struct AccountEntry {
     pub tokens: Vec<String>,
     /// Its own `rotate_after_days`.
     pub rotate_after_days: Option<u32>,
+    /// `create`: the settings to create it with when no account has its name (its own
+    /// `create` mapping laid over `defaults.create`); `None`: never created by this tool.
+    pub create: Option<AccountSettings>,
     /// Where the entry starts in the manifest (1-based).
     pub line: u32,
     /// Column of the entry (1-based).

@@ -20,7 +20,7 @@ pub(crate) mod keys {
         "version", "region", "api_url", "defaults", "settings", "secrets", "accounts",
     ];
     /// Keys of `defaults`.
-    pub(crate) const DEFAULTS: &[&str] = &["tokens", "rotate_after_days"];
+    pub(crate) const DEFAULTS: &[&str] = &["tokens", "rotate_after_days", "create"];
     /// Keys of `settings`.
     pub(crate) const SETTINGS: &[&str] = &[
         "concurrency",
@@ -30,11 +30,30 @@ pub(crate) mod keys {
         "request_timeout_seconds",
         "recreate_revoked",
         "rotate_after_days",
+        "update_accounts",
+        "account_lookup_seconds",
     ];
     /// Keys of `secrets`.
     pub(crate) const SECRETS: &[&str] = &["recipients", "recipients_file"];
     /// Keys of one account.
-    pub(crate) const ACCOUNT: &[&str] = &["id", "name", "tokens", "rotate_after_days"];
+    pub(crate) const ACCOUNT: &[&str] = &["id", "name", "tokens", "rotate_after_days", "create"];
+    /// Keys of `create` (an account's, and `defaults.create`).
+    pub(crate) const CREATE: &[&str] = &[
+        "email",
+        "retention_days",
+        "max_daily_gb",
+        "reserved_daily_gb",
+        "flexible",
+        "searchable",
+        "accessible",
+        "doc_size_setting",
+        "sharing_objects_accounts",
+        "utilization",
+        "soft_limit_gb",
+        "snapsearch_retention_days",
+    ];
+    /// Keys of `create.utilization`.
+    pub(crate) const UTILIZATION: &[&str] = &["enabled", "frequency_minutes"];
 }
 
 /// The largest account id the API accepts (its ids are 32-bit signed integers).
@@ -129,6 +148,11 @@ pub struct RawDefaults {
         range(min = limits::ROTATE_AFTER_DAYS.0, max = limits::ROTATE_AFTER_DAYS.1)
     )]
     pub rotate_after_days: Option<u32>,
+    /// Settings for the sub accounts this manifest may create: each account with `create`
+    /// takes these, with its own `create` fields laid over them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "RawCreate")]
+    pub create: Option<RawCreate>,
 }
 
 /// How to talk to the API. Command-line options win over these.
@@ -194,6 +218,131 @@ pub struct RawSettings {
         range(min = limits::ROTATE_AFTER_DAYS.0, max = limits::ROTATE_AFTER_DAYS.1)
     )]
     pub rotate_after_days: Option<u32>,
+    /// PUT the declared `create` settings of existing sub accounts whose live settings differ
+    /// (drift), as `apply --update-accounts` does (default false: apply only reports drift).
+    /// Fields the manifest does not declare are kept as they are; no account is ever deleted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "bool")]
+    pub update_accounts: Option<bool>,
+    /// How long, in seconds, to keep listing the sub accounts after a create whose outcome is
+    /// unknown (a timeout, a 5xx, a dropped connection), to find the account if it was made,
+    /// before sending the create again (default 30; lists lag creates).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(
+        with = "f64",
+        range(
+            min = limits::ACCOUNT_LOOKUP_SECONDS.0,
+            max = limits::ACCOUNT_LOOKUP_SECONDS.1
+        )
+    )]
+    pub account_lookup_seconds: Option<f64>,
+}
+
+/// Settings of a sub account to create (`defaults.create`, or an account's `create`), named
+/// after the fields of Logz.io's `TimeBasedAccountCreateRequest` in snake_case. `email` and
+/// `retention_days` are required (here or in `defaults.create`), and `max_daily_gb` unless the
+/// account is `flexible`.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(rename = "CreateSettings")]
+pub struct RawCreate {
+    /// The account's admin email (`email`): an existing user of the main account.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(
+        with = "String",
+        regex(
+            pattern = r"^([_A-Za-z0-9\-+]+(\.[_A-Za-z0-9-]+)*@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)*(\.[A-Za-z]{2,})|\$\{.*)$"
+        )
+    )]
+    pub email: Option<String>,
+    /// Days logs are kept (`retentionDays`), at least 1.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "u32", range(min = limits::ACCOUNT_DAYS.0, max = limits::ACCOUNT_DAYS.1))]
+    pub retention_days: Option<u32>,
+    /// The daily volume cap in GB (`maxDailyGB`); required unless `flexible`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "f64", extend("exclusiveMinimum" = 0))]
+    pub max_daily_gb: Option<f64>,
+    /// The reserved daily volume in GB of a flexible account (`reservedDailyGB`); required when
+    /// `flexible`, not allowed otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "f64", extend("exclusiveMinimum" = 0))]
+    pub reserved_daily_gb: Option<f64>,
+    /// A flexible account of a Subscription plan (`isFlexible`, default false).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "bool")]
+    pub flexible: Option<bool>,
+    /// Whether the account's data is searchable from the main account (`searchable`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "bool")]
+    pub searchable: Option<bool>,
+    /// Whether users of the main account can open this account (`accessible`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "bool")]
+    pub accessible: Option<bool>,
+    /// Whether each log gets a field with its size (`docSizeSetting`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "bool")]
+    pub doc_size_setting: Option<bool>,
+    /// The accounts this one shares objects (dashboards, visualizations) with
+    /// (`sharingObjectsAccounts`): ids, or names of accounts of this manifest, including ones
+    /// created in the same run (those are created first). References must not form a cycle.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "Vec<RawAccountRef>", extend("uniqueItems" = true))]
+    pub sharing_objects_accounts: Option<Vec<RawAccountRef>>,
+    /// Data-volume utilization metrics (`utilizationSettings`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "RawUtilization")]
+    pub utilization: Option<RawUtilization>,
+    /// The soft volume limit in GB of a Consumption plan (`softLimitGB`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "f64", extend("exclusiveMinimum" = 0))]
+    pub soft_limit_gb: Option<f64>,
+    /// Days Snap Search keeps data (`snapsearchRetentionDays`), at least 1.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "u32", range(min = limits::ACCOUNT_DAYS.0, max = limits::ACCOUNT_DAYS.1))]
+    pub snapsearch_retention_days: Option<u32>,
+}
+
+/// An account in `sharing_objects_accounts`: its id, or the name of a manifest account.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(untagged)]
+#[schemars(rename = "AccountRef")]
+pub enum RawAccountRef {
+    /// An account id.
+    Id(#[schemars(range(min = 1, max = MAX_ACCOUNT_ID))] u32),
+    /// The name of an account listed in this manifest.
+    Name(#[schemars(length(min = 1))] String),
+}
+
+/// `utilization`: the API's `utilizationSettings`.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(rename = "Utilization")]
+pub struct RawUtilization {
+    /// Whether utilization metrics are collected (`utilizationEnabled`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "bool")]
+    pub enabled: Option<bool>,
+    /// How often they are collected, in minutes (`frequencyMinutes`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(
+        with = "u32",
+        range(min = limits::FREQUENCY_MINUTES.0, max = limits::FREQUENCY_MINUTES.1)
+    )]
+    pub frequency_minutes: Option<u32>,
+}
+
+/// An account's `create`: `true` (create it with `defaults.create`) or its own settings laid
+/// over `defaults.create`.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(untagged)]
+#[schemars(rename = "Create")]
+pub enum RawCreateField {
+    /// `true`: create it with `defaults.create`; `false`: never create it.
+    Flag(bool),
+    /// These settings over `defaults.create`.
+    Settings(RawCreate),
 }
 
 /// One sub account: `id` or `name` (exactly one), and optionally its own token names.
@@ -232,6 +381,14 @@ pub struct RawAccount {
         range(min = limits::ROTATE_AFTER_DAYS.0, max = limits::ROTATE_AFTER_DAYS.1)
     )]
     pub rotate_after_days: Option<u32>,
+    /// Create this sub account when no account has its name, then its tokens, in the same run
+    /// (only for an account given by `name`). `true` takes `defaults.create`; a mapping lays
+    /// its fields over `defaults.create`. An existing account whose settings differ from those
+    /// declared is drift (shown by `plan`, fixed by `apply --update-accounts`), never a second
+    /// account.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "RawCreateField")]
+    pub create: Option<RawCreateField>,
 }
 
 /// `region`: one of the codes of [`Region::ALL`].
@@ -251,11 +408,15 @@ fn region_or_api_url(schema: &mut Schema) {
     );
 }
 
-/// An account has exactly one of `id` and `name`.
+/// An account has exactly one of `id` and `name`, and one with `create` is given by `name`.
 fn exactly_one_selector(schema: &mut Schema) {
     schema.insert(
         "oneOf".to_owned(),
         serde_json::json!([{ "required": ["id"] }, { "required": ["name"] }]),
+    );
+    schema.insert(
+        "not".to_owned(),
+        serde_json::json!({ "required": ["id", "create"] }),
     );
 }
 
@@ -343,11 +504,21 @@ mod tests {
             sorted_keys(keys::SETTINGS)
         );
         assert_eq!(property_names(&defs["Account"]), sorted_keys(keys::ACCOUNT));
+        assert_eq!(
+            property_names(&defs["CreateSettings"]),
+            sorted_keys(keys::CREATE)
+        );
+        assert_eq!(
+            property_names(&defs["Utilization"]),
+            sorted_keys(keys::UTILIZATION)
+        );
         for section in [
             &schema,
             &defs["Defaults"],
             &defs["Settings"],
             &defs["Account"],
+            &defs["CreateSettings"],
+            &defs["Utilization"],
         ] {
             assert_eq!(section["additionalProperties"], false);
         }

@@ -18,6 +18,8 @@ use super::{
 };
 use crate::region::Region;
 
+mod create;
+
 /// Region codes Logz.io no longer serves, named as such instead of "unknown".
 const DEPRECATED_REGIONS: &[&str] = &["nl", "wa"];
 
@@ -46,6 +48,7 @@ pub(crate) fn validate(
             recipients: parts.recipients,
             default_tokens: parts.default_tokens,
             default_rotate_after_days: parts.default_rotate_after_days,
+            default_create: parts.default_create,
             accounts: parts.accounts,
         }),
         _ => {
@@ -62,6 +65,7 @@ struct Parts {
     recipients: Vec<String>,
     default_tokens: Vec<String>,
     default_rotate_after_days: Option<u32>,
+    default_create: Option<super::AccountSettings>,
     accounts: Vec<AccountEntry>,
 }
 
@@ -73,15 +77,19 @@ enum Section {
     Settings,
     Secrets,
     Account,
+    Create,
+    Utilization,
 }
 
 impl Section {
-    const ALL: [Section; 5] = [
+    const ALL: [Section; 7] = [
         Section::Root,
         Section::Defaults,
         Section::Settings,
         Section::Secrets,
         Section::Account,
+        Section::Create,
+        Section::Utilization,
     ];
 
     fn keys(self) -> &'static [&'static str] {
@@ -91,6 +99,8 @@ impl Section {
             Section::Settings => keys::SETTINGS,
             Section::Secrets => keys::SECRETS,
             Section::Account => keys::ACCOUNT,
+            Section::Create => keys::CREATE,
+            Section::Utilization => keys::UTILIZATION,
         }
     }
 
@@ -102,6 +112,8 @@ impl Section {
             Section::Settings => "in `settings`",
             Section::Secrets => "in `secrets`",
             Section::Account => "in an account",
+            Section::Create => "in `create`",
+            Section::Utilization => "in `utilization`",
         }
     }
 
@@ -113,6 +125,8 @@ impl Section {
             Section::Settings => "under `settings:`",
             Section::Secrets => "under `secrets:`",
             Section::Account => "in an account",
+            Section::Create => "under `create:`",
+            Section::Utilization => "under `utilization:`",
         }
     }
 }
@@ -381,6 +395,10 @@ impl<'a> Checker<'a> {
                 _ => None,
             })
             .and_then(|v| self.integer_setting(v, "rotate_after_days", limits::ROTATE_AFTER_DAYS));
+        let (default_create, default_create_ok) = match fields.value("defaults") {
+            Some(node) => self.default_create(node),
+            None => (None, true),
+        };
         let settings = match fields.value("settings") {
             None => Some(Settings::default()),
             Some(node) => self.settings(node),
@@ -399,7 +417,7 @@ impl<'a> Checker<'a> {
                 );
                 None
             }
-            Some((key, value)) => self.accounts(key, value, &defaults),
+            Some((key, value)) => self.accounts(key, value, &defaults, default_create.as_ref()),
         };
 
         let default_tokens = match defaults {
@@ -407,7 +425,7 @@ impl<'a> Checker<'a> {
             Defaults::Absent => Vec::new(),
             Defaults::Invalid => return None,
         };
-        if !version_ok {
+        if !version_ok || !default_create_ok {
             return None;
         }
         Some(Parts {
@@ -416,6 +434,7 @@ impl<'a> Checker<'a> {
             recipients: recipients?,
             default_tokens,
             default_rotate_after_days,
+            default_create: default_create.map(|d| d.settings),
             accounts: accounts?,
         })
     }
@@ -530,7 +549,7 @@ impl<'a> Checker<'a> {
             return None;
         };
         let text = self.expand(node, raw)?;
-        match crate::api::parse_base_url(&text.value) {
+        match crate::endpoint::parse_base_url(&text.value) {
             Ok(_) => Some(text.value),
             Err(reason) => {
                 let what = if text.from_env {
@@ -583,20 +602,22 @@ impl<'a> Checker<'a> {
         let max_attempts = integer(self, "max_attempts", limits::MAX_ATTEMPTS);
         let max_ambiguous = integer(self, "max_ambiguous", limits::MAX_AMBIGUOUS);
         let rotate_after_days = integer(self, "rotate_after_days", limits::ROTATE_AFTER_DAYS);
-        let recreate_revoked = match fields.value("recreate_revoked") {
+        let mut boolean = |this: &mut Self, key: &str| match fields.value(key) {
             None => None,
             Some(node) => match &node.value {
                 NodeValue::Bool(b) => Some(*b),
                 _ => {
-                    let d = self
-                        .wrong_type(node, "`recreate_revoked`", "true or false")
-                        .with_help("write `recreate_revoked: true` or remove the line");
-                    self.report(d);
+                    let d = this
+                        .wrong_type(node, &format!("`{key}`"), "true or false")
+                        .with_help(format!("write `{key}: true` or remove the line"));
+                    this.report(d);
                     ok = false;
                     None
                 }
             },
         };
+        let recreate_revoked = boolean(self, "recreate_revoked");
+        let update_accounts = boolean(self, "update_accounts");
         let mut number = |this: &mut Self, key: &str, range: (f64, f64)| {
             let value = fields.value(key)?;
             let parsed = this.number_setting(value, key, range);
@@ -609,6 +630,11 @@ impl<'a> Checker<'a> {
             "request_timeout_seconds",
             limits::REQUEST_TIMEOUT_SECONDS,
         );
+        let account_lookup_seconds = number(
+            self,
+            "account_lookup_seconds",
+            limits::ACCOUNT_LOOKUP_SECONDS,
+        );
         ok.then_some(Settings {
             concurrency,
             rate_per_second,
@@ -617,6 +643,8 @@ impl<'a> Checker<'a> {
             request_timeout_seconds,
             recreate_revoked,
             rotate_after_days,
+            update_accounts,
+            account_lookup_seconds,
         })
     }
 
@@ -774,6 +802,7 @@ impl<'a> Checker<'a> {
         key: &Node,
         node: &Node,
         defaults: &Defaults,
+        default_create: Option<&create::Located>,
     ) -> Option<Vec<AccountEntry>> {
         const HOW: &str = "list at least one account, e.g. `- id: 160343` or \
                            `- name: payments-prod`";
@@ -799,7 +828,7 @@ impl<'a> Checker<'a> {
         let mut entries = Vec::with_capacity(items.len());
         let mut ok = true;
         for item in items {
-            match self.account(item, defaults, &mut ids, &mut names) {
+            match self.account(item, defaults, default_create, &mut ids, &mut names) {
                 Some(entry) if ok => entries.push(entry),
                 Some(_) => {}
                 None => {
@@ -808,16 +837,23 @@ impl<'a> Checker<'a> {
                 }
             }
         }
-        ok.then_some(entries)
+        if !ok {
+            return None;
+        }
+        if !self.check_sharing(&entries, &|name| names.contains_key(name)) {
+            return None;
+        }
+        Some(entries.into_iter().map(|(entry, _)| entry).collect())
     }
 
     fn account<'n>(
         &mut self,
         item: &'n Node,
         defaults: &Defaults,
+        default_create: Option<&create::Located>,
         ids: &mut HashMap<u32, &'n Node>,
         names: &mut HashMap<String, &'n Node>,
-    ) -> Option<AccountEntry> {
+    ) -> Option<(AccountEntry, Vec<create::NameRef>)> {
         let NodeValue::Map(pairs) = &item.value else {
             let d = self.wrong_type(item, "an account", "a mapping with `id` or `name`");
             let d = match &item.value {
@@ -898,16 +934,40 @@ impl<'a> Checker<'a> {
         let rotate_after_days = fields
             .value("rotate_after_days")
             .and_then(|v| self.integer_setting(v, "rotate_after_days", limits::ROTATE_AFTER_DAYS));
+        let (create, name_refs) = match fields.get("create") {
+            None => (None, Vec::new()),
+            Some((key, value)) => match self.create_field(value) {
+                create::CreateField::No => (None, Vec::new()),
+                create::CreateField::Invalid => {
+                    ok = false;
+                    (None, Vec::new())
+                }
+                create::CreateField::Yes(own) => {
+                    let selector = selector.as_ref().map(|(s, _)| s);
+                    match self.creatable(key, selector, &own, default_create) {
+                        Some((settings, refs)) => (Some(settings), refs),
+                        None => {
+                            ok = false;
+                            (None, Vec::new())
+                        }
+                    }
+                }
+            },
+        };
         if !ok {
             return None;
         }
-        Some(AccountEntry {
-            selector: selector?.0,
-            tokens: tokens?,
-            rotate_after_days,
-            line: item.line,
-            column: item.column,
-        })
+        Some((
+            AccountEntry {
+                selector: selector?.0,
+                tokens: tokens?,
+                rotate_after_days,
+                create,
+                line: item.line,
+                column: item.column,
+            },
+            name_refs,
+        ))
     }
 
     /// The account id, and whether it came from the environment (never: ids are integers).

@@ -6,13 +6,16 @@ use std::collections::{BTreeMap, HashMap};
 use serde::Serialize;
 
 use super::Unresolved;
-use crate::manifest::AccountSelector;
+use crate::manifest::{AccountSelector, AccountSettings};
 
 /// What is known about the owner's sub accounts from a live preflight.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct LiveAccounts {
     /// Every sub account of the owner: id -> name.
     pub sub_accounts: BTreeMap<u32, String>,
+    /// Their settings as the list shows them, in the manifest's terms (for drift); an id
+    /// missing here has none known.
+    pub settings: BTreeMap<u32, AccountSettings>,
 }
 
 impl FromIterator<(u32, String)> for LiveAccounts {
@@ -20,6 +23,7 @@ impl FromIterator<(u32, String)> for LiveAccounts {
     fn from_iter<I: IntoIterator<Item = (u32, String)>>(iter: I) -> Self {
         LiveAccounts {
             sub_accounts: iter.into_iter().collect(),
+            settings: BTreeMap::new(),
         }
     }
 }
@@ -288,6 +292,7 @@ mod tests {
             selector,
             tokens: vec!["ci".into()],
             rotate_after_days: None,
+            create: None,
             line: 1,
             column: 1,
         };
@@ -299,6 +304,7 @@ mod tests {
             recipients: Vec::new(),
             default_tokens: vec![],
             default_rotate_after_days: None,
+            default_create: None,
             accounts: vec![
                 entry(AccountSelector::Id(998)),
                 entry(AccountSelector::Id(12)),
@@ -306,6 +312,7 @@ mod tests {
             ],
         };
         let live = LiveAccounts {
+            settings: BTreeMap::new(),
             sub_accounts: [
                 (998, "web".into()),
                 (12, "db".into()),

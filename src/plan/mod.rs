@@ -5,6 +5,7 @@
 //! [`saved`] the plan file that `plan --out` writes and `apply PLAN_FILE` checks.
 
 pub mod accounts;
+pub mod onboard;
 pub mod saved;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -13,9 +14,10 @@ use serde::Serialize;
 
 use crate::key::TokenKey;
 use crate::manifest::{AccountSelector, Manifest};
-use crate::state::{ResultsFile, TokenStatus};
+use crate::state::{Failure, ResultsFile, TokenStatus};
 
 pub use accounts::{AccountBook, AccountFilter, AccountRef, LiveAccounts, NameResolution};
+pub use onboard::{AccountDrift, ExistingAccount, FieldDrift, NewAccount, creation_order};
 pub use saved::{Decision, SAVED_PLAN_KIND, SAVED_PLAN_VERSION, SavedPlan, SavedPlanError};
 
 /// Why an account given by name has no id in this plan.
@@ -184,8 +186,17 @@ impl Change {
 }
 
 /// What `apply` would do.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct Plan {
+    /// Sub accounts to create (no account has their name), in manifest order; their tokens
+    /// are created right after each.
+    pub accounts_to_create: Vec<NewAccount>,
+    /// Accounts the manifest says to create that exist already.
+    pub accounts_existing: Vec<ExistingAccount>,
+    /// Existing accounts whose live settings differ from the declared ones.
+    pub drift: Vec<AccountDrift>,
+    /// Accounts to create whose names could not be checked (no live account list).
+    pub accounts_unchecked: Vec<String>,
     /// Tokens to create, in manifest order.
     pub create: Vec<TokenKey>,
     /// Recorded tokens to replace (revoked ones when asked, old ones when rotating).
@@ -214,9 +225,53 @@ pub struct Plan {
 }
 
 impl Plan {
-    /// Whether applying would change anything (create or replace tokens).
+    /// Holds the ambiguity budget across runs: a token whose earlier runs made `max_ambiguous`
+    /// or more ambiguous attempts (each may have created a token, listed in the results file's
+    /// possible orphans) is taken out of `create` and returned as a failure that says how to
+    /// send it again; the others are returned with the attempts already spent, which count
+    /// against the budget of this run (`ExecConfig::earlier_ambiguous`).
+    pub fn hold_ambiguity_budget(
+        &mut self,
+        results: &ResultsFile,
+        max_ambiguous: u32,
+    ) -> (HashMap<TokenKey, u32>, Vec<Failure>) {
+        let max_ambiguous = max_ambiguous.max(1);
+        let mut earlier = HashMap::new();
+        let mut at_budget = Vec::new();
+        self.create.retain(|key| {
+            let Some(o) = results
+                .possible_orphans
+                .iter()
+                .find(|o| o.account_id == key.account_id && o.token_name == key.token_name)
+            else {
+                return true;
+            };
+            if o.ambiguous_attempts >= max_ambiguous {
+                at_budget.push(Failure {
+                    account_id: Some(key.account_id),
+                    account_name: None,
+                    token_name: key.token_name.clone(),
+                    http_status: None,
+                    error: format!(
+                        "not sent: earlier runs made {} ambiguous attempts for it (each may have created a token; the budget is {max_ambiguous}); check the Logz.io UI for those tokens, then run `logzio-tokens orphans clear` (or pass --resend-ambiguous) to send it again",
+                        o.ambiguous_attempts
+                    ),
+                });
+                return false;
+            }
+            earlier.insert(key.clone(), o.ambiguous_attempts);
+            true
+        });
+        (earlier, at_budget)
+    }
+
+    /// Whether applying would change anything: tokens to create or replace, accounts to
+    /// create, or drift.
     pub fn has_changes(&self) -> bool {
-        !self.create.is_empty() || !self.replace.is_empty()
+        !self.create.is_empty()
+            || !self.replace.is_empty()
+            || !self.accounts_to_create.is_empty()
+            || !self.drift.is_empty()
     }
 
     /// Every token apply would create, with its kind: creations, then replacements.
@@ -343,6 +398,25 @@ impl Plan {
         self.replace = replace;
     }
 
+    /// The daily volume the accounts to create add, in GB (their `max_daily_gb`, or the
+    /// reserved volume of a flexible one).
+    pub fn added_daily_gb(&self) -> f64 {
+        self.accounts_to_create
+            .iter()
+            .map(|a| {
+                a.settings
+                    .max_daily_gb
+                    .or(a.settings.reserved_daily_gb)
+                    .unwrap_or(0.0)
+            })
+            .sum()
+    }
+
+    /// The token names of every account to create.
+    pub fn new_account_token_count(&self) -> usize {
+        self.accounts_to_create.iter().map(|a| a.tokens.len()).sum()
+    }
+
     /// Whether some wanted tokens cannot be created as things stand.
     pub fn has_blockers(&self) -> bool {
         self.unresolved
@@ -376,14 +450,55 @@ pub fn plan(
     let mut order: Vec<u32> = Vec::new();
     let mut desired: HashMap<u32, Vec<String>> = HashMap::new();
     let book = AccountBook::new(live, &recorded.resolved_names);
+    // Accounts this tool created: placed by the results file while the list lags the create.
+    let created_ids: BTreeSet<u32> = recorded
+        .accounts_created
+        .values()
+        .map(|c| c.account_id)
+        .collect();
+    let place = |selector: &AccountSelector, create: bool| -> Result<u32, Unresolved> {
+        let found = book.id(selector);
+        match (selector, found) {
+            (
+                AccountSelector::Name(n),
+                Err(Unresolved::NotFound { .. } | Unresolved::NeedsLookup),
+            ) if create && recorded.accounts_created.contains_key(n) => {
+                Ok(recorded.accounts_created[n].account_id)
+            }
+            (_, found) => found,
+        }
+    };
+    // A sharing reference's id: a number, or the name of a manifest account placed above.
+    let resolve_ref = |r: &crate::manifest::AccountRef| match r {
+        crate::manifest::AccountRef::Id(id) => Some(*id),
+        crate::manifest::AccountRef::Name(n) => place(&AccountSelector::Name(n.clone()), true).ok(),
+    };
 
     for entry in &manifest.accounts {
         let (id, name) = match &entry.selector {
             // An account given by id is known by its name too (for --account NAME).
             AccountSelector::Id(id) => (*id, book.name(*id)),
-            AccountSelector::Name(n) => match book.id(&entry.selector) {
+            AccountSelector::Name(n) => match place(&entry.selector, entry.create.is_some()) {
                 Ok(id) => (id, Some(n.as_str())),
+                Err(Unresolved::NotFound { .. })
+                    if entry.create.is_some() && filter.admits(None, Some(n)) =>
+                {
+                    if let Some(settings) = &entry.create {
+                        out.accounts_to_create.push(NewAccount {
+                            name: n.clone(),
+                            settings: settings.clone(),
+                            tokens: entry.tokens.clone(),
+                        });
+                    }
+                    continue;
+                }
                 Err(why) => {
+                    if entry.create.is_some()
+                        && why == Unresolved::NeedsLookup
+                        && filter.admits(None, Some(n))
+                    {
+                        out.accounts_unchecked.push(n.clone());
+                    }
                     if filter.admits(None, Some(n)) {
                         out.unresolved.push(UnresolvedAccount {
                             name: n.clone(),
@@ -401,8 +516,25 @@ pub fn plan(
         if let AccountSelector::Name(n) = &entry.selector {
             out.resolved_names.insert(n.clone(), id);
         }
+        if let (AccountSelector::Name(n), Some(declared)) = (&entry.selector, &entry.create) {
+            out.accounts_existing.push(ExistingAccount {
+                name: n.clone(),
+                account_id: id,
+            });
+            if let Some(live_settings) = live.and_then(|l| l.settings.get(&id)) {
+                let fields = onboard::drift(declared, live_settings, &resolve_ref);
+                if !fields.is_empty() {
+                    out.drift.push(AccountDrift {
+                        name: n.clone(),
+                        account_id: id,
+                        fields,
+                    });
+                }
+            }
+        }
         if let Some(l) = live
             && !l.sub_accounts.contains_key(&id)
+            && !created_ids.contains(&id)
         {
             out.unknown_accounts.push(UnknownAccount {
                 account_id: id,
@@ -487,6 +619,123 @@ mod tests {
     use crate::state::TokenRecord;
     use proptest::prelude::*;
 
+    /// A manifest whose named accounts all have `create` with these settings.
+    fn onboarding(names: &[&str], settings: &crate::manifest::AccountSettings) -> Manifest {
+        let mut m = manifest(
+            names
+                .iter()
+                .map(|n| (AccountSelector::Name((*n).into()), vec!["ci"]))
+                .collect(),
+        );
+        for entry in &mut m.accounts {
+            entry.create = Some(settings.clone());
+        }
+        m
+    }
+
+    fn declared() -> crate::manifest::AccountSettings {
+        crate::manifest::AccountSettings {
+            email: Some("a@example.com".into()),
+            retention_days: Some(30),
+            max_daily_gb: Some(5.0),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn accounts_to_create_exist_or_drift_and_a_twin_name_is_an_error() {
+        let m = onboarding(&["new-a", "new-b", "there", "twin"], &declared());
+        let mut live = LiveAccounts {
+            settings: BTreeMap::new(),
+            sub_accounts: [(5, "there".into()), (6, "twin".into()), (7, "twin".into())].into(),
+        };
+        live.settings.insert(
+            5,
+            crate::manifest::AccountSettings {
+                retention_days: Some(3),
+                max_daily_gb: Some(5.0),
+                ..Default::default()
+            },
+        );
+        let p = plan(
+            &m,
+            &ResultsFile::new(None),
+            Some(&live),
+            &AccountFilter::default(),
+        );
+        let names: Vec<&str> = p
+            .accounts_to_create
+            .iter()
+            .map(|a| a.name.as_str())
+            .collect();
+        assert_eq!(names, ["new-a", "new-b"]);
+        assert!((p.added_daily_gb() - 10.0).abs() < 1e-9);
+        assert_eq!(p.new_account_token_count(), 2);
+        assert_eq!(
+            p.accounts_existing,
+            [ExistingAccount {
+                name: "there".into(),
+                account_id: 5
+            }]
+        );
+        assert_eq!(p.drift.len(), 1);
+        assert_eq!(
+            p.drift[0].fields[0].to_string(),
+            "retention_days: 30 declared, 3 live"
+        );
+        // The existing account's tokens are planned as usual; the twin name blocks its entry.
+        assert_eq!(p.create.len(), 1);
+        assert!(matches!(
+            &p.unresolved[..],
+            [UnresolvedAccount {
+                why: Unresolved::Ambiguous { .. },
+                ..
+            }]
+        ));
+        assert!(p.has_changes() && p.has_blockers());
+
+        // Drift alone is a change (for --detailed-exitcode).
+        let only_drift = plan(
+            &onboarding(&["there"], &declared()),
+            &{
+                let mut r = ResultsFile::new(None);
+                r.accounts
+                    .entry(5)
+                    .or_default()
+                    .insert("ci".into(), TokenRecord::default());
+                r
+            },
+            Some(&live),
+            &AccountFilter::default(),
+        );
+        assert!(only_drift.create.is_empty() && only_drift.accounts_to_create.is_empty());
+        assert!(only_drift.has_changes());
+    }
+
+    #[test]
+    fn a_created_account_is_never_planned_again_while_the_list_lags_and_offline_says_unchecked() {
+        let m = onboarding(&["new-a"], &declared());
+        let mut recorded = ResultsFile::new(None);
+        recorded.accounts_created.insert(
+            "new-a".into(),
+            crate::state::CreatedAccount {
+                account_id: 900,
+                created_at: "2026-01-01T00:00:00Z".into(),
+                run_id: "r".into(),
+                shipping_token: true,
+            },
+        );
+        let empty_live = LiveAccounts::default();
+        let p = plan(&m, &recorded, Some(&empty_live), &AccountFilter::default());
+        assert!(p.accounts_to_create.is_empty(), "{p:?}");
+        assert!(p.unknown_accounts.is_empty());
+        assert_eq!(p.create[0].account_id, 900);
+
+        let offline = plan(&m, &ResultsFile::new(None), None, &AccountFilter::default());
+        assert_eq!(offline.accounts_unchecked, ["new-a"]);
+        assert!(offline.accounts_to_create.is_empty());
+    }
+
     fn manifest(accounts: Vec<(AccountSelector, Vec<&str>)>) -> Manifest {
         Manifest {
             path: "m.yaml".into(),
@@ -496,6 +745,7 @@ mod tests {
             recipients: Vec::new(),
             default_tokens: vec![],
             default_rotate_after_days: None,
+            default_create: None,
             accounts: accounts
                 .into_iter()
                 .enumerate()
@@ -503,6 +753,7 @@ mod tests {
                     selector,
                     tokens: tokens.into_iter().map(String::from).collect(),
                     rotate_after_days: None,
+                    create: None,
                     line: i as u32 + 1,
                     column: 3,
                 })
@@ -563,6 +814,7 @@ mod tests {
         assert!(!offline.has_blockers());
 
         let live = LiveAccounts {
+            settings: BTreeMap::new(),
             sub_accounts: [(5, "pay".into()), (6, "dup".into()), (7, "dup".into())].into(),
         };
         let p = plan(&m, &r, Some(&live), &AccountFilter::default());
@@ -588,6 +840,7 @@ mod tests {
             (AccountSelector::Id(9), vec!["a"]),
         ]);
         let live = LiveAccounts {
+            settings: BTreeMap::new(),
             sub_accounts: [(1, "one".into())].into(),
         };
         let r = ResultsFile::new(None);
@@ -673,6 +926,7 @@ mod tests {
 
         // A name the live list does not know: not judged.
         let live = LiveAccounts {
+            settings: BTreeMap::new(),
             sub_accounts: [(1, "one".into()), (2, "two".into())].into(),
         };
         let p = plan(&m2, &r, Some(&live), &AccountFilter::default());
@@ -693,6 +947,7 @@ mod tests {
         record(&mut r, 9, "old", 1);
         record(&mut r, 7, "gone", 2);
         let live = LiveAccounts {
+            settings: BTreeMap::new(),
             sub_accounts: [(5, "pay".into()), (7, "seven".into())].into(),
         };
         let p = plan(&m, &r, Some(&live), &AccountFilter::default());
@@ -724,6 +979,7 @@ mod tests {
                             selector,
                             tokens,
                             rotate_after_days: None,
+                            create: None,
                             line: 1,
                             column: 1,
                         })

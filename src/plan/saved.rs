@@ -17,7 +17,7 @@ pub enum SavedPlanError {
     Malformed {
         /// The plan file.
         path: PathBuf,
-        /// What is wrong (serde's position; a plan holds no secret).
+        /// Where and what kind of problem (line, column, kind; never the file's content).
         detail: String,
     },
     /// A plan of another format version (an older release wrote it).
@@ -221,10 +221,14 @@ impl SavedPlan {
                 });
             }
         }
+        // From the bytes, not the value: for the line and column. The detail is where and the
+        // kind of problem, never serde's message, which quotes the file's content (`invalid
+        // type: string "..."`, `unknown field ...`): a plan file can be anything a user points
+        // at. A key twice is refused: it would show a reviewer one value and apply another.
         let plan: SavedPlan =
-            serde_json::from_value(value).map_err(|e| SavedPlanError::Malformed {
+            crate::state::parse_strict(bytes).map_err(|detail| SavedPlanError::Malformed {
                 path: path.to_owned(),
-                detail: e.to_string(),
+                detail,
             })?;
         if plan.compute_checksum() != plan.checksum {
             return Err(SavedPlanError::Modified {

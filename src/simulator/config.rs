@@ -41,12 +41,14 @@ pub fn default_sub_accounts() -> Vec<SubAccount> {
 }
 
 /// An account the simulator knows: the owner, or one of its sub accounts.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct SubAccount {
     /// The account id (`accountId` in the API).
     pub id: i64,
     /// The account name (`accountName` in the API).
     pub name: String,
+    /// Its settings, as the sub-account endpoints show them.
+    pub settings: super::accounts::AccountSettings,
 }
 
 impl SubAccount {
@@ -55,6 +57,7 @@ impl SubAccount {
         SubAccount {
             id,
             name: name.into(),
+            settings: super::accounts::AccountSettings::preset(7),
         }
     }
 }
@@ -162,6 +165,9 @@ pub struct SimConfig {
     pub slow_delay: Duration,
     /// Seed of the one RNG behind faults, jitter, secrets and the `createdAt` shape.
     pub seed: u64,
+    /// How long a sub account created through the API stays out of the account list (reads
+    /// lag writes on Logz.io); `GET …/{id}` knows it at once.
+    pub account_list_lag: Duration,
 }
 
 impl Default for SimConfig {
@@ -180,6 +186,7 @@ impl Default for SimConfig {
             faults: FaultRates::default(),
             slow_delay: DEFAULT_SLOW_DELAY,
             seed: 0,
+            account_list_lag: Duration::ZERO,
         }
     }
 }
@@ -201,6 +208,7 @@ impl fmt::Debug for SimConfig {
             .field("faults", &self.faults)
             .field("slow_delay", &self.slow_delay)
             .field("seed", &self.seed)
+            .field("account_list_lag", &self.account_list_lag)
             .finish()
     }
 }

@@ -26,14 +26,23 @@
 //! connection with it unread). A test can so tell the creates a client may legitimately report
 //! as possible orphans from those whose answer it received.
 //!
+//! The sub-account endpoints (`accounts`): `POST`, `GET` (list), `GET …/{id}`, `PUT …/{id}`,
+//! `GET …/detailed/{id}` (with the log shipping token in `account.accountToken`) and `DELETE
+//! …/{id}` (counted, so tests can show the tool never sends one). Names are not unique; an
+//! account created through the API joins the list only after [`SimConfig::account_list_lag`];
+//! account creates meet the same seeded faults as token creates. `GET /__sim/accounts` and
+//! [`SimHandle::accounts`] give every account, settings and shipping token included.
+//!
 //! `GET /v2/whoami` answers for the owner token with the owner account, and for a token the
 //! simulator created with its sub account (`{accountName, accountId}`); a deleted or unknown
 //! token gets 403 `{"code":403,"message":"Insufficient privileges"}`. Probes with a sub-account
 //! token meet the configured 429 and 503 faults; the owner's whoami meets none.
 
+mod accounts;
 mod config;
 mod conn;
 mod faults;
+mod inproc;
 mod limits;
 mod server;
 mod state;
@@ -47,11 +56,13 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tracing::info;
 
+pub use accounts::{AccountSettings, UtilizationSettings};
 pub use config::{
     DEFAULT_OWNER_ID, DEFAULT_OWNER_NAME, DEFAULT_OWNER_TOKEN, DEFAULT_SLOW_DELAY, FaultRates,
     RegionMismatch, RetryAfterMode, SimConfig, SimConfigError, SubAccount, default_sub_accounts,
 };
-pub use state::{AnswerFate, Counters, CreateAttempt, CreatedToken, SimHandle};
+pub use inproc::{CreateAnswer, InProcess, ProbeAnswer};
+pub use state::{AnswerFate, Counters, CreateAttempt, CreatedToken, SimAccount, SimHandle};
 
 use state::Shared;
 

@@ -165,6 +165,7 @@ fn admin(shared: &Shared, method: &Method, what: &str) -> Response<Body> {
     let body = match what {
         "ground-truth" => serde_json::to_vec(&shared.ground_truth()),
         "deleted-tokens" => serde_json::to_vec(&shared.deleted_tokens()),
+        "accounts" => serde_json::to_vec(&shared.sim_accounts()),
         "counters" => serde_json::to_vec(&shared.counters()),
         _ => return not_found(),
     };
@@ -182,25 +183,56 @@ fn admin(shared: &Shared, method: &Method, what: &str) -> Response<Body> {
 enum Route {
     CreateToken,
     TimeBasedAccounts,
+    CreateAccount,
+    GetAccount(i64),
+    UpdateAccount(i64),
+    DeleteAccount(i64),
+    DetailedAccount(i64),
     AssociatedAccounts,
     WhoAmI,
 }
 
+/// The sub-account collection's path.
+const ACCOUNTS_PATH: &str = "/v1/account-management/time-based-accounts";
+
 /// Which route a method and path name.
 fn route(method: &Method, path: &str) -> Result<Route, Rejection> {
-    let (which, allowed, allow) = match path {
-        "/v1/api-tokens/sub-account" => (Route::CreateToken, Method::POST, "POST"),
-        "/v1/account-management/time-based-accounts" => {
-            (Route::TimeBasedAccounts, Method::GET, "GET")
+    let one = |allowed: Method, allow: &'static str, which: Route| {
+        if *method == allowed {
+            Ok(which)
+        } else {
+            Err(Rejection::MethodNotAllowed(allow))
         }
-        "/v1/associated-accounts" => (Route::AssociatedAccounts, Method::GET, "GET"),
-        "/v2/whoami" => (Route::WhoAmI, Method::GET, "GET"),
-        _ => return Err(Rejection::NoRoute),
     };
-    if *method == allowed {
-        Ok(which)
-    } else {
-        Err(Rejection::MethodNotAllowed(allow))
+    if let Some(rest) = path.strip_prefix(ACCOUNTS_PATH) {
+        let id = |text: &str| text.parse::<i64>().map_err(|_| Rejection::NoRoute);
+        return match rest.trim_end_matches('/') {
+            "" => match *method {
+                Method::GET => Ok(Route::TimeBasedAccounts),
+                Method::POST => Ok(Route::CreateAccount),
+                _ => Err(Rejection::MethodNotAllowed("GET, POST")),
+            },
+            detailed if detailed.starts_with("/detailed/") => one(
+                Method::GET,
+                "GET",
+                Route::DetailedAccount(id(&detailed["/detailed/".len()..])?),
+            ),
+            other => {
+                let id = id(other.strip_prefix('/').unwrap_or(other))?;
+                match *method {
+                    Method::GET => Ok(Route::GetAccount(id)),
+                    Method::PUT => Ok(Route::UpdateAccount(id)),
+                    Method::DELETE => Ok(Route::DeleteAccount(id)),
+                    _ => Err(Rejection::MethodNotAllowed("GET, PUT, DELETE")),
+                }
+            }
+        };
+    }
+    match path {
+        "/v1/api-tokens/sub-account" => one(Method::POST, "POST", Route::CreateToken),
+        "/v1/associated-accounts" => one(Method::GET, "GET", Route::AssociatedAccounts),
+        "/v2/whoami" => one(Method::GET, "GET", Route::WhoAmI),
+        _ => Err(Rejection::NoRoute),
     }
 }
 
@@ -243,6 +275,17 @@ async fn read_call(shared: &Shared, request: Request<Incoming>) -> Call {
     match which {
         Route::CreateToken => parse_create(&body),
         Route::TimeBasedAccounts => Call::TimeBasedAccounts,
+        Route::CreateAccount => match super::accounts::parse_request(&body, true) {
+            Ok(request) => Call::CreateAccount(request),
+            Err(message) => Call::Reject(Rejection::BadRequest(message)),
+        },
+        Route::UpdateAccount(id) => match super::accounts::parse_request(&body, false) {
+            Ok(request) => Call::UpdateAccount(id, request),
+            Err(message) => Call::Reject(Rejection::BadRequest(message)),
+        },
+        Route::GetAccount(id) => Call::GetAccount(id),
+        Route::DetailedAccount(id) => Call::DetailedAccount(id),
+        Route::DeleteAccount(id) => Call::DeleteAccount(id),
         Route::AssociatedAccounts => Call::AssociatedAccounts,
         Route::WhoAmI => Call::WhoAmI,
     }
@@ -346,6 +389,22 @@ fn render(shared: &Shared, fault: &WireFault, decision: Decision) -> Response<Bo
             }
         }
         Decision::Json(body) => respond(StatusCode::OK, JSON, body),
+        Decision::NoContent => respond(StatusCode::NO_CONTENT, JSON, Bytes::new()),
+        Decision::NoSuchAccount(id) => json_body(
+            StatusCode::NOT_FOUND,
+            &json!({
+                "errorCode": "TimeBasedAccount/NOT_FOUND",
+                "message": format!("Time based account {id} was not found"),
+            }),
+        ),
+        Decision::IllegalAccountRequest(text) => json_body(
+            StatusCode::BAD_REQUEST,
+            &json!({
+                "errorCode": "TimeBasedAccount/ILLEGAL_PLAN_REQUEST",
+                "message": text,
+                "parameters": {},
+            }),
+        ),
         Decision::UnknownAccount {
             account_id,
             request,

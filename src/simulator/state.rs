@@ -24,6 +24,7 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde::{Deserialize, Serialize};
 
+use super::accounts::{self, AccountRequest, AccountSettings};
 use super::config::{FaultRates, RetryAfterMode, SimConfig, SubAccount};
 use super::faults::{Fault, FaultTable};
 use super::limits::{InFlight, InFlightGuard, TokenBucket};
@@ -31,9 +32,38 @@ use super::limits::{InFlight, InFlightGuard, TokenBucket};
 /// The first token id handed out (ids then increase by one).
 const FIRST_TOKEN_ID: i64 = 7000;
 
-/// Retention the account lists report: the owner's and every sub account's.
-const OWNER_RETENTION_DAYS: u32 = 30;
-const SUB_ACCOUNT_RETENTION_DAYS: u32 = 7;
+/// The first id of a sub account created through the API (ids then increase by one).
+const FIRST_ACCOUNT_ID: i64 = 500_000;
+
+/// A sub account as the simulator holds it: for tests, its ground truth.
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
+pub struct SimAccount {
+    /// `accountId`.
+    pub id: i64,
+    /// `accountName`.
+    pub name: String,
+    /// Its settings now.
+    pub settings: AccountSettings,
+    /// Whether it was created through the API (not configured at start).
+    pub created_by_api: bool,
+    /// Its log shipping token (`account.accountToken` of `GET …/detailed/{id}`).
+    pub shipping_token: String,
+}
+
+impl fmt::Debug for SimAccount {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SimAccount")
+            .field("id", &self.id)
+            .field("name", &self.name)
+            .field("settings", &self.settings)
+            .field("created_by_api", &self.created_by_api)
+            .field("shipping_token", &"[redacted]")
+            .finish()
+    }
+}
+
+/// Retention the account lists report for the owner.
+const OWNER_RETENTION_DAYS: i64 = 30;
 
 /// A token the simulator created: its ground truth, secret included.
 #[derive(Clone, PartialEq, Serialize, Deserialize)]
@@ -146,6 +176,12 @@ pub struct Counters {
     pub payload_too_large_413: u64,
     /// The most API requests ever handled at once.
     pub max_in_flight_seen: u64,
+    /// Sub accounts created (behind ambiguous faults included).
+    pub accounts_created: u64,
+    /// Sub-account updates (`PUT`) applied.
+    pub account_updates: u64,
+    /// Sub-account deletions (`DELETE`) received.
+    pub account_deletes: u64,
 }
 
 /// A request that is answered with an error without reaching the account state.
@@ -168,7 +204,7 @@ pub(crate) enum Rejection {
 }
 
 /// What an API request asks for, once routed, authenticated and validated (before the lock).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub(crate) enum Call {
     /// `POST /v1/api-tokens/sub-account` with a valid body.
     Create {
@@ -179,6 +215,16 @@ pub(crate) enum Call {
     },
     /// `GET /v1/account-management/time-based-accounts`.
     TimeBasedAccounts,
+    /// `POST /v1/account-management/time-based-accounts` with a valid body.
+    CreateAccount(AccountRequest),
+    /// `GET …/time-based-accounts/{id}`.
+    GetAccount(i64),
+    /// `GET …/time-based-accounts/detailed/{id}`.
+    DetailedAccount(i64),
+    /// `PUT …/time-based-accounts/{id}` with a valid body.
+    UpdateAccount(i64, AccountRequest),
+    /// `DELETE …/time-based-accounts/{id}`.
+    DeleteAccount(i64),
     /// `GET /v1/associated-accounts`.
     AssociatedAccounts,
     /// `GET /v2/whoami` with the owner token.
@@ -209,6 +255,12 @@ pub(crate) enum Decision {
     },
     /// A 200 with this JSON body (lists, whoami).
     Json(Bytes),
+    /// 204, no body (an account update or delete).
+    NoContent,
+    /// 404 for a sub-account id the owner does not have.
+    NoSuchAccount(i64),
+    /// 400 `TimeBasedAccount/…` with this message (a request the state refuses).
+    IllegalAccountRequest(String),
     /// Injected 429.
     Fault429,
     /// Injected 503.
@@ -273,6 +325,12 @@ struct Accounts {
     owner: SubAccount,
     subs: Vec<SubAccount>,
     sub_ids: HashSet<i64>,
+    /// When each account created through the API joins the list.
+    listed_from: HashMap<i64, Instant>,
+    /// Log shipping tokens, by account id.
+    shipping: HashMap<i64, String>,
+    next_account_id: i64,
+    list_lag: Duration,
 }
 
 /// Everything that changes while the simulator runs: behind one mutex.
@@ -336,9 +394,22 @@ impl Shared {
             in_flight: InFlight::default(),
             state: Mutex::new(State {
                 accounts: Accounts {
-                    owner: config.owner.clone(),
+                    owner: SubAccount {
+                        settings: AccountSettings::preset(OWNER_RETENTION_DAYS),
+                        ..config.owner.clone()
+                    },
                     subs: config.sub_accounts.clone(),
                     sub_ids,
+                    listed_from: HashMap::new(),
+                    shipping: HashMap::new(),
+                    next_account_id: config
+                        .sub_accounts
+                        .iter()
+                        .map(|a| a.id + 1)
+                        .chain([FIRST_ACCOUNT_ID, config.owner.id + 1])
+                        .max()
+                        .unwrap_or(FIRST_ACCOUNT_ID),
+                    list_lag: config.account_list_lag,
                 },
                 tokens: Vec::new(),
                 by_secret: HashMap::new(),
@@ -455,7 +526,30 @@ impl Shared {
                 *counter += 1;
                 Decision::Reject(rejection)
             }
-            Call::TimeBasedAccounts => Decision::Json(state.accounts.time_based_json()),
+            Call::TimeBasedAccounts => Decision::Json(state.accounts.time_based_json(now)),
+            Call::CreateAccount(request) => self.decide_create_account(state, request, &mut delay),
+            Call::GetAccount(id) => match state.accounts.get(id) {
+                Some(a) => Decision::Json(to_json(&accounts::account_json(
+                    a.id,
+                    &a.name,
+                    false,
+                    &a.settings,
+                ))),
+                None => not_an_account(state, id),
+            },
+            Call::DetailedAccount(id) => state.detailed(id),
+            Call::UpdateAccount(id, request) => state.update_account(id, request),
+            Call::DeleteAccount(id) => {
+                state.counters.account_deletes += 1;
+                match state.accounts.get(id) {
+                    Some(_) => {
+                        state.accounts.subs.retain(|a| a.id != id);
+                        state.accounts.sub_ids.remove(&id);
+                        Decision::NoContent
+                    }
+                    None => not_an_account(state, id),
+                }
+            }
             Call::AssociatedAccounts => Decision::Json(state.accounts.associated_json()),
             Call::WhoAmI => Decision::Json(state.accounts.whoami_json()),
             Call::WhoAmIToken { token } => self.decide_probe(state, &token),
@@ -546,6 +640,93 @@ impl Shared {
         }
     }
 
+    /// A sub-account create: a fault (drawn from the seed, as for tokens) or a new account.
+    fn decide_create_account(
+        &self,
+        state: &mut State,
+        request: AccountRequest,
+        delay: &mut Duration,
+    ) -> Decision {
+        if let Some(unknown) = state.unknown_sharing(&request) {
+            state.counters.bad_request_400 += 1;
+            return Decision::IllegalAccountRequest(format!(
+                "sharing account {unknown} is not an account of this owner"
+            ));
+        }
+        let fault = self.faults.choose(state.rng.random());
+        if let Some(refused) = refusal(state, fault) {
+            return refused;
+        }
+        match fault {
+            Some(Fault::DropBeforeCreate) => {
+                state.counters.dropped_before_create += 1;
+                Decision::DropBeforeCreate
+            }
+            _ => {
+                match fault {
+                    Some(Fault::ErrorAfterCreate) => state.counters.error_500_after_create += 1,
+                    Some(Fault::DropAfterCreate) => state.counters.dropped_after_create += 1,
+                    Some(Fault::TruncateAfterCreate) => state.counters.truncated_after_create += 1,
+                    Some(Fault::SlowAfterCreate) => {
+                        *delay += self.slow_delay;
+                        state.counters.slow_after_create += 1;
+                    }
+                    _ => {}
+                }
+                let body = state.create_account(request);
+                Decision::Created { body, fault }
+            }
+        }
+    }
+
+    /// Every sub account (configured and created), settings and shipping tokens included.
+    pub(crate) fn sim_accounts(&self) -> Vec<SimAccount> {
+        let state = self.lock();
+        state
+            .accounts
+            .subs
+            .iter()
+            .map(|a| SimAccount {
+                id: a.id,
+                name: a.name.clone(),
+                settings: a.settings.clone(),
+                created_by_api: state.accounts.listed_from.contains_key(&a.id),
+                shipping_token: state
+                    .accounts
+                    .shipping
+                    .get(&a.id)
+                    .cloned()
+                    .unwrap_or_default(),
+            })
+            .collect()
+    }
+
+    /// Gives a created sub account a new log shipping token, as an admin could in the UI;
+    /// `false` when the account was not created through the API.
+    pub(crate) fn rotate_shipping_token(&self, id: i64) -> bool {
+        let mut state = self.lock();
+        let fresh = uuid_v4(state.rng.random()).replace('-', "");
+        match state.accounts.shipping.get_mut(&id) {
+            Some(token) => {
+                *token = fresh;
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Changes a sub account's settings as an admin would in the UI; `false` for no such id.
+    pub(crate) fn edit_account(&self, id: i64, edit: impl FnOnce(&mut AccountSettings)) -> bool {
+        let mut state = self.lock();
+        match state.accounts.subs.iter_mut().find(|a| a.id == id) {
+            Some(a) => {
+                edit(&mut a.settings);
+                true
+            }
+            None => false,
+        }
+    }
+
     /// Settles what became of a create's answer. A fate only moves forward: an answer not yet
     /// written is withheld or delivered; a delivered one may be found unread.
     pub(crate) fn settle_answer(&self, attempt: usize, fate: AnswerFate) {
@@ -613,6 +794,87 @@ impl Shared {
 }
 
 impl State {
+    /// A sharing id that is neither the owner nor one of its sub accounts.
+    fn unknown_sharing(&self, request: &AccountRequest) -> Option<i64> {
+        request
+            .settings
+            .sharing_objects_accounts
+            .iter()
+            .copied()
+            .find(|id| *id != self.accounts.owner.id && !self.accounts.sub_ids.contains(id))
+    }
+
+    /// Creates a sub account (a name already taken makes a second one, as on Logz.io) and
+    /// renders the create's 200 body, `{"accountId"}`.
+    fn create_account(&mut self, request: AccountRequest) -> Bytes {
+        let id = self.accounts.next_account_id;
+        self.accounts.next_account_id += 1;
+        let shipping = uuid_v4(self.rng.random()).replace('-', "");
+        self.accounts.shipping.insert(id, shipping);
+        self.accounts
+            .listed_from
+            .insert(id, Instant::now() + self.accounts.list_lag);
+        self.accounts.sub_ids.insert(id);
+        self.accounts.subs.push(SubAccount {
+            id,
+            name: request.name,
+            settings: request.settings,
+        });
+        self.counters.accounts_created += 1;
+        Bytes::from(format!(r#"{{"accountId":{id}}}"#))
+    }
+
+    /// `GET …/detailed/{id}`, with the account's log shipping token.
+    fn detailed(&mut self, id: i64) -> Decision {
+        let Some(a) = self.accounts.get(id) else {
+            return not_an_account(self, id);
+        };
+        let token = self.accounts.shipping.get(&id).cloned().unwrap_or_else(|| {
+            // A configured account's token: fixed by its id, so it is stable between calls.
+            format!("{id:032x}")
+        });
+        let body =
+            accounts::detailed_json(self.accounts.owner.id, a.id, &a.name, &a.settings, &token);
+        Decision::Json(to_json(&body))
+    }
+
+    /// `PUT …/{id}`: the required fields and those the request carries replace the account's.
+    fn update_account(&mut self, id: i64, request: AccountRequest) -> Decision {
+        if let Some(unknown) = self.unknown_sharing(&request) {
+            self.counters.bad_request_400 += 1;
+            return Decision::IllegalAccountRequest(format!(
+                "sharing account {unknown} is not an account of this owner"
+            ));
+        }
+        let Some(a) = self.accounts.subs.iter_mut().find(|a| a.id == id) else {
+            return not_an_account(self, id);
+        };
+        let new = request.settings;
+        let s = &mut a.settings;
+        a.name = request.name;
+        s.sharing_objects_accounts = new.sharing_objects_accounts;
+        for field in request.present {
+            match field {
+                "email" => s.email = new.email.clone(),
+                "retentionDays" => s.retention_days = new.retention_days,
+                "maxDailyGB" => s.max_daily_gb = new.max_daily_gb,
+                "reservedDailyGB" => s.reserved_daily_gb = new.reserved_daily_gb,
+                "isFlexible" => s.is_flexible = new.is_flexible,
+                "searchable" => s.searchable = new.searchable,
+                "accessible" => s.accessible = new.accessible,
+                "docSizeSetting" => s.doc_size_setting = new.doc_size_setting,
+                "utilizationSettings" => s.utilization_settings = new.utilization_settings,
+                "softLimitGB" => s.soft_limit_gb = new.soft_limit_gb,
+                "snapsearchRetentionDays" => {
+                    s.snapsearch_retention_days = new.snapsearch_retention_days;
+                }
+                _ => {}
+            }
+        }
+        self.counters.account_updates += 1;
+        Decision::NoContent
+    }
+
     /// The account of a token the simulator created and no admin deleted.
     fn live_token_account(&self, secret: &str) -> Option<i64> {
         let token = &self.tokens[*self.by_secret.get(secret)?];
@@ -660,30 +922,6 @@ impl State {
     }
 }
 
-/// One entry of `GET /v1/account-management/time-based-accounts` (field names as in the
-/// official client's fixtures; plan fields null as they often are).
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct TimeBasedAccount<'a> {
-    account_id: i64,
-    account_name: &'a str,
-    is_owner: bool,
-    email: Option<&'a str>,
-    #[serde(rename = "maxDailyGB")]
-    max_daily_gb: Option<f64>,
-    #[serde(rename = "reservedDailyGB")]
-    reserved_daily_gb: Option<f64>,
-    is_flexible: bool,
-    retention_days: u32,
-    searchable: bool,
-    accessible: bool,
-    doc_size_setting: bool,
-    sharing_objects_accounts: [i64; 0],
-    utilization_settings: Option<()>,
-    #[serde(rename = "softLimitGB")]
-    soft_limit_gb: Option<f64>,
-}
-
 /// One entry of `GET /v1/associated-accounts`.
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -714,31 +952,21 @@ impl Accounts {
         std::iter::once((&self.owner, true)).chain(self.subs.iter().map(|a| (a, false)))
     }
 
-    fn time_based_json(&self) -> Bytes {
+    /// The list: every account but those created less than the list lag ago.
+    fn time_based_json(&self, now: Instant) -> Bytes {
         let list: Vec<_> = self
             .all()
-            .map(|(account, is_owner)| TimeBasedAccount {
-                account_id: account.id,
-                account_name: &account.name,
-                is_owner,
-                email: None,
-                max_daily_gb: None,
-                reserved_daily_gb: None,
-                is_flexible: false,
-                retention_days: if is_owner {
-                    OWNER_RETENTION_DAYS
-                } else {
-                    SUB_ACCOUNT_RETENTION_DAYS
-                },
-                searchable: true,
-                accessible: true,
-                doc_size_setting: false,
-                sharing_objects_accounts: [],
-                utilization_settings: None,
-                soft_limit_gb: None,
+            .filter(|(account, _)| self.listed_from.get(&account.id).is_none_or(|t| *t <= now))
+            .map(|(account, is_owner)| {
+                accounts::account_json(account.id, &account.name, is_owner, &account.settings)
             })
             .collect();
         to_json(&list)
+    }
+
+    /// A sub account by id (created ones at once: only the list lags).
+    fn get(&self, id: i64) -> Option<&SubAccount> {
+        self.subs.iter().find(|a| a.id == id)
     }
 
     fn associated_json(&self) -> Bytes {
@@ -862,11 +1090,35 @@ impl SimHandle {
         self.shared.deleted_tokens()
     }
 
+    /// Every sub account (configured and created through the API), settings and log shipping
+    /// tokens included.
+    pub fn accounts(&self) -> Vec<SimAccount> {
+        self.shared.sim_accounts()
+    }
+
+    /// Gives a created sub account a new log shipping token (as an admin could in the UI);
+    /// `false` when the account was not created through the API.
+    pub fn rotate_shipping_token(&self, id: i64) -> bool {
+        self.shared.rotate_shipping_token(id)
+    }
+
+    /// Changes a sub account's settings as an admin would in the UI (to make drift); `false`
+    /// when the owner has no sub account with this id.
+    pub fn edit_account(&self, id: i64, edit: impl FnOnce(&mut AccountSettings)) -> bool {
+        self.shared.edit_account(id, edit)
+    }
+
     /// Adds a sub account of the owner while running (it shows in the lists and accepts tokens
     /// from the next request on). Returns `false`, changing nothing, when the id is already known.
     pub fn add_sub_account(&self, account: SubAccount) -> bool {
         self.shared.add_sub_account(account)
     }
+}
+
+/// 404 for an account id the owner does not have, counted.
+fn not_an_account(state: &mut State, id: i64) -> Decision {
+    state.counters.not_found_404 += 1;
+    Decision::NoSuchAccount(id)
 }
 
 /// The faults that refuse a request before it reaches anything (a 429 or a 503), counted; any

@@ -25,6 +25,8 @@ pub enum StateFile {
     StateDirectory,
     /// A sealed secrets file.
     Sealed,
+    /// The directory of sealed secrets files.
+    SealedDirectory,
 }
 
 impl StateFile {
@@ -39,6 +41,7 @@ impl StateFile {
             StateFile::StateFile => "state file",
             StateFile::StateDirectory => "state directory",
             StateFile::Sealed => "sealed",
+            StateFile::SealedDirectory => "sealed directory",
         }
     }
 }
@@ -137,6 +140,15 @@ pub enum StateError {
         /// The rule and what breaks it.
         violation: String,
     },
+    /// A promise of the state (`super::invariants`: a sealed state continued in plaintext,
+    /// another endpoint's journal) would break; nothing was written. The message says what to
+    /// do.
+    Broken {
+        /// The results file.
+        path: PathBuf,
+        /// What would break.
+        violation: super::promises::Violation,
+    },
     /// The recorder stopped (it hit a write error earlier, reported there).
     RecorderGone,
 }
@@ -184,6 +196,7 @@ impl StateError {
                 "refusing to save results file {}: {violation}",
                 path.display()
             ),
+            StateError::Broken { violation, .. } => violation.to_string(),
             StateError::RecorderGone => {
                 "the state recorder has stopped after an earlier error".to_owned()
             }
@@ -204,7 +217,10 @@ impl StateError {
                 journal.display()
             ),
             StateError::Invariant { .. } => "nothing was written; this is a bug in logzio-tokens (please report it with the command that led here); what a run received is still in its journal".to_owned(),
-            StateError::Read { .. } | StateError::Unsafe { .. } | StateError::RecorderGone => {
+            StateError::Read { .. }
+            | StateError::Unsafe { .. }
+            | StateError::Broken { .. }
+            | StateError::RecorderGone => {
                 return None;
             }
         })
@@ -259,6 +275,7 @@ impl From<crate::fs::FileError> for StateError {
                 StateFile::StateFile,
                 StateFile::StateDirectory,
                 StateFile::Sealed,
+                StateFile::SealedDirectory,
             ]
             .into_iter()
             .find(|k| k.word() == what)
@@ -305,6 +322,7 @@ mod tests {
             (StateFile::StateFile, "state file"),
             (StateFile::StateDirectory, "state directory"),
             (StateFile::Sealed, "sealed"),
+            (StateFile::SealedDirectory, "sealed directory"),
         ];
         for (kind, word) in words {
             assert_eq!(kind.to_string(), word);

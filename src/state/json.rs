@@ -60,20 +60,27 @@ fn parse_state_json<T: serde::de::DeserializeOwned>(
     path: &Path,
     kind: StateFile,
 ) -> Result<T, StateError> {
-    let corrupt = |detail: String| StateError::Corrupt {
+    parse_strict(bytes).map_err(|detail| StateError::Corrupt {
         kind,
         path: path.to_path_buf(),
         detail,
-    };
+    })
+}
+
+/// Parses a JSON document a user pointed the tool at (a state file, a saved plan), refusing a
+/// key twice in any object. The error is `line L column C: <kind of problem>`, never a word of
+/// the document: serde's messages quote values, which may be secrets.
+pub(crate) fn parse_strict<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, String> {
     // serde keeps the last of two equal keys: a results file with an account twice would lose
-    // the first one's tokens, and apply would create them again. Refused, as in the manifest.
+    // the first one's tokens, and apply would create them again; a saved plan would show its
+    // reviewer one value and apply another. Refused, as in the manifest.
     reject_duplicate_keys(bytes).map_err(|e| match e {
-        DuplicateKey::At { line, column } => corrupt(format!(
-            "line {line} column {column}: a key appears twice in the same object"
-        )),
-        DuplicateKey::Json(e) => corrupt(json_error_detail(&e)),
+        DuplicateKey::At { line, column } => {
+            format!("line {line} column {column}: a key appears twice in the same object")
+        }
+        DuplicateKey::Json(e) => json_error_detail(&e),
     })?;
-    serde_json::from_slice(bytes).map_err(|e| corrupt(json_error_detail(&e)))
+    serde_json::from_slice(bytes).map_err(|e| json_error_detail(&e))
 }
 
 /// Why [`reject_duplicate_keys`] refused a document.
@@ -164,15 +171,32 @@ pub(crate) fn reject_duplicate_keys(bytes: &[u8]) -> Result<(), DuplicateKey> {
 }
 
 /// What kind of problem a serde_json error is, without its message: serde_json's messages
-/// quote the offending value (`invalid type: string "..."`), which in the secrets file or the
-/// journal may be a secret.
+/// quote the offending value (`invalid type: string "..."`, `unknown field ...`), which in the
+/// secrets file or the journal may be a secret. The message is only matched against serde's
+/// fixed openings to pick one of these phrases; not a byte of it is shown.
 pub(crate) fn json_error_kind(e: &serde_json::Error) -> &'static str {
     match e.classify() {
         serde_json::error::Category::Io => "it could not be read",
         serde_json::error::Category::Syntax => "it is not valid JSON",
         serde_json::error::Category::Eof => "it ends too early (cut short?)",
         serde_json::error::Category::Data => {
-            "a value has the wrong type or a field is missing or unknown"
+            let message = e.to_string();
+            let kinds = [
+                ("invalid type", "a value has the wrong type"),
+                ("invalid value", "a value is not one this field takes"),
+                ("invalid length", "a list has the wrong number of items"),
+                ("unknown variant", "a value is not one this field takes"),
+                ("missing field", "a required field is missing"),
+                ("unknown field", "an unknown field"),
+                ("duplicate field", "a field appears twice"),
+            ];
+            kinds
+                .iter()
+                .find(|(opening, _)| message.starts_with(opening))
+                .map_or(
+                    "a value has the wrong type or a field is missing or unknown",
+                    |k| k.1,
+                )
         }
     }
 }

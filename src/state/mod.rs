@@ -26,6 +26,7 @@
 //! The submodules are private; what callers use is re-exported here, once. Two namespaces
 //! stay public: [`export`] (rendering and parsing exports) and [`sealed`] (age-sealed files).
 
+pub mod accounts;
 mod error;
 pub mod export;
 mod journal;
@@ -33,6 +34,7 @@ mod json;
 mod ledger;
 mod lock;
 mod paths;
+pub mod promises;
 mod recorder;
 mod results;
 pub mod sealed;
@@ -42,13 +44,15 @@ mod store;
 pub(crate) use error::explain_read_only;
 pub use error::{StateError, StateFile};
 pub use journal::{Gap, HeldSecret, JournalRecord, Outcome};
+pub(crate) use json::parse_strict;
 pub use ledger::{Applied, ImportRefused, Ledger, invariants};
 pub use lock::StateLock;
 pub use paths::StatePaths;
 pub use recorder::{OUTCOME_LINGER, Recorder, RecorderHandle};
 pub use results::{
-    Failure, LearnedRate, PossibleOrphan, RESULTS_VERSION, ResultsFile, SupersededToken,
-    TokenRecord, TokenSource, TokenStatus, results_schema_text,
+    CreatedAccount, Failure, LearnedRate, PendingCreate, PossibleOrphan, RESULTS_VERSION,
+    ResultsFile, SealedFile, SupersededToken, TokenRecord, TokenSource, TokenStatus,
+    results_schema_text,
 };
 pub use secrets::{SECRETS_VERSION, SecretRecord, SecretsFile, SupersededSecret};
 pub use store::{Recovery, Sealing, Store};

@@ -20,6 +20,10 @@ pub struct StatePaths {
 impl StatePaths {
     /// The contract's defaults: `<manifest dir>/<stem>.results.json` and `.secrets.json`,
     /// overridden by `--results` / `--secrets`.
+    #[allow(
+        clippy::disallowed_methods,
+        reason = "paths given on the command line name files on the real filesystem"
+    )]
     pub fn for_manifest(manifest: &Path, results: Option<&Path>, secrets: Option<&Path>) -> Self {
         let dir = crate::fs::atomic::parent_dir(manifest);
         let stem = manifest
@@ -32,6 +36,16 @@ impl StatePaths {
         let secrets = secrets
             .map(Path::to_path_buf)
             .unwrap_or_else(|| dir.join(format!("{stem}.secrets.json")));
+        // Invariant 5: a results path that is a symlink names the file it points to, so the
+        // lock, the journal and the sealed directory are those of the real file: two runs, one
+        // through the link, take one lock. (A symlinked directory on the way, or a bind mount,
+        // reaches the same lock file's inode already.)
+        let results =
+            if std::fs::symlink_metadata(&results).is_ok_and(|m| m.file_type().is_symlink()) {
+                super::promises::lock_subject(&results, follow_links)
+            } else {
+                results
+            };
         let journal = sibling(&results, "journal");
         let lock = sibling(&results, "lock");
         let sealed = sealed_dir(&results);
@@ -59,6 +73,24 @@ impl StatePaths {
         }
         self
     }
+}
+
+/// The file a symlink leads to (through further links, at most 40), with its directory
+/// resolved; the file itself need not exist yet (a first run through a link).
+#[allow(
+    clippy::disallowed_methods,
+    reason = "paths given on the command line name files on the real filesystem"
+)]
+fn follow_links(path: &Path) -> Option<PathBuf> {
+    let mut cur = path.to_path_buf();
+    for _ in 0..40 {
+        match std::fs::read_link(&cur) {
+            Ok(target) => cur = crate::fs::parent_dir(&cur).join(target),
+            Err(_) => break,
+        }
+    }
+    let dir = std::fs::canonicalize(crate::fs::parent_dir(&cur)).ok()?;
+    Some(dir.join(cur.file_name()?))
 }
 
 /// `x.results.json` -> `x.sealed`; anything else -> `<name>.sealed`.

@@ -52,6 +52,60 @@ pub struct ResultsFile {
     /// still work and are to be removed by hand in the Logz.io UI: the API cannot delete.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub superseded: Vec<SupersededToken>,
+    /// The sealed files this tool wrote for this state, oldest first, with the SHA-256 of
+    /// each. Only these are read by `export`, `verify` and recovery: anyone can seal a file to
+    /// a public recipient, so any other `.age` file in the sealed directory is named, not used.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sealed_files: Vec<SealedFile>,
+    /// The sub accounts this tool created: account name -> its id, when, and in which run.
+    /// A name here is never created again, even while the account list lags the create.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub accounts_created: BTreeMap<String, CreatedAccount>,
+    /// Sub-account creates whose outcome is not known yet (a run stopped after sending one, or
+    /// its answer was lost): account name -> the ids the name had before. The next apply looks
+    /// for each before anything else, and adopts the account if exactly one new one has the
+    /// name; it never sends the create blindly again.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub accounts_pending: BTreeMap<String, PendingCreate>,
+}
+
+/// A sealed file this tool wrote (`sealed_files` in the results file).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SealedFile {
+    /// Its name in the sealed directory (`20261129T210306Z-1a2b3c4d.age`).
+    pub file: String,
+    /// The lower-case hex SHA-256 of its bytes.
+    pub sha256: String,
+    /// The run that wrote it (`1a2b3c4d`, or `1a2b3c4d-recovered` for what a run recovered
+    /// from an interrupted run's journal).
+    pub run_id: String,
+}
+
+/// A sub-account create that may have made the account.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PendingCreate {
+    /// The ids that carried the name before the create was sent.
+    #[serde(default)]
+    pub known: Vec<u32>,
+    /// When it was sent (RFC 3339).
+    pub since: String,
+}
+
+/// A sub account this tool created.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreatedAccount {
+    /// Its id.
+    pub account_id: u32,
+    /// When the create was answered (RFC 3339, UTC), or when a lookup found it.
+    pub created_at: String,
+    /// The run that created it.
+    pub run_id: String,
+    /// Whether its log shipping token is kept with the secrets (false until it was read).
+    #[serde(default)]
+    pub shipping_token: bool,
 }
 
 /// A rate limit learned by a run.
@@ -194,6 +248,9 @@ impl ResultsFile {
             possible_orphans: Vec::new(),
             learned_rate: None,
             superseded: Vec::new(),
+            sealed_files: Vec::new(),
+            accounts_created: BTreeMap::new(),
+            accounts_pending: BTreeMap::new(),
         }
     }
 
@@ -463,8 +520,11 @@ mod tests {
         );
         assert_eq!(detail("{]"), "line 1 column 2: it is not valid JSON");
         let data = detail("{\"version\": \"sek-secret\"}");
-        assert!(data.ends_with("a value has the wrong type or a field is missing or unknown"));
-        assert!(!data.contains("sek-secret"), "{data}");
+        assert_eq!(data, "line 1 column 24: a value has the wrong type");
+        let unknown = detail("{\"sek-secret\": 1}");
+        assert!(unknown.ends_with("an unknown field"), "{unknown}");
+        assert!(!unknown.contains("sek-secret"), "{unknown}");
+        assert!(detail("{}").ends_with("a required field is missing"));
     }
 
     #[test]

@@ -15,7 +15,6 @@ use std::path::{Path, PathBuf};
 use age::x25519;
 
 use super::{SecretsFile, StateError};
-use crate::fs::atomic::parent_dir;
 use crate::fs::{FileType, Fs, FsFile, OpenHow, RealFs};
 pub use crate::recipient::{RecipientError, parse_recipient, parse_recipients_file};
 
@@ -254,6 +253,11 @@ fn read_bounded<F: Fs>(fs: &F, path: &Path, limit: u64) -> Result<Vec<u8>, SealE
     Ok(bytes)
 }
 
+/// The bytes of a sealed file (a regular file, not through a symlink, of a bounded size).
+pub fn read_in<F: Fs>(fs: &F, path: &Path) -> Result<Vec<u8>, SealError> {
+    read_bounded(fs, path, MAX_SEALED_FILE)
+}
+
 /// A new run id: 8 hex digits, from `rng`.
 pub fn new_run_id(rng: &mut impl rand::Rng) -> String {
     format!("{:08x}", rng.random::<u32>())
@@ -269,8 +273,11 @@ pub fn file_name(at: time::OffsetDateTime, run_id: &str) -> String {
     format!("{stamp}-{run_id}.age")
 }
 
-/// Writes a new sealed file `dir/name`, never over an existing one (O_EXCL, no symlink
-/// followed), durably (file and directory fsync'd). The directory is created when missing.
+/// Writes a new sealed file `dir/name`, never over an existing one, atomically and durably:
+/// a temp file in the directory, fsync'd, then renamed to its name without replacing anything,
+/// and the directory fsync'd. A disk that fills or a process killed part way leaves at most a
+/// temp file (removed by the next run), never a truncated file under the final name. The
+/// directory is created (0700) when missing.
 pub fn write_new(dir: &Path, name: &str, armored: &[u8]) -> Result<PathBuf, StateError> {
     write_new_in(&RealFs, dir, name, armored)
 }
@@ -283,20 +290,131 @@ pub fn write_new_in<F: Fs>(
     armored: &[u8],
 ) -> Result<PathBuf, StateError> {
     let path = dir.join(name);
-    let werr = |source| StateError::Write {
+    fs.create_dir_all(dir).map_err(|source| StateError::Write {
         kind: StateFile::Sealed,
-        path: path.clone(),
+        path: dir.to_path_buf(),
         source,
-    };
-    fs.create_dir_all(dir).map_err(werr)?;
-    let mut how = OpenHow::create_new(0o644);
-    how.read = false;
-    let mut f = fs.open(&path, &how).map_err(werr)?;
-    f.write_all(armored).map_err(werr)?;
-    f.sync_all().map_err(werr)?;
-    fs.sync_dir(dir).map_err(werr)?;
-    let _ = fs.sync_dir(parent_dir(dir));
+    })?;
+    check_dir_in(fs, dir)?;
+    crate::fs::atomic::write_atomic_in(
+        fs,
+        &path,
+        armored,
+        crate::fs::FileKind::Public,
+        StateFile::Sealed.word(),
+        false,
+    )?;
     Ok(path)
+}
+
+/// The sealed directory is the only copy of the secrets on a CI runner's way to git: like
+/// the state directory, it must be a real directory (not a symlink), belong to this user, and
+/// not be writable by others (who could delete or swap the sealed files). A missing one is
+/// fine: it is created when the first sealed file is written.
+pub fn check_dir(dir: &Path) -> Result<(), StateError> {
+    check_dir_in(&RealFs, dir)
+}
+
+/// [`check_dir`] on the filesystem `fs`.
+pub fn check_dir_in<F: Fs>(fs: &F, dir: &Path) -> Result<(), StateError> {
+    let untrusted = |reason: String| StateError::Untrusted {
+        kind: StateFile::SealedDirectory,
+        path: dir.to_path_buf(),
+        reason,
+    };
+    let meta = match fs.symlink_metadata(dir) {
+        Ok(m) => m,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(source) => {
+            return Err(StateError::Read {
+                kind: StateFile::SealedDirectory,
+                path: dir.to_path_buf(),
+                source,
+            });
+        }
+    };
+    if meta.is_symlink() {
+        return Err(untrusted(
+            "it is a symbolic link; point --sealed-dir at the real directory".into(),
+        ));
+    }
+    if !meta.is_dir() {
+        return Err(untrusted("it is not a directory".into()));
+    }
+    // Its owner and mode, and its ancestors', as for the state directory: another user who
+    // can write it could delete the only copy of the secrets, or swap a file.
+    crate::fs::trust::check_state_place(fs, &[&dir.join(".probe")]).map_err(|e| {
+        match StateError::from(e) {
+            StateError::Untrusted { path, reason, .. } if path == dir => untrusted(reason),
+            other => other,
+        }
+    })
+}
+
+/// The lower-case hex SHA-256 of a sealed file's bytes (`sealed_files` in the results file).
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// The sealed files of a directory sorted into those this tool wrote (listed in the results
+/// file with the SHA-256 of their bytes, which still match) and the others, each with why it
+/// is not used. A listed file that is missing is among the others too.
+#[derive(Debug, Default)]
+pub struct Sorted {
+    /// Listed files whose digest matches, with their bytes, in the order listed.
+    pub trusted: Vec<(PathBuf, Vec<u8>)>,
+    /// Every other `.age` file found, and every listed file missing or changed: not used.
+    pub ignored: Vec<(PathBuf, String)>,
+}
+
+/// Sorts the sealed files of `dir` against the `listed` ones ([`Sorted`]).
+pub fn sort_listed(dir: &Path, listed: &[super::results::SealedFile]) -> Result<Sorted, SealError> {
+    sort_listed_in(&RealFs, dir, listed)
+}
+
+/// [`sort_listed`] on the filesystem `fs`.
+pub fn sort_listed_in<F: Fs>(
+    fs: &F,
+    dir: &Path,
+    listed: &[super::results::SealedFile],
+) -> Result<Sorted, SealError> {
+    let found = list_in(fs, dir)?;
+    let mut out = Sorted::default();
+    for l in listed {
+        let path = dir.join(&l.file);
+        // A listed name is a plain file name in the directory, nothing else.
+        let plain_name = Path::new(&l.file)
+            .file_name()
+            .is_some_and(|n| n == l.file.as_str());
+        if !plain_name {
+            out.ignored
+                .push((path, "its listed name is not a file name".into()));
+            continue;
+        }
+        match read_bounded(fs, &path, MAX_SEALED_FILE) {
+            Ok(bytes) => match super::promises::sealed_file_trusted(l, &bytes) {
+                Ok(()) => out.trusted.push((path, bytes)),
+                Err(v) => out.ignored.push((path, v.to_string())),
+            },
+            Err(e) => out
+                .ignored
+                .push((path, format!("listed in the results file, but {e}"))),
+        }
+    }
+    for path in found {
+        let name = path.file_name().map(|n| n.to_string_lossy().into_owned());
+        if !listed.iter().any(|l| Some(&l.file) == name.as_ref()) {
+            out.ignored.push((
+                path,
+                "not listed in the results file's sealed_files: this tool did not write it (anyone can seal a file to a public recipient)".into(),
+            ));
+        }
+    }
+    Ok(out)
 }
 
 /// The sealed files of a directory, oldest first (by name: names start with the UTC time).

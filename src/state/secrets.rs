@@ -30,6 +30,20 @@ pub struct SecretsFile {
     /// Secrets of tokens whose records were forgotten (`forget`): kept, never dropped.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub forgotten: Vec<SupersededSecret>,
+    /// The log shipping tokens of the sub accounts this tool created: account id -> token.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub shipping: BTreeMap<u32, ShippingSecret>,
+}
+
+/// A created sub account's log shipping token (`account.accountToken`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ShippingSecret {
+    /// The account's name.
+    pub account_name: String,
+    /// The token.
+    #[serde(serialize_with = "Secret::serialize_exposed")]
+    pub token: Secret,
 }
 
 /// One token's secret.
@@ -67,6 +81,7 @@ impl Default for SecretsFile {
             accounts: BTreeMap::new(),
             superseded: Vec::new(),
             forgotten: Vec::new(),
+            shipping: BTreeMap::new(),
         }
     }
 }
@@ -147,6 +162,7 @@ impl SecretsFile {
     /// Adds every secret of `other` (a later document): a different token under the same
     /// name replaces the current one, which moves to `superseded`; nothing is dropped.
     pub fn merge(&mut self, other: SecretsFile) {
+        self.shipping.extend(other.shipping);
         for (account_id, tokens) in other.accounts {
             for (token_name, rec) in tokens {
                 let key = TokenKey {
@@ -218,6 +234,48 @@ impl SecretsFile {
                 continue;
             }
             i += 1;
+        }
+    }
+
+    /// Makes the results file the judge of which token is current under each name: the
+    /// secret of the id `recorded` names becomes the current one where it is held, and a
+    /// current secret of another id moves to `superseded` (it was replaced, or its token never
+    /// became the recorded one). Names the results file does not record are left as they are.
+    pub fn follow_results(&mut self, recorded: impl Fn(&TokenKey) -> Option<i64>) {
+        self.prefer_ids(&recorded);
+        let mut demoted = Vec::new();
+        for (account_id, tokens) in &mut self.accounts {
+            tokens.retain(|name, rec| {
+                let key = TokenKey {
+                    account_id: *account_id,
+                    token_name: name.clone(),
+                };
+                match recorded(&key) {
+                    Some(id) if id != rec.token_id => {
+                        demoted.push(SupersededSecret {
+                            account_id: *account_id,
+                            token_name: name.clone(),
+                            token_id: rec.token_id,
+                            token: rec.token.clone(),
+                            note: format!(
+                                "not the current token: the results file records token {id} for this name"
+                            ),
+                        });
+                        false
+                    }
+                    _ => true,
+                }
+            });
+        }
+        self.accounts.retain(|_, m| !m.is_empty());
+        for d in demoted {
+            let known = self
+                .superseded
+                .iter()
+                .any(|x| x.token_id == d.token_id && x.token.same_as(&d.token));
+            if !known {
+                self.superseded.push(d);
+            }
         }
     }
 

@@ -158,8 +158,12 @@ impl<F: Fs> Store<F> {
             })?;
         }
         let _ = fs.remove_file(&paths.next_journal());
+        // The sealed directory may hold the only copy of the secrets: checked like the state
+        // directory (a 0777 one let another user delete them).
+        sealed::check_dir_in(&fs, &paths.sealed)?;
         let mut store = Store::read_in(fs, clock, rng, paths, api_url)?;
         store.lock = Some(lock);
+        store.adopt_unlisted_sealed()?;
         if store.fs.symlink_metadata(&store.paths.journal).is_ok() {
             store.write_recovered_sealed()?;
             store.save()?;
@@ -206,13 +210,29 @@ impl<F: Fs> Store<F> {
             results.api_url = api_url.map(str::to_owned);
         }
         let secrets = SecretsFile::load_in(&fs, &paths.secrets)?.unwrap_or_default();
+        let replayed = journal::replay(&fs, &paths.journal)?;
+        // Invariant 3: a journal is replayed only into the state of its own endpoint (the
+        // results file's, or this run's when there is no results file yet).
+        if let Some(bound) = &replayed.endpoint {
+            let what = format!("journal file {}", paths.journal.display());
+            for current in [results.api_url.as_deref(), api_url].into_iter().flatten() {
+                super::promises::same_endpoint(&what, Some(bound), current).map_err(
+                    |violation| StateError::Broken {
+                        path: paths.results.clone(),
+                        violation,
+                    },
+                )?;
+            }
+            if results.api_url.is_none() {
+                results.api_url = Some(bound.clone());
+            }
+        }
         let ledger = Ledger::new(results, secrets);
         invariants::check(&ledger).map_err(|v| StateError::Corrupt {
             kind: StateFile::Results,
             path: paths.results.clone(),
             detail: v.to_string(),
         })?;
-        let replayed = journal::replay(&fs, &paths.journal)?;
         let mut store = Store {
             paths,
             ledger,
@@ -226,6 +246,9 @@ impl<F: Fs> Store<F> {
             clock,
             rng,
         };
+        for file in replayed.sealed_files {
+            store.adopt_journaled_sealed(file);
+        }
         store.recovery.truncated_tail = replayed.truncated_tail;
         store.recovery.gap = replayed.gap.clone();
         if replayed.records > 0 {
@@ -237,6 +260,10 @@ impl<F: Fs> Store<F> {
                 truncated_tail = replayed.truncated_tail,
                 "replaying the journal of an earlier run"
             );
+        }
+        // Sub-account records first: a created account's tokens may follow in the journal.
+        for record in replayed.accounts {
+            store.apply_account(record, "recovered");
         }
         for (key, outcome, at) in replayed.outcomes {
             if let Applied::Recorded = store.apply(&key, outcome, &at) {
@@ -262,6 +289,7 @@ impl<F: Fs> Store<F> {
         let wanted = !secrets.accounts.is_empty()
             || !secrets.superseded.is_empty()
             || !secrets.forgotten.is_empty()
+            || !secrets.shipping.is_empty()
             || self.fs.metadata(&self.paths.secrets).is_ok();
         let plain = zeroize::Zeroizing::new(if self.sealing.is_none() && wanted {
             secrets.to_bytes()
@@ -334,45 +362,204 @@ impl<F: Fs> Store<F> {
         });
     }
 
+    /// Invariant 2: a state whose secrets are sealed is not continued in plaintext unless the
+    /// user said so (`--allow-plaintext`). `run_seals`: whether this run has recipients.
+    pub fn check_protection(
+        &self,
+        run_seals: bool,
+        allow_plaintext: bool,
+    ) -> Result<(), StateError> {
+        let found = sealed::list_in(&self.fs, &self.paths.sealed).map_or(0, |l| l.len());
+        super::promises::protection_kept(
+            super::promises::state_is_sealed(self.ledger.results(), found),
+            run_seals,
+            allow_plaintext,
+            &self.paths.sealed,
+        )
+        .map_err(|violation| StateError::Broken {
+            path: self.paths.results.clone(),
+            violation,
+        })
+    }
+
     /// The recipients this run seals to, if it does.
     pub fn sealing(&self) -> Option<&Sealing> {
         self.sealing.as_ref()
     }
 
-    /// Writes the secrets this run received as one new sealed file (none when it received
-    /// none, or does not seal). Returns its path. Each call writes a new file and then
-    /// forgets what it wrote, so nothing is written twice.
-    pub fn seal_run(&mut self) -> Result<Option<PathBuf>, StateError> {
+    /// Writes the secrets this run received since the last call as one new sealed file (none
+    /// when there are none, or the run does not seal), lists it in the results file (saved
+    /// next) and returns its path. `before` is called with the file's name and digest before
+    /// the file is written (the recorder journals them, so a run killed between this write
+    /// and the next save still lists the file). Each call writes a new file and then forgets
+    /// what it wrote, so nothing is written twice.
+    pub fn seal_run(
+        &mut self,
+        before: impl FnOnce(&super::SealedFile) -> Result<(), StateError>,
+    ) -> Result<Option<PathBuf>, StateError> {
         let Some(sealing) = &self.sealing else {
             return Ok(None);
         };
         let Some(held) = self.ledger.run_secrets() else {
             return Ok(None);
         };
-        if held.accounts.is_empty() && held.superseded.is_empty() {
+        if held.accounts.is_empty() && held.superseded.is_empty() && held.shipping.is_empty() {
             return Ok(None);
         }
         let armored = sealing
             .recipients
             .seal_secrets(held)
             .map_err(|e| sealed_write_error(&self.paths.sealed, e))?;
-        let name = sealed::file_name(self.clock.now_utc(), &sealing.run_id);
-        let path = sealed::write_new_in(&self.fs, &self.paths.sealed, &name, &armored)
-            .map_err(|e| room_needed(&self.fs, e, &[("sealed", armored.len())]))?;
+        let run_id = sealing.run_id.clone();
+        let path = self.write_sealed(&armored, &run_id, &[], before)?;
+        // Their secrets count as durable from now on.
         self.ledger.take_run_secrets();
         Ok(Some(path))
     }
 
-    /// Every secret recorded for this state: the plaintext secrets file, then every sealed
-    /// file (oldest first) and any sealed record of an interrupted run's journal, opened with
-    /// `identities`. Where two hold different tokens under one name, the one the results file
-    /// records is current and the other goes to `superseded`; where the results file has no
-    /// say, the later one wins. Sealed secrets without `identities` are an error naming the
-    /// file.
-    pub fn all_secrets(&self, identities: Option<&Identities>) -> Result<SecretsFile, SealError> {
+    /// Seals `doc` to `recipients` into a new sealed file of its own (for `import`), listed in
+    /// the results file (saved next).
+    pub fn seal_document(
+        &mut self,
+        recipients: &Recipients,
+        doc: &SecretsFile,
+    ) -> Result<PathBuf, StateError> {
+        let armored = recipients
+            .seal_secrets(doc)
+            .map_err(|e| sealed_write_error(&self.paths.sealed, e))?;
+        let run_id = sealed::new_run_id(&mut self.rng);
+        self.write_sealed(&armored, &run_id, &doc_ids(doc), |_| Ok(()))
+    }
+
+    /// Writes a new sealed file holding the secrets of token ids `ids`, lists it and counts
+    /// those secrets as durable.
+    fn write_sealed(
+        &mut self,
+        armored: &[u8],
+        run_id: &str,
+        ids: &[i64],
+        before: impl FnOnce(&super::SealedFile) -> Result<(), StateError>,
+    ) -> Result<PathBuf, StateError> {
+        let now = self.clock.now_utc();
+        // A name not taken yet: two files of one run may fall in the same second.
+        let mut name = sealed::file_name(now, run_id);
+        let mut n = 1;
+        while self
+            .fs
+            .symlink_metadata(&self.paths.sealed.join(&name))
+            .is_ok()
+        {
+            n += 1;
+            name = sealed::file_name(now, &format!("{run_id}-{n}"));
+        }
+        let entry = super::SealedFile {
+            file: name.clone(),
+            sha256: sealed::sha256_hex(armored),
+            run_id: run_id.to_owned(),
+        };
+        before(&entry)?;
+        let path = sealed::write_new_in(&self.fs, &self.paths.sealed, &name, armored)
+            .map_err(|e| room_needed(&self.fs, e, &[("sealed", armored.len())]))?;
+        self.ledger.list_sealed(entry);
+        self.ledger.sealed_durable(ids.iter().copied());
+        Ok(path)
+    }
+
+    /// A results file written before `sealed_files` existed lists none, though its sealed
+    /// directory holds this tool's files: they are listed now, once, with their digests (from
+    /// then on, a file that appears unlisted is not used). Nothing is listed when the results
+    /// file lists any file already.
+    fn adopt_unlisted_sealed(&mut self) -> Result<(), StateError> {
+        if !self.ledger.results().sealed_files.is_empty() {
+            return Ok(());
+        }
+        let found =
+            sealed::list_in(&self.fs, &self.paths.sealed).map_err(|e| StateError::Read {
+                kind: StateFile::SealedDirectory,
+                path: self.paths.sealed.clone(),
+                source: std::io::Error::other(e.to_string()),
+            })?;
+        for path in found {
+            let Ok(bytes) = sealed::read_in(&self.fs, &path) else {
+                continue;
+            };
+            let Some(name) = path.file_name().map(|n| n.to_string_lossy().into_owned()) else {
+                continue;
+            };
+            let run_id = name
+                .strip_suffix(".age")
+                .and_then(|n| n.split_once('-'))
+                .map_or_else(String::new, |(_, id)| id.to_owned());
+            tracing::info!(file = %path.display(), "listing a sealed file written before the results file listed them");
+            self.ledger.list_sealed(super::SealedFile {
+                file: name,
+                sha256: sealed::sha256_hex(&bytes),
+                run_id,
+            });
+        }
+        Ok(())
+    }
+
+    /// Lists a sealed file an interrupted run journaled before writing it, if it holds what
+    /// was journaled (the run may have died before or while writing it).
+    pub(super) fn adopt_journaled_sealed(&mut self, entry: super::SealedFile) {
+        if self
+            .ledger
+            .results()
+            .sealed_files
+            .iter()
+            .any(|f| f.file == entry.file)
+        {
+            return;
+        }
+        let path = self.paths.sealed.join(&entry.file);
+        if let Ok(bytes) = sealed::read_in(&self.fs, &path)
+            && super::promises::sealed_file_trusted(&entry, &bytes).is_ok()
+        {
+            self.ledger.list_sealed(entry);
+        }
+    }
+
+    /// Every secret recorded for this state, and the sealed files not used (each with why):
+    /// the plaintext secrets file, then every sealed file this tool wrote (listed in the
+    /// results file with a digest that still matches; any other `.age` file is named, never
+    /// used), oldest first, and any sealed record of an interrupted run's journal, opened with
+    /// `identities`. A listed file that cannot be opened (cut short, corrupt) is skipped and
+    /// named. A state whose results file lists no sealed file (written before the list
+    /// existed) uses every sealed file found, each named as unlisted.
+    ///
+    /// The results file says which token is current: a secret of another id under a recorded
+    /// name goes to `superseded`, and the recorded id's secret, where held, is the current one.
+    /// Sealed secrets without `identities` are an error naming the file.
+    pub fn all_secrets_named(
+        &self,
+        identities: Option<&Identities>,
+    ) -> Result<(SecretsFile, Vec<(PathBuf, String)>), SealError> {
         let mut all = self.ledger.secrets().clone();
-        let files = sealed::list_in(&self.fs, &self.paths.sealed)?;
-        let mut docs = Vec::with_capacity(files.len() + self.recovered_sealed.len());
+        let legacy = self.ledger.results().sealed_files.is_empty();
+        let (files, mut skipped) = if legacy {
+            let found = sealed::list_in(&self.fs, &self.paths.sealed)?;
+            let skipped = found
+                .iter()
+                .map(|p| {
+                    (
+                        p.clone(),
+                        "used, though the results file lists no sealed file (written before the list existed); the next apply or import lists it".to_owned(),
+                    )
+                })
+                .collect();
+            (found, skipped)
+        } else {
+            let sorted = sealed::sort_listed_in(
+                &self.fs,
+                &self.paths.sealed,
+                &self.ledger.results().sealed_files,
+            )?;
+            (
+                sorted.trusted.into_iter().map(|(p, _)| p).collect(),
+                sorted.ignored,
+            )
+        };
         if (!files.is_empty() || !self.recovered_sealed.is_empty()) && identities.is_none() {
             let path = files
                 .first()
@@ -383,9 +570,33 @@ impl<F: Fs> Store<F> {
                 detail: "the secrets are sealed and no identity was given".into(),
             });
         }
+        let mut docs = Vec::with_capacity(files.len() + self.recovered_sealed.len());
         if let Some(ids) = identities {
+            let mut opened = 0usize;
+            let mut first_err = None;
             for path in &files {
-                docs.push(ids.open_in(&self.fs, path)?);
+                match ids.open_in(&self.fs, path) {
+                    Ok(doc) => {
+                        opened += 1;
+                        docs.push(doc);
+                    }
+                    // A file cut short or otherwise unreadable does not hide the others.
+                    Err(
+                        e @ (SealError::Decrypt { .. }
+                        | SealError::Content { .. }
+                        | SealError::Read { .. }),
+                    ) => {
+                        skipped.push((path.clone(), format!("skipped: {e}")));
+                        first_err.get_or_insert(e);
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+            // Not one file opens: most likely the wrong identity, said as such.
+            if opened == 0
+                && let Some(e) = first_err
+            {
+                return Err(e);
             }
             for blob in &self.recovered_sealed {
                 docs.push(ids.open_bytes(&self.paths.journal, blob.as_bytes())?);
@@ -394,20 +605,39 @@ impl<F: Fs> Store<F> {
         for doc in docs {
             all.merge(doc);
         }
-        all.prefer_ids(|key| self.ledger.results().get(key).map(|r| r.token_id));
+        all.follow_results(|key| self.ledger.results().get(key).map(|r| r.token_id));
+        Ok((all, skipped))
+    }
+
+    /// [`Store::all_secrets_named`] without the names of the files not used (logged).
+    pub fn all_secrets(&self, identities: Option<&Identities>) -> Result<SecretsFile, SealError> {
+        let (all, skipped) = self.all_secrets_named(identities)?;
+        for (path, why) in skipped {
+            tracing::warn!(file = %path.display(), "sealed file not used: {why}");
+        }
         Ok(all)
     }
 
     /// Writes the sealed secrets replayed from an earlier run's journal, each as its own new
-    /// sealed file (they cannot be merged without the private key).
+    /// sealed file (they cannot be merged without the private key), listed in the results file.
     fn write_recovered_sealed(&mut self) -> Result<(), StateError> {
-        let now = self.clock.now_utc();
+        let run_id = format!("{}-recovered", sealed::new_run_id(&mut self.rng));
         for blob in std::mem::take(&mut self.recovered_sealed) {
-            let id = sealed::new_run_id(&mut self.rng);
-            let name = sealed::file_name(now, &format!("{id}-recovered"));
-            sealed::write_new_in(&self.fs, &self.paths.sealed, &name, blob.as_bytes())?;
+            self.write_sealed(blob.as_bytes(), &run_id, &[], |_| Ok(()))?;
         }
         Ok(())
+    }
+
+    /// Applies a sub-account record of this run or of a replayed journal (see
+    /// [`crate::state::accounts`]).
+    pub fn apply_account(&mut self, record: crate::state::accounts::AccountRecord, run_id: &str) {
+        self.ledger
+            .apply_account(record, run_id, &mut self.recovered_sealed);
+    }
+
+    /// A new run id from the store's random source (for the sub accounts a run creates).
+    pub(super) fn new_run_id(&mut self) -> String {
+        sealed::new_run_id(&mut self.rng)
     }
 
     /// Where the files are.
@@ -465,6 +695,15 @@ impl<F: Fs> Store<F> {
         self.ledger
             .apply(key, outcome, at, &mut self.recovered_sealed)
     }
+}
+
+/// Every token id whose secret a secrets document holds.
+fn doc_ids(doc: &SecretsFile) -> Vec<i64> {
+    doc.accounts
+        .values()
+        .flat_map(|m| m.values().map(|r| r.token_id))
+        .chain(doc.superseded.iter().map(|s| s.token_id))
+        .collect()
 }
 
 /// A save that failed for want of room says how much it needs (each file is written whole
@@ -694,7 +933,11 @@ mod tests {
         assert!(s.all_secrets(None).unwrap().accounts.is_empty());
         s.seal_to(r);
         assert!(s.sealing().is_some());
-        assert_eq!(s.seal_run().unwrap(), None, "nothing received yet");
+        assert_eq!(
+            s.seal_run(|_| Ok(())).unwrap(),
+            None,
+            "nothing received yet"
+        );
         assert_eq!(
             apply(&mut s, &key("a"), created(10, "sek-a")),
             Applied::Recorded
@@ -703,11 +946,30 @@ mod tests {
             s.secrets().get(&key("a")).is_none(),
             "not in the plaintext file"
         );
+        // Invariant 1: the results file may not name the token before its secret is sealed.
+        assert!(matches!(
+            s.save().unwrap_err(),
+            StateError::Invariant { .. }
+        ));
+        let mut journaled = None;
+        let path = s
+            .seal_run(|f| {
+                journaled = Some(f.clone());
+                Ok(())
+            })
+            .unwrap()
+            .unwrap();
+        assert!(path.starts_with(&paths.sealed));
+        // Listed in the results file, with the digest of its bytes, as journaled before.
+        let listed = s.results().sealed_files.last().unwrap().clone();
+        assert_eq!(Some(&listed), journaled.as_ref());
+        assert_eq!(
+            listed.sha256,
+            crate::state::sealed::sha256_hex(&std::fs::read(&path).unwrap())
+        );
         s.save().unwrap();
         assert!(!paths.secrets.exists());
-        let path = s.seal_run().unwrap().unwrap();
-        assert!(path.starts_with(&paths.sealed));
-        assert_eq!(s.seal_run().unwrap(), None, "written once");
+        assert_eq!(s.seal_run(|_| Ok(())).unwrap(), None, "written once");
         let doc = ids.open(&path).unwrap();
         assert_eq!(doc.get(&key("a")).unwrap().token.expose(), "sek-a");
         assert!(s.all_secrets(None).is_err());

@@ -151,6 +151,8 @@ pub async fn probe_all<S: SendProbe>(
         tasks.spawn(async move { ctx.run(probe).await });
     }
     let mut report = ProbeReport::default();
+    // A replaced token seen revoked is told once the run's current tokens have answered.
+    let mut held_back = Vec::new();
     loop {
         let joined = tokio::select! {
             joined = tasks.join_next() => joined,
@@ -172,7 +174,9 @@ pub async fn probe_all<S: SendProbe>(
                     &stats.failed
                 };
                 counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                if let Some(f) = &on_verdict {
+                if v.superseded && v.status == TokenStatus::Revoked {
+                    held_back.push(report.verdicts.len());
+                } else if let Some(f) = &on_verdict {
                     f(&v);
                 }
                 report.verdicts.push(v);
@@ -188,9 +192,41 @@ pub async fn probe_all<S: SendProbe>(
             Err(e) => tracing::error!(error = %e, "a probe task failed"),
         }
     }
+    confirm_deletions(&mut report.verdicts);
+    if let Some(f) = &on_verdict {
+        for i in held_back {
+            f(&report.verdicts[i]);
+        }
+    }
     report.interrupted = cancel.is_cancelled() || abandon.is_cancelled();
     report.not_checked = total - report.verdicts.len();
     report
+}
+
+/// A replaced token answered 401 or 403 counts as deleted (`revoked`, which takes it off the
+/// remove-by-hand list for good) only when the same run's probe of a current token of the same
+/// account answered 200 with that account: a misrouted or failing endpoint answers 403 to
+/// everything, and one such answer must not hide a live token. Otherwise it is `unknown`.
+pub fn confirm_deletions(verdicts: &mut [Verdict]) {
+    let confirmed: std::collections::HashSet<u32> = verdicts
+        .iter()
+        .filter(|v| !v.superseded && v.status == TokenStatus::Valid)
+        .map(|v| v.key.account_id)
+        .collect();
+    for v in verdicts.iter_mut() {
+        if v.superseded
+            && v.status == TokenStatus::Revoked
+            && !confirmed.contains(&v.key.account_id)
+        {
+            v.status = TokenStatus::Unknown;
+            v.detail = Some(format!(
+                "answered {}, but no current token of account {} answered 200 in this run, so the answer is not taken to mean deleted; verify again once the current tokens check out",
+                v.http_status
+                    .map_or_else(|| "an error".to_owned(), |c| c.to_string()),
+                v.key.account_id
+            ));
+        }
+    }
 }
 
 /// What every probe task shares.
@@ -325,6 +361,58 @@ async fn wait_cancelled(cancel: Cancel) {
     // Cancel's own wait is private to the executor; polling it at a backoff's scale is enough.
     while !cancel.is_cancelled() {
         tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[cfg(test)]
+mod confirm_tests {
+    use super::*;
+
+    fn verdict(account_id: u32, superseded: bool, status: TokenStatus) -> Verdict {
+        Verdict {
+            key: TokenKey {
+                account_id,
+                token_name: "ci".into(),
+            },
+            token_id: i64::from(account_id) * 10 + i64::from(superseded),
+            superseded,
+            status,
+            attempts: 1,
+            http_status: Some(if status == TokenStatus::Valid {
+                200
+            } else {
+                403
+            }),
+            detail: None,
+        }
+    }
+
+    #[test]
+    fn a_replaced_token_counts_as_deleted_only_beside_a_current_one_that_answered_200() {
+        let mut v = vec![
+            verdict(1, false, TokenStatus::Valid),
+            verdict(1, true, TokenStatus::Revoked),
+            verdict(2, false, TokenStatus::Revoked),
+            verdict(2, true, TokenStatus::Revoked),
+            verdict(3, true, TokenStatus::Revoked),
+        ];
+        confirm_deletions(&mut v);
+        let statuses: Vec<TokenStatus> = v.iter().map(|v| v.status).collect();
+        assert_eq!(
+            statuses,
+            [
+                TokenStatus::Valid,
+                TokenStatus::Revoked,
+                TokenStatus::Revoked,
+                TokenStatus::Unknown,
+                TokenStatus::Unknown
+            ]
+        );
+        assert!(
+            v[3].detail
+                .as_deref()
+                .is_some_and(|d| d.contains("answered 403"))
+        );
     }
 }
 

@@ -28,6 +28,8 @@ pub async fn run(args: &ApplyArgs, printer: &Printer) -> Result<Exit, CliError> 
     // lock file, and a second run still fails at the lock, having created nothing.
     let preview = Store::read(run.paths.clone(), Some(&run.api.identity()))?;
     report_recovery(printer, &preview);
+    // A state whose secrets are sealed is not continued in plaintext unasked (invariant 2).
+    preview.check_protection(run.recipients.is_some(), run.allow_plaintext)?;
     warn_plaintext_on_ci(printer, &settings, &preview);
     for warning in run.api.startup_warnings() {
         printer.warn(&warning);
@@ -44,15 +46,23 @@ pub async fn run(args: &ApplyArgs, printer: &Printer) -> Result<Exit, CliError> 
             client.scrub_also(secret);
         }
     }
-    let plan = match plan_of(&settings, &conn, &preview) {
+    let mut plan = match plan_of(&settings, &conn, &preview) {
         Ok(plan) => plan,
         Err(e) => {
             conn.close().await;
             return Err(e);
         }
     };
+    // The ambiguity budget holds across runs: a token whose earlier runs used it up is not sent
+    // again until its possible orphans are checked and cleared.
+    let (earlier_ambiguous, at_budget) = if run.exec.resend_ambiguous {
+        Default::default()
+    } else {
+        plan.hold_ambiguity_budget(preview.results(), run.exec.max_ambiguous)
+    };
     // Accounts that cannot get tokens are this run's failures, reported by name, before any write.
-    let pre_failures = failures_before_start(&plan);
+    let mut pre_failures = failures_before_start(&plan);
+    pre_failures.extend(at_budget);
     show_plan(printer, &settings, &plan, pre_failures.len());
 
     // --fail-fast: a failure found before any write stops the run before it starts.
@@ -62,7 +72,13 @@ pub async fn run(args: &ApplyArgs, printer: &Printer) -> Result<Exit, CliError> 
         return stop_before_start(printer, store, &pre_failures, conn).await;
     }
 
-    if plan.has_changes() && !settings.yes && !confirm(&plan).await {
+    // Accounts to create are listed above and in the prompt: a person is spending money.
+    let account_work =
+        !plan.accounts_to_create.is_empty() || (settings.update_accounts && !plan.drift.is_empty());
+    if (!plan.to_send().is_empty() || account_work)
+        && !settings.yes
+        && !confirm(&plan, settings.update_accounts).await
+    {
         printer.info("Nothing was sent.");
         conn.close().await;
         return Ok(Exit::Declined);
@@ -96,6 +112,8 @@ pub async fn run(args: &ApplyArgs, printer: &Printer) -> Result<Exit, CliError> 
         .as_ref()
         .filter(|l| l.endpoint == endpoint)
         .map(|l| l.per_second);
+    let pending_accounts = store.pending_accounts();
+    let missing_shipping = store.accounts_missing_shipping();
     let recorder = Recorder::start(store)?;
     let handle = recorder.handle();
     for (name, id) in &plan.resolved_names {
@@ -113,6 +131,44 @@ pub async fn run(args: &ApplyArgs, printer: &Printer) -> Result<Exit, CliError> 
     let learned_into = (pacer.clone(), handle.clone());
     let cancel = Cancel::default();
     let beside = Beside::start(&settings, printer, &plan, &stats, &pacer, &cancel);
+    // Sub accounts first (each exactly once), then every token, theirs included.
+    let accounts = if account_work || !pending_accounts.is_empty() || !missing_shipping.is_empty() {
+        super::onboard::run_accounts(
+            &plan,
+            &run.manifest,
+            &pending_accounts,
+            &missing_shipping,
+            &super::onboard::AccountRun {
+                update: settings.update_accounts,
+                config: crate::execution::accounts::AccountConfig {
+                    max_attempts: run.exec.max_attempts,
+                    max_ambiguous: run.exec.max_ambiguous,
+                    lookup: settings.account_lookup,
+                    backoff: Backoff::default(),
+                    clock: pacer.clock().clone(),
+                },
+            },
+            super::onboard::AccountServices {
+                client: Arc::new(client.clone()),
+                recorder: Arc::new(handle.clone()),
+                pacer: pacer.clone(),
+                cancel: cancel.clone(),
+            },
+        )
+        .await
+    } else {
+        super::onboard::AccountsDone::default()
+    };
+    for f in &accounts.failures {
+        handle.failure(f.clone());
+    }
+    pre_failures.extend(accounts.failures.iter().cloned());
+    plan.create.extend(accounts.tokens.iter().cloned());
+    super::print_lines(printer, &accounts.lines);
+    if let Some(why) = &accounts.fatal {
+        printer.error(&format!("stopped creating sub accounts: {why}"));
+        cancel.cancel();
+    }
     let services = Services {
         creator: client,
         recorder: handle,
@@ -122,7 +178,9 @@ pub async fn run(args: &ApplyArgs, printer: &Printer) -> Result<Exit, CliError> 
         cancel,
         rng: crate::random::from_os(),
     };
-    let report = execute(plan.to_send(), exec_config(&settings), services).await;
+    let mut config = exec_config(&settings);
+    config.earlier_ambiguous = earlier_ambiguous;
+    let report = execute(plan.to_send(), config, services).await;
     beside.stop();
     let (pacer, handle) = learned_into;
     let learned = pacer.learned_rate(learned_before);
@@ -138,8 +196,13 @@ pub async fn run(args: &ApplyArgs, printer: &Printer) -> Result<Exit, CliError> 
     let (store, saved_res) = recorder.finish().await;
     conn.close().await;
 
+    let exit = match exit_code(&report, &pre_failures, &saved_res) {
+        _ if accounts.fatal.is_some() => Exit::Fatal,
+        Exit::Success if accounts.problems > 0 => Exit::ItemsFailed,
+        exit => exit,
+    };
     let outcome = Outcome {
-        exit: exit_code(&report, &pre_failures, &saved_res),
+        exit,
         report: &report,
         present: plan.present.len(),
         pre_failures: &pre_failures,
@@ -259,6 +322,21 @@ fn plan_of(settings: &ApplySettings, conn: &Connection, store: &Store) -> Result
         saved
             .check_changes(&plan.changes())
             .map_err(|e| CliError::usage(e.with_replan(&replan()).to_string()))?;
+        // A saved plan lists tokens only: it cannot say which sub accounts to create (nor
+        // which settings to put back), so applying it must not create or change any.
+        if !plan.accounts_to_create.is_empty() {
+            let names: Vec<&str> = plan
+                .accounts_to_create
+                .iter()
+                .map(|a| a.name.as_str())
+                .collect();
+            return Err(CliError::usage(format!(
+                "a saved plan does not cover sub accounts to create ({}); nothing was sent: run \
+                 `apply` on the manifest to create them",
+                names.join(", ")
+            )));
+        }
+        plan.drift.clear();
     }
     Ok(plan)
 }
@@ -400,6 +478,7 @@ fn exec_config(settings: &ApplySettings) -> ExecConfig {
         fail_fast: settings.fail_fast,
         backoff: Backoff::default(),
         drain_timeout: settings.run.api.request_timeout + Duration::from_secs(5),
+        earlier_ambiguous: Default::default(),
     }
 }
 
@@ -549,9 +628,35 @@ fn report_recovery(printer: &Printer, store: &Store) {
 const PROMPT_LIST: usize = 20;
 
 /// The question: the counts by kind, which tokens (up to [`PROMPT_LIST`]), and what to type.
-fn question(plan: &Plan) -> String {
+fn question(plan: &Plan, update_accounts: bool) -> String {
     let changes = plan.changes();
     let mut kinds = Vec::new();
+    let mut q = String::new();
+    // Sub accounts first: they cost money, and their tokens are created right after them.
+    let new = &plan.accounts_to_create;
+    if !new.is_empty() {
+        kinds.push(format!(
+            "create {} adding up to {} GB a day, then their {}",
+            count(new.len(), "sub account"),
+            plan.added_daily_gb(),
+            count(plan.new_account_token_count(), "token")
+        ));
+        for a in new.iter().take(PROMPT_LIST) {
+            q.push_str(&format!("  + sub account {}\n", a.name));
+        }
+        if new.len() > PROMPT_LIST {
+            q.push_str(&format!(
+                "  … and {} more sub accounts\n",
+                new.len() - PROMPT_LIST
+            ));
+        }
+    }
+    if update_accounts && !plan.drift.is_empty() {
+        kinds.push(format!(
+            "update {} to the declared settings",
+            count(plan.drift.len(), "drifted sub account")
+        ));
+    }
     if !plan.create.is_empty() {
         kinds.push(format!("create {}", count(plan.create.len(), "token")));
     }
@@ -561,7 +666,6 @@ fn question(plan: &Plan) -> String {
             plan.replace.len()
         ));
     }
-    let mut q = String::new();
     for c in changes.iter().take(PROMPT_LIST) {
         q.push_str(&format!("  {}\n", c.describe()));
     }
@@ -569,15 +673,16 @@ fn question(plan: &Plan) -> String {
         q.push_str(&format!("  … and {} more\n", changes.len() - PROMPT_LIST));
     }
     q.push_str(&format!(
-        "This will {}. Tokens cannot be deleted through the API.\nType 'yes' to continue: ",
+        "This will {}. Tokens cannot be deleted through the API, and this tool never deletes a \
+         sub account.\nType 'yes' to continue: ",
         kinds.join(" and ")
     ));
     q
 }
 
 /// Asks on the terminal; only the exact word `yes` goes on.
-async fn confirm(plan: &Plan) -> bool {
-    let question = question(plan);
+async fn confirm(plan: &Plan, update_accounts: bool) -> bool {
+    let question = question(plan, update_accounts);
     tokio::task::spawn_blocking(move || {
         use std::io::Write;
         let _ = write!(std::io::stderr(), "{question}");

@@ -3,6 +3,7 @@
 pub mod apply;
 pub mod forget;
 pub mod misc;
+pub mod onboard;
 pub mod plan;
 pub mod simulate;
 pub mod state_cmds;
@@ -135,11 +136,17 @@ pub fn check_filter(
 /// The plan's view of the preflight's listing. An id outside 32 bits cannot be in a manifest,
 /// so it is left out.
 fn live_accounts(found: &Preflight) -> LiveAccounts {
-    found
+    let mut live: LiveAccounts = found
         .sub_accounts
         .iter()
         .filter_map(|a| Some((u32::try_from(a.account_id).ok()?, a.account_name.clone())))
-        .collect()
+        .collect();
+    live.settings = found
+        .sub_accounts
+        .iter()
+        .filter_map(|a| Some((u32::try_from(a.account_id).ok()?, a.settings.to_manifest())))
+        .collect();
+    live
 }
 
 /// How many of a repeated finding are shown by id before "and N more".
@@ -314,6 +321,10 @@ pub fn summary_lines(plan: &Plan, manifest: &Manifest, api: &ApiSetup) -> Vec<St
             count(plan.possible_orphans, "possible orphan")
         ));
     }
+    lines.extend(onboard::plan_lines(
+        plan,
+        manifest.settings.update_accounts == Some(true),
+    ));
     lines
 }
 

@@ -51,9 +51,10 @@ pub async fn run(args: &SimulateArgs, printer: &Printer) -> Result<Exit, CliErro
             id: i64,
             name: String,
         }
-        let list: Vec<Acc> = serde_json::from_slice(&text).map_err(|e| {
+        // Where and what kind of problem, never serde's message: it quotes the file.
+        let list: Vec<Acc> = crate::state::parse_strict(&text).map_err(|detail| {
             CliError::usage(format!(
-                "{}: expected [{{\"id\": 1, \"name\": \"a\"}}, ...]: {e}",
+                "{}: {detail}; expected [{{\"id\": 1, \"name\": \"a\"}}, ...]",
                 path.display()
             ))
         })?;

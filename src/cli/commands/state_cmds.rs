@@ -104,7 +104,8 @@ pub fn import(args: &ImportArgs, printer: &Printer) -> Result<Exit, CliError> {
     };
     let settings = StateSettings::resolve(&args.manifest, &args.state)?;
     let recipients = crate::cli::config::recipients(&settings.manifest, &args.seal)?;
-    let mut store = Store::open(settings.paths, None)?;
+    let mut store = Store::open(settings.paths, Some(&import_endpoint(&settings.manifest)?))?;
+    store.check_protection(recipients.is_some(), args.seal.allow_plaintext)?;
     let key = TokenKey {
         account_id,
         token_name,
@@ -136,6 +137,13 @@ pub fn import(args: &ImportArgs, printer: &Printer) -> Result<Exit, CliError> {
         "Recorded {key} as token {token_id} (imported); apply will not create it again."
     ));
     Ok(Exit::Success)
+}
+
+/// The endpoint an import binds the results file to (invariant 3): `LOGZIO_API_URL`, else
+/// `LOGZIO_REGION`, else the manifest's `api_url` or `region`, else the default region, as
+/// `apply` resolves them without flags. A results file bound to another endpoint is refused.
+fn import_endpoint(manifest: &crate::manifest::Manifest) -> Result<String, CliError> {
+    crate::cli::config::endpoint_identity(manifest)
 }
 
 /// Whether `key` may be recorded as `token_id`: the manifest asks for it, the id is positive,
@@ -202,18 +210,8 @@ fn keep_secrets(
         store.ledger_mut().keep_secrets(doc);
         return Ok(None);
     };
-    let armored = r.seal_secrets(&doc).map_err(|e| CliError::Fatal {
-        message: e.to_string(),
-    })?;
-    let name = crate::state::sealed::file_name(
-        time::OffsetDateTime::now_utc(),
-        &crate::state::sealed::new_run_id(&mut rand::rng()),
-    );
-    Ok(Some(crate::state::sealed::write_new(
-        &store.paths().sealed,
-        &name,
-        &armored,
-    )?))
+    // Written and listed in the results file (saved next), so export trusts it.
+    Ok(Some(store.seal_document(r, &doc)?))
 }
 
 /// `import --from EXPORT`: every token of a JSON export, and the tokens each replaced, exactly
@@ -231,8 +229,11 @@ fn import_from(
         crate::bounded::Symlinks::Follow,
     )
     .map_err(|e| CliError::usage(format!("cannot read {}: {e}", path.display())))?;
-    let rows = export::parse_json(path, &bytes).map_err(|e| CliError::usage(e.to_string()))?;
-    let mut store = Store::open(settings.paths, None)?;
+    let mut rows = export::parse_json(path, &bytes).map_err(|e| CliError::usage(e.to_string()))?;
+    // Shipping tokens belong to accounts, not to tokens the results file records.
+    rows.retain(export::ExportedToken::is_api_token);
+    let mut store = Store::open(settings.paths, Some(&import_endpoint(&settings.manifest)?))?;
+    store.check_protection(recipients.is_some(), args.seal.allow_plaintext)?;
     // Accounts given by name: the export says which id each name had; a name the results file
     // does not know yet is learned from it, one it knows must agree.
     for r in &rows {
@@ -269,6 +270,31 @@ fn import_from(
                 path.display(),
                 r.token_id
             )));
+        }
+    }
+    // A replaced token that is another row's current token (or recorded as current already):
+    // recording it as replaced would have `plan` tell the admin to delete a token in use.
+    for r in &rows {
+        for old in &r.superseded {
+            let current = rows
+                .iter()
+                .find(|other| other.token_id == old.token_id)
+                .map(|o| format!("{}/{}", o.account_id, o.token_name))
+                .or_else(|| {
+                    store
+                        .results()
+                        .find_token_id(old.token_id)
+                        .map(|k| k.to_string())
+                });
+            if let Some(current) = current {
+                return Err(CliError::usage(format!(
+                    "{} lists token {} as replaced under {}/{}, but it is the current token of {current}; nothing was recorded\n  = help: fix the export: a token is either current or replaced, not both",
+                    path.display(),
+                    old.token_id,
+                    r.account_id,
+                    r.token_name
+                )));
+            }
         }
     }
     let now = now_rfc3339();
@@ -361,11 +387,13 @@ pub fn export(args: &ExportArgs, printer: &Printer) -> Result<Exit, CliError> {
         ),
         None => None,
     };
-    let secrets = store
-        .all_secrets(identities.as_ref())
-        .map_err(|e| CliError::Fatal {
-            message: e.to_string(),
-        })?;
+    let (secrets, skipped) =
+        store
+            .all_secrets_named(identities.as_ref())
+            .map_err(|e| CliError::Fatal {
+                message: e.to_string(),
+            })?;
+    super::verify::warn_skipped(printer, &skipped);
     let mut rows: Vec<export::Row<'_>> = Vec::new();
     let mut missing = 0usize;
     for a in &settings.manifest.accounts {
@@ -395,9 +423,24 @@ pub fn export(args: &ExportArgs, printer: &Printer) -> Result<Exit, CliError> {
                     account_name: name.clone(),
                     token_id: rec.token_id,
                     token: &rec.token,
+                    kind: export::Kind::ApiToken,
                 }),
                 None => missing += 1,
             }
+        }
+        // A sub account this tool created: its log shipping token too.
+        if let Some(shipping) = secrets.shipping.get(&id) {
+            rows.push(export::Row {
+                key: TokenKey {
+                    account_id: id,
+                    token_name: String::new(),
+                },
+                account_name: Some(shipping.account_name.clone()),
+                token_id: 0,
+                token: &shipping.token,
+                superseded: Vec::new(),
+                kind: export::Kind::ShippingToken,
+            });
         }
     }
     let format = match args.format {

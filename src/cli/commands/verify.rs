@@ -39,8 +39,11 @@ pub async fn run(args: &VerifyArgs, printer: &Printer) -> Result<Exit, CliError>
     let run = &settings.run;
     // The lock is held from here to the save: verify's statuses never race an apply.
     let mut store = Store::open(run.paths.clone(), Some(&run.api.identity()))?;
-    let secrets = secrets_of(&settings, &store)?;
+    let secrets = secrets_of(&settings, &store, printer)?;
     let (probes, unverifiable) = probes_of(&settings, &store, &secrets);
+    // The log shipping tokens of created sub accounts: compared with the accounts' own.
+    let (shipping_lines, shipping_problems) =
+        super::onboard::verify_shipping(&store, &secrets, &run.api).await;
     drop(secrets);
     if let Some(warning) = foreign_host_warning(&settings, probes.len()) {
         printer.warn(&warning);
@@ -125,13 +128,23 @@ pub async fn run(args: &VerifyArgs, printer: &Printer) -> Result<Exit, CliError>
     } else {
         summary.print(printer, &report, &unverifiable, &store, started);
     }
+    if !settings.json {
+        super::print_lines(printer, &shipping_lines);
+    }
     saved?;
-    Ok(summary.exit)
+    Ok(match summary.exit {
+        Exit::Success if shipping_problems > 0 => Exit::ItemsFailed,
+        exit => exit,
+    })
 }
 
 /// Every secret known for the manifest: the plaintext secrets file and, with `--identity`,
 /// every sealed file.
-fn secrets_of(settings: &VerifySettings, store: &Store) -> Result<SecretsFile, CliError> {
+fn secrets_of(
+    settings: &VerifySettings,
+    store: &Store,
+    printer: &Printer,
+) -> Result<SecretsFile, CliError> {
     let identities = match &settings.identity {
         Some(path) => Some(
             Identities::load_key_file(path).map_err(|e| CliError::Fatal {
@@ -140,11 +153,23 @@ fn secrets_of(settings: &VerifySettings, store: &Store) -> Result<SecretsFile, C
         ),
         None => None,
     };
-    store
-        .all_secrets(identities.as_ref())
-        .map_err(|e| CliError::Fatal {
-            message: format!("{e}; pass --identity KEYFILE (or set LOGZIO_TOKENS_IDENTITY_FILE)"),
-        })
+    let (secrets, skipped) =
+        store
+            .all_secrets_named(identities.as_ref())
+            .map_err(|e| CliError::Fatal {
+                message: format!(
+                    "{e}; pass --identity KEYFILE (or set LOGZIO_TOKENS_IDENTITY_FILE)"
+                ),
+            })?;
+    warn_skipped(printer, &skipped);
+    Ok(secrets)
+}
+
+/// Names each sealed file found but not used, and why (invariant 4).
+pub(crate) fn warn_skipped(printer: &Printer, skipped: &[(std::path::PathBuf, String)]) {
+    for (path, why) in skipped {
+        printer.warn(&format!("sealed file {}: {why}", path.display()));
+    }
 }
 
 /// The probes: every recorded token of the manifest (within `--account` filters) and every
@@ -441,32 +466,53 @@ impl Summary {
                 );
             }
         }
+        // Each list: its count first, then one token a line, cut to the first few and where
+        // every one is (a state of thousands must not print thousands of lines).
         if !unverifiable.is_empty() {
-            let names: Vec<String> = unverifiable
-                .iter()
-                .map(|u| {
-                    format!(
-                        "{}/{} (id {})",
-                        u.key.account_id, u.key.token_name, u.token_id
-                    )
-                })
-                .collect();
             printer.warn(&format!(
-                "{} without a known secret, not verified: {}",
-                count(unverifiable.len(), "token"),
-                super::first_few(&names, 10)
+                "{} without a known secret, not verified:",
+                count(unverifiable.len(), "token")
             ));
+            let lines = super::summarised(
+                unverifiable
+                    .iter()
+                    .map(|u| {
+                        format!(
+                            "  {}/{} (id {}{})",
+                            u.key.account_id,
+                            u.key.token_name,
+                            u.token_id,
+                            if u.superseded { ", replaced" } else { "" }
+                        )
+                    })
+                    .collect(),
+                "`verify --json` lists every one",
+            );
+            for line in lines {
+                printer.info(&line);
+            }
         }
         let to_remove: Vec<String> = store
             .results()
             .superseded_to_remove()
-            .map(|s| format!("{}/{} (id {})", s.account_id, s.token_name, s.token_id))
+            .map(|s| format!("  {}/{} (id {})", s.account_id, s.token_name, s.token_id))
             .collect();
         if !to_remove.is_empty() {
             printer.info(&format!(
-                "Replaced but still working, remove by hand in the Logz.io UI (Settings > Tools > Manage Tokens): {}",
-                super::first_few(&to_remove, 10)
+                "{} replaced but still working: remove by hand in the Logz.io UI (Settings > Tools > Manage Tokens):",
+                count(to_remove.len(), "token")
             ));
+            let results = store.paths().results.display().to_string();
+            let lines = super::summarised(
+                to_remove,
+                &format!(
+                    "every one is in the `superseded` list of {}",
+                    crate::cli::output::shell_quote(&results)
+                ),
+            );
+            for line in lines {
+                printer.info(&line);
+            }
         }
         printer.info(&format!("Results: {}", store.paths().results.display()));
     }

@@ -184,6 +184,7 @@ fn config(concurrency: usize) -> ExecConfig {
         fail_fast: false,
         backoff: Backoff::default(),
         drain_timeout: Duration::from_secs(5),
+        earlier_ambiguous: Default::default(),
     }
 }
 

@@ -32,6 +32,33 @@ pub enum JournalRecord {
         /// When (RFC 3339).
         at: String,
     },
+    /// A sub-account create is about to be sent.
+    AccountIntent {
+        /// Sequence number, unique within the journal (shared with token intents).
+        seq: u64,
+        /// The account name.
+        name: String,
+        /// Which attempt for this account (1-based).
+        attempt: u32,
+        /// The ids that carried the name before the send.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        known: Vec<u32>,
+        /// When (RFC 3339).
+        at: String,
+    },
+    /// The sub-account create of intent `seq` ended, or the lookup after it did, or (`seq` 0)
+    /// the new account's shipping token was read.
+    AccountOutcome {
+        /// The intent's sequence number (0 for a shipping token).
+        seq: u64,
+        /// The account name.
+        name: String,
+        /// What happened.
+        #[serde(flatten)]
+        outcome: crate::state::accounts::AccountOutcome,
+        /// When (RFC 3339).
+        at: String,
+    },
     /// The request of intent `seq` ended.
     Outcome {
         /// The intent's sequence number.
@@ -46,6 +73,26 @@ pub enum JournalRecord {
         /// What happened.
         #[serde(flatten)]
         outcome: Outcome,
+        /// When (RFC 3339).
+        at: String,
+    },
+    /// The first record of every journal: the endpoint its requests go to. Every record after
+    /// it is bound to that endpoint (invariant 3): a journal is never replayed into the state of
+    /// another. A journal without one (written before it existed) is bound to the endpoint of
+    /// the results file it is replayed into.
+    Begin {
+        /// The API base URL of the run (its identity, as the results file records it).
+        endpoint: String,
+        /// When (RFC 3339).
+        at: String,
+    },
+    /// A sealed file is about to be written (journaled first, so that a run killed between
+    /// that write and the next save of the results file still gets it listed: the replay lists
+    /// it when the file holds exactly these bytes).
+    Sealed {
+        /// Its name, digest and run, as `sealed_files` in the results file lists them.
+        #[serde(flatten)]
+        file: crate::state::SealedFile,
         /// When (RFC 3339).
         at: String,
     },
@@ -142,7 +189,12 @@ impl JournalRecord {
     /// When the record was written (RFC 3339).
     pub(super) fn at(&self) -> &str {
         match self {
-            JournalRecord::Intent { at, .. } | JournalRecord::Outcome { at, .. } => at,
+            JournalRecord::Intent { at, .. }
+            | JournalRecord::Outcome { at, .. }
+            | JournalRecord::Begin { at, .. }
+            | JournalRecord::Sealed { at, .. }
+            | JournalRecord::AccountIntent { at, .. }
+            | JournalRecord::AccountOutcome { at, .. } => at,
         }
     }
 }

@@ -25,6 +25,12 @@ pub struct Replayed {
     pub gap: Option<Gap>,
     /// Number of records read.
     pub records: usize,
+    /// The endpoint the journal is bound to (its `begin` record), if it has one.
+    pub endpoint: Option<String>,
+    /// The sealed files the run journaled before writing them.
+    pub sealed_files: Vec<crate::state::SealedFile>,
+    /// Sub-account records, in order: intents (seq, name, known ids) and outcomes.
+    pub accounts: Vec<crate::state::accounts::AccountRecord>,
 }
 
 /// Zeros between a journal's records: a write that failed part way (the recorder starts the
@@ -354,6 +360,33 @@ fn note(
             );
             order.push(seq);
         }
+        JournalRecord::AccountIntent {
+            seq,
+            name,
+            known,
+            at,
+            ..
+        } => out
+            .accounts
+            .push(crate::state::accounts::AccountRecord::Intent {
+                seq,
+                name,
+                known,
+                at,
+            }),
+        JournalRecord::AccountOutcome {
+            seq,
+            name,
+            outcome,
+            at,
+        } => out
+            .accounts
+            .push(crate::state::accounts::AccountRecord::Outcome {
+                seq,
+                name,
+                outcome,
+                at,
+            }),
         JournalRecord::Outcome {
             seq,
             create,
@@ -373,6 +406,10 @@ fn note(
                 at,
             ));
         }
+        JournalRecord::Begin { endpoint, .. } => {
+            out.endpoint.get_or_insert(endpoint);
+        }
+        JournalRecord::Sealed { file, .. } => out.sealed_files.push(file),
     }
 }
 

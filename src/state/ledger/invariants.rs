@@ -86,8 +86,9 @@ pub fn superseded_ids_are_not_current(ledger: &Ledger) -> Result<(), Violation> 
 
 /// No token id reaches the results file before its secret is kept with it: every token
 /// recorded since the results file was last read or written, unless imported (the user may
-/// not have its secret), has its secret in the secrets file, or in this run's secrets held
-/// for sealing, or sealed already. (Tokens recorded earlier are not held to it: a secrets
+/// not have its secret), has its secret in the secrets file, or in a sealed file already
+/// written and listed (never only in memory, held for sealing: a run killed then would leave
+/// the results file naming a token whose secret is lost). (Tokens recorded earlier are not held to it: a secrets
 /// file lost since is reported by `verify` and `export`, not refused.)
 pub fn new_ids_have_durable_secrets(ledger: &Ledger) -> Result<(), Violation> {
     for (acc, m) in &ledger.results.accounts {
@@ -105,7 +106,9 @@ pub fn new_ids_have_durable_secrets(ledger: &Ledger) -> Result<(), Violation> {
             let held = |doc: &crate::state::SecretsFile| {
                 doc.get(&key).is_some_and(|s| s.token_id == r.token_id)
             };
-            if !held(&ledger.secrets) && !ledger.run_secrets.as_ref().is_some_and(held) {
+            // Secrets held in memory for sealing are not durable: a sealing run writes them
+            // into a listed sealed file before the save that names their tokens.
+            if !held(&ledger.secrets) {
                 return broken(
                     "new_ids_have_durable_secrets",
                     format!(

@@ -6,6 +6,7 @@
 //! [`Ledger::clear_orphans`], [`Ledger::set_statuses`], ...). The rules every state must
 //! keep are in [`invariants`], checked when a state is loaded and before every save.
 
+mod accounts;
 pub mod invariants;
 
 use std::collections::{HashMap, HashSet};
@@ -121,7 +122,7 @@ impl Ledger {
     /// as durable from then on.
     pub(crate) fn take_run_secrets(&mut self) -> Option<SecretsFile> {
         let held = self.run_secrets.as_mut()?;
-        if held.accounts.is_empty() && held.superseded.is_empty() {
+        if held.accounts.is_empty() && held.superseded.is_empty() && held.shipping.is_empty() {
             return None;
         }
         for m in held.accounts.values() {
@@ -141,6 +142,23 @@ impl Ledger {
     /// Serializes the results, dated `at`, for a save.
     pub(crate) fn results_bytes(&mut self, at: &str) -> Vec<u8> {
         self.results.to_bytes(at)
+    }
+
+    /// Lists a sealed file this tool wrote (`sealed_files`; invariant 4), once.
+    pub(crate) fn list_sealed(&mut self, file: crate::state::SealedFile) {
+        if !self
+            .results
+            .sealed_files
+            .iter()
+            .any(|f| f.file == file.file)
+        {
+            self.results.sealed_files.push(file);
+        }
+    }
+
+    /// The secrets of these token ids are in a sealed file now written and listed.
+    pub(crate) fn sealed_durable(&mut self, ids: impl IntoIterator<Item = i64>) {
+        self.sealed_ids.extend(ids);
     }
 
     /// The results file now holds every current token (a save succeeded).

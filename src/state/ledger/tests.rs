@@ -75,7 +75,12 @@ fn secrets_held_for_sealing_never_reach_the_plaintext_secrets() {
     l.hold_for_sealing();
     l.apply(&key("a"), created(10, "sek-a"), AT, &mut Vec::new());
     assert!(l.secrets().get(&key("a")).is_none());
-    invariants::check(&l).unwrap();
+    // Held in memory only: a save now would name a token whose secret a kill loses (issue 25,
+    // defect 1), so it is refused until the secret is written into a sealed file.
+    assert_eq!(
+        invariants::check(&l).unwrap_err().rule,
+        "new_ids_have_durable_secrets"
+    );
     let held = l.take_run_secrets().unwrap();
     assert_eq!(held.get(&key("a")).unwrap().token_id, 10);
     assert!(l.take_run_secrets().is_none(), "taken once");

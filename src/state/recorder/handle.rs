@@ -24,10 +24,29 @@ pub(super) enum Msg {
         outcome: Outcome,
         ack: oneshot::Sender<Result<Applied, StateError>>,
     },
+    /// A sub-account record: an intent (answered with its seq) or an outcome.
+    Account {
+        record: AccountMsg,
+        ack: oneshot::Sender<Result<u64, StateError>>,
+    },
     Failure(Failure),
     ResolvedName(String, u32),
     LearnedRate(Option<LearnedRate>),
     Finish(oneshot::Sender<Result<(), StateError>>),
+}
+
+/// A sub-account record to journal and apply.
+pub(super) enum AccountMsg {
+    Intent {
+        name: String,
+        attempt: u32,
+        known: Vec<u32>,
+    },
+    Outcome {
+        seq: u64,
+        name: String,
+        outcome: crate::state::accounts::AccountOutcome,
+    },
 }
 
 impl std::fmt::Debug for Msg {
@@ -56,6 +75,50 @@ pub(super) struct Ahead {
 }
 
 impl RecorderHandle {
+    /// Journals the intent to send a sub-account create (with the ids the name had before);
+    /// returns its sequence number once durable.
+    pub async fn account_intent(
+        &self,
+        name: &str,
+        attempt: u32,
+        known: &[u32],
+    ) -> Result<u64, StateError> {
+        let (ack, rx) = oneshot::channel();
+        self.tx
+            .send(Msg::Account {
+                record: AccountMsg::Intent {
+                    name: name.to_owned(),
+                    attempt,
+                    known: known.to_vec(),
+                },
+                ack,
+            })
+            .map_err(|_| StateError::RecorderGone)?;
+        rx.await.map_err(|_| StateError::RecorderGone)?
+    }
+
+    /// Journals and applies how a sub-account create (or its lookup) ended, or (`seq` 0) a
+    /// new account's shipping token; returns once durable.
+    pub async fn account_outcome(
+        &self,
+        seq: u64,
+        name: &str,
+        outcome: crate::state::accounts::AccountOutcome,
+    ) -> Result<(), StateError> {
+        let (ack, rx) = oneshot::channel();
+        self.tx
+            .send(Msg::Account {
+                record: AccountMsg::Outcome {
+                    seq,
+                    name: name.to_owned(),
+                    outcome,
+                },
+                ack,
+            })
+            .map_err(|_| StateError::RecorderGone)?;
+        rx.await.map_err(|_| StateError::RecorderGone)?.map(|_| ())
+    }
+
     /// Journals the intent to send a request; returns once it is durable.
     pub async fn intent(&self, key: &TokenKey, attempt: u32) -> Result<u64, StateError> {
         let (ack, rx) = oneshot::channel();
@@ -129,7 +192,7 @@ impl<F: Fs> Recorder<F> {
     /// Starts recording into `store`: creates a fresh journal (0600) and the task.
     /// The failures of the previous run are cleared: this run's replace them.
     pub fn start(mut store: Store<F>) -> Result<Recorder<F>, StateError> {
-        let journal = JournalWriter::create(
+        let mut journal = JournalWriter::create(
             store.fs().clone(),
             &store.paths().journal,
             store.paths().next_journal(),
@@ -139,6 +202,15 @@ impl<F: Fs> Recorder<F> {
             path: store.paths().journal.clone(),
             source,
         })?;
+        // The journal is bound to the run's endpoint before its first request (invariant 3).
+        journal
+            .write(&super::task::begin_record(&store))
+            .and_then(|()| journal.sync())
+            .map_err(|source| StateError::Write {
+                kind: StateFile::Journal,
+                path: store.paths().journal.clone(),
+                source,
+            })?;
         store.ledger_mut().clear_failures();
         let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
         let task = Task::new(store, journal);

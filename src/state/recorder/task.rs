@@ -9,7 +9,7 @@ use tokio::time::Instant;
 
 use tokio::sync::oneshot;
 
-use super::handle::{Ahead, Msg, Receiver};
+use super::handle::{AccountMsg, Ahead, Msg, Receiver};
 use super::save_clock::SaveClock;
 use crate::fs::{Fs, RealFs};
 use crate::key::{CreateKind, TokenKey};
@@ -89,6 +89,8 @@ pub(super) struct Task<F: Fs = RealFs> {
     pub(super) ahead: Arc<Ahead>,
     saves: SaveClock,
     finish: Option<oneshot::Sender<Result<(), StateError>>>,
+    /// This run's id, for the sub accounts it creates (the sealed file's, when it seals).
+    run_id: String,
 }
 
 impl<F: Fs> Task<F> {
@@ -111,6 +113,11 @@ impl<F: Fs> Task<F> {
             ahead: Arc::new(Ahead::default()),
             saves,
             finish: None,
+            run_id: String::new(),
+        };
+        task.run_id = match task.store.sealing() {
+            Some(s) => s.run_id.clone(),
+            None => task.store.new_run_id(),
         };
         task.outcome_room = task.measure_outcome_room();
         task
@@ -303,6 +310,7 @@ impl<F: Fs> Task<F> {
                 *slot = *seq;
             }
         }
+        self.journal_accounts(batch, &mut seqs, buf, now, &mut seal_failed);
         self.journal_intents(batch, &mut seqs, buf, now);
         // Every record is fsync'd before it is acknowledged: an outcome so that a received
         // secret survives a power loss, and an intent so that a request sent is on the disk
@@ -337,12 +345,82 @@ impl<F: Fs> Task<F> {
         self.broken.get_or_insert_with(|| e.to_string());
     }
 
+    /// Adds the batch's sub-account records to `buf`: each outcome settles its intent; each
+    /// intent gets the next sequence number and stays pending (re-written into each fresh
+    /// journal) until its outcome comes. Accounts are few: no room is held for them, and their
+    /// records are fsync'd at once.
+    fn journal_accounts(
+        &mut self,
+        batch: &[Msg],
+        seqs: &mut [u64],
+        buf: &mut Vec<u8>,
+        now: &str,
+        seal_failed: &mut Option<std::io::Error>,
+    ) {
+        for (m, slot) in batch.iter().zip(seqs.iter_mut()) {
+            let Msg::Account { record, .. } = m else {
+                continue;
+            };
+            match record {
+                AccountMsg::Outcome { seq, name, outcome } => {
+                    if *seq != 0
+                        && let Some((_, room)) = self.pending.remove(seq)
+                    {
+                        self.held -= room;
+                    }
+                    match self.store.journaled_account(name, outcome) {
+                        Ok(outcome) => buf.extend(
+                            JournalRecord::AccountOutcome {
+                                seq: *seq,
+                                name: name.clone(),
+                                outcome,
+                                at: now.to_owned(),
+                            }
+                            .to_line(),
+                        ),
+                        Err(e) => {
+                            seal_failed.get_or_insert(e);
+                        }
+                    }
+                    *slot = *seq;
+                }
+                AccountMsg::Intent {
+                    name,
+                    attempt,
+                    known,
+                } => {
+                    // Once the state is broken no request may start.
+                    if self.broken.is_some() {
+                        continue;
+                    }
+                    self.seq += 1;
+                    let rec = JournalRecord::AccountIntent {
+                        seq: self.seq,
+                        name: name.clone(),
+                        attempt: *attempt,
+                        known: known.clone(),
+                        at: now.to_owned(),
+                    };
+                    buf.extend(rec.to_line());
+                    self.pending.insert(self.seq, (rec, 0));
+                    *slot = self.seq;
+                }
+            }
+        }
+    }
+
     /// Refuses the intents of a batch whose write or fsync failed: their requests are never
     /// sent, and the room held for their outcomes is released.
     fn refuse_intents(&mut self, batch: &[Msg], seqs: &[u64]) {
         for (m, s) in batch.iter().zip(seqs) {
-            if matches!(m, Msg::Intent { .. })
-                && let Some((_, room)) = self.pending.remove(s)
+            if matches!(
+                m,
+                Msg::Intent { .. }
+                    | Msg::Account {
+                        record: AccountMsg::Intent { .. },
+                        ..
+                    }
+            ) && let Some((_, room)) = self.pending.remove(s)
             {
                 self.held -= room;
             }
@@ -514,6 +592,42 @@ impl<F: Fs> Task<F> {
                     };
                     let _ = ack.send(res);
                 }
+                Msg::Account { record, ack } => {
+                    let res = match (&self.broken, &record) {
+                        (Some(why), AccountMsg::Intent { .. }) => {
+                            Err(broken_state(&self.store.paths().journal, why))
+                        }
+                        (Some(why), AccountMsg::Outcome { .. }) if !journal_ok => {
+                            Err(broken_state(&self.store.paths().journal, why))
+                        }
+                        _ => Ok(s),
+                    };
+                    // Applied only once durable (an intent refused is never sent).
+                    if res.is_ok() {
+                        let record = match record {
+                            AccountMsg::Intent { name, known, .. } => {
+                                crate::state::accounts::AccountRecord::Intent {
+                                    seq: s,
+                                    name,
+                                    known,
+                                    at: now.to_owned(),
+                                }
+                            }
+                            AccountMsg::Outcome { seq, name, outcome } => {
+                                crate::state::accounts::AccountRecord::Outcome {
+                                    seq,
+                                    name,
+                                    outcome,
+                                    at: now.to_owned(),
+                                }
+                            }
+                        };
+                        let run_id = self.run_id.clone();
+                        self.store.apply_account(record, &run_id);
+                        self.dirty = true;
+                    }
+                    let _ = ack.send(res);
+                }
                 Msg::Failure(f) => {
                     self.store.ledger_mut().note_failure(f);
                     self.dirty = true;
@@ -563,21 +677,19 @@ impl<F: Fs> Task<F> {
         self.saves.tick(now);
     }
 
-    /// Saves the files, then replaces the journal with one holding only the intents still in
-    /// flight. The replacement is atomic (a new 0600 file, fsync'd, renamed over the old one),
-    /// so a crash at any instant leaves either the old journal or the new one, never an empty
-    /// one.
+    /// Seals the secrets received since the last checkpoint into a new sealed file (when the
+    /// run seals), saves the files, then replaces the journal with one holding only the intents
+    /// still in flight. The results file never names a token before its secret is in the
+    /// secrets file or a listed sealed file (invariant 1): the secrets are written first. The
+    /// replacement is atomic (a new 0600 file, fsync'd, renamed over the old one), so a crash
+    /// at any instant leaves either the old journal or the new one, never an empty one.
     fn checkpoint(&mut self) -> Result<(), StateError> {
+        self.seal_received()?;
         self.store.save()?;
-        if self.store.sealing().is_some() {
-            // The journal holds this run's sealed secrets until its sealed file is written
-            // at the end; it is not replaced.
-            return Ok(());
-        }
         let mut keep: Vec<(&u64, &JournalRecord)> =
             self.pending.iter().map(|(s, (r, _))| (s, r)).collect();
         keep.sort_by_key(|(s, _)| **s);
-        let mut buf = zeroize::Zeroizing::new(Vec::new());
+        let mut buf = zeroize::Zeroizing::new(begin_record(&self.store));
         for (_, r) in keep {
             buf.extend(r.to_line());
         }
@@ -612,15 +724,16 @@ impl<F: Fs> Task<F> {
                 );
             }
         }
-        let res = self.store.save().and_then(|()| {
-            if let Some(path) = self.store.seal_run()? {
-                tracing::info!(file = %path.display(), "sealed this run's secrets");
-            }
-            if self.pending.is_empty() {
-                self.journal.remove().map_err(|e| self.journal_error(e))?;
-            }
-            Ok(())
-        });
+        // The secrets first, then the results file that names their tokens (invariant 1).
+        let res = self
+            .seal_received()
+            .and_then(|()| self.store.save())
+            .and_then(|()| {
+                if self.pending.is_empty() {
+                    self.journal.remove().map_err(|e| self.journal_error(e))?;
+                }
+                Ok(())
+            });
         if res.is_err() {
             // What no disk holds, or may not: named to the user, since no file can.
             let mut unsaved: Vec<TokenKey> = std::mem::take(&mut self.unjournaled);
@@ -650,6 +763,40 @@ impl<F: Fs> Task<F> {
         (self.store, res)
     }
 
+    /// When the run seals: writes the secrets received since the last call into a new sealed
+    /// file, journaling its name and digest first (so a run killed before the next save still
+    /// gets it listed), and lists it in the results file (saved next).
+    fn seal_received(&mut self) -> Result<(), StateError> {
+        let journal = &mut self.journal;
+        let journal_path = self.store.paths().journal.clone();
+        let at = self.store.clock().now_rfc3339();
+        let mut journaled = false;
+        let sealed = self.store.seal_run(|file| {
+            let line = JournalRecord::Sealed {
+                file: file.clone(),
+                at,
+            }
+            .to_line();
+            journal
+                .write(&line)
+                .and_then(|()| journal.sync())
+                .map_err(|source| StateError::Write {
+                    kind: StateFile::Journal,
+                    path: journal_path,
+                    source: explain_read_only(source),
+                })?;
+            journaled = true;
+            Ok(())
+        });
+        if journaled {
+            self.journal_dirty = false;
+        }
+        if let Some(path) = sealed? {
+            tracing::info!(file = %path.display(), "sealed the secrets received");
+        }
+        Ok(())
+    }
+
     /// The monotonic time now, from the store's clock.
     fn now(&self) -> Instant {
         self.store.clock().now()
@@ -661,6 +808,18 @@ impl<F: Fs> Task<F> {
             path: self.store.paths().journal.clone(),
             source: explain_read_only(source),
         }
+    }
+}
+
+/// The first line of every journal: the endpoint its records are bound to (invariant 3).
+pub(super) fn begin_record<F: Fs>(store: &Store<F>) -> Vec<u8> {
+    match &store.results().api_url {
+        Some(endpoint) => JournalRecord::Begin {
+            endpoint: endpoint.clone(),
+            at: store.clock().now_rfc3339(),
+        }
+        .to_line(),
+        None => Vec::new(),
     }
 }
 

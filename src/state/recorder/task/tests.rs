@@ -275,6 +275,8 @@ fn journal_lines(t: &Task) -> Vec<JournalRecord> {
         .unwrap()
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
+        // The endpoint every journal starts with (checked where it matters).
+        .filter(|r| !matches!(r, JournalRecord::Begin { .. }))
         .collect()
 }
 
@@ -626,6 +628,13 @@ fn a_checkpoint_saves_when_due_and_keeps_only_the_intents_in_flight() {
     let lines = journal_lines(&t);
     assert_eq!(lines.len(), 1);
     assert_eq!(intent_seq(&lines[0]), 2);
+    // Bound to the run's endpoint from its first line (invariant 3).
+    let text = std::fs::read_to_string(&t.store.paths().journal).unwrap();
+    let first: JournalRecord = serde_json::from_str(text.lines().next().unwrap()).unwrap();
+    assert!(
+        matches!(&first, JournalRecord::Begin { endpoint, .. } if endpoint == "http://127.0.0.1:1"),
+        "{first:?}"
+    );
     // The fresh journal holds exactly the room for b's outcome, plus the room taken
     // ahead (64 KiB, `room::AHEAD`).
     assert_eq!(

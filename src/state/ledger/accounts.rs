@@ -1,0 +1,79 @@
+//! The ledger's sub-account operation: what an account record of a run (or of a replayed
+//! journal) changes in the results and the secrets.
+
+use super::Ledger;
+use crate::state::HeldSecret;
+use crate::state::accounts::{AccountOutcome, AccountRecord};
+use crate::state::results::{CreatedAccount, PendingCreate};
+use crate::state::secrets::ShippingSecret;
+
+impl Ledger {
+    /// Applies an account record: an intent makes the name pending (until an outcome says
+    /// what became of it); a create or adoption records the account (`accounts_created`, the
+    /// name's id); a lookup that found none or several settles it; a shipping token goes with
+    /// the other secrets. `run_id`: the run that created it, for the record.
+    pub(crate) fn apply_account(
+        &mut self,
+        record: AccountRecord,
+        run_id: &str,
+        sealed_blobs: &mut Vec<String>,
+    ) {
+        match record {
+            AccountRecord::Intent {
+                name, known, at, ..
+            } => {
+                self.results
+                    .accounts_pending
+                    .insert(name, PendingCreate { known, since: at });
+            }
+            AccountRecord::Outcome { name, outcome, .. } => match outcome {
+                AccountOutcome::Created {
+                    account_id,
+                    created_at,
+                }
+                | AccountOutcome::Adopted {
+                    account_id,
+                    created_at,
+                } => {
+                    self.results.accounts_pending.remove(&name);
+                    self.results
+                        .accounts_created
+                        .entry(name.clone())
+                        .or_insert_with(|| CreatedAccount {
+                            account_id,
+                            created_at,
+                            run_id: run_id.to_owned(),
+                            shipping_token: false,
+                        });
+                    self.results.resolved_names.insert(name, account_id);
+                }
+                AccountOutcome::Ambiguous { .. } => {}
+                AccountOutcome::NotFound { .. }
+                | AccountOutcome::Duplicates { .. }
+                | AccountOutcome::NotCreated { .. } => {
+                    self.results.accounts_pending.remove(&name);
+                }
+                AccountOutcome::Shipping {
+                    account_id,
+                    secret: HeldSecret { token, sealed },
+                } => {
+                    if let Some(created) = self.results.accounts_created.get_mut(&name) {
+                        created.shipping_token = true;
+                    }
+                    if let Some(token) = token {
+                        self.secret_sink().shipping.insert(
+                            account_id,
+                            ShippingSecret {
+                                account_name: name,
+                                token,
+                            },
+                        );
+                    }
+                    if let Some(blob) = sealed {
+                        sealed_blobs.push(blob);
+                    }
+                }
+            },
+        }
+    }
+}

@@ -1,0 +1,362 @@
+//! Onboarding: sub accounts declared in the manifest, planned, created exactly once with their
+//! tokens, and their drift shown and put back.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::time::Duration;
+
+use logzio_tokens::simulator::SimConfig;
+
+use crate::util::Env;
+
+/// A manifest that creates `new` accounts (team-00, team-01, ...) with two tokens each, the
+/// later ones sharing with the first, plus `payments-prod` (existing) declared with
+/// `retention_days: 30`.
+pub fn onboarding_manifest(new: usize) -> String {
+    let mut text = String::from(
+        "version: 1\n\
+         defaults:\n  tokens: [ci, grafana]\n  create:\n    email: platform@example.com\n    \
+         retention_days: 7\n    max_daily_gb: 5\n\
+         accounts:\n  - name: payments-prod\n    create: {retention_days: 30}\n",
+    );
+    for i in 0..new {
+        if i == 0 {
+            text.push_str("  - name: team-00\n    create: true\n");
+        } else {
+            text.push_str(&format!(
+                "  - name: team-{i:02}\n    create:\n      sharing_objects_accounts: [team-00, 160343]\n"
+            ));
+        }
+    }
+    text
+}
+
+#[test]
+fn plan_shows_accounts_to_create_the_gb_they_add_and_drift_and_counts_both_as_changes() {
+    let env = Env::with_sim(SimConfig::default());
+    let manifest = env.write("m.yaml", &onboarding_manifest(3));
+    let run = env.run(&["plan", manifest.to_str().unwrap(), "--detailed-exitcode"]);
+    run.expect_code(2);
+    let all = format!("{}{}", run.stdout, run.stderr);
+    assert!(
+        all.contains("3 sub accounts to create, adding up to 15 GB a day"),
+        "{all}"
+    );
+    assert!(all.contains("+ team-00 ("), "{all}");
+    assert!(
+        all.contains("payments-prod (id 160343) drifted: retention_days: 30 declared, 7 live"),
+        "{all}"
+    );
+    assert_eq!(env.sim().handle().counters().accounts_created, 0);
+
+    // Offline: the names could not be checked.
+    let offline = env.run_cmd(
+        env.cmd()
+            .env_remove("LOGZIO_API_TOKEN")
+            .env_remove("LOGZIO_API_URL")
+            .args(["plan", manifest.to_str().unwrap()]),
+        Duration::from_secs(60),
+    );
+    let all = format!("{}{}", offline.stdout, offline.stderr);
+    assert!(
+        all.contains("could not check whether 4 sub accounts exist"),
+        "{all}"
+    );
+}
+
+#[test]
+fn bad_create_settings_are_refused_at_their_line_with_nothing_sent() {
+    let env = Env::with_sim(SimConfig::default());
+    let manifest = env.write(
+        "m.yaml",
+        "version: 1\ndefaults:\n  tokens: [ci]\naccounts:\n  - name: team-x\n    create:\n      \
+         email: not-an-email\n      retention_days: 7\n      max_daily_gb: 5\n",
+    );
+    let run = env.run(&["apply", manifest.to_str().unwrap(), "--yes"]);
+    run.expect_code(2);
+    assert!(run.stderr.contains("m.yaml:7:14"), "{}", run.stderr);
+    assert_eq!(env.sim().handle().counters().requests, 0);
+}
+
+/// The names of the accounts `onboarding_manifest(n)` creates.
+fn new_names(n: usize) -> Vec<String> {
+    (0..n).map(|i| format!("team-{i:02}")).collect()
+}
+
+/// Runs apply until it exits 0 (at most `runs` times); returns the exit codes.
+fn converge(env: &Env, manifest: &str, extra: &[&str], runs: usize) -> Vec<Option<i32>> {
+    let mut codes = Vec::new();
+    for _ in 0..runs {
+        let mut args = vec!["apply", manifest, "--yes", "--no-progress"];
+        args.extend_from_slice(extra);
+        let run = env.run(&args);
+        codes.push(run.code);
+        if run.code == Some(0) {
+            break;
+        }
+        assert!(
+            matches!(run.code, Some(1)),
+            "apply ended {:?}\n{}",
+            run.code,
+            run.stderr
+        );
+    }
+    codes
+}
+
+/// Every account of `names` exists exactly once on the simulator, the results map each name to
+/// its id, every token the simulator created is recorded or a possible orphan, and each
+/// account's shipping token is in the secrets file.
+fn check_exactly_once(env: &Env, names: &[String], label: &str) {
+    let sim = env.sim().handle();
+    let accounts = sim.accounts();
+    let results = env.json("m.results.json");
+    let secrets = env.json("m.secrets.json");
+    for name in names {
+        let same: Vec<_> = accounts.iter().filter(|a| &a.name == name).collect();
+        assert_eq!(same.len(), 1, "{label}: {name} exists {} times", same.len());
+        let id = same[0].id;
+        assert_eq!(
+            results["accounts_created"][name]["account_id"], id,
+            "{label}: results of {name}"
+        );
+        assert_eq!(
+            secrets["shipping"][id.to_string()]["token"],
+            same[0].shipping_token,
+            "{label}: the shipping token of {name}"
+        );
+    }
+    let orphans: Vec<(i64, String)> = results["possible_orphans"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| {
+            (
+                o["account_id"].as_i64().unwrap(),
+                o["token_name"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    for token in sim.ground_truth() {
+        let recorded = &results["accounts"][token.account_id.to_string()][&token.name]["token_id"];
+        assert!(
+            *recorded == token.id || orphans.contains(&(token.account_id, token.name.clone())),
+            "{label}: token {} ({} of {}) is neither recorded nor a possible orphan",
+            token.id,
+            token.name,
+            token.account_id
+        );
+    }
+}
+
+fn chaos_config(seed: u64) -> SimConfig {
+    SimConfig {
+        seed,
+        account_list_lag: Duration::from_millis(300),
+        faults: logzio_tokens::simulator::FaultRates {
+            error_after_create: 0.1,
+            drop_after_create: 0.05,
+            drop_before_create: 0.05,
+            ..Default::default()
+        },
+        ..SimConfig::default()
+    }
+}
+
+/// The onboarding manifest with a short lookup (the simulator's lag is 300 ms) and a budget
+/// that lets a run finish in one or two passes.
+fn chaos_manifest(env: &Env, n: usize) -> String {
+    let text = onboarding_manifest(n).replace(
+        "accounts:\n",
+        "settings:\n  account_lookup_seconds: 2\n  max_ambiguous: 4\n  max_attempts: 10\naccounts:\n",
+    );
+    env.write("m.yaml", &text).to_str().unwrap().to_owned()
+}
+
+#[test]
+fn a_seeded_chaos_run_creates_24_accounts_and_their_tokens_each_exactly_once() {
+    let env = Env::with_sim(chaos_config(2811));
+    let manifest = chaos_manifest(&env, 24);
+    let codes = converge(&env, &manifest, &[], 6);
+    assert_eq!(codes.last(), Some(&Some(0)), "{codes:?}");
+    let names = new_names(24);
+    check_exactly_once(&env, &names, "chaos");
+    let counters = env.sim().handle().counters();
+    assert!(
+        counters.error_500_after_create + counters.dropped_after_create > 0,
+        "the faults played: {counters:?}"
+    );
+    assert_eq!(counters.account_deletes, 0);
+
+    // A re-run sends no create.
+    let before = env.sim().handle().counters();
+    env.run(&["apply", &manifest, "--yes", "--no-progress"])
+        .expect_code(0);
+    let after = env.sim().handle().counters();
+    assert_eq!(after.accounts_created, before.accounts_created);
+    assert_eq!(after.created, before.created);
+
+    // Export holds each shipping token, with its kind.
+    let export = env.run(&["export", &manifest, "--format", "csv", "--stdout"]);
+    export.expect_code(0);
+    for account in env
+        .sim()
+        .handle()
+        .accounts()
+        .iter()
+        .filter(|a| a.created_by_api)
+    {
+        assert!(
+            export
+                .stdout
+                .lines()
+                .any(|l| l.ends_with(",shipping_token") && l.contains(&account.shipping_token)),
+            "{}",
+            export.stdout
+        );
+    }
+}
+
+#[test]
+fn kill_9_at_random_points_then_resume_still_creates_each_account_once() {
+    use rand::{Rng, SeedableRng};
+    for seed in [7_u64, 99] {
+        let env = Env::with_sim(chaos_config(seed));
+        let manifest = chaos_manifest(&env, 24);
+        let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+        let mut killed_running = 0;
+        for _ in 0..3 {
+            let mut child = env
+                .cmd()
+                .args(["apply", &manifest, "--yes", "--no-progress"])
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .unwrap();
+            let start = env.sim().handle().counters().accounts_created;
+            let at = start + rng.random_range(1..8);
+            crate::util::wait_until(Duration::from_secs(60), || {
+                env.sim().handle().counters().accounts_created >= at
+                    || child.try_wait().unwrap().is_some()
+            });
+            if child.try_wait().unwrap().is_none() {
+                killed_running += 1;
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        assert!(
+            killed_running > 0,
+            "seed {seed}: no kill landed in a running apply"
+        );
+        let codes = converge(&env, &manifest, &[], 6);
+        assert_eq!(codes.last(), Some(&Some(0)), "seed {seed}: {codes:?}");
+        check_exactly_once(&env, &new_names(24), &format!("seed {seed}"));
+    }
+}
+
+#[test]
+fn drift_made_by_hand_shows_in_plan_and_update_accounts_puts_it_back() {
+    let env = Env::with_sim(SimConfig::default());
+    let manifest = env.write("m.yaml", &onboarding_manifest(2));
+    let manifest = manifest.to_str().unwrap();
+    env.run(&["apply", manifest, "--yes", "--no-progress"])
+        .expect_code(0);
+    let sim = env.sim().handle();
+    let team = sim
+        .accounts()
+        .into_iter()
+        .find(|a| a.name == "team-01")
+        .unwrap();
+    // By hand: a declared field and one the manifest does not declare.
+    assert!(sim.edit_account(team.id, |s| {
+        s.retention_days = 3;
+        s.doc_size_setting = true;
+    }));
+    let plan = env.run(&["plan", manifest, "--detailed-exitcode"]);
+    plan.expect_code(2);
+    let shown = format!("{}{}", plan.stdout, plan.stderr);
+    assert!(
+        shown.contains("team-01") && shown.contains("retention_days: 7 declared, 3 live"),
+        "{shown}"
+    );
+    // Without --update-accounts: reported, nothing changed.
+    env.run(&["apply", manifest, "--yes", "--no-progress"])
+        .expect_code(0);
+    assert_eq!(sim.counters().account_updates, 0);
+    env.run(&[
+        "apply",
+        manifest,
+        "--yes",
+        "--no-progress",
+        "--update-accounts",
+    ])
+    .expect_code(0);
+    let after = sim
+        .accounts()
+        .into_iter()
+        .find(|a| a.id == team.id)
+        .unwrap();
+    assert_eq!(after.settings.retention_days, 7);
+    assert!(
+        after.settings.doc_size_setting,
+        "an undeclared field is kept"
+    );
+    assert_eq!(after.settings.sharing_objects_accounts.len(), 2);
+    // payments-prod drifted from the start (retention 7 live, 30 declared): put back too.
+    let payments = sim
+        .accounts()
+        .into_iter()
+        .find(|a| a.name == "payments-prod")
+        .unwrap();
+    assert_eq!(payments.settings.retention_days, 30);
+    env.run(&["plan", manifest, "--detailed-exitcode"])
+        .expect_code(0);
+    assert_eq!(sim.counters().account_deletes, 0);
+}
+
+#[test]
+fn a_saved_plan_never_creates_sub_accounts() {
+    let env = Env::with_sim(SimConfig::default());
+    let manifest = env.write("m.yaml", &onboarding_manifest(1));
+    env.run(&["plan", manifest.to_str().unwrap(), "--out", "p.json"])
+        .expect_code(0);
+    let run = env.run(&["apply", "p.json", "--yes", "--no-progress"]);
+    run.expect_code(2);
+    assert!(run.stderr.contains("saved plan"), "{}", run.stderr);
+    assert_eq!(env.sim().handle().counters().accounts_created, 0);
+    assert_eq!(env.sim().handle().counters().created, 0);
+}
+
+#[test]
+fn verify_compares_each_kept_shipping_token_with_the_accounts_own() {
+    let env = Env::with_sim(SimConfig::default());
+    let manifest = env.write("m.yaml", &onboarding_manifest(2));
+    let manifest = manifest.to_str().unwrap();
+    env.run(&["apply", manifest, "--yes", "--no-progress"])
+        .expect_code(0);
+    let run = env.run(&["verify", manifest, "--no-progress"]);
+    run.expect_code(0);
+    let shown = format!("{}{}", run.stdout, run.stderr);
+    assert!(
+        shown.contains("2 log shipping tokens of the sub accounts this tool created: 2 current"),
+        "{shown}"
+    );
+    let sim = env.sim().handle();
+    let team = sim
+        .accounts()
+        .into_iter()
+        .find(|a| a.name == "team-01")
+        .unwrap();
+    assert!(sim.rotate_shipping_token(team.id));
+    let run = env.run(&["verify", manifest, "--no-progress"]);
+    run.expect_code(1);
+    let shown = format!("{}{}", run.stdout, run.stderr);
+    assert!(
+        shown.contains(&format!(
+            "the log shipping token of team-01 (id {}) is no longer the one kept",
+            team.id
+        )),
+        "{shown}"
+    );
+}

@@ -1,0 +1,414 @@
+//! Deterministic simulation testing (issue 27): the real store, recorder and executor, run
+//! single-threaded on a paused clock against an in-process simulated API, with crashes and
+//! Ctrl-C at every network event, checked against the server's ground truth after every step.
+//! One seed decides everything; a failure prints the line that replays it.
+//!
+//! - `LOGZIO_TOKENS_SIM_SEED=0x…` replays one seed (and prints its trace);
+//! - `LOGZIO_TOKENS_SIM_SEEDS=N` runs N seeds instead of the CI range;
+//! - `LOGZIO_TOKENS_SIM_SOAK=1` sweeps every crash point of small sealed runs with rotation.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::print_stderr,
+    clippy::print_stdout
+)]
+
+mod api;
+mod check;
+mod driver;
+mod fs;
+mod watch;
+
+use api::AtEvent;
+use driver::{Op, Scenario, Verdict};
+
+/// Seeds CI runs (sized to about 60 s with the stall family on the project's loaded 2-core
+/// machine: 8-12 seeds/s at a load of 12-18).
+const CI_SEEDS: u64 = 500;
+
+/// Findings still open on main: the defects of issue 25 whose fixes are on branch `seams2`,
+/// and what this simulation found beyond them. A problem tagged with one is reported by the
+/// sweep, kept as a regression case below, and does not fail the CI range. Remove a tag once
+/// its fix is on main.
+const OPEN_FINDINGS: &[&str] = &[driver::SAVE_WINDOW];
+
+/// The finding a problem reproduces, when the checker tagged it (the text before `: `).
+fn finding_of(problem: &str) -> Option<&str> {
+    let tag = problem
+        .split(": ")
+        .find(|p| p.starts_with("issue 25 defect") || p.starts_with("finding "))?;
+    Some(tag)
+}
+
+/// The issue-25 defect number a problem reproduces, when it does.
+fn defect_of(problem: &str) -> Option<u32> {
+    finding_of(problem)?
+        .strip_prefix("issue 25 defect ")?
+        .parse()
+        .ok()
+}
+
+/// Whether every problem of a verdict is a known, open finding.
+fn only_open_findings(v: &Verdict) -> bool {
+    v.problems
+        .iter()
+        .all(|p| finding_of(p).is_some_and(|f| OPEN_FINDINGS.contains(&f)))
+}
+
+fn env_u64(name: &str) -> Option<u64> {
+    let v = std::env::var(name).ok()?;
+    let v = v.trim();
+    match v.strip_prefix("0x") {
+        Some(hex) => u64::from_str_radix(hex, 16).ok(),
+        None => v.parse().ok(),
+    }
+}
+
+fn replay_line(seed: u64) -> String {
+    format!(
+        "replay: LOGZIO_TOKENS_SIM_SEED={seed:#x} cargo test --locked --test integration sim::seeds -- --nocapture"
+    )
+}
+
+fn report(v: &Verdict) -> String {
+    format!(
+        "seed {:#x} failed ({} problems):\n  {}\n{}",
+        v.scenario.seed,
+        v.problems.len(),
+        v.problems.join("\n  "),
+        replay_line(v.scenario.seed)
+    )
+}
+
+/// The first seed of the stall family (see `Scenario::of`).
+const STALL_FAMILY: u64 = 1 << 63;
+/// Stall-family seeds CI runs (a stall advances the paused clock: it costs no real time).
+const CI_STALL_SEEDS: u64 = 60;
+
+/// Runs `seeds`; returns the failing verdicts.
+fn sweep(seeds: impl Iterator<Item = u64>) -> (u64, Vec<Verdict>) {
+    let mut ran = 0;
+    let mut failed = Vec::new();
+    for seed in seeds {
+        ran += 1;
+        let v = driver::run(seed);
+        if !v.problems.is_empty() {
+            failed.push(v);
+        }
+    }
+    (ran, failed)
+}
+
+/// Runs a range and fails on any problem that is not an open issue-25 finding.
+fn sweep_and_judge(base: u64, n: u64) {
+    let started = std::time::Instant::now();
+    let (ran, failed) = sweep(base..base + n);
+    let secs = started.elapsed().as_secs_f64();
+    eprintln!(
+        "sim: seeds {base:#x}.. : {ran} in {secs:.1}s ({:.1} seeds/s), {} with problems",
+        ran as f64 / secs,
+        failed.len()
+    );
+    let (findings, failed): (Vec<Verdict>, Vec<Verdict>) =
+        failed.into_iter().partition(only_open_findings);
+    for v in &findings {
+        let found: std::collections::BTreeSet<&str> =
+            v.problems.iter().filter_map(|p| finding_of(p)).collect();
+        eprintln!(
+            "sim: finding: seed {:#x} reproduces {found:?}",
+            v.scenario.seed
+        );
+    }
+    if !failed.is_empty() {
+        let seeds: Vec<String> = failed
+            .iter()
+            .map(|v| format!("{:#x}", v.scenario.seed))
+            .collect();
+        eprintln!(
+            "sim: {} of {ran} seeds failed: {}",
+            failed.len(),
+            seeds.join(" ")
+        );
+    }
+    let first: Vec<String> = failed.iter().take(3).map(report).collect();
+    assert!(
+        failed.is_empty(),
+        "{} of {ran} seeds failed\n{}",
+        failed.len(),
+        first.join("\n")
+    );
+}
+
+#[test]
+fn seeds_with_stalls() {
+    if std::env::var_os("LOGZIO_TOKENS_SIM_SEED").is_some() {
+        return;
+    }
+    let n = env_u64("LOGZIO_TOKENS_SIM_STALL_SEEDS").unwrap_or(CI_STALL_SEEDS);
+    sweep_and_judge(STALL_FAMILY, n);
+}
+
+#[test]
+fn seeds() {
+    if let Some(seed) = env_u64("LOGZIO_TOKENS_SIM_SEED") {
+        let v = driver::run(seed);
+        for line in &v.trace {
+            println!("{line}");
+        }
+        println!("trace {}", v.trace_hash());
+        assert!(v.problems.is_empty(), "{}", report(&v));
+        return;
+    }
+    let n = env_u64("LOGZIO_TOKENS_SIM_SEEDS").unwrap_or(CI_SEEDS);
+    let base = env_u64("LOGZIO_TOKENS_SIM_BASE").unwrap_or(0);
+    sweep_and_judge(base, n);
+}
+
+#[test]
+fn a_seed_decides_its_scenario() {
+    for seed in 0..50 {
+        assert_eq!(
+            format!("{:?}", Scenario::of(seed)),
+            format!("{:?}", Scenario::of(seed))
+        );
+    }
+    assert_ne!(
+        format!("{:?}", Scenario::of(1)),
+        format!("{:?}", Scenario::of(2))
+    );
+}
+
+#[test]
+fn the_same_seed_gives_the_same_trace() {
+    for seed in [1, 7, 42] {
+        let a = driver::run(seed);
+        let b = driver::run(seed);
+        if let Some(i) =
+            (0..a.trace.len().max(b.trace.len())).find(|&i| a.trace.get(i) != b.trace.get(i))
+        {
+            panic!(
+                "seed {seed:#x}: the traces differ at line {i}:\n  {:?}\n  {:?}",
+                a.trace.get(i),
+                b.trace.get(i)
+            );
+        }
+        assert_eq!(a.trace_hash(), b.trace_hash());
+    }
+}
+
+/// A 10-token sealed state, rotated with a crash at `at`, then applied to the end.
+fn sealed_rotation(crash: Op) -> Scenario {
+    let mut sc = Scenario::of(0);
+    sc.sealed = true;
+    sc.faults = logzio_tokens::simulator::FaultRates::default();
+    sc.keys = (0..10).map(key).collect();
+    sc.ops = vec![Op::apply(false), crash, Op::apply(false)];
+    sc
+}
+
+/// The soak mode: every filesystem call and every network event of a 10-token sealed apply
+/// with rotation, as a process crash and as a power loss.
+#[test]
+#[ignore = "soak: LOGZIO_TOKENS_SIM_SOAK=1 cargo test --test integration sim::soak -- --ignored --nocapture"]
+fn soak_every_crash_point_of_a_sealed_rotation() {
+    // How many calls and events a rotation makes, from a run without a crash.
+    let v = driver::run_scenario(sealed_rotation(Op::apply(true)));
+    let step = |line: &str| line.starts_with("fs ") || line.starts_with("net ");
+    let rotation: Vec<&String> = v
+        .trace
+        .iter()
+        .skip_while(|l| !l.starts_with("check 0"))
+        .skip(1)
+        .take_while(|l| !l.starts_with("check 1"))
+        .filter(|l| step(l))
+        .collect();
+    let calls = rotation.iter().filter(|l| l.starts_with("fs ")).count() as u64;
+    let events = rotation.iter().filter(|l| l.starts_with("net ")).count() as u64;
+    let mut problems = Vec::new();
+    let mut points = 0;
+    let started = std::time::Instant::now();
+    for power in [false, true] {
+        for n in 1..=calls {
+            let crash = Op::Apply {
+                rotate: true,
+                stop: None,
+                stall: None,
+                disk: Some((n, driver::AtCall::Crash)),
+                power,
+            };
+            points += 1;
+            let v = driver::run_scenario(sealed_rotation(crash));
+            if !only_open_findings(&v) {
+                problems.push(format!(
+                    "disk crash at call {n} (power loss {power}): {}",
+                    v.problems.join("; ")
+                ));
+            }
+        }
+        for n in 1..=events {
+            let crash = Op::Apply {
+                rotate: true,
+                stop: Some((n, AtEvent::Crash)),
+                stall: None,
+                disk: None,
+                power,
+            };
+            points += 1;
+            let v = driver::run_scenario(sealed_rotation(crash));
+            if !only_open_findings(&v) {
+                problems.push(format!(
+                    "network crash at event {n} (power loss {power}): {}",
+                    v.problems.join("; ")
+                ));
+            }
+        }
+    }
+    eprintln!(
+        "sim soak: {points} crash points ({calls} calls, {events} events, x2) in {:.1}s",
+        started.elapsed().as_secs_f64()
+    );
+    assert!(
+        problems.is_empty(),
+        "{} of {points} crash points failed:\n{}",
+        problems.len(),
+        problems.join("\n")
+    );
+}
+
+/// Seeds that once failed, kept as regression cases, with the finding each reproduced on main
+/// when found. A seed whose finding is still open passes as a finding (reported); any other
+/// problem fails it.
+const REGRESSION_SEEDS: &[(u64, &str)] = &[
+    (0x26, "issue 25 defect 1"),
+    (0x58, "issue 25 defect 1, 11"),
+    (0xf2, "issue 25 defect 11"),
+    (0x136, "issue 25 defect 8"),
+    (0x5e, "finding save-window"),
+    (0xcd, "finding save-window"),
+    (0x8000_0000_0000_0004, "issue 25 defect 1"),
+];
+
+#[test]
+fn regression_seeds() {
+    for &(seed, found) in REGRESSION_SEEDS {
+        let v = driver::run(seed);
+        if !v.problems.is_empty() {
+            assert!(only_open_findings(&v), "{}", report(&v));
+            eprintln!("sim: regression seed {seed:#x} still reproduces {found} (open)");
+        }
+    }
+}
+
+fn key(i: usize) -> logzio_tokens::key::TokenKey {
+    logzio_tokens::key::TokenKey {
+        account_id: 160_343,
+        token_name: format!("t{i}"),
+    }
+}
+
+fn apply(stop: Option<(u64, AtEvent)>, stall: Option<u64>) -> Op {
+    Op::Apply {
+        rotate: false,
+        stop,
+        stall,
+        disk: None,
+        power: false,
+    }
+}
+
+/// Issue 25 defect 1: a sealed run's mid-run checkpoint names tokens whose secrets are only in
+/// the journal; a crash then leaves a results file ahead of its sealed files.
+fn defect_1_scenario() -> Scenario {
+    let mut sc = Scenario::of(0);
+    sc.sealed = true;
+    sc.faults = logzio_tokens::simulator::FaultRates::default();
+    sc.keys = (0..8).map(key).collect();
+    sc.ops = vec![
+        apply(Some((12, AtEvent::Crash)), Some(6)),
+        apply(None, None),
+    ];
+    sc
+}
+
+/// Issue 25 defect 6: with a server that always answers 500 after creating, every run spends
+/// a fresh ambiguity budget on the same key.
+fn defect_6_scenario() -> Scenario {
+    let mut sc = Scenario::of(0);
+    sc.sealed = false;
+    sc.faults = logzio_tokens::simulator::FaultRates {
+        error_after_create: 1.0,
+        ..logzio_tokens::simulator::FaultRates::default()
+    };
+    sc.keys = vec![key(0)];
+    sc.ops = vec![Op::apply(false), Op::apply(false), Op::apply(false)];
+    sc
+}
+
+fn expect_clean(sc: Scenario) {
+    let v = driver::run_scenario(sc);
+    assert!(
+        v.problems.is_empty(),
+        "{}\ntrace:\n{}",
+        v.problems.join("\n"),
+        v.trace.join("\n")
+    );
+}
+
+#[test]
+fn issue_25_defect_1_a_sealed_checkpoint_never_runs_ahead_of_its_sealed_file() {
+    expect_clean(defect_1_scenario());
+}
+
+#[test]
+fn issue_25_defect_6_the_ambiguity_budget_holds_across_runs() {
+    expect_clean(defect_6_scenario());
+}
+
+/// The two scenarios above reproduce their defects on today's main: the checker names them.
+/// (Delete a defect's half once its fix is on main and its test above is no longer ignored.)
+#[test]
+fn the_open_defects_are_reproduced() {
+    for (sc, defect) in [(defect_1_scenario(), 1), (defect_6_scenario(), 6)] {
+        if !OPEN_FINDINGS.contains(&format!("issue 25 defect {defect}").as_str()) {
+            continue;
+        }
+        let v = driver::run_scenario(sc);
+        assert!(
+            v.problems.iter().any(|p| defect_of(p) == Some(defect)),
+            "defect {defect} not reproduced:\n{}",
+            v.trace.join("\n")
+        );
+    }
+}
+
+/// A crashed run leaves a journal; the next run's recovery save renames the results file, and
+/// another program replaces it right then: the run must notice before its final save.
+fn save_window_scenario() -> Scenario {
+    let mut sc = Scenario::of(0);
+    sc.sealed = false;
+    sc.faults = logzio_tokens::simulator::FaultRates::default();
+    sc.keys = (0..4).map(key).collect();
+    sc.ops = vec![
+        Op::apply(false),
+        Op::Apply {
+            rotate: true,
+            stop: Some((4, AtEvent::Crash)),
+            stall: None,
+            disk: None,
+            power: false,
+        },
+        Op::Apply {
+            rotate: false,
+            stop: None,
+            stall: None,
+            disk: Some((0, driver::AtCall::ForeignAfterRename(0))),
+            power: false,
+        },
+    ];
+    sc
+}
+
+#[test]
+fn another_programs_results_file_is_never_overwritten_after_a_recovery_save() {
+    expect_clean(save_window_scenario());
+}

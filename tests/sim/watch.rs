@@ -1,0 +1,107 @@
+//! The recorder port as the simulation sees it: the real recorder handle, with every
+//! acknowledgement noted, so the checker knows what the tool promised was durable (an intent
+//! before its send; a created token once its outcome returned) and can hold it to it after any
+//! later crash.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+
+use logzio_tokens::execution::RecordOutcomes;
+use logzio_tokens::key::TokenKey;
+use logzio_tokens::state::Applied;
+use logzio_tokens::state::{Failure, Outcome, RecorderHandle, StateError};
+
+/// What the tool acknowledged as durable, across every run of a scenario.
+#[derive(Debug, Default)]
+pub struct Acks {
+    /// Intents acknowledged and not yet answered by an outcome, per key (a key may have
+    /// several in flight only across runs).
+    pub open_intents: BTreeMap<TokenKey, u32>,
+    /// (endpoint, key, token id) of every created token whose outcome was acknowledged.
+    pub durable: Vec<(usize, TokenKey, i64)>,
+    /// Sends without an acknowledged intent (each a problem).
+    pub unjournaled_sends: Vec<TokenKey>,
+}
+
+impl Acks {
+    /// Notes a send of `key`; a send with no acknowledged intent is a problem.
+    pub fn sent(&mut self, key: &TokenKey) {
+        match self.open_intents.get_mut(key) {
+            Some(n) if *n > 0 => *n -= 1,
+            _ => self.unjournaled_sends.push(key.clone()),
+        }
+    }
+
+    /// A new run: intents of an earlier run are no longer waiting for a send.
+    pub fn new_run(&mut self) {
+        self.open_intents.clear();
+    }
+}
+
+/// The real recorder handle, watched.
+#[derive(Debug, Clone)]
+pub struct Watched {
+    /// The handle.
+    pub inner: RecorderHandle,
+    /// Where acknowledgements are noted.
+    pub acks: Arc<Mutex<Acks>>,
+    /// The endpoint of this run.
+    pub endpoint: usize,
+}
+
+impl RecordOutcomes for Watched {
+    fn intent(
+        &self,
+        key: &TokenKey,
+        attempt: u32,
+    ) -> impl std::future::Future<Output = Result<u64, StateError>> + Send {
+        let this = self.clone();
+        let key = key.clone();
+        async move {
+            let r = this.inner.intent(&key, attempt).await;
+            if r.is_ok() {
+                *this
+                    .acks
+                    .lock()
+                    .unwrap()
+                    .open_intents
+                    .entry(key)
+                    .or_default() += 1;
+            }
+            r
+        }
+    }
+
+    fn outcome(
+        &self,
+        seq: u64,
+        key: &TokenKey,
+        outcome: Outcome,
+    ) -> impl std::future::Future<Output = Result<Applied, StateError>> + Send {
+        let this = self.clone();
+        let key = key.clone();
+        async move {
+            let created = match &outcome {
+                Outcome::Created { token_id, .. } => Some(*token_id),
+                _ => None,
+            };
+            let r = this.inner.outcome(seq, &key, outcome).await;
+            if let (Ok(Applied::Recorded | Applied::AlreadyKnown), Some(id)) = (&r, created) {
+                this.acks
+                    .lock()
+                    .unwrap()
+                    .durable
+                    .push((this.endpoint, key, id));
+            }
+            r
+        }
+    }
+
+    fn failure(&self, failure: Failure) {
+        self.inner.failure(failure);
+    }
+
+    fn sends_ahead(&self, more: bool) {
+        self.inner.sends_ahead(more);
+    }
+}
