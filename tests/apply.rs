@@ -895,6 +895,8 @@ fn assert_line_shape(kind: &str, line: &Value) {
                 ("learned_limit_per_second", |v: &V| {
                     v.is_number() || v.is_null()
                 }),
+                ("learned_limit_in_flight", |v: &V| v.is_u64() || v.is_null()),
+                ("server_limit", |v: &V| v.is_string() || v.is_null()),
                 // Empty unless the final save failed.
                 ("unsaved", |v: &V| {
                     v.as_array().is_some_and(|a| a.is_empty())

@@ -1220,3 +1220,91 @@ async fn wait_until_async<F: std::future::Future<Output = bool>>(
     }
     false
 }
+
+/// `workers` clients, each sending `each` creates one after the other (the next as soon as the
+/// answer is read): the 429s they met.
+async fn closed_loop(sim: &Simulator, workers: usize, each: usize) -> usize {
+    let client = default_client();
+    let tasks: Vec<_> = (0..workers)
+        .map(|w| {
+            let (client, url) = (client.clone(), sim.url());
+            tokio::spawn(async move {
+                let mut limited = 0;
+                for i in 0..each {
+                    let answer = create(&client, &url, 160_343, &format!("w{w}-{i}")).await;
+                    match answer.status {
+                        StatusCode::OK => {}
+                        StatusCode::TOO_MANY_REQUESTS => limited += 1,
+                        other => panic!("unexpected {other}: {}", answer.text),
+                    }
+                }
+                limited
+            })
+        })
+        .collect();
+    let mut limited = 0;
+    for task in tasks {
+        limited += task.await.unwrap();
+    }
+    limited
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_in_flight_limit_is_exact_a_slot_is_free_before_its_answer_arrives() {
+    // Ten clients that each send the next request as soon as an answer arrives never meet the
+    // limit of ten: the server frees a slot before the client can read its answer, with or
+    // without jitter. The capacity is then the limit over the latency.
+    for jitter in [Duration::ZERO, Duration::from_millis(60)] {
+        let sim = start(SimConfig {
+            max_in_flight: Some(10),
+            latency: Duration::from_millis(40),
+            jitter,
+            ..SimConfig::default()
+        })
+        .await;
+        let limited = closed_loop(&sim, 10, 6).await;
+        let counters = sim.counters();
+        assert_eq!(limited, 0, "jitter {jitter:?}");
+        assert_eq!(counters.limited_429, 0);
+        assert_eq!(counters.max_in_flight_seen, 10);
+        assert_eq!(sim.ground_truth().len(), 60);
+        sim.shutdown().await;
+    }
+    // Eleven: the eleventh in flight is refused, and refused requests hold no slot.
+    let sim = start(SimConfig {
+        max_in_flight: Some(10),
+        latency: Duration::from_millis(40),
+        ..SimConfig::default()
+    })
+    .await;
+    let limited = closed_loop(&sim, 11, 6).await;
+    let counters = sim.counters();
+    assert!(limited > 0);
+    assert_eq!(counters.limited_429 as usize, limited);
+    assert_eq!(counters.max_in_flight_seen, 10);
+    assert_eq!(sim.ground_truth().len(), 66 - limited);
+    sim.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn both_limits_at_once_each_refuses_on_its_own() {
+    // A bucket of 20/s (2 of burst) and 10 in flight: ten at once meet the bucket, not the
+    // in-flight limit; a refused request takes no token and no slot.
+    let sim = start(SimConfig {
+        max_requests_per_second: Some(20.0),
+        max_in_flight: Some(10),
+        latency: Duration::from_millis(40),
+        ..SimConfig::default()
+    })
+    .await;
+    let limited = closed_loop(&sim, 10, 1).await;
+    let counters = sim.counters();
+    // Two, or three when the connections' set-up spread the sends over more than 50 ms.
+    assert!(
+        (7..=8).contains(&limited),
+        "a bucket of 2 admitted {}",
+        10 - limited
+    );
+    assert_eq!(counters.max_in_flight_seen as usize, 10 - limited);
+    sim.shutdown().await;
+}

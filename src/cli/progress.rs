@@ -130,7 +130,7 @@ fn bar_message(
         ),
         format!(
             "limit {}",
-            snap.limit.map_or("not met".into(), |l| format!("{l:.1}/s"))
+            server_limit(snap.limit, snap.in_flight_limit).unwrap_or_else(|| "not met".into())
         ),
         super::output::count_as(Stats::get(&stats.retries), "retry", "retries"),
         format!("{} x 429", Stats::get(&stats.rate_limited)),
@@ -141,6 +141,17 @@ fn bar_message(
             return text;
         }
         parts.pop();
+    }
+}
+
+/// The server's limit as the run knows it, of either kind or both: "~97.8/s", "~10 in
+/// flight", "~30.0/s and ~10 in flight"; `None` when it met none.
+pub fn server_limit(rate: Option<f64>, in_flight: Option<u32>) -> Option<String> {
+    match (rate, in_flight) {
+        (None, None) => None,
+        (Some(r), None) => Some(format!("~{r:.1}/s")),
+        (None, Some(n)) => Some(format!("~{n} in flight")),
+        (Some(r), Some(n)) => Some(format!("~{r:.1}/s and ~{n} in flight")),
     }
 }
 
@@ -157,7 +168,7 @@ fn status(stats: &Stats, pacer: &Pacer) -> (String, String) {
     let control = format!(
         "rate {:.1}/s, server limit {}{}",
         snap.rate,
-        snap.limit.map_or("not met".into(), |l| format!("{l:.1}/s")),
+        server_limit(snap.limit, snap.in_flight_limit).unwrap_or_else(|| "not met".into()),
         if snap.cooling_down {
             " (pausing: Retry-After)"
         } else {

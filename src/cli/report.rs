@@ -283,6 +283,12 @@ pub struct SummaryLine<'a> {
     pub final_rate_per_second: f64,
     /// The server's limit as this run measured it (null when it met none).
     pub learned_limit_per_second: Option<f64>,
+    /// The server's limit on requests in flight as this run measured it (null when it met
+    /// none).
+    pub learned_limit_in_flight: Option<u32>,
+    /// The server's limit in words, of either kind or both ("~10 in flight"; null when the
+    /// run met none).
+    pub server_limit: Option<String>,
     /// Ambiguous attempts allowed per token.
     pub max_ambiguous: u32,
     /// Tokens not sent again because they used up their ambiguous attempts.

@@ -94,7 +94,11 @@ pub(super) async fn attempt<C: SendCreate, R: RecordOutcomes>(
 ) -> AttemptOutcome {
     let seq = match sh.recorder.intent(&item.key, item.attempt).await {
         Ok(s) => s,
-        Err(e) => return AttemptOutcome::State(e),
+        Err(e) => {
+            // Never sent: its slot is free at once.
+            sh.pacer.on_unsent(ticket);
+            return AttemptOutcome::State(e);
+        }
     };
     Stats::add(&sh.stats.attempts, 1);
     Stats::add(&sh.stats.in_flight, 1);

@@ -125,6 +125,10 @@ struct Dispatcher<C, R> {
 impl<C: SendCreate, R: RecordOutcomes> Dispatcher<C, R> {
     fn new(items: Vec<TokenKey>, config: ExecConfig, services: Services<C, R>) -> Self {
         Stats::add(&services.stats.total, items.len() as u64);
+        // The pacer counts the requests at the server (see `dispatch`).
+        services
+            .pacer
+            .cap_in_flight(u32::try_from(config.concurrency.max(1)).unwrap_or(u32::MAX));
         let clock = services.pacer.clock().clone();
         let shared = Arc::new(Shared {
             creator: services.creator,
@@ -184,7 +188,12 @@ impl<C: SendCreate, R: RecordOutcomes> Dispatcher<C, R> {
     /// send slot, staying responsive to Ctrl-C and to finished attempts.
     async fn dispatch(&mut self) {
         while self.report.stop.is_completed() {
-            let has_slot = self.inflight.len() < self.config.concurrency;
+            // The requests at the server are the pacer's to count: a slot is free when the
+            // answer arrives (see the in-flight window), while the attempt that sent it may
+            // still wait for its outcome to be durable (an fsync shared with the next sends'
+            // intents, up to 50 ms). So attempts may outnumber the slots: those waiting for
+            // their records are bounded too, at a few times the slots.
+            let has_slot = self.inflight.len() < 4 * self.config.concurrency + 8;
             // Sends are ahead when queued items can go now. Retries are left out: waiting for
             // their backoff, they could keep an outcome waiting for an fsync that no intent
             // comes to share (at a run's tail, each retry would start that much later). With
@@ -225,6 +234,8 @@ impl<C: SendCreate, R: RecordOutcomes> Dispatcher<C, R> {
                     let sh = self.shared.clone();
                     self.inflight
                         .spawn(async move { attempt(item, sh, ticket).await });
+                } else {
+                    self.shared.pacer.on_unsent(ticket);
                 }
                 continue;
             }

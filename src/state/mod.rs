@@ -50,9 +50,9 @@ pub use lock::StateLock;
 pub use paths::StatePaths;
 pub use recorder::{OUTCOME_LINGER, Recorder, RecorderHandle};
 pub use results::{
-    CreatedAccount, Failure, LearnedRate, PendingCreate, PossibleOrphan, RESULTS_VERSION,
-    ResultsFile, SealedFile, SupersededToken, TokenRecord, TokenSource, TokenStatus,
-    results_schema_text,
+    CreatedAccount, Failure, LearnedRate, LimitKind, PendingCreate, PossibleOrphan,
+    RESULTS_VERSION, ResultsFile, SealedFile, SupersededToken, TokenRecord, TokenSource,
+    TokenStatus, results_schema_text,
 };
 pub use secrets::{SECRETS_VERSION, SecretRecord, SecretsFile, SupersededSecret};
 pub use store::{Recovery, Sealing, Store};

@@ -108,16 +108,51 @@ pub struct CreatedAccount {
     pub shipping_token: bool,
 }
 
-/// A rate limit learned by a run.
+/// A server limit learned by a run: on requests per second, on requests in flight, or both.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LearnedRate {
-    /// Requests per second the server accepted.
-    pub per_second: f64,
+    /// Requests per second the server accepted (absent when only an in-flight limit was
+    /// found).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub per_second: Option<f64>,
+    /// Requests the server admits at once (absent when none was found; files written before
+    /// it was learned have none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub in_flight: Option<u32>,
+    /// Which kind of limit binds: `rate`, `in_flight` or `both` (files written before in-flight
+    /// limits were learned: `rate`).
+    #[serde(default)]
+    pub kind: LimitKind,
     /// The endpoint it applies to (the results file's `api_url`).
     pub endpoint: String,
     /// When it was learned (RFC 3339, UTC).
     pub at: String,
+}
+
+/// The kind of a learned server limit.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum LimitKind {
+    /// Requests per second (a token bucket).
+    #[default]
+    Rate,
+    /// Requests in flight at once (what Logz.io documents: concurrent requests).
+    InFlight,
+    /// Both.
+    Both,
+}
+
+impl LimitKind {
+    /// The kind of these limits, when there is one.
+    pub fn of(per_second: Option<f64>, in_flight: Option<u32>) -> Option<LimitKind> {
+        match (per_second, in_flight) {
+            (Some(_), Some(_)) => Some(LimitKind::Both),
+            (Some(_), None) => Some(LimitKind::Rate),
+            (None, Some(_)) => Some(LimitKind::InFlight),
+            (None, None) => None,
+        }
+    }
 }
 
 /// What `logzio-tokens verify` last saw of a token when it probed its secret.

@@ -20,7 +20,7 @@ use tokio::task::JoinSet;
 
 use crate::api::{ApiClient, ApiError, ErrorClass, WhoAmI};
 use crate::backoff::Backoff;
-use crate::execution::{Cancel, Pacer, Stats};
+use crate::execution::{Answer as RateAnswer, Cancel, Pacer, Stats};
 use crate::key::TokenKey;
 use crate::secret::Secret;
 use crate::state::TokenStatus;
@@ -262,7 +262,7 @@ impl<S: SendProbe> Ctx<S> {
             if self.cancel.is_cancelled() {
                 return Ended::Cancelled;
             }
-            self.pacer.acquire().await;
+            let ticket = self.pacer.acquire().await;
             attempts += 1;
             add(&self.stats.attempts);
             add(&self.stats.in_flight);
@@ -271,9 +271,18 @@ impl<S: SendProbe> Ctx<S> {
                 .in_flight
                 .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
             drop(slot);
+            // Every answer goes back with its ticket, as apply's do: the rate and the
+            // in-flight window learn from whoami probes as from creates (one owner token,
+            // one limit). Any HTTP answer but a 429 was served; no answer says nothing.
+            let (seen, retry_after) = match &answer {
+                Ok(_) => (RateAnswer::Served, None),
+                Err(e) if e.is_rate_limited() => (RateAnswer::Limited, e.retry_after()),
+                Err(e) if e.http_status().is_some() => (RateAnswer::Served, None),
+                Err(_) => (RateAnswer::Lost, None),
+            };
+            self.pacer.on_answer(ticket, seen, retry_after);
             let error = match answer {
                 Ok(who) => {
-                    self.pacer.on_accepted();
                     return if who.account_id == i64::from(probe.key.account_id) {
                         verdict(TokenStatus::Valid, attempts, Some(200), None)
                     } else {
@@ -292,13 +301,10 @@ impl<S: SendProbe> Ctx<S> {
             };
             let status = error.http_status();
             if matches!(status, Some(401 | 403)) {
-                self.pacer.on_accepted();
                 return verdict(TokenStatus::Revoked, attempts, status, None);
             }
-            let retry_after = error.retry_after();
             if error.is_rate_limited() {
                 add(&self.stats.rate_limited);
-                self.pacer.on_rate_limited(retry_after);
                 limited += 1;
                 attempts -= 1;
                 if limited >= MAX_RATE_LIMITED_PER_PROBE {

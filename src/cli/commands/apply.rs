@@ -9,14 +9,14 @@ use crate::cli::args::ApplyArgs;
 use crate::cli::config::ApplySettings;
 use crate::cli::error::{CliError, Exit};
 use crate::cli::output::{Printer, count, count_as, was};
-use crate::cli::progress::{self, Mode, Progress};
+use crate::cli::progress::{self, Mode, Progress, server_limit};
 use crate::cli::report::{ItemLine, Message, PlanCounts, SummaryLine, V1};
 use crate::execution::{
     Backoff, Cancel, ExecConfig, ItemEvent, ItemResult, Observer, Pacer, RunReport, Services,
     Stats, StopReason, execute,
 };
 use crate::plan::{Plan, Unresolved};
-use crate::state::{Failure, LearnedRate, Recorder, Store};
+use crate::state::{Failure, LearnedRate, LimitKind, Recorder, Store};
 use crate::timestamp::now_rfc3339;
 
 /// Runs `apply`.
@@ -104,14 +104,16 @@ pub async fn run(args: &ApplyArgs, printer: &Printer) -> Result<Exit, CliError> 
         store.seal_to(r.clone());
     }
 
-    // Start just under the limit the last run against this endpoint found.
     let endpoint = run.api.identity();
-    let learned_before = store
+    // Start just under what the last run against this endpoint found: a rate, a number of
+    // requests in flight, or both.
+    let learned_limit = store
         .results()
         .learned_rate
         .as_ref()
-        .filter(|l| l.endpoint == endpoint)
-        .map(|l| l.per_second);
+        .filter(|l| l.endpoint == endpoint);
+    let learned_before = learned_limit.and_then(|l| l.per_second);
+    let in_flight_before = learned_limit.and_then(|l| l.in_flight);
     let pending_accounts = store.pending_accounts();
     let missing_shipping = store.accounts_missing_shipping();
     let recorder = Recorder::start(store)?;
@@ -127,7 +129,13 @@ pub async fn run(args: &ApplyArgs, printer: &Printer) -> Result<Exit, CliError> 
         message: "internal error: no API client".into(),
     })?;
     let stats = Arc::new(Stats::default());
-    let pacer = Arc::new(Pacer::with_learned(run.exec.rate, true, learned_before));
+    let pacer = Arc::new(Pacer::with_in_flight(
+        run.exec.rate,
+        true,
+        learned_before,
+        run.exec.concurrency,
+        in_flight_before,
+    ));
     let learned_into = (pacer.clone(), handle.clone());
     let cancel = Cancel::default();
     let beside = Beside::start(&settings, printer, &plan, &stats, &pacer, &cancel);
@@ -184,15 +192,21 @@ pub async fn run(args: &ApplyArgs, printer: &Printer) -> Result<Exit, CliError> 
     beside.stop();
     let (pacer, handle) = learned_into;
     let learned = pacer.learned_rate(learned_before);
-    if learned != learned_before {
-        handle.learned_rate(learned.map(|per_second| LearnedRate {
-            per_second,
-            endpoint: endpoint.clone(),
-            at: now_rfc3339(),
-        }));
+    let learned_in_flight = pacer.learned_in_flight(in_flight_before);
+    if (learned, learned_in_flight) != (learned_before, in_flight_before) {
+        handle.learned_rate(
+            LimitKind::of(learned, learned_in_flight).map(|kind| LearnedRate {
+                per_second: learned,
+                in_flight: learned_in_flight,
+                kind,
+                endpoint: endpoint.clone(),
+                at: now_rfc3339(),
+            }),
+        );
     }
     drop(handle);
-    let limit = pacer.snapshot().limit;
+    let snapshot = pacer.snapshot();
+    let (limit, in_flight_limit) = (snapshot.limit, snapshot.in_flight_limit);
     let (store, saved_res) = recorder.finish().await;
     conn.close().await;
 
@@ -208,6 +222,7 @@ pub async fn run(args: &ApplyArgs, printer: &Printer) -> Result<Exit, CliError> 
         pre_failures: &pre_failures,
         store: store.as_ref(),
         limit,
+        in_flight_limit,
         max_ambiguous: run.exec.max_ambiguous,
         orphans_clear: crate::cli::config::command_line(
             "orphans clear",
@@ -511,6 +526,8 @@ struct Outcome<'a> {
     store: Option<&'a Store>,
     /// The server's limit as this run measured it, if it met one.
     limit: Option<f64>,
+    /// The server's limit on requests in flight, if it met one.
+    in_flight_limit: Option<u32>,
     /// Ambiguous attempts allowed per token.
     max_ambiguous: u32,
     /// The command that clears the possible orphans of this run's state, to paste.
@@ -555,6 +572,8 @@ impl Outcome<'_> {
             failed: r.failures.len() + self.pre_failures.len(),
             final_rate_per_second: r.final_rate,
             learned_limit_per_second: self.limit,
+            learned_limit_in_flight: self.in_flight_limit,
+            server_limit: server_limit(self.limit, self.in_flight_limit),
             max_ambiguous: self.max_ambiguous,
             ambiguity_exhausted: r.ambiguity_exhausted,
             ambiguity_breaker: matches!(r.stop, StopReason::AmbiguityBreaker(_)),
@@ -756,9 +775,10 @@ impl Outcome<'_> {
                 secs,
                 report.created as f64 / secs.max(0.001),
                 report.final_rate,
-                self.limit.map_or("no server limit met".into(), |l| format!(
-                    "server limit learned {l:.1}/s"
-                )),
+                server_limit(self.limit, self.in_flight_limit)
+                    .map_or("no server limit met".into(), |l| format!(
+                        "server limit: {l}"
+                    )),
                 present
             ));
         }

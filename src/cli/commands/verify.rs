@@ -56,7 +56,13 @@ pub async fn run(args: &VerifyArgs, printer: &Printer) -> Result<Exit, CliError>
         client.scrub_also(&p.secret);
     }
     let stats = Arc::new(Stats::default());
-    let pacer = Arc::new(Pacer::new(run.exec.rate, true));
+    let pacer = Arc::new(Pacer::with_in_flight(
+        run.exec.rate,
+        true,
+        None,
+        run.exec.concurrency,
+        None,
+    ));
     let stop = Stop::default();
     let signals = tokio::spawn(watch_signals(stop.clone(), stats.clone(), *printer));
     let mode = if settings.no_progress || printer.quiet || probes.is_empty() {

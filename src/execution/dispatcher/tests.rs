@@ -120,6 +120,8 @@ struct FakeRecorder {
     /// What the executor last said of the sends ahead, and what it had said at each outcome.
     sends_ahead: std::sync::atomic::AtomicBool,
     ahead_at_outcomes: Mutex<Vec<bool>>,
+    /// How long each outcome takes to be durable (an fsync waiting to be shared).
+    outcome_delay: Duration,
 }
 
 impl RecordOutcomes for Arc<FakeRecorder> {
@@ -137,6 +139,9 @@ impl RecordOutcomes for Arc<FakeRecorder> {
         key: &TokenKey,
         outcome: Outcome,
     ) -> Result<Applied, StateError> {
+        if !self.outcome_delay.is_zero() {
+            tokio::time::sleep(self.outcome_delay).await;
+        }
         let mut dup = self.duplicate_once.lock().unwrap();
         let applied = match outcome {
             Outcome::Created { .. } if dup.contains(&key.token_name) => {
@@ -283,14 +288,13 @@ async fn the_recorder_is_told_while_more_sends_are_ahead_and_when_none_are() {
     assert_eq!(r.created, 3);
     assert_eq!(*rec.ahead_at_outcomes.lock().unwrap(), [true, true, false]);
     assert!(!rec.sends_ahead.load(Ordering::Relaxed));
-    // One slot, and it is taken: no intent can come until an outcome is acknowledged, so
-    // no outcome may wait for one.
+    // One slot: it is free as soon as the answer arrives, before the outcome is durable, so
+    // the next intent can come while the outcome waits, and share its fsync (before the
+    // slot was given back at the answer, no intent could come until the outcome was
+    // acknowledged, and the slot sat idle through that fsync).
     let (r, rec) = at_20_per_s(&["a", "b", "c"], FakeApi::with(&[]), 1).await;
     assert_eq!(r.created, 3);
-    assert_eq!(
-        *rec.ahead_at_outcomes.lock().unwrap(),
-        [false, false, false]
-    );
+    assert_eq!(*rec.ahead_at_outcomes.lock().unwrap(), [true, true, false]);
     // A retry waiting for its backoff is not: b's outcome comes with only a's retry left.
     let api = FakeApi::with(&[("a", &[Answer::Status(503)])]);
     let (r, rec) = at_20_per_s(&["a", "b"], api, 2).await;
@@ -440,6 +444,29 @@ async fn a_request_that_never_ends_is_abandoned_after_the_drain_timeout() {
     // Its intent has no outcome: the journal makes it a possible orphan.
     assert_eq!(rec.intents.lock().unwrap().len(), 1);
     assert!(rec.outcomes.lock().unwrap().is_empty());
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_slot_is_free_when_the_answer_arrives_not_when_its_record_is_durable() {
+    // One slot, answers after 20 ms (the fake API's latency), each outcome durable 50 ms
+    // later: the next request goes as soon as the answer is in. With the slot held through
+    // the record, each token took 20 + 50 ms.
+    let api = FakeApi::with(&[]);
+    let rec = Arc::new(FakeRecorder {
+        outcome_delay: Duration::from_millis(50),
+        ..FakeRecorder::default()
+    });
+    let names: Vec<String> = (0..10).map(|i| format!("t{i}")).collect();
+    let names: Vec<&str> = names.iter().map(String::as_str).collect();
+    let r = run(&names, config(1), &api, &rec, Cancel::default()).await;
+    assert_eq!(r.created, 10);
+    assert_eq!(api.peak.load(Ordering::Relaxed), 1);
+    let times = api.call_times.lock().unwrap().clone();
+    let gaps: Vec<Duration> = times.windows(2).map(|w| w[1] - w[0]).collect();
+    assert!(
+        gaps.iter().all(|g| *g < Duration::from_millis(50)),
+        "{gaps:?}"
+    );
 }
 
 #[tokio::test(start_paused = true)]

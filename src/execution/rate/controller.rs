@@ -123,6 +123,8 @@ pub struct Ticket {
     settling: bool,
     /// When the send left (none for an answer whose send had no ticket).
     sent: Option<Instant>,
+    /// The send's number in the in-flight window (see [`super::window`]), when it has one.
+    pub(super) seq: Option<u64>,
 }
 
 /// What a send got back, as far as the rate is concerned.
@@ -361,6 +363,7 @@ impl Controller {
             epoch: self.epoch,
             settling,
             sent: Some(now),
+            seq: None,
         }
     }
 
@@ -370,6 +373,7 @@ impl Controller {
             epoch: self.epoch,
             settling: false,
             sent: None,
+            seq: None,
         }
     }
 

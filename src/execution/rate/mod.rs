@@ -4,6 +4,7 @@
 pub mod controller;
 pub mod pacer;
 mod significance;
+pub mod window;
 
 pub use controller::{Answer, Ticket};
 pub use pacer::{Pacer, PacerSnapshot};

@@ -27,6 +27,7 @@ use crate::clock::{SharedClock, SystemClock};
 
 pub use super::controller::{Answer, Ticket};
 use super::controller::{Controller, Learned};
+use super::window::{Control, LearnedInFlight, Window};
 
 /// The most sends that go at once when a run starts (see [`Pacer::with_learned`]).
 pub const MAX_START_BURST: u32 = 10;
@@ -202,11 +203,14 @@ pub struct PacerSnapshot {
     pub background_429: f64,
     /// Whether a `Retry-After` pause is in force.
     pub cooling_down: bool,
+    /// The server's limit on requests in flight, when one was met (or learned).
+    pub in_flight_limit: Option<u32>,
 }
 
 #[derive(Debug)]
 struct State {
-    ctl: Controller,
+    /// The rate controller and the in-flight window.
+    c: Control,
     /// Sends that may still go at once, ahead of the schedule (the start's burst).
     credit: u32,
     /// How sends are grouped now.
@@ -218,7 +222,12 @@ struct State {
 impl State {
     /// The time between two send slots at the pacing rate now.
     fn slot_interval(&self, now: Instant) -> Duration {
-        Duration::from_secs_f64(1.0 / self.ctl.pacing_rate(now))
+        Duration::from_secs_f64(1.0 / self.c.ctl.pacing_rate(now))
+    }
+
+    /// Whether a limit is known, of either kind.
+    fn limit_known(&self) -> bool {
+        self.c.ctl.limit().is_some() || self.c.win.as_ref().is_some_and(|w| w.limit().is_some())
     }
 }
 
@@ -271,8 +280,44 @@ impl Pacer {
         learned: Option<f64>,
         clock: SharedClock,
     ) -> Pacer {
+        Pacer::with_limits(ceiling, adaptive, learned, None, clock)
+    }
+
+    /// A pacer that also keeps the requests in flight under `in_flight`: at most `cap` (the
+    /// run's concurrency), and under the server's in-flight limit once one is found (see the
+    /// [window](super::window)), starting at `learned` when an earlier run found one.
+    pub fn with_in_flight(
+        ceiling: f64,
+        adaptive: bool,
+        learned: Option<f64>,
+        cap: u32,
+        learned_in_flight: Option<u32>,
+    ) -> Pacer {
+        Pacer::with_limits(
+            ceiling,
+            adaptive,
+            learned,
+            Some((cap, learned_in_flight)),
+            SystemClock::shared(),
+        )
+    }
+
+    fn with_limits(
+        ceiling: f64,
+        adaptive: bool,
+        learned: Option<f64>,
+        in_flight: Option<(u32, Option<u32>)>,
+        clock: SharedClock,
+    ) -> Pacer {
         let now = clock.now();
         let ctl = Controller::new(ceiling, learned.filter(|_| adaptive), now);
+        let win = in_flight.map(|(cap, learned)| {
+            if adaptive {
+                Window::new(cap, learned, now)
+            } else {
+                Window::fixed(cap, now)
+            }
+        });
         let ceiling = ctl.ceiling();
         // The ceiling guards against a pacing bug ever exceeding the user's limit; it allows
         // a tenth of a second's worth of burst and one send group, so that it never fights the
@@ -297,7 +342,7 @@ impl Pacer {
         .saturating_sub(Grouping::NEAR_LIMIT.size - 1);
         Pacer {
             state: Mutex::new(State {
-                ctl,
+                c: Control { ctl, win },
                 credit,
                 groups: Groups::default(),
                 // As if a request had just been sent: the preflight's reads just went out.
@@ -336,7 +381,28 @@ impl Pacer {
         // One waiter at a time (FIFO): the others queue here and do not hold slots.
         let _gate = self.gate.lock().await;
         let ticket = loop {
+            // Registered before the state is read, so that no change between the two is missed
+            // (a sender waiting for room in the window has no timer to fall back on).
+            let changed = self.changed.notified();
+            tokio::pin!(changed);
+            changed.as_mut().enable();
             let now = self.clock.clock.now();
+            // Every slot of the window taken: the next answer frees one (or a probe of the
+            // window comes due).
+            let full = {
+                let st = self.lock();
+                (!st.c.has_room(now)).then(|| st.c.probe_due().filter(|t| *t > now))
+            };
+            if let Some(probe) = full {
+                match probe {
+                    Some(at) => tokio::select! {
+                        () = tokio::time::sleep_until(at) => {}
+                        () = &mut changed => {}
+                    },
+                    None => changed.await,
+                }
+                continue;
+            }
             let due = {
                 let mut st = self.lock();
                 let interval = st.slot_interval(now);
@@ -347,12 +413,12 @@ impl Pacer {
                     Some(until) => until.max(slot.due),
                     None if st.credit > 0 => {
                         st.credit -= 1;
-                        break st.ctl.on_send(now);
+                        break st.c.on_send(now);
                     }
                     None => match slot.go {
                         Some(taken) => {
                             st.last_send = Some(taken);
-                            break st.ctl.on_send(now);
+                            break st.c.on_send(now);
                         }
                         None => slot.due,
                     },
@@ -362,7 +428,7 @@ impl Pacer {
             // the sends after it find their slots near and go in the same wake-up.
             tokio::select! {
                 () = tokio::time::sleep_until(due) => {}
-                () = self.changed.notified() => {}
+                () = &mut changed => {}
             }
         };
         // The ceiling runs on tokio's clock and waits on tokio's timer.
@@ -388,22 +454,39 @@ impl Pacer {
                 st.cooldown_until = Some(st.cooldown_until.map_or(until, |c| c.max(until)));
                 changed = true;
             }
-            let limit_known = st.ctl.limit().is_some();
+            let limit_known = st.limit_known();
             let skip = st.groups.on_answer(answer, limit_known);
             if skip > 0 {
                 let interval = st.slot_interval(now);
                 st.last_send = st.last_send.map(|t| t + interval * skip);
             }
+            // A sender waiting for room in the window wakes when this answer frees a slot.
+            if !st.c.has_room(now) {
+                changed = true;
+            }
+            if !self.adaptive {
+                // The window is a plain cap: the slot is free, nothing else to learn.
+                st.c.on_unsent(ticket);
+            }
             if self.adaptive {
-                let before = st.ctl.rate();
-                st.ctl.on_answer(ticket, answer, now);
-                if st.ctl.rate() != before {
+                let before = st.c.ctl.rate();
+                let window_before = st.c.win.as_ref().and_then(Window::limit);
+                st.c.on_answer(ticket, answer, now);
+                let window_after = st.c.win.as_ref().and_then(Window::limit);
+                if window_after != window_before {
+                    tracing::debug!(
+                        from = window_before,
+                        to = window_after,
+                        "in-flight limit changed"
+                    );
+                }
+                if st.c.ctl.rate() != before {
                     changed = true;
                     tracing::debug!(
                         from = before,
-                        to = st.ctl.rate(),
-                        limit = st.ctl.limit(),
-                        background_429 = st.ctl.background(),
+                        to = st.c.ctl.rate(),
+                        limit = st.c.ctl.limit(),
+                        background_429 = st.c.ctl.background(),
                         "send rate changed"
                     );
                 }
@@ -413,6 +496,23 @@ impl Pacer {
         if changed {
             self.changed.notify_waiters();
         }
+    }
+
+    /// Keeps the requests in flight at `cap` at most, when this pacer was made without a
+    /// window (the dispatcher's concurrency; a pacer made with one keeps its own).
+    pub fn cap_in_flight(&self, cap: u32) {
+        let now = self.clock.clock.now();
+        let mut st = self.lock();
+        if st.c.win.is_none() {
+            st.c.win = Some(Window::fixed(cap, now));
+        }
+    }
+
+    /// The send of `ticket` never went (its intent could not be made durable, or nothing was
+    /// left to send): its slot in the window is free.
+    pub fn on_unsent(&self, ticket: Ticket) {
+        self.lock().c.on_unsent(ticket);
+        self.changed.notify_waiters();
     }
 
     /// A request was answered by the server with anything but a 429 (for callers without a
@@ -430,7 +530,7 @@ impl Pacer {
 
     /// A ticket for the current rate, without a send.
     fn current(&self) -> Ticket {
-        self.lock().ctl.ticket()
+        self.lock().c.ctl.ticket()
     }
 
     /// What to record as the server's limit for the next run against this endpoint, given
@@ -442,9 +542,9 @@ impl Pacer {
         if !self.adaptive {
             return previous;
         }
-        match st.ctl.learned() {
+        match st.c.ctl.learned() {
             Learned::Limit(l) => Some(l),
-            Learned::NoneBelowCeiling => previous.filter(|p| *p > st.ctl.ceiling()),
+            Learned::NoneBelowCeiling => previous.filter(|p| *p > st.c.ctl.ceiling()),
             Learned::Unknown => previous,
         }
     }
@@ -454,16 +554,33 @@ impl Pacer {
         &self.clock.clock
     }
 
+    /// What to record as the server's in-flight limit for the next run, given what was
+    /// recorded before (as [`Pacer::learned_rate`] does for the rate): the limit met in this
+    /// run; nothing when this run reached its concurrency unhindered and the old limit was
+    /// under it; the old value when this run saw too little to tell.
+    pub fn learned_in_flight(&self, previous: Option<u32>) -> Option<u32> {
+        let st = self.lock();
+        let Some(win) = st.c.win.as_ref().filter(|_| self.adaptive) else {
+            return previous;
+        };
+        match win.learned() {
+            LearnedInFlight::Limit(l) => Some(l),
+            LearnedInFlight::NoneBelowCap => previous.filter(|p| *p >= win.cap()),
+            LearnedInFlight::Unknown => previous,
+        }
+    }
+
     /// The current state, for progress and summaries.
     pub fn snapshot(&self) -> PacerSnapshot {
         let now = self.clock.clock.now();
         let st = self.lock();
         PacerSnapshot {
-            rate: st.ctl.rate(),
-            ceiling: st.ctl.ceiling(),
-            limit: st.ctl.limit(),
-            background_429: st.ctl.background(),
+            rate: st.c.ctl.rate(),
+            ceiling: st.c.ctl.ceiling(),
+            limit: st.c.ctl.limit(),
+            background_429: st.c.ctl.background(),
             cooling_down: st.cooldown_until.is_some_and(|c| c > now),
+            in_flight_limit: st.c.win.as_ref().and_then(Window::limit),
         }
     }
 }

@@ -165,7 +165,9 @@ fn run_notes_change_the_results_only_when_they_differ() {
     assert!(l.resolve_name("acme".into(), 7));
     assert!(!l.resolve_name("acme".into(), 7));
     let rate = Some(LearnedRate {
-        per_second: 50.0,
+        per_second: Some(50.0),
+        in_flight: None,
+        kind: crate::state::LimitKind::Rate,
         endpoint: "e".into(),
         at: AT.into(),
     });

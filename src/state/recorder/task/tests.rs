@@ -580,7 +580,9 @@ fn names_failures_and_the_rate_make_the_state_dirty_only_when_they_change() {
     assert_eq!(t.store.results().resolved_names["acme"], 6);
     t.dirty = false;
     let rate = Some(crate::state::LearnedRate {
-        per_second: 10.0,
+        per_second: Some(10.0),
+        in_flight: None,
+        kind: crate::state::LimitKind::Rate,
         endpoint: "http://127.0.0.1:1".into(),
         at: NOW.into(),
     });
@@ -753,7 +755,9 @@ async fn failures_names_and_the_rate_sent_through_a_handle_are_saved() {
     });
     h.resolved_name("acme".into(), 42);
     let rate = Some(crate::state::LearnedRate {
-        per_second: 10.0,
+        per_second: Some(10.0),
+        in_flight: None,
+        kind: crate::state::LimitKind::Rate,
         endpoint: "http://127.0.0.1:1".into(),
         at: NOW.into(),
     });
