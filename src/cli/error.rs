@@ -91,8 +91,8 @@ impl CliError {
             // configuration error, found before anything was sent.
             CliError::State(StateError::Broken {
                 violation:
-                    crate::state::promises::Violation::OtherEndpoint { .. }
-                    | crate::state::promises::Violation::ProtectionDropped(_),
+                    crate::state::invariants::promises::Violation::OtherEndpoint { .. }
+                    | crate::state::invariants::promises::Violation::ProtectionDropped(_),
                 ..
             }) => Exit::Usage,
             // A file that is there and not to be replaced without --force: the user's choice

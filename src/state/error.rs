@@ -147,7 +147,7 @@ pub enum StateError {
         /// The results file.
         path: PathBuf,
         /// What would break.
-        violation: super::promises::Violation,
+        violation: super::invariants::promises::Violation,
     },
     /// The recorder stopped (it hit a write error earlier, reported there).
     RecorderGone,

@@ -34,7 +34,6 @@ mod json;
 mod ledger;
 mod lock;
 mod paths;
-pub mod promises;
 mod recorder;
 mod results;
 pub mod sealed;

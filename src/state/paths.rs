@@ -42,7 +42,7 @@ impl StatePaths {
         // reaches the same lock file's inode already.)
         let results =
             if std::fs::symlink_metadata(&results).is_ok_and(|m| m.file_type().is_symlink()) {
-                super::promises::lock_subject(&results, follow_links)
+                super::invariants::promises::lock_subject(&results, follow_links)
             } else {
                 results
             };

@@ -396,7 +396,7 @@ pub fn sort_listed_in<F: Fs>(
             continue;
         }
         match read_bounded(fs, &path, MAX_SEALED_FILE) {
-            Ok(bytes) => match super::promises::sealed_file_trusted(l, &bytes) {
+            Ok(bytes) => match super::invariants::promises::sealed_file_trusted(l, &bytes) {
                 Ok(()) => out.trusted.push((path, bytes)),
                 Err(v) => out.ignored.push((path, v.to_string())),
             },

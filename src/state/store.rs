@@ -216,7 +216,7 @@ impl<F: Fs> Store<F> {
         if let Some(bound) = &replayed.endpoint {
             let what = format!("journal file {}", paths.journal.display());
             for current in [results.api_url.as_deref(), api_url].into_iter().flatten() {
-                super::promises::same_endpoint(&what, Some(bound), current).map_err(
+                super::invariants::promises::same_endpoint(&what, Some(bound), current).map_err(
                     |violation| StateError::Broken {
                         path: paths.results.clone(),
                         violation,
@@ -370,8 +370,8 @@ impl<F: Fs> Store<F> {
         allow_plaintext: bool,
     ) -> Result<(), StateError> {
         let found = sealed::list_in(&self.fs, &self.paths.sealed).map_or(0, |l| l.len());
-        super::promises::protection_kept(
-            super::promises::state_is_sealed(self.ledger.results(), found),
+        super::invariants::promises::protection_kept(
+            super::invariants::promises::state_is_sealed(self.ledger.results(), found),
             run_seals,
             allow_plaintext,
             &self.paths.sealed,
@@ -514,7 +514,7 @@ impl<F: Fs> Store<F> {
         }
         let path = self.paths.sealed.join(&entry.file);
         if let Ok(bytes) = sealed::read_in(&self.fs, &path)
-            && super::promises::sealed_file_trusted(&entry, &bytes).is_ok()
+            && super::invariants::promises::sealed_file_trusted(&entry, &bytes).is_ok()
         {
             self.ledger.list_sealed(entry);
         }

@@ -1,12 +1,22 @@
-//! The rules every recorded state keeps, checked when a state is loaded and before every
-//! save ([`check`]). Each rule is one function of the ledger; adding one is adding a function
-//! to [`RULES`] and a test.
+//! The rules every recorded state keeps, in one place: checked when a state is loaded and
+//! before every save, so that a new feature cannot break them silently.
+//!
+//! - [`check`] runs the ledger's rules ([`RULES`]: one function of the ledger each; adding one
+//!   is adding a function to the list and a test): ids are unique, a superseded id is never a
+//!   current one, and no token id is recorded unless its secret is durable beside it.
+//! - [`promises`] holds the rules that need more than the ledger (the sealed files on disk, the
+//!   endpoint, the paths): secrets durable in the secrets file or a listed sealed file, a
+//!   sealed state never continued in plaintext without `--allow-plaintext`, one endpoint per
+//!   state and journal, only listed sealed files whose SHA-256 matches are trusted, and the
+//!   lock taken on the real results file. The store calls them on load and before each save.
 
 use std::collections::HashMap;
 use std::fmt;
 
 use super::Ledger;
 use crate::key::TokenKey;
+
+pub mod promises;
 
 /// A rule a state breaks, and where.
 #[derive(Debug, Clone, PartialEq, Eq)]

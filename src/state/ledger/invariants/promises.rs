@@ -19,9 +19,9 @@
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
-use super::TokenSource;
-use super::results::{ResultsFile, SealedFile};
 use crate::key::TokenKey;
+use crate::state::TokenSource;
+use crate::state::{ResultsFile, SealedFile};
 
 /// An invariant a write or a load would break.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -135,7 +135,7 @@ pub fn same_endpoint(what: &str, recorded: Option<&str>, current: &str) -> Resul
 
 /// Invariant 4: the bytes of a listed sealed file are the ones this tool wrote.
 pub fn sealed_file_trusted(listed: &SealedFile, bytes: &[u8]) -> Result<(), Violation> {
-    let actual = super::sealed::sha256_hex(bytes);
+    let actual = crate::state::sealed::sha256_hex(bytes);
     if actual.eq_ignore_ascii_case(&listed.sha256) {
         Ok(())
     } else {
