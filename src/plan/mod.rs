@@ -227,9 +227,10 @@ pub struct Plan {
 impl Plan {
     /// Holds the ambiguity budget across runs: a token whose earlier runs made `max_ambiguous`
     /// or more ambiguous attempts (each may have created a token, listed in the results file's
-    /// possible orphans) is taken out of `create` and returned as a failure that says how to
-    /// send it again; the others are returned with the attempts already spent, which count
-    /// against the budget of this run (`ExecConfig::earlier_ambiguous`).
+    /// possible orphans) is taken out of the plan, a creation or a replacement alike, and
+    /// returned as a failure that says how to send it again; the others are returned with the
+    /// attempts already spent, which count against the budget of this run
+    /// (`ExecConfig::earlier_ambiguous`).
     pub fn hold_ambiguity_budget(
         &mut self,
         results: &ResultsFile,
@@ -238,7 +239,7 @@ impl Plan {
         let max_ambiguous = max_ambiguous.max(1);
         let mut earlier = HashMap::new();
         let mut at_budget = Vec::new();
-        self.create.retain(|key| {
+        let mut keep = |key: &TokenKey| {
             let Some(o) = results
                 .possible_orphans
                 .iter()
@@ -261,7 +262,9 @@ impl Plan {
             }
             earlier.insert(key.clone(), o.ambiguous_attempts);
             true
-        });
+        };
+        self.create.retain(|key| keep(key));
+        self.replace.retain(|r| keep(&r.key));
         (earlier, at_budget)
     }
 
@@ -640,6 +643,40 @@ mod tests {
             max_daily_gb: Some(5.0),
             ..Default::default()
         }
+    }
+
+    /// The budget holds for a replacement (a rotation or a recreation) as for a creation: a key
+    /// whose earlier runs used it up is not sent again, whichever way the plan would send it.
+    #[test]
+    fn the_ambiguity_budget_holds_for_replacements_as_for_creations() {
+        let key = |name: &str| TokenKey {
+            account_id: 160_343,
+            token_name: name.into(),
+        };
+        let orphan = |name: &str, attempts: u32| crate::state::PossibleOrphan {
+            account_id: 160_343,
+            token_name: name.into(),
+            ambiguous_attempts: attempts,
+            detail: "connection lost".into(),
+            at: "2026-12-07T00:00:00Z".into(),
+        };
+        let mut results = ResultsFile::new(None);
+        results.possible_orphans = vec![orphan("new", 2), orphan("rotated", 2), orphan("some", 1)];
+        let mut p = Plan {
+            create: vec![key("new"), key("some"), key("clean")],
+            replace: vec![Replacement {
+                key: key("rotated"),
+                replaces: 7002,
+                created_at: "2026-01-02T00:00:00Z".into(),
+                reason: ReplaceReason::Revoked,
+            }],
+            ..Plan::default()
+        };
+        let (earlier, failed) = p.hold_ambiguity_budget(&results, 2);
+        assert_eq!(p.to_send(), [key("some"), key("clean")]);
+        let failed: Vec<&str> = failed.iter().map(|f| f.token_name.as_str()).collect();
+        assert_eq!(failed, ["new", "rotated"]);
+        assert_eq!(earlier, HashMap::from([(key("some"), 1)]));
     }
 
     #[test]
