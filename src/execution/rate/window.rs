@@ -212,7 +212,13 @@ impl<T: Clone> Window<T> {
     pub fn on_send(&mut self, now: Instant) -> u64 {
         let seq = self.next_seq;
         self.next_seq += 1;
-        let deps: Vec<u64> = self.out.iter().map(|(s, _)| *s).collect();
+        // Only an adaptive window reads the sends a 429 found in flight; a fixed one (told its
+        // limit) keeps none, so a send allocates nothing for it.
+        let deps: Vec<u64> = if self.adaptive {
+            self.out.iter().map(|(s, _)| *s).collect()
+        } else {
+            Vec::new()
+        };
         if let Some(limit) = self.limit
             && self.out.len() >= limit as usize
             && self.probe_seq.is_none()
