@@ -1,20 +1,57 @@
-//! The two ports of a run: what sends a create call (the API client in a run) and what makes
-//! intents and outcomes durable (the state recorder in a run). The executor runs against fakes
-//! of both in its unit tests.
+//! The two ports of a run: what sends the calls (the API client in a run) and what makes
+//! intents and outcomes durable (the state recorder in a run). Both speak of the run's items by
+//! their [`CreateKey`]: a token, or a sub account. The executor runs against fakes of both in
+//! its unit tests.
 
 use std::future::Future;
 
-use crate::api::{ApiClient, ApiError, CreatedToken};
-use crate::key::TokenKey;
+use crate::api::{AccountRequest, ApiClient, ApiError, CreatedToken, SubAccountInfo};
+use crate::key::{CreateKey, TokenKey};
+use crate::secret::Secret;
 use crate::state::Applied;
 use crate::state::Outcome;
+use crate::state::accounts::AccountOutcome;
 use crate::state::{Failure, RecorderHandle, StateError};
 
-/// Sends the create call for a token (the API client in a run).
+/// Sends the calls of a run's items (the API client in a run). The sub-account calls have
+/// defaults that refuse, for senders of tokens alone (test fakes).
 pub trait SendCreate: Send + Sync + 'static {
     /// Creates the token `key`. Not idempotent.
     fn create(&self, key: &TokenKey)
     -> impl Future<Output = Result<CreatedToken, ApiError>> + Send;
+
+    /// `POST …/time-based-accounts`: creates a sub account and answers its id. Not idempotent,
+    /// and names are not unique.
+    fn create_account(
+        &self,
+        request: &AccountRequest,
+    ) -> impl Future<Output = Result<u32, ApiError>> + Send {
+        let _ = request;
+        async { Err(no_accounts()) }
+    }
+
+    /// `GET …/time-based-accounts`: every account (the lookup after an ambiguous create).
+    fn list_accounts(&self) -> impl Future<Output = Result<Vec<SubAccountInfo>, ApiError>> + Send {
+        async { Err(no_accounts()) }
+    }
+
+    /// `GET …/detailed/{id}`: a sub account's log shipping token.
+    fn shipping_token(
+        &self,
+        account_id: u32,
+    ) -> impl Future<Output = Result<Secret, ApiError>> + Send {
+        let _ = account_id;
+        async { Err(no_accounts()) }
+    }
+}
+
+fn no_accounts() -> ApiError {
+    ApiError::Status {
+        url: "time-based-accounts".into(),
+        status: 405,
+        message: "this sender does not make sub-account calls".into(),
+        retry_after: None,
+    }
 }
 
 impl SendCreate for ApiClient {
@@ -24,6 +61,44 @@ impl SendCreate for ApiClient {
     ) -> impl Future<Output = Result<CreatedToken, ApiError>> + Send {
         self.create_token(key.account_id, &key.token_name)
     }
+
+    fn create_account(
+        &self,
+        request: &AccountRequest,
+    ) -> impl Future<Output = Result<u32, ApiError>> + Send {
+        ApiClient::create_account(self, request)
+    }
+
+    fn list_accounts(&self) -> impl Future<Output = Result<Vec<SubAccountInfo>, ApiError>> + Send {
+        ApiClient::list_accounts(self)
+    }
+
+    fn shipping_token(
+        &self,
+        account_id: u32,
+    ) -> impl Future<Output = Result<Secret, ApiError>> + Send {
+        ApiClient::shipping_token(self, account_id)
+    }
+}
+
+/// How an item's attempt (or what followed it) ended, with the item it settles: the key and
+/// the outcome of one kind go together.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Settled {
+    /// A token's create.
+    Token(TokenKey, Outcome),
+    /// A sub account's create, the lookup after it, or (intent 0) its shipping token.
+    Account(String, AccountOutcome),
+}
+
+impl Settled {
+    /// The item it settles.
+    pub fn key(&self) -> CreateKey {
+        match self {
+            Settled::Token(k, _) => CreateKey::Token(k.clone()),
+            Settled::Account(name, _) => CreateKey::Account(name.clone()),
+        }
+    }
 }
 
 /// Makes intents and outcomes durable (the recorder in a run).
@@ -32,7 +107,7 @@ pub trait RecordOutcomes: Send + Sync + 'static {
     /// it is durable. An error means the request must not be sent.
     fn intent(
         &self,
-        key: &TokenKey,
+        key: &CreateKey,
         attempt: u32,
     ) -> impl Future<Output = Result<u64, StateError>> + Send;
 
@@ -40,8 +115,7 @@ pub trait RecordOutcomes: Send + Sync + 'static {
     fn outcome(
         &self,
         seq: u64,
-        key: &TokenKey,
-        outcome: Outcome,
+        settled: Settled,
     ) -> impl Future<Output = Result<Applied, StateError>> + Send;
 
     /// Records an item of this run that did not get a token.
@@ -52,21 +126,27 @@ pub trait RecordOutcomes: Send + Sync + 'static {
 }
 
 impl RecordOutcomes for RecorderHandle {
-    fn intent(
-        &self,
-        key: &TokenKey,
-        attempt: u32,
-    ) -> impl Future<Output = Result<u64, StateError>> + Send {
-        RecorderHandle::intent(self, key, attempt)
+    async fn intent(&self, key: &CreateKey, attempt: u32) -> Result<u64, StateError> {
+        match key {
+            CreateKey::Token(k) => RecorderHandle::intent(self, k, attempt).await,
+            // A create of this run: no account had the name when the plan was made.
+            CreateKey::Account(name) => self.account_intent(name, attempt, &[]).await,
+        }
     }
 
-    fn outcome(
-        &self,
-        seq: u64,
-        key: &TokenKey,
-        outcome: Outcome,
-    ) -> impl Future<Output = Result<Applied, StateError>> + Send {
-        RecorderHandle::outcome(self, seq, key, outcome)
+    async fn outcome(&self, seq: u64, settled: Settled) -> Result<Applied, StateError> {
+        match settled {
+            Settled::Token(key, outcome) => RecorderHandle::outcome(self, seq, &key, outcome).await,
+            Settled::Account(name, outcome) => {
+                let recorded = outcome.account_id().is_some();
+                self.account_outcome(seq, &name, outcome).await?;
+                Ok(if recorded {
+                    Applied::Recorded
+                } else {
+                    Applied::Noted
+                })
+            }
+        }
     }
 
     fn failure(&self, failure: Failure) {
@@ -96,13 +176,15 @@ mod tests {
             account_id: 7,
             token_name: "ci".into(),
         };
-        let seq = RecordOutcomes::intent(&h, &key, 1).await.unwrap();
+        let seq = RecordOutcomes::intent(&h, &CreateKey::Token(key.clone()), 1)
+            .await
+            .unwrap();
         let outcome = Outcome::NotCreated {
             http_status: Some(400),
             detail: "refused".into(),
         };
         assert_eq!(
-            RecordOutcomes::outcome(&h, seq, &key, outcome)
+            RecordOutcomes::outcome(&h, seq, Settled::Token(key, outcome))
                 .await
                 .unwrap(),
             Applied::Noted
