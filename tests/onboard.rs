@@ -360,3 +360,47 @@ fn verify_compares_each_kept_shipping_token_with_the_accounts_own() {
         "{shown}"
     );
 }
+
+/// `--simulate-list-lag` makes the built-in simulator's list lag its creates (so a user can
+/// watch the lookup), and is refused without `--simulate`; `simulate` takes the same lag.
+#[test]
+fn the_built_in_simulators_list_lag_is_a_flag() {
+    let env = Env::new();
+    let manifest = env.write(
+        "m.yaml",
+        &onboarding_manifest(2).replace(
+            "  - name: payments-prod\n    create: {retention_days: 30}\n",
+            "",
+        ),
+    );
+    let manifest = manifest.to_str().unwrap();
+    let run = env.run(&[
+        "apply",
+        manifest,
+        "--simulate",
+        "--simulate-list-lag",
+        "300ms",
+        "--yes",
+        "--no-progress",
+    ]);
+    run.expect_code(0);
+    let results = env.json("m.simulated.results.json");
+    for name in new_names(2) {
+        assert!(
+            results["accounts_created"][&name]["account_id"].is_u64(),
+            "{name}: {results}"
+        );
+    }
+    let refused = env.run(&["plan", manifest, "--simulate-list-lag", "300ms"]);
+    refused.expect_code(2);
+    assert!(refused.stderr.contains("--simulate"), "{}", refused.stderr);
+    let bad = env.run(&["plan", manifest, "--simulate", "--simulate-list-lag", "3m"]);
+    bad.expect_code(2);
+    assert!(bad.stderr.contains("use ms or s"), "{}", bad.stderr);
+    let help = env.run(&["simulate", "--help"]);
+    assert!(
+        help.stdout.contains("--account-list-lag-ms"),
+        "{}",
+        help.stdout
+    );
+}
