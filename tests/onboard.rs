@@ -404,3 +404,105 @@ fn the_built_in_simulators_list_lag_is_a_flag() {
         help.stdout
     );
 }
+
+/// Every regular file under `dir`, recursively.
+fn files_under(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            out.extend(files_under(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
+}
+
+/// With recipients, a new account's shipping token is sealed like every secret: through
+/// faults, list lag and a kill -9, no file holds it (nor any token secret) in plaintext, and
+/// `export --identity` gives each new account's shipping token.
+#[test]
+fn sealed_shipping_tokens_never_reach_the_disk_in_plaintext_and_export_unseals_them() {
+    use age::secrecy::ExposeSecret;
+    let env = Env::with_sim(chaos_config(4242));
+    let id = age::x25519::Identity::generate();
+    let identity = env.write("key.txt", &format!("{}\n", id.to_string().expose_secret()));
+    crate::util::private(&identity);
+    let text = onboarding_manifest(8).replace(
+        "accounts:\n",
+        "settings:\n  account_lookup_seconds: 2\n  max_ambiguous: 4\n  max_attempts: 10\naccounts:\n",
+    );
+    let manifest = env.write(
+        "m.yaml",
+        &format!("{text}secrets:\n  recipients:\n    - {}\n", id.to_public()),
+    );
+    let manifest = manifest.to_str().unwrap();
+    // One run killed once its third account exists, then runs until done.
+    let mut child = env
+        .cmd()
+        .args(["apply", manifest, "--yes", "--no-progress"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    crate::util::wait_until(Duration::from_secs(60), || {
+        env.sim().handle().counters().accounts_created >= 3 || child.try_wait().unwrap().is_some()
+    });
+    let _ = child.kill();
+    let _ = child.wait();
+    let codes = converge(&env, manifest, &[], 6);
+    assert_eq!(codes.last(), Some(&Some(0)), "{codes:?}");
+
+    let sim = env.sim().handle();
+    let new: Vec<_> = sim
+        .accounts()
+        .into_iter()
+        .filter(|a| a.created_by_api)
+        .collect();
+    assert_eq!(new.len(), 8, "each account exactly once");
+    let mut secrets: Vec<String> = new.iter().map(|a| a.shipping_token.clone()).collect();
+    secrets.extend(sim.ground_truth().into_iter().map(|t| t.token));
+    for path in files_under(env.dir.path()) {
+        let text = String::from_utf8_lossy(&std::fs::read(&path).unwrap()).into_owned();
+        for s in &secrets {
+            assert!(
+                !text.contains(s.as_str()),
+                "{} holds a secret in plaintext",
+                path.display()
+            );
+        }
+    }
+    let results = env.json("m.results.json");
+    let export = env.run(&[
+        "export",
+        manifest,
+        "--identity",
+        identity.to_str().unwrap(),
+        "--format",
+        "csv",
+        "--stdout",
+    ]);
+    export.expect_code(0);
+    for account in &new {
+        assert_eq!(
+            results["accounts_created"][&account.name]["account_id"], account.id,
+            "{}",
+            account.name
+        );
+        assert_eq!(
+            results["accounts_created"][&account.name]["shipping_token"], true,
+            "{}",
+            account.name
+        );
+        assert!(
+            export
+                .stdout
+                .lines()
+                .any(|l| l.ends_with(",shipping_token") && l.contains(&account.shipping_token)),
+            "{}: {}",
+            account.name,
+            export.stdout
+        );
+    }
+}
