@@ -70,6 +70,8 @@ impl Ledger {
                         );
                     }
                     if let Some(blob) = sealed {
+                        // Written out as a sealed file before the next save.
+                        self.shipping_sealed.insert(account_id);
                         sealed_blobs.push(blob);
                     }
                 }
