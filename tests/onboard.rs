@@ -120,6 +120,15 @@ fn check_exactly_once(env: &Env, names: &[String], label: &str) {
             results["accounts_created"][name]["account_id"], id,
             "{label}: results of {name}"
         );
+        // Recorded as created by the run that sent the create, even when a later run found
+        // it (replaying a killed run's journal, or looking it up).
+        let run = results["accounts_created"][name]["run_id"]
+            .as_str()
+            .unwrap();
+        assert!(
+            run.len() > 4 && run != "recovered",
+            "{label}: {name} is recorded as created by run `{run}`"
+        );
         assert_eq!(
             secrets["shipping"][id.to_string()]["token"],
             same[0].shipping_token,

@@ -382,6 +382,7 @@ impl<F: Fs> Task<F> {
                         name: name.clone(),
                         attempt: *attempt,
                         known: known.clone(),
+                        run_id: Some(self.run_id.clone()),
                         at: now.to_owned(),
                     };
                     buf.extend(rec.to_line());
@@ -572,6 +573,7 @@ impl<F: Fs> Task<F> {
                                     seq: s,
                                     name,
                                     known,
+                                    run_id: Some(self.run_id.clone()),
                                     at: now.to_owned(),
                                 }
                             }
