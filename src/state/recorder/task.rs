@@ -202,7 +202,7 @@ impl<F: Fs> Task<F> {
             .all(|w| w.ok && w.batch.iter().all(|m| matches!(m, Msg::Outcome { .. })));
         !only_outcomes
             || !self.ahead.more.load(Ordering::Relaxed)
-            || since.elapsed() >= OUTCOME_LINGER
+            || self.now().saturating_duration_since(since) >= OUTCOME_LINGER
     }
 
     /// Fsyncs what was written since the last fsync, then applies and acknowledges those
