@@ -9,8 +9,8 @@
 //! The two documents it holds are defined beside it, private, and re-exported here: the
 //! results file ([`ResultsFile`]: token ids, failures, possible orphans, no secrets) and the
 //! secrets file ([`SecretsFile`], 0600). Their fields are public for reading and for the
-//! files' (de)serialization; outside `src/state` the state's own are only ever read (`Store::results`,
-//! `Store::secrets`), and every change goes through a named operation here.
+//! files' (de)serialization; outside `src/state` the state's own are only ever read
+//! (`Store::results`, `Store::secrets`), and every change goes through a named operation here.
 
 mod accounts;
 pub mod invariants;
