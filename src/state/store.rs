@@ -11,7 +11,7 @@ use super::ledger::{Applied, Ledger, invariants};
 use super::sealed::{self, Identities, Recipients, SealError};
 use super::{ResultsFile, SecretsFile, StateError, StateFile, StateLock, StatePaths};
 use crate::clock::{SharedClock, SystemClock};
-use crate::fs::atomic::{FileKind, parent_dir, remove_stale_temps, write_atomic_in};
+use crate::fs::atomic::{FileKind, parent_dir, remove_stale_temps, write_atomic_checked};
 use crate::fs::trust::check_secret_target;
 use crate::fs::{Fs, Meta, RealFs};
 use crate::key::TokenKey;
@@ -302,31 +302,36 @@ impl<F: Fs> Store<F> {
         })?;
         let bytes = self.ledger.results_bytes(&self.clock.now_rfc3339());
         let sizes = [("secrets", plain.len()), ("results", bytes.len())];
+        // Checked first, so that nothing is written for a state another program changed, and
+        // again right before each rename, so that a change made while this save writes (the
+        // secrets file, then the results file's temp file) is not overwritten either.
         self.check_unchanged(0, StateFile::Results)?;
         if !plain.is_empty() {
             self.check_unchanged(1, StateFile::Secrets)?;
-            let written = write_atomic_in(
+            let written = write_atomic_checked(
                 &self.fs,
                 &self.paths.secrets,
                 &plain,
                 FileKind::Secret,
                 StateFile::Secrets.word(),
                 true,
+                || self.check_unchanged(1, StateFile::Secrets),
             )
-            .map_err(|e| room_needed(&self.fs, e.into(), &sizes))?;
+            .map_err(|e| room_needed(&self.fs, e, &sizes))?;
             // The stamp of the file written, not of whatever the path holds by now: a file
             // another program renames over it right after must not pass for this one.
             self.seen[1] = Some(Stamp::from(&written));
         }
-        let written = write_atomic_in(
+        let written = write_atomic_checked(
             &self.fs,
             &self.paths.results,
             &bytes,
             FileKind::Public,
             StateFile::Results.word(),
             true,
+            || self.check_unchanged(0, StateFile::Results),
         )
-        .map_err(|e| room_needed(&self.fs, e.into(), &sizes))?;
+        .map_err(|e| room_needed(&self.fs, e, &sizes))?;
         self.seen[0] = Some(Stamp::from(&written));
         self.ledger.saved();
         Ok(())

@@ -82,11 +82,14 @@ pub enum AtCall {
     /// Another program replaces the results file right after the tool's k-th rename onto it
     /// (0-based; the call index is unused).
     ForeignAfterRename(u64),
+    /// Another program replaces the results file right after the tool's k-th rename onto the
+    /// secrets file (0-based; the call index is unused): while a save writes the results file.
+    ForeignAfterSecretsRename(u64),
 }
 
-/// The tag of a finding of this simulation on main (not one of issue 25's): `Store::save`
-/// checks that the results file is unchanged before it writes the secrets file, so a
-/// replacement during that write is overwritten; the check belongs right before the rename.
+/// The tag of a finding of this simulation (not one of issue 25's): `Store::save` checked that
+/// the results file was unchanged before it wrote the secrets file, so a replacement during
+/// that write was overwritten; the check is now made right before the rename (fixed).
 pub const SAVE_WINDOW: &str = "finding save-window";
 
 /// The account another program's record is under (see [`AtCall::Foreign`]).
@@ -518,8 +521,20 @@ impl World {
                 self.fs.plant_at(n, &self.paths.results, foreign_edit);
             }
             Some((_, AtCall::ForeignAfterRename(k))) => {
-                self.fs
-                    .plant_after_rename(k, &self.paths.results, foreign_edit);
+                self.fs.plant_after_rename(
+                    k,
+                    &self.paths.results,
+                    &self.paths.results,
+                    foreign_edit,
+                );
+            }
+            Some((_, AtCall::ForeignAfterSecretsRename(k))) => {
+                self.fs.plant_after_rename(
+                    k,
+                    &self.paths.secrets,
+                    &self.paths.results,
+                    foreign_edit,
+                );
             }
             None => {}
         }

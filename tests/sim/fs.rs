@@ -120,8 +120,9 @@ struct Model {
     planted: u64,
     /// The call each plant came just before.
     plant_before: Vec<String>,
-    /// A plant that comes right after the k-th rename onto its path from now (0-based).
-    plant_after_rename: Option<(PathBuf, u64, Plant)>,
+    /// A plant of the first path that comes right after the k-th rename onto the second path
+    /// from now (0-based).
+    plant_after_rename: Option<(PathBuf, PathBuf, u64, Plant)>,
     /// The last call, as `what name`.
     last_call: String,
 }
@@ -182,17 +183,17 @@ impl Model {
             .push(format!("fs {} {what} {}", self.calls, name_of(path)));
         let this_call = format!("{what} {}", name_of(path));
         let last_call = std::mem::replace(&mut self.last_call, this_call);
-        if let Some((target, left, plant)) = self.plant_after_rename.take() {
-            if last_call == format!("rename {}", name_of(&target)) {
+        if let Some((target, trigger, left, plant)) = self.plant_after_rename.take() {
+            if last_call == format!("rename {}", name_of(&trigger)) {
                 if left == 0 {
                     self.plant(&target, plant);
                     self.plant_before
                         .push(format!("after `{last_call}`, before `{}`", self.last_call));
                 } else {
-                    self.plant_after_rename = Some((target, left - 1, plant));
+                    self.plant_after_rename = Some((target, trigger, left - 1, plant));
                 }
             } else {
-                self.plant_after_rename = Some((target, left, plant));
+                self.plant_after_rename = Some((target, trigger, left, plant));
             }
         }
         if let Some((planted, plant)) = self.plants.remove(&self.calls) {
@@ -362,10 +363,10 @@ impl SimFs {
         m.plants.insert(at, (path.to_owned(), plant));
     }
 
-    /// Another program replaces `path` right after the tool's `k`-th rename onto it from now
-    /// (0-based): the window between a rename and whatever the tool does next.
-    pub fn plant_after_rename(&self, k: u64, path: &Path, plant: Plant) {
-        self.lock().plant_after_rename = Some((path.to_owned(), k, plant));
+    /// Another program replaces `path` right after the tool's `k`-th rename onto `trigger`
+    /// from now (0-based): the window between a rename and whatever the tool does next.
+    pub fn plant_after_rename(&self, k: u64, trigger: &Path, path: &Path, plant: Plant) {
+        self.lock().plant_after_rename = Some((path.to_owned(), trigger.to_owned(), k, plant));
     }
 
     /// How many plants happened so far.
