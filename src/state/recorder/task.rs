@@ -220,7 +220,11 @@ impl<F: Fs> Task<F> {
     /// intents refused.
     fn sync_and_ack(&mut self) -> bool {
         let mut unsynced = std::mem::take(&mut self.unsynced);
-        let synced = !self.journal_dirty || {
+        let reintroduced = crate::reintroduced::on(crate::reintroduced::Bug::IntentUnsynced)
+            && unsynced
+                .iter()
+                .all(|w| w.batch.iter().all(|m| matches!(m, Msg::Intent { .. })));
+        let synced = !self.journal_dirty || reintroduced || {
             match self.journal.sync() {
                 Ok(()) => {
                     self.journal_dirty = false;
@@ -684,8 +688,13 @@ impl<F: Fs> Task<F> {
     /// replacement is atomic (a new 0600 file, fsync'd, renamed over the old one), so a crash
     /// at any instant leaves either the old journal or the new one, never an empty one.
     fn checkpoint(&mut self) -> Result<(), StateError> {
-        self.seal_received()?;
-        self.store.save()?;
+        if crate::reintroduced::on(crate::reintroduced::Bug::CheckpointAheadOfSealed) {
+            self.store.save()?;
+            self.seal_received()?;
+        } else {
+            self.seal_received()?;
+            self.store.save()?;
+        }
         let mut keep: Vec<(&u64, &JournalRecord)> =
             self.pending.iter().map(|(s, (r, _))| (s, r)).collect();
         keep.sort_by_key(|(s, _)| **s);
