@@ -446,3 +446,98 @@ fn another_programs_results_file_is_never_overwritten_while_the_secrets_file_is_
         v.trace.join("\n")
     );
 }
+
+/// How soon the sweep finds a bug put back with the `reintroduce` feature (the bug named by
+/// `LOGZIO_TOKENS_REINTRODUCE`, see `src/reintroduced.rs`): from each of five starting
+/// points, in the plain family and in the stall family, the number of seeds run until the
+/// first one that fails (at most `LOGZIO_TOKENS_SIM_SEEDS`, 2000 by default).
+#[cfg(feature = "reintroduce")]
+#[test]
+#[ignore = "measurement: LOGZIO_TOKENS_REINTRODUCE=<bug> cargo test --features reintroduce --test integration sim::seeds_until -- --ignored --nocapture"]
+fn seeds_until_a_reintroduced_bug_is_found() {
+    let bug = std::env::var("LOGZIO_TOKENS_REINTRODUCE").unwrap_or_default();
+    let most = env_u64("LOGZIO_TOKENS_SIM_SEEDS").unwrap_or(2000);
+    let started = std::time::Instant::now();
+    let mut ran = 0u64;
+    for family in [0, STALL_FAMILY] {
+        let mut found = Vec::new();
+        for start in 0..5u64 {
+            let base = family + start * 100_000;
+            let mut n = 0;
+            let first = loop {
+                if n == most {
+                    break None;
+                }
+                let v = driver::run(base + n);
+                n += 1;
+                if !v.problems.is_empty() {
+                    break Some((n, v));
+                }
+            };
+            ran += n;
+            match first {
+                Some((n, v)) => {
+                    eprintln!(
+                        "sim: {bug}: from {base:#x}: found at seed #{n} ({:#x}): {}",
+                        v.scenario.seed,
+                        v.problems[0].chars().take(200).collect::<String>()
+                    );
+                    found.push(n.to_string());
+                }
+                None => {
+                    eprintln!("sim: {bug}: from {base:#x}: not found in {most} seeds");
+                    found.push(format!(">{most}"));
+                }
+            }
+        }
+        eprintln!(
+            "sim: {bug}: {} family: seeds until found from 5 starting points: {}",
+            if family == 0 { "plain" } else { "stall" },
+            found.join(", ")
+        );
+    }
+    eprintln!(
+        "sim: {ran} seeds in {:.1}s ({:.1} seeds/s)",
+        started.elapsed().as_secs_f64(),
+        ran as f64 / started.elapsed().as_secs_f64()
+    );
+}
+
+/// An intent acknowledged before its fsync: a power loss right after the journal write that
+/// holds only intents, once the requests went out, loses the intents, and the tokens their
+/// requests created are then neither recorded nor possible orphans.
+fn intent_unsynced_scenario(k: u64) -> Scenario {
+    let mut sc = Scenario::of(0);
+    sc.sealed = false;
+    sc.faults = logzio_tokens::simulator::FaultRates::default();
+    sc.keys = (0..6).map(key).collect();
+    sc.ops = vec![
+        Op::Apply {
+            rotate: false,
+            stop: None,
+            stall: None,
+            disk: Some((0, driver::AtCall::CrashAfterIntents { k, then: 1 })),
+            power: true,
+        },
+        Op::apply(false),
+    ];
+    sc
+}
+
+#[test]
+fn a_power_loss_right_after_intents_are_written_loses_nothing() {
+    for k in 0..3 {
+        let v = driver::run_scenario(intent_unsynced_scenario(k));
+        assert!(
+            v.trace.iter().any(|l| l.starts_with("AIM")),
+            "the aimed crash never came:\n{}",
+            v.trace.join("\n")
+        );
+        assert!(
+            v.problems.is_empty(),
+            "{}\ntrace:\n{}",
+            v.problems.join("\n"),
+            v.trace.join("\n")
+        );
+    }
+}

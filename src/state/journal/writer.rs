@@ -247,3 +247,189 @@ impl<F: Fs> JournalWriter<F> {
         self.seq
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::disallowed_methods)] // tests set up real files
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use crate::fs::RealFs;
+
+    /// The room taken ahead of what is needed (`room::AHEAD`).
+    const AHEAD: u64 = 64 * 1024;
+
+    fn writer(dir: &Path) -> JournalWriter<RealFs> {
+        let path = dir.join("j.journal");
+        JournalWriter::create(RealFs, &path, dir.join("j.journal.next")).unwrap()
+    }
+
+    fn intent(seq: u64, name: &str) -> JournalRecord {
+        JournalRecord::Intent {
+            seq,
+            create: crate::key::CreateKind::Token,
+            account_id: 1,
+            token_name: name.into(),
+            attempt: 1,
+            at: "2026-12-07T00:00:00Z".into(),
+        }
+    }
+
+    fn lines(w: &JournalWriter<RealFs>) -> Vec<JournalRecord> {
+        let bytes = std::fs::read(&w.path).unwrap();
+        bytes
+            .split(|b| *b == b'\n')
+            .filter(|l| !l.is_empty() && l.iter().any(|b| *b != 0))
+            .map(|l| serde_json::from_slice(l).unwrap())
+            .collect()
+    }
+
+    /// Pends an intent as the recorder does: its room held first, then its record.
+    fn pend(w: &mut JournalWriter<RealFs>, name: &str, room: u64) -> u64 {
+        let rec = intent(w.next_seq(), name);
+        let line = rec.to_line();
+        w.hold_ahead(line.len() as u64 + room).unwrap();
+        let seq = w.pend(rec, room);
+        w.write(&line).unwrap();
+        seq
+    }
+
+    #[test]
+    fn intents_get_consecutive_seqs_and_their_outcomes_release_their_room() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut w = writer(dir.path());
+        assert_eq!(w.next_seq(), 1);
+        assert_eq!(pend(&mut w, "a", 100), 1);
+        assert_eq!(pend(&mut w, "b", 30), 2);
+        assert_eq!(w.next_seq(), 3);
+        assert_eq!(w.last_seq(), 2);
+        assert_eq!((w.in_flight(), w.held()), (2, 130));
+        assert_eq!(w.pending_intent(2), Some(&intent(2, "b")));
+        // An unknown seq (a shipping token's 0, or one settled already) changes nothing.
+        w.settle(0);
+        w.settle(7);
+        assert_eq!((w.in_flight(), w.held()), (2, 130));
+        w.settle(1);
+        assert_eq!((w.in_flight(), w.held()), (1, 30));
+        assert_eq!(w.pending().collect::<Vec<_>>(), [&intent(2, "b")]);
+        // Seqs are never given twice, even after their intents settled.
+        w.settle(2);
+        assert_eq!((w.in_flight(), w.held()), (0, 0));
+        assert_eq!(pend(&mut w, "c", 0), 3);
+    }
+
+    #[test]
+    fn the_room_held_ahead_counts_the_room_of_the_outcomes_to_come() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut w = writer(dir.path());
+        w.hold_ahead(100).unwrap();
+        assert_eq!(w.spare(), 100 + AHEAD);
+        let room = 3 * AHEAD;
+        pend(&mut w, "a", room);
+        let spare = w.spare();
+        assert!(spare >= room, "{spare}");
+        // Nothing more is needed beyond the held room: nothing more is taken.
+        w.hold_ahead(0).unwrap();
+        assert_eq!(w.spare(), spare);
+        // More on top of it: held beyond the outcome's room.
+        w.hold_ahead(spare - room + 1).unwrap();
+        assert_eq!(w.spare(), spare + 1 + AHEAD);
+    }
+
+    #[test]
+    fn a_failed_write_releases_only_the_intents_it_was_to_write() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut w = writer(dir.path());
+        pend(&mut w, "a", 10);
+        let rec = intent(w.next_seq(), "b");
+        let line = rec.to_line();
+        w.hold_ahead(line.len() as u64 + 20).unwrap();
+        w.pend(rec, 20);
+        // A read-only handle: the write fails.
+        let file = w.file.try_clone().unwrap();
+        w.swap_file(std::fs::File::open(&w.path).unwrap());
+        assert!(w.write(&line).is_err());
+        assert_eq!((w.in_flight(), w.held()), (1, 10));
+        assert!(w.pending_intent(1).is_some());
+        // The next write starts afresh.
+        w.swap_file(file);
+        pend(&mut w, "c", 5);
+        assert_eq!((w.in_flight(), w.held()), (2, 15));
+    }
+
+    #[test]
+    fn intents_left_unwritten_are_released() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut w = writer(dir.path());
+        pend(&mut w, "a", 10);
+        w.pend(intent(2, "b"), 20);
+        w.release_unwritten();
+        assert_eq!((w.in_flight(), w.held()), (1, 10));
+        // A later write or failed fsync does not touch what is already settled.
+        w.write(b"").unwrap();
+        assert_eq!((w.in_flight(), w.held()), (1, 10));
+    }
+
+    #[test]
+    fn a_failed_fsync_releases_the_intents_written_since_the_last_one_and_is_tried_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut w = writer(dir.path());
+        pend(&mut w, "a", 10);
+        assert!(w.dirty());
+        w.sync().unwrap();
+        assert!(!w.dirty());
+        // Nothing written since: no fsync (a handle that cannot be fsync'd shows it).
+        let file = w.file.try_clone().unwrap();
+        w.swap_file(std::fs::File::open("/dev/null").unwrap());
+        w.sync().unwrap();
+        w.swap_file(file);
+        pend(&mut w, "b", 20);
+        pend(&mut w, "c", 40);
+        assert_eq!(w.held(), 70);
+        w.swap_file(std::fs::File::open("/dev/null").unwrap());
+        assert!(w.sync().is_err());
+        assert_eq!((w.in_flight(), w.held()), (1, 10));
+        assert!(w.pending_intent(1).is_some());
+        // What was written is still not durable: the next call tries again.
+        assert!(w.dirty());
+        assert!(w.sync().is_err());
+        assert_eq!((w.in_flight(), w.held()), (1, 10));
+    }
+
+    #[test]
+    fn a_checkpoint_keeps_the_first_record_and_the_intents_in_flight_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut w = writer(dir.path());
+        let begin = JournalRecord::Begin {
+            endpoint: "http://127.0.0.1:1".into(),
+            at: "2026-12-07T00:00:00Z".into(),
+        };
+        for name in ["a", "b", "c", "d", "e", "f", "g", "h", "i", "j", "k", "l"] {
+            pend(&mut w, name, 100);
+        }
+        w.settle(2);
+        w.settle(5);
+        w.sync().unwrap();
+        assert_eq!(w.checkpoint(&begin.to_line()).unwrap(), Replaced::Yes);
+        let got = lines(&w);
+        assert_eq!(got[0], begin);
+        let seqs: Vec<u64> = got[1..]
+            .iter()
+            .map(|r| match r {
+                JournalRecord::Intent { seq, .. } => *seq,
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        assert_eq!(seqs, [1, 3, 4, 6, 7, 8, 9, 10, 11, 12]);
+        // Exactly the room for their outcomes, and the room taken ahead.
+        assert_eq!(w.spare(), 10 * 100 + AHEAD);
+        assert!(!dir.path().join("j.journal.next").exists());
+        // Appends go after the kept records.
+        pend(&mut w, "m", 0);
+        assert!(matches!(
+            lines(&w).last(),
+            Some(JournalRecord::Intent { seq: 13, .. })
+        ));
+        w.remove().unwrap();
+        assert!(!w.path.exists());
+    }
+}

@@ -104,7 +104,7 @@ mod tests {
     use super::*;
     use crate::secret::Secret;
     use crate::state::accounts::{AccountOutcome, AccountRecord};
-    use crate::state::results::CreatedAccount;
+    use crate::state::ledger::results::CreatedAccount;
     use crate::state::{HeldSecret, ResultsFile, SecretsFile};
 
     const AT: &str = "2026-11-23T20:00:00.000Z";
