@@ -52,6 +52,12 @@ impl From<TokenKey> for CreateKey {
     }
 }
 
+impl From<&TokenKey> for CreateKey {
+    fn from(k: &TokenKey) -> CreateKey {
+        CreateKey::Token(k.clone())
+    }
+}
+
 impl std::fmt::Display for CreateKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {

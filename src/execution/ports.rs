@@ -9,8 +9,7 @@ use crate::api::{AccountRequest, ApiClient, ApiError, CreatedToken, SubAccountIn
 use crate::key::{CreateKey, TokenKey};
 use crate::secret::Secret;
 use crate::state::Applied;
-use crate::state::Outcome;
-use crate::state::accounts::AccountOutcome;
+pub use crate::state::accounts::Settled;
 use crate::state::{Failure, RecorderHandle, StateError};
 
 /// Sends the calls of a run's items (the API client in a run). The sub-account calls have
@@ -81,26 +80,6 @@ impl SendCreate for ApiClient {
     }
 }
 
-/// How an item's attempt (or what followed it) ended, with the item it settles: the key and
-/// the outcome of one kind go together.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Settled {
-    /// A token's create.
-    Token(TokenKey, Outcome),
-    /// A sub account's create, the lookup after it, or (intent 0) its shipping token.
-    Account(String, AccountOutcome),
-}
-
-impl Settled {
-    /// The item it settles.
-    pub fn key(&self) -> CreateKey {
-        match self {
-            Settled::Token(k, _) => CreateKey::Token(k.clone()),
-            Settled::Account(name, _) => CreateKey::Account(name.clone()),
-        }
-    }
-}
-
 /// Makes intents and outcomes durable (the recorder in a run).
 pub trait RecordOutcomes: Send + Sync + 'static {
     /// Journals the intent to send attempt `attempt` of `key`; returns its sequence number once
@@ -126,27 +105,20 @@ pub trait RecordOutcomes: Send + Sync + 'static {
 }
 
 impl RecordOutcomes for RecorderHandle {
-    async fn intent(&self, key: &CreateKey, attempt: u32) -> Result<u64, StateError> {
-        match key {
-            CreateKey::Token(k) => RecorderHandle::intent(self, k, attempt).await,
-            // A create of this run: no account had the name when the plan was made.
-            CreateKey::Account(name) => self.account_intent(name, attempt, &[]).await,
-        }
+    fn intent(
+        &self,
+        key: &CreateKey,
+        attempt: u32,
+    ) -> impl Future<Output = Result<u64, StateError>> + Send {
+        RecorderHandle::intent(self, key.clone(), attempt)
     }
 
-    async fn outcome(&self, seq: u64, settled: Settled) -> Result<Applied, StateError> {
-        match settled {
-            Settled::Token(key, outcome) => RecorderHandle::outcome(self, seq, &key, outcome).await,
-            Settled::Account(name, outcome) => {
-                let recorded = outcome.account_id().is_some();
-                self.account_outcome(seq, &name, outcome).await?;
-                Ok(if recorded {
-                    Applied::Recorded
-                } else {
-                    Applied::Noted
-                })
-            }
-        }
+    fn outcome(
+        &self,
+        seq: u64,
+        settled: Settled,
+    ) -> impl Future<Output = Result<Applied, StateError>> + Send {
+        RecorderHandle::settle(self, seq, settled)
     }
 
     fn failure(&self, failure: Failure) {
@@ -163,6 +135,8 @@ mod tests {
     #![allow(clippy::disallowed_methods)] // tests set up real files, clocks and seeds
     #![allow(clippy::unwrap_used)]
     use super::*;
+    use crate::state::Outcome;
+    use crate::state::accounts::AccountOutcome;
     use crate::state::{StatePaths, Store};
 
     #[tokio::test]
@@ -199,11 +173,26 @@ mod tests {
                 error: "refused".into(),
             },
         );
+        // A sub account through the same two calls.
+        let account = CreateKey::Account("team-a".into());
+        let seq = RecordOutcomes::intent(&h, &account, 1).await.unwrap();
+        let created = AccountOutcome::Created {
+            account_id: 9,
+            created_at: "2026-11-23T20:00:00.000Z".into(),
+        };
+        assert_eq!(
+            RecordOutcomes::outcome(&h, seq, Settled::Account("team-a".into(), created))
+                .await
+                .unwrap(),
+            Applied::Recorded
+        );
         drop(h);
         let (store, res) = rec.finish().await;
         res.unwrap();
-        let failures = store.unwrap().results().failures.clone();
+        let store = store.unwrap();
+        let failures = store.results().failures.clone();
         assert_eq!(failures.len(), 1);
         assert_eq!(failures[0].error, "refused");
+        assert_eq!(store.results().accounts_created["team-a"].account_id, 9);
     }
 }

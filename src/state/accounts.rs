@@ -73,6 +73,26 @@ impl AccountOutcome {
     }
 }
 
+/// How an item's attempt (or what followed it) ended, with the item it settles: the key and
+/// the outcome of one kind go together, so that neither can be recorded under the other.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Settled {
+    /// A token's create.
+    Token(crate::key::TokenKey, super::Outcome),
+    /// A sub account's create, the lookup after it, or (intent 0) its shipping token.
+    Account(String, AccountOutcome),
+}
+
+impl Settled {
+    /// The item it settles.
+    pub fn key(&self) -> crate::key::CreateKey {
+        match self {
+            Settled::Token(k, _) => crate::key::CreateKey::Token(k.clone()),
+            Settled::Account(name, _) => crate::key::CreateKey::Account(name.clone()),
+        }
+    }
+}
+
 /// An account record of the journal, as the replay reads it.
 #[derive(Debug, Clone, PartialEq)]
 pub enum AccountRecord {
