@@ -515,3 +515,57 @@ fn sealed_shipping_tokens_never_reach_the_disk_in_plaintext_and_export_unseals_t
         );
     }
 }
+
+/// Sends SIGINT (what Ctrl-C sends) to a child process of this test.
+#[allow(unsafe_code)]
+fn interrupt(pid: u32) {
+    let pid = libc::pid_t::try_from(pid).unwrap();
+    // SAFETY: kill(2) has no memory-safety preconditions; the pid is our own child, still
+    // unreaped (so it cannot have been recycled for another process).
+    let rc = unsafe { libc::kill(pid, libc::SIGINT) };
+    assert_eq!(rc, 0, "kill(SIGINT) failed");
+}
+
+/// Ctrl-C while sub accounts are being created: the same drain as for tokens (exit 130, in
+/// flight settled), every account the simulator made so far recorded or
+/// still pending its lookup, and the next runs create each exactly once.
+#[test]
+fn ctrl_c_during_account_creates_drains_records_them_and_a_resume_creates_each_once() {
+    let mut config = chaos_config(31);
+    config.latency = Duration::from_millis(40);
+    let env = Env::with_sim(config);
+    let manifest = chaos_manifest(&env, 24);
+    let child = env
+        .cmd()
+        .args(["apply", &manifest, "--yes", "--no-progress"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let sim = env.sim().handle();
+    assert!(crate::util::wait_until(Duration::from_secs(60), || {
+        sim.counters().accounts_created >= 4
+    }));
+    interrupt(child.id());
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(130),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let results = env.json("m.results.json");
+    for account in sim.accounts().into_iter().filter(|a| a.created_by_api) {
+        let recorded = &results["accounts_created"][&account.name]["account_id"];
+        let pending = &results["accounts_pending"][&account.name];
+        assert!(
+            *recorded == account.id || !pending.is_null(),
+            "{} (id {}) is neither recorded nor pending: {results}",
+            account.name,
+            account.id
+        );
+    }
+    let codes = converge(&env, &manifest, &[], 6);
+    assert_eq!(codes.last(), Some(&Some(0)), "{codes:?}");
+    check_exactly_once(&env, &new_names(24), "after Ctrl-C");
+}
