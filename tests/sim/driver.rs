@@ -66,6 +66,12 @@ pub enum Op {
     Recreate,
     /// `export`: every recorded token's secret read back, through the identity when sealed.
     Export,
+    /// `apply` without recipients on a state whose secrets are sealed (the recipients were
+    /// removed from the manifest), without `--allow-plaintext`.
+    Unsealed,
+    /// Another program seals a file to the run's public recipient and puts it in the sealed
+    /// directory: a false secret for the `n`-th recorded token (modulo their number).
+    PlantSealed(u64),
 }
 
 impl Op {
@@ -316,6 +322,10 @@ impl Scenario {
                 ]),
                 22..27 => ops.extend([Op::Revoke(aim.random_range(0..16)), Op::Recreate]),
                 27..40 => ops.push(Op::Export),
+                40..46 if sealed => ops.extend([Op::Unsealed, Op::Export]),
+                46..52 if sealed => {
+                    ops.extend([Op::PlantSealed(aim.random_range(0..16)), Op::Export])
+                }
                 _ => {}
             }
         }
@@ -445,6 +455,8 @@ struct World {
     exported: Option<Vec<Exported>>,
     /// Saves the invariants module refused in the last step.
     refused: Vec<String>,
+    /// Whether the apply being played has no recipients though the scenario seals.
+    unsealed: bool,
     steps: u64,
     trace: Vec<String>,
     problems: Vec<String>,
@@ -509,6 +521,7 @@ pub fn run_scenario(sc: Scenario) -> Verdict {
         deleted: [BTreeSet::new(), BTreeSet::new()],
         exported: None,
         refused: Vec::new(),
+        unsealed: false,
         steps: 0,
         trace: Vec::new(),
         problems: Vec::new(),
@@ -626,7 +639,74 @@ impl World {
                 self.export();
                 true
             }
+            Op::Unsealed => {
+                // Only a state whose secrets are sealed is refused in plaintext: before its
+                // first sealed file, a run without recipients is a plain state's run.
+                if self.fs.files_under(&self.paths.sealed).is_empty() {
+                    self.trace
+                        .push("unsealed: nothing sealed yet, not played".to_owned());
+                    return true;
+                }
+                self.unsealed = true;
+                let ended = self.run_apply(Replace::None, None, None, None);
+                self.unsealed = false;
+                ended
+            }
+            Op::PlantSealed(n) => {
+                self.plant_sealed(*n);
+                true
+            }
         }
+    }
+
+    /// Another program plants a sealed file holding a false secret for a recorded token.
+    fn plant_sealed(&mut self, n: u64) {
+        let results = check::read(&self.fs, &self.paths, &self.ids, &mut Vec::new()).results;
+        let Some(results) = results.filter(|r| !r.sealed_files.is_empty()) else {
+            self.trace
+                .push("plant sealed: no sealed file listed yet".to_owned());
+            return;
+        };
+        let recorded: Vec<(TokenKey, i64)> = results
+            .accounts
+            .iter()
+            .flat_map(|(a, t)| {
+                t.iter().map(move |(n, t)| {
+                    (
+                        TokenKey {
+                            account_id: *a,
+                            token_name: n.clone(),
+                        },
+                        t.token_id,
+                    )
+                })
+            })
+            .filter(|(k, _)| k.account_id != FOREIGN_ACCOUNT)
+            .collect();
+        if recorded.is_empty() {
+            self.trace.push("plant sealed: nothing recorded".to_owned());
+            return;
+        }
+        let (target, id) = &recorded[(n % recorded.len() as u64) as usize];
+        let mut doc = logzio_tokens::state::SecretsFile::default();
+        doc.insert(
+            target,
+            *id,
+            logzio_tokens::secret::Secret::new("PLANTED-not-the-secret"),
+        );
+        let armored = key().0.seal_secrets(&doc).expect("sealing");
+        // Named after a later time than any of the tool's, so that it would come last.
+        let name = "2099-01-01T00-00-00Z-planted.age";
+        let mut planted = self.paths.sealed.join(name);
+        if let Err(e) =
+            logzio_tokens::state::sealed::write_new_in(&self.fs, &self.paths.sealed, name, &armored)
+        {
+            planted = PathBuf::from(format!("not written: {e}"));
+        }
+        self.trace.push(format!(
+            "plant sealed {} for {target} (token {id})",
+            planted.display()
+        ));
     }
 
     /// An admin deletes a recorded token in the UI.
@@ -844,7 +924,7 @@ impl World {
             None => {}
         }
         let planted_before = self.fs.planted();
-        let sealed = self.sc.sealed.then(|| key().0.clone());
+        let sealed = (self.sc.sealed && !self.unsealed).then(|| key().0.clone());
         let store = rt.block_on(async { self.open() });
         let clock = SimClock::shared(self.wall());
         let run_seed = self.sc.seed ^ self.steps.rotate_left(40);
@@ -860,6 +940,11 @@ impl World {
                 Ok(s) => s,
                 Err(e) => return format!("refused: {}", first_line(&e.to_string())),
             };
+            // As apply does at its start: a sealed state is not continued in plaintext
+            // (invariant 2; the simulation never passes --allow-plaintext).
+            if let Err(e) = store.check_protection(sealed.is_some(), false) {
+                return format!("refused: {}", first_line(&e.to_string()));
+            }
             if let Some(r) = sealed {
                 store.seal_to(r);
             }
