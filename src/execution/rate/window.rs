@@ -35,7 +35,7 @@
 //! lets it go on). Once a limit is found the window is that
 //! limit, and a probe now and then lets one send go one above it (0.5 s after a limit newly
 //! found, 2.5 s after a probe that met it, doubling per probe that met it, at most 16×): if
-//! the server admitted it with the limit's worth surely at the server, twice in a row, the
+//! the server admitted it with the limit's worth surely at the server, three times in a row, the
 //! limit is higher (and the next probe comes soon). A limit
 //! learned on an earlier run is where the next run starts, probed as if three probes had met
 //! it. The slot of a send is free when its answer arrives: the durability of that answer does
@@ -72,8 +72,9 @@ const LEARNED_PROBE_FAILURES: u32 = 3;
 const READ_ALLOWANCE_MIN: Duration = Duration::from_millis(1);
 const READ_ALLOWANCE_MAX: Duration = Duration::from_millis(10);
 /// Probes admitted with the limit's worth of ours at the server, in a row, that raise the
-/// limit: one may have found a slot an answer not yet read had freed, beyond the allowance.
-const RAISE_AFTER: u32 = 2;
+/// limit: one may have found a slot an answer not yet read had freed, beyond the allowance
+/// (a loaded machine reads some answers tens of milliseconds late).
+const RAISE_AFTER: u32 = 3;
 /// How many sends' fates are kept (far more than are ever in flight at once).
 const FATES_KEPT: usize = 4096;
 
