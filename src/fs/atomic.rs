@@ -61,8 +61,24 @@ pub fn write_atomic_in<F: Fs>(
     what: &'static str,
     replace: bool,
 ) -> Result<Meta, FileError> {
+    write_atomic_checked(fs, path, bytes, kind, what, replace, || Ok(()))
+}
+
+/// [`write_atomic_in`], calling `before_rename` once the new file is durable and right before
+/// it replaces `path`: a check that `path` still holds what the caller last saw, made there,
+/// leaves no window for another program's replacement but the rename itself. When it fails,
+/// the temp file is removed and `path` is left alone.
+pub fn write_atomic_checked<F: Fs, E: From<FileError>>(
+    fs: &F,
+    path: &Path,
+    bytes: &[u8],
+    kind: FileKind,
+    what: &'static str,
+    replace: bool,
+    before_rename: impl FnOnce() -> Result<(), E>,
+) -> Result<Meta, E> {
     if !replace && fs.symlink_metadata(path).is_ok() {
-        return Err(exists(path, what));
+        return Err(exists(path, what).into());
     }
     if kind == FileKind::Secret {
         check_secret_target(fs, path)?;
@@ -89,10 +105,14 @@ pub fn write_atomic_in<F: Fs>(
         Ok(m) => m,
         Err(e) => {
             let _ = fs.remove_file(&tmp);
-            return Err(werr(e));
+            return Err(werr(e).into());
         }
     };
     drop(file);
+    if let Err(e) = before_rename() {
+        let _ = fs.remove_file(&tmp);
+        return Err(e);
+    }
     let renamed = if replace {
         fs.rename(&tmp, path)
     } else {
@@ -105,7 +125,8 @@ pub fn write_atomic_in<F: Fs>(
                 exists(path, what)
             } else {
                 werr(e)
-            },
+            }
+            .into(),
         );
     }
     fs.sync_dir(dir).map_err(werr)?;

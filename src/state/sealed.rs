@@ -296,6 +296,19 @@ pub fn write_new_in<F: Fs>(
         source,
     })?;
     check_dir_in(fs, dir)?;
+    if crate::reintroduced::on(crate::reintroduced::Bug::SealedInPlace) {
+        use std::io::Write;
+        let werr = |source| StateError::Write {
+            kind: StateFile::Sealed,
+            path: path.clone(),
+            source,
+        };
+        let how = crate::fs::OpenHow::create_new(crate::fs::FileKind::Public.mode());
+        let mut f = fs.open(&path, &how).map_err(werr)?;
+        f.write_all(armored).map_err(werr)?;
+        f.sync_all().map_err(werr)?;
+        return Ok(path);
+    }
     crate::fs::atomic::write_atomic_in(
         fs,
         &path,
@@ -372,7 +385,7 @@ pub struct Sorted {
 }
 
 /// Sorts the sealed files of `dir` against the `listed` ones ([`Sorted`]).
-pub fn sort_listed(dir: &Path, listed: &[super::results::SealedFile]) -> Result<Sorted, SealError> {
+pub fn sort_listed(dir: &Path, listed: &[super::SealedFile]) -> Result<Sorted, SealError> {
     sort_listed_in(&RealFs, dir, listed)
 }
 
@@ -380,7 +393,7 @@ pub fn sort_listed(dir: &Path, listed: &[super::results::SealedFile]) -> Result<
 pub fn sort_listed_in<F: Fs>(
     fs: &F,
     dir: &Path,
-    listed: &[super::results::SealedFile],
+    listed: &[super::SealedFile],
 ) -> Result<Sorted, SealError> {
     let found = list_in(fs, dir)?;
     let mut out = Sorted::default();

@@ -11,7 +11,7 @@ use super::ledger::{Applied, Ledger, invariants};
 use super::sealed::{self, Identities, Recipients, SealError};
 use super::{ResultsFile, SecretsFile, StateError, StateFile, StateLock, StatePaths};
 use crate::clock::{SharedClock, SystemClock};
-use crate::fs::atomic::{FileKind, parent_dir, remove_stale_temps, write_atomic_in};
+use crate::fs::atomic::{FileKind, parent_dir, remove_stale_temps, write_atomic_checked};
 use crate::fs::trust::check_secret_target;
 use crate::fs::{Fs, Meta, RealFs};
 use crate::key::TokenKey;
@@ -213,7 +213,11 @@ impl<F: Fs> Store<F> {
         let replayed = journal::replay(&fs, &paths.journal)?;
         // Invariant 3: a journal is replayed only into the state of its own endpoint (the
         // results file's, or this run's when there is no results file yet).
-        if let Some(bound) = &replayed.endpoint {
+        let bound = replayed
+            .endpoint
+            .as_ref()
+            .filter(|_| !crate::reintroduced::on(crate::reintroduced::Bug::JournalAnyEndpoint));
+        if let Some(bound) = bound {
             let what = format!("journal file {}", paths.journal.display());
             for current in [results.api_url.as_deref(), api_url].into_iter().flatten() {
                 super::invariants::promises::same_endpoint(&what, Some(bound), current).map_err(
@@ -302,32 +306,46 @@ impl<F: Fs> Store<F> {
         })?;
         let bytes = self.ledger.results_bytes(&self.clock.now_rfc3339());
         let sizes = [("secrets", plain.len()), ("results", bytes.len())];
+        // Checked first, so that nothing is written for a state another program changed, and
+        // again right before each rename, so that a change made while this save writes (the
+        // secrets file, then the results file's temp file) is not overwritten either.
         self.check_unchanged(0, StateFile::Results)?;
         if !plain.is_empty() {
             self.check_unchanged(1, StateFile::Secrets)?;
-            let written = write_atomic_in(
+            let written = write_atomic_checked(
                 &self.fs,
                 &self.paths.secrets,
                 &plain,
                 FileKind::Secret,
                 StateFile::Secrets.word(),
                 true,
+                || self.check_unchanged(1, StateFile::Secrets),
             )
-            .map_err(|e| room_needed(&self.fs, e.into(), &sizes))?;
+            .map_err(|e| room_needed(&self.fs, e, &sizes))?;
             // The stamp of the file written, not of whatever the path holds by now: a file
             // another program renames over it right after must not pass for this one.
             self.seen[1] = Some(Stamp::from(&written));
         }
-        let written = write_atomic_in(
+        let written = write_atomic_checked(
             &self.fs,
             &self.paths.results,
             &bytes,
             FileKind::Public,
             StateFile::Results.word(),
             true,
+            || {
+                if crate::reintroduced::on(crate::reintroduced::Bug::SaveWindow) {
+                    return Ok(());
+                }
+                self.check_unchanged(0, StateFile::Results)
+            },
         )
-        .map_err(|e| room_needed(&self.fs, e.into(), &sizes))?;
-        self.seen[0] = Some(Stamp::from(&written));
+        .map_err(|e| room_needed(&self.fs, e, &sizes))?;
+        self.seen[0] = if crate::reintroduced::on(crate::reintroduced::Bug::StampAfterRename) {
+            Stamp::of(&self.fs, &self.paths.results)
+        } else {
+            Some(Stamp::from(&written))
+        };
         self.ledger.saved();
         Ok(())
     }

@@ -82,11 +82,23 @@ pub enum AtCall {
     /// Another program replaces the results file right after the tool's k-th rename onto it
     /// (0-based; the call index is unused).
     ForeignAfterRename(u64),
+    /// Another program replaces the results file right after the tool's k-th rename onto the
+    /// secrets file (0-based; the call index is unused): while a save writes the results file.
+    ForeignAfterSecretsRename(u64),
+    /// The process crashes `then` calls after its `k`-th journal write that holds only
+    /// intents (0-based; the call index is unused): an aimed crash point, where an intent
+    /// acknowledged before its fsync would be lost with its request already sent.
+    CrashAfterIntents {
+        /// Which intent-only write (0-based).
+        k: u64,
+        /// How many calls later (1: the next call).
+        then: u64,
+    },
 }
 
-/// The tag of a finding of this simulation on main (not one of issue 25's): `Store::save`
-/// checks that the results file is unchanged before it writes the secrets file, so a
-/// replacement during that write is overwritten; the check belongs right before the rename.
+/// The tag of a finding of this simulation (not one of issue 25's): `Store::save` checked that
+/// the results file was unchanged before it wrote the secrets file, so a replacement during
+/// that write was overwritten; the check is now made right before the rename (fixed).
 pub const SAVE_WINDOW: &str = "finding save-window";
 
 /// The account another program's record is under (see [`AtCall::Foreign`]).
@@ -148,6 +160,11 @@ impl Scenario {
             slow_after_create: 0.0,
         };
         let sealed = rng.random_bool(0.5) || seed >> 63 == 1;
+        // Crash points aimed at the calls that matter, drawn from a stream of their own so
+        // that the rest of each seed's scenario stays what it was: right after a journal
+        // write that holds only intents (the instant an intent not yet fsync'd would be lost
+        // with its request sent), mostly as a power loss.
+        let mut aim = StdRng::seed_from_u64(seed ^ 0x5151_a1a1_0f0f_3c3c);
         let mut ops = Vec::new();
         let events = 4 * n as u64 + 4;
         // Seeds with the top bit set are the stall family: runs may stall past the recorder's
@@ -204,12 +221,26 @@ impl Scenario {
                 46..54 => Some((0, AtCall::ForeignAfterRename(rng.random_range(0..2)))),
                 _ => None,
             };
+            let mut power = rng.random_bool(0.5);
+            let disk = match disk {
+                None if aim.random_bool(0.4) => {
+                    power |= aim.random_bool(0.6);
+                    Some((
+                        0,
+                        AtCall::CrashAfterIntents {
+                            k: aim.random_range(0..n as u64),
+                            then: aim.random_range(1..=2),
+                        },
+                    ))
+                }
+                d => d,
+            };
             ops.push(Op::Apply {
                 rotate: op.0,
                 stop: op.1,
                 stall,
                 disk,
-                power: rng.random_bool(0.5),
+                power,
             });
         }
         // Every scenario ends with a run to the end, so "nothing lost" is checked after it.
@@ -518,8 +549,23 @@ impl World {
                 self.fs.plant_at(n, &self.paths.results, foreign_edit);
             }
             Some((_, AtCall::ForeignAfterRename(k))) => {
-                self.fs
-                    .plant_after_rename(k, &self.paths.results, foreign_edit);
+                self.fs.plant_after_rename(
+                    k,
+                    &self.paths.results,
+                    &self.paths.results,
+                    foreign_edit,
+                );
+            }
+            Some((_, AtCall::CrashAfterIntents { k, then })) => {
+                self.fs.crash_after_intents(k, then);
+            }
+            Some((_, AtCall::ForeignAfterSecretsRename(k))) => {
+                self.fs.plant_after_rename(
+                    k,
+                    &self.paths.secrets,
+                    &self.paths.results,
+                    foreign_edit,
+                );
             }
             None => {}
         }

@@ -2,10 +2,10 @@
 //! pending operations kept apart, as on ext4 with `data=ordered` (the models: FoundationDB's
 //! `AsyncFileNonDurable`, TigerBeetle's `testing/storage.zig`).
 //!
-//! - A file's bytes are durable once the file is fsync'd. On a crash, the bytes written since
-//!   are torn: from the first byte that differs from the durable image, a seeded number of the
-//!   new bytes survive and the old ones after them (appends keep a seeded prefix; an overwrite
-//!   is cut part-way).
+//! - A file's bytes are durable once the file is fsync'd. On a power loss, the bytes written
+//!   since are lost (half the time) or torn: from the first byte that differs from the durable
+//!   image, a seeded number of the new bytes survive and the old ones after them (appends keep
+//!   a seeded prefix; an overwrite is cut part-way).
 //! - A directory entry (create, rename, remove) is durable once its directory is fsync'd; the
 //!   entries since are journaled in order, so a crash keeps a seeded prefix of them, never a
 //!   later one without an earlier one. A rename that survives over a file whose data was never
@@ -120,10 +120,14 @@ struct Model {
     planted: u64,
     /// The call each plant came just before.
     plant_before: Vec<String>,
-    /// A plant that comes right after the k-th rename onto its path from now (0-based).
-    plant_after_rename: Option<(PathBuf, u64, Plant)>,
+    /// A plant of the first path that comes right after the k-th rename onto the second path
+    /// from now (0-based).
+    plant_after_rename: Option<(PathBuf, PathBuf, u64, Plant)>,
     /// The last call, as `what name`.
     last_call: String,
+    /// An aimed crash: after the k-th write to a journal that holds only intents (0-based,
+    /// from now), the process crashes this many calls later (1: at the next call).
+    crash_after_intents: Option<(u64, u64)>,
 }
 
 /// What another program makes of a file's bytes (None: it leaves the file alone).
@@ -160,6 +164,7 @@ impl Default for SimFs {
                 plant_before: Vec::new(),
                 plant_after_rename: None,
                 last_call: String::new(),
+                crash_after_intents: None,
             })),
             crashed: Arc::new(Notify::new()),
         }
@@ -182,17 +187,17 @@ impl Model {
             .push(format!("fs {} {what} {}", self.calls, name_of(path)));
         let this_call = format!("{what} {}", name_of(path));
         let last_call = std::mem::replace(&mut self.last_call, this_call);
-        if let Some((target, left, plant)) = self.plant_after_rename.take() {
-            if last_call == format!("rename {}", name_of(&target)) {
+        if let Some((target, trigger, left, plant)) = self.plant_after_rename.take() {
+            if last_call == format!("rename {}", name_of(&trigger)) {
                 if left == 0 {
                     self.plant(&target, plant);
                     self.plant_before
                         .push(format!("after `{last_call}`, before `{}`", self.last_call));
                 } else {
-                    self.plant_after_rename = Some((target, left - 1, plant));
+                    self.plant_after_rename = Some((target, trigger, left - 1, plant));
                 }
             } else {
-                self.plant_after_rename = Some((target, left, plant));
+                self.plant_after_rename = Some((target, trigger, left, plant));
             }
         }
         if let Some((planted, plant)) = self.plants.remove(&self.calls) {
@@ -243,6 +248,34 @@ impl Model {
         }
         self.planted += 1;
         self.log.push(format!("PLANT {}", name_of(path)));
+    }
+
+    /// Counts a write of `buf` to `path` for an aimed crash (see `crash_after_intents`).
+    fn wrote(&mut self, path: &Path, buf: &[u8]) {
+        const INTENT: &[u8] = b"\"kind\":\"intent\"";
+        let Some((k, then)) = self.crash_after_intents else {
+            return;
+        };
+        let journal = path.extension().is_some_and(|e| e == "journal");
+        let lines: Vec<&[u8]> = buf
+            .split(|&b| b == b'\n')
+            .filter(|l| l.iter().any(|&b| b != 0))
+            .collect();
+        let intents_only = !lines.is_empty()
+            && lines
+                .iter()
+                .all(|l| l.windows(INTENT.len()).any(|w| w == INTENT));
+        if !(journal && intents_only) {
+            return;
+        }
+        if k == 0 {
+            self.crash_after_intents = None;
+            self.crash_at = Some(self.calls + then);
+            self.log
+                .push(format!("AIM crash at fs {}", self.calls + then));
+        } else {
+            self.crash_after_intents = Some((k - 1, then));
+        }
     }
 
     fn used(&self) -> u64 {
@@ -355,6 +388,12 @@ impl SimFs {
         m.faults.insert(at, fault);
     }
 
+    /// Crashes the process `then` calls after its `k`-th write (0-based, from now) to a journal
+    /// that holds only intents: the moment an intent not yet fsync'd matters.
+    pub fn crash_after_intents(&self, k: u64, then: u64) {
+        self.lock().crash_after_intents = Some((k, then));
+    }
+
     /// Another program replaces `path` before the `n`-th call from now (1-based).
     pub fn plant_at(&self, n: u64, path: &Path, plant: Plant) {
         let mut m = self.lock();
@@ -362,10 +401,10 @@ impl SimFs {
         m.plants.insert(at, (path.to_owned(), plant));
     }
 
-    /// Another program replaces `path` right after the tool's `k`-th rename onto it from now
-    /// (0-based): the window between a rename and whatever the tool does next.
-    pub fn plant_after_rename(&self, k: u64, path: &Path, plant: Plant) {
-        self.lock().plant_after_rename = Some((path.to_owned(), k, plant));
+    /// Another program replaces `path` right after the tool's `k`-th rename onto `trigger`
+    /// from now (0-based): the window between a rename and whatever the tool does next.
+    pub fn plant_after_rename(&self, k: u64, trigger: &Path, path: &Path, plant: Plant) {
+        self.lock().plant_after_rename = Some((path.to_owned(), trigger.to_owned(), k, plant));
     }
 
     /// How many plants happened so far.
@@ -424,7 +463,23 @@ impl SimFs {
                     .zip(&node.durable)
                     .position(|(a, b)| a != b)
                     .unwrap_or(node.data.len().min(node.durable.len()));
-                let cut = rng.random_range(d..=node.data.len().max(d));
+                // The cut falls among the bytes written since the fsync, not in an unchanged
+                // tail after them (room held ahead of a journal's records is such a tail): a
+                // record written there survives or not with even odds, whatever follows it.
+                let e = node
+                    .data
+                    .iter()
+                    .enumerate()
+                    .rposition(|(i, b)| node.durable.get(i).copied().unwrap_or(0) != *b)
+                    .map_or(d, |i| i + 1);
+                // Half the time nothing written since the fsync reached the disk (a power
+                // loss within the kernel's writeback delay, the common case for a run's last
+                // milliseconds); otherwise a seeded prefix of it did.
+                let cut = if rng.random_bool(0.5) {
+                    d
+                } else {
+                    rng.random_range(d..=e.max(d))
+                };
                 let mut torn = node.data[..cut.min(node.data.len())].to_vec();
                 if node.durable.len() > cut {
                     torn.extend_from_slice(&node.durable[cut..]);
@@ -448,6 +503,7 @@ impl SimFs {
         m.faults.clear();
         m.plants.clear();
         m.plant_after_rename = None;
+        m.crash_after_intents = None;
         m.read_only = false;
         m.crashed = false;
         m.crash_at = None;
@@ -539,7 +595,12 @@ impl Write for SimFile {
             return Err(os(libc::EBADF));
         }
         let (ino, pos) = (self.ino, self.pos);
-        let n = self.with("write", true, |m, short| m.write_at(ino, buf, pos, short))?;
+        let path = &self.path;
+        let n = self.with("write", true, |m, short| {
+            let n = m.write_at(ino, buf, pos, short)?;
+            m.wrote(path, &buf[..n]);
+            Ok(n)
+        })?;
         self.pos += n as u64;
         Ok(n)
     }
@@ -571,8 +632,11 @@ impl FsFile for SimFile {
             return Err(os(libc::EBADF));
         }
         let ino = self.ino;
+        let path = &self.path;
         self.with("pwrite", true, |m, short| {
-            m.write_at(ino, buf, offset, short)
+            let n = m.write_at(ino, buf, offset, short)?;
+            m.wrote(path, &buf[..n]);
+            Ok(n)
         })
     }
     fn sync_all(&self) -> io::Result<()> {

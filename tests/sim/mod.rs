@@ -26,11 +26,10 @@ use driver::{Op, Scenario, Verdict};
 /// machine: 8-12 seeds/s at a load of 12-18).
 const CI_SEEDS: u64 = 500;
 
-/// Findings still open on main: the defects of issue 25 whose fixes are on branch `seams2`,
-/// and what this simulation found beyond them. A problem tagged with one is reported by the
-/// sweep, kept as a regression case below, and does not fail the CI range. Remove a tag once
-/// its fix is on main.
-const OPEN_FINDINGS: &[&str] = &[driver::SAVE_WINDOW];
+/// Findings still open on main (none today: issue 25's defects and the save window are
+/// fixed). A problem tagged with one is reported by the sweep, kept as a regression case
+/// below, and does not fail the CI range. Remove a tag once its fix is on main.
+const OPEN_FINDINGS: &[&str] = &[];
 
 /// The finding a problem reproduces, when the checker tagged it (the text before `: `).
 fn finding_of(problem: &str) -> Option<&str> {
@@ -284,7 +283,10 @@ const REGRESSION_SEEDS: &[(u64, &str)] = &[
     (0xf2, "issue 25 defect 11"),
     (0x136, "issue 25 defect 8"),
     (0x5e, "finding save-window"),
-    (0xcd, "finding save-window"),
+    (
+        0xcd,
+        "finding save-window (no longer since the scenarios drew more foreign writes)",
+    ),
     (0x8000_0000_0000_0004, "issue 25 defect 1"),
 ];
 
@@ -411,4 +413,131 @@ fn save_window_scenario() -> Scenario {
 #[test]
 fn another_programs_results_file_is_never_overwritten_after_a_recovery_save() {
     expect_clean(save_window_scenario());
+}
+
+/// The save-window finding: a crashed rotation leaves a journal; the next run's saves write
+/// the secrets file and then the results file, and another program replaces the results file
+/// right after the secrets file's rename. Before the fix `Store::save` had checked the results
+/// file before writing the secrets file, and overwrote the replacement.
+fn save_window_during_the_secrets_write() -> Scenario {
+    let mut sc = save_window_scenario();
+    sc.ops[2] = Op::Apply {
+        rotate: false,
+        stop: None,
+        stall: None,
+        disk: Some((0, driver::AtCall::ForeignAfterSecretsRename(0))),
+        power: false,
+    };
+    sc
+}
+
+#[test]
+fn another_programs_results_file_is_never_overwritten_while_the_secrets_file_is_written() {
+    let v = driver::run_scenario(save_window_during_the_secrets_write());
+    assert!(
+        v.trace.iter().any(|l| l.starts_with("PLANT")),
+        "the scenario no longer reaches its window:\n{}",
+        v.trace.join("\n")
+    );
+    assert!(
+        v.problems.is_empty(),
+        "{}\ntrace:\n{}",
+        v.problems.join("\n"),
+        v.trace.join("\n")
+    );
+}
+
+/// How soon the sweep finds a bug put back with the `reintroduce` feature (the bug named by
+/// `LOGZIO_TOKENS_REINTRODUCE`, see `src/reintroduced.rs`): from each of five starting
+/// points, in the plain family and in the stall family, the number of seeds run until the
+/// first one that fails (at most `LOGZIO_TOKENS_SIM_SEEDS`, 2000 by default).
+#[cfg(feature = "reintroduce")]
+#[test]
+#[ignore = "measurement: LOGZIO_TOKENS_REINTRODUCE=<bug> cargo test --features reintroduce --test integration sim::seeds_until -- --ignored --nocapture"]
+fn seeds_until_a_reintroduced_bug_is_found() {
+    let bug = std::env::var("LOGZIO_TOKENS_REINTRODUCE").unwrap_or_default();
+    let most = env_u64("LOGZIO_TOKENS_SIM_SEEDS").unwrap_or(2000);
+    let started = std::time::Instant::now();
+    let mut ran = 0u64;
+    for family in [0, STALL_FAMILY] {
+        let mut found = Vec::new();
+        for start in 0..5u64 {
+            let base = family + start * 100_000;
+            let mut n = 0;
+            let first = loop {
+                if n == most {
+                    break None;
+                }
+                let v = driver::run(base + n);
+                n += 1;
+                if !v.problems.is_empty() {
+                    break Some((n, v));
+                }
+            };
+            ran += n;
+            match first {
+                Some((n, v)) => {
+                    eprintln!(
+                        "sim: {bug}: from {base:#x}: found at seed #{n} ({:#x}): {}",
+                        v.scenario.seed,
+                        v.problems[0].chars().take(200).collect::<String>()
+                    );
+                    found.push(n.to_string());
+                }
+                None => {
+                    eprintln!("sim: {bug}: from {base:#x}: not found in {most} seeds");
+                    found.push(format!(">{most}"));
+                }
+            }
+        }
+        eprintln!(
+            "sim: {bug}: {} family: seeds until found from 5 starting points: {}",
+            if family == 0 { "plain" } else { "stall" },
+            found.join(", ")
+        );
+    }
+    eprintln!(
+        "sim: {ran} seeds in {:.1}s ({:.1} seeds/s)",
+        started.elapsed().as_secs_f64(),
+        ran as f64 / started.elapsed().as_secs_f64()
+    );
+}
+
+/// An intent acknowledged before its fsync: a power loss right after the journal write that
+/// holds only intents, once the requests went out, loses the intents, and the tokens their
+/// requests created are then neither recorded nor possible orphans.
+fn intent_unsynced_scenario(k: u64) -> Scenario {
+    let mut sc = Scenario::of(0);
+    sc.sealed = false;
+    sc.faults = logzio_tokens::simulator::FaultRates::default();
+    sc.keys = (0..6).map(key).collect();
+    sc.ops = vec![
+        Op::Apply {
+            rotate: false,
+            stop: None,
+            stall: None,
+            disk: Some((0, driver::AtCall::CrashAfterIntents { k, then: 1 })),
+            power: true,
+        },
+        Op::apply(false),
+    ];
+    sc
+}
+
+#[test]
+fn a_power_loss_right_after_intents_are_written_loses_nothing() {
+    for k in 0..3 {
+        let v = driver::run_scenario(intent_unsynced_scenario(k));
+        assert!(
+            v.trace.iter().any(|l| l.starts_with("AIM")),
+            "the aimed crash never came:\n{}",
+            v.trace.join("\n")
+        );
+        assert!(
+            v.problems.is_empty(),
+            "{}\ntrace:\n{}",
+            v.problems.join("\n"),
+            v.trace.join("\n")
+        );
+    }
 }

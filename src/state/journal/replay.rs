@@ -397,6 +397,11 @@ fn note(
         } => {
             let CreateKind::Token = create;
             pending.remove(&seq);
+            if crate::reintroduced::on(crate::reintroduced::Bug::ReplayDropsOutcome)
+                && out.outcomes.is_empty()
+            {
+                return;
+            }
             out.outcomes.push((
                 TokenKey {
                     account_id,
