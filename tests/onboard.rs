@@ -576,3 +576,58 @@ fn ctrl_c_during_account_creates_drains_records_them_and_a_resume_creates_each_o
     assert_eq!(codes.last(), Some(&Some(0)), "{codes:?}");
     check_exactly_once(&env, &new_names(24), "after Ctrl-C");
 }
+
+/// `--output json` has a line per sub account the run creates (`"kind": "account"`, its name
+/// and id) beside the token lines (`"kind": "token"`), and never its log shipping token.
+#[test]
+fn json_output_has_a_line_per_new_account_and_never_its_shipping_token() {
+    let env = Env::new();
+    let manifest = env.write(
+        "m.yaml",
+        &onboarding_manifest(2).replace(
+            "  - name: payments-prod\n    create: {retention_days: 30}\n",
+            "",
+        ),
+    );
+    let run = env.run(&[
+        "apply",
+        manifest.to_str().unwrap(),
+        "--simulate",
+        "--yes",
+        "--output",
+        "json",
+    ]);
+    run.expect_code(0);
+    let lines: Vec<serde_json::Value> = run
+        .stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let results = env.json("m.simulated.results.json");
+    let secrets = env.json("m.simulated.secrets.json");
+    for name in new_names(2) {
+        let id = &results["accounts_created"][&name]["account_id"];
+        let line = lines
+            .iter()
+            .find(|l| l["type"] == "item" && l["kind"] == "account" && l["account_name"] == name)
+            .unwrap_or_else(|| panic!("no line for {name}: {}", run.stdout));
+        assert_eq!(line["result"], "created", "{line}");
+        assert_eq!(&line["account_id"], id, "{line}");
+        let shipping = secrets["shipping"][id.to_string()]["token"]
+            .as_str()
+            .unwrap();
+        assert!(!run.stdout.contains(shipping), "{}", run.stdout);
+    }
+    let tokens = lines
+        .iter()
+        .filter(|l| l["type"] == "item" && l["kind"] == "token" && l["result"] == "created")
+        .count();
+    assert_eq!(tokens, 4, "{}", run.stdout);
+    let summary = lines.last().unwrap();
+    assert_eq!(summary["type"], "summary");
+    assert_eq!(
+        (&summary["accounts_created"], &summary["accounts_failed"]),
+        (&serde_json::json!(2), &serde_json::json!(0)),
+        "{summary}"
+    );
+}

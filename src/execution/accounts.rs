@@ -22,7 +22,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::attempt::{AttemptOutcome, Item, Shared};
-use super::{Answer, Backoff, Cancel, RecordOutcomes, SendCreate, Settled, Stats, Ticket};
+use super::{
+    Answer, Backoff, Cancel, ItemEvent, RecordOutcomes, SendCreate, Settled, Stats, Ticket,
+};
 use crate::api::{AccountRequest, ApiError, ErrorClass, SubAccountInfo, UtilizationSettings};
 use crate::clock::SharedClock;
 use crate::key::CreateKey;
@@ -225,6 +227,10 @@ async fn create<C: SendCreate, R: RecordOutcomes>(
     if class == ErrorClass::Ambiguous {
         Stats::add(&sh.stats.ambiguous, 1);
         item.ambiguous += 1;
+        sh.emit(ItemEvent::AccountAmbiguous {
+            name: name.clone(),
+            detail: detail.clone(),
+        });
         let outcome = AccountOutcome::Ambiguous {
             detail: detail.clone(),
         };

@@ -18,8 +18,8 @@ use super::accounts::{AccountItem, AccountWork, AccountsReport, Step, Work, crea
 use super::ambiguity::Breaker;
 use super::attempt::{AttemptOutcome, Item, Shared, attempt};
 use super::{
-    Backoff, Cancel, ItemEvent, ItemResult, Observer, Pacer, RecordOutcomes, RunReport, SendCreate,
-    Stats, StopReason,
+    AccountResult, Backoff, Cancel, ItemEvent, ItemResult, Observer, Pacer, RecordOutcomes,
+    RunReport, SendCreate, Stats, StopReason,
 };
 use crate::clock::SharedClock;
 use crate::key::{CreateKey, TokenKey};
@@ -145,8 +145,12 @@ struct Dispatcher<C, R> {
 
 impl<C: SendCreate, R: RecordOutcomes> Dispatcher<C, R> {
     fn new(work: Work, config: ExecConfig, services: Services<C, R>) -> Self {
+        // Every item counts: tokens, those waiting for their account, and the accounts.
         let waiting: usize = work.accounts.iter().map(|a| a.tokens.len()).sum();
-        Stats::add(&services.stats.total, (work.tokens.len() + waiting) as u64);
+        Stats::add(
+            &services.stats.total,
+            (work.tokens.len() + waiting + work.accounts.len()) as u64,
+        );
         // The pacer counts the requests at the server (see `dispatch`).
         services
             .pacer
@@ -543,6 +547,16 @@ impl<C: SendCreate, R: RecordOutcomes> Dispatcher<C, R> {
                 if adopted {
                     self.report.accounts.adopted.insert(name.clone());
                 }
+                Stats::add(&self.shared.stats.created, 1);
+                self.shared.emit(ItemEvent::AccountDone {
+                    name: name.clone(),
+                    attempts: item.attempt,
+                    result: if adopted {
+                        AccountResult::Adopted { account_id: id }
+                    } else {
+                        AccountResult::Created { account_id: id }
+                    },
+                });
                 self.account_ready(&name, id);
                 // Its shipping token, first of what goes next.
                 self.queue.push_front(Item::account(
@@ -555,7 +569,14 @@ impl<C: SendCreate, R: RecordOutcomes> Dispatcher<C, R> {
                 ));
             }
             AttemptOutcome::Waits(item) => self.admit(item),
-            AttemptOutcome::AccountDone => {}
+            AttemptOutcome::AccountDone => {
+                // An interrupted run's create that found nothing, and the plan does not create
+                // it: not an item of this run after all.
+                self.shared
+                    .stats
+                    .total
+                    .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+            }
             AttemptOutcome::ShippingRead { name, id } => {
                 self.report.accounts.shipping.insert(name, id);
             }
@@ -627,6 +648,15 @@ impl<C: SendCreate, R: RecordOutcomes> Dispatcher<C, R> {
         let key = match item.key {
             CreateKey::Token(key) => key,
             CreateKey::Account(name) => {
+                Stats::add(&self.shared.stats.failed, 1);
+                self.shared.emit(ItemEvent::AccountDone {
+                    name: name.clone(),
+                    attempts: item.attempt,
+                    result: AccountResult::Failed {
+                        http_status: status,
+                        error: error.clone(),
+                    },
+                });
                 self.report
                     .accounts
                     .failed

@@ -10,10 +10,10 @@ use crate::cli::config::ApplySettings;
 use crate::cli::error::{CliError, Exit};
 use crate::cli::output::{Printer, count, count_as, was};
 use crate::cli::progress::{self, Mode, Progress, server_limit};
-use crate::cli::report::{ItemLine, Message, PlanCounts, SummaryLine, V1};
+use crate::cli::report::{AccountLine, ItemLine, Line, Message, PlanCounts, SummaryLine, V1};
 use crate::execution::{
-    Backoff, Cancel, ExecConfig, ItemEvent, ItemResult, Observer, Pacer, RunReport, Services,
-    Stats, StopReason, execute,
+    AccountResult, Backoff, Cancel, ExecConfig, ItemEvent, ItemResult, Observer, Pacer, RunReport,
+    Services, Stats, StopReason, execute,
 };
 use crate::plan::{Plan, Unresolved};
 use crate::state::{Failure, LearnedRate, LimitKind, Recorder, Store};
@@ -554,6 +554,8 @@ impl Outcome<'_> {
         let r = self.report;
         let (results, secrets) = self.files();
         Message::Summary(SummaryLine {
+            accounts_created: r.accounts.created.len(),
+            accounts_failed: r.accounts.failed.len(),
             already_present: self.present,
             ambiguous: r.ambiguous,
             attempts: r.attempts,
@@ -876,19 +878,50 @@ impl Observer for JsonObserver {
                         ("failed", None, Some(*http_status), Some(error.as_str()))
                     }
                 };
-                Message::Item(ItemLine {
+                Message::Item(Line::Token(ItemLine {
                     attempts: Some(*attempts),
                     error,
                     http_status,
                     result: Some(result),
                     token_id,
                     ..ItemLine::of(key)
-                })
+                }))
             }
-            ItemEvent::Ambiguous { key, detail } => Message::Ambiguous(ItemLine {
+            ItemEvent::Ambiguous { key, detail } => Message::Ambiguous(Line::Token(ItemLine {
                 detail: Some(detail),
                 ..ItemLine::of(key)
-            }),
+            })),
+            ItemEvent::AccountDone {
+                name,
+                attempts,
+                result,
+            } => {
+                let (result, account_id, http_status, error) = match result {
+                    AccountResult::Created { account_id } => {
+                        ("created", Some(*account_id), None, None)
+                    }
+                    AccountResult::Adopted { account_id } => {
+                        ("adopted", Some(*account_id), None, None)
+                    }
+                    AccountResult::Failed { http_status, error } => {
+                        ("failed", None, Some(*http_status), Some(error.as_str()))
+                    }
+                };
+                Message::Item(Line::Account(AccountLine {
+                    account_id,
+                    attempts: Some(*attempts),
+                    error,
+                    http_status,
+                    result: Some(result),
+                    ..AccountLine::of(name)
+                }))
+            }
+            ItemEvent::AccountAmbiguous { name, detail } => {
+                Message::Ambiguous(Line::Account(AccountLine {
+                    detail: Some(detail),
+                    ..AccountLine::of(name)
+                }))
+            }
             ItemEvent::Retry { .. } => return,
         };
         line.emit(&self.printer);

@@ -175,8 +175,36 @@ async fn run_with(
     api: Arc<Fake>,
     cancel: Cancel,
 ) -> (crate::execution::RunReport, Arc<Log>) {
+    let (report, log, _) = run_seen(script, accounts, api, cancel, config()).await;
+    (report, log)
+}
+
+/// Collects the events a run emits.
+#[derive(Default)]
+struct Seen(Mutex<Vec<crate::execution::ItemEvent>>);
+
+impl crate::execution::Observer for Seen {
+    fn event(&self, event: &crate::execution::ItemEvent) {
+        self.0.lock().unwrap().push(event.clone());
+    }
+}
+
+/// A run that also returns its events and its live counters at the end.
+async fn run_seen(
+    script: Vec<(bool, bool)>,
+    accounts: Vec<AccountWork>,
+    api: Arc<Fake>,
+    cancel: Cancel,
+    config: ExecConfig,
+) -> (
+    crate::execution::RunReport,
+    Arc<Log>,
+    (Vec<crate::execution::ItemEvent>, Arc<Stats>),
+) {
     *api.script.lock().unwrap() = script.into_iter().rev().collect();
     let log = Arc::new(Log::default());
+    let stats = Arc::new(Stats::default());
+    let seen = Arc::new(Seen::default());
     let work = Work {
         accounts,
         lookup: Duration::from_millis(300),
@@ -186,13 +214,76 @@ async fn run_with(
         creator: api,
         recorder: log.clone(),
         pacer: Arc::new(Pacer::new(1000.0, false)),
-        stats: Arc::new(Stats::default()),
-        observer: None,
+        stats: stats.clone(),
+        observer: Some(seen.clone()),
         cancel,
         rng: crate::random::seeded(1),
     };
-    let report = execute(work, config(), services).await;
-    (report, log)
+    let report = execute(work, config, services).await;
+    let events = seen.0.lock().unwrap().clone();
+    (report, log, (events, stats))
+}
+
+#[tokio::test]
+async fn account_items_tell_observers_and_the_counters_how_they_went() {
+    use crate::execution::{AccountResult, ItemEvent};
+    use std::sync::atomic::Ordering::Relaxed;
+    let api = Arc::new(Fake::default());
+    // `a` is created at once; `b`'s create is ambiguous and made it (adopted); `c`'s creates
+    // are ambiguous and make nothing, so it stops at its budget.
+    let (report, _, (events, stats)) = run_seen(
+        vec![(true, true), (true, false), (false, false), (false, false)],
+        vec![account("a", &["ci"]), account("b", &[]), account("c", &[])],
+        api.clone(),
+        Cancel::default(),
+        config(),
+    )
+    .await;
+    assert_eq!(report.accounts.created.len(), 2, "{report:?}");
+    let done = |name: &str| {
+        events
+            .iter()
+            .find_map(|e| match e {
+                ItemEvent::AccountDone {
+                    name: n, result, ..
+                } if n == name => Some(result.clone()),
+                _ => None,
+            })
+            .unwrap_or_else(|| panic!("no event for {name}: {events:?}"))
+    };
+    assert_eq!(
+        done("a"),
+        AccountResult::Created {
+            account_id: report.accounts.created["a"]
+        }
+    );
+    assert_eq!(
+        done("b"),
+        AccountResult::Adopted {
+            account_id: report.accounts.created["b"]
+        }
+    );
+    assert!(
+        matches!(done("c"), AccountResult::Failed { error, .. } if error.contains("check the Logz.io UI")),
+        "{events:?}"
+    );
+    let ambiguous: Vec<&str> = events
+        .iter()
+        .filter_map(|e| match e {
+            ItemEvent::AccountAmbiguous { name, .. } => Some(name.as_str()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(ambiguous, ["b", "c", "c"], "{events:?}");
+    // Three accounts and a's token: four items, three created, one failed.
+    assert_eq!(
+        (
+            stats.total.load(Relaxed),
+            stats.created.load(Relaxed),
+            stats.failed.load(Relaxed)
+        ),
+        (4, 3, 1)
+    );
 }
 
 #[tokio::test]
