@@ -631,3 +631,58 @@ fn json_output_has_a_line_per_new_account_and_never_its_shipping_token() {
         "{summary}"
     );
 }
+
+/// An account's ambiguity budget holds across runs: creates that were ambiguous and that no
+/// lookup found, recorded in the results file, count in the next run; at the budget the create
+/// is not sent, the run says how to lift it, and `orphans clear` does.
+#[test]
+fn an_accounts_ambiguity_budget_holds_across_runs_until_orphans_clear() {
+    let env = Env::with_sim(SimConfig {
+        faults: logzio_tokens::simulator::FaultRates {
+            drop_before_create: 1.0,
+            ..Default::default()
+        },
+        ..SimConfig::default()
+    });
+    let text = "version: 1\nsettings:\n  account_lookup_seconds: 1\n  max_ambiguous: 2\n\
+                defaults:\n  tokens: [ci]\n  create:\n    email: platform@example.com\n    \
+                retention_days: 7\n    max_daily_gb: 5\n\
+                accounts:\n  - name: team-00\n    create: true\n";
+    let manifest = env.write("m.yaml", text);
+    let manifest = manifest.to_str().unwrap();
+    let sent = || env.sim().handle().counters().dropped_before_create;
+    env.run(&["apply", manifest, "--yes", "--no-progress"])
+        .expect_code(1);
+    assert_eq!(sent(), 2, "the first run spends the budget");
+    let results = env.json("m.results.json");
+    assert_eq!(
+        results["accounts_ambiguous"]["team-00"]["ambiguous_attempts"], 2,
+        "{results}"
+    );
+
+    let again = env.run(&["apply", manifest, "--yes", "--no-progress"]);
+    again.expect_code(1);
+    assert_eq!(sent(), 2, "not sent again: {}", again.stderr);
+    assert!(
+        again
+            .stderr
+            .contains("earlier runs made 2 ambiguous creates")
+            && again.stderr.contains("orphans clear"),
+        "{}",
+        again.stderr
+    );
+
+    let list = env.run(&["orphans", "list", manifest]);
+    list.expect_code(0);
+    assert!(
+        list.stdout
+            .contains("sub account team-00: 2 ambiguous creates"),
+        "{}",
+        list.stdout
+    );
+    env.run(&["orphans", "clear", manifest]).expect_code(0);
+    assert!(env.json("m.results.json")["accounts_ambiguous"].is_null());
+    env.run(&["apply", manifest, "--yes", "--no-progress"])
+        .expect_code(1);
+    assert_eq!(sent(), 4, "cleared: sent again, within a fresh budget");
+}

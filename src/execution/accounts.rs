@@ -55,6 +55,10 @@ pub struct AccountWork {
     pub tokens: Vec<String>,
     /// An interrupted run's create of this name with no outcome: looked up before any send.
     pub pending: Option<PendingAccount>,
+    /// Ambiguous creates earlier runs made of this name that no lookup found (the results
+    /// file's `accounts_ambiguous`): they count against the ambiguity budget, so the budget
+    /// holds across runs; at the budget, the create is not sent.
+    pub earlier_ambiguous: u32,
 }
 
 /// What a run executes: tokens of accounts with ids, and sub accounts with the tokens that

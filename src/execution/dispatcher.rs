@@ -242,6 +242,7 @@ impl<C: SendCreate, R: RecordOutcomes> Dispatcher<C, R> {
                 name,
                 settings,
                 pending,
+                earlier_ambiguous,
                 ..
             } = work;
             let step = match pending {
@@ -252,7 +253,7 @@ impl<C: SendCreate, R: RecordOutcomes> Dispatcher<C, R> {
                 None if settings.is_some() => Step::Create,
                 None => continue,
             };
-            let item = Item::account(
+            let mut item = Item::account(
                 &name,
                 AccountItem {
                     settings,
@@ -260,6 +261,7 @@ impl<C: SendCreate, R: RecordOutcomes> Dispatcher<C, R> {
                     step,
                 },
             );
+            item.ambiguous = earlier_ambiguous;
             if matches!(item.account.as_ref().map(|a| &a.step), Some(Step::Create)) {
                 self.admit(item);
             } else {
@@ -278,6 +280,19 @@ impl<C: SendCreate, R: RecordOutcomes> Dispatcher<C, R> {
             self.queue.push_front(item);
             return;
         };
+        if item.ambiguous >= self.config.max_ambiguous {
+            // Earlier runs used up its budget: each of their creates may have made it.
+            let why = format!(
+                "not sent: earlier runs made {} ambiguous creates of it that no lookup found \
+                 (each may have made the account; the budget is {}): check the Logz.io UI for \
+                 an account named `{name}`, then run `logzio-tokens orphans clear` (or pass \
+                 --resend-ambiguous) to send it again",
+                item.ambiguous, self.config.max_ambiguous
+            );
+            self.report.ambiguity_exhausted += 1;
+            self.fail(item, None, why);
+            return;
+        }
         let Some(account) = item.account.as_mut() else {
             return;
         };
@@ -613,7 +628,8 @@ impl<C: SendCreate, R: RecordOutcomes> Dispatcher<C, R> {
                 ),
                 CreateKey::Account(name) => format!(
                     "{detail}; not sent again after {} ambiguous creates that no lookup found: \
-                     check the Logz.io UI for an account named `{name}` before running apply again",
+                     check the Logz.io UI for an account named `{name}`, then run \
+                     `logzio-tokens orphans clear` (or pass --resend-ambiguous) to send it again",
                     item.ambiguous
                 ),
             };

@@ -115,6 +115,17 @@ pub async fn run(args: &ApplyArgs, printer: &Printer) -> Result<Exit, CliError> 
     let learned_before = learned_limit.and_then(|l| l.per_second);
     let in_flight_before = learned_limit.and_then(|l| l.in_flight);
     let pending_accounts = store.pending_accounts();
+    // An account's ambiguity budget holds across runs too, as a token's does.
+    let earlier_accounts: std::collections::BTreeMap<String, u32> = if run.exec.resend_ambiguous {
+        Default::default()
+    } else {
+        store
+            .results()
+            .accounts_ambiguous
+            .iter()
+            .map(|(name, a)| (name.clone(), a.ambiguous_attempts))
+            .collect()
+    };
     let missing_shipping = store.accounts_missing_shipping();
     let recorder = Recorder::start(store)?;
     let handle = recorder.handle();
@@ -143,7 +154,7 @@ pub async fn run(args: &ApplyArgs, printer: &Printer) -> Result<Exit, CliError> 
     // wait for its id.
     let work = crate::execution::Work {
         tokens: plan.to_send(),
-        accounts: super::onboard::account_work(&plan, &pending_accounts),
+        accounts: super::onboard::account_work(&plan, &pending_accounts, &earlier_accounts),
         ids: plan.resolved_names.clone(),
         shipping: missing_shipping,
         lookup: settings.account_lookup,

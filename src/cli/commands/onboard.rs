@@ -73,10 +73,13 @@ fn count(n: usize, what: &str) -> String {
 }
 
 /// The sub accounts of a run, as the executor's items: an interrupted run's creates to look
-/// up first, and the plan's accounts to create, in dependency order, with their tokens.
+/// up first, and the plan's accounts to create, in dependency order, with their tokens and the
+/// ambiguous creates earlier runs made of each (`earlier`: name -> count; empty with
+/// `--resend-ambiguous`).
 pub fn account_work(
     plan: &Plan,
     pending: &[crate::execution::accounts::PendingAccount],
+    earlier: &std::collections::BTreeMap<String, u32>,
 ) -> Vec<crate::execution::AccountWork> {
     let mut work: Vec<crate::execution::AccountWork> =
         crate::plan::creation_order(&plan.accounts_to_create)
@@ -86,6 +89,7 @@ pub fn account_work(
                 settings: Some(a.settings.clone()),
                 tokens: a.tokens.clone(),
                 pending: pending.iter().find(|p| p.name == a.name).cloned(),
+                earlier_ambiguous: earlier.get(&a.name).copied().unwrap_or(0),
             })
             .collect();
     for p in pending {
@@ -97,6 +101,7 @@ pub fn account_work(
                     settings: None,
                     tokens: Vec::new(),
                     pending: Some(p.clone()),
+                    earlier_ambiguous: earlier.get(&p.name).copied().unwrap_or(0),
                 },
             );
         }

@@ -143,6 +143,7 @@ fn account(name: &str, tokens: &[&str]) -> AccountWork {
         settings: Some(settings()),
         tokens: tokens.iter().map(|t| (*t).to_owned()).collect(),
         pending: None,
+        earlier_ambiguous: 0,
     }
 }
 
@@ -283,6 +284,41 @@ async fn account_items_tell_observers_and_the_counters_how_they_went() {
             stats.failed.load(Relaxed)
         ),
         (4, 3, 1)
+    );
+}
+
+#[tokio::test]
+async fn the_ambiguity_budget_of_an_account_holds_across_runs() {
+    // Earlier runs used the whole budget: not sent, and its tokens fail unsent.
+    let api = Arc::new(Fake::default());
+    let spent = AccountWork {
+        earlier_ambiguous: 2,
+        ..account("a", &["ci"])
+    };
+    let (report, log) = run(vec![], vec![spent], api.clone()).await;
+    assert_eq!(api.creates(), 0);
+    assert!(report.accounts.created.is_empty());
+    let (name, why) = &report.accounts.failed[0];
+    assert_eq!(name, "a");
+    assert!(
+        why.contains("earlier runs made 2 ambiguous creates") && why.contains("orphans clear"),
+        "{why}"
+    );
+    assert_eq!(report.ambiguity_exhausted, 1);
+    assert!(api.tokens.lock().unwrap().is_empty());
+    assert_eq!(log.1.lock().unwrap().len(), 1, "its token fails, unsent");
+    // One left: one more ambiguous create, then it stops.
+    let api = Arc::new(Fake::default());
+    let half = AccountWork {
+        earlier_ambiguous: 1,
+        ..account("b", &[])
+    };
+    let (report, _) = run(vec![(false, false), (true, true)], vec![half], api.clone()).await;
+    assert_eq!(api.creates(), 1);
+    assert!(
+        report.accounts.failed[0].1.contains("orphans clear"),
+        "{:?}",
+        report.accounts.failed
     );
 }
 

@@ -67,6 +67,23 @@ pub struct ResultsFile {
     /// name; it never sends the create blindly again.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub accounts_pending: BTreeMap<String, PendingCreate>,
+    /// Sub accounts whose creates ended ambiguously with no account found since (each may have
+    /// made one): account name -> how many. The ambiguity budget holds across runs: a name at
+    /// the budget is not sent again until `orphans clear` (or `apply --resend-ambiguous`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub accounts_ambiguous: BTreeMap<String, AmbiguousCreates>,
+}
+
+/// The ambiguous creates of a sub account no lookup has found (a possible orphan account).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AmbiguousCreates {
+    /// How many creates of the name ended without a known outcome.
+    pub ambiguous_attempts: u32,
+    /// What happened the last time.
+    pub detail: String,
+    /// When it last happened (RFC 3339, UTC).
+    pub at: String,
 }
 
 /// A sealed file this tool wrote (`sealed_files` in the results file).
@@ -289,6 +306,7 @@ impl ResultsFile {
             sealed_files: Vec::new(),
             accounts_created: BTreeMap::new(),
             accounts_pending: BTreeMap::new(),
+            accounts_ambiguous: BTreeMap::new(),
         }
     }
 
