@@ -273,6 +273,7 @@ pub async fn verify_shipping(
             std::time::Duration::from_secs(10),
             &clock,
             &mut rng,
+            None,
         )
         .await;
         match live {

@@ -1,5 +1,6 @@
 //! Account items in the one executor, against fakes of the API and the recorder.
 #![allow(clippy::unwrap_used)]
+#![allow(clippy::disallowed_methods)] // a fake notes when reads come, by the real clock
 
 use std::sync::Mutex;
 
@@ -21,6 +22,10 @@ struct Fake {
     stop_on_create: Mutex<Option<Cancel>>,
     /// Every read of the list fails.
     list_fails: std::sync::atomic::AtomicBool,
+    /// This many reads of the list answer 429 (with a Retry-After of 600 ms) first.
+    list_limited: std::sync::atomic::AtomicU32,
+    /// When each read of the list came.
+    list_reads: Mutex<Vec<std::time::Instant>>,
 }
 
 impl Fake {
@@ -62,6 +67,23 @@ impl SendCreate for Arc<Fake> {
         }
     }
     async fn list_accounts(&self) -> Result<Vec<SubAccountInfo>, ApiError> {
+        self.list_reads
+            .lock()
+            .unwrap()
+            .push(std::time::Instant::now());
+        let limited = self.list_limited.fetch_update(
+            std::sync::atomic::Ordering::Relaxed,
+            std::sync::atomic::Ordering::Relaxed,
+            |n| n.checked_sub(1),
+        );
+        if limited.is_ok() {
+            return Err(ApiError::Status {
+                url: "list".into(),
+                status: 429,
+                message: "slow down".into(),
+                retry_after: Some(Duration::from_millis(600)),
+            });
+        }
         if self.list_fails.load(std::sync::atomic::Ordering::Relaxed) {
             return Err(ApiError::Timeout {
                 url: "list".into(),
@@ -176,7 +198,8 @@ async fn run_with(
     api: Arc<Fake>,
     cancel: Cancel,
 ) -> (crate::execution::RunReport, Arc<Log>) {
-    let (report, log, _) = run_seen(script, accounts, api, cancel, config()).await;
+    let pacer = Arc::new(Pacer::new(1000.0, false));
+    let (report, log, _) = run_seen(script, accounts, api, cancel, config(), pacer).await;
     (report, log)
 }
 
@@ -197,6 +220,7 @@ async fn run_seen(
     api: Arc<Fake>,
     cancel: Cancel,
     config: ExecConfig,
+    pacer: Arc<Pacer>,
 ) -> (
     crate::execution::RunReport,
     Arc<Log>,
@@ -214,7 +238,7 @@ async fn run_seen(
     let services = Services {
         creator: api,
         recorder: log.clone(),
-        pacer: Arc::new(Pacer::new(1000.0, false)),
+        pacer,
         stats: stats.clone(),
         observer: Some(seen.clone()),
         cancel,
@@ -238,6 +262,7 @@ async fn account_items_tell_observers_and_the_counters_how_they_went() {
         api.clone(),
         Cancel::default(),
         config(),
+        Arc::new(Pacer::new(1000.0, false)),
     )
     .await;
     assert_eq!(report.accounts.created.len(), 2, "{report:?}");
@@ -319,6 +344,35 @@ async fn the_ambiguity_budget_of_an_account_holds_across_runs() {
         report.accounts.failed[0].1.contains("orphans clear"),
         "{:?}",
         report.accounts.failed
+    );
+}
+
+#[tokio::test]
+async fn a_lookups_reads_go_through_the_pacer_and_its_429s_feed_the_controller() {
+    let api = Arc::new(Fake::default());
+    api.list_limited
+        .store(1, std::sync::atomic::Ordering::Relaxed);
+    let pacer = Arc::new(Pacer::new(100.0, true));
+    // An ambiguous create that made the account: the lookup's first read answers 429 with a
+    // Retry-After of 600 ms, which the pacer keeps: the next read waits for it (unpaced, it
+    // would come at the lookup's next poll, 250 ms on).
+    let (report, _, _) = run_seen(
+        vec![(true, false)],
+        vec![account("a", &[])],
+        api.clone(),
+        Cancel::default(),
+        config(),
+        pacer.clone(),
+    )
+    .await;
+    assert!(report.accounts.adopted.contains("a"), "{report:?}");
+    assert_eq!(api.creates(), 1);
+    let reads = api.list_reads.lock().unwrap().clone();
+    assert!(reads.len() >= 2, "{reads:?}");
+    let waited = reads[1] - reads[0];
+    assert!(
+        waited >= Duration::from_millis(550),
+        "the read after the 429 waited for its Retry-After: {waited:?}"
     );
 }
 
@@ -551,6 +605,7 @@ async fn several_new_accounts_with_the_name_stop_it_naming_their_ids() {
         Duration::from_millis(10),
         &Cancel::default(),
         &crate::clock::SystemClock::shared(),
+        None,
     )
     .await
     .unwrap();
