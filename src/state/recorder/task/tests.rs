@@ -844,3 +844,19 @@ fn a_failed_write_names_the_records_made_durable_just_before_it_and_only_those()
     assert!(t.broken.is_some());
     assert_eq!(t.suspects, [key("a")]);
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_batch_made_durable_exactly_at_the_windows_edge_is_still_suspect() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut t = task(dir.path());
+    // The clock is paused: the batch is exactly SUSPECT_WINDOW old when the next ones come.
+    t.recent
+        .push_back((Instant::now() - SUSPECT_WINDOW, vec![key("edge")]));
+    let (m, _r) = intent_msg(&key("a"));
+    step(&mut t, vec![m]);
+    t.journal
+        .swap_file(std::fs::File::open(&t.store.paths().journal).unwrap());
+    let (m, _r) = intent_msg(&key("b"));
+    step(&mut t, vec![m]);
+    assert_eq!(t.suspects, [key("edge"), key("a")]);
+}
