@@ -322,7 +322,7 @@ impl<C: SendCreate, R: RecordOutcomes> Dispatcher<C, R> {
         report.retries = Stats::get(&stats.retries);
         report.rate_limited = Stats::get(&stats.rate_limited);
         report.ambiguous = Stats::get(&stats.ambiguous);
-        report.elapsed = self.started.elapsed();
+        report.elapsed = self.clock.now().saturating_duration_since(self.started);
         report.final_rate = self.shared.pacer.snapshot().rate;
         report
     }

@@ -6,7 +6,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::secrets::ShippingSecret;
+use super::ShippingSecret;
 use super::{HeldSecret, SecretsFile, Store};
 
 /// How an account create (or the lookup after it) ended.

@@ -26,8 +26,7 @@
 use serde::Deserialize;
 use zeroize::Zeroizing;
 
-use super::results::{SupersededToken, TokenStatus};
-use super::secrets::SupersededSecret;
+use super::{SupersededSecret, SupersededToken, TokenStatus};
 use crate::key::TokenKey;
 use crate::secret::Secret;
 

@@ -35,9 +35,7 @@ mod ledger;
 mod lock;
 mod paths;
 mod recorder;
-mod results;
 pub mod sealed;
-mod secrets;
 mod store;
 
 pub(crate) use error::explain_read_only;
@@ -45,15 +43,15 @@ pub use error::{StateError, StateFile};
 pub use journal::{Gap, HeldSecret, JournalRecord, Outcome};
 pub(crate) use json::parse_strict;
 pub use ledger::{Applied, ImportRefused, Ledger, invariants};
-pub use lock::StateLock;
-pub use paths::StatePaths;
-pub use recorder::{OUTCOME_LINGER, Recorder, RecorderHandle};
-pub use results::{
+pub use ledger::{
     CreatedAccount, Failure, LearnedRate, LimitKind, PendingCreate, PossibleOrphan,
     RESULTS_VERSION, ResultsFile, SealedFile, SupersededToken, TokenRecord, TokenSource,
     TokenStatus, results_schema_text,
 };
-pub use secrets::{SECRETS_VERSION, SecretRecord, SecretsFile, SupersededSecret};
+pub use ledger::{SECRETS_VERSION, SecretRecord, SecretsFile, ShippingSecret, SupersededSecret};
+pub use lock::StateLock;
+pub use paths::StatePaths;
+pub use recorder::{OUTCOME_LINGER, Recorder, RecorderHandle};
 pub use store::{Recovery, Sealing, Store};
 
 #[cfg(test)]

@@ -385,7 +385,7 @@ pub struct Sorted {
 }
 
 /// Sorts the sealed files of `dir` against the `listed` ones ([`Sorted`]).
-pub fn sort_listed(dir: &Path, listed: &[super::results::SealedFile]) -> Result<Sorted, SealError> {
+pub fn sort_listed(dir: &Path, listed: &[super::SealedFile]) -> Result<Sorted, SealError> {
     sort_listed_in(&RealFs, dir, listed)
 }
 
@@ -393,7 +393,7 @@ pub fn sort_listed(dir: &Path, listed: &[super::results::SealedFile]) -> Result<
 pub fn sort_listed_in<F: Fs>(
     fs: &F,
     dir: &Path,
-    listed: &[super::results::SealedFile],
+    listed: &[super::SealedFile],
 ) -> Result<Sorted, SealError> {
     let found = list_in(fs, dir)?;
     let mut out = Sorted::default();

@@ -2,10 +2,10 @@
 //! journal) changes in the results and the secrets.
 
 use super::Ledger;
+use super::results::{CreatedAccount, PendingCreate};
+use super::secrets::ShippingSecret;
 use crate::state::HeldSecret;
 use crate::state::accounts::{AccountOutcome, AccountRecord};
-use crate::state::results::{CreatedAccount, PendingCreate};
-use crate::state::secrets::ShippingSecret;
 
 impl Ledger {
     /// Applies an account record: an intent makes the name pending (until an outcome says

@@ -5,18 +5,28 @@
 //! commands need ([`Ledger::import`], [`Ledger::supersede`], [`Ledger::forget`],
 //! [`Ledger::clear_orphans`], [`Ledger::set_statuses`], ...). The rules every state must
 //! keep are in [`invariants`], checked when a state is loaded and before every save.
+//!
+//! The two documents it holds are defined beside it, private, and re-exported here: the
+//! results file ([`ResultsFile`]: token ids, failures, possible orphans, no secrets) and the
+//! secrets file ([`SecretsFile`], 0600). Their fields are public for reading and for the
+//! files' (de)serialization; outside `src/state` the state's own are only ever read
+//! (`Store::results`, `Store::secrets`), and every change goes through a named operation here.
 
 mod accounts;
 pub mod invariants;
+mod results;
+mod secrets;
 
 use std::collections::{HashMap, HashSet};
 
-use super::journal::{HeldSecret, Outcome};
-use super::results::{
-    Failure, LearnedRate, PossibleOrphan, ResultsFile, SupersededToken, TokenRecord, TokenSource,
-    TokenStatus,
+pub use results::{
+    CreatedAccount, Failure, LearnedRate, LimitKind, PendingCreate, PossibleOrphan,
+    RESULTS_VERSION, ResultsFile, SealedFile, SupersededToken, TokenRecord, TokenSource,
+    TokenStatus, results_schema_text,
 };
-use super::secrets::SecretsFile;
+pub use secrets::{SECRETS_VERSION, SecretRecord, SecretsFile, ShippingSecret, SupersededSecret};
+
+use super::journal::{HeldSecret, Outcome};
 use crate::key::TokenKey;
 
 /// What recording an outcome did.

@@ -1,6 +1,6 @@
 //! The recorder task: its state and its loop.
 
-use std::collections::HashMap;
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -41,7 +41,7 @@ pub const OUTCOME_LINGER: Duration = Duration::from_millis(50);
 /// it (the API's secrets are 36-character UUIDs).
 const SECRET_ROOM: usize = 256;
 
-/// A batch written to the journal whose acknowledgements wait for the fsync.
+/// A batch written to the journal whose acknowledgements wait for its fsync.
 #[derive(Debug)]
 struct Written {
     batch: Vec<Msg>,
@@ -57,14 +57,10 @@ struct Written {
 #[derive(Debug)]
 pub(super) struct Task<F: Fs = RealFs> {
     store: Store<F>,
-    /// The journal: every filesystem call of the run's records goes through it.
+    /// The journal: every filesystem call of the run's records goes through it, and it keeps
+    /// their bookkeeping (sequence numbers, intents in flight, the room held, what awaits an
+    /// fsync).
     journal: JournalWriter<F>,
-    seq: u64,
-    /// Intents without an outcome yet (re-written into each fresh journal), with the journal
-    /// room held for their outcomes.
-    pending: HashMap<u64, (JournalRecord, u64)>,
-    /// The sum of the room held for the outcomes of `pending`.
-    held: u64,
     /// The room an outcome needs beyond six bytes per byte of its token name (measured on a
     /// record with a [`SECRET_ROOM`]-byte secret, sealed when the run seals).
     outcome_room: u64,
@@ -76,15 +72,13 @@ pub(super) struct Task<F: Fs = RealFs> {
     /// The keys of the records fsync'd in the last [`SUSPECT_WINDOW`], by when: a filesystem
     /// the kernel turns read-only after an error can drop its last committed writes (seen on
     /// ext4 with `errors=remount-ro`: about one run in four lost the last fsync'd record).
-    recent: std::collections::VecDeque<(Instant, Vec<TokenKey>)>,
+    recent: VecDeque<(Instant, Vec<TokenKey>)>,
     /// Those keys when the first write failed.
     suspects: Vec<TokenKey>,
     /// Whether the files lag behind what was recorded.
     dirty: bool,
-    /// The batches written since the last fsync, in order.
-    unsynced: Vec<Written>,
-    /// Whether the journal holds bytes written since its last fsync.
-    journal_dirty: bool,
+    /// The batches written since the last fsync, in order: acknowledged once it is done.
+    waiting: Vec<Written>,
     /// Whether the executor has more requests to send (`RecorderHandle::sends_ahead`).
     pub(super) ahead: Arc<Ahead>,
     saves: SaveClock,
@@ -99,17 +93,13 @@ impl<F: Fs> Task<F> {
         let mut task = Task {
             store,
             journal,
-            seq: 0,
-            pending: HashMap::new(),
-            held: 0,
             outcome_room: 0,
             broken: None,
             unjournaled: Vec::new(),
-            recent: std::collections::VecDeque::new(),
+            recent: VecDeque::new(),
             suspects: Vec::new(),
             dirty: false,
-            unsynced: Vec::new(),
-            journal_dirty: false,
+            waiting: Vec::new(),
             ahead: Arc::new(Ahead::default()),
             saves,
             finish: None,
@@ -174,7 +164,7 @@ impl<F: Fs> Task<F> {
             if self.finish.is_some() {
                 break;
             }
-            if self.unsynced.is_empty() {
+            if self.waiting.is_empty() {
                 self.maybe_checkpoint();
             }
         }
@@ -185,7 +175,7 @@ impl<F: Fs> Task<F> {
     /// Journals a batch (one write) and holds its acknowledgements for `sync_and_ack`.
     fn write_batch(&mut self, batch: Vec<Msg>, buf: &mut Vec<u8>, now: String) {
         let (seqs, ok) = self.journal_batch(&batch, buf, &now);
-        self.unsynced.push(Written {
+        self.waiting.push(Written {
             batch,
             seqs,
             ok,
@@ -196,7 +186,7 @@ impl<F: Fs> Task<F> {
 
     /// When the oldest batch not yet fsync'd was written.
     fn unsynced_since(&self) -> Option<Instant> {
-        self.unsynced.first().map(|w| w.at)
+        self.waiting.first().map(|w| w.at)
     }
 
     /// Whether the written batches must be fsync'd and acknowledged now: only outcomes wait
@@ -207,40 +197,37 @@ impl<F: Fs> Task<F> {
             return false;
         };
         let only_outcomes = self
-            .unsynced
+            .waiting
             .iter()
             .all(|w| w.ok && w.batch.iter().all(|m| matches!(m, Msg::Outcome { .. })));
         !only_outcomes
             || !self.ahead.more.load(Ordering::Relaxed)
-            || since.elapsed() >= OUTCOME_LINGER
+            || self.now().saturating_duration_since(since) >= OUTCOME_LINGER
     }
 
     /// Fsyncs what was written since the last fsync, then applies and acknowledges those
     /// batches. False when the fsync failed: their outcomes are then unjournaled, their
     /// intents refused.
     fn sync_and_ack(&mut self) -> bool {
-        let mut unsynced = std::mem::take(&mut self.unsynced);
+        let mut waiting = std::mem::take(&mut self.waiting);
         let reintroduced = crate::reintroduced::on(crate::reintroduced::Bug::IntentUnsynced)
-            && unsynced
+            && waiting
                 .iter()
                 .all(|w| w.batch.iter().all(|m| matches!(m, Msg::Intent { .. })));
-        let synced = !self.journal_dirty || reintroduced || {
-            match self.journal.sync() {
-                Ok(()) => {
-                    self.journal_dirty = false;
-                    true
-                }
+        // A failed fsync releases the intents it was to make durable (the journal's
+        // bookkeeping); they are refused below.
+        let synced = reintroduced
+            || match self.journal.sync() {
+                Ok(()) => true,
                 Err(e) => {
                     self.write_failed(e);
-                    for w in &mut unsynced {
-                        self.refuse_intents(&w.batch, &w.seqs);
+                    for w in &mut waiting {
                         w.ok = false;
                     }
                     false
                 }
-            }
-        };
-        for mut w in unsynced {
+            };
+        for mut w in waiting {
             if w.ok {
                 self.remember(&w.batch);
             }
@@ -292,9 +279,7 @@ impl<F: Fs> Task<F> {
                 seq, key, outcome, ..
             } = m
             {
-                if let Some((_, room)) = self.pending.remove(seq) {
-                    self.held -= room;
-                }
+                self.journal.settle(*seq);
                 match self.journaled(key, outcome) {
                     Ok(outcome) => buf.extend(
                         JournalRecord::Outcome {
@@ -326,14 +311,17 @@ impl<F: Fs> Task<F> {
         if buf.is_empty() && seal_failed.is_none() {
             return (seqs, true);
         }
+        if seal_failed.is_some() {
+            // The batch fails like a failed write (below): its intents are never sent.
+            self.journal.release_unwritten();
+        }
+        // A failed write releases the batch's intents (the journal's bookkeeping).
         let written = self.journal.write(buf).and_then(|()| {
-            self.journal_dirty = true;
             // A secret that could not be sealed is not in the journal: fail like a write.
             seal_failed.map_or(Ok(()), Err)
         });
         if let Err(e) = written {
             self.write_failed(e);
-            self.refuse_intents(batch, &seqs);
             return (seqs, false);
         }
         (seqs, true)
@@ -367,11 +355,8 @@ impl<F: Fs> Task<F> {
             };
             match record {
                 AccountMsg::Outcome { seq, name, outcome } => {
-                    if *seq != 0
-                        && let Some((_, room)) = self.pending.remove(seq)
-                    {
-                        self.held -= room;
-                    }
+                    // A shipping token's record (seq 0) settles no intent: no intent has 0.
+                    self.journal.settle(*seq);
                     match self.store.journaled_account(name, outcome) {
                         Ok(outcome) => buf.extend(
                             JournalRecord::AccountOutcome {
@@ -397,36 +382,16 @@ impl<F: Fs> Task<F> {
                     if self.broken.is_some() {
                         continue;
                     }
-                    self.seq += 1;
                     let rec = JournalRecord::AccountIntent {
-                        seq: self.seq,
+                        seq: self.journal.next_seq(),
                         name: name.clone(),
                         attempt: *attempt,
                         known: known.clone(),
                         at: now.to_owned(),
                     };
                     buf.extend(rec.to_line());
-                    self.pending.insert(self.seq, (rec, 0));
-                    *slot = self.seq;
+                    *slot = self.journal.pend(rec, 0);
                 }
-            }
-        }
-    }
-
-    /// Refuses the intents of a batch whose write or fsync failed: their requests are never
-    /// sent, and the room held for their outcomes is released.
-    fn refuse_intents(&mut self, batch: &[Msg], seqs: &[u64]) {
-        for (m, s) in batch.iter().zip(seqs) {
-            if matches!(
-                m,
-                Msg::Intent { .. }
-                    | Msg::Account {
-                        record: AccountMsg::Intent { .. },
-                        ..
-                    }
-            ) && let Some((_, room)) = self.pending.remove(s)
-            {
-                self.held -= room;
             }
         }
     }
@@ -478,7 +443,7 @@ impl<F: Fs> Task<F> {
         for (i, m) in batch.iter().enumerate() {
             if let Msg::Intent { key, attempt, .. } = m {
                 let rec = JournalRecord::Intent {
-                    seq: self.seq + 1 + new.len() as u64,
+                    seq: self.journal.next_seq() + new.len() as u64,
                     create: CreateKind::Token,
                     account_id: key.account_id,
                     token_name: key.token_name.clone(),
@@ -491,19 +456,20 @@ impl<F: Fs> Task<F> {
                 new.push((i, rec, room));
             }
         }
-        let need = (buf.len() + lines.len()) as u64 + self.held + rooms;
+        let more = (buf.len() + lines.len()) as u64 + rooms;
         if new.is_empty() {
             // Nothing new is sent; an outcome bigger than its room may have used the spare
             // room of others: take more if the disk has it.
-            let _ = self.journal.hold(need);
+            let _ = self.journal.hold_ahead(more);
             return;
         }
-        if let Err(e) = self.journal.hold(need) {
+        if let Err(e) = self.journal.hold_ahead(more) {
+            let need = more + self.journal.held();
             let why = format!(
                 "cannot hold {} KiB of room in journal file {} for the {} requests in flight and the {} about to be sent: {e}; no new request was sent, and the answers in flight were written to room held before",
                 need.div_ceil(1024),
                 self.store.paths().journal.display(),
-                self.pending.len(),
+                self.journal.in_flight(),
                 new.len()
             );
             tracing::warn!("{why}");
@@ -511,11 +477,8 @@ impl<F: Fs> Task<F> {
             return;
         }
         buf.extend(lines);
-        self.held += rooms;
         for (i, rec, room) in new {
-            self.seq += 1;
-            seqs[i] = self.seq;
-            self.pending.insert(self.seq, (rec, room));
+            seqs[i] = self.journal.pend(rec, room);
         }
     }
 
@@ -695,15 +658,7 @@ impl<F: Fs> Task<F> {
             self.seal_received()?;
             self.store.save()?;
         }
-        let mut keep: Vec<(&u64, &JournalRecord)> =
-            self.pending.iter().map(|(s, (r, _))| (s, r)).collect();
-        keep.sort_by_key(|(s, _)| **s);
-        let mut buf = zeroize::Zeroizing::new(begin_record(&self.store));
-        for (_, r) in keep {
-            buf.extend(r.to_line());
-        }
-        let held = self.held;
-        match self.journal.replace(&buf, held) {
+        match self.journal.checkpoint(&begin_record(&self.store)) {
             Ok(_) => Ok(()),
             Err(e) => Err(self.journal_error(e)),
         }
@@ -715,7 +670,7 @@ impl<F: Fs> Task<F> {
         // Requests still in flight (abandoned by a second Ctrl-C or a drain timeout) are
         // possible orphans now; the journal is kept so a later replay notes them too
         // (idempotently).
-        for (rec, _) in self.pending.values() {
+        for rec in self.journal.pending() {
             if let JournalRecord::Intent {
                 account_id,
                 token_name,
@@ -738,7 +693,7 @@ impl<F: Fs> Task<F> {
             .seal_received()
             .and_then(|()| self.store.save())
             .and_then(|()| {
-                if self.pending.is_empty() {
+                if self.journal.in_flight() == 0 {
                     self.journal.remove().map_err(|e| self.journal_error(e))?;
                 }
                 Ok(())
@@ -747,7 +702,7 @@ impl<F: Fs> Task<F> {
             // What no disk holds, or may not: named to the user, since no file can.
             let mut unsaved: Vec<TokenKey> = std::mem::take(&mut self.unjournaled);
             unsaved.append(&mut self.suspects);
-            unsaved.extend(self.pending.values().filter_map(|(rec, _)| match rec {
+            unsaved.extend(self.journal.pending().filter_map(|rec| match rec {
                 JournalRecord::Intent {
                     account_id,
                     token_name,
@@ -779,7 +734,6 @@ impl<F: Fs> Task<F> {
         let journal = &mut self.journal;
         let journal_path = self.store.paths().journal.clone();
         let at = self.store.clock().now_rfc3339();
-        let mut journaled = false;
         let sealed = self.store.seal_run(|file| {
             let line = JournalRecord::Sealed {
                 file: file.clone(),
@@ -793,13 +747,8 @@ impl<F: Fs> Task<F> {
                     kind: StateFile::Journal,
                     path: journal_path,
                     source: explain_read_only(source),
-                })?;
-            journaled = true;
-            Ok(())
+                })
         });
-        if journaled {
-            self.journal_dirty = false;
-        }
         if let Some(path) = sealed? {
             tracing::info!(file = %path.display(), "sealed the secrets received");
         }

@@ -381,20 +381,20 @@ fn intents_get_consecutive_seqs_and_the_room_for_their_outcomes() {
     let (seqs, ok) = step(&mut t, vec![m1, m2]);
     assert!(ok);
     assert_eq!(seqs, vec![1, 2]);
-    assert_eq!(t.seq, 2);
+    assert_eq!(t.journal.last_seq(), 2);
     assert_eq!(r1.blocking_recv().unwrap().unwrap(), 1);
     assert_eq!(r2.blocking_recv().unwrap().unwrap(), 2);
     let lines = journal_lines(&t);
     assert_eq!(lines.iter().map(intent_seq).collect::<Vec<_>>(), [1, 2]);
-    assert_eq!(intent_seq(&t.pending[&1].0), 1);
-    assert_eq!(intent_seq(&t.pending[&2].0), 2);
+    assert_eq!(intent_seq(t.journal.pending_intent(1).unwrap()), 1);
+    assert_eq!(intent_seq(t.journal.pending_intent(2).unwrap()), 2);
     let rooms = t.room_for(&key("a")) + t.room_for(&big);
-    assert_eq!(t.held, rooms);
+    assert_eq!(t.journal.held(), rooms);
     assert!(
-        t.journal.spare() >= t.held,
+        t.journal.spare() >= t.journal.held(),
         "{} for {}",
         t.journal.spare(),
-        t.held
+        t.journal.held()
     );
 
     // An outcome frees its intent's room; the next intent holds room beside the rest.
@@ -403,20 +403,20 @@ fn intents_get_consecutive_seqs_and_the_room_for_their_outcomes() {
     assert!(ok);
     assert_eq!(seqs, vec![2]);
     assert_eq!(r.blocking_recv().unwrap().unwrap(), Applied::Recorded);
-    assert_eq!(t.held, t.room_for(&key("a")));
-    assert_eq!(t.pending.len(), 1);
+    assert_eq!(t.journal.held(), t.room_for(&key("a")));
+    assert_eq!(t.journal.in_flight(), 1);
     assert_eq!(t.saves.outcomes_since, 1);
     let big2 = key(&"m".repeat(80_000));
     let (m3, r3) = intent_msg(&big2);
     let (seqs, _) = step(&mut t, vec![m3]);
     assert_eq!(seqs, vec![3]);
     assert_eq!(r3.blocking_recv().unwrap().unwrap(), 3);
-    assert_eq!(t.held, t.room_for(&key("a")) + t.room_for(&big2));
+    assert_eq!(t.journal.held(), t.room_for(&key("a")) + t.room_for(&big2));
     assert!(
-        t.journal.spare() >= t.held,
+        t.journal.spare() >= t.journal.held(),
         "{} for {}",
         t.journal.spare(),
-        t.held
+        t.journal.held()
     );
     assert_eq!(journal_lines(&t).len(), 4);
 }
@@ -425,7 +425,7 @@ fn intents_get_consecutive_seqs_and_the_room_for_their_outcomes() {
 /// `sync_and_ack`. Returns each message's sequence number and whether the write held.
 fn write(t: &mut Task, batch: Vec<Msg>) -> (Vec<u64>, bool) {
     t.write_batch(batch, &mut Vec::new(), NOW.into());
-    let w = t.unsynced.last().unwrap();
+    let w = t.waiting.last().unwrap();
     (w.seqs.clone(), w.ok)
 }
 
@@ -443,7 +443,7 @@ fn an_outcome_is_written_at_once_and_acknowledged_with_the_next_intents_fsync() 
     let (m, mut ra) = outcome_msg(1, &key("a"), created(10, "sek-a"));
     write(&mut t, vec![m]);
     assert!(!t.sync_due());
-    assert!(t.journal_dirty);
+    assert!(t.journal.dirty());
     assert!(matches!(ra.try_recv(), Err(TryRecvError::Empty)));
     let lines = journal_lines(&t);
     assert!(
@@ -456,16 +456,16 @@ fn an_outcome_is_written_at_once_and_acknowledged_with_the_next_intents_fsync() 
     write(&mut t, vec![m]);
     assert!(t.sync_due());
     assert!(t.sync_and_ack());
-    assert!(!t.journal_dirty);
+    assert!(!t.journal.dirty());
     assert_eq!(ra.try_recv().unwrap().unwrap(), Applied::Recorded);
     assert_eq!(rc.try_recv().unwrap().unwrap(), 3);
     assert_eq!(t.store.results().get(&key("a")).unwrap().token_id, 10);
-    assert!(t.unsynced.is_empty());
+    assert!(t.waiting.is_empty());
     // An outcome waits at most OUTCOME_LINGER...
     let (m, _rb) = outcome_msg(2, &key("b"), created(11, "sek-b"));
     write(&mut t, vec![m]);
     assert!(!t.sync_due());
-    t.unsynced[0].at = Instant::now() - OUTCOME_LINGER;
+    t.waiting[0].at = Instant::now() - OUTCOME_LINGER;
     assert!(t.sync_due());
     t.sync_and_ack();
     // ...and not at all once nothing more is to be sent, nor beside anything but outcomes.
@@ -491,7 +491,7 @@ fn a_failed_fsync_fails_every_record_it_was_to_make_durable() {
     write(&mut t, vec![m]);
     let (m, rb) = intent_msg(&key("b"));
     write(&mut t, vec![m]);
-    assert!(t.held > 0 && t.pending.contains_key(&2));
+    assert!(t.journal.held() > 0 && t.journal.pending_intent(2).is_some());
     // Both were written; the fsync that was to carry them fails (a handle that cannot
     // be fsync'd stands in for a disk error).
     t.journal
@@ -504,8 +504,8 @@ fn a_failed_fsync_fails_every_record_it_was_to_make_durable() {
     assert_eq!(t.unjournaled, [key("a")]);
     // The intent is refused (never sent), its room released.
     assert!(rb.blocking_recv().unwrap().is_err());
-    assert!(t.pending.is_empty());
-    assert_eq!(t.held, 0);
+    assert!(t.journal.in_flight() == 0);
+    assert_eq!(t.journal.held(), 0);
 }
 
 #[tokio::test]
@@ -547,7 +547,7 @@ fn a_failed_journal_write_refuses_its_intents_and_releases_their_room() {
     let mut t = task(dir.path());
     let (m, _r) = intent_msg(&key("a"));
     step(&mut t, vec![m]);
-    let held = t.held;
+    let held = t.journal.held();
     // The room is held already; the write itself fails (a read-only handle).
     t.journal
         .swap_file(std::fs::File::open(&t.store.paths().journal).unwrap());
@@ -555,8 +555,8 @@ fn a_failed_journal_write_refuses_its_intents_and_releases_their_room() {
     let (_, ok) = step(&mut t, vec![m]);
     assert!(!ok);
     assert!(r.blocking_recv().unwrap().is_err());
-    assert_eq!(t.held, held);
-    assert_eq!(t.pending.len(), 1);
+    assert_eq!(t.journal.held(), held);
+    assert_eq!(t.journal.in_flight(), 1);
     assert!(t.broken.is_some());
     // Once broken, no intent is journaled, and an outcome is applied but reported.
     let (m, r) = outcome_msg(1, &key("a"), created(10, "sek"));
@@ -641,7 +641,7 @@ fn a_checkpoint_saves_when_due_and_keeps_only_the_intents_in_flight() {
     // ahead (64 KiB, `room::AHEAD`).
     assert_eq!(
         t.journal.spare(),
-        t.held + 64 * 1024,
+        t.journal.held() + 64 * 1024,
         "{}",
         t.journal.spare()
     );

@@ -2,15 +2,15 @@
 //! A run adds to it and never drops an entry: a secret replaced under the same name moves to
 //! `superseded` rather than disappearing.
 
-use super::StateFile;
+use crate::state::StateFile;
 use std::collections::BTreeMap;
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use super::StateError;
 use crate::key::TokenKey;
 use crate::secret::Secret;
+use crate::state::StateError;
 
 /// The secrets file format version.
 pub const SECRETS_VERSION: u32 = 1;
@@ -98,8 +98,11 @@ impl SecretsFile {
         path: &Path,
     ) -> Result<Option<SecretsFile>, StateError> {
         // Ours and 0600 only, never through a symlink; a key twice is corruption.
-        let Some(file) =
-            super::json::load_own_secret_json::<F, SecretsFile>(fs, path, StateFile::Secrets)?
+        let Some(file) = crate::state::json::load_own_secret_json::<F, SecretsFile>(
+            fs,
+            path,
+            StateFile::Secrets,
+        )?
         else {
             return Ok(None);
         };

@@ -7,10 +7,10 @@ use std::path::Path;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::json::load_json;
-use super::{StateError, StateFile};
 use crate::fs::{Fs, RealFs};
 use crate::key::TokenKey;
+use crate::state::json::load_json;
+use crate::state::{StateError, StateFile};
 
 /// The results file format version this build reads and writes.
 pub const RESULTS_VERSION: u32 = 1;
@@ -601,7 +601,7 @@ mod tests {
     fn the_schema_text_is_the_committed_schema() {
         assert_eq!(
             results_schema_text(),
-            include_str!("../../schemas/results.schema.json")
+            include_str!("../../../schemas/results.schema.json")
         );
     }
 
