@@ -5,7 +5,11 @@
 //!
 //! - `LOGZIO_TOKENS_SIM_SEED=0x…` replays one seed (and prints its trace);
 //! - `LOGZIO_TOKENS_SIM_SEEDS=N` runs N seeds instead of the CI range;
-//! - `LOGZIO_TOKENS_SIM_SOAK=1` sweeps every crash point of small sealed runs with rotation.
+//! - `LOGZIO_TOKENS_SIM_SOAK=1` sweeps every crash point of small sealed runs with rotation;
+//! - with `--features reintroduce` and `LOGZIO_TOKENS_REINTRODUCE=<bug>` (src/reintroduced.rs),
+//!   `sim::seeds_until_a_reintroduced_bug_is_found` measures how soon the sweep finds that bug.
+//!
+//! docs/reliability.md says what the simulation models, what it does not, and its figures.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -23,8 +27,8 @@ use api::AtEvent;
 use driver::{Op, Scenario, Verdict};
 
 /// Seeds CI runs (sized to about 60 s with the stall family on the project's loaded 2-core
-/// machine: 8-12 seeds/s at a load of 12-18).
-const CI_SEEDS: u64 = 500;
+/// machine: 19 seeds/s at a load of 6, 8-12 at a load of 12-18).
+const CI_SEEDS: u64 = 800;
 
 /// Findings still open on main (none today: issue 25's defects and the save window are
 /// fixed). A problem tagged with one is reported by the sweep, kept as a regression case
