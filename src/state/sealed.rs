@@ -433,6 +433,10 @@ pub fn sort_listed_in<F: Fs>(
             ));
         }
     }
+    if crate::reintroduced::on(crate::reintroduced::Bug::TrustUnlisted) {
+        // As before the list existed: every file, oldest name first.
+        out.trusted.sort_by(|a, b| a.0.cmp(&b.0));
+    }
     Ok(out)
 }
 

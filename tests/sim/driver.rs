@@ -695,8 +695,8 @@ impl World {
             logzio_tokens::secret::Secret::new("PLANTED-not-the-secret"),
         );
         let armored = key().0.seal_secrets(&doc).expect("sealing");
-        // Named after a later time than any of the tool's, so that it would come last.
-        let name = "2099-01-01T00-00-00Z-planted.age";
+        // Named after an earlier time than any of the tool's, so that it would be read first.
+        let name = "19700101T000000Z-planted.age";
         let mut planted = self.paths.sealed.join(name);
         if let Err(e) =
             logzio_tokens::state::sealed::write_new_in(&self.fs, &self.paths.sealed, name, &armored)
