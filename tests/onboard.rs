@@ -660,9 +660,15 @@ fn an_accounts_ambiguity_budget_holds_across_runs_until_orphans_clear() {
         "{results}"
     );
 
+    // The plan it shows does not offer the account for creation (nor does the prompt).
     let again = env.run(&["apply", manifest, "--yes", "--no-progress"]);
     again.expect_code(1);
     assert_eq!(sent(), 2, "not sent again: {}", again.stderr);
+    assert!(
+        !again.stderr.contains("sub account to create"),
+        "{}",
+        again.stderr
+    );
     assert!(
         again
             .stderr

@@ -60,6 +60,21 @@ pub async fn run(args: &ApplyArgs, printer: &Printer) -> Result<Exit, CliError> 
     } else {
         plan.hold_ambiguity_budget(preview.results(), run.exec.max_ambiguous)
     };
+    // And an account's, as a token's: one whose earlier runs used it up is taken out of the
+    // plan (the prompt does not offer to create it), and the executor fails it unsent, saying
+    // how to lift it.
+    let earlier_accounts: std::collections::BTreeMap<String, u32> = if run.exec.resend_ambiguous {
+        Default::default()
+    } else {
+        preview
+            .results()
+            .accounts_ambiguous
+            .iter()
+            .map(|(name, a)| (name.clone(), a.ambiguous_attempts))
+            .collect()
+    };
+    let held_accounts =
+        super::onboard::hold_accounts(&mut plan, &earlier_accounts, run.exec.max_ambiguous);
     // Accounts that cannot get tokens are this run's failures, reported by name, before any write.
     let mut pre_failures = failures_before_start(&plan);
     pre_failures.extend(at_budget);
@@ -115,17 +130,6 @@ pub async fn run(args: &ApplyArgs, printer: &Printer) -> Result<Exit, CliError> 
     let learned_before = learned_limit.and_then(|l| l.per_second);
     let in_flight_before = learned_limit.and_then(|l| l.in_flight);
     let pending_accounts = store.pending_accounts();
-    // An account's ambiguity budget holds across runs too, as a token's does.
-    let earlier_accounts: std::collections::BTreeMap<String, u32> = if run.exec.resend_ambiguous {
-        Default::default()
-    } else {
-        store
-            .results()
-            .accounts_ambiguous
-            .iter()
-            .map(|(name, a)| (name.clone(), a.ambiguous_attempts))
-            .collect()
-    };
     let missing_shipping = store.accounts_missing_shipping();
     let recorder = Recorder::start(store)?;
     let handle = recorder.handle();
@@ -154,7 +158,12 @@ pub async fn run(args: &ApplyArgs, printer: &Printer) -> Result<Exit, CliError> 
     // wait for its id.
     let work = crate::execution::Work {
         tokens: plan.to_send(),
-        accounts: super::onboard::account_work(&plan, &pending_accounts, &earlier_accounts),
+        accounts: super::onboard::account_work(
+            &plan,
+            &pending_accounts,
+            &earlier_accounts,
+            &held_accounts,
+        ),
         ids: plan.resolved_names.clone(),
         shipping: missing_shipping,
         lookup: settings.account_lookup,

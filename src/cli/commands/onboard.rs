@@ -72,18 +72,37 @@ fn count(n: usize, what: &str) -> String {
     format!("{n} {what}{}", if n == 1 { "" } else { "s" })
 }
 
+/// Takes out of the plan the accounts to create whose earlier runs made `max_ambiguous` or
+/// more ambiguous creates that no lookup found (`earlier`: name -> count): the confirmation
+/// does not offer them; they go to the executor as held (see [`account_work`]), which fails
+/// them unsent with what to do.
+pub fn hold_accounts(
+    plan: &mut Plan,
+    earlier: &std::collections::BTreeMap<String, u32>,
+    max_ambiguous: u32,
+) -> Vec<crate::plan::NewAccount> {
+    let max_ambiguous = max_ambiguous.max(1);
+    let (held, kept) = std::mem::take(&mut plan.accounts_to_create)
+        .into_iter()
+        .partition(|a| earlier.get(&a.name).is_some_and(|n| *n >= max_ambiguous));
+    plan.accounts_to_create = kept;
+    held
+}
+
 /// The sub accounts of a run, as the executor's items: an interrupted run's creates to look
 /// up first, and the plan's accounts to create, in dependency order, with their tokens and the
 /// ambiguous creates earlier runs made of each (`earlier`: name -> count; empty with
-/// `--resend-ambiguous`).
+/// `--resend-ambiguous`), then those `held` at their budget (failed unsent).
 pub fn account_work(
     plan: &Plan,
     pending: &[crate::execution::accounts::PendingAccount],
     earlier: &std::collections::BTreeMap<String, u32>,
+    held: &[crate::plan::NewAccount],
 ) -> Vec<crate::execution::AccountWork> {
     let mut work: Vec<crate::execution::AccountWork> =
         crate::plan::creation_order(&plan.accounts_to_create)
             .into_iter()
+            .chain(held)
             .map(|a| crate::execution::AccountWork {
                 name: a.name.clone(),
                 settings: Some(a.settings.clone()),
