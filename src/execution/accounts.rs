@@ -291,7 +291,7 @@ async fn look_for<C: SendCreate, R: RecordOutcomes>(
         sh.lookup,
         &sh.cancel,
         clock,
-        Some(&sh.pacer),
+        Some((&sh.pacer, &sh.stats)),
     )
     .await
     {
@@ -388,6 +388,9 @@ async fn shipping<C: SendCreate, R: RecordOutcomes>(
 ) -> AttemptOutcome {
     let first = sh.creator.shipping_token(id).await;
     let (answer, retry_after) = answer_of(&first);
+    if answer == Answer::Limited {
+        Stats::add(&sh.stats.rate_limited, 1);
+    }
     sh.pacer.on_answer(ticket, answer, retry_after);
     let read = match first {
         Ok(token) => Ok(token),
@@ -400,7 +403,7 @@ async fn shipping<C: SendCreate, R: RecordOutcomes>(
                 sh.lookup,
                 sh.pacer.clock(),
                 &mut rng,
-                Some(&sh.pacer),
+                Some((&sh.pacer, &sh.stats)),
             )
             .await
         }
@@ -436,13 +439,14 @@ fn answer_of<T>(answer: &Result<T, ApiError>) -> (Answer, Option<Duration>) {
 
 /// Sends one read under `pacer` when there is one: the read takes a send slot like a create
 /// (one owner token, one limit), and its answer, a 429 above all, feeds the rate controller.
-/// `None` when `cancel` came while it waited for its slot (nothing was sent).
+/// `None` when `cancel` came while it waited for its slot (nothing was sent). Its 429s count
+/// in the run's `stats` with the others.
 async fn paced<T>(
-    pacer: Option<&Pacer>,
+    pacer: Option<(&Pacer, &Stats)>,
     cancel: &Cancel,
     read: impl std::future::Future<Output = Result<T, ApiError>>,
 ) -> Option<Result<T, ApiError>> {
-    let Some(pacer) = pacer else {
+    let Some((pacer, stats)) = pacer else {
         return Some(read.await);
     };
     let mut stop = cancel.clone();
@@ -453,6 +457,9 @@ async fn paced<T>(
     };
     let answer = read.await;
     let (a, retry_after) = answer_of(&answer);
+    if a == Answer::Limited {
+        Stats::add(&stats.rate_limited, 1);
+    }
     pacer.on_answer(ticket, a, retry_after);
     Some(answer)
 }
@@ -595,7 +602,7 @@ pub enum Lookup {
 
 /// Reads the account list until an account named `name` that is not in `known` shows, or
 /// `within` passes. A read that fails is read again (reads are idempotent); a fatal one ends
-/// the lookup with its error. With a `pacer` (a run's), each read takes a send slot and its
+/// the lookup with its error. With a `pacer` (a run's, with its counters), each read takes a send slot and its
 /// answer feeds the rate controller, as a create's does.
 pub async fn look_up<A: SendCreate>(
     api: &A,
@@ -604,7 +611,7 @@ pub async fn look_up<A: SendCreate>(
     within: Duration,
     cancel: &Cancel,
     clock: &SharedClock,
-    pacer: Option<&Pacer>,
+    pacer: Option<(&Pacer, &Stats)>,
 ) -> Result<Lookup, ApiError> {
     let deadline = clock.now() + within;
     let known: BTreeSet<u32> = known.iter().copied().collect();
@@ -663,7 +670,7 @@ fn several(name: &str, ids: &[u32]) -> String {
 }
 
 /// Reads a new account's log shipping token, retrying reads (a new account may briefly answer
-/// 404 while reads lag the create). With a `pacer` (a run's), each read takes a send slot and
+/// 404 while reads lag the create). With a `pacer` (a run's, with its counters), each read takes a send slot and
 /// its answer feeds the rate controller.
 pub async fn read_shipping_token<A: SendCreate>(
     api: &A,
@@ -671,7 +678,7 @@ pub async fn read_shipping_token<A: SendCreate>(
     within: Duration,
     clock: &SharedClock,
     rng: &mut Random,
-    pacer: Option<&Pacer>,
+    pacer: Option<(&Pacer, &Stats)>,
 ) -> Result<Secret, ApiError> {
     let deadline = clock.now() + within;
     let mut attempt = 1;

@@ -356,7 +356,7 @@ async fn a_lookups_reads_go_through_the_pacer_and_its_429s_feed_the_controller()
     // An ambiguous create that made the account: the lookup's first read answers 429 with a
     // Retry-After of 600 ms, which the pacer keeps: the next read waits for it (unpaced, it
     // would come at the lookup's next poll, 250 ms on).
-    let (report, _, _) = run_seen(
+    let (report, _, (_, stats)) = run_seen(
         vec![(true, false)],
         vec![account("a", &[])],
         api.clone(),
@@ -373,6 +373,13 @@ async fn a_lookups_reads_go_through_the_pacer_and_its_429s_feed_the_controller()
     assert!(
         waited >= Duration::from_millis(550),
         "the read after the 429 waited for its Retry-After: {waited:?}"
+    );
+    assert_eq!(
+        stats
+            .rate_limited
+            .load(std::sync::atomic::Ordering::Relaxed),
+        1,
+        "counted with the run's 429s"
     );
 }
 
