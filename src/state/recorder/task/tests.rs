@@ -960,3 +960,18 @@ fn no_room_for_more_requests_says_how_much_was_needed() {
         "{why}"
     );
 }
+
+#[test]
+fn when_the_final_save_fails_the_requests_in_flight_are_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut t = task(dir.path());
+    let (m, _r) = intent_msg(&key("a"));
+    step(&mut t, vec![m]);
+    // Something the save cannot replace sits where the results file goes.
+    let results = t.store.paths().results.clone();
+    std::fs::create_dir(&results).unwrap();
+    std::fs::write(results.join("x"), b"x").unwrap();
+    let (store, res) = t.finish();
+    assert!(res.is_err());
+    assert_eq!(store.unsaved(), [key("a")]);
+}
