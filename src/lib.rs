@@ -40,6 +40,7 @@ pub mod random;
 #[allow(clippy::disallowed_methods)]
 pub mod recipient;
 pub mod region;
+pub mod reintroduced;
 pub mod secret;
 // The API simulator keeps its own time and randomness (its own process, in a real run).
 #[allow(clippy::disallowed_methods)]

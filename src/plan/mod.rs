@@ -240,6 +240,9 @@ impl Plan {
         let mut earlier = HashMap::new();
         let mut at_budget = Vec::new();
         let mut keep = |key: &TokenKey| {
+            if crate::reintroduced::on(crate::reintroduced::Bug::BudgetResets) {
+                return true;
+            }
             let Some(o) = results
                 .possible_orphans
                 .iter()

@@ -213,7 +213,11 @@ impl<F: Fs> Store<F> {
         let replayed = journal::replay(&fs, &paths.journal)?;
         // Invariant 3: a journal is replayed only into the state of its own endpoint (the
         // results file's, or this run's when there is no results file yet).
-        if let Some(bound) = &replayed.endpoint {
+        let bound = replayed
+            .endpoint
+            .as_ref()
+            .filter(|_| !crate::reintroduced::on(crate::reintroduced::Bug::JournalAnyEndpoint));
+        if let Some(bound) = bound {
             let what = format!("journal file {}", paths.journal.display());
             for current in [results.api_url.as_deref(), api_url].into_iter().flatten() {
                 super::invariants::promises::same_endpoint(&what, Some(bound), current).map_err(
@@ -329,10 +333,19 @@ impl<F: Fs> Store<F> {
             FileKind::Public,
             StateFile::Results.word(),
             true,
-            || self.check_unchanged(0, StateFile::Results),
+            || {
+                if crate::reintroduced::on(crate::reintroduced::Bug::SaveWindow) {
+                    return Ok(());
+                }
+                self.check_unchanged(0, StateFile::Results)
+            },
         )
         .map_err(|e| room_needed(&self.fs, e, &sizes))?;
-        self.seen[0] = Some(Stamp::from(&written));
+        self.seen[0] = if crate::reintroduced::on(crate::reintroduced::Bug::StampAfterRename) {
+            Stamp::of(&self.fs, &self.paths.results)
+        } else {
+            Some(Stamp::from(&written))
+        };
         self.ledger.saved();
         Ok(())
     }
@@ -374,6 +387,9 @@ impl<F: Fs> Store<F> {
         run_seals: bool,
         allow_plaintext: bool,
     ) -> Result<(), StateError> {
+        if crate::reintroduced::on(crate::reintroduced::Bug::ProtectionDropped) {
+            return Ok(());
+        }
         let found = sealed::list_in(&self.fs, &self.paths.sealed).map_or(0, |l| l.len());
         super::invariants::promises::protection_kept(
             super::invariants::promises::state_is_sealed(self.ledger.results(), found),

@@ -2,10 +2,10 @@
 //! pending operations kept apart, as on ext4 with `data=ordered` (the models: FoundationDB's
 //! `AsyncFileNonDurable`, TigerBeetle's `testing/storage.zig`).
 //!
-//! - A file's bytes are durable once the file is fsync'd. On a crash, the bytes written since
-//!   are torn: from the first byte that differs from the durable image, a seeded number of the
-//!   new bytes survive and the old ones after them (appends keep a seeded prefix; an overwrite
-//!   is cut part-way).
+//! - A file's bytes are durable once the file is fsync'd. On a power loss, the bytes written
+//!   since are lost (half the time) or torn: from the first byte that differs from the durable
+//!   image, a seeded number of the new bytes survive and the old ones after them (appends keep
+//!   a seeded prefix; an overwrite is cut part-way).
 //! - A directory entry (create, rename, remove) is durable once its directory is fsync'd; the
 //!   entries since are journaled in order, so a crash keeps a seeded prefix of them, never a
 //!   later one without an earlier one. A rename that survives over a file whose data was never
@@ -125,6 +125,9 @@ struct Model {
     plant_after_rename: Option<(PathBuf, PathBuf, u64, Plant)>,
     /// The last call, as `what name`.
     last_call: String,
+    /// An aimed crash: after the k-th write to a journal that holds only intents (0-based,
+    /// from now), the process crashes this many calls later (1: at the next call).
+    crash_after_intents: Option<(u64, u64)>,
 }
 
 /// What another program makes of a file's bytes (None: it leaves the file alone).
@@ -161,6 +164,7 @@ impl Default for SimFs {
                 plant_before: Vec::new(),
                 plant_after_rename: None,
                 last_call: String::new(),
+                crash_after_intents: None,
             })),
             crashed: Arc::new(Notify::new()),
         }
@@ -244,6 +248,34 @@ impl Model {
         }
         self.planted += 1;
         self.log.push(format!("PLANT {}", name_of(path)));
+    }
+
+    /// Counts a write of `buf` to `path` for an aimed crash (see `crash_after_intents`).
+    fn wrote(&mut self, path: &Path, buf: &[u8]) {
+        const INTENT: &[u8] = b"\"kind\":\"intent\"";
+        let Some((k, then)) = self.crash_after_intents else {
+            return;
+        };
+        let journal = path.extension().is_some_and(|e| e == "journal");
+        let lines: Vec<&[u8]> = buf
+            .split(|&b| b == b'\n')
+            .filter(|l| l.iter().any(|&b| b != 0))
+            .collect();
+        let intents_only = !lines.is_empty()
+            && lines
+                .iter()
+                .all(|l| l.windows(INTENT.len()).any(|w| w == INTENT));
+        if !(journal && intents_only) {
+            return;
+        }
+        if k == 0 {
+            self.crash_after_intents = None;
+            self.crash_at = Some(self.calls + then);
+            self.log
+                .push(format!("AIM crash at fs {}", self.calls + then));
+        } else {
+            self.crash_after_intents = Some((k - 1, then));
+        }
     }
 
     fn used(&self) -> u64 {
@@ -356,6 +388,23 @@ impl SimFs {
         m.faults.insert(at, fault);
     }
 
+    /// Cancels every crash, fault and other program's write planned and not yet come (what
+    /// an operation armed and did not reach must not strike the next one).
+    pub fn disarm(&self) {
+        let mut m = self.lock();
+        m.crash_at = None;
+        m.faults.clear();
+        m.plants.clear();
+        m.plant_after_rename = None;
+        m.crash_after_intents = None;
+    }
+
+    /// Crashes the process `then` calls after its `k`-th write (0-based, from now) to a journal
+    /// that holds only intents: the moment an intent not yet fsync'd matters.
+    pub fn crash_after_intents(&self, k: u64, then: u64) {
+        self.lock().crash_after_intents = Some((k, then));
+    }
+
     /// Another program replaces `path` before the `n`-th call from now (1-based).
     pub fn plant_at(&self, n: u64, path: &Path, plant: Plant) {
         let mut m = self.lock();
@@ -425,7 +474,23 @@ impl SimFs {
                     .zip(&node.durable)
                     .position(|(a, b)| a != b)
                     .unwrap_or(node.data.len().min(node.durable.len()));
-                let cut = rng.random_range(d..=node.data.len().max(d));
+                // The cut falls among the bytes written since the fsync, not in an unchanged
+                // tail after them (room held ahead of a journal's records is such a tail): a
+                // record written there survives or not with even odds, whatever follows it.
+                let e = node
+                    .data
+                    .iter()
+                    .enumerate()
+                    .rposition(|(i, b)| node.durable.get(i).copied().unwrap_or(0) != *b)
+                    .map_or(d, |i| i + 1);
+                // Half the time nothing written since the fsync reached the disk (a power
+                // loss within the kernel's writeback delay, the common case for a run's last
+                // milliseconds); otherwise a seeded prefix of it did.
+                let cut = if rng.random_bool(0.5) {
+                    d
+                } else {
+                    rng.random_range(d..=e.max(d))
+                };
                 let mut torn = node.data[..cut.min(node.data.len())].to_vec();
                 if node.durable.len() > cut {
                     torn.extend_from_slice(&node.durable[cut..]);
@@ -449,6 +514,7 @@ impl SimFs {
         m.faults.clear();
         m.plants.clear();
         m.plant_after_rename = None;
+        m.crash_after_intents = None;
         m.read_only = false;
         m.crashed = false;
         m.crash_at = None;
@@ -540,7 +606,12 @@ impl Write for SimFile {
             return Err(os(libc::EBADF));
         }
         let (ino, pos) = (self.ino, self.pos);
-        let n = self.with("write", true, |m, short| m.write_at(ino, buf, pos, short))?;
+        let path = &self.path;
+        let n = self.with("write", true, |m, short| {
+            let n = m.write_at(ino, buf, pos, short)?;
+            m.wrote(path, &buf[..n]);
+            Ok(n)
+        })?;
         self.pos += n as u64;
         Ok(n)
     }
@@ -572,8 +643,11 @@ impl FsFile for SimFile {
             return Err(os(libc::EBADF));
         }
         let ino = self.ino;
+        let path = &self.path;
         self.with("pwrite", true, |m, short| {
-            m.write_at(ino, buf, offset, short)
+            let n = m.write_at(ino, buf, offset, short)?;
+            m.wrote(path, &buf[..n]);
+            Ok(n)
         })
     }
     fn sync_all(&self) -> io::Result<()> {

@@ -5,7 +5,11 @@
 //!
 //! - `LOGZIO_TOKENS_SIM_SEED=0x…` replays one seed (and prints its trace);
 //! - `LOGZIO_TOKENS_SIM_SEEDS=N` runs N seeds instead of the CI range;
-//! - `LOGZIO_TOKENS_SIM_SOAK=1` sweeps every crash point of small sealed runs with rotation.
+//! - `LOGZIO_TOKENS_SIM_SOAK=1` sweeps every crash point of small sealed runs with rotation;
+//! - with `--features reintroduce` and `LOGZIO_TOKENS_REINTRODUCE=<bug>` (src/reintroduced.rs),
+//!   `sim::seeds_until_a_reintroduced_bug_is_found` measures how soon the sweep finds that bug.
+//!
+//! docs/reliability.md says what the simulation models, what it does not, and its figures.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -23,8 +27,8 @@ use api::AtEvent;
 use driver::{Op, Scenario, Verdict};
 
 /// Seeds CI runs (sized to about 60 s with the stall family on the project's loaded 2-core
-/// machine: 8-12 seeds/s at a load of 12-18).
-const CI_SEEDS: u64 = 500;
+/// machine: 19 seeds/s at a load of 6, 8-12 at a load of 12-18).
+const CI_SEEDS: u64 = 800;
 
 /// Findings still open on main (none today: issue 25's defects and the save window are
 /// fixed). A problem tagged with one is reported by the sweep, kept as a regression case
@@ -445,4 +449,168 @@ fn another_programs_results_file_is_never_overwritten_while_the_secrets_file_is_
         v.problems.join("\n"),
         v.trace.join("\n")
     );
+}
+
+/// How soon the sweep finds a bug put back with the `reintroduce` feature (the bug named by
+/// `LOGZIO_TOKENS_REINTRODUCE`, see `src/reintroduced.rs`): from each of five starting
+/// points, in the plain family and in the stall family, the number of seeds run until the
+/// first one that fails (at most `LOGZIO_TOKENS_SIM_SEEDS`, 2000 by default).
+#[cfg(feature = "reintroduce")]
+#[test]
+#[ignore = "measurement: LOGZIO_TOKENS_REINTRODUCE=<bug> cargo test --features reintroduce --test integration sim::seeds_until -- --ignored --nocapture"]
+fn seeds_until_a_reintroduced_bug_is_found() {
+    let bug = std::env::var("LOGZIO_TOKENS_REINTRODUCE").unwrap_or_default();
+    let most = env_u64("LOGZIO_TOKENS_SIM_SEEDS").unwrap_or(2000);
+    let started = std::time::Instant::now();
+    let mut ran = 0u64;
+    for family in [0, STALL_FAMILY] {
+        let mut found = Vec::new();
+        for start in 0..5u64 {
+            let base = family + start * 100_000;
+            let mut n = 0;
+            let first = loop {
+                if n == most {
+                    break None;
+                }
+                let v = driver::run(base + n);
+                n += 1;
+                if !v.problems.is_empty() {
+                    break Some((n, v));
+                }
+            };
+            ran += n;
+            match first {
+                Some((n, v)) => {
+                    eprintln!(
+                        "sim: {bug}: from {base:#x}: found at seed #{n} ({:#x}): {}",
+                        v.scenario.seed,
+                        v.problems[0].chars().take(200).collect::<String>()
+                    );
+                    found.push(n.to_string());
+                }
+                None => {
+                    eprintln!("sim: {bug}: from {base:#x}: not found in {most} seeds");
+                    found.push(format!(">{most}"));
+                }
+            }
+        }
+        eprintln!(
+            "sim: {bug}: {} family: seeds until found from 5 starting points: {}",
+            if family == 0 { "plain" } else { "stall" },
+            found.join(", ")
+        );
+    }
+    eprintln!(
+        "sim: {ran} seeds in {:.1}s ({:.1} seeds/s)",
+        started.elapsed().as_secs_f64(),
+        ran as f64 / started.elapsed().as_secs_f64()
+    );
+}
+
+/// An intent acknowledged before its fsync: a power loss right after the journal write that
+/// holds only intents, once the requests went out, loses the intents, and the tokens their
+/// requests created are then neither recorded nor possible orphans.
+fn intent_unsynced_scenario(k: u64) -> Scenario {
+    let mut sc = Scenario::of(0);
+    sc.sealed = false;
+    sc.faults = logzio_tokens::simulator::FaultRates::default();
+    sc.keys = (0..6).map(key).collect();
+    sc.ops = vec![
+        Op::Apply {
+            rotate: false,
+            stop: None,
+            stall: None,
+            disk: Some((0, driver::AtCall::CrashAfterIntents { k, then: 1 })),
+            power: true,
+        },
+        Op::apply(false),
+    ];
+    sc
+}
+
+#[test]
+fn a_power_loss_right_after_intents_are_written_loses_nothing() {
+    for k in 0..3 {
+        let v = driver::run_scenario(intent_unsynced_scenario(k));
+        assert!(
+            v.trace.iter().any(|l| l.starts_with("AIM")),
+            "the aimed crash never came:\n{}",
+            v.trace.join("\n")
+        );
+        assert!(
+            v.problems.is_empty(),
+            "{}\ntrace:\n{}",
+            v.problems.join("\n"),
+            v.trace.join("\n")
+        );
+    }
+}
+
+/// Issue 25 defect 12: a sealed state, and then a run without recipients (the manifest lost
+/// them): it must be refused, never write the secrets in plaintext.
+fn defect_12_scenario() -> Scenario {
+    let mut sc = Scenario::of(0);
+    sc.sealed = true;
+    sc.faults = logzio_tokens::simulator::FaultRates::default();
+    sc.keys = (0..3).map(key).collect();
+    sc.ops = vec![Op::apply(false), Op::Unsealed, Op::Export];
+    sc
+}
+
+/// Issue 25 defect 10: another program seals a false secret to the public recipient and puts
+/// it in the sealed directory; export must not hand it out.
+fn defect_10_scenario() -> Scenario {
+    let mut sc = Scenario::of(0);
+    sc.sealed = true;
+    sc.faults = logzio_tokens::simulator::FaultRates::default();
+    sc.keys = (0..3).map(key).collect();
+    sc.ops = vec![Op::apply(false), Op::PlantSealed(1), Op::Export];
+    sc
+}
+
+/// Issue 25 defect 13: a sealed rotation crashed after a mid-run checkpoint, then export:
+/// every key's exported secret must be its current token's, not a replaced one's.
+fn defect_13_scenario() -> Scenario {
+    let mut sc = defect_1_scenario();
+    sc.ops = vec![
+        Op::apply(false),
+        Op::Apply {
+            rotate: true,
+            stop: Some((12, AtEvent::Crash)),
+            stall: Some(6),
+            disk: None,
+            power: false,
+        },
+        Op::Export,
+        Op::apply(false),
+        Op::Export,
+    ];
+    sc
+}
+
+#[test]
+fn issue_25_defect_12_a_sealed_state_is_never_continued_in_plaintext() {
+    let v = driver::run_scenario(defect_12_scenario());
+    assert!(
+        v.trace.iter().any(|l| l.contains("refused")),
+        "the run without recipients was not refused:\n{}",
+        v.trace.join("\n")
+    );
+    assert!(v.problems.is_empty(), "{}", v.problems.join("\n"));
+}
+
+#[test]
+fn issue_25_defect_10_a_planted_sealed_file_is_never_exported() {
+    let v = driver::run_scenario(defect_10_scenario());
+    assert!(
+        v.trace.iter().any(|l| l.starts_with("plant sealed /")),
+        "nothing was planted:\n{}",
+        v.trace.join("\n")
+    );
+    assert!(v.problems.is_empty(), "{}", v.problems.join("\n"));
+}
+
+#[test]
+fn issue_25_defect_13_export_after_a_crashed_sealed_rotation_hands_out_current_secrets() {
+    expect_clean(defect_13_scenario());
 }

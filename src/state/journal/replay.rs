@@ -364,6 +364,7 @@ fn note(
             seq,
             name,
             known,
+            run_id,
             at,
             ..
         } => out
@@ -372,6 +373,7 @@ fn note(
                 seq,
                 name,
                 known,
+                run_id,
                 at,
             }),
         JournalRecord::AccountOutcome {
@@ -397,6 +399,11 @@ fn note(
         } => {
             let CreateKind::Token = create;
             pending.remove(&seq);
+            if crate::reintroduced::on(crate::reintroduced::Bug::ReplayDropsOutcome)
+                && out.outcomes.is_empty()
+            {
+                return;
+            }
             out.outcomes.push((
                 TokenKey {
                     account_id,

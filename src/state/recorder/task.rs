@@ -210,18 +210,23 @@ impl<F: Fs> Task<F> {
     /// intents refused.
     fn sync_and_ack(&mut self) -> bool {
         let mut waiting = std::mem::take(&mut self.waiting);
+        let reintroduced = crate::reintroduced::on(crate::reintroduced::Bug::IntentUnsynced)
+            && waiting
+                .iter()
+                .all(|w| w.batch.iter().all(|m| matches!(m, Msg::Intent { .. })));
         // A failed fsync releases the intents it was to make durable (the journal's
         // bookkeeping); they are refused below.
-        let synced = match self.journal.sync() {
-            Ok(()) => true,
-            Err(e) => {
-                self.write_failed(e);
-                for w in &mut waiting {
-                    w.ok = false;
+        let synced = reintroduced
+            || match self.journal.sync() {
+                Ok(()) => true,
+                Err(e) => {
+                    self.write_failed(e);
+                    for w in &mut waiting {
+                        w.ok = false;
+                    }
+                    false
                 }
-                false
-            }
-        };
+            };
         for mut w in waiting {
             if w.ok {
                 self.remember(&w.batch);
@@ -382,6 +387,7 @@ impl<F: Fs> Task<F> {
                         name: name.clone(),
                         attempt: *attempt,
                         known: known.clone(),
+                        run_id: Some(self.run_id.clone()),
                         at: now.to_owned(),
                     };
                     buf.extend(rec.to_line());
@@ -572,6 +578,7 @@ impl<F: Fs> Task<F> {
                                     seq: s,
                                     name,
                                     known,
+                                    run_id: Some(self.run_id.clone()),
                                     at: now.to_owned(),
                                 }
                             }
@@ -646,8 +653,13 @@ impl<F: Fs> Task<F> {
     /// replacement is atomic (a new 0600 file, fsync'd, renamed over the old one), so a crash
     /// at any instant leaves either the old journal or the new one, never an empty one.
     fn checkpoint(&mut self) -> Result<(), StateError> {
-        self.seal_received()?;
-        self.store.save()?;
+        if crate::reintroduced::on(crate::reintroduced::Bug::CheckpointAheadOfSealed) {
+            self.store.save()?;
+            self.seal_received()?;
+        } else {
+            self.seal_received()?;
+            self.store.save()?;
+        }
         match self.journal.checkpoint(&begin_record(&self.store)) {
             Ok(_) => Ok(()),
             Err(e) => Err(self.journal_error(e)),
