@@ -61,6 +61,17 @@ pub fn read(fs: &SimFs, paths: &StatePaths, ids: &Identities, problems: &mut Vec
                     .insert((key, rec.token_id), rec.token.expose().to_owned());
             }
         }
+        // A replaced token's secret is as durable under `superseded` (a save whose secrets
+        // file was written and whose results file was not leaves the old ids recorded).
+        for s in doc.superseded {
+            let key = TokenKey {
+                account_id: s.account_id,
+                token_name: s.token_name,
+            };
+            seen.secrets
+                .entry((key, s.token_id))
+                .or_insert_with(|| s.token.expose().to_owned());
+        }
     };
     if let Some(bytes) = fs.read(&paths.secrets) {
         match serde_json::from_slice::<SecretsFile>(&bytes) {

@@ -555,9 +555,12 @@ impl World {
         &self.servers[self.endpoint]
     }
 
-    /// The wall time of the current step: a fixed date, an hour per step.
+    /// The wall time of the current step: a fixed date, an hour per step. The simulated
+    /// server stamps `createdAt` with the real time, so the date is one no run of this suite
+    /// will reach: a token is always older than the rotation's `--older-than 0` (with a date
+    /// before today's, no rotation ever replaced anything).
     fn wall(&self) -> time::OffsetDateTime {
-        time::macros::datetime!(2026-11-01 09:00 UTC) + Duration::from_secs(3600 * self.steps)
+        time::macros::datetime!(2100-01-01 09:00 UTC) + Duration::from_secs(3600 * self.steps)
     }
 
     /// A store on the simulated disk (its run ids from the seed); call inside a runtime.
