@@ -18,26 +18,30 @@ impl std::fmt::Display for TokenKey {
     }
 }
 
-/// One thing a run creates. Today only tokens; each kind has its own key, and a journal
-/// record says which kind it is about ([`CreateKind`]).
+/// One thing a run creates: an item of the executor. Each kind has its own key; the journal
+/// writes token records with their [`CreateKind`] and sub-account records as their own kinds.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum CreateKey {
     /// A sub account's API token.
     Token(TokenKey),
+    /// A sub account, by the name the manifest gives it (its id comes with its create).
+    Account(String),
 }
 
 impl CreateKey {
-    /// Which kind of thing this key names.
-    pub fn kind(&self) -> CreateKind {
-        match self {
-            CreateKey::Token(_) => CreateKind::Token,
-        }
-    }
-
     /// The token this key names, when it names one.
     pub fn as_token(&self) -> Option<&TokenKey> {
         match self {
             CreateKey::Token(k) => Some(k),
+            CreateKey::Account(_) => None,
+        }
+    }
+
+    /// The sub account this key names, when it names one to create.
+    pub fn as_account(&self) -> Option<&str> {
+        match self {
+            CreateKey::Account(name) => Some(name),
+            CreateKey::Token(_) => None,
         }
     }
 }
@@ -48,10 +52,17 @@ impl From<TokenKey> for CreateKey {
     }
 }
 
+impl From<&TokenKey> for CreateKey {
+    fn from(k: &TokenKey) -> CreateKey {
+        CreateKey::Token(k.clone())
+    }
+}
+
 impl std::fmt::Display for CreateKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             CreateKey::Token(k) => k.fmt(f),
+            CreateKey::Account(name) => write!(f, "sub account {name}"),
         }
     }
 }
@@ -89,8 +100,11 @@ mod tests {
         assert_eq!(k.to_string(), "7/ci");
         let c = CreateKey::from(k.clone());
         assert_eq!(c.to_string(), "7/ci");
-        assert_eq!(c.kind(), CreateKind::Token);
         assert_eq!(c.as_token(), Some(&k));
+        assert_eq!(c.as_account(), None);
+        let a = CreateKey::Account("team-a".into());
+        assert_eq!(a.to_string(), "sub account team-a");
+        assert_eq!(a.as_account(), Some("team-a"));
     }
 
     #[test]

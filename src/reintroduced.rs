@@ -34,11 +34,16 @@ pub enum Bug {
     /// The results file is checked unchanged only before the secrets file is written (the
     /// simulation's save-window finding).
     SaveWindow,
+    /// A sealed state is continued in plaintext without `--allow-plaintext` (issue 25,
+    /// defect 12).
+    ProtectionDropped,
+    /// Sealed files the results file does not list are trusted (issue 25, defect 10).
+    TrustUnlisted,
 }
 
 impl Bug {
     /// Every bug, with the name that chooses it.
-    pub const ALL: [(Bug, &'static str); 8] = [
+    pub const ALL: [(Bug, &'static str); 10] = [
         (Bug::IntentUnsynced, "intent-unsynced"),
         (Bug::ReplayDropsOutcome, "replay-drops-outcome"),
         (Bug::CheckpointAheadOfSealed, "checkpoint-ahead-of-sealed"),
@@ -47,6 +52,8 @@ impl Bug {
         (Bug::JournalAnyEndpoint, "journal-any-endpoint"),
         (Bug::SealedInPlace, "sealed-in-place"),
         (Bug::SaveWindow, "save-window"),
+        (Bug::ProtectionDropped, "protection-dropped"),
+        (Bug::TrustUnlisted, "trust-unlisted"),
     ];
 }
 

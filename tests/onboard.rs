@@ -83,17 +83,24 @@ fn new_names(n: usize) -> Vec<String> {
     (0..n).map(|i| format!("team-{i:02}")).collect()
 }
 
-/// Runs apply until it exits 0 (at most `runs` times); returns the exit codes.
+/// Runs apply until it exits 0 (at most `runs` times); returns the exit codes. After the
+/// first run, as an operator who checked the possible orphans would, it sends again the tokens
+/// whose ambiguity budget earlier runs used up (`--resend-ambiguous`): the budget holds across
+/// runs, and under these faults and kills a token can use it up.
 fn converge(env: &Env, manifest: &str, extra: &[&str], runs: usize) -> Vec<Option<i32>> {
     let mut codes = Vec::new();
-    for _ in 0..runs {
+    for i in 0..runs {
         let mut args = vec!["apply", manifest, "--yes", "--no-progress"];
+        if i > 0 {
+            args.push("--resend-ambiguous");
+        }
         args.extend_from_slice(extra);
         let run = env.run(&args);
         codes.push(run.code);
         if run.code == Some(0) {
             break;
         }
+
         assert!(
             matches!(run.code, Some(1)),
             "apply ended {:?}\n{}",
@@ -119,6 +126,15 @@ fn check_exactly_once(env: &Env, names: &[String], label: &str) {
         assert_eq!(
             results["accounts_created"][name]["account_id"], id,
             "{label}: results of {name}"
+        );
+        // Recorded as created by the run that sent the create, even when a later run found
+        // it (replaying a killed run's journal, or looking it up).
+        let run = results["accounts_created"][name]["run_id"]
+            .as_str()
+            .unwrap();
+        assert!(
+            run.len() > 4 && run != "recovered",
+            "{label}: {name} is recorded as created by run `{run}`"
         );
         assert_eq!(
             secrets["shipping"][id.to_string()]["token"],
@@ -359,4 +375,204 @@ fn verify_compares_each_kept_shipping_token_with_the_accounts_own() {
         )),
         "{shown}"
     );
+}
+
+/// `--simulate-list-lag` makes the built-in simulator's list lag its creates (so a user can
+/// watch the lookup), and is refused without `--simulate`; `simulate` takes the same lag.
+#[test]
+fn the_built_in_simulators_list_lag_is_a_flag() {
+    let env = Env::new();
+    let manifest = env.write(
+        "m.yaml",
+        &onboarding_manifest(2).replace(
+            "  - name: payments-prod\n    create: {retention_days: 30}\n",
+            "",
+        ),
+    );
+    let manifest = manifest.to_str().unwrap();
+    let run = env.run(&[
+        "apply",
+        manifest,
+        "--simulate",
+        "--simulate-list-lag",
+        "300ms",
+        "--yes",
+        "--no-progress",
+    ]);
+    run.expect_code(0);
+    let results = env.json("m.simulated.results.json");
+    for name in new_names(2) {
+        assert!(
+            results["accounts_created"][&name]["account_id"].is_u64(),
+            "{name}: {results}"
+        );
+    }
+    let refused = env.run(&["plan", manifest, "--simulate-list-lag", "300ms"]);
+    refused.expect_code(2);
+    assert!(refused.stderr.contains("--simulate"), "{}", refused.stderr);
+    let bad = env.run(&["plan", manifest, "--simulate", "--simulate-list-lag", "3m"]);
+    bad.expect_code(2);
+    assert!(bad.stderr.contains("use ms or s"), "{}", bad.stderr);
+    let help = env.run(&["simulate", "--help"]);
+    assert!(
+        help.stdout.contains("--account-list-lag-ms"),
+        "{}",
+        help.stdout
+    );
+}
+
+/// Every regular file under `dir`, recursively.
+fn files_under(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            out.extend(files_under(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
+}
+
+/// With recipients, a new account's shipping token is sealed like every secret: through
+/// faults, list lag and a kill -9, no file holds it (nor any token secret) in plaintext, and
+/// `export --identity` gives each new account's shipping token.
+#[test]
+fn sealed_shipping_tokens_never_reach_the_disk_in_plaintext_and_export_unseals_them() {
+    use age::secrecy::ExposeSecret;
+    let env = Env::with_sim(chaos_config(4242));
+    let id = age::x25519::Identity::generate();
+    let identity = env.write("key.txt", &format!("{}\n", id.to_string().expose_secret()));
+    crate::util::private(&identity);
+    let text = onboarding_manifest(8).replace(
+        "accounts:\n",
+        "settings:\n  account_lookup_seconds: 2\n  max_ambiguous: 4\n  max_attempts: 10\naccounts:\n",
+    );
+    let manifest = env.write(
+        "m.yaml",
+        &format!("{text}secrets:\n  recipients:\n    - {}\n", id.to_public()),
+    );
+    let manifest = manifest.to_str().unwrap();
+    // One run killed once its third account exists, then runs until done.
+    let mut child = env
+        .cmd()
+        .args(["apply", manifest, "--yes", "--no-progress"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    crate::util::wait_until(Duration::from_secs(60), || {
+        env.sim().handle().counters().accounts_created >= 3 || child.try_wait().unwrap().is_some()
+    });
+    let _ = child.kill();
+    let _ = child.wait();
+    let codes = converge(&env, manifest, &[], 6);
+    assert_eq!(codes.last(), Some(&Some(0)), "{codes:?}");
+
+    let sim = env.sim().handle();
+    let new: Vec<_> = sim
+        .accounts()
+        .into_iter()
+        .filter(|a| a.created_by_api)
+        .collect();
+    assert_eq!(new.len(), 8, "each account exactly once");
+    let mut secrets: Vec<String> = new.iter().map(|a| a.shipping_token.clone()).collect();
+    secrets.extend(sim.ground_truth().into_iter().map(|t| t.token));
+    for path in files_under(env.dir.path()) {
+        let text = String::from_utf8_lossy(&std::fs::read(&path).unwrap()).into_owned();
+        for s in &secrets {
+            assert!(
+                !text.contains(s.as_str()),
+                "{} holds a secret in plaintext",
+                path.display()
+            );
+        }
+    }
+    let results = env.json("m.results.json");
+    let export = env.run(&[
+        "export",
+        manifest,
+        "--identity",
+        identity.to_str().unwrap(),
+        "--format",
+        "csv",
+        "--stdout",
+    ]);
+    export.expect_code(0);
+    for account in &new {
+        assert_eq!(
+            results["accounts_created"][&account.name]["account_id"], account.id,
+            "{}",
+            account.name
+        );
+        assert_eq!(
+            results["accounts_created"][&account.name]["shipping_token"], true,
+            "{}",
+            account.name
+        );
+        assert!(
+            export
+                .stdout
+                .lines()
+                .any(|l| l.ends_with(",shipping_token") && l.contains(&account.shipping_token)),
+            "{}: {}",
+            account.name,
+            export.stdout
+        );
+    }
+}
+
+/// Sends SIGINT (what Ctrl-C sends) to a child process of this test.
+#[allow(unsafe_code)]
+fn interrupt(pid: u32) {
+    let pid = libc::pid_t::try_from(pid).unwrap();
+    // SAFETY: kill(2) has no memory-safety preconditions; the pid is our own child, still
+    // unreaped (so it cannot have been recycled for another process).
+    let rc = unsafe { libc::kill(pid, libc::SIGINT) };
+    assert_eq!(rc, 0, "kill(SIGINT) failed");
+}
+
+/// Ctrl-C while sub accounts are being created: the same drain as for tokens (exit 130, in
+/// flight settled), every account the simulator made so far recorded or
+/// still pending its lookup, and the next runs create each exactly once.
+#[test]
+fn ctrl_c_during_account_creates_drains_records_them_and_a_resume_creates_each_once() {
+    let mut config = chaos_config(31);
+    config.latency = Duration::from_millis(40);
+    let env = Env::with_sim(config);
+    let manifest = chaos_manifest(&env, 24);
+    let child = env
+        .cmd()
+        .args(["apply", &manifest, "--yes", "--no-progress"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let sim = env.sim().handle();
+    assert!(crate::util::wait_until(Duration::from_secs(60), || {
+        sim.counters().accounts_created >= 4
+    }));
+    interrupt(child.id());
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(130),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let results = env.json("m.results.json");
+    for account in sim.accounts().into_iter().filter(|a| a.created_by_api) {
+        let recorded = &results["accounts_created"][&account.name]["account_id"];
+        let pending = &results["accounts_pending"][&account.name];
+        assert!(
+            *recorded == account.id || !pending.is_null(),
+            "{} (id {}) is neither recorded nor pending: {results}",
+            account.name,
+            account.id
+        );
+    }
+    let codes = converge(&env, &manifest, &[], 6);
+    assert_eq!(codes.last(), Some(&Some(0)), "{codes:?}");
+    check_exactly_once(&env, &new_names(24), "after Ctrl-C");
 }

@@ -59,7 +59,11 @@ impl Env {
         let mut c = Command::new(env!("CARGO_BIN_EXE_logzio-tokens"));
         for (k, _) in std::env::vars() {
             // CI=true changes what apply warns about; tests that want it set it themselves.
-            if k.starts_with("LOGZIO_") || k == "RUST_LOG" || k == "CI" {
+            // A bug put back for a measurement (the `reintroduce` feature) goes to the binary.
+            if (k.starts_with("LOGZIO_") && k != "LOGZIO_TOKENS_REINTRODUCE")
+                || k == "RUST_LOG"
+                || k == "CI"
+            {
                 c.env_remove(k);
             }
         }

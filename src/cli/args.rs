@@ -164,9 +164,38 @@ pub struct ApiArgs {
     /// region, URL and token settings are ignored).
     #[arg(long)]
     pub simulate: bool,
+    /// With --simulate: how long a sub account the simulator creates stays out of its account
+    /// list (read lag, e.g. `300ms` or `2s`), to watch the lookup after an ambiguous create.
+    #[arg(long, value_name = "DURATION", value_parser = parse_lag, requires = "simulate")]
+    pub simulate_list_lag: Option<std::time::Duration>,
     /// Per-request timeout in seconds (overrides settings.request_timeout_seconds).
     #[arg(long, value_name = "SECONDS")]
     pub request_timeout: Option<f64>,
+}
+
+/// A short delay: a whole number of milliseconds or seconds (`300ms`, `2s`), at most 10 minutes.
+pub fn parse_lag(text: &str) -> Result<std::time::Duration, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .ok_or_else(|| format!("`{text}` has no unit: write e.g. `300ms` or `2s`"))?;
+    let (number, unit) = text.split_at(split);
+    let n: u64 = number
+        .parse()
+        .map_err(|_| format!("`{text}` does not start with a whole number: write e.g. `300ms`"))?;
+    let lag = match unit {
+        "ms" => std::time::Duration::from_millis(n),
+        "s" => std::time::Duration::from_secs(n),
+        _ => {
+            return Err(format!(
+                "unknown unit `{unit}` in `{text}`: use ms or s (e.g. `300ms`)"
+            ));
+        }
+    };
+    if lag > std::time::Duration::from_secs(600) {
+        return Err(format!("`{text}` is more than 10 minutes"));
+    }
+    Ok(lag)
 }
 
 /// Where the state files are and which accounts to cover.
@@ -425,6 +454,10 @@ pub struct SimulateArgs {
     /// Plus a random 0..N milliseconds.
     #[arg(long, default_value_t = 0)]
     pub jitter_ms: u64,
+    /// A sub account created through the API joins the account list only this many
+    /// milliseconds later (reads lag a create, as Logz.io's may).
+    #[arg(long, default_value_t = 0, value_name = "MS")]
+    pub account_list_lag_ms: u64,
     /// Seed for faults, jitter and secrets.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
@@ -711,6 +744,12 @@ mod tests {
             Ok(Duration::from_secs(90 * 86_400))
         );
         assert_eq!(super::parse_age("12h"), Ok(Duration::from_secs(12 * 3_600)));
+        assert_eq!(super::parse_lag("300ms"), Ok(Duration::from_millis(300)));
+        assert_eq!(super::parse_lag("2s"), Ok(Duration::from_secs(2)));
+        assert_eq!(super::parse_lag("0ms"), Ok(Duration::ZERO));
+        for bad in ["300", "3m", "ms", "11000s"] {
+            assert!(super::parse_lag(bad).is_err(), "{bad}");
+        }
         assert_eq!(super::parse_age("1s"), Ok(Duration::from_secs(1)));
         assert_eq!(super::parse_age("2w"), Ok(Duration::from_secs(14 * 86_400)));
         for bad in [

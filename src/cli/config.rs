@@ -36,6 +36,8 @@ pub struct ApiSetup {
     pub token: Option<Secret>,
     /// Run against the built-in simulator.
     pub simulate: bool,
+    /// The built-in simulator's account list lag (`--simulate-list-lag`).
+    pub simulate_list_lag: Duration,
     /// Per-request timeout.
     pub request_timeout: Duration,
     /// Where the endpoint came from (precedence: flag > environment > manifest > default).
@@ -177,6 +179,7 @@ fn resolve_api(args: &ApiArgs, manifest: &Manifest) -> Result<ApiSetup, CliError
         endpoint,
         token,
         simulate: args.simulate,
+        simulate_list_lag: args.simulate_list_lag.unwrap_or_default(),
         request_timeout: Duration::from_secs_f64(timeout),
         source,
         warnings,
@@ -840,6 +843,7 @@ impl VerifySettings {
                 api_url: args.api.api_url.clone(),
                 api_token_file: None,
                 simulate: false,
+                simulate_list_lag: None,
                 request_timeout: args.api.request_timeout,
             },
             state: args.state.clone(),

@@ -1,40 +1,37 @@
-//! Sub accounts, each created exactly once: the account items of a run, sent before the
-//! tokens that wait on them, under the run's pacer and recorder.
+//! Sub accounts, each created exactly once: the second kind of item of the one executor.
+//!
+//! An account item goes through the dispatcher like a token item (the same pacer, rate
+//! controller, journal, recorder and Ctrl-C drain), and the items that need its id wait for it:
+//! its tokens, and accounts that share with it. They go once the id is durable; if it is not
+//! created, its tokens fail as "its sub account was not created", never sent.
 //!
 //! The create call is not idempotent and account names are not unique, so a create is never
-//! re-sent blindly. Each attempt's intent (the name, and the ids that already carried it) is
-//! durable before the send; its outcome (the id) after. After an ambiguous outcome (a timeout,
-//! a 5xx, a dropped connection, a cut answer) the account list is read again for a bounded time,
-//! outlasting its lag: exactly one account with the name that was not there at the intent is
-//! adopted; none, and the create is sent again within the ambiguity budget; two or more, and the
-//! account stops with an error naming their ids, for a person to sort out (never deleted here).
-//! Recovery after a crash does the same lookup for every intent that has no outcome.
+//! re-sent blindly. Each attempt's intent (the name) is durable before the send; its outcome
+//! (the id) after. After an ambiguous outcome (a timeout, a 5xx, a dropped connection, a cut
+//! answer) the account list is read again for a bounded time, outlasting its lag: exactly one
+//! account with the name that was not there at the intent is adopted; none, and the create is
+//! sent again within the ambiguity budget; two or more, and the account stops with an error
+//! naming their ids, for a person to sort out (never deleted here). An interrupted run's intent
+//! without an outcome starts its item with the same lookup, before anything is sent for it.
 //!
-//! Accounts go in dependency order (an account that shares with another created in the same
-//! run waits for its id). Once created, the account's log shipping token is read
-//! (`GET …/detailed/{id}`) and recorded as a secret.
+//! Once the id is durable, the account's log shipping token is read (`GET …/detailed/{id}`)
+//! and recorded as a secret, as the item's last step.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::{Answer, Backoff, Cancel, Pacer};
-use crate::api::{
-    AccountRequest, ApiClient, ApiError, ErrorClass, SubAccountInfo, UtilizationSettings,
-};
+use super::attempt::{AttemptOutcome, Item, Shared};
+use super::{Answer, Backoff, Cancel, RecordOutcomes, SendCreate, Settled, Stats, Ticket};
+use crate::api::{AccountRequest, ApiError, ErrorClass, SubAccountInfo, UtilizationSettings};
 use crate::clock::SharedClock;
+use crate::key::CreateKey;
 use crate::manifest::{AccountRef, AccountSettings};
 use crate::random::Random;
 use crate::secret::Secret;
-use crate::state::RecorderHandle;
-use crate::state::StateError;
+use crate::state::HeldSecret;
 use crate::state::accounts::AccountOutcome;
 pub use crate::state::accounts::PendingAccount;
-
-/// Most 429 answers one account's create may meet (each is not processed, so it does not use
-/// up an attempt; bounded on its own).
-const MAX_RATE_LIMITED: u32 = 30;
 
 /// How often the account list is read while looking for an account after an ambiguous create.
 const LOOKUP_POLL: Duration = Duration::from_millis(250);
@@ -43,115 +40,390 @@ const LOOKUP_POLL: Duration = Duration::from_millis(250);
 /// polls a new account for about as long before giving up.
 pub const DEFAULT_ACCOUNT_LOOKUP: Duration = Duration::from_secs(30);
 
-/// The sub-account calls an account item makes (the API client in a run).
-pub trait AccountApi: Send + Sync + 'static {
-    /// `POST …/time-based-accounts`: not idempotent.
-    fn create_account(
-        &self,
-        request: &AccountRequest,
-    ) -> impl Future<Output = Result<u32, ApiError>> + Send;
-    /// `GET …/time-based-accounts`.
-    fn list_accounts(&self) -> impl Future<Output = Result<Vec<SubAccountInfo>, ApiError>> + Send;
-    /// `GET …/detailed/{id}`: the log shipping token.
-    fn shipping_token(
-        &self,
-        account_id: u32,
-    ) -> impl Future<Output = Result<Secret, ApiError>> + Send;
-}
-
-impl AccountApi for ApiClient {
-    fn create_account(
-        &self,
-        request: &AccountRequest,
-    ) -> impl Future<Output = Result<u32, ApiError>> + Send {
-        ApiClient::create_account(self, request)
-    }
-    fn list_accounts(&self) -> impl Future<Output = Result<Vec<SubAccountInfo>, ApiError>> + Send {
-        ApiClient::list_accounts(self)
-    }
-    fn shipping_token(
-        &self,
-        account_id: u32,
-    ) -> impl Future<Output = Result<Secret, ApiError>> + Send {
-        ApiClient::shipping_token(self, account_id)
-    }
-}
-
-/// Makes an account item's intents and outcomes durable (the recorder in a run).
-pub trait RecordAccounts: Send + Sync + 'static {
-    /// Journals the intent to send attempt `attempt` of the account `name`, with the ids that
-    /// carry the name before the send; returns its sequence number once durable.
-    fn account_intent(
-        &self,
-        name: &str,
-        attempt: u32,
-        known: &[u32],
-    ) -> impl Future<Output = Result<u64, StateError>> + Send;
-    /// Journals and applies the outcome of intent `seq`; returns once durable.
-    fn account_outcome(
-        &self,
-        seq: u64,
-        name: &str,
-        outcome: AccountOutcome,
-    ) -> impl Future<Output = Result<(), StateError>> + Send;
-}
-
-impl RecordAccounts for RecorderHandle {
-    fn account_intent(
-        &self,
-        name: &str,
-        attempt: u32,
-        known: &[u32],
-    ) -> impl Future<Output = Result<u64, StateError>> + Send {
-        RecorderHandle::account_intent(self, name, attempt, known)
-    }
-    fn account_outcome(
-        &self,
-        seq: u64,
-        name: &str,
-        outcome: AccountOutcome,
-    ) -> impl Future<Output = Result<(), StateError>> + Send {
-        RecorderHandle::account_outcome(self, seq, name, outcome)
-    }
-}
-
-/// An account to create.
+/// A sub account for a run: to create (with its tokens, which wait for it), or an interrupted
+/// run's create to look up first, or both.
 #[derive(Debug, Clone)]
-pub struct AccountJob {
+pub struct AccountWork {
     /// Its name.
     pub name: String,
-    /// What it is created with.
-    pub settings: AccountSettings,
+    /// What it is created with; `None` when the plan does not create it (an interrupted run's
+    /// create is only looked up).
+    pub settings: Option<AccountSettings>,
+    /// The token names it gets once it has an id.
+    pub tokens: Vec<String>,
+    /// An interrupted run's create of this name with no outcome: looked up before any send.
+    pub pending: Option<PendingAccount>,
+}
+
+/// What a run executes: tokens of accounts with ids, and sub accounts with the tokens that
+/// wait for them.
+#[derive(Debug, Clone, Default)]
+pub struct Work {
+    /// Tokens of accounts that have an id.
+    pub tokens: Vec<crate::key::TokenKey>,
+    /// Sub accounts to create or look up, in dependency order.
+    pub accounts: Vec<AccountWork>,
+    /// The ids of the manifest's accounts by name (for sharing references).
+    pub ids: BTreeMap<String, u32>,
+    /// Accounts an earlier run created whose shipping token is not kept yet: name and id.
+    pub shipping: Vec<(String, u32)>,
+    /// How long to look for an account after an ambiguous create.
+    pub lookup: Duration,
+}
+
+impl From<Vec<crate::key::TokenKey>> for Work {
+    fn from(tokens: Vec<crate::key::TokenKey>) -> Work {
+        Work {
+            tokens,
+            lookup: DEFAULT_ACCOUNT_LOOKUP,
+            ..Work::default()
+        }
+    }
 }
 
 /// How the account items of a run went.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct AccountsReport {
-    /// Accounts created (or adopted after an ambiguous create): name -> id.
+    /// Accounts created or found by a lookup in this run: name -> id.
     pub created: BTreeMap<String, u32>,
+    /// Those of them found by a lookup (after an ambiguous create, or an interrupted run's).
+    pub adopted: BTreeSet<String>,
     /// Accounts that did not get created, with why.
     pub failed: Vec<(String, String)>,
-    /// A run-wide stop (authentication, the state), when one happened.
-    pub fatal: Option<String>,
+    /// Shipping tokens kept: name -> id.
+    pub shipping: BTreeMap<String, u32>,
+    /// Shipping tokens that could not be read: name, id, why.
+    pub shipping_failed: Vec<(String, u32, String)>,
     /// Ambiguous creates met.
     pub ambiguous: u32,
-    /// Accounts found by a lookup after an ambiguous create.
-    pub adopted: u32,
 }
 
-/// How account items run.
+/// An account item's settings and where it stands.
 #[derive(Debug, Clone)]
-pub struct AccountConfig {
-    /// Most attempts per account (429s not counted).
-    pub max_attempts: u32,
-    /// Most ambiguous creates per account.
-    pub max_ambiguous: u32,
-    /// How long to look for an account after an ambiguous create.
-    pub lookup: Duration,
-    /// Retry delays.
-    pub backoff: Backoff,
-    /// The run's clock (deadlines, record times).
-    pub clock: SharedClock,
+pub(super) struct AccountItem {
+    /// What it is created with (`None`: only looked up).
+    pub(super) settings: Option<AccountSettings>,
+    /// The create request, once every account it shares with has an id.
+    pub(super) request: Option<AccountRequest>,
+    /// What the next attempt does.
+    pub(super) step: Step,
+}
+
+/// What an account item's next attempt does.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) enum Step {
+    /// Looks for an interrupted run's create (intent `seq`, with the ids the name had).
+    Recover { seq: u64, known: Vec<u32> },
+    /// Sends the create.
+    Create,
+    /// Reads the shipping token of the account `id`.
+    Shipping { id: u32 },
+}
+
+impl AccountItem {
+    /// The names of this run's accounts it waits for (sharing references with no id yet).
+    pub(super) fn waits_for<'a>(
+        &'a self,
+        name: &'a str,
+        ids: &'a BTreeMap<String, u32>,
+    ) -> impl Iterator<Item = &'a str> + 'a {
+        let creates = self.request.is_none();
+        self.settings
+            .iter()
+            .filter(move |_| creates)
+            .flat_map(AccountSettings::shared_names)
+            .filter(move |n| *n != name && !ids.contains_key(*n))
+    }
+}
+
+/// One attempt of an account item: a lookup of an interrupted create, a create (with the
+/// lookup after an ambiguous answer), or the shipping token's read.
+pub(super) async fn attempt<C: SendCreate, R: RecordOutcomes>(
+    mut item: Item,
+    name: String,
+    sh: Arc<Shared<C, R>>,
+    ticket: Ticket,
+) -> AttemptOutcome {
+    let Some(account) = item.account.as_ref() else {
+        sh.pacer.on_unsent(ticket);
+        return AttemptOutcome::Failed(item, None, "internal error: no account settings".into());
+    };
+    match account.step.clone() {
+        Step::Recover { seq, known } => {
+            // A read, not a create: it takes no send slot.
+            sh.pacer.on_unsent(ticket);
+            item.attempt -= 1;
+            look_for(item, name, seq, &known, &sh).await
+        }
+        Step::Shipping { id } => shipping(item, name, id, &sh, ticket).await,
+        Step::Create => create(item, name, &sh, ticket).await,
+    }
+}
+
+async fn create<C: SendCreate, R: RecordOutcomes>(
+    mut item: Item,
+    name: String,
+    sh: &Shared<C, R>,
+    ticket: Ticket,
+) -> AttemptOutcome {
+    let Some(request) = item.account.as_ref().and_then(|a| a.request.clone()) else {
+        sh.pacer.on_unsent(ticket);
+        return AttemptOutcome::Failed(item, None, "internal error: no create request".into());
+    };
+    let seq = match sh.recorder.intent(&item.key, item.attempt).await {
+        Ok(s) => s,
+        Err(e) => {
+            sh.pacer.on_unsent(ticket);
+            return AttemptOutcome::State(e);
+        }
+    };
+    Stats::add(&sh.stats.attempts, 1);
+    Stats::add(&sh.stats.in_flight, 1);
+    let sent = sh.creator.create_account(&request).await;
+    sh.stats
+        .in_flight
+        .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+    let e = match sent {
+        Ok(id) => {
+            sh.pacer.on_answer(ticket, Answer::Served, None);
+            sh.breaker_record(false);
+            let outcome = AccountOutcome::Created {
+                account_id: id,
+                created_at: sh.pacer.clock().now_rfc3339(),
+            };
+            return match settle(sh, seq, &name, outcome).await {
+                Ok(()) => AttemptOutcome::AccountReady {
+                    item,
+                    id,
+                    adopted: false,
+                },
+                Err(e) => e,
+            };
+        }
+        Err(e) => e,
+    };
+    let class = e.class();
+    let status = e.http_status();
+    let detail = e.short();
+    if class == ErrorClass::FatalRun {
+        sh.fatal_seen
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+    if e.is_rate_limited() {
+        Stats::add(&sh.stats.rate_limited, 1);
+        sh.pacer.on_answer(ticket, Answer::Limited, e.retry_after());
+    } else {
+        let answer = if status.is_some() {
+            Answer::Served
+        } else {
+            Answer::Lost
+        };
+        sh.pacer.on_answer(ticket, answer, None);
+        sh.breaker_record(class == ErrorClass::Ambiguous);
+    }
+    item.last_error = Some((status, detail.clone()));
+    if class == ErrorClass::Ambiguous {
+        Stats::add(&sh.stats.ambiguous, 1);
+        item.ambiguous += 1;
+        let outcome = AccountOutcome::Ambiguous {
+            detail: detail.clone(),
+        };
+        if let Err(e) = settle(sh, seq, &name, outcome).await {
+            return e;
+        }
+        // Never sent again blindly: look first.
+        let mut out = look_for(item, name, seq, &[], sh).await;
+        if let AttemptOutcome::Retry { retry_after, .. } = &mut out {
+            *retry_after = e.retry_after();
+        }
+        return out;
+    }
+    let outcome = AccountOutcome::NotCreated {
+        http_status: status,
+        detail: detail.clone(),
+    };
+    if let Err(e) = settle(sh, seq, &name, outcome).await {
+        return e;
+    }
+    tracing::debug!(account = %name, attempt = item.attempt, error = %detail, "account create failed");
+    match class {
+        ErrorClass::FatalRun => AttemptOutcome::Fatal(e),
+        ErrorClass::FatalItem => AttemptOutcome::Failed(item, status, e.to_string()),
+        _ => {
+            if e.is_rate_limited() {
+                // Not processed: not one of the item's attempts.
+                item.attempt = item.attempt.saturating_sub(1);
+                item.rate_limited += 1;
+            }
+            AttemptOutcome::Retry {
+                retry_after: e.retry_after(),
+                item,
+            }
+        }
+    }
+}
+
+/// Looks for the account a create of intent `seq` may have made: adopts exactly one new
+/// account with the name; several stop the item; none sends it (again) when the plan creates
+/// it, within the ambiguity budget.
+async fn look_for<C: SendCreate, R: RecordOutcomes>(
+    mut item: Item,
+    name: String,
+    seq: u64,
+    known: &[u32],
+    sh: &Shared<C, R>,
+) -> AttemptOutcome {
+    let clock = sh.pacer.clock();
+    let found = match look_up(&sh.creator, &name, known, sh.lookup, &sh.cancel, clock).await {
+        Ok(found) => found,
+        Err(e) => {
+            sh.fatal_seen
+                .store(true, std::sync::atomic::Ordering::SeqCst);
+            return AttemptOutcome::Fatal(e);
+        }
+    };
+    let recovering = matches!(
+        item.account.as_ref().map(|a| &a.step),
+        Some(Step::Recover { .. })
+    );
+    match found {
+        Lookup::One(id) => {
+            let outcome = AccountOutcome::Adopted {
+                account_id: id,
+                created_at: clock.now_rfc3339(),
+            };
+            match settle(sh, seq, &name, outcome).await {
+                Ok(()) => AttemptOutcome::AccountReady {
+                    item,
+                    id,
+                    adopted: true,
+                },
+                Err(e) => e,
+            }
+        }
+        Lookup::Several(ids) => {
+            let message = several(&name, &ids);
+            let outcome = AccountOutcome::Duplicates {
+                account_ids: ids,
+                detail: message.clone(),
+            };
+            match settle(sh, seq, &name, outcome).await {
+                Ok(()) => AttemptOutcome::Failed(item, None, message),
+                Err(e) => e,
+            }
+        }
+        Lookup::Unsettled(why) => {
+            // Not settled: the intent stays pending (its outcome so far, if any, is ambiguous),
+            // and the next run looks again before it sends anything for this name.
+            AttemptOutcome::Failed(
+                item,
+                None,
+                format!(
+                    "{why}; it may exist: the next apply looks for it again before sending a create"
+                ),
+            )
+        }
+        Lookup::None => {
+            let detail = if recovering {
+                format!(
+                    "an interrupted run's create found no account named `{name}` after {}s",
+                    sh.lookup.as_secs_f64()
+                )
+            } else {
+                format!(
+                    "no account named `{name}` showed within {}s",
+                    sh.lookup.as_secs_f64()
+                )
+            };
+            if let Err(e) = settle(sh, seq, &name, AccountOutcome::NotFound { detail }).await {
+                return e;
+            }
+            let Some(account) = item.account.as_mut() else {
+                return AttemptOutcome::AccountDone;
+            };
+            if recovering {
+                if account.settings.is_none() {
+                    // The plan does not create it: nothing more to do.
+                    return AttemptOutcome::AccountDone;
+                }
+                account.step = Step::Create;
+                return AttemptOutcome::Waits(item);
+            }
+            AttemptOutcome::Retry {
+                item,
+                retry_after: None,
+            }
+        }
+    }
+}
+
+/// Reads and records the shipping token of the account `id`: the first read under the send
+/// slot, retries (a new account may briefly answer 404) with the read backoff.
+async fn shipping<C: SendCreate, R: RecordOutcomes>(
+    item: Item,
+    name: String,
+    id: u32,
+    sh: &Shared<C, R>,
+    ticket: Ticket,
+) -> AttemptOutcome {
+    let first = sh.creator.shipping_token(id).await;
+    let answer = match &first {
+        Err(e) if e.is_rate_limited() => Answer::Limited,
+        Err(e) if e.http_status().is_none() => Answer::Lost,
+        _ => Answer::Served,
+    };
+    let retry_after = first.as_ref().err().and_then(ApiError::retry_after);
+    sh.pacer.on_answer(ticket, answer, retry_after);
+    let read = match first {
+        Ok(token) => Ok(token),
+        Err(e) if !reread(&e) => Err(e),
+        Err(_) => {
+            let mut rng = crate::random::seeded(u64::from(id));
+            read_shipping_token(&sh.creator, id, sh.lookup, sh.pacer.clock(), &mut rng).await
+        }
+    };
+    let _ = item;
+    match read {
+        Ok(token) => {
+            let outcome = AccountOutcome::Shipping {
+                account_id: id,
+                secret: HeldSecret::plain(token),
+            };
+            match settle(sh, 0, &name, outcome).await {
+                Ok(()) => AttemptOutcome::ShippingRead { name, id },
+                Err(e) => e,
+            }
+        }
+        Err(e) => AttemptOutcome::ShippingFailed {
+            name,
+            id,
+            why: e.to_string(),
+        },
+    }
+}
+
+/// Whether a failed read of a shipping token is read again.
+fn reread(e: &ApiError) -> bool {
+    e.class() != ErrorClass::FatalRun
+        && (e.class() != ErrorClass::FatalItem || e.http_status() == Some(404))
+}
+
+async fn settle<C, R: RecordOutcomes>(
+    sh: &Shared<C, R>,
+    seq: u64,
+    name: &str,
+    outcome: AccountOutcome,
+) -> Result<(), AttemptOutcome> {
+    sh.recorder
+        .outcome(seq, Settled::Account(name.to_owned(), outcome))
+        .await
+        .map(|_| ())
+        .map_err(AttemptOutcome::State)
+}
+
+/// The key of an account item.
+pub(super) fn key(name: &str) -> CreateKey {
+    CreateKey::Account(name.to_owned())
 }
 
 /// The create request for an account: its settings, with sharing references as ids (`ids`
@@ -261,12 +533,15 @@ pub enum Lookup {
     None,
     /// Several: their ids.
     Several(Vec<u32>),
+    /// The lookup could not tell (the run stopped, or no read of the list succeeded): the
+    /// create stays pending, for the next run to look again before any send.
+    Unsettled(String),
 }
 
 /// Reads the account list until an account named `name` that is not in `known` shows, or
 /// `within` passes. A read that fails is read again (reads are idempotent); a fatal one ends
 /// the lookup with its error.
-pub async fn look_up<A: AccountApi>(
+pub async fn look_up<A: SendCreate>(
     api: &A,
     name: &str,
     known: &[u32],
@@ -276,9 +551,11 @@ pub async fn look_up<A: AccountApi>(
 ) -> Result<Lookup, ApiError> {
     let deadline = clock.now() + within;
     let known: BTreeSet<u32> = known.iter().copied().collect();
+    let mut read = false;
     loop {
         match api.list_accounts().await {
             Ok(list) => {
+                read = true;
                 let new: Vec<u32> = ids_named(&list, name).difference(&known).copied().collect();
                 match new.as_slice() {
                     [] => {}
@@ -290,60 +567,26 @@ pub async fn look_up<A: AccountApi>(
             Err(e) => tracing::debug!(account = name, error = %e, "account lookup read failed"),
         }
         let now = clock.now();
-        if now >= deadline || cancel.is_cancelled() {
-            return Ok(Lookup::None);
+        if cancel.is_cancelled() {
+            return Ok(Lookup::Unsettled(format!(
+                "the run stopped while looking for an account named `{name}`"
+            )));
         }
-        tokio::time::sleep(LOOKUP_POLL.min(deadline.saturating_duration_since(now))).await;
+        if now >= deadline {
+            return Ok(if read {
+                Lookup::None
+            } else {
+                Lookup::Unsettled(format!(
+                    "the account list could not be read to look for an account named `{name}`"
+                ))
+            });
+        }
+        let mut stop = cancel.clone();
+        tokio::select! {
+            () = tokio::time::sleep(LOOKUP_POLL.min(deadline.saturating_duration_since(now))) => {}
+            () = stop.cancelled() => {}
+        }
     }
-}
-
-/// Resolves the intents a crashed run left without an outcome: each is looked up like an
-/// ambiguous create, and adopted when exactly one new account carries its name. Returns the
-/// names adopted (name -> id) and the problems (several accounts with the name).
-pub async fn recover<A: AccountApi, R: RecordAccounts>(
-    pending: &[PendingAccount],
-    api: &A,
-    recorder: &R,
-    lookup: Duration,
-    cancel: &Cancel,
-    clock: &SharedClock,
-) -> Result<(BTreeMap<String, u32>, Vec<(String, String)>), String> {
-    let mut adopted = BTreeMap::new();
-    let mut problems = Vec::new();
-    for p in pending {
-        let found = look_up(api, &p.name, &p.known, lookup, cancel, clock)
-            .await
-            .map_err(|e| e.to_string())?;
-        let outcome = match found {
-            Lookup::One(id) => {
-                adopted.insert(p.name.clone(), id);
-                AccountOutcome::Adopted {
-                    account_id: id,
-                    created_at: clock.now_rfc3339(),
-                }
-            }
-            Lookup::None => AccountOutcome::NotFound {
-                detail: format!(
-                    "an interrupted run's create found no account named `{}` after {}s",
-                    p.name,
-                    lookup.as_secs()
-                ),
-            },
-            Lookup::Several(ids) => {
-                let message = several(&p.name, &ids);
-                problems.push((p.name.clone(), message.clone()));
-                AccountOutcome::Duplicates {
-                    account_ids: ids,
-                    detail: message,
-                }
-            }
-        };
-        recorder
-            .account_outcome(p.seq, &p.name, outcome)
-            .await
-            .map_err(|e| e.to_string())?;
-    }
-    Ok((adopted, problems))
 }
 
 fn several(name: &str, ids: &[u32]) -> String {
@@ -357,197 +600,9 @@ fn several(name: &str, ids: &[u32]) -> String {
     )
 }
 
-/// Creates the accounts, in dependency order, each exactly once; `ids` holds the ids of the
-/// manifest's accounts by name known so far (sharing references), and gains the new ones.
-pub async fn create_accounts<A: AccountApi, R: RecordAccounts>(
-    jobs: Vec<AccountJob>,
-    ids: &mut BTreeMap<String, u32>,
-    config: &AccountConfig,
-    (api, recorder, pacer): (Arc<A>, Arc<R>, Arc<Pacer>),
-    cancel: &Cancel,
-    rng: &mut Random,
-) -> AccountsReport {
-    let mut report = AccountsReport::default();
-    for job in jobs {
-        if cancel.is_cancelled() || report.fatal.is_some() {
-            report
-                .failed
-                .push((job.name.clone(), "not sent: the run stopped".into()));
-            continue;
-        }
-        let request = match create_request(&job.name, &job.settings, ids) {
-            Ok(r) => r,
-            Err(why) => {
-                report.failed.push((job.name.clone(), why));
-                continue;
-            }
-        };
-        match one(
-            &job.name,
-            &request,
-            config,
-            (&*api, &*recorder, &pacer),
-            cancel,
-            &mut report,
-            rng,
-        )
-        .await
-        {
-            Ok(id) => {
-                ids.insert(job.name.clone(), id);
-                report.created.insert(job.name, id);
-            }
-            Err(Stop::Item(why)) => report.failed.push((job.name, why)),
-            Err(Stop::Run(why)) => {
-                report.failed.push((job.name, why.clone()));
-                report.fatal = Some(why);
-            }
-        }
-    }
-    report
-}
-
-enum Stop {
-    Item(String),
-    Run(String),
-}
-
-/// One account: send, and after an ambiguous answer look before sending again.
-async fn one<A: AccountApi, R: RecordAccounts>(
-    name: &str,
-    request: &AccountRequest,
-    config: &AccountConfig,
-    (api, recorder, pacer): (&A, &R, &Pacer),
-    cancel: &Cancel,
-    report: &mut AccountsReport,
-    rng: &mut Random,
-) -> Result<u32, Stop> {
-    let clock = &config.clock;
-    let (mut attempt, mut limited, mut ambiguous) = (0u32, 0u32, 0u32);
-    // The accounts with this name before the first send: none, or the plan would not create it.
-    let known: Vec<u32> = Vec::new();
-    loop {
-        if cancel.is_cancelled() {
-            return Err(Stop::Item("not sent: the run stopped".into()));
-        }
-        attempt += 1;
-        let seq = recorder
-            .account_intent(name, attempt, &known)
-            .await
-            .map_err(|e| Stop::Run(e.to_string()))?;
-        let ticket = pacer.acquire().await;
-        let sent = api.create_account(request).await;
-        let record = |outcome| recorder.account_outcome(seq, name, outcome);
-        let e = match sent {
-            Ok(id) => {
-                pacer.on_answer(ticket, Answer::Served, None);
-                record(AccountOutcome::Created {
-                    account_id: id,
-                    created_at: clock.now_rfc3339(),
-                })
-                .await
-                .map_err(|e| Stop::Run(e.to_string()))?;
-                return Ok(id);
-            }
-            Err(e) => e,
-        };
-        let status = e.http_status();
-        if e.is_rate_limited() {
-            pacer.on_answer(ticket, Answer::Limited, e.retry_after());
-        } else {
-            pacer.on_answer(
-                ticket,
-                if status.is_some() {
-                    Answer::Served
-                } else {
-                    Answer::Lost
-                },
-                None,
-            );
-        }
-        let detail = e.short();
-        match e.class() {
-            ErrorClass::Ambiguous => {
-                report.ambiguous += 1;
-                ambiguous += 1;
-                record(AccountOutcome::Ambiguous {
-                    detail: detail.clone(),
-                })
-                .await
-                .map_err(|e| Stop::Run(e.to_string()))?;
-                let found = look_up(api, name, &known, config.lookup, cancel, clock)
-                    .await
-                    .map_err(|e| Stop::Run(e.to_string()))?;
-                match found {
-                    Lookup::One(id) => {
-                        record(AccountOutcome::Adopted {
-                            account_id: id,
-                            created_at: clock.now_rfc3339(),
-                        })
-                        .await
-                        .map_err(|e| Stop::Run(e.to_string()))?;
-                        report.adopted += 1;
-                        return Ok(id);
-                    }
-                    Lookup::Several(ids) => {
-                        let message = several(name, &ids);
-                        record(AccountOutcome::Duplicates {
-                            account_ids: ids,
-                            detail: message.clone(),
-                        })
-                        .await
-                        .map_err(|e| Stop::Run(e.to_string()))?;
-                        return Err(Stop::Item(message));
-                    }
-                    Lookup::None => {
-                        record(AccountOutcome::NotFound {
-                            detail: format!(
-                                "no account named `{name}` showed within {}s",
-                                config.lookup.as_secs_f64()
-                            ),
-                        })
-                        .await
-                        .map_err(|e| Stop::Run(e.to_string()))?;
-                        if ambiguous >= config.max_ambiguous {
-                            return Err(Stop::Item(format!(
-                                "{detail}; not sent again after {ambiguous} ambiguous creates \
-                                 that no lookup found: check the Logz.io UI for an account \
-                                 named `{name}` before running apply again"
-                            )));
-                        }
-                    }
-                }
-            }
-            class => {
-                record(AccountOutcome::NotCreated {
-                    http_status: status,
-                    detail: detail.clone(),
-                })
-                .await
-                .map_err(|e| Stop::Run(e.to_string()))?;
-                match class {
-                    ErrorClass::FatalRun => return Err(Stop::Run(e.to_string())),
-                    ErrorClass::FatalItem => return Err(Stop::Item(e.to_string())),
-                    _ => {}
-                }
-                if e.is_rate_limited() {
-                    attempt -= 1;
-                    limited += 1;
-                    if limited >= MAX_RATE_LIMITED {
-                        return Err(Stop::Item(format!("{detail} ({limited} times)")));
-                    }
-                } else if attempt >= config.max_attempts {
-                    return Err(Stop::Item(format!("{detail} (after {attempt} attempts)")));
-                }
-            }
-        }
-        tokio::time::sleep(config.backoff.delay(attempt + 1, e.retry_after(), rng)).await;
-    }
-}
-
 /// Reads a new account's log shipping token, retrying reads (a new account may briefly answer
 /// 404 while reads lag the create).
-pub async fn read_shipping_token<A: AccountApi>(
+pub async fn read_shipping_token<A: SendCreate>(
     api: &A,
     account_id: u32,
     within: Duration,
@@ -559,11 +614,7 @@ pub async fn read_shipping_token<A: AccountApi>(
     loop {
         match api.shipping_token(account_id).await {
             Ok(t) => return Ok(t),
-            Err(e)
-                if clock.now() < deadline
-                    && (e.class() != ErrorClass::FatalRun)
-                    && (e.class() != ErrorClass::FatalItem || e.http_status() == Some(404)) =>
-            {
+            Err(e) if clock.now() < deadline && reread(&e) => {
                 attempt += 1;
                 tokio::time::sleep(
                     Backoff::READS
@@ -578,234 +629,4 @@ pub async fn read_shipping_token<A: AccountApi>(
 }
 
 #[cfg(test)]
-mod tests {
-    #![allow(clippy::unwrap_used)]
-    use super::*;
-    use std::sync::Mutex;
-
-    /// A fake API: each create answers per the script (`true`: the account is made), and
-    /// `answered`: whether the client gets the answer or a timeout.
-    #[derive(Default)]
-    struct Fake {
-        accounts: Mutex<Vec<(u32, String)>>,
-        script: Mutex<Vec<(bool, bool)>>,
-        creates: Mutex<u32>,
-    }
-
-    impl AccountApi for Fake {
-        async fn create_account(&self, request: &AccountRequest) -> Result<u32, ApiError> {
-            *self.creates.lock().unwrap() += 1;
-            let (makes, answered) = self.script.lock().unwrap().pop().unwrap_or((true, true));
-            let mut accounts = self.accounts.lock().unwrap();
-            let id = 100 + u32::try_from(accounts.len()).unwrap();
-            if makes {
-                accounts.push((id, request.account_name.clone()));
-            }
-            if answered && makes {
-                Ok(id)
-            } else {
-                Err(ApiError::Timeout {
-                    url: "x".into(),
-                    timeout: Duration::from_secs(1),
-                })
-            }
-        }
-        async fn list_accounts(&self) -> Result<Vec<SubAccountInfo>, ApiError> {
-            Ok(self
-                .accounts
-                .lock()
-                .unwrap()
-                .iter()
-                .map(|(id, name)| SubAccountInfo {
-                    account_id: i64::from(*id),
-                    account_name: name.clone(),
-                    is_owner: false,
-                    settings: Default::default(),
-                })
-                .collect())
-        }
-        async fn shipping_token(&self, _: u32) -> Result<Secret, ApiError> {
-            Ok(Secret::new("s".to_owned()))
-        }
-    }
-
-    #[derive(Default)]
-    struct Log(Mutex<Vec<String>>);
-
-    impl RecordAccounts for Log {
-        async fn account_intent(
-            &self,
-            name: &str,
-            attempt: u32,
-            _: &[u32],
-        ) -> Result<u64, StateError> {
-            let mut l = self.0.lock().unwrap();
-            l.push(format!("intent {name} {attempt}"));
-            Ok(l.len() as u64)
-        }
-        async fn account_outcome(
-            &self,
-            _: u64,
-            name: &str,
-            outcome: AccountOutcome,
-        ) -> Result<(), StateError> {
-            let what = serde_json::to_value(&outcome).unwrap()["result"].clone();
-            self.0
-                .lock()
-                .unwrap()
-                .push(format!("{name} {}", what.as_str().unwrap()));
-            Ok(())
-        }
-    }
-
-    fn config() -> AccountConfig {
-        AccountConfig {
-            max_attempts: 4,
-            max_ambiguous: 2,
-            lookup: Duration::from_millis(300),
-            backoff: Backoff {
-                base: Duration::from_millis(1),
-                cap: Duration::from_millis(2),
-            },
-            clock: crate::clock::SystemClock::shared(),
-        }
-    }
-
-    fn job(name: &str) -> AccountJob {
-        AccountJob {
-            name: name.into(),
-            settings: AccountSettings {
-                email: Some("a@example.com".into()),
-                retention_days: Some(7),
-                max_daily_gb: Some(1.0),
-                ..Default::default()
-            },
-        }
-    }
-
-    async fn run(
-        script: Vec<(bool, bool)>,
-        jobs: Vec<AccountJob>,
-    ) -> (AccountsReport, Arc<Fake>, Vec<String>) {
-        let api = Arc::new(Fake::default());
-        *api.script.lock().unwrap() = script.into_iter().rev().collect();
-        let log = Arc::new(Log::default());
-        let mut ids = BTreeMap::new();
-        let report = create_accounts(
-            jobs,
-            &mut ids,
-            &config(),
-            (
-                api.clone(),
-                log.clone(),
-                Arc::new(Pacer::new(1000.0, false)),
-            ),
-            &Cancel::default(),
-            &mut crate::random::seeded(1),
-        )
-        .await;
-        let lines = log.0.lock().unwrap().clone();
-        (report, api, lines)
-    }
-
-    #[tokio::test]
-    async fn an_ambiguous_create_that_made_the_account_is_adopted_not_sent_again() {
-        let (report, api, log) = run(vec![(true, false)], vec![job("a")]).await;
-        assert_eq!(report.created["a"], 100);
-        assert_eq!(*api.creates.lock().unwrap(), 1);
-        assert_eq!(log, ["intent a 1", "a ambiguous", "a adopted"]);
-    }
-
-    #[tokio::test]
-    async fn an_ambiguous_create_that_made_nothing_is_sent_again_after_the_lookup() {
-        let (report, api, log) = run(vec![(false, false), (true, true)], vec![job("a")]).await;
-        assert_eq!(report.created.len(), 1);
-        assert_eq!(*api.creates.lock().unwrap(), 2);
-        assert_eq!(
-            log,
-            [
-                "intent a 1",
-                "a ambiguous",
-                "a not_found",
-                "intent a 2",
-                "a created"
-            ]
-        );
-    }
-
-    #[tokio::test]
-    async fn the_ambiguity_budget_stops_an_account_that_no_lookup_finds() {
-        let (report, api, _) = run(vec![(false, false), (false, false)], vec![job("a")]).await;
-        assert!(report.created.is_empty());
-        assert_eq!(*api.creates.lock().unwrap(), 2);
-        assert!(
-            report.failed[0].1.contains("check the Logz.io UI"),
-            "{:?}",
-            report.failed
-        );
-    }
-
-    #[tokio::test]
-    async fn an_account_sharing_with_a_failed_one_is_not_sent() {
-        let mut b = job("b");
-        b.settings.sharing_objects_accounts = Some(vec![AccountRef::Name("a".into())]);
-        let (report, api, _) = run(vec![(false, false), (false, false)], vec![job("a"), b]).await;
-        assert_eq!(*api.creates.lock().unwrap(), 2);
-        assert!(
-            report
-                .failed
-                .iter()
-                .any(|(n, why)| n == "b" && why.contains("`a`"))
-        );
-    }
-
-    #[tokio::test]
-    async fn several_new_accounts_with_the_name_stop_it_naming_their_ids() {
-        let api = Fake::default();
-        api.accounts.lock().unwrap().extend([
-            (7, "a".to_owned()),
-            (8, "a".to_owned()),
-            (9, "a".to_owned()),
-        ]);
-        let found = look_up(
-            &api,
-            "a",
-            &[7],
-            Duration::from_millis(10),
-            &Cancel::default(),
-            &crate::clock::SystemClock::shared(),
-        )
-        .await
-        .unwrap();
-        assert_eq!(found, Lookup::Several(vec![8, 9]));
-        assert!(several("a", &[8, 9]).contains("ids 8, 9"));
-    }
-
-    #[test]
-    fn an_update_sends_the_live_fields_the_manifest_does_not_declare() {
-        let live = SubAccountInfo {
-            account_id: 5,
-            account_name: "x".into(),
-            is_owner: false,
-            settings: crate::api::LiveSettings {
-                email: Some("old@example.com".into()),
-                retention_days: Some(3),
-                max_daily_gb: Some(2.0),
-                searchable: Some(true),
-                sharing_objects_accounts: Some(vec![4]),
-                ..Default::default()
-            },
-        };
-        let declared = AccountSettings {
-            retention_days: Some(30),
-            ..Default::default()
-        };
-        let r = update_request(&live, &declared, &BTreeMap::new()).unwrap();
-        assert_eq!(r.retention_days, Some(30));
-        assert_eq!(r.max_daily_gb, Some(2.0));
-        assert_eq!(r.searchable, Some(true));
-        assert_eq!(r.email.as_deref(), Some("old@example.com"));
-        assert_eq!(r.sharing_objects_accounts, vec![4]);
-        assert_eq!(r.account_name, "x");
-    }
-}
+mod tests;

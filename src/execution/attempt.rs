@@ -1,17 +1,20 @@
-//! One attempt at one token: journal the intent, send, journal the outcome, then decide what
-//! the dispatcher does next. What an attempt calls is behind the two [ports](super::ports), so
+//! One attempt at one item: journal the intent, send, journal the outcome, then decide what
+//! the dispatcher does next. A token's attempt is here; a sub account's is
+//! [`super::accounts::attempt`]. What an attempt calls is behind the two [ports](super::ports), so
 //! that the executor runs against fakes in its unit tests.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
+use super::accounts::AccountItem;
 use super::ambiguity::{Breaker, breaker_message};
 use super::{
-    Answer, ItemEvent, ItemResult, Observer, Pacer, RecordOutcomes, SendCreate, Stats, Ticket,
+    Answer, Cancel, ItemEvent, ItemResult, Observer, Pacer, RecordOutcomes, SendCreate, Settled,
+    Stats, Ticket,
 };
 use crate::api::{ApiError, ErrorClass};
-use crate::key::TokenKey;
+use crate::key::{CreateKey, TokenKey};
 use crate::state::Applied;
 use crate::state::StateError;
 use crate::state::{HeldSecret, Outcome};
@@ -20,7 +23,7 @@ use crate::timestamp::epoch_to_rfc3339;
 /// An item of the plan and what its attempts so far taught.
 #[derive(Debug, Clone)]
 pub(super) struct Item {
-    pub(super) key: TokenKey,
+    pub(super) key: CreateKey,
     /// Attempts made, not counting those answered 429.
     pub(super) attempt: u32,
     /// Attempts answered 429.
@@ -28,16 +31,27 @@ pub(super) struct Item {
     /// Attempts whose outcome was ambiguous.
     pub(super) ambiguous: u32,
     pub(super) last_error: Option<(Option<u16>, String)>,
+    /// A sub account's settings and step (`None` for a token).
+    pub(super) account: Option<Box<AccountItem>>,
 }
 
 impl Item {
-    pub(super) fn new(key: TokenKey) -> Item {
+    pub(super) fn new(key: impl Into<CreateKey>) -> Item {
         Item {
-            key,
+            key: key.into(),
             attempt: 0,
             rate_limited: 0,
             ambiguous: 0,
             last_error: None,
+            account: None,
+        }
+    }
+
+    /// A sub account's item.
+    pub(super) fn account(name: &str, account: AccountItem) -> Item {
+        Item {
+            account: Some(Box::new(account)),
+            ..Item::new(super::accounts::key(name))
         }
     }
 }
@@ -52,6 +66,28 @@ pub(super) enum AttemptOutcome {
     Failed(Item, Option<u16>, String),
     Fatal(ApiError),
     State(StateError),
+    /// A sub account's id is durable (created, or found by a lookup): what waits for it goes.
+    AccountReady {
+        item: Item,
+        id: u32,
+        adopted: bool,
+    },
+    /// A sub account item needs the dependency gate again (a lookup found nothing; it is to be
+    /// created).
+    Waits(Item),
+    /// A sub account item with nothing more to do.
+    AccountDone,
+    /// A sub account's shipping token is durable.
+    ShippingRead {
+        name: String,
+        id: u32,
+    },
+    /// A sub account's shipping token could not be read.
+    ShippingFailed {
+        name: String,
+        id: u32,
+        why: String,
+    },
 }
 
 /// What every attempt of a run shares.
@@ -67,6 +103,10 @@ pub(super) struct Shared<C, R> {
     /// answer frees its slot: the slot is free when the answer arrives, while the run learns
     /// of the stop only once the outcome is recorded, and no request may go out in between.
     pub(super) fatal_seen: std::sync::atomic::AtomicBool,
+    /// Ctrl-C (a lookup stops looking).
+    pub(super) cancel: Cancel,
+    /// How long to look for a sub account after an ambiguous create.
+    pub(super) lookup: Duration,
 }
 
 impl<C, R> Shared<C, R> {
@@ -80,6 +120,11 @@ impl<C, R> Shared<C, R> {
         self.breaker.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// Counts an answer in the run-wide share of ambiguous ones.
+    pub(super) fn breaker_record(&self, ambiguous: bool) {
+        self.breaker().record(ambiguous);
+    }
+
     /// Why the run must stop sending, when the ambiguity breaker opened.
     pub(super) fn breaker_stop(&self) -> Option<String> {
         let b = self.breaker();
@@ -90,8 +135,21 @@ impl<C, R> Shared<C, R> {
     }
 }
 
-/// One attempt: journal the intent, send, journal the outcome, then decide.
+/// One attempt of an item, of its kind.
 pub(super) async fn attempt<C: SendCreate, R: RecordOutcomes>(
+    item: Item,
+    sh: Arc<Shared<C, R>>,
+    ticket: Ticket,
+) -> AttemptOutcome {
+    match item.key.clone() {
+        CreateKey::Token(key) => token(key, item, sh, ticket).await,
+        CreateKey::Account(name) => super::accounts::attempt(item, name, sh, ticket).await,
+    }
+}
+
+/// A token's attempt: journal the intent, send, journal the outcome, then decide.
+async fn token<C: SendCreate, R: RecordOutcomes>(
+    key: TokenKey,
     mut item: Item,
     sh: Arc<Shared<C, R>>,
     ticket: Ticket,
@@ -106,11 +164,11 @@ pub(super) async fn attempt<C: SendCreate, R: RecordOutcomes>(
     };
     Stats::add(&sh.stats.attempts, 1);
     Stats::add(&sh.stats.in_flight, 1);
-    let res = sh.creator.create(&item.key).await;
+    let res = sh.creator.create(&key).await;
     sh.stats.in_flight.fetch_sub(1, Ordering::Relaxed);
     let created = match res {
         Ok(created) => created,
-        Err(e) => return on_error(item, seq, e, &sh, ticket).await,
+        Err(e) => return on_error(key, item, seq, e, &sh, ticket).await,
     };
     sh.pacer.on_answer(ticket, Answer::Served, None);
     let created_at = created
@@ -123,7 +181,11 @@ pub(super) async fn attempt<C: SendCreate, R: RecordOutcomes>(
         secret: HeldSecret::plain(created.token),
         created_at,
     };
-    match sh.recorder.outcome(seq, &item.key, outcome).await {
+    match sh
+        .recorder
+        .outcome(seq, Settled::Token(key.clone(), outcome))
+        .await
+    {
         Ok(Applied::DuplicateId(other)) => {
             let detail = format!(
                 "the API returned token id {token_id}, already recorded for {other}; the secret was kept aside"
@@ -132,7 +194,7 @@ pub(super) async fn attempt<C: SendCreate, R: RecordOutcomes>(
             sh.breaker().record(true);
             item.ambiguous += 1;
             sh.emit(ItemEvent::Ambiguous {
-                key: item.key.clone(),
+                key,
                 detail: detail.clone(),
             });
             item.last_error = Some((None, detail));
@@ -145,7 +207,7 @@ pub(super) async fn attempt<C: SendCreate, R: RecordOutcomes>(
             sh.breaker().record(false);
             Stats::add(&sh.stats.created, 1);
             sh.emit(ItemEvent::Done {
-                key: item.key,
+                key,
                 attempts: item.attempt,
                 result: ItemResult::Created { token_id },
             });
@@ -156,6 +218,7 @@ pub(super) async fn attempt<C: SendCreate, R: RecordOutcomes>(
 }
 
 async fn on_error<C, R: RecordOutcomes>(
+    key: TokenKey,
     mut item: Item,
     seq: u64,
     e: ApiError,
@@ -197,10 +260,14 @@ async fn on_error<C, R: RecordOutcomes>(
             detail: detail.clone(),
         },
     };
-    if let Err(se) = sh.recorder.outcome(seq, &item.key, outcome).await {
+    if let Err(se) = sh
+        .recorder
+        .outcome(seq, Settled::Token(key.clone(), outcome))
+        .await
+    {
         return AttemptOutcome::State(se);
     }
-    tracing::debug!(token = %item.key, attempt = item.attempt, error = %detail, "attempt failed");
+    tracing::debug!(token = %key, attempt = item.attempt, error = %detail, "attempt failed");
     item.last_error = Some((status, detail.clone()));
     if e.is_rate_limited() {
         // Not processed: this attempt does not count against max_attempts.
@@ -213,12 +280,12 @@ async fn on_error<C, R: RecordOutcomes>(
                 Stats::add(&sh.stats.ambiguous, 1);
                 item.ambiguous += 1;
                 sh.emit(ItemEvent::Ambiguous {
-                    key: item.key.clone(),
+                    key: key.clone(),
                     detail: detail.clone(),
                 });
             }
             sh.emit(ItemEvent::Retry {
-                key: item.key.clone(),
+                key,
                 attempt: item.attempt,
                 reason: detail,
             });

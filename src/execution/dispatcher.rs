@@ -1,15 +1,20 @@
 //! The dispatcher: takes items from the plan and from the retry timer heap, waits for a
 //! concurrency slot and a send slot, and runs each attempt as its own task. A retry waiting
 //! for its backoff holds no slot. Every loop is bounded: attempts per item, the drain time.
+//!
+//! Items are of two kinds ([`CreateKey`]): tokens, and sub accounts. Items that need a sub
+//! account's id wait at the [gate](Gate) until it is durable (its tokens, accounts sharing
+//! with it), and fail, never sent, when it is not created.
 
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
+use super::accounts::{AccountItem, AccountWork, AccountsReport, Step, Work, create_request};
 use super::ambiguity::Breaker;
 use super::attempt::{AttemptOutcome, Item, Shared, attempt};
 use super::{
@@ -17,7 +22,7 @@ use super::{
     Stats, StopReason,
 };
 use crate::clock::SharedClock;
-use crate::key::TokenKey;
+use crate::key::{CreateKey, TokenKey};
 use crate::random::Random;
 use crate::state::Failure;
 
@@ -66,13 +71,27 @@ pub struct Services<C, R> {
     pub rng: Random,
 }
 
-/// Runs the plan's creates. Returns when every item is done or the run stopped.
+/// Runs the plan's creates: tokens, and sub accounts with the tokens that wait for them.
+/// Returns when every item is done or the run stopped.
 pub async fn execute<C: SendCreate, R: RecordOutcomes>(
-    items: Vec<TokenKey>,
+    work: impl Into<Work>,
     config: ExecConfig,
     services: Services<C, R>,
 ) -> RunReport {
-    Dispatcher::new(items, config, services).run().await
+    Dispatcher::new(work.into(), config, services).run().await
+}
+
+/// Items waiting for a sub account's id, and the ids known.
+#[derive(Debug, Default)]
+struct Gate {
+    /// The ids of accounts by name: the manifest's that exist, and those this run made.
+    ids: BTreeMap<String, u32>,
+    /// The accounts this run may still create.
+    open: BTreeSet<String>,
+    /// Tokens waiting for their account: account name -> token names.
+    tokens: BTreeMap<String, Vec<String>>,
+    /// Account items waiting for accounts they share with.
+    accounts: Vec<Item>,
 }
 
 /// Retries waiting for their backoff: a timer heap; they hold no concurrency slot.
@@ -120,11 +139,14 @@ struct Dispatcher<C, R> {
     rng: Random,
     /// The run's clock (the pacer's).
     clock: SharedClock,
+    /// Items waiting for a sub account's id.
+    gate: Gate,
 }
 
 impl<C: SendCreate, R: RecordOutcomes> Dispatcher<C, R> {
-    fn new(items: Vec<TokenKey>, config: ExecConfig, services: Services<C, R>) -> Self {
-        Stats::add(&services.stats.total, items.len() as u64);
+    fn new(work: Work, config: ExecConfig, services: Services<C, R>) -> Self {
+        let waiting: usize = work.accounts.iter().map(|a| a.tokens.len()).sum();
+        Stats::add(&services.stats.total, (work.tokens.len() + waiting) as u64);
         // The pacer counts the requests at the server (see `dispatch`).
         services
             .pacer
@@ -138,11 +160,14 @@ impl<C: SendCreate, R: RecordOutcomes> Dispatcher<C, R> {
             observer: services.observer,
             breaker: std::sync::Mutex::new(Breaker::default()),
             fatal_seen: std::sync::atomic::AtomicBool::new(false),
+            cancel: services.cancel.clone(),
+            lookup: work.lookup,
         });
-        Dispatcher {
+        let mut dispatcher = Dispatcher {
             shared,
             cancel: services.cancel,
-            queue: items
+            queue: work
+                .tokens
                 .into_iter()
                 .map(|key| {
                     let earlier = config.earlier_ambiguous.get(&key).copied().unwrap_or(0);
@@ -166,6 +191,7 @@ impl<C: SendCreate, R: RecordOutcomes> Dispatcher<C, R> {
                 abandoned: 0,
                 elapsed: Duration::ZERO,
                 final_rate: 0.0,
+                accounts: AccountsReport::default(),
             },
             config: ExecConfig {
                 concurrency: config.concurrency.max(1),
@@ -176,6 +202,146 @@ impl<C: SendCreate, R: RecordOutcomes> Dispatcher<C, R> {
             started: clock.now(),
             rng: services.rng,
             clock,
+            gate: Gate {
+                ids: work.ids,
+                ..Gate::default()
+            },
+        };
+        dispatcher.admit_accounts(work.accounts, work.shipping);
+        dispatcher
+    }
+
+    /// Puts the sub accounts ahead of the tokens: interrupted creates to look up, accounts to
+    /// create (at the gate until those they share with have ids), shipping tokens to read.
+    fn admit_accounts(&mut self, accounts: Vec<AccountWork>, shipping: Vec<(String, u32)>) {
+        let mut first = Vec::new();
+        for work in &accounts {
+            if work.settings.is_some() {
+                self.gate.open.insert(work.name.clone());
+                self.gate
+                    .tokens
+                    .insert(work.name.clone(), work.tokens.clone());
+            }
+        }
+        for (name, id) in shipping {
+            first.push(Item::account(
+                &name,
+                AccountItem {
+                    settings: None,
+                    request: None,
+                    step: Step::Shipping { id },
+                },
+            ));
+        }
+        for work in accounts.into_iter().rev() {
+            let AccountWork {
+                name,
+                settings,
+                pending,
+                ..
+            } = work;
+            let step = match pending {
+                Some(p) => Step::Recover {
+                    seq: p.seq,
+                    known: p.known,
+                },
+                None if settings.is_some() => Step::Create,
+                None => continue,
+            };
+            let item = Item::account(
+                &name,
+                AccountItem {
+                    settings,
+                    request: None,
+                    step,
+                },
+            );
+            if matches!(item.account.as_ref().map(|a| &a.step), Some(Step::Create)) {
+                self.admit(item);
+            } else {
+                first.push(item);
+            }
+        }
+        for item in first {
+            self.queue.push_front(item);
+        }
+    }
+
+    /// An account item to create goes ahead once every account it shares with has an id, and
+    /// fails, not sent, when one of them will not get one.
+    fn admit(&mut self, mut item: Item) {
+        let Some(name) = item.key.as_account().map(str::to_owned) else {
+            self.queue.push_front(item);
+            return;
+        };
+        let Some(account) = item.account.as_mut() else {
+            return;
+        };
+        let waits: Vec<String> = account
+            .waits_for(&name, &self.gate.ids)
+            .map(str::to_owned)
+            .collect();
+        if let Some(lost) = waits.iter().find(|n| !self.gate.open.contains(*n)) {
+            let why = format!("it shares with `{lost}`, which has no id (it was not created)");
+            self.fail(item, None, why);
+            return;
+        }
+        if !waits.is_empty() {
+            self.gate.accounts.push(item);
+            return;
+        }
+        let Some(settings) = &account.settings else {
+            return;
+        };
+        match create_request(&name, settings, &self.gate.ids) {
+            Ok(request) => {
+                account.request = Some(request);
+                self.queue.push_front(item);
+            }
+            Err(why) => self.fail(item, None, why),
+        }
+    }
+
+    /// A sub account's id is durable: its tokens go next, then what shares with it.
+    fn account_ready(&mut self, name: &str, id: u32) {
+        self.gate.ids.insert(name.to_owned(), id);
+        self.gate.open.remove(name);
+        for token_name in self
+            .gate
+            .tokens
+            .remove(name)
+            .unwrap_or_default()
+            .into_iter()
+            .rev()
+        {
+            self.queue.push_front(Item::new(TokenKey {
+                account_id: id,
+                token_name,
+            }));
+        }
+        for item in std::mem::take(&mut self.gate.accounts) {
+            self.admit(item);
+        }
+    }
+
+    /// A sub account will not be created: its tokens fail, not sent, and so does what shares
+    /// with it.
+    fn account_closed(&mut self, name: &str, why: &str) {
+        self.gate.open.remove(name);
+        for token_name in self.gate.tokens.remove(name).unwrap_or_default() {
+            let failure = Failure {
+                account_id: None,
+                account_name: Some(name.to_owned()),
+                token_name,
+                http_status: None,
+                error: format!("not sent: its sub account was not created: {why}"),
+            };
+            Stats::add(&self.shared.stats.failed, 1);
+            self.shared.recorder.failure(failure.clone());
+            self.report.failures.push(failure);
+        }
+        for item in std::mem::take(&mut self.gate.accounts) {
+            self.admit(item);
         }
     }
 
@@ -303,19 +469,48 @@ impl<C: SendCreate, R: RecordOutcomes> Dispatcher<C, R> {
 
     fn into_report(self) -> RunReport {
         let mut report = self.report;
-        report.not_attempted = self.queue.len() as u64 + self.retries.items.len() as u64;
+        let tokens = |item: &&Item| item.key.as_token().is_some();
+        report.not_attempted = self.queue.iter().filter(tokens).count() as u64
+            + self.retries.items.values().filter(tokens).count() as u64;
         for item in self.retries.items.into_values() {
             // Items waiting for a retry when the run stopped: record why they have no token.
             let (status, error) = item
                 .last_error
                 .unwrap_or((None, "not retried: the run stopped".into()));
-            report.failures.push(Failure {
-                account_id: Some(item.key.account_id),
-                account_name: None,
-                token_name: item.key.token_name,
-                http_status: status,
-                error: format!("{error} (not retried: the run stopped)"),
-            });
+            let error = format!("{error} (not retried: the run stopped)");
+            match item.key {
+                CreateKey::Token(key) => report.failures.push(Failure {
+                    account_id: Some(key.account_id),
+                    account_name: None,
+                    token_name: key.token_name,
+                    http_status: status,
+                    error,
+                }),
+                CreateKey::Account(name) => {
+                    report.accounts.failed.push((name, error));
+                }
+            }
+        }
+        // Sub accounts the run stopped before creating, and the tokens waiting for them.
+        for name in &self.gate.open {
+            if !report.accounts.failed.iter().any(|(n, _)| n == name) {
+                report
+                    .accounts
+                    .failed
+                    .push((name.clone(), "not created: the run stopped".into()));
+            }
+        }
+        for (name, tokens) in self.gate.tokens {
+            report.not_attempted += tokens.len() as u64;
+            for token_name in tokens {
+                report.failures.push(Failure {
+                    account_id: None,
+                    account_name: Some(name.clone()),
+                    token_name,
+                    http_status: None,
+                    error: "not sent: the run stopped before its sub account was created".into(),
+                });
+            }
         }
         let stats = &self.shared.stats;
         report.attempts = Stats::get(&stats.attempts);
@@ -340,6 +535,33 @@ impl<C: SendCreate, R: RecordOutcomes> Dispatcher<C, R> {
         };
         match outcome {
             AttemptOutcome::Created => self.report.created += 1,
+            AttemptOutcome::AccountReady { item, id, adopted } => {
+                let Some(name) = item.key.as_account().map(str::to_owned) else {
+                    return;
+                };
+                self.report.accounts.created.insert(name.clone(), id);
+                if adopted {
+                    self.report.accounts.adopted.insert(name.clone());
+                }
+                self.account_ready(&name, id);
+                // Its shipping token, first of what goes next.
+                self.queue.push_front(Item::account(
+                    &name,
+                    AccountItem {
+                        settings: None,
+                        request: None,
+                        step: Step::Shipping { id },
+                    },
+                ));
+            }
+            AttemptOutcome::Waits(item) => self.admit(item),
+            AttemptOutcome::AccountDone => {}
+            AttemptOutcome::ShippingRead { name, id } => {
+                self.report.accounts.shipping.insert(name, id);
+            }
+            AttemptOutcome::ShippingFailed { name, id, why } => {
+                self.report.accounts.shipping_failed.push((name, id, why));
+            }
             AttemptOutcome::Retry { item, retry_after } => self.retry(item, retry_after),
             AttemptOutcome::Failed(item, status, error) => self.fail(item, status, error),
             AttemptOutcome::Fatal(msg) => {
@@ -361,12 +583,19 @@ impl<C: SendCreate, R: RecordOutcomes> Dispatcher<C, R> {
     /// Schedules another attempt, or fails the item when its attempts are used up.
     fn retry(&mut self, item: Item, retry_after: Option<Duration>) {
         if item.ambiguous >= self.config.max_ambiguous {
-            // Each re-send may leave one more token only a person can delete.
-            let (status, _) = item.last_error.clone().unwrap_or((None, String::new()));
-            let why = format!(
-                "not sent again after {} ambiguous attempts (each may have created a token; see the possible orphans)",
-                item.ambiguous
-            );
+            // Each re-send may leave one more token (or account) only a person can delete.
+            let (status, detail) = item.last_error.clone().unwrap_or((None, String::new()));
+            let why = match &item.key {
+                CreateKey::Token(_) => format!(
+                    "not sent again after {} ambiguous attempts (each may have created a token; see the possible orphans)",
+                    item.ambiguous
+                ),
+                CreateKey::Account(name) => format!(
+                    "{detail}; not sent again after {} ambiguous creates that no lookup found: \
+                     check the Logz.io UI for an account named `{name}` before running apply again",
+                    item.ambiguous
+                ),
+            };
             self.report.ambiguity_exhausted += 1;
             self.fail(item, status, why);
             return;
@@ -393,20 +622,34 @@ impl<C: SendCreate, R: RecordOutcomes> Dispatcher<C, R> {
         self.retries.push(self.clock.now() + delay, item);
     }
 
-    /// Records an item that failed for good.
+    /// Records an item that failed for good (a sub account: with what waits for it).
     fn fail(&mut self, item: Item, status: Option<u16>, error: String) {
+        let key = match item.key {
+            CreateKey::Token(key) => key,
+            CreateKey::Account(name) => {
+                self.report
+                    .accounts
+                    .failed
+                    .push((name.clone(), error.clone()));
+                self.account_closed(&name, &error);
+                if self.config.fail_fast && self.report.stop.is_completed() {
+                    self.report.stop = StopReason::FailFast;
+                }
+                return;
+            }
+        };
         Stats::add(&self.shared.stats.failed, 1);
         let failure = Failure {
-            account_id: Some(item.key.account_id),
+            account_id: Some(key.account_id),
             account_name: None,
-            token_name: item.key.token_name.clone(),
+            token_name: key.token_name.clone(),
             http_status: status,
             error: error.clone(),
         };
         self.shared.recorder.failure(failure.clone());
         self.report.failures.push(failure);
         self.shared.emit(ItemEvent::Done {
-            key: item.key,
+            key,
             attempts: item.attempt,
             result: ItemResult::Failed {
                 http_status: status,

@@ -12,10 +12,11 @@ mod rate;
 mod report;
 
 pub use crate::backoff::Backoff;
+pub use accounts::{AccountWork, AccountsReport, Work};
 pub use ambiguity::DEFAULT_MAX_AMBIGUOUS;
 pub use cancel::Cancel;
 pub use dispatcher::{ExecConfig, Services, execute};
-pub use ports::{RecordOutcomes, SendCreate};
+pub use ports::{RecordOutcomes, SendCreate, Settled};
 pub use rate::{Answer, Pacer, PacerSnapshot, Ticket};
 pub use report::{ItemEvent, ItemResult, Observer, RunReport, Stats, StopReason};
 

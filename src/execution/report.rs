@@ -138,6 +138,8 @@ pub struct RunReport {
     pub elapsed: Duration,
     /// The effective rate at the end.
     pub final_rate: f64,
+    /// How the sub-account items went.
+    pub accounts: super::accounts::AccountsReport,
 }
 
 impl StopReason {

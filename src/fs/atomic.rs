@@ -245,6 +245,56 @@ mod tests {
     }
 
     #[test]
+    fn a_file_that_appears_before_the_rename_is_kept_and_told_as_existing() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("out.env");
+        // Another program creates the file after the check, before the rename: the rename
+        // itself refuses, and says the file exists.
+        let err = write_atomic_checked(
+            &RealFs,
+            &p,
+            b"ours",
+            FileKind::Secret,
+            "export",
+            false,
+            || {
+                fs::write(&p, b"theirs").unwrap();
+                Ok::<(), FileError>(())
+            },
+        )
+        .unwrap_err();
+        assert!(matches!(err, FileError::Exists { .. }), "{err:?}");
+        assert_eq!(fs::read(&p).unwrap(), b"theirs");
+        assert_eq!(
+            fs::read_dir(dir.path()).unwrap().count(),
+            1,
+            "no temp file left"
+        );
+        // Any other failure of the rename is a write error, not "exists".
+        let q = dir.path().join("other.env");
+        let err = write_atomic_checked(
+            &RealFs,
+            &q,
+            b"ours",
+            FileKind::Secret,
+            "export",
+            false,
+            || {
+                for e in fs::read_dir(dir.path()).unwrap() {
+                    let e = e.unwrap().path();
+                    if e != p {
+                        fs::remove_file(e).unwrap();
+                    }
+                }
+                Ok::<(), FileError>(())
+            },
+        )
+        .unwrap_err();
+        assert!(matches!(err, FileError::Write { .. }), "{err:?}");
+        assert!(!q.exists());
+    }
+
+    #[test]
     fn stale_temp_files_of_a_target_are_removed_and_nothing_else() {
         let dir = tempfile::tempdir().unwrap();
         let target = dir.path().join("m.secrets.json");

@@ -73,6 +73,26 @@ impl AccountOutcome {
     }
 }
 
+/// How an item's attempt (or what followed it) ended, with the item it settles: the key and
+/// the outcome of one kind go together, so that neither can be recorded under the other.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Settled {
+    /// A token's create.
+    Token(crate::key::TokenKey, super::Outcome),
+    /// A sub account's create, the lookup after it, or (intent 0) its shipping token.
+    Account(String, AccountOutcome),
+}
+
+impl Settled {
+    /// The item it settles.
+    pub fn key(&self) -> crate::key::CreateKey {
+        match self {
+            Settled::Token(k, _) => crate::key::CreateKey::Token(k.clone()),
+            Settled::Account(name, _) => crate::key::CreateKey::Account(name.clone()),
+        }
+    }
+}
+
 /// An account record of the journal, as the replay reads it.
 #[derive(Debug, Clone, PartialEq)]
 pub enum AccountRecord {
@@ -84,6 +104,8 @@ pub enum AccountRecord {
         name: String,
         /// The ids the name had before.
         known: Vec<u32>,
+        /// The run that sent it, when the record says.
+        run_id: Option<String>,
         /// When.
         at: String,
     },
@@ -201,6 +223,7 @@ mod tests {
                     seq,
                     name: name.into(),
                     known: vec![],
+                    run_id: None,
                     at: "t".into(),
                 },
                 "run1",
@@ -237,8 +260,31 @@ mod tests {
             ),
             "run1",
         );
+        // An interrupted create found by a later run is the sending run's.
+        store.apply_account(
+            AccountRecord::Intent {
+                seq: 4,
+                name: "d".into(),
+                known: vec![],
+                run_id: Some("crashed".into()),
+                at: "t".into(),
+            },
+            "recovered",
+        );
+        store.apply_account(
+            outcome(
+                0,
+                "d",
+                AccountOutcome::Adopted {
+                    account_id: 12,
+                    created_at: "t".into(),
+                },
+            ),
+            "later",
+        );
+        assert_eq!(store.results().accounts_created["d"].run_id, "crashed");
         let r = store.results();
-        assert_eq!(r.accounts_created.len(), 1);
+        assert_eq!(r.accounts_created.len(), 2);
         assert_eq!(r.accounts_created["a"].run_id, "run1");
         assert_eq!(r.resolved_names["a"], 9);
         let pending: Vec<String> = store

@@ -421,11 +421,21 @@ pub fn sort_listed_in<F: Fs>(
     for path in found {
         let name = path.file_name().map(|n| n.to_string_lossy().into_owned());
         if !listed.iter().any(|l| Some(&l.file) == name.as_ref()) {
+            if crate::reintroduced::on(crate::reintroduced::Bug::TrustUnlisted)
+                && let Ok(bytes) = read_bounded(fs, &path, MAX_SEALED_FILE)
+            {
+                out.trusted.push((path, bytes));
+                continue;
+            }
             out.ignored.push((
                 path,
                 "not listed in the results file's sealed_files: this tool did not write it (anyone can seal a file to a public recipient)".into(),
             ));
         }
+    }
+    if crate::reintroduced::on(crate::reintroduced::Bug::TrustUnlisted) {
+        // As before the list existed: every file, oldest name first.
+        out.trusted.sort_by(|a, b| a.0.cmp(&b.0));
     }
     Ok(out)
 }

@@ -3,10 +3,12 @@
 //! operation runs the real store, recorder and executor on a `current_thread` runtime with a
 //! paused clock against the simulated API; the checker runs after every step.
 
+use std::collections::{BTreeSet, HashMap};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use logzio_tokens::api::{ApiError, WhoAmI};
 use logzio_tokens::execution::{
     Backoff, Cancel, ExecConfig, Pacer, Services, Stats, StopReason, execute,
 };
@@ -17,6 +19,7 @@ use logzio_tokens::plan::{self, AccountFilter};
 use logzio_tokens::simulator::{FaultRates, InProcess, SimConfig};
 use logzio_tokens::state::sealed::{Identities, Recipients};
 use logzio_tokens::state::{Recorder, StatePaths, Store};
+use logzio_tokens::verify::{Probe, ProbeConfig, SendProbe, Stop, probe_all};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use sha2::{Digest, Sha256};
@@ -53,6 +56,22 @@ pub enum Op {
     ClearOrphans,
     /// Every later operation talks to the other endpoint (its own server).
     SwitchEndpoint,
+    /// An admin deletes in the UI the token the results file records for one key (the
+    /// `n`-th recorded, modulo their number), on the current endpoint's server.
+    Revoke(u64),
+    /// `verify`: every recorded token, and every replaced one still listed for removal by
+    /// hand, probed with whoami against the simulated server; the statuses are saved.
+    Verify,
+    /// `apply --recreate-revoked`: every token verify saw revoked is created again.
+    Recreate,
+    /// `export`: every recorded token's secret read back, through the identity when sealed.
+    Export,
+    /// `apply` without recipients on a state whose secrets are sealed (the recipients were
+    /// removed from the manifest), without `--allow-plaintext`.
+    Unsealed,
+    /// Another program seals a file to the run's public recipient and puts it in the sealed
+    /// directory: a false secret for the `n`-th recorded token (modulo their number).
+    PlantSealed(u64),
 }
 
 impl Op {
@@ -64,6 +83,57 @@ impl Op {
             stall: None,
             disk: None,
             power: false,
+        }
+    }
+}
+
+/// One row `export` handed out: the key, its recorded token id, and the id and secret
+/// exported for it (None: no secret found).
+type Exported = (TokenKey, i64, Option<(i64, String)>);
+
+/// Which recorded tokens an `apply` replaces.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Replace {
+    /// None (a plain apply).
+    None,
+    /// Every one (`--rotate --older-than 0`).
+    All,
+    /// Those verify saw revoked (`--recreate-revoked`).
+    Revoked,
+}
+
+/// The simulated server's whoami, for verify's probes: a token's secret answers with its
+/// account while the token exists, 401 once an admin deleted it.
+struct WhoAmIServer {
+    truth: Vec<logzio_tokens::simulator::CreatedToken>,
+    deleted: BTreeSet<i64>,
+}
+
+impl SendProbe for WhoAmIServer {
+    fn probe(
+        &self,
+        token: &logzio_tokens::secret::Secret,
+    ) -> impl std::future::Future<Output = Result<WhoAmI, ApiError>> + Send {
+        let found = self
+            .truth
+            .iter()
+            .find(|t| t.token == token.expose())
+            .filter(|t| !self.deleted.contains(&t.id));
+        let answer = match found {
+            Some(t) => Ok(WhoAmI {
+                account_name: format!("account {}", t.account_id),
+                account_id: t.account_id,
+            }),
+            None => Err(ApiError::Status {
+                url: "https://sim/v2/whoami".to_owned(),
+                status: 401,
+                message: "unauthorized".to_owned(),
+                retry_after: None,
+            }),
+        };
+        async move {
+            tokio::time::sleep(Duration::from_millis(30)).await;
+            answer
         }
     }
 }
@@ -242,6 +312,22 @@ impl Scenario {
                 disk,
                 power,
             });
+            // The read-side operations and the UI, from the aimed stream too.
+            match aim.random_range(0..100) {
+                0..12 => ops.push(Op::Verify),
+                12..22 => ops.extend([
+                    Op::Revoke(aim.random_range(0..16)),
+                    Op::Verify,
+                    Op::Recreate,
+                ]),
+                22..27 => ops.extend([Op::Revoke(aim.random_range(0..16)), Op::Recreate]),
+                27..40 => ops.push(Op::Export),
+                40..46 if sealed => ops.extend([Op::Unsealed, Op::Export]),
+                46..52 if sealed => {
+                    ops.extend([Op::PlantSealed(aim.random_range(0..16)), Op::Export])
+                }
+                _ => {}
+            }
         }
         // Every scenario ends with a run to the end, so "nothing lost" is checked after it.
         ops.push(Op::Apply {
@@ -362,6 +448,15 @@ struct World {
     ids: Identities,
     /// Whether another program's record was planted in the results file.
     foreign: bool,
+    /// The token ids an admin deleted, by endpoint.
+    deleted: [BTreeSet<i64>; 2],
+    /// What the last `export` handed out, for the checker: each recorded key's exported
+    /// token id and secret (None: no secret found for it).
+    exported: Option<Vec<Exported>>,
+    /// Saves the invariants module refused in the last step.
+    refused: Vec<String>,
+    /// Whether the apply being played has no recipients though the scenario seals.
+    unsealed: bool,
     steps: u64,
     trace: Vec<String>,
     problems: Vec<String>,
@@ -423,6 +518,10 @@ pub fn run_scenario(sc: Scenario) -> Verdict {
         manifest,
         endpoint: 0,
         foreign: false,
+        deleted: [BTreeSet::new(), BTreeSet::new()],
+        exported: None,
+        refused: Vec::new(),
+        unsealed: false,
         steps: 0,
         trace: Vec::new(),
         problems: Vec::new(),
@@ -477,6 +576,7 @@ impl World {
     /// that the files must hold everything (after a failed save, the journal holds it until the
     /// next run).
     fn step(&mut self, op: &Op) -> bool {
+        self.fs.disarm();
         match op {
             Op::Apply {
                 rotate,
@@ -485,7 +585,8 @@ impl World {
                 disk,
                 power,
             } => {
-                let ended = self.apply(*rotate, *stop, *stall, *disk);
+                let replace = if *rotate { Replace::All } else { Replace::None };
+                let ended = self.run_apply(replace, *stop, *stall, *disk);
                 if !ended {
                     // The machine comes back: what was not durable is gone (power loss) or
                     // kept (the process alone died).
@@ -522,12 +623,265 @@ impl World {
                     .push(format!("endpoint {}", ENDPOINTS[self.endpoint]));
                 true
             }
+            Op::Revoke(n) => {
+                self.revoke(*n);
+                true
+            }
+            Op::Verify => self.verify(),
+            Op::Recreate => {
+                let ended = self.run_apply(Replace::Revoked, None, None, None);
+                if !ended {
+                    self.fs.reboot(self.sc.seed ^ self.steps, false);
+                }
+                ended
+            }
+            Op::Export => {
+                self.export();
+                true
+            }
+            Op::Unsealed => {
+                // Only a state whose secrets are sealed is refused in plaintext: before its
+                // first sealed file, a run without recipients is a plain state's run.
+                if self.fs.files_under(&self.paths.sealed).is_empty() {
+                    self.trace
+                        .push("unsealed: nothing sealed yet, not played".to_owned());
+                    return true;
+                }
+                self.unsealed = true;
+                let ended = self.run_apply(Replace::None, None, None, None);
+                self.unsealed = false;
+                ended
+            }
+            Op::PlantSealed(n) => {
+                self.plant_sealed(*n);
+                true
+            }
         }
     }
 
-    fn apply(
+    /// Another program plants a sealed file holding a false secret for a recorded token.
+    fn plant_sealed(&mut self, n: u64) {
+        let results = check::read(&self.fs, &self.paths, &self.ids, &mut Vec::new()).results;
+        let Some(results) = results.filter(|r| !r.sealed_files.is_empty()) else {
+            self.trace
+                .push("plant sealed: no sealed file listed yet".to_owned());
+            return;
+        };
+        let recorded: Vec<(TokenKey, i64)> = results
+            .accounts
+            .iter()
+            .flat_map(|(a, t)| {
+                t.iter().map(move |(n, t)| {
+                    (
+                        TokenKey {
+                            account_id: *a,
+                            token_name: n.clone(),
+                        },
+                        t.token_id,
+                    )
+                })
+            })
+            .filter(|(k, _)| k.account_id != FOREIGN_ACCOUNT)
+            .collect();
+        if recorded.is_empty() {
+            self.trace.push("plant sealed: nothing recorded".to_owned());
+            return;
+        }
+        let (target, id) = &recorded[(n % recorded.len() as u64) as usize];
+        let mut doc = logzio_tokens::state::SecretsFile::default();
+        doc.insert(
+            target,
+            *id,
+            logzio_tokens::secret::Secret::new("PLANTED-not-the-secret"),
+        );
+        let armored = key().0.seal_secrets(&doc).expect("sealing");
+        // Named after an earlier time than any of the tool's, so that it would be read first.
+        let name = "19700101T000000Z-planted.age";
+        let mut planted = self.paths.sealed.join(name);
+        if let Err(e) =
+            logzio_tokens::state::sealed::write_new_in(&self.fs, &self.paths.sealed, name, &armored)
+        {
+            planted = PathBuf::from(format!("not written: {e}"));
+        }
+        self.trace.push(format!(
+            "plant sealed {} for {target} (token {id})",
+            planted.display()
+        ));
+    }
+
+    /// An admin deletes a recorded token in the UI.
+    fn revoke(&mut self, n: u64) {
+        let results = check::read(&self.fs, &self.paths, &self.ids, &mut Vec::new()).results;
+        let ids: Vec<i64> = results
+            .iter()
+            .flat_map(|r| r.accounts.values())
+            .flat_map(|tokens| tokens.values().map(|t| t.token_id))
+            .collect();
+        if ids.is_empty() {
+            self.trace.push("revoke: nothing recorded".to_owned());
+            return;
+        }
+        let id = ids[(n % ids.len() as u64) as usize];
+        let deleted = self.api().sim.delete_token(id);
+        if deleted {
+            self.deleted[self.endpoint].insert(id);
+        }
+        self.trace
+            .push(format!("revoke {id} in the UI: deleted={deleted}"));
+    }
+
+    /// `verify`, as the command does it: lock, read every secret, probe, save the statuses.
+    fn verify(&mut self) -> bool {
+        let rt = runtime();
+        let probe = WhoAmIServer {
+            truth: self.api().sim.ground_truth(),
+            deleted: self.deleted[self.endpoint].clone(),
+        };
+        let opened = rt.block_on(async { self.open() });
+        let ids = &self.ids;
+        let line = rt.block_on(async {
+            let mut store = match opened {
+                Ok(s) => s,
+                Err(e) => return format!("verify refused: {}", first_line(&e.to_string())),
+            };
+            let (secrets, skipped) = match store.all_secrets_named(Some(ids)) {
+                Ok(s) => s,
+                Err(e) => return format!("verify refused: {}", first_line(&e.to_string())),
+            };
+            let mut by_id = HashMap::new();
+            for tokens in secrets.accounts.values() {
+                for rec in tokens.values() {
+                    by_id.insert(rec.token_id, rec.token.clone());
+                }
+            }
+            for s in &secrets.superseded {
+                by_id.entry(s.token_id).or_insert_with(|| s.token.clone());
+            }
+            let results = store.results();
+            let current = results.accounts.iter().flat_map(|(acc, tokens)| {
+                tokens.iter().map(move |(name, t)| {
+                    (
+                        TokenKey {
+                            account_id: *acc,
+                            token_name: name.clone(),
+                        },
+                        t.token_id,
+                        false,
+                    )
+                })
+            });
+            let replaced = results.superseded_to_remove().map(|s| {
+                (
+                    TokenKey {
+                        account_id: s.account_id,
+                        token_name: s.token_name.clone(),
+                    },
+                    s.token_id,
+                    true,
+                )
+            });
+            let probes: Vec<Probe> = current
+                .chain(replaced)
+                .filter_map(|(key, token_id, superseded)| {
+                    Some(Probe {
+                        secret: by_id.get(&token_id)?.clone(),
+                        key,
+                        token_id,
+                        superseded,
+                    })
+                })
+                .collect();
+            let n = probes.len();
+            let report = probe_all(
+                probes,
+                ProbeConfig {
+                    concurrency: 4,
+                    max_attempts: 3,
+                    backoff: Backoff::default(),
+                },
+                Arc::new(probe),
+                Arc::new(Pacer::with_clock(
+                    50.0,
+                    false,
+                    None,
+                    Arc::clone(store.clock()),
+                )),
+                Arc::new(Stats::default()),
+                None,
+                Stop::default(),
+            )
+            .await;
+            let seen: std::collections::HashMap<i64, logzio_tokens::state::TokenStatus> = report
+                .verdicts
+                .iter()
+                .map(|v| (v.token_id, v.status))
+                .collect();
+            let at = store.clock().now_rfc3339();
+            store.ledger_mut().set_statuses(&seen, &at);
+            let saved = store.save();
+            format!(
+                "verify: {n} probed, {} skipped sealed files, saved={}",
+                skipped.len(),
+                saved.map_or_else(|e| first_line(&e.to_string()), |()| "ok".to_owned())
+            )
+        });
+        drop(rt);
+        let ended = line.ends_with("saved=ok");
+        self.trace.push(line);
+        ended
+    }
+
+    /// `export`: every recorded token's secret, read back as export reads it.
+    fn export(&mut self) {
+        let rt = runtime();
+        let wall = self.wall();
+        let read = rt.block_on(async {
+            Store::read_in(
+                self.fs.clone(),
+                SimClock::shared(wall),
+                logzio_tokens::random::seeded(0),
+                self.paths.clone(),
+                Some(ENDPOINTS[self.endpoint]),
+            )
+        });
+        drop(rt);
+        let store = match read {
+            Ok(s) => s,
+            Err(e) => {
+                self.trace
+                    .push(format!("export refused: {}", first_line(&e.to_string())));
+                return;
+            }
+        };
+        let secrets = match store.all_secrets_named(Some(&self.ids)) {
+            Ok((s, _)) => s,
+            Err(e) => {
+                self.trace
+                    .push(format!("export refused: {}", first_line(&e.to_string())));
+                return;
+            }
+        };
+        let mut rows = Vec::new();
+        for (acc, tokens) in &store.results().accounts {
+            for name in tokens.keys() {
+                let key = TokenKey {
+                    account_id: *acc,
+                    token_name: name.clone(),
+                };
+                let recorded = tokens[name].token_id;
+                let row = secrets
+                    .get(&key)
+                    .map(|r| (r.token_id, r.token.expose().to_owned()));
+                rows.push((key, recorded, row));
+            }
+        }
+        self.trace.push(format!("export: {} rows", rows.len()));
+        self.exported = Some(rows);
+    }
+
+    fn run_apply(
         &mut self,
-        rotate: bool,
+        replace: Replace,
         stop: Option<(u64, AtEvent)>,
         stall: Option<u64>,
         disk: Option<(u64, AtCall)>,
@@ -570,7 +924,7 @@ impl World {
             None => {}
         }
         let planted_before = self.fs.planted();
-        let sealed = self.sc.sealed.then(|| key().0.clone());
+        let sealed = (self.sc.sealed && !self.unsealed).then(|| key().0.clone());
         let store = rt.block_on(async { self.open() });
         let clock = SimClock::shared(self.wall());
         let run_seed = self.sc.seed ^ self.steps.rotate_left(40);
@@ -586,13 +940,28 @@ impl World {
                 Ok(s) => s,
                 Err(e) => return format!("refused: {}", first_line(&e.to_string())),
             };
+            // As apply does at its start: a sealed state is not continued in plaintext
+            // (invariant 2; the simulation never passes --allow-plaintext).
+            if let Err(e) = store.check_protection(sealed.is_some(), false) {
+                return format!("refused: {}", first_line(&e.to_string()));
+            }
             if let Some(r) = sealed {
                 store.seal_to(r);
             }
             let mut plan = plan::plan(manifest, store.results(), None, &AccountFilter::default());
-            if rotate {
-                let now = store.clock().now_utc();
-                plan.add_replacements(manifest, store.results(), false, Some(Duration::ZERO), now);
+            let now = store.clock().now_utc();
+            match replace {
+                Replace::None => {}
+                Replace::All => plan.add_replacements(
+                    manifest,
+                    store.results(),
+                    false,
+                    Some(Duration::ZERO),
+                    now,
+                ),
+                Replace::Revoked => {
+                    plan.add_replacements(manifest, store.results(), true, None, now);
+                }
             }
             // As apply does: the ambiguity budget holds across runs (issue 25, defect 6).
             let (earlier_ambiguous, _at_budget) = plan.hold_ambiguity_budget(
@@ -631,7 +1000,7 @@ impl World {
             let stop = match &report.stop {
                 StopReason::Completed => "completed".to_owned(),
                 StopReason::Interrupted => "interrupted".to_owned(),
-                StopReason::State(_) => "state error".to_owned(),
+                StopReason::State(e) => format!("state error ({})", first_line(&e.to_string())),
                 other => format!("{other:?}").chars().take(40).collect(),
             };
             format!(
@@ -652,16 +1021,85 @@ impl World {
         // Dropping the runtime drops every task of the run: the process is gone.
         drop(rt);
         self.foreign |= self.fs.planted() > planted_before;
-        if rotate {
+        if replace != Replace::None {
             for k in &planned {
                 *self.allow.planned.entry(k.clone()).or_default() += 1;
             }
         }
         self.trace.push(format!(
-            "apply rotate={rotate} stop={stop:?} stall={stall:?} disk={disk:?} planned={} -> {line}",
+            "apply {replace:?} stop={stop:?} stall={stall:?} disk={disk:?} planned={} -> {line}",
             planned.len()
         ));
+        if line.contains("refusing to save results file") {
+            // The invariants module caught the run's own state breaking a rule: the save was
+            // refused and the journal keeps everything, but a correct run never gets there.
+            self.refused.push(line.clone());
+        }
         !api.net.has_crashed() && !self.fs.has_crashed() && line.ends_with("saved=ok")
+    }
+
+    /// What verify and export did: a token verify calls revoked was deleted, one it calls
+    /// valid was not; export hands out, for every recorded key, the recorded id's own secret.
+    fn check_reads(
+        &mut self,
+        seen: &check::Seen,
+        truth: &[logzio_tokens::simulator::CreatedToken],
+        op: &Op,
+        ended: bool,
+        problems: &mut Vec<String>,
+    ) {
+        use logzio_tokens::state::TokenStatus;
+        let deleted = &self.deleted[self.endpoint];
+        if let (Op::Verify, true, Some(r)) = (op, ended, &seen.results) {
+            let current = r.accounts.iter().flat_map(|(a, t)| {
+                t.iter()
+                    .map(move |(n, t)| (format!("{a}/{n}"), t.token_id, t.status))
+            });
+            let replaced = r.superseded.iter().map(|s| {
+                (
+                    format!("{}/{} (replaced)", s.account_id, s.token_name),
+                    s.token_id,
+                    s.status,
+                )
+            });
+            for (key, id, status) in current.chain(replaced) {
+                match status {
+                    Some(TokenStatus::Revoked) if !deleted.contains(&id) => problems.push(format!(
+                        "verify marked token {id} of {key} revoked, but the server still holds it"
+                    )),
+                    Some(TokenStatus::Valid) if deleted.contains(&id) => problems.push(format!(
+                        "verify marked token {id} of {key} valid, but an admin deleted it"
+                    )),
+                    _ => {}
+                }
+            }
+        }
+        if let (Op::Export, Some(rows)) = (op, self.exported.take()) {
+            let secret_of: HashMap<i64, &str> =
+                truth.iter().map(|t| (t.id, t.token.as_str())).collect();
+            // The results as export read them (the file with the journal replayed into it).
+            for (key, recorded, row) in rows {
+                if key.account_id == FOREIGN_ACCOUNT {
+                    // Another program's record: no secret of it was ever this tool's.
+                    continue;
+                }
+                let recorded = Some(recorded);
+                match row {
+                    None => problems.push(format!(
+                        "export found no secret for {key}, recorded as token {recorded:?}"
+                    )),
+                    Some((id, _)) if Some(id) != recorded => problems.push(format!(
+                        "export hands out token {id} for {key}, whose current token is {recorded:?}"
+                    )),
+                    Some((id, secret)) if secret_of.get(&id) != Some(&secret.as_str()) => {
+                        problems.push(format!(
+                            "export hands out a secret for {key} (token {id}) that is not that token's"
+                        ));
+                    }
+                    Some(_) => {}
+                }
+            }
+        }
     }
 
     fn check(&mut self, i: usize, op: &Op, ended: bool) {
@@ -695,7 +1133,8 @@ impl World {
         if bound_here {
             let other = self.servers[1 - self.endpoint].sim.ground_truth();
             check::recorded_ids_have_durable_secrets(&seen, &truth, &other, &mut problems);
-            if ended && matches!(op, Op::Apply { .. }) {
+            self.check_reads(&seen, &truth, op, ended, &mut problems);
+            if ended && matches!(op, Op::Apply { .. } | Op::Recreate) {
                 check::nothing_lost(&seen, &truth, &self.allow, &mut problems);
                 let durable: Vec<(TokenKey, i64)> = self
                     .acks
@@ -745,6 +1184,11 @@ impl World {
         }
         for s in &self.servers {
             check::within_budget(&s.sim.ground_truth(), &self.allow, &mut problems);
+        }
+        for line in std::mem::take(&mut self.refused) {
+            problems.push(format!(
+                "the invariants module refused a save of the run's own state: {line}"
+            ));
         }
         for key in std::mem::take(&mut self.acks.lock().unwrap().unjournaled_sends) {
             problems.push(format!("{key} was sent without an acknowledged intent"));

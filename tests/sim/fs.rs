@@ -388,6 +388,17 @@ impl SimFs {
         m.faults.insert(at, fault);
     }
 
+    /// Cancels every crash, fault and other program's write planned and not yet come (what
+    /// an operation armed and did not reach must not strike the next one).
+    pub fn disarm(&self) {
+        let mut m = self.lock();
+        m.crash_at = None;
+        m.faults.clear();
+        m.plants.clear();
+        m.plant_after_rename = None;
+        m.crash_after_intents = None;
+    }
+
     /// Crashes the process `then` calls after its `k`-th write (0-based, from now) to a journal
     /// that holds only intents: the moment an intent not yet fsync'd matters.
     pub fn crash_after_intents(&self, k: u64, then: u64) {

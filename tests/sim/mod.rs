@@ -5,7 +5,11 @@
 //!
 //! - `LOGZIO_TOKENS_SIM_SEED=0x…` replays one seed (and prints its trace);
 //! - `LOGZIO_TOKENS_SIM_SEEDS=N` runs N seeds instead of the CI range;
-//! - `LOGZIO_TOKENS_SIM_SOAK=1` sweeps every crash point of small sealed runs with rotation.
+//! - `LOGZIO_TOKENS_SIM_SOAK=1` sweeps every crash point of small sealed runs with rotation;
+//! - with `--features reintroduce` and `LOGZIO_TOKENS_REINTRODUCE=<bug>` (src/reintroduced.rs),
+//!   `sim::seeds_until_a_reintroduced_bug_is_found` measures how soon the sweep finds that bug.
+//!
+//! docs/reliability.md says what the simulation models, what it does not, and its figures.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -23,8 +27,8 @@ use api::AtEvent;
 use driver::{Op, Scenario, Verdict};
 
 /// Seeds CI runs (sized to about 60 s with the stall family on the project's loaded 2-core
-/// machine: 8-12 seeds/s at a load of 12-18).
-const CI_SEEDS: u64 = 500;
+/// machine: 19 seeds/s at a load of 6, 8-12 at a load of 12-18).
+const CI_SEEDS: u64 = 800;
 
 /// Findings still open on main (none today: issue 25's defects and the save window are
 /// fixed). A problem tagged with one is reported by the sweep, kept as a regression case
@@ -540,4 +544,73 @@ fn a_power_loss_right_after_intents_are_written_loses_nothing() {
             v.trace.join("\n")
         );
     }
+}
+
+/// Issue 25 defect 12: a sealed state, and then a run without recipients (the manifest lost
+/// them): it must be refused, never write the secrets in plaintext.
+fn defect_12_scenario() -> Scenario {
+    let mut sc = Scenario::of(0);
+    sc.sealed = true;
+    sc.faults = logzio_tokens::simulator::FaultRates::default();
+    sc.keys = (0..3).map(key).collect();
+    sc.ops = vec![Op::apply(false), Op::Unsealed, Op::Export];
+    sc
+}
+
+/// Issue 25 defect 10: another program seals a false secret to the public recipient and puts
+/// it in the sealed directory; export must not hand it out.
+fn defect_10_scenario() -> Scenario {
+    let mut sc = Scenario::of(0);
+    sc.sealed = true;
+    sc.faults = logzio_tokens::simulator::FaultRates::default();
+    sc.keys = (0..3).map(key).collect();
+    sc.ops = vec![Op::apply(false), Op::PlantSealed(1), Op::Export];
+    sc
+}
+
+/// Issue 25 defect 13: a sealed rotation crashed after a mid-run checkpoint, then export:
+/// every key's exported secret must be its current token's, not a replaced one's.
+fn defect_13_scenario() -> Scenario {
+    let mut sc = defect_1_scenario();
+    sc.ops = vec![
+        Op::apply(false),
+        Op::Apply {
+            rotate: true,
+            stop: Some((12, AtEvent::Crash)),
+            stall: Some(6),
+            disk: None,
+            power: false,
+        },
+        Op::Export,
+        Op::apply(false),
+        Op::Export,
+    ];
+    sc
+}
+
+#[test]
+fn issue_25_defect_12_a_sealed_state_is_never_continued_in_plaintext() {
+    let v = driver::run_scenario(defect_12_scenario());
+    assert!(
+        v.trace.iter().any(|l| l.contains("refused")),
+        "the run without recipients was not refused:\n{}",
+        v.trace.join("\n")
+    );
+    assert!(v.problems.is_empty(), "{}", v.problems.join("\n"));
+}
+
+#[test]
+fn issue_25_defect_10_a_planted_sealed_file_is_never_exported() {
+    let v = driver::run_scenario(defect_10_scenario());
+    assert!(
+        v.trace.iter().any(|l| l.starts_with("plant sealed /")),
+        "nothing was planted:\n{}",
+        v.trace.join("\n")
+    );
+    assert!(v.problems.is_empty(), "{}", v.problems.join("\n"));
+}
+
+#[test]
+fn issue_25_defect_13_export_after_a_crashed_sealed_rotation_hands_out_current_secrets() {
+    expect_clean(defect_13_scenario());
 }

@@ -6,8 +6,8 @@
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
-use logzio_tokens::execution::RecordOutcomes;
-use logzio_tokens::key::TokenKey;
+use logzio_tokens::execution::{RecordOutcomes, Settled};
+use logzio_tokens::key::{CreateKey, TokenKey};
 use logzio_tokens::state::Applied;
 use logzio_tokens::state::{Failure, Outcome, RecorderHandle, StateError};
 
@@ -52,14 +52,14 @@ pub struct Watched {
 impl RecordOutcomes for Watched {
     fn intent(
         &self,
-        key: &TokenKey,
+        key: &CreateKey,
         attempt: u32,
     ) -> impl std::future::Future<Output = Result<u64, StateError>> + Send {
         let this = self.clone();
-        let key = key.clone();
+        let create = key.clone();
         async move {
-            let r = this.inner.intent(&key, attempt).await;
-            if r.is_ok() {
+            let r = RecordOutcomes::intent(&this.inner, &create, attempt).await;
+            if let (Ok(_), Some(key)) = (&r, create.as_token().cloned()) {
                 *this
                     .acks
                     .lock()
@@ -75,18 +75,19 @@ impl RecordOutcomes for Watched {
     fn outcome(
         &self,
         seq: u64,
-        key: &TokenKey,
-        outcome: Outcome,
+        settled: Settled,
     ) -> impl std::future::Future<Output = Result<Applied, StateError>> + Send {
         let this = self.clone();
-        let key = key.clone();
         async move {
-            let created = match &outcome {
-                Outcome::Created { token_id, .. } => Some(*token_id),
+            let created = match &settled {
+                Settled::Token(key, Outcome::Created { token_id, .. }) => {
+                    Some((key.clone(), *token_id))
+                }
                 _ => None,
             };
-            let r = this.inner.outcome(seq, &key, outcome).await;
-            if let (Ok(Applied::Recorded | Applied::AlreadyKnown), Some(id)) = (&r, created) {
+            let r = RecordOutcomes::outcome(&this.inner, seq, settled).await;
+            if let (Ok(Applied::Recorded | Applied::AlreadyKnown), Some((key, id))) = (&r, created)
+            {
                 this.acks
                     .lock()
                     .unwrap()

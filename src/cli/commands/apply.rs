@@ -139,44 +139,16 @@ pub async fn run(args: &ApplyArgs, printer: &Printer) -> Result<Exit, CliError> 
     let learned_into = (pacer.clone(), handle.clone());
     let cancel = Cancel::default();
     let beside = Beside::start(&settings, printer, &plan, &stats, &pacer, &cancel);
-    // Sub accounts first (each exactly once), then every token, theirs included.
-    let accounts = if account_work || !pending_accounts.is_empty() || !missing_shipping.is_empty() {
-        super::onboard::run_accounts(
-            &plan,
-            &run.manifest,
-            &pending_accounts,
-            &missing_shipping,
-            &super::onboard::AccountRun {
-                update: settings.update_accounts,
-                config: crate::execution::accounts::AccountConfig {
-                    max_attempts: run.exec.max_attempts,
-                    max_ambiguous: run.exec.max_ambiguous,
-                    lookup: settings.account_lookup,
-                    backoff: Backoff::default(),
-                    clock: pacer.clock().clone(),
-                },
-            },
-            super::onboard::AccountServices {
-                client: Arc::new(client.clone()),
-                recorder: Arc::new(handle.clone()),
-                pacer: pacer.clone(),
-                cancel: cancel.clone(),
-            },
-        )
-        .await
-    } else {
-        super::onboard::AccountsDone::default()
+    // One executor for sub accounts (each exactly once) and tokens: a new account's tokens
+    // wait for its id.
+    let work = crate::execution::Work {
+        tokens: plan.to_send(),
+        accounts: super::onboard::account_work(&plan, &pending_accounts),
+        ids: plan.resolved_names.clone(),
+        shipping: missing_shipping,
+        lookup: settings.account_lookup,
     };
-    for f in &accounts.failures {
-        handle.failure(f.clone());
-    }
-    pre_failures.extend(accounts.failures.iter().cloned());
-    plan.create.extend(accounts.tokens.iter().cloned());
-    super::print_lines(printer, &accounts.lines);
-    if let Some(why) = &accounts.fatal {
-        printer.error(&format!("stopped creating sub accounts: {why}"));
-        cancel.cancel();
-    }
+    let update = (client.clone(), pacer.clone(), cancel.clone());
     let services = Services {
         creator: client,
         recorder: handle,
@@ -188,8 +160,28 @@ pub async fn run(args: &ApplyArgs, printer: &Printer) -> Result<Exit, CliError> 
     };
     let mut config = exec_config(&settings);
     config.earlier_ambiguous = earlier_ambiguous;
-    let report = execute(plan.to_send(), config, services).await;
+    let report = execute(work, config, services).await;
     beside.stop();
+    let (mut account_lines, mut account_problems) =
+        super::onboard::account_lines(&plan, &report.accounts);
+    if report.stop.is_completed() {
+        let mut ids = plan.resolved_names.clone();
+        ids.extend(report.accounts.created.clone());
+        let (lines, problems) = super::onboard::update_drift(
+            &plan,
+            &run.manifest,
+            settings.update_accounts,
+            &ids,
+            &update.0,
+            &update.1,
+            &update.2,
+        )
+        .await;
+        account_lines.extend(lines);
+        account_problems += problems;
+    }
+    drop(update);
+    super::print_lines(printer, &account_lines);
     let (pacer, handle) = learned_into;
     let learned = pacer.learned_rate(learned_before);
     let learned_in_flight = pacer.learned_in_flight(in_flight_before);
@@ -211,8 +203,7 @@ pub async fn run(args: &ApplyArgs, printer: &Printer) -> Result<Exit, CliError> 
     conn.close().await;
 
     let exit = match exit_code(&report, &pre_failures, &saved_res) {
-        _ if accounts.fatal.is_some() => Exit::Fatal,
-        Exit::Success if accounts.problems > 0 => Exit::ItemsFailed,
+        Exit::Success if account_problems > 0 => Exit::ItemsFailed,
         exit => exit,
     };
     let outcome = Outcome {

@@ -40,12 +40,14 @@ impl Connection {
         let mut token = api.token.clone();
         let mut simulator = None;
         if api.simulate {
-            let sim =
-                Simulator::start(SimConfig::default())
-                    .await
-                    .map_err(|e| CliError::Fatal {
-                        message: format!("could not start the built-in simulator: {e}"),
-                    })?;
+            let sim = Simulator::start(SimConfig {
+                account_list_lag: api.simulate_list_lag,
+                ..SimConfig::default()
+            })
+            .await
+            .map_err(|e| CliError::Fatal {
+                message: format!("could not start the built-in simulator: {e}"),
+            })?;
             endpoint = Endpoint::Url(sim.url());
             token = Some(crate::secret::Secret::new(
                 crate::simulator::DEFAULT_OWNER_TOKEN,

@@ -72,266 +72,144 @@ fn count(n: usize, what: &str) -> String {
     format!("{n} {what}{}", if n == 1 { "" } else { "s" })
 }
 
-/// What the account items of a run left for the rest of it.
-#[derive(Debug, Default)]
-pub struct AccountsDone {
-    /// The tokens of the accounts created (or adopted), to create next.
-    pub tokens: Vec<crate::key::TokenKey>,
-    /// The tokens of accounts that were not created, as failures.
-    pub failures: Vec<crate::state::Failure>,
-    /// Lines for the summary.
-    pub lines: Vec<String>,
-    /// Problems with accounts (not created, duplicates, an update that failed): exit 1.
-    pub problems: usize,
-    /// A run-wide stop (authentication, the state).
-    pub fatal: Option<String>,
-}
-
-/// How the account items run.
-#[derive(Debug, Clone)]
-pub struct AccountRun {
-    /// PUT the declared settings of drifted accounts.
-    pub update: bool,
-    /// The account items' attempts and lookup time.
-    pub config: crate::execution::accounts::AccountConfig,
-}
-
-/// What the account items talk to: the API, the recorder, the run's pacer and Ctrl-C.
-#[derive(Debug)]
-pub struct AccountServices<R> {
-    /// The API client.
-    pub client: std::sync::Arc<crate::api::ApiClient>,
-    /// The recorder.
-    pub recorder: std::sync::Arc<R>,
-    /// The rate shared with the tokens.
-    pub pacer: std::sync::Arc<crate::execution::Pacer>,
-    /// Ctrl-C.
-    pub cancel: crate::execution::Cancel,
-}
-
-/// Looks up what a crashed run may have created, creates the missing accounts (dependency
-/// order, exactly once), reads their shipping tokens, and puts drifted accounts back when asked.
-pub async fn run_accounts<R: crate::execution::accounts::RecordAccounts>(
+/// The sub accounts of a run, as the executor's items: an interrupted run's creates to look
+/// up first, and the plan's accounts to create, in dependency order, with their tokens.
+pub fn account_work(
     plan: &Plan,
-    manifest: &crate::manifest::Manifest,
     pending: &[crate::execution::accounts::PendingAccount],
-    missing_shipping: &[(String, u32)],
-    how: &AccountRun,
-    with: AccountServices<R>,
-) -> AccountsDone {
-    let AccountServices {
-        client,
-        recorder,
-        pacer,
-        cancel,
-    } = with;
-    let cancel = &cancel;
-    let clock = &how.config.clock;
-    let mut rng = crate::random::from_os();
-    use crate::execution::accounts::{self, AccountJob};
-    use crate::state::HeldSecret;
-    use crate::state::accounts::AccountOutcome;
-    use std::collections::BTreeMap;
+) -> Vec<crate::execution::AccountWork> {
+    let mut work: Vec<crate::execution::AccountWork> =
+        crate::plan::creation_order(&plan.accounts_to_create)
+            .into_iter()
+            .map(|a| crate::execution::AccountWork {
+                name: a.name.clone(),
+                settings: Some(a.settings.clone()),
+                tokens: a.tokens.clone(),
+                pending: pending.iter().find(|p| p.name == a.name).cloned(),
+            })
+            .collect();
+    for p in pending {
+        if !work.iter().any(|w| w.name == p.name) {
+            work.insert(
+                0,
+                crate::execution::AccountWork {
+                    name: p.name.clone(),
+                    settings: None,
+                    tokens: Vec::new(),
+                    pending: Some(p.clone()),
+                },
+            );
+        }
+    }
+    work
+}
 
-    let mut done = AccountsDone::default();
-    // Ids by name: the manifest's existing accounts, then the new ones as they come.
-    let mut ids: BTreeMap<String, u32> = plan.resolved_names.clone();
-
-    // An interrupted run's creates first: adopted, or left to be created below.
-    let mut adopted = BTreeMap::new();
-    if !pending.is_empty() {
-        match accounts::recover(
-            pending,
-            &*client,
-            &*recorder,
-            how.config.lookup,
-            cancel,
-            clock,
-        )
-        .await
-        {
-            Ok((found, problems)) => {
-                for (name, id) in &found {
-                    done.lines.push(format!(
-                        "  found sub account {name} (id {id}), created by an interrupted run"
-                    ));
-                }
-                adopted = found;
-                for (name, why) in problems {
-                    done.problems += 1;
-                    done.lines.push(format!("  sub account {name}: {why}"));
-                }
-            }
-            Err(why) => {
-                done.fatal = Some(why);
-                return done;
-            }
-        }
+/// The summary's lines about the sub accounts of a run, and how many problems they had (not
+/// created, duplicates, a shipping token not read): each makes the run exit 1.
+pub fn account_lines(
+    plan: &Plan,
+    report: &crate::execution::AccountsReport,
+) -> (Vec<String>, usize) {
+    let (mut lines, mut problems) = (Vec::new(), 0);
+    for (name, id) in &report.created {
+        let planned = plan.accounts_to_create.iter().any(|a| a.name == *name);
+        lines.push(match (report.adopted.contains(name), planned) {
+            (false, _) => format!("  + sub account {name} created (id {id})"),
+            (true, true) => format!(
+                "  + sub account {name} created (id {id}; found by a lookup after an ambiguous create)"
+            ),
+            (true, false) => format!(
+                "  found sub account {name} (id {id}), created by an interrupted run"
+            ),
+        });
     }
-
-    let mut jobs = Vec::new();
-    for account in crate::plan::creation_order(&plan.accounts_to_create) {
-        match adopted.get(&account.name) {
-            Some(id) => {
-                ids.insert(account.name.clone(), *id);
-            }
-            None => jobs.push(AccountJob {
-                name: account.name.clone(),
-                settings: account.settings.clone(),
-            }),
-        }
+    for (name, why) in &report.failed {
+        problems += 1;
+        lines.push(format!("  sub account {name} was not created: {why}"));
     }
-    let report = accounts::create_accounts(
-        jobs,
-        &mut ids,
-        &how.config,
-        (client.clone(), recorder.clone(), pacer.clone()),
-        cancel,
-        &mut rng,
-    )
-    .await;
-    let mut made: BTreeMap<String, u32> = adopted;
-    made.extend(report.created.clone());
-    for account in &plan.accounts_to_create {
-        match made.get(&account.name) {
-            Some(id) => {
-                done.lines.push(format!(
-                    "  + sub account {} created (id {id})",
-                    account.name
-                ));
-                // Its shipping token, a secret like the others.
-                match accounts::read_shipping_token(
-                    &*client,
-                    *id,
-                    how.config.lookup,
-                    clock,
-                    &mut rng,
-                )
-                .await
-                {
-                    Ok(token) => {
-                        let outcome = AccountOutcome::Shipping {
-                            account_id: *id,
-                            secret: HeldSecret::plain(token),
-                        };
-                        if let Err(e) = recorder.account_outcome(0, &account.name, outcome).await {
-                            done.fatal = Some(e.to_string());
-                            return done;
-                        }
-                    }
-                    Err(e) => {
-                        done.problems += 1;
-                        done.lines.push(format!(
-                            "  the log shipping token of {} (id {id}) could not be read: {e}; it \
-                             is shown in the Logz.io UI",
-                            account.name
-                        ));
-                    }
-                }
-                done.tokens
-                    .extend(account.tokens.iter().map(|t| crate::key::TokenKey {
-                        account_id: *id,
-                        token_name: t.clone(),
-                    }));
-            }
-            None => {
-                let why = report
-                    .failed
-                    .iter()
-                    .find(|(n, _)| *n == account.name)
-                    .map_or("not created", |(_, w)| w.as_str());
-                done.problems += 1;
-                done.lines.push(format!(
-                    "  sub account {} was not created: {why}",
-                    account.name
-                ));
-                for t in &account.tokens {
-                    done.failures.push(crate::state::Failure {
-                        account_id: None,
-                        account_name: Some(account.name.clone()),
-                        token_name: t.clone(),
-                        http_status: None,
-                        error: format!("its sub account was not created: {why}"),
-                    });
-                }
-            }
-        }
-    }
-    if report.fatal.is_some() {
-        done.fatal = report.fatal;
-        return done;
-    }
-    // Accounts an earlier run created whose shipping token it did not get to read.
-    for (name, id) in missing_shipping {
-        if made.contains_key(name) {
-            continue;
-        }
-        match accounts::read_shipping_token(&*client, *id, how.config.lookup, clock, &mut rng).await
-        {
-            Ok(token) => {
-                let outcome = AccountOutcome::Shipping {
-                    account_id: *id,
-                    secret: HeldSecret::plain(token),
-                };
-                if let Err(e) = recorder.account_outcome(0, name, outcome).await {
-                    done.fatal = Some(e.to_string());
-                    return done;
-                }
-            }
-            Err(e) => {
-                done.problems += 1;
-                done.lines.push(format!(
-                    "  the log shipping token of {name} (id {id}) could not be read: {e}"
-                ));
-            }
-        }
-    }
-
-    if how.update {
-        for drift in &plan.drift {
-            let declared = manifest.accounts.iter().find_map(|e| match &e.selector {
-                crate::manifest::AccountSelector::Name(n) if *n == drift.name => e.create.as_ref(),
-                _ => None,
-            });
-            let Some(declared) = declared else { continue };
-            let updated = async {
-                let live = client
-                    .get_account(drift.account_id)
-                    .await
-                    .map_err(|e| e.to_string())?;
-                let request = accounts::update_request(&live, declared, &ids)?;
-                let ticket = pacer.acquire().await;
-                let sent = client.update_account(drift.account_id, &request).await;
-                pacer.on_answer(ticket, crate::execution::Answer::Served, None);
-                sent.map_err(|e| e.to_string())
-            }
-            .await;
-            match updated {
-                Ok(()) => {
-                    let fields: Vec<&str> = drift.fields.iter().map(|f| f.field.as_str()).collect();
-                    done.lines.push(format!(
-                        "  ~ sub account {} (id {}) updated: {}",
-                        drift.name,
-                        drift.account_id,
-                        fields.join(", ")
-                    ));
-                }
-                Err(why) => {
-                    done.problems += 1;
-                    done.lines.push(format!(
-                        "  sub account {} (id {}) could not be updated: {why}",
-                        drift.name, drift.account_id
-                    ));
-                }
-            }
-        }
-    } else if !plan.drift.is_empty() {
-        done.lines.push(format!(
-            "  {} drifted and left as they are (`apply --update-accounts` puts them back)",
-            count(plan.drift.len(), "sub account")
+    for (name, id, why) in &report.shipping_failed {
+        problems += 1;
+        lines.push(format!(
+            "  the log shipping token of {name} (id {id}) could not be read: {why}; it is shown \
+             in the Logz.io UI, and the next apply reads it again"
         ));
     }
-    done
+    (lines, problems)
+}
+
+/// `--update-accounts`: PUTs the declared settings of drifted accounts over their live ones
+/// (idempotent; under the run's pacer), or says they were left as they are. Returns lines and
+/// how many could not be updated.
+pub async fn update_drift(
+    plan: &Plan,
+    manifest: &crate::manifest::Manifest,
+    update: bool,
+    ids: &std::collections::BTreeMap<String, u32>,
+    client: &crate::api::ApiClient,
+    pacer: &crate::execution::Pacer,
+    cancel: &crate::execution::Cancel,
+) -> (Vec<String>, usize) {
+    let (mut lines, mut problems) = (Vec::new(), 0);
+    if !update {
+        if !plan.drift.is_empty() {
+            lines.push(format!(
+                "  {} drifted and left as they are (`apply --update-accounts` puts them back)",
+                count(plan.drift.len(), "sub account")
+            ));
+        }
+        return (lines, problems);
+    }
+    for drift in &plan.drift {
+        if cancel.is_cancelled() {
+            problems += 1;
+            lines.push(format!(
+                "  sub account {} (id {}) not updated: the run stopped",
+                drift.name, drift.account_id
+            ));
+            continue;
+        }
+        let declared = manifest.accounts.iter().find_map(|e| match &e.selector {
+            crate::manifest::AccountSelector::Name(n) if *n == drift.name => e.create.as_ref(),
+            _ => None,
+        });
+        let Some(declared) = declared else { continue };
+        let updated = async {
+            let live = client
+                .get_account(drift.account_id)
+                .await
+                .map_err(|e| e.to_string())?;
+            let request = crate::execution::accounts::update_request(&live, declared, ids)?;
+            let ticket = pacer.acquire().await;
+            let sent = client.update_account(drift.account_id, &request).await;
+            let answer = match &sent {
+                Err(e) if e.is_rate_limited() => crate::execution::Answer::Limited,
+                Err(e) if e.http_status().is_none() => crate::execution::Answer::Lost,
+                _ => crate::execution::Answer::Served,
+            };
+            pacer.on_answer(ticket, answer, None);
+            sent.map_err(|e| e.to_string())
+        }
+        .await;
+        match updated {
+            Ok(()) => {
+                let fields: Vec<&str> = drift.fields.iter().map(|f| f.field.as_str()).collect();
+                lines.push(format!(
+                    "  ~ sub account {} (id {}) updated: {}",
+                    drift.name,
+                    drift.account_id,
+                    fields.join(", ")
+                ));
+            }
+            Err(why) => {
+                problems += 1;
+                lines.push(format!(
+                    "  sub account {} (id {}) could not be updated: {why}",
+                    drift.name, drift.account_id
+                ));
+            }
+        }
+    }
+    (lines, problems)
 }
 
 /// `verify` for the log shipping tokens of the sub accounts this tool created: each kept token

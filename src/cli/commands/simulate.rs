@@ -30,6 +30,7 @@ pub async fn run(args: &SimulateArgs, printer: &Printer) -> Result<Exit, CliErro
         },
         latency: Duration::from_millis(args.latency_ms),
         jitter: Duration::from_millis(args.jitter_ms),
+        account_list_lag: Duration::from_millis(args.account_list_lag_ms),
         faults: FaultRates {
             rate_limited: args.fault_429,
             unavailable: args.fault_503,

@@ -6,6 +6,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::*;
 use crate::api::{ApiError, CreatedToken};
+use crate::execution::Settled;
 use crate::secret::Secret;
 use crate::state::Applied;
 use crate::state::Outcome;
@@ -125,20 +126,19 @@ struct FakeRecorder {
 }
 
 impl RecordOutcomes for Arc<FakeRecorder> {
-    async fn intent(&self, key: &TokenKey, attempt: u32) -> Result<u64, StateError> {
+    async fn intent(&self, key: &CreateKey, attempt: u32) -> Result<u64, StateError> {
         let mut intents = self.intents.lock().unwrap();
         if self.refuse_after.is_some_and(|n| intents.len() >= n) {
             return Err(StateError::RecorderGone);
         }
+        let key = key.as_token().unwrap();
         intents.push((key.clone(), attempt));
         Ok(intents.len() as u64)
     }
-    async fn outcome(
-        &self,
-        _seq: u64,
-        key: &TokenKey,
-        outcome: Outcome,
-    ) -> Result<Applied, StateError> {
+    async fn outcome(&self, _seq: u64, settled: Settled) -> Result<Applied, StateError> {
+        let Settled::Token(key, outcome) = settled else {
+            panic!("a token run settles tokens only")
+        };
         if !self.outcome_delay.is_zero() {
             tokio::time::sleep(self.outcome_delay).await;
         }
@@ -653,7 +653,7 @@ fn retries_come_out_earliest_first_each_once() {
     assert!(!heap.is_empty());
     assert_eq!(heap.next_due(), Some(t0 + Duration::from_secs(1)));
     let names: Vec<String> = std::iter::from_fn(|| heap.pop())
-        .map(|i| i.key.token_name)
+        .map(|i| i.key.as_token().unwrap().token_name.clone())
         .collect();
     assert_eq!(names, ["early", "early-too", "late"]);
     assert!(heap.is_empty());

@@ -43,6 +43,10 @@ pub enum JournalRecord {
         /// The ids that carried the name before the send.
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         known: Vec<u32>,
+        /// The run that sends it (absent in journals written before it was recorded): the run
+        /// an account found after a crash is recorded as created by.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        run_id: Option<String>,
         /// When (RFC 3339).
         at: String,
     },

@@ -364,6 +364,7 @@ fn note(
             seq,
             name,
             known,
+            run_id,
             at,
             ..
         } => out
@@ -372,6 +373,7 @@ fn note(
                 seq,
                 name,
                 known,
+                run_id,
                 at,
             }),
         JournalRecord::AccountOutcome {

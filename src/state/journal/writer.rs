@@ -395,6 +395,87 @@ mod tests {
         assert_eq!((w.in_flight(), w.held()), (1, 10));
     }
 
+    /// The real filesystem, whose renames fail with `errno` when it is not 0.
+    #[derive(Debug, Clone, Default)]
+    struct FailingRename(std::sync::Arc<std::sync::atomic::AtomicI32>);
+
+    impl Fs for FailingRename {
+        type File = std::fs::File;
+        fn open(&self, path: &Path, how: &crate::fs::OpenHow) -> io::Result<Self::File> {
+            RealFs.open(path, how)
+        }
+        fn create_temp(
+            &self,
+            dir: &Path,
+            prefix: &str,
+            suffix: &str,
+            mode: u32,
+        ) -> io::Result<(PathBuf, Self::File)> {
+            RealFs.create_temp(dir, prefix, suffix, mode)
+        }
+        fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
+            match self.0.load(std::sync::atomic::Ordering::Relaxed) {
+                0 => RealFs.rename(from, to),
+                errno => Err(io::Error::from_raw_os_error(errno)),
+            }
+        }
+        fn rename_noclobber(&self, from: &Path, to: &Path) -> io::Result<()> {
+            RealFs.rename_noclobber(from, to)
+        }
+        fn remove_file(&self, path: &Path) -> io::Result<()> {
+            RealFs.remove_file(path)
+        }
+        fn create_dir_all(&self, path: &Path) -> io::Result<()> {
+            RealFs.create_dir_all(path)
+        }
+        fn sync_dir(&self, dir: &Path) -> io::Result<()> {
+            RealFs.sync_dir(dir)
+        }
+        fn read_dir(&self, dir: &Path) -> io::Result<Vec<crate::fs::DirEntry>> {
+            RealFs.read_dir(dir)
+        }
+        fn symlink_metadata(&self, path: &Path) -> io::Result<crate::fs::Meta> {
+            RealFs.symlink_metadata(path)
+        }
+        fn metadata(&self, path: &Path) -> io::Result<crate::fs::Meta> {
+            RealFs.metadata(path)
+        }
+        fn canonicalize(&self, path: &Path) -> io::Result<PathBuf> {
+            RealFs.canonicalize(path)
+        }
+        fn free_space(&self, dir: &Path) -> io::Result<u64> {
+            RealFs.free_space(dir)
+        }
+    }
+
+    #[test]
+    fn a_checkpoint_without_room_keeps_the_journal_and_any_other_failure_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let fs = FailingRename::default();
+        let path = dir.path().join("j.journal");
+        let next = dir.path().join("j.journal.next");
+        let mut w = JournalWriter::create(fs.clone(), &path, next.clone()).unwrap();
+        let rec = intent(w.next_seq(), "a");
+        let line = rec.to_line();
+        w.hold_ahead(line.len() as u64 + 100).unwrap();
+        w.pend(rec, 100);
+        w.write(&line).unwrap();
+        let before = std::fs::read(&path).unwrap();
+        // The disk is full: the current journal (and its room) stays, and the run goes on.
+        fs.0.store(libc::ENOSPC, std::sync::atomic::Ordering::Relaxed);
+        assert_eq!(w.checkpoint(b"").unwrap(), Replaced::NoRoom);
+        assert!(!next.exists());
+        assert_eq!(std::fs::read(&path).unwrap(), before);
+        // Any other failure is the run's error.
+        fs.0.store(libc::EIO, std::sync::atomic::Ordering::Relaxed);
+        assert!(w.checkpoint(b"").is_err());
+        // And once the rename works, the fresh journal holds the intent in flight.
+        fs.0.store(0, std::sync::atomic::Ordering::Relaxed);
+        assert_eq!(w.checkpoint(b"").unwrap(), Replaced::Yes);
+        assert!(!next.exists());
+        assert_eq!(std::fs::read(&path).unwrap()[..line.len()], line[..]);
+    }
+
     #[test]
     fn a_checkpoint_keeps_the_first_record_and_the_intents_in_flight_in_order() {
         let dir = tempfile::tempdir().unwrap();

@@ -20,11 +20,22 @@ impl Ledger {
     ) {
         match record {
             AccountRecord::Intent {
-                name, known, at, ..
+                name,
+                known,
+                run_id: sent_by,
+                at,
+                ..
             } => {
-                self.results
-                    .accounts_pending
-                    .insert(name, PendingCreate { known, since: at });
+                // The run that sent it: the record's (a replayed journal's run), else this one.
+                let run_id = Some(sent_by.unwrap_or_else(|| run_id.to_owned()));
+                self.results.accounts_pending.insert(
+                    name,
+                    PendingCreate {
+                        known,
+                        since: at,
+                        run_id,
+                    },
+                );
             }
             AccountRecord::Outcome { name, outcome, .. } => match outcome {
                 AccountOutcome::Created {
@@ -35,14 +46,21 @@ impl Ledger {
                     account_id,
                     created_at,
                 } => {
-                    self.results.accounts_pending.remove(&name);
+                    // Created by the run that sent the create (a lookup after a crash may find
+                    // it in a later run).
+                    let sent_by = self
+                        .results
+                        .accounts_pending
+                        .remove(&name)
+                        .and_then(|p| p.run_id)
+                        .unwrap_or_else(|| run_id.to_owned());
                     self.results
                         .accounts_created
                         .entry(name.clone())
                         .or_insert_with(|| CreatedAccount {
                             account_id,
                             created_at,
-                            run_id: run_id.to_owned(),
+                            run_id: sent_by,
                             shipping_token: false,
                         });
                     self.results.resolved_names.insert(name, account_id);
@@ -70,6 +88,8 @@ impl Ledger {
                         );
                     }
                     if let Some(blob) = sealed {
+                        // Written out as a sealed file before the next save.
+                        self.shipping_sealed.insert(account_id);
                         sealed_blobs.push(blob);
                     }
                 }

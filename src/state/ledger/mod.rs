@@ -69,6 +69,12 @@ pub struct Ledger {
     /// Token ids whose secret is held sealed (recovered from a journal, written out as a
     /// sealed file before the next save).
     sealed_ids: HashSet<i64>,
+    /// The sub accounts whose shipping token the results file marked kept when it was last
+    /// read or written.
+    shipping_durable: HashSet<u32>,
+    /// The sub accounts whose shipping token is held sealed (in a sealed file written, or
+    /// recovered from a journal and written out before the next save).
+    shipping_sealed: HashSet<u32>,
 }
 
 impl Ledger {
@@ -87,6 +93,7 @@ impl Ledger {
             }
         }
         let durable = index.keys().copied().collect();
+        let shipping_durable = shipping_marked(&results);
         Ledger {
             results,
             secrets,
@@ -94,6 +101,8 @@ impl Ledger {
             index,
             durable,
             sealed_ids: HashSet::new(),
+            shipping_durable,
+            shipping_sealed: HashSet::new(),
         }
     }
 
@@ -138,6 +147,7 @@ impl Ledger {
         for m in held.accounts.values() {
             self.sealed_ids.extend(m.values().map(|r| r.token_id));
         }
+        self.shipping_sealed.extend(held.shipping.keys().copied());
         Some(std::mem::take(held))
     }
 
@@ -174,6 +184,7 @@ impl Ledger {
     /// The results file now holds every current token (a save succeeded).
     pub(crate) fn saved(&mut self) {
         self.durable = self.index.keys().copied().collect();
+        self.shipping_durable = shipping_marked(&self.results);
     }
 
     /// Applies one outcome of a request (the domain's transition). A secret sealed in an
@@ -432,3 +443,13 @@ impl Ledger {
 
 #[cfg(test)]
 mod tests;
+
+/// The sub accounts a results file marks as having their shipping token kept.
+fn shipping_marked(results: &ResultsFile) -> HashSet<u32> {
+    results
+        .accounts_created
+        .values()
+        .filter(|c| c.shipping_token)
+        .map(|c| c.account_id)
+        .collect()
+}

@@ -91,6 +91,9 @@ pub struct PendingCreate {
     pub known: Vec<u32>,
     /// When it was sent (RFC 3339).
     pub since: String,
+    /// The run that sent it: an account a later lookup finds is recorded as that run's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run_id: Option<String>,
 }
 
 /// A sub account this tool created.

@@ -267,5 +267,5 @@ fn every_rule_is_listed_once() {
     let mut unique = names.clone();
     unique.dedup();
     assert_eq!(names, unique);
-    assert_eq!(names.len(), 3);
+    assert_eq!(names.len(), 6);
 }

@@ -8,7 +8,8 @@ use tokio::sync::oneshot;
 
 use super::task::Task;
 use crate::fs::{Fs, RealFs};
-use crate::key::TokenKey;
+use crate::key::{CreateKey, TokenKey};
+use crate::state::accounts::Settled;
 use crate::state::journal::JournalWriter;
 use crate::state::{Applied, Failure, LearnedRate, Outcome, StateError, StateFile, Store};
 
@@ -75,9 +76,36 @@ pub(super) struct Ahead {
 }
 
 impl RecorderHandle {
+    /// Journals the intent to send attempt `attempt` of an item (a token, or a sub account:
+    /// a create of this run, sent when no account had the name); returns its sequence number
+    /// once it is durable. An error means the request must not be sent.
+    pub async fn intent(&self, key: impl Into<CreateKey>, attempt: u32) -> Result<u64, StateError> {
+        match key.into() {
+            CreateKey::Token(key) => self.token_intent(&key, attempt).await,
+            CreateKey::Account(name) => self.account_intent(&name, attempt, &[]).await,
+        }
+    }
+
+    /// Journals and applies how an item's request (or what followed it) ended; returns once
+    /// it is durable.
+    pub async fn settle(&self, seq: u64, settled: Settled) -> Result<Applied, StateError> {
+        match settled {
+            Settled::Token(key, outcome) => self.outcome(seq, &key, outcome).await,
+            Settled::Account(name, outcome) => {
+                let recorded = outcome.account_id().is_some();
+                self.account_outcome(seq, &name, outcome).await?;
+                Ok(if recorded {
+                    Applied::Recorded
+                } else {
+                    Applied::Noted
+                })
+            }
+        }
+    }
+
     /// Journals the intent to send a sub-account create (with the ids the name had before);
     /// returns its sequence number once durable.
-    pub async fn account_intent(
+    async fn account_intent(
         &self,
         name: &str,
         attempt: u32,
@@ -99,7 +127,7 @@ impl RecorderHandle {
 
     /// Journals and applies how a sub-account create (or its lookup) ended, or (`seq` 0) a
     /// new account's shipping token; returns once durable.
-    pub async fn account_outcome(
+    async fn account_outcome(
         &self,
         seq: u64,
         name: &str,
@@ -119,8 +147,8 @@ impl RecorderHandle {
         rx.await.map_err(|_| StateError::RecorderGone)?.map(|_| ())
     }
 
-    /// Journals the intent to send a request; returns once it is durable.
-    pub async fn intent(&self, key: &TokenKey, attempt: u32) -> Result<u64, StateError> {
+    /// Journals the intent to send a token's create; returns once it is durable.
+    async fn token_intent(&self, key: &TokenKey, attempt: u32) -> Result<u64, StateError> {
         let (ack, rx) = oneshot::channel();
         self.tx
             .send(Msg::Intent {
@@ -132,7 +160,8 @@ impl RecorderHandle {
         rx.await.map_err(|_| StateError::RecorderGone)?
     }
 
-    /// Journals and applies an outcome; returns once it is durable.
+    /// Journals and applies a token create's outcome; returns once it is durable (the token
+    /// case of [`RecorderHandle::settle`]).
     pub async fn outcome(
         &self,
         seq: u64,

@@ -387,6 +387,7 @@ impl<F: Fs> Task<F> {
                         name: name.clone(),
                         attempt: *attempt,
                         known: known.clone(),
+                        run_id: Some(self.run_id.clone()),
                         at: now.to_owned(),
                     };
                     buf.extend(rec.to_line());
@@ -577,6 +578,7 @@ impl<F: Fs> Task<F> {
                                     seq: s,
                                     name,
                                     known,
+                                    run_id: Some(self.run_id.clone()),
                                     at: now.to_owned(),
                                 }
                             }

@@ -3,7 +3,9 @@
 //!
 //! - [`check`] runs the ledger's rules ([`RULES`]: one function of the ledger each; adding one
 //!   is adding a function to the list and a test): ids are unique, a superseded id is never a
-//!   current one, and no token id is recorded unless its secret is durable beside it.
+//!   current one, and no token id is recorded unless its secret is durable beside it; the
+//!   sub accounts this tool created ([`accounts`]) are complete, one id per name, and their
+//!   shipping token is marked kept only once its secret is durable.
 //! - [`promises`] holds the rules that need more than the ledger (the sealed files on disk, the
 //!   endpoint, the paths): secrets durable in the secrets file or a listed sealed file, a
 //!   sealed state never continued in plaintext without `--allow-plaintext`, one endpoint per
@@ -16,6 +18,7 @@ use std::fmt;
 use super::Ledger;
 use crate::key::TokenKey;
 
+pub mod accounts;
 pub mod promises;
 
 /// A rule a state breaks, and where.
@@ -43,6 +46,18 @@ pub const RULES: &[(&str, Rule)] = &[
         superseded_ids_are_not_current,
     ),
     ("new_ids_have_durable_secrets", new_ids_have_durable_secrets),
+    (
+        "recorded_accounts_are_complete",
+        accounts::recorded_accounts_are_complete,
+    ),
+    (
+        "account_names_have_one_id",
+        accounts::account_names_have_one_id,
+    ),
+    (
+        "shipping_tokens_are_durable",
+        accounts::shipping_tokens_are_durable,
+    ),
 ];
 
 /// Checks every rule; the first broken one is the error.

@@ -772,3 +772,91 @@ async fn failures_names_and_the_rate_sent_through_a_handle_are_saved() {
     assert_eq!(results.resolved_names["acme"], 42);
     assert_eq!(results.learned_rate, rate);
 }
+
+#[test]
+fn a_sub_account_intent_takes_the_next_seq_and_its_outcome_settles_it() {
+    use crate::state::accounts::AccountOutcome;
+    let dir = tempfile::tempdir().unwrap();
+    let mut t = task(dir.path());
+    let (m, _r) = intent_msg(&key("a"));
+    step(&mut t, vec![m]);
+    let (ack, r) = oneshot::channel();
+    let m = Msg::Account {
+        record: AccountMsg::Intent {
+            name: "pay".into(),
+            attempt: 1,
+            known: vec![],
+        },
+        ack,
+    };
+    let (seqs, ok) = step(&mut t, vec![m]);
+    assert!(ok);
+    assert_eq!(seqs, [2]);
+    assert_eq!(r.blocking_recv().unwrap().unwrap(), 2);
+    assert_eq!(t.journal.in_flight(), 2);
+    assert!(
+        matches!(journal_lines(&t).last(), Some(JournalRecord::AccountIntent { seq: 2, name, .. }) if name == "pay"),
+        "{:?}",
+        journal_lines(&t)
+    );
+    let (ack, r) = oneshot::channel();
+    let m = Msg::Account {
+        record: AccountMsg::Outcome {
+            seq: 2,
+            name: "pay".into(),
+            outcome: AccountOutcome::Created {
+                account_id: 77,
+                created_at: NOW.into(),
+            },
+        },
+        ack,
+    };
+    let (_, ok) = step(&mut t, vec![m]);
+    assert!(ok);
+    r.blocking_recv().unwrap().unwrap();
+    assert_eq!(t.journal.in_flight(), 1);
+    assert!(
+        matches!(
+            journal_lines(&t).last(),
+            Some(JournalRecord::AccountOutcome { seq: 2, .. })
+        ),
+        "{:?}",
+        journal_lines(&t)
+    );
+}
+
+#[test]
+fn a_failed_write_names_the_records_made_durable_just_before_it_and_only_those() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut t = task(dir.path());
+    // A batch made durable long ago is forgotten when the next one is noted.
+    t.recent
+        .push_back((Instant::now() - 2 * SUSPECT_WINDOW, vec![key("old")]));
+    let (m, _r) = intent_msg(&key("a"));
+    step(&mut t, vec![m]);
+    assert_eq!(t.recent.len(), 1);
+    // The write after it fails: what was just made durable is suspect (a filesystem turned
+    // read-only may drop it), what is older is not.
+    t.journal
+        .swap_file(std::fs::File::open(&t.store.paths().journal).unwrap());
+    let (m, _r) = intent_msg(&key("b"));
+    step(&mut t, vec![m]);
+    assert!(t.broken.is_some());
+    assert_eq!(t.suspects, [key("a")]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_batch_made_durable_exactly_at_the_windows_edge_is_still_suspect() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut t = task(dir.path());
+    // The clock is paused: the batch is exactly SUSPECT_WINDOW old when the next ones come.
+    t.recent
+        .push_back((Instant::now() - SUSPECT_WINDOW, vec![key("edge")]));
+    let (m, _r) = intent_msg(&key("a"));
+    step(&mut t, vec![m]);
+    t.journal
+        .swap_file(std::fs::File::open(&t.store.paths().journal).unwrap());
+    let (m, _r) = intent_msg(&key("b"));
+    step(&mut t, vec![m]);
+    assert_eq!(t.suspects, [key("edge"), key("a")]);
+}
