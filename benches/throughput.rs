@@ -543,10 +543,13 @@ fn large_manifest() -> (Usage, Usage, usize) {
 
 fn main() {
     // `cargo bench` passes --bench; nothing else is accepted. `BENCH_ONLY=in-flight` runs only
-    // the scenarios of issue 31 (a server that limits requests in flight).
-    if std::env::var("BENCH_ONLY").is_ok_and(|v| v == "in-flight") {
-        in_flight_scenarios();
-        return;
+    // the scenarios of issue 31 (a server that limits requests in flight);
+    // `BENCH_ONLY=token-bucket` runs only scenarios 1, 2 and 5 (the token-bucket server and the
+    // CPU per token), to compare two builds quickly.
+    match std::env::var("BENCH_ONLY").as_deref() {
+        Ok("in-flight") => return in_flight_scenarios(),
+        Ok("token-bucket") => return token_bucket_scenarios(),
+        _ => {}
     }
     let tokens = env_num("BENCH_TOKENS", 2000.0) as usize;
     let limit = env_num("BENCH_LIMIT", 100.0);
@@ -874,6 +877,59 @@ fn in_flight_loop_row(parallel: u32, r: &LoopRun, capacity: f64) {
         r.received as f64 / r.wall,
         r.received as f64 / r.wall / capacity,
         100.0 * r.limited as f64 / r.requests.max(1) as f64,
+    );
+}
+
+/// Scenarios 1, 2 and 5 alone: the tool told the right rate and 10x too high against the
+/// token bucket, and the CPU per token beside curl's (medians of three, interleaved).
+fn token_bucket_scenarios() {
+    let tokens = env_num("BENCH_TOKENS", 2000.0) as usize;
+    let limit = env_num("BENCH_LIMIT", 100.0);
+    let latency = env_num("BENCH_LATENCY_MS", 30.0) as u64;
+    let small = 400;
+    eprintln!(
+        "token-bucket benchmark: {tokens} tokens, server limit {limit}/s, 100 in flight, {latency} ms latency"
+    );
+    let right_small = run_tool(&Setup::new(small, limit, latency, limit));
+    let right = run_tool(&Setup::new(tokens, limit, latency, limit));
+    let (high, high_next) = run_tool_twice(&Setup::new(tokens, limit, latency, limit * 10.0));
+    let mut tool_cpu = vec![right.cpu_per_token_us()];
+    let mut curl_cpu = Vec::new();
+    for _ in 0..3 {
+        curl_cpu.push(run_curl_reference(tokens, latency).cpu_per_request_us());
+        if tool_cpu.len() < 3 {
+            tool_cpu.push(run_tool(&Setup::new(tokens, limit, latency, limit)).cpu_per_token_us());
+        }
+    }
+    println!(
+        "| scenario | tokens | wall s | creates/s | efficiency | 429 share | rate at the end | learned limit | CPU µs/token | lost secrets |"
+    );
+    println!("|---|---|---|---|---|---|---|---|---|---|");
+    for (name, r) in [
+        ("--rate = limit", &right_small),
+        ("--rate = limit", &right),
+        ("--rate = 10x limit, first run", &high),
+        ("--rate = 10x limit, next run", &high_next),
+    ] {
+        println!(
+            "| {name} | {} | {:.2} | {:.1} | {:.3} | {:.2}% | {:.1}/s | {} | {:.0} | {} |",
+            r.created,
+            r.wall,
+            r.created as f64 / r.wall,
+            r.efficiency(limit),
+            100.0 * r.share_429(),
+            r.final_rate,
+            r.learned.map_or("-".into(), |l| format!("{l:.1}/s")),
+            r.cpu_per_token_us(),
+            r.lost
+        );
+    }
+    let (tool_us, curl_us) = (median(&tool_cpu), median(&curl_cpu));
+    println!(
+        "CPU per token, --rate = limit, {tokens} tokens: tool {} (median {tool_us:.0}); curl {} (median {curl_us:.0}); {:.2}x curl's",
+        list_us(&tool_cpu),
+        list_us(&curl_cpu),
+        tool_us / curl_us
     );
 }
 
