@@ -479,7 +479,8 @@ fn seeds_until_a_reintroduced_bug_is_found() {
                 }
                 let v = driver::run(base + n);
                 n += 1;
-                if !v.problems.is_empty() {
+                // A finding still open on main fails seeds without any bug put back.
+                if !v.problems.is_empty() && !only_open_findings(&v) {
                     break Some((n, v));
                 }
             };
