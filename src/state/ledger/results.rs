@@ -285,6 +285,16 @@ pub struct PossibleOrphan {
 }
 
 impl ResultsFile {
+    /// What the last run against `endpoint` learned of its limit, as `(requests per second,
+    /// requests in flight)`: a run starts from it. A limit learned against another endpoint
+    /// says nothing of this one.
+    pub fn learned_limit(&self, endpoint: &str) -> (Option<f64>, Option<u32>) {
+        self.learned_rate
+            .as_ref()
+            .filter(|l| l.endpoint == endpoint)
+            .map_or((None, None), |l| (l.per_second, l.in_flight))
+    }
+
     /// An empty results file for a first run, made now (by the system clock).
     pub fn new(api_url: Option<String>) -> Self {
         use crate::clock::Clock;
@@ -480,6 +490,24 @@ mod tests {
             account_id: a,
             token_name: n.into(),
         }
+    }
+
+    #[test]
+    fn a_learned_limit_is_read_only_for_its_own_endpoint() {
+        let mut f = ResultsFile::new_at(None, "2026-12-07T00:00:00Z".into());
+        assert_eq!(f.learned_limit("https://api.logz.io"), (None, None));
+        f.learned_rate = Some(LearnedRate {
+            per_second: Some(32.5),
+            in_flight: Some(10),
+            kind: LimitKind::Both,
+            endpoint: "https://api.logz.io".into(),
+            at: "2026-12-07T00:00:00Z".into(),
+        });
+        assert_eq!(
+            f.learned_limit("https://api.logz.io"),
+            (Some(32.5), Some(10))
+        );
+        assert_eq!(f.learned_limit("https://api-eu.logz.io"), (None, None));
     }
 
     #[test]
