@@ -859,6 +859,8 @@ fn assert_line_shape(kind: &str, line: &Value) {
             vec![
                 ("account_id", int),
                 ("attempts", int),
+                // Token lines; a sub account's say "account" (tests/onboard.rs).
+                ("kind", |v: &V| v == "token"),
                 ("result", text),
                 ("token_name", text),
             ],
@@ -869,11 +871,18 @@ fn assert_line_shape(kind: &str, line: &Value) {
             ],
         ),
         "ambiguous" => (
-            vec![("account_id", int), ("detail", text), ("token_name", text)],
+            vec![
+                ("account_id", int),
+                ("detail", text),
+                ("kind", |v: &V| v == "token"),
+                ("token_name", text),
+            ],
             vec![],
         ),
         "summary" => (
             vec![
+                ("accounts_created", int),
+                ("accounts_failed", int),
                 ("already_present", int),
                 ("ambiguous", int),
                 ("attempts", int),

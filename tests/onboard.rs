@@ -576,3 +576,119 @@ fn ctrl_c_during_account_creates_drains_records_them_and_a_resume_creates_each_o
     assert_eq!(codes.last(), Some(&Some(0)), "{codes:?}");
     check_exactly_once(&env, &new_names(24), "after Ctrl-C");
 }
+
+/// `--output json` has a line per sub account the run creates (`"kind": "account"`, its name
+/// and id) beside the token lines (`"kind": "token"`), and never its log shipping token.
+#[test]
+fn json_output_has_a_line_per_new_account_and_never_its_shipping_token() {
+    let env = Env::new();
+    let manifest = env.write(
+        "m.yaml",
+        &onboarding_manifest(2).replace(
+            "  - name: payments-prod\n    create: {retention_days: 30}\n",
+            "",
+        ),
+    );
+    let run = env.run(&[
+        "apply",
+        manifest.to_str().unwrap(),
+        "--simulate",
+        "--yes",
+        "--output",
+        "json",
+    ]);
+    run.expect_code(0);
+    let lines: Vec<serde_json::Value> = run
+        .stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let results = env.json("m.simulated.results.json");
+    let secrets = env.json("m.simulated.secrets.json");
+    for name in new_names(2) {
+        let id = &results["accounts_created"][&name]["account_id"];
+        let line = lines
+            .iter()
+            .find(|l| l["type"] == "item" && l["kind"] == "account" && l["account_name"] == name)
+            .unwrap_or_else(|| panic!("no line for {name}: {}", run.stdout));
+        assert_eq!(line["result"], "created", "{line}");
+        assert_eq!(&line["account_id"], id, "{line}");
+        let shipping = secrets["shipping"][id.to_string()]["token"]
+            .as_str()
+            .unwrap();
+        assert!(!run.stdout.contains(shipping), "{}", run.stdout);
+    }
+    let tokens = lines
+        .iter()
+        .filter(|l| l["type"] == "item" && l["kind"] == "token" && l["result"] == "created")
+        .count();
+    assert_eq!(tokens, 4, "{}", run.stdout);
+    let summary = lines.last().unwrap();
+    assert_eq!(summary["type"], "summary");
+    assert_eq!(
+        (&summary["accounts_created"], &summary["accounts_failed"]),
+        (&serde_json::json!(2), &serde_json::json!(0)),
+        "{summary}"
+    );
+}
+
+/// An account's ambiguity budget holds across runs: creates that were ambiguous and that no
+/// lookup found, recorded in the results file, count in the next run; at the budget the create
+/// is not sent, the run says how to lift it, and `orphans clear` does.
+#[test]
+fn an_accounts_ambiguity_budget_holds_across_runs_until_orphans_clear() {
+    let env = Env::with_sim(SimConfig {
+        faults: logzio_tokens::simulator::FaultRates {
+            drop_before_create: 1.0,
+            ..Default::default()
+        },
+        ..SimConfig::default()
+    });
+    let text = "version: 1\nsettings:\n  account_lookup_seconds: 1\n  max_ambiguous: 2\n\
+                defaults:\n  tokens: [ci]\n  create:\n    email: platform@example.com\n    \
+                retention_days: 7\n    max_daily_gb: 5\n\
+                accounts:\n  - name: team-00\n    create: true\n";
+    let manifest = env.write("m.yaml", text);
+    let manifest = manifest.to_str().unwrap();
+    let sent = || env.sim().handle().counters().dropped_before_create;
+    env.run(&["apply", manifest, "--yes", "--no-progress"])
+        .expect_code(1);
+    assert_eq!(sent(), 2, "the first run spends the budget");
+    let results = env.json("m.results.json");
+    assert_eq!(
+        results["accounts_ambiguous"]["team-00"]["ambiguous_attempts"], 2,
+        "{results}"
+    );
+
+    // The plan it shows does not offer the account for creation (nor does the prompt).
+    let again = env.run(&["apply", manifest, "--yes", "--no-progress"]);
+    again.expect_code(1);
+    assert_eq!(sent(), 2, "not sent again: {}", again.stderr);
+    assert!(
+        !again.stderr.contains("sub account to create"),
+        "{}",
+        again.stderr
+    );
+    assert!(
+        again
+            .stderr
+            .contains("earlier runs made 2 ambiguous creates")
+            && again.stderr.contains("orphans clear"),
+        "{}",
+        again.stderr
+    );
+
+    let list = env.run(&["orphans", "list", manifest]);
+    list.expect_code(0);
+    assert!(
+        list.stdout
+            .contains("sub account team-00: 2 ambiguous creates"),
+        "{}",
+        list.stdout
+    );
+    env.run(&["orphans", "clear", manifest]).expect_code(0);
+    assert!(env.json("m.results.json")["accounts_ambiguous"].is_null());
+    env.run(&["apply", manifest, "--yes", "--no-progress"])
+        .expect_code(1);
+    assert_eq!(sent(), 4, "cleared: sent again, within a fresh budget");
+}

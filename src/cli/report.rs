@@ -4,7 +4,8 @@
 //! - `plan`: `plan --json`'s document, the whole plan with its lists;
 //! - `plan_counts`: the first line of `apply --output json`, what the run is about to do, as
 //!   counts (earlier builds called this line `plan` too, with `create` a count);
-//! - `item` / `ambiguous`: one line per token as its outcome becomes final;
+//! - `item` / `ambiguous`: one line per token or sub account as its outcome becomes final,
+//!   `kind` saying which (`token`, `account`);
 //! - `summary`: the last line of `apply --output json`;
 //! - `verified` / `unverifiable`: one line per token `verify` probed, or could not (no secret);
 //! - `verify_summary`: the last line of `verify --output json`.
@@ -25,10 +26,10 @@ pub enum Message<'a> {
     Plan(PlanDocument<'a>),
     /// `apply --output json`, first line.
     PlanCounts(PlanCounts<'a>),
-    /// A token's final outcome.
-    Item(ItemLine<'a>),
+    /// A token's or a sub account's final outcome.
+    Item(Line<'a>),
     /// A request whose outcome is unknown (a possible orphan).
-    Ambiguous(ItemLine<'a>),
+    Ambiguous(Line<'a>),
     /// `apply --output json`, last line.
     Summary(SummaryLine<'a>),
     /// `verify --output json`: a probed token's verdict.
@@ -215,8 +216,66 @@ pub struct PlanCounts<'a> {
     pub v: V1,
 }
 
-/// An `item` or `ambiguous` line, written once per token: serialized straight from borrowed
-/// fields, since a large run writes one per token.
+/// An `item` or `ambiguous` line: about a token, or a sub account; its `kind` says which.
+#[derive(Debug, Serialize)]
+#[serde(untagged)]
+pub enum Line<'a> {
+    /// `"kind": "token"`.
+    Token(ItemLine<'a>),
+    /// `"kind": "account"`.
+    Account(AccountLine<'a>),
+}
+
+/// An `item` or `ambiguous` line about a sub account the run creates: its name, and its id
+/// once known. Never its log shipping token.
+#[derive(Debug, Serialize)]
+pub struct AccountLine<'a> {
+    /// The account's id (`created`, `adopted`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub account_id: Option<u32>,
+    /// The account's name.
+    pub account_name: &'a str,
+    /// Creates sent (`item` only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub attempts: Option<u32>,
+    /// What made the outcome unknown (`ambiguous` only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub detail: Option<&'a str>,
+    /// Why it failed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<&'a str>,
+    /// Present (possibly null) on failed items only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub http_status: Option<Option<u16>>,
+    /// Always `account`.
+    pub kind: &'static str,
+    /// `created`, `adopted` (found by a lookup after an ambiguous create) or `failed` (`item`
+    /// only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub result: Option<&'static str>,
+    /// Always 1.
+    pub v: V1,
+}
+
+impl<'a> AccountLine<'a> {
+    /// A line about the account `name`, with no other field yet.
+    pub fn of(name: &'a str) -> Self {
+        AccountLine {
+            account_id: None,
+            account_name: name,
+            attempts: None,
+            detail: None,
+            error: None,
+            http_status: None,
+            kind: "account",
+            result: None,
+            v: V1,
+        }
+    }
+}
+
+/// An `item` or `ambiguous` line about a token, written once per token: serialized straight
+/// from borrowed fields, since a large run writes one per token.
 #[derive(Debug, Serialize)]
 pub struct ItemLine<'a> {
     /// The sub account.
@@ -233,6 +292,8 @@ pub struct ItemLine<'a> {
     /// Present (possibly null) on failed items only.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub http_status: Option<Option<u16>>,
+    /// Always `token`.
+    pub kind: &'static str,
     /// `created` or `failed` (`item` only).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub result: Option<&'static str>,
@@ -254,6 +315,7 @@ impl<'a> ItemLine<'a> {
             detail: None,
             error: None,
             http_status: None,
+            kind: "token",
             result: None,
             token_id: None,
             token_name: &key.token_name,
@@ -265,6 +327,10 @@ impl<'a> ItemLine<'a> {
 /// `summary`: apply's last line.
 #[derive(Debug, Serialize)]
 pub struct SummaryLine<'a> {
+    /// Sub accounts this run created or found by a lookup after an ambiguous create.
+    pub accounts_created: usize,
+    /// Sub accounts the run was to create that it did not (each also has its `item` line).
+    pub accounts_failed: usize,
     /// Tokens already recorded before the run.
     pub already_present: usize,
     /// Requests whose outcome was unknown.
@@ -331,16 +397,27 @@ mod tests {
             account_id: 7,
             token_name: "ci".into(),
         };
-        let item = json(&Message::Item(ItemLine {
+        let item = json(&Message::Item(Line::Token(ItemLine {
             attempts: Some(1),
             result: Some("created"),
             token_id: Some(9),
             ..ItemLine::of(&key)
-        }));
+        })));
         assert_eq!(
             item,
-            serde_json::json!({"type": "item", "account_id": 7, "attempts": 1,
+            serde_json::json!({"type": "item", "account_id": 7, "attempts": 1, "kind": "token",
                 "result": "created", "token_id": 9, "token_name": "ci", "v": 1})
+        );
+        let account = json(&Message::Item(Line::Account(AccountLine {
+            account_id: Some(12),
+            attempts: Some(2),
+            result: Some("adopted"),
+            ..AccountLine::of("team-a")
+        })));
+        assert_eq!(
+            account,
+            serde_json::json!({"type": "item", "account_id": 12, "account_name": "team-a",
+                "attempts": 2, "kind": "account", "result": "adopted", "v": 1})
         );
         let plan = Plan {
             create: vec![key.clone()],

@@ -22,7 +22,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::attempt::{AttemptOutcome, Item, Shared};
-use super::{Answer, Backoff, Cancel, RecordOutcomes, SendCreate, Settled, Stats, Ticket};
+use super::{
+    Answer, Backoff, Cancel, ItemEvent, Pacer, RecordOutcomes, SendCreate, Settled, Stats, Ticket,
+};
 use crate::api::{AccountRequest, ApiError, ErrorClass, SubAccountInfo, UtilizationSettings};
 use crate::clock::SharedClock;
 use crate::key::CreateKey;
@@ -53,6 +55,10 @@ pub struct AccountWork {
     pub tokens: Vec<String>,
     /// An interrupted run's create of this name with no outcome: looked up before any send.
     pub pending: Option<PendingAccount>,
+    /// Ambiguous creates earlier runs made of this name that no lookup found (the results
+    /// file's `accounts_ambiguous`): they count against the ambiguity budget, so the budget
+    /// holds across runs; at the budget, the create is not sent.
+    pub earlier_ambiguous: u32,
 }
 
 /// What a run executes: tokens of accounts with ids, and sub accounts with the tokens that
@@ -225,6 +231,10 @@ async fn create<C: SendCreate, R: RecordOutcomes>(
     if class == ErrorClass::Ambiguous {
         Stats::add(&sh.stats.ambiguous, 1);
         item.ambiguous += 1;
+        sh.emit(ItemEvent::AccountAmbiguous {
+            name: name.clone(),
+            detail: detail.clone(),
+        });
         let outcome = AccountOutcome::Ambiguous {
             detail: detail.clone(),
         };
@@ -274,7 +284,17 @@ async fn look_for<C: SendCreate, R: RecordOutcomes>(
     sh: &Shared<C, R>,
 ) -> AttemptOutcome {
     let clock = sh.pacer.clock();
-    let found = match look_up(&sh.creator, &name, known, sh.lookup, &sh.cancel, clock).await {
+    let found = match look_up(
+        &sh.creator,
+        &name,
+        known,
+        sh.lookup,
+        &sh.cancel,
+        clock,
+        Some((&sh.pacer, &sh.stats)),
+    )
+    .await
+    {
         Ok(found) => found,
         Err(e) => {
             sh.fatal_seen
@@ -367,19 +387,25 @@ async fn shipping<C: SendCreate, R: RecordOutcomes>(
     ticket: Ticket,
 ) -> AttemptOutcome {
     let first = sh.creator.shipping_token(id).await;
-    let answer = match &first {
-        Err(e) if e.is_rate_limited() => Answer::Limited,
-        Err(e) if e.http_status().is_none() => Answer::Lost,
-        _ => Answer::Served,
-    };
-    let retry_after = first.as_ref().err().and_then(ApiError::retry_after);
+    let (answer, retry_after) = answer_of(&first);
+    if answer == Answer::Limited {
+        Stats::add(&sh.stats.rate_limited, 1);
+    }
     sh.pacer.on_answer(ticket, answer, retry_after);
     let read = match first {
         Ok(token) => Ok(token),
         Err(e) if !reread(&e) => Err(e),
         Err(_) => {
             let mut rng = crate::random::seeded(u64::from(id));
-            read_shipping_token(&sh.creator, id, sh.lookup, sh.pacer.clock(), &mut rng).await
+            read_shipping_token(
+                &sh.creator,
+                id,
+                sh.lookup,
+                sh.pacer.clock(),
+                &mut rng,
+                Some((&sh.pacer, &sh.stats)),
+            )
+            .await
         }
     };
     let _ = item;
@@ -400,6 +426,42 @@ async fn shipping<C: SendCreate, R: RecordOutcomes>(
             why: e.to_string(),
         },
     }
+}
+
+/// What an answer tells the rate controller, and the pause a 429 asks for.
+fn answer_of<T>(answer: &Result<T, ApiError>) -> (Answer, Option<Duration>) {
+    match answer {
+        Err(e) if e.is_rate_limited() => (Answer::Limited, e.retry_after()),
+        Err(e) if e.http_status().is_none() => (Answer::Lost, None),
+        _ => (Answer::Served, None),
+    }
+}
+
+/// Sends one read under `pacer` when there is one: the read takes a send slot like a create
+/// (one owner token, one limit), and its answer, a 429 above all, feeds the rate controller.
+/// `None` when `cancel` came while it waited for its slot (nothing was sent). Its 429s count
+/// in the run's `stats` with the others.
+async fn paced<T>(
+    pacer: Option<(&Pacer, &Stats)>,
+    cancel: &Cancel,
+    read: impl std::future::Future<Output = Result<T, ApiError>>,
+) -> Option<Result<T, ApiError>> {
+    let Some((pacer, stats)) = pacer else {
+        return Some(read.await);
+    };
+    let mut stop = cancel.clone();
+    let ticket = tokio::select! {
+        biased;
+        () = stop.cancelled() => return None,
+        t = pacer.acquire() => t,
+    };
+    let answer = read.await;
+    let (a, retry_after) = answer_of(&answer);
+    if a == Answer::Limited {
+        Stats::add(&stats.rate_limited, 1);
+    }
+    pacer.on_answer(ticket, a, retry_after);
+    Some(answer)
 }
 
 /// Whether a failed read of a shipping token is read again.
@@ -540,7 +602,8 @@ pub enum Lookup {
 
 /// Reads the account list until an account named `name` that is not in `known` shows, or
 /// `within` passes. A read that fails is read again (reads are idempotent); a fatal one ends
-/// the lookup with its error.
+/// the lookup with its error. With a `pacer` (a run's, with its counters), each read takes a send slot and its
+/// answer feeds the rate controller, as a create's does.
 pub async fn look_up<A: SendCreate>(
     api: &A,
     name: &str,
@@ -548,12 +611,18 @@ pub async fn look_up<A: SendCreate>(
     within: Duration,
     cancel: &Cancel,
     clock: &SharedClock,
+    pacer: Option<(&Pacer, &Stats)>,
 ) -> Result<Lookup, ApiError> {
     let deadline = clock.now() + within;
     let known: BTreeSet<u32> = known.iter().copied().collect();
     let mut read = false;
     loop {
-        match api.list_accounts().await {
+        let Some(listed) = paced(pacer, cancel, api.list_accounts()).await else {
+            return Ok(Lookup::Unsettled(format!(
+                "the run stopped while looking for an account named `{name}`"
+            )));
+        };
+        match listed {
             Ok(list) => {
                 read = true;
                 let new: Vec<u32> = ids_named(&list, name).difference(&known).copied().collect();
@@ -601,18 +670,24 @@ fn several(name: &str, ids: &[u32]) -> String {
 }
 
 /// Reads a new account's log shipping token, retrying reads (a new account may briefly answer
-/// 404 while reads lag the create).
+/// 404 while reads lag the create). With a `pacer` (a run's, with its counters), each read takes a send slot and
+/// its answer feeds the rate controller.
 pub async fn read_shipping_token<A: SendCreate>(
     api: &A,
     account_id: u32,
     within: Duration,
     clock: &SharedClock,
     rng: &mut Random,
+    pacer: Option<(&Pacer, &Stats)>,
 ) -> Result<Secret, ApiError> {
     let deadline = clock.now() + within;
     let mut attempt = 1;
     loop {
-        match api.shipping_token(account_id).await {
+        let read = paced(pacer, &Cancel::default(), api.shipping_token(account_id)).await;
+        let Some(read) = read else {
+            continue;
+        };
+        match read {
             Ok(t) => return Ok(t),
             Err(e) if clock.now() < deadline && reread(&e) => {
                 attempt += 1;

@@ -18,8 +18,8 @@ use super::accounts::{AccountItem, AccountWork, AccountsReport, Step, Work, crea
 use super::ambiguity::Breaker;
 use super::attempt::{AttemptOutcome, Item, Shared, attempt};
 use super::{
-    Backoff, Cancel, ItemEvent, ItemResult, Observer, Pacer, RecordOutcomes, RunReport, SendCreate,
-    Stats, StopReason,
+    AccountResult, Backoff, Cancel, ItemEvent, ItemResult, Observer, Pacer, RecordOutcomes,
+    RunReport, SendCreate, Stats, StopReason,
 };
 use crate::clock::SharedClock;
 use crate::key::{CreateKey, TokenKey};
@@ -145,8 +145,12 @@ struct Dispatcher<C, R> {
 
 impl<C: SendCreate, R: RecordOutcomes> Dispatcher<C, R> {
     fn new(work: Work, config: ExecConfig, services: Services<C, R>) -> Self {
+        // Every item counts: tokens, those waiting for their account, and the accounts.
         let waiting: usize = work.accounts.iter().map(|a| a.tokens.len()).sum();
-        Stats::add(&services.stats.total, (work.tokens.len() + waiting) as u64);
+        Stats::add(
+            &services.stats.total,
+            (work.tokens.len() + waiting + work.accounts.len()) as u64,
+        );
         // The pacer counts the requests at the server (see `dispatch`).
         services
             .pacer
@@ -238,6 +242,7 @@ impl<C: SendCreate, R: RecordOutcomes> Dispatcher<C, R> {
                 name,
                 settings,
                 pending,
+                earlier_ambiguous,
                 ..
             } = work;
             let step = match pending {
@@ -248,7 +253,7 @@ impl<C: SendCreate, R: RecordOutcomes> Dispatcher<C, R> {
                 None if settings.is_some() => Step::Create,
                 None => continue,
             };
-            let item = Item::account(
+            let mut item = Item::account(
                 &name,
                 AccountItem {
                     settings,
@@ -256,6 +261,7 @@ impl<C: SendCreate, R: RecordOutcomes> Dispatcher<C, R> {
                     step,
                 },
             );
+            item.ambiguous = earlier_ambiguous;
             if matches!(item.account.as_ref().map(|a| &a.step), Some(Step::Create)) {
                 self.admit(item);
             } else {
@@ -274,6 +280,19 @@ impl<C: SendCreate, R: RecordOutcomes> Dispatcher<C, R> {
             self.queue.push_front(item);
             return;
         };
+        if item.ambiguous >= self.config.max_ambiguous {
+            // Earlier runs used up its budget: each of their creates may have made it.
+            let why = format!(
+                "not sent: earlier runs made {} ambiguous creates of it that no lookup found \
+                 (each may have made the account; the budget is {}): check the Logz.io UI for \
+                 an account named `{name}`, then run `logzio-tokens orphans clear` (or pass \
+                 --resend-ambiguous) to send it again",
+                item.ambiguous, self.config.max_ambiguous
+            );
+            self.report.ambiguity_exhausted += 1;
+            self.fail(item, None, why);
+            return;
+        }
         let Some(account) = item.account.as_mut() else {
             return;
         };
@@ -543,6 +562,16 @@ impl<C: SendCreate, R: RecordOutcomes> Dispatcher<C, R> {
                 if adopted {
                     self.report.accounts.adopted.insert(name.clone());
                 }
+                Stats::add(&self.shared.stats.created, 1);
+                self.shared.emit(ItemEvent::AccountDone {
+                    name: name.clone(),
+                    attempts: item.attempt,
+                    result: if adopted {
+                        AccountResult::Adopted { account_id: id }
+                    } else {
+                        AccountResult::Created { account_id: id }
+                    },
+                });
                 self.account_ready(&name, id);
                 // Its shipping token, first of what goes next.
                 self.queue.push_front(Item::account(
@@ -555,7 +584,14 @@ impl<C: SendCreate, R: RecordOutcomes> Dispatcher<C, R> {
                 ));
             }
             AttemptOutcome::Waits(item) => self.admit(item),
-            AttemptOutcome::AccountDone => {}
+            AttemptOutcome::AccountDone => {
+                // An interrupted run's create that found nothing, and the plan does not create
+                // it: not an item of this run after all.
+                self.shared
+                    .stats
+                    .total
+                    .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+            }
             AttemptOutcome::ShippingRead { name, id } => {
                 self.report.accounts.shipping.insert(name, id);
             }
@@ -592,7 +628,8 @@ impl<C: SendCreate, R: RecordOutcomes> Dispatcher<C, R> {
                 ),
                 CreateKey::Account(name) => format!(
                     "{detail}; not sent again after {} ambiguous creates that no lookup found: \
-                     check the Logz.io UI for an account named `{name}` before running apply again",
+                     check the Logz.io UI for an account named `{name}`, then run \
+                     `logzio-tokens orphans clear` (or pass --resend-ambiguous) to send it again",
                     item.ambiguous
                 ),
             };
@@ -627,6 +664,15 @@ impl<C: SendCreate, R: RecordOutcomes> Dispatcher<C, R> {
         let key = match item.key {
             CreateKey::Token(key) => key,
             CreateKey::Account(name) => {
+                Stats::add(&self.shared.stats.failed, 1);
+                self.shared.emit(ItemEvent::AccountDone {
+                    name: name.clone(),
+                    attempts: item.attempt,
+                    result: AccountResult::Failed {
+                        http_status: status,
+                        error: error.clone(),
+                    },
+                });
                 self.report
                     .accounts
                     .failed

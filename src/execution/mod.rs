@@ -18,7 +18,7 @@ pub use cancel::Cancel;
 pub use dispatcher::{ExecConfig, Services, execute};
 pub use ports::{RecordOutcomes, SendCreate, Settled};
 pub use rate::{Answer, Pacer, PacerSnapshot, Ticket};
-pub use report::{ItemEvent, ItemResult, Observer, RunReport, Stats, StopReason};
+pub use report::{AccountResult, ItemEvent, ItemResult, Observer, RunReport, Stats, StopReason};
 
 /// Default concurrency: Logz.io users saw 429s at about ten parallel calls.
 pub const DEFAULT_CONCURRENCY: u32 = 8;

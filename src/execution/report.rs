@@ -14,7 +14,7 @@ use crate::state::{Failure, StateError};
 pub struct Stats {
     /// Items in the plan.
     pub total: AtomicU64,
-    /// Tokens created and recorded.
+    /// Items created and recorded: tokens, and sub accounts (created or found by a lookup).
     pub created: AtomicU64,
     /// Items that failed for good.
     pub failed: AtomicU64,
@@ -57,9 +57,48 @@ pub enum ItemResult {
     },
 }
 
+/// How a sub account item ended, for observers (never carries a secret: the shipping token
+/// is not part of it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AccountResult {
+    /// Created by this run, its id durable.
+    Created {
+        /// The new account's id.
+        account_id: u32,
+    },
+    /// Found by a lookup after an ambiguous create (this run's or an interrupted run's).
+    Adopted {
+        /// The account's id.
+        account_id: u32,
+    },
+    /// Not created (or not known to be: the error says whether it may exist).
+    Failed {
+        /// The last HTTP status, when an answer came.
+        http_status: Option<u16>,
+        /// Why.
+        error: String,
+    },
+}
+
 /// Something that happened to an item.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ItemEvent {
+    /// A sub account item is done.
+    AccountDone {
+        /// The account's name.
+        name: String,
+        /// Creates sent.
+        attempts: u32,
+        /// How it ended.
+        result: AccountResult,
+    },
+    /// A sub account create's outcome was ambiguous: the account may exist (a lookup follows).
+    AccountAmbiguous {
+        /// The account's name.
+        name: String,
+        /// What happened.
+        detail: String,
+    },
     /// The item is done.
     Done {
         /// Which token.

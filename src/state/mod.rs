@@ -42,12 +42,12 @@ pub(crate) use error::explain_read_only;
 pub use error::{StateError, StateFile};
 pub use journal::{Gap, HeldSecret, JournalRecord, Outcome};
 pub(crate) use json::parse_strict;
-pub use ledger::{Applied, ImportRefused, Ledger, invariants};
 pub use ledger::{
-    CreatedAccount, Failure, LearnedRate, LimitKind, PendingCreate, PossibleOrphan,
-    RESULTS_VERSION, ResultsFile, SealedFile, SupersededToken, TokenRecord, TokenSource,
-    TokenStatus, results_schema_text,
+    AmbiguousCreates, CreatedAccount, Failure, LearnedRate, LimitKind, PendingCreate,
+    PossibleOrphan, RESULTS_VERSION, ResultsFile, SealedFile, SupersededToken, TokenRecord,
+    TokenSource, TokenStatus, results_schema_text,
 };
+pub use ledger::{Applied, ImportRefused, Ledger, invariants};
 pub use ledger::{SECRETS_VERSION, SecretRecord, SecretsFile, ShippingSecret, SupersededSecret};
 pub use lock::StateLock;
 pub use paths::StatePaths;

@@ -10,10 +10,10 @@ use crate::cli::config::ApplySettings;
 use crate::cli::error::{CliError, Exit};
 use crate::cli::output::{Printer, count, count_as, was};
 use crate::cli::progress::{self, Mode, Progress, server_limit};
-use crate::cli::report::{ItemLine, Message, PlanCounts, SummaryLine, V1};
+use crate::cli::report::{AccountLine, ItemLine, Line, Message, PlanCounts, SummaryLine, V1};
 use crate::execution::{
-    Backoff, Cancel, ExecConfig, ItemEvent, ItemResult, Observer, Pacer, RunReport, Services,
-    Stats, StopReason, execute,
+    AccountResult, Backoff, Cancel, ExecConfig, ItemEvent, ItemResult, Observer, Pacer, RunReport,
+    Services, Stats, StopReason, execute,
 };
 use crate::plan::{Plan, Unresolved};
 use crate::state::{Failure, LearnedRate, LimitKind, Recorder, Store};
@@ -60,6 +60,21 @@ pub async fn run(args: &ApplyArgs, printer: &Printer) -> Result<Exit, CliError> 
     } else {
         plan.hold_ambiguity_budget(preview.results(), run.exec.max_ambiguous)
     };
+    // And an account's, as a token's: one whose earlier runs used it up is taken out of the
+    // plan (the prompt does not offer to create it), and the executor fails it unsent, saying
+    // how to lift it.
+    let earlier_accounts: std::collections::BTreeMap<String, u32> = if run.exec.resend_ambiguous {
+        Default::default()
+    } else {
+        preview
+            .results()
+            .accounts_ambiguous
+            .iter()
+            .map(|(name, a)| (name.clone(), a.ambiguous_attempts))
+            .collect()
+    };
+    let held_accounts =
+        super::onboard::hold_accounts(&mut plan, &earlier_accounts, run.exec.max_ambiguous);
     // Accounts that cannot get tokens are this run's failures, reported by name, before any write.
     let mut pre_failures = failures_before_start(&plan);
     pre_failures.extend(at_budget);
@@ -107,13 +122,7 @@ pub async fn run(args: &ApplyArgs, printer: &Printer) -> Result<Exit, CliError> 
     let endpoint = run.api.identity();
     // Start just under what the last run against this endpoint found: a rate, a number of
     // requests in flight, or both.
-    let learned_limit = store
-        .results()
-        .learned_rate
-        .as_ref()
-        .filter(|l| l.endpoint == endpoint);
-    let learned_before = learned_limit.and_then(|l| l.per_second);
-    let in_flight_before = learned_limit.and_then(|l| l.in_flight);
+    let (learned_before, in_flight_before) = store.results().learned_limit(&endpoint);
     let pending_accounts = store.pending_accounts();
     let missing_shipping = store.accounts_missing_shipping();
     let recorder = Recorder::start(store)?;
@@ -143,7 +152,12 @@ pub async fn run(args: &ApplyArgs, printer: &Printer) -> Result<Exit, CliError> 
     // wait for its id.
     let work = crate::execution::Work {
         tokens: plan.to_send(),
-        accounts: super::onboard::account_work(&plan, &pending_accounts),
+        accounts: super::onboard::account_work(
+            &plan,
+            &pending_accounts,
+            &earlier_accounts,
+            &held_accounts,
+        ),
         ids: plan.resolved_names.clone(),
         shipping: missing_shipping,
         lookup: settings.account_lookup,
@@ -554,6 +568,8 @@ impl Outcome<'_> {
         let r = self.report;
         let (results, secrets) = self.files();
         Message::Summary(SummaryLine {
+            accounts_created: r.accounts.created.len(),
+            accounts_failed: r.accounts.failed.len(),
             already_present: self.present,
             ambiguous: r.ambiguous,
             attempts: r.attempts,
@@ -876,19 +892,50 @@ impl Observer for JsonObserver {
                         ("failed", None, Some(*http_status), Some(error.as_str()))
                     }
                 };
-                Message::Item(ItemLine {
+                Message::Item(Line::Token(ItemLine {
                     attempts: Some(*attempts),
                     error,
                     http_status,
                     result: Some(result),
                     token_id,
                     ..ItemLine::of(key)
-                })
+                }))
             }
-            ItemEvent::Ambiguous { key, detail } => Message::Ambiguous(ItemLine {
+            ItemEvent::Ambiguous { key, detail } => Message::Ambiguous(Line::Token(ItemLine {
                 detail: Some(detail),
                 ..ItemLine::of(key)
-            }),
+            })),
+            ItemEvent::AccountDone {
+                name,
+                attempts,
+                result,
+            } => {
+                let (result, account_id, http_status, error) = match result {
+                    AccountResult::Created { account_id } => {
+                        ("created", Some(*account_id), None, None)
+                    }
+                    AccountResult::Adopted { account_id } => {
+                        ("adopted", Some(*account_id), None, None)
+                    }
+                    AccountResult::Failed { http_status, error } => {
+                        ("failed", None, Some(*http_status), Some(error.as_str()))
+                    }
+                };
+                Message::Item(Line::Account(AccountLine {
+                    account_id,
+                    attempts: Some(*attempts),
+                    error,
+                    http_status,
+                    result: Some(result),
+                    ..AccountLine::of(name)
+                }))
+            }
+            ItemEvent::AccountAmbiguous { name, detail } => {
+                Message::Ambiguous(Line::Account(AccountLine {
+                    detail: Some(detail),
+                    ..AccountLine::of(name)
+                }))
+            }
             ItemEvent::Retry { .. } => return,
         };
         line.emit(&self.printer);

@@ -72,20 +72,43 @@ fn count(n: usize, what: &str) -> String {
     format!("{n} {what}{}", if n == 1 { "" } else { "s" })
 }
 
+/// Takes out of the plan the accounts to create whose earlier runs made `max_ambiguous` or
+/// more ambiguous creates that no lookup found (`earlier`: name -> count): the confirmation
+/// does not offer them; they go to the executor as held (see [`account_work`]), which fails
+/// them unsent with what to do.
+pub fn hold_accounts(
+    plan: &mut Plan,
+    earlier: &std::collections::BTreeMap<String, u32>,
+    max_ambiguous: u32,
+) -> Vec<crate::plan::NewAccount> {
+    let max_ambiguous = max_ambiguous.max(1);
+    let (held, kept) = std::mem::take(&mut plan.accounts_to_create)
+        .into_iter()
+        .partition(|a| earlier.get(&a.name).is_some_and(|n| *n >= max_ambiguous));
+    plan.accounts_to_create = kept;
+    held
+}
+
 /// The sub accounts of a run, as the executor's items: an interrupted run's creates to look
-/// up first, and the plan's accounts to create, in dependency order, with their tokens.
+/// up first, and the plan's accounts to create, in dependency order, with their tokens and the
+/// ambiguous creates earlier runs made of each (`earlier`: name -> count; empty with
+/// `--resend-ambiguous`), then those `held` at their budget (failed unsent).
 pub fn account_work(
     plan: &Plan,
     pending: &[crate::execution::accounts::PendingAccount],
+    earlier: &std::collections::BTreeMap<String, u32>,
+    held: &[crate::plan::NewAccount],
 ) -> Vec<crate::execution::AccountWork> {
     let mut work: Vec<crate::execution::AccountWork> =
         crate::plan::creation_order(&plan.accounts_to_create)
             .into_iter()
+            .chain(held)
             .map(|a| crate::execution::AccountWork {
                 name: a.name.clone(),
                 settings: Some(a.settings.clone()),
                 tokens: a.tokens.clone(),
                 pending: pending.iter().find(|p| p.name == a.name).cloned(),
+                earlier_ambiguous: earlier.get(&a.name).copied().unwrap_or(0),
             })
             .collect();
     for p in pending {
@@ -97,6 +120,7 @@ pub fn account_work(
                     settings: None,
                     tokens: Vec::new(),
                     pending: Some(p.clone()),
+                    earlier_ambiguous: earlier.get(&p.name).copied().unwrap_or(0),
                 },
             );
         }
@@ -268,6 +292,7 @@ pub async fn verify_shipping(
             std::time::Duration::from_secs(10),
             &clock,
             &mut rng,
+            None,
         )
         .await;
         match live {

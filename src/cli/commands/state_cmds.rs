@@ -63,7 +63,41 @@ pub fn orphans(args: &OrphansArgs, printer: &Printer) -> Result<Exit, CliError> 
             o.detail
         ));
     }
+    // Sub accounts whose creates were ambiguous, with no account found since.
+    let account_chosen_by =
+        |name: &str| settings.filter.admits(names.get(name).copied(), Some(name));
+    let accounts: Vec<(String, crate::state::AmbiguousCreates)> = store
+        .results()
+        .accounts_ambiguous
+        .iter()
+        .filter(|(n, _)| account_chosen_by(n))
+        .map(|(n, a)| (n.clone(), a.clone()))
+        .collect();
+    for (name, a) in &accounts {
+        printer.out(&format!(
+            "sub account {name}: {}, last at {}: {}",
+            count(a.ambiguous_attempts as usize, "ambiguous create"),
+            a.at,
+            a.detail
+        ));
+    }
+    if !accounts.is_empty() {
+        match clear {
+            false => printer.info(&format!(
+                "{} may have been created without this tool learning of it: check the Logz.io UI for an account of each name (keep one per name; this tool never deletes an account), then run `logzio-tokens orphans clear` to let apply create those that do not exist.",
+                count(accounts.len(), "sub account")
+            )),
+            true => {
+                store.ledger_mut().clear_account_orphans(account_chosen_by);
+                printer.info(&format!(
+                    "Cleared the ambiguous creates of {} (marked as checked): apply creates each again if no account has its name.",
+                    count(accounts.len(), "sub account")
+                ));
+            }
+        }
+    }
     match clear {
+        false if chosen.is_empty() && !accounts.is_empty() => {}
         false if chosen.is_empty() => {
             printer.info(&format!(
                 "No possible orphan in {}.",

@@ -1,5 +1,6 @@
 //! Account items in the one executor, against fakes of the API and the recorder.
 #![allow(clippy::unwrap_used)]
+#![allow(clippy::disallowed_methods)] // a fake notes when reads come, by the real clock
 
 use std::sync::Mutex;
 
@@ -21,6 +22,10 @@ struct Fake {
     stop_on_create: Mutex<Option<Cancel>>,
     /// Every read of the list fails.
     list_fails: std::sync::atomic::AtomicBool,
+    /// This many reads of the list answer 429 (with a Retry-After of 600 ms) first.
+    list_limited: std::sync::atomic::AtomicU32,
+    /// When each read of the list came.
+    list_reads: Mutex<Vec<std::time::Instant>>,
 }
 
 impl Fake {
@@ -62,6 +67,23 @@ impl SendCreate for Arc<Fake> {
         }
     }
     async fn list_accounts(&self) -> Result<Vec<SubAccountInfo>, ApiError> {
+        self.list_reads
+            .lock()
+            .unwrap()
+            .push(std::time::Instant::now());
+        let limited = self.list_limited.fetch_update(
+            std::sync::atomic::Ordering::Relaxed,
+            std::sync::atomic::Ordering::Relaxed,
+            |n| n.checked_sub(1),
+        );
+        if limited.is_ok() {
+            return Err(ApiError::Status {
+                url: "list".into(),
+                status: 429,
+                message: "slow down".into(),
+                retry_after: Some(Duration::from_millis(600)),
+            });
+        }
         if self.list_fails.load(std::sync::atomic::Ordering::Relaxed) {
             return Err(ApiError::Timeout {
                 url: "list".into(),
@@ -143,6 +165,7 @@ fn account(name: &str, tokens: &[&str]) -> AccountWork {
         settings: Some(settings()),
         tokens: tokens.iter().map(|t| (*t).to_owned()).collect(),
         pending: None,
+        earlier_ambiguous: 0,
     }
 }
 
@@ -175,8 +198,38 @@ async fn run_with(
     api: Arc<Fake>,
     cancel: Cancel,
 ) -> (crate::execution::RunReport, Arc<Log>) {
+    let pacer = Arc::new(Pacer::new(1000.0, false));
+    let (report, log, _) = run_seen(script, accounts, api, cancel, config(), pacer).await;
+    (report, log)
+}
+
+/// Collects the events a run emits.
+#[derive(Default)]
+struct Seen(Mutex<Vec<crate::execution::ItemEvent>>);
+
+impl crate::execution::Observer for Seen {
+    fn event(&self, event: &crate::execution::ItemEvent) {
+        self.0.lock().unwrap().push(event.clone());
+    }
+}
+
+/// A run that also returns its events and its live counters at the end.
+async fn run_seen(
+    script: Vec<(bool, bool)>,
+    accounts: Vec<AccountWork>,
+    api: Arc<Fake>,
+    cancel: Cancel,
+    config: ExecConfig,
+    pacer: Arc<Pacer>,
+) -> (
+    crate::execution::RunReport,
+    Arc<Log>,
+    (Vec<crate::execution::ItemEvent>, Arc<Stats>),
+) {
     *api.script.lock().unwrap() = script.into_iter().rev().collect();
     let log = Arc::new(Log::default());
+    let stats = Arc::new(Stats::default());
+    let seen = Arc::new(Seen::default());
     let work = Work {
         accounts,
         lookup: Duration::from_millis(300),
@@ -185,14 +238,149 @@ async fn run_with(
     let services = Services {
         creator: api,
         recorder: log.clone(),
-        pacer: Arc::new(Pacer::new(1000.0, false)),
-        stats: Arc::new(Stats::default()),
-        observer: None,
+        pacer,
+        stats: stats.clone(),
+        observer: Some(seen.clone()),
         cancel,
         rng: crate::random::seeded(1),
     };
-    let report = execute(work, config(), services).await;
-    (report, log)
+    let report = execute(work, config, services).await;
+    let events = seen.0.lock().unwrap().clone();
+    (report, log, (events, stats))
+}
+
+#[tokio::test]
+async fn account_items_tell_observers_and_the_counters_how_they_went() {
+    use crate::execution::{AccountResult, ItemEvent};
+    use std::sync::atomic::Ordering::Relaxed;
+    let api = Arc::new(Fake::default());
+    // `a` is created at once; `b`'s create is ambiguous and made it (adopted); `c`'s creates
+    // are ambiguous and make nothing, so it stops at its budget.
+    let (report, _, (events, stats)) = run_seen(
+        vec![(true, true), (true, false), (false, false), (false, false)],
+        vec![account("a", &["ci"]), account("b", &[]), account("c", &[])],
+        api.clone(),
+        Cancel::default(),
+        config(),
+        Arc::new(Pacer::new(1000.0, false)),
+    )
+    .await;
+    assert_eq!(report.accounts.created.len(), 2, "{report:?}");
+    let done = |name: &str| {
+        events
+            .iter()
+            .find_map(|e| match e {
+                ItemEvent::AccountDone {
+                    name: n, result, ..
+                } if n == name => Some(result.clone()),
+                _ => None,
+            })
+            .unwrap_or_else(|| panic!("no event for {name}: {events:?}"))
+    };
+    assert_eq!(
+        done("a"),
+        AccountResult::Created {
+            account_id: report.accounts.created["a"]
+        }
+    );
+    assert_eq!(
+        done("b"),
+        AccountResult::Adopted {
+            account_id: report.accounts.created["b"]
+        }
+    );
+    assert!(
+        matches!(done("c"), AccountResult::Failed { error, .. } if error.contains("check the Logz.io UI")),
+        "{events:?}"
+    );
+    let ambiguous: Vec<&str> = events
+        .iter()
+        .filter_map(|e| match e {
+            ItemEvent::AccountAmbiguous { name, .. } => Some(name.as_str()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(ambiguous, ["b", "c", "c"], "{events:?}");
+    // Three accounts and a's token: four items, three created, one failed.
+    assert_eq!(
+        (
+            stats.total.load(Relaxed),
+            stats.created.load(Relaxed),
+            stats.failed.load(Relaxed)
+        ),
+        (4, 3, 1)
+    );
+}
+
+#[tokio::test]
+async fn the_ambiguity_budget_of_an_account_holds_across_runs() {
+    // Earlier runs used the whole budget: not sent, and its tokens fail unsent.
+    let api = Arc::new(Fake::default());
+    let spent = AccountWork {
+        earlier_ambiguous: 2,
+        ..account("a", &["ci"])
+    };
+    let (report, log) = run(vec![], vec![spent], api.clone()).await;
+    assert_eq!(api.creates(), 0);
+    assert!(report.accounts.created.is_empty());
+    let (name, why) = &report.accounts.failed[0];
+    assert_eq!(name, "a");
+    assert!(
+        why.contains("earlier runs made 2 ambiguous creates") && why.contains("orphans clear"),
+        "{why}"
+    );
+    assert_eq!(report.ambiguity_exhausted, 1);
+    assert!(api.tokens.lock().unwrap().is_empty());
+    assert_eq!(log.1.lock().unwrap().len(), 1, "its token fails, unsent");
+    // One left: one more ambiguous create, then it stops.
+    let api = Arc::new(Fake::default());
+    let half = AccountWork {
+        earlier_ambiguous: 1,
+        ..account("b", &[])
+    };
+    let (report, _) = run(vec![(false, false), (true, true)], vec![half], api.clone()).await;
+    assert_eq!(api.creates(), 1);
+    assert!(
+        report.accounts.failed[0].1.contains("orphans clear"),
+        "{:?}",
+        report.accounts.failed
+    );
+}
+
+#[tokio::test]
+async fn a_lookups_reads_go_through_the_pacer_and_its_429s_feed_the_controller() {
+    let api = Arc::new(Fake::default());
+    api.list_limited
+        .store(1, std::sync::atomic::Ordering::Relaxed);
+    let pacer = Arc::new(Pacer::new(100.0, true));
+    // An ambiguous create that made the account: the lookup's first read answers 429 with a
+    // Retry-After of 600 ms, which the pacer keeps: the next read waits for it (unpaced, it
+    // would come at the lookup's next poll, 250 ms on).
+    let (report, _, (_, stats)) = run_seen(
+        vec![(true, false)],
+        vec![account("a", &[])],
+        api.clone(),
+        Cancel::default(),
+        config(),
+        pacer.clone(),
+    )
+    .await;
+    assert!(report.accounts.adopted.contains("a"), "{report:?}");
+    assert_eq!(api.creates(), 1);
+    let reads = api.list_reads.lock().unwrap().clone();
+    assert!(reads.len() >= 2, "{reads:?}");
+    let waited = reads[1] - reads[0];
+    assert!(
+        waited >= Duration::from_millis(550),
+        "the read after the 429 waited for its Retry-After: {waited:?}"
+    );
+    assert_eq!(
+        stats
+            .rate_limited
+            .load(std::sync::atomic::Ordering::Relaxed),
+        1,
+        "counted with the run's 429s"
+    );
 }
 
 #[tokio::test]
@@ -424,6 +612,7 @@ async fn several_new_accounts_with_the_name_stop_it_naming_their_ids() {
         Duration::from_millis(10),
         &Cancel::default(),
         &crate::clock::SystemClock::shared(),
+        None,
     )
     .await
     .unwrap();

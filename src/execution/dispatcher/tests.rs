@@ -243,6 +243,9 @@ impl Events {
             ItemEvent::Done { key, .. }
             | ItemEvent::Ambiguous { key, .. }
             | ItemEvent::Retry { key, .. } => key.token_name.clone(),
+            ItemEvent::AccountDone { name, .. } | ItemEvent::AccountAmbiguous { name, .. } => {
+                name.clone()
+            }
         };
         let all = self.0.lock().unwrap();
         all.iter().filter(|e| key(e) == name).cloned().collect()

@@ -120,25 +120,28 @@ struct Seen {
     sure: u32,
 }
 
-/// A limit newly found, on trial: over the next [`TRIAL_ANSWERS`] answers, a server that
-/// refuses beyond `limit` in flight refuses nothing the window lets go (the client counts at
-/// least what the server holds), but a rate limit that happened to show as one (a token
-/// bucket's rate times the latency is the number it admits in flight) goes on refusing at the
-/// same count. 429s beyond the background's share there refute the limit: the window goes back
-/// to `before`, and the 429s are the rate's.
+/// A limit newly found, on trial: over the next [`TRIAL_ANSWERS`] answers, with the window one
+/// above it, a server that refuses beyond `limit` in flight refuses every send that found
+/// `limit` (but those that found a slot an unread answer freed) and nothing under it (the
+/// client counts at least what the server holds). A rate limit that happened to show as one
+/// (a token bucket's burst at the start; its rate times the latency, which is what it admits
+/// in flight) admits some at `limit` with that many surely at the server, or goes on refusing
+/// under it. Two such admissions, or 429s under it beyond the background's share, refute
+/// the limit: the window goes back to `before`, and the 429s are the rate's.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Trial {
     limit: u32,
     before: Option<u32>,
     x: u32,
     n: u32,
+    over: u32,
 }
 
+/// The least background share a trial allows for in the 429s under the limit: other
+/// clients' 429s may fall there.
+const TRIAL_NOISE: f64 = 0.05;
 /// Answers a limit newly found is on trial for.
 const TRIAL_ANSWERS: u32 = 24;
-/// The least background share a trial allows for: it refutes a limit on clear evidence only
-/// (5 429s in 24 answers under the limit), as another client's 429s may fall in it.
-const TRIAL_NOISE: f64 = 0.05;
 
 /// One answer waiting for the fates of the sends that were in flight when it left.
 #[derive(Debug, Clone)]
@@ -484,8 +487,11 @@ impl<T: Clone> Window<T> {
             t.n += 1;
             let under = refused && seen.counted < t.limit;
             t.x += u32::from(under);
+            // A send admitted with the limit's worth surely at the server (the window lets one
+            // more go while on trial): the limit is not there.
+            t.over += u32::from(!refused && seen.sure >= t.limit);
             let t = *t;
-            if t.n >= TRIAL_ANSWERS.min(t.x * 4) && excess(t.x, t.n, background.max(TRIAL_NOISE)) {
+            if t.over >= 2 || (t.x >= 2 && excess(t.x, t.n, background.max(TRIAL_NOISE))) {
                 // Refused under the limit on trial: not an in-flight limit.
                 self.trial = None;
                 self.refuted = self.refuted.max(t.limit);
@@ -500,6 +506,7 @@ impl<T: Clone> Window<T> {
                 }
             } else if t.n >= TRIAL_ANSWERS {
                 self.trial = None;
+                self.window = t.limit;
             }
             if under {
                 verdicts.push((payload, Verdict::Rate));
@@ -575,7 +582,9 @@ impl<T: Clone> Window<T> {
                 before,
                 x: 0,
                 n: 0,
+                over: 0,
             });
+            self.window = (k + 1).min(self.cap);
             for (a, payload, _) in std::mem::take(&mut self.held) {
                 let verdict = if a >= k {
                     Verdict::InFlight

@@ -2,7 +2,7 @@
 //! journal) changes in the results and the secrets.
 
 use super::Ledger;
-use super::results::{CreatedAccount, PendingCreate};
+use super::results::{AmbiguousCreates, CreatedAccount, PendingCreate};
 use super::secrets::ShippingSecret;
 use crate::state::HeldSecret;
 use crate::state::accounts::{AccountOutcome, AccountRecord};
@@ -37,7 +37,9 @@ impl Ledger {
                     },
                 );
             }
-            AccountRecord::Outcome { name, outcome, .. } => match outcome {
+            AccountRecord::Outcome {
+                name, outcome, at, ..
+            } => match outcome {
                 AccountOutcome::Created {
                     account_id,
                     created_at,
@@ -63,9 +65,25 @@ impl Ledger {
                             run_id: sent_by,
                             shipping_token: false,
                         });
+                    // Found: its ambiguous creates made this one.
+                    self.results.accounts_ambiguous.remove(&name);
                     self.results.resolved_names.insert(name, account_id);
                 }
-                AccountOutcome::Ambiguous { .. } => {}
+                AccountOutcome::Ambiguous { detail } => {
+                    // Counted across runs, against the ambiguity budget.
+                    let entry = self
+                        .results
+                        .accounts_ambiguous
+                        .entry(name)
+                        .or_insert_with(|| AmbiguousCreates {
+                            ambiguous_attempts: 0,
+                            detail: String::new(),
+                            at: String::new(),
+                        });
+                    entry.ambiguous_attempts += 1;
+                    entry.detail = detail;
+                    entry.at = at;
+                }
                 AccountOutcome::NotFound { .. }
                 | AccountOutcome::Duplicates { .. }
                 | AccountOutcome::NotCreated { .. } => {

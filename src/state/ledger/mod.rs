@@ -20,9 +20,9 @@ mod secrets;
 use std::collections::{HashMap, HashSet};
 
 pub use results::{
-    CreatedAccount, Failure, LearnedRate, LimitKind, PendingCreate, PossibleOrphan,
-    RESULTS_VERSION, ResultsFile, SealedFile, SupersededToken, TokenRecord, TokenSource,
-    TokenStatus, results_schema_text,
+    AmbiguousCreates, CreatedAccount, Failure, LearnedRate, LimitKind, PendingCreate,
+    PossibleOrphan, RESULTS_VERSION, ResultsFile, SealedFile, SupersededToken, TokenRecord,
+    TokenSource, TokenStatus, results_schema_text,
 };
 pub use secrets::{SECRETS_VERSION, SecretRecord, SecretsFile, ShippingSecret, SupersededSecret};
 
@@ -409,6 +409,23 @@ impl Ledger {
             .partition(|o| which(o));
         self.results.possible_orphans = kept;
         cleared
+    }
+
+    /// Clears the ambiguous creates of the sub accounts `which` chooses by name (a person
+    /// checked that no account of that name was made, or kept the one that was); returns
+    /// their names.
+    pub fn clear_account_orphans(&mut self, mut which: impl FnMut(&str) -> bool) -> Vec<String> {
+        let names: Vec<String> = self
+            .results
+            .accounts_ambiguous
+            .keys()
+            .filter(|n| which(n))
+            .cloned()
+            .collect();
+        for n in &names {
+            self.results.accounts_ambiguous.remove(n);
+        }
+        names
     }
 
     /// Notes what `verify` saw of each token id in `seen` (see

@@ -67,6 +67,23 @@ pub struct ResultsFile {
     /// name; it never sends the create blindly again.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub accounts_pending: BTreeMap<String, PendingCreate>,
+    /// Sub accounts whose creates ended ambiguously with no account found since (each may have
+    /// made one): account name -> how many. The ambiguity budget holds across runs: a name at
+    /// the budget is not sent again until `orphans clear` (or `apply --resend-ambiguous`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub accounts_ambiguous: BTreeMap<String, AmbiguousCreates>,
+}
+
+/// The ambiguous creates of a sub account no lookup has found (a possible orphan account).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AmbiguousCreates {
+    /// How many creates of the name ended without a known outcome.
+    pub ambiguous_attempts: u32,
+    /// What happened the last time.
+    pub detail: String,
+    /// When it last happened (RFC 3339, UTC).
+    pub at: String,
 }
 
 /// A sealed file this tool wrote (`sealed_files` in the results file).
@@ -268,6 +285,16 @@ pub struct PossibleOrphan {
 }
 
 impl ResultsFile {
+    /// What the last run against `endpoint` learned of its limit, as `(requests per second,
+    /// requests in flight)`: a run starts from it. A limit learned against another endpoint
+    /// says nothing of this one.
+    pub fn learned_limit(&self, endpoint: &str) -> (Option<f64>, Option<u32>) {
+        self.learned_rate
+            .as_ref()
+            .filter(|l| l.endpoint == endpoint)
+            .map_or((None, None), |l| (l.per_second, l.in_flight))
+    }
+
     /// An empty results file for a first run, made now (by the system clock).
     pub fn new(api_url: Option<String>) -> Self {
         use crate::clock::Clock;
@@ -289,6 +316,7 @@ impl ResultsFile {
             sealed_files: Vec::new(),
             accounts_created: BTreeMap::new(),
             accounts_pending: BTreeMap::new(),
+            accounts_ambiguous: BTreeMap::new(),
         }
     }
 
@@ -462,6 +490,24 @@ mod tests {
             account_id: a,
             token_name: n.into(),
         }
+    }
+
+    #[test]
+    fn a_learned_limit_is_read_only_for_its_own_endpoint() {
+        let mut f = ResultsFile::new_at(None, "2026-12-07T00:00:00Z".into());
+        assert_eq!(f.learned_limit("https://api.logz.io"), (None, None));
+        f.learned_rate = Some(LearnedRate {
+            per_second: Some(32.5),
+            in_flight: Some(10),
+            kind: LimitKind::Both,
+            endpoint: "https://api.logz.io".into(),
+            at: "2026-12-07T00:00:00Z".into(),
+        });
+        assert_eq!(
+            f.learned_limit("https://api.logz.io"),
+            (Some(32.5), Some(10))
+        );
+        assert_eq!(f.learned_limit("https://api-eu.logz.io"), (None, None));
     }
 
     #[test]

@@ -860,3 +860,118 @@ async fn a_batch_made_durable_exactly_at_the_windows_edge_is_still_suspect() {
     step(&mut t, vec![m]);
     assert_eq!(t.suspects, [key("edge"), key("a")]);
 }
+
+fn account_intent_msg(name: &str) -> (Msg, oneshot::Receiver<Result<u64, StateError>>) {
+    let (ack, rx) = oneshot::channel();
+    let m = Msg::Account {
+        record: AccountMsg::Intent {
+            name: name.into(),
+            attempt: 1,
+            known: vec![],
+        },
+        ack,
+    };
+    (m, rx)
+}
+
+fn account_outcome_msg(seq: u64, name: &str) -> (Msg, oneshot::Receiver<Result<u64, StateError>>) {
+    let (ack, rx) = oneshot::channel();
+    let m = Msg::Account {
+        record: AccountMsg::Outcome {
+            seq,
+            name: name.into(),
+            outcome: crate::state::accounts::AccountOutcome::Created {
+                account_id: 77,
+                created_at: NOW.into(),
+            },
+        },
+        ack,
+    };
+    (m, rx)
+}
+
+#[test]
+fn once_broken_a_sub_account_intent_is_refused_and_its_outcome_kept_while_the_journal_takes_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut t = task(dir.path());
+    let (m, r) = account_intent_msg("pay");
+    step(&mut t, vec![m]);
+    assert_eq!(r.blocking_recv().unwrap().unwrap(), 1);
+    t.broken = Some("a save failed".into());
+    // No new create starts.
+    let (m, r) = account_intent_msg("ops");
+    step(&mut t, vec![m]);
+    assert!(r.blocking_recv().unwrap().is_err());
+    assert_eq!(t.journal.in_flight(), 1);
+    // The answer of the one in flight is journaled, so it is acknowledged.
+    let (m, r) = account_outcome_msg(1, "pay");
+    step(&mut t, vec![m]);
+    assert_eq!(r.blocking_recv().unwrap().unwrap(), 1);
+    assert!(t.store.results().accounts_created.contains_key("pay"));
+}
+
+#[test]
+fn a_sub_account_outcome_the_journal_cannot_take_is_an_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut t = task(dir.path());
+    let (m, _r) = account_intent_msg("pay");
+    step(&mut t, vec![m]);
+    t.journal
+        .swap_file(std::fs::File::open(&t.store.paths().journal).unwrap());
+    let (m, r) = account_outcome_msg(1, "pay");
+    let (_, ok) = step(&mut t, vec![m]);
+    assert!(!ok);
+    assert!(r.blocking_recv().unwrap().is_err());
+    assert!(!t.store.results().accounts_created.contains_key("pay"));
+}
+
+#[test]
+fn no_room_for_more_requests_says_how_much_was_needed() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut t = task(dir.path());
+    let (m, _r) = intent_msg(&key("a"));
+    step(&mut t, vec![m]);
+    let held = t.journal.held();
+    // A name longer than the room taken ahead: the journal must hold more, and cannot (a
+    // read-only handle stands in for a full disk).
+    let big = key(&"n".repeat(80_000));
+    t.journal
+        .swap_file(std::fs::File::open(&t.store.paths().journal).unwrap());
+    let (m, r) = intent_msg(&big);
+    step(&mut t, vec![m]);
+    assert!(r.blocking_recv().unwrap().is_err());
+    let line = JournalRecord::Intent {
+        seq: 2,
+        create: CreateKind::Token,
+        account_id: big.account_id,
+        token_name: big.token_name.clone(),
+        attempt: 1,
+        at: NOW.into(),
+    }
+    .to_line();
+    let need = line.len() as u64 + t.room_for(&big) + held;
+    let why = t.broken.clone().unwrap();
+    assert!(
+        why.contains(&format!("cannot hold {} KiB", need.div_ceil(1024))),
+        "{why}"
+    );
+    assert!(
+        why.contains("for the 1 requests in flight and the 1 about to be sent"),
+        "{why}"
+    );
+}
+
+#[test]
+fn when_the_final_save_fails_the_requests_in_flight_are_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut t = task(dir.path());
+    let (m, _r) = intent_msg(&key("a"));
+    step(&mut t, vec![m]);
+    // Something the save cannot replace sits where the results file goes.
+    let results = t.store.paths().results.clone();
+    std::fs::create_dir(&results).unwrap();
+    std::fs::write(results.join("x"), b"x").unwrap();
+    let (store, res) = t.finish();
+    assert!(res.is_err());
+    assert_eq!(store.unsaved(), [key("a")]);
+}
