@@ -466,8 +466,26 @@ impl logzio_tokens::clock::Clock for SimClock {
     }
 }
 
+/// The wall time of a scenario's first step.
+const START: time::OffsetDateTime = time::macros::datetime!(2026-01-05 09:00 UTC);
+
+/// The simulated servers' clock: the wall time the driver set for the current step.
+#[derive(Debug)]
+struct StepClock(Arc<std::sync::Mutex<time::OffsetDateTime>>);
+
+impl logzio_tokens::clock::Clock for StepClock {
+    fn now_utc(&self) -> time::OffsetDateTime {
+        *self.0.lock().unwrap()
+    }
+    fn now(&self) -> tokio::time::Instant {
+        tokio::time::Instant::now()
+    }
+}
+
 struct World {
     sc: Scenario,
+    /// The wall time the simulated servers stamp `createdAt` with: the current step's.
+    server_wall: Arc<std::sync::Mutex<time::OffsetDateTime>>,
     fs: SimFs,
     dir: PathBuf,
     paths: StatePaths,
@@ -519,12 +537,14 @@ pub fn run_scenario(sc: Scenario) -> Verdict {
         logzio_tokens::manifest::load_str(&manifest_path, &text, &|_| None).expect("a manifest");
     let paths = StatePaths::for_manifest(&manifest_path, None, None);
     let acks = Arc::new(std::sync::Mutex::new(Acks::default()));
+    let wall = Arc::new(std::sync::Mutex::new(START));
     let server = |i: u64| {
         let config = SimConfig {
             faults: sc.faults,
             latency: Duration::from_millis(40),
             jitter: Duration::from_millis(60),
             seed: sc.seed.wrapping_mul(2).wrapping_add(i),
+            clock: Arc::new(StepClock(Arc::clone(&wall))),
             ..SimConfig::default()
         };
         SimApi {
@@ -536,6 +556,7 @@ pub fn run_scenario(sc: Scenario) -> Verdict {
     };
     let mut w = World {
         servers: [server(0), server(1)],
+        server_wall: wall,
         acks,
         allow: Allowance {
             planned: sc.keys.iter().map(|k| (k.clone(), 1)).collect(),
@@ -589,12 +610,11 @@ impl World {
         &self.servers[self.endpoint]
     }
 
-    /// The wall time of the current step: a fixed date, an hour per step. The simulated
-    /// server stamps `createdAt` with the real time, so the date is one no run of this suite
-    /// will reach: a token is always older than the rotation's `--older-than 0` (with a date
-    /// before today's, no rotation ever replaced anything).
+    /// The wall time of the current step: a fixed date, an hour per step (the simulated
+    /// servers stamp `createdAt` with it too, so a token made in an earlier step is older
+    /// than the rotation's `--older-than 0`).
     fn wall(&self) -> time::OffsetDateTime {
-        time::macros::datetime!(2100-01-01 09:00 UTC) + Duration::from_secs(3600 * self.steps)
+        START + Duration::from_secs(3600 * self.steps)
     }
 
     /// A store on the simulated disk (its run ids from the seed); call inside a runtime.
@@ -609,6 +629,7 @@ impl World {
         endpoint: Option<&str>,
     ) -> Result<Store<SimFs>, logzio_tokens::state::StateError> {
         self.steps += 1;
+        *self.server_wall.lock().unwrap() = self.wall();
         Store::open_in(
             self.fs.clone(),
             SimClock::shared(self.wall()),
