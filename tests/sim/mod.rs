@@ -32,12 +32,9 @@ const CI_SEEDS: u64 = 800;
 
 /// Findings still open on main. A problem tagged with one is reported by the sweep, kept as a
 /// regression case below, and does not fail the CI range. Remove a tag once its fix is on main.
-///
-/// - `finding misrouted-recreate`: a verify through a misrouted endpoint (403 to every whoami)
-///   marks the current tokens revoked (defect 15's rule covers replaced tokens only); an
-///   `apply --recreate-revoked` then replaces them, and the replaced tokens, live on the
-///   server, keep that status: they are never probed again nor listed for removal by hand.
-const OPEN_FINDINGS: &[&str] = &["finding misrouted-recreate"];
+/// (None now: `misrouted-recreate`, the last one, is fixed: a token replaced for being
+/// `revoked` stays on the remove-by-hand list until a verify confirms its deletion.)
+const OPEN_FINDINGS: &[&str] = &[];
 
 /// The finding a problem reproduces, when the checker tagged it (the text before `: `).
 fn finding_of(problem: &str) -> Option<&str> {
