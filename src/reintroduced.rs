@@ -39,11 +39,19 @@ pub enum Bug {
     ProtectionDropped,
     /// Sealed files the results file does not list are trusted (issue 25, defect 10).
     TrustUnlisted,
+    /// `import` binds the results file to no endpoint (issue 25, defect 9).
+    ImportUnbound,
+    /// `import --from` records as replaced a token another row (or the results file) has as
+    /// current (issue 25, defect 14).
+    ImportReplacedCurrent,
+    /// One 401 or 403 takes a replaced token off the remove-by-hand list, whatever the run's
+    /// current tokens answered (issue 25, defect 15).
+    DeletionUnconfirmed,
 }
 
 impl Bug {
     /// Every bug, with the name that chooses it.
-    pub const ALL: [(Bug, &'static str); 10] = [
+    pub const ALL: [(Bug, &'static str); 13] = [
         (Bug::IntentUnsynced, "intent-unsynced"),
         (Bug::ReplayDropsOutcome, "replay-drops-outcome"),
         (Bug::CheckpointAheadOfSealed, "checkpoint-ahead-of-sealed"),
@@ -54,6 +62,9 @@ impl Bug {
         (Bug::SaveWindow, "save-window"),
         (Bug::ProtectionDropped, "protection-dropped"),
         (Bug::TrustUnlisted, "trust-unlisted"),
+        (Bug::ImportUnbound, "import-unbound"),
+        (Bug::ImportReplacedCurrent, "import-replaced-current"),
+        (Bug::DeletionUnconfirmed, "deletion-unconfirmed"),
     ];
 }
 

@@ -238,8 +238,10 @@ fn verify_reports_and_marks_exactly_the_deleted_tokens_among_2000() {
         .map(|t| (t.account_id, t.name.clone()))
         .collect();
     assert_eq!(made, wanted);
-    // The results point at the new ids; the old ones are kept, seen revoked, so not listed
-    // for removal by hand; the old secrets are kept under the secrets file's `superseded`.
+    // The results point at the new ids; the old ones are kept without the `revoked` a 403
+    // alone gave them (a misrouted endpoint answers 403 to every token), so they stay on the
+    // remove-by-hand list until a verify confirms them gone; the old secrets are kept under
+    // the secrets file's `superseded`.
     let results = env.json("m.results.json");
     let superseded = ids(results["superseded"]
         .as_array()
@@ -252,8 +254,11 @@ fn verify_reports_and_marks_exactly_the_deleted_tokens_among_2000() {
             .as_array()
             .unwrap()
             .iter()
-            .all(|s| s["status"] == "revoked")
+            .all(|s| s.get("status").is_none())
     );
+    let plan = run(&env, "plan", &["--json"]);
+    let doc: Value = serde_json::from_str(&plan.stdout).unwrap();
+    assert_eq!(doc["summary"]["replaced_to_remove"], deleted.len());
     for t in &after[2000..] {
         let rec = &results["accounts"][t.account_id.to_string()][&t.name];
         assert_eq!(rec["token_id"], t.id);
@@ -265,8 +270,12 @@ fn verify_reports_and_marks_exactly_the_deleted_tokens_among_2000() {
         .iter()
         .map(|s| s["token_id"].as_i64().unwrap()));
     assert_eq!(old_secrets, deleted);
-    // All valid again; a second run creates nothing more.
+    // All valid again, and the replaced ones confirmed deleted (a 403 beside the account's
+    // new token's 200): off the list. A second run creates nothing more.
     run(&env, "verify", &[]).expect_code(0);
+    let plan = run(&env, "plan", &["--json"]);
+    let doc: Value = serde_json::from_str(&plan.stdout).unwrap();
+    assert_eq!(doc["summary"]["replaced_to_remove"], 0);
     run(&env, "apply", &["--recreate-revoked"]).expect_code(0);
     assert_eq!(env.sim().ground_truth().len(), 2000 + deleted.len());
 }

@@ -168,6 +168,9 @@ pub struct SimConfig {
     /// How long a sub account created through the API stays out of the account list (reads
     /// lag writes on Logz.io); `GET …/{id}` knows it at once.
     pub account_list_lag: Duration,
+    /// Where `createdAt` of a created token comes from (default: the system clock; a
+    /// simulation passes its own).
+    pub clock: crate::clock::SharedClock,
 }
 
 impl Default for SimConfig {
@@ -187,6 +190,7 @@ impl Default for SimConfig {
             slow_delay: DEFAULT_SLOW_DELAY,
             seed: 0,
             account_list_lag: Duration::ZERO,
+            clock: crate::clock::SystemClock::shared(),
         }
     }
 }
@@ -209,6 +213,7 @@ impl fmt::Debug for SimConfig {
             .field("slow_delay", &self.slow_delay)
             .field("seed", &self.seed)
             .field("account_list_lag", &self.account_list_lag)
+            .field("clock", &self.clock)
             .finish()
     }
 }

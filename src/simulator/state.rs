@@ -17,7 +17,7 @@ use std::fmt;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use rand::rngs::StdRng;
@@ -366,6 +366,8 @@ pub(crate) struct Shared {
     faults: FaultTable,
     fault_rates: FaultRates,
     in_flight: InFlight,
+    /// Where `createdAt` comes from.
+    clock: crate::clock::SharedClock,
     state: Mutex<State>,
     /// Connections accepted and not yet ended.
     connections: AtomicUsize,
@@ -392,6 +394,7 @@ impl Shared {
             faults: FaultTable::new(&config.faults),
             fault_rates: config.faults,
             in_flight: InFlight::default(),
+            clock: std::sync::Arc::clone(&config.clock),
             state: Mutex::new(State {
                 accounts: Accounts {
                     owner: SubAccount {
@@ -627,7 +630,7 @@ impl Shared {
                     if let Some(counter) = counter {
                         *counter += 1;
                     }
-                    let body = state.create(account_id, name);
+                    let body = state.create(account_id, name, self.clock.now_utc());
                     Decision::Created { body, fault }
                 }
             }
@@ -882,7 +885,7 @@ impl State {
     }
 
     /// Creates a token and renders its 200 body.
-    fn create(&mut self, account_id: i64, name: String) -> Bytes {
+    fn create(&mut self, account_id: i64, name: String, now: time::OffsetDateTime) -> Bytes {
         let id = self.next_token_id;
         self.next_token_id += 1;
         let token = uuid_v4(self.rng.random());
@@ -891,9 +894,9 @@ impl State {
         // quarter seconds, so `created_at` is exact; note that a JSON parser without correct
         // rounding (serde_json by default) may read `….250000000` one ulp low: clients must not
         // truncate a parsed float to seconds blindly.
-        let since_epoch = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap_or_default();
+        let since_epoch: Duration = (now - time::OffsetDateTime::UNIX_EPOCH)
+            .try_into()
+            .unwrap_or(Duration::ZERO);
         let secs = since_epoch.as_secs();
         let (created_at_text, created_at) = if self.rng.random_bool(0.5) {
             (secs.to_string(), secs as f64)

@@ -279,3 +279,19 @@ pub fn acknowledged_are_recorded(
         }
     }
 }
+
+/// After every step: no token is both a key's current token and listed as replaced (a
+/// replaced token is one `plan` tells the admin to delete by hand).
+pub fn replaced_never_current(seen: &Seen, problems: &mut Vec<String>) {
+    let Some(results) = &seen.results else {
+        return;
+    };
+    for s in &results.superseded {
+        if let Some(current) = results.find_token_id(s.token_id) {
+            problems.push(format!(
+                "issue 25 defect 14: token {} is listed as replaced under {}/{} (to delete by hand) but is the current token of {current}",
+                s.token_id, s.account_id, s.token_name
+            ));
+        }
+    }
+}

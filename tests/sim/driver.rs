@@ -72,6 +72,18 @@ pub enum Op {
     /// Another program seals a file to the run's public recipient and puts it in the sealed
     /// directory: a false secret for the `n`-th recorded token (modulo their number).
     PlantSealed(u64),
+    /// An admin creates a token in the UI for the `n`-th manifest key not recorded yet
+    /// (modulo their number), and `import` records it with its secret.
+    Import(u64),
+    /// `import --from` an export listing tokens an admin made in the UI for the keys not
+    /// recorded yet (the first with one it replaced); `tamper`: the last row also lists as
+    /// replaced a token that is another row's current one (or a recorded current one).
+    ImportFrom {
+        /// Whether the export lists a current token as replaced.
+        tamper: bool,
+    },
+    /// `verify` through a misrouted endpoint: every whoami answers 403, whatever the token.
+    VerifyMisrouted,
 }
 
 impl Op {
@@ -107,6 +119,8 @@ enum Replace {
 struct WhoAmIServer {
     truth: Vec<logzio_tokens::simulator::CreatedToken>,
     deleted: BTreeSet<i64>,
+    /// Every answer is 403 (a misrouted or failing endpoint).
+    misrouted: bool,
 }
 
 impl SendProbe for WhoAmIServer {
@@ -120,6 +134,12 @@ impl SendProbe for WhoAmIServer {
             .find(|t| t.token == token.expose())
             .filter(|t| !self.deleted.contains(&t.id));
         let answer = match found {
+            _ if self.misrouted => Err(ApiError::Status {
+                url: "https://sim/v2/whoami".to_owned(),
+                status: 403,
+                message: "forbidden".to_owned(),
+                retry_after: None,
+            }),
             Some(t) => Ok(WhoAmI {
                 account_name: format!("account {}", t.account_id),
                 account_id: t.account_id,
@@ -235,6 +255,7 @@ impl Scenario {
         // write that holds only intents (the instant an intent not yet fsync'd would be lost
         // with its request sent), mostly as a power loss.
         let mut aim = StdRng::seed_from_u64(seed ^ 0x5151_a1a1_0f0f_3c3c);
+        let mut imports = StdRng::seed_from_u64(seed ^ 0x1a2b_3c4d_5e6f_7081);
         let mut ops = Vec::new();
         let events = 4 * n as u64 + 4;
         // Seeds with the top bit set are the stall family: runs may stall past the recorder's
@@ -326,6 +347,16 @@ impl Scenario {
                 46..52 if sealed => {
                     ops.extend([Op::PlantSealed(aim.random_range(0..16)), Op::Export])
                 }
+                _ => {}
+            }
+            // Imports and a misrouted verify, from a stream of their own (the scenarios of
+            // the seeds before them stay what they were).
+            match imports.random_range(0..100) {
+                0..6 => ops.push(Op::Import(imports.random_range(0..16))),
+                6..10 => ops.push(Op::ImportFrom {
+                    tamper: imports.random_bool(0.5),
+                }),
+                10..16 => ops.push(Op::VerifyMisrouted),
                 _ => {}
             }
         }
@@ -435,8 +466,26 @@ impl logzio_tokens::clock::Clock for SimClock {
     }
 }
 
+/// The wall time of a scenario's first step.
+const START: time::OffsetDateTime = time::macros::datetime!(2026-01-05 09:00 UTC);
+
+/// The simulated servers' clock: the wall time the driver set for the current step.
+#[derive(Debug)]
+struct StepClock(Arc<std::sync::Mutex<time::OffsetDateTime>>);
+
+impl logzio_tokens::clock::Clock for StepClock {
+    fn now_utc(&self) -> time::OffsetDateTime {
+        *self.0.lock().unwrap()
+    }
+    fn now(&self) -> tokio::time::Instant {
+        tokio::time::Instant::now()
+    }
+}
+
 struct World {
     sc: Scenario,
+    /// The wall time the simulated servers stamp `createdAt` with: the current step's.
+    server_wall: Arc<std::sync::Mutex<time::OffsetDateTime>>,
     fs: SimFs,
     dir: PathBuf,
     paths: StatePaths,
@@ -457,6 +506,8 @@ struct World {
     refused: Vec<String>,
     /// Whether the apply being played has no recipients though the scenario seals.
     unsealed: bool,
+    /// Current tokens a misrouted verify marked revoked while the server held them.
+    misrouted_revoked: BTreeSet<i64>,
     steps: u64,
     trace: Vec<String>,
     problems: Vec<String>,
@@ -486,12 +537,14 @@ pub fn run_scenario(sc: Scenario) -> Verdict {
         logzio_tokens::manifest::load_str(&manifest_path, &text, &|_| None).expect("a manifest");
     let paths = StatePaths::for_manifest(&manifest_path, None, None);
     let acks = Arc::new(std::sync::Mutex::new(Acks::default()));
+    let wall = Arc::new(std::sync::Mutex::new(START));
     let server = |i: u64| {
         let config = SimConfig {
             faults: sc.faults,
             latency: Duration::from_millis(40),
             jitter: Duration::from_millis(60),
             seed: sc.seed.wrapping_mul(2).wrapping_add(i),
+            clock: Arc::new(StepClock(Arc::clone(&wall))),
             ..SimConfig::default()
         };
         SimApi {
@@ -503,6 +556,7 @@ pub fn run_scenario(sc: Scenario) -> Verdict {
     };
     let mut w = World {
         servers: [server(0), server(1)],
+        server_wall: wall,
         acks,
         allow: Allowance {
             planned: sc.keys.iter().map(|k| (k.clone(), 1)).collect(),
@@ -522,6 +576,7 @@ pub fn run_scenario(sc: Scenario) -> Verdict {
         exported: None,
         refused: Vec::new(),
         unsealed: false,
+        misrouted_revoked: BTreeSet::new(),
         steps: 0,
         trace: Vec::new(),
         problems: Vec::new(),
@@ -555,23 +610,32 @@ impl World {
         &self.servers[self.endpoint]
     }
 
-    /// The wall time of the current step: a fixed date, an hour per step. The simulated
-    /// server stamps `createdAt` with the real time, so the date is one no run of this suite
-    /// will reach: a token is always older than the rotation's `--older-than 0` (with a date
-    /// before today's, no rotation ever replaced anything).
+    /// The wall time of the current step: a fixed date, an hour per step (the simulated
+    /// servers stamp `createdAt` with it too, so a token made in an earlier step is older
+    /// than the rotation's `--older-than 0`).
     fn wall(&self) -> time::OffsetDateTime {
-        time::macros::datetime!(2100-01-01 09:00 UTC) + Duration::from_secs(3600 * self.steps)
+        START + Duration::from_secs(3600 * self.steps)
     }
 
     /// A store on the simulated disk (its run ids from the seed); call inside a runtime.
     fn open(&mut self) -> Result<Store<SimFs>, logzio_tokens::state::StateError> {
+        self.open_bound(Some(ENDPOINTS[self.endpoint]))
+    }
+
+    /// A store bound to `endpoint` (None: to none, as `import` was before issue 25's defect
+    /// 9 was fixed); call inside a runtime.
+    fn open_bound(
+        &mut self,
+        endpoint: Option<&str>,
+    ) -> Result<Store<SimFs>, logzio_tokens::state::StateError> {
         self.steps += 1;
+        *self.server_wall.lock().unwrap() = self.wall();
         Store::open_in(
             self.fs.clone(),
             SimClock::shared(self.wall()),
             StdRng::seed_from_u64(self.sc.seed ^ self.steps.rotate_left(32)),
             self.paths.clone(),
-            Some(ENDPOINTS[self.endpoint]),
+            endpoint,
         )
     }
 
@@ -630,7 +694,10 @@ impl World {
                 self.revoke(*n);
                 true
             }
-            Op::Verify => self.verify(),
+            Op::Verify => self.verify(false),
+            Op::VerifyMisrouted => self.verify(true),
+            Op::Import(n) => self.import(*n),
+            Op::ImportFrom { tamper } => self.import_from(*tamper),
             Op::Recreate => {
                 let ended = self.run_apply(Replace::Revoked, None, None, None);
                 if !ended {
@@ -712,6 +779,265 @@ impl World {
         ));
     }
 
+    /// The manifest's keys the results file does not record (yet).
+    fn unrecorded(&self) -> Vec<TokenKey> {
+        let results = check::read(&self.fs, &self.paths, &self.ids, &mut Vec::new()).results;
+        self.sc
+            .keys
+            .iter()
+            .filter(|k| results.as_ref().is_none_or(|r| r.get(k).is_none()))
+            .cloned()
+            .collect()
+    }
+
+    /// An admin creates a token for `key` in the UI, on the current endpoint's server (the
+    /// simulator's create, tried until one is made). It is not the tool's: the checker neither
+    /// counts it against the key's budget nor asks it recorded unless an import recorded it.
+    fn ui_create(&mut self, key: &TokenKey) -> Option<logzio_tokens::simulator::CreatedToken> {
+        let before = self.api().sim.ground_truth().len();
+        for _ in 0..50 {
+            let _ = self
+                .api()
+                .sim
+                .create(i64::from(key.account_id), &key.token_name);
+            let truth = self.api().sim.ground_truth();
+            if truth.len() > before {
+                for t in &truth[before..] {
+                    *self.allow.planned.entry(key.clone()).or_default() += 1;
+                    self.allow.cleared.insert(t.id);
+                }
+                let made = truth.last().cloned();
+                if let Some(t) = &made {
+                    self.trace
+                        .push(format!("ui: created token {} for {key}", t.id));
+                }
+                return made;
+            }
+        }
+        None
+    }
+
+    /// Whether this run seals (the scenario seals, and the run was not told otherwise).
+    fn recipients(&self) -> Option<Recipients> {
+        (self.sc.sealed && !self.unsealed).then(|| key().0.clone())
+    }
+
+    /// Keeps an import's secrets as the command does: sealed into a new sealed file with
+    /// recipients, else in the secrets file; then saves.
+    fn keep_and_save(
+        store: &mut Store<SimFs>,
+        recipients: Option<&Recipients>,
+        doc: logzio_tokens::state::SecretsFile,
+    ) -> Result<(), String> {
+        match recipients {
+            Some(r) => {
+                store
+                    .seal_document(r, &doc)
+                    .map_err(|e| first_line(&e.to_string()))?;
+            }
+            None => store.ledger_mut().keep_secrets(doc),
+        }
+        store.save().map_err(|e| first_line(&e.to_string()))
+    }
+
+    /// The endpoint `import` binds the results file to: the run's (with issue 25's defect 9
+    /// put back, none).
+    fn import_endpoint(&self) -> Option<&'static str> {
+        use logzio_tokens::reintroduced::{Bug, on};
+        (!on(Bug::ImportUnbound)).then_some(ENDPOINTS[self.endpoint])
+    }
+
+    /// `import`, as the command does it: a token an admin made in the UI recorded with its
+    /// secret, under the state's lock.
+    fn import(&mut self, n: u64) -> bool {
+        let keys = self.unrecorded();
+        if keys.is_empty() {
+            self.trace.push("import: every key recorded".to_owned());
+            return false;
+        }
+        let key = keys[(n % keys.len() as u64) as usize].clone();
+        let Some(made) = self.ui_create(&key) else {
+            self.trace
+                .push(format!("import: the UI made no token for {key}"));
+            return true;
+        };
+        let recipients = self.recipients();
+        let endpoint = self.import_endpoint();
+        let rt = runtime();
+        let line = rt.block_on(async {
+            let mut store = match self.open_bound(endpoint) {
+                Ok(s) => s,
+                Err(e) => return format!("import refused: {}", first_line(&e.to_string())),
+            };
+            if let Err(e) = store.check_protection(recipients.is_some(), false) {
+                return format!("import refused: {}", first_line(&e.to_string()));
+            }
+            let at = store.clock().now_rfc3339();
+            if let Err(e) = store.ledger_mut().import(&key, made.id, &at) {
+                return format!("import refused: {e:?}");
+            }
+            let mut doc = logzio_tokens::state::SecretsFile::default();
+            doc.insert(
+                &key,
+                made.id,
+                logzio_tokens::secret::Secret::new(made.token.clone()),
+            );
+            let saved = Self::keep_and_save(&mut store, recipients.as_ref(), doc);
+            format!(
+                "import {key} as token {}: saved={}",
+                made.id,
+                saved.map_or_else(|e| e, |()| "ok".to_owned())
+            )
+        });
+        drop(rt);
+        let ended = line.ends_with("saved=ok");
+        self.refused_save(&line);
+        self.trace.push(line);
+        ended
+    }
+
+    /// Notes a save the invariants module refused: a correct command checks what it records
+    /// and refuses with its own message before it gets there.
+    fn refused_save(&mut self, line: &str) {
+        if line.contains("refusing to save results file") {
+            self.refused.push(line.to_owned());
+        }
+    }
+
+    /// `import --from EXPORT`, as the command does it: every row checked (the rows' replaced
+    /// tokens against the current ones too) before anything is recorded.
+    fn import_from(&mut self, tamper: bool) -> bool {
+        use logzio_tokens::state::export::{ExportedReplaced, ExportedToken, replaced_but_current};
+        let keys: Vec<TokenKey> = self.unrecorded().into_iter().take(3).collect();
+        if keys.is_empty() {
+            self.trace
+                .push("import --from: every key recorded".to_owned());
+            return false;
+        }
+        let mut rows = Vec::new();
+        for (i, key) in keys.iter().enumerate() {
+            let old = if i == 0 { self.ui_create(key) } else { None };
+            let Some(made) = self.ui_create(key) else {
+                continue;
+            };
+            rows.push(ExportedToken {
+                account_id: key.account_id,
+                account_name: None,
+                token_name: key.token_name.clone(),
+                token_id: made.id,
+                token: logzio_tokens::secret::Secret::new(made.token.clone()),
+                superseded: old
+                    .into_iter()
+                    .map(|o| ExportedReplaced {
+                        token_id: o.id,
+                        replaced_by: Some(made.id),
+                        created_at: None,
+                        status: None,
+                        checked_at: None,
+                        token: Some(logzio_tokens::secret::Secret::new(o.token)),
+                        note: None,
+                    })
+                    .collect(),
+                kind: None,
+            });
+        }
+        let recorded_current = check::read(&self.fs, &self.paths, &self.ids, &mut Vec::new())
+            .results
+            .and_then(|r| {
+                r.accounts
+                    .iter()
+                    .filter(|(a, _)| **a != FOREIGN_ACCOUNT)
+                    .find_map(|(_, t)| t.values().next().map(|t| t.token_id))
+            });
+        let tampered = match (tamper, rows.len()) {
+            (false, _) | (_, 0) => None,
+            (true, 1) => recorded_current,
+            (true, _) => Some(rows[0].token_id),
+        };
+        if let (Some(id), Some(last)) = (tampered, rows.last_mut()) {
+            last.superseded.push(ExportedReplaced {
+                token_id: id,
+                replaced_by: Some(last.token_id),
+                created_at: None,
+                status: None,
+                checked_at: None,
+                token: None,
+                note: None,
+            });
+        }
+        let recipients = self.recipients();
+        let endpoint = self.import_endpoint();
+        let n = rows.len();
+        let rt = runtime();
+        let line = rt.block_on(async {
+            let mut store = match self.open_bound(endpoint) {
+                Ok(s) => s,
+                Err(e) => return format!("refused: {}", first_line(&e.to_string())),
+            };
+            if let Err(e) = store.check_protection(recipients.is_some(), false) {
+                return format!("refused: {}", first_line(&e.to_string()));
+            }
+            let mut ids = BTreeSet::new();
+            for r in &rows {
+                let key = TokenKey {
+                    account_id: r.account_id,
+                    token_name: r.token_name.clone(),
+                };
+                if let Err(e) = store.ledger().check_import(&key, r.token_id) {
+                    return format!("refused: {e:?}");
+                }
+                if !ids.insert(r.token_id) {
+                    return format!("refused: token {} twice", r.token_id);
+                }
+            }
+            if let Some((old, row, current)) = replaced_but_current(&rows, store.results()) {
+                return format!(
+                    "refused: token {old} listed as replaced under {row} is the current token of {current}"
+                );
+            }
+            let now = store.clock().now_rfc3339();
+            let mut doc = logzio_tokens::state::SecretsFile::default();
+            for r in rows {
+                let key = TokenKey {
+                    account_id: r.account_id,
+                    token_name: r.token_name,
+                };
+                for old in r.superseded {
+                    if let Some(replaced_by) = old.replaced_by {
+                        store
+                            .ledger_mut()
+                            .supersede(logzio_tokens::state::SupersededToken {
+                                account_id: key.account_id,
+                                token_name: key.token_name.clone(),
+                                token_id: old.token_id,
+                                created_at: old.created_at.unwrap_or_else(|| now.clone()),
+                                replaced_by,
+                                status: old.status,
+                                checked_at: old.checked_at,
+                            });
+                    }
+                    if let Some(secret) = old.token {
+                        doc.quarantine(&key, old.token_id, secret, "imported as replaced".into());
+                    }
+                }
+                if store.results().get(&key).is_none()
+                    && let Err(e) = store.ledger_mut().import(&key, r.token_id, &now)
+                {
+                    return format!("refused: {e:?}");
+                }
+                doc.insert(&key, r.token_id, r.token);
+            }
+            Self::keep_and_save(&mut store, recipients.as_ref(), doc)
+                .map_or_else(|e| format!("saved={e}"), |()| "saved=ok".to_owned())
+        });
+        drop(rt);
+        self.refused_save(&line);
+        self.trace.push(format!(
+            "import --from ({n} rows, tampered with {tampered:?}): {line}"
+        ));
+        line.ends_with("saved=ok")
+    }
+
     /// An admin deletes a recorded token in the UI.
     fn revoke(&mut self, n: u64) {
         let results = check::read(&self.fs, &self.paths, &self.ids, &mut Vec::new()).results;
@@ -734,11 +1060,12 @@ impl World {
     }
 
     /// `verify`, as the command does it: lock, read every secret, probe, save the statuses.
-    fn verify(&mut self) -> bool {
+    fn verify(&mut self, misrouted: bool) -> bool {
         let rt = runtime();
         let probe = WhoAmIServer {
             truth: self.api().sim.ground_truth(),
             deleted: self.deleted[self.endpoint].clone(),
+            misrouted,
         };
         let opened = rt.block_on(async { self.open() });
         let ids = &self.ids;
@@ -1053,8 +1380,12 @@ impl World {
     ) {
         use logzio_tokens::state::TokenStatus;
         let deleted = &self.deleted[self.endpoint];
-        if let (Op::Verify, true, Some(r)) = (op, ended, &seen.results) {
-            let current = r.accounts.iter().flat_map(|(a, t)| {
+        let misrouted = *op == Op::VerifyMisrouted;
+        if let (Op::Verify | Op::VerifyMisrouted, true, Some(r)) = (op, ended, &seen.results) {
+            // Through a misrouted endpoint the current tokens answer 403 too, and are marked
+            // revoked (the next verify probes them again); the replaced ones must stay listed
+            // for removal by hand (issue 25, defect 15).
+            let current = r.accounts.iter().filter(|_| !misrouted).flat_map(|(a, t)| {
                 t.iter()
                     .map(move |(n, t)| (format!("{a}/{n}"), t.token_id, t.status))
             });
@@ -1065,10 +1396,31 @@ impl World {
                     s.status,
                 )
             });
-            for (key, id, status) in current.chain(replaced) {
+            if misrouted {
+                // Marked revoked by the 403s: a recreate replaces them, and they leave the
+                // remove-by-hand list as replaced tokens seen revoked.
+                self.misrouted_revoked.extend(
+                    r.accounts
+                        .values()
+                        .flat_map(|t| t.values())
+                        .filter(|t| t.status == Some(TokenStatus::Revoked))
+                        .map(|t| t.token_id),
+                );
+            }
+            for (key, id, status) in current
+                .chain(replaced)
+                .filter(|(key, _, _)| !key.starts_with(&format!("{FOREIGN_ACCOUNT}/")))
+            {
                 match status {
                     Some(TokenStatus::Revoked) if !deleted.contains(&id) => problems.push(format!(
-                        "verify marked token {id} of {key} revoked, but the server still holds it"
+                        "{}verify marked token {id} of {key} revoked, but the server still holds it",
+                        if self.misrouted_revoked.contains(&id) {
+                            "finding misrouted-recreate: "
+                        } else if misrouted {
+                            "issue 25 defect 15: "
+                        } else {
+                            ""
+                        }
                     )),
                     Some(TokenStatus::Valid) if deleted.contains(&id) => problems.push(format!(
                         "verify marked token {id} of {key} valid, but an admin deleted it"
@@ -1137,7 +1489,17 @@ impl World {
             let other = self.servers[1 - self.endpoint].sim.ground_truth();
             check::recorded_ids_have_durable_secrets(&seen, &truth, &other, &mut problems);
             self.check_reads(&seen, &truth, op, ended, &mut problems);
-            if ended && matches!(op, Op::Apply { .. } | Op::Recreate) {
+            check::replaced_never_current(&seen, &mut problems);
+            let import = matches!(op, Op::Import(_) | Op::ImportFrom { .. });
+            if let (true, true, Some(r)) = (import, ended, &seen.results)
+                && r.api_url.as_deref() != Some(ENDPOINTS[self.endpoint])
+            {
+                problems.push(format!(
+                    "issue 25 defect 9: an import against {} left the results file bound to {:?}",
+                    ENDPOINTS[self.endpoint], r.api_url
+                ));
+            }
+            if ended && (import || matches!(op, Op::Apply { .. } | Op::Recreate)) {
                 check::nothing_lost(&seen, &truth, &self.allow, &mut problems);
                 let durable: Vec<(TokenKey, i64)> = self
                     .acks

@@ -122,13 +122,7 @@ pub async fn run(args: &ApplyArgs, printer: &Printer) -> Result<Exit, CliError> 
     let endpoint = run.api.identity();
     // Start just under what the last run against this endpoint found: a rate, a number of
     // requests in flight, or both.
-    let learned_limit = store
-        .results()
-        .learned_rate
-        .as_ref()
-        .filter(|l| l.endpoint == endpoint);
-    let learned_before = learned_limit.and_then(|l| l.per_second);
-    let in_flight_before = learned_limit.and_then(|l| l.in_flight);
+    let (learned_before, in_flight_before) = store.results().learned_limit(&endpoint);
     let pending_accounts = store.pending_accounts();
     let missing_shipping = store.accounts_missing_shipping();
     let recorder = Recorder::start(store)?;

@@ -138,7 +138,10 @@ pub fn import(args: &ImportArgs, printer: &Printer) -> Result<Exit, CliError> {
     };
     let settings = StateSettings::resolve(&args.manifest, &args.state)?;
     let recipients = crate::cli::config::recipients(&settings.manifest, &args.seal)?;
-    let mut store = Store::open(settings.paths, Some(&import_endpoint(&settings.manifest)?))?;
+    let mut store = Store::open(
+        settings.paths,
+        import_endpoint(&settings.manifest)?.as_deref(),
+    )?;
     store.check_protection(recipients.is_some(), args.seal.allow_plaintext)?;
     let key = TokenKey {
         account_id,
@@ -176,8 +179,11 @@ pub fn import(args: &ImportArgs, printer: &Printer) -> Result<Exit, CliError> {
 /// The endpoint an import binds the results file to (invariant 3): `LOGZIO_API_URL`, else
 /// `LOGZIO_REGION`, else the manifest's `api_url` or `region`, else the default region, as
 /// `apply` resolves them without flags. A results file bound to another endpoint is refused.
-fn import_endpoint(manifest: &crate::manifest::Manifest) -> Result<String, CliError> {
-    crate::cli::config::endpoint_identity(manifest)
+fn import_endpoint(manifest: &crate::manifest::Manifest) -> Result<Option<String>, CliError> {
+    if crate::reintroduced::on(crate::reintroduced::Bug::ImportUnbound) {
+        return Ok(None);
+    }
+    crate::cli::config::endpoint_identity(manifest).map(Some)
 }
 
 /// Whether `key` may be recorded as `token_id`: the manifest asks for it, the id is positive,
@@ -266,7 +272,10 @@ fn import_from(
     let mut rows = export::parse_json(path, &bytes).map_err(|e| CliError::usage(e.to_string()))?;
     // Shipping tokens belong to accounts, not to tokens the results file records.
     rows.retain(export::ExportedToken::is_api_token);
-    let mut store = Store::open(settings.paths, Some(&import_endpoint(&settings.manifest)?))?;
+    let mut store = Store::open(
+        settings.paths,
+        import_endpoint(&settings.manifest)?.as_deref(),
+    )?;
     store.check_protection(recipients.is_some(), args.seal.allow_plaintext)?;
     // Accounts given by name: the export says which id each name had; a name the results file
     // does not know yet is learned from it, one it knows must agree.
@@ -308,28 +317,11 @@ fn import_from(
     }
     // A replaced token that is another row's current token (or recorded as current already):
     // recording it as replaced would have `plan` tell the admin to delete a token in use.
-    for r in &rows {
-        for old in &r.superseded {
-            let current = rows
-                .iter()
-                .find(|other| other.token_id == old.token_id)
-                .map(|o| format!("{}/{}", o.account_id, o.token_name))
-                .or_else(|| {
-                    store
-                        .results()
-                        .find_token_id(old.token_id)
-                        .map(|k| k.to_string())
-                });
-            if let Some(current) = current {
-                return Err(CliError::usage(format!(
-                    "{} lists token {} as replaced under {}/{}, but it is the current token of {current}; nothing was recorded\n  = help: fix the export: a token is either current or replaced, not both",
-                    path.display(),
-                    old.token_id,
-                    r.account_id,
-                    r.token_name
-                )));
-            }
-        }
+    if let Some((old, row, current)) = export::replaced_but_current(&rows, store.results()) {
+        return Err(CliError::usage(format!(
+            "{} lists token {old} as replaced under {row}, but it is the current token of {current}; nothing was recorded\n  = help: fix the export: a token is either current or replaced, not both",
+            path.display(),
+        )));
     }
     let now = now_rfc3339();
     let mut doc = crate::state::SecretsFile::default();

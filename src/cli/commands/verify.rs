@@ -59,13 +59,7 @@ pub async fn run(args: &VerifyArgs, printer: &Printer) -> Result<Exit, CliError>
     // The probes go through the same control as apply's creates, from what the last run
     // against this endpoint learned (one owner token, one limit), and hand on what they learn.
     let endpoint = run.api.identity();
-    let learned_limit = store
-        .results()
-        .learned_rate
-        .as_ref()
-        .filter(|l| l.endpoint == endpoint);
-    let learned_before = learned_limit.and_then(|l| l.per_second);
-    let in_flight_before = learned_limit.and_then(|l| l.in_flight);
+    let (learned_before, in_flight_before) = store.results().learned_limit(&endpoint);
     let pacer = Arc::new(Pacer::with_in_flight(
         run.exec.rate,
         true,

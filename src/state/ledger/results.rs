@@ -285,6 +285,16 @@ pub struct PossibleOrphan {
 }
 
 impl ResultsFile {
+    /// What the last run against `endpoint` learned of its limit, as `(requests per second,
+    /// requests in flight)`: a run starts from it. A limit learned against another endpoint
+    /// says nothing of this one.
+    pub fn learned_limit(&self, endpoint: &str) -> (Option<f64>, Option<u32>) {
+        self.learned_rate
+            .as_ref()
+            .filter(|l| l.endpoint == endpoint)
+            .map_or((None, None), |l| (l.per_second, l.in_flight))
+    }
+
     /// An empty results file for a first run, made now (by the system clock).
     pub fn new(api_url: Option<String>) -> Self {
         use crate::clock::Clock;
@@ -372,7 +382,11 @@ impl ResultsFile {
                 token_id: old.token_id,
                 created_at: old.created_at,
                 replaced_by: new_id,
-                status: old.status,
+                // A current token's 401/403 is not proof that it was deleted (a misrouted
+                // endpoint answers 403 to every token), so a token replaced for being `revoked`
+                // stays on the remove-by-hand list until a verify confirms its deletion by a
+                // 200 from the account's new token.
+                status: old.status.filter(|s| *s != TokenStatus::Revoked),
                 checked_at: old.checked_at,
             });
         }
@@ -480,6 +494,44 @@ mod tests {
             account_id: a,
             token_name: n.into(),
         }
+    }
+
+    #[test]
+    fn a_token_replaced_for_being_revoked_stays_to_remove_until_a_verify_confirms_it() {
+        let mut f = ResultsFile::new_at(None, "2026-12-07T00:00:00Z".into());
+        let k = key(160343, "ci");
+        let record = |id, status| TokenRecord {
+            token_id: id,
+            created_at: "2026-12-07T00:00:00Z".into(),
+            status,
+            ..TokenRecord::default()
+        };
+        f.insert(&k, record(7000, Some(TokenStatus::Revoked)));
+        f.insert(&k, record(7001, None));
+        let ids: Vec<i64> = f.superseded_to_remove().map(|s| s.token_id).collect();
+        assert_eq!(
+            ids,
+            [7000],
+            "a 403 alone must not take a live token off the list"
+        );
+    }
+
+    #[test]
+    fn a_learned_limit_is_read_only_for_its_own_endpoint() {
+        let mut f = ResultsFile::new_at(None, "2026-12-07T00:00:00Z".into());
+        assert_eq!(f.learned_limit("https://api.logz.io"), (None, None));
+        f.learned_rate = Some(LearnedRate {
+            per_second: Some(32.5),
+            in_flight: Some(10),
+            kind: LimitKind::Both,
+            endpoint: "https://api.logz.io".into(),
+            at: "2026-12-07T00:00:00Z".into(),
+        });
+        assert_eq!(
+            f.learned_limit("https://api.logz.io"),
+            (Some(32.5), Some(10))
+        );
+        assert_eq!(f.learned_limit("https://api-eu.logz.io"), (None, None));
     }
 
     #[test]
