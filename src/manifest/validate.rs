@@ -766,26 +766,40 @@ impl<'a> Checker<'a> {
         }
     }
 
-    fn number_setting(&mut self, node: &Node, key: &str, (min, max): (f64, f64)) -> Option<f64> {
-        let what = format!("`{key}`");
-        let value = match &node.value {
-            NodeValue::Float(v) => *v,
-            // Settings are small numbers: the conversion is exact where it matters.
+    /// A number (an integer or a float) for `what`, or the type error reported: a quoted
+    /// number, or another type, which should have been `expected` (with `help`, if any).
+    pub(super) fn number(
+        &mut self,
+        node: &Node,
+        what: &str,
+        expected: &str,
+        help: Option<String>,
+    ) -> Option<f64> {
+        match &node.value {
+            NodeValue::Float(v) => Some(*v),
+            // Settings and volumes are small numbers: the conversion is exact where it matters.
             #[allow(clippy::cast_precision_loss)]
-            NodeValue::Int(v) => *v as f64,
+            NodeValue::Int(v) => Some(*v as f64),
             NodeValue::Str(_) => {
-                let d = self.string_for_number(node, &what, "a number");
+                let d = self.string_for_number(node, what, "a number");
                 self.report(d);
-                return None;
+                None
             }
             _ => {
-                let d = self.wrong_type(node, &what, "a number").with_help(format!(
-                    "write a number from {min} to {max}, or remove the line to use the default"
-                ));
+                let mut d = self.wrong_type(node, what, expected);
+                if let Some(help) = help {
+                    d = d.with_help(help);
+                }
                 self.report(d);
-                return None;
+                None
             }
-        };
+        }
+    }
+
+    fn number_setting(&mut self, node: &Node, key: &str, (min, max): (f64, f64)) -> Option<f64> {
+        let help =
+            format!("write a number from {min} to {max}, or remove the line to use the default");
+        let value = self.number(node, &format!("`{key}`"), "a number", Some(help))?;
         if (min..=max).contains(&value) {
             Some(value)
         } else {

@@ -168,23 +168,7 @@ impl Checker<'_> {
 
     /// A volume in GB: a finite number above 0.
     fn gigabytes(&mut self, node: &Node, key: &str) -> Option<f64> {
-        let what = format!("`{key}`");
-        let value = match &node.value {
-            NodeValue::Float(v) => *v,
-            // Volumes are small numbers: the conversion is exact where it matters.
-            #[allow(clippy::cast_precision_loss)]
-            NodeValue::Int(v) => *v as f64,
-            NodeValue::Str(_) => {
-                let d = self.string_for_number(node, &what, "a number");
-                self.report(d);
-                return None;
-            }
-            _ => {
-                let d = self.wrong_type(node, &what, "a number of GB");
-                self.report(d);
-                return None;
-            }
-        };
+        let value = self.number(node, &format!("`{key}`"), "a number of GB", None)?;
         if value.is_finite() && value > 0.0 {
             return Some(value);
         }
