@@ -684,7 +684,16 @@ fn question(plan: &Plan, update_accounts: bool) -> String {
         ));
     }
     if !plan.create.is_empty() {
-        kinds.push(format!("create {}", count(plan.create.len(), "token")));
+        // Beside new accounts, say whose these are: the new accounts' tokens are counted above.
+        let whose = if new.is_empty() {
+            ""
+        } else {
+            " in existing sub accounts"
+        };
+        kinds.push(format!(
+            "create {}{whose}",
+            count(plan.create.len(), "token")
+        ));
     }
     if !plan.replace.is_empty() {
         kinds.push(format!(

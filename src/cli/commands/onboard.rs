@@ -39,7 +39,7 @@ pub fn plan_lines(plan: &Plan, update_accounts: bool) -> Vec<String> {
             .map(|a| format!("{} (id {})", a.name, a.account_id))
             .collect();
         lines.push(format!(
-            "  {} to create exist already (not created again): {}",
+            "  {} with `create` exist already (not created again): {}",
             count(names.len(), "sub account"),
             names.join(", ")
         ));
