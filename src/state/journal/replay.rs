@@ -715,6 +715,33 @@ mod tests {
             [(_, Outcome::Ambiguous { detail: read }, _)] => assert_eq!(read.len(), detail.len()),
             o => panic!("unexpected {o:?}"),
         }
+
+        // A record of exactly the bound is read too; one byte more is not a record.
+        let record = |len: usize| {
+            let with = |detail: String| {
+                JournalRecord::Outcome {
+                    seq: 1,
+                    create: CreateKind::Token,
+                    account_id: 7,
+                    token_name: "t1".into(),
+                    outcome: Outcome::Ambiguous { detail },
+                    at: "2026-01-01T00:00:01.000Z".into(),
+                }
+                .to_line()
+            };
+            let bare = with(String::new()).len() - 1;
+            let line = with("x".repeat(len - bare));
+            assert_eq!(line.len(), len + 1);
+            line
+        };
+        for (len, read) in [(MAX_RECORD_BYTES, true), (MAX_RECORD_BYTES + 1, false)] {
+            let mut bytes = intent(1).to_line();
+            bytes.extend(record(len));
+            bytes.extend(intent(2).to_line());
+            write_0600(&p, &bytes);
+            let r = replay(&crate::fs::RealFs, &p);
+            assert_eq!(r.is_ok(), read, "{len}: {r:?}");
+        }
     }
 
     #[test]
