@@ -684,6 +684,29 @@ mod tests {
         );
     }
 
+    /// A few zeros followed by blocks of records in the same read: the zeros are skipped, not
+    /// the block that follows them.
+    #[test]
+    fn a_short_run_of_zeros_skips_only_the_zeros() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("j");
+        let mut bytes = intent(1).to_line();
+        bytes.extend([0; 10]);
+        for seq in 2..=200 {
+            bytes.extend(intent(seq).to_line());
+        }
+        assert!(bytes.len() > 3 * 4096 && bytes.len() < 64 * 1024);
+        write_0600(&p, &bytes);
+        let r = replay(&crate::fs::RealFs, &p).unwrap();
+        assert_eq!(r.records, 200);
+        assert_eq!(r.interrupted.len(), 200);
+        assert!(!r.truncated_tail);
+        assert_eq!(
+            r.gap.map(|g| g.offset),
+            Some(intent(1).to_line().len() as u64)
+        );
+    }
+
     /// The bound on a record is far above any record this tool writes: a record of 100 KiB (a
     /// long answer kept as an ambiguous outcome's detail) is read like any other, in the middle
     /// of the journal too.
