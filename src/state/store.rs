@@ -1221,4 +1221,54 @@ mod tests {
         let s = Store::read(paths.clone(), Some(URL)).unwrap();
         assert_eq!(s.results().sealed_files, [entry("1.age", &armored)]);
     }
+
+    #[test]
+    fn the_first_save_of_a_secret_writes_the_secrets_file() {
+        // A token's secret, or a new sub account's shipping token alone: either is worth a
+        // secrets file at the first save.
+        let dir = tempfile::tempdir().unwrap();
+        let (paths, mut s) = open(dir.path());
+        apply(&mut s, &key("a"), created(10, "sek-a"));
+        s.save().unwrap();
+        let text = std::fs::read_to_string(&paths.secrets).unwrap();
+        assert!(text.contains("sek-a"), "{text}");
+
+        let dir = tempfile::tempdir().unwrap();
+        let (paths, mut s) = open(dir.path());
+        s.ledger_mut().secrets_mut().shipping.insert(
+            5,
+            crate::state::ShippingSecret {
+                account_name: "acme".into(),
+                token: Secret::new("sek-ship"),
+            },
+        );
+        s.save().unwrap();
+        let text = std::fs::read_to_string(&paths.secrets).unwrap();
+        assert!(text.contains("sek-ship"), "{text}");
+    }
+
+    #[test]
+    fn a_journal_of_another_endpoint_is_not_replayed() {
+        let dir = tempfile::tempdir().unwrap();
+        let paths = StatePaths::for_manifest(&dir.path().join("m.yaml"), None, None);
+        let mut lines = super::journal::JournalRecord::Begin {
+            endpoint: "https://api-eu.logz.io".into(),
+            at: AT.into(),
+        }
+        .to_line();
+        lines.extend(Line::created(1, "a", 10));
+        std::fs::write(&paths.journal, lines).unwrap();
+        std::fs::set_permissions(
+            &paths.journal,
+            std::os::unix::fs::PermissionsExt::from_mode(0o600),
+        )
+        .unwrap();
+        let err = Store::read(paths.clone(), Some(URL)).unwrap_err();
+        assert!(matches!(err, StateError::Broken { .. }), "{err}");
+        let msg = err.to_string();
+        assert!(msg.contains("api-eu") && msg.contains(URL), "{msg}");
+        // Its own endpoint's state takes it.
+        let s = Store::read(paths, Some("https://api-eu.logz.io")).unwrap();
+        assert_eq!(s.recovery().recovered_tokens, 1);
+    }
 }
