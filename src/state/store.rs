@@ -1271,4 +1271,29 @@ mod tests {
         let s = Store::read(paths, Some("https://api-eu.logz.io")).unwrap();
         assert_eq!(s.recovery().recovered_tokens, 1);
     }
+
+    #[test]
+    fn a_sealed_state_is_not_continued_in_plaintext_unless_asked() {
+        let dir = tempfile::tempdir().unwrap();
+        let keys = tempfile::tempdir().unwrap();
+        let (r, _) = recipients(keys.path());
+        let (paths, mut s) = open_stopped(dir.path());
+        // Plaintext so far: a run with or without recipients may go on.
+        s.check_protection(false, false).unwrap();
+        s.seal_to(r);
+        apply(&mut s, &key("a"), created(10, "sek-a"));
+        s.seal_run(|_| Ok(())).unwrap().unwrap();
+        s.save().unwrap();
+        drop(s);
+        let (_, s) = open_stopped(dir.path());
+        let err = s.check_protection(false, false).unwrap_err();
+        assert!(matches!(err, StateError::Broken { .. }), "{err}");
+        assert!(
+            err.to_string()
+                .contains(&paths.sealed.display().to_string()),
+            "{err}"
+        );
+        s.check_protection(true, false).unwrap();
+        s.check_protection(false, true).unwrap();
+    }
 }
