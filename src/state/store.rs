@@ -1194,14 +1194,16 @@ mod tests {
             sha256: sealed::sha256_hex(bytes),
             run_id: "1a2b3c4d".into(),
         };
-        // One written whole, one journaled but never written, one whose bytes differ.
+        // Two written whole, one journaled but never written, one whose bytes differ.
         sealed::write_new(&paths.sealed, "1.age", &armored).unwrap();
         sealed::write_new(&paths.sealed, "3.age", b"other bytes").unwrap();
+        sealed::write_new(&paths.sealed, "4.age", &armored).unwrap();
         let lines: Vec<u8> = [
             entry("1.age", &armored),
             entry("2.age", &armored),
             entry("3.age", &armored),
             entry("1.age", &armored),
+            entry("4.age", &armored),
         ]
         .into_iter()
         .flat_map(|file| {
@@ -1219,7 +1221,10 @@ mod tests {
         )
         .unwrap();
         let s = Store::read(paths.clone(), Some(URL)).unwrap();
-        assert_eq!(s.results().sealed_files, [entry("1.age", &armored)]);
+        assert_eq!(
+            s.results().sealed_files,
+            [entry("1.age", &armored), entry("4.age", &armored)]
+        );
     }
 
     #[test]
@@ -1295,5 +1300,54 @@ mod tests {
         );
         s.check_protection(true, false).unwrap();
         s.check_protection(false, true).unwrap();
+    }
+
+    #[test]
+    fn a_listed_sealed_file_that_cannot_be_opened_is_skipped_unless_none_can() {
+        let dir = tempfile::tempdir().unwrap();
+        let keys = tempfile::tempdir().unwrap();
+        let (r, ids) = recipients(keys.path());
+        let (paths, mut s) = open_stopped(dir.path());
+        s.seal_to(r);
+        apply(&mut s, &key("a"), created(10, "sek-a"));
+        s.seal_run(|_| Ok(())).unwrap().unwrap();
+        // A listed file whose digest matches, but which is no age file (cut short, say).
+        let bad = b"not an age file";
+        sealed::write_new(&paths.sealed, "20300101T000000Z-bad.age", bad).unwrap();
+        s.ledger_mut().list_sealed(crate::state::SealedFile {
+            file: "20300101T000000Z-bad.age".into(),
+            sha256: sealed::sha256_hex(bad),
+            run_id: "bad".into(),
+        });
+        let (all, skipped) = s.all_secrets_named(Some(&ids)).unwrap();
+        assert_eq!(all.get(&key("a")).unwrap().token.expose(), "sek-a");
+        assert_eq!(skipped.len(), 1, "{skipped:?}");
+        assert!(skipped[0].0.ends_with("20300101T000000Z-bad.age"));
+        assert!(skipped[0].1.starts_with("skipped: "), "{}", skipped[0].1);
+
+        // Only the bad one listed: not one file opens, which is an error.
+        let dir = tempfile::tempdir().unwrap();
+        let (paths, mut s) = open_stopped(dir.path());
+        sealed::write_new(&paths.sealed, "20300101T000000Z-bad.age", bad).unwrap();
+        s.ledger_mut().list_sealed(crate::state::SealedFile {
+            file: "20300101T000000Z-bad.age".into(),
+            sha256: sealed::sha256_hex(bad),
+            run_id: "bad".into(),
+        });
+        assert!(s.all_secrets_named(Some(&ids)).is_err());
+    }
+
+    #[test]
+    fn run_ids_are_eight_hex_digits_from_the_stores_random_source() {
+        let dir = tempfile::tempdir().unwrap();
+        let (_, mut s) = open_stopped(dir.path());
+        let (a, b) = (s.new_run_id(), s.new_run_id());
+        assert_ne!(a, b);
+        for id in [a, b] {
+            assert!(
+                id.len() == 8 && id.chars().all(|c| c.is_ascii_hexdigit()),
+                "{id}"
+            );
+        }
     }
 }
