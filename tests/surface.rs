@@ -391,6 +391,33 @@ fn an_account_filter_that_names_no_entry_is_refused_with_the_closest_entries() {
     assert!(!env.path("m.results.lock").exists());
 }
 
+/// `plan --detail` heads each account with the name the live list gives it, an entry given by
+/// id as much as one given by name, and an account the manifest no longer lists (whose tokens
+/// are to remove by hand); `plan --json` carries the same names.
+#[test]
+fn plan_detail_names_the_accounts_given_by_id() {
+    let env = workspace(&["ci"]);
+    let run = env.run(&["plan", "m.yaml", "--detail"]);
+    run.expect_code(0);
+    for head in [
+        "  account 160343 (payments-prod):",
+        "  account 160344 (payments-staging):",
+    ] {
+        assert!(run.stdout.contains(head), "{head}:\n{}", run.stdout);
+    }
+    let doc: Value = serde_json::from_str(&env.run(&["plan", "m.yaml", "--json"]).stdout).unwrap();
+    assert_eq!(doc["account_names"]["160343"], "payments-prod", "{doc}");
+    env.run(&["apply", "m.yaml", "--yes"]).expect_code(0);
+    env.write("m.yaml", &manifest_yaml(&[A], &["ci"]));
+    let run = env.run(&["plan", "m.yaml", "--detail"]);
+    run.expect_code(0);
+    let dropped = run
+        .stdout
+        .find("  account 160344 (payments-staging):\n    - ci (token ")
+        .is_some();
+    assert!(dropped, "{}", run.stdout);
+}
+
 #[test]
 fn the_plan_header_says_where_the_endpoint_came_from() {
     let env = workspace(&["ci"]);

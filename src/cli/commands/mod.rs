@@ -426,7 +426,6 @@ pub fn detail_lines(plan: &Plan) -> Vec<String> {
             r.key.token_name, r.token_id
         ));
     }
-    let names = AccountBook::new(None, &plan.resolved_names);
     let mut out = Vec::new();
     for u in &plan.unknown_accounts {
         by.entry(u.account_id).or_default().push(format!(
@@ -436,7 +435,7 @@ pub fn detail_lines(plan: &Plan) -> Vec<String> {
         ));
     }
     for (acc, lines) in by {
-        match names.name(acc) {
+        match plan.account_names.get(&acc) {
             Some(n) => out.push(format!("  account {acc} ({n}):")),
             None => out.push(format!("  account {acc}:")),
         }
