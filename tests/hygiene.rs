@@ -27,8 +27,8 @@ use logzio_tokens::simulator::{FaultRates, SimConfig};
 use serde_json::Value;
 use tokio::io::AsyncWriteExt;
 
-use crate::chaos::{Files, Recorded, apply_cmd, soak};
-use crate::util::{Env, Run, manifest_yaml, mode, wait_until};
+use crate::chaos::{Recorded, apply_cmd, soak};
+use crate::util::{Env, Files, Run, manifest_yaml, mode, wait_until};
 
 /// A distinctive owner token, so that any copy of it is found.
 const OWNER: &str = "owner-tok-7f3a9c";

@@ -11,7 +11,7 @@ use logzio_tokens::simulator::SimConfig;
 use secrecy::ExposeSecret;
 use serde_json::Value;
 
-use crate::util::{Env, Run, manifest_yaml};
+use crate::util::{Env, Run, interrupt, manifest_yaml};
 
 const A: i64 = 160_343;
 const B: i64 = 160_344;
@@ -902,16 +902,6 @@ fn the_continue_hint_is_a_command_with_the_run_s_flags() {
         )),
         "{stderr}"
     );
-}
-
-/// Sends SIGINT (what Ctrl-C sends) to a child process of this test.
-#[allow(unsafe_code)]
-fn interrupt(pid: u32) {
-    let pid = libc::pid_t::try_from(pid).unwrap();
-    // SAFETY: kill(2) has no memory-safety preconditions; the pid is our own child, still
-    // unreaped (so it cannot have been recycled for another process).
-    let rc = unsafe { libc::kill(pid, libc::SIGINT) };
-    assert_eq!(rc, 0, "kill(SIGINT) failed");
 }
 
 /// A wrong record (imported with the wrong id) is removed with `forget`, which import's
