@@ -203,18 +203,7 @@ pub(crate) fn sealed_dir(results: &Path) -> PathBuf {
 /// directory (journal, results, sealed files, temp files) is scanned for every secret the
 /// simulator created.
 pub(crate) fn plaintext_secrets(env: &Env, files: &Files, label: &str) -> Vec<String> {
-    fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
-        for e in std::fs::read_dir(dir).unwrap() {
-            let p = e.unwrap().path();
-            if p.is_dir() {
-                walk(&p, out);
-            } else {
-                out.push(p);
-            }
-        }
-    }
-    let mut all = Vec::new();
-    walk(files.results.parent().unwrap(), &mut all);
+    let all = crate::util::files_under(files.results.parent().unwrap());
     let truth = env.sim().ground_truth();
     let mut problems = Vec::new();
     for path in all {

@@ -17,7 +17,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stderr)]
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Stdio;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
@@ -28,24 +28,10 @@ use serde_json::Value;
 use tokio::io::AsyncWriteExt;
 
 use crate::chaos::{Recorded, apply_cmd, soak};
-use crate::util::{Env, Files, Run, manifest_yaml, mode, wait_until};
+use crate::util::{Env, Files, Run, files_under, manifest_yaml, mode, wait_until};
 
 /// A distinctive owner token, so that any copy of it is found.
 const OWNER: &str = "owner-tok-7f3a9c";
-
-/// Every file under `dir`, recursively.
-fn files_under(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    for entry in std::fs::read_dir(dir).unwrap() {
-        let path = entry.unwrap().path();
-        if path.is_dir() {
-            out.extend(files_under(&path));
-        } else {
-            out.push(path);
-        }
-    }
-    out
-}
 
 /// Where a needle was found.
 fn scan(what: &str, haystack: &[u8], needles: &[String], found: &mut Vec<String>) {

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use logzio_tokens::simulator::SimConfig;
 
-use crate::util::{Env, Run, interrupt, kill_when, possible_orphans, spawn_quiet};
+use crate::util::{Env, Run, files_under, interrupt, kill_when, possible_orphans, spawn_quiet};
 
 /// A manifest that creates `new` accounts (team-00, team-01, ...) with two tokens each, the
 /// later ones sharing with the first, plus `payments-prod` (existing) declared with
@@ -412,20 +412,6 @@ fn the_built_in_simulators_list_lag_is_a_flag() {
         "{}",
         help.stdout
     );
-}
-
-/// Every regular file under `dir`, recursively.
-fn files_under(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
-    let mut out = Vec::new();
-    for e in std::fs::read_dir(dir).unwrap() {
-        let p = e.unwrap().path();
-        if p.is_dir() {
-            out.extend(files_under(&p));
-        } else {
-            out.push(p);
-        }
-    }
-    out
 }
 
 /// With recipients, a new account's shipping token is sealed like every secret: through

@@ -14,7 +14,7 @@ use age::secrecy::ExposeSecret;
 use logzio_tokens::simulator::{FaultRates, SimConfig};
 use serde_json::Value;
 
-use crate::util::{Env, Run, manifest_yaml, mode, possible_orphans, wait_until};
+use crate::util::{Env, Run, files_under, manifest_yaml, mode, possible_orphans, wait_until};
 
 const ACCOUNTS: [i64; 3] = [160_343, 160_344, 160_345];
 const RUN_LIMIT: Duration = Duration::from_secs(120);
@@ -67,20 +67,6 @@ fn apply(env: &Env, manifest: &Path, extra: &[&str]) -> Run {
             .args(extra),
         RUN_LIMIT,
     )
-}
-
-/// Every regular file under `dir`, recursively.
-fn files_under(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    for e in std::fs::read_dir(dir).unwrap() {
-        let p = e.unwrap().path();
-        if p.is_dir() {
-            out.extend(files_under(&p));
-        } else {
-            out.push(p);
-        }
-    }
-    out
 }
 
 /// Fails when any secret the simulator created appears in any file of the workspace.

@@ -268,6 +268,20 @@ pub fn manifest_yaml(accounts: &[i64], tokens: &[&str]) -> String {
     s
 }
 
+/// Every file under `dir`, recursively (directories are walked, not listed).
+pub fn files_under(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            out.extend(files_under(&path));
+        } else {
+            out.push(path);
+        }
+    }
+    out
+}
+
 /// Makes a file readable by its owner only, as `age-keygen -o` writes a private key (an
 /// identity file others may read is refused).
 pub fn private(path: &Path) {
