@@ -294,6 +294,14 @@ const REGRESSION_SEEDS: &[(u64, &str)] = &[
     ),
     (0x8000_0000_0000_0004, "issue 25 defect 1"),
     (0x66, "finding misrouted-recreate"),
+    (
+        0x8000_0000_0003_0d4d,
+        "finding journal-name: the journal's directory fsync failed and was ignored",
+    ),
+    (
+        0x8000_0000_0000_0072,
+        "finding checkpoint-rename: after a checkpoint's rename, a failed directory fsync kept the old journal file",
+    ),
 ];
 
 #[test]
@@ -697,4 +705,109 @@ fn issue_25_defect_15_a_misrouted_verify_keeps_replaced_tokens_to_delete() {
         v.trace.join("\n")
     );
     assert!(v.problems.is_empty(), "{}", v.problems.join("\n"));
+}
+
+/// The filesystem call (counted from the start of the first operation, as a disk fault is
+/// aimed) that is `call` right after `after` in the first operation of `sc`, played without a
+/// disk fault.
+fn aimed_call(sc: &Scenario, after: &str, call: &str) -> u64 {
+    let mut dry = sc.clone();
+    if let Some(Op::Apply { disk, .. }) = dry.ops.first_mut() {
+        *disk = None;
+    }
+    let v = driver::run_scenario(dry);
+    let calls: Vec<(u64, &str)> = v
+        .trace
+        .iter()
+        .take_while(|l| !l.starts_with("check 0"))
+        .filter_map(|l| {
+            let (n, what) = l.strip_prefix("fs ")?.split_once(' ')?;
+            Some((n.parse().ok()?, what))
+        })
+        .collect();
+    let i = calls
+        .windows(2)
+        .position(|w| w[0].1 == after && w[1].1 == call)
+        .unwrap_or_else(|| panic!("no `{call}` after `{after}`:\n{}", v.trace.join("\n")));
+    // The state directory's mkdir, before the first operation, is call 1.
+    calls[i + 1].0 - 1
+}
+
+/// A first apply whose `disk` fault strikes the fsync of the journal's directory right after
+/// `after` (the journal's create, or a checkpoint's rename onto it), crashed at network event
+/// `crash` (`power`: a power loss), then an apply to the end.
+fn journal_dir_fsync_fails(after: &str, stall: Option<u64>, crash: u64, power: bool) -> Scenario {
+    let mut sc = Scenario::of(0);
+    sc.sealed = false;
+    sc.faults = logzio_tokens::simulator::FaultRates::default();
+    sc.keys = (0..8).map(key).collect();
+    sc.ops = vec![
+        Op::Apply {
+            rotate: false,
+            stop: Some((crash, AtEvent::Crash)),
+            stall,
+            disk: None,
+            power,
+        },
+        Op::apply(false),
+    ];
+    let n = aimed_call(&sc, after, "fsync-dir state");
+    sc.ops[0] = Op::Apply {
+        rotate: false,
+        stop: Some((crash, AtEvent::Crash)),
+        stall,
+        disk: Some((
+            n,
+            driver::AtCall::Fault(fs::Fault::Fail(fs::Errno::NoSpace)),
+        )),
+        power,
+    };
+    sc
+}
+
+/// Found by the account seeds (0x8000000000030d4d): the fsync of the state directory after
+/// the journal's create failed (ENOSPC) and was ignored ("best effort"); the run sent its
+/// requests with intents in a journal whose name was not durable, and a power loss took the
+/// journal with acknowledged outcomes in it. Now that failure stops the run before any send.
+#[test]
+fn a_journal_whose_name_is_not_durable_is_never_written_to() {
+    let mut sc = journal_dir_fsync_fails("open m.results.journal", None, 12, true);
+    // A power loss that loses the journal's name (the seed decides which pending directory
+    // entries reach the disk).
+    sc.seed = 2;
+    let v = driver::run_scenario(sc);
+    assert!(
+        v.problems.is_empty(),
+        "{}\ntrace:\n{}",
+        v.problems.join("\n"),
+        v.trace.join("\n")
+    );
+    assert!(
+        v.trace
+            .iter()
+            .any(|l| l.starts_with("apply") && l.contains("-> recorder refused")),
+        "the run was not refused:\n{}",
+        v.trace.join("\n")
+    );
+}
+
+/// Found by the account seeds (0x8000000000000072): a checkpoint renamed the fresh journal
+/// over the old one, the directory's fsync then failed (ENOSPC) and was taken for "no room,
+/// the current journal stays": the run went on writing outcomes to the old file, which no name
+/// reached any more, and a crash (not even a power loss) lost acknowledged tokens. Now the
+/// renamed file is the journal, and the failed fsync stops the run.
+#[test]
+fn a_checkpoint_whose_rename_is_not_durable_keeps_writing_to_the_renamed_journal() {
+    let v = driver::run_scenario(journal_dir_fsync_fails(
+        "rename m.results.journal",
+        Some(6),
+        14,
+        false,
+    ));
+    assert!(
+        v.problems.is_empty(),
+        "{}\ntrace:\n{}",
+        v.problems.join("\n"),
+        v.trace.join("\n")
+    );
 }
