@@ -176,7 +176,12 @@ async fn create<C: SendCreate, R: RecordOutcomes>(
         sh.pacer.on_unsent(ticket);
         return AttemptOutcome::Failed(item, None, "internal error: no create request".into());
     };
-    let seq = match sh.recorder.intent(&item.key, item.attempt).await {
+    let intent = if crate::reintroduced::on(crate::reintroduced::Bug::AccountCreateUnjournaled) {
+        Ok(0)
+    } else {
+        sh.recorder.intent(&item.key, item.attempt).await
+    };
+    let seq = match intent {
         Ok(s) => s,
         Err(e) => {
             sh.pacer.on_unsent(ticket);
@@ -301,6 +306,14 @@ async fn look_for<C: SendCreate, R: RecordOutcomes>(
                 .store(true, std::sync::atomic::Ordering::SeqCst);
             return AttemptOutcome::Fatal(e);
         }
+    };
+    let found = match found {
+        Lookup::Unsettled(_)
+            if crate::reintroduced::on(crate::reintroduced::Bug::AccountLookupCutShort) =>
+        {
+            Lookup::None
+        }
+        found => found,
     };
     let recovering = matches!(
         item.account.as_ref().map(|a| &a.step),
