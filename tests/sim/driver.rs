@@ -233,8 +233,9 @@ pub struct Scenario {
 }
 
 /// How long a run looks for an account after an ambiguous create (`--account-lookup`): the
-/// list lag a scenario draws stays within it.
-pub const ACCOUNT_LOOKUP: Duration = Duration::from_secs(12);
+/// list lag a scenario draws stays within it by more than a stall (a read held past the
+/// lookup's end by a stall sees the list as it was when the read was sent).
+pub const ACCOUNT_LOOKUP: Duration = Duration::from_secs(8);
 
 impl Scenario {
     /// The scenario seed `seed` plays.
@@ -394,8 +395,7 @@ impl Scenario {
                     .collect();
                 new_accounts.push((format!("new-{a}"), tokens));
             }
-            list_lag =
-                Duration::from_millis([0, 1_000, 5_000, 10_000][acct.random_range(0..4usize)]);
+            list_lag = Duration::from_millis([0, 500, 2_000, 4_000][acct.random_range(0..4usize)]);
             read_faults = if acct.random_bool(0.5) { 0.0 } else { 0.1 };
         }
         Scenario {

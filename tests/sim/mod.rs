@@ -6,6 +6,10 @@
 //! - `LOGZIO_TOKENS_SIM_SEED=0x…` replays one seed (and prints its trace);
 //! - `LOGZIO_TOKENS_SIM_SEEDS=N` runs N seeds instead of the CI range;
 //! - `LOGZIO_TOKENS_SIM_SOAK=1` sweeps every crash point of small sealed runs with rotation;
+//! - 30% of the seeds also create 1-3 sub accounts (`Scenario::new_accounts`): the account
+//!   side of the simulated API (create, the lagging list, the shipping-token read) and the
+//!   checker's exactly-once checks for accounts (`check::accounts_once`, `no_account_lost`,
+//!   `recorded_accounts_are_the_servers`);
 //! - with `--features reintroduce` and `LOGZIO_TOKENS_REINTRODUCE=<bug>` (src/reintroduced.rs),
 //!   `sim::seeds_until_a_reintroduced_bug_is_found` measures how soon the sweep finds that bug.
 //!
@@ -27,8 +31,10 @@ use api::AtEvent;
 use driver::{Op, Scenario, Verdict};
 
 /// Seeds CI runs (sized to about 60 s with the stall family on the project's loaded 2-core
-/// machine: 19 seeds/s at a load of 6, 8-12 at a load of 12-18).
-const CI_SEEDS: u64 = 800;
+/// machine: 19 seeds/s at a load of 6, 8-12 at a load of 12-18). 700 since 30% of the seeds
+/// also create sub accounts (such a seed costs about 1.6 times one without): the range takes
+/// the time 800 seeds took before.
+const CI_SEEDS: u64 = 700;
 
 /// Findings still open on main. A problem tagged with one is reported by the sweep, kept as a
 /// regression case below, and does not fail the CI range. Remove a tag once its fix is on main.
