@@ -278,6 +278,14 @@ async fn look_for<C: SendCreate, R: RecordOutcomes>(
             return AttemptOutcome::Fatal(e);
         }
     };
+    let found = match found {
+        Lookup::Unsettled(_)
+            if crate::reintroduced::on(crate::reintroduced::Bug::AccountLookupCutShort) =>
+        {
+            Lookup::None
+        }
+        found => found,
+    };
     let recovering = matches!(
         item.account.as_ref().map(|a| &a.step),
         Some(Step::Recover { .. })

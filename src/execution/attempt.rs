@@ -157,7 +157,14 @@ impl<C, R> Shared<C, R> {
         R: RecordOutcomes,
         F: std::future::Future<Output = Result<T, ApiError>>,
     {
-        let seq = match self.recorder.intent(&item.key, item.attempt).await {
+        let unjournaled = matches!(item.key, CreateKey::Account(_))
+            && crate::reintroduced::on(crate::reintroduced::Bug::AccountCreateUnjournaled);
+        let intent = if unjournaled {
+            Ok(0)
+        } else {
+            self.recorder.intent(&item.key, item.attempt).await
+        };
+        let seq = match intent {
             Ok(s) => s,
             Err(e) => {
                 // Never sent: its slot is free at once.
