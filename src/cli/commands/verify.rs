@@ -151,6 +151,7 @@ pub async fn run(args: &VerifyArgs, printer: &Printer) -> Result<Exit, CliError>
             (started, Stats::get(&stats.rate_limited)),
             unverifiable.len(),
             &store,
+            limit,
         );
     } else {
         summary.print(
@@ -399,6 +400,7 @@ impl Summary {
         (started, rate_limited): (Instant, u64),
         unverifiable: usize,
         store: &Store,
+        server_limit: Option<String>,
     ) {
         Message::VerifySummary(VerifySummaryLine {
             checked: report.verdicts.len(),
@@ -409,6 +411,7 @@ impl Summary {
             remove_by_hand: store.results().superseded_to_remove().count(),
             results_file: &store.paths().results.display().to_string(),
             revoked: self.revoked,
+            server_limit,
             stop: Summary::stop(report),
             unknown: self.unknown,
             unverifiable,
