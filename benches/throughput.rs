@@ -624,12 +624,12 @@ fn main() {
     let (v, p, bytes) = large_manifest();
 
     println!(
-        "| scenario | tokens | wall s | creates/s | efficiency | 429 share | rate at the end | learned limit | CPU µs/token | peak RSS MiB | lost secrets |"
+        "| scenario | tokens | wall s | creates/s | efficiency | 429 share | rate at the end | learned limit (kind) | summary's server limit | CPU µs/token | peak RSS MiB | lost secrets |"
     );
-    println!("|---|---|---|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|");
     let row = |name: &str, r: &ToolRun, lim: f64| {
         println!(
-            "| {name} | {} | {:.2} | {:.1} | {} | {:.2}% | {:.1}/s | {} | {:.0} | {:.1} | {} |",
+            "| {name} | {} | {:.2} | {:.1} | {} | {:.2}% | {:.1}/s | {} | {} | {:.0} | {:.1} | {} |",
             r.created,
             r.wall,
             r.created as f64 / r.wall,
@@ -640,7 +640,8 @@ fn main() {
             },
             100.0 * r.share_429(),
             r.final_rate,
-            r.learned.map_or("-".into(), |l| format!("{l:.1}/s")),
+            learned_of(r),
+            r.server_limit.as_deref().unwrap_or("-"),
             r.cpu_per_token_us(),
             r.rss_mib,
             r.lost
@@ -663,7 +664,7 @@ fn main() {
     row("same + 8% random 429s + 5% 503s", &noisy, f64::INFINITY);
     for (r, n) in [(&shell_small, small), (&shell, tokens)] {
         println!(
-            "| xargs -P 8 curl --retry 5 | {} received of {} created ({n} wanted) | {:.2} | {:.1} | {:.3} | {:.2}% | - | - | - | - | {} (+{} duplicates, {} accounts without a token) |",
+            "| xargs -P 8 curl --retry 5 | {} received of {} created ({n} wanted) | {:.2} | {:.1} | {:.3} | {:.2}% | - | - | - | - | - | {} (+{} duplicates, {} accounts without a token) |",
             r.received,
             r.created,
             r.wall,
@@ -839,9 +840,9 @@ fn main() {
     in_flight_scenarios();
 }
 
-/// One row of the in-flight tables: a tool run.
-fn in_flight_row(name: &str, r: &ToolRun, capacity: f64) {
-    let learned = match (r.learned_kind.as_deref(), r.learned, r.learned_in_flight) {
+/// What a run handed on, of either kind: "97.8/s (rate)", "10 in flight (in_flight)", "-".
+fn learned_of(r: &ToolRun) -> String {
+    match (r.learned_kind.as_deref(), r.learned, r.learned_in_flight) {
         (kind, rate, in_flight) if rate.is_some() || in_flight.is_some() => {
             let mut parts = Vec::new();
             if let Some(rate) = rate {
@@ -853,7 +854,12 @@ fn in_flight_row(name: &str, r: &ToolRun, capacity: f64) {
             format!("{} ({})", parts.join(", "), kind.unwrap_or("rate"))
         }
         _ => "-".into(),
-    };
+    }
+}
+
+/// One row of the in-flight tables: a tool run.
+fn in_flight_row(name: &str, r: &ToolRun, capacity: f64) {
+    let learned = learned_of(r);
     println!(
         "| {name} | {} | {:.2} | {:.1} | {:.3} | {:.2}% | {} | {learned} | {} | {:.0} |",
         r.created,
@@ -902,9 +908,9 @@ fn token_bucket_scenarios() {
         }
     }
     println!(
-        "| scenario | tokens | wall s | creates/s | efficiency | 429 share | rate at the end | learned limit | CPU µs/token | lost secrets |"
+        "| scenario | tokens | wall s | creates/s | efficiency | 429 share | rate at the end | learned limit (kind) | summary's server limit | CPU µs/token | lost secrets |"
     );
-    println!("|---|---|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|");
     for (name, r) in [
         ("--rate = limit", &right_small),
         ("--rate = limit", &right),
@@ -912,14 +918,15 @@ fn token_bucket_scenarios() {
         ("--rate = 10x limit, next run", &high_next),
     ] {
         println!(
-            "| {name} | {} | {:.2} | {:.1} | {:.3} | {:.2}% | {:.1}/s | {} | {:.0} | {} |",
+            "| {name} | {} | {:.2} | {:.1} | {:.3} | {:.2}% | {:.1}/s | {} | {} | {:.0} | {} |",
             r.created,
             r.wall,
             r.created as f64 / r.wall,
             r.efficiency(limit),
             100.0 * r.share_429(),
             r.final_rate,
-            r.learned.map_or("-".into(), |l| format!("{l:.1}/s")),
+            learned_of(r),
+            r.server_limit.as_deref().unwrap_or("-"),
             r.cpu_per_token_us(),
             r.lost
         );

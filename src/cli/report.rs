@@ -86,6 +86,9 @@ pub struct VerifySummaryLine<'a> {
     pub results_file: &'a str,
     /// Current tokens that answered 401/403.
     pub revoked: usize,
+    /// The server's limit in words, of either kind or both ("~10 in flight"; null when the
+    /// run met none), as apply's summary says it.
+    pub server_limit: Option<String>,
     /// Why the run stopped: `completed`, `interrupted`, `fatal: ...`.
     pub stop: String,
     /// Current tokens still failing after the retries.
@@ -123,7 +126,8 @@ impl Serialize for V1 {
 #[derive(Debug, Serialize)]
 pub struct PlanDocument<'a> {
     /// `create`, `present`, `remove_by_hand`, `unresolved`, `unknown_accounts`,
-    /// `resolved_names`, `possible_orphans` (a count), `live`.
+    /// `resolved_names`, `account_names` (id -> the name it is known by), `possible_orphans`
+    /// (a count), `live`.
     #[serde(flatten)]
     pub plan: &'a Plan,
     /// The manifest, as given.

@@ -21,7 +21,6 @@ use crate::execution::{Backoff, Pacer, Stats};
 use crate::key::TokenKey;
 use crate::plan::{self as planner};
 use crate::secret::Secret;
-use crate::state::sealed::Identities;
 use crate::state::{LearnedRate, LimitKind, SecretsFile, Store, TokenStatus};
 use crate::verify::{OnVerdict, Probe, ProbeConfig, ProbeReport, Stop, Verdict, probe_all};
 
@@ -152,6 +151,7 @@ pub async fn run(args: &VerifyArgs, printer: &Printer) -> Result<Exit, CliError>
             (started, Stats::get(&stats.rate_limited)),
             unverifiable.len(),
             &store,
+            limit,
         );
     } else {
         summary.print(
@@ -179,14 +179,7 @@ fn secrets_of(
     store: &Store,
     printer: &Printer,
 ) -> Result<SecretsFile, CliError> {
-    let identities = match &settings.identity {
-        Some(path) => Some(
-            Identities::load_key_file(path).map_err(|e| CliError::Fatal {
-                message: e.to_string(),
-            })?,
-        ),
-        None => None,
-    };
+    let identities = super::identities(settings.identity.as_deref())?;
     let (secrets, skipped) =
         store
             .all_secrets_named(identities.as_ref())
@@ -407,6 +400,7 @@ impl Summary {
         (started, rate_limited): (Instant, u64),
         unverifiable: usize,
         store: &Store,
+        server_limit: Option<String>,
     ) {
         Message::VerifySummary(VerifySummaryLine {
             checked: report.verdicts.len(),
@@ -417,6 +411,7 @@ impl Summary {
             remove_by_hand: store.results().superseded_to_remove().count(),
             results_file: &store.paths().results.display().to_string(),
             revoked: self.revoked,
+            server_limit,
             stop: Summary::stop(report),
             unknown: self.unknown,
             unverifiable,
