@@ -263,3 +263,38 @@ async fn a_failing_fsync_of_the_filesystem_given_refuses_the_request() {
     let (_, res) = rec.finish().await;
     assert!(res.is_err());
 }
+
+#[tokio::test]
+async fn a_sub_account_create_goes_through_the_handle_into_the_journal_and_the_state() {
+    use crate::state::accounts::{AccountOutcome, Settled};
+    let dir = tempfile::tempdir().unwrap();
+    let fs = Recording::default();
+    let rec = Recorder::start(open(&fs, dir.path())).unwrap();
+    let h = rec.handle();
+    let first = h
+        .intent(crate::key::CreateKey::Account("acme".into()), 1)
+        .await
+        .unwrap();
+    let second = h
+        .intent(crate::key::CreateKey::Account("beta".into()), 1)
+        .await
+        .unwrap();
+    assert_eq!(second, first + 1);
+    assert!(second >= 2, "seqs count from 1: {first}, {second}");
+    let created = AccountOutcome::Created {
+        account_id: 55,
+        created_at: "2031-01-01T00:00:00Z".into(),
+    };
+    assert_eq!(
+        h.settle(first, Settled::Account("acme".into(), created))
+            .await
+            .unwrap(),
+        Applied::Recorded
+    );
+    drop(h);
+    let (store, res) = rec.finish().await;
+    res.unwrap();
+    let store = store.unwrap();
+    assert_eq!(store.results().accounts_created["acme"].account_id, 55);
+    assert_eq!(store.results().resolved_names["acme"], 55);
+}
