@@ -489,6 +489,14 @@ mod tests {
     use super::*;
     use crate::state::json::json_error_detail;
 
+    #[test]
+    fn a_learned_limit_is_of_the_kind_its_figures_say() {
+        assert_eq!(LimitKind::of(Some(50.0), Some(8)), Some(LimitKind::Both));
+        assert_eq!(LimitKind::of(Some(50.0), None), Some(LimitKind::Rate));
+        assert_eq!(LimitKind::of(None, Some(8)), Some(LimitKind::InFlight));
+        assert_eq!(LimitKind::of(None, None), None);
+    }
+
     fn key(a: u32, n: &str) -> TokenKey {
         TokenKey {
             account_id: a,
