@@ -702,14 +702,14 @@ impl<T: Clone> Window<T> {
         }
         let c = self.candidate(background);
         let Some((k, above)) = c else {
-            // No step in the evidence yet. Before any limit is known, a 429 that found more at
-            // the server than any admitted send surely did is what a limit in flight at or
-            // under its count would answer: the first rounds of a short run (a few sends
+            // No step in the evidence yet. Before any limit is known (or refuted), a 429 that
+            // found more at the server than any admitted send surely did is what a limit in
+            // flight at or under its count would answer: the first rounds of a short run (a few sends
             // at each count, the sends of one group reaching the server in any order) show no
             // step yet, and a rate controller handed those 429s cuts the rate to what the
             // limit in flight admits, learning a rate that is not there. It waits for more
             // answers (at most `HOLD_MAX`). Any other 429 is the rate controller's.
-            let top = if self.limit.is_none() {
+            let top = if self.limit.is_none() && self.refuted == 0 {
                 self.evidence
                     .iter()
                     .filter(|(_, refused, _)| !refused)
@@ -793,7 +793,7 @@ impl<T: Clone> Window<T> {
     /// the sends they answer (a short run may end before a second round of 429s, and the
     /// steps of [`Window::candidate`] want more sends at each count than a round has).
     fn quiet(&self) -> Option<u32> {
-        if self.limit.is_some() || !self.held.iter().any(|h| h.2 >= HOLD_MAX) {
+        if self.limit.is_some() || self.refuted > 0 || !self.held.iter().any(|h| h.2 >= HOLD_MAX) {
             return None;
         }
         let k = self.held.iter().map(|h| h.0).min()?;
@@ -809,7 +809,7 @@ impl<T: Clone> Window<T> {
             .iter()
             .filter(|(s, refused, _)| *refused && s.counted >= k)
             .count();
-        (k > top && k > self.refuted && above >= MIN_EVIDENCE as usize).then_some(k)
+        (k > top && above >= MIN_EVIDENCE as usize).then_some(k)
     }
 
     /// The growth stopped at a 429 that no in-flight limit explains (none is known): it goes
