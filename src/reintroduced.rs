@@ -47,11 +47,17 @@ pub enum Bug {
     /// One 401 or 403 takes a replaced token off the remove-by-hand list, whatever the run's
     /// current tokens answered (issue 25, defect 15).
     DeletionUnconfirmed,
+    /// A lookup for an account after an ambiguous or interrupted create that was cut short
+    /// (the run stopped, or no read of the list succeeded) says none was found, where it must
+    /// leave the create pending for the next run to look again.
+    AccountLookupCutShort,
+    /// An account create is sent without its intent journaled first.
+    AccountCreateUnjournaled,
 }
 
 impl Bug {
     /// Every bug, with the name that chooses it.
-    pub const ALL: [(Bug, &'static str); 13] = [
+    pub const ALL: [(Bug, &'static str); 15] = [
         (Bug::IntentUnsynced, "intent-unsynced"),
         (Bug::ReplayDropsOutcome, "replay-drops-outcome"),
         (Bug::CheckpointAheadOfSealed, "checkpoint-ahead-of-sealed"),
@@ -65,6 +71,8 @@ impl Bug {
         (Bug::ImportUnbound, "import-unbound"),
         (Bug::ImportReplacedCurrent, "import-replaced-current"),
         (Bug::DeletionUnconfirmed, "deletion-unconfirmed"),
+        (Bug::AccountLookupCutShort, "account-lookup-cut-short"),
+        (Bug::AccountCreateUnjournaled, "account-create-unjournaled"),
     ];
 }
 

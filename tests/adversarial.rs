@@ -20,7 +20,7 @@ use logzio_tokens::simulator::SimConfig;
 use serde_json::Value;
 use tokio::io::AsyncWriteExt;
 
-use crate::util::{Env, Run, manifest_yaml};
+use crate::util::{Env, LoopbackServer, Run, manifest_yaml};
 
 /// A distinctive owner token, so that any copy of it is found.
 pub(crate) const OWNER: &str = "owner-tok-adv-5b7e91";
@@ -52,19 +52,7 @@ pub(crate) struct Hostile {
     pub(crate) url: String,
     requests: Arc<Mutex<Vec<Request>>>,
     creates: Arc<AtomicU32>,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
-
-impl Drop for Hostile {
-    fn drop(&mut self) {
-        if let Some(s) = self.stop.take() {
-            let _ = s.send(());
-        }
-        if let Some(t) = self.thread.take() {
-            t.join().unwrap();
-        }
-    }
+    _server: LoopbackServer,
 }
 
 impl Hostile {
@@ -158,35 +146,15 @@ pub(crate) fn hostile(
     let reply: Reply = Arc::new(reply);
     let requests: Arc<Mutex<Vec<Request>>> = Arc::default();
     let creates = Arc::new(AtomicU32::new(0));
-    let (stop, mut stopped) = tokio::sync::oneshot::channel::<()>();
-    let (ready, addr) = std::sync::mpsc::channel();
     let (reqs, counter) = (requests.clone(), creates.clone());
-    let thread = std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(async move {
-            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-            ready.send(listener.local_addr().unwrap()).unwrap();
-            loop {
-                tokio::select! {
-                    _ = &mut stopped => break,
-                    accepted = listener.accept() => {
-                        let Ok((stream, _)) = accepted else { continue };
-                        tokio::spawn(serve_one(stream, reply.clone(), reqs.clone(), counter.clone()));
-                    }
-                }
-            }
-        });
+    let server = LoopbackServer::start(move |stream| {
+        serve_one(stream, reply.clone(), reqs.clone(), counter.clone())
     });
-    let addr = addr.recv().unwrap();
     Hostile {
-        url: format!("http://{addr}"),
+        url: server.url.clone(),
         requests,
         creates,
-        stop: Some(stop),
-        thread: Some(thread),
+        _server: server,
     }
 }
 

@@ -19,7 +19,7 @@ use std::time::Duration;
 use logzio_tokens::simulator::{FaultRates, RegionMismatch, SimConfig};
 use serde_json::Value;
 
-use crate::util::{Env, OWNER_TOKEN, Run, manifest_yaml, mode, wait_until};
+use crate::util::{Env, OWNER_TOKEN, Run, interrupt, manifest_yaml, mode, wait_until};
 
 /// The simulator's default sub accounts.
 const ACCOUNTS: [i64; 6] = [160_343, 160_344, 160_345, 160_346, 160_347, 160_348];
@@ -323,16 +323,6 @@ impl Spawned {
 
 fn run(cmd: Command) -> Run {
     spawn(cmd).finish(RUN_LIMIT)
-}
-
-/// Sends SIGINT (what Ctrl-C sends) to a child process of this test.
-#[allow(unsafe_code)]
-fn interrupt(pid: u32) {
-    let pid = libc::pid_t::try_from(pid).unwrap();
-    // SAFETY: kill(2) has no memory-safety preconditions; the pid is our own child, still
-    // unreaped (so it cannot have been recycled for another process).
-    let rc = unsafe { libc::kill(pid, libc::SIGINT) };
-    assert_eq!(rc, 0, "kill(SIGINT) failed");
 }
 
 fn mode_if_exists(path: &Path) -> Option<u32> {

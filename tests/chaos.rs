@@ -43,7 +43,7 @@ use logzio_tokens::simulator::{
 };
 use serde_json::Value;
 
-use crate::util::{Env, Run};
+use crate::util::{Env, Files, Run};
 
 /// Whether the bigger soak sizes were asked for (`LOGZIO_TOKENS_SOAK=1`).
 pub(crate) fn soak() -> bool {
@@ -144,43 +144,11 @@ pub(crate) fn chaos_faults() -> FaultRates {
     }
 }
 
-/// Where a scenario's files are.
-#[derive(Debug, Clone)]
-pub(crate) struct Files {
-    pub manifest: PathBuf,
-    pub results: PathBuf,
-    pub secrets: PathBuf,
-}
-
-impl Files {
-    /// Writes the manifest and makes the state directory (`state/`) in the workspace.
-    pub(crate) fn new(env: &Env, manifest: &str) -> Files {
-        let state = env.path("state");
-        std::fs::create_dir_all(&state).unwrap();
-        Files {
-            manifest: env.write("m.yaml", manifest),
-            results: state.join("r.json"),
-            secrets: state.join("s.json"),
-        }
-    }
-
-    /// The journal beside the results file.
-    pub(crate) fn journal(&self) -> PathBuf {
-        self.results.with_extension("journal")
-    }
-}
-
 /// `apply --yes` with explicit state paths, a 1-second request timeout (unless `extra` gives
 /// one), and `extra`.
 pub(crate) fn apply_cmd(env: &Env, files: &Files, extra: &[&str]) -> Command {
-    let mut c = env.cmd();
-    c.arg("apply")
-        .arg(&files.manifest)
-        .arg("--yes")
-        .arg("--results")
-        .arg(&files.results)
-        .arg("--secrets")
-        .arg(&files.secrets);
+    let mut c = files.cmd(env, "apply");
+    c.arg("--yes");
     if !extra.contains(&"--request-timeout") {
         c.args(["--request-timeout", "1"]);
     }
@@ -235,18 +203,7 @@ pub(crate) fn sealed_dir(results: &Path) -> PathBuf {
 /// directory (journal, results, sealed files, temp files) is scanned for every secret the
 /// simulator created.
 pub(crate) fn plaintext_secrets(env: &Env, files: &Files, label: &str) -> Vec<String> {
-    fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
-        for e in std::fs::read_dir(dir).unwrap() {
-            let p = e.unwrap().path();
-            if p.is_dir() {
-                walk(&p, out);
-            } else {
-                out.push(p);
-            }
-        }
-    }
-    let mut all = Vec::new();
-    walk(files.results.parent().unwrap(), &mut all);
+    let all = crate::util::files_under(files.results.parent().unwrap());
     let truth = env.sim().ground_truth();
     let mut problems = Vec::new();
     for path in all {

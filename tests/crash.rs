@@ -32,11 +32,10 @@ use rand::{Rng, SeedableRng};
 use serde_json::Value;
 
 use crate::chaos::{
-    Expect, Files, Key, Kill, Recorded, Scenario, Tally, Truth, Workload, apply_cmd, check_all,
-    converge, converge_and_check, in_parallel, many_accounts_one_token, one_account_many_tokens,
-    soak,
+    Expect, Key, Kill, Recorded, Scenario, Tally, Truth, Workload, apply_cmd, check_all, converge,
+    converge_and_check, in_parallel, many_accounts_one_token, one_account_many_tokens, soak,
 };
-use crate::util::{Env, mode, wait_until};
+use crate::util::{Env, Files, mode, wait_until};
 
 /// Records read right after a kill: nothing recorded may be wrong, but the files may lag
 /// behind the journal until the next run replays it.
@@ -796,14 +795,8 @@ fn a_journal_replayed_at_the_most_verbose_level_shows_no_secret() {
         "the kill left no journal to replay"
     );
     // plan replays the journal in memory; apply replays it into the files, then goes on.
-    let mut plan = env.cmd();
-    plan.env("RUST_LOG", "trace")
-        .args(["-vvv", "plan"])
-        .arg(&files.manifest)
-        .arg("--results")
-        .arg(&files.results)
-        .arg("--secrets")
-        .arg(&files.secrets);
+    let mut plan = files.cmd(&env, "plan");
+    plan.env("RUST_LOG", "trace").arg("-vvv");
     let run = env.run_cmd(&mut plan, Duration::from_secs(60));
     assert!(run.stderr.contains("interrupted run"), "{}", run.stderr);
     assert_no_secret_in_output("plan replaying at -vvv", &env, &run.stdout, &run.stderr);

@@ -18,9 +18,9 @@ use std::time::Duration;
 use logzio_tokens::simulator::{CreatedToken, SimConfig};
 
 use crate::chaos::{
-    CONVERGED, Files, Key, Recorded, Workload, apply_cmd, check_records, one_account_many_tokens,
+    CONVERGED, Key, Recorded, Workload, apply_cmd, check_records, one_account_many_tokens,
 };
-use crate::util::{Env, Run, wait_until};
+use crate::util::{Env, Files, Run, wait_until};
 
 /// A tmpfs mounted on a directory for the life of the value; unmounted on drop (lazily when
 /// something still holds it).
@@ -654,8 +654,7 @@ fn a_results_file_replaced_during_a_run_is_not_clobbered_and_nothing_is_lost() {
         child.try_wait().unwrap().is_none(),
         "the run ended too soon"
     );
-    let mut v: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(&files.results).unwrap()).unwrap();
+    let mut v = files.results_json();
     v["updated_at"] = serde_json::json!("2000-01-01T00:00:00.000Z");
     let theirs = serde_json::to_vec_pretty(&v).unwrap();
     let tmp = files.results.with_extension("theirs");

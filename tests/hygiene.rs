@@ -17,7 +17,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stderr)]
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Stdio;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
@@ -27,25 +27,11 @@ use logzio_tokens::simulator::{FaultRates, SimConfig};
 use serde_json::Value;
 use tokio::io::AsyncWriteExt;
 
-use crate::chaos::{Files, Recorded, apply_cmd, soak};
-use crate::util::{Env, Run, manifest_yaml, mode, wait_until};
+use crate::chaos::{Recorded, apply_cmd, soak};
+use crate::util::{Env, Files, LoopbackServer, Run, files_under, manifest_yaml, mode, wait_until};
 
 /// A distinctive owner token, so that any copy of it is found.
 const OWNER: &str = "owner-tok-7f3a9c";
-
-/// Every file under `dir`, recursively.
-fn files_under(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    for entry in std::fs::read_dir(dir).unwrap() {
-        let path = entry.unwrap().path();
-        if path.is_dir() {
-            out.extend(files_under(&path));
-        } else {
-            out.push(path);
-        }
-    }
-    out
-}
 
 /// Where a needle was found.
 fn scan(what: &str, haystack: &[u8], needles: &[String], found: &mut Vec<String>) {
@@ -549,19 +535,7 @@ type CreateFn = Arc<dyn Fn(&str, u32) -> Answer + Send + Sync>;
 struct Responder {
     url: String,
     creates: Arc<AtomicU32>,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
-
-impl Drop for Responder {
-    fn drop(&mut self) {
-        if let Some(s) = self.stop.take() {
-            let _ = s.send(());
-        }
-        if let Some(t) = self.thread.take() {
-            t.join().unwrap();
-        }
-    }
+    _server: LoopbackServer,
 }
 
 async fn serve_one(mut stream: tokio::net::TcpStream, create: CreateFn, creates: Arc<AtomicU32>) {
@@ -604,34 +578,13 @@ async fn serve_one(mut stream: tokio::net::TcpStream, create: CreateFn, creates:
 fn responder(create: impl Fn(&str, u32) -> Answer + Send + Sync + 'static) -> Responder {
     let create: CreateFn = Arc::new(create);
     let creates = Arc::new(AtomicU32::new(0));
-    let (stop, mut stopped) = tokio::sync::oneshot::channel::<()>();
-    let (ready, addr) = std::sync::mpsc::channel();
     let counter = creates.clone();
-    let thread = std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(async move {
-            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-            ready.send(listener.local_addr().unwrap()).unwrap();
-            loop {
-                tokio::select! {
-                    _ = &mut stopped => break,
-                    accepted = listener.accept() => {
-                        let Ok((stream, _)) = accepted else { continue };
-                        tokio::spawn(serve_one(stream, create.clone(), counter.clone()));
-                    }
-                }
-            }
-        });
-    });
-    let addr = addr.recv().unwrap();
+    let server =
+        LoopbackServer::start(move |stream| serve_one(stream, create.clone(), counter.clone()));
     Responder {
-        url: format!("http://{addr}"),
+        url: server.url.clone(),
         creates,
-        stop: Some(stop),
-        thread: Some(thread),
+        _server: server,
     }
 }
 

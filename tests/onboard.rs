@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use logzio_tokens::simulator::SimConfig;
 
-use crate::util::Env;
+use crate::util::{Env, Run, files_under, interrupt, kill_when, possible_orphans, spawn_quiet};
 
 /// A manifest that creates `new` accounts (team-00, team-01, ...) with two tokens each, the
 /// later ones sharing with the first, plus `payments-prod` (existing) declared with
@@ -31,11 +31,45 @@ pub fn onboarding_manifest(new: usize) -> String {
     text
 }
 
+/// [`onboarding_manifest`] without `payments-prod`: only accounts to create (for the built-in
+/// simulator, which has no `payments-prod` to compare with).
+fn new_accounts_manifest(new: usize) -> String {
+    onboarding_manifest(new).replace(
+        "  - name: payments-prod\n    create: {retention_days: 30}\n",
+        "",
+    )
+}
+
+/// A default simulator and [`onboarding_manifest`]`(new)` written as `m.yaml`; its path.
+fn onboarding(new: usize) -> (Env, String) {
+    let env = Env::with_sim(SimConfig::default());
+    let manifest = env.write("m.yaml", &onboarding_manifest(new));
+    let manifest = manifest.to_str().unwrap().to_owned();
+    (env, manifest)
+}
+
+/// `apply MANIFEST --yes --no-progress`, plus `extra`.
+fn apply(env: &Env, manifest: &str, extra: &[&str]) -> Run {
+    let mut args = vec!["apply", manifest, "--yes", "--no-progress"];
+    args.extend_from_slice(extra);
+    env.run(&args)
+}
+
+/// The simulator's account named `name`.
+fn account_named(
+    sim: &logzio_tokens::simulator::SimHandle,
+    name: &str,
+) -> logzio_tokens::simulator::SimAccount {
+    sim.accounts()
+        .into_iter()
+        .find(|a| a.name == name)
+        .unwrap_or_else(|| panic!("no account named {name}"))
+}
+
 #[test]
 fn plan_shows_accounts_to_create_the_gb_they_add_and_drift_and_counts_both_as_changes() {
-    let env = Env::with_sim(SimConfig::default());
-    let manifest = env.write("m.yaml", &onboarding_manifest(3));
-    let run = env.run(&["plan", manifest.to_str().unwrap(), "--detailed-exitcode"]);
+    let (env, manifest) = onboarding(3);
+    let run = env.run(&["plan", &manifest, "--detailed-exitcode"]);
     run.expect_code(2);
     let all = format!("{}{}", run.stdout, run.stderr);
     assert!(
@@ -54,7 +88,7 @@ fn plan_shows_accounts_to_create_the_gb_they_add_and_drift_and_counts_both_as_ch
         env.cmd()
             .env_remove("LOGZIO_API_TOKEN")
             .env_remove("LOGZIO_API_URL")
-            .args(["plan", manifest.to_str().unwrap()]),
+            .args(["plan", &manifest]),
         Duration::from_secs(60),
     );
     let all = format!("{}{}", offline.stdout, offline.stderr);
@@ -90,12 +124,12 @@ fn new_names(n: usize) -> Vec<String> {
 fn converge(env: &Env, manifest: &str, extra: &[&str], runs: usize) -> Vec<Option<i32>> {
     let mut codes = Vec::new();
     for i in 0..runs {
-        let mut args = vec!["apply", manifest, "--yes", "--no-progress"];
+        let mut args = Vec::new();
         if i > 0 {
             args.push("--resend-ambiguous");
         }
         args.extend_from_slice(extra);
-        let run = env.run(&args);
+        let run = apply(env, manifest, &args);
         codes.push(run.code);
         if run.code == Some(0) {
             break;
@@ -142,17 +176,7 @@ fn check_exactly_once(env: &Env, names: &[String], label: &str) {
             "{label}: the shipping token of {name}"
         );
     }
-    let orphans: Vec<(i64, String)> = results["possible_orphans"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|o| {
-            (
-                o["account_id"].as_i64().unwrap(),
-                o["token_name"].as_str().unwrap().to_owned(),
-            )
-        })
-        .collect();
+    let orphans = possible_orphans(&results);
     for token in sim.ground_truth() {
         let recorded = &results["accounts"][token.account_id.to_string()][&token.name]["token_id"];
         assert!(
@@ -181,12 +205,19 @@ fn chaos_config(seed: u64) -> SimConfig {
 
 /// The onboarding manifest with a short lookup (the simulator's lag is 300 ms) and a budget
 /// that lets a run finish in one or two passes.
-fn chaos_manifest(env: &Env, n: usize) -> String {
-    let text = onboarding_manifest(n).replace(
+fn chaos_text(n: usize) -> String {
+    onboarding_manifest(n).replace(
         "accounts:\n",
         "settings:\n  account_lookup_seconds: 2\n  max_ambiguous: 4\n  max_attempts: 10\naccounts:\n",
-    );
-    env.write("m.yaml", &text).to_str().unwrap().to_owned()
+    )
+}
+
+/// [`chaos_text`] written as `m.yaml`; its path.
+fn chaos_manifest(env: &Env, n: usize) -> String {
+    env.write("m.yaml", &chaos_text(n))
+        .to_str()
+        .unwrap()
+        .to_owned()
 }
 
 #[test]
@@ -206,8 +237,7 @@ fn a_seeded_chaos_run_creates_24_accounts_and_their_tokens_each_exactly_once() {
 
     // A re-run sends no create.
     let before = env.sim().handle().counters();
-    env.run(&["apply", &manifest, "--yes", "--no-progress"])
-        .expect_code(0);
+    apply(&env, &manifest, &[]).expect_code(0);
     let after = env.sim().handle().counters();
     assert_eq!(after.accounts_created, before.accounts_created);
     assert_eq!(after.created, before.created);
@@ -242,24 +272,18 @@ fn kill_9_at_random_points_then_resume_still_creates_each_account_once() {
         let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
         let mut killed_running = 0;
         for _ in 0..3 {
-            let mut child = env
-                .cmd()
-                .args(["apply", &manifest, "--yes", "--no-progress"])
-                .stdout(std::process::Stdio::null())
-                .stderr(std::process::Stdio::null())
-                .spawn()
-                .unwrap();
+            let mut child =
+                spawn_quiet(
+                    env.cmd()
+                        .args(["apply", &manifest, "--yes", "--no-progress"]),
+                );
             let start = env.sim().handle().counters().accounts_created;
             let at = start + rng.random_range(1..8);
-            crate::util::wait_until(Duration::from_secs(60), || {
+            if kill_when(&mut child, Duration::from_secs(60), || {
                 env.sim().handle().counters().accounts_created >= at
-                    || child.try_wait().unwrap().is_some()
-            });
-            if child.try_wait().unwrap().is_none() {
+            }) {
                 killed_running += 1;
             }
-            let _ = child.kill();
-            let _ = child.wait();
         }
         assert!(
             killed_running > 0,
@@ -273,17 +297,11 @@ fn kill_9_at_random_points_then_resume_still_creates_each_account_once() {
 
 #[test]
 fn drift_made_by_hand_shows_in_plan_and_update_accounts_puts_it_back() {
-    let env = Env::with_sim(SimConfig::default());
-    let manifest = env.write("m.yaml", &onboarding_manifest(2));
-    let manifest = manifest.to_str().unwrap();
-    env.run(&["apply", manifest, "--yes", "--no-progress"])
-        .expect_code(0);
+    let (env, manifest) = onboarding(2);
+    let manifest = manifest.as_str();
+    apply(&env, manifest, &[]).expect_code(0);
     let sim = env.sim().handle();
-    let team = sim
-        .accounts()
-        .into_iter()
-        .find(|a| a.name == "team-01")
-        .unwrap();
+    let team = account_named(&sim, "team-01");
     // By hand: a declared field and one the manifest does not declare.
     assert!(sim.edit_account(team.id, |s| {
         s.retention_days = 3;
@@ -297,17 +315,9 @@ fn drift_made_by_hand_shows_in_plan_and_update_accounts_puts_it_back() {
         "{shown}"
     );
     // Without --update-accounts: reported, nothing changed.
-    env.run(&["apply", manifest, "--yes", "--no-progress"])
-        .expect_code(0);
+    apply(&env, manifest, &[]).expect_code(0);
     assert_eq!(sim.counters().account_updates, 0);
-    env.run(&[
-        "apply",
-        manifest,
-        "--yes",
-        "--no-progress",
-        "--update-accounts",
-    ])
-    .expect_code(0);
+    apply(&env, manifest, &["--update-accounts"]).expect_code(0);
     let after = sim
         .accounts()
         .into_iter()
@@ -320,11 +330,7 @@ fn drift_made_by_hand_shows_in_plan_and_update_accounts_puts_it_back() {
     );
     assert_eq!(after.settings.sharing_objects_accounts.len(), 2);
     // payments-prod drifted from the start (retention 7 live, 30 declared): put back too.
-    let payments = sim
-        .accounts()
-        .into_iter()
-        .find(|a| a.name == "payments-prod")
-        .unwrap();
+    let payments = account_named(&sim, "payments-prod");
     assert_eq!(payments.settings.retention_days, 30);
     env.run(&["plan", manifest, "--detailed-exitcode"])
         .expect_code(0);
@@ -333,9 +339,8 @@ fn drift_made_by_hand_shows_in_plan_and_update_accounts_puts_it_back() {
 
 #[test]
 fn a_saved_plan_never_creates_sub_accounts() {
-    let env = Env::with_sim(SimConfig::default());
-    let manifest = env.write("m.yaml", &onboarding_manifest(1));
-    env.run(&["plan", manifest.to_str().unwrap(), "--out", "p.json"])
+    let (env, manifest) = onboarding(1);
+    env.run(&["plan", &manifest, "--out", "p.json"])
         .expect_code(0);
     let run = env.run(&["apply", "p.json", "--yes", "--no-progress"]);
     run.expect_code(2);
@@ -346,11 +351,9 @@ fn a_saved_plan_never_creates_sub_accounts() {
 
 #[test]
 fn verify_compares_each_kept_shipping_token_with_the_accounts_own() {
-    let env = Env::with_sim(SimConfig::default());
-    let manifest = env.write("m.yaml", &onboarding_manifest(2));
-    let manifest = manifest.to_str().unwrap();
-    env.run(&["apply", manifest, "--yes", "--no-progress"])
-        .expect_code(0);
+    let (env, manifest) = onboarding(2);
+    let manifest = manifest.as_str();
+    apply(&env, manifest, &[]).expect_code(0);
     let run = env.run(&["verify", manifest, "--no-progress"]);
     run.expect_code(0);
     let shown = format!("{}{}", run.stdout, run.stderr);
@@ -359,11 +362,7 @@ fn verify_compares_each_kept_shipping_token_with_the_accounts_own() {
         "{shown}"
     );
     let sim = env.sim().handle();
-    let team = sim
-        .accounts()
-        .into_iter()
-        .find(|a| a.name == "team-01")
-        .unwrap();
+    let team = account_named(&sim, "team-01");
     assert!(sim.rotate_shipping_token(team.id));
     let run = env.run(&["verify", manifest, "--no-progress"]);
     run.expect_code(1);
@@ -382,13 +381,7 @@ fn verify_compares_each_kept_shipping_token_with_the_accounts_own() {
 #[test]
 fn the_built_in_simulators_list_lag_is_a_flag() {
     let env = Env::new();
-    let manifest = env.write(
-        "m.yaml",
-        &onboarding_manifest(2).replace(
-            "  - name: payments-prod\n    create: {retention_days: 30}\n",
-            "",
-        ),
-    );
+    let manifest = env.write("m.yaml", &new_accounts_manifest(2));
     let manifest = manifest.to_str().unwrap();
     let run = env.run(&[
         "apply",
@@ -421,20 +414,6 @@ fn the_built_in_simulators_list_lag_is_a_flag() {
     );
 }
 
-/// Every regular file under `dir`, recursively.
-fn files_under(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
-    let mut out = Vec::new();
-    for e in std::fs::read_dir(dir).unwrap() {
-        let p = e.unwrap().path();
-        if p.is_dir() {
-            out.extend(files_under(&p));
-        } else {
-            out.push(p);
-        }
-    }
-    out
-}
-
 /// With recipients, a new account's shipping token is sealed like every secret: through
 /// faults, list lag and a kill -9, no file holds it (nor any token secret) in plaintext, and
 /// `export --identity` gives each new account's shipping token.
@@ -445,28 +424,20 @@ fn sealed_shipping_tokens_never_reach_the_disk_in_plaintext_and_export_unseals_t
     let id = age::x25519::Identity::generate();
     let identity = env.write("key.txt", &format!("{}\n", id.to_string().expose_secret()));
     crate::util::private(&identity);
-    let text = onboarding_manifest(8).replace(
-        "accounts:\n",
-        "settings:\n  account_lookup_seconds: 2\n  max_ambiguous: 4\n  max_attempts: 10\naccounts:\n",
-    );
+    let text = chaos_text(8);
     let manifest = env.write(
         "m.yaml",
         &format!("{text}secrets:\n  recipients:\n    - {}\n", id.to_public()),
     );
     let manifest = manifest.to_str().unwrap();
     // One run killed once its third account exists, then runs until done.
-    let mut child = env
-        .cmd()
-        .args(["apply", manifest, "--yes", "--no-progress"])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    crate::util::wait_until(Duration::from_secs(60), || {
-        env.sim().handle().counters().accounts_created >= 3 || child.try_wait().unwrap().is_some()
+    let mut child = spawn_quiet(
+        env.cmd()
+            .args(["apply", manifest, "--yes", "--no-progress"]),
+    );
+    kill_when(&mut child, Duration::from_secs(60), || {
+        env.sim().handle().counters().accounts_created >= 3
     });
-    let _ = child.kill();
-    let _ = child.wait();
     let codes = converge(&env, manifest, &[], 6);
     assert_eq!(codes.last(), Some(&Some(0)), "{codes:?}");
 
@@ -523,16 +494,6 @@ fn sealed_shipping_tokens_never_reach_the_disk_in_plaintext_and_export_unseals_t
     }
 }
 
-/// Sends SIGINT (what Ctrl-C sends) to a child process of this test.
-#[allow(unsafe_code)]
-fn interrupt(pid: u32) {
-    let pid = libc::pid_t::try_from(pid).unwrap();
-    // SAFETY: kill(2) has no memory-safety preconditions; the pid is our own child, still
-    // unreaped (so it cannot have been recycled for another process).
-    let rc = unsafe { libc::kill(pid, libc::SIGINT) };
-    assert_eq!(rc, 0, "kill(SIGINT) failed");
-}
-
 /// Ctrl-C while sub accounts are being created: the same drain as for tokens (exit 130, in
 /// flight settled), every account the simulator made so far recorded or
 /// still pending its lookup, and the next runs create each exactly once.
@@ -582,13 +543,7 @@ fn ctrl_c_during_account_creates_drains_records_them_and_a_resume_creates_each_o
 #[test]
 fn json_output_has_a_line_per_new_account_and_never_its_shipping_token() {
     let env = Env::new();
-    let manifest = env.write(
-        "m.yaml",
-        &onboarding_manifest(2).replace(
-            "  - name: payments-prod\n    create: {retention_days: 30}\n",
-            "",
-        ),
-    );
+    let manifest = env.write("m.yaml", &new_accounts_manifest(2));
     let run = env.run(&[
         "apply",
         manifest.to_str().unwrap(),
@@ -651,8 +606,7 @@ fn an_accounts_ambiguity_budget_holds_across_runs_until_orphans_clear() {
     let manifest = env.write("m.yaml", text);
     let manifest = manifest.to_str().unwrap();
     let sent = || env.sim().handle().counters().dropped_before_create;
-    env.run(&["apply", manifest, "--yes", "--no-progress"])
-        .expect_code(1);
+    apply(&env, manifest, &[]).expect_code(1);
     assert_eq!(sent(), 2, "the first run spends the budget");
     let results = env.json("m.results.json");
     assert_eq!(
@@ -661,7 +615,7 @@ fn an_accounts_ambiguity_budget_holds_across_runs_until_orphans_clear() {
     );
 
     // The plan it shows does not offer the account for creation (nor does the prompt).
-    let again = env.run(&["apply", manifest, "--yes", "--no-progress"]);
+    let again = apply(&env, manifest, &[]);
     again.expect_code(1);
     assert_eq!(sent(), 2, "not sent again: {}", again.stderr);
     assert!(
@@ -688,7 +642,6 @@ fn an_accounts_ambiguity_budget_holds_across_runs_until_orphans_clear() {
     );
     env.run(&["orphans", "clear", manifest]).expect_code(0);
     assert!(env.json("m.results.json")["accounts_ambiguous"].is_null());
-    env.run(&["apply", manifest, "--yes", "--no-progress"])
-        .expect_code(1);
+    apply(&env, manifest, &[]).expect_code(1);
     assert_eq!(sent(), 4, "cleared: sent again, within a fresh budget");
 }

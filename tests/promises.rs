@@ -6,16 +6,13 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::time::Duration;
 
 use logzio_tokens::simulator::SimConfig;
 use serde_json::Value;
 
-use crate::chaos::{
-    Files, apply_cmd, invariant_one, sealed_dir, test_identity_file, test_recipient,
-};
-use crate::util::{Env, Run, manifest_yaml, wait_until};
+use crate::chaos::{apply_cmd, invariant_one, sealed_dir, test_identity_file, test_recipient};
+use crate::util::{Env, Files, Run, kill_when, manifest_yaml, spawn_quiet, wait_until};
 
 const LIMIT: Duration = Duration::from_secs(120);
 
@@ -57,7 +54,7 @@ fn a_sealed_run_killed_after_a_checkpoint_leaves_no_token_without_its_sealed_sec
     config.latency = Duration::from_millis(20);
     let env = Env::with_sim(config);
     let files = Files::new(&env, &manifest);
-    let mut child = apply_cmd(
+    let mut child = spawn_quiet(&mut apply_cmd(
         &env,
         &files,
         &[
@@ -68,23 +65,10 @@ fn a_sealed_run_killed_after_a_checkpoint_leaves_no_token_without_its_sealed_sec
             "--rate",
             "5",
         ],
-    )
-    .stdout(Stdio::null())
-    .stderr(Stdio::null())
-    .spawn()
-    .unwrap();
+    ));
     // The first checkpoint comes after 3 s; the run takes about 8 s.
-    assert!(
-        wait_until(LIMIT, || results_tokens(&files.results) > 0
-            || child.try_wait().unwrap().is_some()),
-        "no checkpoint"
-    );
-    assert!(
-        child.try_wait().unwrap().is_none(),
-        "the run ended before the kill"
-    );
-    child.kill().unwrap();
-    child.wait().unwrap();
+    let killed = kill_when(&mut child, LIMIT, || results_tokens(&files.results) > 0);
+    assert!(killed, "the run ended before the kill");
     let named = results_tokens(&files.results);
     assert!(named > 0 && named < 40, "{named} tokens named at the kill");
     // The runner is thrown away: only the results file and the sealed directory remain.
@@ -97,13 +81,8 @@ fn a_sealed_run_killed_after_a_checkpoint_leaves_no_token_without_its_sealed_sec
 /// (account, name) -> row.
 fn export(env: &Env, files: &Files) -> (Run, Vec<Value>) {
     let run = env.run_cmd(
-        env.cmd()
-            .arg("export")
-            .arg(&files.manifest)
-            .arg("--results")
-            .arg(&files.results)
-            .arg("--secrets")
-            .arg(&files.secrets)
+        files
+            .cmd(env, "export")
             .arg("--identity")
             .arg(test_identity_file())
             .arg("--stdout"),
@@ -146,8 +125,7 @@ fn sealed_state(n: usize) -> (Env, Files, Vec<(String, i64)>) {
     let env = Env::with_sim(config);
     let files = Files::new(&env, &manifest);
     run(&env, &files, &["--recipient", test_recipient()]).expect_code(0);
-    let v: Value = serde_json::from_slice(&std::fs::read(&files.results).unwrap()).unwrap();
-    let ids = v["accounts"]["160343"]
+    let ids = files.results_json()["accounts"]["160343"]
         .as_object()
         .unwrap()
         .iter()
@@ -223,7 +201,7 @@ fn export_never_hands_out_a_replaced_tokens_secret_as_current() {
     let env = Env::with_sim(config);
     let files = Files::new(&env, &manifest);
     run(&env, &files, &[]).expect_code(0);
-    let mut v: Value = serde_json::from_slice(&std::fs::read(&files.results).unwrap()).unwrap();
+    let mut v = files.results_json();
     let old = v["accounts"]["160343"]["t00"]["token_id"].as_i64().unwrap();
     v["accounts"]["160343"]["t00"]["token_id"] = Value::from(old + 1000);
     v["superseded"] = serde_json::json!([{
@@ -311,15 +289,8 @@ fn a_journal_of_another_endpoint_is_refused_naming_both() {
     config.latency = Duration::from_millis(50);
     let a = Env::with_sim(config.clone());
     let files = Files::new(&a, &manifest);
-    let mut child = apply_cmd(&a, &files, &["--concurrency", "1"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    assert!(wait_until(LIMIT, || a.sim().ground_truth().len() >= 2
-        || child.try_wait().unwrap().is_some()));
-    child.kill().unwrap();
-    child.wait().unwrap();
+    let mut child = spawn_quiet(&mut apply_cmd(&a, &files, &["--concurrency", "1"]));
+    kill_when(&mut child, LIMIT, || a.sim().ground_truth().len() >= 2);
     assert!(!files.results.exists(), "the results file exists already");
     assert!(files.journal().exists());
     let b = Env::with_sim(config);
@@ -353,11 +324,7 @@ fn a_symlinked_results_path_takes_the_same_lock() {
     let files = Files::new(&env, &manifest);
     let link = env.path("link.json");
     std::os::unix::fs::symlink(&files.results, &link).unwrap();
-    let mut first = apply_cmd(&env, &files, &["--concurrency", "1"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut first = spawn_quiet(&mut apply_cmd(&env, &files, &["--concurrency", "1"]));
     assert!(wait_until(LIMIT, || !env.sim().ground_truth().is_empty()
         || first.try_wait().unwrap().is_some()));
     assert!(
@@ -399,41 +366,22 @@ fn an_import_binds_the_results_file_to_its_endpoint() {
     let a = Env::with_sim(config.clone());
     let files = Files::new(&a, &manifest);
     a.write("secret", "imported-secret\n");
-    let st = [
-        "--results".to_owned(),
-        files.results.display().to_string(),
-        "--secrets".to_owned(),
-        files.secrets.display().to_string(),
-    ];
     a.run_cmd(
-        a.cmd()
-            .args([
-                "import",
-                "m.yaml",
-                "--account-id",
-                "160343",
-                "--token-name",
-                "t00",
-            ])
-            .args(["--token-id", "4242", "--secret-file", "secret"])
-            .args(&st),
+        files
+            .cmd(&a, "import")
+            .args(["--account-id", "160343", "--token-name", "t00"])
+            .args(["--token-id", "4242", "--secret-file", "secret"]),
         LIMIT,
     )
     .expect_code(0);
-    let v: Value = serde_json::from_slice(&std::fs::read(&files.results).unwrap()).unwrap();
+    let v = files.results_json();
     assert_eq!(
         v["api_url"].as_str().map(|u| u.trim_end_matches('/')),
         Some(a.sim().url().trim_end_matches('/')),
         "{v:#}"
     );
     let b = Env::with_sim(config);
-    let r = b.run_cmd(
-        b.cmd()
-            .current_dir(a.dir.path())
-            .args(["verify", "m.yaml"])
-            .args(&st),
-        LIMIT,
-    );
+    let r = b.run_cmd(files.cmd(&b, "verify").current_dir(a.dir.path()), LIMIT);
     assert_eq!(r.code, Some(2), "{}", r.stderr);
     assert!(
         r.stderr.contains(a.sim().url().trim_end_matches('/')),
@@ -445,7 +393,7 @@ fn an_import_binds_the_results_file_to_its_endpoint() {
         "{}",
         r.stderr
     );
-    let after: Value = serde_json::from_slice(&std::fs::read(&files.results).unwrap()).unwrap();
+    let after = files.results_json();
     assert_eq!(after["api_url"], v["api_url"]);
     assert!(
         after["accounts"]["160343"]["t00"]["status"].is_null(),
@@ -466,14 +414,7 @@ fn an_import_refuses_a_replaced_token_that_is_another_rows_current_one() {
           "superseded": [ { "token_id": 100, "replaced_by": 200 } ] }
     ]);
     env.write("e.json", &rows.to_string());
-    let r = env.run_cmd(
-        env.cmd()
-            .args(["import", "m.yaml", "--from", "e.json", "--results"])
-            .arg(&files.results)
-            .arg("--secrets")
-            .arg(&files.secrets),
-        LIMIT,
-    );
+    let r = env.run_cmd(files.cmd(&env, "import").args(["--from", "e.json"]), LIMIT);
     assert_eq!(r.code, Some(2), "{}", r.stderr);
     assert!(r.stderr.contains("160343/t00"), "{}", r.stderr);
     assert!(!files.results.exists(), "something was recorded");
@@ -482,15 +423,9 @@ fn an_import_refuses_a_replaced_token_that_is_another_rows_current_one() {
 /// `apply --yes` with the files' state paths, without the chaos suites' `--resend-ambiguous`.
 fn plain_apply(env: &Env, files: &Files) -> Run {
     env.run_cmd(
-        env.cmd()
-            .arg("apply")
-            .arg(&files.manifest)
-            .arg("--yes")
-            .arg("--results")
-            .arg(&files.results)
-            .arg("--secrets")
-            .arg(&files.secrets)
-            .args(["--request-timeout", "2"]),
+        files
+            .cmd(env, "apply")
+            .args(["--yes", "--request-timeout", "2"]),
         LIMIT,
     )
 }
@@ -520,15 +455,8 @@ fn the_ambiguity_budget_holds_across_runs_until_orphans_clear() {
         2,
         "a token at its ambiguity budget was sent again by a later run"
     );
-    env.run_cmd(
-        env.cmd()
-            .args(["orphans", "clear", "m.yaml", "--results"])
-            .arg(&files.results)
-            .arg("--secrets")
-            .arg(&files.secrets),
-        LIMIT,
-    )
-    .expect_code(0);
+    env.run_cmd(&mut files.cmd(&env, "orphans clear"), LIMIT)
+        .expect_code(0);
     plain_apply(&env, &files);
     assert_eq!(
         env.sim().ground_truth().len(),
@@ -547,34 +475,32 @@ fn a_replaced_tokens_403_counts_only_beside_a_current_token_that_answered_200() 
     let env = Env::with_sim(config);
     let files = Files::new(&env, &manifest);
     run(&env, &files, &[]).expect_code(0);
-    let mut v: Value = serde_json::from_slice(&std::fs::read(&files.results).unwrap()).unwrap();
+    let mut v = files.results_json();
     v["accounts"]["160343"]["t00"]["created_at"] = Value::from("2020-01-01T00:00:00Z");
     let old = v["accounts"]["160343"]["t00"]["token_id"].as_i64().unwrap();
     std::fs::write(&files.results, serde_json::to_vec_pretty(&v).unwrap()).unwrap();
     run(&env, &files, &["--rotate-older-than", "90d"]).expect_code(0);
-    let v: Value = serde_json::from_slice(&std::fs::read(&files.results).unwrap()).unwrap();
-    let current = v["accounts"]["160343"]["t00"]["token_id"].as_i64().unwrap();
+    let current = files.results_json()["accounts"]["160343"]["t00"]["token_id"]
+        .as_i64()
+        .unwrap();
     assert_ne!(current, old);
     assert!(env.sim().delete_token(old));
     assert!(env.sim().delete_token(current));
-    let verify = env.run_cmd(
-        env.cmd()
-            .arg("verify")
-            .arg(&files.manifest)
-            .arg("--results")
-            .arg(&files.results)
-            .arg("--secrets")
-            .arg(&files.secrets),
-        LIMIT,
-    );
-    assert_eq!(verify.code, Some(1), "{}", verify.stderr);
-    let v: Value = serde_json::from_slice(&std::fs::read(&files.results).unwrap()).unwrap();
-    let replaced = v["superseded"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|s| s["token_id"] == old)
-        .unwrap();
+    // verify (exit 1: a token is revoked), then the replaced token's entry, with the file.
+    let verify = || {
+        let verify = env.run_cmd(&mut files.cmd(&env, "verify"), LIMIT);
+        assert_eq!(verify.code, Some(1), "{}", verify.stderr);
+        let v = files.results_json();
+        let replaced = v["superseded"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["token_id"] == old)
+            .unwrap()
+            .clone();
+        (replaced, v)
+    };
+    let (replaced, v) = verify();
     assert_ne!(
         replaced["status"], "revoked",
         "one 403 took a replaced token off the remove-by-hand list: {v:#}"
@@ -583,23 +509,6 @@ fn a_replaced_tokens_403_counts_only_beside_a_current_token_that_answered_200() 
     let (_, manifest2) = workload(1, 2);
     std::fs::write(&files.manifest, manifest2).unwrap();
     run(&env, &files, &[]).expect_code(0);
-    let verify = env.run_cmd(
-        env.cmd()
-            .arg("verify")
-            .arg(&files.manifest)
-            .arg("--results")
-            .arg(&files.results)
-            .arg("--secrets")
-            .arg(&files.secrets),
-        LIMIT,
-    );
-    assert_eq!(verify.code, Some(1), "{}", verify.stderr);
-    let v: Value = serde_json::from_slice(&std::fs::read(&files.results).unwrap()).unwrap();
-    let replaced = v["superseded"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|s| s["token_id"] == old)
-        .unwrap();
+    let (replaced, v) = verify();
     assert_eq!(replaced["status"], "revoked", "{v:#}");
 }

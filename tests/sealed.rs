@@ -14,7 +14,7 @@ use age::secrecy::ExposeSecret;
 use logzio_tokens::simulator::{FaultRates, SimConfig};
 use serde_json::Value;
 
-use crate::util::{Env, Run, manifest_yaml, mode, wait_until};
+use crate::util::{Env, Run, files_under, manifest_yaml, mode, possible_orphans, wait_until};
 
 const ACCOUNTS: [i64; 3] = [160_343, 160_344, 160_345];
 const RUN_LIMIT: Duration = Duration::from_secs(120);
@@ -67,20 +67,6 @@ fn apply(env: &Env, manifest: &Path, extra: &[&str]) -> Run {
             .args(extra),
         RUN_LIMIT,
     )
-}
-
-/// Every regular file under `dir`, recursively.
-fn files_under(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    for e in std::fs::read_dir(dir).unwrap() {
-        let p = e.unwrap().path();
-        if p.is_dir() {
-            out.extend(files_under(&p));
-        } else {
-            out.push(p);
-        }
-    }
-    out
 }
 
 /// Fails when any secret the simulator created appears in any file of the workspace.
@@ -302,22 +288,11 @@ fn faults_and_sigkills_with_recipients_lose_no_secret_and_leave_none_in_plaintex
     assert_every_secret_recovered(&env, &manifest, &key, "after kills and resume");
     // Every token the simulator created is recorded or listed as a possible orphan.
     let records = recorded(&env);
-    let v = env.json("m.results.json");
-    let orphans: Vec<(u64, String)> = v["possible_orphans"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|o| {
-            (
-                o["account_id"].as_u64().unwrap(),
-                o["token_name"].as_str().unwrap().to_owned(),
-            )
-        })
-        .collect();
+    let orphans = possible_orphans(&env.json("m.results.json"));
     for t in env.sim().ground_truth() {
         let k = (t.account_id as u32, t.name.clone());
         assert!(
-            records.get(&k) == Some(&t.id) || orphans.contains(&(t.account_id as u64, t.name)),
+            records.get(&k) == Some(&t.id) || orphans.contains(&(t.account_id, t.name)),
             "token {} of {k:?} is neither recorded nor a possible orphan",
             t.id
         );

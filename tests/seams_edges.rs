@@ -164,12 +164,8 @@ impl Running {
         std::fs::read_to_string(&self.stderr).unwrap_or_default()
     }
 
-    #[allow(unsafe_code)]
     fn signal(&self, sig: libc::c_int) {
-        let pid = libc::pid_t::try_from(self.child.id()).unwrap();
-        // SAFETY: kill(2) has no memory-safety preconditions; the pid is our own child, still
-        // unreaped (so it cannot have been recycled for another process).
-        assert_eq!(unsafe { libc::kill(pid, sig) }, 0);
+        crate::util::signal(self.child.id(), sig);
     }
 
     /// The exit code, once it exited within `timeout` (`None`: killed by a signal).

@@ -11,7 +11,7 @@ use logzio_tokens::simulator::SimConfig;
 use secrecy::ExposeSecret;
 use serde_json::Value;
 
-use crate::util::{Env, Run, manifest_yaml};
+use crate::util::{Env, Run, interrupt, manifest_yaml};
 
 const A: i64 = 160_343;
 const B: i64 = 160_344;
@@ -389,6 +389,33 @@ fn an_account_filter_that_names_no_entry_is_refused_with_the_closest_entries() {
     }
     assert_eq!(created(&env), 0);
     assert!(!env.path("m.results.lock").exists());
+}
+
+/// `plan --detail` heads each account with the name the live list gives it, an entry given by
+/// id as much as one given by name, and an account the manifest no longer lists (whose tokens
+/// are to remove by hand); `plan --json` carries the same names.
+#[test]
+fn plan_detail_names_the_accounts_given_by_id() {
+    let env = workspace(&["ci"]);
+    let run = env.run(&["plan", "m.yaml", "--detail"]);
+    run.expect_code(0);
+    for head in [
+        "  account 160343 (payments-prod):",
+        "  account 160344 (payments-staging):",
+    ] {
+        assert!(run.stdout.contains(head), "{head}:\n{}", run.stdout);
+    }
+    let doc: Value = serde_json::from_str(&env.run(&["plan", "m.yaml", "--json"]).stdout).unwrap();
+    assert_eq!(doc["account_names"]["160343"], "payments-prod", "{doc}");
+    env.run(&["apply", "m.yaml", "--yes"]).expect_code(0);
+    env.write("m.yaml", &manifest_yaml(&[A], &["ci"]));
+    let run = env.run(&["plan", "m.yaml", "--detail"]);
+    run.expect_code(0);
+    let dropped = run
+        .stdout
+        .find("  account 160344 (payments-staging):\n    - ci (token ")
+        .is_some();
+    assert!(dropped, "{}", run.stdout);
 }
 
 #[test]
@@ -875,16 +902,6 @@ fn the_continue_hint_is_a_command_with_the_run_s_flags() {
         )),
         "{stderr}"
     );
-}
-
-/// Sends SIGINT (what Ctrl-C sends) to a child process of this test.
-#[allow(unsafe_code)]
-fn interrupt(pid: u32) {
-    let pid = libc::pid_t::try_from(pid).unwrap();
-    // SAFETY: kill(2) has no memory-safety preconditions; the pid is our own child, still
-    // unreaped (so it cannot have been recycled for another process).
-    let rc = unsafe { libc::kill(pid, libc::SIGINT) };
-    assert_eq!(rc, 0, "kill(SIGINT) failed");
 }
 
 /// A wrong record (imported with the wrong id) is removed with `forget`, which import's

@@ -97,6 +97,50 @@ impl Env {
     }
 }
 
+/// Where a scenario's files are: the manifest, and state files under `state/` given by path.
+#[derive(Debug, Clone)]
+pub struct Files {
+    pub manifest: PathBuf,
+    pub results: PathBuf,
+    pub secrets: PathBuf,
+}
+
+impl Files {
+    /// Writes the manifest and makes the state directory (`state/`) in the workspace.
+    pub fn new(env: &Env, manifest: &str) -> Files {
+        let state = env.path("state");
+        std::fs::create_dir_all(&state).unwrap();
+        Files {
+            manifest: env.write("m.yaml", manifest),
+            results: state.join("r.json"),
+            secrets: state.join("s.json"),
+        }
+    }
+
+    /// The journal beside the results file.
+    pub fn journal(&self) -> PathBuf {
+        self.results.with_extension("journal")
+    }
+
+    /// `logzio-tokens COMMAND MANIFEST --results R --secrets S`, for more arguments;
+    /// `command` may be words (`orphans clear`).
+    pub fn cmd(&self, env: &Env, command: &str) -> Command {
+        let mut c = env.cmd();
+        c.args(command.split(' '))
+            .arg(&self.manifest)
+            .arg("--results")
+            .arg(&self.results)
+            .arg("--secrets")
+            .arg(&self.secrets);
+        c
+    }
+
+    /// The results file, parsed.
+    pub fn results_json(&self) -> serde_json::Value {
+        serde_json::from_slice(&std::fs::read(&self.results).unwrap()).unwrap()
+    }
+}
+
 /// A finished run of the binary.
 #[derive(Debug)]
 pub struct Run {
@@ -149,6 +193,55 @@ pub fn wait_with_timeout(mut child: Child, timeout: Duration) -> Output {
     }
 }
 
+/// Starts a prepared command with its output thrown away (a run a test kills or signals).
+pub fn spawn_quiet(cmd: &mut Command) -> Child {
+    cmd.stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
+/// Waits until `cond` holds or the child exits (at most `timeout`), then kills it (SIGKILL)
+/// and reaps it; returns whether it was still running, i.e. whether the kill landed in a
+/// running process.
+pub fn kill_when(child: &mut Child, timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    wait_until(timeout, || cond() || child.try_wait().unwrap().is_some());
+    let running = child.try_wait().unwrap().is_none();
+    let _ = child.kill();
+    let _ = child.wait();
+    running
+}
+
+/// Sends `signal` to a child process of this test.
+#[allow(unsafe_code)]
+pub fn signal(pid: u32, signal: libc::c_int) {
+    let pid = libc::pid_t::try_from(pid).unwrap();
+    // SAFETY: kill(2) has no memory-safety preconditions; the pid is our own child, still
+    // unreaped (so it cannot have been recycled for another process).
+    let rc = unsafe { libc::kill(pid, signal) };
+    assert_eq!(rc, 0, "kill({signal}) failed");
+}
+
+/// Sends SIGINT (what Ctrl-C sends) to a child process of this test.
+pub fn interrupt(pid: u32) {
+    signal(pid, libc::SIGINT);
+}
+
+/// The (account id, token name) of every possible orphan a results file lists.
+pub fn possible_orphans(results: &serde_json::Value) -> Vec<(i64, String)> {
+    results["possible_orphans"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| {
+            (
+                o["account_id"].as_i64().unwrap(),
+                o["token_name"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect()
+}
+
 /// Polls `cond` until it holds or the deadline passes; returns whether it held.
 pub fn wait_until(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
     let deadline = Instant::now() + timeout;
@@ -175,6 +268,20 @@ pub fn manifest_yaml(accounts: &[i64], tokens: &[&str]) -> String {
     s
 }
 
+/// Every file under `dir`, recursively (directories are walked, not listed).
+pub fn files_under(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            out.extend(files_under(&path));
+        } else {
+            out.push(path);
+        }
+    }
+    out
+}
+
 /// Makes a file readable by its owner only, as `age-keygen -o` writes a private key (an
 /// identity file others may read is refused).
 pub fn private(path: &Path) {
@@ -186,6 +293,62 @@ pub fn private(path: &Path) {
 pub fn mode(path: &Path) -> u32 {
     use std::os::unix::fs::MetadataExt;
     std::fs::metadata(path).unwrap().mode() & 0o777
+}
+
+/// A raw TCP server on 127.0.0.1 for scripted answers, on its own thread and runtime: `serve`
+/// handles each accepted connection. Stopped (and its thread joined) when dropped.
+pub struct LoopbackServer {
+    pub url: String,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl LoopbackServer {
+    /// Binds a free port and serves until dropped.
+    pub fn start<F, Fut>(serve: F) -> LoopbackServer
+    where
+        F: Fn(tokio::net::TcpStream) -> Fut + Send + 'static,
+        Fut: std::future::Future<Output = ()> + Send + 'static,
+    {
+        let (stop, mut stopped) = tokio::sync::oneshot::channel::<()>();
+        let (ready, addr) = std::sync::mpsc::channel();
+        let thread = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async move {
+                let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+                ready.send(listener.local_addr().unwrap()).unwrap();
+                loop {
+                    tokio::select! {
+                        _ = &mut stopped => break,
+                        accepted = listener.accept() => {
+                            let Ok((stream, _)) = accepted else { continue };
+                            tokio::spawn(serve(stream));
+                        }
+                    }
+                }
+            });
+        });
+        let addr = addr.recv().unwrap();
+        LoopbackServer {
+            url: format!("http://{addr}"),
+            stop: Some(stop),
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for LoopbackServer {
+    fn drop(&mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+        if let Some(t) = self.thread.take() {
+            t.join().unwrap();
+        }
+    }
 }
 
 /// Reads one HTTP/1.1 request from a test server's connection: its head (request line and

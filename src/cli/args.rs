@@ -137,10 +137,12 @@ pub enum SchemaKind {
     Results,
 }
 
-/// Where the API is and how to reach it.
+/// Where the API is and how long a request may take: the options every command that talks to
+/// the API takes (`plan`, `apply` and `verify`), defined once so that their names, help and
+/// environment variables cannot drift apart.
 #[derive(Debug, Clone, Args)]
 #[command(next_help_heading = "Connection")]
-pub struct ApiArgs {
+pub struct EndpointArgs {
     /// Logz.io region: us (default), eu, uk, au, ca. Overrides the manifest. [env: LOGZIO_REGION]
     // The variable is read in `config` rather than by clap, which would refuse an empty one:
     // an empty LOGZIO_REGION means "not set", as it always has.
@@ -157,6 +159,19 @@ pub struct ApiArgs {
     // from (flag > environment > manifest > default).
     #[arg(long, value_name = "URL")]
     pub api_url: Option<String>,
+    /// Per-request timeout in seconds (overrides settings.request_timeout_seconds).
+    #[arg(long, value_name = "SECONDS")]
+    pub request_timeout: Option<f64>,
+}
+
+/// Where the API is and how to reach it: the endpoint, and the owner token or the simulator
+/// that stands in for it (`plan`, `apply`).
+#[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "Connection")]
+pub struct ApiArgs {
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub endpoint: EndpointArgs,
     /// Read the owner API token from this file (first line, trimmed) instead of LOGZIO_API_TOKEN.
     #[arg(long, value_name = "PATH")]
     pub api_token_file: Option<PathBuf>,
@@ -168,9 +183,6 @@ pub struct ApiArgs {
     /// list (read lag, e.g. `300ms` or `2s`), to watch the lookup after an ambiguous create.
     #[arg(long, value_name = "DURATION", value_parser = parse_lag, requires = "simulate")]
     pub simulate_list_lag: Option<std::time::Duration>,
-    /// Per-request timeout in seconds (overrides settings.request_timeout_seconds).
-    #[arg(long, value_name = "SECONDS")]
-    pub request_timeout: Option<f64>,
 }
 
 /// A short delay: a whole number of milliseconds or seconds (`300ms`, `2s`), at most 10 minutes.
@@ -637,9 +649,11 @@ pub struct ExportArgs {
 pub struct VerifyArgs {
     /// The manifest file.
     pub manifest: PathBuf,
+    // The endpoint alone: no owner token is sent (each token is probed with its own secret),
+    // and no simulator can be started (it would know none of the tokens).
     #[command(flatten)]
     #[allow(missing_docs)]
-    pub api: VerifyApiArgs,
+    pub endpoint: EndpointArgs,
     #[command(flatten)]
     #[allow(missing_docs)]
     pub state: StateArgs,
@@ -665,28 +679,6 @@ pub struct VerifyArgs {
     /// No progress bar or progress lines.
     #[arg(long, help_heading = "Output")]
     pub no_progress: bool,
-}
-
-/// Where the API is, for `verify`: no owner token is sent (each token is probed with its
-/// own secret), and no simulator can be started (it would know none of the tokens).
-#[derive(Debug, Clone, Args)]
-#[command(next_help_heading = "Connection")]
-pub struct VerifyApiArgs {
-    /// Logz.io region: us (default), eu, uk, au, ca. Overrides the manifest. [env: LOGZIO_REGION]
-    #[arg(
-        long,
-        value_name = "CODE",
-        value_enum,
-        ignore_case = true,
-        hide_possible_values = true
-    )]
-    pub region: Option<Region>,
-    /// API base URL; overrides the region. http:// only for loopback hosts. [env: LOGZIO_API_URL]
-    #[arg(long, value_name = "URL")]
-    pub api_url: Option<String>,
-    /// Per-request timeout in seconds (overrides settings.request_timeout_seconds).
-    #[arg(long, value_name = "SECONDS")]
-    pub request_timeout: Option<f64>,
 }
 
 /// How `verify`'s probes are sent (a probe creates nothing, so there is no ambiguity budget).

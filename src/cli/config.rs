@@ -136,12 +136,17 @@ fn resolve_api(args: &ApiArgs, manifest: &Manifest) -> Result<ApiSetup, CliError
         .filter(|u| !u.trim().is_empty());
     let (endpoint, source) = if args.simulate {
         (Endpoint::default(), EndpointSource::Flag("--simulate"))
-    } else if let Some(url) = args.api_url.as_deref().filter(|u| !u.trim().is_empty()) {
+    } else if let Some(url) = args
+        .endpoint
+        .api_url
+        .as_deref()
+        .filter(|u| !u.trim().is_empty())
+    {
         (
             Endpoint::Url(url.trim().to_owned()),
             EndpointSource::Flag("--api-url"),
         )
-    } else if let Some(region) = args.region {
+    } else if let Some(region) = args.endpoint.region {
         (Endpoint::Region(region), EndpointSource::Flag("--region"))
     } else if let Some(url) = env_url {
         (
@@ -164,7 +169,7 @@ fn resolve_api(args: &ApiArgs, manifest: &Manifest) -> Result<ApiSetup, CliError
     }
     let timeout = setting(
         "--request-timeout",
-        args.request_timeout,
+        args.endpoint.request_timeout,
         manifest.settings.request_timeout_seconds,
         DEFAULT_REQUEST_TIMEOUT_SECONDS,
         limits::REQUEST_TIMEOUT_SECONDS,
@@ -839,12 +844,10 @@ impl VerifySettings {
         let bytes = manifest::read(&args.manifest)?;
         let run_args = RunArgs {
             api: ApiArgs {
-                region: args.api.region,
-                api_url: args.api.api_url.clone(),
+                endpoint: args.endpoint.clone(),
                 api_token_file: None,
                 simulate: false,
                 simulate_list_lag: None,
-                request_timeout: args.api.request_timeout,
             },
             state: args.state.clone(),
             seal: SealArgs {

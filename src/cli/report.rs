@@ -126,7 +126,8 @@ impl Serialize for V1 {
 #[derive(Debug, Serialize)]
 pub struct PlanDocument<'a> {
     /// `create`, `present`, `remove_by_hand`, `unresolved`, `unknown_accounts`,
-    /// `resolved_names`, `possible_orphans` (a count), `live`.
+    /// `resolved_names`, `account_names` (id -> the name it is known by), `possible_orphans`
+    /// (a count), `live`.
     #[serde(flatten)]
     pub plan: &'a Plan,
     /// The manifest, as given.

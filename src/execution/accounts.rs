@@ -21,7 +21,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::attempt::{AttemptOutcome, Item, Shared};
+use super::attempt::{AttemptOutcome, Item, Sent, Shared};
 use super::{
     Answer, Backoff, Cancel, ItemEvent, Pacer, RecordOutcomes, SendCreate, Settled, Stats, Ticket,
 };
@@ -176,22 +176,15 @@ async fn create<C: SendCreate, R: RecordOutcomes>(
         sh.pacer.on_unsent(ticket);
         return AttemptOutcome::Failed(item, None, "internal error: no create request".into());
     };
-    let seq = match sh.recorder.intent(&item.key, item.attempt).await {
-        Ok(s) => s,
-        Err(e) => {
-            sh.pacer.on_unsent(ticket);
-            return AttemptOutcome::State(e);
-        }
+    let Sent { seq, answer } = match sh
+        .send_after_intent(&item, ticket, || sh.creator.create_account(&request))
+        .await
+    {
+        Ok(sent) => sent,
+        Err(out) => return out,
     };
-    Stats::add(&sh.stats.attempts, 1);
-    Stats::add(&sh.stats.in_flight, 1);
-    let sent = sh.creator.create_account(&request).await;
-    sh.stats
-        .in_flight
-        .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
-    let e = match sent {
+    let e = match answer {
         Ok(id) => {
-            sh.pacer.on_answer(ticket, Answer::Served, None);
             sh.breaker_record(false);
             let outcome = AccountOutcome::Created {
                 account_id: id,
@@ -211,30 +204,15 @@ async fn create<C: SendCreate, R: RecordOutcomes>(
     let class = e.class();
     let status = e.http_status();
     let detail = e.short();
-    if class == ErrorClass::FatalRun {
-        sh.fatal_seen
-            .store(true, std::sync::atomic::Ordering::SeqCst);
-    }
-    if e.is_rate_limited() {
-        Stats::add(&sh.stats.rate_limited, 1);
-        sh.pacer.on_answer(ticket, Answer::Limited, e.retry_after());
-    } else {
-        let answer = if status.is_some() {
-            Answer::Served
-        } else {
-            Answer::Lost
-        };
-        sh.pacer.on_answer(ticket, answer, None);
-        sh.breaker_record(class == ErrorClass::Ambiguous);
-    }
     item.last_error = Some((status, detail.clone()));
     if class == ErrorClass::Ambiguous {
-        Stats::add(&sh.stats.ambiguous, 1);
-        item.ambiguous += 1;
-        sh.emit(ItemEvent::AccountAmbiguous {
-            name: name.clone(),
-            detail: detail.clone(),
-        });
+        sh.ambiguous(
+            &mut item,
+            ItemEvent::AccountAmbiguous {
+                name: name.clone(),
+                detail: detail.clone(),
+            },
+        );
         let outcome = AccountOutcome::Ambiguous {
             detail: detail.clone(),
         };
@@ -261,9 +239,7 @@ async fn create<C: SendCreate, R: RecordOutcomes>(
         ErrorClass::FatalItem => AttemptOutcome::Failed(item, status, e.to_string()),
         _ => {
             if e.is_rate_limited() {
-                // Not processed: not one of the item's attempts.
-                item.attempt = item.attempt.saturating_sub(1);
-                item.rate_limited += 1;
+                item.rate_limited();
             }
             AttemptOutcome::Retry {
                 retry_after: e.retry_after(),
@@ -301,6 +277,14 @@ async fn look_for<C: SendCreate, R: RecordOutcomes>(
                 .store(true, std::sync::atomic::Ordering::SeqCst);
             return AttemptOutcome::Fatal(e);
         }
+    };
+    let found = match found {
+        Lookup::Unsettled(_)
+            if crate::reintroduced::on(crate::reintroduced::Bug::AccountLookupCutShort) =>
+        {
+            Lookup::None
+        }
+        found => found,
     };
     let recovering = matches!(
         item.account.as_ref().map(|a| &a.step),

@@ -218,6 +218,9 @@ pub struct Plan {
     pub unknown_accounts: Vec<UnknownAccount>,
     /// Accounts given by name, resolved: name -> id.
     pub resolved_names: BTreeMap<String, u32>,
+    /// The name each account of the plan is known by, when known (given by id or by name):
+    /// its live name, else its manifest name, else the name a run resolved to it: id -> name.
+    pub account_names: BTreeMap<u32, String>,
     /// Possible orphans still listed in the results file.
     pub possible_orphans: usize,
     /// Whether the plan was checked against the live account list.
@@ -522,6 +525,9 @@ pub fn plan(
         if let AccountSelector::Name(n) = &entry.selector {
             out.resolved_names.insert(n.clone(), id);
         }
+        if let Some(n) = name {
+            out.account_names.entry(id).or_insert_with(|| n.to_owned());
+        }
         if let (AccountSelector::Name(n), Some(declared)) = (&entry.selector, &entry.create) {
             out.accounts_existing.push(ExistingAccount {
                 name: n.clone(),
@@ -612,6 +618,18 @@ pub fn plan(
                     token_id: r.token_id,
                 });
             }
+        }
+    }
+    // Accounts the manifest no longer lists, by the name the book knows them by.
+    let recorded_only: Vec<u32> = out
+        .replaced_to_remove
+        .iter()
+        .chain(&out.remove_by_hand)
+        .map(|r| r.key.account_id)
+        .collect();
+    for id in recorded_only {
+        if let Some(n) = book.name(id) {
+            out.account_names.entry(id).or_insert_with(|| n.to_owned());
         }
     }
     out
@@ -899,6 +917,37 @@ mod tests {
             exclude: vec!["1".into()],
         };
         assert_eq!(plan(&m, &r, None, &not1).create[0].account_id, 9);
+    }
+
+    #[test]
+    fn every_account_of_the_plan_is_named_when_a_name_is_known() {
+        let m = manifest(vec![
+            (AccountSelector::Id(1), vec!["a"]),
+            (AccountSelector::Name("pay".into()), vec!["a"]),
+            (AccountSelector::Id(3), vec!["a"]),
+        ]);
+        let mut r = ResultsFile::new(None);
+        record(&mut r, 2, "gone", 20);
+        let live = LiveAccounts {
+            settings: BTreeMap::new(),
+            sub_accounts: [(1, "one".into()), (2, "two".into()), (5, "pay".into())].into(),
+        };
+        let p = plan(&m, &r, Some(&live), &AccountFilter::default());
+        assert_eq!(p.remove_by_hand[0].key.account_id, 2);
+        let names: Vec<(u32, &str)> = p
+            .account_names
+            .iter()
+            .map(|(id, n)| (*id, n.as_str()))
+            .collect();
+        // Given by id, by name, absent from the manifest; 3 is no sub account: no name.
+        assert_eq!(names, [(1, "one"), (2, "two"), (5, "pay")]);
+        // Offline: the names runs resolved, whichever way the manifest gives the account.
+        r.resolved_names.insert("pay".into(), 5);
+        r.resolved_names.insert("one".into(), 1);
+        let p = plan(&m, &r, None, &AccountFilter::default());
+        assert_eq!(p.account_names[&1], "one");
+        assert_eq!(p.account_names[&5], "pay");
+        assert!(!p.account_names.contains_key(&3));
     }
 
     fn keys(list: &[Recorded]) -> Vec<String> {

@@ -3,8 +3,8 @@
 //! simulation (`tests/sim/`). A caller plays the answer's latency on its own clock and maps
 //! the answer to what a client would have seen.
 //!
-//! Extension point: the sub-account endpoints (onboarding) add a variant to [`Call`] in
-//! `state` and a method here beside [`InProcess::create`].
+//! The sub-account endpoints are here too ([`InProcess::create_account`], the list, the
+//! detailed read with the log shipping token), through the same decision and fault draw.
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Arc;
@@ -15,7 +15,7 @@ use bytes::Bytes;
 use super::config::{SimConfig, SimConfigError};
 use super::faults::Fault;
 use super::state::{AnswerFate, Call, CreatedToken, Decision, Shared};
-use super::{Counters, CreateAttempt};
+use super::{Counters, CreateAttempt, SimAccount};
 
 /// What a token-creation request got, as the client would see it (before decoding).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -122,6 +122,63 @@ impl InProcess {
         (answer, admission.delay)
     }
 
+    /// Decides a sub-account create (`POST …/time-based-accounts` with this JSON body), and
+    /// how long its answer takes. The answer is a create's: `Created` with the `{"accountId"}`
+    /// body, a fault after the create, or a refusal (429, 503); a body the endpoint refuses
+    /// (400) answers `UnknownAccount`. The account lists at once (`account_list_lag` plays on
+    /// the real clock: a caller on a paused clock plays the lag itself).
+    pub fn create_account(&self, body: &[u8]) -> (CreateAnswer, Duration) {
+        let request = match super::accounts::parse_request(body, true) {
+            Ok(r) => r,
+            Err(_) => return (CreateAnswer::UnknownAccount, Duration::ZERO),
+        };
+        let admission = self.shared.admit(Call::CreateAccount(request));
+        let answer = match admission.decision {
+            Decision::Limited(_) | Decision::Fault429 => CreateAnswer::RateLimited,
+            Decision::Fault503 => CreateAnswer::Unavailable,
+            Decision::DropBeforeCreate => CreateAnswer::Lost { created: false },
+            Decision::Created { body, fault } => match fault {
+                None | Some(Fault::SlowAfterCreate) => CreateAnswer::Created(body),
+                Some(Fault::ErrorAfterCreate) => CreateAnswer::ErrorAfterCreate,
+                Some(Fault::TruncateAfterCreate) => {
+                    CreateAnswer::Truncated(body.slice(..body.len() / 2))
+                }
+                Some(_) => CreateAnswer::Lost { created: true },
+            },
+            _ => CreateAnswer::UnknownAccount,
+        };
+        (answer, admission.delay)
+    }
+
+    /// Decides `GET …/time-based-accounts`: the list's JSON body (owner first), or the status
+    /// of a refusal (429 from a limit).
+    pub fn list_accounts(&self) -> (Result<Bytes, u16>, Duration) {
+        let admission = self.shared.admit(Call::TimeBasedAccounts);
+        let answer = match admission.decision {
+            Decision::Json(body) => Ok(body),
+            _ => Err(429),
+        };
+        (answer, admission.delay)
+    }
+
+    /// Decides `GET …/time-based-accounts/detailed/{id}`: its JSON body (with the log shipping
+    /// token), or the status of a refusal (404 for an id the owner does not have, 429).
+    pub fn detailed_account(&self, id: i64) -> (Result<Bytes, u16>, Duration) {
+        let admission = self.shared.admit(Call::DetailedAccount(id));
+        let answer = match admission.decision {
+            Decision::Json(body) => Ok(body),
+            Decision::NoSuchAccount(_) | Decision::UnknownAccount { .. } => Err(404),
+            _ => Err(429),
+        };
+        (answer, admission.delay)
+    }
+
+    /// Every sub account (configured and created through the API), shipping tokens included:
+    /// the ground truth of the account side.
+    pub fn accounts(&self) -> Vec<SimAccount> {
+        self.shared.sim_accounts()
+    }
+
     /// Decides a whoami probe with a sub-account token (verify).
     pub fn probe(&self, token: &str) -> (ProbeAnswer, Duration) {
         let admission = self.shared.admit(Call::WhoAmIToken {
@@ -182,6 +239,40 @@ mod tests {
         assert!(sim.delete_token(truth[0].id));
         assert_eq!(sim.probe(&truth[0].token).0, ProbeAnswer::Forbidden);
         assert_eq!(sim.create(1, "x").0, CreateAnswer::UnknownAccount);
+    }
+
+    #[test]
+    fn an_in_process_account_create_lists_and_reads_its_shipping_token() {
+        let sim = InProcess::new(&SimConfig::default()).unwrap();
+        let body = br#"{"accountName":"team-a","email":"a@example.com","retentionDays":7,"maxDailyGB":5,"sharingObjectsAccounts":[]}"#;
+        let (answer, _) = sim.create_account(body);
+        let CreateAnswer::Created(created) = answer else {
+            panic!("{answer:?}")
+        };
+        let v: serde_json::Value = serde_json::from_slice(&created).unwrap();
+        let made: Vec<SimAccount> = sim
+            .accounts()
+            .into_iter()
+            .filter(|a| a.created_by_api)
+            .collect();
+        assert_eq!(made.len(), 1);
+        assert_eq!(v["accountId"], made[0].id);
+        let list: serde_json::Value =
+            serde_json::from_slice(&sim.list_accounts().0.unwrap()).unwrap();
+        assert!(
+            list.as_array()
+                .unwrap()
+                .iter()
+                .any(|a| a["accountName"] == "team-a")
+        );
+        let detailed: serde_json::Value =
+            serde_json::from_slice(&sim.detailed_account(made[0].id).0.unwrap()).unwrap();
+        assert_eq!(
+            detailed["account"]["accountToken"],
+            made[0].shipping_token.as_str()
+        );
+        assert_eq!(sim.detailed_account(1).0, Err(404));
+        assert_eq!(sim.create_account(b"{}").0, CreateAnswer::UnknownAccount);
     }
 
     #[test]

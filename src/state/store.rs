@@ -1053,4 +1053,172 @@ mod tests {
         let other = room_needed(&RealFs, write(libc::EIO), &[("results", 2048)]);
         assert!(!other.to_string().contains("needs about"), "{other}");
     }
+
+    /// A wall clock stopped at one second; the monotonic time is tokio's.
+    #[derive(Debug)]
+    struct Stopped;
+
+    impl crate::clock::Clock for Stopped {
+        fn now_utc(&self) -> time::OffsetDateTime {
+            time::macros::datetime!(2031-01-02 03:04:05.678 UTC)
+        }
+        fn now(&self) -> tokio::time::Instant {
+            tokio::time::Instant::now()
+        }
+    }
+
+    fn open_stopped(dir: &std::path::Path) -> (StatePaths, Store) {
+        let paths = StatePaths::for_manifest(&dir.join("m.yaml"), None, None);
+        let store = Store::open_in(
+            RealFs,
+            std::sync::Arc::new(Stopped),
+            random::seeded(7),
+            paths.clone(),
+            Some(URL),
+        )
+        .unwrap();
+        (paths, store)
+    }
+
+    fn file_name_of(p: &std::path::Path) -> String {
+        p.file_name().unwrap().to_string_lossy().into_owned()
+    }
+
+    #[test]
+    fn sealed_files_written_in_one_second_each_get_a_name_of_their_own() {
+        let dir = tempfile::tempdir().unwrap();
+        let keys = tempfile::tempdir().unwrap();
+        let (r, ids) = recipients(keys.path());
+        let (_, mut s) = open_stopped(dir.path());
+        s.seal_to(r);
+        let run = s.sealing().unwrap().run_id.clone();
+        let mut names = Vec::new();
+        for (n, id) in [("a", 10), ("b", 11), ("c", 12)] {
+            apply(&mut s, &key(n), created(id, &format!("sek-{n}")));
+            let path = s.seal_run(|_| Ok(())).unwrap().unwrap();
+            names.push(file_name_of(&path));
+        }
+        assert_eq!(
+            names,
+            [
+                format!("20310102T030405Z-{run}.age"),
+                format!("20310102T030405Z-{run}-2.age"),
+                format!("20310102T030405Z-{run}-3.age"),
+            ]
+        );
+        s.save().unwrap();
+        let all = s.all_secrets(Some(&ids)).unwrap();
+        assert_eq!(all.get(&key("c")).unwrap().token.expose(), "sek-c");
+    }
+
+    #[test]
+    fn a_document_sealed_on_its_own_makes_its_secrets_durable() {
+        // Secrets given by the user (an import) sealed into a file of their own: the tokens
+        // they belong to may be saved, as their secrets are in a listed sealed file.
+        let dir = tempfile::tempdir().unwrap();
+        let keys = tempfile::tempdir().unwrap();
+        let (r, ids) = recipients(keys.path());
+        let (paths, mut s) = open_stopped(dir.path());
+        s.seal_to(r.clone());
+        apply(&mut s, &key("a"), created(10, "sek-a"));
+        assert!(matches!(
+            s.save().unwrap_err(),
+            StateError::Invariant { .. }
+        ));
+        let mut doc = SecretsFile::default();
+        doc.insert(&key("a"), 10, Secret::new("sek-a"));
+        let path = s.seal_document(&r, &doc).unwrap();
+        assert!(path.starts_with(&paths.sealed));
+        let listed = s.results().sealed_files.last().unwrap();
+        assert_eq!(listed.file, file_name_of(&path));
+        assert_eq!(
+            listed.sha256,
+            sealed::sha256_hex(&std::fs::read(&path).unwrap())
+        );
+        s.save().unwrap();
+        assert_eq!(
+            ids.open(&path)
+                .unwrap()
+                .get(&key("a"))
+                .unwrap()
+                .token
+                .expose(),
+            "sek-a"
+        );
+    }
+
+    #[test]
+    fn sealed_files_a_results_file_does_not_list_yet_are_listed_once() {
+        // A state written before `sealed_files` existed: its sealed directory holds this
+        // tool's files, its results file lists none. Opening it lists them, with their
+        // digests and the run named in the file name.
+        let dir = tempfile::tempdir().unwrap();
+        let keys = tempfile::tempdir().unwrap();
+        let (r, _) = recipients(keys.path());
+        let (paths, mut s) = open_stopped(dir.path());
+        s.save().unwrap();
+        drop(s);
+        let mut doc = SecretsFile::default();
+        doc.insert(&key("a"), 10, Secret::new("sek-a"));
+        let armored = r.seal_secrets(&doc).unwrap();
+        let name = "20261129T210306Z-1a2b3c4d.age";
+        sealed::write_new(&paths.sealed, name, &armored).unwrap();
+        let (_, mut s) = open_stopped(dir.path());
+        assert_eq!(
+            s.results().sealed_files,
+            [crate::state::SealedFile {
+                file: name.into(),
+                sha256: sealed::sha256_hex(&armored),
+                run_id: "1a2b3c4d".into(),
+            }]
+        );
+        s.save().unwrap();
+        drop(s);
+        let (_, s) = open_stopped(dir.path());
+        assert_eq!(s.results().sealed_files.len(), 1, "listed once");
+    }
+
+    #[test]
+    fn a_sealed_file_a_killed_run_journaled_is_listed_only_if_it_holds_what_was_journaled() {
+        let dir = tempfile::tempdir().unwrap();
+        let keys = tempfile::tempdir().unwrap();
+        let (r, _) = recipients(keys.path());
+        let (paths, mut s) = open_stopped(dir.path());
+        s.save().unwrap();
+        drop(s);
+        let mut doc = SecretsFile::default();
+        doc.insert(&key("a"), 10, Secret::new("sek-a"));
+        let armored = r.seal_secrets(&doc).unwrap();
+        let entry = |name: &str, bytes: &[u8]| crate::state::SealedFile {
+            file: name.into(),
+            sha256: sealed::sha256_hex(bytes),
+            run_id: "1a2b3c4d".into(),
+        };
+        // One written whole, one journaled but never written, one whose bytes differ.
+        sealed::write_new(&paths.sealed, "1.age", &armored).unwrap();
+        sealed::write_new(&paths.sealed, "3.age", b"other bytes").unwrap();
+        let lines: Vec<u8> = [
+            entry("1.age", &armored),
+            entry("2.age", &armored),
+            entry("3.age", &armored),
+            entry("1.age", &armored),
+        ]
+        .into_iter()
+        .flat_map(|file| {
+            super::journal::JournalRecord::Sealed {
+                file,
+                at: AT.into(),
+            }
+            .to_line()
+        })
+        .collect();
+        std::fs::write(&paths.journal, lines).unwrap();
+        std::fs::set_permissions(
+            &paths.journal,
+            std::os::unix::fs::PermissionsExt::from_mode(0o600),
+        )
+        .unwrap();
+        let s = Store::read(paths.clone(), Some(URL)).unwrap();
+        assert_eq!(s.results().sealed_files, [entry("1.age", &armored)]);
+    }
 }

@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
 use logzio_tokens::key::TokenKey;
-use logzio_tokens::simulator::CreatedToken;
+use logzio_tokens::simulator::{CreatedToken, SimAccount};
 use logzio_tokens::state::sealed::Identities;
 use logzio_tokens::state::{ResultsFile, SecretsFile, StatePaths};
 
@@ -22,6 +22,8 @@ pub struct Allowance {
     pub max_ambiguous: u32,
     /// Tokens that existed at an `orphans clear`: the user said they checked them.
     pub cleared: BTreeSet<i64>,
+    /// Account names whose ambiguous creates an `orphans clear` cleared.
+    pub cleared_accounts: BTreeSet<String>,
 }
 
 /// What one step left, as the checker reads it.
@@ -31,6 +33,9 @@ pub struct Seen {
     pub results: Option<ResultsFile>,
     /// key -> (id, secret) from the secrets file and every sealed file.
     pub secrets: BTreeMap<(TokenKey, i64), String>,
+    /// Created sub accounts' shipping tokens from the secrets file and every sealed file:
+    /// account id -> (account name, token).
+    pub shipping: BTreeMap<u32, (String, String)>,
 }
 
 fn key_of(t: &CreatedToken) -> TokenKey {
@@ -51,6 +56,11 @@ pub fn read(fs: &SimFs, paths: &StatePaths, ids: &Identities, problems: &mut Vec
         }
     }
     let mut add = |doc: SecretsFile| {
+        for (id, s) in doc.shipping {
+            seen.shipping
+                .entry(id)
+                .or_insert_with(|| (s.account_name, s.token.expose().to_owned()));
+        }
         for (acc, tokens) in doc.accounts {
             for (name, rec) in tokens {
                 let key = TokenKey {
@@ -291,6 +301,165 @@ pub fn replaced_never_current(seen: &Seen, problems: &mut Vec<String>) {
             problems.push(format!(
                 "issue 25 defect 14: token {} is listed as replaced under {}/{} (to delete by hand) but is the current token of {current}",
                 s.token_id, s.account_id, s.token_name
+            ));
+        }
+    }
+}
+
+/// With recipients, no created account's shipping token in plaintext anywhere on the disk.
+pub fn no_plaintext_shipping(
+    fs: &SimFs,
+    dir: &Path,
+    accounts: &[SimAccount],
+    problems: &mut Vec<String>,
+) {
+    for (path, bytes) in fs.files_under(dir) {
+        let text = String::from_utf8_lossy(&bytes);
+        if let Some(a) = accounts
+            .iter()
+            .filter(|a| a.created_by_api && !a.shipping_token.is_empty())
+            .find(|a| text.contains(&a.shipping_token))
+        {
+            problems.push(format!(
+                "{} holds the shipping token of account {} ({}) in plaintext",
+                path.display(),
+                a.id,
+                a.name
+            ));
+        }
+    }
+}
+
+/// After every step: every account the results file records as created is one the server
+/// created with that name, and one recorded with its shipping token kept has it durable (the
+/// secrets file or a sealed file), the server's own, under its id and name; a token of an
+/// account the tool created is kept only under an account the results file records.
+pub fn recorded_accounts_are_the_servers(
+    seen: &Seen,
+    accounts: &[SimAccount],
+    problems: &mut Vec<String>,
+) {
+    let Some(results) = &seen.results else {
+        return;
+    };
+    let by_id: BTreeMap<i64, &SimAccount> = accounts.iter().map(|a| (a.id, a)).collect();
+    for (name, c) in &results.accounts_created {
+        match by_id.get(&i64::from(c.account_id)) {
+            None => problems.push(format!(
+                "account {name} is recorded with id {}, which this endpoint never created",
+                c.account_id
+            )),
+            Some(a) if a.name != *name || !a.created_by_api => problems.push(format!(
+                "account {name} is recorded with id {}, the server's account {:?}",
+                c.account_id, a.name
+            )),
+            Some(a) => match seen.shipping.get(&c.account_id) {
+                None if c.shipping_token => problems.push(format!(
+                    "account {name} ({}) is recorded with its shipping token kept, but no secrets file or sealed file holds it",
+                    c.account_id
+                )),
+                Some((n, t)) if *n != *name || *t != a.shipping_token => problems.push(format!(
+                    "account {name} ({}): the shipping token kept under its id is not the server's for it",
+                    c.account_id
+                )),
+                _ => {}
+            },
+        }
+    }
+    for (id, (name, token)) in &seen.shipping {
+        match by_id.get(&i64::from(*id)) {
+            Some(a) if a.shipping_token == *token && a.name == *name => {}
+            _ => problems.push(format!(
+                "a shipping token is kept under account {id} ({name}) that is not that account's"
+            )),
+        }
+    }
+    let recorded: BTreeSet<u32> = results
+        .accounts_created
+        .values()
+        .map(|c| c.account_id)
+        .collect();
+    for (acc, tokens) in &results.accounts {
+        let Some(a) = by_id.get(&i64::from(*acc)).filter(|a| a.created_by_api) else {
+            continue;
+        };
+        // Recorded as created, or placed by the list while its create waits for the lookup
+        // that records it (the plan resolves a name the list shows; a crash before the next
+        // save leaves the tokens journaled and the name pending).
+        let placed = recorded.contains(acc) || results.accounts_pending.contains_key(&a.name);
+        if !placed && !tokens.is_empty() {
+            problems.push(format!(
+                "tokens are recorded under account {acc} ({}), which the tool created but neither records as created nor looks up",
+                a.name
+            ));
+        }
+    }
+}
+
+/// After a step that ended: every account the server created is recorded as created (with
+/// that id) or its name is a possible orphan (a create pending a lookup, or ambiguous creates
+/// no lookup found), or an `orphans clear` cleared it; every account whose outcome the tool
+/// acknowledged durable is recorded.
+pub fn no_account_lost(
+    seen: &Seen,
+    accounts: &[SimAccount],
+    durable: &[(String, u32)],
+    allow: &Allowance,
+    problems: &mut Vec<String>,
+) {
+    let Some(results) = &seen.results else {
+        if let Some(a) = accounts.iter().find(|a| a.created_by_api) {
+            problems.push(format!(
+                "the server created account {} ({}) and there is no results file",
+                a.id, a.name
+            ));
+        }
+        return;
+    };
+    for a in accounts.iter().filter(|a| a.created_by_api) {
+        let recorded = results
+            .accounts_created
+            .get(&a.name)
+            .is_some_and(|c| i64::from(c.account_id) == a.id);
+        if !recorded
+            && !results.accounts_pending.contains_key(&a.name)
+            && !results.accounts_ambiguous.contains_key(&a.name)
+            && !allow.cleared_accounts.contains(&a.name)
+        {
+            problems.push(format!(
+                "the server created account {} ({}), which is neither recorded nor a possible orphan",
+                a.id, a.name
+            ));
+        }
+    }
+    for (name, id) in durable {
+        if results.accounts_created.get(name).map(|c| c.account_id) != Some(*id) {
+            problems.push(format!(
+                "account {name} ({id}) was acknowledged durable but the results file does not record it"
+            ));
+        }
+    }
+}
+
+/// After every step: each account name is created once. The list lag stays within the lookup's
+/// time, so a lookup after an ambiguous create always finds an account it made: a second one
+/// is a create sent blindly. Only a name whose ambiguous creates an `orphans clear` cleared
+/// may get the ambiguity budget's more.
+pub fn accounts_once(accounts: &[SimAccount], allow: &Allowance, problems: &mut Vec<String>) {
+    let mut made: BTreeMap<&str, Vec<i64>> = BTreeMap::new();
+    for a in accounts.iter().filter(|a| a.created_by_api) {
+        made.entry(&a.name).or_default().push(a.id);
+    }
+    for (name, ids) in made {
+        let most = if allow.cleared_accounts.contains(name) {
+            1 + allow.max_ambiguous * (1 + allow.clears)
+        } else {
+            1
+        };
+        if ids.len() as u32 > most {
+            problems.push(format!(
+                "account {name} was created {} times (ids {ids:?}), more than the {most} allowed",
+                ids.len()
             ));
         }
     }

@@ -3,14 +3,15 @@
 //! operation runs the real store, recorder and executor on a `current_thread` runtime with a
 //! paused clock against the simulated API; the checker runs after every step.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use logzio_tokens::api::{ApiError, WhoAmI};
+use logzio_tokens::cli::commands::onboard;
 use logzio_tokens::execution::{
-    Backoff, Cancel, ExecConfig, Pacer, Services, Stats, StopReason, execute,
+    Backoff, Cancel, ExecConfig, Pacer, Services, Stats, StopReason, Work, execute,
 };
 use logzio_tokens::fs::Fs;
 use logzio_tokens::key::TokenKey;
@@ -31,6 +32,8 @@ use super::watch::{Acks, Watched};
 
 /// The sub accounts tokens are made for (the simulator's defaults).
 const ACCOUNTS: [u32; 3] = [160_343, 160_344, 160_345];
+/// The share of seeds whose manifest creates sub accounts.
+const ACCOUNT_SEEDS: f64 = 0.3;
 /// The two endpoints a scenario may switch between.
 const ENDPOINTS: [&str; 2] = ["https://api.logz.io", "https://api-eu.logz.io"];
 
@@ -220,7 +223,19 @@ pub struct Scenario {
     pub faults: FaultRates,
     /// The operations, in order.
     pub ops: Vec<Op>,
+    /// Sub accounts the manifest creates: name and token names (each but the first shares
+    /// with the first, so it waits for its id).
+    pub new_accounts: Vec<(String, Vec<String>)>,
+    /// The longest list lag of a created account (within the lookup's time).
+    pub list_lag: Duration,
+    /// The share of list and shipping-token reads that fail (503 or a cut body).
+    pub read_faults: f64,
 }
+
+/// How long a run looks for an account after an ambiguous create (`--account-lookup`): the
+/// list lag a scenario draws stays within it by more than a stall (a read held past the
+/// lookup's end by a stall sees the list as it was when the read was sent).
+pub const ACCOUNT_LOOKUP: Duration = Duration::from_secs(8);
 
 impl Scenario {
     /// The scenario seed `seed` plays.
@@ -368,12 +383,30 @@ impl Scenario {
             disk: None,
             power: false,
         });
+        // Sub accounts to create, from a stream of their own (the scenarios of seeds without
+        // them stay what they were): a share of the seeds.
+        let mut acct = StdRng::seed_from_u64(seed ^ 0x0acc_0acc_5eed_0001);
+        let mut new_accounts = Vec::new();
+        let (mut list_lag, mut read_faults) = (Duration::ZERO, 0.0);
+        if acct.random_bool(ACCOUNT_SEEDS) {
+            for a in 0..acct.random_range(1..=3) {
+                let tokens = (0..acct.random_range(1..=2))
+                    .map(|t| format!("a{t}"))
+                    .collect();
+                new_accounts.push((format!("new-{a}"), tokens));
+            }
+            list_lag = Duration::from_millis([0, 500, 2_000, 4_000][acct.random_range(0..4usize)]);
+            read_faults = if acct.random_bool(0.5) { 0.0 } else { 0.1 };
+        }
         Scenario {
             seed,
             sealed,
             keys,
             faults,
             ops,
+            new_accounts,
+            list_lag,
+            read_faults,
         }
     }
 
@@ -390,6 +423,18 @@ impl Scenario {
                 out.push_str(&format!(
                     "  - id: {acc}\n    tokens: [{}]\n",
                     names.join(", ")
+                ));
+            }
+        }
+        for (i, (name, tokens)) in self.new_accounts.iter().enumerate() {
+            out.push_str(&format!(
+                "  - name: {name}\n    tokens: [{}]\n    create:\n      email: ops@example.com\n      retention_days: 7\n      max_daily_gb: 5\n",
+                tokens.join(", ")
+            ));
+            if i > 0 {
+                out.push_str(&format!(
+                    "      sharing_objects_accounts: [{}]\n",
+                    self.new_accounts[0].0
                 ));
             }
         }
@@ -552,6 +597,11 @@ pub fn run_scenario(sc: Scenario) -> Verdict {
             net: Arc::new(Net::default()),
             acks: Arc::clone(&acks),
             fs: fs.clone(),
+            accounts: Arc::new(super::api::AccountSide::new(
+                sc.seed ^ 0x0acc_0000_0000_0000 ^ i,
+                sc.list_lag,
+                sc.read_faults,
+            )),
         }
     };
     let mut w = World {
@@ -562,6 +612,7 @@ pub fn run_scenario(sc: Scenario) -> Verdict {
             planned: sc.keys.iter().map(|k| (k.clone(), 1)).collect(),
             clears: 0,
             cleared: std::collections::BTreeSet::new(),
+            cleared_accounts: std::collections::BTreeSet::new(),
             max_ambiguous: logzio_tokens::execution::DEFAULT_MAX_AMBIGUOUS,
         },
         ids: Identities::load(&key().1).expect("the test identity"),
@@ -587,6 +638,12 @@ pub fn run_scenario(sc: Scenario) -> Verdict {
         w.sc.keys.len(),
         w.sc.ops
     ));
+    if !w.sc.new_accounts.is_empty() {
+        w.trace.push(format!(
+            "accounts {:?} list_lag={:?} read_faults={}",
+            w.sc.new_accounts, w.sc.list_lag, w.sc.read_faults
+        ));
+    }
     let ops = w.sc.ops.clone();
     for (i, op) in ops.iter().enumerate() {
         let ended = w.step(op);
@@ -670,6 +727,8 @@ impl World {
                 match opened {
                     Ok(mut store) => {
                         store.ledger_mut().clear_orphans(|_| true);
+                        let names = store.ledger_mut().clear_account_orphans(|_| true);
+                        self.allow.cleared_accounts.extend(names);
                         let r = store.save();
                         self.allow.clears += 1;
                         for s in &self.servers {
@@ -1259,6 +1318,7 @@ impl World {
         let clock = SimClock::shared(self.wall());
         let run_seed = self.sc.seed ^ self.steps.rotate_left(40);
         let manifest = &self.manifest;
+        let new_accounts = self.sc.new_accounts.clone();
         let mut planned: Vec<TokenKey> = Vec::new();
         let crashed = Arc::clone(&api.net);
         let disk_crashed = Arc::clone(&self.fs.crashed);
@@ -1278,7 +1338,15 @@ impl World {
             if let Some(r) = sealed {
                 store.seal_to(r);
             }
-            let mut plan = plan::plan(manifest, store.results(), None, &AccountFilter::default());
+            // As apply's preflight does when the manifest creates accounts: the list (as it
+            // lags) says which exist.
+            let live = (!new_accounts.is_empty()).then(|| api.listed_now());
+            let mut plan = plan::plan(
+                manifest,
+                store.results(),
+                live.as_ref(),
+                &AccountFilter::default(),
+            );
             let now = store.clock().now_utc();
             match replace {
                 Replace::None => {}
@@ -1298,11 +1366,35 @@ impl World {
                 store.results(),
                 logzio_tokens::execution::DEFAULT_MAX_AMBIGUOUS,
             );
+            // And the accounts' own budget, as apply holds it.
+            let earlier_accounts: BTreeMap<String, u32> = store
+                .results()
+                .accounts_ambiguous
+                .iter()
+                .map(|(name, a)| (name.clone(), a.ambiguous_attempts))
+                .collect();
+            let held = onboard::hold_accounts(
+                &mut plan,
+                &earlier_accounts,
+                logzio_tokens::execution::DEFAULT_MAX_AMBIGUOUS,
+            );
+            let pending = store.pending_accounts();
+            let missing_shipping = store.accounts_missing_shipping();
             planned = plan.to_send();
+            let work = Work {
+                tokens: planned.clone(),
+                accounts: onboard::account_work(&plan, &pending, &earlier_accounts, &held),
+                ids: plan.resolved_names.clone(),
+                shipping: missing_shipping,
+                lookup: ACCOUNT_LOOKUP,
+            };
             let recorder = match Recorder::start(store) {
                 Ok(r) => r,
                 Err(e) => return format!("recorder refused: {}", first_line(&e.to_string())),
             };
+            for (name, id) in &plan.resolved_names {
+                recorder.handle().resolved_name(name.clone(), *id);
+            }
             let services = Services {
                 creator: api.clone(),
                 recorder: Watched {
@@ -1325,7 +1417,7 @@ impl World {
                 drain_timeout: Duration::from_secs(60),
                 earlier_ambiguous,
             };
-            let report = execute(planned.clone(), config, services).await;
+            let report = execute(work, config, services).await;
             let (_, saved) = recorder.finish().await;
             let stop = match &report.stop {
                 StopReason::Completed => "completed".to_owned(),
@@ -1333,8 +1425,21 @@ impl World {
                 StopReason::State(e) => format!("state error ({})", first_line(&e.to_string())),
                 other => format!("{other:?}").chars().take(40).collect(),
             };
+            let accounts = if new_accounts.is_empty() {
+                String::new()
+            } else {
+                let a = &report.accounts;
+                format!(
+                    " accounts: created={:?} adopted={:?} failed={} shipping={:?} shipping_failed={}",
+                    a.created,
+                    a.adopted,
+                    a.failed.len(),
+                    a.shipping,
+                    a.shipping_failed.len()
+                )
+            };
             format!(
-                "{stop} created={} ambiguous={} saved={}",
+                "{stop} created={} ambiguous={}{accounts} saved={}",
                 report.created,
                 report.ambiguous,
                 saved.map_or_else(|e| first_line(&e.to_string()), |()| "ok".to_owned())
@@ -1490,6 +1595,8 @@ impl World {
             check::recorded_ids_have_durable_secrets(&seen, &truth, &other, &mut problems);
             self.check_reads(&seen, &truth, op, ended, &mut problems);
             check::replaced_never_current(&seen, &mut problems);
+            let accounts = self.api().sim.accounts();
+            check::recorded_accounts_are_the_servers(&seen, &accounts, &mut problems);
             let import = matches!(op, Op::Import(_) | Op::ImportFrom { .. });
             if let (true, true, Some(r)) = (import, ended, &seen.results)
                 && r.api_url.as_deref() != Some(ENDPOINTS[self.endpoint])
@@ -1511,6 +1618,16 @@ impl World {
                     .map(|(_, k, id)| (k.clone(), *id))
                     .collect();
                 check::acknowledged_are_recorded(&seen, &durable, &mut problems);
+                let durable: Vec<(String, u32)> = self
+                    .acks
+                    .lock()
+                    .unwrap()
+                    .durable_accounts
+                    .iter()
+                    .filter(|(e, _, _)| *e == self.endpoint)
+                    .map(|(_, n, id)| (n.clone(), *id))
+                    .collect();
+                check::no_account_lost(&seen, &accounts, &durable, &self.allow, &mut problems);
             }
         }
         // The state loads as the next run would load it, and passes the invariants module.
@@ -1545,10 +1662,23 @@ impl World {
         if self.sc.sealed {
             for s in &self.servers {
                 check::no_plaintext(&self.fs, &self.dir, &s.sim.ground_truth(), &mut problems);
+                check::no_plaintext_shipping(&self.fs, &self.dir, &s.sim.accounts(), &mut problems);
             }
         }
         for s in &self.servers {
+            // The tokens of the accounts the tool created are the plan's too, once each.
+            for a in s.sim.accounts().iter().filter(|a| a.created_by_api) {
+                let tokens = self.sc.new_accounts.iter().filter(|(n, _)| *n == a.name);
+                for t in tokens.flat_map(|(_, t)| t) {
+                    let key = TokenKey {
+                        account_id: u32::try_from(a.id).unwrap_or(u32::MAX),
+                        token_name: t.clone(),
+                    };
+                    self.allow.planned.entry(key).or_insert(1);
+                }
+            }
             check::within_budget(&s.sim.ground_truth(), &self.allow, &mut problems);
+            check::accounts_once(&s.sim.accounts(), &self.allow, &mut problems);
         }
         for line in std::mem::take(&mut self.refused) {
             problems.push(format!(
@@ -1557,6 +1687,11 @@ impl World {
         }
         for key in std::mem::take(&mut self.acks.lock().unwrap().unjournaled_sends) {
             problems.push(format!("{key} was sent without an acknowledged intent"));
+        }
+        for name in std::mem::take(&mut self.acks.lock().unwrap().unjournaled_account_sends) {
+            problems.push(format!(
+                "a create of account {name} was sent without an acknowledged intent"
+            ));
         }
         let records = seen.results.as_ref().map_or(0, |r| r.token_count());
         self.trace.push(format!(

@@ -21,6 +21,12 @@ pub struct Acks {
     pub durable: Vec<(usize, TokenKey, i64)>,
     /// Sends without an acknowledged intent (each a problem).
     pub unjournaled_sends: Vec<TokenKey>,
+    /// Account creates' intents acknowledged and not yet sent, per name.
+    pub open_account_intents: BTreeMap<String, u32>,
+    /// (endpoint, name, account id) of every created account whose outcome was acknowledged.
+    pub durable_accounts: Vec<(usize, String, u32)>,
+    /// Account creates sent without an acknowledged intent (each a problem).
+    pub unjournaled_account_sends: Vec<String>,
 }
 
 impl Acks {
@@ -32,9 +38,18 @@ impl Acks {
         }
     }
 
+    /// Notes a create of the account `name`; one with no acknowledged intent is a problem.
+    pub fn sent_account(&mut self, name: &str) {
+        match self.open_account_intents.get_mut(name) {
+            Some(n) if *n > 0 => *n -= 1,
+            _ => self.unjournaled_account_sends.push(name.to_owned()),
+        }
+    }
+
     /// A new run: intents of an earlier run are no longer waiting for a send.
     pub fn new_run(&mut self) {
         self.open_intents.clear();
+        self.open_account_intents.clear();
     }
 }
 
@@ -68,6 +83,15 @@ impl RecordOutcomes for Watched {
                     .entry(key)
                     .or_default() += 1;
             }
+            if let (Ok(_), CreateKey::Account(name)) = (&r, &create) {
+                *this
+                    .acks
+                    .lock()
+                    .unwrap()
+                    .open_account_intents
+                    .entry(name.clone())
+                    .or_default() += 1;
+            }
             r
         }
     }
@@ -85,7 +109,18 @@ impl RecordOutcomes for Watched {
                 }
                 _ => None,
             };
+            let account = match &settled {
+                Settled::Account(name, o) => o.account_id().map(|id| (name.clone(), id)),
+                Settled::Token(..) => None,
+            };
             let r = RecordOutcomes::outcome(&this.inner, seq, settled).await;
+            if let (Ok(_), Some((name, id))) = (&r, account) {
+                this.acks
+                    .lock()
+                    .unwrap()
+                    .durable_accounts
+                    .push((this.endpoint, name, id));
+            }
             if let (Ok(Applied::Recorded | Applied::AlreadyKnown), Some((key, id))) = (&r, created)
             {
                 this.acks

@@ -330,14 +330,12 @@ fn plan_of(settings: &ApplySettings, conn: &Connection, store: &Store) -> Result
             )
             .map_err(|e| CliError::usage(e.with_replan(&replan()).to_string()))?;
     }
-    let mut plan = conn.plan(run, store)?;
-    plan.add_replacements(
-        &run.manifest,
-        store.results(),
+    let mut plan = conn.plan(
+        run,
+        store,
         settings.recreate_revoked,
         settings.rotate_older_than,
-        time::OffsetDateTime::now_utc(),
-    );
+    )?;
     if let Some(saved) = &settings.saved_plan {
         saved
             .check_changes(&plan.changes())

@@ -76,18 +76,33 @@ impl Connection {
         })
     }
 
-    /// The plan of `run` against a store's recorded results. An `--account` or
-    /// `--exclude-account` that names no entry of the manifest is refused (a typo would
-    /// otherwise silently do nothing, or everything).
-    pub fn plan(&self, run: &RunSettings, store: &Store) -> Result<Plan, CliError> {
+    /// The plan of `run` against a store's recorded results, with the replacements chosen
+    /// (`recreate_revoked`, `rotate_older_than`): what `plan` shows is what `apply` does, so
+    /// both derive it here. An `--account` or `--exclude-account` that names no entry of the
+    /// manifest is refused (a typo would otherwise silently do nothing, or everything).
+    pub fn plan(
+        &self,
+        run: &RunSettings,
+        store: &Store,
+        recreate_revoked: bool,
+        rotate_older_than: Option<std::time::Duration>,
+    ) -> Result<Plan, CliError> {
         let book = AccountBook::new(self.live.as_ref(), &store.results().resolved_names);
         check_filter(&run.filter, &run.manifest, &book)?;
-        Ok(planner::plan(
+        let mut plan = planner::plan(
             &run.manifest,
             store.results(),
             self.live.as_ref(),
             &run.filter,
-        ))
+        );
+        plan.add_replacements(
+            &run.manifest,
+            store.results(),
+            recreate_revoked,
+            rotate_older_than,
+            time::OffsetDateTime::now_utc(),
+        );
+        Ok(plan)
     }
 
     /// Stops the simulator, if one runs.
@@ -96,6 +111,18 @@ impl Connection {
             sim.shutdown().await;
         }
     }
+}
+
+/// The age identities of `--identity KEYFILE`, when one is given (export, verify).
+pub fn identities(
+    path: Option<&std::path::Path>,
+) -> Result<Option<crate::state::sealed::Identities>, CliError> {
+    path.map(|p| {
+        crate::state::sealed::Identities::load_key_file(p).map_err(|e| CliError::Fatal {
+            message: e.to_string(),
+        })
+    })
+    .transpose()
 }
 
 /// Refuses an `--account` / `--exclude-account` value that names no manifest entry, naming
@@ -426,7 +453,6 @@ pub fn detail_lines(plan: &Plan) -> Vec<String> {
             r.key.token_name, r.token_id
         ));
     }
-    let names = AccountBook::new(None, &plan.resolved_names);
     let mut out = Vec::new();
     for u in &plan.unknown_accounts {
         by.entry(u.account_id).or_default().push(format!(
@@ -436,7 +462,7 @@ pub fn detail_lines(plan: &Plan) -> Vec<String> {
         ));
     }
     for (acc, lines) in by {
-        match names.name(acc) {
+        match plan.account_names.get(&acc) {
             Some(n) => out.push(format!("  account {acc} ({n}):")),
             None => out.push(format!("  account {acc}:")),
         }

@@ -29,14 +29,12 @@ pub async fn run(args: &PlanArgs, printer: &Printer) -> Result<Exit, CliError> {
             count(store.recovery().interrupted, "request")
         ));
     }
-    let mut plan = conn.plan(run, &store)?;
-    plan.add_replacements(
-        &run.manifest,
-        store.results(),
+    let plan = conn.plan(
+        run,
+        &store,
         settings.recreate_revoked,
         settings.rotate_older_than,
-        time::OffsetDateTime::now_utc(),
-    );
+    )?;
     if settings.json {
         show_json(printer, &settings, &plan);
     } else {

@@ -405,14 +405,7 @@ pub fn export(args: &ExportArgs, printer: &Printer) -> Result<Exit, CliError> {
     }
     let store = Store::read(settings.paths, None)?;
     let book = AccountBook::new(None, &store.results().resolved_names);
-    let identities = match &args.identity {
-        Some(path) => Some(
-            crate::state::sealed::Identities::load_key_file(path).map_err(|e| CliError::Fatal {
-                message: e.to_string(),
-            })?,
-        ),
-        None => None,
-    };
+    let identities = super::identities(args.identity.as_deref())?;
     let (secrets, skipped) =
         store
             .all_secrets_named(identities.as_ref())

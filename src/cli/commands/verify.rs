@@ -21,7 +21,6 @@ use crate::execution::{Backoff, Pacer, Stats};
 use crate::key::TokenKey;
 use crate::plan::{self as planner};
 use crate::secret::Secret;
-use crate::state::sealed::Identities;
 use crate::state::{LearnedRate, LimitKind, SecretsFile, Store, TokenStatus};
 use crate::verify::{OnVerdict, Probe, ProbeConfig, ProbeReport, Stop, Verdict, probe_all};
 
@@ -180,14 +179,7 @@ fn secrets_of(
     store: &Store,
     printer: &Printer,
 ) -> Result<SecretsFile, CliError> {
-    let identities = match &settings.identity {
-        Some(path) => Some(
-            Identities::load_key_file(path).map_err(|e| CliError::Fatal {
-                message: e.to_string(),
-            })?,
-        ),
-        None => None,
-    };
+    let identities = super::identities(settings.identity.as_deref())?;
     let (secrets, skipped) =
         store
             .all_secrets_named(identities.as_ref())

@@ -684,6 +684,39 @@ mod tests {
         );
     }
 
+    /// The bound on a record is far above any record this tool writes: a record of 100 KiB (a
+    /// long answer kept as an ambiguous outcome's detail) is read like any other, in the middle
+    /// of the journal too.
+    #[test]
+    fn a_long_record_is_read_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("j");
+        let detail = "x".repeat(100 * 1024);
+        let mut bytes = intent(1).to_line();
+        bytes.extend(
+            JournalRecord::Outcome {
+                seq: 1,
+                create: CreateKind::Token,
+                account_id: 7,
+                token_name: "t1".into(),
+                outcome: Outcome::Ambiguous {
+                    detail: detail.clone(),
+                },
+                at: "2026-01-01T00:00:01.000Z".into(),
+            }
+            .to_line(),
+        );
+        bytes.extend(intent(2).to_line());
+        write_0600(&p, &bytes);
+        let r = replay(&crate::fs::RealFs, &p).unwrap();
+        assert_eq!(r.records, 3);
+        assert!(!r.truncated_tail);
+        match &r.outcomes[..] {
+            [(_, Outcome::Ambiguous { detail: read }, _)] => assert_eq!(read.len(), detail.len()),
+            o => panic!("unexpected {o:?}"),
+        }
+    }
+
     #[test]
     fn a_gap_says_where_what_to_check_and_when() {
         let gap = Gap {
@@ -703,12 +736,32 @@ mod tests {
         }
         let open_ended = Gap {
             before: None,
-            ..gap
+            ..gap.clone()
         };
         assert!(
             open_ended
                 .describe(Path::new("j"))
                 .contains("written after 2026-01-01T00:00:00.000Z")
+        );
+        // Zeros before the first record read, and zeros with no record on either side.
+        let no_start = Gap {
+            after: None,
+            ..gap.clone()
+        };
+        assert!(
+            no_start
+                .describe(Path::new("j"))
+                .contains("a request written before 2026-01-01T00:00:05.000Z")
+        );
+        let nothing = Gap {
+            offset: 0,
+            after: None,
+            before: None,
+        };
+        assert!(
+            nothing
+                .describe(Path::new("j"))
+                .contains("a request of this journal may exist")
         );
     }
 

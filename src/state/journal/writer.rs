@@ -50,10 +50,15 @@ pub(crate) enum Replaced {
 
 impl<F: Fs> JournalWriter<F> {
     /// Creates a fresh journal at `path` (0600, never over an existing file, never through a
-    /// symlink) and makes its name durable (best effort: a failure shows at the first fsync).
+    /// symlink) and makes its name durable. A failure of that is an error (and the file is
+    /// removed): a file's fsync does not make its name durable, so a journal whose directory
+    /// was not fsync'd can vanish in a power loss with every intent and outcome in it.
     pub(crate) fn create(fs: F, path: &Path, next: PathBuf) -> io::Result<JournalWriter<F>> {
         let file = open_secret_new(&fs, path)?;
-        let _ = fs.sync_dir(parent_dir(path));
+        if let Err(e) = fs.sync_dir(parent_dir(path)) {
+            let _ = fs.remove_file(path);
+            return Err(e);
+        }
         let written = file.metadata().map_or(0, |m| m.len);
         let room = Room::new(&file, written);
         Ok(JournalWriter {
@@ -198,13 +203,17 @@ impl<F: Fs> JournalWriter<F> {
             room.write(&next, records)?;
             next.sync_data()?;
             fs.rename(&self.next, &self.path)?;
-            fs.sync_dir(parent_dir(&self.path))?;
             Ok((next, room))
         })();
         match replaced {
             Ok((next, room)) => {
+                // Renamed: the fresh file is the journal from here on, whatever the fsync of
+                // its directory answers (records written to the old file would go where no
+                // name reaches). That fsync failing, on a full disk too, is an error: the
+                // rename may not survive a power loss.
                 self.file = next;
                 self.room = room;
+                fs.sync_dir(parent_dir(&self.path))?;
                 Ok(Replaced::Yes)
             }
             Err(e) if is_out_of_space(&e) => {

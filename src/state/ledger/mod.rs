@@ -248,7 +248,7 @@ impl Ledger {
                         TokenRecord {
                             token_id,
                             created_at,
-                            source: None,
+                            // No `source`: made by this tool (the default's None).
                             ..TokenRecord::default()
                         },
                     );

@@ -104,8 +104,8 @@ fn imports_are_checked_and_recorded_as_imported() {
     assert_eq!(l.import(&key("c"), 12, AT), Ok(false));
     let rec = l.results().get(&key("c")).unwrap();
     assert_eq!(
-        (rec.token_id, rec.source),
-        (12, Some(TokenSource::Imported))
+        (rec.token_id, rec.source, rec.created_at.as_str()),
+        (12, Some(TokenSource::Imported), AT)
     );
     // No secret for an imported token: allowed.
     invariants::check(&l).unwrap();
@@ -268,4 +268,130 @@ fn every_rule_is_listed_once() {
     unique.dedup();
     assert_eq!(names, unique);
     assert_eq!(names.len(), 6);
+}
+
+#[test]
+fn the_token_count_is_every_current_token() {
+    let mut l = loaded();
+    assert_eq!(l.token_count(), 2);
+    l.import(&key("c"), 12, AT).unwrap();
+    assert_eq!(l.token_count(), 3);
+    l.forget(&key("a"), AT).unwrap();
+    assert_eq!(l.token_count(), 2);
+}
+
+#[test]
+fn each_sealed_file_is_listed_once() {
+    let file = |name: &str| SealedFile {
+        file: name.into(),
+        sha256: "00".into(),
+        run_id: "r1".into(),
+    };
+    let mut l = empty();
+    l.list_sealed(file("a.age"));
+    l.list_sealed(file("b.age"));
+    l.list_sealed(file("a.age"));
+    let listed: Vec<_> = l
+        .results()
+        .sealed_files
+        .iter()
+        .map(|f| f.file.as_str())
+        .collect();
+    assert_eq!(listed, ["a.age", "b.age"]);
+}
+
+#[test]
+fn a_token_whose_secret_is_in_a_sealed_file_written_may_be_saved() {
+    // An import that seals the secrets the user gave: the token is recorded, its secret is in
+    // no plaintext file, and the sealed file written holds it.
+    let mut l = empty();
+    l.record(
+        &key("a"),
+        TokenRecord {
+            token_id: 10,
+            created_at: AT.into(),
+            ..TokenRecord::default()
+        },
+    );
+    assert_eq!(rule(invariants::check(&l)), "new_ids_have_durable_secrets");
+    l.sealed_durable([11]);
+    assert_eq!(
+        rule(invariants::check(&l)),
+        "new_ids_have_durable_secrets",
+        "another id's sealed secret does not count"
+    );
+    l.sealed_durable([10]);
+    assert_eq!(rule(invariants::check(&l)), "ok");
+}
+
+#[test]
+fn secrets_an_import_gives_join_the_plaintext_secrets() {
+    let mut l = loaded();
+    let mut doc = SecretsFile::default();
+    doc.insert(&key("c"), 12, Secret::new("sek-c"));
+    l.keep_secrets(doc);
+    assert_eq!(l.secrets().get(&key("c")).unwrap().token.expose(), "sek-c");
+    assert_eq!(l.secrets().get(&key("a")).unwrap().token.expose(), "sek-a");
+}
+
+#[test]
+fn a_run_lists_its_own_failures_only() {
+    let mut l = loaded();
+    let failure = |name: &str| Failure {
+        account_id: Some(7),
+        account_name: None,
+        token_name: name.into(),
+        http_status: Some(400),
+        error: "refused".into(),
+    };
+    l.note_failure(failure("x"));
+    l.clear_failures();
+    l.note_failure(failure("y"));
+    let names: Vec<_> = l
+        .results()
+        .failures
+        .iter()
+        .map(|f| f.token_name.as_str())
+        .collect();
+    assert_eq!(names, ["y"]);
+}
+
+#[test]
+fn account_creates_are_counted_across_runs_and_cleared_as_chosen() {
+    use crate::state::accounts::{AccountOutcome, AccountRecord};
+    let mut l = loaded();
+    let ambiguous = |name: &str, at: &str| AccountRecord::Outcome {
+        seq: 1,
+        name: name.into(),
+        outcome: AccountOutcome::Ambiguous {
+            detail: format!("timeout at {at}"),
+        },
+        at: at.into(),
+    };
+    let mut blobs = Vec::new();
+    l.apply_account(ambiguous("x", AT), "r1", &mut blobs);
+    l.apply_account(ambiguous("x", "2026-11-23T20:00:05.000Z"), "r2", &mut blobs);
+    l.apply_account(ambiguous("y", AT), "r2", &mut blobs);
+    let x = &l.results().accounts_ambiguous["x"];
+    assert_eq!(x.ambiguous_attempts, 2);
+    assert_eq!(x.at, "2026-11-23T20:00:05.000Z");
+    assert_eq!(l.clear_account_orphans(|n| n == "x"), ["x"]);
+    let left: Vec<_> = l.results().accounts_ambiguous.keys().cloned().collect();
+    assert_eq!(left, ["y"]);
+    assert!(l.clear_account_orphans(|n| n == "x").is_empty());
+}
+
+#[test]
+fn statuses_are_noted_for_every_token_seen() {
+    let mut l = loaded();
+    let mut seen = HashMap::new();
+    seen.insert(10, TokenStatus::Valid);
+    seen.insert(11, TokenStatus::Valid);
+    seen.insert(99, TokenStatus::Valid);
+    assert_eq!(l.set_statuses(&seen, AT), 2);
+    let b = l.results().get(&key("b")).unwrap();
+    assert_eq!(
+        (b.status, b.checked_at.as_deref()),
+        (Some(TokenStatus::Valid), Some(AT))
+    );
 }
