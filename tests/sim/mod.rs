@@ -190,7 +190,9 @@ fn a_seed_decides_its_scenario() {
 
 #[test]
 fn the_same_seed_gives_the_same_trace() {
-    for seed in [1, 7, 42] {
+    // Seed 3 also creates sub accounts (their lookups, list lag and read faults).
+    assert!(!Scenario::of(3).new_accounts.is_empty());
+    for seed in [1, 3, 7, 42] {
         let a = driver::run(seed);
         let b = driver::run(seed);
         if let Some(i) =
