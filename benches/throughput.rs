@@ -545,10 +545,14 @@ fn main() {
     // `cargo bench` passes --bench; nothing else is accepted. `BENCH_ONLY=in-flight` runs only
     // the scenarios of issue 31 (a server that limits requests in flight);
     // `BENCH_ONLY=token-bucket` runs only scenarios 1, 2 and 5 (the token-bucket server and the
-    // CPU per token), to compare two builds quickly.
+    // CPU per token), to compare two builds quickly; `BENCH_ONLY=ladder` runs the first runs
+    // of `--concurrency` 10, 16, 32 and 100 against 10 in flight, interleaved,
+    // `BENCH_REPEAT` times (5 unless said), to tell a cost of a larger concurrency from the
+    // noise of one run's wall time.
     match std::env::var("BENCH_ONLY").as_deref() {
         Ok("in-flight") => return in_flight_scenarios(),
         Ok("token-bucket") => return token_bucket_scenarios(),
+        Ok("ladder") => return concurrency_ladder(),
         _ => {}
     }
     let tokens = env_num("BENCH_TOKENS", 2000.0) as usize;
@@ -945,6 +949,52 @@ fn token_bucket_scenarios() {
 /// values (first runs, then next runs from what the first learned) beside the shell loop at
 /// the same parallelism, each figure from this run. Efficiency is over the server's capacity
 /// (in-flight limit / mean latency, or the bucket's rate, whichever is lower).
+/// `--concurrency` 10 (told the limit), 16, 32 and 100 (each finds it) against 10 in flight at
+/// 200 ms, first runs, interleaved: each one's walls, their median and spread, and each
+/// larger one's median over the median of `--concurrency 10`.
+fn concurrency_ladder() {
+    let tokens = env_num("BENCH_IN_FLIGHT_TOKENS", 400.0) as usize;
+    let repeat = env_num("BENCH_REPEAT", 5.0) as usize;
+    let server = Server {
+        limit: f64::INFINITY,
+        in_flight: 10,
+        latency_ms: 200,
+        jitter_ms: 0,
+    };
+    let ladder = [10u32, 16, 32, 100];
+    let mut walls: Vec<Vec<f64>> = vec![Vec::new(); ladder.len()];
+    let mut limited: Vec<Vec<f64>> = vec![Vec::new(); ladder.len()];
+    for _ in 0..repeat {
+        for (i, c) in ladder.iter().enumerate() {
+            let r = run_tool(&Setup::against(server, tokens, 100.0, *c));
+            walls[i].push(r.wall);
+            limited[i].push(100.0 * r.share_429());
+        }
+    }
+    let base = median(&walls[0]);
+    println!(
+        "| --concurrency | walls s ({repeat} runs, interleaved) | median | lowest-highest | median / --concurrency 10's | 429 share (median) |"
+    );
+    println!("|---|---|---|---|---|---|");
+    for (i, c) in ladder.iter().enumerate() {
+        let w = &walls[i];
+        let (lo, hi) = (
+            w.iter().copied().fold(f64::INFINITY, f64::min),
+            w.iter().copied().fold(0.0, f64::max),
+        );
+        println!(
+            "| {c} | {} | {:.2} | {lo:.2}-{hi:.2} | {:.3} | {:.2}% |",
+            w.iter()
+                .map(|x| format!("{x:.2}"))
+                .collect::<Vec<_>>()
+                .join(", "),
+            median(w),
+            median(w) / base,
+            median(&limited[i]),
+        );
+    }
+}
+
 fn in_flight_scenarios() {
     let tokens = env_num("BENCH_IN_FLIGHT_TOKENS", 400.0) as usize;
     let rate = 100.0;

@@ -702,14 +702,14 @@ impl<T: Clone> Window<T> {
         }
         let c = self.candidate(background);
         let Some((k, above)) = c else {
-            // No step in the evidence yet. Before any limit is known, a 429 that found more at
-            // the server than any admitted send surely did is what a limit in flight at or
-            // under its count would answer: the first rounds of a short run (a few sends
+            // No step in the evidence yet. Before any limit is known (or refuted), a 429 that
+            // found more at the server than any admitted send surely did is what a limit in
+            // flight at or under its count would answer: the first rounds of a short run (a few sends
             // at each count, the sends of one group reaching the server in any order) show no
             // step yet, and a rate controller handed those 429s cuts the rate to what the
             // limit in flight admits, learning a rate that is not there. It waits for more
             // answers (at most `HOLD_MAX`). Any other 429 is the rate controller's.
-            let top = if self.limit.is_none() {
+            let top = if self.limit.is_none() && self.refuted == 0 {
                 self.evidence
                     .iter()
                     .filter(|(_, refused, _)| !refused)
@@ -793,7 +793,7 @@ impl<T: Clone> Window<T> {
     /// the sends they answer (a short run may end before a second round of 429s, and the
     /// steps of [`Window::candidate`] want more sends at each count than a round has).
     fn quiet(&self) -> Option<u32> {
-        if self.limit.is_some() || !self.held.iter().any(|h| h.2 >= HOLD_MAX) {
+        if self.limit.is_some() || self.refuted > 0 || !self.held.iter().any(|h| h.2 >= HOLD_MAX) {
             return None;
         }
         let k = self.held.iter().map(|h| h.0).min()?;
@@ -809,7 +809,7 @@ impl<T: Clone> Window<T> {
             .iter()
             .filter(|(s, refused, _)| *refused && s.counted >= k)
             .count();
-        (k > top && k > self.refuted && above >= MIN_EVIDENCE as usize).then_some(k)
+        (k > top && above >= MIN_EVIDENCE as usize).then_some(k)
     }
 
     /// The growth stopped at a 429 that no in-flight limit explains (none is known): it goes
@@ -853,7 +853,7 @@ impl<T: Clone> Window<T> {
         let upper = self.evidence.iter().map(|(s, _, _)| s.counted + 1).max()?;
         let round = self.min_rtt.unwrap_or_default() / 2;
         let from = self.refuted.max(1) + u32::from(self.refuted > 0);
-        let steps: Vec<(u32, u32)> = (from..=upper)
+        let steps: Vec<(u32, u32, u32)> = (from..=upper)
             .filter_map(|k| {
                 let (mut xb, mut nb, mut xa, mut na, mut x1, mut n1) =
                     (0u32, 0u32, 0u32, 0u32, 0u32, 0u32);
@@ -888,15 +888,27 @@ impl<T: Clone> Window<T> {
                     && xa >= 1
                     && 2 * xa >= na
                     && 4 * sa <= xa;
-                (step && !excess(xb, nb, background)).then_some((k, if persists { xa } else { 0 }))
+                (step && !excess(xb, nb, background)).then_some((
+                    k,
+                    if persists { xa } else { 0 },
+                    x1,
+                ))
             })
             .collect();
-        // The least step that holds the evidence, else the least (its 429s are held).
+        // Of the steps that hold the evidence, the highest with no 429 just under it: a
+        // step under the limit holds too when few sends found the counts between it and the
+        // limit (a run's first rounds: 0-2 sends at each count), and a limit on trial that
+        // low may pass (its trial wants admitted sends surely at the limit, which a loaded
+        // machine's late reads hide) and cost a tenth of the capacity until probes raise it.
+        // Else the least that holds, else the least (its 429s are held).
+        let holds = |(_, above, _): &&(u32, u32, u32)| *above >= MIN_EVIDENCE;
         steps
             .iter()
-            .find(|(_, above)| *above >= MIN_EVIDENCE)
+            .filter(holds)
+            .rfind(|(_, _, x1)| *x1 == 0)
+            .or(steps.iter().find(holds))
             .or(steps.first())
-            .copied()
+            .map(|(k, above, _)| (*k, *above))
     }
 
     fn set_limit(&mut self, limit: u32, now: Instant, probe_in: Duration) {
@@ -1477,6 +1489,36 @@ mod tests {
             assert!(s.most_admitted <= 4);
         }
         assert!(wrong.is_empty(), "{wrong:?}");
+    }
+
+    /// The evidence of a `--concurrency 16` run's first rounds against 10 in flight on a
+    /// loaded machine (from its debug log): two sends admitted at each count up to 9, those at
+    /// 8 and 9 not surely beside as many (answers read late), and seven 429s at 10 over two
+    /// rounds. Steps at 8, 9 and 10 all hold; the least (8) went on trial, passed, and cost a
+    /// fifth of the run until probes raised it.
+    #[test]
+    fn the_step_chosen_is_the_highest_with_no_429_just_under_it() {
+        let now = Instant::now();
+        let mut w: Window<()> = Window::new(16, None, now);
+        w.min_rtt = Some(Duration::from_millis(200));
+        for counted in 0..10 {
+            let sure = if counted >= 8 { 0 } else { counted };
+            for _ in 0..2 {
+                w.remember(Seen { counted, sure }, false, now);
+            }
+        }
+        for i in 0..7 {
+            let sent = now + Duration::from_millis(60 * i);
+            w.remember(
+                Seen {
+                    counted: 10,
+                    sure: 0,
+                },
+                true,
+                sent,
+            );
+        }
+        assert_eq!(w.candidate(0.0), Some((10, 7)));
     }
 
     #[test]
