@@ -229,6 +229,8 @@ pub struct Window<T> {
     edge: (u32, u32),
     /// When the limit was last set: only sends made since count at its edge.
     limit_since: Option<Instant>,
+    /// Answers judged since the last 429 (see [`Window::quiet`]).
+    since_429: u32,
 }
 
 impl<T: Clone> Window<T> {
@@ -262,6 +264,7 @@ impl<T: Clone> Window<T> {
             raise_votes: 0,
             edge: (0, 0),
             limit_since: learned.map(|_| now),
+            since_429: 0,
         };
         if learned.is_some() {
             w.probe_failures = LEARNED_PROBE_FAILURES;
@@ -558,6 +561,11 @@ impl<T: Clone> Window<T> {
         for held in &mut self.held {
             held.2 += 1;
         }
+        self.since_429 = if refused {
+            0
+        } else {
+            self.since_429.saturating_add(1)
+        };
         if self.edge(seen, refused, sent, background, now) {
             verdicts.push((payload, Verdict::Rate));
             return;
@@ -719,9 +727,12 @@ impl<T: Clone> Window<T> {
             } else {
                 u32::MAX
             };
+            // Nor one whose count the sends under it refute (see [`Window::refused_under`]):
+            // held, a token bucket's 429s reached the rate controller late, and its first cut
+            // measured a rate three times the bucket's.
             let mut kept = Vec::new();
             for (a, payload, since) in std::mem::take(&mut self.held) {
-                if a > top && since < HOLD_MAX {
+                if a > top && since < HOLD_MAX && !self.refused_under(a) {
                     kept.push((a, payload, since));
                 } else {
                     verdicts.push((payload, Verdict::Rate));
@@ -738,7 +749,7 @@ impl<T: Clone> Window<T> {
             }
             return;
         };
-        if above >= MIN_EVIDENCE && self.limit.is_none_or(|l| k < l) {
+        if above >= MIN_EVIDENCE && self.limit.is_none_or(|l| k < l) && !self.refused_under(k) {
             tracing::debug!(k, above, evidence = %self.evidence_summary(), "in-flight limit on trial");
             self.establish(k, now, verdicts);
             return;
@@ -791,9 +802,17 @@ impl<T: Clone> Window<T> {
     /// to admit that many in flight shows on trial, one above. So the least count of those
     /// 429s goes on trial as the limit, rather than the 429s to the rate controller long after
     /// the sends they answer (a short run may end before a second round of 429s, and the
-    /// steps of [`Window::candidate`] want more sends at each count than a round has).
+    /// steps of [`Window::candidate`] want more sends at each count than a round has). Not
+    /// when the sends that found fewer than that at the server were refused beyond the
+    /// background too (against at least [`EDGE_NOISE`]): a limit in flight admits those, a
+    /// token bucket does not (paced sends on a fast server seldom overlap, so a bucket's 429s
+    /// found one or two in flight, above every admitted send's sure count of none).
     fn quiet(&self) -> Option<u32> {
-        if self.limit.is_some() || self.refuted > 0 || !self.held.iter().any(|h| h.2 >= HOLD_MAX) {
+        if self.limit.is_some()
+            || self.refuted > 0
+            || self.since_429 < HOLD_MAX
+            || !self.held.iter().any(|h| h.2 >= HOLD_MAX)
+        {
             return None;
         }
         let k = self.held.iter().map(|h| h.0).min()?;
@@ -809,7 +828,25 @@ impl<T: Clone> Window<T> {
             .iter()
             .filter(|(s, refused, _)| *refused && s.counted >= k)
             .count();
-        (k > top && above >= MIN_EVIDENCE as usize).then_some(k)
+        (k > top && above >= MIN_EVIDENCE as usize && !self.refused_under(k)).then_some(k)
+    }
+
+    /// Whether the sends that found fewer than `k` of ours at the server were refused beyond
+    /// noise: a limit of `k` in flight admits those, a token bucket does not. They are judged
+    /// against [`EDGE_NOISE`], not the rate controller's background share: that share takes in
+    /// a token bucket's 429s when the rate swings (one run estimated 0.25), and against it a
+    /// bucket's 429s under the count looked like noise (11 of 44 at none in flight: "1 in
+    /// flight" was learned from a 40/s bucket). Random 429s above that share leave the limit
+    /// to the rate controller, which copes with them.
+    fn refused_under(&self, k: u32) -> bool {
+        let (x, n) = self
+            .evidence
+            .iter()
+            .filter(|(s, _, _)| s.counted < k)
+            .fold((0u32, 0u32), |(x, n), (_, refused, _)| {
+                (x + u32::from(*refused), n + 1)
+            });
+        excess(x, n, EDGE_NOISE)
     }
 
     /// The growth stopped at a 429 that no in-flight limit explains (none is known): it goes
@@ -1519,6 +1556,45 @@ mod tests {
             );
         }
         assert_eq!(w.candidate(0.0), Some((10, 7)));
+    }
+
+    /// At the default concurrency (8, the window at its cap from the start) against 30/s and
+    /// 10 in flight, read late and reordered: the bucket's 429s come in every round, so they
+    /// are the rate's; a run learned "5 in flight" (0.72 of the rate) when held 429s went on
+    /// trial although 429s kept coming.
+    #[test]
+    fn thirty_a_second_at_the_default_concurrency_is_not_read_as_a_limit_in_flight() {
+        for seed in 0..8 {
+            let mut s = Server::new(Some(10), Some(30.0), 0.2, seed)
+                .read_late()
+                .reorder();
+            let r = run(control(100.0, 8, None, None), &mut s, 400);
+            let w = r.control.win.as_ref().unwrap();
+            assert!(
+                w.limit().is_none_or(|l| l >= 7),
+                "seed {seed}: {:?}",
+                w.limit()
+            );
+            let eff = (400.0 / 30.0) / r.end;
+            assert!(eff >= 0.85, "seed {seed}: {eff:.3} of the rate");
+        }
+    }
+
+    /// A token bucket of 40/s on a fast server, told 400/s and 16 in flight, 60 sends: paced
+    /// sends seldom overlap, so the bucket's 429s found one or two of ours at the server,
+    /// above every admitted send's sure count of none; once the rate settles they stop. An
+    /// integration run learned "1 in flight" from them when quiet 429s went on trial although
+    /// those that found none at the server had been refused as often.
+    #[test]
+    fn a_fast_token_buckets_429s_that_stop_are_not_a_limit_in_flight() {
+        for seed in 0..16 {
+            let mut s = Server::new(None, Some(40.0), 0.005, seed)
+                .read_late()
+                .reorder();
+            let r = run(control(400.0, 16, None, None), &mut s, 60);
+            let w = r.control.win.as_ref().unwrap();
+            assert!(w.limit().is_none(), "seed {seed}: {:?}", w.limit());
+        }
     }
 
     #[test]
