@@ -86,29 +86,7 @@ impl InProcess {
             account_id,
             name: name.to_owned(),
         });
-        let answer = match admission.decision {
-            Decision::Limited(_) | Decision::Fault429 => CreateAnswer::RateLimited,
-            Decision::Fault503 => CreateAnswer::Unavailable,
-            Decision::DropBeforeCreate => CreateAnswer::Lost { created: false },
-            Decision::Created { body, fault } => match fault {
-                None | Some(Fault::SlowAfterCreate) => CreateAnswer::Created(body),
-                Some(Fault::ErrorAfterCreate) => CreateAnswer::ErrorAfterCreate,
-                Some(Fault::DropAfterCreate) => CreateAnswer::Lost { created: true },
-                Some(Fault::TruncateAfterCreate) => {
-                    CreateAnswer::Truncated(body.slice(..body.len() / 2))
-                }
-                // The draw for a create only ever yields the faults above.
-                Some(_) => CreateAnswer::Lost { created: true },
-            },
-            // A valid create is never rejected before the state nor answered with a list.
-            // (nor with an answer of the sub-account endpoints).
-            Decision::UnknownAccount { .. }
-            | Decision::Reject(_)
-            | Decision::Json(_)
-            | Decision::NoContent
-            | Decision::NoSuchAccount(_)
-            | Decision::IllegalAccountRequest(_) => CreateAnswer::UnknownAccount,
-        };
+        let answer = create_answer(admission.decision);
         if let Some(i) = admission.attempt {
             let fate = match &answer {
                 CreateAnswer::Created(_)
@@ -133,20 +111,7 @@ impl InProcess {
             Err(_) => return (CreateAnswer::UnknownAccount, Duration::ZERO),
         };
         let admission = self.shared.admit(Call::CreateAccount(request));
-        let answer = match admission.decision {
-            Decision::Limited(_) | Decision::Fault429 => CreateAnswer::RateLimited,
-            Decision::Fault503 => CreateAnswer::Unavailable,
-            Decision::DropBeforeCreate => CreateAnswer::Lost { created: false },
-            Decision::Created { body, fault } => match fault {
-                None | Some(Fault::SlowAfterCreate) => CreateAnswer::Created(body),
-                Some(Fault::ErrorAfterCreate) => CreateAnswer::ErrorAfterCreate,
-                Some(Fault::TruncateAfterCreate) => {
-                    CreateAnswer::Truncated(body.slice(..body.len() / 2))
-                }
-                Some(_) => CreateAnswer::Lost { created: true },
-            },
-            _ => CreateAnswer::UnknownAccount,
-        };
+        let answer = create_answer(admission.decision);
         (answer, admission.delay)
     }
 
@@ -214,6 +179,34 @@ impl InProcess {
     /// Deletes a token as an admin would in the UI.
     pub fn delete_token(&self, id: i64) -> bool {
         self.shared.delete_token(id)
+    }
+}
+
+/// A create's answer (a token's or a sub account's) from the simulator's decision: created, a
+/// fault after the create, or a refusal before it.
+fn create_answer(decision: Decision) -> CreateAnswer {
+    match decision {
+        Decision::Limited(_) | Decision::Fault429 => CreateAnswer::RateLimited,
+        Decision::Fault503 => CreateAnswer::Unavailable,
+        Decision::DropBeforeCreate => CreateAnswer::Lost { created: false },
+        Decision::Created { body, fault } => match fault {
+            None | Some(Fault::SlowAfterCreate) => CreateAnswer::Created(body),
+            Some(Fault::ErrorAfterCreate) => CreateAnswer::ErrorAfterCreate,
+            Some(Fault::DropAfterCreate) => CreateAnswer::Lost { created: true },
+            Some(Fault::TruncateAfterCreate) => {
+                CreateAnswer::Truncated(body.slice(..body.len() / 2))
+            }
+            // The draw for a create only ever yields the faults above.
+            Some(_) => CreateAnswer::Lost { created: true },
+        },
+        // A valid create is never rejected before the state nor answered with a list (nor
+        // with an answer of another endpoint); a body the endpoint refuses lands here too.
+        Decision::UnknownAccount { .. }
+        | Decision::Reject(_)
+        | Decision::Json(_)
+        | Decision::NoContent
+        | Decision::NoSuchAccount(_)
+        | Decision::IllegalAccountRequest(_) => CreateAnswer::UnknownAccount,
     }
 }
 
