@@ -210,6 +210,14 @@ pub struct Controller {
     span: u32,
     /// The evidence of the step-downs from one rate.
     steps: Steps,
+    /// 429s to sends of the current rate (once settled) that the in-flight window holds
+    /// while it asks whether its count explains them (see [`Controller::on_held`]): no round
+    /// is judged clean (nor its 429s noise) until they are back. Held, a bucket's 429s let a probe 80% over it pass as
+    /// clean, and came back after the rate had changed, when they no longer count.
+    held: u32,
+    /// The latest send among the answers to the current rate's sends: a probe is long enough
+    /// once an answer to a send made [`PROBE_MIN_TIME`] into it is back.
+    answered_sent: Option<Instant>,
 }
 
 /// A count of sends, and when the first and the last left.
@@ -288,6 +296,8 @@ impl Controller {
             settling_round: false,
             span: 1,
             steps: Steps::default(),
+            held: 0,
+            answered_sent: None,
         };
         if let Some(l) = learned {
             c.rate = (l * LEARNED_MARGIN).max(floor);
@@ -438,6 +448,48 @@ impl Controller {
         if ticket.settling {
             return;
         }
+        if let Some(sent) = ticket.sent {
+            self.answered_sent = Some(self.answered_sent.map_or(sent, |a| a.max(sent)));
+        }
+        self.judge_round(now);
+    }
+
+    /// A 429 to the send of `ticket` is held by the in-flight window for its verdict: until
+    /// it comes back (as a 429 for the rate, [`Controller::on_answer`], or as none,
+    /// [`Controller::on_released`]), the round it belongs to is not judged.
+    pub fn on_held(&mut self, ticket: Ticket) {
+        if self.counts_for_round(ticket) {
+            self.held += 1;
+        }
+    }
+
+    /// The 429 of `ticket`, held, is back from the in-flight window; `now` the time. With
+    /// `limited` it counts as a 429 of its round (as [`Controller::on_answer`]); without, it
+    /// was the in-flight limit's and says nothing of the rate.
+    pub fn on_released(&mut self, ticket: Ticket, limited: bool, now: Instant) {
+        if self.counts_for_round(ticket) {
+            self.held = self.held.saturating_sub(1);
+        }
+        if limited {
+            self.on_answer(ticket, Answer::Limited, now);
+        } else if self.held == 0
+            && ticket.epoch == self.epoch
+            && !ticket.settling
+            && !self.settling_round
+        {
+            self.judge_round(now);
+        }
+    }
+
+    /// Whether an answer to `ticket` is evidence for the current round's judgement.
+    fn counts_for_round(&self, ticket: Ticket) -> bool {
+        ticket.epoch == self.epoch && !ticket.settling
+    }
+
+    /// Ends the round (or a probe that met the limit) when its answers say so.
+    fn judge_round(&mut self, now: Instant) {
+        let (x, n) = (self.limited, self.answers);
+        let p = self.background();
         let size = self.round_size();
         let target = match self.phase {
             // Twice the cruise round it is compared with (within reason): a short one says
@@ -459,14 +511,28 @@ impl Controller {
             self.probe_failed(from, now);
             return;
         }
+        // A probe ends clean only once an answer to a send made `PROBE_MIN_TIME` into it is
+        // back (at 200 ms of latency, 0.7 s after its first send saw only the answers to its
+        // first 0.5 s, before a full bucket had drained), and, if it met a 429, once the
+        // answers after that one could show the limit: a probe 25% over a 30/s bucket ended
+        // clean at its 16th answer with 4 429s, and the next went 80% over.
         let probing_long_enough = match self.phase {
-            Phase::Probe { .. } => self
-                .sent
-                .first
-                .is_some_and(|t| now.duration_since(t) >= PROBE_MIN_TIME),
+            Phase::Probe { .. } => {
+                self.sent
+                    .first
+                    .zip(self.answered_sent)
+                    .is_some_and(|(first, last)| {
+                        last.saturating_duration_since(first) >= PROBE_MIN_TIME
+                    })
+                    && (self.after_from.is_none() || self.answers_after >= self.probe_measure())
+            }
             _ => true,
         };
-        if n >= target && probing_long_enough {
+        // While 429s of the round are held, only a cruise round's excess may end it (the
+        // held ones would only add to it): any other end calls the round clean, or its 429s
+        // noise, without them.
+        let judged = self.held == 0 || (self.phase == Phase::Cruise && excess(x, n, p));
+        if n >= target && probing_long_enough && judged {
             self.end_round(x, n, now);
         }
     }
@@ -678,6 +744,8 @@ impl Controller {
         self.epoch += 1;
         self.sent = Sends::default();
         self.sent_settling = Sends::default();
+        self.held = 0;
+        self.answered_sent = None;
         self.reset_round();
     }
 

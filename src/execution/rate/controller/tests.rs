@@ -862,13 +862,13 @@ fn a_clean_probe_raises_the_limit_and_the_next_probe_goes_higher() {
     let later = t0 + Duration::from_secs(30);
     round(&mut c, later, 0);
     assert!((c.rate() - 98.0 * PROBE_GAIN).abs() < 1e-9, "{}", c.rate());
-    // The probe round: clean, and long enough (answered 0.7 s after its first send).
+    // The probe round: clean, and long enough (its last send left 0.75 s after its first).
     let start = later + Duration::from_millis(600);
     let sends: Vec<Ticket> = (0..16)
-        .map(|i| c.on_send(start + Duration::from_millis(10 * i)))
+        .map(|i| c.on_send(start + Duration::from_millis(50 * i)))
         .collect();
     for s in &sends {
-        c.on_answer(*s, Answer::Served, start + Duration::from_millis(700));
+        c.on_answer(*s, Answer::Served, start + Duration::from_millis(800));
     }
     assert_eq!(c.limit(), Some(122.5));
     // The gain grows ×1.25 (to 1.5625) from the clean rate: 191.4.
@@ -1026,4 +1026,85 @@ fn a_failed_probe_measures_what_was_accepted_net_of_background() {
         (r - 115.0 * 9.0 / 11.0 / 0.99 * PACING_MARGIN).abs() < 0.1,
         "{r} (probe at {probe})"
     );
+}
+
+/// A refining probe (from 98/s at 122.5/s) whose sends span `span_ms`, answered in order
+/// `answer_at` after the probe began: 429s from the tenth on, one in four. Whether it ended
+/// clean (the rate went higher), failed (lower), or is still under way.
+fn a_probe_answered(span_ms: u64, answer_at: Duration, answers: usize) -> f64 {
+    let (mut c, later) = in_a_probe();
+    refining(&mut c);
+    let start = later + Duration::from_secs(1);
+    let sends: Vec<Ticket> = (0..answers as u64)
+        .map(|i| c.on_send(start + Duration::from_millis(span_ms * i / answers as u64)))
+        .collect();
+    for (i, s) in sends.iter().enumerate() {
+        let a = if i >= 10 && (i - 10) % 4 == 0 {
+            Answer::Limited
+        } else {
+            Answer::Served
+        };
+        c.on_answer(*s, a, start + answer_at);
+    }
+    c.rate()
+}
+
+/// Issue 31's mixed server (30/s and 10 in flight, 200 ms): a probe 25% over the bucket
+/// ended clean at its 16th answer, 0.7 s after its first send, with 429s among them (the
+/// answers to its first 0.5 s only, before its first 429's followers could show the limit),
+/// and the next probe went 56% over.
+#[test]
+fn a_probe_that_met_a_429_ends_clean_only_once_the_answers_after_it_could_show_the_limit() {
+    // 16 answers 0.8 s in, to sends of its first 0.75 s: long enough, but 6 answers after
+    // its first 429 (at the tenth), not 24: still under way.
+    let rate = a_probe_answered(750, Duration::from_millis(800), 16);
+    assert!((rate - 122.5).abs() < 1e-9, "{rate}");
+    // Once 24 answers after it are in, one in four refused: the limit, and back under.
+    let rate = a_probe_answered(1500, Duration::from_millis(1600), 40);
+    assert!(rate < 122.5, "{rate}");
+}
+
+/// A probe is long enough once an answer to a send made 0.7 s into it is back, not 0.7 s
+/// after its first send: at 200 ms of latency that saw the answers to its first 0.5 s only,
+/// before a full bucket had drained.
+#[test]
+fn a_probe_is_long_enough_by_when_its_answered_sends_left() {
+    let (mut c, later) = in_a_probe();
+    let start = later + Duration::from_secs(1);
+    // 24 sends in its first 0.5 s, all served, answered 0.2 s later (0.7 s in).
+    let sends: Vec<Ticket> = (0..24)
+        .map(|i| c.on_send(start + Duration::from_millis(500 * i / 24)))
+        .collect();
+    for s in &sends {
+        c.on_answer(*s, Answer::Served, start + Duration::from_millis(700));
+    }
+    assert!(matches!(c.phase, Phase::Probe { .. }));
+    assert!((c.rate() - 122.5).abs() < 1e-9, "{}", c.rate());
+    // A send 0.7 s in, answered: clean.
+    let last = c.on_send(start + Duration::from_millis(700));
+    c.on_answer(last, Answer::Served, start + Duration::from_millis(900));
+    assert!(c.rate() > 122.5, "{}", c.rate());
+}
+
+/// A 429 the in-flight window holds for its verdict: the round it belongs to is not judged
+/// clean until it is back (a bucket's 429s, held, let probes up to 3× over it pass as clean,
+/// and came back after the rate had changed, when they no longer counted).
+#[test]
+fn a_round_is_not_judged_clean_while_its_429s_are_held() {
+    let (mut c, later) = in_a_probe();
+    let start = later + Duration::from_secs(1);
+    let sends: Vec<Ticket> = (0..20)
+        .map(|i| c.on_send(start + Duration::from_millis(50 * i)))
+        .collect();
+    let t = start + Duration::from_millis(1100);
+    c.on_held(sends[0]);
+    for s in &sends[1..] {
+        c.on_answer(*s, Answer::Served, t);
+    }
+    // Long enough and 19 served, but one 429 held: still the probe.
+    assert!((c.rate() - 122.5).abs() < 1e-9, "{}", c.rate());
+    assert!(matches!(c.phase, Phase::Probe { .. }));
+    // Back as the in-flight limit's: no evidence about the rate, and the round is clean.
+    c.on_released(sends[0], false, t);
+    assert!(c.rate() > 122.5, "{}", c.rate());
 }
