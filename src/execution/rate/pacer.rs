@@ -204,7 +204,8 @@ pub struct PacerSnapshot {
     pub background_429: f64,
     /// Whether a `Retry-After` pause is in force.
     pub cooling_down: bool,
-    /// The server's limit on requests in flight, when one was met (or learned).
+    /// The server's limit on requests in flight, when one was met (or learned) and holds the
+    /// run (see [`Control::in_flight_binds`](super::window::Control::in_flight_binds)).
     pub in_flight_limit: Option<u32>,
 }
 
@@ -565,7 +566,10 @@ impl Pacer {
             return previous;
         };
         match win.learned() {
-            LearnedInFlight::Limit(l) => Some(l),
+            LearnedInFlight::Limit(l) if st.c.in_flight_binds() => Some(l),
+            // Well above the rate limit found beside it: it held nothing, and was most
+            // likely the rate limit's 429s misread (see `Control::in_flight_binds`).
+            LearnedInFlight::Limit(_) => None,
             LearnedInFlight::NoneBelowCap => previous.filter(|p| *p >= win.cap()),
             LearnedInFlight::Unknown => previous,
         }
@@ -581,7 +585,12 @@ impl Pacer {
             limit: st.c.ctl.known_limit(),
             background_429: st.c.ctl.background(),
             cooling_down: st.cooldown_until.is_some_and(|c| c > now),
-            in_flight_limit: st.c.win.as_ref().and_then(Window::limit),
+            in_flight_limit: st
+                .c
+                .win
+                .as_ref()
+                .and_then(Window::limit)
+                .filter(|_| st.c.in_flight_binds()),
         }
     }
 }

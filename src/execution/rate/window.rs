@@ -59,7 +59,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use super::controller::{Answer, Controller, Ticket};
+use super::controller::{Answer, Controller, Learned, Ticket};
 use super::significance::excess;
 
 /// The window a run starts with, when no in-flight limit is known.
@@ -157,6 +157,9 @@ const TRIAL_NOISE: f64 = 0.05;
 const EDGE_NOISE: f64 = 0.1;
 /// Answers a limit newly found is on trial for.
 const TRIAL_ANSWERS: u32 = 24;
+/// How far over a rate limit found beside it the capacity of a limit in flight may be and
+/// still be said to hold the run (see [`Control::in_flight_binds`]).
+const BINDS_MARGIN: f64 = 1.1;
 
 /// A send in flight.
 #[derive(Debug, Clone)]
@@ -233,6 +236,8 @@ pub struct Window<T> {
     since_429: u32,
     /// When the latest send left (a probe leaves apart from it, see [`Window::probe_due`]).
     last_sent: Option<Instant>,
+    /// The mean time from a send to its answer (a moving average, as TCP's smoothed RTT).
+    srtt: Option<Duration>,
 }
 
 impl<T: Clone> Window<T> {
@@ -268,6 +273,7 @@ impl<T: Clone> Window<T> {
             limit_since: learned.map(|_| now),
             since_429: 0,
             last_sent: None,
+            srtt: None,
         };
         if learned.is_some() {
             w.probe_failures = LEARNED_PROBE_FAILURES;
@@ -293,6 +299,11 @@ impl<T: Clone> Window<T> {
     /// The server's in-flight limit, when one was found (or learned).
     pub fn limit(&self) -> Option<u32> {
         self.limit
+    }
+
+    /// The mean time from a send to its answer, once one came back.
+    pub fn mean_rtt(&self) -> Option<Duration> {
+        self.srtt
     }
 
     /// Requests in flight now.
@@ -469,6 +480,7 @@ impl<T: Clone> Window<T> {
         if answer != Answer::Lost {
             let rtt = now.saturating_duration_since(sent);
             self.min_rtt = Some(self.min_rtt.map_or(rtt, |m| m.min(rtt)));
+            self.srtt = Some(self.srtt.map_or(rtt, |m| (m * 7 + rtt) / 8));
         }
         match answer {
             Answer::Served if self.growing => {
@@ -1054,6 +1066,24 @@ impl Control {
         }
     }
 
+    /// Whether the in-flight limit found (if any) is one the run is held by, beside a rate
+    /// limit the rate controller found: its capacity, the limit over the mean answer time, at
+    /// most [`BINDS_MARGIN`] times that rate. A limit in flight well above what the rate
+    /// admits held nothing, and is the window's misreading of the rate limit's 429s more often
+    /// than a second limit: a token bucket's refusals of a send group's last sends look like a
+    /// step in the count (runs against a 100/s bucket at 30 ms handed on "4 in flight" and "6
+    /// in flight", 130-190/s; against 30/s and 10 in flight at 200 ms, "7 in flight", 35/s).
+    /// Such a limit is neither said nor handed on; the run says the rate.
+    pub fn in_flight_binds(&self) -> bool {
+        let Some((win, limit)) = self.win.as_ref().and_then(|w| w.limit().map(|l| (w, l))) else {
+            return false;
+        };
+        let (Learned::Limit(rate), Some(rtt)) = (self.ctl.learned(), win.mean_rtt()) else {
+            return true;
+        };
+        rtt.is_zero() || f64::from(limit) / rtt.as_secs_f64() <= rate * BINDS_MARGIN
+    }
+
     /// The send of `ticket` never went: its slot is free.
     pub fn on_unsent(&mut self, ticket: Ticket) {
         if let (Some(win), Some(seq)) = (self.win.as_mut(), ticket.seq) {
@@ -1584,6 +1614,30 @@ mod tests {
             assert!(s.most_admitted <= 4);
         }
         assert!(wrong.is_empty(), "{wrong:?}");
+    }
+
+    /// A limit in flight is said and handed on only where it holds the run beside a rate
+    /// limit found with it: "4 in flight" at 30 ms (133/s) beside a bucket of 100/s is the
+    /// bucket's 429s misread; "3 in flight" (100/s) may hold it.
+    #[test]
+    fn a_limit_in_flight_well_above_the_rate_found_is_not_one_the_run_is_held_by() {
+        let binds = |learned_rate: Option<f64>, in_flight: u32| {
+            let t0 = Instant::now();
+            let mut c = Control {
+                ctl: Controller::new(1000.0, learned_rate, t0),
+                win: Some(Window::new(32, Some(in_flight), t0)),
+            };
+            for i in 0..8u64 {
+                let at = t0 + Duration::from_millis(40 * i);
+                let ticket = c.on_send(at);
+                c.on_answer(ticket, Answer::Served, at + Duration::from_millis(30));
+            }
+            c.in_flight_binds()
+        };
+        assert!(!binds(Some(100.0), 4));
+        assert!(binds(Some(100.0), 3));
+        // No rate limit found: the limit in flight is the one.
+        assert!(binds(None, 4));
     }
 
     /// A probe leaves apart from the send before it (see [`Window::probe_due`]): one in the
