@@ -2,6 +2,10 @@
 //! into ready-to-use settings. No token is ever accepted as an argument value (it would show
 //! in `ps`): it comes from `LOGZIO_API_TOKEN` or `--api-token-file`.
 
+// The doc comments here are clap's help text, read in a terminal: `<manifest stem>` is a
+// placeholder there, not HTML.
+#![allow(rustdoc::invalid_html_tags)]
+
 use std::path::PathBuf;
 
 use clap::builder::PossibleValue;

@@ -888,14 +888,9 @@ impl World {
         recipients: Option<&Recipients>,
         doc: logzio_tokens::state::SecretsFile,
     ) -> Result<(), String> {
-        match recipients {
-            Some(r) => {
-                store
-                    .seal_document(r, &doc)
-                    .map_err(|e| first_line(&e.to_string()))?;
-            }
-            None => store.ledger_mut().keep_secrets(doc),
-        }
+        store
+            .keep_imported(recipients, doc)
+            .map_err(|e| first_line(&e.to_string()))?;
         store.save().map_err(|e| first_line(&e.to_string()))
     }
 

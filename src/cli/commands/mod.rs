@@ -201,7 +201,7 @@ pub fn first_few(items: &[String], few: usize) -> String {
 /// How many lines of a list are printed before it is cut to "… and N more".
 const LINES_SHOWN: usize = 10;
 
-/// `lines` when there are few; else the first [`LINES_SHOWN`], then how many more and
+/// `lines` when there are few; else the first `LINES_SHOWN`, then how many more and
 /// `where_all` (where the full list is).
 pub fn summarised(mut lines: Vec<String>, where_all: &str) -> Vec<String> {
     if lines.len() > LINES_SHOWN {

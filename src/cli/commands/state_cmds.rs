@@ -165,7 +165,7 @@ pub fn import(args: &ImportArgs, printer: &Printer) -> Result<Exit, CliError> {
     if let Some(s) = secret {
         doc.insert(&key, token_id, s);
     }
-    let sealed = keep_secrets(&mut store, recipients.as_ref(), doc)?;
+    let sealed = store.keep_imported(recipients.as_ref(), doc)?;
     store.save()?;
     if let Some(path) = sealed {
         printer.info(&format!("Sealed the secret in {}.", path.display()));
@@ -248,25 +248,6 @@ fn import_refused(
     })
 }
 
-/// Keeps the secrets of `doc`: sealed into a new sealed file when there are recipients (never
-/// in plaintext on disk), else added to the secrets file (saved with the store). Returns the
-/// sealed file written, if any.
-fn keep_secrets(
-    store: &mut Store,
-    recipients: Option<&crate::state::sealed::Recipients>,
-    doc: crate::state::SecretsFile,
-) -> Result<Option<std::path::PathBuf>, CliError> {
-    if doc.accounts.is_empty() && doc.superseded.is_empty() {
-        return Ok(None);
-    }
-    let Some(r) = recipients else {
-        store.ledger_mut().keep_secrets(doc);
-        return Ok(None);
-    };
-    // Written and listed in the results file (saved next), so export trusts it.
-    Ok(Some(store.seal_document(r, &doc)?))
-}
-
 /// `import --from EXPORT`: every token of a JSON export, and the tokens each replaced, exactly
 /// as the export holds them ([`crate::state::Ledger::import_from`] checks every row before it
 /// records anything).
@@ -295,7 +276,7 @@ fn import_from(
             wanted(&settings.manifest, names, key)
         })
         .map_err(|e| import_from_refused(args, path, store.paths(), e))?;
-    let sealed = keep_secrets(&mut store, recipients.as_ref(), done.secrets)?;
+    let sealed = store.keep_imported(recipients.as_ref(), done.secrets)?;
     store.save()?;
     if let Some(sealed) = sealed {
         printer.info(&format!("Sealed the secrets in {}.", sealed.display()));
