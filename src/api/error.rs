@@ -326,7 +326,7 @@ fn status_class(status: u16) -> ErrorClass {
     }
 }
 
-/// Parses `Retry-After` (delay-seconds or an HTTP date), capped at [`RETRY_AFTER_CAP`].
+/// Parses `Retry-After` (delay-seconds or an HTTP date), capped at `RETRY_AFTER_CAP`.
 pub fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
     let v = value.trim();
     let d = if let Ok(secs) = v.parse::<u64>() {

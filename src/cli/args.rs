@@ -2,6 +2,10 @@
 //! into ready-to-use settings. No token is ever accepted as an argument value (it would show
 //! in `ps`): it comes from `LOGZIO_API_TOKEN` or `--api-token-file`.
 
+// The doc comments here are clap's help text, read in a terminal: `<manifest stem>` is a
+// placeholder there, not HTML.
+#![allow(rustdoc::invalid_html_tags)]
+
 use std::path::PathBuf;
 
 use clap::builder::PossibleValue;
@@ -287,21 +291,30 @@ pub struct SealArgs {
     pub allow_plaintext: bool,
 }
 
-/// How requests are sent (shared by plan, which checks and shows them, and apply).
+/// How fast requests are sent and how often each is tried (plan, apply and verify alike).
 #[derive(Debug, Clone, Args)]
 #[command(next_help_heading = "Rate and retries")]
-pub struct ExecArgs {
+pub struct PaceArgs {
     /// Most requests in flight (overrides settings.concurrency).
     #[arg(long, value_name = "N")]
     pub concurrency: Option<u32>,
-    /// Most requests per second (overrides settings.rate_per_second). Apply starts at this
-    /// rate (or just under the limit a previous run against the endpoint learned) and slows
-    /// down when the server answers 429, never going above it.
+    /// Most requests per second (overrides settings.rate_per_second). Apply starts at this rate
+    /// (or just under the limit a previous run against the endpoint learned) and slows down
+    /// when the server answers 429, never going above it; verify's probes do the same.
     #[arg(long, value_name = "N")]
     pub rate: Option<f64>,
     /// Most attempts per token (overrides settings.max_attempts).
     #[arg(long, value_name = "N")]
     pub max_attempts: Option<u32>,
+}
+
+/// How requests are sent (shared by plan, which checks and shows them, and apply).
+#[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "Rate and retries")]
+pub struct ExecArgs {
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub pace: PaceArgs,
     /// Most ambiguous attempts per token (overrides settings.max_ambiguous; default 2). Each
     /// may have created a token that is not recorded; after this many the token is not sent
     /// again and is reported unresolved with its possible orphans.
@@ -657,9 +670,10 @@ pub struct VerifyArgs {
     #[command(flatten)]
     #[allow(missing_docs)]
     pub state: StateArgs,
+    // A probe creates nothing: no ambiguity budget, so the pace alone.
     #[command(flatten)]
     #[allow(missing_docs)]
-    pub exec: VerifyExecArgs,
+    pub pace: PaceArgs,
     /// The age identity file that opens the sealed secrets files (needed when secrets are
     /// sealed: each token is probed with its own secret).
     #[arg(
@@ -679,21 +693,6 @@ pub struct VerifyArgs {
     /// No progress bar or progress lines.
     #[arg(long, help_heading = "Output")]
     pub no_progress: bool,
-}
-
-/// How `verify`'s probes are sent (a probe creates nothing, so there is no ambiguity budget).
-#[derive(Debug, Clone, Args)]
-#[command(next_help_heading = "Rate and retries")]
-pub struct VerifyExecArgs {
-    /// Most requests in flight (overrides settings.concurrency).
-    #[arg(long, value_name = "N")]
-    pub concurrency: Option<u32>,
-    /// Most requests per second (overrides settings.rate_per_second).
-    #[arg(long, value_name = "N")]
-    pub rate: Option<f64>,
-    /// Most attempts per token (overrides settings.max_attempts).
-    #[arg(long, value_name = "N")]
-    pub max_attempts: Option<u32>,
 }
 
 /// Export formats.

@@ -292,21 +292,21 @@ fn resolve_exec(manifest: &Manifest, args: &ExecArgs) -> Result<ExecSettings, Cl
     Ok(ExecSettings {
         concurrency: setting(
             "--concurrency",
-            args.concurrency,
+            args.pace.concurrency,
             from.concurrency,
             DEFAULT_CONCURRENCY,
             limits::CONCURRENCY,
         )?,
         rate: setting(
             "--rate",
-            args.rate,
+            args.pace.rate,
             from.rate_per_second,
             DEFAULT_RATE_PER_SECOND,
             limits::RATE_PER_SECOND,
         )?,
         max_attempts: setting(
             "--max-attempts",
-            args.max_attempts,
+            args.pace.max_attempts,
             from.max_attempts,
             DEFAULT_MAX_ATTEMPTS,
             limits::MAX_ATTEMPTS,
@@ -856,9 +856,7 @@ impl VerifySettings {
                 allow_plaintext: false,
             },
             exec: ExecArgs {
-                concurrency: args.exec.concurrency,
-                rate: args.exec.rate,
-                max_attempts: args.exec.max_attempts,
+                pace: args.pace.clone(),
                 max_ambiguous: None,
                 resend_ambiguous: false,
             },

@@ -1,7 +1,7 @@
 //! The manifest: its model, loading from YAML, and validation with source locations.
 //!
-//! Stages: the YAML text is parsed into a located node tree ([`node`]), every rule is checked
-//! against that tree collecting *all* problems ([`validate`]), and only a manifest without a
+//! Stages: the YAML text is parsed into a located node tree (`node`), every rule is checked
+//! against that tree collecting *all* problems (`validate`), and only a manifest without a
 //! single problem becomes a [`Manifest`]. The serde types in [`schema`] describe the same shape
 //! for the JSON Schema that editors use; a test keeps the two in step.
 //!

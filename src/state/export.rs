@@ -199,33 +199,6 @@ pub struct ParseError {
     pub what: &'static str,
 }
 
-/// A replaced token of an export that is a current token (issue 25, defect 14): another row's,
-/// or one `results` records as current. Recording it as replaced would have `plan` tell the
-/// admin to delete a token in use, so `import --from` refuses the whole export. Returns the
-/// replaced id, the row listing it as replaced, and the key whose current token it is.
-pub fn replaced_but_current(
-    rows: &[ExportedToken],
-    results: &super::ResultsFile,
-) -> Option<(i64, TokenKey, TokenKey)> {
-    if crate::reintroduced::on(crate::reintroduced::Bug::ImportReplacedCurrent) {
-        return None;
-    }
-    let key = |r: &ExportedToken| TokenKey {
-        account_id: r.account_id,
-        token_name: r.token_name.clone(),
-    };
-    rows.iter().find_map(|r| {
-        r.superseded.iter().find_map(|old| {
-            let current = rows
-                .iter()
-                .find(|other| other.token_id == old.token_id)
-                .map(key)
-                .or_else(|| results.find_token_id(old.token_id))?;
-            Some((old.token_id, key(r), current))
-        })
-    })
-}
-
 /// Reads a JSON export back. Errors say where and what kind of problem, never a value.
 pub fn parse_json(path: &std::path::Path, bytes: &[u8]) -> Result<Vec<ExportedToken>, ParseError> {
     serde_json::from_slice(bytes).map_err(|e| ParseError {

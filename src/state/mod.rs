@@ -47,7 +47,7 @@ pub use ledger::{
     PossibleOrphan, RESULTS_VERSION, ResultsFile, SealedFile, SupersededToken, TokenRecord,
     TokenSource, TokenStatus, results_schema_text,
 };
-pub use ledger::{Applied, ImportRefused, Ledger, invariants};
+pub use ledger::{Applied, ImportFromRefused, ImportRefused, ImportedFrom, Ledger, invariants};
 pub use ledger::{SECRETS_VERSION, SecretRecord, SecretsFile, ShippingSecret, SupersededSecret};
 pub use lock::StateLock;
 pub use paths::StatePaths;

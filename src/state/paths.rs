@@ -143,4 +143,29 @@ mod tests {
         assert_eq!(p.secrets, Path::new("/s/k"));
         assert_eq!(p.journal, Path::new("/s/r.journal"));
     }
+
+    /// Invariant 5: two runs, one through a link to the results file, take one lock.
+    #[test]
+    #[allow(clippy::unwrap_used)]
+    fn a_results_path_through_links_names_its_files_beside_the_file_it_leads_to() {
+        use std::os::unix::fs::symlink;
+        let tmp = tempfile::tempdir().unwrap();
+        let base = std::fs::canonicalize(tmp.path()).unwrap();
+        std::fs::create_dir(base.join("real")).unwrap();
+        std::fs::create_dir(base.join("links")).unwrap();
+        // A link to a link, both relative, to a file not written yet (a first run).
+        symlink("hop.json", base.join("links/m.results.json")).unwrap();
+        symlink("../real/t.results.json", base.join("links/hop.json")).unwrap();
+        let manifest = base.join("m.yaml");
+        let p = StatePaths::for_manifest(&manifest, Some(&base.join("links/m.results.json")), None);
+        assert_eq!(p.results, base.join("real/t.results.json"));
+        assert_eq!(p.journal, base.join("real/t.results.journal"));
+        assert_eq!(p.lock, base.join("real/t.results.lock"));
+        assert_eq!(p.sealed, base.join("real/t.sealed"));
+        assert_eq!(
+            p.secrets,
+            base.join("m.secrets.json"),
+            "not the results file's"
+        );
+    }
 }

@@ -667,4 +667,110 @@ mod tests {
         // A "directory" that is a file is an error, not an empty list.
         assert!(list(&dir.path().join("notes.txt")).is_err());
     }
+
+    /// Checked like the state directory (another user who can write it could delete the only
+    /// copy of the secrets), and named as the sealed directory where the fault is its own.
+    #[test]
+    fn the_sealed_directory_is_a_real_directory_only_this_user_can_write() {
+        use std::os::unix::fs::PermissionsExt;
+        let set = |path: &Path, mode| {
+            fs::set_permissions(path, fs::Permissions::from_mode(mode)).unwrap();
+        };
+        let untrusted = |dir: &Path| match check_dir(dir) {
+            Err(StateError::Untrusted { kind, path, reason }) => (kind, path, reason),
+            other => panic!("{}: {other:?}", dir.display()),
+        };
+        let tmp = tempfile::tempdir().unwrap();
+        // Canonical: the trust check names the directories it walks by their real paths.
+        let base = fs::canonicalize(tmp.path()).unwrap();
+        set(&base, 0o700);
+        // Missing: made when the first sealed file is written.
+        check_dir(&base.join("missing")).unwrap();
+        let dir = base.join("sealed");
+        fs::create_dir(&dir).unwrap();
+        set(&dir, 0o700);
+        check_dir(&dir).unwrap();
+
+        let link = base.join("link");
+        std::os::unix::fs::symlink(&dir, &link).unwrap();
+        let (kind, path, reason) = untrusted(&link);
+        assert_eq!((kind, path), (StateFile::SealedDirectory, link));
+        assert!(reason.contains("symbolic link"), "{reason}");
+
+        let file = base.join("file");
+        fs::write(&file, b"x").unwrap();
+        let (kind, path, reason) = untrusted(&file);
+        assert_eq!((kind, path), (StateFile::SealedDirectory, file.clone()));
+        assert_eq!(reason, "it is not a directory");
+        // A path that cannot be looked at (ENOTDIR) is an error, not a missing directory.
+        let below = file.join("sealed");
+        match check_dir(&below) {
+            Err(StateError::Read { kind, path, .. }) => {
+                assert_eq!((kind, path), (StateFile::SealedDirectory, below));
+            }
+            other => panic!("{other:?}"),
+        }
+
+        // Writable by every user: the sealed directory's own fault.
+        set(&dir, 0o777);
+        let (kind, path, reason) = untrusted(&dir);
+        assert_eq!((kind, path), (StateFile::SealedDirectory, dir.clone()));
+        assert!(reason.contains("every user can write it"), "{reason}");
+        // Its parent writable by every user: the parent is named, as a state directory.
+        set(&dir, 0o700);
+        set(&base, 0o777);
+        let found = untrusted(&dir);
+        set(&base, 0o700);
+        let (kind, path, reason) = found;
+        assert_eq!((kind, path), (StateFile::StateDirectory, base));
+        assert!(reason.contains("every user can write it"), "{reason}");
+    }
+
+    #[test]
+    fn listed_files_whose_bytes_match_are_trusted_and_every_other_is_named_with_why() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path();
+        let listed = |file: &str, bytes: &[u8]| crate::state::SealedFile {
+            file: file.into(),
+            sha256: sha256_hex(bytes),
+            run_id: "1a2b3c4d".into(),
+        };
+        fs::write(dir.join("a.age"), b"sealed a").unwrap();
+        fs::write(dir.join("b.age"), b"changed b").unwrap();
+        fs::write(dir.join("d.age"), b"sealed by someone").unwrap();
+        let sorted = sort_listed(
+            dir,
+            &[
+                listed("b.age", b"sealed b"),
+                listed("a.age", b"sealed a"),
+                listed("c.age", b"gone"),
+                listed("../a.age", b"sealed a"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(sorted.trusted, [(dir.join("a.age"), b"sealed a".to_vec())]);
+        let ignored: Vec<_> = sorted
+            .ignored
+            .iter()
+            .map(|(p, why)| (p.strip_prefix(dir).unwrap().to_str().unwrap(), why.as_str()))
+            .collect();
+        let [b, c, up, d] = ignored.as_slice() else {
+            panic!("{ignored:?}");
+        };
+        assert!(
+            b.0 == "b.age" && b.1.contains(&sha256_hex(b"changed b")),
+            "{b:?}"
+        );
+        assert!(
+            c.0 == "c.age"
+                && c.1
+                    .starts_with("listed in the results file, but cannot read"),
+            "{c:?}"
+        );
+        assert_eq!(up, &("../a.age", "its listed name is not a file name"));
+        assert!(
+            d.0 == "d.age" && d.1.starts_with("not listed in the results file"),
+            "{d:?}"
+        );
+    }
 }

@@ -438,9 +438,28 @@ impl<F: Fs> Store<F> {
         Ok(Some(path))
     }
 
+    /// Keeps the secrets `import` took (for the caller to save next): with `recipients`,
+    /// sealed into a new sealed file of their own (never in plaintext on disk), listed in the
+    /// results file, whose path is returned; without, in the secrets file. An empty `doc`
+    /// changes nothing.
+    pub fn keep_imported(
+        &mut self,
+        recipients: Option<&Recipients>,
+        doc: SecretsFile,
+    ) -> Result<Option<PathBuf>, StateError> {
+        if doc.accounts.is_empty() && doc.superseded.is_empty() {
+            return Ok(None);
+        }
+        let Some(r) = recipients else {
+            self.ledger.keep_secrets(doc);
+            return Ok(None);
+        };
+        self.seal_document(r, &doc).map(Some)
+    }
+
     /// Seals `doc` to `recipients` into a new sealed file of its own (for `import`), listed in
     /// the results file (saved next).
-    pub fn seal_document(
+    fn seal_document(
         &mut self,
         recipients: &Recipients,
         doc: &SecretsFile,

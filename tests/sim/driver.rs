@@ -888,14 +888,9 @@ impl World {
         recipients: Option<&Recipients>,
         doc: logzio_tokens::state::SecretsFile,
     ) -> Result<(), String> {
-        match recipients {
-            Some(r) => {
-                store
-                    .seal_document(r, &doc)
-                    .map_err(|e| first_line(&e.to_string()))?;
-            }
-            None => store.ledger_mut().keep_secrets(doc),
-        }
+        store
+            .keep_imported(recipients, doc)
+            .map_err(|e| first_line(&e.to_string()))?;
         store.save().map_err(|e| first_line(&e.to_string()))
     }
 
@@ -963,10 +958,11 @@ impl World {
         }
     }
 
-    /// `import --from EXPORT`, as the command does it: every row checked (the rows' replaced
-    /// tokens against the current ones too) before anything is recorded.
+    /// `import --from EXPORT`, as the command does it (`Ledger::import_from`, which checks every
+    /// row, the rows' replaced tokens against the current ones too, before it records
+    /// anything), of an export made from tokens made in the UI, one of them tampered with.
     fn import_from(&mut self, tamper: bool) -> bool {
-        use logzio_tokens::state::export::{ExportedReplaced, ExportedToken, replaced_but_current};
+        use logzio_tokens::state::export::{ExportedReplaced, ExportedToken};
         let keys: Vec<TokenKey> = self.unrecorded().into_iter().take(3).collect();
         if keys.is_empty() {
             self.trace
@@ -1026,6 +1022,16 @@ impl World {
         }
         let recipients = self.recipients();
         let endpoint = self.import_endpoint();
+        // The manifest asks for the scenario's keys.
+        let wanted = self.sc.keys.clone();
+        let row_keys: Vec<TokenKey> = rows
+            .iter()
+            .map(|r| TokenKey {
+                account_id: r.account_id,
+                token_name: r.token_name.clone(),
+            })
+            .collect();
+        let mut mismatch = None;
         let n = rows.len();
         let rt = runtime();
         let line = rt.block_on(async {
@@ -1036,60 +1042,28 @@ impl World {
             if let Err(e) = store.check_protection(recipients.is_some(), false) {
                 return format!("refused: {}", first_line(&e.to_string()));
             }
-            let mut ids = BTreeSet::new();
-            for r in &rows {
-                let key = TokenKey {
-                    account_id: r.account_id,
-                    token_name: r.token_name.clone(),
-                };
-                if let Err(e) = store.ledger().check_import(&key, r.token_id) {
-                    return format!("refused: {e:?}");
-                }
-                if !ids.insert(r.token_id) {
-                    return format!("refused: token {} twice", r.token_id);
-                }
+            // The command's own operation: the driver checks what it recorded against the
+            // ground truth afterwards (check.rs), not how.
+            let at = store.clock().now_rfc3339();
+            let done = match store
+                .ledger_mut()
+                .import_from(rows, &at, |k, _| wanted.contains(k))
+            {
+                Ok(done) => done,
+                Err(e) => return format!("refused: {e:?}"),
+            };
+            // Every row's key was unrecorded: each is recorded now.
+            if done.recorded != row_keys {
+                mismatch = Some(format!(
+                    "import --from recorded {:?} of the rows {row_keys:?}",
+                    done.recorded
+                ));
             }
-            if let Some((old, row, current)) = replaced_but_current(&rows, store.results()) {
-                return format!(
-                    "refused: token {old} listed as replaced under {row} is the current token of {current}"
-                );
-            }
-            let now = store.clock().now_rfc3339();
-            let mut doc = logzio_tokens::state::SecretsFile::default();
-            for r in rows {
-                let key = TokenKey {
-                    account_id: r.account_id,
-                    token_name: r.token_name,
-                };
-                for old in r.superseded {
-                    if let Some(replaced_by) = old.replaced_by {
-                        store
-                            .ledger_mut()
-                            .supersede(logzio_tokens::state::SupersededToken {
-                                account_id: key.account_id,
-                                token_name: key.token_name.clone(),
-                                token_id: old.token_id,
-                                created_at: old.created_at.unwrap_or_else(|| now.clone()),
-                                replaced_by,
-                                status: old.status,
-                                checked_at: old.checked_at,
-                            });
-                    }
-                    if let Some(secret) = old.token {
-                        doc.quarantine(&key, old.token_id, secret, "imported as replaced".into());
-                    }
-                }
-                if store.results().get(&key).is_none()
-                    && let Err(e) = store.ledger_mut().import(&key, r.token_id, &now)
-                {
-                    return format!("refused: {e:?}");
-                }
-                doc.insert(&key, r.token_id, r.token);
-            }
-            Self::keep_and_save(&mut store, recipients.as_ref(), doc)
+            Self::keep_and_save(&mut store, recipients.as_ref(), done.secrets)
                 .map_or_else(|e| format!("saved={e}"), |()| "saved=ok".to_owned())
         });
         drop(rt);
+        self.problems.extend(mismatch);
         self.refused_save(&line);
         self.trace.push(format!(
             "import --from ({n} rows, tampered with {tampered:?}): {line}"

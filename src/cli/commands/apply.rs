@@ -16,7 +16,7 @@ use crate::execution::{
     Services, Stats, StopReason, execute,
 };
 use crate::plan::{Plan, Unresolved};
-use crate::state::{Failure, LearnedRate, LimitKind, Recorder, Store};
+use crate::state::{Failure, Recorder, Store};
 use crate::timestamp::now_rfc3339;
 
 /// Runs `apply`.
@@ -119,10 +119,7 @@ pub async fn run(args: &ApplyArgs, printer: &Printer) -> Result<Exit, CliError> 
         store.seal_to(r.clone());
     }
 
-    let endpoint = run.api.identity();
-    // Start just under what the last run against this endpoint found: a rate, a number of
-    // requests in flight, or both.
-    let (learned_before, in_flight_before) = store.results().learned_limit(&endpoint);
+    let limit_before = super::LimitBefore::of(store.results(), run.api.identity());
     let pending_accounts = store.pending_accounts();
     let missing_shipping = store.accounts_missing_shipping();
     let recorder = Recorder::start(store)?;
@@ -138,13 +135,7 @@ pub async fn run(args: &ApplyArgs, printer: &Printer) -> Result<Exit, CliError> 
         message: "internal error: no API client".into(),
     })?;
     let stats = Arc::new(Stats::default());
-    let pacer = Arc::new(Pacer::with_in_flight(
-        run.exec.rate,
-        true,
-        learned_before,
-        run.exec.concurrency,
-        in_flight_before,
-    ));
+    let pacer = limit_before.pacer(&run.exec);
     let learned_into = (pacer.clone(), handle.clone());
     let cancel = Cancel::default();
     let beside = Beside::start(&settings, printer, &plan, &stats, &pacer, &cancel);
@@ -197,18 +188,8 @@ pub async fn run(args: &ApplyArgs, printer: &Printer) -> Result<Exit, CliError> 
     drop(update);
     super::print_lines(printer, &account_lines);
     let (pacer, handle) = learned_into;
-    let learned = pacer.learned_rate(learned_before);
-    let learned_in_flight = pacer.learned_in_flight(in_flight_before);
-    if (learned, learned_in_flight) != (learned_before, in_flight_before) {
-        handle.learned_rate(
-            LimitKind::of(learned, learned_in_flight).map(|kind| LearnedRate {
-                per_second: learned,
-                in_flight: learned_in_flight,
-                kind,
-                endpoint: endpoint.clone(),
-                at: now_rfc3339(),
-            }),
-        );
+    if let Some(learned) = limit_before.learned(&pacer, &now_rfc3339()) {
+        handle.learned_rate(learned);
     }
     drop(handle);
     let snapshot = pacer.snapshot();

@@ -10,14 +10,17 @@ pub mod state_cmds;
 pub mod validate;
 pub mod verify;
 
-use super::config::{ApiSetup, RunSettings};
+use std::sync::Arc;
+
+use super::config::{ApiSetup, ExecSettings, RunSettings};
 use super::error::CliError;
 use super::output::{Printer, count};
 use crate::api::{ApiClient, ClientConfig, Endpoint, Preflight, preflight};
+use crate::execution::Pacer;
 use crate::manifest::Manifest;
 use crate::plan::{self as planner, AccountBook, LiveAccounts, Plan};
 use crate::simulator::{SimConfig, Simulator};
-use crate::state::Store;
+use crate::state::{LearnedRate, LimitKind, ResultsFile, Store};
 
 /// The API side of `plan` and `apply`: the in-process simulator when asked, the client when a
 /// token (or the simulator) is there, and the sub accounts the preflight found.
@@ -198,7 +201,7 @@ pub fn first_few(items: &[String], few: usize) -> String {
 /// How many lines of a list are printed before it is cut to "… and N more".
 const LINES_SHOWN: usize = 10;
 
-/// `lines` when there are few; else the first [`LINES_SHOWN`], then how many more and
+/// `lines` when there are few; else the first `LINES_SHOWN`, then how many more and
 /// `where_all` (where the full list is).
 pub fn summarised(mut lines: Vec<String>, where_all: &str) -> Vec<String> {
     if lines.len() > LINES_SHOWN {
@@ -482,5 +485,59 @@ pub fn detail_lines(plan: &Plan) -> Vec<String> {
 pub fn print_lines(printer: &Printer, lines: &[String]) {
     for l in lines {
         printer.info(l);
+    }
+}
+
+/// What the last run against an endpoint learned of its limit: where apply's and verify's
+/// pacer starts, and what each records after its run (one owner token, one limit).
+#[derive(Debug)]
+pub struct LimitBefore {
+    endpoint: String,
+    per_second: Option<f64>,
+    in_flight: Option<u32>,
+}
+
+impl LimitBefore {
+    /// What `results` records of the limit of `endpoint` (nothing, if it was learned against
+    /// another endpoint).
+    pub fn of(results: &ResultsFile, endpoint: String) -> LimitBefore {
+        let (per_second, in_flight) = results.learned_limit(&endpoint);
+        LimitBefore {
+            endpoint,
+            per_second,
+            in_flight,
+        }
+    }
+
+    /// The run's pacer: at most `exec.rate` requests a second and `exec.concurrency` in
+    /// flight, adapting to the server's limit, and starting just under what was learned (a
+    /// rate, a number of requests in flight, or both).
+    pub fn pacer(&self, exec: &ExecSettings) -> Arc<Pacer> {
+        Arc::new(Pacer::with_in_flight(
+            exec.rate,
+            true,
+            self.per_second,
+            exec.concurrency,
+            self.in_flight,
+        ))
+    }
+
+    /// What to record of the limit after a run that `pacer` paced, at `at`, when it differs
+    /// from what was recorded (`Some(None)`: nothing is known of it any more).
+    pub fn learned(&self, pacer: &Pacer, at: &str) -> Option<Option<LearnedRate>> {
+        let per_second = pacer.learned_rate(self.per_second);
+        let in_flight = pacer.learned_in_flight(self.in_flight);
+        if (per_second, in_flight) == (self.per_second, self.in_flight) {
+            return None;
+        }
+        Some(
+            LimitKind::of(per_second, in_flight).map(|kind| LearnedRate {
+                per_second,
+                in_flight,
+                kind,
+                endpoint: self.endpoint.clone(),
+                at: at.to_owned(),
+            }),
+        )
     }
 }

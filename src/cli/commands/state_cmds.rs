@@ -14,7 +14,7 @@ use crate::manifest::AccountSelector;
 use crate::plan::AccountBook;
 use crate::secret::Secret;
 use crate::state::export;
-use crate::state::{ImportRefused, Store};
+use crate::state::{ImportFromRefused, ImportRefused, Store};
 use crate::timestamp::now_rfc3339;
 
 /// `orphans list|clear`.
@@ -165,7 +165,7 @@ pub fn import(args: &ImportArgs, printer: &Printer) -> Result<Exit, CliError> {
     if let Some(s) = secret {
         doc.insert(&key, token_id, s);
     }
-    let sealed = keep_secrets(&mut store, recipients.as_ref(), doc)?;
+    let sealed = store.keep_imported(recipients.as_ref(), doc)?;
     store.save()?;
     if let Some(path) = sealed {
         printer.info(&format!("Sealed the secret in {}.", path.display()));
@@ -196,23 +196,36 @@ fn check_importable(
     token_id: i64,
     forget: &str,
 ) -> Result<(), CliError> {
-    let book = AccountBook::new(None, &store.results().resolved_names);
-    let wanted = manifest
-        .accounts
-        .iter()
-        .any(|a| book.id(&a.selector) == Ok(key.account_id) && a.tokens.contains(&key.token_name));
-    if !wanted {
-        return Err(CliError::usage(format!(
-            "the manifest {} does not ask for token {:?} in account {}; add it to the manifest first (accounts given by name must have been resolved by a plan or apply)",
-            manifest_path.display(),
-            key.token_name,
-            key.account_id
-        )));
+    if !wanted(manifest, &store.results().resolved_names, key) {
+        return Err(not_wanted(manifest_path, key));
     }
     store
         .ledger()
         .check_import(key, token_id)
         .map_err(|e| import_refused(key, token_id, &e, Some(forget)))
+}
+
+/// Whether the manifest asks for `key`, its accounts given by name known by `names`.
+fn wanted(
+    manifest: &crate::manifest::Manifest,
+    names: &std::collections::BTreeMap<String, u32>,
+    key: &TokenKey,
+) -> bool {
+    let book = AccountBook::new(None, names);
+    manifest
+        .accounts
+        .iter()
+        .any(|a| book.id(&a.selector) == Ok(key.account_id) && a.tokens.contains(&key.token_name))
+}
+
+/// What to say when the manifest does not ask for `key`.
+fn not_wanted(manifest_path: &std::path::Path, key: &TokenKey) -> CliError {
+    CliError::usage(format!(
+        "the manifest {} does not ask for token {:?} in account {}; add it to the manifest first (accounts given by name must have been resolved by a plan or apply)",
+        manifest_path.display(),
+        key.token_name,
+        key.account_id
+    ))
 }
 
 /// What to say when the state refuses to record `key` as `token_id`; `forget` is the command
@@ -235,27 +248,9 @@ fn import_refused(
     })
 }
 
-/// Keeps the secrets of `doc`: sealed into a new sealed file when there are recipients (never
-/// in plaintext on disk), else added to the secrets file (saved with the store). Returns the
-/// sealed file written, if any.
-fn keep_secrets(
-    store: &mut Store,
-    recipients: Option<&crate::state::sealed::Recipients>,
-    doc: crate::state::SecretsFile,
-) -> Result<Option<std::path::PathBuf>, CliError> {
-    if doc.accounts.is_empty() && doc.superseded.is_empty() {
-        return Ok(None);
-    }
-    let Some(r) = recipients else {
-        store.ledger_mut().keep_secrets(doc);
-        return Ok(None);
-    };
-    // Written and listed in the results file (saved next), so export trusts it.
-    Ok(Some(store.seal_document(r, &doc)?))
-}
-
 /// `import --from EXPORT`: every token of a JSON export, and the tokens each replaced, exactly
-/// as the export holds them. Every row is checked before anything is recorded.
+/// as the export holds them ([`crate::state::Ledger::import_from`] checks every row before it
+/// records anything).
 fn import_from(
     args: &ImportArgs,
     path: &std::path::Path,
@@ -269,110 +264,68 @@ fn import_from(
         crate::bounded::Symlinks::Follow,
     )
     .map_err(|e| CliError::usage(format!("cannot read {}: {e}", path.display())))?;
-    let mut rows = export::parse_json(path, &bytes).map_err(|e| CliError::usage(e.to_string()))?;
-    // Shipping tokens belong to accounts, not to tokens the results file records.
-    rows.retain(export::ExportedToken::is_api_token);
+    let rows = export::parse_json(path, &bytes).map_err(|e| CliError::usage(e.to_string()))?;
     let mut store = Store::open(
         settings.paths,
         import_endpoint(&settings.manifest)?.as_deref(),
     )?;
     store.check_protection(recipients.is_some(), args.seal.allow_plaintext)?;
-    // Accounts given by name: the export says which id each name had; a name the results file
-    // does not know yet is learned from it, one it knows must agree.
-    for r in &rows {
-        if let Some(name) = &r.account_name
-            && let Err(id) = store.ledger_mut().learn_account_name(name, r.account_id)
-        {
-            return Err(CliError::usage(format!(
-                "{} says account {name:?} is {}, but {} resolved it to {id}",
-                path.display(),
-                r.account_id,
-                store.paths().results.display()
-            )));
-        }
-    }
-    let mut keys = std::collections::BTreeSet::new();
-    let mut ids = std::collections::BTreeSet::new();
-    for r in &rows {
-        let key = TokenKey {
-            account_id: r.account_id,
-            token_name: r.token_name.clone(),
-        };
-        let forget = super::forget::command(&args.manifest, &args.state, &key);
-        check_importable(
-            &settings.manifest,
-            &args.manifest,
-            &store,
-            &key,
-            r.token_id,
-            &forget,
-        )?;
-        if !keys.insert(key.clone()) || !ids.insert(r.token_id) {
-            return Err(CliError::usage(format!(
-                "{} lists {key} or token id {} twice",
-                path.display(),
-                r.token_id
-            )));
-        }
-    }
-    // A replaced token that is another row's current token (or recorded as current already):
-    // recording it as replaced would have `plan` tell the admin to delete a token in use.
-    if let Some((old, row, current)) = export::replaced_but_current(&rows, store.results()) {
-        return Err(CliError::usage(format!(
-            "{} lists token {old} as replaced under {row}, but it is the current token of {current}; nothing was recorded\n  = help: fix the export: a token is either current or replaced, not both",
-            path.display(),
-        )));
-    }
-    let now = now_rfc3339();
-    let mut doc = crate::state::SecretsFile::default();
-    let (mut recorded, mut replaced) = (0usize, 0usize);
-    for r in rows {
-        let key = TokenKey {
-            account_id: r.account_id,
-            token_name: r.token_name,
-        };
-        for old in r.superseded {
-            if let Some(replaced_by) = old.replaced_by
-                && store.ledger_mut().supersede(crate::state::SupersededToken {
-                    account_id: key.account_id,
-                    token_name: key.token_name.clone(),
-                    token_id: old.token_id,
-                    created_at: old.created_at.unwrap_or_else(|| now.clone()),
-                    replaced_by,
-                    status: old.status,
-                    checked_at: old.checked_at,
-                })
-            {
-                replaced += 1;
-            }
-            if let Some(secret) = old.token {
-                let note = old
-                    .note
-                    .unwrap_or_else(|| "imported as replaced".to_owned());
-                doc.quarantine(&key, old.token_id, secret, note);
-            }
-        }
-        if store.results().get(&key).is_none() {
-            store
-                .ledger_mut()
-                .import(&key, r.token_id, &now)
-                .map_err(|e| import_refused(&key, r.token_id, &e, None))?;
-            recorded += 1;
-        }
-        doc.insert(&key, r.token_id, r.token);
-    }
-    let sealed = keep_secrets(&mut store, recipients.as_ref(), doc)?;
+    let done = store
+        .ledger_mut()
+        .import_from(rows, &now_rfc3339(), |key, names| {
+            wanted(&settings.manifest, names, key)
+        })
+        .map_err(|e| import_from_refused(args, path, store.paths(), e))?;
+    let sealed = store.keep_imported(recipients.as_ref(), done.secrets)?;
     store.save()?;
     if let Some(sealed) = sealed {
         printer.info(&format!("Sealed the secrets in {}.", sealed.display()));
     }
     printer.info(&format!(
         "Recorded {} (imported) and {} from {}; apply will not create them again.",
-        count(recorded, "token"),
-        count(replaced, "replaced token"),
+        count(done.recorded.len(), "token"),
+        count(done.replaced.len(), "replaced token"),
         path.display()
     ));
     Ok(Exit::Success)
+}
+
+/// What to say when the state refuses an export; nothing was recorded.
+fn import_from_refused(
+    args: &ImportArgs,
+    path: &std::path::Path,
+    paths: &crate::state::StatePaths,
+    e: ImportFromRefused,
+) -> CliError {
+    match e {
+        ImportFromRefused::NameConflict {
+            name,
+            exported,
+            recorded,
+        } => CliError::usage(format!(
+            "{} says account {name:?} is {exported}, but {} resolved it to {recorded}",
+            path.display(),
+            paths.results.display()
+        )),
+        ImportFromRefused::NotWanted(key) => not_wanted(&args.manifest, &key),
+        ImportFromRefused::Token { key, token_id, why } => {
+            let forget = super::forget::command(&args.manifest, &args.state, &key);
+            import_refused(&key, token_id, &why, Some(&forget))
+        }
+        ImportFromRefused::Twice { key, token_id } => CliError::usage(format!(
+            "{} lists {key} or token id {token_id} twice",
+            path.display(),
+        )),
+        // Recording it as replaced would have `plan` tell the admin to delete a token in use.
+        ImportFromRefused::ReplacedButCurrent {
+            replaced,
+            row,
+            current,
+        } => CliError::usage(format!(
+            "{} lists token {replaced} as replaced under {row}, but it is the current token of {current}; nothing was recorded\n  = help: fix the export: a token is either current or replaced, not both",
+            path.display(),
+        )),
+    }
 }
 
 fn read_secret(args: &ImportArgs) -> Result<Option<Secret>, CliError> {

@@ -17,11 +17,11 @@ use crate::cli::error::{CliError, Exit};
 use crate::cli::output::{Printer, count};
 use crate::cli::progress::{self, Mode, Progress};
 use crate::cli::report::{Message, V1, VerifiedLine, VerifySummaryLine};
-use crate::execution::{Backoff, Pacer, Stats};
+use crate::execution::{Backoff, Stats};
 use crate::key::TokenKey;
 use crate::plan::{self as planner};
 use crate::secret::Secret;
-use crate::state::{LearnedRate, LimitKind, SecretsFile, Store, TokenStatus};
+use crate::state::{SecretsFile, Store, TokenStatus};
 use crate::verify::{OnVerdict, Probe, ProbeConfig, ProbeReport, Stop, Verdict, probe_all};
 
 /// A recorded token with no known secret.
@@ -57,15 +57,8 @@ pub async fn run(args: &VerifyArgs, printer: &Printer) -> Result<Exit, CliError>
     let stats = Arc::new(Stats::default());
     // The probes go through the same control as apply's creates, from what the last run
     // against this endpoint learned (one owner token, one limit), and hand on what they learn.
-    let endpoint = run.api.identity();
-    let (learned_before, in_flight_before) = store.results().learned_limit(&endpoint);
-    let pacer = Arc::new(Pacer::with_in_flight(
-        run.exec.rate,
-        true,
-        learned_before,
-        run.exec.concurrency,
-        in_flight_before,
-    ));
+    let limit_before = super::LimitBefore::of(store.results(), run.api.identity());
+    let pacer = limit_before.pacer(&run.exec);
     let control = pacer.clone();
     let stop = Stop::default();
     let signals = tokio::spawn(watch_signals(stop.clone(), stats.clone(), *printer));
@@ -125,20 +118,8 @@ pub async fn run(args: &VerifyArgs, printer: &Printer) -> Result<Exit, CliError>
     store
         .ledger_mut()
         .set_statuses(&seen, &crate::timestamp::now_rfc3339());
-    let learned = control.learned_rate(learned_before);
-    let learned_in_flight = control.learned_in_flight(in_flight_before);
-    if (learned, learned_in_flight) != (learned_before, in_flight_before) {
-        store
-            .ledger_mut()
-            .set_learned_rate(
-                LimitKind::of(learned, learned_in_flight).map(|kind| LearnedRate {
-                    per_second: learned,
-                    in_flight: learned_in_flight,
-                    kind,
-                    endpoint: endpoint.clone(),
-                    at: crate::timestamp::now_rfc3339(),
-                }),
-            );
+    if let Some(learned) = limit_before.learned(&control, &crate::timestamp::now_rfc3339()) {
+        store.ledger_mut().set_learned_rate(learned);
     }
     let snapshot = control.snapshot();
     let limit = progress::server_limit(snapshot.limit, snapshot.in_flight_limit);

@@ -338,6 +338,258 @@ mod tests {
         }
     }
 
+    /// How a [`Disk`] answers `fallocate`.
+    #[derive(Debug, Clone, Copy)]
+    enum Fallocate {
+        /// Allocates up to the disk's capacity; past it, fails as a full disk.
+        Works,
+        /// The filesystem has none (`EOPNOTSUPP`, which the real file gives as `Unsupported`).
+        Unsupported,
+        /// Fails with this errno.
+        Fails(i32),
+    }
+
+    /// A file alone on a disk with room for `capacity` bytes of it: a write past that writes
+    /// what fits and then fails with `full` (ENOSPC, or EDQUOT for a quota), and an allocation
+    /// past it fails the same way, allocating nothing.
+    #[derive(Debug)]
+    struct Disk {
+        bytes: std::sync::Mutex<Vec<u8>>,
+        /// The end of the blocks allocated (beyond the file's size, as `FALLOC_FL_KEEP_SIZE`).
+        allocated: std::sync::Mutex<u64>,
+        /// The `fallocate` calls made.
+        allocations: std::sync::atomic::AtomicUsize,
+        capacity: u64,
+        full: i32,
+        fallocate: Fallocate,
+        magic: Option<u64>,
+    }
+
+    impl Disk {
+        fn new(capacity: u64, full: i32, fallocate: Fallocate) -> Disk {
+            Disk {
+                bytes: Vec::new().into(),
+                allocated: 0.into(),
+                allocations: 0.into(),
+                capacity,
+                full,
+                fallocate,
+                magic: None,
+            }
+        }
+        fn on(magic: Option<u64>) -> Disk {
+            Disk {
+                magic,
+                ..Disk::new(0, libc::ENOSPC, Fallocate::Works)
+            }
+        }
+        fn bytes(&self) -> Vec<u8> {
+            self.bytes.lock().unwrap().clone()
+        }
+        fn allocations(&self) -> usize {
+            self.allocations.load(std::sync::atomic::Ordering::Relaxed)
+        }
+        fn full(&self) -> io::Error {
+            io::Error::from_raw_os_error(self.full)
+        }
+    }
+
+    /// The room writes only with `write_at`: the stream calls are not for it.
+    impl io::Read for Disk {
+        fn read(&mut self, _: &mut [u8]) -> io::Result<usize> {
+            Err(io::ErrorKind::Unsupported.into())
+        }
+    }
+    impl io::Write for Disk {
+        fn write(&mut self, _: &[u8]) -> io::Result<usize> {
+            Err(io::ErrorKind::Unsupported.into())
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+    impl io::Seek for Disk {
+        fn seek(&mut self, _: io::SeekFrom) -> io::Result<u64> {
+            Err(io::ErrorKind::Unsupported.into())
+        }
+    }
+
+    impl FsFile for Disk {
+        fn write_at(&self, buf: &[u8], offset: u64) -> io::Result<usize> {
+            let end = offset.saturating_add(buf.len() as u64).min(self.capacity);
+            if end <= offset {
+                return Err(self.full());
+            }
+            let mut bytes = self.bytes.lock().unwrap();
+            if (bytes.len() as u64) < end {
+                bytes.resize(end as usize, 0);
+            }
+            let n = (end - offset) as usize;
+            bytes[offset as usize..end as usize].copy_from_slice(&buf[..n]);
+            Ok(n)
+        }
+        fn sync_all(&self) -> io::Result<()> {
+            Ok(())
+        }
+        fn sync_data(&self) -> io::Result<()> {
+            Ok(())
+        }
+        fn metadata(&self) -> io::Result<crate::fs::Meta> {
+            Err(io::ErrorKind::Unsupported.into())
+        }
+        fn set_len(&self, _: u64) -> io::Result<()> {
+            Err(io::ErrorKind::Unsupported.into())
+        }
+        fn allocate(&self, offset: u64, len: u64) -> io::Result<()> {
+            self.allocations
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            match self.fallocate {
+                Fallocate::Unsupported => Err(io::ErrorKind::Unsupported.into()),
+                Fallocate::Fails(errno) => Err(io::Error::from_raw_os_error(errno)),
+                Fallocate::Works if offset.saturating_add(len) > self.capacity => Err(self.full()),
+                Fallocate::Works => {
+                    let mut allocated = self.allocated.lock().unwrap();
+                    *allocated = (*allocated).max(offset + len);
+                    Ok(())
+                }
+            }
+        }
+        fn filesystem_magic(&self) -> io::Result<u64> {
+            self.magic.ok_or_else(|| io::ErrorKind::Unsupported.into())
+        }
+        fn try_lock(&self) -> Result<(), crate::fs::TryLock> {
+            Ok(())
+        }
+        fn unlock(&self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_disk_with_room_for_what_is_needed_but_not_the_room_ahead_holds_what_is_needed() {
+        for full in [libc::ENOSPC, libc::EDQUOT] {
+            // Room for the 1000 bytes needed, not for the 64 KiB more taken ahead.
+            let capacity = 1000 + AHEAD / 2;
+            let disk = Disk::new(capacity, full, Fallocate::Works);
+            let mut room = Room::with(Hold::Zeros, 0);
+            room.hold(&disk, 1000).unwrap();
+            // The zeros written before the disk filled are held too.
+            assert_eq!(room.spare(), capacity, "{full}: {room:?}");
+            let bytes = disk.bytes();
+            assert_eq!(bytes.len() as u64, capacity);
+            assert!(bytes.iter().all(|b| *b == 0));
+            room.write(&disk, &[b'x'; 1000]).unwrap();
+            assert_eq!(room.spare(), capacity - 1000);
+            // More than the disk has: the error, and the room held stays held.
+            let e = room.hold(&disk, capacity).unwrap_err();
+            assert_eq!(e.raw_os_error(), Some(full), "{e}");
+            assert_eq!(room.spare(), capacity - 1000);
+        }
+    }
+
+    #[test]
+    #[cfg(journal_room_by_filesystem)]
+    fn a_disk_with_room_for_what_is_needed_but_not_the_room_ahead_reserves_what_is_needed() {
+        for full in [libc::ENOSPC, libc::EDQUOT] {
+            let disk = Disk::new(1000 + AHEAD / 2, full, Fallocate::Works);
+            let mut room = Room::with(Hold::Reserve, 0);
+            room.hold(&disk, 1000).unwrap();
+            assert_eq!(room.spare(), 1000, "{full}: {room:?}");
+            assert_eq!(*disk.allocated.lock().unwrap(), 1000);
+            assert_eq!(
+                disk.allocations(),
+                2,
+                "the room ahead, then the room needed"
+            );
+            assert!(disk.bytes().is_empty(), "nothing is written");
+            // More than the disk has: the error, and the room held stays held.
+            let e = room.hold(&disk, AHEAD).unwrap_err();
+            assert_eq!(e.raw_os_error(), Some(full), "{e}");
+            assert_eq!(room.spare(), 1000);
+            assert_eq!(room.how, Hold::Reserve);
+        }
+    }
+
+    #[test]
+    #[cfg(journal_room_by_filesystem)]
+    fn without_fallocate_nothing_is_held_ahead_and_the_journal_goes_on() {
+        let disk = Disk::new(u64::MAX, libc::ENOSPC, Fallocate::Unsupported);
+        let mut room = Room::with(Hold::Reserve, 0);
+        room.hold(&disk, 100).unwrap();
+        assert_eq!(room.how, Hold::Nothing);
+        assert_eq!(room.spare(), u64::MAX, "nothing to wait for");
+        // Not asked again.
+        room.hold(&disk, 100_000).unwrap();
+        assert_eq!(disk.allocations(), 1);
+        room.write(&disk, b"record\n").unwrap();
+        assert_eq!(disk.bytes(), b"record\n");
+    }
+
+    #[test]
+    #[cfg(journal_room_by_filesystem)]
+    fn a_failed_fallocate_is_an_error_and_the_journal_keeps_asking_for_room() {
+        // An I/O error: not retried, nothing held, and the next hold asks again.
+        let disk = Disk::new(u64::MAX, libc::ENOSPC, Fallocate::Fails(libc::EIO));
+        let mut room = Room::with(Hold::Reserve, 0);
+        let e = room.hold(&disk, 100).unwrap_err();
+        assert_eq!(e.raw_os_error(), Some(libc::EIO), "{e}");
+        assert_eq!(disk.allocations(), 1);
+        assert_eq!((room.how, room.spare()), (Hold::Reserve, 0));
+        assert!(room.hold(&disk, 100).is_err());
+        assert_eq!(disk.allocations(), 2);
+        // A full disk: the room ahead, then the room needed, and neither is there.
+        let disk = Disk::new(50, libc::ENOSPC, Fallocate::Works);
+        let e = room.hold(&disk, 100).unwrap_err();
+        assert_eq!(e.raw_os_error(), Some(libc::ENOSPC), "{e}");
+        assert_eq!(disk.allocations(), 2);
+        assert_eq!((room.how, room.spare()), (Hold::Reserve, 0));
+    }
+
+    #[test]
+    #[cfg(journal_room_by_filesystem)]
+    fn the_filesystems_that_overwrite_in_place_hold_zeros_and_the_others_reserve() {
+        for magic in [EXT4_SUPER_MAGIC, XFS_SUPER_MAGIC, TMPFS_MAGIC] {
+            assert_eq!(Hold::for_file(&Disk::on(Some(magic))), Hold::Zeros);
+        }
+        // btrfs, overlayfs, and a filesystem that cannot be asked.
+        for magic in [Some(0x9123_683E), Some(0x794C_7630), None] {
+            assert_eq!(Hold::for_file(&Disk::on(magic)), Hold::Reserve, "{magic:?}");
+        }
+    }
+
+    /// The debug builds' switch (`LOGZIO_TOKENS_TEST_JOURNAL_ROOM`), which the disk-full
+    /// integration tests set. Run with the switch by
+    /// `the_test_switch_takes_the_fallocate_way_only_when_set_to_reserve` (a test cannot set
+    /// a variable in its own process: `set_var` needs `unsafe`); without it, it checks that a
+    /// file on a tmpfs holds zeros.
+    #[test]
+    #[cfg(all(journal_room_by_filesystem, debug_assertions))]
+    fn the_way_under_the_test_switch() {
+        let expected = match std::env::var_os("LOGZIO_TOKENS_TEST_JOURNAL_ROOM") {
+            Some(v) if v == "reserve" => Hold::Reserve,
+            _ => Hold::Zeros,
+        };
+        assert_eq!(Hold::for_file(&Disk::on(Some(TMPFS_MAGIC))), expected);
+    }
+
+    #[test]
+    #[cfg(all(journal_room_by_filesystem, debug_assertions))]
+    fn the_test_switch_takes_the_fallocate_way_only_when_set_to_reserve() {
+        let test = concat!(module_path!(), "::the_way_under_the_test_switch");
+        let (_, test) = test.split_once("::").unwrap(); // without the crate's name
+        for value in ["reserve", "zeros", ""] {
+            let out = std::process::Command::new(std::env::current_exe().unwrap())
+                .args(["--exact", test, "--test-threads=1"])
+                .env("LOGZIO_TOKENS_TEST_JOURNAL_ROOM", value)
+                .output()
+                .unwrap();
+            let stdout = String::from_utf8_lossy(&out.stdout);
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert!(out.status.success(), "{value:?}: {stdout}{stderr}");
+            assert!(stdout.contains("1 passed"), "{value:?}: {stdout}");
+        }
+    }
+
     #[test]
     fn a_record_cut_short_by_a_full_disk_stays_on_its_own_line() {
         let file = Filling {

@@ -2,7 +2,7 @@
 //! recorded token ids) and the only code that changes it.
 //!
 //! Every change is a named operation: [`Ledger::apply`] (an outcome of a run), and those the
-//! commands need ([`Ledger::import`], [`Ledger::supersede`], [`Ledger::forget`],
+//! commands need ([`Ledger::import`], [`Ledger::import_from`], [`Ledger::forget`],
 //! [`Ledger::clear_orphans`], [`Ledger::set_statuses`], ...). The rules every state must
 //! keep are in [`invariants`], checked when a state is loaded and before every save.
 //!
@@ -13,12 +13,14 @@
 //! (`Store::results`, `Store::secrets`), and every change goes through a named operation here.
 
 mod accounts;
+mod import;
 pub mod invariants;
 mod results;
 mod secrets;
 
 use std::collections::{HashMap, HashSet};
 
+pub use import::{ImportFromRefused, ImportedFrom};
 pub use results::{
     AmbiguousCreates, CreatedAccount, Failure, LearnedRate, LimitKind, PendingCreate,
     PossibleOrphan, RESULTS_VERSION, ResultsFile, SealedFile, SupersededToken, TokenRecord,
@@ -336,9 +338,9 @@ impl Ledger {
         Ok(new)
     }
 
-    /// Records a token that an imported one replaced. Returns whether it was new (an id
-    /// already listed as replaced is not listed twice).
-    pub fn supersede(&mut self, replaced: SupersededToken) -> bool {
+    /// Records a token that an imported one replaced (see [`Ledger::import_from`]). Returns
+    /// whether it was new (an id already listed as replaced is not listed twice).
+    fn supersede(&mut self, replaced: SupersededToken) -> bool {
         if self
             .results
             .superseded
@@ -358,7 +360,7 @@ impl Ledger {
 
     /// Learns an account name's id. Refused, with the id known, when the name is known as
     /// another account.
-    pub fn learn_account_name(&mut self, name: &str, id: u32) -> Result<(), u32> {
+    fn learn_account_name(&mut self, name: &str, id: u32) -> Result<(), u32> {
         match self.results.resolved_names.get(name) {
             Some(known) if *known != id => Err(*known),
             Some(_) => Ok(()),

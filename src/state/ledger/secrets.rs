@@ -390,4 +390,77 @@ mod tests {
         assert_eq!(older.get(&key("a")).unwrap().token.expose(), "old-a");
         assert!(older.superseded.iter().any(|s| s.token.expose() == "new-a"));
     }
+
+    fn kept(list: &[SupersededSecret]) -> Vec<(i64, &str)> {
+        list.iter()
+            .map(|s| (s.token_id, s.token.expose()))
+            .collect()
+    }
+
+    #[test]
+    fn merging_keeps_every_forgotten_secret_once() {
+        let mut older = SecretsFile::default();
+        older.insert(&key("a"), 7, Secret::new("gone"));
+        older.forget(&key("a"), 7, "then");
+        let mut later = SecretsFile::default();
+        // The same one again, the same id with another secret, another id with the same one.
+        for (id, secret) in [(7, "gone"), (7, "gone-2"), (8, "gone")] {
+            later.insert(&key("a"), id, Secret::new(secret));
+            later.forget(&key("a"), id, "later");
+        }
+        older.merge(later);
+        assert_eq!(
+            kept(&older.forgotten),
+            [(7, "gone"), (7, "gone-2"), (8, "gone")]
+        );
+        assert!(older.accounts.is_empty() && older.superseded.is_empty());
+    }
+
+    #[test]
+    fn the_results_file_decides_which_secret_is_current_and_none_is_dropped() {
+        let k = |account_id: u32, name: &str| TokenKey {
+            account_id,
+            token_name: name.into(),
+        };
+        let mut f = SecretsFile::default();
+        // "a": the recorded token 2 is among the superseded; "b": the recorded token 4 is not
+        // held at all, and the secret of another token 3 was kept aside before; "c": the
+        // recorded one is current; "d": not recorded; "e" (alone in its account): token 6 is
+        // not the recorded one, and is already among the superseded.
+        f.insert(&k(7, "a"), 2, Secret::new("two"));
+        f.insert(&k(7, "a"), 1, Secret::new("one"));
+        f.insert(&k(7, "b"), 3, Secret::new("three"));
+        f.quarantine(&k(7, "b"), 3, Secret::new("three-aside"), "why".into());
+        f.insert(&k(7, "c"), 5, Secret::new("five"));
+        f.insert(&k(7, "d"), 11, Secret::new("eleven"));
+        f.insert(&k(8, "e"), 6, Secret::new("six"));
+        f.quarantine(&k(8, "e"), 6, Secret::new("six"), "why".into());
+        f.follow_results(|key| match (key.account_id, key.token_name.as_str()) {
+            (7, "a") => Some(2),
+            (7, "b") => Some(4),
+            (7, "c") => Some(5),
+            (8, "e") => Some(9),
+            _ => None,
+        });
+        let current = |account_id, name| f.get(&k(account_id, name)).map(|r| r.token_id);
+        assert_eq!(current(7, "a"), Some(2));
+        assert_eq!(current(7, "b"), None, "token 3 is not the recorded one");
+        assert_eq!(current(7, "c"), Some(5));
+        assert_eq!(
+            current(7, "d"),
+            Some(11),
+            "a name not recorded is left as it is"
+        );
+        assert_eq!(current(8, "e"), None);
+        assert!(!f.accounts.contains_key(&8), "an account left empty goes");
+        assert_eq!(
+            kept(&f.superseded),
+            [(3, "three-aside"), (6, "six"), (1, "one"), (3, "three")]
+        );
+        let three = f.superseded.iter().find(|s| s.token.expose() == "three");
+        assert_eq!(
+            three.unwrap().note,
+            "not the current token: the results file records token 4 for this name"
+        );
+    }
 }
