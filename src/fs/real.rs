@@ -207,3 +207,36 @@ impl Fs for RealFs {
         Ok(st.f_bavail.saturating_mul(st.f_frsize))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    /// `flock`'s lock belongs to the open file: unlocked, it can be taken through another open
+    /// of the same file while the first stays open (closing it would release it anyway).
+    #[test]
+    fn an_unlocked_file_can_be_locked_through_another_open_while_it_stays_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("lock");
+        let how = OpenHow {
+            read: true,
+            write: true,
+            create: true,
+            create_new: false,
+            mode: 0o600,
+            follow: false,
+            nonblock: true,
+        };
+        let first = RealFs.open(&path, &how).unwrap();
+        let second = RealFs.open(&path, &how).unwrap();
+        FsFile::try_lock(&first).unwrap();
+        assert!(matches!(
+            FsFile::try_lock(&second),
+            Err(TryLock::WouldBlock)
+        ));
+        FsFile::unlock(&first).unwrap();
+        FsFile::try_lock(&second).unwrap();
+        assert!(matches!(FsFile::try_lock(&first), Err(TryLock::WouldBlock)));
+    }
+}
