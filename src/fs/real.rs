@@ -239,4 +239,21 @@ mod tests {
         FsFile::try_lock(&second).unwrap();
         assert!(matches!(FsFile::try_lock(&first), Err(TryLock::WouldBlock)));
     }
+
+    /// The room left to this user, in bytes (the figure a full disk's message gives): the
+    /// disk the tests run on has at least a block of it.
+    #[test]
+    fn free_space_is_the_room_left_in_bytes() {
+        let dir = tempfile::tempdir().unwrap();
+        let free = RealFs.free_space(dir.path()).unwrap();
+        let st = rustix::fs::statvfs(dir.path()).unwrap();
+        assert!(free >= st.f_frsize, "{free} bytes");
+        assert_eq!(
+            free % st.f_frsize,
+            0,
+            "{free} bytes, blocks of {}",
+            st.f_frsize
+        );
+        assert!(RealFs.free_space(&dir.path().join("missing")).is_err());
+    }
 }
