@@ -289,7 +289,7 @@ pub fn check_target(path: &std::path::Path) -> Result<(), super::StateError> {
         let mode = meta.mode;
         let sticky = mode & 0o1000 != 0;
         let d_ = d.display();
-        let why = if meta.uid != me && meta.uid != 0 {
+        let why = if crate::fs::trust::owned_by_another(meta.uid, me) {
             Some(format!(
                 "directory {d_} belongs to another user (uid {})",
                 meta.uid
