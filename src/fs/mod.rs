@@ -120,3 +120,33 @@ impl std::error::Error for FileError {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::error::Error;
+
+    #[test]
+    fn a_read_or_write_error_has_the_os_error_as_its_source() {
+        let eio = || std::io::Error::from_raw_os_error(libc::EIO);
+        let read = FileError::Read {
+            what: "plan",
+            path: "p".into(),
+            source: eio(),
+        };
+        let write = FileError::Write {
+            what: "plan",
+            path: "p".into(),
+            source: eio(),
+        };
+        for e in [read, write] {
+            let source = e.source().map(|s| s.to_string());
+            assert_eq!(source, Some(eio().to_string()), "{e}");
+        }
+        let exists = FileError::Exists {
+            what: "plan",
+            path: "p".into(),
+        };
+        assert!(exists.source().is_none());
+    }
+}

@@ -207,3 +207,53 @@ impl Fs for RealFs {
         Ok(st.f_bavail.saturating_mul(st.f_frsize))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    /// `flock`'s lock belongs to the open file: unlocked, it can be taken through another open
+    /// of the same file while the first stays open (closing it would release it anyway).
+    #[test]
+    fn an_unlocked_file_can_be_locked_through_another_open_while_it_stays_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("lock");
+        let how = OpenHow {
+            read: true,
+            write: true,
+            create: true,
+            create_new: false,
+            mode: 0o600,
+            follow: false,
+            nonblock: true,
+        };
+        let first = RealFs.open(&path, &how).unwrap();
+        let second = RealFs.open(&path, &how).unwrap();
+        FsFile::try_lock(&first).unwrap();
+        assert!(matches!(
+            FsFile::try_lock(&second),
+            Err(TryLock::WouldBlock)
+        ));
+        FsFile::unlock(&first).unwrap();
+        FsFile::try_lock(&second).unwrap();
+        assert!(matches!(FsFile::try_lock(&first), Err(TryLock::WouldBlock)));
+    }
+
+    /// The room left to this user, in bytes (the figure a full disk's message gives): the
+    /// disk the tests run on has at least a block of it.
+    #[test]
+    fn free_space_is_the_room_left_in_bytes() {
+        let dir = tempfile::tempdir().unwrap();
+        let free = RealFs.free_space(dir.path()).unwrap();
+        let st = rustix::fs::statvfs(dir.path()).unwrap();
+        assert!(free >= st.f_frsize, "{free} bytes");
+        assert_eq!(
+            free % st.f_frsize,
+            0,
+            "{free} bytes, blocks of {}",
+            st.f_frsize
+        );
+        assert!(RealFs.free_space(&dir.path().join("missing")).is_err());
+    }
+}

@@ -158,7 +158,7 @@ pub(crate) fn open_own_secret_file<F: Fs>(
 
 /// Whether a directory owned by `uid` belongs to another user than `me` (root's are trusted,
 /// like ssh's).
-fn owned_by_another(uid: u32, me: u32) -> bool {
+pub(crate) fn owned_by_another(uid: u32, me: u32) -> bool {
     uid != me && uid != 0
 }
 

@@ -294,5 +294,43 @@ mod tests {
             .collect();
         assert_eq!(pending, ["b"]);
         assert_eq!(store.secrets().shipping[&9].token.expose(), "ship");
+        // "a"'s shipping token is kept, "d"'s not yet.
+        assert_eq!(store.accounts_missing_shipping(), [("d".to_owned(), 12)]);
+    }
+
+    #[test]
+    fn only_a_created_or_adopted_account_settles_the_create_with_its_id() {
+        let at = || "t".to_owned();
+        let detail = || "x".to_owned();
+        let settled = [
+            AccountOutcome::Created {
+                account_id: 9,
+                created_at: at(),
+            },
+            AccountOutcome::Adopted {
+                account_id: 12,
+                created_at: at(),
+            },
+        ];
+        assert_eq!(settled.map(|o| o.account_id()), [Some(9), Some(12)]);
+        let unsettled = [
+            AccountOutcome::Ambiguous { detail: detail() },
+            AccountOutcome::NotFound { detail: detail() },
+            AccountOutcome::Duplicates {
+                account_ids: vec![3, 4],
+                detail: detail(),
+            },
+            AccountOutcome::NotCreated {
+                http_status: Some(400),
+                detail: detail(),
+            },
+            AccountOutcome::Shipping {
+                account_id: 9,
+                secret: HeldSecret::plain(Secret::new("ship".to_owned())),
+            },
+        ];
+        for o in unsettled {
+            assert_eq!(o.account_id(), None, "{o:?}");
+        }
     }
 }

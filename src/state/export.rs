@@ -289,7 +289,7 @@ pub fn check_target(path: &std::path::Path) -> Result<(), super::StateError> {
         let mode = meta.mode;
         let sticky = mode & 0o1000 != 0;
         let d_ = d.display();
-        let why = if meta.uid != me && meta.uid != 0 {
+        let why = if crate::fs::trust::owned_by_another(meta.uid, me) {
             Some(format!(
                 "directory {d_} belongs to another user (uid {})",
                 meta.uid
@@ -692,6 +692,81 @@ mod tests {
             let e = parse_json(path, text.as_bytes()).unwrap_err().to_string();
             assert!(e.starts_with("e.json:1:"), "{e}");
             assert!(!e.contains("secret-abc"), "{e}");
+        }
+    }
+
+    /// `--out` is never written through a symlink, nor in or under a directory another user
+    /// could write (unless it is sticky): they could swap the file for theirs.
+    #[test]
+    fn an_export_goes_only_where_no_other_user_can_swap_it() {
+        use std::os::unix::fs::{PermissionsExt, chown, symlink};
+        use std::path::Path;
+        let set = |p: &Path, mode| {
+            std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)).unwrap();
+        };
+        let refused = |p: &Path| match check_target(p) {
+            Err(crate::state::StateError::Unsafe { path, reason }) => {
+                assert_eq!(path, p);
+                reason
+            }
+            other => panic!("{}: {other:?}", p.display()),
+        };
+        let tmp = tempfile::tempdir().unwrap();
+        let base = std::fs::canonicalize(tmp.path()).unwrap();
+        set(&base, 0o700);
+        let dir = base.join("out");
+        std::fs::create_dir(&dir).unwrap();
+        set(&dir, 0o700);
+        let file = dir.join("e.json");
+        check_target(&file).unwrap();
+        // A directory that does not exist: the write reports it.
+        check_target(&base.join("missing/e.json")).unwrap();
+
+        symlink("e.json", dir.join("link.json")).unwrap();
+        let why = refused(&dir.join("link.json"));
+        assert!(why.starts_with("it is a symbolic link"), "{why}");
+
+        set(&dir, 0o777);
+        let why = refused(&file);
+        let every = format!(
+            "directory {} has mode 0777: every user can write it",
+            dir.display()
+        );
+        assert!(why.starts_with(&every), "{why}");
+        set(&dir, 0o1777);
+        check_target(&file).unwrap();
+        // Under such a directory: the same.
+        set(&dir, 0o700);
+        set(&base, 0o777);
+        let why = refused(&file);
+        set(&base, 0o700);
+        assert!(
+            why.starts_with(&format!("directory {} has mode 0777", base.display())),
+            "{why}"
+        );
+
+        // Group-writable: fine for our own group, refused for another's unless sticky.
+        let my_group = rustix::process::getegid().as_raw();
+        let other = my_group + 4321;
+        set(&dir, 0o770);
+        check_target(&file).unwrap();
+        chown(&dir, None, Some(other)).unwrap();
+        let why = refused(&file);
+        assert!(
+            why.contains(&format!(
+                "has mode 0770: the users of group {other} can write it"
+            )),
+            "{why}"
+        );
+        set(&dir, 0o1770);
+        check_target(&file).unwrap();
+        set(&dir, 0o750);
+        check_target(&file).unwrap();
+        // Another user's directory: refused (root's is trusted, as ssh does).
+        if crate::fs::trust::euid() == 0 {
+            chown(&dir, Some(4321), None).unwrap();
+            let why = refused(&file);
+            assert!(why.contains("belongs to another user (uid 4321)"), "{why}");
         }
     }
 }

@@ -356,9 +356,12 @@ pub fn check_dir_in<F: Fs>(fs: &F, dir: &Path) -> Result<(), StateError> {
     }
     // Its owner and mode, and its ancestors', as for the state directory: another user who
     // can write it could delete the only copy of the secrets, or swap a file.
+    // The trust check names what it walks by real path: a relative --sealed-dir, or one under
+    // a linked directory, is still the sealed directory's own fault, named as the user gave it.
+    let own = |path: &Path| path == dir || fs.canonicalize(dir).is_ok_and(|real| real == path);
     crate::fs::trust::check_state_place(fs, &[&dir.join(".probe")]).map_err(|e| {
         match StateError::from(e) {
-            StateError::Untrusted { path, reason, .. } if path == dir => untrusted(reason),
+            StateError::Untrusted { path, reason, .. } if own(&path) => untrusted(reason),
             other => other,
         }
     })
@@ -716,6 +719,14 @@ mod tests {
         let (kind, path, reason) = untrusted(&dir);
         assert_eq!((kind, path), (StateFile::SealedDirectory, dir.clone()));
         assert!(reason.contains("every user can write it"), "{reason}");
+        // The same, reached through a linked directory: still its own fault, named as given.
+        let alias = base.join("alias");
+        std::os::unix::fs::symlink(&base, &alias).unwrap();
+        let (kind, path, _) = untrusted(&alias.join("sealed"));
+        assert_eq!(
+            (kind, path),
+            (StateFile::SealedDirectory, alias.join("sealed"))
+        );
         // Its parent writable by every user: the parent is named, as a state directory.
         set(&dir, 0o700);
         set(&base, 0o777);
