@@ -73,7 +73,7 @@ impl Grouping {
     }
 }
 
-/// Chooses the grouping from the answers (see [`Grouping`]).
+/// Chooses the grouping from the answers (see `Grouping`).
 #[derive(Debug, Clone, Copy)]
 pub struct Groups {
     served_in_a_row: u32,
@@ -205,7 +205,7 @@ pub struct PacerSnapshot {
     /// Whether a `Retry-After` pause is in force.
     pub cooling_down: bool,
     /// The server's limit on requests in flight, when one was met (or learned) and holds the
-    /// run (see [`Control::in_flight_binds`](super::window::Control::in_flight_binds)).
+    /// run (see the window's `Control::in_flight_binds`).
     pub in_flight_limit: Option<u32>,
 }
 
@@ -287,7 +287,7 @@ impl Pacer {
 
     /// A pacer that also keeps the requests in flight under `in_flight`: at most `cap` (the
     /// run's concurrency), and under the server's in-flight limit once one is found (see the
-    /// [window](super::window)), starting at `learned` when an earlier run found one.
+    /// window, `rate/window.rs`), starting at `learned` when an earlier run found one.
     pub fn with_in_flight(
         ceiling: f64,
         adaptive: bool,
@@ -373,7 +373,7 @@ impl Pacer {
     /// Waits for the next send slot at the current rate; the ticket goes back with the
     /// answer ([`Pacer::on_answer`]).
     ///
-    /// A send whose slot is near (see [`Grouping`]) goes at once, so that sends leave in small
+    /// A send whose slot is near (see `Grouping`) goes at once, so that sends leave in small
     /// groups and the process wakes once per group instead of once per request: on a machine
     /// where each wake-up costs tens of microseconds, that is most of the CPU a request
     /// costs. The average rate is unchanged
