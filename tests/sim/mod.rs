@@ -210,10 +210,7 @@ fn the_same_seed_gives_the_same_trace() {
 
 /// A 10-token sealed state, rotated with a crash at `at`, then applied to the end.
 fn sealed_rotation(crash: Op) -> Scenario {
-    let mut sc = Scenario::of(0);
-    sc.sealed = true;
-    sc.faults = logzio_tokens::simulator::FaultRates::default();
-    sc.keys = (0..10).map(key).collect();
+    let mut sc = aimed(true, 10);
     sc.ops = vec![Op::apply(false), crash, Op::apply(false)];
     sc
 }
@@ -330,6 +327,16 @@ fn key(i: usize) -> logzio_tokens::key::TokenKey {
     }
 }
 
+/// An aimed scenario's start: seed 0's, with no random faults, `sealed` or not, and `keys`
+/// tokens in one account; the caller sets its operations.
+fn aimed(sealed: bool, keys: usize) -> Scenario {
+    let mut sc = Scenario::of(0);
+    sc.sealed = sealed;
+    sc.faults = logzio_tokens::simulator::FaultRates::default();
+    sc.keys = (0..keys).map(key).collect();
+    sc
+}
+
 fn apply(stop: Option<(u64, AtEvent)>, stall: Option<u64>) -> Op {
     Op::Apply {
         rotate: false,
@@ -343,10 +350,7 @@ fn apply(stop: Option<(u64, AtEvent)>, stall: Option<u64>) -> Op {
 /// Issue 25 defect 1: a sealed run's mid-run checkpoint names tokens whose secrets are only in
 /// the journal; a crash then leaves a results file ahead of its sealed files.
 fn defect_1_scenario() -> Scenario {
-    let mut sc = Scenario::of(0);
-    sc.sealed = true;
-    sc.faults = logzio_tokens::simulator::FaultRates::default();
-    sc.keys = (0..8).map(key).collect();
+    let mut sc = aimed(true, 8);
     sc.ops = vec![
         apply(Some((12, AtEvent::Crash)), Some(6)),
         apply(None, None),
@@ -408,10 +412,7 @@ fn the_open_defects_are_reproduced() {
 /// A crashed run leaves a journal; the next run's recovery save renames the results file, and
 /// another program replaces it right then: the run must notice before its final save.
 fn save_window_scenario() -> Scenario {
-    let mut sc = Scenario::of(0);
-    sc.sealed = false;
-    sc.faults = logzio_tokens::simulator::FaultRates::default();
-    sc.keys = (0..4).map(key).collect();
+    let mut sc = aimed(false, 4);
     sc.ops = vec![
         Op::apply(false),
         Op::Apply {
@@ -530,10 +531,7 @@ fn seeds_until_a_reintroduced_bug_is_found() {
 /// holds only intents, once the requests went out, loses the intents, and the tokens their
 /// requests created are then neither recorded nor possible orphans.
 fn intent_unsynced_scenario(k: u64) -> Scenario {
-    let mut sc = Scenario::of(0);
-    sc.sealed = false;
-    sc.faults = logzio_tokens::simulator::FaultRates::default();
-    sc.keys = (0..6).map(key).collect();
+    let mut sc = aimed(false, 6);
     sc.ops = vec![
         Op::Apply {
             rotate: false,
@@ -568,10 +566,7 @@ fn a_power_loss_right_after_intents_are_written_loses_nothing() {
 /// Issue 25 defect 12: a sealed state, and then a run without recipients (the manifest lost
 /// them): it must be refused, never write the secrets in plaintext.
 fn defect_12_scenario() -> Scenario {
-    let mut sc = Scenario::of(0);
-    sc.sealed = true;
-    sc.faults = logzio_tokens::simulator::FaultRates::default();
-    sc.keys = (0..3).map(key).collect();
+    let mut sc = aimed(true, 3);
     sc.ops = vec![Op::apply(false), Op::Unsealed, Op::Export];
     sc
 }
@@ -579,10 +574,7 @@ fn defect_12_scenario() -> Scenario {
 /// Issue 25 defect 10: another program seals a false secret to the public recipient and puts
 /// it in the sealed directory; export must not hand it out.
 fn defect_10_scenario() -> Scenario {
-    let mut sc = Scenario::of(0);
-    sc.sealed = true;
-    sc.faults = logzio_tokens::simulator::FaultRates::default();
-    sc.keys = (0..3).map(key).collect();
+    let mut sc = aimed(true, 3);
     sc.ops = vec![Op::apply(false), Op::PlantSealed(1), Op::Export];
     sc
 }
@@ -638,10 +630,7 @@ fn issue_25_defect_13_export_after_a_crashed_sealed_rotation_hands_out_current_s
 /// the import binds the results file to its endpoint, so the verify is refused rather than
 /// marking a working token revoked and taking the file to the other endpoint.
 fn defect_9_scenario() -> Scenario {
-    let mut sc = Scenario::of(0);
-    sc.sealed = false;
-    sc.faults = logzio_tokens::simulator::FaultRates::default();
-    sc.keys = (0..2).map(key).collect();
+    let mut sc = aimed(false, 2);
     sc.ops = vec![Op::Import(0), Op::SwitchEndpoint, Op::Verify];
     sc
 }
@@ -649,10 +638,7 @@ fn defect_9_scenario() -> Scenario {
 /// Issue 25 defect 14: `import --from` an export whose second row lists the first row's
 /// current token as one it replaced: refused, nothing recorded.
 fn defect_14_scenario() -> Scenario {
-    let mut sc = Scenario::of(0);
-    sc.sealed = true;
-    sc.faults = logzio_tokens::simulator::FaultRates::default();
-    sc.keys = (0..3).map(key).collect();
+    let mut sc = aimed(true, 3);
     sc.ops = vec![Op::ImportFrom { tamper: true }, Op::apply(false)];
     sc
 }
@@ -660,10 +646,7 @@ fn defect_14_scenario() -> Scenario {
 /// Issue 25 defect 15: a rotation leaves replaced tokens to delete by hand; a verify through
 /// a misrouted endpoint (403 to every whoami) must not take them off that list.
 fn defect_15_scenario() -> Scenario {
-    let mut sc = Scenario::of(0);
-    sc.sealed = false;
-    sc.faults = logzio_tokens::simulator::FaultRates::default();
-    sc.keys = (0..3).map(key).collect();
+    let mut sc = aimed(false, 3);
     sc.ops = vec![Op::apply(false), Op::apply(true), Op::VerifyMisrouted];
     sc
 }
@@ -745,10 +728,7 @@ fn aimed_call(sc: &Scenario, after: &str, call: &str) -> u64 {
 /// `after` (the journal's create, or a checkpoint's rename onto it), crashed at network event
 /// `crash` (`power`: a power loss), then an apply to the end.
 fn journal_dir_fsync_fails(after: &str, stall: Option<u64>, crash: u64, power: bool) -> Scenario {
-    let mut sc = Scenario::of(0);
-    sc.sealed = false;
-    sc.faults = logzio_tokens::simulator::FaultRates::default();
-    sc.keys = (0..8).map(key).collect();
+    let mut sc = aimed(false, 8);
     sc.ops = vec![
         Op::Apply {
             rotate: false,
