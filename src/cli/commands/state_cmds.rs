@@ -312,8 +312,16 @@ fn import_from_refused(
             let forget = super::forget::command(&args.manifest, &args.state, &key);
             import_refused(&key, token_id, &why, Some(&forget))
         }
-        ImportFromRefused::Twice { key, token_id } => CliError::usage(format!(
-            "{} lists {key} or token id {token_id} twice",
+        ImportFromRefused::KeyTwice(key) => CliError::usage(format!(
+            "{} lists {key} in two rows; nothing was recorded\n  = help: keep one row per token (the other tokens a name replaced go under its `superseded`)",
+            path.display(),
+        )),
+        ImportFromRefused::IdTwice {
+            token_id,
+            first,
+            second,
+        } => CliError::usage(format!(
+            "{} gives token id {token_id} to both {first} and {second}; nothing was recorded\n  = help: a token id belongs to one token: fix the row whose id is wrong",
             path.display(),
         )),
         // Recording it as replaced would have `plan` tell the admin to delete a token in use.

@@ -49,12 +49,16 @@ pub enum ImportFromRefused {
         /// Why.
         why: ImportRefused,
     },
-    /// The export lists this key, or this token id, twice.
-    Twice {
-        /// The row's key.
-        key: TokenKey,
-        /// The row's token id.
+    /// The export lists this key in two rows.
+    KeyTwice(TokenKey),
+    /// The export gives this token id to two rows.
+    IdTwice {
+        /// The token id.
         token_id: i64,
+        /// The first row's key.
+        first: TokenKey,
+        /// The second row's key.
+        second: TokenKey,
     },
     /// A replaced token is another row's current token, or one the results file records as
     /// current: recording it as replaced would have `plan` tell the admin to delete a token in
@@ -162,7 +166,7 @@ impl Ledger {
             }
         }
         let mut keys = BTreeSet::new();
-        let mut ids = BTreeSet::new();
+        let mut ids: BTreeMap<i64, TokenKey> = BTreeMap::new();
         for r in rows {
             let key = key_of(r);
             if !wanted(&key, &self.results.resolved_names) {
@@ -175,10 +179,14 @@ impl Ledger {
                     why,
                 });
             }
-            if !keys.insert(key.clone()) || !ids.insert(r.token_id) {
-                return Err(ImportFromRefused::Twice {
-                    key,
+            if !keys.insert(key.clone()) {
+                return Err(ImportFromRefused::KeyTwice(key));
+            }
+            if let Some(first) = ids.insert(r.token_id, key.clone()) {
+                return Err(ImportFromRefused::IdTwice {
                     token_id: r.token_id,
+                    first,
+                    second: key,
                 });
             }
         }
@@ -478,16 +486,18 @@ mod tests {
     fn a_key_or_an_id_twice_is_refused() {
         assert_eq!(
             refused(vec![row(7, "b", 11), row(7, "b", 11)]),
-            ImportFromRefused::Twice {
-                key: key(7, "b"),
-                token_id: 11
-            }
+            ImportFromRefused::KeyTwice(key(7, "b"))
+        );
+        assert_eq!(
+            refused(vec![row(7, "b", 11), row(7, "b", 12)]),
+            ImportFromRefused::KeyTwice(key(7, "b"))
         );
         assert_eq!(
             refused(vec![row(7, "b", 11), row(7, "c", 11)]),
-            ImportFromRefused::Twice {
-                key: key(7, "c"),
-                token_id: 11
+            ImportFromRefused::IdTwice {
+                token_id: 11,
+                first: key(7, "b"),
+                second: key(7, "c"),
             }
         );
     }
