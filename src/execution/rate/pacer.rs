@@ -10,7 +10,8 @@
 //! sends; a 429 ends it), as a server's token bucket starts full; and a send may take its own
 //! slot a little early (see [`Grouping`]: at most 3 slots and 40 ms ahead, and 7 slots and
 //! 80 ms once a hundred sends in a row were served with no limit known), so that sends leave
-//! in small groups and the process wakes up once per group.
+//! in small groups and the process wakes up once per group; not while the in-flight window
+//! asks whether 429s are its limit's (see the window's `pace`).
 
 use std::num::NonZeroU32;
 use std::sync::Mutex;
@@ -123,6 +124,18 @@ impl Groups {
     }
 }
 
+/// The sends that go at once when a run starts at `rate` (see [`Pacer::with_learned`]): a
+/// tenth of a second's worth, at most [`MAX_START_BURST`], less the preflight's two reads and
+/// the early sends of the first group.
+pub fn start_credit(rate: f64) -> u32 {
+    ((rate / 10.0)
+        .ceil()
+        .min(f64::from(MAX_START_BURST))
+        .max(2.0) as u32
+        - 2)
+    .saturating_sub(Grouping::NEAR_LIMIT.size - 1)
+}
+
 /// A moment the slot rule computes with: tokio's [`Instant`] in the pacer, seconds as `f64` in
 /// the controller's modelled runs (so that the model follows the pacer's own rule exactly).
 pub trait Moment: Copy + PartialOrd {
@@ -224,7 +237,7 @@ struct State {
 impl State {
     /// The time between two send slots at the pacing rate now.
     fn slot_interval(&self, now: Instant) -> Duration {
-        Duration::from_secs_f64(1.0 / self.c.ctl.pacing_rate(now))
+        Duration::from_secs_f64(1.0 / self.c.pacing_rate(now))
     }
 
     /// Whether a limit is known, of either kind.
@@ -336,12 +349,7 @@ impl Pacer {
         // starts full); on a short run it is a few hundredths of a second sooner done. Without
         // room for that group, a bucket the burst emptied refused some of its sends: at the
         // limit, two 429s in the first round, which can be read as a limit.
-        let credit = ((ctl.rate() / 10.0)
-            .ceil()
-            .min(f64::from(MAX_START_BURST))
-            .max(2.0) as u32
-            - 2)
-        .saturating_sub(Grouping::NEAR_LIMIT.size - 1);
+        let credit = start_credit(ctl.rate());
         Pacer {
             state: Mutex::new(State {
                 c: Control { ctl, win },
@@ -408,7 +416,10 @@ impl Pacer {
             let due = {
                 let mut st = self.lock();
                 let interval = st.slot_interval(now);
-                let early = st.groups.current().early(interval);
+                let early = match st.c.grouping() {
+                    true => st.groups.current().early(interval),
+                    false => Duration::ZERO,
+                };
                 let slot = next_slot(st.last_send, interval, early, now);
                 match st.cooldown_until.filter(|c| *c > now) {
                     // A Retry-After pause is never cut short.
@@ -472,6 +483,7 @@ impl Pacer {
             }
             if self.adaptive {
                 let before = st.c.ctl.rate();
+                let pace_before = st.c.pacing_rate(now);
                 let window_before = st.c.win.as_ref().and_then(Window::limit);
                 st.c.on_answer(ticket, answer, now);
                 let window_after = st.c.win.as_ref().and_then(Window::limit);
@@ -481,6 +493,11 @@ impl Pacer {
                         to = window_after,
                         "in-flight limit changed"
                     );
+                }
+                // The window's pace (an in-flight question opened or closed) holds from the
+                // next slot too: a sender asleep on the old one wakes.
+                if st.c.pacing_rate(now) != pace_before {
+                    changed = true;
                 }
                 if st.c.ctl.rate() != before {
                     changed = true;
@@ -589,7 +606,7 @@ impl Pacer {
                 .c
                 .win
                 .as_ref()
-                .and_then(Window::limit)
+                .and_then(Window::found)
                 .filter(|_| st.c.in_flight_binds()),
         }
     }
