@@ -89,6 +89,17 @@ impl Server {
         }
     }
 
+    /// A server that refuses beyond 10 requests in flight, with no rate limit, answering after
+    /// `latency_ms` plus up to `jitter_ms`.
+    fn ten_in_flight(latency_ms: u64, jitter_ms: u64) -> Server {
+        Server {
+            limit: f64::INFINITY,
+            in_flight: 10,
+            latency_ms,
+            jitter_ms,
+        }
+    }
+
     /// Creates per second the server can serve: the bucket's rate or in-flight / mean latency,
     /// whichever is lower.
     fn capacity(&self) -> f64 {
@@ -958,12 +969,7 @@ fn token_bucket_scenarios() {
 fn concurrency_ladder() {
     let tokens = env_num("BENCH_IN_FLIGHT_TOKENS", 400.0) as usize;
     let repeat = env_num("BENCH_REPEAT", 5.0) as usize;
-    let server = Server {
-        limit: f64::INFINITY,
-        in_flight: 10,
-        latency_ms: 200,
-        jitter_ms: 0,
-    };
+    let server = Server::ten_in_flight(200, 0);
     let ladder = [10u32, 16, 32, 100];
     let mut walls: Vec<Vec<f64>> = vec![Vec::new(); ladder.len()];
     let mut limited: Vec<Vec<f64>> = vec![Vec::new(); ladder.len()];
@@ -1002,12 +1008,7 @@ fn concurrency_ladder() {
 /// (`-P 10`), the tool told 32, first run and next run, as in [`in_flight_scenarios`].
 fn jitter_scenario() {
     let tokens = env_num("BENCH_JITTER_TOKENS", 2000.0) as usize;
-    let server = Server {
-        limit: f64::INFINITY,
-        in_flight: 10,
-        latency_ms: 100,
-        jitter_ms: 300,
-    };
+    let server = Server::ten_in_flight(100, 300);
     let cap = server.capacity();
     eprintln!("jittered in-flight server: {tokens} tokens, --rate 100");
     let loop10 = run_shell_loop_at(tokens, server, FaultRates::default(), 10);
@@ -1027,17 +1028,8 @@ fn jitter_scenario() {
 fn in_flight_scenarios() {
     let tokens = env_num("BENCH_IN_FLIGHT_TOKENS", 400.0) as usize;
     let rate = 100.0;
-    let plain = Server {
-        limit: f64::INFINITY,
-        in_flight: 10,
-        latency_ms: 200,
-        jitter_ms: 0,
-    };
-    let jittered = Server {
-        latency_ms: 100,
-        jitter_ms: 300,
-        ..plain
-    };
+    let plain = Server::ten_in_flight(200, 0);
+    let jittered = Server::ten_in_flight(100, 300);
     let mixed = Server {
         limit: 30.0,
         ..plain
