@@ -472,11 +472,7 @@ impl Controller {
         }
         if limited {
             self.on_answer(ticket, Answer::Limited, now);
-        } else if self.held == 0
-            && ticket.epoch == self.epoch
-            && !ticket.settling
-            && !self.settling_round
-        {
+        } else if self.held == 0 && self.counts_for_round(ticket) && !self.settling_round {
             self.judge_round(now);
         }
     }

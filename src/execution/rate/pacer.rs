@@ -218,7 +218,7 @@ pub struct PacerSnapshot {
     /// Whether a `Retry-After` pause is in force.
     pub cooling_down: bool,
     /// The server's limit on requests in flight, when one was met (or learned) and holds the
-    /// run (see the window's `Control::in_flight_binds`).
+    /// run (see the window's `Control::binding_limit`).
     pub in_flight_limit: Option<u32>,
 }
 
@@ -416,10 +416,7 @@ impl Pacer {
             let due = {
                 let mut st = self.lock();
                 let interval = st.slot_interval(now);
-                let early = match st.c.grouping() {
-                    true => st.groups.current().early(interval),
-                    false => Duration::ZERO,
-                };
+                let early = st.c.early(st.groups.current(), interval);
                 let slot = next_slot(st.last_send, interval, early, now);
                 match st.cooldown_until.filter(|c| *c > now) {
                     // A Retry-After pause is never cut short.
@@ -583,10 +580,9 @@ impl Pacer {
             return previous;
         };
         match win.learned() {
-            LearnedInFlight::Limit(l) if st.c.in_flight_binds() => Some(l),
-            // Well above the rate limit found beside it: it held nothing, and was most
-            // likely the rate limit's 429s misread (see `Control::in_flight_binds`).
-            LearnedInFlight::Limit(_) => None,
+            // None when well above the rate limit found beside it: it held nothing, and was
+            // most likely the rate limit's 429s misread (see `Control::binding_limit`).
+            LearnedInFlight::Limit(_) => st.c.binding_limit(),
             LearnedInFlight::NoneBelowCap => previous.filter(|p| *p >= win.cap()),
             LearnedInFlight::Unknown => previous,
         }
@@ -602,12 +598,7 @@ impl Pacer {
             limit: st.c.ctl.known_limit(),
             background_429: st.c.ctl.background(),
             cooling_down: st.cooldown_until.is_some_and(|c| c > now),
-            in_flight_limit: st
-                .c
-                .win
-                .as_ref()
-                .and_then(Window::found)
-                .filter(|_| st.c.in_flight_binds()),
+            in_flight_limit: st.c.binding_limit(),
         }
     }
 }

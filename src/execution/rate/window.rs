@@ -67,6 +67,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use super::controller::{Answer, Controller, Learned, Ticket};
+use super::pacer::Grouping;
 use super::significance::excess;
 
 /// The window a run starts with, when no in-flight limit is known.
@@ -169,7 +170,7 @@ const EDGE_NOISE: f64 = 0.1;
 /// Answers a limit newly found is on trial for.
 const TRIAL_ANSWERS: u32 = 24;
 /// How far over a rate limit found beside it the capacity of a limit in flight may be and
-/// still be said to hold the run (see [`Control::in_flight_binds`]).
+/// still be said to hold the run (see [`Control::binding_limit`]).
 const BINDS_MARGIN: f64 = 1.1;
 
 /// A send in flight.
@@ -1038,7 +1039,7 @@ impl<T: Clone> Window<T> {
     /// The most sends per second the window lets go while the in-flight question is open (a
     /// limit on trial, or 429s held for it): the window's worth per mean answer time (on
     /// trial, the limit and one over it), each send apart from the one before (no groups; see
-    /// [`Control::grouping`]). A limit in flight of `k` refuses the send over it however far
+    /// [`Control::early`]). A limit in flight of `k` refuses the send over it however far
     /// apart the sends leave, and its answers free the slots about that far apart anyway; a
     /// token bucket refuses a group's last sends however many are in flight, and, paced under
     /// its rate, refuses none. Without it, a bucket with a burst of 3 met at the start by
@@ -1103,7 +1104,7 @@ impl Control {
     }
 
     /// The rate sends are paced at now: the rate controller's, and no faster than the window
-    /// lets them go while it tries a limit (see [`Window::pace`]).
+    /// lets them go while the in-flight question is open (see [`Window::pace`]).
     pub fn pacing_rate(&self, now: Instant) -> f64 {
         let rate = self.ctl.pacing_rate(now);
         self.win
@@ -1112,10 +1113,14 @@ impl Control {
             .map_or(rate, |p| rate.min(p))
     }
 
-    /// Whether sends may leave in groups now: not while the window tries a limit (see
-    /// [`Window::pace`]).
-    pub fn grouping(&self) -> bool {
-        self.win.as_ref().is_none_or(|w| !w.questioning())
+    /// How far ahead of its slot a send may go when slots are `interval` apart and sends are
+    /// grouped by `grouping`: not at all while the in-flight question is open (see
+    /// [`Window::pace`]: sends leave apart, not in groups).
+    pub fn early(&self, grouping: Grouping, interval: Duration) -> Duration {
+        match self.win.as_ref().is_some_and(Window::questioning) {
+            true => Duration::ZERO,
+            false => grouping.early(interval),
+        }
     }
 
     /// Whether the window lets a send go now.
@@ -1161,15 +1166,16 @@ impl Control {
     /// than a second limit: a token bucket's refusals of a send group's last sends look like a
     /// step in the count (runs against a 100/s bucket at 30 ms handed on "4 in flight" and "6
     /// in flight", 130-190/s; against 30/s and 10 in flight at 200 ms, "7 in flight", 35/s).
-    /// Such a limit is neither said nor handed on; the run says the rate.
-    pub fn in_flight_binds(&self) -> bool {
-        let Some((win, limit)) = self.win.as_ref().and_then(|w| w.found().map(|l| (w, l))) else {
-            return false;
-        };
+    /// Such a limit is neither said nor handed on; the run says the rate. Returns the limit
+    /// found ([`Window::found`]) when it holds the run.
+    pub fn binding_limit(&self) -> Option<u32> {
+        let win = self.win.as_ref()?;
+        let limit = win.found()?;
         let (Learned::Limit(rate), Some(rtt)) = (self.ctl.learned(), win.mean_rtt()) else {
-            return true;
+            return Some(limit);
         };
-        rtt.is_zero() || f64::from(limit) / rtt.as_secs_f64() <= rate * BINDS_MARGIN
+        let binds = rtt.is_zero() || f64::from(limit) / rtt.as_secs_f64() <= rate * BINDS_MARGIN;
+        binds.then_some(limit)
     }
 
     /// The send of `ticket` never went: its slot is free.
@@ -1191,7 +1197,7 @@ mod tests {
 
     use super::*;
     use crate::execution::rate::controller::Learned;
-    use crate::execution::rate::pacer::{Grouping, Groups, next_slot, start_credit};
+    use crate::execution::rate::pacer::{Groups, next_slot, start_credit};
 
     /// A modelled server: at most `in_flight` requests admitted at once (each holds its slot
     /// until its answer), a token bucket of `rate` per second (a tenth of a second of burst),
@@ -1326,10 +1332,7 @@ mod tests {
         // When the pacer lets the next send go at `t`, and the slot it takes.
         let slot = |c: &Control, last: Option<f64>, t: f64, g: Grouping| {
             let interval = 1.0 / c.pacing_rate(at(t));
-            let early = match c.grouping() {
-                true => g.early(Duration::from_secs_f64(interval)).as_secs_f64(),
-                false => 0.0,
-            };
+            let early = c.early(g, Duration::from_secs_f64(interval)).as_secs_f64();
             let s = next_slot(last, interval, early, t);
             s.go.map_or((s.due, s.due), |taken| (t, taken))
         };
@@ -1766,7 +1769,7 @@ mod tests {
                 let ticket = c.on_send(at);
                 c.on_answer(ticket, Answer::Served, at + Duration::from_millis(30));
             }
-            c.in_flight_binds()
+            c.binding_limit().is_some()
         };
         assert!(!binds(Some(100.0), 4));
         assert!(binds(Some(100.0), 3));
@@ -1906,12 +1909,18 @@ mod tests {
         c.on_answer(ticket, Answer::Served, t0 + Duration::from_millis(200));
         let now = t0 + Duration::from_millis(200);
         assert_eq!(c.pacing_rate(now), c.ctl.pacing_rate(now));
-        assert!(c.grouping());
+        assert_eq!(
+            c.early(Grouping::NEAR_LIMIT, Duration::from_millis(10)),
+            Duration::from_millis(30)
+        );
         let w = c.win.as_mut().unwrap();
         w.establish(4, now, &mut Vec::new());
         assert_eq!(w.pace(), Some(25.0));
         assert_eq!(c.pacing_rate(now), 25.0);
-        assert!(!c.grouping());
+        assert_eq!(
+            c.early(Grouping::NEAR_LIMIT, Duration::from_millis(10)),
+            Duration::ZERO
+        );
     }
 
     /// A limit on trial that the sends seldom reach (random 429s of a group's first sends
