@@ -50,8 +50,13 @@ fn env_num(name: &str, default: f64) -> f64 {
         .unwrap_or(default)
 }
 
+/// The binary under test: this build's, or `BENCH_BINARY` (another build's, to compare two
+/// builds against the same simulator and scenarios).
 fn binary() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_logzio-tokens"))
+    std::env::var_os("BENCH_BINARY").map_or_else(
+        || PathBuf::from(env!("CARGO_BIN_EXE_logzio-tokens")),
+        PathBuf::from,
+    )
 }
 
 /// The faults of the comparison under faults: what a real API does now and then.
@@ -562,11 +567,15 @@ fn main() {
     // noise of one run's wall time. `BENCH_ONLY=jitter` runs the jittered in-flight server
     // alone with more tokens (`BENCH_JITTER_TOKENS`, 2,000 unless said): a run's fixed costs
     // (the preflight's round trip, the last answers' tail) weigh a fifth as much.
+    // `BENCH_ONLY=told-high` runs scenario 2 alone (told 10x the token bucket's rate, a first
+    // run and the next) `BENCH_REPEAT` times (5 unless said): the rate each first run learns
+    // beside its next run's 429s, which a single run cannot tell from noise.
     match std::env::var("BENCH_ONLY").as_deref() {
         Ok("in-flight") => return in_flight_scenarios(),
         Ok("jitter") => return jitter_scenario(),
         Ok("token-bucket") => return token_bucket_scenarios(),
         Ok("ladder") => return concurrency_ladder(),
+        Ok("told-high") => return told_high_repeated(),
         _ => {}
     }
     let tokens = env_num("BENCH_TOKENS", 2000.0) as usize;
@@ -955,6 +964,41 @@ fn token_bucket_scenarios() {
         list_us(&tool_cpu),
         list_us(&curl_cpu),
         tool_us / curl_us
+    );
+}
+
+/// Scenario 2 alone, `BENCH_REPEAT` times: told 10x a 100/s bucket, a first run and the next
+/// from what it learned; each pair's figures, then the medians.
+fn told_high_repeated() {
+    let tokens = env_num("BENCH_TOKENS", 2000.0) as usize;
+    let limit = env_num("BENCH_LIMIT", 100.0);
+    let latency = env_num("BENCH_LATENCY_MS", 30.0) as u64;
+    let repeat = env_num("BENCH_REPEAT", 5.0) as usize;
+    eprintln!("told 10x: {tokens} tokens, server limit {limit}/s, {latency} ms, {repeat} pairs");
+    println!(
+        "| pair | first: efficiency | first: 429 share | learned | next: efficiency | next: 429 share | next: rate at the end |"
+    );
+    println!("|---|---|---|---|---|---|---|");
+    let (mut first_share, mut next_share) = (Vec::new(), Vec::new());
+    for i in 0..repeat {
+        let (a, b) = run_tool_twice(&Setup::new(tokens, limit, latency, limit * 10.0));
+        println!(
+            "| {} | {:.3} | {:.2}% | {} | {:.3} | {:.2}% | {:.1}/s |",
+            i + 1,
+            a.efficiency(limit),
+            100.0 * a.share_429(),
+            learned_of(&a),
+            b.efficiency(limit),
+            100.0 * b.share_429(),
+            b.final_rate
+        );
+        first_share.push(100.0 * a.share_429());
+        next_share.push(100.0 * b.share_429());
+    }
+    println!(
+        "429 share, medians: first runs {:.2}%, next runs {:.2}%",
+        median(&first_share),
+        median(&next_share)
     );
 }
 
