@@ -100,6 +100,12 @@ const PROBE_MIN_TIME: Duration = Duration::from_millis(700);
 const GROSS_MEASURE: u32 = 12;
 /// Answers from a probe's first 429 on that measure the limit before the probe ends.
 const PROBE_MEASURE: u32 = 12;
+/// A probe that met a second 429 from its first on measures this many times as long before it
+/// may end clean: two 429s in a dozen answers are not significant at 1% against the least
+/// background (0.5%), but are not a background's share either. A probe 18% over a bucket
+/// (from a limit learned 4% low) meets them about half the time in the few tenths of a second
+/// after the bucket's burst is spent, and passed: the next probe went 56% over the bucket.
+const SECOND_LOOK: u32 = 2;
 /// The same for the first probe after a limit was newly estimated: that estimate rests on one
 /// round, and this probe measures it again, on a bucket it keeps empty, to correct it either
 /// way; a dozen answers would put it within ±8% at best (one answer in twelve).
@@ -530,7 +536,9 @@ impl Controller {
                     .is_some_and(|(first, last)| {
                         last.saturating_duration_since(first) >= PROBE_MIN_TIME
                     })
-                    && (self.after_from.is_none() || self.answers_after >= self.probe_measure())
+                    && (self.after_from.is_none()
+                        || self.answers_after
+                            >= self.probe_measure() * self.limited_after.clamp(1, SECOND_LOOK))
             }
             _ => true,
         };

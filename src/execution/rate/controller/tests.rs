@@ -1134,3 +1134,39 @@ fn a_limit_learned_a_little_high_is_not_taken_for_background() {
     assert_eq!(high_background, 0, "backgrounds over 0.01");
     assert!(learned[8] <= 103.0, "median handed on {:.1}", learned[8]);
 }
+
+/// A probe that met a second 429 a few answers after its first looks twice as long before it
+/// may end clean (see `SECOND_LOOK`): two in a dozen are not significant, and a probe 18% over
+/// a bucket whose burst was nearly spent passed on them, the next probe going 56% over it.
+#[test]
+fn a_probe_that_meets_a_second_429_looks_twice_as_long() {
+    let (mut c, later) = in_a_probe();
+    let probe = c.rate();
+    let start = later + Duration::from_secs(1);
+    // Sends 40 ms apart, answered at 3 s: from the 18th on (0.72 s in), long enough by time.
+    let sends: Vec<Ticket> = (0..60)
+        .map(|i| c.on_send(start + Duration::from_millis(40 * i)))
+        .collect();
+    let t = start + Duration::from_secs(3);
+    // The burst: 10 served. Then the first 429 (at 10), a second at 16, and one in five from
+    // the 23rd.
+    let refused = |i: usize| i == 10 || i == 16 || (i >= 23 && (i - 23).is_multiple_of(5));
+    let mut changed_at = None;
+    for (i, s) in sends.iter().enumerate() {
+        let a = if refused(i) {
+            Answer::Limited
+        } else {
+            Answer::Served
+        };
+        c.on_answer(*s, a, t);
+        if c.rate() != probe {
+            changed_at = Some(i);
+            break;
+        }
+    }
+    // A dozen answers from the first 429 (at 21), two 429s: not significant, and the probe
+    // ended clean there, the rate going up. It goes on, and the third 429 (at 23) fails it.
+    assert_eq!(changed_at, Some(23));
+    assert!(c.rate() < probe, "{}", c.rate());
+    assert!(matches!(c.phase, Phase::Cruise));
+}
