@@ -68,9 +68,10 @@ const MAX_SPAN: u32 = 4;
 /// or estimated a little high) became the background they were judged against, and the run
 /// stayed over the limit: on the model, a run from a learned 106/s against a 100/s bucket met
 /// 1.0-3.6% 429s, estimated a background of up to 0.036 on a server with none, and handed
-/// 103-106/s on again; with the test, 1.0-1.9% and 99-105/s (a median of 101.9/s). At 3× a
-/// 5% background (the noise scenario) a round of 64 is that high about one time in forty, so
-/// step-downs on noise stay rare (its efficiency: the same median, 0.92, over 48 seeds).
+/// 103-106/s on again; with the test, 1.0-1.9% and 99-105/s (a median of 101.9/s). Against
+/// a 5% background (the noise scenario) a round of 64 reaches 3× its share about one time in
+/// 800, so step-downs on noise stay rare (its efficiency: the same median, 0.92, over 48
+/// seeds); at 2×, one time in 25, and its median fell to 0.914.
 const SUSPECT_SHARE: f64 = 3.0;
 /// The background estimate forgets evidence beyond this many answers.
 const BACKGROUND_MEMORY: f64 = 400.0;
