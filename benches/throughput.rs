@@ -50,6 +50,16 @@ fn env_num(name: &str, default: f64) -> f64 {
         .unwrap_or(default)
 }
 
+/// The token-bucket scenarios' tokens, server limit (creates/s) and latency (ms):
+/// `BENCH_TOKENS`, `BENCH_LIMIT` and `BENCH_LATENCY_MS`, or 2,000, 100 and 30.
+fn token_bucket_args() -> (usize, f64, u64) {
+    (
+        env_num("BENCH_TOKENS", 2000.0) as usize,
+        env_num("BENCH_LIMIT", 100.0),
+        env_num("BENCH_LATENCY_MS", 30.0) as u64,
+    )
+}
+
 /// The binary under test: this build's, or `BENCH_BINARY` (another build's, to compare two
 /// builds against the same simulator and scenarios).
 fn binary() -> PathBuf {
@@ -578,9 +588,7 @@ fn main() {
         Ok("told-high") => return told_high_repeated(),
         _ => {}
     }
-    let tokens = env_num("BENCH_TOKENS", 2000.0) as usize;
-    let limit = env_num("BENCH_LIMIT", 100.0);
-    let latency = env_num("BENCH_LATENCY_MS", 30.0) as u64;
+    let (tokens, limit, latency) = token_bucket_args();
     let small = 400;
     eprintln!(
         "benchmark: {tokens} tokens, server limit {limit}/s, 100 in flight, {latency} ms latency"
@@ -916,9 +924,7 @@ fn in_flight_loop_row(parallel: u32, r: &LoopRun, capacity: f64) {
 /// Scenarios 1, 2 and 5 alone: the tool told the right rate and 10x too high against the
 /// token bucket, and the CPU per token beside curl's (medians of three, interleaved).
 fn token_bucket_scenarios() {
-    let tokens = env_num("BENCH_TOKENS", 2000.0) as usize;
-    let limit = env_num("BENCH_LIMIT", 100.0);
-    let latency = env_num("BENCH_LATENCY_MS", 30.0) as u64;
+    let (tokens, limit, latency) = token_bucket_args();
     let small = 400;
     eprintln!(
         "token-bucket benchmark: {tokens} tokens, server limit {limit}/s, 100 in flight, {latency} ms latency"
@@ -970,9 +976,7 @@ fn token_bucket_scenarios() {
 /// Scenario 2 alone, `BENCH_REPEAT` times: told 10x a 100/s bucket, a first run and the next
 /// from what it learned; each pair's figures, then the medians.
 fn told_high_repeated() {
-    let tokens = env_num("BENCH_TOKENS", 2000.0) as usize;
-    let limit = env_num("BENCH_LIMIT", 100.0);
-    let latency = env_num("BENCH_LATENCY_MS", 30.0) as u64;
+    let (tokens, limit, latency) = token_bucket_args();
     let repeat = env_num("BENCH_REPEAT", 5.0) as usize;
     eprintln!("told 10x: {tokens} tokens, server limit {limit}/s, {latency} ms, {repeat} pairs");
     println!(

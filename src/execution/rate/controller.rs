@@ -635,8 +635,6 @@ impl Controller {
         self.rounds += 1;
         match self.phase {
             Phase::Cruise => {
-                let suspect =
-                    x >= 2 && f64::from(x) > SUSPECT_SHARE * self.background() * f64::from(n);
                 if excess(x, n, self.background()) && self.rate > self.floor {
                     self.step_down(x, n, now);
                 } else if x > 0 && self.span < MAX_SPAN {
@@ -645,7 +643,10 @@ impl Controller {
                     // worth) before calling them background.
                     self.span *= 2;
                     self.maybe_probe(now);
-                } else if suspect && self.rate > self.floor {
+                } else if x >= 2
+                    && f64::from(x) > SUSPECT_SHARE * self.background() * f64::from(n)
+                    && self.rate > self.floor
+                {
                     // Not significant, but well over the background's share: the step-down
                     // tells a limit just under the rate from noise (see `SUSPECT_SHARE`).
                     self.step_down(x, n, now);
